@@ -1,0 +1,100 @@
+# Build, test and demo entry points. Sources are picked up by folder, so adding a
+# protocol, adapter, rule module or test file needs no edit here:
+#   gateway/ protocols/ adapters/ rules/  -> build/libgw.a (+ gateway/main.c -> build/gateway)
+#   sim/                                  -> build/sim (shares no code with the gateway)
+#   tests/unit/test_*.c                   -> one cmocka binary each, linked with libgw.a
+#   tests/integration/itest_*.c           -> one cmocka binary each, plus tests/integration/harness.c
+#   tests/fuzz/fuzz_*.c                   -> libFuzzer targets (make fuzz)
+#   adapters/profiles/*.yaml, gateway/default.yaml -> embedded into the gateway binary
+
+CC      ?= cc
+SANITIZE ?=
+BUILD   := build
+ifneq ($(SANITIZE),)
+BUILD   := build/san
+SANFLAGS := -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
+endif
+
+PKGS    := libuv libmodbus libcoap-3-openssl sqlite3 yaml-0.1 libcjson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter \
+           -Wformat=2 -Werror=implicit-function-declaration -I. -I$(BUILD)/gen $(PKG_CFLAGS) $(SANFLAGS)
+LDFLAGS += $(SANFLAGS)
+LIBS    := $(PKG_LIBS) -lpaho-mqtt3as -lssl -lcrypto -lpthread -lm
+
+CORE_SRC := $(filter-out gateway/main.c,$(wildcard gateway/*.c protocols/*.c adapters/*.c rules/*.c))
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/embedded.o
+SIM_SRC  := $(wildcard sim/*.c)
+SIM_OBJ  := $(SIM_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+ITEST_SRC := $(wildcard tests/integration/itest_*.c)
+ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/%)
+EMBED    := gateway/default.yaml $(sort $(wildcard adapters/profiles/*.yaml))
+
+.PHONY: all deps test unit itest demo bench fuzz clean format
+all: $(BUILD)/gateway $(BUILD)/sim
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/gen/embedded.c: $(EMBED) scripts/embed.sh
+	@mkdir -p $(dir $@)
+	scripts/embed.sh $(EMBED) > $@
+
+$(BUILD)/obj/gen/embedded.o: $(BUILD)/gen/embedded.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libgw.a: $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/gateway: $(BUILD)/obj/gateway/main.o $(BUILD)/libgw.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/sim: $(SIM_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(BUILD)/libgw.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
+$(BUILD)/tests/itest_%: $(BUILD)/obj/tests/integration/itest_%.o $(BUILD)/obj/tests/integration/harness.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
+# The suite: unit tests, then integration tests against the real binaries.
+test: deps
+	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(ITEST_BIN)
+	@BUILD=$(BUILD) scripts/run-tests.sh $(UNIT_BIN) $(ITEST_BIN)
+
+unit: deps
+	@$(MAKE) --no-print-directory $(UNIT_BIN)
+	@BUILD=$(BUILD) scripts/run-tests.sh $(UNIT_BIN)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) scripts/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) bench/run.sh
+
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+format:
+	clang-format -i $(wildcard gateway/*.[ch] protocols/*.[ch] adapters/*.[ch] rules/*.[ch] sim/*.[ch] tests/*/*.[ch] bench/*.c)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
