@@ -1,5 +1,118 @@
+/* build/gateway: the sensing gateway and its vendor tools. */
+#include "gateway/config.h"
+#include "gateway/core.h"
+#include "gateway/log.h"
+
 #include <stdio.h>
-int main(void)
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#define GW_VERSION "0.1.0"
+
+static void usage(FILE *f)
 {
-    return 0;
+    fprintf(f, "usage:\n"
+               "  gateway [-c FILE]              run (no -c: the embedded demo config)\n"
+               "  gateway --check-config FILE    validate a config file and exit\n"
+               "  gateway --print-default-config print the embedded default config\n"
+               "  gateway --version\n");
+}
+
+static int check_config(const char *path)
+{
+    gw_config cfg;
+    char err[1024];
+    if (gw_config_load(&cfg, path, err, sizeof(err))) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    /* Profiles are part of a device's config: resolve them too. */
+    gw_core probe;
+    memset(&probe, 0, sizeof(probe));
+    probe.cfg = cfg;
+    int bad = 0;
+    for (int i = 0; i < cfg.ndevices; i++) {
+        if (!cfg.devices[i].profile[0])
+            continue;
+        char perr[512];
+        if (!gw_core_profile(&probe, cfg.devices[i].profile, perr, sizeof(perr))) {
+            fprintf(stderr, "%s:%d: device '%s': %s\n", cfg.source, cfg.devices[i].line,
+                    cfg.devices[i].id, perr);
+            bad = 1;
+        }
+    }
+    for (size_t i = 0; i < probe.nprofiles; i++)
+        gw_profile_free(probe.profiles[i]);
+    free(probe.profiles);
+    if (!bad)
+        printf("%s: OK (%d devices)\n", path, cfg.ndevices);
+    gw_config_free(&cfg);
+    return bad;
+}
+
+static int run(const char *path)
+{
+    gw_config cfg;
+    char err[1024];
+    if (gw_config_load(&cfg, path, err, sizeof(err))) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    gw_core *core = calloc(1, sizeof(*core));
+    if (!core) {
+        gw_config_free(&cfg);
+        return 1;
+    }
+    int rc = gw_core_start(core, &loop, &cfg, path, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "gateway: %s\n", err);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        free(core);
+        return 1;
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    int closed = uv_loop_close(&loop);
+    if (closed)
+        GW_ERROR("core", "loop closed with handles still open (%s)", uv_strerror(closed));
+    rc = core->exit_code;
+    free(core);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config = NULL;
+    if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+        printf("gateway %s\n", GW_VERSION);
+        return 0;
+    }
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc >= 2 && strcmp(argv[1], "--print-default-config") == 0) {
+        fputs(gw_config_default_text(), stdout);
+        return 0;
+    }
+    if (argc >= 2 && strcmp(argv[1], "--check-config") == 0) {
+        if (argc != 3) {
+            usage(stderr);
+            return 2;
+        }
+        return check_config(argv[2]);
+    }
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            config = argv[++i];
+        } else {
+            fprintf(stderr, "gateway: unknown argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    return run(config);
 }

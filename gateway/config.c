@@ -1,0 +1,402 @@
+/* Config loading: the key tables below are the single source of truth for
+ * names, types, defaults and bounds (docs/config.md mirrors them). */
+#include "gateway/config.h"
+
+#include "gateway/cfgmap.h"
+#include "gateway/embedded.h"
+#include "gateway/log.h"
+#include "gateway/model.h"
+#include "protocols/protocol.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define F(s, m) offsetof(s, m), sizeof(((s *)0)->m)
+
+struct top {
+    const gw_ynode *gateway, *store, *uplink, *devices, *rules, *rule_files, *profile_dirs;
+};
+
+static const gw_cfgkey top_keys[] = {
+    {"gateway", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, gateway), 0, NULL, GW_CF_REQUIRED,
+     "identity and process settings"},
+    {"store", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, store), 0, NULL, 0, "the outbox"},
+    {"uplink", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, uplink), 0, NULL, GW_CF_REQUIRED,
+     "the platform MQTT connection"},
+    {"devices", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, devices), 0, NULL, 0,
+     "polled devices"},
+    {"rules", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, rules), 0, NULL, 0, "inline rules"},
+    {"rule_files", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, rule_files), 0, NULL, 0,
+     "rule files"},
+    {"profile_dirs", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, profile_dirs), 0, NULL, 0,
+     "extra profile folders"},
+    {NULL}};
+
+struct gwsec {
+    char id[64];
+    char data_dir[256];
+    int log_level;
+    int64_t shutdown_drain_ms;
+};
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const gw_cfgkey gateway_keys[] = {
+    {"id", GW_CT_STR, NULL, 0, -1, F(struct gwsec, id), NULL, GW_CF_REQUIRED,
+     "gateway id, used in topics and message ids"},
+    {"data_dir", GW_CT_STR, "/var/lib/gw", 0, -1, F(struct gwsec, data_dir), NULL, 0,
+     "folder for the outbox and state"},
+    {"log_level", GW_CT_ENUM, "info", 0, -1, offsetof(struct gwsec, log_level), 0, log_levels, 0,
+     "error, warn, info or debug"},
+    {"shutdown_drain", GW_CT_DURATION, "5s", 0, 300, offsetof(struct gwsec, shutdown_drain_ms), 0,
+     NULL, 0, "how long SIGTERM waits for the outbox to drain"},
+    {NULL}};
+
+struct storesec {
+    char path[256];
+    int64_t max_bytes, commit_window, queue_max;
+    int sync;
+};
+static const char *const sync_modes[] = {"normal", "full", NULL};
+static const gw_cfgkey store_keys[] = {
+    {"path", GW_CT_STR, "outbox.db", 0, -1, F(struct storesec, path), NULL, 0,
+     "outbox file, relative to data_dir"},
+    {"max_bytes", GW_CT_SIZE, "256MiB", 65536, 1099511627776.0,
+     offsetof(struct storesec, max_bytes), 0, NULL, 0, "outbox bound"},
+    {"commit_window", GW_CT_DURATION, "5ms", 0, 1, offsetof(struct storesec, commit_window), 0,
+     NULL, 0, "group commit window"},
+    {"queue_max", GW_CT_INT, "200000", 1000, 10000000, offsetof(struct storesec, queue_max), 0,
+     NULL, 0, "rows waiting for the store thread"},
+    {"sync", GW_CT_ENUM, "normal", 0, -1, offsetof(struct storesec, sync), 0, sync_modes, 0,
+     "SQLite synchronous mode"},
+    {NULL}};
+
+#define U(m) F(gw_uplink_config, m)
+static const gw_cfgkey uplink_keys[] = {
+    {"uri", GW_CT_STR, NULL, 0, -1, U(uri), NULL, GW_CF_REQUIRED, "tcp://host:port or ssl://"},
+    {"client_id", GW_CT_STR, "", 0, -1, U(client_id), NULL, 0, "MQTT client id"},
+    {"topic_prefix", GW_CT_STR, "iot", 0, -1, U(topic_prefix), NULL, 0, "topic prefix"},
+    {"username", GW_CT_STR, "", 0, -1, U(username), NULL, 0, "MQTT user"},
+    {"password_file", GW_CT_STR, "", 0, -1, U(password_file), NULL, 0, "file with the password"},
+    {"password_env", GW_CT_STR, "", 0, -1, U(password_env), NULL, 0, "env var with the password"},
+    {"ca_file", GW_CT_STR, "", 0, -1, U(ca_file), NULL, 0, "CA bundle for server verification"},
+    {"cert_file", GW_CT_STR, "", 0, -1, U(cert_file), NULL, 0, "client certificate"},
+    {"key_file", GW_CT_STR, "", 0, -1, U(key_file), NULL, 0, "client key"},
+    {"verify_host", GW_CT_BOOL, "true", 0, -1, offsetof(gw_uplink_config, tls_verify_host), 0,
+     NULL, 0, "check the server name"},
+    {"keepalive", GW_CT_DURATION, "30s", 1, 3600, offsetof(gw_uplink_config, keepalive_ms), 0,
+     NULL, 0, "MQTT keepalive"},
+    {"connect_timeout", GW_CT_DURATION, "10s", 1, 300,
+     offsetof(gw_uplink_config, connect_timeout_ms), 0, NULL, 0, "connect timeout"},
+    {"backoff_min", GW_CT_DURATION, "500ms", 0.01, 3600,
+     offsetof(gw_uplink_config, backoff_min_ms), 0, NULL, 0, "first reconnect delay"},
+    {"backoff_max", GW_CT_DURATION, "60s", 0.01, 86400,
+     offsetof(gw_uplink_config, backoff_max_ms), 0, NULL, 0, "reconnect delay cap"},
+    {"batch", GW_CT_INT, "100", 1, 5000, offsetof(gw_uplink_config, batch), 0, NULL, 0,
+     "readings per message"},
+    {"max_inflight", GW_CT_INT, "32", 8, 1000, offsetof(gw_uplink_config, max_inflight), 0, NULL,
+     0, "unacknowledged messages"},
+    {"max_message_bytes", GW_CT_SIZE, "256KiB", 4096, 67108864,
+     offsetof(gw_uplink_config, max_message_bytes), 0, NULL, 0, "bound on one message"},
+    {NULL}};
+
+struct devsec {
+    char id[64], type[32], protocol[32], profile[64], connect[160];
+    int64_t unit, interval_ms, timeout_ms, retries, offline_after, rate, total;
+    const gw_ynode *site, *groups;
+};
+static const gw_cfgkey device_keys[] = {
+    {"id", GW_CT_STR, NULL, 0, -1, F(struct devsec, id), NULL, GW_CF_REQUIRED, "device id"},
+    {"type", GW_CT_STR, "", 0, -1, F(struct devsec, type), NULL, 0, "device type"},
+    {"protocol", GW_CT_STR, "modbus-tcp", 0, -1, F(struct devsec, protocol), NULL, 0,
+     "how it is reached"},
+    {"profile", GW_CT_STR, "", 0, -1, F(struct devsec, profile), NULL, 0, "device profile"},
+    {"connect", GW_CT_STR, "", 0, -1, F(struct devsec, connect), NULL, 0, "tcp://host:port"},
+    {"unit", GW_CT_INT, "1", 0, 255, offsetof(struct devsec, unit), 0, NULL, 0, "Modbus unit id"},
+    {"interval", GW_CT_DURATION, "10s", 0.05, 86400, offsetof(struct devsec, interval_ms), 0, NULL,
+     0, "poll interval"},
+    {"timeout", GW_CT_DURATION, "1s", 0.01, 60, offsetof(struct devsec, timeout_ms), 0, NULL, 0,
+     "response timeout"},
+    {"retries", GW_CT_INT, "1", 0, 10, offsetof(struct devsec, retries), 0, NULL, 0,
+     "retries of a failed request within a poll"},
+    {"offline_after", GW_CT_INT, "3", 1, 1000, offsetof(struct devsec, offline_after), 0, NULL, 0,
+     "failed polls before offline"},
+    {"rate", GW_CT_INT, "10", 1, 10000000, offsetof(struct devsec, rate), 0, NULL, 0,
+     "synthetic: readings per second"},
+    {"total", GW_CT_INT, "0", 0, 1e15, offsetof(struct devsec, total), 0, NULL, 0,
+     "synthetic: stop after this many readings"},
+    {"site", GW_CT_NODE, NULL, 0, -1, offsetof(struct devsec, site), 0, NULL, 0, "site data"},
+    {"groups", GW_CT_NODE, NULL, 0, -1, offsetof(struct devsec, groups), 0, NULL, 0, "groups"},
+    {NULL}};
+
+struct sitesec {
+    char name[64];
+    const gw_ynode *location, *params;
+    double install_height;
+};
+static const gw_cfgkey site_keys[] = {
+    {"name", GW_CT_STR, "", 0, -1, F(struct sitesec, name), NULL, 0, "site name"},
+    {"location", GW_CT_NODE, NULL, 0, -1, offsetof(struct sitesec, location), 0, NULL, 0,
+     "[longitude, latitude]"},
+    {"install_height", GW_CT_DOUBLE, "-1", -1, 10000, offsetof(struct sitesec, install_height), 0,
+     NULL, 0, "sensor height above the bottom, metres"},
+    {"params", GW_CT_NODE, NULL, 0, -1, offsetof(struct sitesec, params), 0, NULL, 0,
+     "other numeric site parameters"},
+    {NULL}};
+
+static int valid_id(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++) {
+        char c = *s;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == ':'))
+            return 0;
+    }
+    return 1;
+}
+
+__attribute__((format(printf, 4, 5))) static int err_at(char *err, size_t errlen,
+                                                        const gw_ynode *n, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    snprintf(err, errlen, "%s:%d: %s", GW_YPOS(n), msg);
+    return GW_EINVAL;
+}
+
+static int number_node(const gw_ynode *n, double *v)
+{
+    return n && n->type == GW_Y_SCALAR && !n->quoted && gw_parse_double(n->str, v) == GW_OK
+               ? GW_OK
+               : GW_EINVAL;
+}
+
+static int load_site(gw_device_conf *d, const gw_ynode *site, const char *path, char *err,
+                     size_t errlen)
+{
+    struct sitesec s;
+    char p[96];
+    snprintf(p, sizeof(p), "%s.site", path);
+    if (gw_cfg_apply(site_keys, site, &s, p, err, errlen))
+        return GW_EINVAL;
+    memcpy(d->site, s.name, sizeof(d->site));
+    if (s.location) {
+        if (s.location->type != GW_Y_SEQ || s.location->n != 2 ||
+            number_node(s.location->kids[0], &d->lon) ||
+            number_node(s.location->kids[1], &d->lat) || d->lon < -180 || d->lon > 180 ||
+            d->lat < -90 || d->lat > 90)
+            return err_at(err, errlen, s.location,
+                          "key '%s.location' must be [longitude, latitude] in degrees", p);
+        d->has_location = 1;
+    }
+    if (s.install_height >= 0) {
+        strcpy(d->param_keys[0], "install_height");
+        d->param_vals[0] = s.install_height;
+        d->nparams = 1;
+    }
+    if (s.params) {
+        if (s.params->type != GW_Y_MAP)
+            return err_at(err, errlen, s.params, "key '%s.params' must be a mapping of numbers",
+                          p);
+        for (size_t i = 0; i < s.params->n; i++) {
+            double v;
+            if (d->nparams == GW_MAX_PARAMS)
+                return err_at(err, errlen, s.params, "key '%s.params': more than 8 parameters", p);
+            if (number_node(s.params->kids[i], &v) || strlen(s.params->keys[i]) >= 32 ||
+                !valid_id(s.params->keys[i]))
+                return err_at(err, errlen, s.params->kids[i],
+                              "key '%s.params': each parameter must be a short name and a number",
+                              p);
+            gw_strlcpy(d->param_keys[d->nparams], s.params->keys[i], 32);
+            d->param_vals[d->nparams++] = v;
+        }
+    }
+    return GW_OK;
+}
+
+static int load_device(gw_config *cfg, int idx, const gw_ynode *n, char *err, size_t errlen)
+{
+    struct devsec s;
+    char path[64];
+    gw_device_conf *d = &cfg->devices[idx];
+    snprintf(path, sizeof(path), "devices[%d]", idx);
+    memset(d, 0, sizeof(*d));
+    if (gw_cfg_apply(device_keys, n, &s, path, err, errlen))
+        return GW_EINVAL;
+    if (!valid_id(s.id))
+        return err_at(err, errlen, gw_ymap_get(n, "id"),
+                      "key 'id': '%s' may only hold letters, digits and - _ . :", s.id);
+    for (int i = 0; i < idx; i++)
+        if (strcmp(cfg->devices[i].id, s.id) == 0)
+            return err_at(err, errlen, gw_ymap_get(n, "id"), "key 'id': device '%s' is defined twice",
+                          s.id);
+    if (!gw_protocol_find(s.protocol))
+        return err_at(err, errlen, gw_ymap_get(n, "protocol"),
+                      "key 'protocol': unknown protocol '%s' (known: modbus-tcp, synthetic)",
+                      s.protocol);
+    if (strcmp(s.protocol, "modbus-tcp") == 0) {
+        if (!s.profile[0])
+            return err_at(err, errlen, n, "missing required key 'devices[%d].profile'", idx);
+        if (strncmp(s.connect, "tcp://", 6) != 0 || !strchr(s.connect + 6, ':'))
+            return err_at(err, errlen, gw_ymap_get(n, "connect") ? gw_ymap_get(n, "connect") : n,
+                          "key 'connect' must be tcp://HOST:PORT (got '%s')", s.connect);
+    }
+    memcpy(d->id, s.id, sizeof(d->id));
+    memcpy(d->type, s.type, sizeof(d->type));
+    memcpy(d->protocol, s.protocol, sizeof(d->protocol));
+    memcpy(d->profile, s.profile, sizeof(d->profile));
+    memcpy(d->connect, s.connect, sizeof(d->connect));
+    d->unit = s.unit;
+    d->interval_ms = s.interval_ms;
+    d->timeout_ms = s.timeout_ms;
+    d->retries = s.retries;
+    d->offline_after = s.offline_after;
+    d->rate = s.rate;
+    d->total = s.total;
+    d->line = n->line;
+    if (d->timeout_ms >= d->interval_ms)
+        return err_at(err, errlen, gw_ymap_get(n, "timeout"),
+                      "key 'timeout' must be shorter than the interval of device '%s'", s.id);
+    if (s.site && load_site(d, s.site, path, err, errlen))
+        return GW_EINVAL;
+    if (s.groups) {
+        if (s.groups->type != GW_Y_SEQ || s.groups->n > GW_MAX_GROUPS)
+            return err_at(err, errlen, s.groups, "key 'groups' must be a list of at most 8 names%s",
+                          "");
+        for (size_t i = 0; i < s.groups->n; i++) {
+            const gw_ynode *g = s.groups->kids[i];
+            if (g->type != GW_Y_SCALAR || !valid_id(g->str) || strlen(g->str) >= 32)
+                return err_at(err, errlen, g, "key 'groups': '%s' is not a valid group name",
+                              g->type == GW_Y_SCALAR ? g->str : "?");
+            gw_strlcpy(d->groups[d->ngroups++], g->str, 32);
+        }
+    }
+    return GW_OK;
+}
+
+static int load_doc(gw_config *cfg, char *err, size_t errlen)
+{
+    struct top t;
+    const gw_ynode *root = cfg->doc.root;
+    if (!root)
+        return err_at(err, errlen, NULL, "the configuration is empty");
+    if (gw_cfg_apply(top_keys, root, &t, "", err, errlen))
+        return GW_EINVAL;
+
+    struct gwsec g;
+    if (gw_cfg_apply(gateway_keys, t.gateway, &g, "gateway", err, errlen))
+        return GW_EINVAL;
+    if (!valid_id(g.id))
+        return err_at(err, errlen, gw_ymap_get(t.gateway, "id"),
+                      "key 'gateway.id': '%s' may only hold letters, digits and - _ . :", g.id);
+    memcpy(cfg->gateway_id, g.id, sizeof(cfg->gateway_id));
+    memcpy(cfg->data_dir, g.data_dir, sizeof(cfg->data_dir));
+    cfg->log_level = g.log_level;
+    cfg->shutdown_drain_ms = g.shutdown_drain_ms;
+
+    struct storesec s;
+    if (gw_cfg_apply(store_keys, t.store, &s, "store", err, errlen))
+        return GW_EINVAL;
+    if (s.path[0] == '/')
+        snprintf(cfg->store.path, sizeof(cfg->store.path), "%s", s.path);
+    else if ((size_t)snprintf(cfg->store.path, sizeof(cfg->store.path), "%s/%s", cfg->data_dir,
+                              s.path) >= sizeof(cfg->store.path))
+        return err_at(err, errlen, t.store, "key 'store.path': path too long%s", "");
+    cfg->store.max_bytes = s.max_bytes;
+    cfg->store.commit_window = s.commit_window;
+    cfg->store.queue_max = s.queue_max;
+    cfg->store.sync_full = s.sync == 1;
+
+    if (gw_cfg_apply(uplink_keys, t.uplink, &cfg->uplink, "uplink", err, errlen))
+        return GW_EINVAL;
+    const char *uri = cfg->uplink.uri;
+    if (strncmp(uri, "tcp://", 6) && strncmp(uri, "ssl://", 6) && strncmp(uri, "mqtt://", 7) &&
+        strncmp(uri, "mqtts://", 8))
+        return err_at(err, errlen, gw_ymap_get(t.uplink, "uri"),
+                      "key 'uplink.uri' must start with tcp://, ssl://, mqtt:// or mqtts:// (got "
+                      "'%s')",
+                      uri);
+    if (cfg->uplink.password_file[0] && cfg->uplink.password_env[0])
+        return err_at(err, errlen, t.uplink,
+                      "keys 'uplink.password_file' and 'uplink.password_env' exclude each other%s",
+                      "");
+    if ((cfg->uplink.cert_file[0] != 0) != (cfg->uplink.key_file[0] != 0))
+        return err_at(err, errlen, t.uplink,
+                      "keys 'uplink.cert_file' and 'uplink.key_file' go together%s", "");
+    if (cfg->uplink.backoff_min_ms > cfg->uplink.backoff_max_ms)
+        return err_at(err, errlen, gw_ymap_get(t.uplink, "backoff_min"),
+                      "key 'uplink.backoff_min' must not exceed backoff_max%s", "");
+
+    if (t.devices) {
+        if (t.devices->type != GW_Y_SEQ)
+            return err_at(err, errlen, t.devices, "key 'devices' must be a list%s", "");
+        cfg->devices = calloc(t.devices->n ? t.devices->n : 1, sizeof(*cfg->devices));
+        if (!cfg->devices)
+            return GW_ENOMEM;
+        for (size_t i = 0; i < t.devices->n; i++) {
+            if (load_device(cfg, (int)i, t.devices->kids[i], err, errlen))
+                return GW_EINVAL;
+            cfg->ndevices++;
+        }
+    }
+    if (t.profile_dirs) {
+        if (t.profile_dirs->type != GW_Y_SEQ || t.profile_dirs->n > 4)
+            return err_at(err, errlen, t.profile_dirs,
+                          "key 'profile_dirs' must be a list of at most 4 folders%s", "");
+        for (size_t i = 0; i < t.profile_dirs->n; i++) {
+            const gw_ynode *p = t.profile_dirs->kids[i];
+            if (p->type != GW_Y_SCALAR || strlen(p->str) >= 256)
+                return err_at(err, errlen, p, "key 'profile_dirs': not a folder name%s", "");
+            strcpy(cfg->profile_dirs[cfg->nprofile_dirs++], p->str);
+        }
+    }
+    if (t.rules && t.rules->type != GW_Y_SEQ)
+        return err_at(err, errlen, t.rules, "key 'rules' must be a list%s", "");
+    if (t.rule_files && t.rule_files->type != GW_Y_SEQ)
+        return err_at(err, errlen, t.rule_files, "key 'rule_files' must be a list%s", "");
+    cfg->rules = t.rules;
+    cfg->rule_files = t.rule_files;
+    return GW_OK;
+}
+
+const char *gw_config_default_text(void)
+{
+    for (const struct gw_embedded *e = gw_embedded_files; e->name; e++)
+        if (strcmp(e->name, "gateway/default.yaml") == 0)
+            return e->data;
+    return "";
+}
+
+int gw_config_load(gw_config *cfg, const char *path, char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    int rc;
+    if (path) {
+        snprintf(cfg->source, sizeof(cfg->source), "%s", path);
+        rc = gw_ydoc_load(&cfg->doc, path, err, errlen);
+    } else {
+        snprintf(cfg->source, sizeof(cfg->source), "<embedded default>");
+        const char *text = gw_config_default_text();
+        rc = gw_ydoc_parse(&cfg->doc, cfg->source, text, strlen(text), err, errlen);
+    }
+    if (rc == GW_OK)
+        rc = load_doc(cfg, err, errlen);
+    if (rc != GW_OK) {
+        gw_config_free(cfg);
+        return GW_EINVAL;
+    }
+    return GW_OK;
+}
+
+void gw_config_free(gw_config *cfg)
+{
+    free(cfg->devices);
+    gw_ydoc_free(&cfg->doc);
+    memset(cfg, 0, sizeof(*cfg));
+}

@@ -1,0 +1,63 @@
+#ifndef GW_CONFIG_H
+#define GW_CONFIG_H
+/* The gateway's configuration: one YAML file (or the embedded default). Every
+ * key is a row in a table in config.c and documented in docs/config.md.
+ * gw_config_load either returns a complete, checked config or an error naming
+ * file, line and key; nothing is half-applied. */
+#include "gateway/store.h"
+#include "gateway/uplink.h"
+#include "gateway/yamldoc.h"
+
+#include <stdint.h>
+
+#define GW_MAX_GROUPS 8
+#define GW_MAX_PARAMS 8
+
+typedef struct gw_device_conf {
+    char id[64];
+    char type[32];     /* device type; defaults to the profile's */
+    char protocol[32]; /* modbus-tcp, ... */
+    char profile[64];
+    char connect[160]; /* tcp://host:port */
+    int64_t unit;
+    int64_t interval_ms;
+    int64_t timeout_ms;
+    int64_t retries;
+    int64_t offline_after; /* failed polls before the device is offline */
+    int64_t rate;          /* synthetic: readings per second */
+    int64_t total;         /* synthetic: stop after this many (0 = never) */
+    char site[64];
+    double lon, lat;
+    int has_location;
+    char groups[GW_MAX_GROUPS][32];
+    int ngroups;
+    char param_keys[GW_MAX_PARAMS][32]; /* site parameters: install_height, ... */
+    double param_vals[GW_MAX_PARAMS];
+    int nparams;
+    int line; /* where it was defined, for messages */
+} gw_device_conf;
+
+typedef struct gw_config {
+    char source[256]; /* file name, or "<embedded default>" */
+    char gateway_id[64];
+    char data_dir[256];
+    int log_level;
+    int64_t shutdown_drain_ms;
+    char profile_dirs[4][256];
+    int nprofile_dirs;
+    gw_store_config store;
+    gw_uplink_config uplink;
+    gw_device_conf *devices;
+    int ndevices;
+    gw_ydoc doc;              /* kept for sections parsed by other modules (rules) */
+    const gw_ynode *rules;    /* "rules" list, or NULL */
+    const gw_ynode *rule_files;
+} gw_config;
+
+/* Loads path, or the embedded default when path is NULL. On failure returns
+ * GW_EINVAL with "FILE:LINE: key ...: problem" in err and leaves *cfg empty. */
+int gw_config_load(gw_config *cfg, const char *path, char *err, size_t errlen);
+void gw_config_free(gw_config *cfg);
+const char *gw_config_default_text(void);
+
+#endif

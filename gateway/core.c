@@ -1,0 +1,450 @@
+/* The core: start-up, the pipeline, graceful stop and SIGHUP reload. */
+#include "gateway/core.h"
+
+#include "gateway/json.h"
+#include "gateway/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#define STATS_INTERVAL_MS 30000
+
+/* ---- Pipeline ---- */
+
+int gw_core_reading(gw_core *core, gw_device *dev, gw_reading *r)
+{
+    gw_strlcpy(r->device, dev->conf.id, sizeof(r->device));
+    if (!r->recv_ms)
+        r->recv_ms = gw_now_ms();
+    r->seq = ++core->seq;
+    int n = gw_json_reading(core->buf, sizeof(core->buf), core->cfg.gateway_id, dev->type, r);
+    if (n < 0) {
+        core->st.encode_errors++;
+        return n;
+    }
+    int rc = gw_store_put(core->store, GW_LANE_TELE, GW_KIND_READING, r->seq, core->buf, (size_t)n);
+    if (rc == GW_EFULL) {
+        core->st.refused_queue_full++;
+        GW_LOG_RL(GW_LOG_WARN, 10000, "pipeline",
+                  "store queue full (%lld rows): reading of %s refused",
+                  (long long)core->cfg.store.queue_max, dev->conf.id);
+        return rc;
+    }
+    if (rc)
+        return rc;
+    core->st.readings++;
+    dev->readings++;
+    GW_DEBUG("pipeline", "%s %s=%g %s %s", r->device, r->metric, r->value, r->unit,
+             gw_quality_name(r->quality));
+    return GW_OK;
+}
+
+int gw_core_event(gw_core *core, gw_device *dev, gw_event *e)
+{
+    gw_strlcpy(e->device, dev->conf.id, sizeof(e->device));
+    if (!e->recv_ms)
+        e->recv_ms = gw_now_ms();
+    e->seq = ++core->seq;
+    int n = gw_json_event(core->buf, sizeof(core->buf), core->cfg.gateway_id, dev->type, e);
+    if (n < 0) {
+        core->st.encode_errors++;
+        return n;
+    }
+    core->st.events++;
+    GW_INFO("pipeline", "event %s %s%s", e->device, e->kind, e->active ? "" : " (ended)");
+    return gw_store_put(core->store, GW_LANE_PRIO, GW_KIND_EVENT, e->seq, core->buf, (size_t)n);
+}
+
+int gw_core_alarm(gw_core *core, gw_alarm *a)
+{
+    a->seq = ++core->seq;
+    int n = gw_json_alarm(core->buf, sizeof(core->buf), core->cfg.gateway_id, a);
+    if (n < 0) {
+        core->st.encode_errors++;
+        return n;
+    }
+    core->st.alarms++;
+    GW_INFO("pipeline", "alarm %s %s level %s value %g", a->id, gw_alarm_state_name(a->state),
+            gw_level_name(a->level), a->value);
+    return gw_store_put(core->store, GW_LANE_PRIO, GW_KIND_ALARM, a->seq, core->buf, (size_t)n);
+}
+
+/* ---- Registry ---- */
+
+gw_profile *gw_core_profile(gw_core *core, const char *name, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < core->nprofiles; i++)
+        if (strcmp(gw_profile_name(core->profiles[i]), name) == 0)
+            return core->profiles[i];
+    gw_profile *p = NULL;
+    int rc = GW_ENOTFOUND;
+    for (int i = 0; i < core->cfg.nprofile_dirs && rc == GW_ENOTFOUND; i++) {
+        char path[512];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%s.yaml", core->cfg.profile_dirs[i], name);
+        if (stat(path, &st) == 0)
+            rc = gw_profile_load_file(&p, path, err, errlen);
+    }
+    if (rc == GW_ENOTFOUND)
+        rc = gw_profile_load_embedded(&p, name, err, errlen);
+    if (rc) {
+        if (rc == GW_ENOTFOUND)
+            snprintf(err, errlen, "profile '%s' not found in profile_dirs or the built-in set",
+                     name);
+        return NULL;
+    }
+    gw_profile **np = realloc(core->profiles, (core->nprofiles + 1) * sizeof(*np));
+    if (!np) {
+        gw_profile_free(p);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    core->profiles = np;
+    core->profiles[core->nprofiles++] = p;
+    return p;
+}
+
+/* Prepares (without starting) a device from its config. */
+static gw_device *device_new(gw_core *core, const gw_device_conf *dc, char *err, size_t errlen)
+{
+    gw_device *d = calloc(1, sizeof(*d));
+    if (!d) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    d->conf = *dc;
+    d->core = core;
+    d->online = -1;
+    d->interval_ms = dc->interval_ms;
+    d->proto = gw_protocol_find(dc->protocol);
+    if (dc->profile[0]) {
+        char perr[512];
+        d->profile = gw_core_profile(core, dc->profile, perr, sizeof(perr));
+        if (!d->profile) {
+            snprintf(err, errlen, "%s:%d: device '%s': %s", core->cfg.source, dc->line, dc->id,
+                     perr);
+            free(d);
+            return NULL;
+        }
+    }
+    d->type = dc->type[0]    ? d->conf.type
+              : d->profile ? gw_profile_device_type(d->profile)
+                           : dc->protocol;
+    for (int i = 0; i < dc->nparams; i++) {
+        gw_strlcpy(d->params[i].key, dc->param_keys[i], sizeof(d->params[i].key));
+        d->params[i].value = dc->param_vals[i];
+    }
+    d->nparams = (size_t)dc->nparams;
+    return d;
+}
+
+static int devices_build(gw_core *core, const gw_config *cfg, gw_device ***out, char *err,
+                         size_t errlen)
+{
+    gw_device **devs = calloc((size_t)cfg->ndevices + 1, sizeof(*devs));
+    if (!devs) {
+        snprintf(err, errlen, "out of memory");
+        return GW_ENOMEM;
+    }
+    for (int i = 0; i < cfg->ndevices; i++) {
+        devs[i] = device_new(core, &cfg->devices[i], err, errlen);
+        if (!devs[i]) {
+            for (int j = 0; j < i; j++)
+                free(devs[j]);
+            free(devs);
+            return GW_EINVAL;
+        }
+    }
+    *out = devs;
+    return GW_OK;
+}
+
+/* ---- Lifecycle ---- */
+
+static void on_store_commit(void *ctx, unsigned lanes)
+{
+    gw_core *core = ctx;
+    if (core->uplink)
+        gw_uplink_notify(core->uplink, lanes);
+}
+
+static void on_command(void *ctx, const char *name, const char *payload, size_t len)
+{
+    GW_INFO("core", "command '%s' (%zu bytes) received", name, len);
+}
+
+static void log_stats(gw_core *core)
+{
+    gw_store_stats ss;
+    gw_uplink_stats us;
+    gw_store_get_stats(core->store, &ss);
+    gw_uplink_get_stats(core->uplink, &us);
+    size_t online = 0;
+    for (size_t i = 0; i < core->ndevices; i++)
+        online += core->devices[i]->online == 1;
+    GW_INFO("stats",
+            "devices %zu (%zu online) readings %llu events %llu alarms %llu | outbox %lld+%lld rows "
+            "%lld bytes, dropped %llu refused %llu | uplink %s sent %llu/%llu acked rows %llu/%llu",
+            core->ndevices, online, (unsigned long long)core->st.readings,
+            (unsigned long long)core->st.events, (unsigned long long)core->st.alarms,
+            (long long)ss.rows[0], (long long)ss.rows[1], (long long)ss.bytes,
+            (unsigned long long)ss.tele_dropped_full,
+            (unsigned long long)(ss.tele_refused_queue), us.connected ? "up" : "down",
+            (unsigned long long)us.msgs_sent[0], (unsigned long long)us.msgs_sent[1],
+            (unsigned long long)us.rows_acked[0], (unsigned long long)us.rows_acked[1]);
+}
+
+static void on_stats_timer(uv_timer_t *t)
+{
+    log_stats(t->data);
+}
+
+static void close_done(uv_handle_t *h)
+{
+}
+
+static void finish_stop(gw_core *core)
+{
+    log_stats(core);
+    uv_timer_stop(&core->drain_timer);
+    uv_close((uv_handle_t *)&core->drain_timer, close_done);
+    gw_uplink_close(core->uplink, 2000);
+    core->uplink = NULL;
+    gw_store_close(core->store);
+    core->store = NULL;
+    for (size_t i = 0; i < core->ndevices; i++)
+        free(core->devices[i]);
+    free(core->devices);
+    core->devices = NULL;
+    core->ndevices = 0;
+    for (size_t i = 0; i < core->nprofiles; i++)
+        gw_profile_free(core->profiles[i]);
+    free(core->profiles);
+    core->profiles = NULL;
+    gw_config_free(&core->cfg);
+    GW_INFO("core", "stopped");
+}
+
+static void on_drain_timer(uv_timer_t *t)
+{
+    gw_core *core = t->data;
+    int idle = gw_uplink_idle(core->uplink);
+    if (idle || gw_mono_ms() >= core->drain_deadline) {
+        if (!idle)
+            GW_WARN("core", "drain time over: the rest of the outbox is sent after restart");
+        finish_stop(core);
+    }
+}
+
+static void on_stop_flushed(void *ctx, int status)
+{
+    gw_core *core = ctx;
+    core->drain_deadline = gw_mono_ms() + core->cfg.shutdown_drain_ms;
+    uv_timer_start(&core->drain_timer, on_drain_timer, 0, 20);
+}
+
+void gw_core_stop(gw_core *core)
+{
+    if (core->stopping)
+        return;
+    core->stopping = 1;
+    GW_INFO("core", "stopping: devices detached, draining the outbox for up to %lld ms",
+            (long long)core->cfg.shutdown_drain_ms);
+    for (size_t i = 0; i < core->ndevices; i++)
+        if (core->devices[i]->proto)
+            core->devices[i]->proto->detach(core->devices[i]);
+    uv_signal_stop(&core->sig_term);
+    uv_signal_stop(&core->sig_int);
+    uv_signal_stop(&core->sig_hup);
+    uv_close((uv_handle_t *)&core->sig_term, close_done);
+    uv_close((uv_handle_t *)&core->sig_int, close_done);
+    uv_close((uv_handle_t *)&core->sig_hup, close_done);
+    uv_timer_stop(&core->stats_timer);
+    uv_close((uv_handle_t *)&core->stats_timer, close_done);
+    if (gw_store_flush(core->store, on_stop_flushed, core))
+        on_stop_flushed(core, GW_ERR);
+}
+
+static int same_device(const gw_device_conf *a, const gw_device_conf *b)
+{
+    gw_device_conf x = *a, y = *b;
+    x.line = y.line = 0;
+    return memcmp(&x, &y, sizeof(x)) == 0;
+}
+
+/* SIGHUP: load the file again; if it is good, apply device and rule changes.
+ * A bad file leaves everything running as it was. */
+static void reload(gw_core *core)
+{
+    char err[1024];
+    gw_config next;
+    if (!core->config_path[0]) {
+        GW_WARN("core", "SIGHUP: running on the embedded default; nothing to reload");
+        return;
+    }
+    if (gw_config_load(&next, core->config_path, err, sizeof(err))) {
+        GW_ERROR("core", "SIGHUP: %s; keeping the running configuration", err);
+        return;
+    }
+    if (strcmp(next.gateway_id, core->cfg.gateway_id) ||
+        memcmp(&next.store, &core->cfg.store, sizeof(next.store)) ||
+        memcmp(&next.uplink, &core->cfg.uplink, sizeof(next.uplink)))
+        GW_WARN("core", "SIGHUP: gateway, store and uplink changes take effect after a restart");
+    /* Build the new registry before touching the old one. */
+    gw_config saved = core->cfg;
+    core->cfg = next; /* profile_dirs of the new file */
+    gw_device **devs;
+    int rc = devices_build(core, &next, &devs, err, sizeof(err));
+    core->cfg = saved;
+    if (rc) {
+        GW_ERROR("core", "SIGHUP: %s; keeping the running configuration", err);
+        gw_config_free(&next);
+        return;
+    }
+    size_t kept = 0, added = 0, removed = 0;
+    for (int i = 0; i < next.ndevices; i++) {
+        for (size_t j = 0; j < core->ndevices; j++) {
+            gw_device *old = core->devices[j];
+            if (old && same_device(&old->conf, &devs[i]->conf)) {
+                free(devs[i]);
+                devs[i] = old;
+                core->devices[j] = NULL;
+                kept++;
+                break;
+            }
+        }
+    }
+    for (size_t j = 0; j < core->ndevices; j++) {
+        if (core->devices[j]) {
+            core->devices[j]->proto->detach(core->devices[j]);
+            free(core->devices[j]);
+            removed++;
+        }
+    }
+    free(core->devices);
+    core->devices = devs;
+    core->ndevices = (size_t)next.ndevices;
+    for (size_t i = 0; i < core->ndevices; i++) {
+        if (!devs[i]->proto_state) {
+            if (devs[i]->proto->attach(core, devs[i], err, sizeof(err)))
+                GW_ERROR("core", "SIGHUP: %s", err);
+            else
+                added++;
+        }
+    }
+    /* Keep the running store/uplink settings; take everything else. */
+    next.store = saved.store;
+    next.uplink = saved.uplink;
+    memcpy(next.gateway_id, saved.gateway_id, sizeof(next.gateway_id));
+    gw_config_free(&core->cfg);
+    core->cfg = next;
+    gw_log_level = core->cfg.log_level;
+    GW_INFO("core", "SIGHUP: configuration reloaded: %zu devices kept, %zu started, %zu stopped",
+            kept, added, removed);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    gw_core *core = s->data;
+    if (signum == SIGHUP)
+        reload(core);
+    else
+        gw_core_stop(core);
+}
+
+static int mkdirs(const char *path)
+{
+    char tmp[256];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0750) && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0750) && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        GW_INFO("core", "open file limit %llu", (unsigned long long)rl.rlim_cur);
+}
+
+int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *config_path,
+                  char *err, size_t errlen)
+{
+    memset(core, 0, sizeof(*core));
+    core->loop = loop;
+    core->cfg = *cfg;
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(core->config_path, sizeof(core->config_path), "%s", config_path ? config_path : "");
+    gw_log_level = core->cfg.log_level;
+    raise_nofile();
+
+    if (mkdirs(core->cfg.data_dir)) {
+        snprintf(err, errlen, "gateway.data_dir %s: %s", core->cfg.data_dir, strerror(errno));
+        goto error;
+    }
+    if (devices_build(core, &core->cfg, &core->devices, err, errlen))
+        goto error;
+    core->ndevices = (size_t)core->cfg.ndevices;
+    core->store = gw_store_open(loop, &core->cfg.store, on_store_commit, core, err, errlen);
+    if (!core->store)
+        goto error;
+    core->seq = gw_store_last_seq(core->store);
+    core->uplink = gw_uplink_new(loop, &core->cfg.uplink, core->cfg.gateway_id, core->store,
+                                 on_command, core, err, errlen);
+    if (!core->uplink)
+        goto error;
+    for (size_t i = 0; i < core->ndevices; i++) {
+        if (core->devices[i]->proto->attach(core, core->devices[i], err, errlen)) {
+            for (size_t j = 0; j < i; j++)
+                core->devices[j]->proto->detach(core->devices[j]);
+            goto error;
+        }
+    }
+    uv_signal_init(loop, &core->sig_term);
+    uv_signal_init(loop, &core->sig_int);
+    uv_signal_init(loop, &core->sig_hup);
+    core->sig_term.data = core->sig_int.data = core->sig_hup.data = core;
+    uv_signal_start(&core->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&core->sig_int, on_signal, SIGINT);
+    uv_signal_start(&core->sig_hup, on_signal, SIGHUP);
+    uv_timer_init(loop, &core->stats_timer);
+    uv_timer_init(loop, &core->drain_timer);
+    core->stats_timer.data = core->drain_timer.data = core;
+    uv_timer_start(&core->stats_timer, on_stats_timer, STATS_INTERVAL_MS, STATS_INTERVAL_MS);
+    gw_uplink_start(core->uplink);
+    GW_INFO("core", "gateway %s started from %s: %zu devices, outbox %s (%llu last sequence)",
+            core->cfg.gateway_id, core->cfg.source, core->ndevices, core->cfg.store.path,
+            (unsigned long long)core->seq);
+    return GW_OK;
+error:
+    if (core->uplink)
+        gw_uplink_close(core->uplink, 0);
+    if (core->store)
+        gw_store_close(core->store);
+    if (core->devices)
+        for (size_t i = 0; i < core->ndevices; i++)
+            free(core->devices[i]);
+    free(core->devices);
+    for (size_t i = 0; i < core->nprofiles; i++)
+        gw_profile_free(core->profiles[i]);
+    free(core->profiles);
+    gw_config_free(&core->cfg);
+    return GW_ERR;
+}

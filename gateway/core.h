@@ -1,0 +1,79 @@
+#ifndef GW_CORE_H
+#define GW_CORE_H
+/* The core: one libuv loop, the device registry and the pipeline
+ *   protocol -> adapter -> reading -> rules -> store -> uplink.
+ * Everything here runs on the loop thread. */
+#include "adapters/modbus_profile.h"
+#include "gateway/config.h"
+#include "gateway/model.h"
+#include "gateway/store.h"
+#include "gateway/uplink.h"
+#include "protocols/protocol.h"
+
+#include <uv.h>
+
+typedef struct gw_core gw_core;
+
+typedef struct gw_device {
+    gw_device_conf conf;
+    const char *type; /* conf.type or the profile's device type */
+    gw_profile *profile;
+    gw_param params[GW_MAX_PARAMS];
+    size_t nparams;
+    const gw_protocol *proto;
+    void *proto_state; /* owned by the protocol */
+    gw_core *core;
+    int online;        /* -1 unknown, 0 offline, 1 online */
+    int64_t interval_ms;
+    /* Counters, read by the stats line and the admin interface. */
+    uint64_t polls, polls_failed, polls_skipped, readings;
+} gw_device;
+
+typedef struct gw_core_stats {
+    uint64_t readings, events, alarms;
+    uint64_t refused_queue_full; /* readings refused: store queue at its bound */
+    uint64_t encode_errors;
+} gw_core_stats;
+
+struct gw_core {
+    uv_loop_t *loop;
+    gw_config cfg;
+    char config_path[256]; /* empty: embedded default */
+    gw_store *store;
+    gw_uplink *uplink;
+    gw_device **devices; /* each allocated alone: protocols keep pointers */
+    size_t ndevices;
+    gw_profile **profiles;
+    size_t nprofiles;
+    void *rules; /* the rule engine (rules/), NULL when no rules */
+    uint64_t seq;
+    gw_core_stats st;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t stats_timer, drain_timer;
+    int stopping;
+    int64_t drain_deadline;
+    int exit_code;
+    char buf[8192]; /* scratch for encoding one item */
+};
+
+/* Builds the core from a loaded config (taking ownership of cfg) and starts
+ * everything. Returns 0 or GW_E* with err set (then nothing is left running). */
+int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *config_path,
+                  char *err, size_t errlen);
+/* Graceful stop: stop devices, commit, drain the uplink for up to the
+ * configured time, close. The loop then ends. */
+void gw_core_stop(gw_core *core);
+
+/* The pipeline. The device's id and type are filled in; seq and recv time are
+ * assigned. Returns 0 when the item was queued for the outbox, GW_EFULL when
+ * telemetry was refused by the bounded queue (counted). Alarms and events are
+ * never refused. */
+int gw_core_reading(gw_core *core, gw_device *dev, gw_reading *r);
+int gw_core_event(gw_core *core, gw_device *dev, gw_event *e);
+int gw_core_alarm(gw_core *core, gw_alarm *a);
+
+/* Finds a loaded profile by name, loading it from profile_dirs or the
+ * embedded set on first use. */
+gw_profile *gw_core_profile(gw_core *core, const char *name, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,186 @@
+#include "gateway/json.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+void gw_jbuf_init(gw_jbuf *b, char *mem, size_t cap)
+{
+    b->p = mem;
+    b->len = 0;
+    b->cap = cap;
+    b->overflow = 0;
+}
+
+static void put(gw_jbuf *b, const char *s, size_t n)
+{
+    if (b->len + n >= b->cap) {
+        b->overflow = 1;
+        return;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void gw_json_raw(gw_jbuf *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
+
+void gw_json_str(gw_jbuf *b, const char *s)
+{
+    put(b, "\"", 1);
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        put(b, run, (size_t)(s - run));
+        char esc[8];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            put(b, esc, 2);
+        } else {
+            snprintf(esc, sizeof(esc), "\\u%04x", c);
+            put(b, esc, 6);
+        }
+        run = s + 1;
+    }
+    put(b, run, (size_t)(s - run));
+    put(b, "\"", 1);
+}
+
+void gw_json_num(gw_jbuf *b, double v)
+{
+    char tmp[32];
+    if (!isfinite(v)) {
+        put(b, "null", 4);
+        return;
+    }
+    int n = snprintf(tmp, sizeof(tmp), "%.15g", v);
+    put(b, tmp, (size_t)n);
+}
+
+void gw_json_time(gw_jbuf *b, int64_t ms)
+{
+    char tmp[40];
+    time_t secs = (time_t)(ms / 1000);
+    int frac = (int)(ms % 1000);
+    if (frac < 0) {
+        frac += 1000;
+        secs--;
+    }
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    int n = snprintf(tmp, sizeof(tmp), "\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    put(b, tmp, (size_t)n);
+}
+
+static void item_id(gw_jbuf *b, const char *gw, uint64_t seq)
+{
+    char tmp[48];
+    put(b, "{\"id\":", 6);
+    put(b, "\"", 1);
+    put(b, gw, strlen(gw));
+    int n = snprintf(tmp, sizeof(tmp), "-%" PRIu64 "\",\"seq\":%" PRIu64, seq, seq);
+    put(b, tmp, (size_t)n);
+}
+
+int gw_json_reading(char *out, size_t cap, const char *gw, const char *type, const gw_reading *r)
+{
+    gw_jbuf b;
+    gw_jbuf_init(&b, out, cap);
+    item_id(&b, gw, r->seq);
+    gw_json_raw(&b, ",\"device\":");
+    gw_json_str(&b, r->device);
+    gw_json_raw(&b, ",\"type\":");
+    gw_json_str(&b, type);
+    gw_json_raw(&b, ",\"metric\":");
+    gw_json_str(&b, r->metric);
+    gw_json_raw(&b, ",\"value\":");
+    gw_json_num(&b, r->value);
+    gw_json_raw(&b, ",\"unit\":");
+    gw_json_str(&b, r->unit);
+    gw_json_raw(&b, ",\"quality\":\"");
+    gw_json_raw(&b, gw_quality_name(r->quality));
+    gw_json_raw(&b, "\"");
+    if (r->quality != GW_Q_GOOD || r->reason != GW_R_NONE) {
+        gw_json_raw(&b, ",\"reason\":\"");
+        gw_json_raw(&b, gw_reason_name(r->reason));
+        gw_json_raw(&b, "\"");
+    }
+    gw_json_raw(&b, ",\"obs\":");
+    gw_json_time(&b, r->obs_ms ? r->obs_ms : r->recv_ms);
+    if (!r->obs_ms)
+        gw_json_raw(&b, ",\"obs_src\":\"gateway\"");
+    gw_json_raw(&b, ",\"recv\":");
+    gw_json_time(&b, r->recv_ms);
+    gw_json_raw(&b, "}");
+    return b.overflow ? GW_EFULL : (int)b.len;
+}
+
+int gw_json_event(char *out, size_t cap, const char *gw, const char *type, const gw_event *e)
+{
+    gw_jbuf b;
+    gw_jbuf_init(&b, out, cap);
+    item_id(&b, gw, e->seq);
+    gw_json_raw(&b, ",\"device\":");
+    gw_json_str(&b, e->device);
+    gw_json_raw(&b, ",\"type\":");
+    gw_json_str(&b, type);
+    gw_json_raw(&b, ",\"event\":");
+    gw_json_str(&b, e->kind);
+    gw_json_raw(&b, e->active ? ",\"active\":true" : ",\"active\":false");
+    if (e->detail[0]) {
+        gw_json_raw(&b, ",\"detail\":");
+        gw_json_str(&b, e->detail);
+    }
+    gw_json_raw(&b, ",\"obs\":");
+    gw_json_time(&b, e->obs_ms ? e->obs_ms : e->recv_ms);
+    gw_json_raw(&b, ",\"recv\":");
+    gw_json_time(&b, e->recv_ms);
+    gw_json_raw(&b, "}");
+    return b.overflow ? GW_EFULL : (int)b.len;
+}
+
+int gw_json_alarm(char *out, size_t cap, const char *gw, const gw_alarm *a)
+{
+    gw_jbuf b;
+    gw_jbuf_init(&b, out, cap);
+    item_id(&b, gw, a->seq);
+    gw_json_raw(&b, ",\"alarm\":");
+    gw_json_str(&b, a->id);
+    gw_json_raw(&b, ",\"rule\":");
+    gw_json_str(&b, a->rule);
+    gw_json_raw(&b, ",\"device\":");
+    gw_json_str(&b, a->device);
+    gw_json_raw(&b, ",\"metric\":");
+    gw_json_str(&b, a->metric);
+    gw_json_raw(&b, ",\"state\":\"");
+    gw_json_raw(&b, gw_alarm_state_name(a->state));
+    gw_json_raw(&b, "\",\"level\":");
+    char tmp[16];
+    snprintf(tmp, sizeof(tmp), "%d", a->level);
+    gw_json_raw(&b, tmp);
+    gw_json_raw(&b, ",\"level_name\":\"");
+    gw_json_raw(&b, gw_level_name(a->level));
+    gw_json_raw(&b, "\",\"value\":");
+    gw_json_num(&b, a->value);
+    gw_json_raw(&b, ",\"threshold\":");
+    gw_json_num(&b, a->threshold);
+    if (a->detail[0]) {
+        gw_json_raw(&b, ",\"detail\":");
+        gw_json_str(&b, a->detail);
+    }
+    gw_json_raw(&b, ",\"raised\":");
+    gw_json_time(&b, a->raised_ms);
+    gw_json_raw(&b, ",\"at\":");
+    gw_json_time(&b, a->at_ms);
+    gw_json_raw(&b, "}");
+    return b.overflow ? GW_EFULL : (int)b.len;
+}

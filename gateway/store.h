@@ -1,0 +1,98 @@
+#ifndef GW_STORE_H
+#define GW_STORE_H
+/* The durable outbox. Everything the gateway accepts (readings, events, alarm
+ * transitions) becomes a row here before it counts as accepted; a row is
+ * deleted only when the platform acknowledged it.
+ *
+ * One SQLite connection lives on a dedicated thread (the loop never waits on
+ * disk). The loop hands it rows through a bounded queue; the thread commits
+ * them in groups (one transaction per commit window, at once when a priority
+ * row is waiting) and reports back on the loop through uv_async. Two lanes:
+ * GW_LANE_PRIO (events, alarms: never dropped) and GW_LANE_TELE (readings:
+ * when the outbox is over its byte bound, the oldest are dropped first). */
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+enum { GW_LANE_PRIO = 0, GW_LANE_TELE = 1, GW_LANES = 2 };
+
+/* Row kinds: the uplink picks the topic from this. */
+enum { GW_KIND_READING = 0, GW_KIND_EVENT = 1, GW_KIND_ALARM = 2 };
+
+typedef struct gw_store_config {
+    char path[256];
+    int64_t max_bytes;     /* bound on payload bytes held in the outbox */
+    int64_t commit_window; /* ms a commit waits to group rows */
+    int64_t queue_max;     /* rows waiting for the DB thread (telemetry); alarms bypass */
+    int sync_full;         /* synchronous=FULL instead of NORMAL */
+} gw_store_config;
+
+typedef struct gw_store gw_store;
+
+/* A fetched run of rows from one lane, ids ascending. Payloads are
+ * concatenated in buf; row i is buf[off[i]] .. buf[off[i]+len[i]]. Owned by the
+ * store: valid only during the callback. */
+typedef struct gw_rows {
+    int lane;
+    size_t n;
+    const int64_t *id;
+    const uint8_t *kind;
+    const size_t *off;
+    const size_t *len;
+    const char *buf;
+} gw_rows;
+
+typedef void (*gw_store_fetch_cb)(void *ctx, const gw_rows *rows);
+typedef void (*gw_store_flush_cb)(void *ctx, int status);
+/* Called on the loop after each commit that added rows (lane mask bit 1<<lane). */
+typedef void (*gw_store_commit_cb)(void *ctx, unsigned lanes);
+
+typedef struct gw_store_stats {
+    uint64_t rows_in[GW_LANES];    /* committed */
+    uint64_t rows_acked[GW_LANES]; /* deleted after platform ack */
+    uint64_t tele_dropped_full;    /* telemetry dropped oldest-first, outbox over max_bytes */
+    uint64_t tele_refused_queue;   /* telemetry refused: DB queue full */
+    uint64_t commits;
+    int64_t bytes;                 /* payload bytes held now */
+    int64_t rows[GW_LANES];        /* rows held now */
+    uint64_t last_seq;             /* highest sequence committed */
+} gw_store_stats;
+
+/* Opens (creating if needed) the outbox and starts its thread. On failure
+ * returns NULL with a message in err. */
+gw_store *gw_store_open(uv_loop_t *loop, const gw_store_config *cfg, gw_store_commit_cb on_commit,
+                        void *ctx, char *err, size_t errlen);
+
+/* Queues a row. The payload is copied. Returns 0, or GW_EFULL when the queue
+ * is at its bound (telemetry only; priority rows are always queued). */
+int gw_store_put(gw_store *s, int lane, int kind, uint64_t seq, const char *payload, size_t len);
+
+/* Calls cb on the loop once every row queued before this call is committed
+ * (status 0) or failed to commit (negative). */
+int gw_store_flush(gw_store *s, gw_store_flush_cb cb, void *ctx);
+
+/* Fetches up to max_rows rows of lane with id > after (and at most max_bytes
+ * of payload, at least one row). cb runs on the loop. */
+int gw_store_fetch(gw_store *s, int lane, int64_t after, size_t max_rows, size_t max_bytes,
+                   gw_store_fetch_cb cb, void *ctx);
+
+/* Deletes rows first..last (inclusive) of lane: the platform acknowledged them. */
+int gw_store_ack(gw_store *s, int lane, int64_t first, int64_t last);
+
+/* Highest sequence ever committed (for the pipeline to continue from after a restart). */
+uint64_t gw_store_last_seq(const gw_store *s);
+
+/* Key/value state persisted beside the outbox (rule engine state, alarms).
+ * put is queued and committed with the next group; get is synchronous and only
+ * allowed before the loop runs (start-up). The value is copied. */
+int gw_store_state_put(gw_store *s, const char *key, const void *val, size_t len);
+int gw_store_state_get(gw_store *s, const char *key, void **val, size_t *len);
+
+void gw_store_get_stats(gw_store *s, gw_store_stats *out);
+
+/* Commits what is queued, stops the thread, closes the database and frees the
+ * store. Call from the loop thread; blocks until the thread has finished its
+ * last commit (used at shutdown). */
+void gw_store_close(gw_store *s);
+
+#endif

@@ -1,0 +1,732 @@
+/* MQTT uplink to the platform. See uplink.h for the contract.
+ *
+ * Delivery: rows are fetched from the outbox in id order per lane, published
+ * QoS 1, and deleted on PUBACK (Paho's deliveryComplete, matched by token to an
+ * in-flight slot). On connection loss every in-flight message is forgotten and
+ * each lane rewinds to its oldest unacknowledged row, so the backlog is sent
+ * again in order; the platform de-duplicates replays by item id. */
+#include "gateway/uplink.h"
+
+#include "gateway/backoff.h"
+#include "gateway/log.h"
+#include "gateway/model.h"
+
+#include <MQTTAsync.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PRIO_RESERVE 4   /* in-flight slots telemetry may never take */
+#define MAX_CMD_EVENTS 256
+
+enum { E_CONNECTED, E_CONNECT_FAILED, E_LOST, E_DELIVERED, E_MESSAGE };
+
+struct uevt {
+    struct uevt *next;
+    int type;
+    int token;
+    int code;
+    char *topic;
+    char *payload;
+    size_t plen;
+};
+
+struct slot {
+    int used;
+    int lane;
+    int token;
+    int64_t first, last;
+    size_t rows;
+};
+
+struct lanebuf {
+    int64_t cursor; /* highest row id fetched */
+    int fetching;
+    int more; /* the store may hold rows beyond cursor */
+    uint32_t epoch, fetch_epoch;
+    uint64_t notifies, fetch_notifies;
+    size_t n, pos, cap;
+    int64_t *id;
+    uint8_t *kind;
+    size_t *off, *len;
+    char *buf;
+    size_t used, bufcap;
+};
+
+struct gw_uplink {
+    uv_loop_t *loop;
+    uv_async_t async;
+    uv_timer_t timer;
+    int handles;
+    gw_uplink_config cfg;
+    char gw[GW_ID_MAX];
+    char password[256];
+    gw_store *store;
+    gw_uplink_cmd_cb on_cmd;
+    void *ctx;
+    MQTTAsync client;
+    int connected, connecting, closing;
+    int disconnected; /* set by Paho's thread when a graceful disconnect completed */
+    struct slot *slots;
+    int nslots, inflight;
+    struct lanebuf lane[GW_LANES];
+    gw_backoff bo;
+    pthread_mutex_t mu;
+    struct uevt *head, *tail;
+    int nmsg;
+    char t_readings[256], t_events[256], t_alarms[256], t_status[256], t_cmd[256];
+    size_t cmd_prefix_len;
+    char *msg;
+    size_t msgcap;
+    char status_offline[256];
+    gw_uplink_stats st;
+};
+
+/* ---- Paho threads: copy, queue, wake the loop. Nothing else. ---- */
+
+static void push_evt(gw_uplink *u, struct uevt *e)
+{
+    pthread_mutex_lock(&u->mu);
+    if (e->type == E_MESSAGE && u->nmsg >= MAX_CMD_EVENTS) {
+        u->st.commands_dropped++;
+        pthread_mutex_unlock(&u->mu);
+        free(e->topic);
+        free(e->payload);
+        free(e);
+        return;
+    }
+    if (e->type == E_MESSAGE)
+        u->nmsg++;
+    if (u->tail)
+        u->tail->next = e;
+    else
+        u->head = e;
+    u->tail = e;
+    pthread_mutex_unlock(&u->mu);
+    uv_async_send(&u->async);
+}
+
+static void post(gw_uplink *u, int type, int token, int code)
+{
+    struct uevt *e = calloc(1, sizeof(*e));
+    if (!e)
+        return; /* Out of memory on a Paho thread: the reconnect timer recovers. */
+    e->type = type;
+    e->token = token;
+    e->code = code;
+    push_evt(u, e);
+}
+
+static void cb_connected(void *ctx, MQTTAsync_successData *r)
+{
+    post(ctx, E_CONNECTED, 0, 0);
+}
+
+static void cb_connect_failed(void *ctx, MQTTAsync_failureData *r)
+{
+    post(ctx, E_CONNECT_FAILED, 0, r ? r->code : -1);
+}
+
+static void cb_disconnected(void *ctx, MQTTAsync_successData *r)
+{
+    gw_uplink *u = ctx;
+    __atomic_store_n(&u->disconnected, 1, __ATOMIC_RELEASE);
+}
+
+static void cb_lost(void *ctx, char *cause)
+{
+    post(ctx, E_LOST, 0, 0);
+}
+
+static void cb_delivered(void *ctx, MQTTAsync_token token)
+{
+    post(ctx, E_DELIVERED, token, 0);
+}
+
+static int cb_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
+{
+    gw_uplink *u = ctx;
+    struct uevt *e = calloc(1, sizeof(*e));
+    if (e) {
+        size_t tl = topic_len > 0 ? (size_t)topic_len : strlen(topic);
+        e->type = E_MESSAGE;
+        e->topic = malloc(tl + 1);
+        e->payload = malloc((size_t)m->payloadlen + 1);
+        if (e->topic && e->payload) {
+            memcpy(e->topic, topic, tl);
+            e->topic[tl] = '\0';
+            memcpy(e->payload, m->payload, (size_t)m->payloadlen);
+            e->payload[m->payloadlen] = '\0';
+            e->plen = (size_t)m->payloadlen;
+            push_evt(u, e);
+        } else {
+            free(e->topic);
+            free(e->payload);
+            free(e);
+        }
+    }
+    MQTTAsync_freeMessage(&m);
+    MQTTAsync_free(topic);
+    return 1;
+}
+
+/* ---- Loop thread. ---- */
+
+static void pump(gw_uplink *u);
+static void do_connect(gw_uplink *u);
+
+static void lane_clear(struct lanebuf *l)
+{
+    l->n = l->pos = l->used = 0;
+}
+
+/* Forget everything in flight and buffered; resend from the oldest row not
+ * acknowledged. */
+static void rewind_all(gw_uplink *u)
+{
+    for (int li = 0; li < GW_LANES; li++) {
+        struct lanebuf *l = &u->lane[li];
+        int64_t c = l->cursor;
+        if (l->pos < l->n && l->id[l->pos] - 1 < c)
+            c = l->id[l->pos] - 1;
+        for (int i = 0; i < u->nslots; i++)
+            if (u->slots[i].used && u->slots[i].lane == li && u->slots[i].first - 1 < c)
+                c = u->slots[i].first - 1;
+        l->cursor = c;
+        lane_clear(l);
+        l->epoch++;
+        l->fetching = 0;
+        l->more = 1;
+    }
+    for (int i = 0; i < u->nslots; i++)
+        u->slots[i].used = 0;
+    u->inflight = 0;
+}
+
+static void on_fetch(void *ctx, const gw_rows *rows)
+{
+    gw_uplink *u = ctx;
+    struct lanebuf *l = &u->lane[rows->lane];
+    if (u->closing)
+        return;
+    if (l->fetch_epoch != l->epoch)
+        return; /* from before a rewind */
+    l->fetching = 0;
+    if (rows->n == 0) {
+        if (l->notifies == l->fetch_notifies)
+            l->more = 0;
+        pump(u);
+        return;
+    }
+    /* Compact what is left, then append. */
+    if (l->pos > 0) {
+        size_t left = l->n - l->pos;
+        size_t base = left ? l->off[l->pos] : l->used;
+        memmove(l->id, l->id + l->pos, left * sizeof(*l->id));
+        memmove(l->kind, l->kind + l->pos, left);
+        memmove(l->len, l->len + l->pos, left * sizeof(*l->len));
+        for (size_t i = 0; i < left; i++)
+            l->off[i] = l->off[l->pos + i] - base;
+        memmove(l->buf, l->buf + base, l->used - base);
+        l->used -= base;
+        l->n = left;
+        l->pos = 0;
+    }
+    size_t need = l->n + rows->n;
+    if (need > l->cap) {
+        size_t cap = need * 2;
+        int64_t *id = realloc(l->id, cap * sizeof(*id));
+        if (id)
+            l->id = id;
+        uint8_t *kind = realloc(l->kind, cap);
+        if (kind)
+            l->kind = kind;
+        size_t *off = realloc(l->off, cap * sizeof(*off));
+        if (off)
+            l->off = off;
+        size_t *len = realloc(l->len, cap * sizeof(*len));
+        if (len)
+            l->len = len;
+        if (!id || !kind || !off || !len) {
+            GW_ERROR("uplink", "out of memory buffering rows; will fetch again");
+            pump(u);
+            return;
+        }
+        l->cap = cap;
+    }
+    size_t bytes = rows->n ? rows->off[rows->n - 1] + rows->len[rows->n - 1] : 0;
+    if (l->used + bytes > l->bufcap) {
+        size_t cap = (l->used + bytes) * 2;
+        char *b = realloc(l->buf, cap);
+        if (!b) {
+            GW_ERROR("uplink", "out of memory buffering rows; will fetch again");
+            pump(u);
+            return;
+        }
+        l->buf = b;
+        l->bufcap = cap;
+    }
+    memcpy(l->buf + l->used, rows->buf, bytes);
+    for (size_t i = 0; i < rows->n; i++) {
+        l->id[l->n + i] = rows->id[i];
+        l->kind[l->n + i] = rows->kind[i];
+        l->off[l->n + i] = l->used + rows->off[i];
+        l->len[l->n + i] = rows->len[i];
+    }
+    l->n += rows->n;
+    l->used += bytes;
+    l->cursor = rows->id[rows->n - 1];
+    pump(u);
+}
+
+static void start_fetch(gw_uplink *u, int li)
+{
+    struct lanebuf *l = &u->lane[li];
+    size_t rows = li == GW_LANE_PRIO ? 64 : (size_t)u->cfg.batch * 8;
+    l->fetching = 1;
+    l->fetch_epoch = l->epoch;
+    l->fetch_notifies = l->notifies;
+    if (gw_store_fetch(u->store, li, l->cursor, rows, 8u << 20, on_fetch, u))
+        l->fetching = 0;
+}
+
+static int ensure_msg(gw_uplink *u, size_t need)
+{
+    if (need <= u->msgcap)
+        return GW_OK;
+    char *m = realloc(u->msg, need);
+    if (!m)
+        return GW_ENOMEM;
+    u->msg = m;
+    u->msgcap = need;
+    return GW_OK;
+}
+
+static int free_slot(gw_uplink *u)
+{
+    for (int i = 0; i < u->nslots; i++)
+        if (!u->slots[i].used)
+            return i;
+    return -1;
+}
+
+/* Publishes rows [pos, pos+k) of lane as one message. Returns 1 when sent, 0
+ * when Paho pushed back (try again on the next delivery), -1 on error. */
+static int send_rows(gw_uplink *u, int li, size_t k)
+{
+    struct lanebuf *l = &u->lane[li];
+    int si = free_slot(u);
+    if (si < 0)
+        return 0;
+    int64_t first = l->id[l->pos], last = l->id[l->pos + k - 1];
+    const char *kind, *topic;
+    if (li == GW_LANE_TELE) {
+        kind = "readings";
+        topic = u->t_readings;
+    } else if (l->kind[l->pos] == GW_KIND_ALARM) {
+        kind = "alarms";
+        topic = u->t_alarms;
+    } else {
+        kind = "events";
+        topic = u->t_events;
+    }
+    size_t body = 0;
+    for (size_t i = 0; i < k; i++)
+        body += l->len[l->pos + i] + 1;
+    if (ensure_msg(u, body + 512))
+        return -1;
+    int h = snprintf(u->msg, 512, "{\"v\":1,\"id\":\"%s:%c:%lld-%lld\",\"gw\":\"%s\",\"kind\":\"%s\",\"items\":[",
+                     u->gw, li == GW_LANE_TELE ? 'r' : 'p', (long long)first, (long long)last,
+                     u->gw, kind);
+    size_t at = (size_t)h;
+    for (size_t i = 0; i < k; i++) {
+        if (i)
+            u->msg[at++] = ',';
+        memcpy(u->msg + at, l->buf + l->off[l->pos + i], l->len[l->pos + i]);
+        at += l->len[l->pos + i];
+    }
+    u->msg[at++] = ']';
+    u->msg[at++] = '}';
+
+    MQTTAsync_message m = MQTTAsync_message_initializer;
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    m.payload = u->msg;
+    m.payloadlen = (int)at;
+    m.qos = 1;
+    int rc = MQTTAsync_sendMessage(u->client, topic, &m, &ro);
+    if (rc != MQTTASYNC_SUCCESS) {
+        u->st.publish_refused++;
+        if (rc != MQTTASYNC_MAX_BUFFERED_MESSAGES)
+            GW_LOG_RL(GW_LOG_WARN, 5000, "uplink", "publish refused by the MQTT client (code %d)",
+                      rc);
+        return 0;
+    }
+    struct slot *s = &u->slots[si];
+    s->used = 1;
+    s->lane = li;
+    s->token = ro.token;
+    s->first = first;
+    s->last = last;
+    s->rows = k;
+    u->inflight++;
+    u->st.msgs_sent[li]++;
+    l->pos += k;
+    return 1;
+}
+
+static void pump(gw_uplink *u)
+{
+    if (!u->connected || u->closing)
+        return;
+    for (int guard = 0; guard < 100000; guard++) {
+        int progressed = 0;
+        struct lanebuf *p = &u->lane[GW_LANE_PRIO];
+        if (p->pos < p->n && u->inflight < u->nslots) {
+            int r = send_rows(u, GW_LANE_PRIO, 1);
+            if (r < 0 || r == 0)
+                return;
+            progressed = 1;
+        }
+        if (p->pos >= p->n && p->more && !p->fetching)
+            start_fetch(u, GW_LANE_PRIO);
+
+        struct lanebuf *t = &u->lane[GW_LANE_TELE];
+        /* Telemetry waits while an alarm or event is buffered or being fetched:
+         * after a reconnect the priority lane goes out first. */
+        if (p->pos >= p->n && !p->fetching && t->pos < t->n &&
+            u->inflight < u->nslots - PRIO_RESERVE) {
+            size_t k = 0, bytes = 0;
+            while (t->pos + k < t->n && k < (size_t)u->cfg.batch) {
+                size_t l = t->len[t->pos + k] + 1;
+                if (k > 0 && bytes + l > (size_t)u->cfg.max_message_bytes)
+                    break;
+                bytes += l;
+                k++;
+            }
+            int r = send_rows(u, GW_LANE_TELE, k);
+            if (r < 0 || r == 0)
+                return;
+            progressed = 1;
+        }
+        if (t->n - t->pos < (size_t)u->cfg.batch * 2 && t->more && !t->fetching)
+            start_fetch(u, GW_LANE_TELE);
+        if (!progressed)
+            return;
+    }
+}
+
+static void on_delivered(gw_uplink *u, int token)
+{
+    for (int i = 0; i < u->nslots; i++) {
+        struct slot *s = &u->slots[i];
+        if (s->used && s->token == token) {
+            gw_store_ack(u->store, s->lane, s->first, s->last);
+            u->st.msgs_acked[s->lane]++;
+            u->st.rows_acked[s->lane] += s->rows;
+            s->used = 0;
+            u->inflight--;
+            return;
+        }
+    }
+}
+
+static void publish_status(gw_uplink *u, const char *status)
+{
+    char payload[256];
+    int n = snprintf(payload, sizeof(payload),
+                     "{\"v\":1,\"gw\":\"%s\",\"status\":\"%s\",\"ts\":%lld}", u->gw, status,
+                     (long long)gw_now_ms());
+    MQTTAsync_message m = MQTTAsync_message_initializer;
+    m.payload = payload;
+    m.payloadlen = n;
+    m.qos = 1;
+    m.retained = 1;
+    MQTTAsync_sendMessage(u->client, u->t_status, &m, NULL);
+}
+
+static void schedule_reconnect(gw_uplink *u)
+{
+    if (u->closing)
+        return;
+    int64_t d = gw_backoff_next(&u->bo);
+    GW_INFO("uplink", "reconnecting to %s in %lld ms", u->cfg.uri, (long long)d);
+    uv_timer_start(&u->timer, (uv_timer_cb)do_connect, (uint64_t)d, 0);
+}
+
+static void on_async(uv_async_t *h)
+{
+    gw_uplink *u = h->data;
+    pthread_mutex_lock(&u->mu);
+    struct uevt *list = u->head;
+    u->head = u->tail = NULL;
+    u->nmsg = 0;
+    pthread_mutex_unlock(&u->mu);
+    while (list) {
+        struct uevt *e = list;
+        list = e->next;
+        if (u->closing) {
+            /* Drop events after close began. */
+        } else if (e->type == E_CONNECTED) {
+            u->connecting = 0;
+            u->connected = 1;
+            u->st.connects++;
+            gw_backoff_reset(&u->bo);
+            GW_INFO("uplink", "connected to %s", u->cfg.uri);
+            MQTTAsync_subscribe(u->client, u->t_cmd, 1, NULL);
+            publish_status(u, "online");
+            rewind_all(u);
+            pump(u);
+        } else if (e->type == E_CONNECT_FAILED) {
+            u->connecting = 0;
+            GW_LOG_RL(GW_LOG_WARN, 10000, "uplink", "connect to %s failed (code %d)", u->cfg.uri,
+                      e->code);
+            schedule_reconnect(u);
+        } else if (e->type == E_LOST) {
+            if (u->connected) {
+                u->connected = 0;
+                u->st.disconnects++;
+                GW_WARN("uplink", "connection to %s lost; %d messages in flight will be resent",
+                        u->cfg.uri, u->inflight);
+                rewind_all(u);
+                schedule_reconnect(u);
+            }
+        } else if (e->type == E_DELIVERED) {
+            on_delivered(u, e->token);
+        } else if (e->type == E_MESSAGE) {
+            u->st.commands++;
+            if (strncmp(e->topic, u->t_cmd, u->cmd_prefix_len) == 0 && u->on_cmd)
+                u->on_cmd(u->ctx, e->topic + u->cmd_prefix_len, e->payload, e->plen);
+        }
+        free(e->topic);
+        free(e->payload);
+        free(e);
+    }
+    pump(u);
+}
+
+static void do_connect(gw_uplink *u)
+{
+    if (u->closing || u->connected || u->connecting)
+        return;
+    MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
+    MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
+    MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+    co.keepAliveInterval = (int)(u->cfg.keepalive_ms / 1000);
+    co.cleansession = 1;
+    co.connectTimeout = (int)((u->cfg.connect_timeout_ms + 999) / 1000);
+    co.onSuccess = cb_connected;
+    co.onFailure = cb_connect_failed;
+    co.context = u;
+    co.automaticReconnect = 0;
+    co.maxInflight = (int)u->cfg.max_inflight + 8;
+    will.topicName = u->t_status;
+    will.message = u->status_offline;
+    will.retained = 1;
+    will.qos = 1;
+    co.will = &will;
+    if (u->cfg.username[0])
+        co.username = u->cfg.username;
+    if (u->password[0])
+        co.password = u->password;
+    if (strncmp(u->cfg.uri, "ssl://", 6) == 0 || strncmp(u->cfg.uri, "mqtts://", 8) == 0) {
+        ssl.trustStore = u->cfg.ca_file[0] ? u->cfg.ca_file : NULL;
+        ssl.keyStore = u->cfg.cert_file[0] ? u->cfg.cert_file : NULL;
+        ssl.privateKey = u->cfg.key_file[0] ? u->cfg.key_file : NULL;
+        ssl.enableServerCertAuth = 1;
+        ssl.verify = u->cfg.tls_verify_host;
+        co.ssl = &ssl;
+    }
+    u->connecting = 1;
+    int rc = MQTTAsync_connect(u->client, &co);
+    if (rc != MQTTASYNC_SUCCESS) {
+        u->connecting = 0;
+        GW_WARN("uplink", "connect to %s could not start (code %d)", u->cfg.uri, rc);
+        schedule_reconnect(u);
+    }
+}
+
+static int read_password(gw_uplink *u, char *err, size_t errlen)
+{
+    if (u->cfg.password_env[0]) {
+        const char *v = getenv(u->cfg.password_env);
+        if (!v) {
+            snprintf(err, errlen, "uplink.password_env: variable %s is not set",
+                     u->cfg.password_env);
+            return GW_EINVAL;
+        }
+        if (gw_strlcpy(u->password, v, sizeof(u->password))) {
+            snprintf(err, errlen, "uplink.password_env: password too long");
+            return GW_EINVAL;
+        }
+    } else if (u->cfg.password_file[0]) {
+        FILE *f = fopen(u->cfg.password_file, "r");
+        if (!f) {
+            snprintf(err, errlen, "uplink.password_file: %s: %s", u->cfg.password_file,
+                     strerror(errno));
+            return GW_EINVAL;
+        }
+        if (!fgets(u->password, sizeof(u->password), f))
+            u->password[0] = '\0';
+        fclose(f);
+        u->password[strcspn(u->password, "\r\n")] = '\0';
+    }
+    return GW_OK;
+}
+
+gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const char *gateway_id,
+                         gw_store *store, gw_uplink_cmd_cb on_cmd, void *ctx, char *err,
+                         size_t errlen)
+{
+    gw_uplink *u = calloc(1, sizeof(*u));
+    if (!u) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    u->loop = loop;
+    u->cfg = *cfg;
+    u->store = store;
+    u->on_cmd = on_cmd;
+    u->ctx = ctx;
+    gw_strlcpy(u->gw, gateway_id, sizeof(u->gw));
+    if (!u->cfg.client_id[0])
+        gw_strlcpy(u->cfg.client_id, gateway_id, sizeof(u->cfg.client_id));
+    pthread_mutex_init(&u->mu, NULL);
+    if (read_password(u, err, errlen))
+        goto error;
+    const char *pre = u->cfg.topic_prefix;
+    const char *sep = pre[0] ? "/" : "";
+    snprintf(u->t_readings, sizeof(u->t_readings), "%s%s%s/readings", pre, sep, u->gw);
+    snprintf(u->t_events, sizeof(u->t_events), "%s%s%s/events", pre, sep, u->gw);
+    snprintf(u->t_alarms, sizeof(u->t_alarms), "%s%s%s/alarms", pre, sep, u->gw);
+    snprintf(u->t_status, sizeof(u->t_status), "%s%s%s/status", pre, sep, u->gw);
+    snprintf(u->t_cmd, sizeof(u->t_cmd), "%s%s%s/cmd/#", pre, sep, u->gw);
+    u->cmd_prefix_len = strlen(u->t_cmd) - 1; /* match up to and including "cmd/" */
+    snprintf(u->status_offline, sizeof(u->status_offline),
+             "{\"v\":1,\"gw\":\"%s\",\"status\":\"offline\"}", u->gw);
+    u->nslots = (int)cfg->max_inflight;
+    u->slots = calloc((size_t)u->nslots, sizeof(*u->slots));
+    if (!u->slots) {
+        snprintf(err, errlen, "out of memory");
+        goto error;
+    }
+    for (int i = 0; i < GW_LANES; i++) {
+        u->lane[i].cursor = 0;
+        u->lane[i].more = 1;
+    }
+    gw_backoff_init(&u->bo, cfg->backoff_min_ms, cfg->backoff_max_ms,
+                    (uint64_t)gw_mono_ns() ^ (uint64_t)getpid());
+
+    MQTTAsync_createOptions opts = MQTTAsync_createOptions_initializer;
+    opts.sendWhileDisconnected = 0;
+    opts.maxBufferedMessages = (int)cfg->max_inflight + 16;
+    opts.MQTTVersion = MQTTVERSION_3_1_1;
+    int rc = MQTTAsync_createWithOptions(&u->client, u->cfg.uri, u->cfg.client_id,
+                                         MQTTCLIENT_PERSISTENCE_NONE, NULL, &opts);
+    if (rc != MQTTASYNC_SUCCESS) {
+        snprintf(err, errlen, "uplink.uri '%s': cannot create MQTT client (code %d)", cfg->uri,
+                 rc);
+        goto error;
+    }
+    MQTTAsync_setCallbacks(u->client, u, cb_lost, cb_message, cb_delivered);
+    uv_async_init(loop, &u->async, on_async);
+    u->async.data = u;
+    uv_timer_init(loop, &u->timer);
+    u->timer.data = u;
+    u->handles = 2;
+    return u;
+error:
+    free(u->slots);
+    pthread_mutex_destroy(&u->mu);
+    memset(u->password, 0, sizeof(u->password));
+    free(u);
+    return NULL;
+}
+
+int gw_uplink_start(gw_uplink *u)
+{
+    do_connect(u);
+    return GW_OK;
+}
+
+void gw_uplink_notify(gw_uplink *u, unsigned lanes)
+{
+    for (int i = 0; i < GW_LANES; i++) {
+        if (lanes & (1u << i)) {
+            u->lane[i].more = 1;
+            u->lane[i].notifies++;
+        }
+    }
+    pump(u);
+}
+
+int gw_uplink_idle(const gw_uplink *u)
+{
+    if (u->inflight)
+        return 0;
+    for (int i = 0; i < GW_LANES; i++) {
+        const struct lanebuf *l = &u->lane[i];
+        if (l->pos < l->n || l->more || l->fetching)
+            return 0;
+    }
+    return 1;
+}
+
+void gw_uplink_get_stats(const gw_uplink *u, gw_uplink_stats *out)
+{
+    *out = u->st;
+    out->connected = u->connected;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    gw_uplink *u = h->data;
+    if (--u->handles > 0)
+        return;
+    for (int i = 0; i < GW_LANES; i++) {
+        free(u->lane[i].id);
+        free(u->lane[i].kind);
+        free(u->lane[i].off);
+        free(u->lane[i].len);
+        free(u->lane[i].buf);
+    }
+    while (u->head) {
+        struct uevt *e = u->head;
+        u->head = e->next;
+        free(e->topic);
+        free(e->payload);
+        free(e);
+    }
+    pthread_mutex_destroy(&u->mu);
+    free(u->slots);
+    free(u->msg);
+    memset(u->password, 0, sizeof(u->password));
+    free(u);
+}
+
+void gw_uplink_close(gw_uplink *u, int64_t timeout_ms)
+{
+    if (!u)
+        return;
+    u->closing = 1;
+    if (u->connected) {
+        publish_status(u, "offline");
+        MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+        d.timeout = (int)timeout_ms;
+        d.onSuccess = cb_disconnected;
+        d.context = u;
+        /* Shutdown only: the loop has nothing else to do while Paho finishes. */
+        if (MQTTAsync_disconnect(u->client, &d) == MQTTASYNC_SUCCESS)
+            for (int64_t waited = 0;
+                 !__atomic_load_n(&u->disconnected, __ATOMIC_ACQUIRE) && waited < timeout_ms;
+                 waited += 5)
+                usleep(5000);
+    }
+    MQTTAsync_destroy(&u->client);
+    uv_timer_stop(&u->timer);
+    uv_close((uv_handle_t *)&u->timer, on_closed);
+    uv_close((uv_handle_t *)&u->async, on_closed);
+}

@@ -1,0 +1,62 @@
+#ifndef GW_UPLINK_H
+#define GW_UPLINK_H
+/* The platform uplink: one MQTT connection (Paho async, QoS 1) that drains the
+ * outbox. Rows are read from the store, published, and deleted only on PUBACK.
+ * The priority lane (events, alarms) always goes first and has slots of its
+ * own in the in-flight window, so a new alarm overtakes any telemetry backlog.
+ * Paho's callbacks run on Paho's threads: they only queue small events for the
+ * loop (uv_async); all state below is touched by the loop thread alone. */
+#include "gateway/store.h"
+
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct gw_uplink_config {
+    char uri[256];          /* tcp://host:port or ssl://host:port */
+    char client_id[128];    /* default: the gateway id */
+    char topic_prefix[128]; /* topics are <prefix>/<gateway id>/<kind> */
+    char username[128];
+    char password_file[256]; /* first line is the password; never logged */
+    char password_env[64];   /* or: the name of an environment variable */
+    char ca_file[256];
+    char cert_file[256];
+    char key_file[256];
+    int tls_verify_host;
+    int64_t keepalive_ms;
+    int64_t connect_timeout_ms;
+    int64_t backoff_min_ms, backoff_max_ms;
+    int64_t batch;             /* readings per telemetry message */
+    int64_t max_inflight;      /* QoS 1 messages awaiting PUBACK */
+    int64_t max_message_bytes; /* bound on one telemetry message */
+} gw_uplink_config;
+
+typedef struct gw_uplink gw_uplink;
+
+/* A command arrived on <prefix>/<gw>/cmd/<name>. Payload is not NUL-terminated. */
+typedef void (*gw_uplink_cmd_cb)(void *ctx, const char *name, const char *payload, size_t len);
+
+typedef struct gw_uplink_stats {
+    int connected;
+    uint64_t connects, disconnects;
+    uint64_t msgs_sent[GW_LANES], msgs_acked[GW_LANES], rows_acked[GW_LANES];
+    uint64_t publish_refused; /* Paho refused a publish (back-pressure); retried */
+    uint64_t commands, commands_dropped;
+} gw_uplink_stats;
+
+/* Creates the uplink; it starts connecting at gw_uplink_start. The password is
+ * read here (file or environment); errors go to err. */
+gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const char *gateway_id,
+                         gw_store *store, gw_uplink_cmd_cb on_cmd, void *ctx, char *err,
+                         size_t errlen);
+int gw_uplink_start(gw_uplink *u);
+/* New rows were committed in these lanes (bit 1<<lane). */
+void gw_uplink_notify(gw_uplink *u, unsigned lanes);
+/* 1 when nothing is in flight and no committed row is waiting to be sent. */
+int gw_uplink_idle(const gw_uplink *u);
+void gw_uplink_get_stats(const gw_uplink *u, gw_uplink_stats *out);
+/* Publishes the offline status, disconnects (waiting at most timeout_ms for
+ * Paho) and closes every handle; the struct is freed once the loop has closed
+ * them. */
+void gw_uplink_close(gw_uplink *u, int64_t timeout_ms);
+
+#endif

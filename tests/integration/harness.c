@@ -1,0 +1,403 @@
+#include "tests/integration/harness.h"
+
+#include <MQTTAsync.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+int64_t h_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *h_tmpdir(void)
+{
+    if (!tmpdir[0]) {
+        snprintf(tmpdir, sizeof(tmpdir), "/tmp/gwtest.XXXXXX");
+        if (!mkdtemp(tmpdir)) {
+            perror("mkdtemp");
+            abort();
+        }
+    }
+    return tmpdir;
+}
+
+void h_cleanup(void)
+{
+    if (tmpdir[0] && !getenv("KEEP_TMP")) {
+        char cmd[300];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cleanup of %s failed\n", tmpdir);
+    }
+    tmpdir[0] = '\0';
+}
+
+const char *h_bin(const char *name)
+{
+    static char paths[4][256];
+    static int slot;
+    const char *b = getenv("BUILD");
+    char *p = paths[slot++ % 4];
+    snprintf(p, 256, "%s/%s", b && *b ? b : "build", name);
+    return p;
+}
+
+int h_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) ||
+        getsockname(fd, (struct sockaddr *)&a, &len)) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+const char *h_write_file(const char *name, const char *text)
+{
+    static char paths[8][512];
+    static int slot;
+    char *p = paths[slot++ % 8];
+    snprintf(p, 512, "%s/%s", h_tmpdir(), name);
+    FILE *f = fopen(p, "w");
+    if (!f)
+        return NULL;
+    fputs(text, f);
+    fclose(f);
+    return p;
+}
+
+int h_spawn(h_proc *p, const char *logname, char *const argv[])
+{
+    snprintf(p->log, sizeof(p->log), "%s/%s", h_tmpdir(), logname);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        setpgid(0, 0);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    p->pid = pid;
+    return 0;
+}
+
+int h_signal(h_proc *p, int sig)
+{
+    return p->pid > 0 ? kill(p->pid, sig) : -1;
+}
+
+int h_wait(h_proc *p, int timeout_ms)
+{
+    if (p->pid <= 0)
+        return -1;
+    int64_t end = mono_ms() + timeout_ms;
+    int st;
+    for (;;) {
+        pid_t r = waitpid(p->pid, &st, WNOHANG);
+        if (r == p->pid) {
+            p->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        if (mono_ms() >= end) {
+            kill(p->pid, SIGKILL);
+            waitpid(p->pid, &st, 0);
+            p->pid = 0;
+            return -1;
+        }
+        /* Child exit has no fd to wait on here; poll the status briefly. */
+        poll(NULL, 0, 10);
+    }
+}
+
+void h_stop(h_proc *p)
+{
+    if (p->pid > 0) {
+        kill(p->pid, SIGTERM);
+        h_wait(p, 10000);
+    }
+}
+
+int h_log_contains(h_proc *p, const char *text)
+{
+    FILE *f = fopen(p->log, "r");
+    if (!f)
+        return 0;
+    char line[4096];
+    int found = 0;
+    while (!found && fgets(line, sizeof(line), f))
+        found = strstr(line, text) != NULL;
+    fclose(f);
+    return found;
+}
+
+int h_log_wait(h_proc *p, const char *text, int timeout_ms)
+{
+    int64_t end = mono_ms() + timeout_ms;
+    while (mono_ms() < end) {
+        if (h_log_contains(p, text))
+            return 1;
+        poll(NULL, 0, 20); /* the log is a file: re-read it at a short interval */
+    }
+    return h_log_contains(p, text);
+}
+
+int h_port_wait(int port, int timeout_ms)
+{
+    int64_t end = mono_ms() + timeout_ms;
+    while (mono_ms() < end) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+        close(fd);
+        if (ok)
+            return 1;
+        poll(NULL, 0, 20);
+    }
+    return 0;
+}
+
+int h_broker_start(h_proc *p, int port)
+{
+    char conf[1024], name[64];
+    snprintf(conf, sizeof(conf),
+             "listener %d 127.0.0.1\nallow_anonymous true\npersistence true\n"
+             "persistence_location %s/\nautosave_interval 0\nmax_queued_messages 0\n"
+             "max_inflight_messages 0\nlog_dest stdout\n",
+             port, h_tmpdir());
+    snprintf(name, sizeof(name), "mosquitto-%d.conf", port);
+    const char *path = h_write_file(name, conf);
+    char *argv[] = {"mosquitto", "-c", (char *)path, NULL};
+    if (h_spawn(p, "mosquitto.log", argv))
+        return -1;
+    return h_port_wait(port, 10000) ? 0 : -1;
+}
+
+int h_sim_start(h_proc *p, const char *scenario_path, const char *extra_arg)
+{
+    char *argv[] = {(char *)h_bin("sim"), "modbus", "--scenario", (char *)scenario_path,
+                    (char *)extra_arg, NULL};
+    if (h_spawn(p, "sim.log", argv))
+        return -1;
+    return h_log_wait(p, "sim: ready", 15000) ? 0 : -1;
+}
+
+int h_gateway_start(h_proc *p, const char *config_path)
+{
+    char *argv[] = {(char *)h_bin("gateway"), "-c", (char *)config_path, NULL};
+    if (h_spawn(p, "gateway.log", argv))
+        return -1;
+    return h_log_wait(p, "started from", 15000) ? 0 : -1;
+}
+
+/* ---- Platform subscriber ---- */
+
+static pthread_mutex_t pmu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pcv = PTHREAD_COND_INITIALIZER;
+static h_msg *msgs;
+static size_t nmsgs, capmsgs;
+static MQTTAsync pclient;
+static int pconnected;
+
+static int on_msg(void *ctx, char *topic, int tlen, MQTTAsync_message *m)
+{
+    pthread_mutex_lock(&pmu);
+    if (nmsgs == capmsgs) {
+        capmsgs = capmsgs ? capmsgs * 2 : 1024;
+        msgs = realloc(msgs, capmsgs * sizeof(*msgs));
+    }
+    h_msg *x = &msgs[nmsgs++];
+    x->topic = strdup(topic);
+    x->payload = malloc((size_t)m->payloadlen + 1);
+    memcpy(x->payload, m->payload, (size_t)m->payloadlen);
+    x->payload[m->payloadlen] = '\0';
+    x->at_ms = h_now_ms();
+    pthread_cond_broadcast(&pcv);
+    pthread_mutex_unlock(&pmu);
+    MQTTAsync_freeMessage(&m);
+    MQTTAsync_free(topic);
+    return 1;
+}
+
+static void on_sub(void *ctx, MQTTAsync_successData *r)
+{
+    pthread_mutex_lock(&pmu);
+    pconnected = 1;
+    pthread_cond_broadcast(&pcv);
+    pthread_mutex_unlock(&pmu);
+}
+
+static void on_conn(void *ctx, char *cause)
+{
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    ro.onSuccess = on_sub;
+    MQTTAsync_subscribe(pclient, "#", 1, &ro);
+}
+
+int h_platform_start(int port)
+{
+    char uri[64];
+    snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
+    MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
+    co.maxBufferedMessages = 1000;
+    if (MQTTAsync_createWithOptions(&pclient, uri, "test-platform", MQTTCLIENT_PERSISTENCE_NONE,
+                                    NULL, &co) != MQTTASYNC_SUCCESS)
+        return -1;
+    MQTTAsync_setCallbacks(pclient, NULL, NULL, on_msg, NULL);
+    MQTTAsync_setConnected(pclient, NULL, on_conn);
+    MQTTAsync_connectOptions o = MQTTAsync_connectOptions_initializer;
+    o.cleansession = 0; /* a persistent session: nothing is missed across a broker restart */
+    o.automaticReconnect = 1;
+    o.minRetryInterval = 1;
+    o.maxRetryInterval = 1;
+    o.keepAliveInterval = 5;
+    if (MQTTAsync_connect(pclient, &o) != MQTTASYNC_SUCCESS)
+        return -1;
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 10;
+    pthread_mutex_lock(&pmu);
+    while (!pconnected && pthread_cond_timedwait(&pcv, &pmu, &dl) == 0) {
+    }
+    int ok = pconnected;
+    pthread_mutex_unlock(&pmu);
+    return ok ? 0 : -1;
+}
+
+void h_platform_stop(void)
+{
+    if (pclient) {
+        MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+        d.timeout = 1000;
+        MQTTAsync_disconnect(pclient, &d);
+        for (int i = 0; i < 100 && MQTTAsync_isConnected(pclient); i++)
+            poll(NULL, 0, 10);
+        MQTTAsync_destroy(&pclient);
+        pclient = NULL;
+    }
+    pthread_mutex_lock(&pmu);
+    for (size_t i = 0; i < nmsgs; i++) {
+        free(msgs[i].topic);
+        free(msgs[i].payload);
+    }
+    free(msgs);
+    msgs = NULL;
+    nmsgs = capmsgs = 0;
+    pconnected = 0;
+    pthread_mutex_unlock(&pmu);
+}
+
+size_t h_platform_count(void)
+{
+    pthread_mutex_lock(&pmu);
+    size_t n = nmsgs;
+    pthread_mutex_unlock(&pmu);
+    return n;
+}
+
+int h_platform_get(size_t i, h_msg *out)
+{
+    int rc = -1;
+    pthread_mutex_lock(&pmu);
+    if (i < nmsgs) {
+        out->topic = strdup(msgs[i].topic);
+        out->payload = strdup(msgs[i].payload);
+        out->at_ms = msgs[i].at_ms;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&pmu);
+    return rc;
+}
+
+void h_msg_free(h_msg *m)
+{
+    free(m->topic);
+    free(m->payload);
+}
+
+int h_platform_wait(int (*pred)(void *ctx), void *ctx, int timeout_ms)
+{
+    int64_t end = mono_ms() + timeout_ms;
+    for (;;) {
+        if (pred(ctx))
+            return 1;
+        int64_t left = end - mono_ms();
+        if (left <= 0)
+            return 0;
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        int64_t step = left < 200 ? left : 200;
+        dl.tv_nsec += step * 1000000L;
+        dl.tv_sec += dl.tv_nsec / 1000000000L;
+        dl.tv_nsec %= 1000000000L;
+        pthread_mutex_lock(&pmu);
+        size_t before = nmsgs;
+        while (nmsgs == before && pthread_cond_timedwait(&pcv, &pmu, &dl) == 0) {
+        }
+        pthread_mutex_unlock(&pmu);
+    }
+}
+
+cJSON *h_platform_items(const char *suffix)
+{
+    cJSON *all = cJSON_CreateArray();
+    size_t n = h_platform_count();
+    size_t sl = strlen(suffix);
+    for (size_t i = 0; i < n; i++) {
+        h_msg m;
+        if (h_platform_get(i, &m))
+            break;
+        size_t tl = strlen(m.topic);
+        if (tl >= sl && strcmp(m.topic + tl - sl, suffix) == 0) {
+            cJSON *doc = cJSON_Parse(m.payload);
+            cJSON *items = cJSON_GetObjectItem(doc, "items");
+            cJSON *it;
+            cJSON_ArrayForEach(it, items)
+            {
+                cJSON *copy = cJSON_Duplicate(it, 1);
+                cJSON_AddStringToObject(copy, "_topic", m.topic);
+                cJSON_AddNumberToObject(copy, "_at", (double)m.at_ms);
+                cJSON_AddNumberToObject(copy, "_msg", (double)i);
+                cJSON_AddItemToArray(all, copy);
+            }
+            cJSON_Delete(doc);
+        }
+        h_msg_free(&m);
+    }
+    return all;
+}

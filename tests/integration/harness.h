@@ -1,0 +1,68 @@
+#ifndef GW_HARNESS_H
+#define GW_HARNESS_H
+/* Integration test harness: real processes on loopback, started and stopped
+ * by the tests, every wait bounded. A private mosquitto, build/gateway,
+ * build/sim, and an in-process platform subscriber (Paho) that records what
+ * arrives. Nothing here shares code with the gateway. */
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct h_proc {
+    pid_t pid;
+    char log[512]; /* stdout+stderr of the process */
+} h_proc;
+
+/* A temporary folder for one test, removed by h_cleanup. */
+const char *h_tmpdir(void);
+void h_cleanup(void);
+const char *h_bin(const char *name); /* $BUILD/<name>, BUILD defaults to "build" */
+int h_free_port(void);
+int64_t h_now_ms(void);
+/* Writes text to <tmpdir>/<name> and returns the path (static buffer per call slot). */
+const char *h_write_file(const char *name, const char *text);
+
+int h_spawn(h_proc *p, const char *logname, char *const argv[]);
+int h_signal(h_proc *p, int sig);
+/* Waits for exit up to timeout_ms; returns the exit status (or 128+signal),
+ * or -1 on timeout (the process is then killed). */
+int h_wait(h_proc *p, int timeout_ms);
+void h_stop(h_proc *p); /* SIGTERM, wait 10 s, SIGKILL */
+/* Waits until the process log contains text (bounded). Returns 1 if seen. */
+int h_log_wait(h_proc *p, const char *text, int timeout_ms);
+int h_log_contains(h_proc *p, const char *text);
+/* Waits until something accepts TCP connections on 127.0.0.1:port. */
+int h_port_wait(int port, int timeout_ms);
+
+/* mosquitto on 127.0.0.1:port with persistence in the tmpdir (sessions and
+ * queued QoS 1 messages survive a broker restart). */
+int h_broker_start(h_proc *p, int port);
+
+/* build/sim modbus with a scenario; waits for its ready line. */
+int h_sim_start(h_proc *p, const char *scenario_path, const char *extra_arg);
+
+/* build/gateway -c config; waits for its "started" log line. */
+int h_gateway_start(h_proc *p, const char *config_path);
+
+/* The platform: a persistent-session QoS 1 subscriber to "#". */
+typedef struct h_msg {
+    char *topic;
+    char *payload;
+    int64_t at_ms;
+} h_msg;
+int h_platform_start(int port);
+void h_platform_stop(void);
+size_t h_platform_count(void);
+/* Copies message i (0-based, arrival order); returns 0 if it exists. Caller frees. */
+int h_platform_get(size_t i, h_msg *out);
+void h_msg_free(h_msg *m);
+/* Waits until pred(ctx) returns nonzero, re-checking on each arrival. */
+int h_platform_wait(int (*pred)(void *ctx), void *ctx, int timeout_ms);
+
+/* Every item of every message so far on topics ending in suffix, in arrival
+ * order, as a cJSON array of item objects (with "_topic" and "_at" added).
+ * Caller deletes. */
+cJSON *h_platform_items(const char *suffix);
+
+#endif
