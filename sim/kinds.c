@@ -1,0 +1,17 @@
+/* The table of device kinds. A new kind (SL651, HJ212, CoAP, ...) is one
+ * dev_<kind>.c file exporting a sim_kind and one line here. */
+#include "sim/sim.h"
+
+#include <string.h>
+
+static const sim_kind *const kinds[] = {
+    &sim_kind_modbus_tcp,
+};
+
+const sim_kind *sim_kind_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (strcmp(kinds[i]->name, name) == 0)
+            return kinds[i];
+    return NULL;
+}

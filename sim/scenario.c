@@ -1,0 +1,839 @@
+/* Scenario files: libyaml's document tree walked into sim_scenario. Every key
+ * is checked against a table; unknown keys and bad values are errors with
+ * file:line. Reads the scenario and any csv file it names; no other I/O. */
+#include "sim/sim.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+typedef struct pctx {
+    yaml_document_t doc;
+    const char *file;
+    const char *base_dir;
+    char *err;
+    size_t errlen;
+} pctx;
+
+static int fail(pctx *c, yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(pctx *c, yaml_node_t *n, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(c->err, c->errlen, "%s:%lu: %s", c->file,
+             n ? (unsigned long)n->start_mark.line + 1 : 0ul, msg);
+    return SIM_EINVAL;
+}
+
+static yaml_node_t *node(pctx *c, int i)
+{
+    return yaml_document_get_node(&c->doc, i);
+}
+
+static const char *scalar(yaml_node_t *n)
+{
+    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+int sim_parse_duration(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || !isfinite(v))
+        return SIM_EINVAL;
+    while (*end == ' ')
+        end++;
+    if (*end == 0 || strcmp(end, "s") == 0)
+        ;
+    else if (strcmp(end, "ms") == 0)
+        v /= 1000;
+    else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0)
+        v *= 60;
+    else if (strcmp(end, "h") == 0)
+        v *= 3600;
+    else if (strcmp(end, "d") == 0)
+        v *= 86400;
+    else
+        return SIM_EINVAL;
+    *out = v;
+    return SIM_OK;
+}
+
+static int get_num(pctx *c, yaml_node_t *n, const char *key, double *out)
+{
+    const char *s = scalar(n);
+    if (!s || sim_parse_duration(s, out) != SIM_OK)
+        return fail(c, n, "%s: expected a number or a duration (30s, 10m)", key);
+    return SIM_OK;
+}
+
+static int get_int(pctx *c, yaml_node_t *n, const char *key, long lo, long hi, long *out)
+{
+    const char *s = scalar(n);
+    char *end;
+    if (!s)
+        return fail(c, n, "%s: expected an integer", key);
+    errno = 0;
+    long v = strtol(s, &end, 0);
+    if (end == s || *end || errno || v < lo || v > hi)
+        return fail(c, n, "%s: expected an integer in %ld..%ld", key, lo, hi);
+    *out = v;
+    return SIM_OK;
+}
+
+static int get_bool(pctx *c, yaml_node_t *n, const char *key, int *out)
+{
+    const char *s = scalar(n);
+    if (s && (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on")))
+        *out = 1;
+    else if (s && (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off")))
+        *out = 0;
+    else
+        return fail(c, n, "%s: expected true or false", key);
+    return SIM_OK;
+}
+
+static int get_str(pctx *c, yaml_node_t *n, const char *key, char *out, size_t cap)
+{
+    const char *s = scalar(n);
+    if (!s)
+        return fail(c, n, "%s: expected a string", key);
+    if (strlen(s) >= cap)
+        return fail(c, n, "%s: longer than %zu characters", key, cap - 1);
+    memcpy(out, s, strlen(s) + 1);
+    return SIM_OK;
+}
+
+/* ---- curves ---- */
+
+static const struct {
+    const char *key;
+    int id;
+} param_keys[] = {
+    {"value", SIM_P_VALUE},   {"from", SIM_P_FROM},     {"to", SIM_P_TO},
+    {"over", SIM_P_OVER},     {"mean", SIM_P_MEAN},     {"amplitude", SIM_P_AMPLITUDE},
+    {"period", SIM_P_PERIOD}, {"phase", SIM_P_PHASE},   {"start", SIM_P_START},
+    {"step", SIM_P_STEP},     {"min", SIM_P_MIN},       {"max", SIM_P_MAX},
+    {"every", SIM_P_EVERY},   {"seed", SIM_P_SEED},     {"base", SIM_P_BASE},
+    {"peak", SIM_P_PEAK},     {"rise", SIM_P_RISE},     {"hold", SIM_P_HOLD},
+    {"fall", SIM_P_FALL},     {"jitter", SIM_P_JITTER}, {"repeat", SIM_P_REPEAT},
+};
+
+#define B(x) (1u << (x))
+static const struct {
+    const char *name;
+    sim_curve_kind kind;
+    uint32_t params;
+} curve_types[] = {
+    {"constant", SIM_C_CONSTANT, B(SIM_P_VALUE)},
+    {"ramp", SIM_C_RAMP, B(SIM_P_FROM) | B(SIM_P_TO) | B(SIM_P_OVER) | B(SIM_P_START)},
+    {"sine", SIM_C_SINE, B(SIM_P_MEAN) | B(SIM_P_AMPLITUDE) | B(SIM_P_PERIOD) | B(SIM_P_PHASE)},
+    {"random_walk", SIM_C_RANDOM_WALK,
+     B(SIM_P_START) | B(SIM_P_STEP) | B(SIM_P_MIN) | B(SIM_P_MAX) | B(SIM_P_EVERY) | B(SIM_P_SEED)},
+    {"storm", SIM_C_STORM,
+     B(SIM_P_BASE) | B(SIM_P_PEAK) | B(SIM_P_START) | B(SIM_P_RISE) | B(SIM_P_HOLD) |
+         B(SIM_P_FALL) | B(SIM_P_JITTER) | B(SIM_P_SEED)},
+    {"points", SIM_C_POINTS, 0},
+    {"csv", SIM_C_POINTS, 0},
+};
+
+static int parse_param(pctx *c, yaml_node_t *v, const char *key, sim_param *p)
+{
+    if (v->type == YAML_SEQUENCE_NODE) {
+        int n = (int)(v->data.sequence.items.top - v->data.sequence.items.start);
+        if (n < 1)
+            return fail(c, v, "%s: empty list", key);
+        p->v = calloc((size_t)n, sizeof(double));
+        if (!p->v)
+            return SIM_ENOMEM;
+        p->n = n;
+        for (int i = 0; i < n; i++)
+            if (get_num(c, node(c, v->data.sequence.items.start[i]), key, &p->v[i]))
+                return SIM_EINVAL;
+        return SIM_OK;
+    }
+    p->v = calloc(1, sizeof(double));
+    if (!p->v)
+        return SIM_ENOMEM;
+    p->n = 1;
+    return get_num(c, v, key, &p->v[0]);
+}
+
+static int add_point(sim_curve *cv, int *cap, double t, double v)
+{
+    if (cv->npoints == *cap) {
+        int nc = *cap ? *cap * 2 : 16;
+        double *nt = realloc(cv->pt_t, (size_t)nc * sizeof(double));
+        if (!nt)
+            return SIM_ENOMEM;
+        cv->pt_t = nt;
+        double *nv = realloc(cv->pt_v, (size_t)nc * sizeof(double));
+        if (!nv)
+            return SIM_ENOMEM;
+        cv->pt_v = nv;
+        *cap = nc;
+    }
+    cv->pt_t[cv->npoints] = t;
+    cv->pt_v[cv->npoints] = v;
+    cv->npoints++;
+    return SIM_OK;
+}
+
+/* Splits a csv line in place into at most max fields; returns the count. */
+static int split_csv(char *line, char **f, int max)
+{
+    int n = 0;
+    char *s = line;
+    while (n < max) {
+        while (*s == ' ' || *s == '\t')
+            s++;
+        f[n++] = s;
+        char *comma = strchr(s, ',');
+        char *e = comma ? comma : s + strlen(s);
+        while (e > s && isspace((unsigned char)e[-1]))
+            e--;
+        if (comma) {
+            *e = 0;
+            s = comma + 1;
+        } else {
+            *e = 0;
+            break;
+        }
+    }
+    return n;
+}
+
+static int load_csv(pctx *c, yaml_node_t *at, sim_curve *cv, const char *file, const char *column,
+                    long time_col)
+{
+    char path[1024], line[4096];
+    char *f[64];
+    int cap = 0, col = -1, lineno = 0;
+    if (file[0] == '/' || !c->base_dir)
+        snprintf(path, sizeof path, "%s", file);
+    else
+        snprintf(path, sizeof path, "%s/%s", c->base_dir, file);
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return fail(c, at, "csv: cannot open %s: %s", path, strerror(errno));
+    char *end;
+    long num = strtol(column, &end, 10);
+    if (*column && !*end && num >= 1 && num <= 64)
+        col = (int)num - 1;
+    int rc = SIM_OK;
+    while (fgets(line, sizeof line, fp)) {
+        lineno++;
+        line[strcspn(line, "\r\n")] = 0;
+        if (!line[0] || line[0] == '#')
+            continue;
+        int n = split_csv(line, f, 64);
+        double t, v;
+        if (time_col - 1 >= n || sim_parse_duration(f[time_col - 1], &t) != SIM_OK) {
+            if (cv->npoints == 0 && col < 0) { /* the header line */
+                for (int i = 0; i < n; i++)
+                    if (strcmp(f[i], column) == 0)
+                        col = i;
+                continue;
+            }
+            if (cv->npoints == 0 && lineno == 1)
+                continue;
+            rc = fail(c, at, "csv %s:%d: bad time", path, lineno);
+            break;
+        }
+        if (col < 0) {
+            rc = fail(c, at, "csv %s: no column named '%s'", path, column);
+            break;
+        }
+        if (col >= n || sim_parse_duration(f[col], &v) != SIM_OK) {
+            rc = fail(c, at, "csv %s:%d: bad value in column %d", path, lineno, col + 1);
+            break;
+        }
+        if (cv->npoints && t < cv->pt_t[cv->npoints - 1]) {
+            rc = fail(c, at, "csv %s:%d: times must not decrease", path, lineno);
+            break;
+        }
+        if ((rc = add_point(cv, &cap, t, v)) != SIM_OK)
+            break;
+    }
+    fclose(fp);
+    if (rc == SIM_OK && cv->npoints == 0)
+        rc = fail(c, at, "csv %s: no data rows", path);
+    return rc;
+}
+
+static int parse_curve(pctx *c, yaml_node_t *m, sim_curve *cv)
+{
+    yaml_node_pair_t *pr;
+    const char *type = NULL;
+    yaml_node_t *pts = NULL;
+    char file[512] = "", column[64] = "";
+    long time_col = 1;
+    int loop = 0;
+    uint32_t allowed = 0;
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(c, m, "curve: expected a mapping");
+    for (pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++)
+        if (!strcmp(scalar(node(c, pr->key)) ? scalar(node(c, pr->key)) : "", "type"))
+            type = scalar(node(c, pr->value));
+    if (!type)
+        return fail(c, m, "curve: missing type");
+    size_t ti;
+    for (ti = 0; ti < sizeof curve_types / sizeof curve_types[0]; ti++)
+        if (!strcmp(type, curve_types[ti].name))
+            break;
+    if (ti == sizeof curve_types / sizeof curve_types[0])
+        return fail(
+            c, m,
+            "curve: unknown type '%s' (constant, ramp, sine, random_walk, storm, points, csv)",
+            type);
+    cv->kind = curve_types[ti].kind;
+    allowed = curve_types[ti].params | B(SIM_P_REPEAT);
+    int is_csv = !strcmp(type, "csv");
+    for (pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
+        yaml_node_t *kn = node(c, pr->key), *vn = node(c, pr->value);
+        const char *k = scalar(kn);
+        if (!k)
+            return fail(c, kn, "curve: keys must be strings");
+        if (!strcmp(k, "type"))
+            continue;
+        if (cv->kind == SIM_C_POINTS && !strcmp(k, "loop")) {
+            if (get_bool(c, vn, k, &loop))
+                return SIM_EINVAL;
+            continue;
+        }
+        if (!is_csv && cv->kind == SIM_C_POINTS && !strcmp(k, "points")) {
+            pts = vn;
+            continue;
+        }
+        if (is_csv && !strcmp(k, "file")) {
+            if (get_str(c, vn, k, file, sizeof file))
+                return SIM_EINVAL;
+            continue;
+        }
+        if (is_csv && !strcmp(k, "column")) {
+            if (get_str(c, vn, k, column, sizeof column))
+                return SIM_EINVAL;
+            continue;
+        }
+        if (is_csv && !strcmp(k, "time_column")) {
+            if (get_int(c, vn, k, 1, 64, &time_col))
+                return SIM_EINVAL;
+            continue;
+        }
+        size_t pi;
+        for (pi = 0; pi < sizeof param_keys / sizeof param_keys[0]; pi++)
+            if (!strcmp(k, param_keys[pi].key))
+                break;
+        if (pi == sizeof param_keys / sizeof param_keys[0] || !(allowed & B(param_keys[pi].id)))
+            return fail(c, kn, "curve %s: unknown key '%s'", type, k);
+        if (cv->p[param_keys[pi].id].n)
+            return fail(c, kn, "curve %s: duplicate key '%s'", type, k);
+        int rc = parse_param(c, vn, k, &cv->p[param_keys[pi].id]);
+        if (rc)
+            return rc;
+    }
+    if (cv->kind == SIM_C_POINTS) {
+        int cap = 0, rc;
+        if (is_csv) {
+            if (!file[0] || !column[0])
+                return fail(c, m, "curve csv: needs file and column");
+            if ((rc = load_csv(c, m, cv, file, column, time_col)))
+                return rc;
+        } else {
+            if (!pts || pts->type != YAML_SEQUENCE_NODE)
+                return fail(c, m, "curve points: needs points: [[t, value], ...]");
+            for (yaml_node_item_t *it = pts->data.sequence.items.start;
+                 it < pts->data.sequence.items.top; it++) {
+                yaml_node_t *pn = node(c, *it);
+                double t, v;
+                if (pn->type != YAML_SEQUENCE_NODE ||
+                    pn->data.sequence.items.top - pn->data.sequence.items.start != 2)
+                    return fail(c, pn, "points: each point is [t, value]");
+                if (get_num(c, node(c, pn->data.sequence.items.start[0]), "points t", &t) ||
+                    get_num(c, node(c, pn->data.sequence.items.start[1]), "points value", &v))
+                    return SIM_EINVAL;
+                if (cv->npoints && t < cv->pt_t[cv->npoints - 1])
+                    return fail(c, pn, "points: times must not decrease");
+                if ((rc = add_point(cv, &cap, t, v)))
+                    return rc;
+            }
+            if (cv->npoints == 0)
+                return fail(c, pts, "points: empty");
+        }
+        if (loop && !cv->p[SIM_P_REPEAT].n && cv->pt_t[cv->npoints - 1] > 0) {
+            cv->p[SIM_P_REPEAT].v = malloc(sizeof(double));
+            if (!cv->p[SIM_P_REPEAT].v)
+                return SIM_ENOMEM;
+            cv->p[SIM_P_REPEAT].n = 1;
+            cv->p[SIM_P_REPEAT].v[0] = cv->pt_t[cv->npoints - 1];
+        }
+    }
+    return SIM_OK;
+}
+
+/* ---- registers ---- */
+
+static int parse_reg(pctx *c, yaml_node_t *m, sim_regdef *r)
+{
+    int have_type = 0, have_addr = 0, have_order = 0;
+    const char *kind = NULL;
+    r->table = SIM_TAB_HOLDING;
+    r->scale = 1;
+    r->line = (int)m->start_mark.line + 1;
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(c, m, "register: expected a mapping");
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
+        yaml_node_t *kn = node(c, pr->key), *vn = node(c, pr->value);
+        const char *k = scalar(kn);
+        long l;
+        if (!k)
+            return fail(c, kn, "register: keys must be strings");
+        if (!strcmp(k, "kind")) {
+            kind = scalar(vn);
+            if (!kind)
+                return fail(c, vn, "kind: expected a string");
+            if (!strcmp(kind, "holding"))
+                r->table = SIM_TAB_HOLDING;
+            else if (!strcmp(kind, "input"))
+                r->table = SIM_TAB_INPUT;
+            else if (!strcmp(kind, "coil"))
+                r->table = SIM_TAB_COIL;
+            else if (!strcmp(kind, "discrete"))
+                r->table = SIM_TAB_DISCRETE;
+            else
+                return fail(c, vn, "kind: holding, input, coil or discrete");
+        } else if (!strcmp(k, "addr")) {
+            if (get_int(c, vn, k, 0, 65535, &l))
+                return SIM_EINVAL;
+            r->addr = (uint16_t)l;
+            have_addr = 1;
+        } else if (!strcmp(k, "type")) {
+            if (!scalar(vn) || sim_type_parse(scalar(vn), &r->type))
+                return fail(c, vn,
+                            "type: uint16, int16, uint32, int32, float32, uint64, int64, "
+                            "float64 or bool");
+            have_type = 1;
+        } else if (!strcmp(k, "order")) {
+            if (!scalar(vn) || sim_order_parse(scalar(vn), &r->order))
+                return fail(c, vn, "order: a byte order such as ABCD, CDAB, BADC, DCBA, GHEFCDAB");
+            have_order = 1;
+        } else if (!strcmp(k, "scale")) {
+            if (get_num(c, vn, k, &r->scale))
+                return SIM_EINVAL;
+        } else if (!strcmp(k, "offset")) {
+            if (get_num(c, vn, k, &r->offset))
+                return SIM_EINVAL;
+        } else if (!strcmp(k, "writable")) {
+            if (get_bool(c, vn, k, &r->writable))
+                return SIM_EINVAL;
+        } else if (!strcmp(k, "value")) {
+            if (r->curve.kind != SIM_C_NONE)
+                return fail(c, vn, "value: give either value or curve");
+            r->curve.kind = SIM_C_CONSTANT;
+            int rc = parse_param(c, vn, k, &r->curve.p[SIM_P_VALUE]);
+            if (rc)
+                return rc;
+        } else if (!strcmp(k, "curve")) {
+            if (r->curve.kind != SIM_C_NONE)
+                return fail(c, vn, "curve: give either value or curve");
+            int rc = parse_curve(c, vn, &r->curve);
+            if (rc)
+                return rc;
+        } else {
+            return fail(c, kn, "register: unknown key '%s'", k);
+        }
+    }
+    if (!have_addr)
+        return fail(c, m, "register: missing addr");
+    int bits = r->table == SIM_TAB_COIL || r->table == SIM_TAB_DISCRETE;
+    if (!have_type)
+        r->type = bits ? SIM_T_BOOL : SIM_T_UINT16;
+    if (bits != (r->type == SIM_T_BOOL))
+        return fail(c, m, "register: coils and discretes are bool, registers are not");
+    if (have_order && bits)
+        return fail(c, m, "register: order makes no sense for a bit");
+    if (have_order) {
+        uint16_t w[4];
+        if (sim_encode(0, r->type, &r->order, w) < 0)
+            return fail(c, m, "register: order does not fit type %s", sim_type_name(r->type));
+    }
+    if ((uint32_t)r->addr + (uint32_t)sim_type_regs(r->type) > 65536)
+        return fail(c, m, "register: runs past address 65535");
+    if (r->writable && r->table != SIM_TAB_COIL && r->table != SIM_TAB_HOLDING)
+        return fail(c, m, "register: only coils and holding registers are writable");
+    return SIM_OK;
+}
+
+/* ---- faults ---- */
+
+static const char *fault_names[SIM_F__COUNT] = {"silent",  "late",    "exception",
+                                                "garbage", "bad_crc", "drop"};
+
+static int parse_fault(pctx *c, yaml_node_t *m, sim_fault *f)
+{
+    const char *type = NULL;
+    f->to = -1;
+    f->addr = -1;
+    f->code = 4;
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(c, m, "fault: expected a mapping");
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++)
+        if (scalar(node(c, pr->key)) && !strcmp(scalar(node(c, pr->key)), "type"))
+            type = scalar(node(c, pr->value));
+    if (!type)
+        return fail(c, m, "fault: missing type");
+    int fk;
+    for (fk = 0; fk < SIM_F__COUNT; fk++)
+        if (!strcmp(type, fault_names[fk]))
+            break;
+    if (fk == SIM_F__COUNT)
+        return fail(c, m,
+                    "fault: unknown type '%s' (silent, late, exception, garbage, bad_crc, drop)",
+                    type);
+    f->kind = (sim_fault_kind)fk;
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
+        yaml_node_t *kn = node(c, pr->key), *vn = node(c, pr->value);
+        const char *k = scalar(kn);
+        long l;
+        if (!k)
+            return fail(c, kn, "fault: keys must be strings");
+        if (!strcmp(k, "type"))
+            continue;
+        if (!strcmp(k, "from")) {
+            if (get_num(c, vn, k, &f->from))
+                return SIM_EINVAL;
+        } else if (!strcmp(k, "to")) {
+            if (get_num(c, vn, k, &f->to))
+                return SIM_EINVAL;
+        } else if (!strcmp(k, "delay") && f->kind == SIM_F_LATE) {
+            if (get_num(c, vn, k, &f->delay_s) || f->delay_s < 0 || f->delay_s > 3600)
+                return fail(c, vn, "delay: 0..1h");
+        } else if (!strcmp(k, "every") && (f->kind == SIM_F_GARBAGE || f->kind == SIM_F_DROP ||
+                                           f->kind == SIM_F_BAD_CRC)) {
+            if (get_int(c, vn, k, 1, 1000000000, &l))
+                return SIM_EINVAL;
+            f->every = (uint32_t)l;
+        } else if (!strcmp(k, "code") && f->kind == SIM_F_EXCEPTION) {
+            if (get_int(c, vn, k, 1, 255, &l))
+                return SIM_EINVAL;
+            f->code = (int)l;
+        } else if (!strcmp(k, "addr") && f->kind == SIM_F_EXCEPTION) {
+            if (get_int(c, vn, k, 0, 65535, &l))
+                return SIM_EINVAL;
+            f->addr = (int)l;
+        } else if (!strcmp(k, "fc") && f->kind == SIM_F_EXCEPTION) {
+            if (get_int(c, vn, k, 1, 127, &l))
+                return SIM_EINVAL;
+            f->fc = (int)l;
+        } else {
+            return fail(c, kn, "fault %s: unknown key '%s'", type, k);
+        }
+    }
+    if (f->to >= 0 && f->to < f->from)
+        return fail(c, m, "fault: to is before from");
+    return SIM_OK;
+}
+
+/* ---- groups ---- */
+
+int sim_format_id(const char *tmpl, uint32_t n, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (const char *s = tmpl; *s;) {
+        if (s[0] == '{' && s[1] == 'n' && (s[2] == '}' || s[2] == ':')) {
+            const char *e = strchr(s, '}');
+            int width = 0, zero = 0;
+            if (!e)
+                return SIM_EINVAL;
+            if (s[2] == ':') {
+                const char *q = s + 3;
+                if (*q == '0') {
+                    zero = 1;
+                    q++;
+                }
+                while (q < e && isdigit((unsigned char)*q) && width < 20)
+                    width = width * 10 + (*q++ - '0');
+                if (q != e)
+                    return SIM_EINVAL;
+            }
+            int w = snprintf(out + o, outlen - o, zero ? "%0*u" : "%*u", width, n);
+            if (w < 0 || (size_t)w >= outlen - o)
+                return SIM_EINVAL;
+            o += (size_t)w;
+            s = e + 1;
+        } else {
+            if (o + 1 >= outlen)
+                return SIM_EINVAL;
+            out[o++] = *s++;
+        }
+    }
+    out[o] = 0;
+    return SIM_OK;
+}
+
+static int parse_group(pctx *c, yaml_node_t *m, sim_group *g)
+{
+    yaml_node_t *regs = NULL, *faults = NULL;
+    int have_port = 0;
+    long l;
+    g->count = 1;
+    g->first = 1;
+    g->unit = 1;
+    snprintf(g->protocol, sizeof g->protocol, "modbus-tcp");
+    g->line = (int)m->start_mark.line + 1;
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(c, m, "device group: expected a mapping");
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
+        yaml_node_t *kn = node(c, pr->key), *vn = node(c, pr->value);
+        const char *k = scalar(kn);
+        if (!k)
+            return fail(c, kn, "device group: keys must be strings");
+        if (!strcmp(k, "id")) {
+            if (get_str(c, vn, k, g->id_tmpl, sizeof g->id_tmpl))
+                return SIM_EINVAL;
+        } else if (!strcmp(k, "count")) {
+            if (get_int(c, vn, k, 1, 100000, &l))
+                return SIM_EINVAL;
+            g->count = (uint32_t)l;
+        } else if (!strcmp(k, "first")) {
+            if (get_int(c, vn, k, 0, 100000000, &l))
+                return SIM_EINVAL;
+            g->first = (uint32_t)l;
+        } else if (!strcmp(k, "protocol")) {
+            if (get_str(c, vn, k, g->protocol, sizeof g->protocol))
+                return SIM_EINVAL;
+        } else if (!strcmp(k, "host")) {
+            if (get_str(c, vn, k, g->host, sizeof g->host))
+                return SIM_EINVAL;
+        } else if (!strcmp(k, "port")) {
+            if (get_int(c, vn, k, 1, 65535, &l))
+                return SIM_EINVAL;
+            g->port = (uint32_t)l;
+            have_port = 1;
+        } else if (!strcmp(k, "unit")) {
+            if (scalar(vn) && !strcmp(scalar(vn), "any"))
+                g->unit = SIM_UNIT_ANY;
+            else if (get_int(c, vn, k, 0, 255, &l))
+                return SIM_EINVAL;
+            else
+                g->unit = (int)l;
+        } else if (!strcmp(k, "registers")) {
+            regs = vn;
+        } else if (!strcmp(k, "faults")) {
+            faults = vn;
+        } else {
+            return fail(c, kn, "device group: unknown key '%s'", k);
+        }
+    }
+    if (!g->id_tmpl[0])
+        return fail(c, m, "device group: missing id");
+    char probe[128];
+    if (sim_format_id(g->id_tmpl, g->first + g->count - 1, probe, 64))
+        return fail(c, m, "id: bad template '%s' (use {n} or {n:03})", g->id_tmpl);
+    if (g->count > 1 && !strstr(g->id_tmpl, "{n"))
+        return fail(c, m, "id: a group of %u devices needs {n} in its id", g->count);
+    g->kind = sim_kind_find(g->protocol);
+    if (!g->kind)
+        return fail(c, m, "protocol: unknown '%s' (modbus-tcp)", g->protocol);
+    if (!have_port)
+        return fail(c, m, "device group: missing port");
+    if (g->port + g->count - 1 > 65535)
+        return fail(c, m, "port: %u devices from port %u run past 65535", g->count, g->port);
+    if (regs) {
+        if (regs->type != YAML_SEQUENCE_NODE)
+            return fail(c, regs, "registers: expected a list");
+        int n = (int)(regs->data.sequence.items.top - regs->data.sequence.items.start);
+        g->regs = calloc((size_t)(n ? n : 1), sizeof *g->regs);
+        if (!g->regs)
+            return SIM_ENOMEM;
+        for (int i = 0; i < n; i++) {
+            g->nregs = i + 1;
+            int rc = parse_reg(c, node(c, regs->data.sequence.items.start[i]), &g->regs[i]);
+            if (rc)
+                return rc;
+        }
+        /* Overlaps would make a read ambiguous. */
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < i; j++) {
+                sim_regdef *a = &g->regs[i], *b = &g->regs[j];
+                if (a->table != b->table)
+                    continue;
+                int ae = a->addr + sim_type_regs(a->type), be = b->addr + sim_type_regs(b->type);
+                if (a->addr < be && b->addr < ae)
+                    return fail(c, node(c, regs->data.sequence.items.start[i]),
+                                "register: overlaps the one on line %d", b->line);
+            }
+    }
+    if (faults) {
+        if (faults->type != YAML_SEQUENCE_NODE)
+            return fail(c, faults, "faults: expected a list");
+        int n = (int)(faults->data.sequence.items.top - faults->data.sequence.items.start);
+        g->faults = calloc((size_t)(n ? n : 1), sizeof *g->faults);
+        if (!g->faults)
+            return SIM_ENOMEM;
+        for (int i = 0; i < n; i++) {
+            g->nfaults = i + 1;
+            int rc = parse_fault(c, node(c, faults->data.sequence.items.start[i]), &g->faults[i]);
+            if (rc)
+                return rc;
+        }
+    }
+    return SIM_OK;
+}
+
+void sim_scenario_free(sim_scenario *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->ngroups; i++) {
+        sim_group *g = &s->groups[i];
+        for (int r = 0; r < g->nregs; r++)
+            sim_curve_free(&g->regs[r].curve);
+        free(g->regs);
+        free(g->faults);
+    }
+    free(s->groups);
+    free(s);
+}
+
+sim_scenario *sim_scenario_parse(const char *text, size_t len, const char *name,
+                                 const char *base_dir, char *err, size_t errlen)
+{
+    pctx c = {.file = name, .base_dir = base_dir, .err = err, .errlen = errlen};
+    yaml_parser_t parser;
+    sim_scenario *s = calloc(1, sizeof *s);
+    int rc = SIM_EINVAL, have_doc = 0;
+    if (!s) {
+        snprintf(err, errlen, "%s: out of memory", name);
+        return NULL;
+    }
+    if (!yaml_parser_initialize(&parser)) {
+        snprintf(err, errlen, "%s: out of memory", name);
+        free(s);
+        return NULL;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&parser, &c.doc)) {
+        snprintf(err, errlen, "%s:%lu: %s", name, (unsigned long)parser.problem_mark.line + 1,
+                 parser.problem ? parser.problem : "YAML error");
+        goto out;
+    }
+    have_doc = 1;
+    yaml_node_t *root = yaml_document_get_root_node(&c.doc);
+    if (!root || root->type != YAML_MAPPING_NODE) {
+        fail(&c, root, "expected a mapping with name and devices");
+        goto out;
+    }
+    yaml_node_t *devs = NULL;
+    for (yaml_node_pair_t *pr = root->data.mapping.pairs.start; pr < root->data.mapping.pairs.top;
+         pr++) {
+        yaml_node_t *kn = node(&c, pr->key), *vn = node(&c, pr->value);
+        const char *k = scalar(kn);
+        if (k && !strcmp(k, "name")) {
+            if (get_str(&c, vn, k, s->name, sizeof s->name))
+                goto out;
+        } else if (k && !strcmp(k, "description")) {
+            continue;
+        } else if (k && !strcmp(k, "devices")) {
+            devs = vn;
+        } else {
+            fail(&c, kn, "unknown key '%s' (name, description, devices)", k ? k : "?");
+            goto out;
+        }
+    }
+    if (!devs || devs->type != YAML_SEQUENCE_NODE ||
+        devs->data.sequence.items.top == devs->data.sequence.items.start) {
+        fail(&c, devs ? devs : root, "devices: expected a non-empty list");
+        goto out;
+    }
+    int n = (int)(devs->data.sequence.items.top - devs->data.sequence.items.start);
+    s->groups = calloc((size_t)n, sizeof *s->groups);
+    if (!s->groups) {
+        snprintf(err, errlen, "%s: out of memory", name);
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        s->ngroups = i + 1;
+        if (parse_group(&c, node(&c, devs->data.sequence.items.start[i]), &s->groups[i]))
+            goto out;
+        s->ndevices += s->groups[i].count;
+    }
+    /* Two devices on one port would fail at bind time; say so here instead. */
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++) {
+            sim_group *a = &s->groups[i], *b = &s->groups[j];
+            if (strcmp(a->host, b->host) != 0)
+                continue;
+            if (a->port < b->port + b->count && b->port < a->port + a->count) {
+                fail(&c, node(&c, devs->data.sequence.items.start[i]),
+                     "port range %u..%u overlaps the group on line %d", a->port,
+                     a->port + a->count - 1, b->line);
+                goto out;
+            }
+        }
+    rc = SIM_OK;
+out:
+    if (have_doc)
+        yaml_document_delete(&c.doc);
+    yaml_parser_delete(&parser);
+    if (rc != SIM_OK) {
+        sim_scenario_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+sim_scenario *sim_scenario_load(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    char dir[1024];
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t r = fread(buf + len, 1, cap - len, f);
+        len += r;
+        if (len < cap)
+            break;
+        if (cap >= (64u << 20)) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        char *nb = realloc(buf, cap * 2);
+        if (!nb) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = nb;
+        cap *= 2;
+    }
+    fclose(f);
+    if (!buf) {
+        snprintf(err, errlen, "%s: too large or out of memory", path);
+        return NULL;
+    }
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = 0;
+    else
+        snprintf(dir, sizeof dir, ".");
+    sim_scenario *s = sim_scenario_parse(buf, len, path, dir, err, errlen);
+    free(buf);
+    return s;
+}
