@@ -19,10 +19,10 @@ typedef struct pctx {
     size_t errlen;
 } pctx;
 
-static int fail(pctx *c, yaml_node_t *n, const char *fmt, ...)
+static int perr(pctx *c, yaml_node_t *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static int fail(pctx *c, yaml_node_t *n, const char *fmt, ...)
+static int perr(pctx *c, yaml_node_t *n, const char *fmt, ...)
 {
     char msg[256];
     va_list ap;
@@ -73,7 +73,7 @@ static int get_num(pctx *c, yaml_node_t *n, const char *key, double *out)
 {
     const char *s = scalar(n);
     if (!s || sim_parse_duration(s, out) != SIM_OK)
-        return fail(c, n, "%s: expected a number or a duration (30s, 10m)", key);
+        return perr(c, n, "%s: expected a number or a duration (30s, 10m)", key);
     return SIM_OK;
 }
 
@@ -82,11 +82,11 @@ static int get_int(pctx *c, yaml_node_t *n, const char *key, long lo, long hi, l
     const char *s = scalar(n);
     char *end;
     if (!s)
-        return fail(c, n, "%s: expected an integer", key);
+        return perr(c, n, "%s: expected an integer", key);
     errno = 0;
     long v = strtol(s, &end, 0);
     if (end == s || *end || errno || v < lo || v > hi)
-        return fail(c, n, "%s: expected an integer in %ld..%ld", key, lo, hi);
+        return perr(c, n, "%s: expected an integer in %ld..%ld", key, lo, hi);
     *out = v;
     return SIM_OK;
 }
@@ -99,7 +99,7 @@ static int get_bool(pctx *c, yaml_node_t *n, const char *key, int *out)
     else if (s && (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off")))
         *out = 0;
     else
-        return fail(c, n, "%s: expected true or false", key);
+        return perr(c, n, "%s: expected true or false", key);
     return SIM_OK;
 }
 
@@ -107,9 +107,9 @@ static int get_str(pctx *c, yaml_node_t *n, const char *key, char *out, size_t c
 {
     const char *s = scalar(n);
     if (!s)
-        return fail(c, n, "%s: expected a string", key);
+        return perr(c, n, "%s: expected a string", key);
     if (strlen(s) >= cap)
-        return fail(c, n, "%s: longer than %zu characters", key, cap - 1);
+        return perr(c, n, "%s: longer than %zu characters", key, cap - 1);
     memcpy(out, s, strlen(s) + 1);
     return SIM_OK;
 }
@@ -152,7 +152,7 @@ static int parse_param(pctx *c, yaml_node_t *v, const char *key, sim_param *p)
     if (v->type == YAML_SEQUENCE_NODE) {
         int n = (int)(v->data.sequence.items.top - v->data.sequence.items.start);
         if (n < 1)
-            return fail(c, v, "%s: empty list", key);
+            return perr(c, v, "%s: empty list", key);
         p->v = calloc((size_t)n, sizeof(double));
         if (!p->v)
             return SIM_ENOMEM;
@@ -225,7 +225,7 @@ static int load_csv(pctx *c, yaml_node_t *at, sim_curve *cv, const char *file, c
         snprintf(path, sizeof path, "%s/%s", c->base_dir, file);
     FILE *fp = fopen(path, "r");
     if (!fp)
-        return fail(c, at, "csv: cannot open %s: %s", path, strerror(errno));
+        return perr(c, at, "csv: cannot open %s: %s", path, strerror(errno));
     char *end;
     long num = strtol(column, &end, 10);
     if (*column && !*end && num >= 1 && num <= 64)
@@ -247,19 +247,19 @@ static int load_csv(pctx *c, yaml_node_t *at, sim_curve *cv, const char *file, c
             }
             if (cv->npoints == 0 && lineno == 1)
                 continue;
-            rc = fail(c, at, "csv %s:%d: bad time", path, lineno);
+            rc = perr(c, at, "csv %s:%d: bad time", path, lineno);
             break;
         }
         if (col < 0) {
-            rc = fail(c, at, "csv %s: no column named '%s'", path, column);
+            rc = perr(c, at, "csv %s: no column named '%s'", path, column);
             break;
         }
         if (col >= n || sim_parse_duration(f[col], &v) != SIM_OK) {
-            rc = fail(c, at, "csv %s:%d: bad value in column %d", path, lineno, col + 1);
+            rc = perr(c, at, "csv %s:%d: bad value in column %d", path, lineno, col + 1);
             break;
         }
         if (cv->npoints && t < cv->pt_t[cv->npoints - 1]) {
-            rc = fail(c, at, "csv %s:%d: times must not decrease", path, lineno);
+            rc = perr(c, at, "csv %s:%d: times must not decrease", path, lineno);
             break;
         }
         if ((rc = add_point(cv, &cap, t, v)) != SIM_OK)
@@ -267,7 +267,7 @@ static int load_csv(pctx *c, yaml_node_t *at, sim_curve *cv, const char *file, c
     }
     fclose(fp);
     if (rc == SIM_OK && cv->npoints == 0)
-        rc = fail(c, at, "csv %s: no data rows", path);
+        rc = perr(c, at, "csv %s: no data rows", path);
     return rc;
 }
 
@@ -281,18 +281,18 @@ static int parse_curve(pctx *c, yaml_node_t *m, sim_curve *cv)
     int loop = 0;
     uint32_t allowed = 0;
     if (m->type != YAML_MAPPING_NODE)
-        return fail(c, m, "curve: expected a mapping");
+        return perr(c, m, "curve: expected a mapping");
     for (pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++)
         if (!strcmp(scalar(node(c, pr->key)) ? scalar(node(c, pr->key)) : "", "type"))
             type = scalar(node(c, pr->value));
     if (!type)
-        return fail(c, m, "curve: missing type");
+        return perr(c, m, "curve: missing type");
     size_t ti;
     for (ti = 0; ti < sizeof curve_types / sizeof curve_types[0]; ti++)
         if (!strcmp(type, curve_types[ti].name))
             break;
     if (ti == sizeof curve_types / sizeof curve_types[0])
-        return fail(
+        return perr(
             c, m,
             "curve: unknown type '%s' (constant, ramp, sine, random_walk, storm, points, csv)",
             type);
@@ -303,7 +303,7 @@ static int parse_curve(pctx *c, yaml_node_t *m, sim_curve *cv)
         yaml_node_t *kn = node(c, pr->key), *vn = node(c, pr->value);
         const char *k = scalar(kn);
         if (!k)
-            return fail(c, kn, "curve: keys must be strings");
+            return perr(c, kn, "curve: keys must be strings");
         if (!strcmp(k, "type"))
             continue;
         if (cv->kind == SIM_C_POINTS && !strcmp(k, "loop")) {
@@ -335,9 +335,9 @@ static int parse_curve(pctx *c, yaml_node_t *m, sim_curve *cv)
             if (!strcmp(k, param_keys[pi].key))
                 break;
         if (pi == sizeof param_keys / sizeof param_keys[0] || !(allowed & B(param_keys[pi].id)))
-            return fail(c, kn, "curve %s: unknown key '%s'", type, k);
+            return perr(c, kn, "curve %s: unknown key '%s'", type, k);
         if (cv->p[param_keys[pi].id].n)
-            return fail(c, kn, "curve %s: duplicate key '%s'", type, k);
+            return perr(c, kn, "curve %s: duplicate key '%s'", type, k);
         int rc = parse_param(c, vn, k, &cv->p[param_keys[pi].id]);
         if (rc)
             return rc;
@@ -346,29 +346,29 @@ static int parse_curve(pctx *c, yaml_node_t *m, sim_curve *cv)
         int cap = 0, rc;
         if (is_csv) {
             if (!file[0] || !column[0])
-                return fail(c, m, "curve csv: needs file and column");
+                return perr(c, m, "curve csv: needs file and column");
             if ((rc = load_csv(c, m, cv, file, column, time_col)))
                 return rc;
         } else {
             if (!pts || pts->type != YAML_SEQUENCE_NODE)
-                return fail(c, m, "curve points: needs points: [[t, value], ...]");
+                return perr(c, m, "curve points: needs points: [[t, value], ...]");
             for (yaml_node_item_t *it = pts->data.sequence.items.start;
                  it < pts->data.sequence.items.top; it++) {
                 yaml_node_t *pn = node(c, *it);
                 double t, v;
                 if (pn->type != YAML_SEQUENCE_NODE ||
                     pn->data.sequence.items.top - pn->data.sequence.items.start != 2)
-                    return fail(c, pn, "points: each point is [t, value]");
+                    return perr(c, pn, "points: each point is [t, value]");
                 if (get_num(c, node(c, pn->data.sequence.items.start[0]), "points t", &t) ||
                     get_num(c, node(c, pn->data.sequence.items.start[1]), "points value", &v))
                     return SIM_EINVAL;
                 if (cv->npoints && t < cv->pt_t[cv->npoints - 1])
-                    return fail(c, pn, "points: times must not decrease");
+                    return perr(c, pn, "points: times must not decrease");
                 if ((rc = add_point(cv, &cap, t, v)))
                     return rc;
             }
             if (cv->npoints == 0)
-                return fail(c, pts, "points: empty");
+                return perr(c, pts, "points: empty");
         }
         if (loop && !cv->p[SIM_P_REPEAT].n && cv->pt_t[cv->npoints - 1] > 0) {
             cv->p[SIM_P_REPEAT].v = malloc(sizeof(double));
@@ -391,17 +391,17 @@ static int parse_reg(pctx *c, yaml_node_t *m, sim_regdef *r)
     r->scale = 1;
     r->line = (int)m->start_mark.line + 1;
     if (m->type != YAML_MAPPING_NODE)
-        return fail(c, m, "register: expected a mapping");
+        return perr(c, m, "register: expected a mapping");
     for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
         yaml_node_t *kn = node(c, pr->key), *vn = node(c, pr->value);
         const char *k = scalar(kn);
         long l;
         if (!k)
-            return fail(c, kn, "register: keys must be strings");
+            return perr(c, kn, "register: keys must be strings");
         if (!strcmp(k, "kind")) {
             kind = scalar(vn);
             if (!kind)
-                return fail(c, vn, "kind: expected a string");
+                return perr(c, vn, "kind: expected a string");
             if (!strcmp(kind, "holding"))
                 r->table = SIM_TAB_HOLDING;
             else if (!strcmp(kind, "input"))
@@ -411,7 +411,7 @@ static int parse_reg(pctx *c, yaml_node_t *m, sim_regdef *r)
             else if (!strcmp(kind, "discrete"))
                 r->table = SIM_TAB_DISCRETE;
             else
-                return fail(c, vn, "kind: holding, input, coil or discrete");
+                return perr(c, vn, "kind: holding, input, coil or discrete");
         } else if (!strcmp(k, "addr")) {
             if (get_int(c, vn, k, 0, 65535, &l))
                 return SIM_EINVAL;
@@ -419,13 +419,13 @@ static int parse_reg(pctx *c, yaml_node_t *m, sim_regdef *r)
             have_addr = 1;
         } else if (!strcmp(k, "type")) {
             if (!scalar(vn) || sim_type_parse(scalar(vn), &r->type))
-                return fail(c, vn,
+                return perr(c, vn,
                             "type: uint16, int16, uint32, int32, float32, uint64, int64, "
                             "float64 or bool");
             have_type = 1;
         } else if (!strcmp(k, "order")) {
             if (!scalar(vn) || sim_order_parse(scalar(vn), &r->order))
-                return fail(c, vn, "order: a byte order such as ABCD, CDAB, BADC, DCBA, GHEFCDAB");
+                return perr(c, vn, "order: a byte order such as ABCD, CDAB, BADC, DCBA, GHEFCDAB");
             have_order = 1;
         } else if (!strcmp(k, "scale")) {
             if (get_num(c, vn, k, &r->scale))
@@ -438,39 +438,39 @@ static int parse_reg(pctx *c, yaml_node_t *m, sim_regdef *r)
                 return SIM_EINVAL;
         } else if (!strcmp(k, "value")) {
             if (r->curve.kind != SIM_C_NONE)
-                return fail(c, vn, "value: give either value or curve");
+                return perr(c, vn, "value: give either value or curve");
             r->curve.kind = SIM_C_CONSTANT;
             int rc = parse_param(c, vn, k, &r->curve.p[SIM_P_VALUE]);
             if (rc)
                 return rc;
         } else if (!strcmp(k, "curve")) {
             if (r->curve.kind != SIM_C_NONE)
-                return fail(c, vn, "curve: give either value or curve");
+                return perr(c, vn, "curve: give either value or curve");
             int rc = parse_curve(c, vn, &r->curve);
             if (rc)
                 return rc;
         } else {
-            return fail(c, kn, "register: unknown key '%s'", k);
+            return perr(c, kn, "register: unknown key '%s'", k);
         }
     }
     if (!have_addr)
-        return fail(c, m, "register: missing addr");
+        return perr(c, m, "register: missing addr");
     int bits = r->table == SIM_TAB_COIL || r->table == SIM_TAB_DISCRETE;
     if (!have_type)
         r->type = bits ? SIM_T_BOOL : SIM_T_UINT16;
     if (bits != (r->type == SIM_T_BOOL))
-        return fail(c, m, "register: coils and discretes are bool, registers are not");
+        return perr(c, m, "register: coils and discretes are bool, registers are not");
     if (have_order && bits)
-        return fail(c, m, "register: order makes no sense for a bit");
+        return perr(c, m, "register: order makes no sense for a bit");
     if (have_order) {
         uint16_t w[4];
         if (sim_encode(0, r->type, &r->order, w) < 0)
-            return fail(c, m, "register: order does not fit type %s", sim_type_name(r->type));
+            return perr(c, m, "register: order does not fit type %s", sim_type_name(r->type));
     }
     if ((uint32_t)r->addr + (uint32_t)sim_type_regs(r->type) > 65536)
-        return fail(c, m, "register: runs past address 65535");
+        return perr(c, m, "register: runs past address 65535");
     if (r->writable && r->table != SIM_TAB_COIL && r->table != SIM_TAB_HOLDING)
-        return fail(c, m, "register: only coils and holding registers are writable");
+        return perr(c, m, "register: only coils and holding registers are writable");
     return SIM_OK;
 }
 
@@ -486,18 +486,18 @@ static int parse_fault(pctx *c, yaml_node_t *m, sim_fault *f)
     f->addr = -1;
     f->code = 4;
     if (m->type != YAML_MAPPING_NODE)
-        return fail(c, m, "fault: expected a mapping");
+        return perr(c, m, "fault: expected a mapping");
     for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++)
         if (scalar(node(c, pr->key)) && !strcmp(scalar(node(c, pr->key)), "type"))
             type = scalar(node(c, pr->value));
     if (!type)
-        return fail(c, m, "fault: missing type");
+        return perr(c, m, "fault: missing type");
     int fk;
     for (fk = 0; fk < SIM_F__COUNT; fk++)
         if (!strcmp(type, fault_names[fk]))
             break;
     if (fk == SIM_F__COUNT)
-        return fail(c, m,
+        return perr(c, m,
                     "fault: unknown type '%s' (silent, late, exception, garbage, bad_crc, drop)",
                     type);
     f->kind = (sim_fault_kind)fk;
@@ -506,7 +506,7 @@ static int parse_fault(pctx *c, yaml_node_t *m, sim_fault *f)
         const char *k = scalar(kn);
         long l;
         if (!k)
-            return fail(c, kn, "fault: keys must be strings");
+            return perr(c, kn, "fault: keys must be strings");
         if (!strcmp(k, "type"))
             continue;
         if (!strcmp(k, "from")) {
@@ -517,7 +517,7 @@ static int parse_fault(pctx *c, yaml_node_t *m, sim_fault *f)
                 return SIM_EINVAL;
         } else if (!strcmp(k, "delay") && f->kind == SIM_F_LATE) {
             if (get_num(c, vn, k, &f->delay_s) || f->delay_s < 0 || f->delay_s > 3600)
-                return fail(c, vn, "delay: 0..1h");
+                return perr(c, vn, "delay: 0..1h");
         } else if (!strcmp(k, "every") && (f->kind == SIM_F_GARBAGE || f->kind == SIM_F_DROP ||
                                            f->kind == SIM_F_BAD_CRC)) {
             if (get_int(c, vn, k, 1, 1000000000, &l))
@@ -536,11 +536,11 @@ static int parse_fault(pctx *c, yaml_node_t *m, sim_fault *f)
                 return SIM_EINVAL;
             f->fc = (int)l;
         } else {
-            return fail(c, kn, "fault %s: unknown key '%s'", type, k);
+            return perr(c, kn, "fault %s: unknown key '%s'", type, k);
         }
     }
     if (f->to >= 0 && f->to < f->from)
-        return fail(c, m, "fault: to is before from");
+        return perr(c, m, "fault: to is before from");
     return SIM_OK;
 }
 
@@ -592,12 +592,12 @@ static int parse_group(pctx *c, yaml_node_t *m, sim_group *g)
     snprintf(g->protocol, sizeof g->protocol, "modbus-tcp");
     g->line = (int)m->start_mark.line + 1;
     if (m->type != YAML_MAPPING_NODE)
-        return fail(c, m, "device group: expected a mapping");
+        return perr(c, m, "device group: expected a mapping");
     for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
         yaml_node_t *kn = node(c, pr->key), *vn = node(c, pr->value);
         const char *k = scalar(kn);
         if (!k)
-            return fail(c, kn, "device group: keys must be strings");
+            return perr(c, kn, "device group: keys must be strings");
         if (!strcmp(k, "id")) {
             if (get_str(c, vn, k, g->id_tmpl, sizeof g->id_tmpl))
                 return SIM_EINVAL;
@@ -632,26 +632,26 @@ static int parse_group(pctx *c, yaml_node_t *m, sim_group *g)
         } else if (!strcmp(k, "faults")) {
             faults = vn;
         } else {
-            return fail(c, kn, "device group: unknown key '%s'", k);
+            return perr(c, kn, "device group: unknown key '%s'", k);
         }
     }
     if (!g->id_tmpl[0])
-        return fail(c, m, "device group: missing id");
+        return perr(c, m, "device group: missing id");
     char probe[128];
     if (sim_format_id(g->id_tmpl, g->first + g->count - 1, probe, 64))
-        return fail(c, m, "id: bad template '%s' (use {n} or {n:03})", g->id_tmpl);
+        return perr(c, m, "id: bad template '%s' (use {n} or {n:03})", g->id_tmpl);
     if (g->count > 1 && !strstr(g->id_tmpl, "{n"))
-        return fail(c, m, "id: a group of %u devices needs {n} in its id", g->count);
+        return perr(c, m, "id: a group of %u devices needs {n} in its id", g->count);
     g->kind = sim_kind_find(g->protocol);
     if (!g->kind)
-        return fail(c, m, "protocol: unknown '%s' (modbus-tcp)", g->protocol);
+        return perr(c, m, "protocol: unknown '%s' (modbus-tcp)", g->protocol);
     if (!have_port)
-        return fail(c, m, "device group: missing port");
+        return perr(c, m, "device group: missing port");
     if (g->port + g->count - 1 > 65535)
-        return fail(c, m, "port: %u devices from port %u run past 65535", g->count, g->port);
+        return perr(c, m, "port: %u devices from port %u run past 65535", g->count, g->port);
     if (regs) {
         if (regs->type != YAML_SEQUENCE_NODE)
-            return fail(c, regs, "registers: expected a list");
+            return perr(c, regs, "registers: expected a list");
         int n = (int)(regs->data.sequence.items.top - regs->data.sequence.items.start);
         g->regs = calloc((size_t)(n ? n : 1), sizeof *g->regs);
         if (!g->regs)
@@ -670,13 +670,13 @@ static int parse_group(pctx *c, yaml_node_t *m, sim_group *g)
                     continue;
                 int ae = a->addr + sim_type_regs(a->type), be = b->addr + sim_type_regs(b->type);
                 if (a->addr < be && b->addr < ae)
-                    return fail(c, node(c, regs->data.sequence.items.start[i]),
+                    return perr(c, node(c, regs->data.sequence.items.start[i]),
                                 "register: overlaps the one on line %d", b->line);
             }
     }
     if (faults) {
         if (faults->type != YAML_SEQUENCE_NODE)
-            return fail(c, faults, "faults: expected a list");
+            return perr(c, faults, "faults: expected a list");
         int n = (int)(faults->data.sequence.items.top - faults->data.sequence.items.start);
         g->faults = calloc((size_t)(n ? n : 1), sizeof *g->faults);
         if (!g->faults)
@@ -731,7 +731,7 @@ sim_scenario *sim_scenario_parse(const char *text, size_t len, const char *name,
     have_doc = 1;
     yaml_node_t *root = yaml_document_get_root_node(&c.doc);
     if (!root || root->type != YAML_MAPPING_NODE) {
-        fail(&c, root, "expected a mapping with name and devices");
+        perr(&c, root, "expected a mapping with name and devices");
         goto out;
     }
     yaml_node_t *devs = NULL;
@@ -747,13 +747,13 @@ sim_scenario *sim_scenario_parse(const char *text, size_t len, const char *name,
         } else if (k && !strcmp(k, "devices")) {
             devs = vn;
         } else {
-            fail(&c, kn, "unknown key '%s' (name, description, devices)", k ? k : "?");
+            perr(&c, kn, "unknown key '%s' (name, description, devices)", k ? k : "?");
             goto out;
         }
     }
     if (!devs || devs->type != YAML_SEQUENCE_NODE ||
         devs->data.sequence.items.top == devs->data.sequence.items.start) {
-        fail(&c, devs ? devs : root, "devices: expected a non-empty list");
+        perr(&c, devs ? devs : root, "devices: expected a non-empty list");
         goto out;
     }
     int n = (int)(devs->data.sequence.items.top - devs->data.sequence.items.start);
@@ -775,7 +775,7 @@ sim_scenario *sim_scenario_parse(const char *text, size_t len, const char *name,
             if (strcmp(a->host, b->host) != 0)
                 continue;
             if (a->port < b->port + b->count && b->port < a->port + a->count) {
-                fail(&c, node(&c, devs->data.sequence.items.start[i]),
+                perr(&c, node(&c, devs->data.sequence.items.start[i]),
                      "port range %u..%u overlaps the group on line %d", a->port,
                      a->port + a->count - 1, b->line);
                 goto out;
