@@ -3,6 +3,7 @@
 #include "gateway/core.h"
 #include "gateway/log.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,8 @@ static int run(const char *path)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
+    /* A peer closing a socket must be an error return, not process death. */
+    signal(SIGPIPE, SIG_IGN);
     uv_loop_t loop;
     uv_loop_init(&loop);
     gw_core *core = calloc(1, sizeof(*core));

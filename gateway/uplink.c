@@ -448,13 +448,18 @@ static void publish_status(gw_uplink *u, const char *status)
     MQTTAsync_sendMessage(u->client, u->t_status, &m, NULL);
 }
 
+static void on_reconnect_timer(uv_timer_t *t)
+{
+    do_connect(t->data);
+}
+
 static void schedule_reconnect(gw_uplink *u)
 {
     if (u->closing)
         return;
     int64_t d = gw_backoff_next(&u->bo);
     GW_INFO("uplink", "reconnecting to %s in %lld ms", u->cfg.uri, (long long)d);
-    uv_timer_start(&u->timer, (uv_timer_cb)do_connect, (uint64_t)d, 0);
+    uv_timer_start(&u->timer, on_reconnect_timer, (uint64_t)d, 0);
 }
 
 static void on_async(uv_async_t *h)

@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_REQS 64
+#define MAX_REQS 256
 #define RBUF 600
 #define MBAP 7
 
