@@ -360,31 +360,8 @@ static void series_add(series *s, int input, double v, int64_t t)
     b->count++;
 }
 
-/* Aggregate over the buckets covering (now - w, now], quantised to whole
- * buckets. NAN when the aggregate has no data (a sum of nothing is 0). */
-static double series_agg(const series *s, int fn, int64_t w, int64_t now)
+static double finish(int fn, const series *s, double sum, uint64_t cnt, double mn, double mx)
 {
-    if (fn == GW_WF_VALUE || !s->ring)
-        return s->has_last ? s->last : NAN;
-    int64_t cur = floordiv(now, s->width);
-    int64_t k = (w + s->width - 1) / s->width;
-    if (k > s->nb)
-        k = s->nb;
-    if (k < 1)
-        k = 1;
-    double sum = 0, mn = INFINITY, mx = -INFINITY;
-    uint64_t cnt = 0;
-    for (int64_t i = cur - k + 1; i <= cur; i++) {
-        const bucket *b = &s->ring[(uint64_t)(i - floordiv(i, s->nb) * s->nb)];
-        if (b->idx != i)
-            continue;
-        sum += b->sum;
-        cnt += b->count;
-        if (b->min < mn)
-            mn = b->min;
-        if (b->max > mx)
-            mx = b->max;
-    }
     switch (fn) {
     case GW_WF_SUM:
         return sum;
@@ -399,6 +376,50 @@ static double series_agg(const series *s, int fn, int64_t w, int64_t now)
     default:
         return NAN;
     }
+}
+
+/* Aggregates over the buckets covering (now - w[i], now] for n windows in
+ * one backward pass (windows are quantised to whole buckets). out[i] is NAN
+ * when that aggregate has no data (a sum of nothing is 0). */
+static void series_aggs(const series *s, int fn, const int64_t *w, int n, int64_t now, double *out)
+{
+    if (fn == GW_WF_VALUE || !s->ring) {
+        for (int i = 0; i < n; i++)
+            out[i] = s->has_last ? s->last : NAN;
+        return;
+    }
+    int64_t cur = floordiv(now, s->width), ks[GW_RULE_LEVELS], kmax = 1;
+    for (int i = 0; i < n; i++) {
+        int64_t k = (w[i] + s->width - 1) / s->width;
+        ks[i] = k < 1 ? 1 : k > s->nb ? s->nb : k;
+        if (ks[i] > kmax)
+            kmax = ks[i];
+    }
+    double sum = 0, mn = INFINITY, mx = -INFINITY;
+    uint64_t cnt = 0;
+    size_t slot = (size_t)(cur - floordiv(cur, s->nb) * s->nb);
+    for (int64_t j = 0; j < kmax; j++) {
+        const bucket *b = &s->ring[slot];
+        if (b->idx == cur - j) {
+            sum += b->sum;
+            cnt += b->count;
+            if (b->min < mn)
+                mn = b->min;
+            if (b->max > mx)
+                mx = b->max;
+        }
+        for (int i = 0; i < n; i++)
+            if (ks[i] == j + 1)
+                out[i] = finish(fn, s, sum, cnt, mn, mx);
+        slot = slot ? slot - 1 : s->nb - 1;
+    }
+}
+
+static double series_agg(const series *s, int fn, int64_t w, int64_t now)
+{
+    double out;
+    series_aggs(s, fn, &w, 1, now, &out);
+    return out;
 }
 
 static int64_t series_next_boundary(const series *s, int64_t now)
@@ -964,12 +985,18 @@ static void set_all(rstate *st, double v, double thr)
 static int window_eval(gw_rules_engine *e, rstate *st, int64_t now, int allow_update)
 {
     const gw_rule *d = &e->rules[st->rule].def;
+    int64_t w[GW_RULE_LEVELS];
+    double x[GW_RULE_LEVELS];
+    int map[GW_RULE_LEVELS], n = 0;
     for (int l = 0; l < GW_RULE_LEVELS; l++) {
         if (!d->levels[l].enabled)
             continue;
-        int64_t w = d->levels[l].window_ms ? d->levels[l].window_ms : d->window_ms;
-        st->x[l] = series_agg(&st->ser, d->fn, w, now);
+        w[n] = d->levels[l].window_ms ? d->levels[l].window_ms : d->window_ms;
+        map[n++] = l;
     }
+    series_aggs(&st->ser, d->fn, w, n, now, x);
+    for (int i = 0; i < n; i++)
+        st->x[map[i]] = x[i];
     return apply(e, st, graded_target(d, st->level, st->x), now, allow_update);
 }
 
