@@ -1193,7 +1193,7 @@ static void dispatch(gw_rules_engine *e, const char *metric, rctx *c,
 int gw_rules_reading(gw_rules_engine *e, const gw_rules_device *dev, const gw_reading *r,
                      int64_t now)
 {
-    if (!dev || !dev->id || !dev->id[0] || !r)
+    if (!dev || !dev->id || !dev->id[0] || strlen(dev->id) >= GW_ID_MAX || !r)
         return GW_EINVAL;
     rctx c = {dev, dev_hash(dev->id), r, NULL, now, 0};
     e->stamp++;
@@ -1259,7 +1259,7 @@ static int stale_touch(gw_rules_engine *e, const gw_rules_device *dev, int64_t n
 
 int gw_rules_event(gw_rules_engine *e, const gw_rules_device *dev, const gw_event *ev, int64_t now)
 {
-    if (!dev || !dev->id || !dev->id[0] || !ev)
+    if (!dev || !dev->id || !dev->id[0] || strlen(dev->id) >= GW_ID_MAX || !ev)
         return GW_EINVAL;
     int rc = stale_touch(e, dev, now, 0);
     char metric[GW_KEY_MAX + 2];

@@ -211,7 +211,7 @@ void gw_rules_free(gw_rules_engine *e);
 
 /* Evaluates one reading against every rule whose target matches dev and whose
  * metric matches r->metric. Transitions are delivered before it returns.
- * Returns 0, GW_EINVAL (no dev->id) or GW_ENOMEM. */
+ * Returns 0, GW_EINVAL (no dev->id, or one of GW_ID_MAX or more) or GW_ENOMEM. */
 int gw_rules_reading(gw_rules_engine *e, const gw_rules_device *dev, const gw_reading *r,
                      int64_t now);
 /* Evaluates a device event against EVENT rules (and counts as life for STALE). */
