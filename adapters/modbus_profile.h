@@ -68,8 +68,9 @@
  * The expression takes numbers, point names, param names, + - * / and parentheses (at most
  * 255 characters, 64 terms, nesting 16). A derived point may use register points and derived
  * points defined above it, never string points. If any input is bad the result is bad with that
- * input's reason; a param with no site value, no good fallback and no default is bad with reason
- * missing; a division by zero or a non-finite result is bad with reason out_of_range.
+ * input's reason. A param takes the site value, else its fallback point (when good, or when there
+ * is no default), else its default; with none of them it is bad with reason missing. A division
+ * by zero or a non-finite result is bad with reason out_of_range.
  * scale/offset/unit/range/internal/deadband/max_silence apply to derived points too.
  *
  * Quality: a failed request (status != 0) makes its points bad with reason comm_fail (value 0);
