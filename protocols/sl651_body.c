@@ -115,11 +115,19 @@ static const elem elems[] = {
 };
 #define N_ELEMS (sizeof elems / sizeof elems[0])
 
+/* elems[] is sorted by id (the test checks it): binary search. */
 static const elem *elem_by_id(uint8_t id)
 {
-    for (size_t i = 0; i < N_ELEMS; i++)
-        if (elems[i].id == id)
-            return &elems[i];
+    size_t lo = 0, hi = N_ELEMS;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (elems[mid].id == id)
+            return &elems[mid];
+        if (elems[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 

@@ -407,6 +407,60 @@ static void test_crc_byte_order(void **state)
     assert_int_equal(gw_sl651_frame_parse(b, v->len, &f, NULL), GW_ECRC);
 }
 
+static uint16_t crc_bitwise(const uint8_t *p, size_t n)
+{
+    uint16_t c = 0xFFFF;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int b = 0; b < 8; b++)
+            c = (c & 1) ? (uint16_t)((c >> 1) ^ 0xA001) : (uint16_t)(c >> 1);
+    }
+    return c;
+}
+
+static void test_crc_table_matches_bitwise(void **state)
+{
+    uint8_t b[300];
+    uint32_t x = 12345;
+    for (size_t i = 0; i < sizeof b; i++) {
+        x = x * 1103515245u + 12345u;
+        b[i] = (uint8_t)(x >> 16);
+    }
+    for (size_t n = 0; n <= sizeof b; n += 7)
+        assert_int_equal(gw_sl651_crc16(b, n), crc_bitwise(b, n));
+}
+
+static void test_element_table(void **state)
+{
+    /* Every identifier of the standard's contiguous blocks resolves (the lookup is a
+     * binary search, so this also catches an unsorted table). */
+    const char *unit;
+    for (unsigned id = 0x1A; id <= 0x31; id++)
+        assert_non_null(gw_sl651_element_metric((uint8_t)id, &unit));
+    for (unsigned id = 0x35; id <= 0x44; id++)
+        assert_non_null(gw_sl651_element_metric((uint8_t)id, &unit));
+    for (unsigned id = 0xF4; id <= 0xFC; id++)
+        assert_non_null(gw_sl651_element_metric((uint8_t)id, &unit));
+    assert_string_equal(gw_sl651_element_metric(0x20, &unit), "rain_current");
+    assert_string_equal(unit, "mm");
+    assert_string_equal(gw_sl651_element_metric(0x26, &unit), "rain_total");
+    assert_string_equal(gw_sl651_element_metric(0x1A, &unit), "rain_1h");
+    assert_string_equal(gw_sl651_element_metric(0x39, &unit), "water_level");
+    assert_string_equal(unit, "m");
+    assert_string_equal(gw_sl651_element_metric(0x38, &unit), "supply_voltage");
+    assert_string_equal(unit, "V");
+    assert_string_equal(gw_sl651_element_metric(0x01, &unit), "section_area");
+    assert_string_equal(gw_sl651_element_metric(0x49, &unit), "turbidity");
+    assert_null(gw_sl651_element_metric(0x19, &unit));
+    assert_null(gw_sl651_element_metric(0x4A, &unit));
+    assert_null(gw_sl651_element_metric(0xFF, &unit));
+    assert_string_equal(gw_sl651_function_name(0x2F), "keepalive");
+    assert_string_equal(gw_sl651_function_name(0x31), "equal_interval");
+    assert_string_equal(gw_sl651_function_name(0x32), "timed");
+    assert_string_equal(gw_sl651_function_name(0x35), "manual");
+    assert_string_equal(gw_sl651_function_name(0x4A), "set_clock");
+}
+
 static void test_bad_crc_and_length(void **state)
 {
     const vec *v = &g_shared[1];
@@ -769,6 +823,8 @@ int main(void)
         cmocka_unit_test(test_own_vectors),
         cmocka_unit_test(test_confirm_frame2_equals_frame3),
         cmocka_unit_test(test_crc_byte_order),
+        cmocka_unit_test(test_crc_table_matches_bitwise),
+        cmocka_unit_test(test_element_table),
         cmocka_unit_test(test_bad_crc_and_length),
         cmocka_unit_test(test_truncated_every_length),
         cmocka_unit_test(test_truncated_bodies_decode_safely),
@@ -782,5 +838,11 @@ int main(void)
         cmocka_unit_test(test_time_conversion),
         cmocka_unit_test(test_requests_roundtrip),
     };
-    return cmocka_run_group_tests(tests, setup, NULL);
+    if (setup(NULL) != 0) {
+        fprintf(stderr,
+                "[  FAILED  ] sl651 vectors not found (GW_VECTORS=%s, run from the repo root)\n",
+                vec_dir());
+        return 1;
+    }
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }
