@@ -128,6 +128,12 @@ int gw_ydoc_parse(gw_ydoc *doc, const char *file, const char *text, size_t len, 
                 }
                 break;
             }
+            if (depth > 0 && st[depth - 1].node->type == GW_Y_MAP && !st[depth - 1].pending_key) {
+                /* A list or mapping used as a key: refused, keys stay strings. */
+                snprintf(err, errlen, "%s:%d: mapping keys must be plain scalars", doc->file, line);
+                rc = GW_EMALFORMED;
+                break;
+            }
             n = calloc(1, sizeof(*n));
             if (!n) {
                 rc = GW_ENOMEM;
