@@ -198,8 +198,8 @@ int h_broker_start(h_proc *p, int port)
     snprintf(conf, sizeof(conf),
              "listener %d 127.0.0.1\nallow_anonymous true\npersistence true\n"
              "persistence_location %s/\nautosave_interval 0\nmax_queued_messages 0\n"
-             "max_inflight_messages 0\nlog_dest stdout\n",
-             port, h_tmpdir());
+             "max_inflight_messages 0\nlog_dest stdout\n%s",
+             port, h_tmpdir(), getuid() == 0 ? "user root\n" : "");
     snprintf(name, sizeof(name), "mosquitto-%d.conf", port);
     const char *path = h_write_file(name, conf);
     char *argv[] = {"mosquitto", "-c", (char *)path, NULL};
@@ -219,8 +219,11 @@ int h_sim_start(h_proc *p, const char *scenario_path, const char *extra_arg)
 
 int h_gateway_start(h_proc *p, const char *config_path)
 {
+    static int runs;
+    char logname[32];
+    snprintf(logname, sizeof(logname), "gateway-%d.log", ++runs);
     char *argv[] = {(char *)h_bin("gateway"), "-c", (char *)config_path, NULL};
-    if (h_spawn(p, "gateway.log", argv))
+    if (h_spawn(p, logname, argv))
         return -1;
     return h_log_wait(p, "started from", 15000) ? 0 : -1;
 }

@@ -334,8 +334,10 @@ static void test_broker_outage(void **state)
     /* Every accepted reading has seq <= max_made; the first 1..max_made minus
      * nothing must all arrive (seq 1 is the first item the gateway made). */
     all.want = max_made;
-    assert_true(h_platform_wait(enough_readings, &all, 60000));
+    int complete = h_platform_wait(enough_readings, &all, 60000);
     long n = distinct_readings("syn-1", &dups, &order_ok, &lo, &hi);
+    if (!complete)
+        fail_msg("%ld of %ld readings arrived (seq %ld..%ld)", n, max_made, lo, hi);
     assert_int_equal(n, max_made);
     assert_int_equal(lo, 1);
     assert_int_equal(hi, max_made);
