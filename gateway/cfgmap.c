@@ -222,8 +222,22 @@ bad_type:
     return GW_EINVAL;
 }
 
+static int in_table(const gw_cfgkey *tab, const char *key)
+{
+    for (const gw_cfgkey *k = tab; k && k->key; k++)
+        if (strcmp(k->key, key) == 0)
+            return 1;
+    return 0;
+}
+
 int gw_cfg_apply(const gw_cfgkey *tab, const gw_ynode *map, void *out, const char *path,
                  char *err, size_t errlen)
+{
+    return gw_cfg_apply_ex(tab, NULL, map, out, path, err, errlen);
+}
+
+int gw_cfg_apply_ex(const gw_cfgkey *tab, const gw_cfgkey *ignore, const gw_ynode *map, void *out,
+                    const char *path, char *err, size_t errlen)
 {
     if (map && map->type != GW_Y_MAP) {
         snprintf(err, errlen, "%s:%d: '%s' must be a mapping of keys", map->file, map->line,
@@ -252,6 +266,8 @@ int gw_cfg_apply(const gw_cfgkey *tab, const gw_ynode *map, void *out, const cha
         const gw_cfgkey *k = tab;
         while (k->key && strcmp(k->key, map->keys[i]) != 0)
             k++;
+        if (!k->key && in_table(ignore, map->keys[i]))
+            continue;
         if (!k->key) {
             snprintf(err, errlen, "%s:%d: unknown key '%s%s%s'", map->file, map->key_lines[i],
                      path, *path ? "." : "", map->keys[i]);

@@ -41,6 +41,12 @@ typedef struct gw_cfgkey {
 int gw_cfg_apply(const gw_cfgkey *tab, const gw_ynode *map, void *out, const char *path,
                  char *err, size_t errlen);
 
+/* As gw_cfg_apply, but keys found in `ignore` (another table, may be NULL)
+ * are skipped instead of being unknown: a device entry carries the core's keys
+ * and its protocol's keys side by side, each table checks its own. */
+int gw_cfg_apply_ex(const gw_cfgkey *tab, const gw_cfgkey *ignore, const gw_ynode *map, void *out,
+                    const char *path, char *err, size_t errlen);
+
 /* Parsers shared by the table and by callers with their own syntax. Return 0
  * or GW_EINVAL. */
 int gw_parse_duration_ms(const char *s, int64_t *out);

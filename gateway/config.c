@@ -17,7 +17,8 @@
 #define F(s, m) offsetof(s, m), sizeof(((s *)0)->m)
 
 struct top {
-    const gw_ynode *gateway, *store, *uplink, *devices, *rules, *rule_files, *profile_dirs;
+    const gw_ynode *gateway, *store, *uplink, *devices, *listeners, *rules, *rule_files,
+        *profile_dirs;
 };
 
 static const gw_cfgkey top_keys[] = {
@@ -28,6 +29,8 @@ static const gw_cfgkey top_keys[] = {
      "the platform MQTT connection"},
     {"devices", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, devices), 0, NULL, 0,
      "polled devices"},
+    {"listeners", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, listeners), 0, NULL, 0,
+     "servers devices connect to"},
     {"rules", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, rules), 0, NULL, 0, "inline rules"},
     {"rule_files", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, rule_files), 0, NULL, 0,
      "rule files"},
@@ -102,7 +105,7 @@ static const gw_cfgkey uplink_keys[] = {
     {NULL}};
 
 struct devsec {
-    char id[64], type[32], protocol[32], profile[64], connect[160];
+    char id[64], type[32], protocol[32], profile[64], connect[160], address[64];
     int64_t unit, interval_ms, timeout_ms, retries, offline_after, rate, total;
     const gw_ynode *site, *groups;
 };
@@ -113,6 +116,8 @@ static const gw_cfgkey device_keys[] = {
      "how it is reached"},
     {"profile", GW_CT_STR, "", 0, -1, F(struct devsec, profile), NULL, 0, "device profile"},
     {"connect", GW_CT_STR, "", 0, -1, F(struct devsec, connect), NULL, 0, "tcp://host:port"},
+    {"address", GW_CT_STR, "", 0, -1, F(struct devsec, address), NULL, 0,
+     "protocol address (station, MN, IMEI)"},
     {"unit", GW_CT_INT, "1", 0, 255, offsetof(struct devsec, unit), 0, NULL, 0, "Modbus unit id"},
     {"interval", GW_CT_DURATION, "10s", 0.05, 86400, offsetof(struct devsec, interval_ms), 0, NULL,
      0, "poll interval"},
@@ -227,7 +232,10 @@ static int load_device(gw_config *cfg, int idx, const gw_ynode *n, char *err, si
     gw_device_conf *d = &cfg->devices[idx];
     snprintf(path, sizeof(path), "devices[%d]", idx);
     memset(d, 0, sizeof(*d));
-    if (gw_cfg_apply(device_keys, n, &s, path, err, errlen))
+    const gw_ynode *pn = gw_ymap_get(n, "protocol");
+    const gw_protocol *proto =
+        gw_protocol_find(pn && pn->type == GW_Y_SCALAR ? pn->str : "modbus-tcp");
+    if (gw_cfg_apply_ex(device_keys, proto ? proto->device_keys : NULL, n, &s, path, err, errlen))
         return GW_EINVAL;
     if (!valid_id(s.id))
         return err_at(err, errlen, gw_ymap_get(n, "id"),
@@ -252,6 +260,16 @@ static int load_device(gw_config *cfg, int idx, const gw_ynode *n, char *err, si
     memcpy(d->protocol, s.protocol, sizeof(d->protocol));
     memcpy(d->profile, s.profile, sizeof(d->profile));
     memcpy(d->connect, s.connect, sizeof(d->connect));
+    memcpy(d->address, s.address, sizeof(d->address));
+    d->file = cfg->source;
+    if (proto->device_keys) {
+        d->proto_conf = calloc(1, proto->device_conf_size ? proto->device_conf_size : 1);
+        if (!d->proto_conf)
+            return GW_ENOMEM;
+        d->proto_conf_size = proto->device_conf_size;
+        if (gw_cfg_apply_ex(proto->device_keys, device_keys, n, d->proto_conf, path, err, errlen))
+            return GW_EINVAL;
+    }
     d->unit = s.unit;
     d->interval_ms = s.interval_ms;
     d->timeout_ms = s.timeout_ms;
@@ -336,13 +354,45 @@ static int load_doc(gw_config *cfg, char *err, size_t errlen)
     if (t.devices) {
         if (t.devices->type != GW_Y_SEQ)
             return err_at(err, errlen, t.devices, "key 'devices' must be a list%s", "");
-        cfg->devices = calloc(t.devices->n ? t.devices->n : 1, sizeof(*cfg->devices));
+        cfg->devices = calloc(t.devices->n + 1, sizeof(*cfg->devices));
         if (!cfg->devices)
             return GW_ENOMEM;
         for (size_t i = 0; i < t.devices->n; i++) {
             if (load_device(cfg, (int)i, t.devices->kids[i], err, errlen))
                 return GW_EINVAL;
             cfg->ndevices++;
+        }
+    }
+    if (t.listeners) {
+        if (t.listeners->type != GW_Y_SEQ)
+            return err_at(err, errlen, t.listeners, "key 'listeners' must be a list");
+        cfg->listeners = calloc(t.listeners->n ? t.listeners->n : 1, sizeof(*cfg->listeners));
+        if (!cfg->listeners)
+            return GW_ENOMEM;
+        for (size_t i = 0; i < t.listeners->n; i++) {
+            const gw_ynode *ln = t.listeners->kids[i];
+            const gw_ynode *pn = gw_ymap_get(ln, "protocol");
+            char path[64];
+            snprintf(path, sizeof(path), "listeners[%zu]", i);
+            if (ln->type != GW_Y_MAP || !pn || pn->type != GW_Y_SCALAR)
+                return err_at(err, errlen, ln, "'%s' needs a 'protocol' key", path);
+            const gw_protocol *proto = gw_protocol_find(pn->str);
+            if (!proto || !proto->listen)
+                return err_at(err, errlen, pn, "key '%s.protocol': '%s' has no listener", path,
+                              pn->str);
+            static const gw_cfgkey only_protocol[] = {
+                {"protocol", GW_CT_STR, NULL, 0, -1, 0, 0, NULL, 0, "listener protocol"},
+                {NULL}};
+            gw_listener_conf *lc = &cfg->listeners[cfg->nlisteners++];
+            lc->proto = proto;
+            lc->line = ln->line;
+            lc->conf_size = proto->listener_conf_size;
+            lc->conf = calloc(1, lc->conf_size ? lc->conf_size : 1);
+            if (!lc->conf)
+                return GW_ENOMEM;
+            if (gw_cfg_apply_ex(proto->listener_keys, only_protocol, ln, lc->conf, path, err,
+                                errlen))
+                return GW_EINVAL;
         }
     }
     if (t.profile_dirs) {
@@ -396,6 +446,11 @@ int gw_config_load(gw_config *cfg, const char *path, char *err, size_t errlen)
 
 void gw_config_free(gw_config *cfg)
 {
+    for (int i = 0; cfg->devices && i < cfg->ndevices + 1; i++)
+        free(cfg->devices[i].proto_conf);
+    for (int i = 0; i < cfg->nlisteners; i++)
+        free(cfg->listeners[i].conf);
+    free(cfg->listeners);
     free(cfg->devices);
     gw_ydoc_free(&cfg->doc);
     memset(cfg, 0, sizeof(*cfg));

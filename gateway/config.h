@@ -8,6 +8,8 @@
 #include "gateway/uplink.h"
 #include "gateway/yamldoc.h"
 
+struct gw_protocol;
+
 #include <stdint.h>
 
 #define GW_MAX_GROUPS 8
@@ -19,6 +21,7 @@ typedef struct gw_device_conf {
     char protocol[32]; /* modbus-tcp, ... */
     char profile[64];
     char connect[160]; /* tcp://host:port */
+    char address[64];  /* protocol address: SL651 station, HJ212 MN, IMEI... */
     int64_t unit;
     int64_t interval_ms;
     int64_t timeout_ms;
@@ -35,7 +38,17 @@ typedef struct gw_device_conf {
     double param_vals[GW_MAX_PARAMS];
     int nparams;
     int line; /* where it was defined, for messages */
+    const char *file;
+    void *proto_conf; /* the protocol's own keys (gw_protocol.device_keys), owned by the config */
+    size_t proto_conf_size;
 } gw_device_conf;
+
+typedef struct gw_listener_conf {
+    const struct gw_protocol *proto;
+    void *conf; /* filled by proto->listener_keys, owned by the config */
+    size_t conf_size;
+    int line;
+} gw_listener_conf;
 
 typedef struct gw_config {
     char source[256]; /* file name, or "<embedded default>" */
@@ -49,6 +62,8 @@ typedef struct gw_config {
     gw_uplink_config uplink;
     gw_device_conf *devices;
     int ndevices;
+    gw_listener_conf *listeners;
+    int nlisteners;
     gw_ydoc doc;              /* kept for sections parsed by other modules (rules) */
     const gw_ynode *rules;    /* "rules" list, or NULL */
     const gw_ynode *rule_files;

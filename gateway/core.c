@@ -13,6 +13,8 @@
 
 #define STATS_INTERVAL_MS 30000
 
+static void listeners_stop(gw_core *core);
+
 /* ---- Pipeline ---- */
 
 int gw_core_reading(gw_core *core, gw_device *dev, gw_reading *r)
@@ -108,6 +110,14 @@ gw_profile *gw_core_profile(gw_core *core, const char *name, char *err, size_t e
     return p;
 }
 
+static void device_free(gw_device *d)
+{
+    if (d) {
+        free(d->proto_conf);
+        free(d);
+    }
+}
+
 /* Prepares (without starting) a device from its config. */
 static gw_device *device_new(gw_core *core, const gw_device_conf *dc, char *err, size_t errlen)
 {
@@ -121,12 +131,23 @@ static gw_device *device_new(gw_core *core, const gw_device_conf *dc, char *err,
     d->online = -1;
     d->interval_ms = dc->interval_ms;
     d->proto = gw_protocol_find(dc->protocol);
+    if (dc->proto_conf_size) {
+        d->proto_conf = malloc(dc->proto_conf_size);
+        if (!d->proto_conf) {
+            snprintf(err, errlen, "out of memory");
+            free(d);
+            return NULL;
+        }
+        memcpy(d->proto_conf, dc->proto_conf, dc->proto_conf_size);
+    }
+    d->conf.proto_conf = NULL; /* the config's copy is not ours */
     if (dc->profile[0]) {
         char perr[512];
         d->profile = gw_core_profile(core, dc->profile, perr, sizeof(perr));
         if (!d->profile) {
             snprintf(err, errlen, "%s:%d: device '%s': %s", core->cfg.source, dc->line, dc->id,
                      perr);
+            free(d->proto_conf);
             free(d);
             return NULL;
         }
@@ -139,6 +160,15 @@ static gw_device *device_new(gw_core *core, const gw_device_conf *dc, char *err,
         d->params[i].value = dc->param_vals[i];
     }
     d->nparams = (size_t)dc->nparams;
+    if (d->proto->check_device) {
+        char perr[512];
+        if (d->proto->check_device(d, perr, sizeof(perr))) {
+            snprintf(err, errlen, "%s:%d: device '%s': %s", core->cfg.source, dc->line, dc->id,
+                     perr);
+            device_free(d);
+            return NULL;
+        }
+    }
     return d;
 }
 
@@ -154,13 +184,29 @@ static int devices_build(gw_core *core, const gw_config *cfg, gw_device ***out, 
         devs[i] = device_new(core, &cfg->devices[i], err, errlen);
         if (!devs[i]) {
             for (int j = 0; j < i; j++)
-                free(devs[j]);
+                device_free(devs[j]);
             free(devs);
             return GW_EINVAL;
         }
     }
     *out = devs;
     return GW_OK;
+}
+
+int gw_core_check(const gw_config *cfg, char *err, size_t errlen)
+{
+    gw_core probe;
+    gw_device **devs = NULL;
+    memset(&probe, 0, sizeof(probe));
+    probe.cfg = *cfg;
+    int rc = devices_build(&probe, cfg, &devs, err, errlen);
+    for (int i = 0; devs && i < cfg->ndevices; i++)
+        device_free(devs[i]);
+    free(devs);
+    for (size_t i = 0; i < probe.nprofiles; i++)
+        gw_profile_free(probe.profiles[i]);
+    free(probe.profiles);
+    return rc;
 }
 
 /* ---- Lifecycle ---- */
@@ -217,10 +263,12 @@ static void finish_stop(gw_core *core)
     gw_store_close(core->store);
     core->store = NULL;
     for (size_t i = 0; i < core->ndevices; i++)
-        free(core->devices[i]);
+        device_free(core->devices[i]);
     free(core->devices);
     core->devices = NULL;
     core->ndevices = 0;
+    free(core->by_addr);
+    core->by_addr = NULL;
     for (size_t i = 0; i < core->nprofiles; i++)
         gw_profile_free(core->profiles[i]);
     free(core->profiles);
@@ -255,8 +303,9 @@ void gw_core_stop(gw_core *core)
     GW_INFO("core", "stopping: devices detached, draining the outbox for up to %lld ms",
             (long long)core->cfg.shutdown_drain_ms);
     for (size_t i = 0; i < core->ndevices; i++)
-        if (core->devices[i]->proto)
+        if (core->devices[i]->proto->detach)
             core->devices[i]->proto->detach(core->devices[i]);
+    listeners_stop(core);
     uv_signal_stop(&core->sig_term);
     uv_signal_stop(&core->sig_int);
     uv_signal_stop(&core->sig_hup);
@@ -269,11 +318,110 @@ void gw_core_stop(gw_core *core)
         on_stop_flushed(core, GW_ERR);
 }
 
-static int same_device(const gw_device_conf *a, const gw_device_conf *b)
+static int same_device(const gw_device *a, const gw_device *b)
 {
-    gw_device_conf x = *a, y = *b;
+    gw_device_conf x = a->conf, y = b->conf;
     x.line = y.line = 0;
-    return memcmp(&x, &y, sizeof(x)) == 0;
+    x.file = y.file = NULL;
+    x.proto_conf = y.proto_conf = NULL;
+    if (memcmp(&x, &y, sizeof(x)) != 0)
+        return 0;
+    return a->conf.proto_conf_size == 0 ||
+           memcmp(a->proto_conf, b->proto_conf, a->conf.proto_conf_size) == 0;
+}
+
+/* ---- Address index for listener protocols ---- */
+
+static uint64_t hash2(const char *a, const char *b)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *a; a++)
+        h = (h ^ (uint8_t)*a) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+    for (; *b; b++)
+        h = (h ^ (uint8_t)*b) * 1099511628211ull;
+    return h;
+}
+
+static int index_build(gw_core *core)
+{
+    size_t cap = 16;
+    while (cap < core->ndevices * 2)
+        cap *= 2;
+    gw_device **t = calloc(cap, sizeof(*t));
+    if (!t)
+        return GW_ENOMEM;
+    for (size_t i = 0; i < core->ndevices; i++) {
+        gw_device *d = core->devices[i];
+        if (!d->conf.address[0])
+            continue;
+        size_t at = hash2(d->conf.protocol, d->conf.address) & (cap - 1);
+        while (t[at])
+            at = (at + 1) & (cap - 1);
+        t[at] = d;
+    }
+    free(core->by_addr);
+    core->by_addr = t;
+    core->by_addr_cap = cap;
+    return GW_OK;
+}
+
+gw_device *gw_core_find_device(gw_core *core, const char *protocol, const char *address)
+{
+    if (!core->by_addr || !address[0])
+        return NULL;
+    size_t mask = core->by_addr_cap - 1;
+    for (size_t at = hash2(protocol, address) & mask; core->by_addr[at]; at = (at + 1) & mask) {
+        gw_device *d = core->by_addr[at];
+        if (!strcmp(d->conf.address, address) && !strcmp(d->conf.protocol, protocol))
+            return d;
+    }
+    return NULL;
+}
+
+int gw_core_flush(gw_core *core, void (*cb)(void *ctx, int status), void *ctx)
+{
+    return gw_store_flush(core->store, cb, ctx);
+}
+
+/* ---- Listeners ---- */
+
+static int listener_start(gw_core *core, struct gw_listener *l, char *err, size_t errlen)
+{
+    char lerr[512];
+    if (l->conf.proto->listen(core, l->conf.conf, &l->state, lerr, sizeof(lerr))) {
+        snprintf(err, errlen, "%s:%d: listener %s: %s", core->cfg.source, l->conf.line,
+                 l->conf.proto->name, lerr);
+        return GW_EINVAL;
+    }
+    return GW_OK;
+}
+
+static void listeners_stop(gw_core *core)
+{
+    for (size_t i = 0; i < core->nlisteners; i++) {
+        if (core->listeners[i].state)
+            core->listeners[i].conf.proto->unlisten(core->listeners[i].state);
+        free(core->listeners[i].conf.conf);
+    }
+    free(core->listeners);
+    core->listeners = NULL;
+    core->nlisteners = 0;
+}
+
+/* Takes the listener configs out of cfg (the core owns them from here). */
+static int listeners_take(gw_core *core, gw_config *cfg, struct gw_listener **out, size_t *n)
+{
+    struct gw_listener *ls = calloc((size_t)cfg->nlisteners + 1, sizeof(*ls));
+    if (!ls)
+        return GW_ENOMEM;
+    for (int i = 0; i < cfg->nlisteners; i++) {
+        ls[i].conf = cfg->listeners[i];
+        cfg->listeners[i].conf = NULL;
+    }
+    *out = ls;
+    *n = (size_t)cfg->nlisteners;
+    return GW_OK;
 }
 
 /* SIGHUP: load the file again; if it is good, apply device and rule changes.
@@ -309,8 +457,8 @@ static void reload(gw_core *core)
     for (int i = 0; i < next.ndevices; i++) {
         for (size_t j = 0; j < core->ndevices; j++) {
             gw_device *old = core->devices[j];
-            if (old && same_device(&old->conf, &devs[i]->conf)) {
-                free(devs[i]);
+            if (old && same_device(old, devs[i])) {
+                device_free(devs[i]);
                 devs[i] = old;
                 core->devices[j] = NULL;
                 kept++;
@@ -320,21 +468,46 @@ static void reload(gw_core *core)
     }
     for (size_t j = 0; j < core->ndevices; j++) {
         if (core->devices[j]) {
-            core->devices[j]->proto->detach(core->devices[j]);
-            free(core->devices[j]);
+            if (core->devices[j]->proto->detach)
+                core->devices[j]->proto->detach(core->devices[j]);
+            device_free(core->devices[j]);
             removed++;
         }
     }
     free(core->devices);
     core->devices = devs;
     core->ndevices = (size_t)next.ndevices;
+    index_build(core);
     for (size_t i = 0; i < core->ndevices; i++) {
-        if (!devs[i]->proto_state) {
+        if (!devs[i]->proto_state && devs[i]->proto->attach) {
             if (devs[i]->proto->attach(core, devs[i], err, sizeof(err)))
                 GW_ERROR("core", "SIGHUP: %s", err);
             else
                 added++;
         }
+    }
+    /* Listeners: keep the unchanged ones running, restart the others. */
+    struct gw_listener *nl;
+    size_t nn;
+    if (listeners_take(core, &next, &nl, &nn) == GW_OK) {
+        for (size_t i = 0; i < nn; i++) {
+            for (size_t j = 0; j < core->nlisteners; j++) {
+                struct gw_listener *ol = &core->listeners[j];
+                if (ol->state && ol->conf.proto == nl[i].conf.proto &&
+                    ol->conf.conf_size == nl[i].conf.conf_size &&
+                    !memcmp(ol->conf.conf, nl[i].conf.conf, ol->conf.conf_size)) {
+                    nl[i].state = ol->state;
+                    ol->state = NULL;
+                    break;
+                }
+            }
+        }
+        listeners_stop(core);
+        core->listeners = nl;
+        core->nlisteners = nn;
+        for (size_t i = 0; i < nn; i++)
+            if (!nl[i].state && listener_start(core, &nl[i], err, sizeof(err)))
+                GW_ERROR("core", "SIGHUP: %s", err);
     }
     /* Keep the running store/uplink settings; take everything else. */
     next.store = saved.store;
@@ -410,13 +583,31 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
                                  on_command, core, err, errlen);
     if (!core->uplink)
         goto error;
+    if (index_build(core)) {
+        snprintf(err, errlen, "out of memory");
+        goto error;
+    }
     for (size_t i = 0; i < core->ndevices; i++) {
-        if (core->devices[i]->proto->attach(core, core->devices[i], err, errlen)) {
+        gw_device *d = core->devices[i];
+        if (d->proto->attach && d->proto->attach(core, d, err, errlen)) {
             for (size_t j = 0; j < i; j++)
-                core->devices[j]->proto->detach(core->devices[j]);
+                if (core->devices[j]->proto->detach)
+                    core->devices[j]->proto->detach(core->devices[j]);
             goto error;
         }
     }
+    if (listeners_take(core, &core->cfg, &core->listeners, &core->nlisteners)) {
+        snprintf(err, errlen, "out of memory");
+        goto error;
+    }
+    for (size_t i = 0; i < core->nlisteners; i++)
+        if (listener_start(core, &core->listeners[i], err, errlen)) {
+            listeners_stop(core);
+            for (size_t j = 0; j < core->ndevices; j++)
+                if (core->devices[j]->proto->detach)
+                    core->devices[j]->proto->detach(core->devices[j]);
+            goto error;
+        }
     uv_signal_init(loop, &core->sig_term);
     uv_signal_init(loop, &core->sig_int);
     uv_signal_init(loop, &core->sig_hup);
@@ -440,8 +631,9 @@ error:
         gw_store_close(core->store);
     if (core->devices)
         for (size_t i = 0; i < core->ndevices; i++)
-            free(core->devices[i]);
+            device_free(core->devices[i]);
     free(core->devices);
+    free(core->by_addr);
     for (size_t i = 0; i < core->nprofiles; i++)
         gw_profile_free(core->profiles[i]);
     free(core->profiles);

@@ -21,6 +21,7 @@ typedef struct gw_device {
     gw_param params[GW_MAX_PARAMS];
     size_t nparams;
     const gw_protocol *proto;
+    void *proto_conf;  /* the protocol's device keys, parsed (owned by the device) */
     void *proto_state; /* owned by the protocol */
     gw_core *core;
     int online;        /* -1 unknown, 0 offline, 1 online */
@@ -45,6 +46,13 @@ struct gw_core {
     size_t ndevices;
     gw_profile **profiles;
     size_t nprofiles;
+    struct gw_listener {
+        gw_listener_conf conf; /* conf.conf owned by the listener */
+        void *state;
+    } *listeners;
+    size_t nlisteners;
+    gw_device **by_addr; /* open-addressing index of (protocol, address) */
+    size_t by_addr_cap;
     void *rules; /* the rule engine (rules/), NULL when no rules */
     uint64_t seq;
     gw_core_stats st;
@@ -60,6 +68,9 @@ struct gw_core {
  * everything. Returns 0 or GW_E* with err set (then nothing is left running). */
 int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *config_path,
                   char *err, size_t errlen);
+/* Everything gw_core_start checks without starting anything: profiles and
+ * protocol-specific device checks (for --check-config). */
+int gw_core_check(const gw_config *cfg, char *err, size_t errlen);
 /* Graceful stop: stop devices, commit, drain the uplink for up to the
  * configured time, close. The loop then ends. */
 void gw_core_stop(gw_core *core);
@@ -71,6 +82,14 @@ void gw_core_stop(gw_core *core);
 int gw_core_reading(gw_core *core, gw_device *dev, gw_reading *r);
 int gw_core_event(gw_core *core, gw_device *dev, gw_event *e);
 int gw_core_alarm(gw_core *core, gw_alarm *a);
+
+/* The device configured with this protocol and address (SL651 station
+ * address, HJ212 MN, CoAP IMEI...), or NULL: unknown devices are refused. */
+gw_device *gw_core_find_device(gw_core *core, const char *protocol, const char *address);
+/* Calls cb on the loop once everything handed to the pipeline so far is
+ * committed to the outbox (status 0) or failed (negative): a protocol
+ * acknowledges a device (CoAP ACK, SL651 confirm) only then. */
+int gw_core_flush(gw_core *core, void (*cb)(void *ctx, int status), void *ctx);
 
 /* Finds a loaded profile by name, loading it from profile_dirs or the
  * embedded set on first use. */

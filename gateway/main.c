@@ -28,24 +28,10 @@ static int check_config(const char *path)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    /* Profiles are part of a device's config: resolve them too. */
-    gw_core probe;
-    memset(&probe, 0, sizeof(probe));
-    probe.cfg = cfg;
-    int bad = 0;
-    for (int i = 0; i < cfg.ndevices; i++) {
-        if (!cfg.devices[i].profile[0])
-            continue;
-        char perr[512];
-        if (!gw_core_profile(&probe, cfg.devices[i].profile, perr, sizeof(perr))) {
-            fprintf(stderr, "%s:%d: device '%s': %s\n", cfg.source, cfg.devices[i].line,
-                    cfg.devices[i].id, perr);
-            bad = 1;
-        }
-    }
-    for (size_t i = 0; i < probe.nprofiles; i++)
-        gw_profile_free(probe.profiles[i]);
-    free(probe.profiles);
+    /* Profiles and protocol checks are part of a device's config too. */
+    int bad = gw_core_check(&cfg, err, sizeof(err)) != 0;
+    if (bad)
+        fprintf(stderr, "%s\n", err);
     if (!bad)
         printf("%s: OK (%d devices)\n", path, cfg.ndevices);
     gw_config_free(&cfg);

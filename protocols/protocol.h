@@ -3,8 +3,19 @@
 /* A protocol moves bytes between devices and the loop. One descriptor per
  * protocol, everything else static; protocols/protocols.c lists them. A
  * protocol never owns the loop, never sleeps and never retries on its own
- * schedule: it uses the core's loop, timers and backoff, and hands what it
- * decoded to gw_core_reading / gw_core_event. */
+ * schedule: it uses the core's loop, timers and backoff (gateway/backoff.h),
+ * and hands what it decoded to gw_core_reading / gw_core_event.
+ *
+ * Two shapes, one descriptor:
+ * - polled devices (Modbus TCP): attach() starts polling one configured device;
+ * - listeners (SL651 centre, HJ212, CoAP server, DTU inbound): a `listeners:`
+ *   entry in the config starts listen(); frames are matched to configured
+ *   devices with gw_core_find_device(core, protocol, address).
+ * Protocol-specific config keys are declared as cfgmap tables: the core checks
+ * them at load time (so --check-config and SIGHUP see every error with file
+ * and line) and hands the filled struct to attach()/listen(). */
+#include "gateway/cfgmap.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -12,18 +23,38 @@ struct gw_core;
 struct gw_device;
 
 typedef struct gw_protocol {
-    const char *name; /* the `protocol:` value in a device's config */
+    const char *name; /* the `protocol:` value in the config */
     const char *version;
     const char *description;
-    /* Starts serving one configured device. Returns 0, or GW_E* with err set. */
+
+    /* Extra keys a device entry of this protocol may carry (NULL-terminated,
+     * or NULL), and the size of the struct they fill. The filled struct is
+     * dev->proto_conf (owned by the core, valid while the device exists). */
+    const gw_cfgkey *device_keys;
+    size_t device_conf_size;
+    /* Optional extra check of a device entry after its keys were parsed (e.g.
+     * "address is required"). Returns 0 or GW_EINVAL with a message (the core
+     * adds file and line). */
+    int (*check_device)(const struct gw_device *dev, char *err, size_t errlen);
+
+    /* Starts serving one configured device. Returns 0, or GW_E* with err set.
+     * May be NULL for listener-only protocols (devices are then only looked up). */
     int (*attach)(struct gw_core *core, struct gw_device *dev, char *err, size_t errlen);
     /* Stops it; handles are closed through the loop and the protocol state is
-     * freed in their close callbacks. dev must stay valid until the loop ran. */
+     * freed in their close callbacks. Must not touch dev after returning. */
     void (*detach)(struct gw_device *dev);
     /* Changes the poll/report interval (adaptive reporting); may be NULL. */
     int (*set_interval)(struct gw_device *dev, int64_t interval_ms);
     /* Writes a named point of the device's profile (actuators); may be NULL. */
     int (*write)(struct gw_device *dev, const char *point, double value);
+
+    /* Listener keys (besides `protocol`), the size of the struct they fill,
+     * and start/stop. listen() stores its state in *state; unlisten() closes
+     * its handles and frees the state from their close callbacks. */
+    const gw_cfgkey *listener_keys;
+    size_t listener_conf_size;
+    int (*listen)(struct gw_core *core, const void *conf, void **state, char *err, size_t errlen);
+    void (*unlisten)(void *state);
 } gw_protocol;
 
 extern const gw_protocol *const gw_protocols[];
