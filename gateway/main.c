@@ -1,4 +1,5 @@
 /* build/gateway: the sensing gateway and its vendor tools. */
+#include "gateway/cli.h"
 #include "gateway/config.h"
 #include "gateway/core.h"
 #include "gateway/log.h"
@@ -17,6 +18,9 @@ static void usage(FILE *f)
                "  gateway [-c FILE]              run (no -c: the embedded demo config)\n"
                "  gateway --check-config FILE    validate a config file and exit\n"
                "  gateway --print-default-config print the embedded default config\n"
+               "  gateway decode --protocol sl651|hj212 --hex BYTES | --text TEXT\n"
+               "  gateway decode --adapter NAME --hex BYTES | --json TEXT\n"
+               "  gateway read --profile P --connect tcp://HOST:PORT --unit N\n"
                "  gateway --version\n");
 }
 
@@ -87,6 +91,10 @@ int main(int argc, char **argv)
         fputs(gw_config_default_text(), stdout);
         return 0;
     }
+    if (argc >= 2 && strcmp(argv[1], "decode") == 0)
+        return gw_cli_decode(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "read") == 0)
+        return gw_cli_read(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "--check-config") == 0) {
         if (argc != 3) {
             usage(stderr);
