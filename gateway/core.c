@@ -1,9 +1,11 @@
 /* The core: start-up, the pipeline, graceful stop and SIGHUP reload. */
 #include "gateway/core.h"
 
+#include "gateway/alarms.h"
 #include "gateway/json.h"
 #include "gateway/log.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,7 @@ int gw_core_reading(gw_core *core, gw_device *dev, gw_reading *r)
     if (!r->recv_ms)
         r->recv_ms = gw_now_ms();
     r->seq = ++core->seq;
+    gw_alarms_reading(core->alarms, dev, r);
     int n = gw_json_reading(core->buf, sizeof(core->buf), core->cfg.gateway_id, dev->type, r);
     if (n < 0) {
         core->st.encode_errors++;
@@ -58,7 +61,9 @@ int gw_core_event(gw_core *core, gw_device *dev, gw_event *e)
     }
     core->st.events++;
     GW_INFO("pipeline", "event %s %s%s", e->device, e->kind, e->active ? "" : " (ended)");
-    return gw_store_put(core->store, GW_LANE_PRIO, GW_KIND_EVENT, e->seq, core->buf, (size_t)n);
+    int rc = gw_store_put(core->store, GW_LANE_PRIO, GW_KIND_EVENT, e->seq, core->buf, (size_t)n);
+    gw_alarms_event(core->alarms, dev, e);
+    return rc;
 }
 
 int gw_core_alarm(gw_core *core, gw_alarm *a)
@@ -197,9 +202,14 @@ int gw_core_check(const gw_config *cfg, char *err, size_t errlen)
 {
     gw_core probe;
     gw_device **devs = NULL;
+    void *defs = NULL;
+    size_t ndefs = 0;
     memset(&probe, 0, sizeof(probe));
     probe.cfg = *cfg;
     int rc = devices_build(&probe, cfg, &devs, err, errlen);
+    if (!rc)
+        rc = gw_alarms_load_defs(cfg, &defs, &ndefs, err, errlen);
+    free(defs);
     for (int i = 0; devs && i < cfg->ndevices; i++)
         device_free(devs[i]);
     free(devs);
@@ -218,9 +228,26 @@ static void on_store_commit(void *ctx, unsigned lanes)
         gw_uplink_notify(core->uplink, lanes);
 }
 
+/* Platform commands on <prefix>/<gw>/cmd/<name>. The platform connection is
+ * authenticated (TLS, credentials, broker ACLs); payloads are still untrusted. */
 static void on_command(void *ctx, const char *name, const char *payload, size_t len)
 {
-    GW_INFO("core", "command '%s' (%zu bytes) received", name, len);
+    gw_core *core = ctx;
+    if (strcmp(name, "ack") != 0) {
+        GW_LOG_RL(GW_LOG_WARN, 10000, "core", "unknown platform command '%.40s' ignored", name);
+        return;
+    }
+    cJSON *doc = cJSON_ParseWithLength(payload, len);
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(doc, "alarm"));
+    const char *by = cJSON_GetStringValue(cJSON_GetObjectItem(doc, "by"));
+    if (!id) {
+        GW_WARN("core", "ack command without an \"alarm\" id ignored");
+    } else {
+        int rc = gw_alarms_ack(core->alarms, id, by ? by : "platform");
+        GW_INFO("core", "ack of %.80s by %.40s: %s", id, by ? by : "platform",
+                rc == GW_OK ? "recorded" : "no such active alarm");
+    }
+    cJSON_Delete(doc);
 }
 
 static void log_stats(gw_core *core)
@@ -306,6 +333,8 @@ void gw_core_stop(gw_core *core)
         if (core->devices[i]->proto->detach)
             core->devices[i]->proto->detach(core->devices[i]);
     listeners_stop(core);
+    gw_alarms_stop(core->alarms);
+    core->alarms = NULL;
     uv_signal_stop(&core->sig_term);
     uv_signal_stop(&core->sig_int);
     uv_signal_stop(&core->sig_hup);
@@ -448,6 +477,11 @@ static void reload(gw_core *core)
     gw_device **devs;
     int rc = devices_build(core, &next, &devs, err, sizeof(err));
     core->cfg = saved;
+    if (!rc && (rc = gw_alarms_reload(core->alarms, &next, err, sizeof(err)))) {
+        for (int i = 0; i < next.ndevices; i++)
+            device_free(devs[i]);
+        free(devs);
+    }
     if (rc) {
         GW_ERROR("core", "SIGHUP: %s; keeping the running configuration", err);
         gw_config_free(&next);
@@ -579,6 +613,9 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
     if (!core->store)
         goto error;
     core->seq = gw_store_last_seq(core->store);
+    core->alarms = gw_alarms_start(core, err, errlen);
+    if (!core->alarms)
+        goto error;
     core->uplink = gw_uplink_new(loop, &core->cfg.uplink, core->cfg.gateway_id, core->store,
                                  on_command, core, err, errlen);
     if (!core->uplink)
@@ -625,6 +662,8 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
             (unsigned long long)core->seq);
     return GW_OK;
 error:
+    if (core->alarms)
+        gw_alarms_stop(core->alarms);
     if (core->uplink)
         gw_uplink_close(core->uplink, 0);
     if (core->store)

@@ -53,7 +53,7 @@ struct gw_core {
     size_t nlisteners;
     gw_device **by_addr; /* open-addressing index of (protocol, address) */
     size_t by_addr_cap;
-    void *rules; /* the rule engine (rules/), NULL when no rules */
+    struct gw_alarms *alarms; /* local rules and alarms (gateway/alarms.c) */
     uint64_t seq;
     gw_core_stats st;
     uv_signal_t sig_term, sig_int, sig_hup;

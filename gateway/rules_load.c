@@ -538,33 +538,29 @@ static int load_rule(gw_rule *r, const gw_ynode *rn, const char *path, char *err
     return GW_OK;
 }
 
-/* Turns a parsed document into definitions; frees nothing. */
-static int load_doc(const gw_ydoc *doc, const char *file, gw_rule **defs, size_t *n, char *err,
-                    size_t errlen)
+int gw_rules_load_list(const gw_ynode *list, gw_rule **defs, size_t *n, char *err,
+                       size_t errlen)
 {
     gw_rule *out = NULL;
     size_t count = 0;
-    top_cfg top;
     int rc;
-    if (!doc->root) {
-        snprintf(err, errlen, "%s: empty rule file (expected 'rules:')", file);
+    *defs = NULL;
+    *n = 0;
+    if (!list)
+        return GW_OK;
+    if (list->type != GW_Y_SEQ) {
+        snprintf(err, errlen, "%s:%d: key 'rules' must be a list", GW_YPOS(list));
         return GW_EINVAL;
     }
-    if ((rc = gw_cfg_apply(top_keys, doc->root, &top, "", err, errlen)))
-        return rc;
-    if (top.rules->type != GW_Y_SEQ) {
-        snprintf(err, errlen, "%s:%d: key 'rules' must be a list", GW_YPOS(top.rules));
-        return GW_EINVAL;
-    }
-    out = calloc(top.rules->n ? top.rules->n : 1, sizeof(*out));
+    out = calloc(list->n ? list->n : 1, sizeof(*out));
     if (!out) {
-        snprintf(err, errlen, "%s: out of memory", file);
+        snprintf(err, errlen, "%s: out of memory", list->file);
         return GW_ENOMEM;
     }
-    for (size_t i = 0; i < top.rules->n; i++) {
+    for (size_t i = 0; i < list->n; i++) {
         char path[32];
         snprintf(path, sizeof(path), "rules[%zu]", i);
-        const gw_ynode *rn = top.rules->kids[i];
+        const gw_ynode *rn = list->kids[i];
         if ((rc = load_rule(&out[count], rn, path, err, errlen)))
             goto fail;
         for (size_t j = 0; j < count; j++) {
@@ -583,6 +579,21 @@ static int load_doc(const gw_ydoc *doc, const char *file, gw_rule **defs, size_t
 fail:
     free(out);
     return rc;
+}
+
+/* Turns a parsed document into definitions; frees nothing. */
+static int load_doc(const gw_ydoc *doc, const char *file, gw_rule **defs, size_t *n, char *err,
+                    size_t errlen)
+{
+    top_cfg top;
+    int rc;
+    if (!doc->root) {
+        snprintf(err, errlen, "%s: empty rule file (expected 'rules:')", file);
+        return GW_EINVAL;
+    }
+    if ((rc = gw_cfg_apply(top_keys, doc->root, &top, "", err, errlen)))
+        return rc;
+    return gw_rules_load_list(top.rules, defs, n, err, errlen);
 }
 
 int gw_rules_load_text(const char *file, const char *text, size_t len, gw_rule **defs, size_t *n,

@@ -4,6 +4,7 @@
  * definitions. Every error names the file, the line and the full key path,
  * e.g. "rules.yaml:14: key 'rules[1].levels.yellow.clear' (12) must be <= raise
  * (10) for direction above". */
+#include "gateway/yamldoc.h"
 #include "rules/rules.h"
 
 #include <stddef.h>
@@ -14,6 +15,10 @@
  * GW_EMALFORMED (or GW_ENOMEM) with the message in err, and *defs is NULL. */
 int gw_rules_load_text(const char *file, const char *text, size_t len, gw_rule **defs, size_t *n,
                        char *err, size_t errlen);
+/* The same for a `rules:` list node of an already parsed document (the
+ * gateway config's inline rules). */
+int gw_rules_load_list(const gw_ynode *list, gw_rule **defs, size_t *n, char *err,
+                       size_t errlen);
 /* The same for a file on disk. */
 int gw_rules_load_file(const char *path, gw_rule **defs, size_t *n, char *err, size_t errlen);
 

@@ -200,11 +200,22 @@ static void print_pretty(const pmsg *e)
             dev = top_dev ? top_dev : "-";
         if (!metric)
             metric = jstr(it, "key", b2, sizeof b2);
+        const char *event = jstr(it, "event", b1, sizeof b1);
         if (alarm_topic || level || (type && !strcmp(type, "alarm"))) {
+            char lb[32], vb[32];
+            const char *lname = jstr(it, "level_name", lb, sizeof lb);
+            const char *value = jstr(it, "value", vb, sizeof vb);
             const char *rule = jstr(it, "rule", b1, sizeof b1);
-            printf("%s ALARM %s %s level=%s state=%s%s%s\n", clock, dev, metric ? metric : "-",
-                   level ? level : "-", state ? state : "-", rule ? " rule=" : "",
-                   rule ? rule : "");
+            printf("%s ALARM %-8s %s %s level=%s value=%s%s%s\n", clock, state ? state : "-", dev,
+                   metric ? metric : "-", lname ? lname : (level ? level : "-"),
+                   value ? value : "-", rule ? " rule=" : "", rule ? rule : "");
+        } else if (event) {
+            char ab[32], db[64];
+            const char *active = jstr(it, "active", ab, sizeof ab);
+            const char *detail = jstr(it, "detail", db, sizeof db);
+            printf("%s EVENT %s %s%s%s%s\n", clock, dev, event,
+                   active && !strcmp(active, "false") ? " (ended)" : "", detail ? " " : "",
+                   detail ? detail : "");
         } else {
             char vb[32], ub[32], qb[32];
             const char *value = jstr(it, "value", vb, sizeof vb);

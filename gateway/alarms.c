@@ -1,0 +1,432 @@
+#include "gateway/alarms.h"
+
+#include "gateway/core.h"
+#include "gateway/json.h"
+#include "gateway/log.h"
+#include "gateway/rules_load.h"
+#include "rules/rules.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PERSIST_INTERVAL_MS 5000
+#define MAX_COMMANDS 16 /* local command actions running at once */
+
+struct cmd_run {
+    uv_process_t proc;
+    uv_pipe_t in;
+    uv_timer_t timer;
+    uv_write_t wr;
+    char *json;
+    int open;
+    gw_alarms *owner;
+    char name[64];
+};
+
+struct gw_alarms {
+    gw_core *core;
+    gw_rules_engine *eng;
+    uv_timer_t tick, persist;
+    int handles;
+    int dirty;     /* engine state changed since the last persist */
+    int urgent;    /* an alarm changed: persist now, not at the next interval */
+    int running;   /* local commands in flight */
+    int stopping;
+    uint64_t actions_run, actions_failed;
+};
+
+int gw_alarms_load_defs(const gw_config *cfg, void **defs_out, size_t *n_out, char *err,
+                        size_t errlen)
+{
+    gw_rule *all = NULL, *defs;
+    size_t n = 0, k;
+    int rc = gw_rules_load_list(cfg->rules, &defs, &k, err, errlen);
+    if (rc)
+        return rc;
+    all = defs;
+    n = k;
+    for (size_t i = 0; cfg->rule_files && i < cfg->rule_files->n; i++) {
+        const gw_ynode *f = cfg->rule_files->kids[i];
+        if (f->type != GW_Y_SCALAR) {
+            snprintf(err, errlen, "%s:%d: key 'rule_files' must list file names", GW_YPOS(f));
+            free(all);
+            return GW_EINVAL;
+        }
+        if ((rc = gw_rules_load_file(f->str, &defs, &k, err, errlen))) {
+            free(all);
+            return rc;
+        }
+        gw_rule *m = realloc(all, (n + k + 1) * sizeof(*m));
+        if (!m) {
+            free(all);
+            free(defs);
+            return GW_ENOMEM;
+        }
+        all = m;
+        memcpy(all + n, defs, k * sizeof(*defs));
+        n += k;
+        free(defs);
+    }
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(all[i].id, all[j].id)) {
+                snprintf(err, errlen, "%s: rule id '%s' is defined twice", cfg->source,
+                         all[i].id);
+                free(all);
+                return GW_EINVAL;
+            }
+    *defs_out = all;
+    *n_out = n;
+    return GW_OK;
+}
+
+static void fill_dev(const gw_device *d, gw_rules_device *rd, const char **groups)
+{
+    for (int i = 0; i < d->conf.ngroups; i++)
+        groups[i] = d->conf.groups[i];
+    rd->id = d->conf.id;
+    rd->type = d->type;
+    rd->site = d->conf.site[0] ? d->conf.site : NULL;
+    rd->groups = groups;
+    rd->n_groups = (size_t)d->conf.ngroups;
+}
+
+static gw_device *find_dev(gw_core *core, const char *id)
+{
+    for (size_t i = 0; i < core->ndevices; i++)
+        if (!strcmp(core->devices[i]->conf.id, id))
+            return core->devices[i];
+    return NULL;
+}
+
+/* ---- local command actions: bounded in time, never blocking the loop ---- */
+
+static void cmd_closed(uv_handle_t *h)
+{
+    struct cmd_run *c = h->data;
+    if (--c->open > 0)
+        return;
+    c->owner->running--;
+    free(c->json);
+    free(c);
+}
+
+static void cmd_exit(uv_process_t *p, int64_t status, int sig)
+{
+    struct cmd_run *c = p->data;
+    if (status != 0 || sig) {
+        c->owner->actions_failed++;
+        GW_WARN("alarms", "command action %s ended with status %lld signal %d", c->name,
+                (long long)status, sig);
+    }
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, cmd_closed);
+    uv_close((uv_handle_t *)p, cmd_closed);
+}
+
+static void cmd_timeout(uv_timer_t *t)
+{
+    struct cmd_run *c = t->data;
+    GW_WARN("alarms", "command action %s ran past its timeout: killed", c->name);
+    uv_process_kill(&c->proc, SIGKILL);
+}
+
+static void cmd_written(uv_write_t *w, int status)
+{
+    struct cmd_run *c = w->data;
+    uv_close((uv_handle_t *)&c->in, cmd_closed);
+}
+
+static void run_command(gw_alarms *a, const gw_rule_action *act, const char *json, size_t len)
+{
+    if (a->running >= MAX_COMMANDS) {
+        a->actions_failed++;
+        GW_LOG_RL(GW_LOG_WARN, 10000, "alarms", "%d command actions still running: %s skipped",
+                  a->running, act->argv[0]);
+        return;
+    }
+    struct cmd_run *c = calloc(1, sizeof(*c));
+    char *args[GW_ACTION_ARGS + 1];
+    if (!c)
+        return;
+    c->owner = a;
+    c->json = malloc(len + 1);
+    if (!c->json) {
+        free(c);
+        return;
+    }
+    memcpy(c->json, json, len);
+    c->json[len] = '\n';
+    gw_strlcpy(c->name, act->argv[0], sizeof(c->name));
+    for (int i = 0; i < act->argc; i++)
+        args[i] = (char *)act->argv[i];
+    args[act->argc] = NULL;
+    uv_pipe_init(a->core->loop, &c->in, 0);
+    uv_stdio_container_t io[3] = {{.flags = UV_CREATE_PIPE | UV_READABLE_PIPE,
+                                   .data.stream = (uv_stream_t *)&c->in},
+                                  {.flags = UV_IGNORE},
+                                  {.flags = UV_INHERIT_FD, .data.fd = 2}};
+    uv_process_options_t o = {.exit_cb = cmd_exit, .file = args[0], .args = args,
+                              .stdio = io, .stdio_count = 3};
+    c->proc.data = c->in.data = c->timer.data = c->wr.data = c;
+    int rc = uv_spawn(a->core->loop, &c->proc, &o);
+    if (rc) {
+        a->actions_failed++;
+        GW_WARN("alarms", "command action %s: %s", c->name, uv_strerror(rc));
+        c->open = 1;
+        a->running++;
+        uv_close((uv_handle_t *)&c->in, cmd_closed);
+        return;
+    }
+    a->running++;
+    c->open = 3; /* process, pipe, timer */
+    uv_timer_init(a->core->loop, &c->timer);
+    uv_timer_start(&c->timer, cmd_timeout, (uint64_t)(act->timeout_ms > 0 ? act->timeout_ms : 10000),
+                   0);
+    uv_buf_t b = uv_buf_init(c->json, (unsigned)len + 1);
+    if (uv_write(&c->wr, (uv_stream_t *)&c->in, &b, 1, cmd_written))
+        uv_close((uv_handle_t *)&c->in, cmd_closed);
+    a->actions_run++;
+}
+
+static void run_actions(gw_alarms *a, const gw_rules_transition *t, const char *json, size_t len)
+{
+    const gw_rule *r = t->rule;
+    for (size_t i = 0; r && i < r->n_actions; i++) {
+        const gw_rule_action *act = &r->actions[i];
+        unsigned on = act->on ? act->on : GW_ACT_ON_DEFAULT;
+        if (!(on & GW_ACT_ON(t->alarm.state)))
+            continue;
+        if (act->kind == GW_ACT_MODBUS_WRITE) {
+            double v = t->alarm.state == GW_ALARM_CLEARED && act->has_value_clear
+                           ? act->value_clear
+                           : act->value_raise;
+            gw_device *d = find_dev(a->core, act->device);
+            int rc = GW_ENOTFOUND;
+            if (d && d->proto->write && act->point[0])
+                rc = d->proto->write(d, act->point, v);
+            if (rc) {
+                a->actions_failed++;
+                GW_WARN("alarms", "rule %s: write %s.%s=%g failed (%d)", r->id, act->device,
+                        act->point[0] ? act->point : "(register: name a profile point)", v, rc);
+            } else {
+                a->actions_run++;
+                GW_INFO("alarms", "rule %s: wrote %s.%s = %g", r->id, act->device, act->point, v);
+            }
+        } else if (act->kind == GW_ACT_COMMAND) {
+            run_command(a, act, json, len);
+        } else {
+            /* A local MQTT publish needs a local broker connection, which this
+             * gateway does not open yet: said plainly rather than dropped. */
+            GW_LOG_RL(GW_LOG_WARN, 60000, "alarms",
+                      "rule %s: mqtt_publish actions are not supported yet (topic %s)", r->id,
+                      act->topic);
+        }
+    }
+}
+
+static void adapt_polling(gw_alarms *a, const gw_rules_transition *t)
+{
+    for (size_t i = 0; i < t->n_poll_devices; i++) {
+        gw_device *d = find_dev(a->core, t->poll_devices[i]);
+        if (!d || !d->proto->set_interval)
+            continue;
+        int64_t fast = gw_rules_fast_interval(a->eng, d->conf.id);
+        if (t->alarm.state == GW_ALARM_RAISED && t->fast_interval_ms > 0 &&
+            (fast == 0 || t->fast_interval_ms < fast))
+            fast = t->fast_interval_ms;
+        int64_t want = fast > 0 && fast < d->conf.interval_ms ? fast : d->conf.interval_ms;
+        if (want != d->interval_ms) {
+            GW_INFO("alarms", "%s: poll interval %lld ms (%s)", d->conf.id, (long long)want,
+                    want < d->conf.interval_ms ? "alarm active" : "restored");
+            d->proto->set_interval(d, want);
+        }
+    }
+}
+
+static void on_transition(void *ctx, const gw_rules_transition *t)
+{
+    gw_alarms *a = ctx;
+    gw_alarm al = t->alarm;
+    gw_core_alarm(a->core, &al);
+    a->dirty = a->urgent = 1;
+    if (t->rule && t->rule->n_actions) {
+        char json[2048];
+        int n = gw_json_alarm(json, sizeof(json), a->core->cfg.gateway_id, &al);
+        run_actions(a, t, json, n > 0 ? (size_t)n : 0);
+    }
+    if (t->n_poll_devices)
+        adapt_polling(a, t);
+}
+
+static void persist(gw_alarms *a)
+{
+    uint8_t *blob;
+    size_t len;
+    if (!a->dirty || !a->eng)
+        return;
+    if (gw_rules_export(a->eng, &blob, &len) == GW_OK) {
+        gw_store_state_put(a->core->store, "rules", blob, len);
+        free(blob);
+        a->dirty = a->urgent = 0;
+    }
+}
+
+static void on_tick(uv_timer_t *t);
+
+static void rearm(gw_alarms *a)
+{
+    if (a->urgent)
+        persist(a); /* queued in order with the alarm rows: same commit group */
+    if (a->stopping)
+        return;
+    int64_t next = gw_rules_next_deadline(a->eng);
+    if (next == INT64_MAX) {
+        uv_timer_stop(&a->tick);
+        return;
+    }
+    int64_t d = next - gw_now_ms();
+    uv_timer_start(&a->tick, on_tick, (uint64_t)(d > 0 ? d : 0), 0);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    gw_alarms *a = t->data;
+    gw_rules_tick(a->eng, gw_now_ms());
+    a->dirty = 1;
+    rearm(a);
+}
+
+static void on_persist(uv_timer_t *t)
+{
+    persist(t->data);
+}
+
+gw_alarms *gw_alarms_start(gw_core *core, char *err, size_t errlen)
+{
+    gw_rule *defs = NULL;
+    size_t n = 0;
+    if (gw_alarms_load_defs(&core->cfg, (void **)&defs, &n, err, errlen))
+        return NULL;
+    gw_alarms *a = calloc(1, sizeof(*a));
+    if (!a) {
+        free(defs);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    a->core = core;
+    a->eng = gw_rules_new(defs, n, on_transition, a, err, errlen);
+    free(defs);
+    if (!a->eng) {
+        free(a);
+        return NULL;
+    }
+    void *blob;
+    size_t len;
+    if (gw_store_state_get(core->store, "rules", &blob, &len) == GW_OK) {
+        int rc = gw_rules_import(a->eng, blob, len);
+        if (rc)
+            GW_WARN("alarms", "persisted rule state unreadable (%d): starting clean", rc);
+        else
+            GW_INFO("alarms", "restored rule state: %zu active alarms",
+                    gw_rules_active_count(a->eng));
+    }
+    int64_t now = gw_now_ms();
+    for (size_t i = 0; i < core->ndevices; i++) {
+        gw_rules_device rd;
+        const char *groups[GW_MAX_GROUPS];
+        fill_dev(core->devices[i], &rd, groups);
+        gw_rules_expect(a->eng, &rd, now);
+    }
+    uv_timer_init(core->loop, &a->tick);
+    uv_timer_init(core->loop, &a->persist);
+    a->tick.data = a->persist.data = a;
+    a->handles = 2;
+    uv_timer_start(&a->persist, on_persist, PERSIST_INTERVAL_MS, PERSIST_INTERVAL_MS);
+    rearm(a);
+    return a;
+}
+
+void gw_alarms_reading(gw_alarms *a, gw_device *dev, gw_reading *r)
+{
+    if (!a)
+        return;
+    int health = gw_rules_health(a->eng, dev->conf.id, r->metric);
+    if (health != GW_R_NONE && r->quality == GW_Q_GOOD) {
+        r->quality = GW_Q_UNCERTAIN;
+        r->reason = (uint8_t)health;
+    }
+    gw_rules_device rd;
+    const char *groups[GW_MAX_GROUPS];
+    fill_dev(dev, &rd, groups);
+    gw_rules_reading(a->eng, &rd, r, gw_now_ms());
+    a->dirty = 1;
+    rearm(a);
+}
+
+void gw_alarms_event(gw_alarms *a, gw_device *dev, const gw_event *e)
+{
+    if (!a)
+        return;
+    gw_rules_device rd;
+    const char *groups[GW_MAX_GROUPS];
+    fill_dev(dev, &rd, groups);
+    gw_rules_event(a->eng, &rd, e, gw_now_ms());
+    a->dirty = 1;
+    rearm(a);
+}
+
+int gw_alarms_ack(gw_alarms *a, const char *alarm_id, const char *by)
+{
+    if (!a)
+        return GW_ENOTFOUND;
+    int rc = gw_rules_ack(a->eng, alarm_id, by, gw_now_ms());
+    rearm(a);
+    return rc;
+}
+
+int gw_alarms_reload(gw_alarms *a, const gw_config *cfg, char *err, size_t errlen)
+{
+    gw_rule *defs = NULL;
+    size_t n = 0;
+    if (!a)
+        return GW_OK;
+    int rc = gw_alarms_load_defs(cfg, (void **)&defs, &n, err, errlen);
+    if (rc)
+        return rc;
+    gw_rules_engine *e = gw_rules_reload(a->eng, defs, n, gw_now_ms(), err, errlen);
+    free(defs);
+    if (!e)
+        return GW_EINVAL;
+    a->eng = e;
+    a->dirty = a->urgent = 1;
+    rearm(a);
+    return GW_OK;
+}
+
+size_t gw_alarms_active(const gw_alarms *a)
+{
+    return a ? gw_rules_active_count(a->eng) : 0;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    gw_alarms *a = h->data;
+    if (--a->handles > 0)
+        return;
+    gw_rules_free(a->eng);
+    free(a);
+}
+
+void gw_alarms_stop(gw_alarms *a)
+{
+    if (!a)
+        return;
+    a->dirty = 1;
+    persist(a);
+    a->stopping = 1;
+    uv_timer_stop(&a->tick);
+    uv_timer_stop(&a->persist);
+    uv_close((uv_handle_t *)&a->tick, on_closed);
+    uv_close((uv_handle_t *)&a->persist, on_closed);
+}
