@@ -23,7 +23,7 @@
 #define PRIO_RESERVE 4   /* in-flight slots telemetry may never take */
 #define MAX_CMD_EVENTS 256
 
-enum { E_CONNECTED, E_CONNECT_FAILED, E_LOST, E_DELIVERED, E_MESSAGE };
+enum { E_CONNECTED, E_CONNECT_FAILED, E_LOST, E_DELIVERED, E_MESSAGE, E_SUBSCRIBED };
 
 struct uevt {
     struct uevt *next;
@@ -124,6 +124,11 @@ static void post(gw_uplink *u, int type, int token, int code)
 static void cb_connected(void *ctx, MQTTAsync_successData *r)
 {
     post(ctx, E_CONNECTED, 0, 0);
+}
+
+static void cb_subscribed(void *ctx, MQTTAsync_successData *r)
+{
+    post(ctx, E_SUBSCRIBED, 0, 0);
 }
 
 static void cb_connect_failed(void *ctx, MQTTAsync_failureData *r)
@@ -481,7 +486,10 @@ static void on_async(uv_async_t *h)
             u->st.connects++;
             gw_backoff_reset(&u->bo);
             GW_INFO("uplink", "connected to %s", u->cfg.uri);
-            MQTTAsync_subscribe(u->client, u->t_cmd, 1, NULL);
+            MQTTAsync_responseOptions so = MQTTAsync_responseOptions_initializer;
+            so.onSuccess = cb_subscribed;
+            so.context = u;
+            MQTTAsync_subscribe(u->client, u->t_cmd, 1, &so);
             publish_status(u, "online");
             rewind_all(u);
             pump(u);
@@ -499,6 +507,8 @@ static void on_async(uv_async_t *h)
                 rewind_all(u);
                 schedule_reconnect(u);
             }
+        } else if (e->type == E_SUBSCRIBED) {
+            GW_INFO("uplink", "listening for platform commands on %s", u->t_cmd);
         } else if (e->type == E_DELIVERED) {
             on_delivered(u, e->token);
         } else if (e->type == E_MESSAGE) {

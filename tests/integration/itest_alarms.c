@@ -1,0 +1,418 @@
+/* Alarms end to end: the priority lane overtakes a 100,000-row backlog, a full
+ * outbox drops telemetry and keeps alarms, an alarm survives a SIGKILL without
+ * being raised twice and is acknowledged from the platform, and a siren coil
+ * is switched on and off by a local action while the uplink is down. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "tests/integration/harness.h"
+
+#include <MQTTAsync.h>
+#include <poll.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+struct env {
+    int port;
+    h_proc broker, gw, sim;
+    char config[512];
+    char db[512];
+};
+
+static int setup(void **state)
+{
+    struct env *e = calloc(1, sizeof(*e));
+    e->port = h_free_port();
+    assert_int_equal(h_broker_start(&e->broker, e->port), 0);
+    assert_int_equal(h_platform_start(e->port), 0);
+    snprintf(e->db, sizeof(e->db), "%s/data/outbox.db", h_tmpdir());
+    *state = e;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct env *e = *state;
+    h_stop(&e->gw);
+    h_stop(&e->sim);
+    h_platform_stop();
+    h_stop(&e->broker);
+    h_cleanup();
+    free(e);
+    return 0;
+}
+
+static void write_config(struct env *e, const char *store, const char *devices, const char *rules)
+{
+    char text[8192];
+    snprintf(text, sizeof(text),
+             "gateway:\n  id: gw-test\n  data_dir: %s/data\n  shutdown_drain: 1s\n"
+             "store:\n%s"
+             "uplink:\n  uri: tcp://127.0.0.1:%d\n  topic_prefix: t\n  backoff_min: 100ms\n"
+             "  backoff_max: 300ms\n"
+             "devices:\n%s"
+             "rules:\n%s",
+             h_tmpdir(), store ? store : "  commit_window: 2ms\n", e->port, devices, rules);
+    snprintf(e->config, sizeof(e->config), "%s", h_write_file("gateway.yaml", text));
+}
+
+static long count_rows(const char *db, const char *table)
+{
+    sqlite3 *h;
+    long n = -1;
+    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        char sql[128];
+        sqlite3_stmt *st;
+        sqlite3_busy_timeout(h, 2000);
+        snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM %s", table);
+        if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
+            if (sqlite3_step(st) == SQLITE_ROW)
+                n = sqlite3_column_int64(st, 0);
+            sqlite3_finalize(st);
+        }
+    }
+    sqlite3_close(h);
+    return n;
+}
+
+static int wait_rows(const char *db, const char *table, long want, int timeout_ms)
+{
+    int64_t end = h_now_ms() + timeout_ms;
+    while (h_now_ms() < end) {
+        if (count_rows(db, table) >= want)
+            return 1;
+        poll(NULL, 0, 50); /* the outbox is a file: re-read it at a short interval */
+    }
+    return 0;
+}
+
+/* Distinct alarm transitions (by item id: QoS 1 may deliver one twice) from
+ * /alarms matching rule and state ("" = any). */
+static int count_alarms(const char *rule, const char *state, char *id_out, size_t idlen)
+{
+    cJSON *items = h_platform_items("/alarms");
+    int n = 0;
+    char seen[64][64];
+    int nseen = 0;
+    cJSON *it;
+    cJSON_ArrayForEach(it, items)
+    {
+        const char *r = cJSON_GetStringValue(cJSON_GetObjectItem(it, "rule"));
+        const char *s = cJSON_GetStringValue(cJSON_GetObjectItem(it, "state"));
+        const char *item = cJSON_GetStringValue(cJSON_GetObjectItem(it, "id"));
+        int dup = 0;
+        for (int i = 0; item && i < nseen; i++)
+            dup |= !strcmp(seen[i], item);
+        if (dup || !item)
+            continue;
+        if (nseen < 64)
+            snprintf(seen[nseen++], sizeof(seen[0]), "%s", item);
+        if (r && s && !strcmp(r, rule) && (!*state || !strcmp(s, state))) {
+            n++;
+            if (id_out)
+                snprintf(id_out, idlen, "%s",
+                         cJSON_GetStringValue(cJSON_GetObjectItem(it, "alarm")));
+        }
+    }
+    cJSON_Delete(items);
+    return n;
+}
+
+struct want_alarm {
+    const char *rule, *state;
+    int n;
+};
+
+static int have_alarms(void *ctx)
+{
+    struct want_alarm *w = ctx;
+    return count_alarms(w->rule, w->state, NULL, 0) >= w->n;
+}
+
+/* ---- 4. an alarm raised behind 100,000 queued rows goes first ---- */
+
+static void test_alarm_overtakes_backlog(void **state)
+{
+    struct env *e = *state;
+    h_stop(&e->broker); /* the platform is unreachable while the backlog builds */
+    write_config(e, NULL,
+                 "  - {id: syn-1, protocol: synthetic, type: loadgen, rate: 50000, total: "
+                 "100000}\n",
+                 "  - id: late_value\n    kind: threshold\n    metric: synthetic\n"
+                 "    levels: {red: {raise: 99990, clear: 0}}\n");
+    assert_int_equal(h_gateway_start(&e->gw, e->config), 0);
+    assert_true(wait_rows(e->db, "outbox_tele", 100000, 60000));
+    assert_true(wait_rows(e->db, "outbox_prio", 1, 10000));
+    assert_int_equal(h_broker_start(&e->broker, e->port), 0);
+
+    struct want_alarm w = {"late_value", "raised", 1};
+    assert_true(h_platform_wait(have_alarms, &w, 30000));
+    /* Find the arrival index of the alarm and of the first reading. */
+    size_t n = h_platform_count(), alarm_at = (size_t)-1, first_reading = (size_t)-1;
+    for (size_t i = 0; i < n; i++) {
+        h_msg m;
+        if (h_platform_get(i, &m))
+            break;
+        if (strstr(m.topic, "/alarms") && alarm_at == (size_t)-1)
+            alarm_at = i;
+        if (strstr(m.topic, "/readings") && first_reading == (size_t)-1)
+            first_reading = i;
+        h_msg_free(&m);
+    }
+    assert_true(alarm_at != (size_t)-1);
+    if (first_reading != (size_t)-1 && first_reading < alarm_at)
+        fail_msg("a reading (message %zu) arrived before the alarm (message %zu)", first_reading,
+                 alarm_at);
+    print_message("alarm was message %zu; the backlog of 100,000 readings came after it\n",
+                  alarm_at);
+}
+
+/* ---- 5. a full outbox drops the oldest telemetry and keeps every alarm ---- */
+
+static int have_last_reading(void *ctx)
+{
+    long last = *(long *)ctx;
+    cJSON *items = h_platform_items("/readings");
+    int found = 0;
+    cJSON *it;
+    cJSON_ArrayForEach(it, items)
+    {
+        if ((long)cJSON_GetNumberValue(cJSON_GetObjectItem(it, "value")) == last)
+            found = 1;
+    }
+    cJSON_Delete(items);
+    return found;
+}
+
+static void test_full_outbox(void **state)
+{
+    struct env *e = *state;
+    h_stop(&e->broker);
+    write_config(e, "  commit_window: 2ms\n  max_bytes: 512KiB\n",
+                 "  - {id: syn-1, protocol: synthetic, type: loadgen, rate: 20000, total: "
+                 "20000}\n",
+                 "  - id: levels\n    kind: threshold\n    metric: synthetic\n"
+                 "    levels:\n      blue: {raise: 1000, clear: 0}\n"
+                 "      yellow: {raise: 5000, clear: 0}\n"
+                 "      orange: {raise: 10000, clear: 0}\n"
+                 "      red: {raise: 15000, clear: 0}\n");
+    assert_int_equal(h_gateway_start(&e->gw, e->config), 0);
+    /* All 20,000 readings made: the outbox had to drop the oldest. */
+    assert_true(h_log_wait(&e->gw, "dropped", 30000));
+    assert_true(wait_rows(e->db, "outbox_prio", 4, 10000));
+    assert_int_equal(h_broker_start(&e->broker, e->port), 0);
+
+    long last = 19999;
+    assert_true(h_platform_wait(have_last_reading, &last, 30000));
+    struct want_alarm w = {"levels", "", 4};
+    assert_true(h_platform_wait(have_alarms, &w, 10000));
+    assert_int_equal(count_alarms("levels", "raised", NULL, 0), 1);
+    assert_int_equal(count_alarms("levels", "updated", NULL, 0), 3);
+
+    /* What arrived of the telemetry is the newest, without holes. */
+    cJSON *items = h_platform_items("/readings");
+    long lo = -1, hi = -1, n = 0;
+    static unsigned char seen[20000];
+    memset(seen, 0, sizeof(seen));
+    cJSON *it;
+    cJSON_ArrayForEach(it, items)
+    {
+        long v = (long)cJSON_GetNumberValue(cJSON_GetObjectItem(it, "value"));
+        if (v < 0 || v >= 20000 || seen[v])
+            continue;
+        seen[v] = 1;
+        n++;
+        if (lo < 0 || v < lo)
+            lo = v;
+        if (v > hi)
+            hi = v;
+    }
+    cJSON_Delete(items);
+    assert_int_equal(hi, 19999);
+    assert_true(lo > 0);     /* the oldest were dropped */
+    assert_int_equal(n, hi - lo + 1); /* and only the oldest */
+    print_message("full outbox: kept readings %ld..%ld (%ld), dropped the %ld oldest, 4 of 4 "
+                  "alarm transitions delivered\n",
+                  lo, hi, n, lo);
+}
+
+/* ---- alarm lifecycle across SIGKILL, acknowledged from the platform ---- */
+
+static void publish(int port, const char *topic, const char *payload)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t '%s' -m '%s'", port,
+             topic, payload);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_alarm_lifecycle(void **state)
+{
+    struct env *e = *state;
+    int sim_port = h_free_port();
+    char sc[2048];
+    /* Depth 0, then 30 cm from 1 s to 14 s (scenario time), then 0 again. */
+    snprintf(sc, sizeof(sc),
+             "name: lifecycle\ndevices:\n  - id: wl-{n:03}\n    count: 1\n"
+             "    protocol: modbus-tcp\n    port: %d\n    unit: 1\n    registers:\n"
+             "      - {kind: holding, addr: 0, type: uint16, scale: 10, curve: {type: points, "
+             "points: [[0, 0], [1, 0], [1.1, 30], [14, 30], [14.1, 0]]}}\n"
+             "      - {kind: holding, addr: 1, type: uint16, scale: 100, value: 12}\n"
+             "      - {kind: holding, addr: 2, type: int16, scale: 10, value: 20}\n",
+             sim_port);
+    assert_int_equal(h_sim_start(&e->sim, h_write_file("scenario.yaml", sc), NULL), 0);
+    char dev[512];
+    snprintf(dev, sizeof(dev),
+             "  - {id: wl-001, profile: waterlogging-wl100, connect: 'tcp://127.0.0.1:%d', "
+             "interval: 200ms, timeout: 150ms}\n",
+             sim_port);
+    write_config(e, NULL, dev,
+                 "  - id: depth\n    kind: threshold\n    types: [waterlogging]\n"
+                 "    metric: water_depth\n    levels:\n      blue: {raise: 3, clear: 2}\n"
+                 "      orange: {raise: 25, clear: 22}\n    clear_for: 1s\n");
+    assert_int_equal(h_gateway_start(&e->gw, e->config), 0);
+    struct want_alarm raised = {"depth", "raised", 1};
+    assert_true(h_platform_wait(have_alarms, &raised, 15000));
+    char id[128];
+    count_alarms("depth", "raised", id, sizeof(id));
+
+    /* SIGKILL during the alarm, restart: the alarm is neither forgotten nor raised again. */
+    h_signal(&e->gw, SIGKILL);
+    assert_int_equal(h_wait(&e->gw, 5000), 128 + SIGKILL);
+    assert_int_equal(h_gateway_start(&e->gw, e->config), 0);
+    assert_true(h_log_wait(&e->gw, "restored rule state: 1 active alarms", 5000));
+    assert_true(h_log_wait(&e->gw, "listening for platform commands", 10000));
+
+    /* Acknowledged by the duty officer through the platform's command topic. */
+    char payload[256];
+    snprintf(payload, sizeof(payload), "{\"alarm\":\"%s\",\"by\":\"duty-officer\"}", id);
+    publish(e->port, "t/gw-test/cmd/ack", payload);
+    struct want_alarm acked = {"depth", "acknowledged", 1};
+    assert_true(h_platform_wait(have_alarms, &acked, 10000));
+
+    /* The water falls: the same alarm clears. */
+    struct want_alarm cleared = {"depth", "cleared", 1};
+    assert_true(h_platform_wait(have_alarms, &cleared, 30000));
+    char cid[128];
+    count_alarms("depth", "cleared", cid, sizeof(cid));
+    assert_string_equal(cid, id);
+    assert_int_equal(count_alarms("depth", "raised", NULL, 0), 1);
+    char aid[128];
+    count_alarms("depth", "acknowledged", aid, sizeof(aid));
+    assert_string_equal(aid, id);
+}
+
+/* ---- local action with the uplink down: the siren ---- */
+
+static int stats_has_writes(const char *path, int *on, int *off)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    cJSON *doc = cJSON_Parse(buf);
+    *on = *off = 0;
+    cJSON *devs = cJSON_GetObjectItem(doc, "devices"), *d;
+    cJSON_ArrayForEach(d, devs)
+    {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(d, "id"));
+        if (!id || strcmp(id, "siren-001"))
+            continue;
+        cJSON *w;
+        int phase = 0;
+        cJSON_ArrayForEach(w, cJSON_GetObjectItem(d, "coil_writes"))
+        {
+            int v = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(w, "value"));
+            if (v == 1 && phase == 0) {
+                (*on)++;
+                phase = 1;
+            } else if (v == 0 && phase == 1) {
+                (*off)++;
+            }
+        }
+    }
+    cJSON_Delete(doc);
+    return 1;
+}
+
+static void test_siren_with_uplink_down(void **state)
+{
+    struct env *e = *state;
+    h_stop(&e->broker); /* no platform at all during this test */
+    int p1 = h_free_port(), p2 = h_free_port();
+    char sc[4096];
+    snprintf(sc, sizeof(sc),
+             "name: siren\ndevices:\n  - id: wl-{n:03}\n    count: 1\n"
+             "    protocol: modbus-tcp\n    port: %d\n    unit: 1\n    registers:\n"
+             "      - {kind: holding, addr: 0, type: uint16, scale: 10, curve: {type: points, "
+             "points: [[0, 0], [1, 0], [1.1, 30], [5, 30], [5.1, 0]]}}\n"
+             "      - {kind: holding, addr: 1, type: uint16, scale: 100, value: 12}\n"
+             "      - {kind: holding, addr: 2, type: int16, scale: 10, value: 20}\n"
+             "  - id: siren-{n:03}\n    count: 1\n    protocol: modbus-tcp\n    port: %d\n"
+             "    unit: 1\n    registers:\n"
+             "      - {kind: coil, addr: 0, writable: true}\n"
+             "      - {kind: coil, addr: 1, writable: true}\n"
+             "      - {kind: holding, addr: 0, type: uint16, writable: true}\n",
+             p1, p2);
+    char stats[512];
+    snprintf(stats, sizeof(stats), "%s/sim-stats.json", h_tmpdir());
+    char extra[600];
+    snprintf(extra, sizeof(extra), "--stats=%s", stats);
+    const char *scen = h_write_file("scenario.yaml", sc);
+    char *argv[] = {(char *)h_bin("sim"), "modbus", "--scenario", (char *)scen, "--stats",
+                    stats, NULL};
+    assert_int_equal(h_spawn(&e->sim, "sim.log", argv), 0);
+    assert_true(h_log_wait(&e->sim, "sim: ready", 15000));
+    char dev[1024];
+    snprintf(dev, sizeof(dev),
+             "  - {id: wl-001, profile: waterlogging-wl100, connect: 'tcp://127.0.0.1:%d', "
+             "interval: 200ms, timeout: 150ms}\n"
+             "  - {id: siren-1, profile: alarm-output, connect: 'tcp://127.0.0.1:%d', "
+             "interval: 5s, timeout: 500ms}\n",
+             p1, p2);
+    write_config(e, NULL, dev,
+                 "  - id: depth\n    kind: threshold\n    types: [waterlogging]\n"
+                 "    metric: water_depth\n    levels: {orange: {raise: 25, clear: 22}}\n"
+                 "    clear_for: 500ms\n    actions:\n"
+                 "      - {kind: modbus_write, device: siren-1, point: siren, raise_value: 1, "
+                 "clear_value: 0}\n");
+    assert_int_equal(h_gateway_start(&e->gw, e->config), 0);
+    assert_true(h_log_wait(&e->gw, "wrote siren-1.siren = 1", 15000));
+    assert_true(h_log_wait(&e->gw, "wrote siren-1.siren = 0", 20000));
+    /* The simulator saw both writes on its coil. */
+    unlink(stats);
+    h_signal(&e->sim, SIGUSR1);
+    int on = 0, off = 0;
+    int64_t end = h_now_ms() + 5000;
+    struct stat st;
+    while (stat(stats, &st) != 0 && h_now_ms() < end)
+        poll(NULL, 0, 20);
+    assert_true(stats_has_writes(stats, &on, &off));
+    assert_int_equal(on, 1);
+    assert_int_equal(off, 1);
+    /* And none of it needed the uplink: it never connected. */
+    assert_false(h_log_contains(&e->gw, "connected to"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_alarm_overtakes_backlog, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_outbox, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alarm_lifecycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_siren_with_uplink_down, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
