@@ -106,7 +106,7 @@ static const gw_cfgkey uplink_keys[] = {
 
 struct devsec {
     char id[64], type[32], protocol[32], profile[64], connect[160], address[64];
-    int64_t unit, interval_ms, timeout_ms, retries, offline_after, rate, total;
+    int64_t unit, interval_ms, timeout_ms, retries, offline_after;
     const gw_ynode *site, *groups;
 };
 static const gw_cfgkey device_keys[] = {
@@ -127,10 +127,6 @@ static const gw_cfgkey device_keys[] = {
      "retries of a failed request within a poll"},
     {"offline_after", GW_CT_INT, "3", 1, 1000, offsetof(struct devsec, offline_after), 0, NULL, 0,
      "failed polls before offline"},
-    {"rate", GW_CT_INT, "10", 1, 10000000, offsetof(struct devsec, rate), 0, NULL, 0,
-     "synthetic: readings per second"},
-    {"total", GW_CT_INT, "0", 0, 1e15, offsetof(struct devsec, total), 0, NULL, 0,
-     "synthetic: stop after this many readings"},
     {"site", GW_CT_NODE, NULL, 0, -1, offsetof(struct devsec, site), 0, NULL, 0, "site data"},
     {"groups", GW_CT_NODE, NULL, 0, -1, offsetof(struct devsec, groups), 0, NULL, 0, "groups"},
     {NULL}};
@@ -275,8 +271,6 @@ static int load_device(gw_config *cfg, int idx, const gw_ynode *n, char *err, si
     d->timeout_ms = s.timeout_ms;
     d->retries = s.retries;
     d->offline_after = s.offline_after;
-    d->rate = s.rate;
-    d->total = s.total;
     d->line = n->line;
     if (d->timeout_ms >= d->interval_ms)
         return err_at(err, errlen, gw_ymap_get(n, "timeout"),

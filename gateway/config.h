@@ -27,8 +27,6 @@ typedef struct gw_device_conf {
     int64_t timeout_ms;
     int64_t retries;
     int64_t offline_after; /* failed polls before the device is offline */
-    int64_t rate;          /* synthetic: readings per second */
-    int64_t total;         /* synthetic: stop after this many (0 = never) */
     char site[64];
     double lon, lat;
     int has_location;

@@ -5,10 +5,24 @@
  * gaps and duplicates are easy to see. */
 #include "gateway/core.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define TICK_MS 10
+
+struct syn_conf {
+    int64_t rate, total, square;
+};
+
+static const gw_cfgkey syn_keys[] = {
+    {"rate", GW_CT_INT, "10", 1, 10000000, offsetof(struct syn_conf, rate), 0, NULL, 0,
+     "readings per second"},
+    {"total", GW_CT_INT, "0", 0, 1e15, offsetof(struct syn_conf, total), 0, NULL, 0,
+     "stop after this many readings (0 = never)"},
+    {"square", GW_CT_INT, "0", 0, 1e9, offsetof(struct syn_conf, square), 0, NULL, 0,
+     "also emit metric 'level', a 0/100 square wave flipping every N readings (0 = off)"},
+    {NULL}};
 
 struct syn {
     gw_device *dev;
@@ -21,13 +35,22 @@ static void on_tick(uv_timer_t *t)
 {
     struct syn *s = t->data;
     gw_device *d = s->dev;
-    double want = (double)d->conf.rate * TICK_MS / 1000.0 + s->carry;
+    const struct syn_conf *c = d->proto_conf;
+    double want = (double)c->rate * TICK_MS / 1000.0 + s->carry;
     uint64_t n = (uint64_t)want;
     s->carry = want - (double)n;
     for (uint64_t i = 0; i < n; i++) {
-        if (d->conf.total && s->made >= (uint64_t)d->conf.total) {
+        if (c->total && s->made >= (uint64_t)c->total) {
             uv_timer_stop(t);
             return;
+        }
+        if (c->square && s->made % (uint64_t)c->square == 0) {
+            gw_reading lv;
+            memset(&lv, 0, sizeof(lv));
+            strcpy(lv.metric, "level");
+            strcpy(lv.unit, "1");
+            lv.value = (s->made / (uint64_t)c->square) % 2 ? 100 : 0;
+            gw_core_reading(d->core, d, &lv);
         }
         gw_reading r;
         memset(&r, 0, sizeof(r));
@@ -73,6 +96,8 @@ const gw_protocol gw_proto_synthetic = {
     .name = "synthetic",
     .version = "1.0",
     .description = "load generator: readings at a fixed rate, no device",
+    .device_keys = syn_keys,
+    .device_conf_size = sizeof(struct syn_conf),
     .attach = syn_attach,
     .detach = syn_detach,
 };

@@ -47,7 +47,7 @@ static void test_examples_load(void **state)
     assert_int_equal(r->kind, GW_RK_THRESHOLD);
     assert_int_equal(r->n_targets, 1);
     assert_int_equal(r->targets[0].kind, GW_TG_TYPE);
-    assert_string_equal(r->targets[0].name, "waterlog");
+    assert_string_equal(r->targets[0].name, "waterlogging");
     assert_true(r->levels[1].enabled && r->levels[1].raise == 10 && r->levels[1].clear == 8);
     assert_false(r->levels[3].enabled);
     assert_int_equal(r->raise_for_ms, 120000);
