@@ -16,6 +16,7 @@
 #define STATS_INTERVAL_MS 30000
 
 static void listeners_stop(gw_core *core);
+static void release_parsed(gw_config *cfg);
 
 /* ---- Pipeline ---- */
 
@@ -159,7 +160,7 @@ static gw_device *device_new(gw_core *core, const gw_device_conf *dc, char *err,
     }
     d->type = dc->type[0]    ? d->conf.type
               : d->profile ? gw_profile_device_type(d->profile)
-                           : dc->protocol;
+                           : d->conf.protocol;
     for (int i = 0; i < dc->nparams; i++) {
         gw_strlcpy(d->params[i].key, dc->param_keys[i], sizeof(d->params[i].key));
         d->params[i].value = dc->param_vals[i];
@@ -549,6 +550,7 @@ static void reload(gw_core *core)
     memcpy(next.gateway_id, saved.gateway_id, sizeof(next.gateway_id));
     gw_config_free(&core->cfg);
     core->cfg = next;
+    release_parsed(&core->cfg);
     gw_log_level = core->cfg.log_level;
     GW_INFO("core", "SIGHUP: configuration reloaded: %zu devices kept, %zu started, %zu stopped",
             kept, added, removed);
@@ -561,6 +563,19 @@ static void on_signal(uv_signal_t *s, int signum)
         reload(core);
     else
         gw_core_stop(core);
+}
+
+/* Once devices and rules are built from it, the parsed YAML and the device
+ * table of the config are not needed: with 10,000 devices they are most of
+ * the memory. Devices keep their own copy of their settings. */
+static void release_parsed(gw_config *cfg)
+{
+    for (int i = 0; cfg->devices && i <= cfg->ndevices; i++)
+        free(cfg->devices[i].proto_conf);
+    free(cfg->devices);
+    cfg->devices = NULL;
+    gw_ydoc_free(&cfg->doc);
+    cfg->rules = cfg->rule_files = NULL;
 }
 
 static int mkdirs(const char *path)
@@ -657,6 +672,7 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
     core->stats_timer.data = core->drain_timer.data = core;
     uv_timer_start(&core->stats_timer, on_stats_timer, STATS_INTERVAL_MS, STATS_INTERVAL_MS);
     gw_uplink_start(core->uplink);
+    release_parsed(&core->cfg);
     GW_INFO("core", "gateway %s started from %s: %zu devices, outbox %s (%llu last sequence)",
             core->cfg.gateway_id, core->cfg.source, core->ndevices, core->cfg.store.path,
             (unsigned long long)core->seq);
