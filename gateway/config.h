@@ -11,6 +11,7 @@
 struct gw_protocol;
 
 #include <stdint.h>
+#include <stdio.h>
 
 #define GW_MAX_GROUPS 8
 #define GW_MAX_PARAMS 8
@@ -72,5 +73,8 @@ typedef struct gw_config {
 int gw_config_load(gw_config *cfg, const char *path, char *err, size_t errlen);
 void gw_config_free(gw_config *cfg);
 const char *gw_config_default_text(void);
+/* Writes the reference of every key (core tables and each protocol's) as
+ * Markdown: the generated half of docs/config.md. */
+void gw_config_reference(FILE *f);
 
 #endif

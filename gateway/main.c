@@ -18,6 +18,7 @@ static void usage(FILE *f)
                "  gateway [-c FILE]              run (no -c: the embedded demo config)\n"
                "  gateway --check-config FILE    validate a config file and exit\n"
                "  gateway --print-default-config print the embedded default config\n"
+               "  gateway --config-reference     print every config key as Markdown\n"
                "  gateway decode --protocol sl651|hj212 --hex BYTES | --text TEXT\n"
                "  gateway decode --adapter NAME --hex BYTES | --json TEXT\n"
                "  gateway read --profile P --connect tcp://HOST:PORT --unit N\n"
@@ -85,6 +86,10 @@ int main(int argc, char **argv)
     }
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         usage(stdout);
+        return 0;
+    }
+    if (argc >= 2 && strcmp(argv[1], "--config-reference") == 0) {
+        gw_config_reference(stdout);
         return 0;
     }
     if (argc >= 2 && strcmp(argv[1], "--print-default-config") == 0) {
