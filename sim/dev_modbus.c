@@ -1,7 +1,9 @@
 /* The modbus-tcp device kind: one listening socket per device on the loop,
  * any number of pipelined requests per read, bounded buffers, faults injected
  * per the scenario, and counters for the stats file. Register values come from
- * the scenario's curves at the scenario time of each request. */
+ * the scenario's curves at the scenario time of each request. The first part of
+ * this file is the served-device model (sim_mbdev: registers, writes, counters,
+ * fault decisions) that the serial kinds in dev_rtu.c share. */
 #include "sim/sim.h"
 
 #include <cjson/cJSON.h>
@@ -13,14 +15,7 @@
 #define MB_OUT_MAX (64 * 1024) /* unsent bytes per connection before it is closed */
 #define MB_LATE_MAX 64         /* delayed answers queued per connection */
 #define MB_WRITES_MAX 1024     /* write records kept per device */
-#define MB_FC_SLOTS 24         /* function codes 0..23 counted one by one, others in slot 0 */
-
-typedef struct mb_write {
-    double t;
-    uint16_t addr;
-    uint16_t value;
-    uint8_t table;
-} mb_write;
+#define MB_FC_SLOTS SIM_MB_FC_SLOTS
 
 typedef struct mb_late {
     struct mb_late *next;
@@ -33,27 +28,16 @@ struct mb_group;
 struct mb_conn;
 
 typedef struct mb_dev {
+    sim_mbdev m; /* registers, writes, request counters */
     struct mb_group *mg;
-    uint32_t k; /* index within the group: picks per-device curve parameters */
-    char id[64];
     uint16_t port;
     int lstate; /* L_* */
     uv_tcp_t listener;
     uint64_t parks, relisten_failed;
     struct mb_conn *conns; /* owned; freed in their close callbacks */
     int nconns;
-    /* counters */
-    uint64_t requests, answers, bytes_in, bytes_out, connections, refused;
-    uint64_t exceptions, bad_frames, wrong_unit, late_dropped;
-    uint64_t by_fc[MB_FC_SLOTS];
-    uint64_t faults[SIM_F__COUNT];
-    mb_write *writes; /* owned, at most MB_WRITES_MAX */
-    uint32_t nwrites, capwrites;
-    uint64_t writes_dropped;
-    /* state per register definition */
-    uint16_t (*wwords)[4]; /* written words (holding) or bit (coil) */
-    uint8_t *wmask;        /* which words were written */
-    sim_curve_state *cst;
+    /* transport counters */
+    uint64_t bytes_in, bytes_out, connections, refused, bad_frames, wrong_unit;
 } mb_dev;
 
 /* Listener states. A device parks its listener (closes it) while it has a
@@ -67,8 +51,7 @@ typedef struct mb_group {
     sim_ctx *ctx;
     const char *host;
     int stopping;
-    int16_t *index[SIM_TAB__COUNT]; /* address - lo -> register definition, -1 none */
-    uint32_t lo[SIM_TAB__COUNT], span[SIM_TAB__COUNT];
+    sim_regindex ix;
     mb_dev *devs;
     uint32_t ndevs; /* initialised so far */
 } mb_group;
@@ -94,6 +77,8 @@ typedef struct mb_wreq {
     uint8_t data[];
 } mb_wreq;
 
+/* ---- the served-device model, shared with dev_rtu.c ---- */
+
 static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
 
 static uint64_t rng(void)
@@ -109,33 +94,33 @@ static int window(const sim_fault *f, double t)
     return t >= f->from && (f->to < 0 || t < f->to);
 }
 
-/* ---- register access for mbtcp.c ---- */
+static const char *fault_key[SIM_F__COUNT] = {"silent",  "late", "exception", "garbage",
+                                              "bad_crc", "drop", "truncated"};
 
 typedef struct io_ctx {
-    mb_dev *d;
+    sim_mbdev *d;
     double t;
 } io_ctx;
 
-static int lookup(const mb_group *mg, int table, uint32_t addr)
+static int lookup(const sim_regindex *ix, int table, uint32_t addr)
 {
-    if (!mg->index[table] || addr < mg->lo[table] || addr >= mg->lo[table] + mg->span[table])
+    if (!ix->index[table] || addr < ix->lo[table] || addr >= ix->lo[table] + ix->span[table])
         return -1;
-    return mg->index[table][addr - mg->lo[table]];
+    return ix->index[table][addr - ix->lo[table]];
 }
 
 static int io_read(void *vctx, int table, uint16_t addr, uint16_t count, uint16_t *out)
 {
     io_ctx *c = vctx;
-    mb_dev *d = c->d;
-    mb_group *mg = d->mg;
+    sim_mbdev *d = c->d;
     int last = -1;
     uint16_t words[4] = {0};
     for (uint32_t i = 0; i < count; i++) {
         uint32_t a = (uint32_t)addr + i;
-        int ri = lookup(mg, table, a);
+        int ri = lookup(d->ix, table, a);
         if (ri < 0)
             return 2;
-        const sim_regdef *r = &mg->g->regs[ri];
+        const sim_regdef *r = &d->g->regs[ri];
         if (ri != last) {
             double v = sim_curve_eval(&r->curve, c->t, d->k, &d->cst[ri]);
             if (sim_encode(v * r->scale + r->offset, r->type, &r->order, words) < 0)
@@ -148,7 +133,7 @@ static int io_read(void *vctx, int table, uint16_t addr, uint16_t count, uint16_
     return 0;
 }
 
-static void record_write(mb_dev *d, double t, int table, uint16_t addr, uint16_t value)
+static void record_write(sim_mbdev *d, double t, int table, uint16_t addr, uint16_t value)
 {
     if (d->nwrites == d->capwrites) {
         if (d->capwrites >= MB_WRITES_MAX) {
@@ -156,7 +141,7 @@ static void record_write(mb_dev *d, double t, int table, uint16_t addr, uint16_t
             return;
         }
         uint32_t nc = d->capwrites ? d->capwrites * 2 : 8;
-        mb_write *nw = realloc(d->writes, nc * sizeof *nw);
+        sim_mbwrite *nw = realloc(d->writes, nc * sizeof *nw);
         if (!nw) {
             d->writes_dropped++;
             return;
@@ -164,24 +149,23 @@ static void record_write(mb_dev *d, double t, int table, uint16_t addr, uint16_t
         d->writes = nw;
         d->capwrites = nc;
     }
-    d->writes[d->nwrites++] = (mb_write){t, addr, value, (uint8_t)table};
+    d->writes[d->nwrites++] = (sim_mbwrite){t, addr, value, (uint8_t)table};
 }
 
 static int io_write(void *vctx, int table, uint16_t addr, uint16_t count, const uint16_t *vals)
 {
     io_ctx *c = vctx;
-    mb_dev *d = c->d;
-    mb_group *mg = d->mg;
+    sim_mbdev *d = c->d;
     /* All or nothing: check every address before changing any. */
     for (uint32_t i = 0; i < count; i++) {
-        int ri = lookup(mg, table, (uint32_t)addr + i);
-        if (ri < 0 || !mg->g->regs[ri].writable)
+        int ri = lookup(d->ix, table, (uint32_t)addr + i);
+        if (ri < 0 || !d->g->regs[ri].writable)
             return 2;
     }
     for (uint32_t i = 0; i < count; i++) {
         uint32_t a = (uint32_t)addr + i;
-        int ri = lookup(mg, table, a);
-        uint32_t w = a - mg->g->regs[ri].addr;
+        int ri = lookup(d->ix, table, a);
+        uint32_t w = a - d->g->regs[ri].addr;
         d->wwords[ri][w] = vals[i];
         d->wmask[ri] |= (uint8_t)(1u << w);
         record_write(d, c->t, table, (uint16_t)a, vals[i]);
@@ -190,6 +174,185 @@ static int io_write(void *vctx, int table, uint16_t addr, uint16_t count, const 
 }
 
 static const sim_regio regio = {io_read, io_write};
+
+int sim_regindex_build(sim_regindex *ix, const sim_group *g)
+{
+    for (int t = 0; t < SIM_TAB__COUNT; t++) {
+        uint32_t lo = 65536, hi = 0;
+        for (int i = 0; i < g->nregs; i++) {
+            if (g->regs[i].table != t)
+                continue;
+            uint32_t a = g->regs[i].addr, e = a + (uint32_t)sim_type_regs(g->regs[i].type);
+            if (a < lo)
+                lo = a;
+            if (e > hi)
+                hi = e;
+        }
+        if (hi == 0)
+            continue;
+        ix->lo[t] = lo;
+        ix->span[t] = hi - lo;
+        ix->index[t] = malloc(ix->span[t] * sizeof(int16_t));
+        if (!ix->index[t])
+            return SIM_ENOMEM;
+        for (uint32_t a = 0; a < ix->span[t]; a++)
+            ix->index[t][a] = -1;
+        for (int i = 0; i < g->nregs; i++) {
+            if (g->regs[i].table != t)
+                continue;
+            for (int w = 0; w < sim_type_regs(g->regs[i].type); w++)
+                ix->index[t][g->regs[i].addr + w - lo] = (int16_t)i;
+        }
+    }
+    return SIM_OK;
+}
+
+void sim_regindex_free(sim_regindex *ix)
+{
+    for (int t = 0; t < SIM_TAB__COUNT; t++) {
+        free(ix->index[t]);
+        ix->index[t] = NULL;
+    }
+}
+
+int sim_mbdev_init(sim_mbdev *d, const sim_group *g, const sim_regindex *ix, uint32_t k)
+{
+    size_t nr = (size_t)(g->nregs ? g->nregs : 1);
+    d->g = g;
+    d->ix = ix;
+    d->k = k;
+    sim_format_id(g->id_tmpl, g->first + k, d->id, sizeof d->id);
+    d->wwords = calloc(nr, sizeof *d->wwords);
+    d->wmask = calloc(nr, 1);
+    d->cst = calloc(nr, sizeof *d->cst);
+    if (!d->wwords || !d->wmask || !d->cst)
+        return SIM_ENOMEM;
+    for (size_t i = 0; i < nr; i++)
+        d->cst[i].step = -1;
+    return SIM_OK;
+}
+
+void sim_mbdev_free(sim_mbdev *d)
+{
+    free(d->writes);
+    free(d->wwords);
+    free(d->wmask);
+    free(d->cst);
+    d->writes = NULL;
+    d->wwords = NULL;
+    d->wmask = NULL;
+    d->cst = NULL;
+}
+
+static int every(const sim_fault *f, uint64_t n)
+{
+    return f->every == 0 || n % f->every == 0;
+}
+
+size_t sim_mbdev_serve(sim_mbdev *d, const sim_mb_req *rq, double t, uint8_t *resp, size_t cap,
+                       sim_fault_plan *plan)
+{
+    const sim_group *g = d->g;
+    int force = 0;
+
+    memset(plan, 0, sizeof *plan);
+    d->requests++;
+    d->by_fc[rq->fc < MB_FC_SLOTS ? rq->fc : 0]++;
+    for (int i = 0; i < g->nfaults; i++) {
+        const sim_fault *f = &g->faults[i];
+        if (!window(f, t))
+            continue;
+        if (f->kind == SIM_F_DROP && every(f, d->requests)) {
+            d->faults[SIM_F_DROP]++;
+            plan->action = SIM_ACT_DROP;
+            return 0;
+        }
+        if (f->kind == SIM_F_SILENT) {
+            d->faults[SIM_F_SILENT]++;
+            plan->action = SIM_ACT_SILENT;
+            return 0;
+        }
+    }
+    for (int i = 0; i < g->nfaults; i++) {
+        const sim_fault *f = &g->faults[i];
+        uint16_t a, n;
+        if (f->kind != SIM_F_EXCEPTION || force || !window(f, t))
+            continue;
+        if (f->fc && f->fc != rq->fc)
+            continue;
+        if (f->addr >= 0 && (!sim_mbtcp_range(rq, &a, &n) || f->addr < a || f->addr >= a + n))
+            continue;
+        force = f->code;
+        d->faults[SIM_F_EXCEPTION]++;
+    }
+    io_ctx io = {d, t};
+    size_t len = sim_mbtcp_serve(rq, &regio, &io, force, resp, cap);
+    if (len >= 8 && (resp[7] & 0x80))
+        d->exceptions++;
+    d->answers++;
+    plan->delay_s = -1;
+    for (int i = 0; i < g->nfaults; i++) {
+        const sim_fault *f = &g->faults[i];
+        if (!window(f, t))
+            continue;
+        if (f->kind == SIM_F_GARBAGE && every(f, d->answers)) {
+            plan->garbage = 1;
+            d->faults[SIM_F_GARBAGE]++;
+        } else if (f->kind == SIM_F_BAD_CRC && d->serial && every(f, d->answers)) {
+            plan->bad_crc = 1;
+            d->faults[SIM_F_BAD_CRC]++;
+        } else if (f->kind == SIM_F_TRUNCATED && every(f, d->answers)) {
+            plan->truncated = 1;
+            d->faults[SIM_F_TRUNCATED]++;
+        } else if (f->kind == SIM_F_LATE && plan->delay_s < 0) {
+            plan->delay_s = f->delay_s;
+            d->faults[SIM_F_LATE]++;
+        }
+    }
+    return len;
+}
+
+void sim_mbdev_broadcast(sim_mbdev *d, const sim_mb_req *rq, double t)
+{
+    uint8_t resp[SIM_MB_MAX_ADU];
+    io_ctx io = {d, t};
+    d->requests++;
+    d->by_fc[rq->fc < MB_FC_SLOTS ? rq->fc : 0]++;
+    sim_mbtcp_serve(rq, &regio, &io, 0, resp, sizeof resp);
+}
+
+void sim_mbdev_stats(const sim_mbdev *d, void *obj)
+{
+    cJSON *o = obj;
+    cJSON_AddNumberToObject(o, "requests", (double)d->requests);
+    cJSON *fc = cJSON_AddObjectToObject(o, "requests_by_fc");
+    for (int i = 0; i < MB_FC_SLOTS; i++) {
+        if (!d->by_fc[i])
+            continue;
+        char key[8];
+        snprintf(key, sizeof key, "%d", i);
+        cJSON_AddNumberToObject(fc, i ? key : "other", (double)d->by_fc[i]);
+    }
+    cJSON_AddNumberToObject(o, "answers", (double)d->answers);
+    cJSON_AddNumberToObject(o, "exceptions", (double)d->exceptions);
+    cJSON_AddNumberToObject(o, "late_dropped", (double)d->late_dropped);
+    cJSON *fo = cJSON_AddObjectToObject(o, "faults");
+    for (int i = 0; i < SIM_F__COUNT; i++)
+        cJSON_AddNumberToObject(fo, fault_key[i], (double)d->faults[i]);
+    cJSON *cw = cJSON_AddArrayToObject(o, "coil_writes");
+    cJSON *rw = cJSON_AddArrayToObject(o, "register_writes");
+    for (uint32_t i = 0; i < d->nwrites; i++) {
+        const sim_mbwrite *w = &d->writes[i];
+        cJSON *e = cJSON_CreateObject();
+        if (!e)
+            break;
+        cJSON_AddNumberToObject(e, "t", w->t);
+        cJSON_AddNumberToObject(e, "addr", w->addr);
+        cJSON_AddNumberToObject(e, "value", w->value);
+        cJSON_AddItemToArray(w->table == SIM_TAB_COIL ? cw : rw, e);
+    }
+    cJSON_AddNumberToObject(o, "writes_dropped", (double)d->writes_dropped);
+}
 
 /* ---- connections ---- */
 
@@ -307,7 +470,7 @@ static void queue_late(mb_conn *c, const uint8_t *data, size_t len, double delay
 {
     mb_late *l;
     if (c->nlate >= MB_LATE_MAX || !(l = malloc(sizeof *l))) {
-        c->dev->late_dropped++;
+        c->dev->m.late_dropped++;
         return;
     }
     l->next = NULL;
@@ -332,70 +495,33 @@ static void handle(mb_conn *c, const sim_mb_req *rq, double t)
     mb_dev *d = c->dev;
     const sim_group *g = d->mg->g;
     uint8_t resp[SIM_MB_MAX_ADU];
-    int force = 0;
-    double delay = -1;
+    sim_fault_plan plan;
 
-    d->requests++;
-    d->by_fc[rq->fc < MB_FC_SLOTS ? rq->fc : 0]++;
     if (g->unit != SIM_UNIT_ANY && rq->unit != g->unit) {
         /* Like a device on a bus that is not addressed: no answer. */
+        d->m.requests++;
+        d->m.by_fc[rq->fc < MB_FC_SLOTS ? rq->fc : 0]++;
         d->wrong_unit++;
         return;
     }
-    for (int i = 0; i < g->nfaults; i++) {
-        const sim_fault *f = &g->faults[i];
-        if (!window(f, t))
-            continue;
-        switch (f->kind) {
-        case SIM_F_DROP:
-            if (f->every == 0 || d->requests % f->every == 0) {
-                d->faults[SIM_F_DROP]++;
-                conn_close(c);
-                return;
-            }
-            break;
-        case SIM_F_SILENT:
-            d->faults[SIM_F_SILENT]++;
-            return;
-        default:
-            break;
-        }
+    size_t len = sim_mbdev_serve(&d->m, rq, t, resp, sizeof resp, &plan);
+    if (plan.action == SIM_ACT_DROP) {
+        conn_close(c);
+        return;
     }
-    for (int i = 0; i < g->nfaults; i++) {
-        const sim_fault *f = &g->faults[i];
-        uint16_t a, n;
-        if (f->kind != SIM_F_EXCEPTION || force || !window(f, t))
-            continue;
-        if (f->fc && f->fc != rq->fc)
-            continue;
-        if (f->addr >= 0 && (!sim_mbtcp_range(rq, &a, &n) || f->addr < a || f->addr >= a + n))
-            continue;
-        force = f->code;
-        d->faults[SIM_F_EXCEPTION]++;
+    if (plan.action != SIM_ACT_ANSWER || len == 0)
+        return;
+    if (plan.garbage) {
+        /* Same length, random bytes, and a protocol id that cannot be 0:
+         * no client can mistake it for an answer. */
+        for (size_t j = 0; j < len; j++)
+            resp[j] = (uint8_t)rng();
+        resp[2] |= 0x80;
     }
-    io_ctx io = {d, t};
-    size_t len = sim_mbtcp_serve(rq, &regio, &io, force, resp, sizeof resp);
-    if (len >= 8 && (resp[7] & 0x80))
-        d->exceptions++;
-    d->answers++;
-    for (int i = 0; i < g->nfaults; i++) {
-        const sim_fault *f = &g->faults[i];
-        if (!window(f, t))
-            continue;
-        if (f->kind == SIM_F_GARBAGE && (f->every == 0 || d->answers % f->every == 0)) {
-            /* Same length, random bytes, and a protocol id that cannot be 0:
-             * no client can mistake it for an answer. */
-            for (size_t j = 0; j < len; j++)
-                resp[j] = (uint8_t)rng();
-            resp[2] |= 0x80;
-            d->faults[SIM_F_GARBAGE]++;
-        } else if (f->kind == SIM_F_LATE && delay < 0) {
-            delay = f->delay_s;
-            d->faults[SIM_F_LATE]++;
-        }
-    }
-    if (delay > 0)
-        queue_late(c, resp, len, delay);
+    if (plan.truncated)
+        len /= 2;
+    if (plan.delay_s > 0)
+        queue_late(c, resp, len, plan.delay_s);
     else
         conn_send(c, resp, len);
 }
@@ -471,7 +597,7 @@ static void relisten(mb_dev *d)
     if (rc < 0) {
         /* Stays parked: retrying from here could spin. Counted in the stats. */
         if (d->relisten_failed++ == 0)
-            fprintf(stderr, "sim: %s: cannot listen again on port %u: %s\n", d->id, d->port,
+            fprintf(stderr, "sim: %s: cannot listen again on port %u: %s\n", d->m.id, d->port,
                     uv_strerror(rc));
         d->lstate = L_CLOSING;
         uv_close((uv_handle_t *)&d->listener, NULL);
@@ -517,39 +643,6 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* ---- the kind ---- */
 
-static int build_index(mb_group *mg)
-{
-    sim_group *g = mg->g;
-    for (int t = 0; t < SIM_TAB__COUNT; t++) {
-        uint32_t lo = 65536, hi = 0;
-        for (int i = 0; i < g->nregs; i++) {
-            if (g->regs[i].table != t)
-                continue;
-            uint32_t a = g->regs[i].addr, e = a + (uint32_t)sim_type_regs(g->regs[i].type);
-            if (a < lo)
-                lo = a;
-            if (e > hi)
-                hi = e;
-        }
-        if (hi == 0)
-            continue;
-        mg->lo[t] = lo;
-        mg->span[t] = hi - lo;
-        mg->index[t] = malloc(mg->span[t] * sizeof(int16_t));
-        if (!mg->index[t])
-            return SIM_ENOMEM;
-        for (uint32_t a = 0; a < mg->span[t]; a++)
-            mg->index[t][a] = -1;
-        for (int i = 0; i < g->nregs; i++) {
-            if (g->regs[i].table != t)
-                continue;
-            for (int w = 0; w < sim_type_regs(g->regs[i].type); w++)
-                mg->index[t][g->regs[i].addr + w - lo] = (int16_t)i;
-        }
-    }
-    return SIM_OK;
-}
-
 static int dev_listen(mb_dev *d)
 {
     const char *host = d->mg->host;
@@ -579,31 +672,23 @@ static int mb_start(sim_ctx *ctx, sim_group *g)
     mg->g = g;
     mg->ctx = ctx;
     mg->devs = calloc(g->count, sizeof *mg->devs);
-    if (!mg->devs || build_index(mg) != SIM_OK)
+    if (!mg->devs || sim_regindex_build(&mg->ix, g) != SIM_OK)
         return SIM_ENOMEM;
     const char *host = g->host[0] ? g->host : ctx->bind;
     mg->host = host;
-    size_t nr = (size_t)(g->nregs ? g->nregs : 1);
     for (uint32_t k = 0; k < g->count; k++) {
         mb_dev *d = &mg->devs[k];
         d->mg = mg;
-        d->k = k;
         d->port = (uint16_t)(g->port + k);
-        sim_format_id(g->id_tmpl, g->first + k, d->id, sizeof d->id);
-        d->wwords = calloc(nr, sizeof *d->wwords);
-        d->wmask = calloc(nr, 1);
-        d->cst = calloc(nr, sizeof *d->cst);
         mg->ndevs = k + 1;
-        if (!d->wwords || !d->wmask || !d->cst)
+        if (sim_mbdev_init(&d->m, g, &mg->ix, k) != SIM_OK)
             return SIM_ENOMEM;
-        for (size_t i = 0; i < nr; i++)
-            d->cst[i].step = -1;
         uv_tcp_init(ctx->loop, &d->listener);
         d->listener.data = d;
         d->lstate = L_OPEN;
         int rc = dev_listen(d);
         if (rc < 0) {
-            fprintf(stderr, "sim: %s: cannot listen on %s:%u: %s\n", d->id, host, d->port,
+            fprintf(stderr, "sim: %s: cannot listen on %s:%u: %s\n", d->m.id, host, d->port,
                     uv_strerror(rc));
             return SIM_ERR;
         }
@@ -633,21 +718,13 @@ static void mb_destroy(sim_ctx *ctx, sim_group *g)
     mb_group *mg = g->kstate;
     if (!mg)
         return;
-    for (uint32_t k = 0; k < mg->ndevs; k++) {
-        free(mg->devs[k].writes);
-        free(mg->devs[k].wwords);
-        free(mg->devs[k].wmask);
-        free(mg->devs[k].cst);
-    }
-    for (int t = 0; t < SIM_TAB__COUNT; t++)
-        free(mg->index[t]);
+    for (uint32_t k = 0; k < mg->ndevs; k++)
+        sim_mbdev_free(&mg->devs[k].m);
+    sim_regindex_free(&mg->ix);
     free(mg->devs);
     free(mg);
     g->kstate = NULL;
 }
-
-static const char *fault_key[SIM_F__COUNT] = {"silent",  "late",    "exception",
-                                              "garbage", "bad_crc", "drop"};
 
 static void mb_stats(sim_ctx *ctx, sim_group *g, void *arr)
 {
@@ -659,21 +736,11 @@ static void mb_stats(sim_ctx *ctx, sim_group *g, void *arr)
         cJSON *o = cJSON_CreateObject();
         if (!o)
             return;
-        cJSON_AddStringToObject(o, "id", d->id);
+        cJSON_AddStringToObject(o, "id", d->m.id);
         cJSON_AddStringToObject(o, "protocol", g->protocol);
         cJSON_AddNumberToObject(o, "port", d->port);
         cJSON_AddNumberToObject(o, "unit", g->unit);
-        cJSON_AddNumberToObject(o, "requests", (double)d->requests);
-        cJSON *fc = cJSON_AddObjectToObject(o, "requests_by_fc");
-        for (int i = 0; i < MB_FC_SLOTS; i++) {
-            if (!d->by_fc[i])
-                continue;
-            char key[8];
-            snprintf(key, sizeof key, "%d", i);
-            cJSON_AddNumberToObject(fc, i ? key : "other", (double)d->by_fc[i]);
-        }
-        cJSON_AddNumberToObject(o, "answers", (double)d->answers);
-        cJSON_AddNumberToObject(o, "exceptions", (double)d->exceptions);
+        sim_mbdev_stats(&d->m, o);
         cJSON_AddNumberToObject(o, "bytes_in", (double)d->bytes_in);
         cJSON_AddNumberToObject(o, "bytes_out", (double)d->bytes_out);
         cJSON_AddNumberToObject(o, "connections", (double)d->connections);
@@ -681,27 +748,10 @@ static void mb_stats(sim_ctx *ctx, sim_group *g, void *arr)
         cJSON_AddNumberToObject(o, "connections_refused", (double)d->refused);
         cJSON_AddNumberToObject(o, "bad_frames", (double)d->bad_frames);
         cJSON_AddNumberToObject(o, "wrong_unit", (double)d->wrong_unit);
-        cJSON_AddNumberToObject(o, "late_dropped", (double)d->late_dropped);
         if (d->parks || d->relisten_failed) {
             cJSON_AddNumberToObject(o, "listener_parks", (double)d->parks);
             cJSON_AddNumberToObject(o, "relisten_failed", (double)d->relisten_failed);
         }
-        cJSON *fo = cJSON_AddObjectToObject(o, "faults");
-        for (int i = 0; i < SIM_F__COUNT; i++)
-            cJSON_AddNumberToObject(fo, fault_key[i], (double)d->faults[i]);
-        cJSON *cw = cJSON_AddArrayToObject(o, "coil_writes");
-        cJSON *rw = cJSON_AddArrayToObject(o, "register_writes");
-        for (uint32_t i = 0; i < d->nwrites; i++) {
-            mb_write *w = &d->writes[i];
-            cJSON *e = cJSON_CreateObject();
-            if (!e)
-                break;
-            cJSON_AddNumberToObject(e, "t", w->t);
-            cJSON_AddNumberToObject(e, "addr", w->addr);
-            cJSON_AddNumberToObject(e, "value", w->value);
-            cJSON_AddItemToArray(w->table == SIM_TAB_COIL ? cw : rw, e);
-        }
-        cJSON_AddNumberToObject(o, "writes_dropped", (double)d->writes_dropped);
         cJSON_AddItemToArray(arr, o);
     }
 }

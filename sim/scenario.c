@@ -17,6 +17,7 @@ typedef struct pctx {
     const char *base_dir;
     char *err;
     size_t errlen;
+    uint32_t link_used; /* link keys seen in the current group, bit per link_keys row */
 } pctx;
 
 static int perr(pctx *c, yaml_node_t *n, const char *fmt, ...)
@@ -476,8 +477,8 @@ static int parse_reg(pctx *c, yaml_node_t *m, sim_regdef *r)
 
 /* ---- faults ---- */
 
-static const char *fault_names[SIM_F__COUNT] = {"silent",  "late",    "exception",
-                                                "garbage", "bad_crc", "drop"};
+static const char *fault_names[SIM_F__COUNT] = {"silent",  "late", "exception", "garbage",
+                                                "bad_crc", "drop", "truncated"};
 
 static int parse_fault(pctx *c, yaml_node_t *m, sim_fault *f)
 {
@@ -498,7 +499,8 @@ static int parse_fault(pctx *c, yaml_node_t *m, sim_fault *f)
             break;
     if (fk == SIM_F__COUNT)
         return perr(c, m,
-                    "fault: unknown type '%s' (silent, late, exception, garbage, bad_crc, drop)",
+                    "fault: unknown type '%s' (silent, late, exception, garbage, bad_crc, drop, "
+                    "truncated)",
                     type);
     f->kind = (sim_fault_kind)fk;
     for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
@@ -518,8 +520,9 @@ static int parse_fault(pctx *c, yaml_node_t *m, sim_fault *f)
         } else if (!strcmp(k, "delay") && f->kind == SIM_F_LATE) {
             if (get_num(c, vn, k, &f->delay_s) || f->delay_s < 0 || f->delay_s > 3600)
                 return perr(c, vn, "delay: 0..1h");
-        } else if (!strcmp(k, "every") && (f->kind == SIM_F_GARBAGE || f->kind == SIM_F_DROP ||
-                                           f->kind == SIM_F_BAD_CRC)) {
+        } else if (!strcmp(k, "every") &&
+                   (f->kind == SIM_F_GARBAGE || f->kind == SIM_F_DROP || f->kind == SIM_F_BAD_CRC ||
+                    f->kind == SIM_F_TRUNCATED)) {
             if (get_int(c, vn, k, 1, 1000000000, &l))
                 return SIM_EINVAL;
             f->every = (uint32_t)l;
@@ -581,6 +584,237 @@ int sim_format_id(const char *tmpl, uint32_t n, char *out, size_t outlen)
     return SIM_OK;
 }
 
+/* ---- serial kinds: modbus-rtu buses and modbus-dtu links ----
+ * Groups of these kinds name a `bus`; every group on one bus shares its line
+ * (a pty, or the DTU's TCP connection), and one of them carries the link keys
+ * below. Devices of a group take unit ids unit, unit+1, ... on that bus. */
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Parses "7E 01 0A ff" or "7e010aff" (also ':' or '-' between bytes); returns the
+ * length or SIM_EINVAL. */
+static int hex_parse(const char *s, uint8_t *out, size_t cap)
+{
+    size_t n = 0;
+    while (*s) {
+        if (isspace((unsigned char)*s) || *s == ':' || *s == '-') {
+            s++;
+            continue;
+        }
+        int hi = hexval((unsigned char)s[0]), lo = s[1] ? hexval((unsigned char)s[1]) : -1;
+        if (hi < 0 || lo < 0 || n >= cap)
+            return SIM_EINVAL;
+        out[n++] = (uint8_t)(hi << 4 | lo);
+        s += 2;
+    }
+    return n ? (int)n : SIM_EINVAL;
+}
+
+enum { LK_RTU = 1, LK_DTU = 2 };
+
+static int link_kind(const char *protocol)
+{
+    if (!strcmp(protocol, "modbus-rtu"))
+        return LK_RTU;
+    if (!strcmp(protocol, "modbus-dtu"))
+        return LK_DTU;
+    return 0;
+}
+
+static const struct {
+    const char *key;
+    int kinds;
+} link_keys[] = {
+    {"bus", LK_RTU | LK_DTU}, {"baud", LK_RTU | LK_DTU},  {"silence", LK_RTU | LK_DTU},
+    {"pty_link", LK_RTU},     {"path", LK_RTU},           {"connect", LK_DTU},
+    {"number", LK_DTU},       {"register", LK_DTU},       {"register_hex", LK_DTU},
+    {"heartbeat", LK_DTU},    {"heartbeat_data", LK_DTU}, {"heartbeat_hex", LK_DTU},
+    {"reconnect", LK_DTU},    {"reconnect_max", LK_DTU},
+};
+
+/* Returns 1 if k is a link key (parsed into g->link), 0 if not, or an error. */
+static int parse_link_key(pctx *c, yaml_node_t *kn, yaml_node_t *vn, sim_group *g)
+{
+    sim_link_conf *L = &g->link;
+    const char *k = scalar(kn);
+    size_t i;
+    long l;
+    double d;
+    int n;
+    for (i = 0; i < sizeof link_keys / sizeof link_keys[0]; i++)
+        if (!strcmp(k, link_keys[i].key))
+            break;
+    if (i == sizeof link_keys / sizeof link_keys[0])
+        return 0;
+    c->link_used |= 1u << i;
+    if (strcmp(k, "bus") != 0) {
+        L->have_link = 1;
+        if (!L->link_line)
+            L->link_line = (int)kn->start_mark.line + 1;
+    }
+    if (!strcmp(k, "bus")) {
+        if (get_str(c, vn, k, L->bus, sizeof L->bus) || !L->bus[0] || L->bus[0] == '@')
+            return perr(c, vn, "bus: expected a name (not starting with @)");
+    } else if (!strcmp(k, "pty_link")) {
+        if (get_str(c, vn, k, L->pty_link, sizeof L->pty_link) || !L->pty_link[0])
+            return perr(c, vn, "pty_link: expected a path");
+    } else if (!strcmp(k, "path")) {
+        if (get_str(c, vn, k, L->path, sizeof L->path) || !L->path[0])
+            return perr(c, vn, "path: expected a tty path");
+    } else if (!strcmp(k, "baud")) {
+        if (get_int(c, vn, k, 0, 4000000, &l))
+            return SIM_EINVAL;
+        L->baud = (uint32_t)l;
+    } else if (!strcmp(k, "silence")) {
+        if (get_num(c, vn, k, &d) || d < 0.001 || d > 10)
+            return perr(c, vn, "silence: 1ms..10s");
+        L->silence_s = d;
+    } else if (!strcmp(k, "connect")) {
+        if (get_str(c, vn, k, L->connect, sizeof L->connect))
+            return SIM_EINVAL;
+        const char *colon = strrchr(L->connect, ':');
+        char *end;
+        l = colon ? strtol(colon + 1, &end, 10) : 0;
+        if (!colon || colon == L->connect || *end || l < 1 || l > 65535)
+            return perr(c, vn, "connect: expected host:port");
+    } else if (!strcmp(k, "number")) {
+        if (get_int(c, vn, k, 0, 100000000, &l))
+            return SIM_EINVAL;
+        L->number = (uint32_t)l;
+    } else if (!strcmp(k, "register")) {
+        if (L->reg_len)
+            return perr(c, kn, "register: give either register or register_hex");
+        if (get_str(c, vn, k, (char *)L->reg, sizeof L->reg) || !L->reg[0])
+            return perr(c, vn, "register: expected a non-empty string");
+        L->reg_len = strlen((char *)L->reg);
+        L->register_tmpl = 1;
+    } else if (!strcmp(k, "register_hex")) {
+        if (L->reg_len)
+            return perr(c, kn, "register: give either register or register_hex");
+        if (!scalar(vn) || (n = hex_parse(scalar(vn), L->reg, sizeof L->reg)) < 0)
+            return perr(c, vn, "register_hex: expected hex bytes (\"7E 01 0A\"), at most %d",
+                        SIM_LINK_DATA_MAX);
+        L->reg_len = (size_t)n;
+    } else if (!strcmp(k, "heartbeat")) {
+        if (get_num(c, vn, k, &d) || d < 0.01 || d > 86400)
+            return perr(c, vn, "heartbeat: 10ms..1d");
+        L->heartbeat_s = d;
+    } else if (!strcmp(k, "heartbeat_data")) {
+        if (L->hb_len)
+            return perr(c, kn, "heartbeat: give either heartbeat_data or heartbeat_hex");
+        const char *v = scalar(vn);
+        if (!v || !v[0] || strlen(v) > sizeof L->hb)
+            return perr(c, vn, "heartbeat_data: 1..%d characters", SIM_LINK_DATA_MAX);
+        L->hb_len = strlen(v);
+        memcpy(L->hb, v, L->hb_len);
+    } else if (!strcmp(k, "heartbeat_hex")) {
+        if (L->hb_len)
+            return perr(c, kn, "heartbeat: give either heartbeat_data or heartbeat_hex");
+        if (!scalar(vn) || (n = hex_parse(scalar(vn), L->hb, sizeof L->hb)) < 0)
+            return perr(c, vn, "heartbeat_hex: expected hex bytes, at most %d", SIM_LINK_DATA_MAX);
+        L->hb_len = (size_t)n;
+    } else if (!strcmp(k, "reconnect")) {
+        if (get_num(c, vn, k, &d) || d < 0.01 || d > 3600)
+            return perr(c, vn, "reconnect: 10ms..1h");
+        L->reconnect_s = d;
+    } else if (!strcmp(k, "reconnect_max")) {
+        if (get_num(c, vn, k, &d) || d < 0.01 || d > 3600)
+            return perr(c, vn, "reconnect_max: 10ms..1h");
+        L->reconnect_max_s = d;
+    }
+    return 1;
+}
+
+/* Checks one serial group once all its keys are read. */
+static int check_link_group(pctx *c, yaml_node_t *m, sim_group *g, int kind, int have_port)
+{
+    sim_link_conf *L = &g->link;
+    uint32_t used = c->link_used;
+    int have_number = 0;
+    c->link_used = 0;
+    for (size_t i = 0; i < sizeof link_keys / sizeof link_keys[0]; i++) {
+        if (!(used & (1u << i)))
+            continue;
+        if (!(link_keys[i].kinds & kind))
+            return perr(c, m, "%s: not a key of %s", link_keys[i].key, g->protocol);
+        if (!strcmp(link_keys[i].key, "number"))
+            have_number = 1;
+    }
+    if (have_port)
+        return perr(c, m, "port: not used by %s (see bus, pty_link, connect)", g->protocol);
+    if (g->unit == SIM_UNIT_ANY || g->unit < 1 || g->unit + (int)g->count - 1 > 247)
+        return perr(c, m, "unit: %s devices take unit ids unit..unit+count-1 in 1..247",
+                    g->protocol);
+    if (L->pty_link[0] && L->path[0])
+        return perr(c, m, "give either pty_link (create a pty) or path (an existing tty)");
+    if (L->reconnect_s == 0)
+        L->reconnect_s = 1;
+    if (L->reconnect_max_s == 0)
+        L->reconnect_max_s = L->reconnect_s > 30 ? L->reconnect_s : 30;
+    if (L->reconnect_max_s < L->reconnect_s)
+        return perr(c, m, "reconnect_max is below reconnect");
+    if (L->heartbeat_s > 0 && L->hb_len == 0) {
+        memcpy(L->hb, "HB", 2);
+        L->hb_len = 2;
+    }
+    if (!have_number)
+        L->number = 1;
+    if (L->register_tmpl) {
+        char probe[SIM_LINK_DATA_MAX];
+        if (sim_format_id((char *)L->reg, L->number, probe, sizeof probe))
+            return perr(c, m, "register: bad template '%s' (use {n} or {n:04})", (char *)L->reg);
+    }
+    if (!L->bus[0])
+        snprintf(L->bus, sizeof L->bus, "@%d", g->line); /* a bus of its own */
+    return SIM_OK;
+}
+
+/* Groups on one bus: same kind, link keys in one group only (copied to the
+ * others), unit ids unique, a DTU has somewhere to dial. */
+static int check_buses(pctx *c, sim_scenario *s, yaml_node_t *devs)
+{
+    for (int i = 0; i < s->ngroups; i++) {
+        sim_group *a = &s->groups[i];
+        yaml_node_t *at = node(c, devs->data.sequence.items.start[i]);
+        if (!link_kind(a->protocol))
+            continue;
+        int linked = a->link.have_link ? i : -1;
+        for (int j = 0; j < s->ngroups; j++) {
+            sim_group *b = &s->groups[j];
+            if (j == i || !link_kind(b->protocol) || strcmp(a->link.bus, b->link.bus))
+                continue;
+            if (strcmp(a->protocol, b->protocol))
+                return perr(c, at, "bus %s: mixes %s and %s (line %d)", a->link.bus, a->protocol,
+                            b->protocol, b->line);
+            if (b->link.have_link) {
+                if (linked >= 0 && linked != j)
+                    return perr(c, at, "bus %s: link keys given twice (lines %d and %d)",
+                                a->link.bus, s->groups[linked].link.link_line, b->link.link_line);
+                linked = j;
+            }
+            if (j < i && a->unit < b->unit + (int)b->count && b->unit < a->unit + (int)a->count)
+                return perr(c, at, "bus %s: unit ids %d..%d overlap the group on line %d",
+                            a->link.bus, a->unit, a->unit + (int)a->count - 1, b->line);
+        }
+        if (linked >= 0 && linked != i) {
+            char bus[sizeof a->link.bus];
+            memcpy(bus, a->link.bus, sizeof bus);
+            a->link = s->groups[linked].link;
+            a->link.have_link = 0;
+            memcpy(a->link.bus, bus, sizeof bus);
+        }
+        if (!strcmp(a->protocol, "modbus-dtu") && !a->link.connect[0])
+            return perr(c, at, "bus %s: a modbus-dtu bus needs connect: host:port", a->link.bus);
+    }
+    return SIM_OK;
+}
+
 static int parse_group(pctx *c, yaml_node_t *m, sim_group *g)
 {
     yaml_node_t *regs = NULL, *faults = NULL;
@@ -632,7 +866,11 @@ static int parse_group(pctx *c, yaml_node_t *m, sim_group *g)
         } else if (!strcmp(k, "faults")) {
             faults = vn;
         } else {
-            return perr(c, kn, "device group: unknown key '%s'", k);
+            int rc = parse_link_key(c, kn, vn, g);
+            if (rc < 0)
+                return rc;
+            if (rc == 0)
+                return perr(c, kn, "device group: unknown key '%s'", k);
         }
     }
     if (!g->id_tmpl[0])
@@ -644,9 +882,18 @@ static int parse_group(pctx *c, yaml_node_t *m, sim_group *g)
         return perr(c, m, "id: a group of %u devices needs {n} in its id", g->count);
     g->kind = sim_kind_find(g->protocol);
     if (!g->kind)
-        return perr(c, m, "protocol: unknown '%s' (modbus-tcp)", g->protocol);
-    if (!have_port)
+        return perr(c, m, "protocol: unknown '%s' (modbus-tcp, modbus-rtu, modbus-dtu)",
+                    g->protocol);
+    int serial = link_kind(g->protocol);
+    if (serial) {
+        int rc = check_link_group(c, m, g, serial, have_port);
+        if (rc)
+            return rc;
+    } else if (c->link_used) {
+        return perr(c, m, "%s: bus and link keys are for modbus-rtu and modbus-dtu", g->protocol);
+    } else if (!have_port) {
         return perr(c, m, "device group: missing port");
+    }
     if (g->port + g->count - 1 > 65535)
         return perr(c, m, "port: %u devices from port %u run past 65535", g->count, g->port);
     if (regs) {
@@ -772,7 +1019,7 @@ sim_scenario *sim_scenario_parse(const char *text, size_t len, const char *name,
     for (int i = 0; i < n; i++)
         for (int j = 0; j < i; j++) {
             sim_group *a = &s->groups[i], *b = &s->groups[j];
-            if (strcmp(a->host, b->host) != 0)
+            if (strcmp(a->host, b->host) != 0 || a->port == 0 || b->port == 0)
                 continue;
             if (a->port < b->port + b->count && b->port < a->port + a->count) {
                 perr(&c, node(&c, devs->data.sequence.items.start[i]),
@@ -781,6 +1028,8 @@ sim_scenario *sim_scenario_parse(const char *text, size_t len, const char *name,
                 goto out;
             }
         }
+    if (check_buses(&c, s, devs) != SIM_OK)
+        goto out;
     rc = SIM_OK;
 out:
     if (have_doc)

@@ -7,7 +7,11 @@
  *   mbtcp.c     Modbus TCP framing and the request -> response logic; pure
  *   scenario.c  scenario YAML (libyaml) -> the structs below
  *   kinds.c     the table of device kinds (one descriptor per kind)
- *   dev_modbus.c the modbus-tcp kind: libuv listeners, connections, faults
+ *   dev_modbus.c the modbus-tcp kind: libuv listeners, connections, faults;
+ *               also the served-device model (registers, writes, counters,
+ *               fault decisions) that the serial kinds share
+ *   rtu.c       Modbus RTU framing: CRC, request detection, fault bytes; pure
+ *   dev_rtu.c   the modbus-rtu (pty bus) and modbus-dtu (dials out) kinds
  *   stats.c     JSON stats file and CPU figures
  *   platform.c  the stand-in city platform (MQTT subscriber)
  *   main.c      command line, signals, the loop
@@ -183,6 +187,7 @@ typedef enum {
     SIM_F_GARBAGE,
     SIM_F_BAD_CRC,
     SIM_F_DROP,
+    SIM_F_TRUNCATED,
     SIM_F__COUNT
 } sim_fault_kind;
 
@@ -190,7 +195,7 @@ typedef struct sim_fault {
     sim_fault_kind kind;
     double from, to; /* scenario-time window, seconds; to < 0 = forever */
     double delay_s;  /* late: wall-clock delay */
-    uint32_t every;  /* garbage, drop: every Nth answer/request; 0 = all */
+    uint32_t every;  /* garbage, bad_crc, truncated, drop: every Nth answer/request; 0 = all */
     int code;        /* exception code */
     int addr;        /* exception: only requests touching addr; -1 = any */
     int fc;          /* exception: only this function code; 0 = any */
@@ -199,6 +204,28 @@ typedef struct sim_fault {
 struct sim_kind;
 
 #define SIM_UNIT_ANY (-1)
+
+/* Link settings of the serial kinds (modbus-rtu, modbus-dtu). Groups naming the
+ * same `bus` share one link; one of them (have_link) carries these settings. */
+#define SIM_LINK_DATA_MAX 256
+typedef struct sim_link_conf {
+    char bus[64];       /* "" = a bus of its own */
+    int have_link;      /* this group set link keys */
+    int link_line;      /* where */
+    char pty_link[256]; /* rtu: create a pty pair, symlink its slave here ("" = no link) */
+    char path[256];     /* rtu: serve this existing tty instead of creating a pty */
+    uint32_t baud;      /* rtu, dtu: emulated line speed; 0 = none */
+    double silence_s;   /* end-of-frame silence; 0 = 3.5 characters (>= 1.75 ms) */
+    char connect[128];  /* dtu: host:port to dial */
+    uint32_t number;    /* dtu: {n} in the registration template */
+    int register_tmpl;  /* dtu: reg is an id template ("DTU-{n:04}"), not raw bytes */
+    uint8_t reg[SIM_LINK_DATA_MAX];
+    size_t reg_len;
+    double heartbeat_s; /* dtu: 0 = none */
+    uint8_t hb[SIM_LINK_DATA_MAX];
+    size_t hb_len;
+    double reconnect_s, reconnect_max_s; /* dtu: backoff bounds */
+} sim_link_conf;
 
 typedef struct sim_group {
     char id_tmpl[64];
@@ -213,6 +240,7 @@ typedef struct sim_group {
     sim_regdef *regs;
     int nfaults;
     sim_fault *faults;
+    sim_link_conf link; /* modbus-rtu, modbus-dtu only */
     int line;
     void *kstate; /* the kind's per-group state */
 } sim_group;
@@ -254,6 +282,111 @@ typedef struct sim_kind {
 
 const sim_kind *sim_kind_find(const char *name);
 extern const sim_kind sim_kind_modbus_tcp;
+extern const sim_kind sim_kind_modbus_rtu;
+extern const sim_kind sim_kind_modbus_dtu;
+
+/* ---- a served Modbus device (dev_modbus.c), shared by every Modbus kind ---- */
+
+#define SIM_MB_FC_SLOTS 24 /* function codes 0..23 counted one by one, others in slot 0 */
+
+typedef struct sim_mbwrite {
+    double t;
+    uint16_t addr;
+    uint16_t value;
+    uint8_t table;
+} sim_mbwrite;
+
+/* A group's register map: address - lo -> register definition (-1 none), per table. */
+typedef struct sim_regindex {
+    int16_t *index[SIM_TAB__COUNT];
+    uint32_t lo[SIM_TAB__COUNT], span[SIM_TAB__COUNT];
+} sim_regindex;
+
+/* One device's registers, written values and counters. */
+typedef struct sim_mbdev {
+    const sim_group *g;
+    const sim_regindex *ix;
+    uint32_t k; /* index within the group: picks per-device curve parameters */
+    char id[64];
+    int serial; /* the kind has a CRC: bad_crc faults apply */
+    uint64_t requests, answers, exceptions, late_dropped;
+    uint64_t by_fc[SIM_MB_FC_SLOTS];
+    uint64_t faults[SIM_F__COUNT];
+    sim_mbwrite *writes; /* owned, at most 1024 */
+    uint32_t nwrites, capwrites;
+    uint64_t writes_dropped;
+    uint16_t (*wwords)[4]; /* per register definition: written words or bit */
+    uint8_t *wmask;        /* which words were written */
+    sim_curve_state *cst;
+} sim_mbdev;
+
+enum { SIM_ACT_ANSWER = 0, SIM_ACT_SILENT, SIM_ACT_DROP };
+
+/* What the faults decided for one request; the kind applies it in its framing. */
+typedef struct sim_fault_plan {
+    int action;     /* SIM_ACT_* */
+    double delay_s; /* > 0: send the answer this much later (wall clock) */
+    int garbage;    /* replace the answer by random bytes of the same length */
+    int bad_crc;    /* serial kinds: corrupt the CRC */
+    int truncated;  /* send only the first half of the answer */
+} sim_fault_plan;
+
+/* Builds g's register index into ix (zeroed by the caller); sim_regindex_free frees it. */
+int sim_regindex_build(sim_regindex *ix, const sim_group *g);
+void sim_regindex_free(sim_regindex *ix);
+/* Initialises device k of g (d zeroed by the caller); sim_mbdev_free frees what it holds. */
+int sim_mbdev_init(sim_mbdev *d, const sim_group *g, const sim_regindex *ix, uint32_t k);
+void sim_mbdev_free(sim_mbdev *d);
+/* Serves one request addressed to d at scenario time t: counts it, decides the
+ * group's faults into plan and, unless plan->action says otherwise, writes the
+ * Modbus TCP response ADU into resp (cap >= SIM_MB_MAX_ADU) and returns its
+ * length (0 = no answer). */
+size_t sim_mbdev_serve(sim_mbdev *d, const sim_mb_req *rq, double t, uint8_t *resp, size_t cap,
+                       sim_fault_plan *plan);
+/* Counts a write without an answer (broadcast): applies it, no faults. */
+void sim_mbdev_broadcast(sim_mbdev *d, const sim_mb_req *rq, double t);
+/* Adds requests, requests_by_fc, answers, exceptions, late_dropped, faults and
+ * writes to the cJSON object obj. */
+void sim_mbdev_stats(const sim_mbdev *d, void *obj);
+
+/* ---- Modbus RTU framing (rtu.c); pure ---- */
+
+#define SIM_RTU_MAX 256 /* address + PDU (253) + CRC */
+
+/* CRC-16/MODBUS (poly 0xA001 reflected, init 0xFFFF); sent low byte first. */
+uint16_t sim_crc16(const uint8_t *p, size_t n);
+/* Appends the CRC to f[0..n) (room for 2 more bytes); returns n + 2. */
+size_t sim_rtu_seal(uint8_t *f, size_t n);
+/* 1 if the last two bytes of f[0..n) (n >= 3) are the CRC of the others. */
+int sim_rtu_crc_ok(const uint8_t *f, size_t n);
+/* Expected length of the request starting at buf (address, function, data,
+ * CRC) from the function code's rules: >0 the length, 0 more bytes needed to
+ * tell, SIM_EINVAL a function code without a length rule. */
+int sim_rtu_request_len(const uint8_t *buf, size_t len);
+/* The same for an answer (what a master expects back). */
+int sim_rtu_response_len(const uint8_t *buf, size_t len);
+
+enum { SIM_RTU_MORE = 0, SIM_RTU_FRAME = 1, SIM_RTU_JUNK = 2 };
+
+/* Finds the next request in buf[0..len). idle = the line has been silent for
+ * 3.5 characters since the last byte. Returns
+ *   SIM_RTU_FRAME: a request with a good CRC at buf + *skip, *flen bytes (the
+ *                  *skip bytes before it are junk);
+ *   SIM_RTU_MORE:  wait for more bytes or silence; the first *skip bytes are junk;
+ *   SIM_RTU_JUNK:  (idle only) nothing in buf can become a request: drop *skip = len.
+ * With idle set, bytes a length rule cannot frame (an unknown function code)
+ * form one frame when their CRC checks. Bounded: O(len * SIM_RTU_MAX). */
+int sim_rtu_split(const uint8_t *buf, size_t len, int idle, size_t *skip, size_t *flen);
+/* Turns a Modbus TCP response ADU (MBAP + PDU) into an RTU frame with CRC in
+ * out (cap >= SIM_RTU_MAX); returns its length, 0 if adu is too short. */
+size_t sim_rtu_from_adu(const uint8_t *adu, size_t len, uint8_t *out, size_t cap);
+/* Fault bytes: flips both CRC bytes (the frame stays otherwise identical). */
+void sim_rtu_corrupt_crc(uint8_t *f, size_t n);
+/* Replaces f[0..n) by pseudo-random bytes (xorshift state *rng) whose CRC
+ * never checks. */
+void sim_rtu_garbage(uint8_t *f, size_t n, uint64_t *rng);
+/* How many bytes a truncated answer of n bytes keeps (half, at least 1). */
+size_t sim_rtu_truncated_len(size_t n);
 
 /* ---- the running context (main.c) ---- */
 
