@@ -102,6 +102,9 @@ static const gw_cfgkey uplink_keys[] = {
      0, "unacknowledged messages"},
     {"max_message_bytes", GW_CT_SIZE, "256KiB", 4096, 67108864,
      offsetof(gw_uplink_config, max_message_bytes), 0, NULL, 0, "bound on one message"},
+    {"tele_inflight_bytes", GW_CT_SIZE, "256KiB", 4096, 1073741824,
+     offsetof(gw_uplink_config, tele_inflight_bytes), 0, NULL, 0,
+     "telemetry bytes awaiting PUBACK at most (what a new alarm may queue behind)"},
     {NULL}};
 
 struct devsec {

@@ -39,6 +39,7 @@ struct slot {
     int used;
     int lane;
     int token;
+    size_t bytes;
     int64_t first, last;
     size_t rows;
 };
@@ -73,6 +74,7 @@ struct gw_uplink {
     int disconnected; /* set by Paho's thread when a graceful disconnect completed */
     struct slot *slots;
     int nslots, inflight;
+    size_t tele_bytes; /* telemetry payload bytes in flight */
     struct lanebuf lane[GW_LANES];
     gw_backoff bo;
     pthread_mutex_t mu;
@@ -210,6 +212,7 @@ static void rewind_all(gw_uplink *u)
     for (int i = 0; i < u->nslots; i++)
         u->slots[i].used = 0;
     u->inflight = 0;
+    u->tele_bytes = 0;
 }
 
 static void on_fetch(void *ctx, const gw_rows *rows)
@@ -377,6 +380,9 @@ static int send_rows(gw_uplink *u, int li, size_t k)
     s->first = first;
     s->last = last;
     s->rows = k;
+    s->bytes = at;
+    if (li == GW_LANE_TELE)
+        u->tele_bytes += at;
     u->inflight++;
     u->st.msgs_sent[li]++;
     l->pos += k;
@@ -402,8 +408,11 @@ static void pump(gw_uplink *u)
         struct lanebuf *t = &u->lane[GW_LANE_TELE];
         /* Telemetry waits while an alarm or event is buffered or being fetched:
          * after a reconnect the priority lane goes out first. */
+        /* Telemetry in flight is also bounded in bytes: an alarm published now
+         * queues behind at most that much in the socket and the broker. */
         if (p->pos >= p->n && !p->fetching && t->pos < t->n &&
-            u->inflight < u->nslots - PRIO_RESERVE) {
+            u->inflight < u->nslots - PRIO_RESERVE &&
+            u->tele_bytes < (size_t)u->cfg.tele_inflight_bytes) {
             size_t k = 0, bytes = 0;
             while (t->pos + k < t->n && k < (size_t)u->cfg.batch) {
                 size_t l = t->len[t->pos + k] + 1;
@@ -432,6 +441,8 @@ static void on_delivered(gw_uplink *u, int token)
             gw_store_ack(u->store, s->lane, s->first, s->last);
             u->st.msgs_acked[s->lane]++;
             u->st.rows_acked[s->lane] += s->rows;
+            if (s->lane == GW_LANE_TELE)
+                u->tele_bytes -= s->bytes;
             s->used = 0;
             u->inflight--;
             return;

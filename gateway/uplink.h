@@ -28,6 +28,7 @@ typedef struct gw_uplink_config {
     int64_t batch;             /* readings per telemetry message */
     int64_t max_inflight;      /* QoS 1 messages awaiting PUBACK */
     int64_t max_message_bytes; /* bound on one telemetry message */
+    int64_t tele_inflight_bytes; /* telemetry bytes unacknowledged at most: what an alarm may queue behind */
 } gw_uplink_config;
 
 typedef struct gw_uplink gw_uplink;
