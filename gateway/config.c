@@ -41,6 +41,7 @@ static const gw_cfgkey top_keys[] = {
 struct gwsec {
     char id[64];
     char data_dir[256];
+    char admin_socket[256];
     int log_level;
     int64_t shutdown_drain_ms;
 };
@@ -52,6 +53,8 @@ static const gw_cfgkey gateway_keys[] = {
      "folder for the outbox and state"},
     {"log_level", GW_CT_ENUM, "info", 0, -1, offsetof(struct gwsec, log_level), 0, log_levels, 0,
      "error, warn, info or debug"},
+    {"admin_socket", GW_CT_STR, "admin.sock", 0, -1, F(struct gwsec, admin_socket), NULL, 0,
+     "local admin Unix socket, relative to data_dir (owner only); empty disables it"},
     {"shutdown_drain", GW_CT_DURATION, "5s", 0, 300, offsetof(struct gwsec, shutdown_drain_ms), 0,
      NULL, 0, "how long SIGTERM waits for the outbox to drain"},
     {NULL}};
@@ -312,6 +315,13 @@ static int load_doc(gw_config *cfg, char *err, size_t errlen)
                       "key 'gateway.id': '%s' may only hold letters, digits and - _ . :", g.id);
     memcpy(cfg->gateway_id, g.id, sizeof(cfg->gateway_id));
     memcpy(cfg->data_dir, g.data_dir, sizeof(cfg->data_dir));
+    if (!g.admin_socket[0])
+        cfg->admin_socket[0] = '\0';
+    else if (g.admin_socket[0] == '/')
+        snprintf(cfg->admin_socket, sizeof(cfg->admin_socket), "%s", g.admin_socket);
+    else if ((size_t)snprintf(cfg->admin_socket, sizeof(cfg->admin_socket), "%s/%s", g.data_dir,
+                              g.admin_socket) >= sizeof(cfg->admin_socket))
+        return err_at(err, errlen, t.gateway, "key 'gateway.admin_socket': path too long");
     cfg->log_level = g.log_level;
     cfg->shutdown_drain_ms = g.shutdown_drain_ms;
 

@@ -53,6 +53,7 @@ typedef struct gw_config {
     char source[256]; /* file name, or "<embedded default>" */
     char gateway_id[64];
     char data_dir[256];
+    char admin_socket[300]; /* resolved path, empty = disabled */
     int log_level;
     int64_t shutdown_drain_ms;
     char profile_dirs[4][256];

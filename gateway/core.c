@@ -1,6 +1,7 @@
 /* The core: start-up, the pipeline, graceful stop and SIGHUP reload. */
 #include "gateway/core.h"
 
+#include "gateway/admin.h"
 #include "gateway/alarms.h"
 #include "gateway/json.h"
 #include "gateway/log.h"
@@ -334,6 +335,8 @@ void gw_core_stop(gw_core *core)
         if (core->devices[i]->proto->detach)
             core->devices[i]->proto->detach(core->devices[i]);
     listeners_stop(core);
+    gw_admin_stop(core->admin);
+    core->admin = NULL;
     gw_alarms_stop(core->alarms);
     core->alarms = NULL;
     uv_signal_stop(&core->sig_term);
@@ -671,6 +674,11 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
     uv_timer_init(loop, &core->drain_timer);
     core->stats_timer.data = core->drain_timer.data = core;
     uv_timer_start(&core->stats_timer, on_stats_timer, STATS_INTERVAL_MS, STATS_INTERVAL_MS);
+    if (core->cfg.admin_socket[0]) {
+        core->admin = gw_admin_start(core, core->cfg.admin_socket, err, errlen);
+        if (!core->admin)
+            GW_WARN("core", "%s: running without the admin interface", err);
+    }
     gw_uplink_start(core->uplink);
     release_parsed(&core->cfg);
     GW_INFO("core", "gateway %s started from %s: %zu devices, outbox %s (%llu last sequence)",

@@ -54,6 +54,7 @@ struct gw_core {
     gw_device **by_addr; /* open-addressing index of (protocol, address) */
     size_t by_addr_cap;
     struct gw_alarms *alarms; /* local rules and alarms (gateway/alarms.c) */
+    struct gw_admin *admin;   /* local admin socket, NULL when disabled */
     uint64_t seq;
     gw_core_stats st;
     uv_signal_t sig_term, sig_int, sig_hup;

@@ -1,4 +1,5 @@
 /* build/gateway: the sensing gateway and its vendor tools. */
+#include "gateway/admin.h"
 #include "gateway/cli.h"
 #include "gateway/config.h"
 #include "gateway/core.h"
@@ -22,6 +23,7 @@ static void usage(FILE *f)
                "  gateway decode --protocol sl651|hj212 --hex BYTES | --text TEXT\n"
                "  gateway decode --adapter NAME --hex BYTES | --json TEXT\n"
                "  gateway read --profile P --connect tcp://HOST:PORT --unit N\n"
+               "  gateway admin [--socket PATH] status | ack ALARM-ID [BY]\n"
                "  gateway --version\n");
 }
 
@@ -98,6 +100,15 @@ int main(int argc, char **argv)
     }
     if (argc >= 2 && strcmp(argv[1], "decode") == 0)
         return gw_cli_decode(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "admin") == 0) {
+        const char *sock = "/var/lib/gw/admin.sock";
+        int i = 2;
+        if (argc > 3 && strcmp(argv[2], "--socket") == 0) {
+            sock = argv[3];
+            i = 4;
+        }
+        return gw_admin_client(sock, argc - i, argv + i);
+    }
     if (argc >= 2 && strcmp(argv[1], "read") == 0)
         return gw_cli_read(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "--check-config") == 0) {

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -406,6 +407,51 @@ static void test_siren_with_uplink_down(void **state)
     assert_false(h_log_contains(&e->gw, "connected to"));
 }
 
+/* ---- the local admin interface ---- */
+
+static int run_admin(struct env *e, const char *args, char *out, size_t cap)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s admin --socket %s/data/admin.sock %s", h_bin("gateway"),
+             h_tmpdir(), args);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_admin_ack(void **state)
+{
+    struct env *e = *state;
+    write_config(e, NULL, "  - {id: syn-1, protocol: synthetic, rate: 100, total: 50}\n",
+                 "  - id: high\n    kind: threshold\n    metric: synthetic\n"
+                 "    levels: {yellow: {raise: 10, clear: 5}}\n");
+    assert_int_equal(h_gateway_start(&e->gw, e->config), 0);
+    struct want_alarm raised = {"high", "raised", 1};
+    assert_true(h_platform_wait(have_alarms, &raised, 15000));
+    char id[128], out[2048];
+    count_alarms("high", "raised", id, sizeof(id));
+
+    /* The socket is the owner's only. */
+    char path[600];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/data/admin.sock", h_tmpdir());
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    assert_int_equal(run_admin(e, "status", out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "\"active_alarms\":1"));
+    assert_int_equal(run_admin(e, "ack no-such-alarm tester", out, sizeof(out)), 1);
+    char args[256];
+    snprintf(args, sizeof(args), "ack %s tester", id);
+    assert_int_equal(run_admin(e, args, out, sizeof(out)), 0);
+    assert_string_equal(out, "ok\n");
+    struct want_alarm acked = {"high", "acknowledged", 1};
+    assert_true(h_platform_wait(have_alarms, &acked, 10000));
+    assert_int_equal(run_admin(e, "bogus", out, sizeof(out)), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -413,6 +459,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_full_outbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alarm_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_siren_with_uplink_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_admin_ack, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,267 @@
+#include "gateway/admin.h"
+
+#include "gateway/alarms.h"
+#include "gateway/core.h"
+#include "gateway/log.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define LINE_MAX_ 512
+#define MAX_CONNS 8
+
+struct conn {
+    uv_pipe_t pipe;
+    gw_admin *a;
+    char line[LINE_MAX_];
+    size_t len;
+    uv_write_t wr;
+    char *reply;
+    int done;
+};
+
+struct gw_admin {
+    gw_core *core;
+    uv_pipe_t server;
+    char path[108];
+    int conns;
+};
+
+static void conn_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    c->a->conns--;
+    free(c->reply);
+    free(c);
+}
+
+static void written(uv_write_t *w, int status)
+{
+    struct conn *c = w->data;
+    uv_close((uv_handle_t *)&c->pipe, conn_closed);
+}
+
+static void reply(struct conn *c, const char *text)
+{
+    c->done = 1;
+    uv_read_stop((uv_stream_t *)&c->pipe);
+    c->reply = strdup(text);
+    if (!c->reply) {
+        uv_close((uv_handle_t *)&c->pipe, conn_closed);
+        return;
+    }
+    uv_buf_t b = uv_buf_init(c->reply, (unsigned)strlen(c->reply));
+    c->wr.data = c;
+    if (uv_write(&c->wr, (uv_stream_t *)&c->pipe, &b, 1, written))
+        uv_close((uv_handle_t *)&c->pipe, conn_closed);
+}
+
+static void status(struct conn *c)
+{
+    gw_core *core = c->a->core;
+    gw_store_stats ss;
+    gw_uplink_stats us;
+    gw_store_get_stats(core->store, &ss);
+    gw_uplink_get_stats(core->uplink, &us);
+    size_t online = 0;
+    for (size_t i = 0; i < core->ndevices; i++)
+        online += core->devices[i]->online == 1;
+    char buf[1024];
+    snprintf(buf, sizeof(buf),
+             "{\"gateway\":\"%s\",\"devices\":%zu,\"online\":%zu,\"readings\":%llu,"
+             "\"events\":%llu,\"alarm_transitions\":%llu,\"active_alarms\":%zu,"
+             "\"refused_queue_full\":%llu,\"outbox\":{\"rows_priority\":%lld,"
+             "\"rows_telemetry\":%lld,\"bytes\":%lld,\"dropped_oldest\":%llu},"
+             "\"uplink\":{\"connected\":%s,\"connects\":%llu,\"rows_acked\":%llu}}\n",
+             core->cfg.gateway_id, core->ndevices, online, (unsigned long long)core->st.readings,
+             (unsigned long long)core->st.events, (unsigned long long)core->st.alarms,
+             gw_alarms_active(core->alarms), (unsigned long long)core->st.refused_queue_full,
+             (long long)ss.rows[0], (long long)ss.rows[1], (long long)ss.bytes,
+             (unsigned long long)ss.tele_dropped_full, us.connected ? "true" : "false",
+             (unsigned long long)us.connects,
+             (unsigned long long)(us.rows_acked[0] + us.rows_acked[1]));
+    reply(c, buf);
+}
+
+static void handle(struct conn *c)
+{
+    char *save = NULL;
+    char *cmd = strtok_r(c->line, " \t\r\n", &save);
+    if (!cmd) {
+        reply(c, "error: empty command\n");
+    } else if (!strcmp(cmd, "status")) {
+        status(c);
+    } else if (!strcmp(cmd, "ack")) {
+        char *id = strtok_r(NULL, " \t\r\n", &save);
+        char *by = strtok_r(NULL, " \t\r\n", &save);
+        if (!id) {
+            reply(c, "error: usage: ack <alarm-id> [by]\n");
+            return;
+        }
+        char who[80];
+        snprintf(who, sizeof(who), "local:%s", by ? by : "admin");
+        int rc = gw_alarms_ack(c->a->core->alarms, id, who);
+        GW_INFO("admin", "ack of %.80s by %s: %s", id, who, rc == GW_OK ? "recorded" : "not found");
+        reply(c, rc == GW_OK ? "ok\n" : "error: no such active alarm\n");
+    } else {
+        reply(c, "error: unknown command (status, ack)\n");
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    struct conn *c = h->data;
+    b->base = c->line + c->len;
+    b->len = sizeof(c->line) - 1 - c->len;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    struct conn *c = s->data;
+    if (c->done)
+        return;
+    if (n < 0) {
+        uv_close((uv_handle_t *)&c->pipe, conn_closed);
+        return;
+    }
+    c->len += (size_t)n;
+    c->line[c->len] = '\0';
+    if (memchr(c->line, '\n', c->len)) {
+        handle(c);
+    } else if (c->len >= sizeof(c->line) - 1) {
+        reply(c, "error: line too long\n");
+    }
+}
+
+static int peer_allowed(uv_pipe_t *p)
+{
+    uv_os_fd_t fd;
+    struct ucred cr;
+    socklen_t len = sizeof(cr);
+    if (uv_fileno((uv_handle_t *)p, &fd) ||
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len))
+        return 0;
+    return cr.uid == 0 || cr.uid == getuid();
+}
+
+static void on_conn(uv_stream_t *server, int status)
+{
+    gw_admin *a = server->data;
+    if (status < 0)
+        return;
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    c->a = a;
+    uv_pipe_init(a->core->loop, &c->pipe, 0);
+    c->pipe.data = c;
+    a->conns++;
+    if (uv_accept(server, (uv_stream_t *)&c->pipe)) {
+        uv_close((uv_handle_t *)&c->pipe, conn_closed);
+        return;
+    }
+    if (a->conns > MAX_CONNS) {
+        reply(c, "error: busy\n");
+        return;
+    }
+    if (!peer_allowed(&c->pipe)) {
+        GW_LOG_RL(GW_LOG_WARN, 10000, "admin", "refused a connection from another user%s", "");
+        reply(c, "error: not allowed\n");
+        return;
+    }
+    uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+}
+
+gw_admin *gw_admin_start(gw_core *core, const char *path, char *err, size_t errlen)
+{
+    gw_admin *a = calloc(1, sizeof(*a));
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (strlen(path) >= sizeof(a->path)) {
+        snprintf(err, errlen, "gateway.admin_socket: path longer than %zu", sizeof(a->path) - 1);
+        free(a);
+        return NULL;
+    }
+    a->core = core;
+    strcpy(a->path, path);
+    unlink(path); /* a socket left by a crash */
+    uv_pipe_init(core->loop, &a->server, 0);
+    a->server.data = a;
+    mode_t old = umask(0077);
+    int rc = uv_pipe_bind(&a->server, path);
+    umask(old);
+    if (!rc)
+        rc = uv_listen((uv_stream_t *)&a->server, 8, on_conn);
+    if (rc) {
+        snprintf(err, errlen, "gateway.admin_socket %s: %s", path, uv_strerror(rc));
+        uv_close((uv_handle_t *)&a->server, NULL);
+        a->core = NULL; /* freed by the caller's loop teardown: leak the small struct */
+        return NULL;
+    }
+    chmod(path, 0600);
+    GW_INFO("admin", "admin interface on %s (owner only)", path);
+    return a;
+}
+
+static void server_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void gw_admin_stop(gw_admin *a)
+{
+    if (!a)
+        return;
+    unlink(a->path);
+    uv_close((uv_handle_t *)&a->server, server_closed);
+}
+
+int gw_admin_client(const char *path, int argc, char **argv)
+{
+    char line[LINE_MAX_] = "";
+    for (int i = 0; i < argc; i++) {
+        if (strlen(line) + strlen(argv[i]) + 2 >= sizeof(line)) {
+            fprintf(stderr, "gateway admin: command too long\n");
+            return 2;
+        }
+        strcat(line, argv[i]);
+        strcat(line, i + 1 < argc ? " " : "\n");
+    }
+    if (!argc) {
+        fprintf(stderr, "usage: gateway admin [--socket PATH] status | ack ALARM-ID [BY]\n");
+        return 2;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+        fprintf(stderr, "gateway admin: %s: %s\n", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return 1;
+    }
+    if (write(fd, line, strlen(line)) < 0) {
+        close(fd);
+        return 1;
+    }
+    char buf[4096];
+    ssize_t n;
+    int rc = 0;
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    while (poll(&pfd, 1, 5000) > 0 && (n = read(fd, buf, sizeof(buf))) > 0) {
+        fwrite(buf, 1, (size_t)n, stdout);
+        if (n >= 6 && !strncmp(buf, "error:", 6))
+            rc = 1;
+    }
+    close(fd);
+    return rc;
+}
