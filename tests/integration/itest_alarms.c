@@ -407,6 +407,70 @@ static void test_siren_with_uplink_down(void **state)
     assert_false(h_log_contains(&e->gw, "connected to"));
 }
 
+/* ---- a storm: the exact sequence of transitions ---- */
+
+static void test_storm_sequence(void **state)
+{
+    struct env *e = *state;
+    int sim_port = h_free_port();
+    char sc[2048];
+    /* Depth rises 0 -> 30 cm over 3 s, holds, falls back to 0 over 3 s. */
+    snprintf(sc, sizeof(sc),
+             "name: storm\ndevices:\n  - id: wl-{n:03}\n    count: 1\n"
+             "    protocol: modbus-tcp\n    port: %d\n    unit: 1\n    registers:\n"
+             "      - {kind: holding, addr: 0, type: uint16, scale: 10, curve: {type: points, "
+             "points: [[0, 0], [1, 0], [4, 30], [6, 30], [9, 0]]}}\n"
+             "      - {kind: holding, addr: 1, type: uint16, scale: 100, value: 12}\n"
+             "      - {kind: holding, addr: 2, type: int16, scale: 10, value: 20}\n",
+             sim_port);
+    assert_int_equal(h_sim_start(&e->sim, h_write_file("scenario.yaml", sc), NULL), 0);
+    char dev[512];
+    snprintf(dev, sizeof(dev),
+             "  - {id: wl-001, profile: waterlogging-wl100, connect: 'tcp://127.0.0.1:%d', "
+             "interval: 100ms, timeout: 90ms}\n",
+             sim_port);
+    write_config(e, NULL, dev,
+                 "  - id: depth\n    kind: threshold\n    types: [waterlogging]\n"
+                 "    metric: water_depth\n    levels:\n      blue: {raise: 3, clear: 2}\n"
+                 "      yellow: {raise: 10, clear: 8}\n      orange: {raise: 25, clear: 22}\n");
+    assert_int_equal(h_gateway_start(&e->gw, e->config), 0);
+    struct want_alarm cleared = {"depth", "cleared", 1};
+    assert_true(h_platform_wait(have_alarms, &cleared, 30000));
+
+    /* Distinct transitions in seq order: raised blue, updated yellow, updated
+     * orange, updated yellow, updated blue, cleared; one alarm id throughout. */
+    static const char *const want_state[] = {"raised", "updated", "updated",
+                                             "updated", "updated", "cleared"};
+    static const int want_level[] = {1, 2, 3, 2, 1, 0};
+    cJSON *items = h_platform_items("/alarms");
+    long last_seq = 0;
+    int k = 0;
+    char id0[128] = "";
+    cJSON *it;
+    cJSON_ArrayForEach(it, items)
+    {
+        long seq = (long)cJSON_GetNumberValue(cJSON_GetObjectItem(it, "seq"));
+        if (seq <= last_seq)
+            continue; /* a redelivery */
+        last_seq = seq;
+        const char *st = cJSON_GetStringValue(cJSON_GetObjectItem(it, "state"));
+        int lvl = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(it, "level"));
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(it, "alarm"));
+        if (k >= 6)
+            fail_msg("more than 6 transitions: extra %s level %d", st, lvl);
+        if (strcmp(st, want_state[k]) || lvl != want_level[k])
+            fail_msg("transition %d: got %s level %d, want %s level %d", k, st, lvl,
+                     want_state[k], want_level[k]);
+        if (!k)
+            snprintf(id0, sizeof(id0), "%s", id);
+        else
+            assert_string_equal(id, id0);
+        k++;
+    }
+    cJSON_Delete(items);
+    assert_int_equal(k, 6);
+}
+
 /* ---- the local admin interface ---- */
 
 static int run_admin(struct env *e, const char *args, char *out, size_t cap)
@@ -460,6 +524,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_alarm_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_siren_with_uplink_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admin_ack, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_storm_sequence, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
