@@ -1,9 +1,11 @@
 /* libFuzzer target for the NB-100 smoke detector decoder and the JSON mapping.
  * Byte 0 selects: even = NB-100 frame (the rest of the input; also retried with
  * a correct CRC appended so the field decoding is reached), odd = JSON through
- * a fixed mapping and through the generic mapping.
- * FUZZ_SOURCES: adapters/smoke_nb100.c adapters/json_map.c gateway/model.c gateway/cfgmap.c
- * gateway/yamldoc.c FUZZ_LIBS: -lcjson -lyaml -lm */
+ * a fixed mapping and through the generic mapping. */
+// clang-format off
+// FUZZ_SOURCES: adapters/smoke_nb100.c adapters/json_map.c gateway/model.c gateway/cfgmap.c gateway/yamldoc.c
+// FUZZ_LIBS: -lcjson -lyaml -lm
+// clang-format on
 #include "adapters/json_map.h"
 #include "adapters/smoke_nb100.h"
 
