@@ -4,7 +4,10 @@
 
 #include <string.h>
 
+extern const gw_adapter gw_adapter_smoke_nb100, gw_adapter_json_map;
+
 const gw_adapter *const gw_adapters[] = {
+    &gw_adapter_smoke_nb100, &gw_adapter_json_map,
     NULL,
 };
 

@@ -5,10 +5,12 @@
 
 extern const gw_protocol gw_proto_modbus_tcp;
 extern const gw_protocol gw_proto_synthetic;
+extern const gw_protocol gw_proto_coap, gw_proto_mqtt_devices;
 
 const gw_protocol *const gw_protocols[] = {
     &gw_proto_modbus_tcp,
     &gw_proto_synthetic,
+    &gw_proto_coap, &gw_proto_mqtt_devices,
     NULL,
 };
 
