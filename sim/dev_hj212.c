@@ -124,15 +124,17 @@ static void send_rtd(hj_dev *d, double t)
     send_packet(d, CN_2011, cp, t);
 }
 
-/* 2051/2061 for the period [t - period, t): DataTime is the period's start. */
+/* 2051/2061 for the last whole period of the station clock before t
+ * ([end - period, end)): DataTime is the period's start. */
 static void send_stats(hj_dev *d, int cni, double t, double period)
 {
+    double end = next_aligned(d, t, period, 0) - period;
     const sim_rtu_conf *cf = d->hg->g->rtu;
     char cp[HJ_CP_MAX], dts[16];
     size_t len = 0;
     int bad = 0;
     sim_dt st;
-    double start = t - period;
+    double start = end - period;
     sim_dt_from_secs(d->hg->clock0 + start + sim_dial_skew(&d->dial, t) + 1e-6, &st);
     data_time(dts, &st);
     cp_add(cp, &len, &bad, "DataTime=%s", dts);

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 enum { D_DOWN = 0, D_CONNECTING, D_UP };
@@ -38,6 +39,26 @@ typedef struct dial_wreq {
     size_t len;
     uint8_t data[];
 } dial_wreq;
+
+/* The station clock (pure; here because both kinds use it). */
+void sim_dt_from_secs(double secs, sim_dt *out)
+{
+    double whole = floor(secs);
+    time_t tt = (time_t)whole;
+    struct tm tm;
+    memset(out, 0, sizeof *out);
+    if (!gmtime_r(&tt, &tm))
+        return;
+    out->year = tm.tm_year + 1900;
+    out->mon = tm.tm_mon + 1;
+    out->day = tm.tm_mday;
+    out->hour = tm.tm_hour;
+    out->min = tm.tm_min;
+    out->sec = tm.tm_sec;
+    out->ms = (int)((secs - whole) * 1000);
+    if (out->ms > 999)
+        out->ms = 999;
+}
 
 static uint64_t drng(sim_dial *d)
 {

@@ -5,7 +5,6 @@
 
 #include <math.h>
 #include <string.h>
-#include <time.h>
 
 static void wb_byte(sim_wbuf *b, uint8_t v)
 {
@@ -25,25 +24,6 @@ static uint8_t bcd2(int v)
 {
     v = v < 0 ? 0 : v % 100;
     return (uint8_t)(((v / 10) << 4) | (v % 10));
-}
-
-void sim_dt_from_secs(double secs, sim_dt *out)
-{
-    double whole = floor(secs);
-    time_t tt = (time_t)whole;
-    struct tm tm;
-    memset(out, 0, sizeof *out);
-    if (!gmtime_r(&tt, &tm))
-        return;
-    out->year = tm.tm_year + 1900;
-    out->mon = tm.tm_mon + 1;
-    out->day = tm.tm_mday;
-    out->hour = tm.tm_hour;
-    out->min = tm.tm_min;
-    out->sec = tm.tm_sec;
-    out->ms = (int)((secs - whole) * 1000);
-    if (out->ms > 999)
-        out->ms = 999;
 }
 
 uint16_t sim_sl651_crc(const uint8_t *p, size_t n)

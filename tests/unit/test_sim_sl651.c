@@ -460,9 +460,11 @@ static int split_stream(const uint8_t *s, size_t n, size_t junk_len, tframe *out
     return nf;
 }
 
+/* Done once the centre holds every byte the RTU sent. */
 static int done_timed12(run *r)
 {
-    return dev_of(r, 0)->by_fc[FC_32] >= 12;
+    return dev_of(r, 0)->by_fc[FC_32] >= 12 && r->nconns == 1 &&
+           r->conns[0].len == dev_of(r, 0)->dial.bytes_out;
 }
 
 /* M1 with garbage, bad CRCs and duplicates on some frames. */
@@ -540,7 +542,8 @@ static void test_kind_faults_bytes(void **state)
 
 static int done_unconfirmed(run *r)
 {
-    return dev_of(r, 0)->dial.unacked >= 4;
+    return dev_of(r, 0)->dial.unacked >= 4 && r->nconns == 1 &&
+           r->conns[0].len == dev_of(r, 0)->dial.bytes_out;
 }
 
 /* M2 and a centre that never confirms: each report goes out three times
