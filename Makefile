@@ -62,6 +62,16 @@ $(BUILD)/gateway: $(BUILD)/obj/gateway/main.o $(BUILD)/libgw.a
 $(BUILD)/sim: $(SIM_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# The simulator's pieces, for its own unit tests (which #include the sim files
+# they test and take the rest, e.g. the kinds table, from here).
+$(BUILD)/libsim.a: $(filter-out $(BUILD)/obj/sim/main.o,$(SIM_OBJ))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tests/test_sim%: $(BUILD)/obj/tests/unit/test_sim%.o $(BUILD)/libsim.a $(BUILD)/libgw.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
 $(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(BUILD)/libgw.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka

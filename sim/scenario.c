@@ -547,6 +547,596 @@ static int parse_fault(pctx *c, yaml_node_t *m, sim_fault *f)
     return SIM_OK;
 }
 
+/* ==== SL651 RTUs and HJ212 stations (dev_sl651.c, dev_hj212.c) ========
+ * Their groups dial out (`connect:`) instead of listening, and carry the keys
+ * below in g->rtu. rtu_key returns 1 for a key it took, 0 for one it does not
+ * know, or a negative code. */
+
+const char *const sim_rfault_names[SIM_RF__COUNT] = {
+    "silent", "garbage", "bad_crc", "truncated", "drop", "clock_skew", "duplicate", "malformed_cp",
+};
+
+static int is_rtu_protocol(const char *p)
+{
+    return !strcmp(p, "sl651") || !strcmp(p, "hj212");
+}
+
+void sim_rtu_conf_free(sim_rtu_conf *r)
+{
+    if (!r)
+        return;
+    sim_curve_free(&r->rain);
+    sim_curve_free(&r->level);
+    sim_curve_free(&r->voltage);
+    for (int i = 0; i < r->nfactors; i++) {
+        sim_curve_free(&r->factors[i].curve);
+        free(r->factors[i].flags);
+    }
+    free(r->factors);
+    free(r->faults);
+    free(r->events);
+    free(r->test_at);
+    free(r);
+}
+
+static sim_rtu_conf *rtu_conf(sim_group *g)
+{
+    if (g->rtu)
+        return g->rtu;
+    sim_rtu_conf *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->centre = 1;
+    r->station_type = 0x48;
+    r->m2 = 1;
+    r->resends = -1;
+    r->interval = r->hourly_every = r->extra_threshold = r->minute_every = r->hour_every = NAN;
+    r->keepalive = 0;
+    r->extra_interval = 300;
+    r->confirm_timeout = 10;
+    r->reconnect = 2;
+    r->clock0 = NAN;
+    r->spread = 1;
+    g->rtu = r;
+    return r;
+}
+
+/* "2024-07-01 08:00:00" as seconds since 1970 of that clock reading. */
+static int parse_clock(const char *s, double *out)
+{
+    int y, mo, d, h = 0, mi = 0, se = 0;
+    char tail;
+    int n = sscanf(s, "%d-%d-%d %d:%d:%d%c", &y, &mo, &d, &h, &mi, &se, &tail);
+    if ((n != 3 && n != 6) || y < 1970 || y > 2099 || mo < 1 || mo > 12 || d < 1 || d > 31 ||
+        h < 0 || h > 23 || mi < 0 || mi > 59 || se < 0 || se > 59)
+        return SIM_EINVAL;
+    /* Days from 1970-01-01 in the proleptic Gregorian calendar. */
+    int yy = mo <= 2 ? y - 1 : y;
+    int era = yy / 400, yoe = yy - era * 400;
+    int doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    long days = (long)era * 146097 + doe - 719468;
+    *out = (double)days * 86400 + h * 3600 + mi * 60 + se;
+    return SIM_OK;
+}
+
+static int rtu_curve(pctx *c, yaml_node_t *vn, sim_curve *cv, const char *key)
+{
+    if (cv->kind != SIM_C_NONE)
+        return perr(c, vn, "%s: given twice", key);
+    if (vn->type == YAML_SCALAR_NODE) {
+        cv->kind = SIM_C_CONSTANT;
+        return parse_param(c, vn, key, &cv->p[SIM_P_VALUE]);
+    }
+    return parse_curve(c, vn, cv);
+}
+
+/* 1..max hex digits (scenario.c stays free of the encoders). */
+static int hex_ok(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    return n >= 1 && n <= max && strspn(s, "0123456789abcdefABCDEF") == n;
+}
+
+static int seq_len(yaml_node_t *n)
+{
+    return (int)(n->data.sequence.items.top - n->data.sequence.items.start);
+}
+
+static const struct {
+    const char *name;
+    int bit;
+    int alarm;
+} rtu_events[] = {
+    {"ac_lost", 0, 1},          {"ac_restored", 0, 0},     {"battery_low", 1, 1},
+    {"battery_ok", 1, 0},       {"level_over", 2, 1},      {"level_ok", 2, 0},
+    {"flow_alarm", 3, 1},       {"flow_ok", 3, 0},         {"quality_alarm", 4, 1},
+    {"quality_ok", 4, 0},       {"flowmeter_fault", 5, 1}, {"flowmeter_ok", 5, 0},
+    {"levelmeter_fault", 6, 1}, {"levelmeter_ok", 6, 0},   {"door_open", 7, 1},
+    {"door_close", 7, 0},       {"storage_fault", 8, 1},   {"storage_ok", 8, 0},
+};
+
+static int rtu_events_parse(pctx *c, yaml_node_t *vn, sim_rtu_conf *r)
+{
+    if (vn->type != YAML_SEQUENCE_NODE)
+        return perr(c, vn, "events: expected a list of {at, kind}");
+    int n = seq_len(vn);
+    r->events = calloc((size_t)(n ? n : 1), sizeof *r->events);
+    if (!r->events)
+        return SIM_ENOMEM;
+    for (int i = 0; i < n; i++) {
+        yaml_node_t *m = node(c, vn->data.sequence.items.start[i]);
+        sim_revent *e = &r->events[i];
+        int have_at = 0, have_kind = 0;
+        if (m->type != YAML_MAPPING_NODE)
+            return perr(c, m, "events: each event is {at: 90s, kind: door_open}");
+        for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top;
+             pr++) {
+            yaml_node_t *kn = node(c, pr->key), *en = node(c, pr->value);
+            const char *k = scalar(kn);
+            if (k && !strcmp(k, "at")) {
+                if (get_num(c, en, k, &e->at))
+                    return SIM_EINVAL;
+                have_at = 1;
+            } else if (k && !strcmp(k, "kind")) {
+                const char *v = scalar(en);
+                size_t j;
+                for (j = 0; v && j < sizeof rtu_events / sizeof rtu_events[0]; j++)
+                    if (!strcmp(v, rtu_events[j].name))
+                        break;
+                if (!v || j == sizeof rtu_events / sizeof rtu_events[0])
+                    return perr(c, en,
+                                "kind: ac_lost, ac_restored, battery_low, battery_ok, "
+                                "level_over, level_ok, flow_alarm, flow_ok, quality_alarm, "
+                                "quality_ok, flowmeter_fault, flowmeter_ok, levelmeter_fault, "
+                                "levelmeter_ok, door_open, door_close, storage_fault, storage_ok");
+                e->bit = rtu_events[j].bit;
+                e->alarm = rtu_events[j].alarm;
+                have_kind = 1;
+            } else {
+                return perr(c, kn, "event: unknown key '%s' (at, kind)", k ? k : "?");
+            }
+        }
+        if (!have_at || !have_kind)
+            return perr(c, m, "event: needs at and kind");
+        if (i && e->at < r->events[i - 1].at)
+            return perr(c, m, "events: times must not decrease");
+        r->nevents = i + 1;
+    }
+    return SIM_OK;
+}
+
+static int rtu_flag_ok(const char *s)
+{
+    return s && strlen(s) == 1 && strchr("NFMSDCTB", s[0]);
+}
+
+static int rtu_factors_parse(pctx *c, yaml_node_t *vn, sim_rtu_conf *r)
+{
+    if (vn->type != YAML_SEQUENCE_NODE)
+        return perr(c, vn, "factors: expected a list of {code, curve, flag}");
+    int n = seq_len(vn);
+    r->factors = calloc((size_t)(n ? n : 1), sizeof *r->factors);
+    if (!r->factors)
+        return SIM_ENOMEM;
+    for (int i = 0; i < n; i++) {
+        yaml_node_t *m = node(c, vn->data.sequence.items.start[i]);
+        sim_factor *f = &r->factors[i];
+        r->nfactors = i + 1;
+        f->flag = 'N';
+        f->decimals = 2;
+        if (m->type != YAML_MAPPING_NODE)
+            return perr(c, m, "factors: each factor is a mapping");
+        for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top;
+             pr++) {
+            yaml_node_t *kn = node(c, pr->key), *fv = node(c, pr->value);
+            const char *k = scalar(kn);
+            long l;
+            int rc;
+            if (k && !strcmp(k, "code")) {
+                if (get_str(c, fv, k, f->code, sizeof f->code))
+                    return SIM_EINVAL;
+                if (strpbrk(f->code, ";,=&") || !f->code[0])
+                    return perr(c, fv, "code: no ; , = or & allowed");
+            } else if (k && (!strcmp(k, "curve") || !strcmp(k, "value"))) {
+                if ((rc = rtu_curve(c, fv, &f->curve, k)))
+                    return rc;
+            } else if (k && !strcmp(k, "flag")) {
+                if (!rtu_flag_ok(scalar(fv)))
+                    return perr(c, fv, "flag: one of N F M S D C T B");
+                f->flag = scalar(fv)[0];
+            } else if (k && !strcmp(k, "decimals")) {
+                if (get_int(c, fv, k, 0, 6, &l))
+                    return SIM_EINVAL;
+                f->decimals = (int)l;
+            } else if (k && !strcmp(k, "flags")) {
+                if (fv->type != YAML_SEQUENCE_NODE)
+                    return perr(c, fv, "flags: expected a list of {from, to, flag}");
+                int nf = seq_len(fv);
+                f->flags = calloc((size_t)(nf ? nf : 1), sizeof *f->flags);
+                if (!f->flags)
+                    return SIM_ENOMEM;
+                for (int j = 0; j < nf; j++) {
+                    yaml_node_t *fm = node(c, fv->data.sequence.items.start[j]);
+                    sim_rflag *fl = &f->flags[j];
+                    f->nflags = j + 1;
+                    fl->to = -1;
+                    if (fm->type != YAML_MAPPING_NODE)
+                        return perr(c, fm, "flags: each entry is {from, to, flag}");
+                    for (yaml_node_pair_t *q = fm->data.mapping.pairs.start;
+                         q < fm->data.mapping.pairs.top; q++) {
+                        const char *fk = scalar(node(c, q->key));
+                        yaml_node_t *fvv = node(c, q->value);
+                        if (fk && !strcmp(fk, "from")) {
+                            if (get_num(c, fvv, fk, &fl->from))
+                                return SIM_EINVAL;
+                        } else if (fk && !strcmp(fk, "to")) {
+                            if (get_num(c, fvv, fk, &fl->to))
+                                return SIM_EINVAL;
+                        } else if (fk && !strcmp(fk, "flag")) {
+                            if (!rtu_flag_ok(scalar(fvv)))
+                                return perr(c, fvv, "flag: one of N F M S D C T B");
+                            fl->flag = scalar(fvv)[0];
+                        } else {
+                            return perr(c, node(c, q->key), "flags: unknown key '%s'",
+                                        fk ? fk : "?");
+                        }
+                    }
+                    if (!fl->flag)
+                        return perr(c, fm, "flags: missing flag");
+                }
+            } else {
+                return perr(c, kn, "factor: unknown key '%s' (code, curve, value, flag, flags, "
+                                   "decimals)",
+                            k ? k : "?");
+            }
+        }
+        if (!f->code[0])
+            return perr(c, m, "factor: missing code");
+    }
+    return SIM_OK;
+}
+
+static int rtu_fault_parse(pctx *c, yaml_node_t *m, sim_rfault *f)
+{
+    const char *type = NULL;
+    f->to = -1;
+    f->bytes = 16;
+    if (m->type != YAML_MAPPING_NODE)
+        return perr(c, m, "fault: expected a mapping");
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++)
+        if (scalar(node(c, pr->key)) && !strcmp(scalar(node(c, pr->key)), "type"))
+            type = scalar(node(c, pr->value));
+    int fk;
+    for (fk = 0; type && fk < SIM_RF__COUNT; fk++)
+        if (!strcmp(type, sim_rfault_names[fk]))
+            break;
+    if (!type || fk == SIM_RF__COUNT)
+        return perr(c, m,
+                    "fault: type is one of silent, garbage, bad_crc, truncated, drop, "
+                    "clock_skew, duplicate, malformed_cp");
+    f->kind = (sim_rfault_kind)fk;
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
+        yaml_node_t *kn = node(c, pr->key), *vn = node(c, pr->value);
+        const char *k = scalar(kn);
+        long l;
+        if (!k)
+            return perr(c, kn, "fault: keys must be strings");
+        if (!strcmp(k, "type"))
+            continue;
+        if (!strcmp(k, "from")) {
+            if (get_num(c, vn, k, &f->from))
+                return SIM_EINVAL;
+        } else if (!strcmp(k, "to")) {
+            if (get_num(c, vn, k, &f->to))
+                return SIM_EINVAL;
+        } else if (!strcmp(k, "every") && f->kind != SIM_RF_SILENT &&
+                   f->kind != SIM_RF_CLOCK_SKEW) {
+            if (get_int(c, vn, k, 1, 1000000000, &l))
+                return SIM_EINVAL;
+            f->every = (uint32_t)l;
+        } else if (!strcmp(k, "offset") && f->kind == SIM_RF_CLOCK_SKEW) {
+            const char *s = scalar(vn);
+            double v;
+            /* A leading minus sign: the clock is behind. */
+            if (!s || sim_parse_duration(s[0] == '-' ? s + 1 : s, &v))
+                return perr(c, vn, "offset: a duration such as -5m or 90s");
+            f->offset_s = s[0] == '-' ? -v : v;
+        } else if (!strcmp(k, "bytes") && f->kind == SIM_RF_GARBAGE) {
+            if (get_int(c, vn, k, 1, 1024, &l))
+                return SIM_EINVAL;
+            f->bytes = (uint32_t)l;
+        } else if (!strcmp(k, "only")) {
+            if (vn->type == YAML_SCALAR_NODE) {
+                if (get_int(c, vn, k, 0, 100000000, &l))
+                    return SIM_EINVAL;
+                f->only[0] = (uint32_t)l;
+                f->nonly = 1;
+            } else if (vn->type == YAML_SEQUENCE_NODE && seq_len(vn) > 0 &&
+                       seq_len(vn) <= SIM_RF_ONLY_MAX) {
+                for (int i = 0; i < seq_len(vn); i++) {
+                    if (get_int(c, node(c, vn->data.sequence.items.start[i]), k, 0, 100000000,
+                                &l))
+                        return SIM_EINVAL;
+                    f->only[i] = (uint32_t)l;
+                }
+                f->nonly = seq_len(vn);
+            } else {
+                return perr(c, vn, "only: a device number or a list of 1..%d of them",
+                            SIM_RF_ONLY_MAX);
+            }
+        } else {
+            return perr(c, kn, "fault %s: unknown key '%s'", type, k);
+        }
+    }
+    if (f->to >= 0 && f->to < f->from)
+        return perr(c, m, "fault: to is before from");
+    return SIM_OK;
+}
+
+static int rtu_key(pctx *c, sim_group *g, const char *k, yaml_node_t *kn, yaml_node_t *vn)
+{
+    static const char *const keys[] = {
+        "connect", "transport", "address", "mn", "password", "centre", "station_type",
+        "encoding", "mode", "resends", "interval", "hourly_every", "keepalive",
+        "extra_threshold", "extra_interval", "extra_on", "confirm_timeout", "reconnect",
+        "clock", "spread", "status", "rainfall", "rain_base", "level", "voltage", "test_at",
+        "events", "st", "reply", "factors", "minute_every", "hour_every",
+    };
+    size_t i;
+    for (i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (!strcmp(k, keys[i]))
+            break;
+    if (i == sizeof keys / sizeof keys[0])
+        return 0;
+    sim_rtu_conf *r = rtu_conf(g);
+    if (!r)
+        return SIM_ENOMEM;
+    const char *s = scalar(vn);
+    long l;
+    double d;
+    if (!strcmp(k, "connect")) {
+        char tmp[96];
+        if (get_str(c, vn, k, tmp, sizeof tmp))
+            return SIM_EINVAL;
+        char *colon = strrchr(tmp, ':');
+        char *end;
+        if (!colon)
+            return perr(c, vn, "connect: expected host:port");
+        *colon = 0;
+        l = strtol(colon + 1, &end, 10);
+        if (*end || end == colon + 1 || l < 1 || l > 65535)
+            return perr(c, vn, "connect: bad port");
+        char *h = tmp;
+        size_t hl = strlen(h);
+        if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') { /* [::1]:port */
+            h[hl - 1] = 0;
+            h++;
+        }
+        if (!h[0] || strlen(h) >= sizeof r->host)
+            return perr(c, vn, "connect: bad host");
+        memcpy(r->host, h, strlen(h) + 1);
+        r->port = (uint32_t)l;
+    } else if (!strcmp(k, "transport")) {
+        if (s && !strcmp(s, "tcp"))
+            r->udp = 0;
+        else if (s && !strcmp(s, "udp"))
+            r->udp = 1;
+        else
+            return perr(c, vn, "transport: tcp or udp");
+    } else if (!strcmp(k, "address") || !strcmp(k, "mn")) {
+        if (get_str(c, vn, k, r->address, sizeof r->address))
+            return SIM_EINVAL;
+    } else if (!strcmp(k, "password")) {
+        if (get_str(c, vn, k, r->password, sizeof r->password))
+            return SIM_EINVAL;
+    } else if (!strcmp(k, "centre")) {
+        if (get_int(c, vn, k, 0, 255, &l))
+            return SIM_EINVAL;
+        r->centre = (int)l;
+    } else if (!strcmp(k, "station_type")) {
+        static const struct {
+            const char *n;
+            int v;
+        } stypes[] = {{"rain", 0x50},     {"river", 0x48}, {"reservoir", 0x4B}, {"gate", 0x5A},
+                     {"pump", 0x44},     {"tide", 0x54},  {"soil", 0x4D},      {"ground", 0x47},
+                     {"quality", 0x51}};
+        size_t j;
+        for (j = 0; s && j < sizeof stypes / sizeof stypes[0]; j++)
+            if (!strcmp(s, stypes[j].n))
+                break;
+        if (s && j < sizeof stypes / sizeof stypes[0])
+            r->station_type = stypes[j].v;
+        else if (get_int(c, vn, k, 0, 255, &l))
+            return perr(c, vn,
+                        "station_type: rain, river, reservoir, gate, pump, tide, soil, ground, "
+                        "quality or a number such as 0x48");
+        else
+            r->station_type = (int)l;
+    } else if (!strcmp(k, "encoding")) {
+        if (!s || strcmp(s, "hex") != 0)
+            return perr(c, vn, "encoding: only hex is implemented (ascii is not yet)");
+    } else if (!strcmp(k, "mode")) {
+        if (s && (!strcmp(s, "M1") || !strcmp(s, "m1")))
+            r->m2 = 0;
+        else if (s && (!strcmp(s, "M2") || !strcmp(s, "m2")))
+            r->m2 = 1;
+        else
+            return perr(c, vn, "mode: M1 (no confirms) or M2 (confirmed reports)");
+    } else if (!strcmp(k, "resends")) {
+        if (get_int(c, vn, k, 0, 10, &l))
+            return SIM_EINVAL;
+        r->resends = (int)l;
+    } else if (!strcmp(k, "extra_on")) {
+        if (s && !strcmp(s, "rain"))
+            r->extra_on_rain = 1;
+        else if (s && !strcmp(s, "level"))
+            r->extra_on_rain = 0;
+        else
+            return perr(c, vn, "extra_on: rain (1-hour rainfall) or level");
+    } else if (!strcmp(k, "clock")) {
+        if (s && !strcmp(s, "now"))
+            r->clock0 = NAN;
+        else if (!s || parse_clock(s, &r->clock0))
+            return perr(c, vn, "clock: now or \"YYYY-MM-DD hh:mm:ss\" (station time at start)");
+    } else if (!strcmp(k, "spread")) {
+        return get_bool(c, vn, k, &r->spread) ? SIM_EINVAL : 1;
+    } else if (!strcmp(k, "status")) {
+        return get_bool(c, vn, k, &r->status) ? SIM_EINVAL : 1;
+    } else if (!strcmp(k, "reply")) {
+        return get_bool(c, vn, k, &r->reply) ? SIM_EINVAL : 1;
+    } else if (!strcmp(k, "rainfall")) {
+        r->has_rain = 1;
+        return rtu_curve(c, vn, &r->rain, k) ? SIM_EINVAL : 1;
+    } else if (!strcmp(k, "level")) {
+        r->has_level = 1;
+        return rtu_curve(c, vn, &r->level, k) ? SIM_EINVAL : 1;
+    } else if (!strcmp(k, "voltage")) {
+        r->has_voltage = 1;
+        return rtu_curve(c, vn, &r->voltage, k) ? SIM_EINVAL : 1;
+    } else if (!strcmp(k, "st")) {
+        if (get_str(c, vn, k, r->st, sizeof r->st))
+            return SIM_EINVAL;
+    } else if (!strcmp(k, "test_at")) {
+        int n = vn->type == YAML_SEQUENCE_NODE ? seq_len(vn) : 1;
+        free(r->test_at);
+        r->test_at = calloc((size_t)(n ? n : 1), sizeof(double));
+        if (!r->test_at)
+            return SIM_ENOMEM;
+        for (int j = 0; j < n; j++) {
+            yaml_node_t *tn = vn->type == YAML_SEQUENCE_NODE
+                                  ? node(c, vn->data.sequence.items.start[j])
+                                  : vn;
+            if (get_num(c, tn, k, &r->test_at[j]))
+                return SIM_EINVAL;
+            if (j && r->test_at[j] < r->test_at[j - 1])
+                return perr(c, tn, "test_at: times must not decrease");
+        }
+        r->ntest = n;
+    } else if (!strcmp(k, "events")) {
+        return rtu_events_parse(c, vn, r) ? SIM_EINVAL : 1;
+    } else if (!strcmp(k, "factors")) {
+        return rtu_factors_parse(c, vn, r) ? SIM_EINVAL : 1;
+    } else {
+        /* The numeric keys: durations or plain numbers. */
+        if (get_num(c, vn, k, &d))
+            return SIM_EINVAL;
+        int dur = strcmp(k, "extra_threshold") && strcmp(k, "rain_base");
+        if (dur && (d < 0 || d > 30 * 86400))
+            return perr(c, vn, "%s: 0..30d", k);
+        if (!strcmp(k, "interval"))
+            r->interval = d;
+        else if (!strcmp(k, "hourly_every"))
+            r->hourly_every = d;
+        else if (!strcmp(k, "keepalive"))
+            r->keepalive = d;
+        else if (!strcmp(k, "extra_threshold"))
+            r->extra_threshold = d;
+        else if (!strcmp(k, "extra_interval"))
+            r->extra_interval = d;
+        else if (!strcmp(k, "confirm_timeout"))
+            r->confirm_timeout = d;
+        else if (!strcmp(k, "reconnect"))
+            r->reconnect = d;
+        else if (!strcmp(k, "rain_base"))
+            r->rain_base = d;
+        else if (!strcmp(k, "minute_every"))
+            r->minute_every = d;
+        else if (!strcmp(k, "hour_every"))
+            r->hour_every = d;
+    }
+    (void)kn;
+    return 1;
+}
+
+/* After the group's keys: defaults per protocol and the checks that need
+ * every key. faults is the group's `faults:` node (may be NULL). */
+static int rtu_finish(pctx *c, yaml_node_t *m, sim_group *g, yaml_node_t *faults)
+{
+    int mine = is_rtu_protocol(g->protocol);
+    if (!mine) {
+        if (g->rtu)
+            return perr(c, m, "device group: station keys (connect, interval, ...) need "
+                              "protocol sl651 or hj212");
+        return SIM_OK;
+    }
+    sim_rtu_conf *r = rtu_conf(g);
+    if (!r)
+        return SIM_ENOMEM;
+    int hj = !strcmp(g->protocol, "hj212");
+    if (!r->port)
+        return perr(c, m, "device group: missing connect: host:port (the centre)");
+    if (!r->address[0])
+        return perr(c, m, "device group: missing %s", hj ? "mn" : "address");
+    if (isnan(r->interval))
+        r->interval = hj ? 30 : 300;
+    if (isnan(r->hourly_every))
+        r->hourly_every = 3600;
+    if (isnan(r->minute_every))
+        r->minute_every = 600;
+    if (isnan(r->hour_every))
+        r->hour_every = 3600;
+    if (r->resends < 0)
+        r->resends = hj ? 0 : 2;
+    if (!hj && r->resends > 2)
+        return perr(c, m, "resends: SL651 resends a report at most twice");
+    if (!r->password[0])
+        snprintf(r->password, sizeof r->password, "%s", hj ? "123456" : "1234");
+    if (!r->st[0])
+        snprintf(r->st, sizeof r->st, "32");
+    if (r->nevents)
+        r->status = 1; /* events show in element 45 */
+    if (r->interval <= 0 || r->hourly_every < 0 || r->extra_interval <= 0)
+        return perr(c, m, "interval and extra_interval must be > 0");
+    if (!hj) {
+        char addr[64];
+        if (!hex_ok(r->password, 4))
+            return perr(c, m, "password: up to 4 hex digits (e.g. 1234)");
+        uint32_t ends[2] = {g->first, g->first + g->count - 1};
+        for (int e = 0; e < 2; e++) {
+            uint32_t n = ends[e];
+            if (strstr(r->address, "{n")) {
+                if (sim_format_id(r->address, n, addr, sizeof addr))
+                    return perr(c, m, "address: bad template '%s'", r->address);
+            } else {
+                char *end;
+                errno = 0;
+                unsigned long long base = strtoull(r->address, &end, 10);
+                if (*end || errno || base + (n - g->first) > 9999999999ull)
+                    return perr(c, m, "address: 10 digits, a template or a decimal base");
+                snprintf(addr, sizeof addr, "%010llu", base + (n - g->first));
+            }
+            if (!hex_ok(addr, 10))
+                return perr(c, m, "address: '%s' is not up to 10 hex digits", addr);
+        }
+    } else {
+        if (r->nfactors == 0)
+            return perr(c, m, "device group: hj212 needs factors: [{code, curve}, ...]");
+        if (strpbrk(r->password, ";,=&") || strpbrk(r->st, ";,=&") || strpbrk(r->address, ";,=&"))
+            return perr(c, m, "password, st and mn may not hold ; , = or &");
+    }
+    if (faults) {
+        if (faults->type != YAML_SEQUENCE_NODE)
+            return perr(c, faults, "faults: expected a list");
+        int n = seq_len(faults);
+        r->faults = calloc((size_t)(n ? n : 1), sizeof *r->faults);
+        if (!r->faults)
+            return SIM_ENOMEM;
+        for (int i = 0; i < n; i++) {
+            r->nfaults = i + 1;
+            int rc = rtu_fault_parse(c, node(c, faults->data.sequence.items.start[i]),
+                                     &r->faults[i]);
+            if (rc)
+                return rc;
+            if (r->faults[i].kind == SIM_RF_MALFORMED && !hj)
+                return perr(c, node(c, faults->data.sequence.items.start[i]),
+                            "malformed_cp: HJ212 only");
+        }
+    }
+    return SIM_OK;
+}
+/* ==== end of SL651 / HJ212 keys ==== */
+
 /* ---- groups ---- */
 
 int sim_format_id(const char *tmpl, uint32_t n, char *out, size_t outlen)
@@ -589,7 +1179,7 @@ int sim_format_id(const char *tmpl, uint32_t n, char *out, size_t outlen)
  * (a pty, or the DTU's TCP connection), and one of them carries the link keys
  * below. Devices of a group take unit ids unit, unit+1, ... on that bus. */
 
-static int hexval(int c)
+static int hexdigit(int c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -607,7 +1197,7 @@ static int hex_parse(const char *s, uint8_t *out, size_t cap)
             s++;
             continue;
         }
-        int hi = hexval((unsigned char)s[0]), lo = s[1] ? hexval((unsigned char)s[1]) : -1;
+        int hi = hexdigit((unsigned char)s[0]), lo = s[1] ? hexdigit((unsigned char)s[1]) : -1;
         if (hi < 0 || lo < 0 || n >= cap)
             return SIM_EINVAL;
         out[n++] = (uint8_t)(hi << 4 | lo);
@@ -827,6 +1417,14 @@ static int parse_group(pctx *c, yaml_node_t *m, sim_group *g)
     g->line = (int)m->start_mark.line + 1;
     if (m->type != YAML_MAPPING_NODE)
         return perr(c, m, "device group: expected a mapping");
+    /* Dial-out station kinds (sl651, hj212) and serial/DTU links share key
+     * names (connect, reconnect): look at the protocol first to route them. */
+    int station_kind = 0;
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
+        const char *k = scalar(node(c, pr->key)), *v = scalar(node(c, pr->value));
+        if (k && v && !strcmp(k, "protocol") && (!strcmp(v, "sl651") || !strcmp(v, "hj212")))
+            station_kind = 1;
+    }
     for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
         yaml_node_t *kn = node(c, pr->key), *vn = node(c, pr->value);
         const char *k = scalar(kn);
@@ -866,7 +1464,8 @@ static int parse_group(pctx *c, yaml_node_t *m, sim_group *g)
         } else if (!strcmp(k, "faults")) {
             faults = vn;
         } else {
-            int rc = parse_link_key(c, kn, vn, g);
+            int rc = station_kind ? rtu_key(c, g, k, kn, vn) /* sl651, hj212 keys */
+                                  : parse_link_key(c, kn, vn, g);
             if (rc < 0)
                 return rc;
             if (rc == 0)
@@ -882,8 +1481,14 @@ static int parse_group(pctx *c, yaml_node_t *m, sim_group *g)
         return perr(c, m, "id: a group of %u devices needs {n} in its id", g->count);
     g->kind = sim_kind_find(g->protocol);
     if (!g->kind)
-        return perr(c, m, "protocol: unknown '%s' (modbus-tcp, modbus-rtu, modbus-dtu)",
+        return perr(c, m,
+                    "protocol: unknown '%s' (modbus-tcp, modbus-rtu, modbus-dtu, sl651, hj212)",
                     g->protocol);
+    int rc_rtu = rtu_finish(c, m, g, faults); /* sl651, hj212: they dial out */
+    if (rc_rtu)
+        return rc_rtu;
+    if (g->rtu)
+        faults = NULL;
     int serial = link_kind(g->protocol);
     if (serial) {
         int rc = check_link_group(c, m, g, serial, have_port);
@@ -891,10 +1496,10 @@ static int parse_group(pctx *c, yaml_node_t *m, sim_group *g)
             return rc;
     } else if (c->link_used) {
         return perr(c, m, "%s: bus and link keys are for modbus-rtu and modbus-dtu", g->protocol);
-    } else if (!have_port) {
+    } else if (!have_port && !g->rtu) {
         return perr(c, m, "device group: missing port");
     }
-    if (g->port + g->count - 1 > 65535)
+    if (!g->rtu && g->port + g->count - 1 > 65535)
         return perr(c, m, "port: %u devices from port %u run past 65535", g->count, g->port);
     if (regs) {
         if (regs->type != YAML_SEQUENCE_NODE)
@@ -948,6 +1553,7 @@ void sim_scenario_free(sim_scenario *s)
             sim_curve_free(&g->regs[r].curve);
         free(g->regs);
         free(g->faults);
+        sim_rtu_conf_free(g->rtu);
     }
     free(s->groups);
     free(s);
@@ -1019,7 +1625,8 @@ sim_scenario *sim_scenario_parse(const char *text, size_t len, const char *name,
     for (int i = 0; i < n; i++)
         for (int j = 0; j < i; j++) {
             sim_group *a = &s->groups[i], *b = &s->groups[j];
-            if (strcmp(a->host, b->host) != 0 || a->port == 0 || b->port == 0)
+            if (strcmp(a->host, b->host) != 0 || a->port == 0 || b->port == 0 || a->rtu ||
+                b->rtu) /* rtu: no listener */
                 continue;
             if (a->port < b->port + b->count && b->port < a->port + a->count) {
                 perr(&c, node(&c, devs->data.sequence.items.start[i]),

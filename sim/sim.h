@@ -242,7 +242,8 @@ typedef struct sim_group {
     sim_fault *faults;
     sim_link_conf link; /* modbus-rtu, modbus-dtu only */
     int line;
-    void *kstate; /* the kind's per-group state */
+    void *kstate;              /* the kind's per-group state */
+    struct sim_rtu_conf *rtu; /* sl651, hj212: dialing stations' keys (owned); else NULL */
 } sim_group;
 
 typedef struct sim_scenario {
@@ -387,6 +388,280 @@ void sim_rtu_corrupt_crc(uint8_t *f, size_t n);
 void sim_rtu_garbage(uint8_t *f, size_t n, uint64_t *rng);
 /* How many bytes a truncated answer of n bytes keeps (half, at least 1). */
 size_t sim_rtu_truncated_len(size_t n);
+extern const sim_kind sim_kind_sl651;
+extern const sim_kind sim_kind_hj212;
+
+
+/* ==== SL651 RTUs and HJ212 stations ====================================
+ * enc_sl651.c, enc_hj212.c: pure encoders (and the small parsers a station
+ * needs for the centre's confirms); dial.c: a station that dials the centre
+ * (connect, reconnect, faults, confirm tracking); dev_sl651.c, dev_hj212.c:
+ * the two kinds. Written from the standards, sharing nothing with gateway/. */
+
+/* A bounded write cursor: writes past cap set overflow and are dropped. */
+typedef struct sim_wbuf {
+    uint8_t *p;
+    size_t cap, len;
+    int overflow;
+} sim_wbuf;
+
+/* Station clock time, broken down (the clock already in local time). */
+typedef struct sim_dt {
+    int year, mon, day, hour, min, sec, ms;
+} sim_dt;
+/* Seconds since 1970 (a station clock, no zone applied) -> fields. */
+void sim_dt_from_secs(double secs, sim_dt *out);
+
+#define SIM_SL651_MAX_FRAME 4113 /* 12-bit body length + 17 framing bytes */
+enum {
+    SIM_SL651_STX = 0x02,
+    SIM_SL651_ETX = 0x03,
+    SIM_SL651_EOT = 0x04,
+    SIM_SL651_ENQ = 0x05,
+    SIM_SL651_ACK = 0x06,
+    SIM_SL651_NAK = 0x15,
+    SIM_SL651_ETB = 0x17,
+    SIM_SL651_ESC = 0x1B,
+};
+
+/* CRC-16, reflected polynomial 0xA001, initial 0xFFFF (SL651 sends it high
+ * byte first). */
+uint16_t sim_sl651_crc(const uint8_t *p, size_t n);
+/* Up to 10 hex digits ("0012345678"), left-padded with zeros -> 5 bytes. */
+int sim_sl651_addr_parse(const char *hex, uint8_t out[5]);
+
+typedef struct sim_sl651_hdr {
+    uint8_t centre;
+    uint8_t station[5];
+    uint16_t password;
+    uint8_t fc;
+    uint8_t down; /* 1: centre -> station (station address first) */
+    uint8_t end;  /* ETX, ETB, EOT, ESC, ...; 0 = ETX */
+} sim_sl651_hdr;
+
+/* Frames body[0..blen) as one HEX frame (7E7E ... STX body end CRC) into out.
+ * Returns the frame length, or SIM_EINVAL (body over 4095 bytes, no room). */
+int sim_sl651_frame(const sim_sl651_hdr *h, const uint8_t *body, size_t blen, uint8_t *out,
+                    size_t cap);
+/* Body pieces. head: serial (2) + send time (6, BCD YYMMDDhhmmss).
+ * station: F1F1 + address + type, then F0F0 + observation time (5, BCD). */
+void sim_sl651_put_head(sim_wbuf *b, uint16_t serial, const sim_dt *send);
+void sim_sl651_put_station(sim_wbuf *b, const uint8_t station[5], uint8_t type,
+                           const sim_dt *obs);
+/* Element id, definition byte (length << 3 | decimals), value as packed BCD
+ * without the point; a negative value takes a leading FF byte; NaN writes all
+ * FF (missing). SIM_EINVAL (nothing written) if the value does not fit. */
+int sim_sl651_put_num(sim_wbuf *b, uint8_t id, int nbytes, int decimals, double v);
+/* Element id, definition byte and raw bytes (45 status, F4, F5). */
+void sim_sl651_put_raw(sim_wbuf *b, uint8_t id, uint8_t def, const uint8_t *data, size_t n);
+
+typedef struct sim_sl651_msg {
+    int down;
+    uint8_t centre;
+    uint8_t station[5];
+    uint16_t password;
+    uint8_t fc;
+    uint8_t end;
+    const uint8_t *body; /* points into the caller's buffer */
+    size_t blen;
+    uint16_t serial; /* 0 if the body is shorter than 2 bytes */
+} sim_sl651_msg;
+
+/* Reads one HEX frame at buf[0]: returns its length (>0), 0 if more bytes are
+ * needed, SIM_EMALFORMED if buf[0] does not start a valid frame (bad start,
+ * length, STX, end char or CRC: the caller skips a byte and looks again). */
+int sim_sl651_parse(const uint8_t *buf, size_t len, sim_sl651_msg *out);
+
+/* Makes a frame's CRC wrong by changing its two CRC bytes and nothing else. */
+void sim_sl651_bad_crc(uint8_t *frame, size_t len);
+
+/* HJ 212-2017. */
+#define SIM_HJ212_MAX_PACKET 1036 /* ## + 4 + 1024 + 4 + CR LF */
+/* The HJ212 CRC over the data segment: reg = 0xFFFF; reg = (reg >> 8) ^ byte;
+ * then 8 shifts with 0xA001. Not the Modbus CRC. */
+uint16_t sim_hj212_crc(const uint8_t *p, size_t n);
+/* QN: 17 digits YYYYMMDDhhmmsszzz. */
+void sim_hj212_qn(const sim_dt *t, char out[18]);
+/* Writes "##" + 4-digit length + segment + 4 hex CRC + CR LF, the segment
+ * being "QN=..;ST=..;CN=..;PW=..;MN=..;Flag=..;CP=&&cp&&" (QN left out when
+ * qn is NULL). Returns the packet length or SIM_EINVAL. */
+int sim_hj212_packet(char *out, size_t cap, const char *qn, const char *st, int cn,
+                     const char *pw, const char *mn, int flag, const char *cp);
+/* Rewrites packet in[0..len) into out with a malformed CP (its closing "&&"
+ * and its first '=' removed), length and CRC recomputed so that only the CP
+ * is wrong. Returns the new length or SIM_EINVAL. */
+int sim_hj212_malform(const char *in, size_t len, char *out, size_t cap);
+
+/* Makes a packet's CRC wrong by changing its four CRC characters only. */
+void sim_hj212_bad_crc(char *pkt, size_t len);
+
+typedef struct sim_hj212_msg {
+    int cn;           /* -1 if absent */
+    char qn[24];      /* "" if absent */
+    const char *seg;  /* data segment, points into the caller's buffer */
+    size_t seg_len;
+} sim_hj212_msg;
+/* Reads one packet at buf[0] (must start "##"): its length (>0, CR LF
+ * included), 0 if more bytes are needed, SIM_EMALFORMED (skip a byte). */
+int sim_hj212_parse(const char *buf, size_t len, sim_hj212_msg *out);
+
+/* ---- dialing stations: scenario keys (scenario.c) ---- */
+
+typedef enum {
+    SIM_RF_SILENT = 0, /* nothing is sent (reports due are counted, not sent) */
+    SIM_RF_GARBAGE,    /* random bytes before a frame (never a frame start) */
+    SIM_RF_BAD_CRC,    /* the frame's CRC, and only it, is wrong */
+    SIM_RF_TRUNCATED,  /* the first half of the frame only */
+    SIM_RF_DROP,       /* the connection is closed (every: Nth frame; else the window) */
+    SIM_RF_CLOCK_SKEW, /* the station clock is off by `offset` */
+    SIM_RF_DUPLICATE,  /* the frame is sent twice, byte for byte */
+    SIM_RF_MALFORMED,  /* HJ212: a malformed CP with a valid CRC */
+    SIM_RF__COUNT
+} sim_rfault_kind;
+
+#define SIM_RF_ONLY_MAX 32
+
+typedef struct sim_rfault {
+    sim_rfault_kind kind;
+    double from, to;  /* scenario time window; to < 0 = forever */
+    uint32_t every;   /* every Nth frame of the device; 0 = each frame in the window */
+    double offset_s;  /* clock_skew */
+    uint32_t bytes;   /* garbage: how many bytes (default 16) */
+    int nonly;        /* only devices with these n (0 = every device of the group) */
+    uint32_t only[SIM_RF_ONLY_MAX];
+} sim_rfault;
+
+typedef struct sim_rflag { /* HJ212 factor flag schedule */
+    double from, to;
+    char flag;
+} sim_rflag;
+
+typedef struct sim_factor {
+    char code[24];
+    sim_curve curve;
+    char flag; /* default 'N' */
+    int decimals;
+    int nflags;
+    sim_rflag *flags; /* owned */
+} sim_factor;
+
+typedef struct sim_revent {
+    double at;
+    int bit; /* status bit (SL651 element 45) */
+    int alarm; /* 1 sets the alarm condition, 0 clears it */
+} sim_revent;
+
+typedef struct sim_rtu_conf {
+    char host[64]; /* connect: host:port */
+    uint32_t port;
+    int udp;
+    char address[64]; /* SL651 station address template/base; HJ212 MN template */
+    char password[32];
+    int centre;
+    int station_type;
+    int m2;        /* SL651: wait for confirms (M2); 0 = M1 */
+    int resends;   /* at most this many resends of an unconfirmed report */
+    int reply;     /* HJ212: Flag A bit */
+    char st[8];    /* HJ212 ST */
+    double interval, hourly_every, keepalive, extra_threshold, extra_interval;
+    double minute_every, hour_every; /* HJ212 2051 / 2061 */
+    double confirm_timeout, reconnect; /* wall-clock seconds */
+    int extra_on_rain; /* extra report threshold on 1-hour rainfall, else level */
+    double clock0;     /* station clock at t=0 (s since 1970, local); NaN = now */
+    int spread;        /* spread devices' timed reports over the interval */
+    int status;        /* SL651: send element 45 */
+    int has_rain, has_level, has_voltage;
+    sim_curve rain, level, voltage; /* rain: intensity in mm/h; level: m; voltage: V */
+    double rain_base;               /* cumulative rainfall at t=0, mm */
+    int ntest;
+    double *test_at; /* owned: SL651 test reports (30) at these scenario times */
+    int nevents;
+    sim_revent *events; /* owned, sorted by time */
+    int nfaults;
+    sim_rfault *faults; /* owned */
+    int nfactors;
+    sim_factor *factors; /* owned */
+} sim_rtu_conf;
+
+void sim_rtu_conf_free(sim_rtu_conf *c);
+
+/* ---- dial.c: one station's link to the centre ---- */
+
+struct sim_dial;
+typedef struct sim_dial_ops {
+    /* Sends whatever is due at scenario time t; returns the scenario time of
+     * its next deadline. */
+    double (*tick)(struct sim_dial *d, double t);
+    /* Incoming bytes: consume whole frames from buf; return bytes consumed. */
+    size_t (*on_bytes)(struct sim_dial *d, const uint8_t *buf, size_t len);
+    /* The link came up (may be NULL): e.g. an SL651 keep-alive names the station. */
+    void (*on_up)(struct sim_dial *d, double t);
+    /* Makes the frame's CRC wrong (only the CRC). */
+    void (*bad_crc)(uint8_t *frame, size_t len);
+    /* Rewrites a frame as malformed (may be NULL); returns new length or <0. */
+    int (*malform)(const uint8_t *in, size_t len, uint8_t *out, size_t cap);
+    uint8_t frame_start; /* garbage never holds this byte */
+} sim_dial_ops;
+
+#define SIM_DIAL_PENDING 4
+#define SIM_DIAL_FRAME 1100
+
+typedef struct sim_dial_pending {
+    uint64_t key;    /* 0 = free slot */
+    uint64_t due_ms; /* uv_now deadline */
+    int tries;       /* resends done */
+    int resends;     /* allowed */
+    uint16_t len;
+    uint8_t *data; /* owned */
+} sim_dial_pending;
+
+typedef struct sim_dial {
+    const sim_dial_ops *ops;
+    sim_ctx *ctx;
+    const sim_rtu_conf *conf;
+    char id[64];
+    uint32_t k, n; /* index in the group, device number */
+    void *timer;   /* uv_timer_t, owned; freed in its close callback */
+    void *link;    /* the current connection (dial.c), freed in its close callback */
+    int handles;   /* open libuv handles */
+    int state;
+    int stopping;
+    double next_t; /* the kind's next deadline (scenario time) */
+    uint64_t reconnect_ms;
+    double down_until; /* scenario time a drop window ends */
+    size_t out_pending;
+    size_t rlen;
+    uint8_t rbuf[2048];
+    uint64_t rng;
+    sim_dial_pending pend[SIM_DIAL_PENDING];
+    /* counters */
+    uint64_t frames, bytes_out, bytes_in, acks, acks_unmatched, resends, unacked, lost;
+    uint64_t connections, connect_failures, disconnects, bad_in, requests_in, nout;
+    uint64_t faults[SIM_RF__COUNT];
+} sim_dial;
+
+/* Initialises d (ops, conf, ids set by the caller) and starts dialing.
+ * d must stay put until sim_dial_closed says so. */
+int sim_dial_start(sim_dial *d);
+/* Closes the timer and the link; sim_dial_closed(d) is 1 once the loop has
+ * let go of every handle. */
+void sim_dial_stop(sim_dial *d);
+int sim_dial_closed(const sim_dial *d);
+void sim_dial_free(sim_dial *d);
+/* Sends one frame through the scenario's faults. key != 0 keeps a copy
+ * and resends it (same bytes) up to `resends` times, every confirm_timeout,
+ * until sim_dial_ack(key). Returns 1 if it went out, 0 if not (silent,
+ * disconnected, dropped). */
+int sim_dial_send(sim_dial *d, const uint8_t *frame, size_t len, double t, uint64_t key,
+                  int resends);
+/* A confirm arrived for key: 1 if it matched a waiting frame. */
+int sim_dial_ack(sim_dial *d, uint64_t key);
+/* Clock skew of the station at scenario time t (seconds). */
+double sim_dial_skew(const sim_dial *d, double t);
+/* Adds the link counters to a cJSON object. */
+void sim_dial_stats(const sim_dial *d, void *obj);
+/* Faults named for the stats file and scenarios. */
+extern const char *const sim_rfault_names[SIM_RF__COUNT];
 
 /* ---- the running context (main.c) ---- */
 

@@ -26,7 +26,7 @@
 #include "sim/dev_modbus.c"
 #include "sim/dev_rtu.c"
 #include "sim/encode.c"
-#include "sim/kinds.c"
+
 #include "sim/mbtcp.c"
 #include "sim/rtu.c"
 #include "sim/scenario.c"
