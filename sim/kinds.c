@@ -6,6 +6,8 @@
 
 static const sim_kind *const kinds[] = {
     &sim_kind_modbus_tcp,
+    &sim_kind_coap_smoke,
+    &sim_kind_mqtt_gauge,
 };
 
 const sim_kind *sim_kind_find(const char *name)
