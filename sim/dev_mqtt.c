@@ -111,6 +111,13 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
     return 1;
 }
 
+/* The connect's own success callback as well as the connected callback: once,
+ * a reconnect right after a disconnect was seen with no connected callback. */
+static void on_connect_ok(void *context, MQTTAsync_successData5 *r)
+{
+    push(context, Q_CONNECTED);
+}
+
 static void on_connect_failed(void *context, MQTTAsync_failureData5 *r)
 {
     mq_gauge *gg = context;
@@ -157,6 +164,7 @@ static int gauge_connect(mq_gauge *gg)
     co.minRetryInterval = 1;
     co.maxRetryInterval = 5;
     co.connectTimeout = 5;
+    co.onSuccess5 = on_connect_ok;
     co.onFailure5 = on_connect_failed;
     co.context = gg;
     gg->want_connected = 1;
@@ -359,8 +367,8 @@ static void on_async(uv_async_t *a)
             mq_gauge *gg = batch[i].gauge;
             switch (batch[i].type) {
             case Q_CONNECTED:
-                if (mg->stopping || !gg->want_connected)
-                    break;
+                if (mg->stopping || !gg->want_connected || gg->connected)
+                    break; /* the second of the two callbacks of one connect */
                 gg->connected = 1;
                 if (publish(gg, gg->status, "online", 1, 1) == SIM_OK)
                     gg->births++;

@@ -9,15 +9,15 @@
 #include <string.h>
 #include <time.h>
 
-typedef struct out {
+typedef struct jbuf {
     char *p;
     size_t cap, len;
     int overflow;
-} out;
+} jbuf;
 
-static void put(out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(jbuf *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void put(out *o, const char *fmt, ...)
+static void put(jbuf *o, const char *fmt, ...)
 {
     if (o->overflow)
         return;
@@ -32,7 +32,7 @@ static void put(out *o, const char *fmt, ...)
     o->len += (size_t)n;
 }
 
-static void put_json_string(out *o, const char *s)
+static void put_json_string(jbuf *o, const char *s)
 {
     put(o, "\"");
     for (; *s && !o->overflow; s++) {
@@ -49,7 +49,7 @@ static void put_json_string(out *o, const char *s)
 
 int sim_gauge_payload(const sim_gauge_msg *m, char *buf, size_t cap)
 {
-    out o = {buf, cap, 0, 0};
+    jbuf o = {buf, cap, 0, 0};
     int first = 1;
     if (cap == 0)
         return SIM_EINVAL;

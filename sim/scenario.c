@@ -824,7 +824,10 @@ static int check_tmpl(pctx *c, yaml_node_t *at, const sim_group *g, const char *
         if (sim_format_id(g->id_tmpl, ns[i], id, sizeof id) != SIM_OK)
             return perr(c, at, "%s: bad id template", key);
         const sim_peer *p = g->peer;
-        int il = sim_expand(p->imei, ns[i], id, NULL, imei, sizeof imei);
+        /* Only detectors have an IMEI. */
+        int il = strcmp(g->protocol, "coap-smoke")
+                     ? -1
+                     : sim_expand(p->imei, ns[i], id, NULL, imei, sizeof imei);
         int rc = sim_expand(tmpl, ns[i], id, il >= 0 ? imei : NULL, out, sizeof out);
         if (rc < 0)
             return perr(c, at, "%s: cannot expand '%s' (placeholders {id}, {imei}, {n}, {n:05})",
