@@ -19,6 +19,10 @@
 #include <string.h>
 #include <uv.h>
 
+/* libuv timers have whole-millisecond resolution on a cached clock: a timer
+ * may fire up to a millisecond before the hrtime it aimed at. Anything due
+ * within SLACK_S (wall) is treated as due, so no timer spins at 0 ms. */
+#define SLACK_S 0.002
 #define SHARD_SIZE 128
 #define FW_TLV_TYPE 0x01  /* firmware version, 3 bytes: major, minor, patch */
 #define ALARM_SMOKE 0.250 /* dB/m reported while the fire alarm is active */
@@ -462,7 +466,7 @@ static void dev_arm(cs_dev *d)
     if (cg->p->report > 0 && d->next_report < next)
         next = d->next_report;
     double wait_s = (next - sim_now(cg->ctx)) / cg->ctx->speed;
-    uint64_t ms = wait_s > 0 ? (uint64_t)(wait_s * 1000.0 + 0.5) : 0;
+    uint64_t ms = wait_s > 0 ? (uint64_t)ceil(wait_s * 1000.0) : 0;
     uv_timer_start(&d->timer, dev_timer_cb, ms, 0);
 }
 
@@ -471,7 +475,7 @@ static void dev_timer_cb(uv_timer_t *tm)
     cs_dev *d = tm->data;
     cs_group *cg = d->cg;
     sim_peer *p = cg->p;
-    double t = sim_now(cg->ctx) + 1e-6;
+    double t = sim_now(cg->ctx) + SLACK_S * cg->ctx->speed;
     if (cg->stopping)
         return;
     if (t >= d->next_hb) {
@@ -589,7 +593,7 @@ static void ev_timer_cb(uv_timer_t *tm)
 {
     cs_group *cg = tm->data;
     sim_peer *p = cg->p;
-    double t = sim_now(cg->ctx) + 1e-6;
+    double t = sim_now(cg->ctx) + SLACK_S * cg->ctx->speed;
     if (cg->stopping)
         return;
     while (cg->next_event < p->nevents && p->events[cg->next_event].at <= t) {
@@ -600,7 +604,7 @@ static void ev_timer_cb(uv_timer_t *tm)
     }
     if (cg->next_event < p->nevents) {
         double wait_s = (p->events[cg->next_event].at - sim_now(cg->ctx)) / cg->ctx->speed;
-        uv_timer_start(&cg->ev_timer, ev_timer_cb, wait_s > 0 ? (uint64_t)(wait_s * 1000 + 0.5) : 0,
+        uv_timer_start(&cg->ev_timer, ev_timer_cb, wait_s > 0 ? (uint64_t)ceil(wait_s * 1000.0) : 0,
                        0);
     }
 }

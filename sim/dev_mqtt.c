@@ -12,6 +12,7 @@
 
 #include <MQTTAsync.h>
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -19,6 +20,10 @@
 #include <time.h>
 #include <uv.h>
 
+/* libuv timers have whole-millisecond resolution on a cached clock: a timer
+ * may fire up to a millisecond before the hrtime it aimed at. Anything due
+ * within SLACK_S (wall) is treated as due, so no timer spins at 0 ms. */
+#define SLACK_S 0.002
 #define QUEUE_MAX 4096     /* pending Paho events; more are counted and dropped */
 #define STOP_GRACE_MS 3000 /* how long stop waits for goodbyes to be flushed */
 #define PAYLOAD_MAX 2048
@@ -276,14 +281,14 @@ static void gauge_arm(mq_gauge *gg)
 {
     mq_group *mg = gg->mg;
     double wait_s = (gg->next - sim_now(mg->ctx)) / mg->ctx->speed;
-    uv_timer_start(&gg->timer, gauge_timer_cb, wait_s > 0 ? (uint64_t)(wait_s * 1000 + 0.5) : 0, 0);
+    uv_timer_start(&gg->timer, gauge_timer_cb, wait_s > 0 ? (uint64_t)ceil(wait_s * 1000.0) : 0, 0);
 }
 
 static void gauge_timer_cb(uv_timer_t *tm)
 {
     mq_gauge *gg = tm->data;
     mq_group *mg = gg->mg;
-    double t = sim_now(mg->ctx) + 1e-6;
+    double t = sim_now(mg->ctx) + SLACK_S * mg->ctx->speed;
     if (mg->stopping)
         return;
     if (t >= gg->next) {
@@ -331,7 +336,7 @@ static void ev_timer_cb(uv_timer_t *tm)
 {
     mq_group *mg = tm->data;
     sim_peer *p = mg->p;
-    double t = sim_now(mg->ctx) + 1e-6;
+    double t = sim_now(mg->ctx) + SLACK_S * mg->ctx->speed;
     if (mg->stopping)
         return;
     while (mg->next_event < p->nevents && p->events[mg->next_event].at <= t) {
@@ -342,7 +347,7 @@ static void ev_timer_cb(uv_timer_t *tm)
     }
     if (mg->next_event < p->nevents) {
         double wait_s = (p->events[mg->next_event].at - sim_now(mg->ctx)) / mg->ctx->speed;
-        uv_timer_start(&mg->ev_timer, ev_timer_cb, wait_s > 0 ? (uint64_t)(wait_s * 1000 + 0.5) : 0,
+        uv_timer_start(&mg->ev_timer, ev_timer_cb, wait_s > 0 ? (uint64_t)ceil(wait_s * 1000.0) : 0,
                        0);
     }
 }
