@@ -547,8 +547,7 @@ static int parse_fault(pctx *c, yaml_node_t *m, sim_fault *f)
     return SIM_OK;
 }
 
-/* ==== SL651 RTUs and HJ212 stations (dev_sl651.c, dev_hj212.c) ========
- * Their groups dial out (`connect:`) instead of listening, and carry the keys
+/* ==== SL651 RTUs and HJ212 stations (dev_sl651.c, dev_hj212.c) = * Their groups dial out (`connect:`) instead of listening, and carry the keys
  * below in g->rtu. rtu_key returns 1 for a key it took, 0 for one it does not
  * know, or a negative code. */
 
@@ -1136,6 +1135,497 @@ static int rtu_finish(pctx *c, yaml_node_t *m, sim_group *g, yaml_node_t *faults
     return SIM_OK;
 }
 /* ==== end of SL651 / HJ212 keys ==== */
+/* ==== peer kinds (coap-smoke, mqtt-gauge): keys, events, templates ====
+ * Devices of these kinds connect out to the gateway. parse_group accepts the
+ * keys named in peer_keys and hands the whole group mapping to parse_peer
+ * once the protocol is known, which checks each key against the kind. */
+
+int sim_expand(const char *tmpl, uint32_t n, const char *id, const char *imei, char *out,
+               size_t cap)
+{
+    size_t o = 0;
+    if (cap == 0)
+        return SIM_EINVAL;
+    for (const char *s = tmpl; *s;) {
+        const char *val = NULL;
+        size_t skip = 0;
+        if (!strncmp(s, "{id}", 4)) {
+            val = id;
+            skip = 4;
+        } else if (!strncmp(s, "{imei}", 6)) {
+            val = imei;
+            skip = 6;
+        } else if (s[0] == '{') {
+            const char *e = strchr(s, '}');
+            char one[32], got[32];
+            if (!e || (size_t)(e - s) >= sizeof one - 1 || s[1] != 'n')
+                return SIM_EINVAL;
+            memcpy(one, s, (size_t)(e - s) + 1);
+            one[e - s + 1] = 0;
+            if (sim_format_id(one, n, got, sizeof got) != SIM_OK)
+                return SIM_EINVAL;
+            size_t gl = strlen(got);
+            if (o + gl >= cap)
+                return SIM_EINVAL;
+            memcpy(out + o, got, gl);
+            o += gl;
+            s = e + 1;
+            continue;
+        }
+        if (skip) {
+            if (!val)
+                return SIM_EINVAL;
+            size_t vl = strlen(val);
+            if (o + vl >= cap)
+                return SIM_EINVAL;
+            memcpy(out + o, val, vl);
+            o += vl;
+            s += skip;
+            continue;
+        }
+        if (o + 1 >= cap)
+            return SIM_EINVAL;
+        out[o++] = *s++;
+    }
+    out[o] = 0;
+    return (int)o;
+}
+
+static const char *const event_names[SIM_EV__COUNT] = {
+    "fire_alarm", "alarm_cleared", "self_test",       "self_test_fail",
+    "mute",       "unmute",        "battery_low",     "battery_critical",
+    "battery_ok", "tamper",        "tamper_restored", "hw_fault",
+    "dirty",      "end_of_life",   "fault_cleared",   "heartbeat",
+    "bad_crc",    "truncated",     "wrong_psk",       "right_psk",
+    "silent",     "resume",        "malformed",       "disconnect",
+    "reconnect",  "offline",
+};
+
+const char *sim_event_name(sim_event_kind k)
+{
+    return (unsigned)k < SIM_EV__COUNT ? event_names[k] : "?";
+}
+
+static int event_allowed(const char *protocol, sim_event_kind k)
+{
+    if (k == SIM_EV_SILENT || k == SIM_EV_RESUME)
+        return 1;
+    if (!strcmp(protocol, "coap-smoke"))
+        return k <= SIM_EV_RIGHT_PSK;
+    return k >= SIM_EV_MALFORMED;
+}
+
+enum { PK_COAP = 1, PK_MQTT = 2, PK_BOTH = 3 };
+static const struct {
+    const char *key;
+    int kinds;
+} peer_keys[] = {
+    {"imei", PK_COAP},
+    {"path", PK_COAP},
+    {"query", PK_COAP},
+    {"dtls", PK_COAP},
+    {"psk", PK_COAP},
+    {"psk_hex", PK_COAP},
+    {"heartbeat", PK_COAP},
+    {"report", PK_COAP},
+    {"spread", PK_BOTH},
+    {"ack_timeout", PK_COAP},
+    {"max_retransmit", PK_COAP},
+    {"tlv", PK_COAP},
+    {"battery", PK_COAP},
+    {"smoke", PK_COAP},
+    {"temperature", PK_COAP},
+    {"topic", PK_MQTT},
+    {"status_topic", PK_MQTT},
+    {"client_id", PK_MQTT},
+    {"interval", PK_MQTT},
+    {"keepalive", PK_MQTT},
+    {"qos", PK_MQTT},
+    {"ts_field", PK_MQTT},
+    {"ts", PK_MQTT},
+    {"id_field", PK_MQTT},
+    {"fields", PK_MQTT},
+    {"events", PK_BOTH},
+};
+
+static int peer_key_kinds(const char *k)
+{
+    for (size_t i = 0; i < sizeof peer_keys / sizeof peer_keys[0]; i++)
+        if (!strcmp(k, peer_keys[i].key))
+            return peer_keys[i].kinds;
+    return 0;
+}
+
+void sim_peer_free(sim_peer *p)
+{
+    if (!p)
+        return;
+    sim_curve_free(&p->smoke);
+    sim_curve_free(&p->temperature);
+    for (int i = 0; i < p->nfields; i++)
+        sim_curve_free(&p->fields[i].curve);
+    free(p->fields);
+    free(p->events);
+    free(p);
+}
+
+/* A number (a constant) or a curve mapping. */
+static int parse_value_or_curve(pctx *c, yaml_node_t *vn, const char *key, sim_curve *cv)
+{
+    if (cv->kind != SIM_C_NONE)
+        return perr(c, vn, "%s: given twice", key);
+    if (vn->type == YAML_MAPPING_NODE)
+        return parse_curve(c, vn, cv);
+    cv->kind = SIM_C_CONSTANT;
+    return parse_param(c, vn, key, &cv->p[SIM_P_VALUE]);
+}
+
+static int json_name_ok(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '.' && *s != '-')
+            return 0;
+    return 1;
+}
+
+static int parse_fields(pctx *c, yaml_node_t *seq, sim_peer *p)
+{
+    if (seq->type != YAML_SEQUENCE_NODE)
+        return perr(c, seq, "fields: expected a list of {name, value|curve, decimals}");
+    int n = (int)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+    if (n < 1 || n > 64)
+        return perr(c, seq, "fields: 1..64 fields");
+    p->fields = calloc((size_t)n, sizeof *p->fields);
+    if (!p->fields)
+        return SIM_ENOMEM;
+    for (int i = 0; i < n; i++) {
+        yaml_node_t *m = node(c, seq->data.sequence.items.start[i]);
+        sim_field *f = &p->fields[i];
+        p->nfields = i + 1;
+        f->decimals = 3;
+        if (m->type != YAML_MAPPING_NODE)
+            return perr(c, m, "fields: each field is a mapping");
+        for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top;
+             pr++) {
+            yaml_node_t *kn = node(c, pr->key), *vn = node(c, pr->value);
+            const char *k = scalar(kn);
+            long l;
+            int rc;
+            if (!k)
+                return perr(c, kn, "field: keys must be strings");
+            if (!strcmp(k, "name")) {
+                if (get_str(c, vn, k, f->name, sizeof f->name))
+                    return SIM_EINVAL;
+                if (!json_name_ok(f->name))
+                    return perr(c, vn, "name: letters, digits, _ . - only");
+            } else if (!strcmp(k, "decimals")) {
+                if (get_int(c, vn, k, 0, 9, &l))
+                    return SIM_EINVAL;
+                f->decimals = (int)l;
+            } else if (!strcmp(k, "value") || !strcmp(k, "curve")) {
+                if ((rc = parse_value_or_curve(c, vn, k, &f->curve)))
+                    return rc;
+            } else {
+                return perr(c, kn, "field: unknown key '%s' (name, value, curve, decimals)", k);
+            }
+        }
+        if (!f->name[0])
+            return perr(c, m, "field: missing name");
+        if (!strcmp(f->name, p->ts_field) || !strcmp(f->name, p->id_field))
+            return perr(c, m, "field: '%s' is already the ts or id field", f->name);
+        for (int j = 0; j < i; j++)
+            if (!strcmp(p->fields[j].name, f->name))
+                return perr(c, m, "field: duplicate name '%s'", f->name);
+    }
+    return SIM_OK;
+}
+
+static int parse_events(pctx *c, yaml_node_t *seq, sim_group *g)
+{
+    sim_peer *p = g->peer;
+    if (seq->type != YAML_SEQUENCE_NODE)
+        return perr(c, seq, "events: expected a list of {at, device, kind}");
+    int n = (int)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+    p->events = calloc((size_t)(n ? n : 1), sizeof *p->events);
+    if (!p->events)
+        return SIM_ENOMEM;
+    for (int i = 0; i < n; i++) {
+        yaml_node_t *m = node(c, seq->data.sequence.items.start[i]);
+        sim_event ev = {.kind = SIM_EV__COUNT, .line = (int)m->start_mark.line + 1};
+        int have_at = 0;
+        if (m->type != YAML_MAPPING_NODE)
+            return perr(c, m, "events: each event is a mapping");
+        for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top;
+             pr++) {
+            yaml_node_t *kn = node(c, pr->key), *vn = node(c, pr->value);
+            const char *k = scalar(kn);
+            long l;
+            if (!k)
+                return perr(c, kn, "event: keys must be strings");
+            if (!strcmp(k, "at")) {
+                if (get_num(c, vn, k, &ev.at) || ev.at < 0)
+                    return perr(c, vn, "at: a time >= 0");
+                have_at = 1;
+            } else if (!strcmp(k, "device")) {
+                if (scalar(vn) && !strcmp(scalar(vn), "all"))
+                    ev.device = 0;
+                else if (get_int(c, vn, k, g->first, (long)g->first + g->count - 1, &l))
+                    return SIM_EINVAL;
+                else
+                    ev.device = (uint32_t)l;
+            } else if (!strcmp(k, "kind")) {
+                const char *s = scalar(vn);
+                int ek;
+                for (ek = 0; ek < SIM_EV__COUNT && s; ek++)
+                    if (!strcmp(s, event_names[ek]))
+                        break;
+                if (!s || ek == SIM_EV__COUNT || !event_allowed(g->protocol, (sim_event_kind)ek))
+                    return perr(c, vn, "kind: '%s' is not an event of %s (see docs/sim.md)",
+                                s ? s : "?", g->protocol);
+                ev.kind = (sim_event_kind)ek;
+            } else {
+                return perr(c, kn, "event: unknown key '%s' (at, device, kind)", k);
+            }
+        }
+        if (!have_at || ev.kind == SIM_EV__COUNT)
+            return perr(c, m, "event: needs at and kind");
+        if ((ev.kind == SIM_EV_WRONG_PSK || ev.kind == SIM_EV_RIGHT_PSK) && !p->dtls)
+            return perr(c, m, "event %s: needs dtls: true", event_names[ev.kind]);
+        /* Insertion keeps the file's order among events at the same time. */
+        int j = p->nevents;
+        while (j > 0 && p->events[j - 1].at > ev.at) {
+            p->events[j] = p->events[j - 1];
+            j--;
+        }
+        p->events[j] = ev;
+        p->nevents++;
+    }
+    return SIM_OK;
+}
+
+/* Checks that a template expands for the group's first and last device. */
+static int check_tmpl(pctx *c, yaml_node_t *at, const sim_group *g, const char *key,
+                      const char *tmpl, int imei_digits)
+{
+    char id[64], imei[64], out[256];
+    uint32_t ns[2] = {g->first, g->first + g->count - 1};
+    for (int i = 0; i < 2; i++) {
+        if (sim_format_id(g->id_tmpl, ns[i], id, sizeof id) != SIM_OK)
+            return perr(c, at, "%s: bad id template", key);
+        const sim_peer *p = g->peer;
+        /* Only detectors have an IMEI. */
+        int il = strcmp(g->protocol, "coap-smoke")
+                     ? -1
+                     : sim_expand(p->imei, ns[i], id, NULL, imei, sizeof imei);
+        int rc = sim_expand(tmpl, ns[i], id, il >= 0 ? imei : NULL, out, sizeof out);
+        if (rc < 0)
+            return perr(c, at, "%s: cannot expand '%s' (placeholders {id}, {imei}, {n}, {n:05})",
+                        key, tmpl);
+        if (imei_digits && (rc != 15 || strspn(out, "0123456789") != 15))
+            return perr(c, at, "%s: '%s' gives '%s', not 15 digits", key, tmpl, out);
+    }
+    return SIM_OK;
+}
+
+static int parse_peer(pctx *c, yaml_node_t *m, sim_group *g)
+{
+    int want = !strcmp(g->protocol, "coap-smoke")   ? PK_COAP
+               : !strcmp(g->protocol, "mqtt-gauge") ? PK_MQTT
+                                                    : 0;
+    yaml_node_t *events = NULL, *fields = NULL, *imei_n = m, *psk_n = m, *topic_n = m;
+    double spread = -1;
+    if (!want && !(g->kind && g->kind->peer))
+        return SIM_OK;
+    sim_peer *p = calloc(1, sizeof *p);
+    if (!p)
+        return SIM_ENOMEM;
+    g->peer = p;
+    snprintf(p->imei, sizeof p->imei, "86{n:013}");
+    snprintf(p->path, sizeof p->path, "/19/0/0");
+    snprintf(p->query, sizeof p->query, "ep={imei}");
+    snprintf(p->psk, sizeof p->psk, "{imei}-secret");
+    p->heartbeat = 86400;
+    p->ack_timeout = 2;
+    p->max_retransmit = 4;
+    p->tlv = 1;
+    p->battery_v = 3.0;
+    snprintf(p->topic, sizeof p->topic, "field/gauges/{id}/data");
+    snprintf(p->client_id, sizeof p->client_id, "{id}");
+    p->interval = 10;
+    p->keepalive = 30;
+    p->qos = 1;
+    snprintf(p->ts_field, sizeof p->ts_field, "ts");
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
+        yaml_node_t *kn = node(c, pr->key), *vn = node(c, pr->value);
+        const char *k = scalar(kn);
+        int kinds = k ? peer_key_kinds(k) : 0;
+        long l;
+        int rc;
+        if (!kinds)
+            continue;
+        if (!(kinds & want))
+            return perr(c, kn, "%s: not a key of %s groups", k, g->protocol);
+        if (!strcmp(k, "imei")) {
+            if (get_str(c, vn, k, p->imei, sizeof p->imei))
+                return SIM_EINVAL;
+            imei_n = vn;
+        } else if (!strcmp(k, "path")) {
+            if (get_str(c, vn, k, p->path, sizeof p->path))
+                return SIM_EINVAL;
+        } else if (!strcmp(k, "query")) {
+            if (get_str(c, vn, k, p->query, sizeof p->query))
+                return SIM_EINVAL;
+        } else if (!strcmp(k, "dtls")) {
+            if (get_bool(c, vn, k, &p->dtls))
+                return SIM_EINVAL;
+        } else if (!strcmp(k, "psk") || !strcmp(k, "psk_hex")) {
+            if (psk_n != m)
+                return perr(c, kn, "%s: give one of psk and psk_hex", k);
+            if (get_str(c, vn, k, p->psk, sizeof p->psk))
+                return SIM_EINVAL;
+            p->psk_hex = !strcmp(k, "psk_hex");
+            psk_n = vn;
+        } else if (!strcmp(k, "heartbeat") || !strcmp(k, "report") || !strcmp(k, "interval") ||
+                   !strcmp(k, "spread")) {
+            double v;
+            if (get_num(c, vn, k, &v))
+                return SIM_EINVAL;
+            if (!strcmp(k, "report") ? v < 0 : !strcmp(k, "spread") ? v < 0 : v <= 0)
+                return perr(c, vn, "%s: must be %s", k,
+                            !strcmp(k, "report") || !strcmp(k, "spread") ? ">= 0" : "> 0");
+            if (!strcmp(k, "heartbeat"))
+                p->heartbeat = v;
+            else if (!strcmp(k, "report"))
+                p->report = v;
+            else if (!strcmp(k, "interval"))
+                p->interval = v;
+            else
+                spread = v;
+        } else if (!strcmp(k, "ack_timeout")) {
+            /* libcoap 4.3.1 ignores an ACK_TIMEOUT below one second. */
+            if (get_num(c, vn, k, &p->ack_timeout) || p->ack_timeout < 1 || p->ack_timeout > 60)
+                return perr(c, vn, "ack_timeout: 1s..60s");
+        } else if (!strcmp(k, "max_retransmit")) {
+            if (get_int(c, vn, k, 0, 20, &l))
+                return SIM_EINVAL;
+            p->max_retransmit = (int)l;
+        } else if (!strcmp(k, "tlv")) {
+            if (get_bool(c, vn, k, &p->tlv))
+                return SIM_EINVAL;
+        } else if (!strcmp(k, "battery")) {
+            if (get_num(c, vn, k, &p->battery_v) || p->battery_v < 2.0 || p->battery_v > 4.55)
+                return perr(c, vn, "battery: 2.00..4.55 V");
+        } else if (!strcmp(k, "smoke")) {
+            if ((rc = parse_value_or_curve(c, vn, k, &p->smoke)))
+                return rc;
+        } else if (!strcmp(k, "temperature")) {
+            if ((rc = parse_value_or_curve(c, vn, k, &p->temperature)))
+                return rc;
+        } else if (!strcmp(k, "topic")) {
+            if (get_str(c, vn, k, p->topic, sizeof p->topic))
+                return SIM_EINVAL;
+            topic_n = vn;
+        } else if (!strcmp(k, "status_topic")) {
+            if (get_str(c, vn, k, p->status_topic, sizeof p->status_topic))
+                return SIM_EINVAL;
+        } else if (!strcmp(k, "client_id")) {
+            if (get_str(c, vn, k, p->client_id, sizeof p->client_id))
+                return SIM_EINVAL;
+        } else if (!strcmp(k, "keepalive")) {
+            if (get_num(c, vn, k, &p->keepalive) || p->keepalive < 1 || p->keepalive > 3600)
+                return perr(c, vn, "keepalive: 1s..1h");
+        } else if (!strcmp(k, "qos")) {
+            if (get_int(c, vn, k, 0, 2, &l))
+                return SIM_EINVAL;
+            p->qos = (int)l;
+        } else if (!strcmp(k, "ts_field")) {
+            if (get_str(c, vn, k, p->ts_field, sizeof p->ts_field))
+                return SIM_EINVAL;
+            if (!json_name_ok(p->ts_field))
+                return perr(c, vn, "ts_field: letters, digits, _ . - only");
+        } else if (!strcmp(k, "id_field")) {
+            if (get_str(c, vn, k, p->id_field, sizeof p->id_field))
+                return SIM_EINVAL;
+            if (!json_name_ok(p->id_field))
+                return perr(c, vn, "id_field: letters, digits, _ . - only");
+        } else if (!strcmp(k, "ts")) {
+            const char *s = scalar(vn);
+            if (s && !strcmp(s, "iso"))
+                p->ts_format = SIM_TS_ISO;
+            else if (s && !strcmp(s, "epoch"))
+                p->ts_format = SIM_TS_EPOCH;
+            else if (s && !strcmp(s, "epoch_ms"))
+                p->ts_format = SIM_TS_EPOCH_MS;
+            else if (s && !strcmp(s, "none"))
+                p->ts_format = SIM_TS_NONE;
+            else
+                return perr(c, vn, "ts: iso, epoch, epoch_ms or none");
+        } else if (!strcmp(k, "fields")) {
+            fields = vn;
+        } else if (!strcmp(k, "events")) {
+            events = vn;
+        }
+    }
+    p->spread = spread;
+    if (want == PK_COAP) {
+        int rc;
+        if ((rc = check_tmpl(c, imei_n, g, "imei", p->imei, 1)) ||
+            (rc = check_tmpl(c, m, g, "query", p->query, 0)))
+            return rc;
+        if (p->dtls && (rc = check_tmpl(c, psk_n, g, p->psk_hex ? "psk_hex" : "psk", p->psk, 0)))
+            return rc;
+        if (p->path[0] != '/')
+            return perr(c, m, "path: must start with /");
+        if (p->psk_hex) {
+            char id[64], imei[64], key[256];
+            sim_format_id(g->id_tmpl, g->first, id, sizeof id);
+            sim_expand(p->imei, g->first, id, NULL, imei, sizeof imei);
+            int kl = sim_expand(p->psk, g->first, id, imei, key, sizeof key);
+            if (kl <= 0 || kl % 2 || (int)strspn(key, "0123456789abcdefABCDEF") != kl)
+                return perr(c, psk_n, "psk_hex: an even number of hex digits once expanded");
+        }
+    } else {
+        int rc;
+        if (!p->status_topic[0]) {
+            const char *slash = strrchr(p->topic, '/');
+            size_t keep = slash ? (size_t)(slash - p->topic) + 1 : 0;
+            if (keep + sizeof "status" > sizeof p->status_topic)
+                return perr(c, topic_n, "topic: too long to derive status_topic");
+            memcpy(p->status_topic, p->topic, keep);
+            memcpy(p->status_topic + keep, "status", sizeof "status");
+        }
+        if ((rc = check_tmpl(c, topic_n, g, "topic", p->topic, 0)) ||
+            (rc = check_tmpl(c, m, g, "status_topic", p->status_topic, 0)) ||
+            (rc = check_tmpl(c, m, g, "client_id", p->client_id, 0)))
+            return rc;
+        if (fields) {
+            if ((rc = parse_fields(c, fields, p)))
+                return rc;
+        } else {
+            p->fields = calloc(2, sizeof *p->fields);
+            if (!p->fields)
+                return SIM_ENOMEM;
+            p->nfields = 2;
+            snprintf(p->fields[0].name, sizeof p->fields[0].name, "level");
+            p->fields[0].decimals = 3;
+            snprintf(p->fields[1].name, sizeof p->fields[1].name, "battery");
+            p->fields[1].decimals = 2;
+            p->fields[1].curve.kind = SIM_C_CONSTANT;
+            p->fields[1].curve.p[SIM_P_VALUE].v = malloc(sizeof(double));
+            if (!p->fields[1].curve.p[SIM_P_VALUE].v)
+                return SIM_ENOMEM;
+            p->fields[1].curve.p[SIM_P_VALUE].n = 1;
+            p->fields[1].curve.p[SIM_P_VALUE].v[0] = 3.6;
+        }
+    }
+    if (events)
+        return parse_events(c, events, g);
+    return SIM_OK;
+}
+
+/* ==== end of peer kinds ==== */
 
 /* ---- groups ---- */
 
@@ -1419,11 +1909,13 @@ static int parse_group(pctx *c, yaml_node_t *m, sim_group *g)
         return perr(c, m, "device group: expected a mapping");
     /* Dial-out station kinds (sl651, hj212) and serial/DTU links share key
      * names (connect, reconnect): look at the protocol first to route them. */
-    int station_kind = 0;
+    int station_kind = 0, peer_kind = 0;
     for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
         const char *k = scalar(node(c, pr->key)), *v = scalar(node(c, pr->value));
         if (k && v && !strcmp(k, "protocol") && (!strcmp(v, "sl651") || !strcmp(v, "hj212")))
             station_kind = 1;
+        if (k && v && !strcmp(k, "protocol") && (!strcmp(v, "coap-smoke") || !strcmp(v, "mqtt-gauge")))
+            peer_kind = 1;
     }
     for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
         yaml_node_t *kn = node(c, pr->key), *vn = node(c, pr->value);
@@ -1464,8 +1956,9 @@ static int parse_group(pctx *c, yaml_node_t *m, sim_group *g)
         } else if (!strcmp(k, "faults")) {
             faults = vn;
         } else {
-            int rc = station_kind ? rtu_key(c, g, k, kn, vn) /* sl651, hj212 keys */
-                                  : parse_link_key(c, kn, vn, g);
+            int rc = peer_kind      ? (peer_key_kinds(k) ? 1 : 0) /* parse_peer below */
+                     : station_kind ? rtu_key(c, g, k, kn, vn)    /* sl651, hj212 keys */
+                                    : parse_link_key(c, kn, vn, g);
             if (rc < 0)
                 return rc;
             if (rc == 0)
@@ -1482,8 +1975,12 @@ static int parse_group(pctx *c, yaml_node_t *m, sim_group *g)
     g->kind = sim_kind_find(g->protocol);
     if (!g->kind)
         return perr(c, m,
-                    "protocol: unknown '%s' (modbus-tcp, modbus-rtu, modbus-dtu, sl651, hj212)",
+                    "protocol: unknown '%s' (modbus-tcp, modbus-rtu, modbus-dtu, sl651, hj212, "
+                    "coap-smoke, mqtt-gauge)",
                     g->protocol);
+    int prc = parse_peer(c, m, g);
+    if (prc)
+        return prc;
     int rc_rtu = rtu_finish(c, m, g, faults); /* sl651, hj212: they dial out */
     if (rc_rtu)
         return rc_rtu;
@@ -1499,7 +1996,7 @@ static int parse_group(pctx *c, yaml_node_t *m, sim_group *g)
     } else if (!have_port && !g->rtu) {
         return perr(c, m, "device group: missing port");
     }
-    if (!g->rtu && g->port + g->count - 1 > 65535)
+    if (!g->rtu && !g->kind->peer && g->port + g->count - 1 > 65535)
         return perr(c, m, "port: %u devices from port %u run past 65535", g->count, g->port);
     if (regs) {
         if (regs->type != YAML_SEQUENCE_NODE)
@@ -1554,6 +2051,7 @@ void sim_scenario_free(sim_scenario *s)
         free(g->regs);
         free(g->faults);
         sim_rtu_conf_free(g->rtu);
+        sim_peer_free(g->peer);
     }
     free(s->groups);
     free(s);
@@ -1626,7 +2124,7 @@ sim_scenario *sim_scenario_parse(const char *text, size_t len, const char *name,
         for (int j = 0; j < i; j++) {
             sim_group *a = &s->groups[i], *b = &s->groups[j];
             if (strcmp(a->host, b->host) != 0 || a->port == 0 || b->port == 0 || a->rtu ||
-                b->rtu) /* rtu: no listener */
+                b->rtu || a->kind->peer || b->kind->peer) /* no listener of their own */
                 continue;
             if (a->port < b->port + b->count && b->port < a->port + a->count) {
                 perr(&c, node(&c, devs->data.sequence.items.start[i]),

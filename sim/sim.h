@@ -244,6 +244,7 @@ typedef struct sim_group {
     int line;
     void *kstate;              /* the kind's per-group state */
     struct sim_rtu_conf *rtu; /* sl651, hj212: dialing stations' keys (owned); else NULL */
+    struct sim_peer *peer; /* peer kinds only (coap-smoke, mqtt-gauge): owned */
 } sim_group;
 
 typedef struct sim_scenario {
@@ -279,6 +280,9 @@ typedef struct sim_kind {
     void (*stats)(sim_ctx *ctx, sim_group *g, void *devices);
     /* Frees what start allocated; called after the loop has closed every handle. */
     void (*destroy)(sim_ctx *ctx, sim_group *g);
+    /* Non-zero for kinds whose devices connect out to the gateway: `port` is
+     * then the gateway's port, shared by every device of the group. */
+    int peer;
 } sim_kind;
 
 const sim_kind *sim_kind_find(const char *name);
@@ -392,8 +396,7 @@ extern const sim_kind sim_kind_sl651;
 extern const sim_kind sim_kind_hj212;
 
 
-/* ==== SL651 RTUs and HJ212 stations ====================================
- * enc_sl651.c, enc_hj212.c: pure encoders (and the small parsers a station
+/* ==== SL651 RTUs and HJ212 stations ============================= * enc_sl651.c, enc_hj212.c: pure encoders (and the small parsers a station
  * needs for the centre's confirms); dial.c: a station that dials the centre
  * (connect, reconnect, faults, confirm tracking); dev_sl651.c, dev_hj212.c:
  * the two kinds. Written from the standards, sharing nothing with gateway/. */
@@ -662,6 +665,180 @@ double sim_dial_skew(const sim_dial *d, double t);
 void sim_dial_stats(const sim_dial *d, void *obj);
 /* Faults named for the stats file and scenarios. */
 extern const char *const sim_rfault_names[SIM_RF__COUNT];
+extern const sim_kind sim_kind_coap_smoke;
+extern const sim_kind sim_kind_mqtt_gauge;
+
+/* ---- peer kinds: CoAP smoke detectors and MQTT gauges ----
+ * enc_nb100.c  NB-100 smoke detector frames; pure
+ * enc_gauge.c  id/topic/key templates and gauge JSON payloads; pure
+ * dev_coap.c   the coap-smoke kind (libcoap client sessions on the loop)
+ * dev_mqtt.c   the mqtt-gauge kind (Paho async, callbacks handed to the loop) */
+
+#define SIM_NB100_MAX 512   /* 24 + 255 TLVs would not fit; encoders check cap */
+#define SIM_NB100_TLV_MAX 8 /* TLVs a frame description may carry */
+
+enum { SIM_NB100_REPORT = 0x01, SIM_NB100_EVENT = 0x02, SIM_NB100_HEARTBEAT = 0x03 };
+
+/* Event bits (bytes 14-15). */
+enum {
+    SIM_NB_FIRE = 1u << 0,
+    SIM_NB_CLEARED = 1u << 1,
+    SIM_NB_SELF_TEST = 1u << 2,
+    SIM_NB_SELF_TEST_FAIL = 1u << 3, /* only with SIM_NB_SELF_TEST */
+    SIM_NB_MUTE = 1u << 4,
+    SIM_NB_BATTERY_LOW = 1u << 5,
+    SIM_NB_BATTERY_CRIT = 1u << 6,
+    SIM_NB_TAMPER = 1u << 7,
+    SIM_NB_HW_FAULT = 1u << 8,
+    SIM_NB_DIRTY = 1u << 9,
+    SIM_NB_END_OF_LIFE = 1u << 10,
+};
+
+typedef struct sim_nb100_tlv {
+    uint8_t type;
+    uint8_t len;
+    const uint8_t *value; /* borrowed; len bytes */
+} sim_nb100_tlv;
+
+/* One frame, in engineering units; the encoder rounds and saturates. */
+typedef struct sim_nb100 {
+    uint8_t type;  /* SIM_NB100_* */
+    char imei[16]; /* exactly 15 decimal digits */
+    uint16_t seq;
+    uint16_t events;   /* SIM_NB_* bits */
+    double battery_v;  /* 2.00 .. 4.55 V in 0.01 V steps */
+    double smoke_db_m; /* 0 .. 65.535 dB/m in 0.001 steps */
+    double temp_c;     /* -128 .. 127 */
+    double rssi_dbm;   /* -128 .. 127 */
+    int ntlv;          /* 0 .. SIM_NB100_TLV_MAX */
+    sim_nb100_tlv tlv[SIM_NB100_TLV_MAX];
+} sim_nb100;
+
+/* CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no xorout. */
+uint16_t sim_crc16_ccitt_false(const uint8_t *p, size_t n);
+/* Packs 15 decimal digits into 8 BCD bytes, high nibble first, after a 0 pad
+ * nibble. SIM_EINVAL unless imei is exactly 15 digits. */
+int sim_nb100_imei_bcd(const char *imei, uint8_t out[8]);
+/* Encodes f into out[0..cap): returns the frame length (24 + TLVs) or
+ * SIM_EINVAL (bad IMEI, type, TLV count, or cap too small). */
+int sim_nb100_encode(const sim_nb100 *f, uint8_t *out, size_t cap);
+
+/* Expands a template: {id}, {imei} and {n}, {n:05}, {n:5} (as sim_format_id).
+ * id or imei may be NULL when the template may not use them. Returns the
+ * length, or SIM_EINVAL (unknown or unterminated placeholder, too long). */
+int sim_expand(const char *tmpl, uint32_t n, const char *id, const char *imei, char *out,
+               size_t cap);
+
+enum { SIM_TS_ISO = 0, SIM_TS_EPOCH, SIM_TS_EPOCH_MS, SIM_TS_NONE };
+
+typedef struct sim_gauge_value {
+    const char *name; /* a JSON-safe name: checked by the scenario parser */
+    double value;     /* NaN or infinite: written as null */
+    int decimals;     /* 0..9 */
+} sim_gauge_value;
+
+typedef struct sim_gauge_msg {
+    const char *ts_field; /* e.g. "ts" */
+    int ts_format;        /* SIM_TS_* */
+    int64_t ts_ms;        /* Unix time in ms */
+    const char *id_field; /* NULL or "" = no id field */
+    const char *id;
+    const sim_gauge_value *v;
+    int nv;
+    int malformed; /* cut the JSON short after the last field's name */
+} sim_gauge_msg;
+
+/* Writes the JSON payload {"ts": ..., "id": ..., "<name>": value, ...} into
+ * out (NUL-terminated). Returns its length, or SIM_EINVAL if cap is too
+ * small. */
+int sim_gauge_payload(const sim_gauge_msg *m, char *out, size_t cap);
+
+/* Scenario events of peer kinds (the `events:` list of a group). */
+typedef enum {
+    /* coap-smoke */
+    SIM_EV_FIRE_ALARM = 0,
+    SIM_EV_ALARM_CLEARED,
+    SIM_EV_SELF_TEST,
+    SIM_EV_SELF_TEST_FAIL,
+    SIM_EV_MUTE,
+    SIM_EV_UNMUTE,
+    SIM_EV_BATTERY_LOW,
+    SIM_EV_BATTERY_CRITICAL,
+    SIM_EV_BATTERY_OK,
+    SIM_EV_TAMPER,
+    SIM_EV_TAMPER_RESTORED,
+    SIM_EV_HW_FAULT,
+    SIM_EV_DIRTY,
+    SIM_EV_END_OF_LIFE,
+    SIM_EV_FAULT_CLEARED,
+    SIM_EV_HEARTBEAT, /* one heartbeat now */
+    SIM_EV_BAD_CRC,   /* the next frame carries a wrong CRC */
+    SIM_EV_TRUNCATED, /* the next frame is cut short */
+    SIM_EV_WRONG_PSK, /* new DTLS session with a wrong key from now on */
+    SIM_EV_RIGHT_PSK,
+    /* both kinds */
+    SIM_EV_SILENT, /* stops sending */
+    SIM_EV_RESUME,
+    /* mqtt-gauge */
+    SIM_EV_MALFORMED,  /* the next payload is not JSON */
+    SIM_EV_DISCONNECT, /* drops the connection so that the broker sends the will */
+    SIM_EV_RECONNECT,
+    SIM_EV_OFFLINE, /* publishes "offline" and disconnects cleanly */
+    SIM_EV__COUNT
+} sim_event_kind;
+
+/* Event names as written in scenarios ("fire_alarm", ...). */
+const char *sim_event_name(sim_event_kind k);
+
+typedef struct sim_event {
+    double at;       /* scenario time, s */
+    uint32_t device; /* the device's n (as in its id); 0 = every device */
+    sim_event_kind kind;
+    int line;
+} sim_event;
+
+typedef struct sim_field {
+    char name[32];
+    sim_curve curve;
+    int decimals;
+} sim_field;
+
+/* Keys of peer groups; defaults are filled by the parser. */
+typedef struct sim_peer {
+    /* coap-smoke */
+    char imei[64];         /* template: 15 digits once expanded */
+    char path[64];         /* Uri-Path, default /19/0/0 */
+    char query[64];        /* Uri-Query template, default ep={imei} */
+    int dtls;              /* coaps:// with PSK */
+    char psk[128];         /* key template (ASCII) ... */
+    int psk_hex;           /* ... or hex digits after expansion */
+    double heartbeat;      /* s of scenario time between heartbeats */
+    double report;         /* s between reports; 0 = none */
+    double ack_timeout;    /* CoAP ACK_TIMEOUT, wall-clock s */
+    int max_retransmit;    /* CoAP MAX_RETRANSMIT */
+    int tlv;               /* heartbeats carry a firmware TLV */
+    double battery_v;      /* nominal battery voltage */
+    sim_curve smoke;       /* dB/m; none = 0.012 */
+    sim_curve temperature; /* degC; none = 22 */
+    /* mqtt-gauge */
+    char topic[128];
+    char status_topic[128]; /* default: topic with its last level replaced by status */
+    char client_id[64];     /* template, default {id} */
+    double interval;        /* s of scenario time between readings */
+    double spread;          /* first sends spread over this many s; < 0 = default */
+    double keepalive;       /* s */
+    int qos;
+    char ts_field[32];
+    int ts_format;
+    char id_field[32];
+    int nfields;
+    sim_field *fields; /* owned */
+    /* both */
+    int nevents;
+    sim_event *events; /* owned, sorted by time */
+} sim_peer;
+
+void sim_peer_free(struct sim_peer *p);
 
 /* ---- the running context (main.c) ---- */
 
