@@ -2,6 +2,7 @@
 
 #include "gateway/core.h"
 #include "gateway/json.h"
+#include "gateway/localpub.h"
 #include "gateway/log.h"
 #include "gateway/rules_load.h"
 #include "rules/rules.h"
@@ -215,12 +216,17 @@ static void run_actions(gw_alarms *a, const gw_rules_transition *t, const char *
             }
         } else if (act->kind == GW_ACT_COMMAND) {
             run_command(a, act, json, len);
-        } else {
-            /* A local MQTT publish needs a local broker connection, which this
-             * gateway does not open yet: said plainly rather than dropped. */
+        } else if (!a->core->localpub) {
+            a->actions_failed++;
             GW_LOG_RL(GW_LOG_WARN, 60000, "alarms",
-                      "rule %s: mqtt_publish actions are not supported yet (topic %s)", r->id,
+                      "rule %s: mqtt_publish to %s needs a local_mqtt section", r->id,
                       act->topic);
+        } else if (gw_localpub_publish(a->core->localpub, act->topic, json, len) == GW_OK) {
+            a->actions_run++;
+            GW_INFO("alarms", "rule %s: published %s to local %s", r->id,
+                    gw_alarm_state_name(t->alarm.state), act->topic);
+        } else {
+            a->actions_failed++;
         }
     }
 }

@@ -18,7 +18,7 @@
 
 struct top {
     const gw_ynode *gateway, *store, *uplink, *devices, *listeners, *rules, *rule_files,
-        *profile_dirs;
+        *profile_dirs, *local_mqtt;
 };
 
 static const gw_cfgkey top_keys[] = {
@@ -36,6 +36,8 @@ static const gw_cfgkey top_keys[] = {
      "rule files"},
     {"profile_dirs", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, profile_dirs), 0, NULL, 0,
      "extra profile folders"},
+    {"local_mqtt", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, local_mqtt), 0, NULL, 0,
+     "local broker for rules' mqtt_publish actions"},
     {NULL}};
 
 struct gwsec {
@@ -108,6 +110,16 @@ static const gw_cfgkey uplink_keys[] = {
     {"tele_inflight_bytes", GW_CT_SIZE, "256KiB", 4096, 1073741824,
      offsetof(gw_uplink_config, tele_inflight_bytes), 0, NULL, 0,
      "telemetry bytes awaiting PUBACK at most (what a new alarm may queue behind)"},
+    {NULL}};
+
+#define LP(m) F(gw_localpub_config, m)
+static const gw_cfgkey local_keys[] = {
+    {"uri", GW_CT_STR, NULL, 0, -1, LP(uri), NULL, GW_CF_REQUIRED, "tcp://host:port"},
+    {"client_id", GW_CT_STR, "", 0, -1, LP(client_id), NULL, 0, "default <gateway id>-local"},
+    {"username", GW_CT_STR, "", 0, -1, LP(username), NULL, 0, "MQTT user"},
+    {"password_file", GW_CT_STR, "", 0, -1, LP(password_file), NULL, 0, "file with the password"},
+    {"queue_max", GW_CT_INT, "1000", 10, 100000, offsetof(gw_localpub_config, queue_max), 0, NULL,
+     0, "publishes buffered while the local broker is away"},
     {NULL}};
 
 struct devsec {
@@ -358,6 +370,9 @@ static int load_doc(gw_config *cfg, char *err, size_t errlen)
         return err_at(err, errlen, gw_ymap_get(t.uplink, "backoff_min"),
                       "key 'uplink.backoff_min' must not exceed backoff_max%s", "");
 
+    if (t.local_mqtt && gw_cfg_apply(local_keys, t.local_mqtt, &cfg->local_mqtt, "local_mqtt",
+                                     err, errlen))
+        return GW_EINVAL;
     if (t.devices) {
         if (t.devices->type != GW_Y_SEQ)
             return err_at(err, errlen, t.devices, "key 'devices' must be a list%s", "");
@@ -495,6 +510,7 @@ void gw_config_reference(FILE *f)
     dump_table(f, "gateway", "gateway.", gateway_keys);
     dump_table(f, "store", "store.", store_keys);
     dump_table(f, "uplink", "uplink.", uplink_keys);
+    dump_table(f, "local_mqtt", "local_mqtt.", local_keys);
     dump_table(f, "devices[] (every protocol)", "", device_keys);
     dump_table(f, "devices[].site", "site.", site_keys);
     for (size_t i = 0; gw_protocols[i]; i++) {

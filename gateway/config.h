@@ -4,6 +4,7 @@
  * key is a row in a table in config.c and documented in docs/config.md.
  * gw_config_load either returns a complete, checked config or an error naming
  * file, line and key; nothing is half-applied. */
+#include "gateway/localpub.h"
 #include "gateway/store.h"
 #include "gateway/uplink.h"
 #include "gateway/yamldoc.h"
@@ -60,6 +61,7 @@ typedef struct gw_config {
     int nprofile_dirs;
     gw_store_config store;
     gw_uplink_config uplink;
+    gw_localpub_config local_mqtt; /* uri empty: no local broker */
     gw_device_conf *devices;
     int ndevices;
     gw_listener_conf *listeners;

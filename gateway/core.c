@@ -289,6 +289,8 @@ static void finish_stop(gw_core *core)
     uv_close((uv_handle_t *)&core->drain_timer, close_done);
     gw_uplink_close(core->uplink, 2000);
     core->uplink = NULL;
+    gw_localpub_free(core->localpub);
+    core->localpub = NULL;
     gw_store_close(core->store);
     core->store = NULL;
     for (size_t i = 0; i < core->ndevices; i++)
@@ -631,6 +633,11 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
     if (!core->store)
         goto error;
     core->seq = gw_store_last_seq(core->store);
+    if (core->cfg.local_mqtt.uri[0]) {
+        core->localpub = gw_localpub_new(&core->cfg.local_mqtt, core->cfg.gateway_id, err, errlen);
+        if (!core->localpub)
+            goto error;
+    }
     core->alarms = gw_alarms_start(core, err, errlen);
     if (!core->alarms)
         goto error;
@@ -688,6 +695,8 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
 error:
     if (core->alarms)
         gw_alarms_stop(core->alarms);
+    gw_localpub_free(core->localpub);
+    core->localpub = NULL;
     if (core->uplink)
         gw_uplink_close(core->uplink, 0);
     if (core->store)

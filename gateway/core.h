@@ -55,6 +55,7 @@ struct gw_core {
     size_t by_addr_cap;
     struct gw_alarms *alarms; /* local rules and alarms (gateway/alarms.c) */
     struct gw_admin *admin;   /* local admin socket, NULL when disabled */
+    struct gw_localpub *localpub; /* local broker for rule actions, NULL when none */
     uint64_t seq;
     gw_core_stats st;
     uv_signal_t sig_term, sig_int, sig_hup;

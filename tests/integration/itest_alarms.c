@@ -407,6 +407,41 @@ static void test_siren_with_uplink_down(void **state)
     assert_false(h_log_contains(&e->gw, "connected to"));
 }
 
+/* ---- local MQTT publish action with the platform unreachable ---- */
+
+static int have_local(void *ctx)
+{
+    size_t n = h_platform_count();
+    int found = 0;
+    for (size_t i = 0; i < n && !found; i++) {
+        h_msg m;
+        if (h_platform_get(i, &m))
+            break;
+        found = !strcmp(m.topic, "city/flood/alarm") && strstr(m.payload, "\"state\":\"raised\"");
+        h_msg_free(&m);
+    }
+    return found;
+}
+
+static void test_local_publish_uplink_down(void **state)
+{
+    struct env *e = *state;
+    char text[2048];
+    /* The platform is a closed port; the local broker is the test's mosquitto. */
+    snprintf(text, sizeof(text),
+             "gateway: {id: gw-test, data_dir: %s/data}\n"
+             "uplink: {uri: 'tcp://127.0.0.1:1', backoff_min: 1s, backoff_max: 2s}\n"
+             "local_mqtt: {uri: 'tcp://127.0.0.1:%d'}\n"
+             "devices:\n  - {id: syn-1, protocol: synthetic, rate: 100, total: 30}\n"
+             "rules:\n  - id: high\n    kind: threshold\n    metric: synthetic\n"
+             "    levels: {red: {raise: 20, clear: 10}}\n"
+             "    actions: [{kind: mqtt_publish, topic: city/flood/alarm}]\n",
+             h_tmpdir(), e->port);
+    assert_int_equal(h_gateway_start(&e->gw, h_write_file("gw.yaml", text)), 0);
+    assert_true(h_platform_wait(have_local, NULL, 15000));
+    assert_false(h_log_contains(&e->gw, "connected to tcp://127.0.0.1:1"));
+}
+
 /* ---- a storm: the exact sequence of transitions ---- */
 
 static void test_storm_sequence(void **state)
@@ -525,6 +560,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_siren_with_uplink_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admin_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_storm_sequence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_local_publish_uplink_down, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
