@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -403,4 +404,34 @@ cJSON *h_platform_items(const char *suffix)
         h_msg_free(&m);
     }
     return all;
+}
+
+long h_outbox_rows(const char *db, const char *table)
+{
+    sqlite3 *h;
+    long n = -1;
+    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        char sql[128];
+        sqlite3_stmt *st;
+        sqlite3_busy_timeout(h, 2000);
+        snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM %s", table);
+        if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
+            if (sqlite3_step(st) == SQLITE_ROW)
+                n = sqlite3_column_int64(st, 0);
+            sqlite3_finalize(st);
+        }
+    }
+    sqlite3_close(h);
+    return n;
+}
+
+int h_outbox_wait(const char *db, const char *table, long want, int timeout_ms)
+{
+    int64_t end = mono_ms() + timeout_ms;
+    while (mono_ms() < end) {
+        if (h_outbox_rows(db, table) >= want)
+            return 1;
+        poll(NULL, 0, 50); /* the outbox is a file: re-read it at a short interval */
+    }
+    return 0;
 }

@@ -35,6 +35,11 @@ int h_log_contains(h_proc *p, const char *text);
 /* Waits until something accepts TCP connections on 127.0.0.1:port. */
 int h_port_wait(int port, int timeout_ms);
 
+/* Rows in an outbox table of a gateway's SQLite file (read-only, WAL-safe),
+ * -1 if it cannot be read; and a bounded wait for at least `want` rows. */
+long h_outbox_rows(const char *db, const char *table);
+int h_outbox_wait(const char *db, const char *table, long want, int timeout_ms);
+
 /* mosquitto on 127.0.0.1:port with persistence in the tmpdir (sessions and
  * queued QoS 1 messages survive a broker restart). */
 int h_broker_start(h_proc *p, int port);

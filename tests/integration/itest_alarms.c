@@ -66,36 +66,6 @@ static void write_config(struct env *e, const char *store, const char *devices, 
     snprintf(e->config, sizeof(e->config), "%s", h_write_file("gateway.yaml", text));
 }
 
-static long count_rows(const char *db, const char *table)
-{
-    sqlite3 *h;
-    long n = -1;
-    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        char sql[128];
-        sqlite3_stmt *st;
-        sqlite3_busy_timeout(h, 2000);
-        snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM %s", table);
-        if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
-            if (sqlite3_step(st) == SQLITE_ROW)
-                n = sqlite3_column_int64(st, 0);
-            sqlite3_finalize(st);
-        }
-    }
-    sqlite3_close(h);
-    return n;
-}
-
-static int wait_rows(const char *db, const char *table, long want, int timeout_ms)
-{
-    int64_t end = h_now_ms() + timeout_ms;
-    while (h_now_ms() < end) {
-        if (count_rows(db, table) >= want)
-            return 1;
-        poll(NULL, 0, 50); /* the outbox is a file: re-read it at a short interval */
-    }
-    return 0;
-}
-
 /* Distinct alarm transitions (by item id: QoS 1 may deliver one twice) from
  * /alarms matching rule and state ("" = any). */
 static int count_alarms(const char *rule, const char *state, char *id_out, size_t idlen)
@@ -151,8 +121,8 @@ static void test_alarm_overtakes_backlog(void **state)
                  "  - id: late_value\n    kind: threshold\n    metric: synthetic\n"
                  "    levels: {red: {raise: 99990, clear: 0}}\n");
     assert_int_equal(h_gateway_start(&e->gw, e->config), 0);
-    assert_true(wait_rows(e->db, "outbox_tele", 100000, 60000));
-    assert_true(wait_rows(e->db, "outbox_prio", 1, 10000));
+    assert_true(h_outbox_wait(e->db, "outbox_tele", 100000, 60000));
+    assert_true(h_outbox_wait(e->db, "outbox_prio", 1, 10000));
     assert_int_equal(h_broker_start(&e->broker, e->port), 0);
 
     struct want_alarm w = {"late_value", "raised", 1};
@@ -209,7 +179,7 @@ static void test_full_outbox(void **state)
     assert_int_equal(h_gateway_start(&e->gw, e->config), 0);
     /* All 20,000 readings made: the outbox had to drop the oldest. */
     assert_true(h_log_wait(&e->gw, "dropped", 30000));
-    assert_true(wait_rows(e->db, "outbox_prio", 4, 10000));
+    assert_true(h_outbox_wait(e->db, "outbox_prio", 4, 10000));
     assert_int_equal(h_broker_start(&e->broker, e->port), 0);
 
     long last = 19999;

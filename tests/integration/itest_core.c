@@ -136,38 +136,6 @@ static int enough_readings(void *ctx)
     return distinct_readings(s->device, NULL, NULL, NULL, NULL) >= s->want;
 }
 
-static long outbox_rows(const char *db, const char *table)
-{
-    sqlite3 *h;
-    long n = -1;
-    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        char sql[128];
-        sqlite3_stmt *st;
-        sqlite3_busy_timeout(h, 2000);
-        snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM %s", table);
-        if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
-            if (sqlite3_step(st) == SQLITE_ROW)
-                n = sqlite3_column_int64(st, 0);
-            sqlite3_finalize(st);
-        }
-    }
-    sqlite3_close(h);
-    return n;
-}
-
-/* Waits until the outbox table holds at least `want` rows. */
-static int wait_rows(const char *db, const char *table, long want, int timeout_ms)
-{
-    int64_t end = h_now_ms() + timeout_ms;
-    while (h_now_ms() < end) {
-        if (outbox_rows(db, table) >= want)
-            return 1;
-        struct timespec ts = {0, 50 * 1000000L};
-        nanosleep(&ts, NULL); /* the outbox is a file: re-read it at a short interval */
-    }
-    return 0;
-}
-
 /* ---- 1. a reading travels sim -> gateway -> broker ---- */
 
 #define SCENARIO_CONSTANT \
@@ -302,7 +270,7 @@ static void test_broker_outage(void **state)
     h_stop(&e->broker);
     assert_true(h_log_wait(&e->gw, "connection to", 10000));
     /* While the broker is down the outbox grows: wait for 1,500 queued rows. */
-    assert_true(wait_rows(e->db, "outbox_tele", 1500, 20000));
+    assert_true(h_outbox_wait(e->db, "outbox_tele", 1500, 20000));
     assert_int_equal(h_broker_start(&e->broker, e->broker_port), 0);
 
     /* Stop the producer and let everything drain. */
