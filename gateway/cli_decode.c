@@ -3,9 +3,9 @@
  * stderr. Nothing is stored or sent.
  *
  *   gateway decode --protocol sl651 --hex 7E7E...     every frame in the bytes, one JSON per line
- *   gateway decode --protocol sl651 --text "<SOH>0100..."  ASCII frame; <SOH> <STX> <ETX> ... or \xNN
- *   gateway decode --protocol hj212 --text "##0101QN=...&&1C80" [--version 2017|2025]
- *   gateway decode --adapter NAME --hex BYTES | --json TEXT   one JSON line per reading/event
+ *   gateway decode --protocol sl651 --text "<SOH>0100..."  ASCII frame; <SOH> <STX> <ETX> ... or
+ * \xNN gateway decode --protocol hj212 --text "##0101QN=...&&1C80" [--version 2017|2025] gateway
+ * decode --adapter NAME --hex BYTES | --json TEXT   one JSON line per reading/event
  *
  * Passwords (SL651 password, HJ212 PW) are masked unless --show-password is given.
  * Exit codes: 0 decoded, 1 the input was bad (or the adapter unknown), 2 usage. */
@@ -27,15 +27,14 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage:\n"
-            "  gateway decode --protocol sl651 --hex BYTES | --text TEXT [--show-password]\n"
-            "  gateway decode --protocol hj212 --text TEXT | --hex BYTES [--version 2017|2025]\n"
-            "                 [--show-password]\n"
-            "  gateway decode --adapter NAME --hex BYTES | --json TEXT\n"
-            "BYTES: hex digits, spaces and ':' allowed. SL651 ASCII TEXT may spell control\n"
-            "characters as <SOH> <STX> <SYN> <ETX> <ETB> <ENQ> <EOT> <ESC> or \\xNN.\n"
-            "Exit: 0 decoded, 1 bad input, 2 usage.\n");
+    fprintf(f, "usage:\n"
+               "  gateway decode --protocol sl651 --hex BYTES | --text TEXT [--show-password]\n"
+               "  gateway decode --protocol hj212 --text TEXT | --hex BYTES [--version 2017|2025]\n"
+               "                 [--show-password]\n"
+               "  gateway decode --adapter NAME --hex BYTES | --json TEXT\n"
+               "BYTES: hex digits, spaces and ':' allowed. SL651 ASCII TEXT may spell control\n"
+               "characters as <SOH> <STX> <SYN> <ETX> <ETB> <ENQ> <EOT> <ESC> or \\xNN.\n"
+               "Exit: 0 decoded, 1 bad input, 2 usage.\n");
 }
 
 static const char *err_name(int rc)
@@ -91,8 +90,7 @@ static int parse_hex(const char *s, uint8_t **out, size_t *n)
             continue;
         int v = hexval((unsigned char)*p);
         if (v < 0) {
-            fprintf(stderr, "decode: '%c' at offset %zu is not a hex digit\n", *p,
-                    (size_t)(p - s));
+            fprintf(stderr, "decode: '%c' at offset %zu is not a hex digit\n", *p, (size_t)(p - s));
             free(b);
             return GW_EMALFORMED;
         }
@@ -276,8 +274,7 @@ static int decode_hj212(const char *text, size_t len, gw_hj212_version v, int sh
         rc = 1;
         cJSON *exp = cJSON_GetObjectItem(o, "crc_expected");
         if (v != GW_HJ212_2017 && !gw_hj212_version_supported(v))
-            fprintf(stderr, "decode: HJ 212-%s is not implemented yet\n",
-                    gw_hj212_version_name(v));
+            fprintf(stderr, "decode: HJ 212-%s is not implemented yet\n", gw_hj212_version_name(v));
         else if (cJSON_IsString(exp))
             fprintf(stderr, "decode: CRC mismatch (expected %s over the data segment)\n",
                     exp->valuestring);
@@ -379,7 +376,7 @@ int gw_cli_decode(int argc, char **argv)
     int show_pw = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char **slot = !strcmp(a, "--protocol") ? &protocol
+        const char **slot = !strcmp(a, "--protocol")  ? &protocol
                             : !strcmp(a, "--adapter") ? &adapter
                             : !strcmp(a, "--hex")     ? &hex
                             : !strcmp(a, "--text")    ? &text

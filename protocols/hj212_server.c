@@ -175,8 +175,10 @@ static int dev_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
     dev->proto_state = s;
     dev->online = -1;
     if (dev_version(dev->proto_conf) != GW_HJ212_2017)
-        GW_WARN(MOD, "[%s] configured for HJ 212-%s, which is not implemented yet: its packets "
-                "will be refused", dev->conf.id, versions[((const hj_dconf *)dev->proto_conf)->version]);
+        GW_WARN(MOD,
+                "[%s] configured for HJ 212-%s, which is not implemented yet: its packets "
+                "will be refused",
+                dev->conf.id, versions[((const hj_dconf *)dev->proto_conf)->version]);
     return GW_OK;
 }
 
@@ -448,8 +450,8 @@ static int handle_packet(hj_conn *c, const char *seg, size_t len)
                     ds->seen[slot].qn[0] = '\0'; /* forget it: a resend must be taken */
                 if (k.refused) {
                     s->st.refused_full++;
-                    GW_LOG_RL(GW_LOG_WARN, 10000, MOD,
-                              "[%s] store queue full: packet not answered", d->conf.id);
+                    GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] store queue full: packet not answered",
+                              d->conf.id);
                 } else {
                     s->st.malformed++;
                     GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] CN %s: CP malformed (%d), dropped",
@@ -460,8 +462,7 @@ static int handle_packet(hj_conn *c, const char *seg, size_t len)
         }
     }
     /* Data: 9014. Other requests: 9011 QnRtn=1, as gateway decode shows (the codec's reply). */
-    int n = gw_hj212_build_reply(&p, GW_HJ212_QN_READY, out,
-                                 sizeof(out));
+    int n = gw_hj212_build_reply(&p, GW_HJ212_QN_READY, out, sizeof(out));
     if (n > 0)
         reply_after_commit(c, out, (size_t)n);
     return GW_OK;
@@ -487,8 +488,8 @@ static void process_buffer(hj_conn *c)
             break;
         }
         gw_hj212_span sp;
-        int rc = gw_hj212_scan(GW_HJ212_2017, c->buf + at, c->len - at, (size_t)s->conf.max_data,
-                               &sp);
+        int rc =
+            gw_hj212_scan(GW_HJ212_2017, c->buf + at, c->len - at, (size_t)s->conf.max_data, &sp);
         s->st.skipped += sp.skipped;
         if (rc == 1) {
             int hr = handle_packet(c, sp.data, sp.data_len);

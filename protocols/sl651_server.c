@@ -34,9 +34,9 @@
 #include <string.h>
 
 #define MOD "sl651"
-#define MAX_PENDING 16       /* confirms waiting for the outbox, per connection */
+#define MAX_PENDING 16 /* confirms waiting for the outbox, per connection */
 #define MAX_OVERRIDES 16
-#define REPLY_MAX 256        /* a confirm plus an optional clock-set request */
+#define REPLY_MAX 256 /* a confirm plus an optional clock-set request */
 #define UDP_BUF 65536
 #define STATS_MS 60000
 #define CLOCK_SYNC_MIN_MS 600000 /* at most one clock set per device per 10 minutes */
@@ -62,10 +62,10 @@ static const gw_cfgkey listener_keys[] = {
      "HOST:PORT to bind (use 0.0.0.0:PORT to accept RTUs from the network)"},
     {"transport", GW_CT_ENUM, "tcp", 0, -1, offsetof(sl_lconf, transport), 0, transports, 0,
      "tcp, udp or both"},
-    {"max_connections", GW_CT_INT, "4096", 1, 100000, offsetof(sl_lconf, max_connections), 0,
-     NULL, 0, "TCP connections at once; more are closed at accept (counted)"},
-    {"idle_timeout", GW_CT_DURATION, "10m", 1, 86400, offsetof(sl_lconf, idle_timeout_ms), 0,
-     NULL, 0, "close a TCP connection silent this long"},
+    {"max_connections", GW_CT_INT, "4096", 1, 100000, offsetof(sl_lconf, max_connections), 0, NULL,
+     0, "TCP connections at once; more are closed at accept (counted)"},
+    {"idle_timeout", GW_CT_DURATION, "10m", 1, 86400, offsetof(sl_lconf, idle_timeout_ms), 0, NULL,
+     0, "close a TCP connection silent this long"},
     {"max_frame", GW_CT_SIZE, "8KiB", 64, 65536, offsetof(sl_lconf, max_frame), 0, NULL, 0,
      "receive buffer per connection (frames longer than this are skipped)"},
     {"nak_bad_crc", GW_CT_BOOL, "false", 0, -1, offsetof(sl_lconf, nak_bad_crc), 0, NULL, 0,
@@ -339,7 +339,7 @@ typedef struct sl_conn {
     int closing; /* close requested: no more reads or writes */
     int pending; /* confirms waiting for the outbox */
     int paused;
-    int enc;     /* -1 until the first frame */
+    int enc; /* -1 until the first frame */
     char peer[64];
     size_t len;
     uint8_t buf[]; /* srv->conf.max_frame bytes */
@@ -541,8 +541,7 @@ static void reply_after_commit(sl_srv *s, sl_conn *c, const struct sockaddr *pee
  * clock) to the station of frame f, appended to out. Only clock_sync triggers
  * one today; a command hook would call this with the device's last connection.
  * Returns the bytes written or a negative code. */
-static int encode_request(sl_srv *s, const gw_sl651_frame *f, uint8_t fn, uint8_t *out,
-                          size_t cap)
+static int encode_request(sl_srv *s, const gw_sl651_frame *f, uint8_t fn, uint8_t *out, size_t cap)
 {
     gw_sl651_link l;
     gw_sl651_time t;
@@ -602,8 +601,7 @@ static const char *who(sl_conn *c, const struct sockaddr *peer, char *buf, size_
 
 /* Handles one valid frame. Returns 0 to go on, GW_EAUTH when the connection
  * must be closed (refused peer). */
-static int handle_frame(sl_srv *s, sl_conn *c, const struct sockaddr *peer,
-                        const gw_sl651_frame *f)
+static int handle_frame(sl_srv *s, sl_conn *c, const struct sockaddr *peer, const gw_sl651_frame *f)
 {
     char pbuf[64];
     s->st.frames++;
@@ -678,17 +676,16 @@ static int handle_frame(sl_srv *s, sl_conn *c, const struct sockaddr *peer,
         return GW_OK;
     const sl_dconf *dc = d->proto_conf;
     uint8_t out[REPLY_MAX];
-    int n = gw_sl651_encode_confirm(f, rep.serial, &rep.send_time,
-                                    dc->confirm_end ? GW_SL651_ESC : GW_SL651_EOT, out,
-                                    sizeof(out));
+    int n =
+        gw_sl651_encode_confirm(f, rep.serial, &rep.send_time,
+                                dc->confirm_end ? GW_SL651_ESC : GW_SL651_EOT, out, sizeof(out));
     if (n < 0) {
         GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] confirm not encoded (%d)", d->conf.id, n);
         return GW_OK;
     }
     size_t len = (size_t)n;
     int64_t now_ms = gw_now_ms(), loop_now = (int64_t)uv_now(s->core->loop);
-    if (dc->clock_sync && rep.send_ms &&
-        llabs(rep.send_ms - now_ms) > dc->clock_tolerance_ms &&
+    if (dc->clock_sync && rep.send_ms && llabs(rep.send_ms - now_ms) > dc->clock_tolerance_ms &&
         (!ds->last_clock_set || loop_now - ds->last_clock_set >= CLOCK_SYNC_MIN_MS)) {
         int m = encode_request(s, f, GW_SL651_FN_SET_CLOCK, out + len, sizeof(out) - len);
         if (m > 0) {
@@ -703,8 +700,7 @@ static int handle_frame(sl_srv *s, sl_conn *c, const struct sockaddr *peer,
     return GW_OK;
 }
 
-static void nak_bad_crc(sl_srv *s, sl_conn *c, const struct sockaddr *peer,
-                        const gw_sl651_frame *f)
+static void nak_bad_crc(sl_srv *s, sl_conn *c, const struct sockaddr *peer, const gw_sl651_frame *f)
 {
     /* The serial cannot be trusted in a corrupted frame: NAK with serial 0. */
     gw_sl651_time t;

@@ -4,11 +4,11 @@
  * ($GW_VECTORS/hj212.txt), the project's own vectors (tests/vectors/hj212_own.txt)
  * and packets built here. Expected readings, quality, answers and CRCs are
  * computed in this file, never through the codec. Every wait is bounded. */
+#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
 
 #include "tests/integration/harness.h"
 
@@ -309,7 +309,7 @@ static void test_data(void **state)
     const char *t = "2024-03-15T02:30:00.000Z";
     expect("env-a", "w01018", t, 52.3, "mg/L", "good", NULL);
     expect("env-a", "w21003", t, 1.25, "mg/L", "uncertain", "over_range"); /* flag T */
-    expect("env-a", "w00000", t, 12.5, "L/s", "bad", "sensor_fault");     /* flag D */
+    expect("env-a", "w00000", t, 12.5, "L/s", "bad", "sensor_fault");      /* flag D */
     expect("env-a", "w99999", t, 7, "", "good", NULL);                     /* unknown code */
     /* hour_2061: 10:00 Beijing, flags M (maintenance) and B (communication failure). */
     const char *h = "2024-03-15T02:00:00.000Z";
@@ -402,8 +402,8 @@ static void test_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_data),     cmocka_unit_test(test_duplicate),
-        cmocka_unit_test(test_bad_crc),  cmocka_unit_test(test_wrong_pw),
+        cmocka_unit_test(test_data),    cmocka_unit_test(test_duplicate),
+        cmocka_unit_test(test_bad_crc), cmocka_unit_test(test_wrong_pw),
         cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

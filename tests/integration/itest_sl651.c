@@ -4,11 +4,11 @@
  * ($GW_VECTORS/sl651.txt), the project's own vectors (tests/vectors/sl651_own.txt)
  * and frames built here. Expected values, times, confirm bytes and CRCs are
  * computed by hand in this file, never through the codec. Every wait is bounded. */
+#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
 
 #include "tests/integration/harness.h"
 
@@ -76,8 +76,7 @@ static size_t load_vectors(const char *path, vec *v, size_t cap)
         line[strcspn(line, "\r\n")] = '\0';
         if (line[0] == '#') {
             if (line[1] == ' ' && line[2] == 'A' && strchr(line, '.'))
-                snprintf(name, sizeof(name), "%.*s", (int)(strchr(line, '.') - line - 2),
-                         line + 2);
+                snprintf(name, sizeof(name), "%.*s", (int)(strchr(line, '.') - line - 2), line + 2);
             continue;
         }
         if (!line[0])
@@ -230,7 +229,7 @@ static void check_confirm(const uint8_t *c, const uint8_t *report, uint8_t end)
     assert_int_equal(c[11], 0x80);             /* downlink, length 8 */
     assert_int_equal(c[12], 0x08);
     assert_int_equal(c[13], 0x02);
-    size_t body = report[13] == 0x16 ? 17 : 14; /* SYN carries 3 packet bytes */
+    size_t body = report[13] == 0x16 ? 17 : 14;    /* SYN carries 3 packet bytes */
     assert_memory_equal(c + 14, report + body, 8); /* serial + send time */
     assert_int_equal(c[22], end);
     uint16_t want = crc16(c, 23);
@@ -243,7 +242,7 @@ static void check_confirm(const uint8_t *c, const uint8_t *report, uint8_t end)
 struct want {
     const char *device, *metric;
     double value;
-    const char *obs;    /* ISO text or NULL */
+    const char *obs;     /* ISO text or NULL */
     const char *quality; /* or NULL */
 };
 
@@ -382,7 +381,7 @@ static void test_vectors_tcp(void **state)
 {
     /* False starts included: 7E without a second 7E, SOH followed by non-hex. */
     static const uint8_t junk[] = {0x00, 0xFF, 'g', 'a', 'r', 'b', 0x7E, 0x01, 'x', 0x7E};
-    const char *seq[] = {"V1", "V2", "A2", "A3", "A4",  "A5",  "A6",  "A8",
+    const char *seq[] = {"V1", "V2",  "A2",  "A3",  "A4",  "A5",  "A6", "A8",
                          "A9", "A13", "A14", "A15", "A16", "A17", "A7"};
     const char *confirmed[] = {"V2", "A2", "A3", "A4", "A5", "A6", "A7"};
     int fd = tcp_connect();
@@ -565,9 +564,9 @@ static void test_offline_online(void **state)
     assert_int_equal(count_events("rtu-c", "online"), 0);
     uint8_t f[64];
     /* Keep-alive 2F for rtu-c: serial 1, send time 24-06-02 10:00:00. */
-    static const uint8_t ka[] = {0x7E, 0x7E, 0x01, 0x00, 0x99, 0x00, 0x00, 0x02, 0x00, 0x01, 0x2F,
-                                 0x00, 0x08, 0x02, 0x00, 0x01, 0x24, 0x06, 0x02, 0x10, 0x00, 0x00,
-                                 0x03};
+    static const uint8_t ka[] = {0x7E, 0x7E, 0x01, 0x00, 0x99, 0x00, 0x00, 0x02,
+                                 0x00, 0x01, 0x2F, 0x00, 0x08, 0x02, 0x00, 0x01,
+                                 0x24, 0x06, 0x02, 0x10, 0x00, 0x00, 0x03};
     memcpy(f, ka, sizeof(ka));
     uint16_t c = crc16(f, sizeof(ka));
     f[sizeof(ka)] = (uint8_t)(c >> 8);
@@ -582,9 +581,9 @@ static void test_offline_online(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vectors_tcp), cmocka_unit_test(test_ascii),
-        cmocka_unit_test(test_duplicate),   cmocka_unit_test(test_bad_crc),
-        cmocka_unit_test(test_refused),     cmocka_unit_test(test_udp),
+        cmocka_unit_test(test_vectors_tcp),    cmocka_unit_test(test_ascii),
+        cmocka_unit_test(test_duplicate),      cmocka_unit_test(test_bad_crc),
+        cmocka_unit_test(test_refused),        cmocka_unit_test(test_udp),
         cmocka_unit_test(test_offline_online),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -1,9 +1,9 @@
 /* `gateway decode`: exit codes, JSON on stdout, masked passwords, clear errors. */
+#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
 
 #include "gateway/cli.h"
 
@@ -116,8 +116,8 @@ static void test_adapter_and_usage(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sl651_ok),   cmocka_unit_test(test_sl651_ascii_text),
-        cmocka_unit_test(test_sl651_bad),  cmocka_unit_test(test_hj212),
+        cmocka_unit_test(test_sl651_ok),          cmocka_unit_test(test_sl651_ascii_text),
+        cmocka_unit_test(test_sl651_bad),         cmocka_unit_test(test_hj212),
         cmocka_unit_test(test_adapter_and_usage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
