@@ -4,11 +4,12 @@
  * ($GW_VECTORS/hj212.txt), the project's own vectors (tests/vectors/hj212_own.txt)
  * and packets built here. Expected readings, quality, answers and CRCs are
  * computed in this file, never through the codec. Every wait is bounded. */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
 
 #include "tests/integration/harness.h"
 

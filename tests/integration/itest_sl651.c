@@ -4,11 +4,12 @@
  * ($GW_VECTORS/sl651.txt), the project's own vectors (tests/vectors/sl651_own.txt)
  * and frames built here. Expected values, times, confirm bytes and CRCs are
  * computed by hand in this file, never through the codec. Every wait is bounded. */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
 
 #include "tests/integration/harness.h"
 

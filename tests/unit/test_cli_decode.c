@@ -1,9 +1,10 @@
 /* `gateway decode`: exit codes, JSON on stdout, masked passwords, clear errors. */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
 
 #include "gateway/cli.h"
 
