@@ -260,7 +260,7 @@ static int load_device(gw_config *cfg, int idx, const gw_ynode *n, char *err, si
                           s.id);
     if (!gw_protocol_find(s.protocol))
         return err_at(err, errlen, gw_ymap_get(n, "protocol"),
-                      "key 'protocol': unknown protocol '%s' (known: modbus-tcp, synthetic)",
+                      "key 'protocol': unknown protocol '%s' (see docs/config.md)",
                       s.protocol);
     if (strcmp(s.protocol, "modbus-tcp") == 0) {
         if (!s.profile[0])

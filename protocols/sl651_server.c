@@ -1,0 +1,1040 @@
+/* SL651-2014 centre: RTUs connect to the gateway (TCP, UDP or both) and report.
+ *
+ * Per TCP connection a bounded buffer is fed to gw_sl651_scan: garbage is
+ * skipped and counted, frames with a bad CRC are dropped (and optionally NAKed)
+ * and the connection lives on. A valid uplink frame is matched to a configured
+ * device by its station address; an unknown station or a wrong password is
+ * refused, counted, and the TCP connection closed (an unauthenticated peer
+ * holds no slot). The first decode pass reads serial and send time only, so a
+ * resent report (same station, serial and send time, remembered per device) is
+ * stored once; the second pass hands readings and events to the pipeline.
+ *
+ * Confirm after commit: the M2 confirm of a report is encoded at once (the frame
+ * points into the receive buffer) but written only from the gw_core_flush
+ * callback, i.e. after the data is in the SQLite outbox. While a connection has
+ * MAX_PENDING confirms waiting, it stops reading (back-pressure) and resumes
+ * from the flush callback. Keep-alives (2F) get no reply. A report the store
+ * queue refused (GW_EFULL) is not confirmed and not remembered, so the RTU's
+ * resend is taken.
+ *
+ * Devices: each `protocol: sl651` device gets a small state (attach) holding its
+ * duplicate memory, element overrides and an offline check: silent for
+ * offline_after x interval -> "offline" event; the next frame -> "online".
+ *
+ * Lifetime: connections and pending confirms hold references on the server;
+ * the server and each connection are freed from the close callback that drops
+ * the last reference, so a flush completing after a disconnect or after
+ * unlisten only releases memory. */
+#include "gateway/core.h"
+#include "gateway/log.h"
+#include "protocols/sl651.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MOD "sl651"
+#define MAX_PENDING 16 /* confirms waiting for the outbox, per connection */
+#define MAX_OVERRIDES 16
+#define REPLY_MAX 256 /* a confirm plus an optional clock-set request */
+#define UDP_BUF 65536
+#define STATS_MS 60000
+#define CLOCK_SYNC_MIN_MS 600000 /* at most one clock set per device per 10 minutes */
+
+/* ---- configuration ---- */
+
+enum { T_TCP = 0, T_UDP, T_BOTH };
+static const char *const transports[] = {"tcp", "udp", "both", NULL};
+static const char *const end_names[] = {"eot", "esc", NULL};
+
+typedef struct sl_lconf {
+    char listen[96];
+    int transport;
+    int64_t max_connections;
+    int64_t idle_timeout_ms;
+    int64_t max_frame;
+    int nak_bad_crc;
+} sl_lconf;
+
+#define LF(m) offsetof(sl_lconf, m), sizeof(((sl_lconf *)0)->m)
+static const gw_cfgkey listener_keys[] = {
+    {"listen", GW_CT_STR, "127.0.0.1:5005", 0, -1, LF(listen), NULL, 0,
+     "HOST:PORT to bind (use 0.0.0.0:PORT to accept RTUs from the network)"},
+    {"transport", GW_CT_ENUM, "tcp", 0, -1, offsetof(sl_lconf, transport), 0, transports, 0,
+     "tcp, udp or both"},
+    {"max_connections", GW_CT_INT, "4096", 1, 100000, offsetof(sl_lconf, max_connections), 0, NULL,
+     0, "TCP connections at once; more are closed at accept (counted)"},
+    {"idle_timeout", GW_CT_DURATION, "10m", 1, 86400, offsetof(sl_lconf, idle_timeout_ms), 0, NULL,
+     0, "close a TCP connection silent this long"},
+    {"max_frame", GW_CT_SIZE, "8KiB", 64, 65536, offsetof(sl_lconf, max_frame), 0, NULL, 0,
+     "receive buffer per connection (frames longer than this are skipped)"},
+    {"nak_bad_crc", GW_CT_BOOL, "false", 0, -1, offsetof(sl_lconf, nak_bad_crc), 0, NULL, 0,
+     "answer a frame with a bad CRC with NAK"},
+    {NULL}};
+
+typedef struct sl_dconf {
+    char password[8];
+    int confirm_end;
+    double base_level;
+    double correction;
+    int drp_forward;
+    int clock_sync;
+    int64_t clock_tolerance_ms;
+    const gw_ynode *elements; /* parsed in attach, while the config document is alive */
+} sl_dconf;
+
+#define DF(m) offsetof(sl_dconf, m), sizeof(((sl_dconf *)0)->m)
+static const gw_cfgkey device_keys[] = {
+    {"password", GW_CT_STR, NULL, 0, -1, DF(password), NULL, GW_CF_REQUIRED,
+     "the station's password, 4 hex digits; a frame with another is refused"},
+    {"confirm_end", GW_CT_ENUM, "eot", 0, -1, offsetof(sl_dconf, confirm_end), 0, end_names, 0,
+     "end character of the M2 confirm: eot (done) or esc (stay online)"},
+    {"base_level", GW_CT_DOUBLE, "0", -1e6, 1e6, offsetof(sl_dconf, base_level), 0, NULL, 0,
+     "metres added to relative water levels"},
+    {"correction", GW_CT_DOUBLE, "0", -1e6, 1e6, offsetof(sl_dconf, correction), 0, NULL, 0,
+     "metres added to relative water levels"},
+    {"drp_forward", GW_CT_BOOL, "false", 0, -1, offsetof(sl_dconf, drp_forward), 0, NULL, 0,
+     "F4..FC samples follow the observation time instead of preceding it"},
+    {"clock_sync", GW_CT_BOOL, "false", 0, -1, offsetof(sl_dconf, clock_sync), 0, NULL, 0,
+     "set the RTU clock (4A) when a report's send time is off"},
+    {"clock_tolerance", GW_CT_DURATION, "60s", 1, 86400, offsetof(sl_dconf, clock_tolerance_ms), 0,
+     NULL, 0, "how far off the RTU clock may be before clock_sync sets it"},
+    {"elements", GW_CT_NODE, NULL, 0, -1, offsetof(sl_dconf, elements), 0, NULL, 0,
+     "element overrides: list of {id, metric, unit, level}"},
+    {NULL}};
+
+typedef struct sl_ov_conf {
+    char id[8];
+    char metric[GW_KEY_MAX];
+    char unit[GW_UNIT_MAX];
+    int level;
+} sl_ov_conf;
+
+#define OF(m) offsetof(sl_ov_conf, m), sizeof(((sl_ov_conf *)0)->m)
+static const gw_cfgkey override_keys[] = {
+    {"id", GW_CT_STR, NULL, 0, -1, OF(id), NULL, GW_CF_REQUIRED,
+     "element identifier: 2 hex digits, or FFxx for a custom element"},
+    {"metric", GW_CT_STR, NULL, 0, -1, OF(metric), NULL, GW_CF_REQUIRED, "metric key"},
+    {"unit", GW_CT_STR, "", 0, -1, OF(unit), NULL, 0, "unit"},
+    {"level", GW_CT_BOOL, "false", 0, -1, offsetof(sl_ov_conf, level), 0, NULL, 0,
+     "apply base_level and correction"},
+    {NULL}};
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Parses exactly n hex digits. */
+static int parse_hex(const char *s, size_t n, unsigned *out)
+{
+    unsigned v = 0;
+    if (strlen(s) != n)
+        return GW_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        int h = hexval((unsigned char)s[i]);
+        if (h < 0)
+            return GW_EINVAL;
+        v = v << 4 | (unsigned)h;
+    }
+    *out = v;
+    return GW_OK;
+}
+
+/* Parses the `elements` list into ov (n entries). Returns 0 or GW_EINVAL with err. */
+static int parse_overrides(const gw_ynode *list, sl_ov_conf *ov, size_t *n, char *err,
+                           size_t errlen)
+{
+    *n = 0;
+    if (!list)
+        return GW_OK;
+    if (list->type != GW_Y_SEQ || list->n > MAX_OVERRIDES) {
+        snprintf(err, errlen, "key 'elements' must be a list of at most %d overrides",
+                 MAX_OVERRIDES);
+        return GW_EINVAL;
+    }
+    for (size_t i = 0; i < list->n; i++) {
+        char e[400];
+        if (gw_cfg_apply(override_keys, list->kids[i], &ov[i], "elements[]", e, sizeof(e))) {
+            snprintf(err, errlen, "%s", e);
+            return GW_EINVAL;
+        }
+        unsigned id;
+        if (!(parse_hex(ov[i].id, 2, &id) == GW_OK ||
+              (parse_hex(ov[i].id, 4, &id) == GW_OK && (id & 0xFF00) == 0xFF00))) {
+            snprintf(err, errlen, "elements[%zu].id '%s' must be 2 hex digits or FFxx", i,
+                     ov[i].id);
+            return GW_EINVAL;
+        }
+    }
+    *n = list->n;
+    return GW_OK;
+}
+
+static int check_device(const gw_device *dev, char *err, size_t errlen)
+{
+    const sl_dconf *c = dev->proto_conf;
+    unsigned pw;
+    const char *a = dev->conf.address;
+    if (strlen(a) != 10) {
+        snprintf(err, errlen, "address must be the 10 hex digits of the station address (got '%s')",
+                 a);
+        return GW_EINVAL;
+    }
+    for (size_t i = 0; i < 10; i++) {
+        if (hexval((unsigned char)a[i]) < 0 || (a[i] >= 'a' && a[i] <= 'f')) {
+            snprintf(err, errlen,
+                     "address '%s' must be 10 upper-case hex digits (as frames carry it)", a);
+            return GW_EINVAL;
+        }
+    }
+    if (parse_hex(c->password, 4, &pw)) {
+        snprintf(err, errlen, "password must be 4 hex digits (got '%s')", c->password);
+        return GW_EINVAL;
+    }
+    sl_ov_conf ov[MAX_OVERRIDES];
+    size_t n;
+    return parse_overrides(c->elements, ov, &n, err, errlen);
+}
+
+/* ---- per-device state ---- */
+
+typedef struct sl_dev {
+    gw_device *dev;
+    gw_core *core;
+    uv_timer_t timer;
+    int64_t last_seen; /* loop time of the last accepted frame */
+    int64_t last_clock_set;
+    uint16_t password;
+    gw_sl651_dedup dedup;
+    sl_ov_conf ovc[MAX_OVERRIDES];
+    gw_sl651_override ov[MAX_OVERRIDES];
+    gw_sl651_station_cfg scfg;
+    uint64_t frames, duplicates;
+} sl_dev;
+
+static void dev_event(gw_core *core, gw_device *d, const char *kind, const char *detail)
+{
+    gw_event e;
+    memset(&e, 0, sizeof(e));
+    gw_strlcpy(e.kind, kind, sizeof(e.kind));
+    gw_strlcpy(e.detail, detail, sizeof(e.detail));
+    e.active = 1;
+    gw_core_event(core, d, &e);
+}
+
+static int64_t silence_limit(const gw_device *d)
+{
+    return d->interval_ms * (d->conf.offline_after > 0 ? d->conf.offline_after : 1);
+}
+
+static void on_dev_timer(uv_timer_t *t)
+{
+    sl_dev *s = t->data;
+    gw_device *d = s->dev;
+    int64_t now = (int64_t)uv_now(s->core->loop);
+    if (d->online != 0 && now - s->last_seen >= silence_limit(d)) {
+        d->online = 0;
+        char detail[GW_DETAIL_MAX];
+        snprintf(detail, sizeof(detail), "no frame for %lld s",
+                 (long long)((now - s->last_seen) / 1000));
+        GW_WARN(MOD, "[%s] offline: %s", d->conf.id, detail);
+        dev_event(s->core, d, "offline", detail);
+    }
+}
+
+/* A frame from the device was accepted. */
+static void dev_seen(sl_dev *s)
+{
+    s->last_seen = (int64_t)uv_now(s->core->loop);
+    if (s->dev->online != 1) {
+        s->dev->online = 1;
+        GW_INFO(MOD, "[%s] online", s->dev->conf.id);
+        dev_event(s->core, s->dev, "online", "");
+    }
+}
+
+static int dev_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
+{
+    const sl_dconf *c = dev->proto_conf;
+    sl_dev *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return GW_ENOMEM;
+    }
+    s->dev = dev;
+    s->core = core;
+    unsigned pw = 0;
+    size_t n = 0;
+    parse_hex(c->password, 4, &pw); /* checked by check_device */
+    s->password = (uint16_t)pw;
+    if (parse_overrides(c->elements, s->ovc, &n, err, errlen)) {
+        free(s);
+        return GW_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned id = 0;
+        if (parse_hex(s->ovc[i].id, 2, &id))
+            parse_hex(s->ovc[i].id, 4, &id);
+        s->ov[i].element = (uint16_t)id;
+        s->ov[i].metric = s->ovc[i].metric;
+        s->ov[i].unit = s->ovc[i].unit;
+        s->ov[i].level = (uint8_t)s->ovc[i].level;
+    }
+    s->scfg.base_level = c->base_level;
+    s->scfg.correction = c->correction;
+    s->scfg.overrides = n ? s->ov : NULL;
+    s->scfg.n_overrides = n;
+    s->scfg.drp_forward = (uint8_t)c->drp_forward;
+    gw_sl651_dedup_init(&s->dedup);
+    s->last_seen = (int64_t)uv_now(core->loop);
+    uv_timer_init(core->loop, &s->timer);
+    s->timer.data = s;
+    uint64_t every = (uint64_t)(dev->interval_ms < 1000 ? dev->interval_ms : 1000);
+    if (dev->interval_ms >= 60000)
+        every = 10000;
+    uv_timer_start(&s->timer, on_dev_timer, every, every);
+    dev->proto_state = s;
+    dev->online = -1;
+    return GW_OK;
+}
+
+static void on_dev_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void dev_detach(gw_device *dev)
+{
+    sl_dev *s = dev->proto_state;
+    if (!s)
+        return;
+    dev->proto_state = NULL;
+    uv_timer_stop(&s->timer);
+    uv_close((uv_handle_t *)&s->timer, on_dev_closed);
+}
+
+/* ---- the server ---- */
+
+typedef struct sl_stats {
+    uint64_t accepted, conn_refused, frames, bad_crc, skipped, unknown_station, bad_password,
+        wrong_direction, encoding_mismatch, malformed, duplicates, refused_full, confirms,
+        clock_sets, oversize, keepalives;
+} sl_stats;
+
+typedef struct sl_srv sl_srv;
+
+typedef struct sl_conn {
+    sl_srv *srv;
+    struct sl_conn *prev, *next;
+    uv_tcp_t tcp;
+    uv_timer_t idle;
+    int refs;    /* open handles + pending confirms */
+    int closing; /* close requested: no more reads or writes */
+    int pending; /* confirms waiting for the outbox */
+    int paused;
+    int enc; /* -1 until the first frame */
+    char peer[64];
+    size_t len;
+    uint8_t buf[]; /* srv->conf.max_frame bytes */
+} sl_conn;
+
+struct sl_srv {
+    gw_core *core;
+    sl_lconf conf;
+    uv_tcp_t tcp;
+    uv_udp_t udp;
+    uv_timer_t stats_timer;
+    int refs; /* open handles + connections + pending confirms */
+    int stopping;
+    int tcp_open, udp_open;
+    size_t nconns;
+    sl_conn *conns;
+    uint16_t serial; /* for centre-initiated requests */
+    sl_stats st, st_logged;
+    gw_sl651_stats codec;
+    uint8_t *ubuf; /* UDP receive buffer */
+};
+
+/* A reply waiting for gw_core_flush. */
+typedef struct sl_pending {
+    sl_srv *srv;
+    sl_conn *conn; /* NULL for UDP */
+    struct sockaddr_storage peer;
+    size_t len;
+    uint8_t data[REPLY_MAX];
+} sl_pending;
+
+typedef struct sl_write {
+    union {
+        uv_write_t w;
+        uv_udp_send_t u;
+    } req;
+    size_t len;
+    uint8_t data[REPLY_MAX];
+} sl_write;
+
+static void srv_unref(sl_srv *s)
+{
+    if (--s->refs > 0)
+        return;
+    free(s->ubuf);
+    free(s);
+}
+
+static void on_srv_handle_closed(uv_handle_t *h)
+{
+    srv_unref(h->data);
+}
+
+static void conn_unref(sl_conn *c)
+{
+    if (--c->refs > 0)
+        return;
+    sl_srv *s = c->srv;
+    free(c);
+    srv_unref(s);
+}
+
+static void on_conn_handle_closed(uv_handle_t *h)
+{
+    conn_unref(h->data);
+}
+
+static void conn_close(sl_conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    sl_srv *s = c->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->nconns--;
+    uv_timer_stop(&c->idle);
+    uv_close((uv_handle_t *)&c->idle, on_conn_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+}
+
+static void on_written(uv_write_t *w, int status)
+{
+    sl_write *wr = (sl_write *)w;
+    if (status < 0 && status != UV_ECANCELED)
+        GW_LOG_RL(GW_LOG_INFO, 10000, MOD, "reply write failed: %s", uv_strerror(status));
+    free(wr);
+}
+
+static void on_udp_sent(uv_udp_send_t *u, int status)
+{
+    sl_write *wr = (sl_write *)u;
+    if (status < 0 && status != UV_ECANCELED)
+        GW_LOG_RL(GW_LOG_INFO, 10000, MOD, "UDP reply failed: %s", uv_strerror(status));
+    free(wr);
+}
+
+/* Sends bytes to a TCP connection, or to a UDP peer when c is NULL. */
+static void send_bytes(sl_srv *s, sl_conn *c, const struct sockaddr *peer, const uint8_t *p,
+                       size_t n)
+{
+    if (n == 0 || n > REPLY_MAX)
+        return;
+    sl_write *wr = malloc(sizeof(*wr));
+    if (!wr) {
+        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "out of memory for a reply%s", "");
+        return;
+    }
+    memcpy(wr->data, p, n);
+    wr->len = n;
+    uv_buf_t b = uv_buf_init((char *)wr->data, (unsigned)n);
+    int rc;
+    if (c) {
+        if (c->closing) {
+            free(wr);
+            return;
+        }
+        rc = uv_write(&wr->req.w, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+    } else {
+        if (!s->udp_open || s->stopping) {
+            free(wr);
+            return;
+        }
+        rc = uv_udp_send(&wr->req.u, &s->udp, &b, 1, peer, on_udp_sent);
+    }
+    if (rc) {
+        GW_LOG_RL(GW_LOG_INFO, 10000, MOD, "reply not sent: %s", uv_strerror(rc));
+        free(wr);
+    }
+}
+
+static void process_buffer(sl_conn *c);
+
+static void on_flushed(void *ctx, int status)
+{
+    sl_pending *p = ctx;
+    sl_srv *s = p->srv;
+    sl_conn *c = p->conn;
+    if (status == 0) {
+        if (c) {
+            if (!c->closing) {
+                send_bytes(s, c, NULL, p->data, p->len);
+                s->st.confirms++;
+            }
+        } else if (!s->stopping) {
+            send_bytes(s, NULL, (const struct sockaddr *)&p->peer, p->data, p->len);
+            s->st.confirms++;
+        }
+    } else {
+        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "outbox commit failed (%d): report not confirmed",
+                  status);
+    }
+    free(p);
+    if (c) {
+        c->pending--;
+        if (c->paused && !c->closing && c->pending < MAX_PENDING)
+            process_buffer(c); /* resumes reading once the buffer is worked off */
+        conn_unref(c);
+    }
+    srv_unref(s);
+}
+
+/* Hands reply bytes to the outbox barrier: they go out once everything stored
+ * so far is committed. */
+static void reply_after_commit(sl_srv *s, sl_conn *c, const struct sockaddr *peer,
+                               const uint8_t *data, size_t len)
+{
+    sl_pending *p = calloc(1, sizeof(*p));
+    if (!p || len > REPLY_MAX) {
+        free(p);
+        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "out of memory: report not confirmed%s", "");
+        return;
+    }
+    p->srv = s;
+    p->conn = c;
+    if (peer)
+        memcpy(&p->peer, peer,
+               peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                           : sizeof(struct sockaddr_in));
+    memcpy(p->data, data, len);
+    p->len = len;
+    if (gw_core_flush(s->core, on_flushed, p)) {
+        free(p);
+        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "flush failed: report not confirmed%s", "");
+        return;
+    }
+    s->refs++;
+    if (c) {
+        c->refs++;
+        c->pending++;
+    }
+}
+
+/* A centre-initiated request (37 query real-time data, 46 query status, 4A set
+ * clock) to the station of frame f, appended to out. Only clock_sync triggers
+ * one today; a command hook would call this with the device's last connection.
+ * Returns the bytes written or a negative code. */
+static int encode_request(sl_srv *s, const gw_sl651_frame *f, uint8_t fn, uint8_t *out, size_t cap)
+{
+    gw_sl651_link l;
+    gw_sl651_time t;
+    l.encoding = f->encoding;
+    l.centre = f->centre;
+    memcpy(l.station, f->station, sizeof(l.station));
+    l.password = f->password;
+    if (gw_sl651_time_from_ms(gw_now_ms(), &t))
+        return GW_EINVAL;
+    if (++s->serial == 0)
+        s->serial = 1;
+    return gw_sl651_encode_request(&l, fn, s->serial, &t, out, cap);
+}
+
+typedef struct sl_sink_ctx {
+    gw_core *core;
+    gw_device *dev;
+    int refused;
+} sl_sink_ctx;
+
+static int sink_reading(void *ctx, const gw_reading *r)
+{
+    sl_sink_ctx *k = ctx;
+    gw_reading copy = *r;
+    int rc = gw_core_reading(k->core, k->dev, &copy);
+    if (rc == GW_EFULL) {
+        k->refused = 1;
+        return GW_EFULL; /* stop: the report is not confirmed, the RTU resends it */
+    }
+    return GW_OK;
+}
+
+static int sink_event(void *ctx, const gw_event *e)
+{
+    sl_sink_ctx *k = ctx;
+    gw_event copy = *e;
+    gw_core_event(k->core, k->dev, &copy);
+    return GW_OK;
+}
+
+static int is_report(uint8_t fn)
+{
+    return fn >= 0x30 && fn <= 0x36;
+}
+
+static const char *who(sl_conn *c, const struct sockaddr *peer, char *buf, size_t n)
+{
+    if (c)
+        return c->peer;
+    buf[0] = '\0';
+    if (peer && peer->sa_family == AF_INET)
+        uv_ip4_name((const struct sockaddr_in *)peer, buf, n);
+    else if (peer && peer->sa_family == AF_INET6)
+        uv_ip6_name((const struct sockaddr_in6 *)peer, buf, n);
+    return buf;
+}
+
+/* Handles one valid frame. Returns 0 to go on, GW_EAUTH when the connection
+ * must be closed (refused peer). */
+static int handle_frame(sl_srv *s, sl_conn *c, const struct sockaddr *peer, const gw_sl651_frame *f)
+{
+    char pbuf[64];
+    s->st.frames++;
+    if (f->direction != GW_SL651_DIR_UP) {
+        s->st.wrong_direction++;
+        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "downlink frame from %s ignored",
+                  who(c, peer, pbuf, sizeof(pbuf)));
+        return GW_OK;
+    }
+    gw_device *d = gw_core_find_device(s->core, MOD, f->station_hex);
+    if (!d || !d->proto_state) {
+        s->st.unknown_station++;
+        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "station %s from %s is not configured: refused",
+                  f->station_hex, who(c, peer, pbuf, sizeof(pbuf)));
+        return GW_EAUTH;
+    }
+    sl_dev *ds = d->proto_state;
+    if (f->password != ds->password) {
+        s->st.bad_password++;
+        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] wrong password from %s: refused", d->conf.id,
+                  who(c, peer, pbuf, sizeof(pbuf)));
+        return GW_EAUTH;
+    }
+    if (c) {
+        if (c->enc < 0) {
+            c->enc = f->encoding;
+        } else if (c->enc != f->encoding) {
+            s->st.encoding_mismatch++;
+            GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] %s frame on a %s connection: dropped",
+                      d->conf.id, f->encoding ? "ASCII" : "HEX", c->enc ? "ASCII" : "HEX");
+            return GW_OK;
+        }
+    }
+    dev_seen(ds);
+    ds->frames++;
+    if (f->function == 0x2F) {
+        s->st.keepalives++;
+        return GW_OK; /* keep-alive: no reply */
+    }
+    /* Pass 1: serial and send time only. */
+    gw_sl651_report rep;
+    gw_sink none = {NULL, NULL, NULL};
+    if (gw_sl651_decode(f, &ds->scfg, &none, &rep) != GW_OK) {
+        s->st.malformed++;
+        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] function %02X: body malformed, not confirmed",
+                  d->conf.id, f->function);
+        return GW_OK;
+    }
+    gw_sl651_dedup saved = ds->dedup;
+    int dup = gw_sl651_dedup_check(&ds->dedup, f->station_hex, rep.serial, &rep.send_time);
+    if (dup) {
+        s->st.duplicates++;
+        ds->duplicates++;
+        GW_DEBUG(MOD, "[%s] serial %u resent: stored once", d->conf.id, rep.serial);
+    } else {
+        sl_sink_ctx k = {s->core, d, 0};
+        gw_sink sink = {sink_reading, sink_event, &k};
+        gw_sl651_decode(f, &ds->scfg, &sink, &rep);
+        if (k.refused) {
+            ds->dedup = saved; /* so the RTU's resend is taken */
+            s->st.refused_full++;
+            GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] store queue full: report not confirmed",
+                      d->conf.id);
+            return GW_OK;
+        }
+        if (rep.unknown)
+            GW_LOG_RL(GW_LOG_INFO, 60000, MOD, "[%s] %u unknown elements skipped (first %X)",
+                      d->conf.id, rep.unknown, rep.unknown_ids[0]);
+    }
+    /* M2: confirm reports; M3 packets that say more is coming wait for the last. */
+    if (!is_report(f->function) || f->end == GW_SL651_ETB)
+        return GW_OK;
+    const sl_dconf *dc = d->proto_conf;
+    uint8_t out[REPLY_MAX];
+    int n =
+        gw_sl651_encode_confirm(f, rep.serial, &rep.send_time,
+                                dc->confirm_end ? GW_SL651_ESC : GW_SL651_EOT, out, sizeof(out));
+    if (n < 0) {
+        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] confirm not encoded (%d)", d->conf.id, n);
+        return GW_OK;
+    }
+    size_t len = (size_t)n;
+    int64_t now_ms = gw_now_ms(), loop_now = (int64_t)uv_now(s->core->loop);
+    if (dc->clock_sync && rep.send_ms && llabs(rep.send_ms - now_ms) > dc->clock_tolerance_ms &&
+        (!ds->last_clock_set || loop_now - ds->last_clock_set >= CLOCK_SYNC_MIN_MS)) {
+        int m = encode_request(s, f, GW_SL651_FN_SET_CLOCK, out + len, sizeof(out) - len);
+        if (m > 0) {
+            len += (size_t)m;
+            ds->last_clock_set = loop_now;
+            s->st.clock_sets++;
+            GW_INFO(MOD, "[%s] RTU clock off by %lld s: setting it", d->conf.id,
+                    (long long)((rep.send_ms - now_ms) / 1000));
+        }
+    }
+    reply_after_commit(s, c, peer, out, len);
+    return GW_OK;
+}
+
+static void nak_bad_crc(sl_srv *s, sl_conn *c, const struct sockaddr *peer, const gw_sl651_frame *f)
+{
+    /* The serial cannot be trusted in a corrupted frame: NAK with serial 0. */
+    gw_sl651_time t;
+    uint8_t out[REPLY_MAX];
+    if (gw_sl651_time_from_ms(gw_now_ms(), &t))
+        return;
+    int n = gw_sl651_encode_confirm(f, 0, &t, GW_SL651_NAK, out, sizeof(out));
+    if (n > 0)
+        send_bytes(s, c, peer, out, (size_t)n);
+}
+
+/* Scans buf[0..*len) for frames and handles them; keeps the unfinished tail.
+ * Stops early (returns 1) when the connection must pause or close. */
+static int scan_buffer(sl_srv *s, sl_conn *c, const struct sockaddr *peer, uint8_t *buf,
+                       size_t *len, size_t cap)
+{
+    size_t at = 0;
+    int stop = 0;
+    while (at < *len) {
+        if (c && c->pending >= MAX_PENDING) {
+            c->paused = 1;
+            stop = 1;
+            break;
+        }
+        gw_sl651_frame f;
+        size_t consumed = 0, skipped = 0;
+        int rc = gw_sl651_scan(buf + at, *len - at, &f, &consumed, &skipped, &s->codec);
+        s->st.skipped += skipped;
+        if (rc == GW_OK) {
+            int hr = handle_frame(s, c, peer, &f);
+            at += consumed;
+            if (hr == GW_EAUTH && c) {
+                conn_close(c);
+                return 1;
+            }
+            continue;
+        }
+        if (rc == GW_ECRC) {
+            s->st.bad_crc++;
+            GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "frame with a bad CRC from station %s dropped",
+                      f.station_hex);
+            if (s->conf.nak_bad_crc)
+                nak_bad_crc(s, c, peer, &f);
+            at += consumed;
+            continue;
+        }
+        at += consumed; /* GW_EAGAIN: garbage dropped, the rest may be a partial frame */
+        if (consumed == 0 && at == 0 && *len >= cap) {
+            /* A full buffer with no complete frame: the frame is longer than max_frame
+             * or the start is false. Step to the next possible frame start. */
+            size_t k = 1;
+            while (k < *len && buf[k] != 0x7E && buf[k] != GW_SL651_SOH)
+                k++;
+            s->st.oversize++;
+            s->st.skipped += k;
+            at = k;
+            continue;
+        }
+        break;
+    }
+    if (at > 0 && !(c && c->closing)) {
+        memmove(buf, buf + at, *len - at);
+        *len -= at;
+    }
+    return stop;
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    sl_conn *c = h->data;
+    size_t cap = (size_t)c->srv->conf.max_frame;
+    b->base = (char *)c->buf + c->len;
+    b->len = cap - c->len;
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
+
+static void process_buffer(sl_conn *c)
+{
+    size_t cap = (size_t)c->srv->conf.max_frame;
+    if (scan_buffer(c->srv, c, NULL, c->buf, &c->len, cap)) {
+        if (!c->closing)
+            uv_read_stop((uv_stream_t *)&c->tcp);
+        return;
+    }
+    if (c->paused && !c->closing) {
+        c->paused = 0;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+    sl_conn *c = st->data;
+    if (n == 0)
+        return;
+    if (n < 0) {
+        if (n != UV_EOF)
+            GW_LOG_RL(GW_LOG_INFO, 10000, MOD, "connection from %s: %s", c->peer,
+                      uv_strerror((int)n));
+        conn_close(c);
+        return;
+    }
+    c->len += (size_t)n;
+    uv_timer_again(&c->idle);
+    process_buffer(c);
+}
+
+static void on_idle(uv_timer_t *t)
+{
+    sl_conn *c = t->data;
+    GW_LOG_RL(GW_LOG_INFO, 10000, MOD, "connection from %s idle: closed", c->peer);
+    conn_close(c);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    sl_srv *s = server->data;
+    if (status < 0) {
+        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "accept failed: %s", uv_strerror(status));
+        return;
+    }
+    size_t cap = (size_t)s->conf.max_frame;
+    sl_conn *c = calloc(1, sizeof(*c) + cap);
+    if (!c) {
+        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "out of memory for a connection%s", "");
+        return;
+    }
+    c->srv = s;
+    c->enc = -1;
+    uv_tcp_init(s->core->loop, &c->tcp);
+    c->tcp.data = c;
+    s->refs++;
+    c->refs = 1;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) || s->nconns >= (size_t)s->conf.max_connections) {
+        s->st.conn_refused++;
+        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "connection refused: %zu open (max_connections %lld)",
+                  s->nconns, (long long)s->conf.max_connections);
+        c->closing = 1;
+        uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+        return;
+    }
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
+        who(NULL, (struct sockaddr *)&ss, c->peer, sizeof(c->peer));
+    uv_timer_init(s->core->loop, &c->idle);
+    c->idle.data = c;
+    c->refs++;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    s->st.accepted++;
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_timer_start(&c->idle, on_idle, (uint64_t)s->conf.idle_timeout_ms,
+                   (uint64_t)s->conf.idle_timeout_ms);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void on_udp_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    sl_srv *s = h->data;
+    b->base = (char *)s->ubuf;
+    b->len = UDP_BUF;
+}
+
+static void on_udp(uv_udp_t *h, ssize_t n, const uv_buf_t *b, const struct sockaddr *peer,
+                   unsigned flags)
+{
+    sl_srv *s = h->data;
+    if (n <= 0 || !peer || s->stopping)
+        return;
+    if (flags & UV_UDP_PARTIAL) {
+        s->st.oversize++;
+        return;
+    }
+    size_t len = (size_t)n;
+    scan_buffer(s, NULL, peer, s->ubuf, &len, UDP_BUF);
+    s->st.skipped += len; /* what is left of a datagram is never completed */
+}
+
+static void log_stats(sl_srv *s, const char *when)
+{
+    sl_stats *t = &s->st;
+    GW_INFO(MOD,
+            "%sconnections %zu open, %llu accepted, %llu refused | frames %llu, keep-alives %llu, "
+            "duplicates %llu, confirms %llu | dropped: bad CRC %llu, garbage bytes %llu, "
+            "malformed %llu, oversize %llu | refused: unknown station %llu, bad password %llu, "
+            "queue full %llu",
+            when, s->nconns, (unsigned long long)t->accepted, (unsigned long long)t->conn_refused,
+            (unsigned long long)t->frames, (unsigned long long)t->keepalives,
+            (unsigned long long)t->duplicates, (unsigned long long)t->confirms,
+            (unsigned long long)t->bad_crc, (unsigned long long)t->skipped,
+            (unsigned long long)t->malformed, (unsigned long long)t->oversize,
+            (unsigned long long)t->unknown_station, (unsigned long long)t->bad_password,
+            (unsigned long long)t->refused_full);
+    s->st_logged = s->st;
+}
+
+static void on_stats(uv_timer_t *t)
+{
+    sl_srv *s = t->data;
+    if (memcmp(&s->st, &s->st_logged, sizeof(s->st)))
+        log_stats(s, "");
+}
+
+/* "HOST:PORT" or "[V6]:PORT". */
+static int parse_listen(const char *text, struct sockaddr_storage *ss)
+{
+    char host[80];
+    const char *colon = strrchr(text, ':');
+    if (!colon || colon == text)
+        return GW_EINVAL;
+    const char *h = text;
+    size_t hl = (size_t)(colon - text);
+    if (h[0] == '[') {
+        if (hl < 2 || h[hl - 1] != ']')
+            return GW_EINVAL;
+        h++;
+        hl -= 2;
+    }
+    if (hl >= sizeof(host))
+        return GW_EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || port < 0 || port > 65535)
+        return GW_EINVAL;
+    memset(ss, 0, sizeof(*ss));
+    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0)
+        return GW_OK;
+    if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0)
+        return GW_OK;
+    return GW_EINVAL;
+}
+
+static void srv_close(sl_srv *s);
+
+static int sl_listen(gw_core *core, const void *conf, void **state, char *err, size_t errlen)
+{
+    const sl_lconf *lc = conf;
+    struct sockaddr_storage ss;
+    if (parse_listen(lc->listen, &ss)) {
+        snprintf(err, errlen, "listen '%s' must be IP:PORT (e.g. 0.0.0.0:5005)", lc->listen);
+        return GW_EINVAL;
+    }
+    sl_srv *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return GW_ENOMEM;
+    }
+    s->core = core;
+    s->conf = *lc;
+    s->refs = 1; /* released by srv_close */
+    uv_timer_init(core->loop, &s->stats_timer);
+    s->stats_timer.data = s;
+    s->refs++;
+    if (lc->transport != T_UDP) {
+        uv_tcp_init(core->loop, &s->tcp);
+        s->tcp.data = s;
+        s->tcp_open = 1;
+        s->refs++;
+        int rc = uv_tcp_bind(&s->tcp, (struct sockaddr *)&ss, 0);
+        if (!rc)
+            rc = uv_listen((uv_stream_t *)&s->tcp, 1024, on_connection);
+        if (rc) {
+            snprintf(err, errlen, "TCP %s: %s", lc->listen, uv_strerror(rc));
+            srv_close(s);
+            return GW_EINVAL;
+        }
+    }
+    if (lc->transport != T_TCP) {
+        s->ubuf = malloc(UDP_BUF);
+        uv_udp_init(core->loop, &s->udp);
+        s->udp.data = s;
+        s->udp_open = 1;
+        s->refs++;
+        int rc = s->ubuf ? uv_udp_bind(&s->udp, (struct sockaddr *)&ss, 0) : UV_ENOMEM;
+        if (!rc)
+            rc = uv_udp_recv_start(&s->udp, on_udp_alloc, on_udp);
+        if (rc) {
+            snprintf(err, errlen, "UDP %s: %s", lc->listen, uv_strerror(rc));
+            srv_close(s);
+            return GW_EINVAL;
+        }
+    }
+    uv_timer_start(&s->stats_timer, on_stats, STATS_MS, STATS_MS);
+    GW_INFO(MOD, "listening on %s (%s), max %lld connections", lc->listen,
+            transports[lc->transport], (long long)lc->max_connections);
+    *state = s;
+    return GW_OK;
+}
+
+static void srv_close(sl_srv *s)
+{
+    s->stopping = 1;
+    while (s->conns)
+        conn_close(s->conns);
+    uv_timer_stop(&s->stats_timer);
+    uv_close((uv_handle_t *)&s->stats_timer, on_srv_handle_closed);
+    if (s->tcp_open)
+        uv_close((uv_handle_t *)&s->tcp, on_srv_handle_closed);
+    if (s->udp_open) {
+        uv_udp_recv_stop(&s->udp);
+        uv_close((uv_handle_t *)&s->udp, on_srv_handle_closed);
+    }
+    s->tcp_open = s->udp_open = 0;
+    srv_unref(s);
+}
+
+static void sl_unlisten(void *state)
+{
+    sl_srv *s = state;
+    if (!s)
+        return;
+    log_stats(s, "stopped: ");
+    srv_close(s);
+}
+
+const gw_protocol gw_proto_sl651 = {
+    .name = "sl651",
+    .version = "1.0",
+    .description = "SL651-2014 hydrological centre: RTUs report over TCP/UDP, M2 confirm after "
+                   "commit",
+    .device_keys = device_keys,
+    .device_conf_size = sizeof(sl_dconf),
+    .check_device = check_device,
+    .attach = dev_attach,
+    .detach = dev_detach,
+    .listener_keys = listener_keys,
+    .listener_conf_size = sizeof(sl_lconf),
+    .listen = sl_listen,
+    .unlisten = sl_unlisten,
+};
