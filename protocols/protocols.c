@@ -4,10 +4,14 @@
 #include <string.h>
 
 extern const gw_protocol gw_proto_modbus_tcp;
+extern const gw_protocol gw_proto_modbus_rtu;
+extern const gw_protocol gw_proto_modbus_dtu;
 extern const gw_protocol gw_proto_synthetic;
 
 const gw_protocol *const gw_protocols[] = {
     &gw_proto_modbus_tcp,
+    &gw_proto_modbus_rtu,
+    &gw_proto_modbus_dtu,
     &gw_proto_synthetic,
     NULL,
 };
