@@ -43,7 +43,7 @@ struct gw_mbl {
     uv_stream_t *stream;
     uv_tcp_t tcp; /* dial-out only */
     uv_connect_t creq;
-    uv_timer_t timer; /* response timeout, connect timeout, guard */
+    gw_mb_tmr tmr; /* response timeout, connect timeout, guard */
     int state;
     int tcp_open;
     int guarding;
@@ -165,7 +165,12 @@ static int link_write(gw_mbl *l, const uint8_t *p, size_t n)
     return GW_OK;
 }
 
-static void on_timer(uv_timer_t *t);
+static void on_timer(gw_mb_tmr *t);
+
+static void arm(gw_mbl *l, int64_t in_ms)
+{
+    gw_mb_tmr_start(l->core->loop, &l->tmr, (int64_t)uv_now(l->core->loop) + in_ms, on_timer);
+}
 
 static void send_pdu(gw_mbl *l, gw_mbs *s, const uint8_t *pdu, size_t len)
 {
@@ -187,7 +192,7 @@ static void send_pdu(gw_mbl *l, gw_mbs *s, const uint8_t *pdu, size_t len)
         link_broken(l, GW_ERR);
         return;
     }
-    uv_timer_start(&l->timer, on_timer, (uint64_t)l->timeout_ms, 0);
+    arm(l, l->timeout_ms);
 }
 
 /* Sends the next thing due on a ready link: the current session's writes,
@@ -228,7 +233,7 @@ static void pump(gw_mbl *l)
  * that was there but broken). */
 static void on_answer(gw_mbl *l, const uint8_t *pdu, size_t len, int status)
 {
-    uv_timer_stop(&l->timer);
+    gw_mb_tmr_stop(&l->tmr);
     l->awaiting = 0;
     gw_mbs *s = l->cur;
     if (l->cur_write) {
@@ -353,7 +358,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 
 /* ---- Timer: response timeout, connect timeout, guard ---- */
 
-static void on_timer(uv_timer_t *t)
+static void on_timer(gw_mb_tmr *t)
 {
     gw_mbl *l = t->data;
     if (l->state == L_CONNECTING) {
@@ -387,7 +392,7 @@ static void on_timer(uv_timer_t *t)
         /* A late RTU answer has no transaction id to tell it apart: let the
          * line go quiet before the next request. */
         l->guarding = 1;
-        uv_timer_start(&l->timer, on_timer, (uint64_t)l->guard_ms, 0);
+        arm(l, l->guard_ms);
         return;
     }
     pump(l);
@@ -396,12 +401,11 @@ static void on_timer(uv_timer_t *t)
 /* ---- Connection (dial-out) ---- */
 
 static void on_tcp_closed(uv_handle_t *h);
-static void on_timer_closed(uv_handle_t *h);
 
 /* The connection failed or was lost: every running cycle on it fails. */
 static void link_broken(gw_mbl *l, int code)
 {
-    uv_timer_stop(&l->timer);
+    gw_mb_tmr_stop(&l->tmr);
     l->awaiting = 0;
     l->guarding = 0;
     l->rlen = 0;
@@ -427,7 +431,7 @@ static void on_connected(uv_connect_t *c, int status)
     gw_mbl *l = c->data;
     if (status == UV_ECANCELED || l->state != L_CONNECTING)
         return;
-    uv_timer_stop(&l->timer);
+    gw_mb_tmr_stop(&l->tmr);
     if (status < 0) {
         GW_LOG_RL(GW_LOG_INFO, 10000, l->module, "[%s] connect failed: %s",
                   l->owner ? l->owner->dev->conf.id : "?", uv_strerror(status));
@@ -461,53 +465,38 @@ static int link_connect(gw_mbl *l)
         link_broken(l, GW_EAGAIN);
         return GW_ERR;
     }
-    uv_timer_start(&l->timer, on_timer, (uint64_t)l->owner->dev->conf.timeout_ms, 0);
+    arm(l, l->owner->dev->conf.timeout_ms);
     return GW_OK;
 }
 
 /* ---- Sessions ---- */
 
-static void sess_maybe_closed(gw_mbs *s)
+static void sess_finalize(gw_mbs *s)
 {
-    if (--s->closing == 0) {
-        gw_mb_poll_free(&s->poll);
-        gw_mb_stats_unref();
-        if (s->on_closed)
-            s->on_closed(s);
-    }
+    gw_mb_poll_free(&s->poll);
+    gw_mb_stats_unref();
+    if (s->on_closed)
+        s->on_closed(s);
 }
 
 static void on_tcp_closed(uv_handle_t *h)
 {
     gw_mbl *l = h->data;
-    l->tcp_open = 0;
-    sess_maybe_closed(l->owner);
-}
-
-static void on_timer_closed(uv_handle_t *h)
-{
-    gw_mbl *l = h->data;
     gw_mbs *s = l->owner;
-    if (s) {
+    l->tcp_open = 0;
+    if (l->released)
         free(l);
-        sess_maybe_closed(s);
-    } else {
-        free(l);
-    }
+    if (--s->closing == 0 && s->detached)
+        sess_finalize(s);
 }
 
-static void on_poll_closed(uv_handle_t *h)
-{
-    sess_maybe_closed(h->data);
-}
-
-static void on_poll(uv_timer_t *t)
+static void on_poll(gw_mb_tmr *t)
 {
     gw_mbs *s = t->data;
     int64_t now = (int64_t)uv_now(s->core->loop), iv = s->dev->interval_ms;
     int64_t due = s->next_due;
     s->next_due = gw_mb_next_due(due, now, iv, &s->dev->polls_skipped);
-    uv_timer_start(&s->poll_timer, on_poll, (uint64_t)(s->next_due - now), 0);
+    gw_mb_tmr_start(s->core->loop, &s->poll_tmr, s->next_due, on_poll);
     if (gw_mb_poll_begin(&s->poll, due))
         return;
     gw_mbl *l = s->link;
@@ -529,13 +518,10 @@ int gw_mbs__init(gw_mbs *s, gw_core *core, gw_device *dev, const char *module, c
     if (rc)
         return rc;
     gw_mb_stats_ref(core->loop);
-    uv_timer_init(core->loop, &s->poll_timer);
-    s->poll_timer.data = s;
-    s->closing = 1;
+    s->poll_tmr.data = s;
     int64_t now = (int64_t)uv_now(core->loop);
-    int64_t first = gw_mb_first_due(dev->conf.id, now, dev->interval_ms);
-    s->next_due = first; /* the due time of the next poll */
-    uv_timer_start(&s->poll_timer, on_poll, (uint64_t)(first - now), 0);
+    s->next_due = gw_mb_first_due(dev->conf.id, now, dev->interval_ms);
+    gw_mb_tmr_start(core->loop, &s->poll_tmr, s->next_due, on_poll);
     dev->online = -1;
     return GW_OK;
 }
@@ -589,9 +575,7 @@ int gw_mbs__dial(gw_mbs *s, int rtu, int64_t guard_ms, char *err, size_t errlen)
     for (const char *c = s->dev->conf.id; *c; c++)
         seed = seed * 131 + (uint8_t)*c;
     gw_backoff_init(&l->bo, iv, iv * 30 > 300000 ? 300000 : iv * 30, seed);
-    uv_timer_init(s->core->loop, &l->timer);
-    l->timer.data = l;
-    s->closing++;
+    l->tmr.data = l;
     s->link = l;
     s->owns_link = 1;
     return GW_OK;
@@ -609,10 +593,10 @@ static void unbind(gw_mbs *s)
         l->cur = NULL;
         if (l->awaiting) {
             l->awaiting = 0;
-            uv_timer_stop(&l->timer);
+            gw_mb_tmr_stop(&l->tmr);
             if (l->rtu && l->guard_ms > 0 && l->state == L_READY) {
                 l->guarding = 1;
-                uv_timer_start(&l->timer, on_timer, (uint64_t)l->guard_ms, 0);
+                arm(l, l->guard_ms);
             }
         }
         free(l->cur_write);
@@ -627,8 +611,7 @@ static void unbind(gw_mbs *s)
 void gw_mbs__close(gw_mbs *s)
 {
     s->detached = 1;
-    uv_timer_stop(&s->poll_timer);
-    uv_close((uv_handle_t *)&s->poll_timer, on_poll_closed);
+    gw_mb_tmr_stop(&s->poll_tmr);
     while (s->writes) {
         struct gw_mbw *w = s->writes;
         s->writes = w->next;
@@ -637,17 +620,23 @@ void gw_mbs__close(gw_mbs *s)
     s->nwrites = 0;
     if (s->owns_link) {
         gw_mbl *l = s->link;
-        l->released = 1;
-        uv_timer_stop(&l->timer);
+        gw_mb_tmr_stop(&l->tmr);
         free(l->cur_write);
         l->cur_write = NULL;
-        if (l->tcp_open && !uv_is_closing((uv_handle_t *)&l->tcp))
-            uv_close((uv_handle_t *)&l->tcp, on_tcp_closed);
-        uv_close((uv_handle_t *)&l->timer, on_timer_closed);
         s->link = NULL;
+        if (l->tcp_open) {
+            /* The link goes when its handle is closed (on_tcp_closed). */
+            l->released = 1;
+            if (!uv_is_closing((uv_handle_t *)&l->tcp))
+                uv_close((uv_handle_t *)&l->tcp, on_tcp_closed);
+        } else {
+            free(l);
+        }
     } else {
         unbind(s);
     }
+    if (s->closing == 0)
+        sess_finalize(s);
 }
 
 int gw_mbs__write(gw_mbs *s, const char *point, double value)
@@ -700,8 +689,7 @@ gw_mbl *gw_mbl__accepted(gw_core *core, uv_stream_t *stream, int64_t guard_ms)
     l->stream = stream;
     l->guard_ms = guard_ms;
     l->state = L_READY;
-    uv_timer_init(core->loop, &l->timer);
-    l->timer.data = l;
+    l->tmr.data = l;
     return l;
 }
 
@@ -726,7 +714,8 @@ void gw_mbl__release(gw_mbl *l)
 {
     l->released = 1;
     link_broken(l, GW_ERR);
-    uv_close((uv_handle_t *)&l->timer, on_timer_closed);
+    gw_mb_tmr_stop(&l->tmr);
+    free(l);
 }
 
 /* ---- The modbus-tcp protocol ---- */
@@ -775,7 +764,7 @@ static int mbt_set_interval(gw_device *dev, int64_t interval_ms)
     dev->interval_ms = interval_ms;
     int64_t now = (int64_t)uv_now(s->core->loop);
     s->next_due = now;
-    uv_timer_start(&s->poll_timer, on_poll, 0, 0);
+    gw_mb_tmr_start(s->core->loop, &s->poll_tmr, now, on_poll);
     return GW_OK;
 }
 
