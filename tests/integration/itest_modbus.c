@@ -3,11 +3,12 @@
  * playing a DTU that connects in (RTU over TCP). Readings are checked at the
  * platform (mosquitto + subscriber), request counts in the sim's stats file,
  * lateness in the gateway's GW_MODBUS_STATS file. Every wait is bounded. */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
 
 #include "tests/integration/harness.h"
 
