@@ -303,8 +303,8 @@ static void on_check(uv_timer_t *t)
         }
         w->written = 1;
     }
-    int done = w->tcp->siren == 1 && w->tcp->message == 42 && w->dtu->siren == 1 &&
-               w->dtu->message == 42;
+    int done =
+        w->tcp->siren == 1 && w->tcp->message == 42 && w->dtu->siren == 1 && w->dtu->message == 42;
     if (done || (int64_t)uv_now(t->loop) > w->deadline) {
         uv_timer_stop(t);
         uv_close((uv_handle_t *)t, NULL);
@@ -376,7 +376,7 @@ int main(void)
         cmocka_unit_test(test_crc),         cmocka_unit_test(test_rtu_frames),
         cmocka_unit_test(test_tcp_frame),   cmocka_unit_test(test_write_pdus),
         cmocka_unit_test(test_read_answer), cmocka_unit_test(test_lateness),
-        cmocka_unit_test(test_schedule),     cmocka_unit_test(test_writes),
+        cmocka_unit_test(test_schedule),    cmocka_unit_test(test_writes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
