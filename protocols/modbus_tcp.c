@@ -1,462 +1,546 @@
-/* Modbus TCP client on the loop, framed by hand.
+/* Modbus TCP client on the loop, framed by hand, and the link machinery the
+ * DTU transport shares.
  *
  * libmodbus blocks in every call and waits with select(), which aborts the
- * process on descriptors >= 1024 (see docs/design.md), so thousands of devices
- * cannot share one process through it. Here each device has one non-blocking
- * libuv TCP handle and at most one request in flight; a response is matched
- * to its request by transaction id, unit and function code, so a late answer
- * to a timed-out request is recognised and dropped instead of being taken for
- * the next one.
+ * process on descriptors >= 1024 (docs/modbus.md), so thousands of devices
+ * cannot share one process through it. Here a link is one non-blocking
+ * connection with at most one transaction in flight. A modbus-tcp device has
+ * its own link (MBAP framing); an answer is matched by transaction id, unit
+ * and function code, so a late answer to a timed-out request is recognised
+ * and dropped instead of being taken for the next one. The same link with RTU
+ * framing (unit, PDU, CRC) serves modbus-dtu: dialled out for one device, or
+ * accepted from a DTU and shared by every device behind it, which then wait
+ * their turn in the link's queue. RTU frames carry no transaction id, so after
+ * a timeout the link stays quiet for a guard time and drops stray bytes.
  *
- * A poll cycle runs the profile's planned requests in order. An exception
- * answer marks only that request's points bad; a timeout or a broken
- * connection marks the rest of the cycle bad (comm_fail). After offline_after
- * failed cycles the device goes offline (an event) and failed cycles stop
- * producing readings; the first good cycle brings it back online (an event).
- * Polls keep an absolute schedule with a per-device phase, so devices spread
- * over the interval and a slow device never shifts the others. */
+ * A session (gw_mbs) is one device: an absolute schedule with a per-device
+ * phase, the poll cycle (gw_mb_poll in modbus_common.c: results, report-by-
+ * exception, online/offline events) and a short queue of writes, which go
+ * before the next read. */
 #include "gateway/backoff.h"
-#include "gateway/core.h"
 #include "gateway/log.h"
+#include "protocols/modbus_common.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_REQS 256
-#define RBUF 600
-#define MBAP 7
+#define RBUF 1024
 
-enum { ST_IDLE, ST_CONNECTING, ST_READY };
+enum { L_IDLE, L_CONNECTING, L_READY };
 
-struct mb_write {
-    struct mb_write *next;
-    uint8_t fc;
-    uint16_t addr, count;
-    uint8_t data[252];
+struct gw_mbw {
+    struct gw_mbw *next;
+    uint8_t pdu[GW_MB_PDU_MAX];
     size_t len;
+    char point[32];
 };
 
-struct mbt {
-    gw_device *dev;
+struct gw_mbl {
     gw_core *core;
-    uv_tcp_t tcp;
-    uv_timer_t poll_timer, io_timer;
+    const char *module;
+    int rtu;
+    int inbound; /* the stream belongs to the DTU listener */
+    uv_stream_t *stream;
+    uv_tcp_t tcp; /* dial-out only */
     uv_connect_t creq;
-    uv_write_t wreq;
-    int tcp_open;
-    int handles;
-    int detached;
+    gw_mb_tmr tmr; /* response timeout, connect timeout, guard */
     int state;
+    int tcp_open;
+    int guarding;
+    int awaiting;
+    int released;
+    int64_t guard_ms;
+    int64_t timeout_ms; /* of the transaction in flight */
     struct sockaddr_storage addr;
-    int64_t next_due;
-    uint16_t tid;
-    int in_cycle;
-    size_t nreq, cur;
-    const gw_mb_request *reqs;
-    int attempt;
-    int awaiting; /* a request is on the wire */
-    struct mb_write *writes, *cur_write;
-    uint8_t wbuf[260];
-    uint8_t rbuf[RBUF];
-    size_t rlen;
-    uint8_t *data;  /* result bytes of every planned request */
-    size_t *dataoff;
-    gw_mb_result res[MAX_REQS];
-    int fails;      /* consecutive failed cycles */
     gw_backoff bo;
     int64_t connect_not_before;
-    int64_t cycle_start;
+    uint16_t tid;
+    gw_mbs *cur; /* session whose transaction or cycle runs */
+    gw_mbs *qhead, *qtail;
+    gw_mbs *owner; /* dial-out: the one session */
+    struct gw_mbw *cur_write;
+    uint8_t req[GW_MB_PDU_MAX]; /* PDU in flight */
+    size_t reqlen;
+    uint8_t req_unit;
+    uint8_t wbuf[GW_MB_ADU_MAX];
+    uint8_t rbuf[RBUF];
+    size_t rlen;
 };
 
-static void start_cycle(struct mbt *m);
-static void next_step(struct mbt *m);
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+struct wreq {
+    uv_write_t w;
+    uint8_t buf[GW_MB_ADU_MAX];
+};
 
-static int64_t now_ms(struct mbt *m)
+static void pump(gw_mbl *l);
+static void link_broken(gw_mbl *l, int code);
+
+static int64_t now_ms(gw_mbl *l)
 {
-    return (int64_t)uv_now(m->core->loop);
+    return (int64_t)uv_now(l->core->loop);
 }
 
-static void on_handle_closed(uv_handle_t *h)
+/* ---- Queue ---- */
+
+static void enqueue(gw_mbl *l, gw_mbs *s)
 {
-    struct mbt *m = h->data;
-    if (h == (uv_handle_t *)&m->tcp) {
-        m->tcp_open = 0;
-        if (!m->detached)
-            return;
-    }
-    if (--m->handles > 0)
+    if (s->queued || l->cur == s)
         return;
-    while (m->writes) {
-        struct mb_write *w = m->writes;
-        m->writes = w->next;
-        free(w);
+    s->queued = 1;
+    s->qnext = NULL;
+    if (l->qtail)
+        l->qtail->qnext = s;
+    else
+        l->qhead = s;
+    l->qtail = s;
+}
+
+static gw_mbs *dequeue(gw_mbl *l)
+{
+    gw_mbs *s = l->qhead;
+    if (!s)
+        return NULL;
+    l->qhead = s->qnext;
+    if (!l->qhead)
+        l->qtail = NULL;
+    s->qnext = NULL;
+    s->queued = 0;
+    return s;
+}
+
+static void unqueue(gw_mbl *l, gw_mbs *s)
+{
+    if (!s->queued)
+        return;
+    gw_mbs **pp = &l->qhead, *prev = NULL;
+    while (*pp && *pp != s) {
+        prev = *pp;
+        pp = &(*pp)->qnext;
     }
-    free(m->cur_write);
-    free(m->data);
-    free(m->dataoff);
-    free(m);
-}
-
-static void close_conn(struct mbt *m)
-{
-    if (m->tcp_open && !uv_is_closing((uv_handle_t *)&m->tcp))
-        uv_close((uv_handle_t *)&m->tcp, on_handle_closed);
-    m->state = ST_IDLE;
-    m->rlen = 0;
-    m->awaiting = 0;
-    uv_timer_stop(&m->io_timer);
-}
-
-static void emit_event(struct mbt *m, const char *kind, const char *detail)
-{
-    gw_event e;
-    memset(&e, 0, sizeof(e));
-    gw_strlcpy(e.kind, kind, sizeof(e.kind));
-    e.active = 1;
-    gw_strlcpy(e.detail, detail, sizeof(e.detail));
-    gw_core_event(m->core, m->dev, &e);
-}
-
-static int sink_reading(void *ctx, const gw_reading *r)
-{
-    struct mbt *m = ctx;
-    gw_reading copy = *r;
-    gw_core_reading(m->core, m->dev, &copy);
-    return GW_OK;
-}
-
-static void finish_cycle(struct mbt *m)
-{
-    gw_device *d = m->dev;
-    size_t ok = 0;
-    for (size_t i = 0; i < m->nreq; i++)
-        if (m->res[i].status == 0)
-            ok++;
-    m->in_cycle = 0;
-    d->polls++;
-    int any_answer = 0;
-    for (size_t i = 0; i < m->nreq; i++)
-        if (m->res[i].status >= 0)
-            any_answer = 1; /* data or a Modbus exception: the device is there */
-    if (!any_answer) {
-        d->polls_failed++;
-        m->fails++;
-        if (m->fails == d->conf.offline_after && d->online != 0) {
-            d->online = 0;
-            GW_WARN("modbus-tcp", "[%s] offline after %d failed polls", d->conf.id, m->fails);
-            emit_event(m, "offline", "no answer");
-        }
-        if (d->online == 0)
-            return; /* offline: the event said it; no stream of bad readings */
-    } else {
-        if (d->online != 1) {
-            GW_INFO("modbus-tcp", "[%s] online", d->conf.id);
-            d->online = 1;
-            emit_event(m, "online", "");
-        }
-        m->fails = 0;
+    if (*pp) {
+        *pp = s->qnext;
+        if (l->qtail == s)
+            l->qtail = prev;
     }
-    gw_sink sink = {sink_reading, NULL, m};
-    gw_profile_decode(d->profile, d->params, d->nparams, m->res, m->nreq, gw_now_ms(), &sink);
-    (void)ok;
+    s->qnext = NULL;
+    s->queued = 0;
 }
 
-/* Marks requests from `from` on as failed with code and ends the cycle. */
-static void fail_rest(struct mbt *m, size_t from, int code)
+/* Fails a session's running cycle (no link, link lost). */
+static void fail_cycle(gw_mbs *s, int code)
 {
-    for (size_t i = from; i < m->nreq; i++) {
-        m->res[i].status = code;
-        m->res[i].len = 0;
-    }
-    m->cur = m->nreq;
-    finish_cycle(m);
+    if (!s->poll.in_cycle)
+        return;
+    gw_mb_poll_fail_rest(&s->poll, code);
+    gw_mb_poll_finish(&s->poll);
 }
+
+/* ---- Sending ---- */
 
 static void on_written(uv_write_t *w, int status)
 {
-    struct mbt *m = w->data;
-    if (status < 0 && status != UV_ECANCELED && !m->detached) {
-        GW_LOG_RL(GW_LOG_WARN, 10000, "modbus-tcp", "[%s] write failed: %s", m->dev->conf.id,
-                  uv_strerror(status));
-        close_conn(m);
-        if (m->in_cycle)
-            fail_rest(m, m->cur, GW_ERR);
-    }
+    free(w);
 }
 
-static void on_io_timeout(uv_timer_t *t)
+/* Writes a frame: uv_try_write first (a small frame almost always leaves at
+ * once, with no request and no callback), a queued write for the rest. */
+static int link_write(gw_mbl *l, const uint8_t *p, size_t n)
 {
-    struct mbt *m = t->data;
-    if (m->state == ST_CONNECTING) {
-        close_conn(m);
-        m->connect_not_before = now_ms(m) + gw_backoff_next(&m->bo);
-        if (m->in_cycle)
-            fail_rest(m, 0, GW_EAGAIN);
-        return;
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    int rc = uv_try_write(l->stream, &b, 1);
+    if (rc == (int)n)
+        return GW_OK;
+    if (rc < 0 && rc != UV_EAGAIN)
+        return GW_ERR;
+    size_t done = rc > 0 ? (size_t)rc : 0;
+    struct wreq *w = malloc(sizeof(*w));
+    if (!w)
+        return GW_ENOMEM;
+    memcpy(w->buf, p + done, n - done);
+    b = uv_buf_init((char *)w->buf, (unsigned)(n - done));
+    if (uv_write(&w->w, l->stream, &b, 1, on_written)) {
+        free(w);
+        return GW_ERR;
     }
-    m->awaiting = 0;
-    if (m->cur_write) {
-        GW_WARN("modbus-tcp", "[%s] write to %u timed out", m->dev->conf.id, m->cur_write->addr);
-        free(m->cur_write);
-        m->cur_write = NULL;
-        next_step(m);
-        return;
-    }
-    if (m->attempt < m->dev->conf.retries) {
-        m->attempt++;
-        next_step(m);
-        return;
-    }
-    /* The device did not answer: the rest of this cycle is comm_fail. */
-    fail_rest(m, m->cur, GW_EAGAIN);
-    next_step(m);
+    return GW_OK;
 }
 
-static void send_frame(struct mbt *m, uint8_t fc, uint16_t addr, uint16_t count,
-                       const uint8_t *data, size_t len)
+static void on_timer(gw_mb_tmr *t);
+
+static void arm(gw_mbl *l, int64_t in_ms)
 {
-    m->tid++;
-    uint8_t *b = m->wbuf;
-    size_t pdu = 5 + (data ? 1 + len : 0);
-    if (fc == 5 || fc == 6)
-        pdu = 5;
-    b[0] = (uint8_t)(m->tid >> 8);
-    b[1] = (uint8_t)m->tid;
-    b[2] = b[3] = 0;
-    b[4] = (uint8_t)((pdu + 1) >> 8);
-    b[5] = (uint8_t)(pdu + 1);
-    b[6] = (uint8_t)m->dev->conf.unit;
-    b[7] = fc;
-    b[8] = (uint8_t)(addr >> 8);
-    b[9] = (uint8_t)addr;
-    if (fc == 5 || fc == 6) {
-        b[10] = data[0];
-        b[11] = data[1];
+    gw_mb_tmr_start(l->core->loop, &l->tmr, (int64_t)uv_now(l->core->loop) + in_ms, on_timer);
+}
+
+static void send_pdu(gw_mbl *l, gw_mbs *s, const uint8_t *pdu, size_t len)
+{
+    uint8_t unit = (uint8_t)s->dev->conf.unit;
+    size_t n;
+    memcpy(l->req, pdu, len);
+    l->reqlen = len;
+    l->req_unit = unit;
+    if (l->rtu) {
+        n = gw_mb_adu_rtu(l->wbuf, unit, pdu, len);
+        l->rlen = 0; /* whatever came before is not the answer */
     } else {
-        b[10] = (uint8_t)(count >> 8);
-        b[11] = (uint8_t)count;
-        if (data) {
-            b[12] = (uint8_t)len;
-            memcpy(b + 13, data, len);
-        }
+        n = gw_mb_adu_tcp(l->wbuf, ++l->tid, unit, pdu, len);
     }
-    uv_buf_t buf = uv_buf_init((char *)b, (unsigned)(6 + 1 + pdu));
-    m->wreq.data = m;
-    m->awaiting = 1;
-    int rc = uv_write(&m->wreq, (uv_stream_t *)&m->tcp, &buf, 1, on_written);
-    uv_timer_start(&m->io_timer, on_io_timeout, (uint64_t)m->dev->conf.timeout_ms, 0);
-    if (rc) {
-        m->awaiting = 0;
-        close_conn(m);
-        if (m->in_cycle)
-            fail_rest(m, m->cur, GW_ERR);
+    l->awaiting = 1;
+    l->timeout_ms = s->dev->conf.timeout_ms;
+    if (link_write(l, l->wbuf, n)) {
+        GW_LOG_RL(GW_LOG_WARN, 10000, l->module, "[%s] write failed", s->dev->conf.id);
+        link_broken(l, GW_ERR);
+        return;
+    }
+    arm(l, l->timeout_ms);
+}
+
+/* Sends the next thing due on a ready link: the current session's writes,
+ * then its next planned read; when it has nothing left, the next session. */
+static void pump(gw_mbl *l)
+{
+    for (int guard = 0; guard < 100000; guard++) {
+        if (l->state != L_READY || l->awaiting || l->guarding || l->released)
+            return;
+        if (!l->cur && !(l->cur = dequeue(l)))
+            return;
+        gw_mbs *s = l->cur;
+        if (s->writes) {
+            struct gw_mbw *w = s->writes;
+            s->writes = w->next;
+            s->nwrites--;
+            l->cur_write = w;
+            send_pdu(l, s, w->pdu, w->len);
+            return;
+        }
+        const gw_mb_request *q = gw_mb_poll_current(&s->poll);
+        if (q) {
+            uint8_t pdu[5];
+            gw_mb_poll_sent(&s->poll);
+            send_pdu(l, s, pdu, gw_mb_pdu_read(pdu, q->fc, q->addr, q->count));
+            return;
+        }
+        if (s->poll.in_cycle)
+            gw_mb_poll_finish(&s->poll);
+        if (l->cur == s && !s->writes)
+            l->cur = NULL;
     }
 }
 
-/* Sends the next thing due on a ready connection: a pending write first, then
- * the next planned read of the running cycle. */
-static void next_step(struct mbt *m)
+/* ---- Receiving ---- */
+
+/* The answer to the transaction in flight (pdu, or status < 0 for a frame
+ * that was there but broken). */
+static void on_answer(gw_mbl *l, const uint8_t *pdu, size_t len, int status)
 {
-    if (m->state != ST_READY || m->awaiting)
-        return;
-    if (!m->cur_write && m->writes) {
-        m->cur_write = m->writes;
-        m->writes = m->cur_write->next;
+    gw_mb_tmr_stop(&l->tmr);
+    l->awaiting = 0;
+    gw_mbs *s = l->cur;
+    if (l->cur_write) {
+        struct gw_mbw *w = l->cur_write;
+        l->cur_write = NULL;
+        int rc = status ? status : gw_mb_write_answer(w->pdu, w->len, pdu, len);
+        if (rc)
+            GW_WARN(l->module, "[%s] write of %s refused (%d)", s ? s->dev->conf.id : "?", w->point,
+                    rc);
+        else
+            GW_INFO(l->module, "[%s] wrote %s", s ? s->dev->conf.id : "?", w->point);
+        free(w);
+    } else if (s) {
+        int done = status ? gw_mb_poll_result(&s->poll, status, NULL, 0)
+                          : gw_mb_poll_answer(&s->poll, pdu, len);
+        if (done)
+            gw_mb_poll_finish(&s->poll);
     }
-    if (m->cur_write) {
-        struct mb_write *w = m->cur_write;
-        send_frame(m, w->fc, w->addr, w->count, w->data, w->len);
-        return;
-    }
-    if (m->in_cycle && m->cur < m->nreq) {
-        const gw_mb_request *r = &m->reqs[m->cur];
-        send_frame(m, r->fc, r->addr, r->count, NULL, 0);
-    }
+    pump(l);
 }
 
-/* Handles one complete response frame f of len bytes. */
-static void on_frame(struct mbt *m, const uint8_t *f, size_t len)
+static void parse_tcp(gw_mbl *l)
 {
-    uint16_t tid = (uint16_t)(f[0] << 8 | f[1]);
-    if (tid != m->tid || !m->awaiting || f[6] != (uint8_t)m->dev->conf.unit)
-        return; /* a late answer to a request we gave up on, or not ours */
-    uint8_t fc = f[7];
-    uv_timer_stop(&m->io_timer);
-    m->awaiting = 0;
-    if (m->cur_write) {
-        if (fc & 0x80)
-            GW_WARN("modbus-tcp", "[%s] write refused with exception %u", m->dev->conf.id,
-                    len > 8 ? f[8] : 0);
-        free(m->cur_write);
-        m->cur_write = NULL;
-        next_step(m);
-        return;
-    }
-    if (!m->in_cycle || m->cur >= m->nreq)
-        return;
-    const gw_mb_request *r = &m->reqs[m->cur];
-    gw_mb_result *res = &m->res[m->cur];
-    if (fc == (r->fc | 0x80)) {
-        res->status = len > 8 && f[8] ? f[8] : 4;
-        res->len = 0;
-    } else {
-        size_t want = (r->fc == 1 || r->fc == 2) ? (size_t)(r->count + 7) / 8 : (size_t)r->count * 2;
-        if (fc != r->fc || len < 9 || f[8] != want || len != 9 + want) {
-            GW_LOG_RL(GW_LOG_WARN, 10000, "modbus-tcp", "[%s] malformed response to fc %u",
-                      m->dev->conf.id, r->fc);
-            res->status = GW_EMALFORMED;
-            res->len = 0;
-        } else {
-            memcpy(m->data + m->dataoff[m->cur], f + 9, want);
-            res->data = m->data + m->dataoff[m->cur];
-            res->len = want;
-            res->status = 0;
+    size_t at = 0;
+    while (l->rlen - at >= 8) {
+        const uint8_t *f = l->rbuf + at;
+        size_t n = (size_t)(f[4] << 8 | f[5]);
+        if (f[2] != 0 || f[3] != 0 || n < 2 || n > 254) {
+            /* Not Modbus TCP: nothing after this can be trusted. */
+            GW_LOG_RL(GW_LOG_WARN, 10000, l->module, "[%s] garbage from the device; reconnecting",
+                      l->owner ? l->owner->dev->conf.id : "?");
+            gw_mb_stats_get()->malformed++;
+            link_broken(l, GW_EMALFORMED);
+            return;
         }
+        if (l->rlen - at < 6 + n)
+            break;
+        at += 6 + n;
+        uint16_t tid = (uint16_t)(f[0] << 8 | f[1]);
+        if (!l->awaiting || tid != l->tid || f[6] != l->req_unit || (f[7] & 0x7F) != l->req[0])
+            continue; /* a late answer to a request we gave up on, or not ours */
+        on_answer(l, f + 7, n - 1, 0);
+        if (l->state != L_READY)
+            return;
     }
-    m->cur++;
-    m->attempt = 0;
-    if (m->cur >= m->nreq)
-        finish_cycle(m);
-    next_step(m);
+    memmove(l->rbuf, l->rbuf + at, l->rlen - at);
+    l->rlen -= at;
+}
+
+static void parse_rtu(gw_mbl *l)
+{
+    if (!l->awaiting) {
+        l->rlen = 0; /* stray or late bytes: nothing is asked */
+        return;
+    }
+    if (l->rbuf[0] != l->req_unit) {
+        l->rlen = 0;
+        on_answer(l, NULL, 0, GW_EMALFORMED);
+        return;
+    }
+    int n = gw_mb_rtu_answer_len(l->rbuf, l->rlen, l->req[0]);
+    if (n == 0 || (n > 0 && l->rlen < (size_t)n))
+        return;
+    size_t len = l->rlen;
+    l->rlen = 0;
+    if (n < 0) {
+        on_answer(l, NULL, 0, GW_EMALFORMED);
+        return;
+    }
+    if (gw_mb_rtu_check(l->rbuf, (size_t)n)) {
+        GW_LOG_RL(GW_LOG_WARN, 10000, l->module, "[%s] CRC error",
+                  l->cur ? l->cur->dev->conf.id : "?");
+        on_answer(l, NULL, 0, GW_ECRC);
+        return;
+    }
+    (void)len;
+    on_answer(l, l->rbuf + 1, (size_t)n - 3, 0);
+}
+
+static void link_bytes(gw_mbl *l, const uint8_t *p, size_t n)
+{
+    while (n > 0 && l->state == L_READY) {
+        size_t room = RBUF - l->rlen, take = n < room ? n : room;
+        memcpy(l->rbuf + l->rlen, p, take);
+        l->rlen += take;
+        p += take;
+        n -= take;
+        if (l->rtu)
+            parse_rtu(l);
+        else
+            parse_tcp(l);
+        if (l->rlen == RBUF)
+            l->rlen = 0; /* cannot happen with valid frames: drop rather than stall */
+    }
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-    struct mbt *m = h->data;
-    buf->base = (char *)m->rbuf + m->rlen;
-    buf->len = RBUF - m->rlen;
+    gw_mbl *l = h->data;
+    buf->base = (char *)l->rbuf + l->rlen;
+    buf->len = RBUF - l->rlen;
 }
 
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
-    struct mbt *m = s->data;
+    gw_mbl *l = st->data;
     if (n < 0) {
-        GW_LOG_RL(GW_LOG_INFO, 10000, "modbus-tcp", "[%s] connection closed: %s",
-                  m->dev->conf.id, uv_strerror((int)n));
-        close_conn(m);
-        m->connect_not_before = now_ms(m) + gw_backoff_next(&m->bo);
-        if (m->in_cycle)
-            fail_rest(m, m->cur, GW_ERR);
+        GW_LOG_RL(GW_LOG_INFO, 10000, l->module, "[%s] connection closed: %s",
+                  l->owner ? l->owner->dev->conf.id : "?", uv_strerror((int)n));
+        link_broken(l, GW_ERR);
         return;
     }
-    m->rlen += (size_t)n;
-    size_t at = 0;
-    while (m->rlen - at >= MBAP + 1) {
-        const uint8_t *f = m->rbuf + at;
-        size_t l = (size_t)(f[4] << 8 | f[5]);
-        if (f[2] != 0 || f[3] != 0 || l < 2 || l > 254) {
-            /* Not Modbus TCP: nothing after this can be trusted. */
-            GW_LOG_RL(GW_LOG_WARN, 10000, "modbus-tcp", "[%s] garbage from device; reconnecting",
-                      m->dev->conf.id);
-            close_conn(m);
-            if (m->in_cycle)
-                fail_rest(m, m->cur, GW_EMALFORMED);
-            return;
-        }
-        if (m->rlen - at < 6 + l)
-            break;
-        on_frame(m, f, 6 + l);
-        if (m->state != ST_READY)
-            return;
-        at += 6 + l;
+    /* The bytes are already in rbuf (on_alloc). */
+    l->rlen += (size_t)n;
+    if (l->rtu)
+        parse_rtu(l);
+    else
+        parse_tcp(l);
+    if (l->rlen == RBUF)
+        l->rlen = 0;
+}
+
+/* ---- Timer: response timeout, connect timeout, guard ---- */
+
+static void on_timer(gw_mb_tmr *t)
+{
+    gw_mbl *l = t->data;
+    if (l->state == L_CONNECTING) {
+        GW_LOG_RL(GW_LOG_INFO, 10000, l->module, "[%s] connect timed out",
+                  l->owner ? l->owner->dev->conf.id : "?");
+        link_broken(l, GW_EAGAIN);
+        return;
     }
-    memmove(m->rbuf, m->rbuf + at, m->rlen - at);
-    m->rlen -= at;
+    if (l->guarding) {
+        l->guarding = 0;
+        l->rlen = 0;
+        pump(l);
+        return;
+    }
+    if (!l->awaiting)
+        return;
+    l->awaiting = 0;
+    gw_mbs *s = l->cur;
+    if (l->cur_write) {
+        GW_WARN(l->module, "[%s] write of %s timed out", s ? s->dev->conf.id : "?",
+                l->cur_write->point);
+        free(l->cur_write);
+        l->cur_write = NULL;
+    } else if (s) {
+        /* Retry, skip this request, or give up the cycle (gw_mb_poll_timeout). */
+        gw_mb_poll_timeout(&s->poll);
+        if (!gw_mb_poll_current(&s->poll) && s->poll.in_cycle)
+            gw_mb_poll_finish(&s->poll);
+    }
+    if (l->rtu && l->guard_ms > 0) {
+        /* A late RTU answer has no transaction id to tell it apart: let the
+         * line go quiet before the next request. */
+        l->guarding = 1;
+        arm(l, l->guard_ms);
+        return;
+    }
+    pump(l);
+}
+
+/* ---- Connection (dial-out) ---- */
+
+static void on_tcp_closed(uv_handle_t *h);
+
+/* The connection failed or was lost: every running cycle on it fails. */
+static void link_broken(gw_mbl *l, int code)
+{
+    gw_mb_tmr_stop(&l->tmr);
+    l->awaiting = 0;
+    l->guarding = 0;
+    l->rlen = 0;
+    if (!l->inbound) {
+        if (l->tcp_open && !uv_is_closing((uv_handle_t *)&l->tcp))
+            uv_close((uv_handle_t *)&l->tcp, on_tcp_closed);
+        if (l->state != L_IDLE)
+            l->connect_not_before = now_ms(l) + gw_backoff_next(&l->bo);
+    }
+    l->state = L_IDLE;
+    free(l->cur_write);
+    l->cur_write = NULL;
+    gw_mbs *s = l->cur;
+    l->cur = NULL;
+    if (s)
+        fail_cycle(s, code);
+    for (int guard = 0; guard < 100000 && (s = dequeue(l)); guard++)
+        fail_cycle(s, code);
 }
 
 static void on_connected(uv_connect_t *c, int status)
 {
-    struct mbt *m = c->data;
-    if (m->detached || status == UV_ECANCELED)
+    gw_mbl *l = c->data;
+    if (status == UV_ECANCELED || l->state != L_CONNECTING)
         return;
-    uv_timer_stop(&m->io_timer);
+    gw_mb_tmr_stop(&l->tmr);
     if (status < 0) {
-        GW_LOG_RL(GW_LOG_INFO, 10000, "modbus-tcp", "[%s] connect to %s failed: %s",
-                  m->dev->conf.id, m->dev->conf.connect, uv_strerror(status));
-        close_conn(m);
-        m->connect_not_before = now_ms(m) + gw_backoff_next(&m->bo);
-        if (m->in_cycle)
-            fail_rest(m, 0, GW_EAGAIN);
+        GW_LOG_RL(GW_LOG_INFO, 10000, l->module, "[%s] connect failed: %s",
+                  l->owner ? l->owner->dev->conf.id : "?", uv_strerror(status));
+        link_broken(l, GW_EAGAIN);
         return;
     }
-    gw_backoff_reset(&m->bo);
-    m->state = ST_READY;
-    uv_tcp_nodelay(&m->tcp, 1);
-    uv_read_start((uv_stream_t *)&m->tcp, on_alloc, on_read);
-    next_step(m);
+    gw_backoff_reset(&l->bo);
+    l->state = L_READY;
+    uv_tcp_nodelay(&l->tcp, 1);
+    uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read);
+    pump(l);
 }
 
-static int connect_dev(struct mbt *m)
+/* Starts connecting unless the backoff says not yet. Returns 0 when a
+ * connection is up or on its way. */
+static int link_connect(gw_mbl *l)
 {
-    if (uv_tcp_init(m->core->loop, &m->tcp))
+    if (l->state != L_IDLE)
+        return GW_OK;
+    if (l->tcp_open || now_ms(l) < l->connect_not_before)
+        return GW_EAGAIN; /* the old handle is still closing, or backing off */
+    if (uv_tcp_init(l->core->loop, &l->tcp))
         return GW_ERR;
-    m->tcp.data = m;
-    m->tcp_open = 1;
-    m->creq.data = m;
-    m->state = ST_CONNECTING;
-    if (uv_tcp_connect(&m->creq, &m->tcp, (struct sockaddr *)&m->addr, on_connected)) {
-        close_conn(m);
+    l->tcp.data = l;
+    l->tcp_open = 1;
+    l->owner->closing++;
+    l->stream = (uv_stream_t *)&l->tcp;
+    l->creq.data = l;
+    l->state = L_CONNECTING;
+    if (uv_tcp_connect(&l->creq, &l->tcp, (struct sockaddr *)&l->addr, on_connected)) {
+        link_broken(l, GW_EAGAIN);
         return GW_ERR;
     }
-    uv_timer_start(&m->io_timer, on_io_timeout, (uint64_t)m->dev->conf.timeout_ms, 0);
+    arm(l, l->owner->dev->conf.timeout_ms);
     return GW_OK;
 }
 
-static void start_cycle(struct mbt *m)
+/* ---- Sessions ---- */
+
+static void sess_finalize(gw_mbs *s)
 {
-    if (m->in_cycle) {
-        m->dev->polls_skipped++; /* the previous cycle is still running */
-        return;
-    }
-    m->in_cycle = 1;
-    m->cur = 0;
-    m->attempt = 0;
-    m->cycle_start = now_ms(m);
-    for (size_t i = 0; i < m->nreq; i++) {
-        m->res[i].status = GW_EAGAIN;
-        m->res[i].len = 0;
-        m->res[i].data = NULL;
-    }
-    if (m->state == ST_IDLE) {
-        if (m->tcp_open) {
-            /* The old handle is still closing. */
-            fail_rest(m, 0, GW_EAGAIN);
-            return;
-        }
-        if (now_ms(m) < m->connect_not_before || connect_dev(m)) {
-            fail_rest(m, 0, GW_EAGAIN);
-            return;
-        }
-        return; /* the cycle continues in on_connected */
-    }
-    next_step(m);
+    gw_mb_poll_free(&s->poll);
+    gw_mb_stats_unref();
+    if (s->on_closed)
+        s->on_closed(s);
 }
 
-static void on_poll(uv_timer_t *t)
+static void on_tcp_closed(uv_handle_t *h)
 {
-    struct mbt *m = t->data;
-    int64_t now = now_ms(m), iv = m->dev->interval_ms;
-    m->next_due += iv;
-    if (m->next_due <= now) {
-        /* We fell behind (loop stall or a suspended process): skip, keep phase. */
-        int64_t missed = (now - m->next_due) / iv + 1;
-        m->dev->polls_skipped += (uint64_t)missed;
-        m->next_due += missed * iv;
+    gw_mbl *l = h->data;
+    gw_mbs *s = l->owner;
+    l->tcp_open = 0;
+    if (l->released)
+        free(l);
+    if (--s->closing == 0 && s->detached)
+        sess_finalize(s);
+}
+
+static void on_poll(gw_mb_tmr *t)
+{
+    gw_mbs *s = t->data;
+    int64_t now = (int64_t)uv_now(s->core->loop), iv = s->dev->interval_ms;
+    int64_t due = s->next_due;
+    s->next_due = gw_mb_next_due(due, now, iv, &s->dev->polls_skipped);
+    gw_mb_tmr_start(s->core->loop, &s->poll_tmr, s->next_due, on_poll);
+    if (gw_mb_poll_begin(&s->poll, due))
+        return;
+    gw_mbl *l = s->link;
+    if (!l || (s->owns_link && link_connect(l) != GW_OK)) {
+        fail_cycle(s, GW_EAGAIN);
+        return;
     }
-    uv_timer_start(&m->poll_timer, on_poll, (uint64_t)(m->next_due - now), 0);
-    start_cycle(m);
+    enqueue(l, s);
+    pump(l);
+}
+
+int gw_mbs__init(gw_mbs *s, gw_core *core, gw_device *dev, const char *module, char *err,
+                 size_t errlen)
+{
+    memset(s, 0, sizeof(*s));
+    s->dev = dev;
+    s->core = core;
+    int rc = gw_mb_poll_init(&s->poll, core, dev, module, err, errlen);
+    if (rc)
+        return rc;
+    gw_mb_stats_ref(core->loop);
+    s->poll_tmr.data = s;
+    int64_t now = (int64_t)uv_now(core->loop);
+    s->next_due = gw_mb_first_due(dev->conf.id, now, dev->interval_ms);
+    gw_mb_tmr_start(core->loop, &s->poll_tmr, s->next_due, on_poll);
+    dev->online = -1;
+    return GW_OK;
 }
 
 static int parse_addr(const char *connect, struct sockaddr_storage *ss)
 {
     char host[128];
-    const char *hp = connect + 6; /* after tcp:// */
+    if (strncmp(connect, "tcp://", 6) != 0)
+        return GW_EINVAL;
+    const char *hp = connect + 6;
     const char *colon = strrchr(hp, ':');
     if (!colon || (size_t)(colon - hp) >= sizeof(host))
         return GW_EINVAL;
     memcpy(host, hp, (size_t)(colon - hp));
     host[colon - hp] = '\0';
+    if (host[0] == '[' && colon - hp >= 2 && host[colon - hp - 1] == ']') {
+        memmove(host, host + 1, (size_t)(colon - hp));
+        host[colon - hp - 2] = '\0';
+    }
     char *end;
     long port = strtol(colon + 1, &end, 10);
     if (*end || port <= 0 || port > 65535)
@@ -468,133 +552,249 @@ static int parse_addr(const char *connect, struct sockaddr_storage *ss)
     return GW_EINVAL;
 }
 
-static uint64_t hash_str(const char *s)
+int gw_mbs__dial(gw_mbs *s, int rtu, int64_t guard_ms, char *err, size_t errlen)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
+    gw_mbl *l = calloc(1, sizeof(*l));
+    if (!l) {
+        snprintf(err, errlen, "out of memory");
+        return GW_ENOMEM;
+    }
+    if (parse_addr(s->dev->conf.connect, &l->addr)) {
+        snprintf(err, errlen, "device %s: connect '%s' needs tcp:// with a numeric IP and port",
+                 s->dev->conf.id, s->dev->conf.connect);
+        free(l);
+        return GW_EINVAL;
+    }
+    l->core = s->core;
+    l->module = s->poll.module;
+    l->rtu = rtu;
+    l->guard_ms = guard_ms;
+    l->owner = s;
+    int64_t iv = s->dev->interval_ms;
+    uint64_t seed = 0;
+    for (const char *c = s->dev->conf.id; *c; c++)
+        seed = seed * 131 + (uint8_t)*c;
+    gw_backoff_init(&l->bo, iv, iv * 30 > 300000 ? 300000 : iv * 30, seed);
+    l->tmr.data = l;
+    s->link = l;
+    s->owns_link = 1;
+    return GW_OK;
+}
+
+/* Takes a session off its link: its transaction in flight is forgotten (a
+ * late answer is dropped) and its running cycle fails. */
+static void unbind(gw_mbs *s)
+{
+    gw_mbl *l = s->link;
+    if (!l)
+        return;
+    unqueue(l, s);
+    if (l->cur == s) {
+        l->cur = NULL;
+        if (l->awaiting) {
+            l->awaiting = 0;
+            gw_mb_tmr_stop(&l->tmr);
+            if (l->rtu && l->guard_ms > 0 && l->state == L_READY) {
+                l->guarding = 1;
+                arm(l, l->guard_ms);
+            }
+        }
+        free(l->cur_write);
+        l->cur_write = NULL;
+    }
+    s->link = NULL;
+    if (!s->detached)
+        fail_cycle(s, GW_EAGAIN);
+    pump(l);
+}
+
+void gw_mbs__close(gw_mbs *s)
+{
+    s->detached = 1;
+    gw_mb_tmr_stop(&s->poll_tmr);
+    while (s->writes) {
+        struct gw_mbw *w = s->writes;
+        s->writes = w->next;
+        free(w);
+    }
+    s->nwrites = 0;
+    if (s->owns_link) {
+        gw_mbl *l = s->link;
+        gw_mb_tmr_stop(&l->tmr);
+        free(l->cur_write);
+        l->cur_write = NULL;
+        s->link = NULL;
+        if (l->tcp_open) {
+            /* The link goes when its handle is closed (on_tcp_closed). */
+            l->released = 1;
+            if (!uv_is_closing((uv_handle_t *)&l->tcp))
+                uv_close((uv_handle_t *)&l->tcp, on_tcp_closed);
+        } else {
+            free(l);
+        }
+    } else {
+        unbind(s);
+    }
+    if (s->closing == 0)
+        sess_finalize(s);
+}
+
+int gw_mbs__write(gw_mbs *s, const char *point, double value)
+{
+    if (s->detached)
+        return GW_EINVAL;
+    if (s->nwrites >= GW_MB_WRITES_MAX)
+        return GW_EFULL;
+    uint8_t fc, data[GW_MB_WRITE_MAX];
+    uint16_t addr, count;
+    size_t len;
+    int rc = gw_profile_encode_write(s->dev->profile, point, value, &fc, &addr, &count, data, &len);
+    if (rc)
+        return rc;
+    struct gw_mbw *w = calloc(1, sizeof(*w));
+    if (!w)
+        return GW_ENOMEM;
+    w->len = gw_mb_pdu_write(w->pdu, fc, addr, count, data, len);
+    gw_strlcpy(w->point, point, sizeof(w->point));
+    if (!w->len) {
+        free(w);
+        return GW_EINVAL;
+    }
+    struct gw_mbw **tail = &s->writes;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = w;
+    s->nwrites++;
+    gw_mbl *l = s->link;
+    if (l) {
+        if (s->owns_link)
+            link_connect(l);
+        enqueue(l, s);
+        pump(l);
+    }
+    return GW_OK;
+}
+
+/* ---- Links accepted by the DTU listener ---- */
+
+gw_mbl *gw_mbl__accepted(gw_core *core, uv_stream_t *stream, int64_t guard_ms)
+{
+    gw_mbl *l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    l->core = core;
+    l->module = "modbus-dtu";
+    l->rtu = 1;
+    l->inbound = 1;
+    l->stream = stream;
+    l->guard_ms = guard_ms;
+    l->state = L_READY;
+    l->tmr.data = l;
+    return l;
+}
+
+void gw_mbl__feed(gw_mbl *l, const uint8_t *p, size_t n)
+{
+    link_bytes(l, p, n);
+}
+
+void gw_mbl__bind(gw_mbl *l, gw_mbs *s)
+{
+    if (s->link == l)
+        return;
+    unbind(s);
+    s->link = l;
+    if (l && s->writes) {
+        enqueue(l, s);
+        pump(l);
+    }
+}
+
+void gw_mbl__release(gw_mbl *l)
+{
+    l->released = 1;
+    link_broken(l, GW_ERR);
+    gw_mb_tmr_stop(&l->tmr);
+    free(l);
+}
+
+/* ---- The modbus-tcp protocol ---- */
+
+static void mbt_closed(gw_mbs *s)
+{
+    free(s);
 }
 
 static int mbt_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
 {
-    struct mbt *m = calloc(1, sizeof(*m));
-    if (!m) {
+    gw_mbs *s = malloc(sizeof(*s));
+    if (!s) {
         snprintf(err, errlen, "out of memory");
         return GW_ENOMEM;
     }
-    m->dev = dev;
-    m->core = core;
-    if (parse_addr(dev->conf.connect, &m->addr)) {
-        snprintf(err, errlen, "device %s: connect '%s' needs a numeric IP address and port",
-                 dev->conf.id, dev->conf.connect);
-        free(m);
-        return GW_EINVAL;
+    int rc = gw_mbs__init(s, core, dev, "modbus-tcp", err, errlen);
+    if (rc) {
+        free(s);
+        return rc;
     }
-    m->nreq = gw_profile_requests(dev->profile, &m->reqs);
-    if (m->nreq > MAX_REQS) {
-        snprintf(err, errlen, "device %s: profile plans %zu reads (at most %d)", dev->conf.id,
-                 m->nreq, MAX_REQS);
-        free(m);
-        return GW_EINVAL;
+    s->on_closed = mbt_closed;
+    rc = gw_mbs__dial(s, 0, 0, err, errlen);
+    if (rc) {
+        gw_mbs__close(s);
+        return rc;
     }
-    size_t total = 0;
-    m->dataoff = calloc(m->nreq ? m->nreq : 1, sizeof(*m->dataoff));
-    for (size_t i = 0; m->dataoff && i < m->nreq; i++) {
-        m->dataoff[i] = total;
-        total += m->reqs[i].fc <= 2 ? (size_t)(m->reqs[i].count + 7) / 8
-                                    : (size_t)m->reqs[i].count * 2;
-    }
-    m->data = malloc(total ? total : 1);
-    if (!m->dataoff || !m->data) {
-        free(m->dataoff);
-        free(m->data);
-        free(m);
-        snprintf(err, errlen, "out of memory");
-        return GW_ENOMEM;
-    }
-    gw_backoff_init(&m->bo, dev->interval_ms, dev->interval_ms * 30 > 300000 ? 300000 : dev->interval_ms * 30,
-                    hash_str(dev->conf.id));
-    uv_timer_init(core->loop, &m->poll_timer);
-    uv_timer_init(core->loop, &m->io_timer);
-    m->poll_timer.data = m->io_timer.data = m;
-    m->handles = 2;
-    dev->proto_state = m;
-    dev->online = -1;
-    /* Spread first polls over the interval by a stable per-device phase. */
-    int64_t now = now_ms(m);
-    int64_t phase = (int64_t)(hash_str(dev->conf.id) % (uint64_t)dev->interval_ms);
-    m->next_due = now + phase;
-    uv_timer_start(&m->poll_timer, on_poll, (uint64_t)phase, 0);
-    m->next_due -= dev->interval_ms; /* on_poll adds one interval */
+    dev->proto_state = s;
     return GW_OK;
 }
 
 static void mbt_detach(gw_device *dev)
 {
-    struct mbt *m = dev->proto_state;
-    if (!m)
+    gw_mbs *s = dev->proto_state;
+    if (!s)
         return;
-    m->detached = 1;
     dev->proto_state = NULL;
-    uv_timer_stop(&m->poll_timer);
-    uv_timer_stop(&m->io_timer);
-    if (m->tcp_open) {
-        m->handles++;
-        if (!uv_is_closing((uv_handle_t *)&m->tcp))
-            uv_close((uv_handle_t *)&m->tcp, on_handle_closed);
-    }
-    uv_close((uv_handle_t *)&m->poll_timer, on_handle_closed);
-    uv_close((uv_handle_t *)&m->io_timer, on_handle_closed);
+    gw_mbs__close(s);
 }
 
 static int mbt_set_interval(gw_device *dev, int64_t interval_ms)
 {
-    struct mbt *m = dev->proto_state;
-    if (!m || interval_ms <= 0)
+    gw_mbs *s = dev->proto_state;
+    if (!s || interval_ms <= 0)
         return GW_EINVAL;
     dev->interval_ms = interval_ms;
-    int64_t now = now_ms(m);
-    m->next_due = now;
-    uv_timer_start(&m->poll_timer, on_poll, 0, 0);
-    m->next_due -= interval_ms;
+    int64_t now = (int64_t)uv_now(s->core->loop);
+    s->next_due = now;
+    gw_mb_tmr_start(s->core->loop, &s->poll_tmr, now, on_poll);
     return GW_OK;
 }
 
 static int mbt_write(gw_device *dev, const char *point, double value)
 {
-    struct mbt *m = dev->proto_state;
-    if (!m)
+    gw_mbs *s = dev->proto_state;
+    return s ? gw_mbs__write(s, point, value) : GW_EINVAL;
+}
+
+static int mbt_check(const gw_device *dev, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    if (parse_addr(dev->conf.connect, &ss)) {
+        snprintf(err, errlen,
+                 "key 'connect' must be tcp://IP:PORT with a numeric address (got '%s')",
+                 dev->conf.connect);
         return GW_EINVAL;
-    struct mb_write *w = calloc(1, sizeof(*w));
-    if (!w)
-        return GW_ENOMEM;
-    int rc = gw_profile_encode_write(dev->profile, point, value, &w->fc, &w->addr, &w->count,
-                                     w->data, &w->len);
-    if (rc) {
-        free(w);
-        return rc;
     }
-    struct mb_write **tail = &m->writes;
-    int depth = 0;
-    while (*tail) {
-        tail = &(*tail)->next;
-        if (++depth >= 16) {
-            free(w);
-            return GW_EFULL;
-        }
+    if (!dev->profile) {
+        snprintf(err, errlen, "key 'profile' is required for modbus-tcp");
+        return GW_EINVAL;
     }
-    *tail = w;
-    if (m->state == ST_IDLE && !m->tcp_open)
-        connect_dev(m);
-    next_step(m);
     return GW_OK;
 }
 
 const gw_protocol gw_proto_modbus_tcp = {
     .name = "modbus-tcp",
-    .version = "1.0",
+    .version = "1.1",
     .description = "Modbus TCP client, non-blocking, one request in flight per device",
+    .check_device = mbt_check,
     .attach = mbt_attach,
     .detach = mbt_detach,
     .set_interval = mbt_set_interval,

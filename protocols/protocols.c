@@ -4,6 +4,8 @@
 #include <string.h>
 
 extern const gw_protocol gw_proto_modbus_tcp;
+extern const gw_protocol gw_proto_modbus_rtu;
+extern const gw_protocol gw_proto_modbus_dtu;
 extern const gw_protocol gw_proto_synthetic;
 extern const gw_protocol gw_proto_coap, gw_proto_mqtt_devices;
 extern const gw_protocol gw_proto_sl651;
@@ -11,6 +13,8 @@ extern const gw_protocol gw_proto_hj212;
 
 const gw_protocol *const gw_protocols[] = {
     &gw_proto_modbus_tcp,
+    &gw_proto_modbus_rtu,
+    &gw_proto_modbus_dtu,
     &gw_proto_synthetic,
     &gw_proto_coap, &gw_proto_mqtt_devices,
     &gw_proto_sl651,

@@ -1,0 +1,679 @@
+/* Shared by the Modbus transports: framing helpers, result collection with
+ * report-by-exception and online/offline events, and lateness statistics. */
+#include "protocols/modbus_common.h"
+
+#include "gateway/log.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- Framing ---- */
+
+uint16_t gw_mb_crc16(const uint8_t *p, size_t n)
+{
+    uint16_t crc = 0xFFFF;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= p[i];
+        for (int b = 0; b < 8; b++)
+            crc = (crc & 1) ? (uint16_t)((crc >> 1) ^ 0xA001) : (uint16_t)(crc >> 1);
+    }
+    return crc;
+}
+
+size_t gw_mb_pdu_read(uint8_t *pdu, uint8_t fc, uint16_t addr, uint16_t count)
+{
+    pdu[0] = fc;
+    pdu[1] = (uint8_t)(addr >> 8);
+    pdu[2] = (uint8_t)addr;
+    pdu[3] = (uint8_t)(count >> 8);
+    pdu[4] = (uint8_t)count;
+    return 5;
+}
+
+size_t gw_mb_pdu_write(uint8_t *pdu, uint8_t fc, uint16_t addr, uint16_t count, const uint8_t *data,
+                       size_t len)
+{
+    pdu[0] = fc;
+    pdu[1] = (uint8_t)(addr >> 8);
+    pdu[2] = (uint8_t)addr;
+    if (fc == 5 || fc == 6) {
+        if (len != 2)
+            return 0;
+        pdu[3] = data[0];
+        pdu[4] = data[1];
+        return 5;
+    }
+    if (fc != 15 && fc != 16)
+        return 0;
+    size_t want = fc == 15 ? (size_t)(count + 7) / 8 : (size_t)count * 2;
+    if (count == 0 || len != want || 6 + len > GW_MB_PDU_MAX)
+        return 0;
+    pdu[3] = (uint8_t)(count >> 8);
+    pdu[4] = (uint8_t)count;
+    pdu[5] = (uint8_t)len;
+    memcpy(pdu + 6, data, len);
+    return 6 + len;
+}
+
+size_t gw_mb_adu_tcp(uint8_t *out, uint16_t tid, uint8_t unit, const uint8_t *pdu, size_t n)
+{
+    out[0] = (uint8_t)(tid >> 8);
+    out[1] = (uint8_t)tid;
+    out[2] = out[3] = 0;
+    out[4] = (uint8_t)((n + 1) >> 8);
+    out[5] = (uint8_t)(n + 1);
+    out[6] = unit;
+    memcpy(out + 7, pdu, n);
+    return 7 + n;
+}
+
+size_t gw_mb_adu_rtu(uint8_t *out, uint8_t unit, const uint8_t *pdu, size_t n)
+{
+    out[0] = unit;
+    memcpy(out + 1, pdu, n);
+    uint16_t crc = gw_mb_crc16(out, n + 1);
+    out[n + 1] = (uint8_t)crc;
+    out[n + 2] = (uint8_t)(crc >> 8);
+    return n + 3;
+}
+
+int gw_mb_rtu_answer_len(const uint8_t *buf, size_t len, uint8_t fc)
+{
+    if (len < 2)
+        return 0;
+    if (buf[1] == (uint8_t)(fc | 0x80))
+        return 5;
+    if (buf[1] != fc)
+        return GW_EMALFORMED;
+    switch (fc) {
+    case 1:
+    case 2:
+    case 3:
+    case 4:
+        if (len < 3)
+            return 0;
+        if (buf[2] == 0 || buf[2] > 250)
+            return GW_EMALFORMED;
+        return 5 + buf[2];
+    case 5:
+    case 6:
+    case 15:
+    case 16:
+        return 8;
+    default:
+        return GW_EMALFORMED;
+    }
+}
+
+int gw_mb_rtu_check(const uint8_t *f, size_t len)
+{
+    if (len < 4)
+        return GW_EMALFORMED;
+    uint16_t crc = gw_mb_crc16(f, len - 2);
+    if (f[len - 2] != (uint8_t)crc || f[len - 1] != (uint8_t)(crc >> 8))
+        return GW_ECRC;
+    return GW_OK;
+}
+
+int gw_mb_read_answer(const gw_mb_request *r, const uint8_t *pdu, size_t len, const uint8_t **data,
+                      size_t *dlen)
+{
+    if (len < 2)
+        return GW_EMALFORMED;
+    if (pdu[0] == (uint8_t)(r->fc | 0x80))
+        return len == 2 && pdu[1] ? pdu[1] : GW_EMALFORMED;
+    size_t want = r->fc <= 2 ? (size_t)(r->count + 7) / 8 : (size_t)r->count * 2;
+    if (pdu[0] != r->fc || pdu[1] != want || len != 2 + want)
+        return GW_EMALFORMED;
+    *data = pdu + 2;
+    *dlen = want;
+    return 0;
+}
+
+int gw_mb_write_answer(const uint8_t *req, size_t reqlen, const uint8_t *pdu, size_t len)
+{
+    if (len < 2 || reqlen < 5)
+        return GW_EMALFORMED;
+    if (pdu[0] == (uint8_t)(req[0] | 0x80))
+        return len == 2 && pdu[1] ? pdu[1] : GW_EMALFORMED;
+    /* FC 5/6 echo the request; FC 15/16 echo address and count. */
+    if (len != 5 || memcmp(pdu, req, 5) != 0)
+        return GW_EMALFORMED;
+    return 0;
+}
+
+/* ---- Statistics ---- */
+
+static void wheel_close(void);
+static gw_mb_stats stats;
+static uv_timer_t stats_timer;
+static int stats_refs;
+static int64_t stats_last_log;
+static gw_mb_stats stats_at_log;
+
+gw_mb_stats *gw_mb_stats_get(void)
+{
+    return &stats;
+}
+
+int gw_mb_late_bucket(int64_t us)
+{
+    int64_t ms = us / 1000;
+    if (ms < 0)
+        ms = 0;
+    if (ms < 100)
+        return (int)ms;
+    if (ms < 1000)
+        return 100 + (int)(ms / 100) - 1;
+    return GW_MB_LATE_BUCKETS - 1;
+}
+
+int64_t gw_mb_late_bucket_ms(int b)
+{
+    if (b < 100)
+        return b + 1;
+    if (b < GW_MB_LATE_BUCKETS - 1)
+        return (int64_t)(b - 99 + 1) * 100;
+    return 1000000; /* open-ended */
+}
+
+int64_t gw_mb_late_quantile(const uint64_t *h, double q)
+{
+    uint64_t total = 0;
+    for (int i = 0; i < GW_MB_LATE_BUCKETS; i++)
+        total += h[i];
+    if (!total)
+        return 0;
+    uint64_t want = (uint64_t)ceil(q * (double)total), acc = 0;
+    if (want == 0)
+        want = 1;
+    for (int i = 0; i < GW_MB_LATE_BUCKETS; i++) {
+        acc += h[i];
+        if (acc >= want)
+            return gw_mb_late_bucket_ms(i);
+    }
+    return gw_mb_late_bucket_ms(GW_MB_LATE_BUCKETS - 1);
+}
+
+/* Writes the counters as JSON to path (temporary name, then rename, so a
+ * reader never sees half a file). */
+static void stats_write(const char *path)
+{
+    char tmp[512];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return;
+    const gw_mb_stats *s = &stats;
+    fprintf(f,
+            "{\"cycles\": %llu, \"cycles_failed\": %llu, \"requests\": %llu, \"timeouts\": %llu, "
+            "\"exceptions\": %llu, \"malformed\": %llu, \"readings\": %llu, "
+            "\"rbe_suppressed\": %llu, \"events\": %llu, \"late_p50_ms\": %lld, "
+            "\"late_p99_ms\": %lld, \"late_max_us\": %lld, \"late_bucket_ms\": [",
+            (unsigned long long)s->cycles, (unsigned long long)s->cycles_failed,
+            (unsigned long long)s->requests, (unsigned long long)s->timeouts,
+            (unsigned long long)s->exceptions, (unsigned long long)s->malformed,
+            (unsigned long long)s->readings, (unsigned long long)s->rbe_suppressed,
+            (unsigned long long)s->events, (long long)gw_mb_late_quantile(s->late, 0.5),
+            (long long)gw_mb_late_quantile(s->late, 0.99), (long long)s->late_max_us);
+    for (int i = 0; i < GW_MB_LATE_BUCKETS; i++)
+        fprintf(f, "%s%lld", i ? ", " : "", (long long)gw_mb_late_bucket_ms(i));
+    fprintf(f, "], \"late\": [");
+    for (int i = 0; i < GW_MB_LATE_BUCKETS; i++)
+        fprintf(f, "%s%llu", i ? ", " : "", (unsigned long long)s->late[i]);
+    fprintf(f, "]}\n");
+    if (fclose(f) == 0)
+        rename(tmp, path);
+}
+
+static void on_stats_timer(uv_timer_t *t)
+{
+    const char *path = getenv("GW_MODBUS_STATS");
+    if (path && *path)
+        stats_write(path);
+    int64_t now = (int64_t)uv_now(t->loop);
+    if (now - stats_last_log < 30000)
+        return;
+    /* Lateness of the last 30 s, not since start. */
+    uint64_t h[GW_MB_LATE_BUCKETS];
+    for (int i = 0; i < GW_MB_LATE_BUCKETS; i++)
+        h[i] = stats.late[i] - stats_at_log.late[i];
+    double secs = stats_last_log ? (double)(now - stats_last_log) / 1000.0 : 30.0;
+    GW_INFO("modbus",
+            "cycles %.0f/s (%llu failed) requests %llu timeouts %llu exceptions %llu | readings "
+            "%llu, %llu suppressed by deadband | lateness p50 %lld ms p99 %lld ms",
+            (double)(stats.cycles - stats_at_log.cycles) / secs,
+            (unsigned long long)(stats.cycles_failed - stats_at_log.cycles_failed),
+            (unsigned long long)(stats.requests - stats_at_log.requests),
+            (unsigned long long)(stats.timeouts - stats_at_log.timeouts),
+            (unsigned long long)(stats.exceptions - stats_at_log.exceptions),
+            (unsigned long long)(stats.readings - stats_at_log.readings),
+            (unsigned long long)(stats.rbe_suppressed - stats_at_log.rbe_suppressed),
+            (long long)gw_mb_late_quantile(h, 0.5), (long long)gw_mb_late_quantile(h, 0.99));
+    stats_at_log = stats;
+    stats_last_log = now;
+}
+
+void gw_mb_stats_ref(uv_loop_t *loop)
+{
+    if (stats_refs++ == 0) {
+        uv_timer_init(loop, &stats_timer);
+        stats_last_log = (int64_t)uv_now(loop);
+        stats_at_log = stats;
+        uv_timer_start(&stats_timer, on_stats_timer, 1000, 1000);
+        uv_unref((uv_handle_t *)&stats_timer); /* never the reason the loop stays up */
+    }
+}
+
+static void on_stats_closed(uv_handle_t *h)
+{
+}
+
+void gw_mb_stats_unref(void)
+{
+    if (stats_refs > 0 && --stats_refs == 0) {
+        const char *path = getenv("GW_MODBUS_STATS");
+        if (path && *path)
+            stats_write(path);
+        uv_timer_stop(&stats_timer);
+        uv_close((uv_handle_t *)&stats_timer, on_stats_closed);
+        wheel_close();
+    }
+}
+
+/* ---- Timer wheel ---- */
+
+#define WHEEL_SLOTS 4096 /* 1 ms each: a turn is 4.1 s; later timers wait in their slot */
+
+static struct {
+    uv_timer_t timer;
+    int init;
+    uv_loop_t *loop;
+    gw_mb_tmr slots[WHEEL_SLOTS]; /* list heads */
+    int64_t done_ms;              /* every slot up to this time has been run */
+    size_t armed;
+} wheel;
+
+static void wheel_insert(gw_mb_tmr *t)
+{
+    gw_mb_tmr *head = &wheel.slots[(uint64_t)t->at % WHEEL_SLOTS];
+    t->next = head->next;
+    t->prev = head;
+    head->next->prev = t;
+    head->next = t;
+}
+
+static void on_wheel(uv_timer_t *h)
+{
+    int64_t now = (int64_t)uv_now(h->loop);
+    int64_t from = wheel.done_ms + 1;
+    if (now - from >= WHEEL_SLOTS)
+        from = now - WHEEL_SLOTS + 1;
+    for (int64_t ms = from; ms <= now; ms++) {
+        gw_mb_tmr *head = &wheel.slots[(uint64_t)ms % WHEEL_SLOTS];
+        /* Timers armed from a callback for this moment go to the next slot. */
+        wheel.done_ms = ms;
+        if (head->next == head)
+            continue;
+        /* Pop one at a time (a callback may stop or re-arm any timer, even
+         * one further down this slot); what is not due yet waits on a local
+         * list, properly linked so it can be stopped, then goes back. */
+        gw_mb_tmr later;
+        later.next = later.prev = &later;
+        for (size_t guard = 0; head->next != head && guard < 10000000; guard++) {
+            gw_mb_tmr *t = head->next;
+            t->prev->next = t->next;
+            t->next->prev = t->prev;
+            if (t->at <= now) {
+                t->armed = 0;
+                t->next = t->prev = NULL;
+                wheel.armed--;
+                t->cb(t);
+            } else {
+                t->next = &later;
+                t->prev = later.prev;
+                later.prev->next = t;
+                later.prev = t;
+            }
+        }
+        if (later.next != &later) {
+            later.next->prev = head->prev;
+            later.prev->next = head;
+            head->prev->next = later.next;
+            head->prev = later.prev;
+        }
+    }
+    wheel.done_ms = now;
+    if (!wheel.armed)
+        uv_timer_stop(&wheel.timer);
+}
+
+void gw_mb_tmr_start(uv_loop_t *loop, gw_mb_tmr *t, int64_t at_ms, void (*cb)(gw_mb_tmr *t))
+{
+    if (wheel.init == 2)
+        return; /* shutting down: the last device is gone */
+    if (!wheel.init) {
+        for (int i = 0; i < WHEEL_SLOTS; i++)
+            wheel.slots[i].next = wheel.slots[i].prev = &wheel.slots[i];
+        uv_timer_init(loop, &wheel.timer);
+        wheel.loop = loop;
+        wheel.done_ms = (int64_t)uv_now(loop) - 1;
+        wheel.init = 1;
+    }
+    if (t->armed)
+        gw_mb_tmr_stop(t);
+    if (at_ms <= wheel.done_ms)
+        at_ms = wheel.done_ms + 1; /* the past runs at the next tick */
+    t->at = at_ms;
+    t->cb = cb;
+    t->armed = 1;
+    wheel_insert(t);
+    if (wheel.armed++ == 0) {
+        wheel.done_ms =
+            (int64_t)uv_now(loop) - 1 > wheel.done_ms ? (int64_t)uv_now(loop) - 1 : wheel.done_ms;
+        uv_timer_start(&wheel.timer, on_wheel, 1, 1);
+    }
+}
+
+void gw_mb_tmr_stop(gw_mb_tmr *t)
+{
+    if (!t->armed)
+        return;
+    t->prev->next = t->next;
+    t->next->prev = t->prev;
+    t->next = t->prev = NULL;
+    t->armed = 0;
+    if (--wheel.armed == 0)
+        uv_timer_stop(&wheel.timer);
+}
+
+/* The wheel's libuv timer lives as long as the statistics do (the last
+ * Modbus device closes both). */
+static void on_wheel_closed(uv_handle_t *h)
+{
+    wheel.init = 0;
+}
+
+static void wheel_close(void)
+{
+    if (wheel.init == 1 && wheel.armed == 0) {
+        uv_close((uv_handle_t *)&wheel.timer, on_wheel_closed);
+        wheel.init = 2; /* closing */
+    }
+}
+
+/* ---- Scheduling ---- */
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+int64_t gw_mb_first_due(const char *id, int64_t now, int64_t interval)
+{
+    return now + (int64_t)(hash_str(id) % (uint64_t)interval);
+}
+
+int64_t gw_mb_next_due(int64_t due, int64_t now, int64_t interval, uint64_t *skipped)
+{
+    due += interval;
+    if (due <= now) {
+        /* We fell behind (a loop stall, a suspended process): skip, keep phase. */
+        int64_t missed = (now - due) / interval + 1;
+        *skipped += (uint64_t)missed;
+        due += missed * interval;
+    }
+    return due;
+}
+
+/* ---- Result collection ---- */
+
+int gw_mb_poll_init(gw_mb_poll *p, gw_core *core, gw_device *dev, const char *module, char *err,
+                    size_t errlen)
+{
+    memset(p, 0, sizeof(*p));
+    p->core = core;
+    p->dev = dev;
+    p->module = module;
+    if (!dev->profile) {
+        snprintf(err, errlen, "device %s: a Modbus device needs a profile", dev->conf.id);
+        return GW_EINVAL;
+    }
+    p->nreq = gw_profile_requests(dev->profile, &p->reqs);
+    p->npoints = gw_profile_point_count(dev->profile);
+    size_t total = 0;
+    p->off = calloc(p->nreq ? p->nreq : 1, sizeof(*p->off));
+    p->res = calloc(p->nreq ? p->nreq : 1, sizeof(*p->res));
+    p->rbe = calloc(p->npoints ? p->npoints : 1, sizeof(*p->rbe));
+    for (size_t i = 0; p->off && i < p->nreq; i++) {
+        p->off[i] = total;
+        total +=
+            p->reqs[i].fc <= 2 ? (size_t)(p->reqs[i].count + 7) / 8 : (size_t)p->reqs[i].count * 2;
+    }
+    p->buf = malloc(total ? total : 1);
+    if (!p->off || !p->res || !p->rbe || !p->buf) {
+        gw_mb_poll_free(p);
+        snprintf(err, errlen, "out of memory");
+        return GW_ENOMEM;
+    }
+    return GW_OK;
+}
+
+void gw_mb_poll_free(gw_mb_poll *p)
+{
+    free(p->off);
+    free(p->res);
+    free(p->rbe);
+    free(p->buf);
+    p->off = NULL;
+    p->res = NULL;
+    p->rbe = NULL;
+    p->buf = NULL;
+}
+
+int gw_mb_poll_begin(gw_mb_poll *p, int64_t due_ms)
+{
+    if (p->in_cycle) {
+        p->dev->polls_skipped++;
+        return GW_EAGAIN;
+    }
+    p->in_cycle = 1;
+    p->cur = 0;
+    p->attempt = 0;
+    p->answered = 0;
+    p->sent = 0;
+    p->due_ms = due_ms;
+    for (size_t i = 0; i < p->nreq; i++) {
+        p->res[i].status = GW_EAGAIN;
+        p->res[i].len = 0;
+        p->res[i].data = NULL;
+    }
+    return GW_OK;
+}
+
+const gw_mb_request *gw_mb_poll_current(const gw_mb_poll *p)
+{
+    return p->in_cycle && p->cur < p->nreq ? &p->reqs[p->cur] : NULL;
+}
+
+void gw_mb_poll_sent(gw_mb_poll *p)
+{
+    gw_mb_poll_sent_at(p, (int64_t)(uv_hrtime() / 1000), 1);
+}
+
+void gw_mb_poll_sent_at(gw_mb_poll *p, int64_t hrtime_us, size_t nreq)
+{
+    stats.requests += nreq;
+    if (p->sent)
+        return;
+    p->sent = 1;
+    int64_t late_us = hrtime_us - p->due_ms * 1000;
+    if (late_us < 0)
+        late_us = 0; /* the loop clock is coarser than hrtime */
+    stats.late[gw_mb_late_bucket(late_us)]++;
+    if (late_us > stats.late_max_us)
+        stats.late_max_us = late_us;
+}
+
+int gw_mb_poll_result(gw_mb_poll *p, int status, const uint8_t *data, size_t len)
+{
+    if (!p->in_cycle || p->cur >= p->nreq)
+        return 1;
+    gw_mb_result *r = &p->res[p->cur];
+    const gw_mb_request *q = &p->reqs[p->cur];
+    size_t want = q->fc <= 2 ? (size_t)(q->count + 7) / 8 : (size_t)q->count * 2;
+    if (status == 0 && len != want)
+        status = GW_EMALFORMED;
+    r->status = status;
+    r->len = 0;
+    r->data = NULL;
+    if (status == 0) {
+        memcpy(p->buf + p->off[p->cur], data, len);
+        r->data = p->buf + p->off[p->cur];
+        r->len = len;
+    }
+    if (status >= 0)
+        p->answered++;
+    if (status > 0)
+        stats.exceptions++;
+    if (status == GW_EMALFORMED || status == GW_ECRC)
+        stats.malformed++;
+    p->cur++;
+    p->attempt = 0;
+    return p->cur >= p->nreq;
+}
+
+int gw_mb_poll_answer(gw_mb_poll *p, const uint8_t *pdu, size_t len)
+{
+    const gw_mb_request *q = gw_mb_poll_current(p);
+    if (!q)
+        return 1;
+    const uint8_t *data = NULL;
+    size_t dlen = 0;
+    int st = gw_mb_read_answer(q, pdu, len, &data, &dlen);
+    if (st == GW_EMALFORMED)
+        GW_LOG_RL(GW_LOG_WARN, 10000, p->module, "[%s] malformed answer to fc %u at %u",
+                  p->dev->conf.id, q->fc, q->addr);
+    return gw_mb_poll_result(p, st, data, dlen);
+}
+
+int gw_mb_poll_timeout(gw_mb_poll *p)
+{
+    stats.timeouts++;
+    if (p->attempt < p->dev->conf.retries) {
+        p->attempt++;
+        return 1;
+    }
+    if (p->answered)
+        gw_mb_poll_result(p, GW_EAGAIN, NULL, 0);
+    else
+        gw_mb_poll_fail_rest(p, GW_EAGAIN);
+    return 0;
+}
+
+void gw_mb_poll_fail_rest(gw_mb_poll *p, int code)
+{
+    for (size_t i = p->cur; i < p->nreq; i++) {
+        p->res[i].status = code;
+        p->res[i].len = 0;
+        p->res[i].data = NULL;
+    }
+    p->cur = p->nreq;
+}
+
+static void emit_event(gw_mb_poll *p, const char *kind, const char *detail)
+{
+    gw_event e;
+    memset(&e, 0, sizeof(e));
+    gw_strlcpy(e.kind, kind, sizeof(e.kind));
+    e.active = 1;
+    gw_strlcpy(e.detail, detail, sizeof(e.detail));
+    stats.events++;
+    gw_core_event(p->core, p->dev, &e);
+}
+
+/* Report-by-exception in front of the core: a reading goes on when its quality
+ * or reason changed, when it moved past the point's deadband, or when the
+ * point's max_silence elapsed; points without a deadband always report. */
+static int sink_reading(void *ctx, const gw_reading *r)
+{
+    gw_mb_poll *p = ctx;
+    const gw_profile *prof = p->dev->profile;
+    int idx = -1;
+    if (p->rbe_hint >= 0 && (size_t)p->rbe_hint < p->npoints) {
+        gw_profile_point_info info;
+        if (gw_profile_point_get(prof, (size_t)p->rbe_hint, &info) == 0 &&
+            strcmp(info.metric, r->metric) == 0)
+            idx = p->rbe_hint;
+    }
+    if (idx < 0)
+        idx = gw_profile_metric_find(prof, r->metric);
+    if (idx >= 0) {
+        p->rbe_hint = idx + 1;
+        gw_mb_rbe *st = &p->rbe[idx];
+        int report = st->at_ms <= 0 || st->quality != r->quality || st->reason != r->reason ||
+                     gw_profile_rbe_should_report(prof, (size_t)idx, st->value, st->at_ms, r->value,
+                                                  r->recv_ms) != 0;
+        if (!report) {
+            stats.rbe_suppressed++;
+            return GW_OK;
+        }
+        st->value = r->value;
+        st->at_ms = r->recv_ms;
+        st->quality = r->quality;
+        st->reason = r->reason;
+    }
+    gw_reading copy = *r;
+    stats.readings++;
+    gw_core_reading(p->core, p->dev, &copy);
+    return GW_OK;
+}
+
+static int sink_event(void *ctx, const gw_event *e)
+{
+    gw_mb_poll *p = ctx;
+    gw_event copy = *e;
+    stats.events++;
+    gw_core_event(p->core, p->dev, &copy);
+    return GW_OK;
+}
+
+void gw_mb_poll_finish(gw_mb_poll *p)
+{
+    gw_device *d = p->dev;
+    if (!p->in_cycle)
+        return;
+    p->in_cycle = 0;
+    d->polls++;
+    stats.cycles++;
+    if (!p->answered) {
+        d->polls_failed++;
+        stats.cycles_failed++;
+        p->fails++;
+        if (p->fails >= d->conf.offline_after && d->online != 0) {
+            d->online = 0;
+            GW_WARN(p->module, "[%s] offline after %d failed polls", d->conf.id, p->fails);
+            emit_event(p, "offline", "no answer");
+        }
+        if (d->online == 0)
+            return; /* the event said it; no stream of bad readings */
+    } else {
+        if (d->online != 1) {
+            GW_INFO(p->module, "[%s] online", d->conf.id);
+            d->online = 1;
+            emit_event(p, "online", "");
+        }
+        p->fails = 0;
+    }
+    gw_sink sink = {sink_reading, sink_event, p};
+    p->rbe_hint = 0;
+    int rc =
+        gw_profile_decode(d->profile, d->params, d->nparams, p->res, p->nreq, gw_now_ms(), &sink);
+    if (rc)
+        GW_LOG_RL(GW_LOG_WARN, 10000, p->module, "[%s] decoding failed: %d", d->conf.id, rc);
+}

@@ -1,0 +1,223 @@
+#ifndef GW_MODBUS_COMMON_H
+#define GW_MODBUS_COMMON_H
+/* What the three Modbus transports share (docs/modbus.md):
+ *
+ * 1. Pure framing: the Modbus CRC-16, request PDUs, MBAP and RTU frames, the
+ *    length of an RTU answer, and the check of an answer against its request.
+ *    No I/O, no logging: tests/unit/test_modbus_common.c covers them.
+ * 2. Result collection (gw_mb_poll): one device's poll cycle over the
+ *    profile's planned reads, then decoding with report-by-exception and the
+ *    online/offline events. Runs on the loop thread, hands readings to the core.
+ * 3. Lateness statistics: how late each cycle's first request left after its
+ *    scheduled time, as a histogram shared by every Modbus device; logged
+ *    every 30 s and, when GW_MODBUS_STATS names a file, written there as JSON
+ *    every second (the benchmark reads it).
+ * 4. The link (modbus_tcp.c): one non-blocking libuv TCP connection that
+ *    carries the transactions of one device (modbus-tcp, dial-out modbus-dtu)
+ *    or of every device behind an inbound DTU, one at a time, with MBAP or
+ *    RTU framing. modbus_dtu.c uses it through the gw_mbl__ functions below. */
+#include "adapters/modbus_profile.h"
+#include "gateway/core.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define GW_MB_PDU_MAX 253
+#define GW_MB_ADU_MAX 260
+
+/* ---- 1. Framing (pure) ---- */
+
+/* Modbus CRC-16 (reflected 0xA001, init 0xFFFF). On the wire low byte first. */
+uint16_t gw_mb_crc16(const uint8_t *p, size_t n);
+
+/* Writes the request PDU (function code first) of a read into pdu (at least
+ * 5 bytes); returns its length (5). */
+size_t gw_mb_pdu_read(uint8_t *pdu, uint8_t fc, uint16_t addr, uint16_t count);
+/* Writes the PDU of a write (fc 5, 6, 15, 16) with the payload as
+ * gw_profile_encode_write produced it; returns its length, or 0 when the
+ * payload does not fit the function. pdu holds GW_MB_PDU_MAX bytes. */
+size_t gw_mb_pdu_write(uint8_t *pdu, uint8_t fc, uint16_t addr, uint16_t count, const uint8_t *data,
+                       size_t len);
+/* Wraps a PDU: MBAP (tid, protocol 0, length, unit) or RTU (unit, PDU, CRC
+ * low byte first). out holds GW_MB_ADU_MAX bytes; returns the frame length. */
+size_t gw_mb_adu_tcp(uint8_t *out, uint16_t tid, uint8_t unit, const uint8_t *pdu, size_t n);
+size_t gw_mb_adu_rtu(uint8_t *out, uint8_t unit, const uint8_t *pdu, size_t n);
+
+/* Length of the RTU answer starting at buf to a request of function fc:
+ * >0 the whole frame's length, 0 more bytes are needed, GW_EMALFORMED when
+ * the function byte is neither fc nor fc|0x80 or a byte count is impossible. */
+int gw_mb_rtu_answer_len(const uint8_t *buf, size_t len, uint8_t fc);
+/* Checks a complete RTU frame of len bytes: GW_OK, GW_ECRC (bad CRC) or
+ * GW_EMALFORMED (shorter than 4 bytes). */
+int gw_mb_rtu_check(const uint8_t *f, size_t len);
+
+/* Interprets the answer PDU (function code first) to the planned read r:
+ * 0 with *data and *dlen pointing into pdu (exactly what r asked for), a Modbus
+ * exception code (> 0), or GW_EMALFORMED. */
+int gw_mb_read_answer(const gw_mb_request *r, const uint8_t *pdu, size_t len, const uint8_t **data,
+                      size_t *dlen);
+/* The same for the answer to a write PDU req (as built by gw_mb_pdu_write):
+ * 0 echoed correctly, > 0 exception code, GW_EMALFORMED. */
+int gw_mb_write_answer(const uint8_t *req, size_t reqlen, const uint8_t *pdu, size_t len);
+
+/* ---- 2. Result collection ---- */
+
+/* Last reported value of one point, for report-by-exception. */
+typedef struct gw_mb_rbe {
+    double value;
+    int64_t at_ms; /* 0: never reported */
+    uint8_t quality, reason;
+} gw_mb_rbe;
+
+typedef struct gw_mb_poll {
+    gw_core *core;
+    gw_device *dev;
+    const char *module; /* log prefix: "modbus-tcp", ... */
+    const gw_mb_request *reqs;
+    size_t nreq;
+    size_t cur;  /* request being read */
+    int attempt; /* retries spent on it */
+    int in_cycle;
+    int answered;      /* requests of this cycle the device answered (data or exception) */
+    int sent;          /* the cycle's first request has left */
+    int64_t due_ms;    /* loop time the cycle was due */
+    gw_mb_result *res; /* nreq results; data points into buf */
+    uint8_t *buf;
+    size_t *off;
+    int fails;      /* consecutive failed cycles */
+    gw_mb_rbe *rbe; /* one per profile point */
+    size_t npoints;
+    int rbe_hint; /* point index of the last reading, to skip lookups */
+} gw_mb_poll;
+
+/* Prepares p for dev (which must have a profile). Returns 0, GW_EINVAL (too
+ * many planned reads) or GW_ENOMEM, with err set. */
+int gw_mb_poll_init(gw_mb_poll *p, gw_core *core, gw_device *dev, const char *module, char *err,
+                    size_t errlen);
+void gw_mb_poll_free(gw_mb_poll *p);
+/* Starts a cycle that was due at loop time due_ms. Returns 0, or GW_EAGAIN
+ * when the previous cycle still runs (counted as skipped). */
+int gw_mb_poll_begin(gw_mb_poll *p, int64_t due_ms);
+/* The request to send now, or NULL when the cycle is complete. */
+const gw_mb_request *gw_mb_poll_current(const gw_mb_poll *p);
+/* Called when the current request leaves: records the cycle's lateness once. */
+void gw_mb_poll_sent(gw_mb_poll *p);
+/* The same for requests sent elsewhere (a bus worker): nreq requests, the
+ * first at hrtime_us (uv_hrtime() / 1000). */
+void gw_mb_poll_sent_at(gw_mb_poll *p, int64_t hrtime_us, size_t nreq);
+/* Stores the answer PDU to the current request and moves on. Returns 1 when
+ * that was the last request (call gw_mb_poll_finish), 0 otherwise. */
+int gw_mb_poll_answer(gw_mb_poll *p, const uint8_t *pdu, size_t len);
+/* Stores a result for the current request (status as gw_mb_result; data of
+ * len bytes copied) and moves on; returns as gw_mb_poll_answer. */
+int gw_mb_poll_result(gw_mb_poll *p, int status, const uint8_t *data, size_t len);
+/* The current request timed out. Returns 1 to retry it (retries left), 0 when
+ * it was given up: if the device answered something earlier in this cycle only
+ * that request is bad and the cycle goes on, otherwise the rest of the cycle
+ * fails (a device that answers nothing is not asked n times). */
+int gw_mb_poll_timeout(gw_mb_poll *p);
+/* Fails every request from the current one on with code (connection lost). */
+void gw_mb_poll_fail_rest(gw_mb_poll *p, int code);
+/* Ends the cycle: online/offline events, decoding, report-by-exception. */
+void gw_mb_poll_finish(gw_mb_poll *p);
+
+/* Absolute schedule with a stable per-device phase: the first due time, and
+ * the next one after `due` that is not in the past (missed slots counted in
+ * *skipped). */
+int64_t gw_mb_first_due(const char *id, int64_t now, int64_t interval);
+int64_t gw_mb_next_due(int64_t due, int64_t now, int64_t interval, uint64_t *skipped);
+
+/* Coarse timers for thousands of devices: a wheel of 1 ms slots driven by one
+ * libuv timer, so a poll or a response timeout costs a list insert instead of
+ * a heap operation on a uv_timer per device (measured: uv_timer start/stop
+ * was the largest user-space cost at 10,000 devices). Loop thread only. A
+ * timer fires at most one tick after its time. */
+typedef struct gw_mb_tmr {
+    struct gw_mb_tmr *prev, *next;
+    int64_t at; /* loop time (uv_now) in ms */
+    void (*cb)(struct gw_mb_tmr *t);
+    void *data;
+    int armed;
+} gw_mb_tmr;
+
+/* Arms t to fire at loop time at_ms (re-arming moves it). */
+void gw_mb_tmr_start(uv_loop_t *loop, gw_mb_tmr *t, int64_t at_ms, void (*cb)(gw_mb_tmr *t));
+void gw_mb_tmr_stop(gw_mb_tmr *t);
+
+/* ---- 3. Statistics ---- */
+
+#define GW_MB_LATE_BUCKETS 112 /* 0..99 ms by 1 ms, 100..999 ms by 100 ms, then >= 1 s */
+
+typedef struct gw_mb_stats {
+    uint64_t cycles, cycles_failed, requests, timeouts, exceptions, malformed;
+    uint64_t readings, rbe_suppressed, events;
+    uint64_t late[GW_MB_LATE_BUCKETS];
+    int64_t late_max_us;
+} gw_mb_stats;
+
+/* The shared counters (loop thread only). */
+gw_mb_stats *gw_mb_stats_get(void);
+/* Bucket of a lateness and the upper bound of a bucket, in ms. */
+int gw_mb_late_bucket(int64_t us);
+int64_t gw_mb_late_bucket_ms(int b);
+/* The q-quantile (0..1) of the histogram h as a bucket upper bound in ms; 0
+ * when empty. */
+int64_t gw_mb_late_quantile(const uint64_t *h, double q);
+/* Every device of every Modbus transport holds a reference while attached:
+ * the first starts the statistics timer on loop, the last closes it. */
+void gw_mb_stats_ref(uv_loop_t *loop);
+void gw_mb_stats_unref(void);
+
+/* ---- 4. The link (modbus_tcp.c), for modbus_dtu.c ---- */
+
+typedef struct gw_mbl gw_mbl;
+typedef struct gw_mbs gw_mbs;
+
+/* A device session on a link: its schedule, cycle and pending writes. */
+struct gw_mbs {
+    gw_mb_poll poll;
+    gw_device *dev;
+    gw_core *core;
+    gw_mb_tmr poll_tmr;
+    int64_t next_due;
+    gw_mbl *link;  /* the connection it is polled over; NULL: none now */
+    gw_mbs *qnext; /* in the link's wait queue */
+    int queued;
+    struct gw_mbw *writes; /* pending writes, at most GW_MB_WRITES_MAX */
+    int nwrites;
+    int owns_link; /* dial-out: the link lives and dies with the session */
+    int detached;
+    int closing;                  /* handles still closing before on_closed */
+    void *owner;                  /* the transport's own data (modbus_dtu.c: its registry entry) */
+    void (*on_closed)(gw_mbs *s); /* called when the session may be freed */
+};
+
+#define GW_MB_WRITES_MAX 16
+
+/* Starts the schedule of a session with no link (an inbound DTU device until
+ * its DTU registers). */
+int gw_mbs__init(gw_mbs *s, gw_core *core, gw_device *dev, const char *module, char *err,
+                 size_t errlen);
+/* Gives the session its own dial-out link to dev->conf.connect (tcp://IP:PORT)
+ * with MBAP (rtu 0) or RTU framing (rtu 1, guard_ms of quiet after a timeout
+ * before the next request). Call right after gw_mbs__init. */
+int gw_mbs__dial(gw_mbs *s, int rtu, int64_t guard_ms, char *err, size_t errlen);
+/* Stops it; s->on_closed runs once its handles are closed. */
+void gw_mbs__close(gw_mbs *s);
+/* Queues a write of a named point. */
+int gw_mbs__write(gw_mbs *s, const char *point, double value);
+
+/* A link over a connection accepted from a DTU (RTU framing). The listener
+ * owns the stream and keeps reading it; the link only writes to it. Returns
+ * NULL when out of memory. */
+gw_mbl *gw_mbl__accepted(gw_core *core, uv_stream_t *stream, int64_t guard_ms);
+/* Feeds bytes the DTU listener received (after registration and heartbeats). */
+void gw_mbl__feed(gw_mbl *l, const uint8_t *p, size_t n);
+/* Binds a session to a link (NULL unbinds); an unbound session's cycles fail. */
+void gw_mbl__bind(gw_mbl *l, gw_mbs *s);
+/* The connection is gone: fails running cycles, unbinds every session and
+ * frees the link once its timer is closed. */
+void gw_mbl__release(gw_mbl *l);
+
+#endif

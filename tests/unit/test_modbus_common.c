@@ -1,0 +1,382 @@
+/* Unit tests of protocols/modbus_common.c (CRC, frames, answer checks,
+ * lateness, schedule) and of writes through the protocol hook on a core. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "protocols/modbus_common.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <modbus.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void test_crc(void **state)
+{
+    /* Read holding 0, 1 register from unit 1: the classic 01 03 00 00 00 01 84 0A. */
+    const uint8_t f[] = {0x01, 0x03, 0x00, 0x00, 0x00, 0x01};
+    uint16_t crc = gw_mb_crc16(f, sizeof(f));
+    assert_int_equal(crc & 0xFF, 0x84);
+    assert_int_equal(crc >> 8, 0x0A);
+    const uint8_t g[] = {0x11, 0x03, 0x00, 0x6B, 0x00, 0x03}; /* Modbus spec example: 76 87 */
+    crc = gw_mb_crc16(g, sizeof(g));
+    assert_int_equal(crc & 0xFF, 0x76);
+    assert_int_equal(crc >> 8, 0x87);
+    assert_int_equal(gw_mb_crc16(NULL, 0), 0xFFFF);
+}
+
+static void test_rtu_frames(void **state)
+{
+    uint8_t pdu[GW_MB_PDU_MAX], adu[GW_MB_ADU_MAX];
+    size_t n = gw_mb_pdu_read(pdu, 3, 0x006B, 3);
+    assert_int_equal(n, 5);
+    size_t m = gw_mb_adu_rtu(adu, 0x11, pdu, n);
+    const uint8_t want[] = {0x11, 0x03, 0x00, 0x6B, 0x00, 0x03, 0x76, 0x87};
+    assert_int_equal(m, sizeof(want));
+    assert_memory_equal(adu, want, sizeof(want));
+    assert_int_equal(gw_mb_rtu_check(adu, m), GW_OK);
+    adu[3] ^= 1;
+    assert_int_equal(gw_mb_rtu_check(adu, m), GW_ECRC);
+    assert_int_equal(gw_mb_rtu_check(adu, 3), GW_EMALFORMED);
+
+    /* Answer lengths. */
+    const uint8_t ans[] = {0x11, 0x03, 0x06};
+    assert_int_equal(gw_mb_rtu_answer_len(ans, 1, 3), 0);
+    assert_int_equal(gw_mb_rtu_answer_len(ans, 2, 3), 0);
+    assert_int_equal(gw_mb_rtu_answer_len(ans, 3, 3), 11);
+    const uint8_t exc[] = {0x11, 0x83, 0x02};
+    assert_int_equal(gw_mb_rtu_answer_len(exc, 2, 3), 5);
+    const uint8_t other[] = {0x11, 0x04, 0x02};
+    assert_int_equal(gw_mb_rtu_answer_len(other, 3, 3), GW_EMALFORMED);
+    const uint8_t zero[] = {0x11, 0x03, 0x00};
+    assert_int_equal(gw_mb_rtu_answer_len(zero, 3, 3), GW_EMALFORMED);
+    const uint8_t wr[] = {0x11, 0x05};
+    assert_int_equal(gw_mb_rtu_answer_len(wr, 2, 5), 8);
+    assert_int_equal(gw_mb_rtu_answer_len(wr, 2, 16), GW_EMALFORMED);
+}
+
+static void test_tcp_frame(void **state)
+{
+    uint8_t pdu[GW_MB_PDU_MAX], adu[GW_MB_ADU_MAX];
+    size_t n = gw_mb_pdu_read(pdu, 4, 0x0102, 0x0A);
+    size_t m = gw_mb_adu_tcp(adu, 0xBEEF, 7, pdu, n);
+    const uint8_t want[] = {0xBE, 0xEF, 0, 0, 0, 6, 7, 4, 0x01, 0x02, 0x00, 0x0A};
+    assert_int_equal(m, sizeof(want));
+    assert_memory_equal(adu, want, sizeof(want));
+}
+
+static void test_write_pdus(void **state)
+{
+    uint8_t pdu[GW_MB_PDU_MAX];
+    const uint8_t on[] = {0xFF, 0x00};
+    assert_int_equal(gw_mb_pdu_write(pdu, 5, 3, 1, on, 2), 5);
+    const uint8_t w5[] = {5, 0, 3, 0xFF, 0};
+    assert_memory_equal(pdu, w5, 5);
+    assert_int_equal(gw_mb_write_answer(w5, 5, w5, 5), 0);
+    const uint8_t wrong[] = {5, 0, 3, 0, 0};
+    assert_int_equal(gw_mb_write_answer(w5, 5, wrong, 5), GW_EMALFORMED);
+    const uint8_t ex[] = {0x85, 0x02};
+    assert_int_equal(gw_mb_write_answer(w5, 5, ex, 2), 2);
+
+    const uint8_t regs[] = {0x12, 0x34, 0x56, 0x78};
+    size_t n = gw_mb_pdu_write(pdu, 16, 0x10, 2, regs, 4);
+    assert_int_equal(n, 10);
+    const uint8_t w16[] = {16, 0, 0x10, 0, 2, 4, 0x12, 0x34, 0x56, 0x78};
+    assert_memory_equal(pdu, w16, n);
+    const uint8_t echo16[] = {16, 0, 0x10, 0, 2};
+    assert_int_equal(gw_mb_write_answer(pdu, n, echo16, 5), 0);
+    /* Payload that does not fit the function. */
+    assert_int_equal(gw_mb_pdu_write(pdu, 16, 0, 2, regs, 3), 0);
+    assert_int_equal(gw_mb_pdu_write(pdu, 6, 0, 1, regs, 4), 0);
+    assert_int_equal(gw_mb_pdu_write(pdu, 3, 0, 1, regs, 2), 0);
+    const uint8_t bits[] = {0x05};
+    assert_int_equal(gw_mb_pdu_write(pdu, 15, 0, 3, bits, 1), 7);
+}
+
+static void test_read_answer(void **state)
+{
+    gw_mb_request r = {3, 0, 2};
+    const uint8_t *data = NULL;
+    size_t dlen = 0;
+    const uint8_t ok[] = {3, 4, 0, 1, 0, 2};
+    assert_int_equal(gw_mb_read_answer(&r, ok, sizeof(ok), &data, &dlen), 0);
+    assert_int_equal(dlen, 4);
+    assert_ptr_equal(data, ok + 2);
+    const uint8_t shortc[] = {3, 2, 0, 1};
+    assert_int_equal(gw_mb_read_answer(&r, shortc, sizeof(shortc), &data, &dlen), GW_EMALFORMED);
+    const uint8_t trunc[] = {3, 4, 0, 1, 0};
+    assert_int_equal(gw_mb_read_answer(&r, trunc, sizeof(trunc), &data, &dlen), GW_EMALFORMED);
+    const uint8_t exc[] = {0x83, 4};
+    assert_int_equal(gw_mb_read_answer(&r, exc, sizeof(exc), &data, &dlen), 4);
+    const uint8_t exc0[] = {0x83, 0};
+    assert_int_equal(gw_mb_read_answer(&r, exc0, sizeof(exc0), &data, &dlen), GW_EMALFORMED);
+    const uint8_t otherfc[] = {4, 4, 0, 1, 0, 2};
+    assert_int_equal(gw_mb_read_answer(&r, otherfc, sizeof(otherfc), &data, &dlen), GW_EMALFORMED);
+    gw_mb_request c = {1, 0, 10};
+    const uint8_t coils[] = {1, 2, 0xFF, 0x03};
+    assert_int_equal(gw_mb_read_answer(&c, coils, sizeof(coils), &data, &dlen), 0);
+    assert_int_equal(dlen, 2);
+    assert_int_equal(gw_mb_read_answer(&c, coils, 1, &data, &dlen), GW_EMALFORMED);
+}
+
+static void test_lateness(void **state)
+{
+    assert_int_equal(gw_mb_late_bucket(-5), 0);
+    assert_int_equal(gw_mb_late_bucket(999), 0);
+    assert_int_equal(gw_mb_late_bucket(1000), 1);
+    assert_int_equal(gw_mb_late_bucket(99999), 99);
+    assert_int_equal(gw_mb_late_bucket(100000), 100);
+    assert_int_equal(gw_mb_late_bucket(999999), 108);
+    assert_int_equal(gw_mb_late_bucket(5000000), GW_MB_LATE_BUCKETS - 1);
+    assert_int_equal(gw_mb_late_bucket_ms(0), 1);
+    assert_int_equal(gw_mb_late_bucket_ms(100), 200);
+    uint64_t h[GW_MB_LATE_BUCKETS];
+    memset(h, 0, sizeof(h));
+    assert_int_equal(gw_mb_late_quantile(h, 0.99), 0);
+    h[0] = 990; /* 990 polls under 1 ms */
+    h[30] = 10; /* 10 at 30 ms */
+    assert_int_equal(gw_mb_late_quantile(h, 0.5), 1);
+    assert_int_equal(gw_mb_late_quantile(h, 0.99), 1);
+    assert_int_equal(gw_mb_late_quantile(h, 0.995), 31);
+    h[0] = 980;
+    assert_int_equal(gw_mb_late_quantile(h, 0.99), 31);
+}
+
+static void test_schedule(void **state)
+{
+    /* A stable phase inside the interval. */
+    int64_t a = gw_mb_first_due("dev-1", 1000, 500);
+    assert_true(a >= 1000 && a < 1500);
+    assert_int_equal(gw_mb_first_due("dev-1", 1000, 500), a);
+    uint64_t skipped = 0;
+    assert_int_equal(gw_mb_next_due(1000, 1001, 1000, &skipped), 2000);
+    assert_int_equal(skipped, 0);
+    /* Fell behind by 3.5 intervals: the phase is kept, slots are skipped. */
+    assert_int_equal(gw_mb_next_due(1000, 4500, 1000, &skipped), 5000);
+    assert_int_equal(skipped, 3);
+}
+
+/* ---- Writes through the protocol hook, over a running core ---- */
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t l = sizeof(sa);
+    bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    getsockname(fd, (struct sockaddr *)&sa, &l);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+struct srv {
+    int port;
+    volatile int stop;
+    volatile int siren, message; /* what was written */
+    volatile int ready;
+    pthread_t th;
+};
+
+/* A Modbus TCP device (libmodbus server): 2 coils, 1 holding register. */
+static void *tcp_server(void *arg)
+{
+    struct srv *s = arg;
+    modbus_t *ctx = modbus_new_tcp("127.0.0.1", s->port);
+    modbus_mapping_t *map = modbus_mapping_new(2, 0, 1, 0);
+    int ls = modbus_tcp_listen(ctx, 1);
+    s->ready = 1;
+    struct pollfd pf = {ls, POLLIN, 0};
+    while (!s->stop && poll(&pf, 1, 50) != 1)
+        ;
+    if (!s->stop && modbus_tcp_accept(ctx, &ls) >= 0) {
+        modbus_set_indication_timeout(ctx, 0, 50000);
+        uint8_t req[MODBUS_TCP_MAX_ADU_LENGTH];
+        while (!s->stop) {
+            int n = modbus_receive(ctx, req);
+            if (n > 0) {
+                modbus_reply(ctx, req, n, map);
+                s->siren = map->tab_bits[0];
+                s->message = map->tab_registers[0];
+            } else if (n == -1 && errno != ETIMEDOUT) {
+                break;
+            }
+        }
+    }
+    close(ls);
+    modbus_close(ctx);
+    modbus_mapping_free(map);
+    modbus_free(ctx);
+    return NULL;
+}
+
+/* A DTU the gateway dials: RTU frames over TCP, unit 1. */
+static void *dtu_server(void *arg)
+{
+    struct srv *s = arg;
+    int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(ls, (struct sockaddr *)&sa, sizeof(sa));
+    listen(ls, 4);
+    s->ready = 1;
+    struct pollfd pf = {ls, POLLIN, 0};
+    while (!s->stop && poll(&pf, 1, 50) != 1)
+        ;
+    int fd = s->stop ? -1 : accept(ls, NULL, NULL);
+    uint8_t buf[256], coils = 0;
+    uint16_t reg = 0;
+    size_t len = 0;
+    while (fd >= 0 && !s->stop) {
+        struct pollfd cf = {fd, POLLIN, 0};
+        if (poll(&cf, 1, 50) != 1)
+            continue;
+        ssize_t n = read(fd, buf + len, sizeof(buf) - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        if (len < 8)
+            continue;
+        uint16_t crc = gw_mb_crc16(buf, 6);
+        assert_int_equal(buf[6], crc & 0xFF);
+        assert_int_equal(buf[7], crc >> 8);
+        uint8_t pdu[GW_MB_PDU_MAX], out[GW_MB_ADU_MAX];
+        size_t pl;
+        if (buf[1] == 1) {
+            pdu[0] = 1, pdu[1] = 1, pdu[2] = coils, pl = 3;
+        } else if (buf[1] == 3) {
+            pdu[0] = 3, pdu[1] = 2, pdu[2] = (uint8_t)(reg >> 8), pdu[3] = (uint8_t)reg, pl = 4;
+        } else { /* 5 or 6: echo */
+            if (buf[1] == 5)
+                coils = (uint8_t)((coils & ~1u) | (buf[4] == 0xFF));
+            else
+                reg = (uint16_t)(buf[4] << 8 | buf[5]);
+            memcpy(pdu, buf + 1, 5);
+            pl = 5;
+            s->siren = coils & 1;
+            s->message = reg;
+        }
+        size_t o = gw_mb_adu_rtu(out, 1, pdu, pl);
+        if (write(fd, out, o) != (ssize_t)o)
+            break;
+        len = 0;
+    }
+    if (fd >= 0)
+        close(fd);
+    close(ls);
+    return NULL;
+}
+
+struct wctx {
+    gw_core *core;
+    struct srv *tcp, *dtu;
+    int written;
+    int64_t deadline;
+    uv_timer_t t;
+};
+
+static void on_check(uv_timer_t *t)
+{
+    struct wctx *w = t->data;
+    gw_core *core = w->core;
+    int online = 1;
+    for (size_t i = 0; i < core->ndevices; i++)
+        online &= core->devices[i]->online == 1;
+    if (online && !w->written) {
+        for (size_t i = 0; i < core->ndevices; i++) {
+            gw_device *d = core->devices[i];
+            assert_int_equal(d->proto->write(d, "siren", 1), 0);
+            assert_int_equal(d->proto->write(d, "sign_message", 42), 0);
+            assert_int_equal(d->proto->write(d, "no_such_point", 1), GW_ENOTFOUND);
+            assert_int_equal(d->proto->write(d, "sign_message", 1000), GW_EINVAL); /* range */
+        }
+        w->written = 1;
+    }
+    int done =
+        w->tcp->siren == 1 && w->tcp->message == 42 && w->dtu->siren == 1 && w->dtu->message == 42;
+    if (done || (int64_t)uv_now(t->loop) > w->deadline) {
+        uv_timer_stop(t);
+        uv_close((uv_handle_t *)t, NULL);
+        gw_core_stop(core);
+    }
+}
+
+static void test_writes(void **state)
+{
+    struct srv tcp = {0}, dtu = {0};
+    tcp.port = free_port();
+    dtu.port = free_port();
+    assert_int_equal(pthread_create(&tcp.th, NULL, tcp_server, &tcp), 0);
+    assert_int_equal(pthread_create(&dtu.th, NULL, dtu_server, &dtu), 0);
+    while (!tcp.ready || !dtu.ready)
+        usleep(1000); /* the threads bind before they set ready */
+    char dir[] = "/tmp/gwmbw.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256], text[2048];
+    snprintf(path, sizeof(path), "%s/gw.yaml", dir);
+    snprintf(text, sizeof(text),
+             "gateway: {id: gw-w, data_dir: %s, log_level: warn, shutdown_drain: 0s}\n"
+             "uplink: {uri: \"tcp://127.0.0.1:1\"}\n"
+             "devices:\n"
+             "  - {id: a-tcp, profile: alarm-output, connect: \"tcp://127.0.0.1:%d\", "
+             "interval: 100ms, timeout: 80ms}\n"
+             "  - {id: a-dtu, protocol: modbus-dtu, profile: alarm-output, connect: "
+             "\"tcp://127.0.0.1:%d\", interval: 100ms, timeout: 80ms}\n",
+             dir, tcp.port, dtu.port);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    gw_config cfg;
+    char err[512];
+    assert_int_equal(gw_config_load(&cfg, path, err, sizeof(err)), 0);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    gw_core *core = calloc(1, sizeof(*core));
+    assert_int_equal(gw_core_start(core, &loop, &cfg, path, err, sizeof(err)), 0);
+    struct wctx w;
+    memset(&w, 0, sizeof(w));
+    w.core = core;
+    w.tcp = &tcp;
+    w.dtu = &dtu;
+    w.deadline = (int64_t)uv_now(&loop) + 10000;
+    uv_timer_init(&loop, &w.t);
+    w.t.data = &w;
+    uv_timer_start(&w.t, on_check, 20, 20);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    free(core);
+    tcp.stop = dtu.stop = 1;
+    pthread_join(tcp.th, NULL);
+    pthread_join(dtu.th, NULL);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_true(w.written);
+    assert_int_equal(tcp.siren, 1);
+    assert_int_equal(tcp.message, 42);
+    assert_int_equal(dtu.siren, 1);
+    assert_int_equal(dtu.message, 42);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crc),         cmocka_unit_test(test_rtu_frames),
+        cmocka_unit_test(test_tcp_frame),   cmocka_unit_test(test_write_pdus),
+        cmocka_unit_test(test_read_answer), cmocka_unit_test(test_lateness),
+        cmocka_unit_test(test_schedule),    cmocka_unit_test(test_writes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
