@@ -110,8 +110,20 @@ static void handle(struct conn *c)
         int rc = gw_alarms_ack(c->a->core->alarms, id, who);
         GW_INFO("admin", "ack of %.80s by %s: %s", id, who, rc == GW_OK ? "recorded" : "not found");
         reply(c, rc == GW_OK ? "ok\n" : "error: no such active alarm\n");
+    } else if (!strcmp(cmd, "device")) {
+        char *id = strtok_r(NULL, " \t\r\n", &save);
+        char *verb = strtok_r(NULL, " \t\r\n", &save);
+        char *arg = strtok_r(NULL, "\r\n", &save);
+        if (!id || !verb) {
+            reply(c, "error: usage: device <id> <verb> [arg]\n");
+            return;
+        }
+        char out[300], msg[320];
+        int rc = gw_core_device_command(c->a->core, id, verb, arg, out, sizeof(out));
+        snprintf(msg, sizeof(msg), "%s%s\n", rc == GW_OK ? "" : "error: ", out);
+        reply(c, msg);
     } else {
-        reply(c, "error: unknown command (status, ack)\n");
+        reply(c, "error: unknown command (status, ack, device)\n");
     }
 }
 

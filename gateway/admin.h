@@ -5,6 +5,7 @@
  * it). One line in, one answer out:
  *   status                  JSON with devices, counters, outbox and uplink state
  *   ack <alarm-id> [by]     acknowledge an active alarm (recorded, sent uplink)
+ *   device <id> <verb> [arg] a protocol command on one device (e.g. SL651 query)
  * `build/gateway admin [--socket PATH] status` is the client. */
 #include <stddef.h>
 

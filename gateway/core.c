@@ -230,11 +230,45 @@ static void on_store_commit(void *ctx, unsigned lanes)
         gw_uplink_notify(core->uplink, lanes);
 }
 
+int gw_core_device_command(gw_core *core, const char *device, const char *verb, const char *arg,
+                           char *reply, size_t replylen)
+{
+    gw_device *d = NULL;
+    for (size_t i = 0; i < core->ndevices && !d; i++)
+        if (!strcmp(core->devices[i]->conf.id, device))
+            d = core->devices[i];
+    if (!d) {
+        snprintf(reply, replylen, "no device '%.64s'", device);
+        return GW_ENOTFOUND;
+    }
+    if (!d->proto->command) {
+        snprintf(reply, replylen, "protocol %s takes no commands", d->proto->name);
+        return GW_EUNSUPPORTED;
+    }
+    int rc = d->proto->command(d, verb, arg ? arg : "", reply, replylen);
+    GW_INFO("core", "command %.32s on %s: %s", verb, d->conf.id, rc == GW_OK ? "done" : reply);
+    return rc;
+}
+
 /* Platform commands on <prefix>/<gw>/cmd/<name>. The platform connection is
  * authenticated (TLS, credentials, broker ACLs); payloads are still untrusted. */
 static void on_command(void *ctx, const char *name, const char *payload, size_t len)
 {
     gw_core *core = ctx;
+    if (!strcmp(name, "device")) {
+        /* {"device": "rtu-01", "verb": "query", "arg": ""} */
+        cJSON *doc = cJSON_ParseWithLength(payload, len);
+        const char *dev = cJSON_GetStringValue(cJSON_GetObjectItem(doc, "device"));
+        const char *verb = cJSON_GetStringValue(cJSON_GetObjectItem(doc, "verb"));
+        const char *arg = cJSON_GetStringValue(cJSON_GetObjectItem(doc, "arg"));
+        char reply[256];
+        if (dev && verb)
+            gw_core_device_command(core, dev, verb, arg, reply, sizeof(reply));
+        else
+            GW_WARN("core", "device command needs \"device\" and \"verb\"");
+        cJSON_Delete(doc);
+        return;
+    }
     if (strcmp(name, "ack") != 0) {
         GW_LOG_RL(GW_LOG_WARN, 10000, "core", "unknown platform command '%.40s' ignored", name);
         return;

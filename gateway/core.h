@@ -93,6 +93,11 @@ gw_device *gw_core_find_device(gw_core *core, const char *protocol, const char *
  * acknowledges a device (CoAP ACK, SL651 confirm) only then. */
 int gw_core_flush(gw_core *core, void (*cb)(void *ctx, int status), void *ctx);
 
+/* Runs a protocol command on a device by id (admin interface, platform).
+ * Returns 0 or GW_E*, with a one-line answer or error in reply. */
+int gw_core_device_command(gw_core *core, const char *device, const char *verb, const char *arg,
+                           char *reply, size_t replylen);
+
 /* Finds a loaded profile by name, loading it from profile_dirs or the
  * embedded set on first use. */
 gw_profile *gw_core_profile(gw_core *core, const char *name, char *err, size_t errlen);

@@ -48,6 +48,13 @@ typedef struct gw_protocol {
     /* Writes a named point of the device's profile (actuators); may be NULL. */
     int (*write)(struct gw_device *dev, const char *point, double value);
 
+    /* A device-level command from the admin interface or the platform (e.g.
+     * SL651 "query" = 37, "status" = 46, "clock" = 4A). Writes a one-line
+     * answer into reply. Returns 0, GW_EUNSUPPORTED for an unknown verb,
+     * GW_EAGAIN when the device is not reachable now. May be NULL. */
+    int (*command)(struct gw_device *dev, const char *verb, const char *arg, char *reply,
+                   size_t replylen);
+
     /* Listener keys (besides `protocol`), the size of the struct they fill,
      * and start/stop. listen() stores its state in *state; unlisten() closes
      * its handles and frees the state from their close callbacks. */
