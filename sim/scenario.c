@@ -1037,8 +1037,7 @@ static int only_keys(pctx *c, yaml_node_t *m, const char *what, const char *cons
 {
     if (!m || m->type != YAML_MAPPING_NODE)
         return perr(c, m, "%s: expected a mapping", what);
-    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top;
-         pr++) {
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
         const char *k = scalar(node(c, pr->key));
         int ok = 0;
         for (int i = 0; k && keys[i]; i++)
@@ -1212,8 +1211,9 @@ static int parse_expect(pctx *c, yaml_node_t *item, const sim_scenario *s, yaml_
         if (kname && !strcmp(kname, expect_kinds[ki].name))
             break;
     if (ki == sizeof expect_kinds / sizeof expect_kinds[0])
-        return perr(c, item, "expect: unknown kind '%s' (alarm, no_alarm, no_reading_lost, "
-                             "online, event)",
+        return perr(c, item,
+                    "expect: unknown kind '%s' (alarm, no_alarm, no_reading_lost, "
+                    "online, event)",
                     kname ? kname : "?");
     x->kind = expect_kinds[ki].kind;
     if (only_keys(c, m, kname, expect_kinds[ki].keys))
@@ -1345,7 +1345,10 @@ static int parse_run(pctx *c, sim_scenario *s, const run_nodes *rn)
         }
     }
     if ((rc->gw_binary[0] || rc->broker_start || rn->expect) && !rc->broker[0])
-        return perr(c, rn->gateway ? rn->gateway : rn->broker ? rn->broker : rn->expect,
+        return perr(c,
+                    rn->gateway  ? rn->gateway
+                    : rn->broker ? rn->broker
+                                 : rn->expect,
                     "sim run needs platform: {broker: tcp://HOST:PORT}");
     if (rn->duration && (get_num(c, rn->duration, "duration", &rc->duration) ||
                          !(rc->duration > 0) || rc->duration > 366 * 86400.0))
@@ -1379,8 +1382,8 @@ static int parse_run(pctx *c, sim_scenario *s, const run_nodes *rn)
             return SIM_ENOMEM;
         for (int i = 0; i < n; i++) {
             rc->nexpects = i + 1;
-            int r = parse_expect(c, node(c, rn->expect->data.sequence.items.start[i]), s,
-                                 rn->sites, &rc->expects[i]);
+            int r = parse_expect(c, node(c, rn->expect->data.sequence.items.start[i]), s, rn->sites,
+                                 &rc->expects[i]);
             if (r)
                 return r;
         }

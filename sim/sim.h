@@ -439,19 +439,19 @@ typedef struct sim_expect {
     char site[SIM_NAME_MAX]; /* as written ("" = none) */
     int ndevs;               /* the devices it is about; 0 = every device */
     char (*devs)[SIM_NAME_MAX];
-    char rule[32];      /* alarm, no_alarm: "" = any rule */
-    int level;          /* alarm, no_alarm: the lowest level that counts, 1..4 */
-    double within;      /* alarm, event: < 0 = unbounded */
-    double of;          /* alarm, event: the moment `within` counts from; < 0 = none */
-    int has_after;      /* alarm: within counts from the sent value crossing `crosses` */
+    char rule[32]; /* alarm, no_alarm: "" = any rule */
+    int level;     /* alarm, no_alarm: the lowest level that counts, 1..4 */
+    double within; /* alarm, event: < 0 = unbounded */
+    double of;     /* alarm, event: the moment `within` counts from; < 0 = none */
+    int has_after; /* alarm: within counts from the sent value crossing `crosses` */
     char after_metric[48];
     double crosses;
-    int after_table;     /* SIM_TAB_*: the register whose curve is after_metric */
-    int after_addr;      /* -1 = from `metrics:`, else the group's first register */
-    uint32_t count;      /* online: devices wanted */
-    char type[32];       /* online: device type as the uplink says ("" = any) */
+    int after_table;           /* SIM_TAB_*: the register whose curve is after_metric */
+    int after_addr;            /* -1 = from `metrics:`, else the group's first register */
+    uint32_t count;            /* online: devices wanted */
+    char type[32];             /* online: device type as the uplink says ("" = any) */
     char prefix[SIM_NAME_MAX]; /* online: device id prefix ("" = any) */
-    char event[48];      /* event: the condition (fire_alarm, ...) */
+    char event[48];            /* event: the condition (fire_alarm, ...) */
 } sim_expect;
 
 /* `metrics:` names the gateway gives the sim's registers (water_depth: holding:0). */
@@ -462,15 +462,15 @@ typedef struct sim_metric_map {
 } sim_metric_map;
 
 typedef struct sim_run_conf {
-    char broker[160];           /* platform.broker: where the gateway publishes */
-    char topic_prefix[64];      /* platform.topic_prefix (default iot) */
-    char gateway_id[64];        /* platform.gateway_id ("" = any gateway) */
-    char gw_binary[256];        /* gateway.binary ("" = do not start one) */
-    char gw_config[512];        /* gateway.config, resolved against the scenario's folder */
-    int broker_start;           /* broker.start: run a private mosquitto */
-    uint32_t broker_port;       /* broker.port (default: the port of platform.broker) */
-    double duration;            /* scenario seconds (default 5m) */
-    double speed;               /* 0 = unset (1) */
+    char broker[160];      /* platform.broker: where the gateway publishes */
+    char topic_prefix[64]; /* platform.topic_prefix (default iot) */
+    char gateway_id[64];   /* platform.gateway_id ("" = any gateway) */
+    char gw_binary[256];   /* gateway.binary ("" = do not start one) */
+    char gw_config[512];   /* gateway.config, resolved against the scenario's folder */
+    int broker_start;      /* broker.start: run a private mosquitto */
+    uint32_t broker_port;  /* broker.port (default: the port of platform.broker) */
+    double duration;       /* scenario seconds (default 5m) */
+    double speed;          /* 0 = unset (1) */
     int nmetrics;
     sim_metric_map *metrics;
     int nexpects;
@@ -572,12 +572,12 @@ uint64_t sim_tl_seq_gaps(const sim_timeline *tl, uint64_t from, uint64_t to, uin
 enum { SIM_V_PENDING = 0, SIM_V_PASS, SIM_V_FAIL };
 
 typedef struct sim_verdict {
-    int status;          /* SIM_V_* */
-    char evidence[768];  /* why, with times, values, ids */
-    double at;           /* scenario time of the deciding item; < 0 none */
-    double base;         /* the crossing / `of` time the latency counts from; < 0 none */
-    double latency;      /* scenario seconds; < 0 none */
-    char alarm[96];      /* the alarm id that decided it */
+    int status;         /* SIM_V_* */
+    char evidence[768]; /* why, with times, values, ids */
+    double at;          /* scenario time of the deciding item; < 0 none */
+    double base;        /* the crossing / `of` time the latency counts from; < 0 none */
+    double latency;     /* scenario seconds; < 0 none */
+    char alarm[96];     /* the alarm id that decided it */
 } sim_verdict;
 
 /* Evaluates x over tl. final = 0 while the run goes on: what cannot be
