@@ -23,7 +23,8 @@ static void usage(FILE *f)
             "  sim modbus --scenario FILE [--speed X] [--stats FILE] [--bind ADDR] [--quiet]\n"
             "  sim check --scenario FILE\n"
             "  sim run SCENARIO [--speed X] [--duration D] [--broker-port N] [--base-port M]\n"
-            "          [--report FILE.json] [--csv FILE] [--csv-step S] [--quiet] [--keep]\n"
+            "          [--gateway BIN] [--report FILE.json] [--csv FILE] [--csv-step S]\n"
+            "          [--progress S] [--quiet] [--keep]\n"
             "  sim platform --broker URI [--topic T] [--count N] [--timeout S] [--pretty]\n"
             "               [--qos Q] [--client-id ID] [--ca FILE] [--user U --password-file F]\n"
             "see docs/sim.md\n");

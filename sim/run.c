@@ -233,6 +233,8 @@ static int child_spawn(run *r, child *c, const char *name, char **argv)
     close(fd);
     if (rc == 0)
         c->spawned = 1;
+    else
+        uv_close((uv_handle_t *)&c->proc, NULL); /* libuv: closed even when the spawn failed */
     return rc;
 }
 
@@ -1015,8 +1017,8 @@ static int num_arg(const char *flag, const char *v, double lo, double hi, double
 static void run_usage(FILE *f)
 {
     fprintf(f, "usage: sim run SCENARIO [--speed X] [--duration D] [--broker-port N]\n"
-               "               [--base-port M] [--report FILE.json] [--csv FILE] [--csv-step S]\n"
-               "               [--progress S] [--quiet] [--keep]\n");
+               "               [--base-port M] [--gateway BIN] [--report FILE.json] [--csv FILE]\n"
+               "               [--csv-step S] [--progress S] [--quiet] [--keep]\n");
 }
 
 /* Applies --broker-port and --base-port: moves the scenario's ports and
@@ -1063,7 +1065,7 @@ static int apply_ports(run *r, double broker_port, double base_port)
 
 int sim_run_main(int argc, char **argv)
 {
-    const char *scenario = NULL;
+    const char *scenario = NULL, *gw_binary = NULL;
     double speed = 0, duration = 0, broker_port = 0, base_port = 0;
     char err[512];
     int code = 2;
@@ -1113,7 +1115,9 @@ int sim_run_main(int argc, char **argv)
         } else if (!strcmp(a, "--base-port")) {
             if (num_arg(a, v, 1, 65535, &base_port))
                 goto usage;
-        } else if (!strcmp(a, "--report"))
+        } else if (!strcmp(a, "--gateway"))
+            gw_binary = v;
+        else if (!strcmp(a, "--report"))
             r->report_path = v;
         else if (!strcmp(a, "--csv"))
             r->csv_path = v;
@@ -1148,6 +1152,8 @@ int sim_run_main(int argc, char **argv)
         free(r);
         return 2;
     }
+    if (gw_binary && r->rc->gw_config[0])
+        snprintf(r->rc->gw_binary, sizeof r->rc->gw_binary, "%s", gw_binary);
     if (apply_ports(r, broker_port, base_port) != SIM_OK) {
         sim_scenario_free(r->scn);
         free(r);
