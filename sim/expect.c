@@ -487,7 +487,8 @@ static void who(const sim_expect *x, char *out, size_t cap)
 
 /* First upward crossing of x->crosses by the sent series of x->after_metric
  * among the expectation's devices: the first sample >= crosses whose previous
- * sample of the same series was below (or that starts the series). Returns
+ * sample of the same series was below (or that starts the series), up to
+ * tl->end_t (series may be sampled ahead of the run). Returns
  * the time, or -1; *maxv / *maxt / *dev_out describe the highest sample or
  * the crossing sample. */
 static double crossing(const sim_expect *x, const sim_timeline *tl, double *val, double *maxv,
@@ -513,6 +514,8 @@ static double crossing(const sim_expect *x, const sim_timeline *tl, double *val,
         const sim_sent *s = &tl->sent[i];
         if (s->metric != (uint32_t)m || !about(x, tl, s->dev))
             continue;
+        if (s->t > tl->end_t)
+            continue; /* sampled ahead of time: not sent yet */
         (*nsamples)++;
         if (s->value > *maxv) {
             *maxv = s->value;

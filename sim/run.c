@@ -39,7 +39,7 @@
 #define QUIET_MAX_S 5.0
 #define DISCONNECT_WAIT_S 3.0
 #define BROKER_STOP_WAIT_S 5.0
-#define MAX_READINGS_KEPT 4000000
+#define MAX_READINGS_KEPT 2000000 /* 40 bytes each */
 
 enum {
     PH_BROKER = 0,
@@ -663,6 +663,7 @@ static int devices_start(run *r)
         rl.rlim_cur < (rlim_t)r->scn->ndevices * 2 + 256)
         r->ctx.park_listeners = 1;
     r->ctx.t0_ns = uv_hrtime();
+    r->kinds_started = 1; /* stop closes whatever groups did start (kstate set) */
     for (int i = 0; i < r->scn->ngroups; i++) {
         sim_group *g = &r->scn->groups[i];
         if (g->kind->start(&r->ctx, g) != SIM_OK) {
@@ -670,7 +671,6 @@ static int devices_start(run *r)
             return SIM_ERR;
         }
     }
-    r->kinds_started = 1;
     return SIM_OK;
 }
 

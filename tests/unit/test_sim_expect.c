@@ -159,6 +159,11 @@ static void test_alarm_missing_pending_then_fail(void **st)
     add_alarm_msg(tl, 150, 2, "up-1", "cleared", 0, 3);
     sim_expect x = orange_after_25();
     sim_verdict v;
+    tl->end_t = 90; /* sampled ahead, but not sent yet */
+    assert_int_equal(sim_expect_eval(&x, tl, 0, &v), SIM_V_PENDING);
+    EVIDENCE_HAS(v, "has not crossed 25 yet");
+    assert_int_equal(sim_expect_eval(&x, tl, 1, &v), SIM_V_FAIL);
+    EVIDENCE_HAS(v, "never crossed 25 during the run (highest 22.5 at t=90.0s)");
     tl->end_t = 120; /* the 30 s window (100..130) is still open */
     assert_int_equal(sim_expect_eval(&x, tl, 0, &v), SIM_V_PENDING);
     tl->end_t = 131; /* window passed: decided even before the end */
