@@ -22,6 +22,9 @@ static void usage(FILE *f)
             "usage:\n"
             "  sim modbus --scenario FILE [--speed X] [--stats FILE] [--bind ADDR] [--quiet]\n"
             "  sim check --scenario FILE\n"
+            "  sim run SCENARIO [--speed X] [--duration D] [--broker-port N] [--base-port M]\n"
+            "          [--gateway BIN] [--report FILE.json] [--csv FILE] [--csv-step S]\n"
+            "          [--progress S] [--quiet] [--keep]\n"
             "  sim platform --broker URI [--topic T] [--count N] [--timeout S] [--pretty]\n"
             "               [--qos Q] [--client-id ID] [--ca FILE] [--user U --password-file F]\n"
             "see docs/sim.md\n");
@@ -206,6 +209,8 @@ int main(int argc, char **argv)
         return run_devices(argc, argv, 1);
     if (!strcmp(argv[1], "platform"))
         return sim_platform_main(argc, argv);
+    if (!strcmp(argv[1], "run"))
+        return sim_run_main(argc, argv);
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return 0;

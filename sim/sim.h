@@ -14,6 +14,9 @@
  *   dev_rtu.c   the modbus-rtu (pty bus) and modbus-dtu (dials out) kinds
  *   stats.c     JSON stats file and CPU figures
  *   platform.c  the stand-in city platform (MQTT subscriber)
+ *   run.c       `sim run`: a rehearsal (broker, gateway, devices, platform)
+ *   expect.c    expectations over a timeline of sent and received values; pure
+ *   report.c    the verdict, the JSON report and the CSV
  *   main.c      command line, signals, the loop
  * Errors are negative return codes; pure files do no I/O except scenario.c,
  * which reads the files it is given. */
@@ -247,11 +250,14 @@ typedef struct sim_group {
     struct sim_peer *peer; /* peer kinds only (coap-smoke, mqtt-gauge): owned */
 } sim_group;
 
+struct sim_run_conf;
+
 typedef struct sim_scenario {
     char name[128];
     int ngroups;
     sim_group *groups;
     uint32_t ndevices;
+    struct sim_run_conf *run; /* platform/gateway/broker/expect keys (sim run); NULL if none */
 } sim_scenario;
 
 /* Loads a scenario file. On failure returns NULL and writes "file:line: why"
@@ -863,6 +869,213 @@ double sim_now(const sim_ctx *ctx);
 int sim_stats_write(sim_ctx *ctx, const char *path);
 /* Prints "sim: cpu user=.. sys=.. maxrss=.." to f. */
 void sim_stats_print_cpu(FILE *f);
+
+/* ---- rehearsals: sim run (scenario.c run block, expect.c, report.c, run.c) ---- */
+
+#define SIM_NAME_MAX 64
+
+typedef enum {
+    SIM_X_ALARM = 0,
+    SIM_X_NO_ALARM,
+    SIM_X_NO_READING_LOST,
+    SIM_X_ONLINE,
+    SIM_X_EVENT,
+} sim_expect_kind;
+
+/* One expectation of the scenario's `expect:` list. Times are scenario
+ * seconds. Device lists are resolved at load time (site -> its devices). */
+typedef struct sim_expect {
+    sim_expect_kind kind;
+    int line;
+    char label[192];         /* the expectation in one line, for the verdict */
+    char site[SIM_NAME_MAX]; /* as written ("" = none) */
+    int ndevs;               /* the devices it is about; 0 = every device */
+    char (*devs)[SIM_NAME_MAX];
+    char rule[32]; /* alarm, no_alarm: "" = any rule */
+    int level;     /* alarm, no_alarm: the lowest level that counts, 1..4 */
+    double within; /* alarm, event: < 0 = unbounded */
+    double of;     /* alarm, event: the moment `within` counts from; < 0 = none */
+    int has_after; /* alarm: within counts from the sent value crossing `crosses` */
+    char after_metric[48];
+    double crosses;
+    int after_table;           /* SIM_TAB_*: the register whose curve is after_metric */
+    int after_addr;            /* -1 = from `metrics:`, else the group's first register */
+    uint32_t count;            /* online: devices wanted */
+    char type[32];             /* online: device type as the uplink says ("" = any) */
+    char prefix[SIM_NAME_MAX]; /* online: device id prefix ("" = any) */
+    char event[48];            /* event: the condition (fire_alarm, ...) */
+} sim_expect;
+
+/* `metrics:` names the gateway gives the sim's registers (water_depth: holding:0). */
+typedef struct sim_metric_map {
+    char name[48];
+    int table;
+    int addr;
+} sim_metric_map;
+
+typedef struct sim_run_conf {
+    char broker[160];      /* platform.broker: where the gateway publishes */
+    char topic_prefix[64]; /* platform.topic_prefix (default iot) */
+    char gateway_id[64];   /* platform.gateway_id ("" = any gateway) */
+    char gw_binary[256];   /* gateway.binary ("" = do not start one) */
+    char gw_config[512];   /* gateway.config, resolved against the scenario's folder */
+    int broker_start;      /* broker.start: run a private mosquitto */
+    uint32_t broker_port;  /* broker.port (default: the port of platform.broker) */
+    double duration;       /* scenario seconds (default 5m) */
+    double speed;          /* 0 = unset (1) */
+    int nmetrics;
+    sim_metric_map *metrics;
+    int nexpects;
+    sim_expect *expects;
+} sim_run_conf;
+
+/* Levels: 1 blue, 2 yellow, 3 orange, 4 red; 0 for an unknown name. */
+int sim_level_parse(const char *s);
+const char *sim_level_name(int level);
+
+/* The timeline of a rehearsal (expect.c): what reached the platform, with the
+ * scenario time it arrived, and samples of what the sim sent. Readings are
+ * kept compactly (up to max_readings; counters go on past it). Item ids are
+ * "<gw>-<seq>" with seq unique per gateway, so duplicates are found by seq. */
+enum { SIM_Q_GOOD = 0, SIM_Q_UNCERTAIN, SIM_Q_BAD, SIM_Q_UNKNOWN };
+
+typedef struct sim_rx_reading {
+    double t;
+    double value;
+    uint64_t seq;
+    uint32_t dev, metric; /* interned names */
+    uint8_t quality;
+    uint8_t has_value;
+} sim_rx_reading;
+
+typedef struct sim_rx_event {
+    double t;
+    uint64_t seq;
+    uint32_t dev;
+    int active;
+    char event[48];
+} sim_rx_event;
+
+typedef struct sim_rx_alarm {
+    double t;
+    double value;
+    uint64_t seq;
+    uint32_t dev;
+    int level;
+    int has_value;
+    char alarm[96];
+    char rule[32];
+    char metric[48];
+    char state[16];
+} sim_rx_alarm;
+
+typedef struct sim_sent {
+    double t;
+    double value;
+    uint32_t dev, metric;
+} sim_sent;
+
+typedef struct sim_timeline {
+    /* interned names (devices, metrics, types): index -> name */
+    char (*names)[SIM_NAME_MAX];
+    uint32_t nnames, capnames;
+    uint32_t *hslots; /* open addressing: index + 1, 0 = empty */
+    uint32_t hcap;
+    /* per name (used for devices) */
+    uint32_t *dev_type; /* interned type + 1, 0 = unknown */
+    uint64_t *dev_readings, *dev_last_seq, *dev_out_of_order;
+    uint8_t *dev_online; /* an online event or any reading */
+
+    sim_rx_reading *rd;
+    size_t nrd, caprd, max_readings;
+    sim_rx_event *ev;
+    size_t nev, capev;
+    sim_rx_alarm *al;
+    size_t nal, capal;
+    sim_sent *sent;
+    size_t nsent, capsent;
+
+    /* seen sequence numbers: bit (seq - seq_lo) */
+    uint64_t *seqbits;
+    uint64_t seq_lo, seq_words, seq_min, seq_max;
+    uint64_t seq_base; /* 0 = the first seq received starts the sequence */
+
+    uint64_t readings, events, alarms, duplicates, malformed, no_seq, readings_not_kept;
+    uint64_t alarms_by_level[5];
+    double end_t; /* scenario time the run ended */
+} sim_timeline;
+
+sim_timeline *sim_tl_new(size_t max_readings);
+void sim_tl_free(sim_timeline *tl);
+/* Adds the items of one uplink message (kind "readings", "events" or
+ * "alarms": the topic's last level) that reached the platform at scenario
+ * time t. Returns the number of new items (duplicates are counted, not
+ * added), or SIM_EMALFORMED / SIM_ENOMEM. */
+int sim_tl_message(sim_timeline *tl, double t, const char *kind, const char *payload, size_t len);
+/* Records that the sim served `value` for device/metric at scenario time t
+ * (samples in time order per series). */
+int sim_tl_sent(sim_timeline *tl, double t, const char *device, const char *metric, double value);
+/* Index of an interned name, or -1. */
+int64_t sim_tl_find(const sim_timeline *tl, const char *name);
+/* Missing sequence numbers between seq_base (or the lowest seen) and the
+ * highest seen; *first gets the lowest missing one (0 if none). */
+uint64_t sim_tl_seq_gaps(const sim_timeline *tl, uint64_t from, uint64_t to, uint64_t *first);
+
+enum { SIM_V_PENDING = 0, SIM_V_PASS, SIM_V_FAIL };
+
+typedef struct sim_verdict {
+    int status;         /* SIM_V_* */
+    char evidence[768]; /* why, with times, values, ids */
+    double at;          /* scenario time of the deciding item; < 0 none */
+    double base;        /* the crossing / `of` time the latency counts from; < 0 none */
+    double latency;     /* scenario seconds; < 0 none */
+    char alarm[96];     /* the alarm id that decided it */
+} sim_verdict;
+
+/* Evaluates x over tl. final = 0 while the run goes on: what cannot be
+ * decided yet is PENDING; final = 1 decides everything (end of run, tl->end_t
+ * set). Pure. */
+int sim_expect_eval(const sim_expect *x, const sim_timeline *tl, int final, sim_verdict *out);
+
+/* What a rehearsal measured besides the expectations (report.c prints it). */
+typedef struct sim_cpu {
+    int have;
+    double user_s, sys_s;
+    long max_rss_kib;
+} sim_cpu;
+
+typedef struct sim_run_summary {
+    const char *scenario;
+    double speed, scenario_s, wall_s;
+    uint64_t msgs_readings, msgs_events, msgs_alarms, msgs_status, msgs_other, msgs_dropped;
+    uint32_t devices, devices_served;
+    uint64_t requests; /* what the devices were asked (from the kinds' stats) */
+    sim_cpu sim, gateway, broker;
+    int interrupted;
+    char setup_note[256];
+} sim_run_summary;
+
+/* Prints the verdict: one PASS/FAIL line per expectation with its evidence,
+ * then the summary. Returns the number of failed expectations. */
+int sim_report_print(FILE *f, const sim_run_conf *rc, const sim_verdict *v, const sim_timeline *tl,
+                     const sim_run_summary *sum);
+/* The same as JSON, written to path (temp file + rename). */
+int sim_report_json(const char *path, const sim_run_conf *rc, const sim_verdict *v,
+                    const sim_timeline *tl, const sim_run_summary *sum);
+/* A plot-ready CSV: t,dir,device,metric,value,quality. Rows "sent" sample the
+ * scenario's register curves every `step` scenario seconds up to tl->end_t (as
+ * encoded: integer registers rounded), rows "recv" are what reached the
+ * platform (quality for readings, the level for alarms, active for events). */
+int sim_report_csv(const char *path, const sim_scenario *scn, const sim_timeline *tl, double step);
+/* The value a register definition puts on the wire at time t for device k,
+ * read back in engineering units (integer types rounded as encoded). */
+double sim_reg_sent_value(const sim_regdef *r, double t, uint32_t k, sim_curve_state *st);
+/* The register of group g that carries metric (from `metrics:`, the given
+ * table/addr, or the group's first register); NULL if none. */
+const sim_regdef *sim_run_metric_reg(const sim_run_conf *rc, const sim_group *g, const char *metric,
+                                     int table, int addr);
+
+int sim_run_main(int argc, char **argv);
 
 /* ---- platform (platform.c) ---- */
 

@@ -1,0 +1,256 @@
+/* sim run end to end: the storm-district rehearsal, self-contained (its own
+ * mosquitto, the real gateway, 23 Modbus sensors), at speed 10 on free ports.
+ * The scenario as shipped passes every expectation (exit 0, PASS lines, a
+ * JSON report with the alarm's latency, a CSV); a copy with a wrong
+ * expectation fails it with evidence (exit 1); a gateway that cannot start is
+ * a setup error (exit 2). After each run the broker and gateway are gone. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "tests/integration/harness.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SCENARIO "sim/scenarios/storm-district.yaml"
+#define NDEVICES 23
+
+/* 1 if nothing listens on 127.0.0.1:port (we can bind it). */
+static int port_free(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* A run of n consecutive free ports (bounded tries). */
+static int free_range(int n)
+{
+    for (int tries = 0; tries < 50; tries++) {
+        int base = h_free_port();
+        if (base <= 0 || base + n > 65535)
+            continue;
+        int ok = 1;
+        for (int i = 0; i < n && ok; i++)
+            ok = port_free(base + i);
+        if (ok)
+            return base;
+    }
+    return -1;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    if (b)
+        b[n] = 0;
+    fclose(f);
+    return b;
+}
+
+static void dump_log(h_proc *p)
+{
+    char *log = slurp(p->log);
+    fprintf(stderr, "---- %s ----\n%s\n----\n", p->log, log ? log : "(none)");
+    free(log);
+}
+
+/* Runs build/sim run with the args (NULL-terminated) and returns its exit status. */
+static int sim_run(h_proc *p, const char *logname, const char *scenario, int broker_port,
+                   int base_port, const char *const *extra, int timeout_ms)
+{
+    char bp[16], dp[16];
+    snprintf(bp, sizeof bp, "%d", broker_port);
+    snprintf(dp, sizeof dp, "%d", base_port);
+    const char *argv[32] = {
+        h_bin("sim"), "run",       scenario,         "--broker-port", bp, "--base-port",
+        dp,           "--gateway", h_bin("gateway"), "--progress",    "2"};
+    int n = 11;
+    for (int i = 0; extra && extra[i] && n < 31; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    if (h_spawn(p, logname, (char *const *)argv) != 0)
+        return -1;
+    return h_wait(p, timeout_ms);
+}
+
+static void test_storm_district_passes(void **st)
+{
+    int broker = h_free_port(), base = free_range(NDEVICES);
+    assert_true(broker > 0 && base > 0);
+    char report[512], csv[512];
+    snprintf(report, sizeof report, "%s/report.json", h_tmpdir());
+    snprintf(csv, sizeof csv, "%s/run.csv", h_tmpdir());
+    const char *extra[] = {"--speed", "10", "--report", report, "--csv", csv, NULL};
+    h_proc p = {0};
+    int64_t t0 = h_now_ms();
+    int rc = sim_run(&p, "run-pass.log", SCENARIO, broker, base, extra, 90000);
+    int64_t wall = h_now_ms() - t0;
+    if (rc != 0)
+        dump_log(&p);
+    assert_int_equal(rc, 0);
+    assert_true(wall < 60000);
+    /* One PASS line per expectation of the scenario, and the summary. */
+    assert_true(h_log_contains(&p, "PASS [1] alarm site underpass-1 rule depth >= orange within "
+                                   "30s after water_depth crosses 25"));
+    assert_true(h_log_contains(&p, "PASS [2] alarm up-1 rule depth >= red"));
+    assert_true(h_log_contains(&p, "PASS [3] alarm site underpass-2"));
+    assert_true(h_log_contains(&p, "PASS [4] no_alarm site underpass-3 >= orange"));
+    assert_true(h_log_contains(&p, "PASS [5] no_alarm site high-ground"));
+    assert_true(h_log_contains(&p, "PASS [6] no_reading_lost all"));
+    assert_true(h_log_contains(&p, "PASS [7] online 23 devices"));
+    assert_true(h_log_contains(&p, "summary: 7 passed, 0 failed of 7 expectations"));
+    assert_false(h_log_contains(&p, "FAIL ["));
+    /* Progress went to the terminal while it ran; CPU of all three at the end. */
+    assert_true(h_log_contains(&p, "sim run: t="));
+    assert_true(h_log_contains(&p, "gateway  cpu: user"));
+    assert_true(h_log_contains(&p, "sim      cpu: user"));
+
+    /* The JSON report: evidence with the alarm id and a latency in bounds. */
+    char *text = slurp(report);
+    assert_non_null(text);
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    assert_non_null(root);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(root, "passed")));
+    cJSON *ex = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "expectations"), 0);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(ex, "result")), "PASS");
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(ex, "alarm"));
+    assert_non_null(id);
+    assert_true(strncmp(id, "depth:up-1:", 11) == 0);
+    double lat = cJSON_GetNumberValue(cJSON_GetObjectItem(ex, "latency_s"));
+    double from = cJSON_GetNumberValue(cJSON_GetObjectItem(ex, "from_s"));
+    assert_true(lat >= 0 && lat <= 30);
+    assert_true(from > 110 && from < 118); /* up-1's curve crosses 25 cm near t=114 s */
+    cJSON *items = cJSON_GetObjectItem(root, "items");
+    assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(items, "readings")) > 1000);
+    assert_non_null(cJSON_GetObjectItem(cJSON_GetObjectItem(root, "cpu"), "gateway"));
+    cJSON_Delete(root);
+
+    /* The CSV has what was sent and what came back. */
+    text = slurp(csv);
+    assert_non_null(text);
+    assert_true(strncmp(text, "t,dir,device,metric,value,quality\n", 34) == 0);
+    assert_non_null(strstr(text, ",sent,up-1,water_depth,"));
+    assert_non_null(strstr(text, ",recv,up-1,water_depth,"));
+    assert_non_null(strstr(text, ",alarm,up-1,water_depth,"));
+    free(text);
+
+    /* Everything it started has stopped. */
+    assert_true(port_free(broker));
+    assert_true(port_free(base));
+}
+
+static void test_wrong_expectation_fails(void **st)
+{
+    /* A copy whose expectations claim underpass-1 stays quiet. */
+    char *text = slurp(SCENARIO), cwd[400], copy[16384];
+    assert_non_null(text);
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    char *cfg = strstr(text, "config: storm-district.gateway.yaml");
+    char *ex = strstr(text, "\nexpect:\n");
+    assert_true(cfg && ex && cfg < ex);
+    *cfg = 0;
+    *ex = 0;
+    snprintf(copy, sizeof copy,
+             "%sconfig: %s/sim/scenarios/storm-district.gateway.yaml%s\n"
+             "expect:\n"
+             "  - no_alarm: {site: underpass-1}\n"
+             "  - online: {all: true}\n",
+             text, cwd, cfg + strlen("config: storm-district.gateway.yaml"));
+    free(text);
+    const char *path = h_write_file("wrong.yaml", copy);
+
+    int broker = h_free_port(), base = free_range(NDEVICES);
+    assert_true(broker > 0 && base > 0);
+    /* up-1 passes 5 cm (blue) near t=67 s: 100 s of scenario time suffice. */
+    const char *extra[] = {"--speed", "10", "--duration", "100s", NULL};
+    h_proc p = {0};
+    int rc = sim_run(&p, "run-fail.log", path, broker, base, extra, 60000);
+    if (rc != 1)
+        dump_log(&p);
+    assert_int_equal(rc, 1);
+    assert_true(h_log_contains(&p, "FAIL [1] no_alarm site underpass-1 (line"));
+    assert_true(h_log_contains(&p, "): alarm depth:up-1:"));
+    assert_true(h_log_contains(&p, "reached the platform at t="));
+    assert_true(h_log_contains(&p, "PASS [2] online 23 devices"));
+    assert_true(h_log_contains(&p, "summary: 1 passed, 1 failed of 2 expectations"));
+    assert_true(port_free(broker));
+}
+
+static void test_setup_error_exits_2(void **st)
+{
+    int broker = h_free_port(), base = free_range(NDEVICES);
+    assert_true(broker > 0 && base > 0);
+    const char *extra[] = {"--gateway", "/nonexistent/gateway", NULL};
+    h_proc p = {0};
+    int rc = sim_run(&p, "run-setup.log", SCENARIO, broker, base, extra, 30000);
+    if (rc != 2)
+        dump_log(&p);
+    assert_int_equal(rc, 2);
+    assert_true(h_log_contains(&p, "setup error: cannot start the gateway /nonexistent/gateway"));
+    assert_false(h_log_contains(&p, "verdict:"));
+    assert_true(port_free(broker));
+    /* A scenario error is a setup error too, with file:line. */
+    const char *bad = h_write_file("bad.yaml", "name: x\ndevices:\n  - {id: a, port: 1}\n"
+                                               "platform: {broker: tcp://127.0.0.1:1}\n"
+                                               "expect:\n  - no_alarm: {device: b}\n");
+    h_proc q = {0};
+    char *argv[] = {(char *)h_bin("sim"), "run", (char *)bad, NULL};
+    assert_int_equal(h_spawn(&q, "run-bad.log", argv), 0);
+    assert_int_equal(h_wait(&q, 10000), 2);
+    assert_true(h_log_contains(&q, "bad.yaml:6: device 'b' is not in the scenario"));
+    /* The setup error kept its work folder for the operator; remove it. */
+    char *log = slurp(p.log), *kept = log ? strstr(log, "files kept in /tmp/sim-run.") : NULL;
+    if (kept) {
+        char dir[128], cmd[160];
+        if (sscanf(kept, "files kept in %127s", dir) == 1 && !strncmp(dir, "/tmp/sim-run.", 13)) {
+            snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+            if (system(cmd) != 0)
+                fprintf(stderr, "could not remove %s\n", dir);
+        }
+    }
+    free(log);
+}
+
+static int teardown(void **st)
+{
+    h_cleanup();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_storm_district_passes, teardown),
+        cmocka_unit_test_teardown(test_wrong_expectation_fails, teardown),
+        cmocka_unit_test_teardown(test_setup_error_exits_2, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
