@@ -1,12 +1,14 @@
 /* The coap-smoke kind: NB-IoT smoke detectors that POST NB-100 frames as
  * confirmable CoAP requests to the gateway (coap:// or coaps:// with DTLS-PSK,
- * identity = IMEI). Each detector has its own libcoap client session, hence
- * its own UDP socket and source port, like a real device behind an operator's
- * network. Sessions are spread over shards of SHARD_SIZE: one libcoap context
- * per shard, whose epoll descriptor a uv_poll watches and whose next deadline
- * a uv_timer follows (coap_io_prepare_epoll walks every session of a context,
- * so small contexts keep each wake-up cheap). Heartbeats, reports and scenario
- * events are timers on the loop in scenario time; CoAP retransmissions run on
+ * identity = IMEI). Heartbeats are periodic reports (type 01) with event bit
+ * 11, scenario events go out as event reports (type 02) and self-tests as
+ * self-test reports (type 03); the observation time is the scenario clock as
+ * Unix time (wall time at start + scenario time). Each detector has its own libcoap client session,
+ * hence its own UDP socket and source port, like a real device behind an operator's network.
+ * Sessions are spread over shards of SHARD_SIZE: one libcoap context per shard, whose epoll
+ * descriptor a uv_poll watches and whose next deadline a uv_timer follows (coap_io_prepare_epoll
+ * walks every session of a context, so small contexts keep each wake-up cheap). Heartbeats, reports
+ * and scenario events are timers on the loop in scenario time; CoAP retransmissions run on
  * libcoap's wall-clock timers. libcoap has no retransmission callback, so its
  * debug log line "retransmission #" is parsed and mapped back to the device by
  * the session's local port. */
@@ -17,6 +19,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 /* libuv timers have whole-millisecond resolution on a cached clock: a timer
@@ -24,7 +27,6 @@
  * within SLACK_S (wall) is treated as due, so no timer spins at 0 ms. */
 #define SLACK_S 0.002
 #define SHARD_SIZE 128
-#define FW_TLV_TYPE 0x01  /* firmware version, 3 bytes: major, minor, patch */
 #define ALARM_SMOKE 0.250 /* dB/m reported while the fire alarm is active */
 #define ALARM_TEMP_RISE 30.0
 #define BATTERY_LOW_V 2.60
@@ -93,6 +95,7 @@ typedef struct cs_group {
     uint32_t ndevs;
     cs_shard *shards;
     uint32_t nshards;
+    double clock0; /* Unix time at scenario time 0 */
     uv_timer_t ev_timer;
     int ev_started;
     int next_event;
@@ -332,7 +335,20 @@ static double curve_or(const sim_curve *c, double t, uint32_t k, sim_curve_state
     return c->kind == SIM_C_NONE ? dflt : sim_curve_eval(c, t, k, st);
 }
 
-/* Builds, damages (per events and faults) and sends one frame. */
+/* Heartbeats carry 5 extension bytes (readers of version 1 skip them): a
+ * vendor TLV, type 01 length 3, firmware version 1.2.3. */
+static const uint8_t fw_ext[5] = {0x01, 0x03, 1, 2, 3};
+
+/* Unix seconds of scenario time t, within the 32-bit field. */
+static uint32_t unix_time(const cs_group *cg, double t)
+{
+    double u = floor(cg->clock0 + t);
+    return u <= 0 ? 0 : u >= 4294967295.0 ? 0xFFFFFFFFu : (uint32_t)u;
+}
+
+/* Builds, damages (per events and faults) and sends one frame: type is the
+ * message type, extra_bits the one-shot event bits added to the sticky ones
+ * (SIM_NB_HEARTBEAT makes a report a heartbeat). */
 static void dev_send(cs_dev *d, uint8_t type, uint16_t extra_bits)
 {
     cs_group *cg = d->cg;
@@ -370,11 +386,12 @@ static void dev_send(cs_dev *d, uint8_t type, uint16_t extra_bits)
     d->pend_bad_crc = d->pend_truncated = 0;
 
     sim_nb100 f;
-    static const uint8_t fw[3] = {1, 2, 3};
+    int heartbeat = (extra_bits & SIM_NB_HEARTBEAT) != 0;
     memset(&f, 0, sizeof f);
     f.type = type;
     memcpy(f.imei, d->imei, sizeof f.imei);
     f.seq = d->seq++;
+    f.time_s = unix_time(cg, t);
     f.events = (uint16_t)(d->status | extra_bits);
     f.battery_v = d->battery_v;
     f.smoke_db_m = curve_or(&p->smoke, t, d->k, &d->cst[0], 0.012);
@@ -385,9 +402,9 @@ static void dev_send(cs_dev *d, uint8_t type, uint16_t extra_bits)
         f.temp_c += ALARM_TEMP_RISE;
     }
     f.rssi_dbm = -65 - (double)(d->k % 40);
-    if (type == SIM_NB100_HEARTBEAT && p->tlv) {
-        f.ntlv = 1;
-        f.tlv[0] = (sim_nb100_tlv){FW_TLV_TYPE, sizeof fw, fw};
+    if (heartbeat && p->tlv) {
+        f.ext = fw_ext;
+        f.next = sizeof fw_ext;
     }
     uint8_t buf[SIM_NB100_MAX];
     int len = sim_nb100_encode(&f, buf, sizeof buf);
@@ -448,7 +465,7 @@ static void dev_send(cs_dev *d, uint8_t type, uint16_t extra_bits)
     d->bytes_out += (uint64_t)len;
     if (!d->session_up)
         d->in_handshake++;
-    if (type == SIM_NB100_HEARTBEAT)
+    if (heartbeat)
         d->heartbeats++;
     else if (type == SIM_NB100_REPORT)
         d->reports++;
@@ -479,7 +496,7 @@ static void dev_timer_cb(uv_timer_t *tm)
     if (cg->stopping)
         return;
     if (t >= d->next_hb) {
-        dev_send(d, SIM_NB100_HEARTBEAT, 0);
+        dev_send(d, SIM_NB100_REPORT, SIM_NB_HEARTBEAT);
         /* Catch up without a burst if the loop was held up (or speed is huge). */
         d->next_hb += p->heartbeat;
         if (d->next_hb < t)
@@ -507,10 +524,10 @@ static void dev_event(cs_dev *d, sim_event_kind k)
         dev_send(d, SIM_NB100_EVENT, SIM_NB_CLEARED);
         break;
     case SIM_EV_SELF_TEST:
-        dev_send(d, SIM_NB100_EVENT, SIM_NB_SELF_TEST);
+        dev_send(d, SIM_NB100_SELFTEST, SIM_NB_TEST_PASS);
         break;
     case SIM_EV_SELF_TEST_FAIL:
-        dev_send(d, SIM_NB100_EVENT, SIM_NB_SELF_TEST | SIM_NB_SELF_TEST_FAIL);
+        dev_send(d, SIM_NB100_SELFTEST, SIM_NB_TEST_FAIL);
         break;
     case SIM_EV_MUTE:
         d->status |= SIM_NB_MUTE;
@@ -562,7 +579,7 @@ static void dev_event(cs_dev *d, sim_event_kind k)
         dev_send(d, SIM_NB100_EVENT, 0);
         break;
     case SIM_EV_HEARTBEAT:
-        dev_send(d, SIM_NB100_HEARTBEAT, 0);
+        dev_send(d, SIM_NB100_REPORT, SIM_NB_HEARTBEAT);
         break;
     case SIM_EV_BAD_CRC:
         d->pend_bad_crc = 1;
@@ -581,7 +598,7 @@ static void dev_event(cs_dev *d, sim_event_kind k)
     case SIM_EV_RESUME:
         if (d->silent) {
             d->silent = 0;
-            dev_send(d, SIM_NB100_HEARTBEAT, 0);
+            dev_send(d, SIM_NB100_REPORT, SIM_NB_HEARTBEAT);
         }
         break;
     default:
@@ -671,6 +688,9 @@ static int cs_start(sim_ctx *ctx, sim_group *g)
     cg->g = g;
     cg->p = p;
     cg->ctx = ctx;
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    cg->clock0 = (double)wall.tv_sec + wall.tv_nsec / 1e9 - sim_now(ctx);
     if (coap_users++ == 0) {
         coap_startup();
         coap_set_log_handler(on_log);

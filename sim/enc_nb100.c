@@ -1,10 +1,22 @@
-/* NB-100 smoke detector frames (a fictional vendor's binary format, spec in
- * docs/sim.md): big-endian, fixed 22-byte head, TLVs, CRC-16/CCITT-FALSE over
- * everything before the CRC. Pure: no I/O, no clock. */
+/* NB-100 smoke detector frames, written from the vendor's frame text (the
+ * comment at the top of adapters/smoke_nb100.h, restated in docs/adapters.md)
+ * and from nothing else of the gateway. Version 1, big-endian:
+ *
+ *   0 magic A5 5A | 2 version 01 | 3 body length L | 4 IMEI, 8 bytes BCD |
+ *   12 type | 13 seq (2) | 15 Unix time (4) | 19 event bits (2) |
+ *   21 battery mV (2) | 23 smoke 0.01 dB/m (2) | 25 temperature 0.1 degC (int16) |
+ *   27 RSSI dBm (int8) | 28 L-24 extension bytes | 4+L CRC-16/CCITT-FALSE
+ *
+ * Pure: no I/O, no clock. */
 #include "sim/sim.h"
 
 #include <math.h>
 #include <string.h>
+
+/* "Not measured" codes of the spec. */
+#define NB_NO_U16 0xFFFF
+#define NB_NO_TEMP 0x8000
+#define NB_NO_RSSI 0x7F
 
 uint16_t sim_crc16_ccitt_false(const uint8_t *p, size_t n)
 {
@@ -22,21 +34,25 @@ int sim_nb100_imei_bcd(const char *imei, uint8_t out[8])
     uint8_t nib[16];
     if (!imei || strlen(imei) != 15)
         return SIM_EINVAL;
-    nib[0] = 0; /* pad nibble */
     for (int i = 0; i < 15; i++) {
         if (imei[i] < '0' || imei[i] > '9')
             return SIM_EINVAL;
-        nib[i + 1] = (uint8_t)(imei[i] - '0');
+        nib[i] = (uint8_t)(imei[i] - '0');
     }
+    nib[15] = 0xF; /* the 16th nibble of 15 digits */
     for (int i = 0; i < 8; i++)
         out[i] = (uint8_t)(nib[2 * i] << 4 | nib[2 * i + 1]);
     return SIM_OK;
 }
 
-/* Rounds to nearest and saturates; NaN becomes lo. */
-static long sat(double v, long lo, long hi)
+/* v * scale rounded to nearest and saturated to lo..hi; NaN gives none (the
+ * field's "not measured" code, which lies outside lo..hi). */
+static long scaled(double v, double scale, long lo, long hi, long none)
 {
-    if (!(v >= (double)lo))
+    if (isnan(v))
+        return none;
+    v *= scale;
+    if (v <= (double)lo)
         return lo;
     if (v >= (double)hi)
         return hi;
@@ -51,39 +67,35 @@ static void put16(uint8_t *p, unsigned v)
 
 int sim_nb100_encode(const sim_nb100 *f, uint8_t *out, size_t cap)
 {
-    size_t len = 24;
-    if (f->type < SIM_NB100_REPORT || f->type > SIM_NB100_HEARTBEAT || f->ntlv < 0 ||
-        f->ntlv > SIM_NB100_TLV_MAX)
+    if (f->type < SIM_NB100_REPORT || f->type > SIM_NB100_SELFTEST || f->next > SIM_NB100_EXT_MAX ||
+        (f->next && !f->ext))
         return SIM_EINVAL;
-    for (int i = 0; i < f->ntlv; i++) {
-        if (f->tlv[i].len && !f->tlv[i].value)
-            return SIM_EINVAL;
-        len += 2u + f->tlv[i].len;
-    }
+    size_t body = SIM_NB100_BODY_MIN + f->next;
+    size_t len = 4 + body + 2;
     if (len > cap)
         return SIM_EINVAL;
     out[0] = 0xA5;
     out[1] = 0x5A;
     out[2] = 0x01;
-    out[3] = f->type;
+    out[3] = (uint8_t)body;
     if (sim_nb100_imei_bcd(f->imei, out + 4) != SIM_OK)
         return SIM_EINVAL;
-    put16(out + 12, f->seq);
-    put16(out + 14, f->events);
-    /* Battery: 2.00 V + b * 0.01 V. The small bias keeps 3.6 (3.5999...) at 160. */
-    out[16] = (uint8_t)sat((f->battery_v - 2.0) * 100.0 + 1e-9, 0, 255);
-    put16(out + 17, (unsigned)sat(f->smoke_db_m * 1000.0 + 1e-9, 0, 65535));
-    out[19] = (uint8_t)(int8_t)sat(f->temp_c, -128, 127);
-    out[20] = (uint8_t)(int8_t)sat(f->rssi_dbm, -128, 127);
-    out[21] = (uint8_t)f->ntlv;
-    size_t o = 22;
-    for (int i = 0; i < f->ntlv; i++) {
-        out[o++] = f->tlv[i].type;
-        out[o++] = f->tlv[i].len;
-        if (f->tlv[i].len)
-            memcpy(out + o, f->tlv[i].value, f->tlv[i].len);
-        o += f->tlv[i].len;
-    }
+    out[12] = f->type;
+    put16(out + 13, f->seq);
+    out[15] = (uint8_t)(f->time_s >> 24);
+    out[16] = (uint8_t)(f->time_s >> 16);
+    out[17] = (uint8_t)(f->time_s >> 8);
+    out[18] = (uint8_t)f->time_s;
+    put16(out + 19, f->events);
+    /* Rounded to nearest: 3.6 V (3599.99.. mV in binary) is 3600 mV. */
+    put16(out + 21, (unsigned)scaled(f->battery_v, 1000.0, 0, NB_NO_U16 - 1, NB_NO_U16));
+    put16(out + 23, (unsigned)scaled(f->smoke_db_m, 100.0, 0, NB_NO_U16 - 1, NB_NO_U16));
+    long t = scaled(f->temp_c, 10.0, -32767, 32767, 0);
+    put16(out + 25, isnan(f->temp_c) ? NB_NO_TEMP : (unsigned)(uint16_t)(int16_t)t);
+    out[27] = (uint8_t)(int8_t)scaled(f->rssi_dbm, 1.0, -128, NB_NO_RSSI - 1, NB_NO_RSSI);
+    if (f->next)
+        memcpy(out + 28, f->ext, f->next);
+    size_t o = 4 + body;
     put16(out + o, sim_crc16_ccitt_false(out, o));
-    return (int)(o + 2);
+    return (int)len;
 }

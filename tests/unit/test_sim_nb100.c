@@ -34,7 +34,10 @@ const sim_kind *sim_kind_find(const char *name)
     return NULL;
 }
 
-/* ---- NB-100 ---- */
+/* ---- NB-100 ----
+ * Expected frames are written out byte by byte from the vendor text (top of
+ * adapters/smoke_nb100.h); CRCs were computed with an independent
+ * implementation (Python's binascii.crc_hqx with init 0xFFFF). */
 
 static void test_crc_check_value(void **st)
 {
@@ -48,14 +51,15 @@ static void test_imei_bcd(void **st)
 {
     uint8_t b[8];
     assert_int_equal(sim_nb100_imei_bcd("861234567800001", b), SIM_OK);
-    const uint8_t want[8] = {0x08, 0x61, 0x23, 0x45, 0x67, 0x80, 0x00, 0x01};
+    const uint8_t want[8] = {0x86, 0x12, 0x34, 0x56, 0x78, 0x00, 0x00, 0x1F};
     assert_memory_equal(b, want, 8);
     assert_int_equal(sim_nb100_imei_bcd("490154203237518", b), SIM_OK);
-    const uint8_t want2[8] = {0x04, 0x90, 0x15, 0x42, 0x03, 0x23, 0x75, 0x18};
+    const uint8_t want2[8] = {0x49, 0x01, 0x54, 0x20, 0x32, 0x37, 0x51, 0x8F};
     assert_memory_equal(b, want2, 8);
     assert_int_equal(sim_nb100_imei_bcd("86123456780000", b), SIM_EINVAL);   /* 14 digits */
     assert_int_equal(sim_nb100_imei_bcd("8612345678000012", b), SIM_EINVAL); /* 16 */
     assert_int_equal(sim_nb100_imei_bcd("86123456780000A", b), SIM_EINVAL);
+    assert_int_equal(sim_nb100_imei_bcd("86123456780000/", b), SIM_EINVAL);
     assert_int_equal(sim_nb100_imei_bcd(NULL, b), SIM_EINVAL);
 }
 
@@ -66,7 +70,7 @@ static sim_nb100 base_frame(void)
     f.type = SIM_NB100_REPORT;
     memcpy(f.imei, "861234567800001", 16);
     f.seq = 0x1234;
-    f.events = 0;
+    f.time_s = 1760000000u;
     f.battery_v = 3.6;
     f.smoke_db_m = 0.25;
     f.temp_c = -5;
@@ -74,61 +78,108 @@ static sim_nb100 base_frame(void)
     return f;
 }
 
-static void test_frame_layout(void **st)
+/* A heartbeat with the sim's firmware extension, every field by hand. */
+static void test_frame_by_hand(void **st)
 {
-    static const uint8_t fw[3] = {1, 2, 3}, x[1] = {0xEE};
+    static const uint8_t ext[5] = {0x01, 0x03, 0x01, 0x02, 0x03};
+    static const uint8_t want[35] = {
+        0xA5, 0x5A,                   /* magic */
+        0x01,                         /* version */
+        0x1D,                         /* L = 24 + 5 extension bytes */
+        0x86, 0x12, 0x34, 0x56,       /* IMEI 861234567800001, BCD, high nibble first, */
+        0x78, 0x00, 0x00, 0x1F,       /* ... the 16th nibble F */
+        0x01,                         /* periodic report */
+        0x12, 0x34,                   /* seq */
+        0x68, 0xE7, 0x78, 0x00,       /* 1760000000 s */
+        0x08, 0x81,                   /* events: heartbeat (11), tamper (7), fire (0) */
+        0x0E, 0x10,                   /* 3600 mV */
+        0x00, 0x19,                   /* 25 x 0.01 dB/m */
+        0xFF, 0xCE,                   /* -50 x 0.1 degC */
+        0xA6,                         /* -90 dBm */
+        0x01, 0x03, 0x01, 0x02, 0x03, /* extension bytes */
+        0x02, 0x71,                   /* CRC-16/CCITT-FALSE of the 33 bytes before */
+    };
     sim_nb100 f = base_frame();
-    f.type = SIM_NB100_HEARTBEAT;
-    f.events = SIM_NB_FIRE | SIM_NB_TAMPER | SIM_NB_END_OF_LIFE;
-    f.ntlv = 2;
-    f.tlv[0] = (sim_nb100_tlv){0x01, 3, fw};
-    f.tlv[1] = (sim_nb100_tlv){0x7F, 1, x};
+    f.events = SIM_NB_HEARTBEAT | SIM_NB_TAMPER | SIM_NB_FIRE;
+    f.ext = ext;
+    f.next = sizeof ext;
     uint8_t b[SIM_NB100_MAX];
-    int n = sim_nb100_encode(&f, b, sizeof b);
-    assert_int_equal(n, 24 + (2 + 3) + (2 + 1));
-    const uint8_t head[22] = {0xA5, 0x5A, 0x01, 0x03, 0x08, 0x61, 0x23, 0x45, 0x67, 0x80, 0x00,
-                              0x01, 0x12, 0x34, 0x04, 0x81, 160,  0x00, 0xFA, 0xFB, 0xA6, 0x02};
-    assert_memory_equal(b, head, sizeof head);
-    const uint8_t tlvs[8] = {0x01, 0x03, 0x01, 0x02, 0x03, 0x7F, 0x01, 0xEE};
-    assert_memory_equal(b + 22, tlvs, sizeof tlvs);
-    uint16_t crc = sim_crc16_ccitt_false(b, (size_t)n - 2);
-    assert_int_equal(b[n - 2], crc >> 8);
-    assert_int_equal(b[n - 1], crc & 0xFF);
-    /* Any changed byte changes the CRC (a receiver must notice). */
-    b[5] ^= 1;
-    assert_int_not_equal(sim_crc16_ccitt_false(b, (size_t)n - 2), crc);
+    memset(b, 0xEE, sizeof b);
+    assert_int_equal(sim_nb100_encode(&f, b, sizeof b), (int)sizeof want);
+    assert_memory_equal(b, want, sizeof want);
+    assert_int_equal(b[sizeof want], 0xEE); /* nothing written past the frame */
+    assert_int_equal(sim_crc16_ccitt_false(want, sizeof want - 2), 0x0271);
+    /* The frame over its CRC leaves a zero remainder (a receiver's check). */
+    assert_int_equal(sim_crc16_ccitt_false(want, sizeof want), 0);
 }
 
-static void test_frame_no_tlv_and_types(void **st)
+/* The example frame printed in docs/adapters.md (an event report: fire +
+ * mute, 2.95 V, 0.12 dB/m, 21.5 degC, -80 dBm). */
+static void test_frame_docs_example(void **st)
+{
+    static const uint8_t want[30] = {0xA5, 0x5A, 0x01, 0x18, 0x86, 0x12, 0x34, 0x56, 0x78, 0x90,
+                                     0x12, 0x3F, 0x02, 0x01, 0x02, 0x68, 0xE7, 0x78, 0x00, 0x00,
+                                     0x11, 0x0B, 0x86, 0x00, 0x0C, 0x00, 0xD7, 0xB0, 0x3D, 0xE3};
+    sim_nb100 f;
+    memset(&f, 0, sizeof f);
+    f.type = SIM_NB100_EVENT;
+    memcpy(f.imei, "861234567890123", 16);
+    f.seq = 0x0102;
+    f.time_s = 0x68E77800u;
+    f.events = SIM_NB_FIRE | SIM_NB_MUTE;
+    f.battery_v = 2.95;
+    f.smoke_db_m = 0.12;
+    f.temp_c = 21.5;
+    f.rssi_dbm = -80;
+    uint8_t b[SIM_NB100_MIN];
+    assert_int_equal(sim_nb100_encode(&f, b, sizeof b), SIM_NB100_MIN);
+    assert_memory_equal(b, want, sizeof want);
+}
+
+static void test_frame_types_and_errors(void **st)
 {
     sim_nb100 f = base_frame();
     uint8_t b[64];
-    for (int t = SIM_NB100_REPORT; t <= SIM_NB100_HEARTBEAT; t++) {
+    for (int t = SIM_NB100_REPORT; t <= SIM_NB100_SELFTEST; t++) {
         f.type = (uint8_t)t;
-        assert_int_equal(sim_nb100_encode(&f, b, sizeof b), 24);
-        assert_int_equal(b[3], t);
-        assert_int_equal(b[21], 0);
+        assert_int_equal(sim_nb100_encode(&f, b, sizeof b), 30);
+        assert_int_equal(b[3], 24);
+        assert_int_equal(b[12], t);
+        assert_int_equal(sim_crc16_ccitt_false(b, 30), 0);
     }
     f.type = 0;
     assert_int_equal(sim_nb100_encode(&f, b, sizeof b), SIM_EINVAL);
     f.type = 4;
     assert_int_equal(sim_nb100_encode(&f, b, sizeof b), SIM_EINVAL);
     f = base_frame();
-    assert_int_equal(sim_nb100_encode(&f, b, 23), SIM_EINVAL); /* too small */
-    assert_int_equal(sim_nb100_encode(&f, b, 24), 24);
+    assert_int_equal(sim_nb100_encode(&f, b, 29), SIM_EINVAL); /* too small */
+    assert_int_equal(sim_nb100_encode(&f, b, 30), 30);
     memcpy(f.imei, "12345", 6);
     assert_int_equal(sim_nb100_encode(&f, b, sizeof b), SIM_EINVAL);
+    /* Extension bytes: up to L = 255, i.e. 231 of them. */
+    static uint8_t ext[SIM_NB100_EXT_MAX + 1];
+    uint8_t big[SIM_NB100_MAX + 1];
     f = base_frame();
-    f.ntlv = SIM_NB100_TLV_MAX + 1;
-    assert_int_equal(sim_nb100_encode(&f, b, sizeof b), SIM_EINVAL);
+    f.ext = ext;
+    f.next = SIM_NB100_EXT_MAX;
+    assert_int_equal(SIM_NB100_EXT_MAX, 231);
+    assert_int_equal(sim_nb100_encode(&f, big, sizeof big), 261);
+    assert_int_equal(big[3], 255);
+    assert_int_equal(sim_crc16_ccitt_false(big, 261), 0);
+    f.next = SIM_NB100_EXT_MAX + 1;
+    assert_int_equal(sim_nb100_encode(&f, big, sizeof big), SIM_EINVAL);
+    f.ext = NULL;
+    f.next = 1;
+    assert_int_equal(sim_nb100_encode(&f, big, sizeof big), SIM_EINVAL);
 }
 
 static void test_event_bits(void **st)
 {
+    /* The spec's bit numbers. */
     assert_int_equal(SIM_NB_FIRE, 0x0001);
     assert_int_equal(SIM_NB_CLEARED, 0x0002);
-    assert_int_equal(SIM_NB_SELF_TEST, 0x0004);
-    assert_int_equal(SIM_NB_SELF_TEST_FAIL, 0x0008);
+    assert_int_equal(SIM_NB_TEST_PASS, 0x0004);
+    assert_int_equal(SIM_NB_TEST_FAIL, 0x0008);
     assert_int_equal(SIM_NB_MUTE, 0x0010);
     assert_int_equal(SIM_NB_BATTERY_LOW, 0x0020);
     assert_int_equal(SIM_NB_BATTERY_CRIT, 0x0040);
@@ -136,47 +187,69 @@ static void test_event_bits(void **st)
     assert_int_equal(SIM_NB_HW_FAULT, 0x0100);
     assert_int_equal(SIM_NB_DIRTY, 0x0200);
     assert_int_equal(SIM_NB_END_OF_LIFE, 0x0400);
+    assert_int_equal(SIM_NB_HEARTBEAT, 0x0800);
     sim_nb100 f = base_frame();
     uint8_t b[64];
-    f.events = SIM_NB_SELF_TEST | SIM_NB_SELF_TEST_FAIL | SIM_NB_HW_FAULT;
-    assert_int_equal(sim_nb100_encode(&f, b, sizeof b), 24);
-    assert_int_equal(b[14], 0x01);
-    assert_int_equal(b[15], 0x0C);
+    f.events = SIM_NB_TEST_FAIL | SIM_NB_HW_FAULT | SIM_NB_HEARTBEAT;
+    assert_int_equal(sim_nb100_encode(&f, b, sizeof b), 30);
+    assert_int_equal(b[19], 0x09);
+    assert_int_equal(b[20], 0x08);
+    f.time_s = 0xFEDCBA98u;
+    sim_nb100_encode(&f, b, sizeof b);
+    const uint8_t t[4] = {0xFE, 0xDC, 0xBA, 0x98};
+    assert_memory_equal(b + 15, t, 4);
+}
+
+static int be16(const uint8_t *p)
+{
+    return p[0] << 8 | p[1];
 }
 
 static void test_value_scaling(void **st)
 {
     sim_nb100 f = base_frame();
     uint8_t b[64];
-    f.battery_v = 2.0;
+    f.battery_v = 3.01; /* 3010.0000000000005 mV */
     f.smoke_db_m = 0.012;
-    f.temp_c = 22.4;
+    f.temp_c = 22.44;
     f.rssi_dbm = -65.6;
     sim_nb100_encode(&f, b, sizeof b);
-    assert_int_equal(b[16], 0);
-    assert_int_equal(b[17] << 8 | b[18], 12);
-    assert_int_equal((int8_t)b[19], 22);
-    assert_int_equal((int8_t)b[20], -66);
-    f.battery_v = 3.01; /* 3.01 - 2.00 is 1.0099999: must still give 101 */
+    assert_int_equal(be16(b + 21), 3010);
+    assert_int_equal(be16(b + 23), 1);
+    assert_int_equal(be16(b + 25), 224);
+    assert_int_equal((int8_t)b[27], -66);
+    f.temp_c = -0.05; /* rounds away from zero */
+    f.smoke_db_m = 0.255;
     sim_nb100_encode(&f, b, sizeof b);
-    assert_int_equal(b[16], 101);
-    /* Out of range values saturate instead of wrapping. */
-    f.battery_v = 1.5;
-    f.smoke_db_m = 100;
-    f.temp_c = 300;
+    assert_int_equal((int16_t)be16(b + 25), -1);
+    assert_int_equal(be16(b + 23), 26);
+    /* Out of range values saturate one step short of the "not measured"
+     * codes instead of wrapping into them. */
+    f.battery_v = 100;
+    f.smoke_db_m = 1000;
+    f.temp_c = 5000;
+    f.rssi_dbm = 300;
+    sim_nb100_encode(&f, b, sizeof b);
+    assert_int_equal(be16(b + 21), 0xFFFE);
+    assert_int_equal(be16(b + 23), 0xFFFE);
+    assert_int_equal(be16(b + 25), 0x7FFF);
+    assert_int_equal(b[27], 0x7E);
+    f.battery_v = -1;
+    f.smoke_db_m = -1;
+    f.temp_c = -5000;
     f.rssi_dbm = -300;
     sim_nb100_encode(&f, b, sizeof b);
-    assert_int_equal(b[16], 0);
-    assert_int_equal(b[17] << 8 | b[18], 65535);
-    assert_int_equal((int8_t)b[19], 127);
-    assert_int_equal((int8_t)b[20], -128);
-    f.battery_v = 9;
-    f.smoke_db_m = -1;
-    f.temp_c = NAN;
+    assert_int_equal(be16(b + 21), 0);
+    assert_int_equal(be16(b + 23), 0);
+    assert_int_equal(be16(b + 25), 0x8001);
+    assert_int_equal(b[27], 0x80);
+    /* NaN: the spec's "not measured" codes. */
+    f.battery_v = f.smoke_db_m = f.temp_c = f.rssi_dbm = NAN;
     sim_nb100_encode(&f, b, sizeof b);
-    assert_int_equal(b[16], 255);
-    assert_int_equal(b[17] << 8 | b[18], 0);
-    assert_int_equal((int8_t)b[19], -128);
+    assert_int_equal(be16(b + 21), 0xFFFF);
+    assert_int_equal(be16(b + 23), 0xFFFF);
+    assert_int_equal(be16(b + 25), 0x8000);
+    assert_int_equal(b[27], 0x7F);
 }
 
 /* ---- gauge payloads ---- */
@@ -380,8 +453,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc_check_value),
         cmocka_unit_test(test_imei_bcd),
-        cmocka_unit_test(test_frame_layout),
-        cmocka_unit_test(test_frame_no_tlv_and_types),
+        cmocka_unit_test(test_frame_by_hand),
+        cmocka_unit_test(test_frame_docs_example),
+        cmocka_unit_test(test_frame_types_and_errors),
         cmocka_unit_test(test_event_bits),
         cmocka_unit_test(test_value_scaling),
         cmocka_unit_test(test_gauge_payload),
