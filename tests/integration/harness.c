@@ -145,12 +145,12 @@ int h_wait(h_proc *p, int timeout_ms)
     }
 }
 
-void h_stop(h_proc *p)
+int h_stop(h_proc *p)
 {
-    if (p->pid > 0) {
-        kill(p->pid, SIGTERM);
-        h_wait(p, 10000);
-    }
+    if (p->pid <= 0)
+        return 0;
+    kill(p->pid, SIGTERM);
+    return h_wait(p, 10000);
 }
 
 int h_log_contains(h_proc *p, const char *text)

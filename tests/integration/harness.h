@@ -28,7 +28,9 @@ int h_signal(h_proc *p, int sig);
 /* Waits for exit up to timeout_ms; returns the exit status (or 128+signal),
  * or -1 on timeout (the process is then killed). */
 int h_wait(h_proc *p, int timeout_ms);
-void h_stop(h_proc *p); /* SIGTERM, wait 10 s, SIGKILL */
+/* SIGTERM, wait 10 s, SIGKILL. Returns the exit status (0 when it was not
+ * running): a gateway must exit 0, which under ASan also means no leak. */
+int h_stop(h_proc *p);
 /* Waits until the process log contains text (bounded). Returns 1 if seen. */
 int h_log_wait(h_proc *p, const char *text, int timeout_ms);
 int h_log_contains(h_proc *p, const char *text);
