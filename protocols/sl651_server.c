@@ -21,7 +21,13 @@
  * duplicate memory, element overrides and an offline check: silent for
  * offline_after x interval -> "offline" event; the next frame -> "online".
  *
- * Lifetime: connections and pending confirms hold references on the server;
+ * Commands (query 37, status 46, clock 4A) from the admin socket or the
+ * platform are sent at once to where the station was last heard: the TCP
+ * connection (found by id, so a closed one is never touched) or the UDP
+ * sender while the device is online; otherwise GW_EAGAIN, nothing is queued.
+ *
+ * Lifetime: connections, pending confirms and devices that were heard on a
+ * listener hold references on the server;
  * the server and each connection are freed from the close callback that drops
  * the last reference, so a flush completing after a disconnect or after
  * unlisten only releases memory. */
@@ -205,6 +211,9 @@ static int check_device(const gw_device *dev, char *err, size_t errlen)
 
 /* ---- per-device state ---- */
 
+typedef struct sl_srv sl_srv;
+static void srv_unref(sl_srv *s);
+
 typedef struct sl_dev {
     gw_device *dev;
     gw_core *core;
@@ -217,6 +226,14 @@ typedef struct sl_dev {
     gw_sl651_override ov[MAX_OVERRIDES];
     gw_sl651_station_cfg scfg;
     uint64_t frames, duplicates;
+    /* Where the station was last heard, for centre-initiated requests: a
+     * counted reference on that listener (NULL until the first frame), the
+     * TCP connection's id (0: the last frame came by UDP, from peer) and the
+     * link identity (encoding, centre, password) of that frame. */
+    sl_srv *srv;
+    uint64_t conn_id;
+    struct sockaddr_storage peer;
+    gw_sl651_link link;
 } sl_dev;
 
 static void dev_event(gw_core *core, gw_device *d, const char *kind, const char *detail)
@@ -316,6 +333,9 @@ static void dev_detach(gw_device *dev)
     if (!s)
         return;
     dev->proto_state = NULL;
+    if (s->srv)
+        srv_unref(s->srv);
+    s->srv = NULL;
     uv_timer_stop(&s->timer);
     uv_close((uv_handle_t *)&s->timer, on_dev_closed);
 }
@@ -328,8 +348,6 @@ typedef struct sl_stats {
         clock_sets, oversize, keepalives;
 } sl_stats;
 
-typedef struct sl_srv sl_srv;
-
 typedef struct sl_conn {
     sl_srv *srv;
     struct sl_conn *prev, *next;
@@ -339,7 +357,8 @@ typedef struct sl_conn {
     int closing; /* close requested: no more reads or writes */
     int pending; /* confirms waiting for the outbox */
     int paused;
-    int enc; /* -1 until the first frame */
+    int enc;     /* -1 until the first frame */
+    uint64_t id; /* unique per listener, never 0: devices remember it, not the pointer */
     char peer[64];
     size_t len;
     uint8_t buf[]; /* srv->conf.max_frame bytes */
@@ -357,6 +376,7 @@ struct sl_srv {
     size_t nconns;
     sl_conn *conns;
     uint16_t serial; /* for centre-initiated requests */
+    uint64_t conn_ids;
     sl_stats st, st_logged;
     gw_sl651_stats codec;
     uint8_t *ubuf; /* UDP receive buffer */
@@ -441,16 +461,17 @@ static void on_udp_sent(uv_udp_send_t *u, int status)
     free(wr);
 }
 
-/* Sends bytes to a TCP connection, or to a UDP peer when c is NULL. */
-static void send_bytes(sl_srv *s, sl_conn *c, const struct sockaddr *peer, const uint8_t *p,
-                       size_t n)
+/* Sends bytes to a TCP connection, or to a UDP peer when c is NULL. Returns 0
+ * when the write was queued, else a negative code (already logged). */
+static int send_bytes(sl_srv *s, sl_conn *c, const struct sockaddr *peer, const uint8_t *p,
+                      size_t n)
 {
     if (n == 0 || n > REPLY_MAX)
-        return;
+        return GW_EINVAL;
     sl_write *wr = malloc(sizeof(*wr));
     if (!wr) {
         GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "out of memory for a reply%s", "");
-        return;
+        return GW_ENOMEM;
     }
     memcpy(wr->data, p, n);
     wr->len = n;
@@ -459,20 +480,22 @@ static void send_bytes(sl_srv *s, sl_conn *c, const struct sockaddr *peer, const
     if (c) {
         if (c->closing) {
             free(wr);
-            return;
+            return GW_EAGAIN;
         }
         rc = uv_write(&wr->req.w, (uv_stream_t *)&c->tcp, &b, 1, on_written);
     } else {
         if (!s->udp_open || s->stopping) {
             free(wr);
-            return;
+            return GW_EAGAIN;
         }
         rc = uv_udp_send(&wr->req.u, &s->udp, &b, 1, peer, on_udp_sent);
     }
     if (rc) {
         GW_LOG_RL(GW_LOG_INFO, 10000, MOD, "reply not sent: %s", uv_strerror(rc));
         free(wr);
+        return GW_ERR;
     }
+    return GW_OK;
 }
 
 static void process_buffer(sl_conn *c);
@@ -537,23 +560,44 @@ static void reply_after_commit(sl_srv *s, sl_conn *c, const struct sockaddr *pee
     }
 }
 
-/* A centre-initiated request (37 query real-time data, 46 query status, 4A set
- * clock) to the station of frame f, appended to out. Only clock_sync triggers
- * one today; a command hook would call this with the device's last connection.
- * Returns the bytes written or a negative code. */
-static int encode_request(sl_srv *s, const gw_sl651_frame *f, uint8_t fn, uint8_t *out, size_t cap)
+static void link_of(const gw_sl651_frame *f, gw_sl651_link *l)
 {
-    gw_sl651_link l;
+    l->encoding = f->encoding;
+    l->centre = f->centre;
+    memcpy(l->station, f->station, sizeof(l->station));
+    l->password = f->password;
+}
+
+/* A centre-initiated request (37 query real-time data, 46 query status, 4A set
+ * clock, with the gateway's clock as Beijing time) to the station of link l,
+ * appended to out. Used by clock_sync and by the command hook. Returns the
+ * bytes written or a negative code; the serial used is s->serial. */
+static int encode_request(sl_srv *s, const gw_sl651_link *l, uint8_t fn, uint8_t *out, size_t cap)
+{
     gw_sl651_time t;
-    l.encoding = f->encoding;
-    l.centre = f->centre;
-    memcpy(l.station, f->station, sizeof(l.station));
-    l.password = f->password;
     if (gw_sl651_time_from_ms(gw_now_ms(), &t))
         return GW_EINVAL;
     if (++s->serial == 0)
         s->serial = 1;
-    return gw_sl651_encode_request(&l, fn, s->serial, &t, out, cap);
+    return gw_sl651_encode_request(l, fn, s->serial, &t, out, cap);
+}
+
+/* Remembers where station ds was heard last (connection c, or UDP peer). */
+static void remember_route(sl_srv *s, sl_dev *ds, sl_conn *c, const struct sockaddr *peer,
+                           const gw_sl651_frame *f)
+{
+    if (ds->srv != s) {
+        s->refs++;
+        if (ds->srv)
+            srv_unref(ds->srv);
+        ds->srv = s;
+    }
+    ds->conn_id = c ? c->id : 0;
+    if (!c && peer)
+        memcpy(&ds->peer, peer,
+               peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                           : sizeof(struct sockaddr_in));
+    link_of(f, &ds->link);
 }
 
 typedef struct sl_sink_ctx {
@@ -636,6 +680,7 @@ static int handle_frame(sl_srv *s, sl_conn *c, const struct sockaddr *peer, cons
         }
     }
     dev_seen(ds);
+    remember_route(s, ds, c, peer, f);
     ds->frames++;
     if (f->function == 0x2F) {
         s->st.keepalives++;
@@ -687,7 +732,9 @@ static int handle_frame(sl_srv *s, sl_conn *c, const struct sockaddr *peer, cons
     int64_t now_ms = gw_now_ms(), loop_now = (int64_t)uv_now(s->core->loop);
     if (dc->clock_sync && rep.send_ms && llabs(rep.send_ms - now_ms) > dc->clock_tolerance_ms &&
         (!ds->last_clock_set || loop_now - ds->last_clock_set >= CLOCK_SYNC_MIN_MS)) {
-        int m = encode_request(s, f, GW_SL651_FN_SET_CLOCK, out + len, sizeof(out) - len);
+        gw_sl651_link l;
+        link_of(f, &l);
+        int m = encode_request(s, &l, GW_SL651_FN_SET_CLOCK, out + len, sizeof(out) - len);
         if (m > 0) {
             len += (size_t)m;
             ds->last_clock_set = loop_now;
@@ -831,6 +878,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     c->srv = s;
     c->enc = -1;
+    c->id = ++s->conn_ids;
     uv_tcp_init(s->core->loop, &c->tcp);
     c->tcp.data = c;
     s->refs++;
@@ -940,6 +988,68 @@ static int parse_listen(const char *text, struct sockaddr_storage *ss)
     return GW_EINVAL;
 }
 
+/* ---- commands ---- */
+
+static const struct {
+    const char *verb;
+    uint8_t fn;
+} verbs[] = {{"query", GW_SL651_FN_QUERY_REALTIME},
+             {"status", GW_SL651_FN_QUERY_STATUS},
+             {"clock", GW_SL651_FN_SET_CLOCK}};
+
+/* Sends a request to the station at once, on the TCP connection it last used
+ * (if still open) or to its last UDP sender (if it is online). Nothing is
+ * queued: a station that is not reachable now gives GW_EAGAIN. The answer
+ * (37/46/4A uplink) is handled like any frame by handle_frame. */
+static int dev_command(gw_device *dev, const char *verb, const char *arg, char *reply,
+                       size_t replylen)
+{
+    sl_dev *ds = dev->proto_state;
+    int fn = -1;
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+        if (!strcmp(verb, verbs[i].verb))
+            fn = verbs[i].fn;
+    if (fn < 0) {
+        snprintf(reply, replylen, "unknown verb '%.32s' (query, status, clock)", verb);
+        return GW_EUNSUPPORTED;
+    }
+    if (arg && arg[0]) {
+        snprintf(reply, replylen, "verb '%s' takes no argument", verb);
+        return GW_EINVAL;
+    }
+    sl_srv *s = ds ? ds->srv : NULL;
+    sl_conn *c = NULL;
+    int udp = 0;
+    if (s && !s->stopping) {
+        if (ds->conn_id) {
+            for (c = s->conns; c && c->id != ds->conn_id; c = c->next)
+                ;
+            if (c && c->closing)
+                c = NULL;
+        } else {
+            udp = s->udp_open && dev->online == 1;
+        }
+    }
+    if (!c && !udp) {
+        snprintf(reply, replylen, "station not connected");
+        return GW_EAGAIN;
+    }
+    uint8_t out[REPLY_MAX];
+    int n = encode_request(s, &ds->link, (uint8_t)fn, out, sizeof(out));
+    if (n < 0) {
+        snprintf(reply, replylen, "request not encoded (%d)", n);
+        return n;
+    }
+    int rc = send_bytes(s, c, c ? NULL : (const struct sockaddr *)&ds->peer, out, (size_t)n);
+    if (rc) {
+        snprintf(reply, replylen, "request not sent (%d)", rc);
+        return rc == GW_EAGAIN ? GW_EAGAIN : GW_ERR;
+    }
+    snprintf(reply, replylen, "sent %02X serial %u to %s by %s", fn, s->serial, dev->conf.address,
+             c ? "TCP" : "UDP");
+    return GW_OK;
+}
+
 static void srv_close(sl_srv *s);
 
 static int sl_listen(gw_core *core, const void *conf, void **state, char *err, size_t errlen)
@@ -1033,6 +1143,7 @@ const gw_protocol gw_proto_sl651 = {
     .check_device = check_device,
     .attach = dev_attach,
     .detach = dev_detach,
+    .command = dev_command,
     .listener_keys = listener_keys,
     .listener_conf_size = sizeof(sl_lconf),
     .listen = sl_listen,
