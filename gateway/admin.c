@@ -73,20 +73,25 @@ static void status(struct conn *c)
     size_t online = 0;
     for (size_t i = 0; i < core->ndevices; i++)
         online += core->devices[i]->online == 1;
-    char buf[1024];
+    uint64_t lat_n;
+    int lat50, lat99;
+    gw_uplink_alarm_latency(core->uplink, &lat_n, &lat50, &lat99);
+    char buf[1280];
     snprintf(buf, sizeof(buf),
              "{\"gateway\":\"%s\",\"devices\":%zu,\"online\":%zu,\"readings\":%llu,"
              "\"events\":%llu,\"alarm_transitions\":%llu,\"active_alarms\":%zu,"
              "\"refused_queue_full\":%llu,\"outbox\":{\"rows_priority\":%lld,"
              "\"rows_telemetry\":%lld,\"bytes\":%lld,\"dropped_oldest\":%llu},"
-             "\"uplink\":{\"connected\":%s,\"connects\":%llu,\"rows_acked\":%llu}}\n",
+             "\"uplink\":{\"connected\":%s,\"connects\":%llu,\"rows_acked\":%llu,"
+             "\"alarm_publish_ms\":{\"n\":%llu,\"p50\":%d,\"p99\":%d}}}\n",
              core->cfg.gateway_id, core->ndevices, online, (unsigned long long)core->st.readings,
              (unsigned long long)core->st.events, (unsigned long long)core->st.alarms,
              gw_alarms_active(core->alarms), (unsigned long long)core->st.refused_queue_full,
              (long long)ss.rows[0], (long long)ss.rows[1], (long long)ss.bytes,
              (unsigned long long)ss.tele_dropped_full, us.connected ? "true" : "false",
              (unsigned long long)us.connects,
-             (unsigned long long)(us.rows_acked[0] + us.rows_acked[1]));
+             (unsigned long long)(us.rows_acked[0] + us.rows_acked[1]),
+             (unsigned long long)lat_n, lat50, lat99);
     reply(c, buf);
 }
 

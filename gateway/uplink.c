@@ -16,12 +16,14 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #define PRIO_RESERVE 4   /* in-flight slots telemetry may never take */
 #define MAX_CMD_EVENTS 256
+#define LAT_BUCKETS 1001
 
 enum { E_CONNECTED, E_CONNECT_FAILED, E_LOST, E_DELIVERED, E_MESSAGE, E_SUBSCRIBED };
 
@@ -86,6 +88,7 @@ struct gw_uplink {
     size_t msgcap;
     char status_offline[256];
     gw_uplink_stats st;
+    uint64_t alarm_lat[LAT_BUCKETS]; /* ms buckets; the last one is ">= LAT_BUCKETS-1 ms" */
 };
 
 /* ---- Paho threads: copy, queue, wake the loop. Nothing else. ---- */
@@ -314,6 +317,41 @@ static int ensure_msg(gw_uplink *u, size_t need)
     return GW_OK;
 }
 
+/* The "at" time (ms) of an alarm item, or 0. */
+static int64_t item_at_ms(const char *p, size_t len)
+{
+    static const char key[] = "\"at\":\"";
+    const char *end = p + len, *q = memmem(p, len, key, sizeof(key) - 1);
+    struct tm tm;
+    int ms;
+    if (!q || end - q < (ptrdiff_t)(sizeof(key) - 1 + 24))
+        return 0;
+    q += sizeof(key) - 1;
+    memset(&tm, 0, sizeof(tm));
+    if (sscanf(q, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &ms) != 7)
+        return 0;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm) * 1000 + ms;
+}
+
+void gw_uplink_alarm_latency(const gw_uplink *u, uint64_t *n, int *p50, int *p99)
+{
+    uint64_t total = 0, acc = 0;
+    for (int i = 0; i < LAT_BUCKETS; i++)
+        total += u->alarm_lat[i];
+    *n = total;
+    *p50 = *p99 = -1;
+    for (int i = 0; i < LAT_BUCKETS && total; i++) {
+        acc += u->alarm_lat[i];
+        if (*p50 < 0 && acc * 2 >= total)
+            *p50 = i;
+        if (*p99 < 0 && acc * 100 >= total * 99)
+            *p99 = i;
+    }
+}
+
 static int free_slot(gw_uplink *u)
 {
     for (int i = 0; i < u->nslots; i++)
@@ -372,6 +410,13 @@ static int send_rows(gw_uplink *u, int li, size_t k)
             GW_LOG_RL(GW_LOG_WARN, 5000, "uplink", "publish refused by the MQTT client (code %d)",
                       rc);
         return 0;
+    }
+    if (li == GW_LANE_PRIO && l->kind[l->pos] == GW_KIND_ALARM) {
+        int64_t t_at = item_at_ms(l->buf + l->off[l->pos], l->len[l->pos]);
+        if (t_at) {
+            int64_t lat = gw_now_ms() - t_at;
+            u->alarm_lat[lat < 0 ? 0 : lat >= LAT_BUCKETS ? LAT_BUCKETS - 1 : lat]++;
+        }
     }
     struct slot *s = &u->slots[si];
     s->used = 1;

@@ -52,6 +52,10 @@ gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const cha
 int gw_uplink_start(gw_uplink *u);
 /* New rows were committed in these lanes (bit 1<<lane). */
 void gw_uplink_notify(gw_uplink *u, unsigned lanes);
+/* Alarm transition -> PUBLISH latency inside the gateway (the alarm's "at"
+ * to the moment its message is handed to the MQTT client), in ms: count,
+ * p50 and p99 since start. */
+void gw_uplink_alarm_latency(const gw_uplink *u, uint64_t *n, int *p50, int *p99);
 /* 1 when nothing is in flight and no committed row is waiting to be sent. */
 int gw_uplink_idle(const gw_uplink *u);
 void gw_uplink_get_stats(const gw_uplink *u, gw_uplink_stats *out);
