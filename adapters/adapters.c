@@ -5,9 +5,12 @@
 #include <string.h>
 
 extern const gw_adapter gw_adapter_smoke_nb100, gw_adapter_json_map;
+extern const gw_adapter gw_adapter_cbor_map;
 
 const gw_adapter *const gw_adapters[] = {
-    &gw_adapter_smoke_nb100, &gw_adapter_json_map,
+    &gw_adapter_smoke_nb100,
+    &gw_adapter_json_map,
+    &gw_adapter_cbor_map,
     NULL,
 };
 

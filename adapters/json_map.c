@@ -381,6 +381,15 @@ int gw_jmap_decode(const gw_jmap *m, const char *json, size_t len, int64_t now_m
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root)
         return GW_EMALFORMED;
+    int rc = gw_jmap_decode_tree(m, root, now_ms, out);
+    cJSON_Delete(root);
+    return rc;
+}
+
+int gw_jmap_decode_tree(const gw_jmap *m, const cJSON *root, int64_t now_ms, const gw_sink *out)
+{
+    if (!root)
+        return GW_EMALFORMED;
     struct outlist o;
     memset(&o, 0, sizeof(o));
     int rc = GW_OK;
@@ -408,7 +417,6 @@ int gw_jmap_decode(const gw_jmap *m, const char *json, size_t len, int64_t now_m
 done:
     free(o.r);
     free(o.e);
-    cJSON_Delete(root);
     return rc;
 }
 

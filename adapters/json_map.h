@@ -48,6 +48,12 @@ void gw_jmap_free(gw_jmap *m);
 int gw_jmap_decode(const gw_jmap *m, const char *json, size_t len, int64_t now_ms,
                    const gw_sink *out);
 
+/* The same on a tree already parsed (the CBOR adapter builds one from CBOR).
+ * root stays the caller's. */
+struct cJSON;
+int gw_jmap_decode_tree(const gw_jmap *m, const struct cJSON *root, int64_t now_ms,
+                        const gw_sink *out);
+
 /* Finds a string or integer at path ("imei", "dev.id") in a JSON object and
  * copies it as text. Returns 0, GW_ENOTFOUND, or GW_EMALFORMED (not JSON). */
 int gw_jmap_get_text(const char *json, size_t len, const char *path, char *out, size_t cap);

@@ -5,7 +5,8 @@
  * with one uv_timer; every wake-up runs coap_io_process(ctx, COAP_IO_NO_WAIT).
  * Resources: POST/PUT /d/<address>/data, /d/<address>/event and the LwM2M-style
  * raw container /19/0/0. The device is named by the DTLS PSK identity, the path,
- * a ?ep=IMEI query or the payload (an NB-100 frame's IMEI, a JSON "imei"/"ep").
+ * a ?ep=IMEI query or the payload (an NB-100 frame's IMEI, a JSON "imei"/"ep", or with
+ * Content-Format 60 a CBOR map's "imei"/"ep"). CBOR devices: adapter cbor-map.
  *
  * Acknowledge after commit. libcoap answers a request when its handler returns,
  * so the handler turns the pending answer into a dropped one (type NON, code 0:
@@ -23,6 +24,7 @@
  * and, for `observe: coap://HOST:PORT/path`, an Observe client on a shared
  * client context that re-registers after `observe_renew` without a
  * notification, after an RST and after an error answer. */
+#include "adapters/cbor_map.h"
 #include "adapters/json_map.h"
 #include "adapters/smoke_nb100.h"
 #include "gateway/backoff.h"
@@ -168,8 +170,8 @@ static int check_device(const gw_device *dev, char *err, size_t errlen)
     }
     if (c->json_map) {
         gw_jmap *m;
-        if (strcmp(c->adapter, "json-map")) {
-            snprintf(err, errlen, "key 'json_map' needs adapter json-map");
+        if (strcmp(c->adapter, "json-map") && strcmp(c->adapter, "cbor-map")) {
+            snprintf(err, errlen, "key 'json_map' needs adapter json-map or cbor-map");
             return GW_EINVAL;
         }
         if (gw_jmap_load(&m, c->json_map, "json_map", err, errlen))
@@ -256,7 +258,9 @@ static int deliver_payload(struct cdev *c, const uint8_t *buf, size_t len)
     struct deliver d = {c->core, c->dev, 0, 0};
     gw_sink sink = {on_reading, on_event, &d};
     int rc;
-    if (c->jmap || !strcmp(c->adapter->name, "json-map"))
+    if (!strcmp(c->adapter->name, "cbor-map"))
+        rc = gw_cbor_decode(c->jmap, buf, len, gw_now_ms(), &sink);
+    else if (c->jmap || !strcmp(c->adapter->name, "json-map"))
         rc = gw_jmap_decode(c->jmap, (const char *)buf, len, gw_now_ms(), &sink);
     else
         rc = c->adapter->decode(buf, len, gw_now_ms(), &sink);
@@ -461,6 +465,16 @@ static int hold(struct csrv *s, coap_session_t *session, const coap_pdu_t *req, 
     return GW_OK;
 }
 
+/* The request's Content-Format, or -1 without one. */
+static int content_format(const coap_pdu_t *req)
+{
+    coap_opt_iterator_t it;
+    coap_opt_t *o = coap_check_option(req, COAP_OPTION_CONTENT_FORMAT, &it);
+    if (!o)
+        return -1;
+    return (int)coap_decode_var_bytes(coap_opt_value(o), coap_opt_length(o));
+}
+
 /* The identity a request names (address or IMEI), or "" if none. */
 static void request_identity(coap_session_t *session, const coap_pdu_t *req,
                              const coap_string_t *query, const char *path_addr, const uint8_t *data,
@@ -486,6 +500,12 @@ static void request_identity(coap_session_t *session, const coap_pdu_t *req,
             }
             i = j + 1;
         }
+    }
+    if (content_format(req) == COAP_MEDIATYPE_APPLICATION_CBOR) {
+        if (gw_cbor_get_text(data, len, "imei", out, cap) &&
+            gw_cbor_get_text(data, len, "ep", out, cap))
+            out[0] = '\0';
+        return;
     }
     gw_nb100_frame f;
     if (len >= 2 && data[0] == GW_NB100_MAGIC0 && data[1] == GW_NB100_MAGIC1) {
@@ -618,6 +638,16 @@ static void on_request(coap_resource_t *res, coap_session_t *session, const coap
             refuse(resp, 401);
             return;
         }
+    }
+    /* A CBOR device says application/cbor or nothing; another format is not
+     * something its mapping can read. */
+    int cf = content_format(req);
+    if (!strcmp(c->adapter->name, "cbor-map") && cf >= 0 && cf != COAP_MEDIATYPE_APPLICATION_CBOR) {
+        s->malformed++;
+        GW_LOG_RL(GW_LOG_WARN, 10000, "coap", "[%s] Content-Format %d is not CBOR: 4.15 (%llu)",
+                  dev->conf.id, cf, (unsigned long long)s->malformed);
+        refuse(resp, 415);
+        return;
     }
     if (con && s->pending >= (size_t)s->conf.max_pending) {
         s->busy++;
