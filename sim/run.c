@@ -15,6 +15,7 @@
 #include <MQTTAsync.h>
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -358,8 +359,16 @@ static int derive_gateway_config(run *r)
                                  line, r->tmpdir);
         } else {
             while (*s && o + 16 < sizeof buf) {
-                int after_colon = *s == ':' || (!strncmp(s, "port: ", 6) && (s += 5, 1));
-                if (after_colon && s[1] >= '0' && s[1] <= '9') {
+                /* ":PORT", or the key "port: PORT" (a whole word: not the
+                 * tail of "transport: tcp" or "report: 5"). */
+                int key = !strncmp(s, "port: ", 6) && s[6] >= '0' && s[6] <= '9' &&
+                          (s == line || !(isalnum((unsigned char)s[-1]) || s[-1] == '_'));
+                if (key) {
+                    memcpy(buf + o, "port:", 5);
+                    o += 5;
+                    s += 5;
+                }
+                if ((key || *s == ':') && s[1] >= '0' && s[1] <= '9') {
                     char *end;
                     unsigned long p = strtoul(s + 1, &end, 10);
                     int hit = 0;
@@ -1041,23 +1050,30 @@ static int apply_ports(run *r, double broker_port, double base_port)
         return SIM_EINVAL;
     }
     if (base_port > 0) {
+        /* Listening groups own `count` ports from `port`; dialing groups
+         * (sl651, hj212) share one: the gateway's listener in `connect:`. */
         uint32_t lo = 65535;
-        for (int i = 0; i < r->scn->ngroups; i++)
-            if (r->scn->groups[i].port && r->scn->groups[i].port < lo)
-                lo = r->scn->groups[i].port;
+        for (int i = 0; i < r->scn->ngroups; i++) {
+            const sim_group *g = &r->scn->groups[i];
+            uint32_t p = g->rtu ? g->rtu->port : g->port;
+            if (p && p < lo)
+                lo = p;
+        }
         for (int i = 0; i < r->scn->ngroups; i++) {
             sim_group *g = &r->scn->groups[i];
-            if (!g->port)
+            uint32_t *pp = g->rtu ? &g->rtu->port : &g->port;
+            uint32_t count = g->rtu ? 1 : g->count;
+            if (!*pp)
                 continue;
-            uint32_t np = (uint32_t)base_port + (g->port - lo);
-            if (np + g->count - 1 > 65535) {
+            uint32_t np = (uint32_t)base_port + (*pp - lo);
+            if (np + count - 1 > 65535) {
                 fprintf(stderr, "sim run: --base-port %u moves group on line %d past 65535\n",
                         (uint32_t)base_port, g->line);
                 return SIM_EINVAL;
             }
             if (r->nports < 64)
-                r->ports[r->nports++] = (port_map){g->port, np, g->count};
-            g->port = np;
+                r->ports[r->nports++] = (port_map){*pp, np, count};
+            *pp = np;
         }
     }
     return SIM_OK;

@@ -1,0 +1,291 @@
+/* sim run end to end with stations that dial in: the shipped rehearsal
+ * "rtu flaky link" (40 SL651 RTUs and 2 HJ212 stations on a flaky link, its own
+ * mosquitto, the real gateway as their centre) at speed 60 on free ports.
+ * --base-port moves the sim's `connect:` ports and the gateway's `listen:`
+ * ports together. The scenario as shipped passes every expectation (exit 0,
+ * PASS lines, 40 s of scenario minutes in about 41 s of wall time), and the
+ * gateway's own counters show the resends and doubled frames it recognised and
+ * stored once while the platform got every item it stored. A copy with a
+ * wrong expectation fails it with evidence (exit 1). After each run the
+ * broker, the gateway and the listeners are gone. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "tests/integration/harness.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SCENARIO "sim/scenarios/rtu-flaky-link.yaml"
+#define GW_CONFIG "rtu-flaky-link.gateway.yaml"
+/* The scenario's ports: HJ212 127.0.0.1:15212 (the lowest, moved to the base)
+ * and SL651 127.0.0.1:15651 (base + 439). */
+#define HJ_OFFSET 0
+#define SL_OFFSET (15651 - 15212)
+
+/* 1 if nothing listens on 127.0.0.1:port (we can bind it). */
+static int port_free(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* A base port with base and base + SL_OFFSET free (bounded tries). */
+static int free_base(void)
+{
+    for (int tries = 0; tries < 50; tries++) {
+        int base = h_free_port();
+        if (base > 0 && base + SL_OFFSET <= 65535 && port_free(base + HJ_OFFSET) &&
+            port_free(base + SL_OFFSET))
+            return base;
+    }
+    return -1;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    if (b)
+        b[n] = 0;
+    fclose(f);
+    return b;
+}
+
+static void dump_log(h_proc *p)
+{
+    char *log = slurp(p->log);
+    fprintf(stderr, "---- %s ----\n%s\n----\n", p->log, log ? log : "(none)");
+    free(log);
+}
+
+/* Runs build/sim run with the extra args (NULL-terminated); returns its exit status. */
+static int sim_run(h_proc *p, const char *logname, const char *scenario, int broker_port,
+                   int base_port, const char *const *extra, int timeout_ms)
+{
+    char bp[16], dp[16];
+    snprintf(bp, sizeof bp, "%d", broker_port);
+    snprintf(dp, sizeof dp, "%d", base_port);
+    const char *argv[32] = {
+        h_bin("sim"), "run",       scenario,         "--broker-port", bp, "--base-port",
+        dp,           "--gateway", h_bin("gateway"), "--progress",    "5"};
+    int n = 11;
+    for (int i = 0; extra && extra[i] && n < 31; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    if (h_spawn(p, logname, (char *const *)argv) != 0)
+        return -1;
+    return h_wait(p, timeout_ms);
+}
+
+/* The folder `sim run --keep` named in its log ("files kept in DIR"), or "". */
+static void kept_dir(h_proc *p, char *dir, size_t cap)
+{
+    char *log = slurp(p->log), *at = log ? strstr(log, "files kept in /tmp/sim-run.") : NULL;
+    dir[0] = 0;
+    if (at) {
+        at += strlen("files kept in ");
+        size_t n = strcspn(at, " \n");
+        if (n < cap)
+            snprintf(dir, cap, "%.*s", (int)n, at);
+    }
+    free(log);
+}
+
+static void remove_dir(const char *dir)
+{
+    char cmd[300];
+    if (strncmp(dir, "/tmp/sim-run.", 13) != 0 || strchr(dir, '\''))
+        return;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+}
+
+/* The number after `key` in the last line of text that contains `tag`; -1 if none. */
+static long long last_count(const char *text, const char *tag, const char *key)
+{
+    const char *line = NULL;
+    for (const char *s = text; (s = strstr(s, tag)); s++)
+        line = s;
+    if (!line)
+        return -1;
+    const char *eol = strchr(line, '\n');
+    const char *k = strstr(line, key);
+    if (!k || (eol && k > eol))
+        return -1;
+    return strtoll(k + strlen(key), NULL, 10);
+}
+
+/* The run folder kept for inspection; the teardown removes it. */
+static char kept[256];
+
+static void test_rtu_flaky_link_passes(void **st)
+{
+    int broker = h_free_port(), base = free_base();
+    assert_true(broker > 0 && base > 0 && broker != base && broker != base + SL_OFFSET);
+    char report[512];
+    snprintf(report, sizeof report, "%s/report.json", h_tmpdir());
+    const char *extra[] = {"--report", report, "--keep", NULL};
+    h_proc p = {0};
+    int64_t t0 = h_now_ms();
+    int rc = sim_run(&p, "run-pass.log", SCENARIO, broker, base, extra, 90000);
+    int64_t wall = h_now_ms() - t0;
+    char *dir = kept;
+    kept_dir(&p, kept, sizeof kept);
+    if (rc != 0)
+        dump_log(&p);
+    assert_int_equal(rc, 0);
+    assert_true(wall < 60000);
+    /* The stations dialed the moved ports, and the gateway listened on them. */
+    char want[96];
+    snprintf(want, sizeof want, "listen: 127.0.0.1:%d", base + SL_OFFSET);
+    assert_true(dir[0]);
+    char path[400];
+    snprintf(path, sizeof path, "%s/gateway.yaml", dir);
+    char *cfg = slurp(path);
+    assert_non_null(cfg);
+    assert_non_null(strstr(cfg, want));
+    snprintf(want, sizeof want, "listen: 127.0.0.1:%d", base + HJ_OFFSET);
+    assert_non_null(strstr(cfg, want));
+    assert_non_null(strstr(cfg, "transport: tcp")); /* not taken for a "port:" key */
+    free(cfg);
+
+    /* One PASS line per expectation of the scenario, and the summary. */
+    assert_true(h_log_contains(&p, "verdict: rtu flaky link (speed 60, scenario t=0..2400.0s"));
+    assert_true(h_log_contains(&p, "PASS [1] online 42 devices"));
+    assert_true(h_log_contains(&p, "PASS [2] no_reading_lost all"));
+    assert_true(h_log_contains(&p, "PASS [3] alarm site warning-reach rule river_level >= yellow"));
+    assert_true(h_log_contains(&p, "alarm river_level:rtu-033:"));
+    assert_true(h_log_contains(&p, "PASS [4] no_alarm site quiet-reach"));
+    assert_true(h_log_contains(&p, "PASS [5] event rtu-013 offline"));
+    assert_true(h_log_contains(&p, "PASS [6] alarm rtu-013 rule silent"));
+    assert_true(h_log_contains(&p, "PASS [7] event rtu-039 battery_low"));
+    assert_true(h_log_contains(&p, "summary: 7 passed, 0 failed of 7 expectations"));
+    assert_false(h_log_contains(&p, "FAIL ["));
+
+    /* Stored once: the gateway recognised resends and doubled frames (the
+     * duplicate fault of rtu-021/022/040, rtu-007's resends after bad CRCs),
+     * confirmed them again and stored nothing for them; every reading it did
+     * store reached the platform (the report's de-duplicated count equals the
+     * gateway's own). */
+    snprintf(path, sizeof path, "%s/gateway.log", dir);
+    char *glog = slurp(path);
+    assert_non_null(glog);
+    long long dups = last_count(glog, "[sl651] stopped:", "duplicates ");
+    long long bad_crc = last_count(glog, "[sl651] stopped:", "bad CRC ");
+    long long confirms = last_count(glog, "[sl651] stopped:", "confirms ");
+    long long gw_readings = last_count(glog, "[stats] devices", "readings ");
+    long long refused = last_count(glog, "[sl651] stopped:", "unknown station ");
+    free(glog);
+    fprintf(stderr, "gateway: sl651 duplicates %lld, bad CRC %lld, confirms %lld, readings %lld\n",
+            dups, bad_crc, confirms, gw_readings);
+    assert_true(dups > 0);
+    assert_true(bad_crc > 0);
+    assert_true(confirms > 100);
+    assert_int_equal(refused, 0); /* every station's address is configured */
+
+    char *text = slurp(report);
+    assert_non_null(text);
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    assert_non_null(root);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(root, "passed")));
+    cJSON *items = cJSON_GetObjectItem(root, "items");
+    double rd = cJSON_GetNumberValue(cJSON_GetObjectItem(items, "readings"));
+    assert_true(rd > 1000);
+    assert_true(gw_readings > 0 && (long long)rd == gw_readings);
+    cJSON *ex = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "expectations"), 4);
+    double at = cJSON_GetNumberValue(cJSON_GetObjectItem(ex, "at_s"));
+    /* rtu-013 is silent from 10m; offline after 15 s of wall = 15 minutes. */
+    assert_true(at > 1380 && at < 1800);
+    cJSON_Delete(root);
+
+    /* Everything it started has stopped. */
+    assert_true(port_free(broker));
+    assert_true(port_free(base + HJ_OFFSET));
+    assert_true(port_free(base + SL_OFFSET));
+}
+
+static void test_wrong_expectation_fails(void **st)
+{
+    /* A copy whose expectations claim rtu-002 crosses the warning level. */
+    char *text = slurp(SCENARIO), cwd[400], copy[32768];
+    assert_non_null(text);
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    char *cfg = strstr(text, "config: " GW_CONFIG);
+    char *ex = strstr(text, "\nexpect:\n");
+    assert_true(cfg && ex && cfg < ex);
+    *cfg = 0;
+    *ex = 0;
+    int n = snprintf(copy, sizeof copy,
+                     "%sconfig: %s/sim/scenarios/" GW_CONFIG "%s\n"
+                     "expect:\n"
+                     "  - alarm: {site: quiet-reach, rule: river_level, level: yellow}\n"
+                     "  - online: {all: true}\n",
+                     text, cwd, cfg + strlen("config: " GW_CONFIG));
+    free(text);
+    assert_true(n > 0 && (size_t)n < sizeof copy);
+    const char *path = h_write_file("wrong.yaml", copy);
+
+    int broker = h_free_port(), base = free_base();
+    assert_true(broker > 0 && base > 0 && broker != base && broker != base + SL_OFFSET);
+    /* Every station is online within a few scenario minutes. */
+    const char *extra[] = {"--duration", "8m", NULL};
+    h_proc p = {0};
+    int rc = sim_run(&p, "run-fail.log", path, broker, base, extra, 40000);
+    if (rc != 1)
+        dump_log(&p);
+    assert_int_equal(rc, 1);
+    assert_true(h_log_contains(&p, "FAIL [1] alarm site quiet-reach rule river_level >= yellow"));
+    assert_true(h_log_contains(&p, "no alarm >= yellow of rule river_level for site quiet-reach "
+                                   "(rtu-002) reached the platform"));
+    assert_true(h_log_contains(&p, "PASS [2] online 42 devices"));
+    assert_true(h_log_contains(&p, "summary: 1 passed, 1 failed of 2 expectations"));
+    assert_true(port_free(broker));
+    assert_true(port_free(base + SL_OFFSET));
+}
+
+static int teardown(void **st)
+{
+    if (kept[0])
+        remove_dir(kept);
+    kept[0] = 0;
+    h_cleanup();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_rtu_flaky_link_passes, teardown),
+        cmocka_unit_test_teardown(test_wrong_expectation_fails, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
