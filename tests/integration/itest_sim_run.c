@@ -149,7 +149,9 @@ static void test_storm_district_passes(void **st)
     assert_true(lat >= 0 && lat <= 30);
     assert_true(from > 110 && from < 118); /* up-1's curve crosses 25 cm near t=114 s */
     cJSON *items = cJSON_GetObjectItem(root, "items");
-    assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(items, "readings")) > 1000);
+    /* The waterlogging profile reports by exception (deadband 0.5 cm, 0.1 V,
+     * 0.5 degC), so constant registers are not re-sent every poll. */
+    assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(items, "readings")) > 300);
     assert_non_null(cJSON_GetObjectItem(cJSON_GetObjectItem(root, "cpu"), "gateway"));
     cJSON_Delete(root);
 
