@@ -1196,7 +1196,11 @@ static int obs_start(struct cdev *c, const char *uri, char *err, size_t errlen)
         free(o);
         return GW_ENOMEM;
     }
-    gw_backoff_init(&o->bo, 500, 60000, (uint64_t)gw_mono_ns() ^ (uintptr_t)o);
+    /* Retries after errors never wait longer than observe_renew: a device back
+     * from a long outage is observed again within that time. */
+    int64_t renew = ((const struct dconf *)c->dev->proto_conf)->observe_renew_ms;
+    gw_backoff_init(&o->bo, 500, renew < 60000 ? renew : 60000,
+                    (uint64_t)gw_mono_ns() ^ (uintptr_t)o);
     uv_timer_init(c->core->loop, &o->renew);
     o->renew.data = o;
     c->obs = o;
