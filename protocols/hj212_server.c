@@ -23,6 +23,7 @@
  * connection, freed from the close callback that drops the last one. */
 #include "gateway/core.h"
 #include "gateway/log.h"
+#include "gateway/netaddr.h"
 #include "protocols/hj212.h"
 
 #include <stdio.h>
@@ -633,36 +634,6 @@ static void on_stats(uv_timer_t *t)
         log_stats(s, "");
 }
 
-static int parse_listen(const char *text, struct sockaddr_storage *ss)
-{
-    char host[80];
-    const char *colon = strrchr(text, ':');
-    if (!colon || colon == text)
-        return GW_EINVAL;
-    const char *h = text;
-    size_t hl = (size_t)(colon - text);
-    if (h[0] == '[') {
-        if (hl < 2 || h[hl - 1] != ']')
-            return GW_EINVAL;
-        h++;
-        hl -= 2;
-    }
-    if (hl >= sizeof(host))
-        return GW_EINVAL;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || end == colon + 1 || port < 0 || port > 65535)
-        return GW_EINVAL;
-    memset(ss, 0, sizeof(*ss));
-    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0)
-        return GW_OK;
-    if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0)
-        return GW_OK;
-    return GW_EINVAL;
-}
-
 static void srv_close(hj_srv *s)
 {
     s->stopping = 1;
@@ -678,7 +649,7 @@ static int hj_listen(gw_core *core, const void *conf, void **state, char *err, s
 {
     const hj_lconf *lc = conf;
     struct sockaddr_storage ss;
-    if (parse_listen(lc->listen, &ss)) {
+    if (gw_sockaddr_parse(lc->listen, 1, &ss)) {
         snprintf(err, errlen, "listen '%s' must be IP:PORT (e.g. 0.0.0.0:9212)", lc->listen);
         return GW_EINVAL;
     }

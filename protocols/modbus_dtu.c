@@ -15,6 +15,7 @@
  * Hand framing on libuv, not libmodbus: thousands of non-blocking connections
  * in one process, and libmodbus's select() aborts on descriptors >= 1024. */
 #include "gateway/log.h"
+#include "gateway/netaddr.h"
 #include "protocols/modbus_common.h"
 
 #include <stddef.h>
@@ -374,30 +375,6 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* ---- Listener ---- */
 
-static int parse_listen(const char *s, struct sockaddr_storage *ss)
-{
-    char host[128];
-    const char *colon = strrchr(s, ':');
-    if (!colon || (size_t)(colon - s) >= sizeof(host))
-        return GW_EINVAL;
-    size_t hl = (size_t)(colon - s);
-    memcpy(host, s, hl);
-    host[hl] = '\0';
-    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
-        memmove(host, host + 1, hl - 2);
-        host[hl - 2] = '\0';
-    }
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || port < 0 || port > 65535)
-        return GW_EINVAL;
-    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0)
-        return GW_OK;
-    if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0)
-        return GW_OK;
-    return GW_EINVAL;
-}
-
 static void on_server_closed(uv_handle_t *h)
 {
     struct dtu_listener *lis = h->data;
@@ -410,7 +387,7 @@ static int dtu_listen(gw_core *core, const void *conf, void **state, char *err, 
 {
     const struct dtu_lconf *lc = conf;
     struct sockaddr_storage ss;
-    if (parse_listen(lc->listen, &ss)) {
+    if (gw_sockaddr_parse(lc->listen, 1, &ss)) {
         snprintf(err, errlen, "key 'listen' must be IP:PORT (got '%s')", lc->listen);
         return GW_EINVAL;
     }

@@ -19,6 +19,7 @@
  * before the next read. */
 #include "gateway/backoff.h"
 #include "gateway/log.h"
+#include "gateway/netaddr.h"
 #include "protocols/modbus_common.h"
 
 #include <stdlib.h>
@@ -526,30 +527,12 @@ int gw_mbs__init(gw_mbs *s, gw_core *core, gw_device *dev, const char *module, c
     return GW_OK;
 }
 
-static int parse_addr(const char *connect, struct sockaddr_storage *ss)
+/* A device's `connect: tcp://HOST:PORT`. */
+static int connect_addr(const char *connect, struct sockaddr_storage *ss)
 {
-    char host[128];
     if (strncmp(connect, "tcp://", 6) != 0)
         return GW_EINVAL;
-    const char *hp = connect + 6;
-    const char *colon = strrchr(hp, ':');
-    if (!colon || (size_t)(colon - hp) >= sizeof(host))
-        return GW_EINVAL;
-    memcpy(host, hp, (size_t)(colon - hp));
-    host[colon - hp] = '\0';
-    if (host[0] == '[' && colon - hp >= 2 && host[colon - hp - 1] == ']') {
-        memmove(host, host + 1, (size_t)(colon - hp));
-        host[colon - hp - 2] = '\0';
-    }
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || port <= 0 || port > 65535)
-        return GW_EINVAL;
-    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0)
-        return GW_OK;
-    if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0)
-        return GW_OK;
-    return GW_EINVAL;
+    return gw_sockaddr_parse(connect + 6, 0, ss);
 }
 
 int gw_mbs__dial(gw_mbs *s, int rtu, int64_t guard_ms, char *err, size_t errlen)
@@ -559,7 +542,7 @@ int gw_mbs__dial(gw_mbs *s, int rtu, int64_t guard_ms, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return GW_ENOMEM;
     }
-    if (parse_addr(s->dev->conf.connect, &l->addr)) {
+    if (connect_addr(s->dev->conf.connect, &l->addr)) {
         snprintf(err, errlen, "device %s: connect '%s' needs tcp:// with a numeric IP and port",
                  s->dev->conf.id, s->dev->conf.connect);
         free(l);
@@ -777,7 +760,7 @@ static int mbt_write(gw_device *dev, const char *point, double value)
 static int mbt_check(const gw_device *dev, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
-    if (parse_addr(dev->conf.connect, &ss)) {
+    if (connect_addr(dev->conf.connect, &ss)) {
         snprintf(err, errlen,
                  "key 'connect' must be tcp://IP:PORT with a numeric address (got '%s')",
                  dev->conf.connect);
