@@ -1033,8 +1033,6 @@ static void run_usage(FILE *f)
                "               [--csv-step S] [--progress S] [--quiet] [--keep]\n");
 }
 
-/* Applies --broker-port and --base-port: moves the scenario's ports and
- * records the old -> new map the gateway config is rewritten with. */
 /* Peer groups whose port is one of the broker's (mqtt-gauge) are its
  * clients: they follow --broker-port, not --base-port. */
 static int broker_client(const sim_group *g, uint32_t p1, uint32_t p2, uint32_t p3)
@@ -1042,6 +1040,8 @@ static int broker_client(const sim_group *g, uint32_t p1, uint32_t p2, uint32_t 
     return g->kind && g->kind->peer && g->port && (g->port == p1 || g->port == p2 || g->port == p3);
 }
 
+/* Applies --broker-port and --base-port: moves the scenario's ports and
+ * records the old -> new map the gateway config is rewritten with. */
 static int apply_ports(run *r, double broker_port, double base_port)
 {
     sim_run_conf *rc = r->rc;
