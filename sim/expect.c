@@ -790,7 +790,7 @@ static int eval_event(const sim_expect *x, const sim_timeline *tl, int final, si
     v->base = base;
     for (size_t i = 0; i < tl->nev; i++) {
         const sim_rx_event *e = &tl->ev[i];
-        if (!e->active || strcmp(e->event, x->event) != 0 || !about(x, tl, e->dev))
+        if (e->active == x->ended || strcmp(e->event, x->event) != 0 || !about(x, tl, e->dev))
             continue;
         if (base >= 0 && e->t < base) {
             if (!early)
@@ -806,8 +806,9 @@ static int eval_event(const sim_expect *x, const sim_timeline *tl, int final, si
         v->at = hit->t;
         v->latency = lat;
         ev_printf(v, late ? SIM_V_FAIL : SIM_V_PASS,
-                  "event %s from %s (seq %llu) reached the platform at t=%.1fs", hit->event,
-                  tl->names[hit->dev], (unsigned long long)hit->seq, hit->t);
+                  "event %s%s from %s (seq %llu) reached the platform at t=%.1fs", hit->event,
+                  x->ended ? " ended" : "", tl->names[hit->dev], (unsigned long long)hit->seq,
+                  hit->t);
         if (base >= 0)
             ev_add(v, ", %.1fs after t=%.1fs", lat, base);
         if (late)
@@ -816,8 +817,10 @@ static int eval_event(const sim_expect *x, const sim_timeline *tl, int final, si
     }
     double deadline = base >= 0 && x->within >= 0 ? base + x->within : -1;
     if (!final && (deadline < 0 || tl->end_t < deadline))
-        return ev_printf(v, SIM_V_PENDING, "waiting for event %s", x->event);
-    ev_printf(v, SIM_V_FAIL, "no %s event from %s reached the platform", x->event, w);
+        return ev_printf(v, SIM_V_PENDING, "waiting for event %s%s", x->event,
+                         x->ended ? " ended" : "");
+    ev_printf(v, SIM_V_FAIL, "no %s%s event from %s reached the platform", x->event,
+              x->ended ? " ended" : "", w);
     if (base >= 0)
         ev_add(v, " between t=%.1fs and %s", base, deadline >= 0 ? "" : "the end");
     if (deadline >= 0)
@@ -826,6 +829,54 @@ static int eval_event(const sim_expect *x, const sim_timeline *tl, int final, si
         ev_add(v, " (one arrived earlier, at t=%.1fs)", early->t);
     ev_add(v, "; run ended at t=%.1fs", tl->end_t);
     return SIM_V_FAIL;
+}
+
+/* No `event` item of that name (active or ended) from the devices during the
+ * run, and something (a reading or another event) from them arrived: silence
+ * proves nothing. A forbidden event fails at once. */
+static int eval_no_event(const sim_expect *x, const sim_timeline *tl, int final, sim_verdict *v)
+{
+    char w[256];
+    who(x, w, sizeof w);
+    const sim_rx_event *hit = NULL;
+    uint64_t n = 0, heard = 0;
+    for (size_t i = 0; i < tl->nev; i++) {
+        const sim_rx_event *e = &tl->ev[i];
+        if (!about(x, tl, e->dev))
+            continue;
+        heard++;
+        if (strcmp(e->event, x->event) != 0)
+            continue;
+        if (!hit || e->t < hit->t)
+            hit = e;
+        n++;
+    }
+    if (hit) {
+        v->at = hit->t;
+        ev_printf(v, SIM_V_FAIL, "event %s%s from %s (seq %llu) reached the platform at t=%.1fs",
+                  hit->event, hit->active ? "" : " ended", tl->names[hit->dev],
+                  (unsigned long long)hit->seq, hit->t);
+        if (n > 1)
+            ev_add(v, "; %llu %s events in all", (unsigned long long)n, x->event);
+        return SIM_V_FAIL;
+    }
+    uint64_t rd = 0;
+    for (int i = 0; i < x->ndevs; i++) {
+        int64_t d = sim_tl_find(tl, x->devs[i]);
+        if (d >= 0)
+            rd += tl->dev_readings[d];
+    }
+    if (!final)
+        return ev_printf(v, SIM_V_PENDING, "no %s event so far from %s", x->event, w);
+    if (rd + heard == 0)
+        return ev_printf(v, SIM_V_FAIL,
+                         "no %s event, but nothing else of %s reached the platform either: "
+                         "silence proves nothing",
+                         x->event, w);
+    return ev_printf(v, SIM_V_PASS,
+                     "no %s event from %s during the run (%llu readings, %llu other events, "
+                     "t=0..%.1fs)",
+                     x->event, w, (unsigned long long)rd, (unsigned long long)heard, tl->end_t);
 }
 
 int sim_expect_eval(const sim_expect *x, const sim_timeline *tl, int final, sim_verdict *out)
@@ -843,6 +894,8 @@ int sim_expect_eval(const sim_expect *x, const sim_timeline *tl, int final, sim_
         return eval_online(x, tl, final, out);
     case SIM_X_EVENT:
         return eval_event(x, tl, final, out);
+    case SIM_X_NO_EVENT:
+        return eval_no_event(x, tl, final, out);
     }
     return ev_printf(out, SIM_V_FAIL, "unknown expectation kind %d", (int)x->kind);
 }

@@ -359,14 +359,17 @@ static int derive_gateway_config(run *r)
                                  line, r->tmpdir);
         } else {
             while (*s && o + 16 < sizeof buf) {
-                /* ":PORT", or the key "port: PORT" (a whole word: not the
-                 * tail of "transport: tcp" or "report: 5"). */
-                int key = !strncmp(s, "port: ", 6) && s[6] >= '0' && s[6] <= '9' &&
+                /* ":PORT", or the key "port: PORT" / "dtls_port: PORT" (a
+                 * whole word: not the tail of "transport: tcp" or "report: 5"). */
+                size_t klen = !strncmp(s, "port: ", 6)         ? 5
+                              : !strncmp(s, "dtls_port: ", 11) ? 10
+                                                               : 0;
+                int key = klen && s[klen + 1] >= '0' && s[klen + 1] <= '9' &&
                           (s == line || !(isalnum((unsigned char)s[-1]) || s[-1] == '_'));
                 if (key) {
-                    memcpy(buf + o, "port:", 5);
-                    o += 5;
-                    s += 5;
+                    memcpy(buf + o, s, klen);
+                    o += klen;
+                    s += klen;
                 }
                 if ((key || *s == ':') && s[1] >= '0' && s[1] <= '9') {
                     char *end;
@@ -1030,6 +1033,13 @@ static void run_usage(FILE *f)
                "               [--csv-step S] [--progress S] [--quiet] [--keep]\n");
 }
 
+/* Peer groups whose port is one of the broker's (mqtt-gauge) are its
+ * clients: they follow --broker-port, not --base-port. */
+static int broker_client(const sim_group *g, uint32_t p1, uint32_t p2, uint32_t p3)
+{
+    return g->kind && g->kind->peer && g->port && (g->port == p1 || g->port == p2 || g->port == p3);
+}
+
 /* Applies --broker-port and --base-port: moves the scenario's ports and
  * records the old -> new map the gateway config is rewritten with. */
 static int apply_ports(run *r, double broker_port, double base_port)
@@ -1037,7 +1047,11 @@ static int apply_ports(run *r, double broker_port, double base_port)
     sim_run_conf *rc = r->rc;
     uint32_t old_broker = uri_port(rc->broker);
     r->broker_port = rc->broker_port ? rc->broker_port : old_broker;
+    uint32_t orig_broker = r->broker_port;
     if (broker_port > 0) {
+        for (int i = 0; i < r->scn->ngroups; i++)
+            if (broker_client(&r->scn->groups[i], old_broker, orig_broker, 0))
+                r->scn->groups[i].port = (uint32_t)broker_port;
         if (old_broker && r->nports < 64)
             r->ports[r->nports++] = (port_map){old_broker, (uint32_t)broker_port, 1};
         if (rc->broker_port && rc->broker_port != old_broker && r->nports < 64)
@@ -1051,19 +1065,20 @@ static int apply_ports(run *r, double broker_port, double base_port)
     }
     if (base_port > 0) {
         /* Listening groups own `count` ports from `port`; dialing groups
-         * (sl651, hj212) share one: the gateway's listener in `connect:`. */
+         * (sl651, hj212 `connect:`; peer kinds such as coap-smoke) share
+         * one: the gateway's listener. */
         uint32_t lo = 65535;
         for (int i = 0; i < r->scn->ngroups; i++) {
             const sim_group *g = &r->scn->groups[i];
             uint32_t p = g->rtu ? g->rtu->port : g->port;
-            if (p && p < lo)
+            if (p && p < lo && !broker_client(g, old_broker, orig_broker, r->broker_port))
                 lo = p;
         }
         for (int i = 0; i < r->scn->ngroups; i++) {
             sim_group *g = &r->scn->groups[i];
             uint32_t *pp = g->rtu ? &g->rtu->port : &g->port;
-            uint32_t count = g->rtu ? 1 : g->count;
-            if (!*pp)
+            uint32_t count = g->rtu || (g->kind && g->kind->peer) ? 1 : g->count;
+            if (!*pp || broker_client(g, old_broker, orig_broker, r->broker_port))
                 continue;
             uint32_t np = (uint32_t)base_port + (*pp - lo);
             if (np + count - 1 > 65535) {

@@ -2250,7 +2250,8 @@ static const struct {
     {"no_alarm", SIM_X_NO_ALARM, {"device", "site", "rule", "level", "all", NULL}},
     {"no_reading_lost", SIM_X_NO_READING_LOST, {"device", "site", "all", NULL}},
     {"online", SIM_X_ONLINE, {"count", "all", "type", "prefix", "device", "site", NULL}},
-    {"event", SIM_X_EVENT, {"device", "site", "event", "within", "of", NULL}},
+    {"event", SIM_X_EVENT, {"device", "site", "event", "active", "within", "of", NULL}},
+    {"no_event", SIM_X_NO_EVENT, {"device", "site", "event", NULL}},
 };
 
 static void expect_label(const sim_expect *x, const char *kname)
@@ -2271,8 +2272,8 @@ static void expect_label(const sim_expect *x, const char *kname)
         ADD(" %s..(%d devices)", x->devs[0], x->ndevs);
     else if (x->kind != SIM_X_ONLINE)
         ADD(" all");
-    if (x->kind == SIM_X_EVENT)
-        ADD(" %s", x->event);
+    if (x->kind == SIM_X_EVENT || x->kind == SIM_X_NO_EVENT)
+        ADD(" %s%s", x->event, x->ended ? " ended" : "");
     if (x->rule[0])
         ADD(" rule %s", x->rule);
     if (x->kind == SIM_X_ALARM || (x->kind == SIM_X_NO_ALARM && x->level > 1))
@@ -2305,7 +2306,7 @@ static int parse_expect(pctx *c, yaml_node_t *item, const sim_scenario *s, yaml_
         item->data.mapping.pairs.top - item->data.mapping.pairs.start != 1)
         return perr(c, item,
                     "expect: each item is one of {alarm: ...}, {no_alarm: ...}, "
-                    "{no_reading_lost: ...}, {online: ...}, {event: ...}");
+                    "{no_reading_lost: ...}, {online: ...}, {event: ...}, {no_event: ...}");
     const char *kname = scalar(node(c, item->data.mapping.pairs.start->key));
     yaml_node_t *m = node(c, item->data.mapping.pairs.start->value);
     size_t ki;
@@ -2315,7 +2316,7 @@ static int parse_expect(pctx *c, yaml_node_t *item, const sim_scenario *s, yaml_
     if (ki == sizeof expect_kinds / sizeof expect_kinds[0])
         return perr(c, item,
                     "expect: unknown kind '%s' (alarm, no_alarm, no_reading_lost, "
-                    "online, event)",
+                    "online, event, no_event)",
                     kname ? kname : "?");
     x->kind = expect_kinds[ki].kind;
     if (only_keys(c, m, kname, expect_kinds[ki].keys))
@@ -2340,6 +2341,12 @@ static int parse_expect(pctx *c, yaml_node_t *item, const sim_scenario *s, yaml_
         return perr(c, v, "of: a scenario time >= 0");
     if ((v = mget(c, m, "event")) && get_str(c, v, "event", x->event, sizeof x->event))
         return SIM_EINVAL;
+    if ((v = mget(c, m, "active"))) {
+        int active = 1;
+        if (get_bool(c, v, "active", &active))
+            return SIM_EINVAL;
+        x->ended = !active;
+    }
     if ((v = mget(c, m, "type")) && get_str(c, v, "type", x->type, sizeof x->type))
         return SIM_EINVAL;
     if ((v = mget(c, m, "prefix")) && get_str(c, v, "prefix", x->prefix, sizeof x->prefix))
@@ -2360,9 +2367,10 @@ static int parse_expect(pctx *c, yaml_node_t *item, const sim_scenario *s, yaml_
         if (x->ndevs == 0)
             return perr(c, v, "after: needs the alarm's device or site");
     }
-    if (x->kind == SIM_X_EVENT && !x->event[0])
-        return perr(c, m, "event: needs event: NAME (fire_alarm, ...)");
-    if ((x->kind == SIM_X_ALARM || x->kind == SIM_X_EVENT) && x->ndevs == 0)
+    if ((x->kind == SIM_X_EVENT || x->kind == SIM_X_NO_EVENT) && !x->event[0])
+        return perr(c, m, "%s: needs event: NAME (fire_alarm, ...)", kname);
+    if ((x->kind == SIM_X_ALARM || x->kind == SIM_X_EVENT || x->kind == SIM_X_NO_EVENT) &&
+        x->ndevs == 0)
         return perr(c, m, "%s: needs device or site", kname);
     if (x->kind == SIM_X_NO_READING_LOST && !all && x->ndevs == 0)
         return perr(c, m, "no_reading_lost: give device, site or all: true");

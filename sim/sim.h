@@ -887,6 +887,7 @@ typedef enum {
     SIM_X_NO_READING_LOST,
     SIM_X_ONLINE,
     SIM_X_EVENT,
+    SIM_X_NO_EVENT,
 } sim_expect_kind;
 
 /* One expectation of the scenario's `expect:` list. Times are scenario
@@ -910,7 +911,8 @@ typedef struct sim_expect {
     uint32_t count;            /* online: devices wanted */
     char type[32];             /* online: device type as the uplink says ("" = any) */
     char prefix[SIM_NAME_MAX]; /* online: device id prefix ("" = any) */
-    char event[48];            /* event: the condition (fire_alarm, ...) */
+    char event[48];            /* event, no_event: the condition (fire_alarm, ...) */
+    int ended;                 /* event: `active: false`, i.e. wait for the condition's end */
 } sim_expect;
 
 /* `metrics:` names the gateway gives the sim's registers (water_depth: holding:0). */

@@ -374,6 +374,67 @@ static void test_event(void **st)
     sim_tl_free(tl);
 }
 
+/* `active: false`: the condition's end (a fire alarm cleared). */
+static void test_event_ended(void **st)
+{
+    sim_timeline *tl = sim_tl_new(0);
+    sim_expect x = one_dev(SIM_X_EVENT, "sd-7");
+    snprintf(x.event, sizeof x.event, "fire_alarm");
+    x.ended = 1;
+    x.of = 90;
+    x.within = 10;
+    sim_verdict v;
+    event(tl, 91, 1, "sd-7", "fire_alarm", 1); /* still burning: not its end */
+    event(tl, 92, 2, "sd-8", "fire_alarm", 0); /* another detector */
+    tl->end_t = 120;
+    assert_int_equal(sim_expect_eval(&x, tl, 1, &v), SIM_V_FAIL);
+    EVIDENCE_HAS(v, "no fire_alarm ended event from sd-7");
+    event(tl, 93.5, 3, "sd-7", "fire_alarm", 0);
+    assert_int_equal(sim_expect_eval(&x, tl, 1, &v), SIM_V_PASS);
+    EVIDENCE_HAS(v, "event fire_alarm ended from sd-7 (seq 3) reached the platform at t=93.5s");
+    assert_true(fabs(v.latency - 3.5) < 1e-9);
+    /* The plain form still wants the active one. */
+    x.ended = 0;
+    assert_int_equal(sim_expect_eval(&x, tl, 1, &v), SIM_V_PASS);
+    EVIDENCE_HAS(v, "event fire_alarm from sd-7 (seq 1)");
+    sim_tl_free(tl);
+}
+
+static void test_no_event(void **st)
+{
+    sim_timeline *tl = sim_tl_new(0);
+    sim_expect x = one_dev(SIM_X_NO_EVENT, "sd-7");
+    snprintf(x.event, sizeof x.event, "fire_alarm");
+    sim_verdict v;
+    tl->end_t = 100;
+    /* Nothing at all from sd-7: silence proves nothing. */
+    event(tl, 30, 1, "sd-8", "fire_alarm", 1); /* another detector's fire */
+    assert_int_equal(sim_expect_eval(&x, tl, 0, &v), SIM_V_PENDING);
+    assert_int_equal(sim_expect_eval(&x, tl, 1, &v), SIM_V_FAIL);
+    EVIDENCE_HAS(v, "silence proves nothing");
+    /* It was heard from (another event): passes. */
+    event(tl, 40, 2, "sd-7", "battery_low", 1);
+    assert_int_equal(sim_expect_eval(&x, tl, 1, &v), SIM_V_PASS);
+    EVIDENCE_HAS(v, "no fire_alarm event from sd-7 during the run (0 readings, 1 other events");
+    /* A reading alone is enough too (one_dev's device list is static:
+     * x is made again below). */
+    sim_expect y = one_dev(SIM_X_NO_EVENT, "wl-01");
+    snprintf(y.event, sizeof y.event, "fire_alarm");
+    reading(tl, 41, 3, "wl-01", 1.0);
+    assert_int_equal(sim_expect_eval(&y, tl, 1, &v), SIM_V_PASS);
+    EVIDENCE_HAS(v, "(1 readings, 0 other events");
+    x = one_dev(SIM_X_NO_EVENT, "sd-7");
+    snprintf(x.event, sizeof x.event, "fire_alarm");
+    /* The forbidden event fails at once, even an ended one, with its seq. */
+    event(tl, 55, 4, "sd-7", "fire_alarm", 0);
+    event(tl, 50, 5, "sd-7", "fire_alarm", 1);
+    assert_int_equal(sim_expect_eval(&x, tl, 0, &v), SIM_V_FAIL);
+    EVIDENCE_HAS(v, "event fire_alarm from sd-7 (seq 5) reached the platform at t=50.0s");
+    EVIDENCE_HAS(v, "2 fire_alarm events in all");
+    assert_true(v.at == 50);
+    sim_tl_free(tl);
+}
+
 /* ---- the timeline itself ---- */
 
 static void test_timeline_parsing(void **st)
@@ -452,7 +513,9 @@ static void test_scenario_run_block(void **st)
                   "  - no_alarm: {site: roads, level: orange}\n"
                   "  - no_reading_lost: {all: true}\n"
                   "  - online: {prefix: wl-}\n"
-                  "  - event: {device: up-1, event: fire_alarm, within: 10s, of: 1m}\n",
+                  "  - event: {device: up-1, event: fire_alarm, within: 10s, of: 1m}\n"
+                  "  - event: {device: up-1, event: fire_alarm, active: false, of: 2m}\n"
+                  "  - no_event: {site: roads, event: fire_alarm}\n",
                   err);
     if (!s)
         fail_msg("%s", err);
@@ -468,7 +531,7 @@ static void test_scenario_run_block(void **st)
     assert_int_equal(rc->nmetrics, 2);
     assert_int_equal(rc->metrics[1].table, SIM_TAB_HOLDING);
     assert_int_equal(rc->metrics[1].addr, 1);
-    assert_int_equal(rc->nexpects, 5);
+    assert_int_equal(rc->nexpects, 7);
     sim_expect *x = rc->expects;
     assert_int_equal(x[0].kind, SIM_X_ALARM);
     assert_int_equal(x[0].level, 4);
@@ -483,6 +546,12 @@ static void test_scenario_run_block(void **st)
     assert_int_equal(x[3].count, 3); /* wl-01..wl-03 */
     assert_true(x[4].of == 60 && x[4].within == 10);
     assert_string_equal(x[4].event, "fire_alarm");
+    assert_int_equal(x[4].ended, 0);
+    assert_int_equal(x[5].ended, 1);
+    assert_string_equal(x[5].label, "event up-1 fire_alarm ended of t=120s");
+    assert_int_equal(x[6].kind, SIM_X_NO_EVENT);
+    assert_int_equal(x[6].ndevs, 2);
+    assert_string_equal(x[6].label, "no_event site roads fire_alarm");
     /* The register of a metric, by name, by address, or the first one. */
     const sim_group *g = &s->groups[0];
     assert_ptr_equal(sim_run_metric_reg(rc, g, "supply_voltage", 0, -1), &g->regs[1]);
@@ -517,6 +586,14 @@ static void test_scenario_run_errors(void **st)
         {"platform: {broker: tcp://h:1}\nexpect:\n  - alarm: {level: red}\n",
          "alarm: needs device or site"},
         {"platform: {broker: tcp://h:1}\nexpect:\n  - event: {device: up-1}\n", "needs event:"},
+        {"platform: {broker: tcp://h:1}\nexpect:\n  - no_event: {device: up-1}\n",
+         "no_event: needs event:"},
+        {"platform: {broker: tcp://h:1}\nexpect:\n  - no_event: {event: tamper}\n",
+         "no_event: needs device or site"},
+        {"platform: {broker: tcp://h:1}\nexpect:\n  - no_event: {device: up-1, event: x, of: 3}\n",
+         "no_event: unknown key 'of'"},
+        {"platform: {broker: tcp://h:1}\nexpect:\n  - event: {device: up-1, event: x, active: 3}\n",
+         "active"},
         {"platform: {broker: tcp://h:1}\nexpect:\n  - no_reading_lost: {}\n",
          "give device, site or all"},
         {"platform: {broker: tcp://h:1}\nexpect:\n  - online: {type: smoke}\n", "give count"},
@@ -633,6 +710,8 @@ int main(void)
         cmocka_unit_test(test_no_reading_lost),
         cmocka_unit_test(test_online),
         cmocka_unit_test(test_event),
+        cmocka_unit_test(test_event_ended),
+        cmocka_unit_test(test_no_event),
         cmocka_unit_test(test_timeline_parsing),
         cmocka_unit_test(test_scenario_run_block),
         cmocka_unit_test(test_scenario_run_errors),

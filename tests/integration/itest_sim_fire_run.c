@@ -1,0 +1,307 @@
+/* sim run end to end with peer devices: the shipped rehearsal "fire residential
+ * block" (60 NB-100 smoke detectors posting CoAP to the gateway, 3 fire-water
+ * gauges publishing JSON to the broker, its own mosquitto, the real gateway) at
+ * speed 10 on free ports. --base-port moves the detectors' CoAP port and the
+ * gateway's CoAP listener together; --broker-port moves the broker, the gauges
+ * (its clients), the gateway's mqtt-devices listener and its uplink. The
+ * scenario as shipped passes every expectation (exit 0, one PASS line each:
+ * the fire event and its red alarm, the fire's end, the low battery that is
+ * no fire, the tamper, the silent detector going offline, the gauge's will and
+ * birth, all online, nothing lost). A copy expecting a fire from the
+ * low-battery detector, and no fire from the burning flat, fails both with
+ * evidence (exit 1). After each run the broker, the gateway and the listeners
+ * are gone. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "tests/integration/harness.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SCENARIO "sim/scenarios/fire-residential.yaml"
+#define GW_CONFIG "fire-residential.gateway.yaml"
+
+/* 1 if nothing is bound to 127.0.0.1:port (type SOCK_STREAM or SOCK_DGRAM). */
+static int port_free(int type, int port)
+{
+    int fd = socket(AF_INET, type, 0);
+    int one = 1;
+    if (fd < 0)
+        return 0;
+    if (type == SOCK_STREAM)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+/* A UDP port for the gateway's CoAP listener, not the broker's (bounded tries). */
+static int free_coap_port(int broker)
+{
+    for (int tries = 0; tries < 50; tries++) {
+        int p = h_free_port();
+        if (p > 0 && p != broker && port_free(SOCK_DGRAM, p))
+            return p;
+    }
+    return -1;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    if (b)
+        b[n] = 0;
+    fclose(f);
+    return b;
+}
+
+static void dump_log(h_proc *p)
+{
+    char *log = slurp(p->log);
+    fprintf(stderr, "---- %s ----\n%s\n----\n", p->log, log ? log : "(none)");
+    free(log);
+}
+
+/* Runs build/sim run with the extra args (NULL-terminated); returns its exit status. */
+static int sim_run(h_proc *p, const char *logname, const char *scenario, int broker_port,
+                   int base_port, const char *const *extra, int timeout_ms)
+{
+    char bp[16], dp[16];
+    snprintf(bp, sizeof bp, "%d", broker_port);
+    snprintf(dp, sizeof dp, "%d", base_port);
+    const char *argv[32] = {
+        h_bin("sim"), "run",       scenario,         "--broker-port", bp, "--base-port",
+        dp,           "--gateway", h_bin("gateway"), "--progress",    "5"};
+    int n = 11;
+    for (int i = 0; extra && extra[i] && n < 31; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    if (h_spawn(p, logname, (char *const *)argv) != 0)
+        return -1;
+    return h_wait(p, timeout_ms);
+}
+
+/* The folder `sim run --keep` named in its log ("files kept in DIR"), or "". */
+static void kept_dir(h_proc *p, char *dir, size_t cap)
+{
+    char *log = slurp(p->log), *at = log ? strstr(log, "files kept in /tmp/sim-run.") : NULL;
+    dir[0] = 0;
+    if (at) {
+        at += strlen("files kept in ");
+        size_t n = strcspn(at, " \n");
+        if (n < cap)
+            snprintf(dir, cap, "%.*s", (int)n, at);
+    }
+    free(log);
+}
+
+static void remove_dir(const char *dir)
+{
+    char cmd[300];
+    if (strncmp(dir, "/tmp/sim-run.", 13) != 0 || strchr(dir, '\''))
+        return;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+}
+
+/* The number after `key` in the last line of text that contains `tag`; -1 if none. */
+static long long last_count(const char *text, const char *tag, const char *key)
+{
+    const char *line = NULL;
+    for (const char *s = text; (s = strstr(s, tag)); s++)
+        line = s;
+    if (!line)
+        return -1;
+    const char *eol = strchr(line, '\n');
+    const char *k = strstr(line, key);
+    if (!k || (eol && k > eol))
+        return -1;
+    return strtoll(k + strlen(key), NULL, 10);
+}
+
+/* The run folder kept for inspection; the teardown removes it. */
+static char kept[256];
+
+static void test_fire_residential_passes(void **st)
+{
+    int broker = h_free_port(), coap = free_coap_port(broker);
+    assert_true(broker > 0 && coap > 0);
+    char report[512];
+    snprintf(report, sizeof report, "%s/report.json", h_tmpdir());
+    const char *extra[] = {"--report", report, "--keep", NULL};
+    h_proc p = {0};
+    int64_t t0 = h_now_ms();
+    int rc = sim_run(&p, "run-pass.log", SCENARIO, broker, coap, extra, 60000);
+    int64_t wall = h_now_ms() - t0;
+    kept_dir(&p, kept, sizeof kept);
+    if (rc != 0)
+        dump_log(&p);
+    assert_int_equal(rc, 0);
+    fprintf(stderr, "fire-residential rehearsal: %lld ms wall\n", (long long)wall);
+    assert_true(wall < 45000);
+
+    /* The gateway listened where the detectors and gauges were sent. */
+    assert_true(kept[0]);
+    char path[400], want[96];
+    snprintf(path, sizeof path, "%s/gateway.yaml", kept);
+    char *cfg = slurp(path);
+    assert_non_null(cfg);
+    snprintf(want, sizeof want, "{protocol: coap, listen: 127.0.0.1, port: %d}", coap);
+    assert_non_null(strstr(cfg, want));
+    snprintf(want, sizeof want, "uri: tcp://127.0.0.1:%d\n", broker);
+    assert_non_null(strstr(cfg, want));
+    assert_null(strstr(cfg, ":32883\n"));
+    assert_null(strstr(cfg, "port: 35683"));
+    free(cfg);
+
+    /* One PASS line per expectation of the scenario, and the summary. */
+    assert_true(h_log_contains(&p, "verdict: fire residential block (speed 10, scenario "
+                                   "t=0..150.0s"));
+    assert_true(h_log_contains(&p, "PASS [1] online 63 devices"));
+    assert_true(h_log_contains(&p, "PASS [2] no_reading_lost all"));
+    assert_true(h_log_contains(&p, "PASS [3] event site burning-flat fire_alarm within 5s"));
+    assert_true(h_log_contains(&p, "event fire_alarm from smk-003"));
+    assert_true(h_log_contains(&p, "PASS [4] alarm site burning-flat rule fire >= red"));
+    assert_true(h_log_contains(&p, "alarm fire:smk-003:"));
+    assert_true(h_log_contains(&p, "PASS [5] event site burning-flat fire_alarm ended"));
+    assert_true(h_log_contains(&p, "event fire_alarm ended from smk-003"));
+    assert_true(h_log_contains(&p, "PASS [6] event site weak-battery battery_low"));
+    assert_true(h_log_contains(&p, "PASS [7] no_event site weak-battery fire_alarm"));
+    assert_true(h_log_contains(&p, "no fire_alarm event from site weak-battery (smk-007)"));
+    assert_true(h_log_contains(&p, "PASS [8] no_alarm site weak-battery rule fire"));
+    assert_true(h_log_contains(&p, "PASS [9] event site removed tamper"));
+    assert_true(h_log_contains(&p, "PASS [10] event site silent offline"));
+    assert_true(h_log_contains(&p, "event offline from smk-012"));
+    assert_true(h_log_contains(&p, "PASS [11] event fw-tank-03 offline"));
+    assert_true(h_log_contains(&p, "PASS [12] event fw-tank-03 online"));
+    assert_true(h_log_contains(&p, "summary: 12 passed, 0 failed of 12 expectations"));
+    assert_false(h_log_contains(&p, "FAIL ["));
+
+    /* The gateway's side: smk-020's bad CRC and smk-021's half frame were
+     * refused as malformed, fw-tank-02's broken JSON dropped, no unknown
+     * device; every reading it stored reached the platform. */
+    snprintf(path, sizeof path, "%s/gateway.log", kept);
+    char *glog = slurp(path);
+    assert_non_null(glog);
+    long long coap_req = last_count(glog, "[coap] stopping:", "requests ");
+    long long coap_bad = last_count(glog, "[coap] stopping:", "malformed ");
+    long long coap_unknown = last_count(glog, "[coap] stopping:", "unknown ");
+    long long mq_bad = last_count(glog, "[mqtt-devices] stopping", "malformed ");
+    long long gw_readings = last_count(glog, "[stats] devices", "readings ");
+    free(glog);
+    fprintf(stderr,
+            "gateway: coap requests %lld malformed %lld; gauges malformed %lld; "
+            "readings %lld\n",
+            coap_req, coap_bad, mq_bad, gw_readings);
+    assert_true(coap_req > 60);
+    assert_int_equal(coap_bad, 2);
+    assert_int_equal(coap_unknown, 0);
+    assert_int_equal(mq_bad, 1);
+
+    char *text = slurp(report);
+    assert_non_null(text);
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    assert_non_null(root);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(root, "passed")));
+    cJSON *items = cJSON_GetObjectItem(root, "items");
+    double rd = cJSON_GetNumberValue(cJSON_GetObjectItem(items, "readings"));
+    assert_true(rd > 500);
+    assert_true(gw_readings > 0 && (long long)rd == gw_readings);
+    /* smk-012: silent from 60 s, its last heartbeat near 4 s, offline two
+     * scenario minutes later. */
+    cJSON *ex = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "expectations"), 9);
+    double at = cJSON_GetNumberValue(cJSON_GetObjectItem(ex, "at_s"));
+    assert_true(at > 110 && at < 140);
+    cJSON_Delete(root);
+
+    /* Everything it started has stopped. */
+    assert_true(port_free(SOCK_STREAM, broker));
+    assert_true(port_free(SOCK_DGRAM, coap));
+}
+
+static void test_wrong_expectation_fails(void **st)
+{
+    /* A copy whose expectations claim a fire at the low-battery detector and
+     * none at the burning flat. */
+    char *text = slurp(SCENARIO), cwd[400], copy[32768];
+    assert_non_null(text);
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    char *cfg = strstr(text, "config: " GW_CONFIG);
+    char *ex = strstr(text, "\nexpect:\n");
+    assert_true(cfg && ex && cfg < ex);
+    *cfg = 0;
+    *ex = 0;
+    int n = snprintf(copy, sizeof copy,
+                     "%sconfig: %s/sim/scenarios/" GW_CONFIG "%s\n"
+                     "expect:\n"
+                     "  - event: {site: weak-battery, event: fire_alarm, of: 40s, within: 10s}\n"
+                     "  - no_event: {site: burning-flat, event: fire_alarm}\n"
+                     "  - online: {all: true}\n",
+                     text, cwd, cfg + strlen("config: " GW_CONFIG));
+    free(text);
+    assert_true(n > 0 && (size_t)n < sizeof copy);
+    const char *path = h_write_file("wrong.yaml", copy);
+
+    int broker = h_free_port(), coap = free_coap_port(broker);
+    assert_true(broker > 0 && coap > 0);
+    /* The fire (30 s) and the low battery (40 s) are in the first minute. */
+    const char *extra[] = {"--duration", "60s", NULL};
+    h_proc p = {0};
+    int rc = sim_run(&p, "run-fail.log", path, broker, coap, extra, 40000);
+    if (rc != 1)
+        dump_log(&p);
+    assert_int_equal(rc, 1);
+    assert_true(h_log_contains(&p, "FAIL [1] event site weak-battery fire_alarm within 10s of "
+                                   "t=40s"));
+    assert_true(h_log_contains(&p, "no fire_alarm event from site weak-battery (smk-007) reached "
+                                   "the platform between t=40.0s and t=50.0s"));
+    assert_true(h_log_contains(&p, "FAIL [2] no_event site burning-flat fire_alarm"));
+    assert_true(h_log_contains(&p, "event fire_alarm from smk-003 (seq "));
+    assert_true(h_log_contains(&p, "PASS [3] online 63 devices"));
+    assert_true(h_log_contains(&p, "summary: 1 passed, 2 failed of 3 expectations"));
+    assert_true(port_free(SOCK_STREAM, broker));
+    assert_true(port_free(SOCK_DGRAM, coap));
+}
+
+static int teardown(void **st)
+{
+    if (kept[0])
+        remove_dir(kept);
+    kept[0] = 0;
+    h_cleanup();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_fire_residential_passes, teardown),
+        cmocka_unit_test_teardown(test_wrong_expectation_fails, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
