@@ -880,9 +880,11 @@ static int coap_listen(gw_core *core, const void *conf, void **state, char *err,
     s->handles = 2;
     uv_poll_start(&s->poll, UV_READABLE, on_poll);
     kick(s);
-    GW_INFO("coap", "listening on %s udp/%lld%s%lld", s->conf.listen, (long long)s->conf.port,
-            s->conf.dtls_port ? ", DTLS-PSK udp/" : "",
-            s->conf.dtls_port ? (long long)s->conf.dtls_port : 0LL);
+    if (s->conf.dtls_port)
+        GW_INFO("coap", "listening on %s udp/%lld, DTLS-PSK udp/%lld", s->conf.listen,
+                (long long)s->conf.port, (long long)s->conf.dtls_port);
+    else
+        GW_INFO("coap", "listening on %s udp/%lld", s->conf.listen, (long long)s->conf.port);
     *state = s;
     return GW_OK;
 error:
