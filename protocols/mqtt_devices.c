@@ -14,6 +14,7 @@
  * go through the device's json_map, else the listener's (one mapping per device
  * type), else the generic mapping; unknown devices and malformed payloads are
  * counted drops. Reconnects use the core's backoff on a loop timer. */
+#include "adapters/cbor_map.h"
 #include "adapters/json_map.h"
 #include "gateway/backoff.h"
 #include "gateway/core.h"
@@ -376,7 +377,9 @@ static void handle_message(struct msrv *s, const struct mevt *e)
     gw_sink sink = {on_reading, on_event, &d};
     const gw_jmap *m = md->jmap ? md->jmap : s->jmap;
     int rc;
-    if (md->jmap || !strcmp(md->adapter->name, "json-map"))
+    if (!strcmp(md->adapter->name, "cbor-map"))
+        rc = gw_cbor_decode(m, (const uint8_t *)e->payload, e->plen, gw_now_ms(), &sink);
+    else if (md->jmap || !strcmp(md->adapter->name, "json-map"))
         rc = gw_jmap_decode(m, e->payload, e->plen, gw_now_ms(), &sink);
     else
         rc = md->adapter->decode((const uint8_t *)e->payload, e->plen, gw_now_ms(), &sink);

@@ -100,6 +100,8 @@ static int group_setup(void **state)
              "  - id: wl-7\n    protocol: mqtt-devices\n    address: wl7\n    type: waterlogging\n"
              "  - id: rain-3\n    protocol: mqtt-devices\n    address: rg3\n"
              "    json_map:\n      points:\n        - {path: 'r[0]', metric: rain_1h, unit: mm}\n"
+             "  - id: lv-5\n    protocol: mqtt-devices\n    address: lv5\n    adapter: cbor-map\n"
+             "    json_map:\n      points:\n        - {path: lvl, metric: water_level, unit: m}\n"
              "listeners:\n  - protocol: mqtt-devices\n    uri: tcp://127.0.0.1:%d\n"
              "    topic: field/+/{device}/data\n    status_topic: field/+/{device}/status\n"
              "    json_map:\n      time: ts\n      points:\n"
@@ -138,6 +140,24 @@ static void test_readings_mapped(void **st)
     struct wantr r1 = {"rain-3", "rain_1h", 1.5, 0}, r2 = {"rain-3", "rain_1h", 2.5, 0};
     assert_true(h_platform_wait(has_reading, &r1, 10000));
     assert_true(h_platform_wait(has_reading, &r2, 10000));
+}
+
+/* A CBOR device with its own mapping: {"lvl": 1.25} is A1 63 6C 766C F9 3D00
+ * (map of 1, text "lvl", half-float 1.25), published as raw bytes. */
+static void test_cbor_device_mapped(void **st)
+{
+    const unsigned char cbor[] = {0xA1, 0x63, 'l', 'v', 'l', 0xF9, 0x3D, 0x00};
+    char path[512], cmd[1024];
+    snprintf(path, sizeof(path), "%s/lv5.cbor", h_tmpdir());
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(cbor, 1, sizeof(cbor), f), sizeof(cbor));
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t field/x/lv5/data -f %s",
+             E.field_port, path);
+    assert_int_equal(system(cmd), 0);
+    struct wantr w = {"lv-5", "water_level", 1.25, 0};
+    assert_true(h_platform_wait(has_reading, &w, 10000));
 }
 
 static void test_lwt_offline_and_birth(void **st)
@@ -206,6 +226,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_readings_mapped),
+        cmocka_unit_test(test_cbor_device_mapped),
         cmocka_unit_test(test_lwt_offline_and_birth),
         cmocka_unit_test(test_bad_input_counted_no_crash),
     };
