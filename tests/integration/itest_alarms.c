@@ -478,6 +478,64 @@ static void test_storm_sequence(void **state)
     assert_int_equal(k, 6);
 }
 
+/* ---- adaptive polling: an active alarm shortens the poll interval ---- */
+
+static long sim_requests(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    cJSON *doc = cJSON_Parse(buf);
+    long r = (long)cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "requests"));
+    cJSON_Delete(doc);
+    return r;
+}
+
+static void test_adaptive_polling(void **state)
+{
+    struct env *e = *state;
+    int port = h_free_port();
+    char sc[2048], stats[512];
+    /* Depth 30 cm from 2 s to 9 s of scenario time, 0 otherwise. */
+    snprintf(sc, sizeof(sc),
+             "name: fast\ndevices:\n  - id: wl-{n:03}\n    count: 1\n"
+             "    protocol: modbus-tcp\n    port: %d\n    unit: 1\n    registers:\n"
+             "      - {kind: holding, addr: 0, type: uint16, scale: 10, curve: {type: points, "
+             "points: [[0, 0], [2, 0], [2.1, 30], [9, 30], [9.1, 0]]}}\n"
+             "      - {kind: holding, addr: 1, type: uint16, scale: 100, value: 12}\n"
+             "      - {kind: holding, addr: 2, type: int16, scale: 10, value: 20}\n",
+             port);
+    snprintf(stats, sizeof(stats), "%s/sim-stats.json", h_tmpdir());
+    const char *scen = h_write_file("scenario.yaml", sc);
+    char *argv[] = {(char *)h_bin("sim"), "modbus", "--scenario", (char *)scen, "--stats", stats,
+                    NULL};
+    assert_int_equal(h_spawn(&e->sim, "sim.log", argv), 0);
+    assert_true(h_log_wait(&e->sim, "sim: ready", 15000));
+    char dev[512];
+    snprintf(dev, sizeof(dev),
+             "  - {id: wl-001, profile: waterlogging-wl100, connect: 'tcp://127.0.0.1:%d', "
+             "interval: 2s, timeout: 500ms}\n",
+             port);
+    write_config(e, NULL, dev,
+                 "  - id: depth\n    kind: threshold\n    types: [waterlogging]\n"
+                 "    metric: water_depth\n    levels: {orange: {raise: 25, clear: 22}}\n"
+                 "    clear_for: 500ms\n    fast_interval: 200ms\n");
+    assert_int_equal(h_gateway_start(&e->gw, e->config), 0);
+    assert_true(h_log_wait(&e->gw, "wl-001: poll interval 200 ms (alarm active)", 15000));
+    assert_true(h_log_wait(&e->gw, "wl-001: poll interval 2000 ms (restored)", 20000));
+    /* At 2 s the device would have been polled about 6 times in 12 s; while
+     * the alarm was active (about 7 s) it was polled every 200 ms. */
+    h_signal(&e->sim, SIGTERM);
+    assert_int_equal(h_wait(&e->sim, 10000), 0);
+    long req = sim_requests(stats);
+    if (req < 20)
+        fail_msg("the simulator saw %ld requests; fast polling would make at least 20", req);
+}
+
 /* ---- the local admin interface ---- */
 
 static int run_admin(struct env *e, const char *args, char *out, size_t cap)
@@ -533,6 +591,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_admin_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_storm_sequence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_local_publish_uplink_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adaptive_polling, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
