@@ -117,7 +117,9 @@ static void push_done(gw_store *s, struct done *d)
 }
 
 /* Drops the oldest telemetry until the outbox is back under 95% of its bound.
- * Runs inside the group transaction. Returns rows dropped. */
+ * Runs inside the group transaction, on the store thread, which is the only
+ * writer of the byte and row counters: it reads them without the lock and
+ * takes it only to update them, so the loop never waits on this SQL. */
 static uint64_t enforce_bound(gw_store *s)
 {
     uint64_t dropped = 0;
@@ -141,8 +143,10 @@ static uint64_t enforce_bound(gw_store *s)
             break;
         }
         sqlite3_reset(s->del_upto);
+        pthread_mutex_lock(&s->mu);
         s->st.bytes -= freed;
         s->st.rows[GW_LANE_TELE] -= n;
+        pthread_mutex_unlock(&s->mu);
         dropped += (uint64_t)n;
     }
     return dropped;
@@ -291,9 +295,7 @@ static void *db_thread(void *arg)
         }
         uint64_t dropped = 0;
         if (status == GW_OK) {
-            pthread_mutex_lock(&s->mu);
             dropped = enforce_bound(s);
-            pthread_mutex_unlock(&s->mu);
             if (max_seq) {
                 sqlite3_bind_int64(s->meta_put, 1, (int64_t)max_seq);
                 sqlite3_step(s->meta_put);

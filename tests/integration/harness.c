@@ -82,6 +82,35 @@ int h_free_port(void)
     return ntohs(a.sin_port);
 }
 
+static int port_free_both(int port)
+{
+    int ok = 1;
+    for (int type = SOCK_STREAM; ok && type <= SOCK_DGRAM; type++) {
+        int fd = socket(AF_INET, type, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+        if (fd >= 0)
+            close(fd);
+    }
+    return ok;
+}
+
+int h_free_port_range(int n)
+{
+    unsigned seed = (unsigned)getpid() ^ (unsigned)h_now_ms();
+    for (int tries = 0; tries < 200; tries++) {
+        seed = seed * 1103515245u + 12345u;
+        int base = 20000 + (int)((seed >> 8) % (unsigned)(12000 - n));
+        int ok = 1;
+        for (int i = 0; i < n && ok; i++)
+            ok = port_free_both(base + i);
+        if (ok)
+            return base;
+    }
+    return -1;
+}
+
 const char *h_write_file(const char *name, const char *text)
 {
     static char paths[8][512];

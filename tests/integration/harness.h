@@ -19,6 +19,10 @@ const char *h_tmpdir(void);
 void h_cleanup(void);
 const char *h_bin(const char *name); /* $BUILD/<name>, BUILD defaults to "build" */
 int h_free_port(void);
+/* The first of n consecutive ports free for TCP and UDP on 127.0.0.1, taken
+ * below the ephemeral range (20000..32000) so outgoing connections of the
+ * test's own processes cannot land on them; -1 after bounded tries. */
+int h_free_port_range(int n);
 int64_t h_now_ms(void);
 /* Writes text to <tmpdir>/<name> and returns the path (static buffer per call slot). */
 const char *h_write_file(const char *name, const char *text);
