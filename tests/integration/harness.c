@@ -464,3 +464,87 @@ int h_outbox_wait(const char *db, const char *table, long want, int timeout_ms)
     }
     return 0;
 }
+
+char *h_slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    if (b)
+        b[n] = 0;
+    fclose(f);
+    return b;
+}
+
+void h_dump_log(h_proc *p)
+{
+    char *log = h_slurp(p->log);
+    fprintf(stderr, "---- %s ----\n%s\n----\n", p->log, log ? log : "(none)");
+    free(log);
+}
+
+/* Runs build/sim run with the extra args (NULL-terminated); returns its exit status. */
+int h_sim_run(h_proc *p, const char *logname, const char *scenario, int broker_port,
+                   int base_port, const char *const *extra, int timeout_ms)
+{
+    char bp[16], dp[16];
+    snprintf(bp, sizeof bp, "%d", broker_port);
+    snprintf(dp, sizeof dp, "%d", base_port);
+    const char *argv[32] = {
+        h_bin("sim"), "run",       scenario,         "--broker-port", bp, "--base-port",
+        dp,           "--gateway", h_bin("gateway"), "--progress",    "5"};
+    int n = 11;
+    for (int i = 0; extra && extra[i] && n < 31; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    if (h_spawn(p, logname, (char *const *)argv) != 0)
+        return -1;
+    return h_wait(p, timeout_ms);
+}
+
+/* The folder `sim run --keep` named in its log ("files kept in DIR"), or "". */
+void h_kept_dir(h_proc *p, char *dir, size_t cap)
+{
+    char *log = h_slurp(p->log), *at = log ? strstr(log, "files kept in /tmp/sim-run.") : NULL;
+    dir[0] = 0;
+    if (at) {
+        at += strlen("files kept in ");
+        size_t n = strcspn(at, " \n");
+        if (n < cap)
+            snprintf(dir, cap, "%.*s", (int)n, at);
+    }
+    free(log);
+}
+
+void h_remove_dir(const char *dir)
+{
+    char cmd[300];
+    if (strncmp(dir, "/tmp/sim-run.", 13) != 0 || strchr(dir, '\''))
+        return;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+}
+
+/* The number after `key` in the last line of text that contains `tag`; -1 if none. */
+long long h_last_count(const char *text, const char *tag, const char *key)
+{
+    const char *line = NULL;
+    for (const char *s = text; (s = strstr(s, tag)); s++)
+        line = s;
+    if (!line)
+        return -1;
+    const char *eol = strchr(line, '\n');
+    const char *k = strstr(line, key);
+    if (!k || (eol && k > eol))
+        return -1;
+    return strtoll(k + strlen(key), NULL, 10);
+}

@@ -76,4 +76,20 @@ int h_platform_wait(int (*pred)(void *ctx), void *ctx, int timeout_ms);
  * Caller deletes. */
 cJSON *h_platform_items(const char *suffix);
 
+/* ---- `sim run` rehearsals ---- */
+/* A file's contents, NUL-terminated (caller frees), or NULL. */
+char *h_slurp(const char *path);
+/* Prints a process log to stderr (for failing tests). */
+void h_dump_log(h_proc *p);
+/* Runs build/sim run SCENARIO with --broker-port, --base-port, the gateway and
+ * the extra args (NULL-terminated); returns its exit status (h_wait). */
+int h_sim_run(h_proc *p, const char *logname, const char *scenario, int broker_port,
+              int base_port, const char *const *extra, int timeout_ms);
+/* The folder `sim run --keep` named in its log, or "". */
+void h_kept_dir(h_proc *p, char *dir, size_t cap);
+/* Removes a /tmp/sim-run.* folder. */
+void h_remove_dir(const char *dir);
+/* The number after `key` in the last line of text containing `tag`; -1 if none. */
+long long h_last_count(const char *text, const char *tag, const char *key);
+
 #endif

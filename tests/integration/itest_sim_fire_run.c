@@ -59,90 +59,6 @@ static int free_coap_port(int broker)
     return -1;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    if (b)
-        b[n] = 0;
-    fclose(f);
-    return b;
-}
-
-static void dump_log(h_proc *p)
-{
-    char *log = slurp(p->log);
-    fprintf(stderr, "---- %s ----\n%s\n----\n", p->log, log ? log : "(none)");
-    free(log);
-}
-
-/* Runs build/sim run with the extra args (NULL-terminated); returns its exit status. */
-static int sim_run(h_proc *p, const char *logname, const char *scenario, int broker_port,
-                   int base_port, const char *const *extra, int timeout_ms)
-{
-    char bp[16], dp[16];
-    snprintf(bp, sizeof bp, "%d", broker_port);
-    snprintf(dp, sizeof dp, "%d", base_port);
-    const char *argv[32] = {
-        h_bin("sim"), "run",       scenario,         "--broker-port", bp, "--base-port",
-        dp,           "--gateway", h_bin("gateway"), "--progress",    "5"};
-    int n = 11;
-    for (int i = 0; extra && extra[i] && n < 31; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    if (h_spawn(p, logname, (char *const *)argv) != 0)
-        return -1;
-    return h_wait(p, timeout_ms);
-}
-
-/* The folder `sim run --keep` named in its log ("files kept in DIR"), or "". */
-static void kept_dir(h_proc *p, char *dir, size_t cap)
-{
-    char *log = slurp(p->log), *at = log ? strstr(log, "files kept in /tmp/sim-run.") : NULL;
-    dir[0] = 0;
-    if (at) {
-        at += strlen("files kept in ");
-        size_t n = strcspn(at, " \n");
-        if (n < cap)
-            snprintf(dir, cap, "%.*s", (int)n, at);
-    }
-    free(log);
-}
-
-static void remove_dir(const char *dir)
-{
-    char cmd[300];
-    if (strncmp(dir, "/tmp/sim-run.", 13) != 0 || strchr(dir, '\''))
-        return;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-}
-
-/* The number after `key` in the last line of text that contains `tag`; -1 if none. */
-static long long last_count(const char *text, const char *tag, const char *key)
-{
-    const char *line = NULL;
-    for (const char *s = text; (s = strstr(s, tag)); s++)
-        line = s;
-    if (!line)
-        return -1;
-    const char *eol = strchr(line, '\n');
-    const char *k = strstr(line, key);
-    if (!k || (eol && k > eol))
-        return -1;
-    return strtoll(k + strlen(key), NULL, 10);
-}
-
 /* The run folder kept for inspection; the teardown removes it. */
 static char kept[256];
 
@@ -155,11 +71,11 @@ static void test_fire_residential_passes(void **st)
     const char *extra[] = {"--report", report, "--keep", NULL};
     h_proc p = {0};
     int64_t t0 = h_now_ms();
-    int rc = sim_run(&p, "run-pass.log", SCENARIO, broker, coap, extra, 60000);
+    int rc = h_sim_run(&p, "run-pass.log", SCENARIO, broker, coap, extra, 60000);
     int64_t wall = h_now_ms() - t0;
-    kept_dir(&p, kept, sizeof kept);
+    h_kept_dir(&p, kept, sizeof kept);
     if (rc != 0)
-        dump_log(&p);
+        h_dump_log(&p);
     assert_int_equal(rc, 0);
     fprintf(stderr, "fire-residential rehearsal: %lld ms wall\n", (long long)wall);
     assert_true(wall < 45000);
@@ -168,7 +84,7 @@ static void test_fire_residential_passes(void **st)
     assert_true(kept[0]);
     char path[400], want[96];
     snprintf(path, sizeof path, "%s/gateway.yaml", kept);
-    char *cfg = slurp(path);
+    char *cfg = h_slurp(path);
     assert_non_null(cfg);
     snprintf(want, sizeof want, "{protocol: coap, listen: 127.0.0.1, port: %d}", coap);
     assert_non_null(strstr(cfg, want));
@@ -205,13 +121,13 @@ static void test_fire_residential_passes(void **st)
      * refused as malformed, fw-tank-02's broken JSON dropped, no unknown
      * device; every reading it stored reached the platform. */
     snprintf(path, sizeof path, "%s/gateway.log", kept);
-    char *glog = slurp(path);
+    char *glog = h_slurp(path);
     assert_non_null(glog);
-    long long coap_req = last_count(glog, "[coap] stopping:", "requests ");
-    long long coap_bad = last_count(glog, "[coap] stopping:", "malformed ");
-    long long coap_unknown = last_count(glog, "[coap] stopping:", "unknown ");
-    long long mq_bad = last_count(glog, "[mqtt-devices] stopping", "malformed ");
-    long long gw_readings = last_count(glog, "[stats] devices", "readings ");
+    long long coap_req = h_last_count(glog, "[coap] stopping:", "requests ");
+    long long coap_bad = h_last_count(glog, "[coap] stopping:", "malformed ");
+    long long coap_unknown = h_last_count(glog, "[coap] stopping:", "unknown ");
+    long long mq_bad = h_last_count(glog, "[mqtt-devices] stopping", "malformed ");
+    long long gw_readings = h_last_count(glog, "[stats] devices", "readings ");
     free(glog);
     fprintf(stderr,
             "gateway: coap requests %lld malformed %lld; gauges malformed %lld; "
@@ -222,7 +138,7 @@ static void test_fire_residential_passes(void **st)
     assert_int_equal(coap_unknown, 0);
     assert_int_equal(mq_bad, 1);
 
-    char *text = slurp(report);
+    char *text = h_slurp(report);
     assert_non_null(text);
     cJSON *root = cJSON_Parse(text);
     free(text);
@@ -248,7 +164,7 @@ static void test_wrong_expectation_fails(void **st)
 {
     /* A copy whose expectations claim a fire at the low-battery detector and
      * none at the burning flat. */
-    char *text = slurp(SCENARIO), cwd[400], copy[32768];
+    char *text = h_slurp(SCENARIO), cwd[400], copy[32768];
     assert_non_null(text);
     assert_non_null(getcwd(cwd, sizeof cwd));
     char *cfg = strstr(text, "config: " GW_CONFIG);
@@ -272,9 +188,9 @@ static void test_wrong_expectation_fails(void **st)
     /* The fire (30 s) and the low battery (40 s) are in the first minute. */
     const char *extra[] = {"--duration", "60s", NULL};
     h_proc p = {0};
-    int rc = sim_run(&p, "run-fail.log", path, broker, coap, extra, 40000);
+    int rc = h_sim_run(&p, "run-fail.log", path, broker, coap, extra, 40000);
     if (rc != 1)
-        dump_log(&p);
+        h_dump_log(&p);
     assert_int_equal(rc, 1);
     assert_true(h_log_contains(&p, "FAIL [1] event site weak-battery fire_alarm within 10s of "
                                    "t=40s"));
@@ -291,7 +207,7 @@ static void test_wrong_expectation_fails(void **st)
 static int teardown(void **st)
 {
     if (kept[0])
-        remove_dir(kept);
+        h_remove_dir(kept);
     kept[0] = 0;
     h_cleanup();
     return 0;

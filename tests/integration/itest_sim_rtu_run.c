@@ -59,90 +59,6 @@ static int free_base(void)
     return -1;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    if (b)
-        b[n] = 0;
-    fclose(f);
-    return b;
-}
-
-static void dump_log(h_proc *p)
-{
-    char *log = slurp(p->log);
-    fprintf(stderr, "---- %s ----\n%s\n----\n", p->log, log ? log : "(none)");
-    free(log);
-}
-
-/* Runs build/sim run with the extra args (NULL-terminated); returns its exit status. */
-static int sim_run(h_proc *p, const char *logname, const char *scenario, int broker_port,
-                   int base_port, const char *const *extra, int timeout_ms)
-{
-    char bp[16], dp[16];
-    snprintf(bp, sizeof bp, "%d", broker_port);
-    snprintf(dp, sizeof dp, "%d", base_port);
-    const char *argv[32] = {
-        h_bin("sim"), "run",       scenario,         "--broker-port", bp, "--base-port",
-        dp,           "--gateway", h_bin("gateway"), "--progress",    "5"};
-    int n = 11;
-    for (int i = 0; extra && extra[i] && n < 31; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    if (h_spawn(p, logname, (char *const *)argv) != 0)
-        return -1;
-    return h_wait(p, timeout_ms);
-}
-
-/* The folder `sim run --keep` named in its log ("files kept in DIR"), or "". */
-static void kept_dir(h_proc *p, char *dir, size_t cap)
-{
-    char *log = slurp(p->log), *at = log ? strstr(log, "files kept in /tmp/sim-run.") : NULL;
-    dir[0] = 0;
-    if (at) {
-        at += strlen("files kept in ");
-        size_t n = strcspn(at, " \n");
-        if (n < cap)
-            snprintf(dir, cap, "%.*s", (int)n, at);
-    }
-    free(log);
-}
-
-static void remove_dir(const char *dir)
-{
-    char cmd[300];
-    if (strncmp(dir, "/tmp/sim-run.", 13) != 0 || strchr(dir, '\''))
-        return;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-}
-
-/* The number after `key` in the last line of text that contains `tag`; -1 if none. */
-static long long last_count(const char *text, const char *tag, const char *key)
-{
-    const char *line = NULL;
-    for (const char *s = text; (s = strstr(s, tag)); s++)
-        line = s;
-    if (!line)
-        return -1;
-    const char *eol = strchr(line, '\n');
-    const char *k = strstr(line, key);
-    if (!k || (eol && k > eol))
-        return -1;
-    return strtoll(k + strlen(key), NULL, 10);
-}
-
 /* The run folder kept for inspection; the teardown removes it. */
 static char kept[256];
 
@@ -155,12 +71,12 @@ static void test_rtu_flaky_link_passes(void **st)
     const char *extra[] = {"--report", report, "--keep", NULL};
     h_proc p = {0};
     int64_t t0 = h_now_ms();
-    int rc = sim_run(&p, "run-pass.log", SCENARIO, broker, base, extra, 90000);
+    int rc = h_sim_run(&p, "run-pass.log", SCENARIO, broker, base, extra, 90000);
     int64_t wall = h_now_ms() - t0;
     char *dir = kept;
-    kept_dir(&p, kept, sizeof kept);
+    h_kept_dir(&p, kept, sizeof kept);
     if (rc != 0)
-        dump_log(&p);
+        h_dump_log(&p);
     assert_int_equal(rc, 0);
     assert_true(wall < 60000);
     /* The stations dialed the moved ports, and the gateway listened on them. */
@@ -169,7 +85,7 @@ static void test_rtu_flaky_link_passes(void **st)
     assert_true(dir[0]);
     char path[400];
     snprintf(path, sizeof path, "%s/gateway.yaml", dir);
-    char *cfg = slurp(path);
+    char *cfg = h_slurp(path);
     assert_non_null(cfg);
     assert_non_null(strstr(cfg, want));
     snprintf(want, sizeof want, "listen: 127.0.0.1:%d", base + HJ_OFFSET);
@@ -196,13 +112,13 @@ static void test_rtu_flaky_link_passes(void **st)
      * store reached the platform (the report's de-duplicated count equals the
      * gateway's own). */
     snprintf(path, sizeof path, "%s/gateway.log", dir);
-    char *glog = slurp(path);
+    char *glog = h_slurp(path);
     assert_non_null(glog);
-    long long dups = last_count(glog, "[sl651] stopped:", "duplicates ");
-    long long bad_crc = last_count(glog, "[sl651] stopped:", "bad CRC ");
-    long long confirms = last_count(glog, "[sl651] stopped:", "confirms ");
-    long long gw_readings = last_count(glog, "[stats] devices", "readings ");
-    long long refused = last_count(glog, "[sl651] stopped:", "unknown station ");
+    long long dups = h_last_count(glog, "[sl651] stopped:", "duplicates ");
+    long long bad_crc = h_last_count(glog, "[sl651] stopped:", "bad CRC ");
+    long long confirms = h_last_count(glog, "[sl651] stopped:", "confirms ");
+    long long gw_readings = h_last_count(glog, "[stats] devices", "readings ");
+    long long refused = h_last_count(glog, "[sl651] stopped:", "unknown station ");
     free(glog);
     fprintf(stderr, "gateway: sl651 duplicates %lld, bad CRC %lld, confirms %lld, readings %lld\n",
             dups, bad_crc, confirms, gw_readings);
@@ -211,7 +127,7 @@ static void test_rtu_flaky_link_passes(void **st)
     assert_true(confirms > 100);
     assert_int_equal(refused, 0); /* every station's address is configured */
 
-    char *text = slurp(report);
+    char *text = h_slurp(report);
     assert_non_null(text);
     cJSON *root = cJSON_Parse(text);
     free(text);
@@ -236,7 +152,7 @@ static void test_rtu_flaky_link_passes(void **st)
 static void test_wrong_expectation_fails(void **st)
 {
     /* A copy whose expectations claim rtu-002 crosses the warning level. */
-    char *text = slurp(SCENARIO), cwd[400], copy[32768];
+    char *text = h_slurp(SCENARIO), cwd[400], copy[32768];
     assert_non_null(text);
     assert_non_null(getcwd(cwd, sizeof cwd));
     char *cfg = strstr(text, "config: " GW_CONFIG);
@@ -259,9 +175,9 @@ static void test_wrong_expectation_fails(void **st)
     /* Every station is online within a few scenario minutes. */
     const char *extra[] = {"--duration", "8m", NULL};
     h_proc p = {0};
-    int rc = sim_run(&p, "run-fail.log", path, broker, base, extra, 40000);
+    int rc = h_sim_run(&p, "run-fail.log", path, broker, base, extra, 40000);
     if (rc != 1)
-        dump_log(&p);
+        h_dump_log(&p);
     assert_int_equal(rc, 1);
     assert_true(h_log_contains(&p, "FAIL [1] alarm site quiet-reach rule river_level >= yellow"));
     assert_true(h_log_contains(&p, "no alarm >= yellow of rule river_level for site quiet-reach "
@@ -275,7 +191,7 @@ static void test_wrong_expectation_fails(void **st)
 static int teardown(void **st)
 {
     if (kept[0])
-        remove_dir(kept);
+        h_remove_dir(kept);
     kept[0] = 0;
     h_cleanup();
     return 0;

@@ -55,51 +55,6 @@ static int free_range(int n)
     return -1;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    if (b)
-        b[n] = 0;
-    fclose(f);
-    return b;
-}
-
-static void dump_log(h_proc *p)
-{
-    char *log = slurp(p->log);
-    fprintf(stderr, "---- %s ----\n%s\n----\n", p->log, log ? log : "(none)");
-    free(log);
-}
-
-/* Runs build/sim run with the args (NULL-terminated) and returns its exit status. */
-static int sim_run(h_proc *p, const char *logname, const char *scenario, int broker_port,
-                   int base_port, const char *const *extra, int timeout_ms)
-{
-    char bp[16], dp[16];
-    snprintf(bp, sizeof bp, "%d", broker_port);
-    snprintf(dp, sizeof dp, "%d", base_port);
-    const char *argv[32] = {
-        h_bin("sim"), "run",       scenario,         "--broker-port", bp, "--base-port",
-        dp,           "--gateway", h_bin("gateway"), "--progress",    "2"};
-    int n = 11;
-    for (int i = 0; extra && extra[i] && n < 31; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    if (h_spawn(p, logname, (char *const *)argv) != 0)
-        return -1;
-    return h_wait(p, timeout_ms);
-}
-
 static void test_storm_district_passes(void **st)
 {
     int broker = h_free_port(), base = free_range(NDEVICES);
@@ -110,10 +65,10 @@ static void test_storm_district_passes(void **st)
     const char *extra[] = {"--speed", "10", "--report", report, "--csv", csv, NULL};
     h_proc p = {0};
     int64_t t0 = h_now_ms();
-    int rc = sim_run(&p, "run-pass.log", SCENARIO, broker, base, extra, 90000);
+    int rc = h_sim_run(&p, "run-pass.log", SCENARIO, broker, base, extra, 90000);
     int64_t wall = h_now_ms() - t0;
     if (rc != 0)
-        dump_log(&p);
+        h_dump_log(&p);
     assert_int_equal(rc, 0);
     assert_true(wall < 60000);
     /* One PASS line per expectation of the scenario, and the summary. */
@@ -133,7 +88,7 @@ static void test_storm_district_passes(void **st)
     assert_true(h_log_contains(&p, "sim      cpu: user"));
 
     /* The JSON report: evidence with the alarm id and a latency in bounds. */
-    char *text = slurp(report);
+    char *text = h_slurp(report);
     assert_non_null(text);
     cJSON *root = cJSON_Parse(text);
     free(text);
@@ -156,7 +111,7 @@ static void test_storm_district_passes(void **st)
     cJSON_Delete(root);
 
     /* The CSV has what was sent and what came back. */
-    text = slurp(csv);
+    text = h_slurp(csv);
     assert_non_null(text);
     assert_true(strncmp(text, "t,dir,device,metric,value,quality\n", 34) == 0);
     assert_non_null(strstr(text, ",sent,up-1,water_depth,"));
@@ -172,7 +127,7 @@ static void test_storm_district_passes(void **st)
 static void test_wrong_expectation_fails(void **st)
 {
     /* A copy whose expectations claim underpass-1 stays quiet. */
-    char *text = slurp(SCENARIO), cwd[400], copy[16384];
+    char *text = h_slurp(SCENARIO), cwd[400], copy[16384];
     assert_non_null(text);
     assert_non_null(getcwd(cwd, sizeof cwd));
     char *cfg = strstr(text, "config: storm-district.gateway.yaml");
@@ -194,9 +149,9 @@ static void test_wrong_expectation_fails(void **st)
     /* up-1 passes 5 cm (blue) near t=67 s: 100 s of scenario time suffice. */
     const char *extra[] = {"--speed", "10", "--duration", "100s", NULL};
     h_proc p = {0};
-    int rc = sim_run(&p, "run-fail.log", path, broker, base, extra, 60000);
+    int rc = h_sim_run(&p, "run-fail.log", path, broker, base, extra, 60000);
     if (rc != 1)
-        dump_log(&p);
+        h_dump_log(&p);
     assert_int_equal(rc, 1);
     assert_true(h_log_contains(&p, "FAIL [1] no_alarm site underpass-1 (line"));
     assert_true(h_log_contains(&p, "): alarm depth:up-1:"));
@@ -212,9 +167,9 @@ static void test_setup_error_exits_2(void **st)
     assert_true(broker > 0 && base > 0);
     const char *extra[] = {"--gateway", "/nonexistent/gateway", NULL};
     h_proc p = {0};
-    int rc = sim_run(&p, "run-setup.log", SCENARIO, broker, base, extra, 30000);
+    int rc = h_sim_run(&p, "run-setup.log", SCENARIO, broker, base, extra, 30000);
     if (rc != 2)
-        dump_log(&p);
+        h_dump_log(&p);
     assert_int_equal(rc, 2);
     assert_true(h_log_contains(&p, "setup error: cannot start the gateway /nonexistent/gateway"));
     assert_false(h_log_contains(&p, "verdict:"));
@@ -229,7 +184,7 @@ static void test_setup_error_exits_2(void **st)
     assert_int_equal(h_wait(&q, 10000), 2);
     assert_true(h_log_contains(&q, "bad.yaml:6: device 'b' is not in the scenario"));
     /* The setup error kept its work folder for the operator; remove it. */
-    char *log = slurp(p.log), *kept = log ? strstr(log, "files kept in /tmp/sim-run.") : NULL;
+    char *log = h_slurp(p.log), *kept = log ? strstr(log, "files kept in /tmp/sim-run.") : NULL;
     if (kept) {
         char dir[128], cmd[160];
         if (sscanf(kept, "files kept in %127s", dir) == 1 && !strncmp(dir, "/tmp/sim-run.", 13)) {
