@@ -10,6 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Arrivals are stamped on the platform client's thread and converted to
+ * scenario time; at high --speed a millisecond of wall time is many of
+ * scenario time, so an item caused by a scheduled event can be stamped a
+ * hair before that event's time. `of` windows open this much earlier. */
+#define SIM_OF_SLACK_S 1.0
+
 /* ---- the timeline ---- */
 
 sim_timeline *sim_tl_new(size_t max_readings)
@@ -594,7 +600,7 @@ static int eval_alarm(const sim_expect *x, const sim_timeline *tl, int final, si
         const sim_rx_alarm *a = &tl->al[i];
         if (!about(x, tl, a->dev) || !alarm_counts(a, x))
             continue;
-        if (x->of >= 0 && !x->has_after && a->t < x->of)
+        if (x->of >= 0 && !x->has_after && a->t < x->of - SIM_OF_SLACK_S)
             continue; /* before the moment it is about */
         if (!hit || a->t < hit->t)
             hit = a;
@@ -792,7 +798,7 @@ static int eval_event(const sim_expect *x, const sim_timeline *tl, int final, si
         const sim_rx_event *e = &tl->ev[i];
         if (e->active == x->ended || strcmp(e->event, x->event) != 0 || !about(x, tl, e->dev))
             continue;
-        if (base >= 0 && e->t < base) {
+        if (base >= 0 && e->t < base - SIM_OF_SLACK_S) {
             if (!early)
                 early = e;
             continue;

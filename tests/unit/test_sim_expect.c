@@ -346,6 +346,29 @@ static void test_online(void **st)
 
 /* ---- event ---- */
 
+/* An item caused by a scheduled event can be stamped a hair before the
+ * event's scenario time at high --speed: it still counts (regression: the
+ * fire rehearsal's last-will offline at t=80 was stamped 79.99). */
+static void test_event_stamped_just_before_of(void **st)
+{
+    sim_timeline *tl = sim_tl_new(0);
+    sim_expect x = one_dev(SIM_X_EVENT, "fw-3");
+    snprintf(x.event, sizeof x.event, "offline");
+    x.of = 80;
+    x.within = 5;
+    sim_verdict v;
+    event(tl, 79.99, 1, "fw-3", "offline", 1);
+    tl->end_t = 90;
+    assert_int_equal(sim_expect_eval(&x, tl, 1, &v), SIM_V_PASS);
+    /* Well before the window it is still "earlier", not a hit. */
+    sim_timeline *tl2 = sim_tl_new(0);
+    event(tl2, 70, 1, "fw-3", "offline", 1);
+    tl2->end_t = 90;
+    assert_int_equal(sim_expect_eval(&x, tl2, 1, &v), SIM_V_FAIL);
+    sim_tl_free(tl);
+    sim_tl_free(tl2);
+}
+
 static void test_event(void **st)
 {
     sim_timeline *tl = sim_tl_new(0);
@@ -710,6 +733,7 @@ int main(void)
         cmocka_unit_test(test_no_reading_lost),
         cmocka_unit_test(test_online),
         cmocka_unit_test(test_event),
+        cmocka_unit_test(test_event_stamped_just_before_of),
         cmocka_unit_test(test_event_ended),
         cmocka_unit_test(test_no_event),
         cmocka_unit_test(test_timeline_parsing),
