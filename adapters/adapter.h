@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct gw_jmap;
+
 typedef enum {
     GW_PAYLOAD_BINARY = 0, /* vendor binary frame (e.g. LwM2M object 19/0/0) */
     GW_PAYLOAD_JSON,       /* JSON text */
@@ -25,6 +27,12 @@ typedef struct gw_adapter {
     /* Decodes buf (len bytes) received at now_ms into out. Returns 0, or a
      * negative GW_E* code. Readings leave device empty: the caller fills it. */
     int (*decode)(const uint8_t *buf, size_t len, int64_t now_ms, const gw_sink *out);
+    /* Adapters that read their payload through a json_map mapping (a device's
+     * or listener's `json_map`, adapters/json_map.h) set this; map may be
+     * NULL for the generic mapping. Protocols call it instead of decode when
+     * it is set, so no protocol needs to know adapter names. May be NULL. */
+    int (*decode_mapped)(const struct gw_jmap *map, const uint8_t *buf, size_t len, int64_t now_ms,
+                         const gw_sink *out);
 } gw_adapter;
 
 /* NULL-terminated table of every compiled-in adapter (adapters/adapters.c). */

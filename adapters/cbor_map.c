@@ -447,4 +447,5 @@ const gw_adapter gw_adapter_cbor_map = {
     .description = "CBOR payloads (application/cbor); generic or through a json_map",
     .payload = GW_PAYLOAD_BINARY, /* CBOR: bytes, mapped like JSON */
     .decode = generic_decode,
+    .decode_mapped = gw_cbor_decode,
 };

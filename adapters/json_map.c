@@ -595,10 +595,17 @@ static int generic_decode(const uint8_t *buf, size_t len, int64_t now_ms, const 
     return gw_jmap_decode(NULL, (const char *)buf, len, now_ms, out);
 }
 
+static int mapped_decode(const gw_jmap *m, const uint8_t *buf, size_t len, int64_t now_ms,
+                         const gw_sink *out)
+{
+    return gw_jmap_decode(m, (const char *)buf, len, now_ms, out);
+}
+
 const gw_adapter gw_adapter_json_map = {
     .name = "json-map",
     .version = "1.0",
     .description = "JSON payloads; generic (every top-level number) or through a json_map",
     .payload = GW_PAYLOAD_JSON,
     .decode = generic_decode,
+    .decode_mapped = mapped_decode,
 };

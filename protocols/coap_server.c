@@ -170,8 +170,9 @@ static int check_device(const gw_device *dev, char *err, size_t errlen)
     }
     if (c->json_map) {
         gw_jmap *m;
-        if (strcmp(c->adapter, "json-map") && strcmp(c->adapter, "cbor-map")) {
-            snprintf(err, errlen, "key 'json_map' needs adapter json-map or cbor-map");
+        if (!gw_adapter_find(c->adapter)->decode_mapped) {
+            snprintf(err, errlen,
+                     "key 'json_map' needs an adapter that reads a mapping (json-map, cbor-map)");
             return GW_EINVAL;
         }
         if (gw_jmap_load(&m, c->json_map, "json_map", err, errlen))
@@ -258,10 +259,8 @@ static int deliver_payload(struct cdev *c, const uint8_t *buf, size_t len)
     struct deliver d = {c->core, c->dev, 0, 0};
     gw_sink sink = {on_reading, on_event, &d};
     int rc;
-    if (!strcmp(c->adapter->name, "cbor-map"))
-        rc = gw_cbor_decode(c->jmap, buf, len, gw_now_ms(), &sink);
-    else if (c->jmap || !strcmp(c->adapter->name, "json-map"))
-        rc = gw_jmap_decode(c->jmap, (const char *)buf, len, gw_now_ms(), &sink);
+    if (c->adapter->decode_mapped)
+        rc = c->adapter->decode_mapped(c->jmap, buf, len, gw_now_ms(), &sink);
     else
         rc = c->adapter->decode(buf, len, gw_now_ms(), &sink);
     if (rc && d.n == 0)

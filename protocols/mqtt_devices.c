@@ -14,7 +14,6 @@
  * go through the device's json_map, else the listener's (one mapping per device
  * type), else the generic mapping; unknown devices and malformed payloads are
  * counted drops. Reconnects use the core's backoff on a loop timer. */
-#include "adapters/cbor_map.h"
 #include "adapters/json_map.h"
 #include "gateway/backoff.h"
 #include "gateway/core.h"
@@ -377,10 +376,9 @@ static void handle_message(struct msrv *s, const struct mevt *e)
     gw_sink sink = {on_reading, on_event, &d};
     const gw_jmap *m = md->jmap ? md->jmap : s->jmap;
     int rc;
-    if (!strcmp(md->adapter->name, "cbor-map"))
-        rc = gw_cbor_decode(m, (const uint8_t *)e->payload, e->plen, gw_now_ms(), &sink);
-    else if (md->jmap || !strcmp(md->adapter->name, "json-map"))
-        rc = gw_jmap_decode(m, e->payload, e->plen, gw_now_ms(), &sink);
+    if (md->adapter->decode_mapped)
+        rc = md->adapter->decode_mapped(m, (const uint8_t *)e->payload, e->plen, gw_now_ms(),
+                                        &sink);
     else
         rc = md->adapter->decode((const uint8_t *)e->payload, e->plen, gw_now_ms(), &sink);
     if (rc) {
@@ -568,6 +566,11 @@ static int check_device(const gw_device *dev, char *err, size_t errlen)
     }
     if (c->json_map) {
         gw_jmap *m;
+        if (!gw_adapter_find(c->adapter)->decode_mapped) {
+            snprintf(err, errlen,
+                     "key 'json_map' needs an adapter that reads a mapping (json-map, cbor-map)");
+            return GW_EINVAL;
+        }
         if (gw_jmap_load(&m, c->json_map, "json_map", err, errlen))
             return GW_EINVAL;
         gw_jmap_free(m);
