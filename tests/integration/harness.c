@@ -548,3 +548,60 @@ long long h_last_count(const char *text, const char *tag, const char *key)
         return -1;
     return strtoll(k + strlen(key), NULL, 10);
 }
+
+int h_tcp_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+int h_send_all(int fd, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    while (n > 0) {
+        ssize_t k = send(fd, b, n, MSG_NOSIGNAL);
+        if (k <= 0)
+            return -1;
+        b += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+size_t h_recv_n(int fd, uint8_t *p, size_t n, int timeout_ms)
+{
+    size_t got = 0;
+    int64_t end = mono_ms() + timeout_ms;
+    while (got < n) {
+        int left = (int)(end - mono_ms());
+        struct pollfd pf = {fd, POLLIN, 0};
+        if (left <= 0 || poll(&pf, 1, left) <= 0)
+            break;
+        ssize_t k = recv(fd, p + got, n - got, 0);
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
+    return got;
+}
+
+int h_closed_by_peer(int fd, int timeout_ms)
+{
+    int64_t end = mono_ms() + timeout_ms;
+    uint8_t tmp[256];
+    for (;;) {
+        int left = (int)(end - mono_ms());
+        struct pollfd pf = {fd, POLLIN, 0};
+        if (left <= 0 || poll(&pf, 1, left) <= 0)
+            return 0;
+        ssize_t k = recv(fd, tmp, sizeof(tmp), 0);
+        if (k <= 0)
+            return 1;
+    }
+}

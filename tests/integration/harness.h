@@ -76,6 +76,16 @@ int h_platform_wait(int (*pred)(void *ctx), void *ctx, int timeout_ms);
  * Caller deletes. */
 cJSON *h_platform_items(const char *suffix);
 
+/* ---- raw sockets for tests that play a device (loopback, bounded) ---- */
+/* A TCP connection to 127.0.0.1:port, or -1. */
+int h_tcp_connect(int port);
+/* Sends all n bytes (no SIGPIPE); 0 or -1. */
+int h_send_all(int fd, const void *p, size_t n);
+/* Up to n bytes within timeout_ms; returns how many arrived. */
+size_t h_recv_n(int fd, uint8_t *p, size_t n, int timeout_ms);
+/* 1 when the peer closed the connection within timeout_ms (data read and dropped). */
+int h_closed_by_peer(int fd, int timeout_ms);
+
 /* ---- `sim run` rehearsals ---- */
 /* A file's contents, NUL-terminated (caller frees), or NULL. */
 char *h_slurp(const char *path);

@@ -160,60 +160,18 @@ static size_t build_report(uint8_t *f, const char *station, uint16_t pw, uint8_t
 
 static int tcp_connect(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)E.port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = h_tcp_connect(E.port);
     assert_true(fd >= 0);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     return fd;
 }
 
 static void send_all(int fd, const void *p, size_t n)
 {
-    const uint8_t *b = p;
-    while (n > 0) {
-        ssize_t k = send(fd, b, n, MSG_NOSIGNAL);
-        assert_true(k > 0);
-        b += k;
-        n -= (size_t)k;
-    }
+    assert_int_equal(h_send_all(fd, p, n), 0);
 }
 
 /* Reads exactly n bytes within timeout_ms. Returns bytes read (< n on timeout
  * or close). */
-static size_t recv_n(int fd, uint8_t *p, size_t n, int timeout_ms)
-{
-    size_t got = 0;
-    int64_t end = h_now_ms() + timeout_ms;
-    while (got < n) {
-        int left = (int)(end - h_now_ms());
-        struct pollfd pf = {fd, POLLIN, 0};
-        if (left <= 0 || poll(&pf, 1, left) <= 0)
-            break;
-        ssize_t k = recv(fd, p + got, n - got, 0);
-        if (k <= 0)
-            break;
-        got += (size_t)k;
-    }
-    return got;
-}
-
-/* 1 when the peer closed the connection within timeout_ms (reads and drops data). */
-static int closed_by_peer(int fd, int timeout_ms)
-{
-    int64_t end = h_now_ms() + timeout_ms;
-    uint8_t tmp[256];
-    for (;;) {
-        int left = (int)(end - h_now_ms());
-        struct pollfd pf = {fd, POLLIN, 0};
-        if (left <= 0 || poll(&pf, 1, left) <= 0)
-            return 0;
-        ssize_t k = recv(fd, tmp, sizeof(tmp), 0);
-        if (k <= 0)
-            return 1;
-    }
-}
-
 #define CONFIRM_LEN 25
 
 /* Checks a HEX confirm: downlink header with the station first, function fn,
@@ -394,7 +352,7 @@ static void test_vectors_tcp(void **state)
     for (size_t i = 0; i < sizeof(confirmed) / sizeof(confirmed[0]); i++) {
         const vec *v = confirmed[i][0] == 'V' ? &shared_v[1] : own(confirmed[i]);
         uint8_t c[CONFIRM_LEN];
-        assert_int_equal(recv_n(fd, c, sizeof(c), 10000), sizeof(c));
+        assert_int_equal(h_recv_n(fd, c, sizeof(c), 10000), sizeof(c));
         check_confirm(c, v->b, 0x04); /* rtu-a: confirm_end eot (the default) */
     }
     close(fd);
@@ -439,7 +397,7 @@ static void test_ascii(void **state)
      * chars + EOT + 4 CRC chars = 1+18+4+1+16+1+4 = 45 bytes. */
     for (int i = 0; i < 2; i++) {
         uint8_t c[45];
-        assert_int_equal(recv_n(fd, c, sizeof(c), 10000), sizeof(c));
+        assert_int_equal(h_recv_n(fd, c, sizeof(c), 10000), sizeof(c));
         assert_int_equal(c[0], 0x01);
         assert_memory_equal(c + 1, "0012345678", 10); /* station first */
         assert_memory_equal(c + 11, "01", 2);
@@ -469,13 +427,13 @@ static void test_duplicate(void **state)
     size_t m = build_report(g, "0099000001", 0xABCD, 0x32, 101, 2, 2345);
     int fd = tcp_connect();
     send_all(fd, f, n);
-    assert_int_equal(recv_n(fd, c, sizeof(c), 10000), sizeof(c));
+    assert_int_equal(h_recv_n(fd, c, sizeof(c), 10000), sizeof(c));
     check_confirm(c, f, 0x1B); /* rtu-b: confirm_end esc */
     send_all(fd, f, n);        /* the RTU missed the confirm and resends */
-    assert_int_equal(recv_n(fd, c, sizeof(c), 10000), sizeof(c));
+    assert_int_equal(h_recv_n(fd, c, sizeof(c), 10000), sizeof(c));
     check_confirm(c, f, 0x1B);
     send_all(fd, g, m);
-    assert_int_equal(recv_n(fd, c, sizeof(c), 10000), sizeof(c));
+    assert_int_equal(h_recv_n(fd, c, sizeof(c), 10000), sizeof(c));
     check_confirm(c, g, 0x1B);
     close(fd);
     /* Items arrive in sequence order: once 2.345 is there, a duplicate would be too. */
@@ -493,7 +451,7 @@ static void test_bad_crc(void **state)
     int fd = tcp_connect();
     send_all(fd, f, n);
     send_all(fd, g, m);
-    assert_int_equal(recv_n(fd, c, sizeof(c), 10000), sizeof(c));
+    assert_int_equal(h_recv_n(fd, c, sizeof(c), 10000), sizeof(c));
     check_confirm(c, g, 0x1B); /* the first reply is for the good frame */
     close(fd);
     wait_reading("rtu-b", "water_level", 4.444, NULL, "good");
@@ -509,20 +467,20 @@ static void test_refused(void **state)
     size_t n = build_report(f, "0055555555", 0xABCD, 0x32, 300, 5, 7777);
     int fd = tcp_connect();
     send_all(fd, f, n);
-    assert_true(closed_by_peer(fd, 10000));
+    assert_true(h_closed_by_peer(fd, 10000));
     close(fd);
 
     n = build_report(f, "0099000001", 0x0000, 0x32, 301, 6, 6666); /* wrong password */
     fd = tcp_connect();
     send_all(fd, f, n);
-    assert_true(closed_by_peer(fd, 10000));
+    assert_true(h_closed_by_peer(fd, 10000));
     close(fd);
 
     /* A good report afterwards marks the point by which the others would have arrived. */
     size_t m = build_report(g, "0099000001", 0xABCD, 0x32, 302, 7, 5555);
     fd = tcp_connect();
     send_all(fd, g, m);
-    assert_int_equal(recv_n(fd, c, sizeof(c), 10000), sizeof(c));
+    assert_int_equal(h_recv_n(fd, c, sizeof(c), 10000), sizeof(c));
     close(fd);
     wait_reading("rtu-b", "water_level", 5.555, NULL, "good");
     assert_int_equal(count_value("rtu-b", "water_level", 6.666), 0);

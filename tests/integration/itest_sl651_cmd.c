@@ -155,23 +155,14 @@ static size_t build_status(uint8_t *f, const char *st, uint16_t serial, int minu
 
 static int tcp_connect(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)E.port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = h_tcp_connect(E.port);
     assert_true(fd >= 0);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     return fd;
 }
 
 static void send_all(int fd, const void *p, size_t n)
 {
-    const uint8_t *b = p;
-    while (n > 0) {
-        ssize_t k = send(fd, b, n, MSG_NOSIGNAL);
-        assert_true(k > 0);
-        b += k;
-        n -= (size_t)k;
-    }
+    assert_int_equal(h_send_all(fd, p, n), 0);
 }
 
 static void send_udp(int fd, const void *p, size_t n)
@@ -182,23 +173,6 @@ static void send_udp(int fd, const void *p, size_t n)
 }
 
 /* Reads exactly n bytes within timeout_ms. Returns bytes read. */
-static size_t recv_n(int fd, uint8_t *p, size_t n, int timeout_ms)
-{
-    size_t got = 0;
-    int64_t end = h_now_ms() + timeout_ms;
-    while (got < n) {
-        int left = (int)(end - h_now_ms());
-        struct pollfd pf = {fd, POLLIN, 0};
-        if (left <= 0 || poll(&pf, 1, left) <= 0)
-            break;
-        ssize_t k = recv(fd, p + got, n - got, 0);
-        if (k <= 0)
-            break;
-        got += (size_t)k;
-    }
-    return got;
-}
-
 /* One datagram within timeout_ms: its length, or 0. */
 static size_t recv_dgram(int fd, uint8_t *p, size_t cap, int timeout_ms)
 {
@@ -254,7 +228,7 @@ static unsigned expect_request(int fd, int udp, const char *st, uint8_t fn)
     if (udp)
         assert_int_equal(recv_dgram(fd, c, sizeof(c), 10000), REQ_LEN);
     else
-        assert_int_equal(recv_n(fd, c, REQ_LEN, 10000), REQ_LEN);
+        assert_int_equal(h_recv_n(fd, c, REQ_LEN, 10000), REQ_LEN);
     time_t t;
     unsigned serial = check_down(c, st, fn, 0x05, &t);
     time_t now = time(NULL);
@@ -417,7 +391,7 @@ static void test_query_admin(void **state)
     E.rtu = tcp_connect();
     size_t n = build_level(f, STATION, 0x32, 1, 0, 1000);
     send_all(E.rtu, f, n);
-    assert_int_equal(recv_n(E.rtu, c, sizeof(c), 10000), sizeof(c));
+    assert_int_equal(h_recv_n(E.rtu, c, sizeof(c), 10000), sizeof(c));
     check_down(c, STATION, 0x32, 0x1B, NULL); /* the confirm, end ESC: the RTU stays online */
 
     char out[512];
