@@ -76,19 +76,26 @@ static void status(struct conn *c)
     uint64_t lat_n;
     int lat50, lat99;
     gw_uplink_alarm_latency(core->uplink, &lat_n, &lat50, &lat99);
-    char buf[1280];
+    char buf[1600];
     snprintf(buf, sizeof(buf),
              "{\"gateway\":\"%s\",\"devices\":%zu,\"online\":%zu,\"readings\":%llu,"
              "\"events\":%llu,\"alarm_transitions\":%llu,\"active_alarms\":%zu,"
              "\"refused_queue_full\":%llu,\"outbox\":{\"rows_priority\":%lld,"
-             "\"rows_telemetry\":%lld,\"bytes\":%lld,\"dropped_oldest\":%llu},"
+             "\"rows_telemetry\":%lld,\"bytes\":%lld,\"dropped_oldest\":%llu,"
+             "\"disk_full\":%s,\"commit_failures\":%llu,\"rows_waiting\":%lld,"
+             "\"shed_min_free\":%llu,\"recovered_corrupt\":%s,\"replays\":%llu,"
+             "\"obs_refused\":%llu},"
              "\"uplink\":{\"connected\":%s,\"connects\":%llu,\"rows_acked\":%llu,"
              "\"alarm_publish_ms\":{\"n\":%llu,\"p50\":%d,\"p99\":%d}}}\n",
              core->cfg.gateway_id, core->ndevices, online, (unsigned long long)core->st.readings,
              (unsigned long long)core->st.events, (unsigned long long)core->st.alarms,
              gw_alarms_active(core->alarms), (unsigned long long)core->st.refused_queue_full,
              (long long)ss.rows[0], (long long)ss.rows[1], (long long)ss.bytes,
-             (unsigned long long)ss.tele_dropped_full, us.connected ? "true" : "false",
+             (unsigned long long)ss.tele_dropped_full, ss.disk_full ? "true" : "false",
+             (unsigned long long)ss.commit_failures, (long long)ss.rows_waiting,
+             (unsigned long long)ss.tele_shed_floor, ss.recovered ? "true" : "false",
+             (unsigned long long)core->st.replays, (unsigned long long)core->st.obs_refused,
+             us.connected ? "true" : "false",
              (unsigned long long)us.connects,
              (unsigned long long)(us.rows_acked[0] + us.rows_acked[1]),
              (unsigned long long)lat_n, lat50, lat99);

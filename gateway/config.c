@@ -65,6 +65,7 @@ struct storesec {
     char path[256];
     int64_t max_bytes, commit_window, queue_max;
     int sync;
+    int64_t min_free, replay_window, obs_max_age, obs_max_ahead;
 };
 static const char *const sync_modes[] = {"normal", "full", NULL};
 static const gw_cfgkey store_keys[] = {
@@ -78,6 +79,14 @@ static const gw_cfgkey store_keys[] = {
      NULL, 0, "rows waiting for the store thread"},
     {"sync", GW_CT_ENUM, "normal", 0, -1, offsetof(struct storesec, sync), 0, sync_modes, 0,
      "SQLite synchronous mode"},
+    {"min_free", GW_CT_SIZE, "16MiB", 0, 1099511627776.0, offsetof(struct storesec, min_free), 0,
+     NULL, 0, "free-space floor: below it the oldest telemetry is shed (alarms keep a reserve)"},
+    {"replay_window", GW_CT_INT, "256", 0, 65536, offsetof(struct storesec, replay_window), 0,
+     NULL, 0, "reports remembered per station to refuse resends (0 disables)"},
+    {"obs_max_age", GW_CT_DURATION, "30d", 0, 315360000, offsetof(struct storesec, obs_max_age),
+     0, NULL, 0, "readings observed longer ago are refused and counted (0: no limit)"},
+    {"obs_max_ahead", GW_CT_DURATION, "1h", 0, 31536000, offsetof(struct storesec, obs_max_ahead),
+     0, NULL, 0, "readings observed further in the future are refused and counted (0: no limit)"},
     {NULL}};
 
 #define U(m) F(gw_uplink_config, m)
@@ -349,6 +358,10 @@ static int load_doc(gw_config *cfg, char *err, size_t errlen)
     cfg->store.commit_window = s.commit_window;
     cfg->store.queue_max = s.queue_max;
     cfg->store.sync_full = s.sync == 1;
+    cfg->store.min_free = s.min_free;
+    cfg->store.replay_window = s.replay_window;
+    cfg->store.obs_max_age = s.obs_max_age;
+    cfg->store.obs_max_ahead = s.obs_max_ahead;
 
     if (gw_cfg_apply(uplink_keys, t.uplink, &cfg->uplink, "uplink", err, errlen))
         return GW_EINVAL;

@@ -26,6 +26,17 @@ int gw_core_reading(gw_core *core, gw_device *dev, gw_reading *r)
     gw_strlcpy(r->device, dev->conf.id, sizeof(r->device));
     if (!r->recv_ms)
         r->recv_ms = gw_now_ms();
+    const gw_store_config *sc = &core->cfg.store;
+    if (r->obs_ms && ((sc->obs_max_age > 0 && r->obs_ms < r->recv_ms - sc->obs_max_age) ||
+                      (sc->obs_max_ahead > 0 && r->obs_ms > r->recv_ms + sc->obs_max_ahead))) {
+        /* A replayed or mis-clocked report: the platform would file it far
+         * from where it belongs. */
+        core->st.obs_refused++;
+        GW_LOG_RL(GW_LOG_WARN, 10000, "pipeline",
+                  "%s: reading observed %+lld s from now refused (store.obs_max_age/ahead)",
+                  dev->conf.id, (long long)((r->obs_ms - r->recv_ms) / 1000));
+        return GW_EINVAL;
+    }
     r->seq = ++core->seq;
     gw_alarms_reading(core->alarms, dev, r);
     int n = gw_json_reading(core->buf, sizeof(core->buf), core->cfg.gateway_id, dev->type, r);
@@ -80,6 +91,52 @@ int gw_core_alarm(gw_core *core, gw_alarm *a)
     GW_INFO("pipeline", "alarm %s %s level %s value %g", a->id, gw_alarm_state_name(a->state),
             gw_level_name(a->level), a->value);
     return gw_store_put(core->store, GW_LANE_PRIO, GW_KIND_ALARM, a->seq, core->buf, (size_t)n);
+}
+
+int gw_core_seen_report(gw_core *core, gw_device *dev, const char *key)
+{
+    if (!gw_store_seen(core->store, dev->conf.id, key))
+        return 0;
+    core->st.replays++;
+    GW_LOG_RL(GW_LOG_INFO, 10000, "pipeline", "%s: report %.80s already stored: resend not stored",
+              dev->conf.id, key);
+    return 1;
+}
+
+/* An event about the gateway itself (its outbox): device = the gateway id,
+ * type "gateway". Priority lane, like every event. */
+static void gateway_event(gw_core *core, const char *kind, int active, const char *detail)
+{
+    gw_event e;
+    memset(&e, 0, sizeof(e));
+    gw_strlcpy(e.device, core->cfg.gateway_id, sizeof(e.device));
+    gw_strlcpy(e.kind, kind, sizeof(e.kind));
+    gw_strlcpy(e.detail, detail, sizeof(e.detail));
+    e.active = (uint8_t)active;
+    e.recv_ms = gw_now_ms();
+    e.seq = ++core->seq;
+    int n = gw_json_event(core->buf, sizeof(core->buf), core->cfg.gateway_id, "gateway", &e);
+    if (n < 0) {
+        core->st.encode_errors++;
+        return;
+    }
+    core->st.events++;
+    GW_INFO("pipeline", "event %s %s%s: %s", e.device, kind, active ? "" : " (ended)", detail);
+    gw_store_put(core->store, GW_LANE_PRIO, GW_KIND_EVENT, e.seq, core->buf, (size_t)n);
+}
+
+/* The outbox's disk-full state changed: tell the platform when it is over
+ * (the raise is queued too, and goes out with it once there is room). */
+static void on_store_state(void *ctx, int full, int64_t ms, uint64_t failures)
+{
+    gw_core *core = ctx;
+    char detail[GW_DETAIL_MAX];
+    if (full)
+        snprintf(detail, sizeof(detail), "outbox commits fail: disk full");
+    else
+        snprintf(detail, sizeof(detail), "disk full for %lld ms, %llu commit attempts failed",
+                 (long long)ms, (unsigned long long)failures);
+    gateway_event(core, "disk_full", full, detail);
 }
 
 /* ---- Registry ---- */
@@ -345,7 +402,7 @@ static void finish_stop(gw_core *core)
 static void on_drain_timer(uv_timer_t *t)
 {
     gw_core *core = t->data;
-    int idle = gw_uplink_idle(core->uplink);
+    int idle = core->stop_flushed && gw_uplink_idle(core->uplink);
     if (idle || gw_mono_ms() >= core->drain_deadline) {
         if (!idle)
             GW_WARN("core", "drain time over: the rest of the outbox is sent after restart");
@@ -356,8 +413,7 @@ static void on_drain_timer(uv_timer_t *t)
 static void on_stop_flushed(void *ctx, int status)
 {
     gw_core *core = ctx;
-    core->drain_deadline = gw_mono_ms() + core->cfg.shutdown_drain_ms;
-    uv_timer_start(&core->drain_timer, on_drain_timer, 0, 20);
+    core->stop_flushed = 1;
 }
 
 void gw_core_stop(gw_core *core)
@@ -383,6 +439,10 @@ void gw_core_stop(gw_core *core)
     uv_close((uv_handle_t *)&core->sig_hup, close_done);
     uv_timer_stop(&core->stats_timer);
     uv_close((uv_handle_t *)&core->stats_timer, close_done);
+    /* The drain clock starts now: with the disk full the flush may never
+     * complete, and the store's close makes the last attempt. */
+    core->drain_deadline = gw_mono_ms() + core->cfg.shutdown_drain_ms;
+    uv_timer_start(&core->drain_timer, on_drain_timer, 0, 20);
     if (gw_store_flush(core->store, on_stop_flushed, core))
         on_stop_flushed(core, GW_ERR);
 }
@@ -667,6 +727,9 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
     if (!core->store)
         goto error;
     core->seq = gw_store_last_seq(core->store);
+    gw_store_on_state(core->store, on_store_state, core);
+    if (gw_store_open_note(core->store))
+        gateway_event(core, "outbox_corrupt", 1, gw_store_open_note(core->store));
     if (core->cfg.local_mqtt.uri[0]) {
         core->localpub = gw_localpub_new(&core->cfg.local_mqtt, core->cfg.gateway_id, err, errlen);
         if (!core->localpub)

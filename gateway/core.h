@@ -34,6 +34,8 @@ typedef struct gw_core_stats {
     uint64_t readings, events, alarms;
     uint64_t refused_queue_full; /* readings refused: store queue at its bound */
     uint64_t encode_errors;
+    uint64_t replays;     /* reports refused by gw_core_seen_report as already stored */
+    uint64_t obs_refused; /* readings refused: observation time outside store.obs_max_age/ahead */
 } gw_core_stats;
 
 struct gw_core {
@@ -61,6 +63,7 @@ struct gw_core {
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t stats_timer, drain_timer;
     int stopping;
+    int stop_flushed; /* the stop's flush completed: the uplink may drain */
     int64_t drain_deadline;
     int exit_code;
     char buf[8192]; /* scratch for encoding one item */
@@ -82,6 +85,18 @@ void gw_core_stop(gw_core *core);
  * telemetry was refused by the bounded queue (counted). Alarms and events are
  * never refused. */
 int gw_core_reading(gw_core *core, gw_device *dev, gw_reading *r);
+/* Readings whose device-given observation time lies outside the plausibility
+ * window (store.obs_max_age back, store.obs_max_ahead forward of the receive
+ * time) are refused by gw_core_reading with GW_EINVAL and counted. */
+
+/* Replay guard for protocols whose reports carry an identity (SL651 station +
+ * serial + observation time, HJ212 MN + QN, a CoAP payload's own sequence).
+ * Call once per report before handing its items to the pipeline. Returns 1
+ * when the same key was already stored for this device (counted: store
+ * nothing, but still confirm the report after gw_core_flush), 0 for a new
+ * report. The window is per device, bounded (store.replay_window) and
+ * persisted with the outbox, so a resend after a restart is caught too. */
+int gw_core_seen_report(gw_core *core, gw_device *dev, const char *key);
 int gw_core_event(gw_core *core, gw_device *dev, gw_event *e);
 int gw_core_alarm(gw_core *core, gw_alarm *a);
 
