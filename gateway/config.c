@@ -83,9 +83,9 @@ static const gw_cfgkey store_keys[] = {
      NULL, 0, "free-space floor: below it the oldest telemetry is shed (alarms keep a reserve)"},
     {"replay_window", GW_CT_INT, "256", 0, 65536, offsetof(struct storesec, replay_window), 0,
      NULL, 0, "reports remembered per station to refuse resends (0 disables)"},
-    {"obs_max_age", GW_CT_DURATION, "30d", 0, 315360000, offsetof(struct storesec, obs_max_age),
+    {"obs_max_age", GW_CT_DURATION, "0", 0, 315360000, offsetof(struct storesec, obs_max_age),
      0, NULL, 0, "readings observed longer ago are refused and counted (0: no limit)"},
-    {"obs_max_ahead", GW_CT_DURATION, "1h", 0, 31536000, offsetof(struct storesec, obs_max_ahead),
+    {"obs_max_ahead", GW_CT_DURATION, "0", 0, 31536000, offsetof(struct storesec, obs_max_ahead),
      0, NULL, 0, "readings observed further in the future are refused and counted (0: no limit)"},
     {NULL}};
 

@@ -103,6 +103,11 @@ int gw_core_seen_report(gw_core *core, gw_device *dev, const char *key)
     return 1;
 }
 
+void gw_core_forget_report(gw_core *core, gw_device *dev, const char *key)
+{
+    gw_store_forget(core->store, dev->conf.id, key);
+}
+
 /* An event about the gateway itself (its outbox): device = the gateway id,
  * type "gateway". Priority lane, like every event. */
 static void gateway_event(gw_core *core, const char *kind, int active, const char *detail)

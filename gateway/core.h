@@ -97,6 +97,9 @@ int gw_core_reading(gw_core *core, gw_device *dev, gw_reading *r);
  * report. The window is per device, bounded (store.replay_window) and
  * persisted with the outbox, so a resend after a restart is caught too. */
 int gw_core_seen_report(gw_core *core, gw_device *dev, const char *key);
+/* The report just checked was not stored after all (store queue full): forget
+ * its key so the device's resend is taken. */
+void gw_core_forget_report(gw_core *core, gw_device *dev, const char *key);
 int gw_core_event(gw_core *core, gw_device *dev, gw_event *e);
 int gw_core_alarm(gw_core *core, gw_alarm *a);
 

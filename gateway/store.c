@@ -924,6 +924,26 @@ int gw_store_seen(gw_store *s, const char *station, const char *key)
     return 0;
 }
 
+void gw_store_forget(gw_store *s, const char *station, const char *key)
+{
+    if (s->cfg.replay_window <= 0)
+        return;
+    struct rwin *w = win_get(s, station);
+    if (!w || w->n == 0)
+        return;
+    int64_t at = (w->n - 1) % s->cfg.replay_window;
+    if (w->h[at] != fnv(key))
+        return;
+    w->h[at] = 0;
+    w->n--;
+    struct cmd *c = s->seen_pending;
+    if (c && !strcmp(c->key, station) && !strcmp(c->data, key)) {
+        s->seen_pending = NULL;
+        free(c->key);
+        free(c);
+    }
+}
+
 /* ---- Open: check, recover, salvage ---- */
 
 enum { OPEN_OK, OPEN_ERR, OPEN_FULL, OPEN_CORRUPT };

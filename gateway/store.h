@@ -131,6 +131,9 @@ void gw_store_get_stats(gw_store *s, gw_store_stats *out);
  * after the rows of its report, so a crash can cause a duplicate but never a
  * report refused as seen whose rows were not committed. Loop thread only. */
 int gw_store_seen(gw_store *s, const char *station, const char *key);
+/* Takes back the last gw_store_seen(station, key) that returned 0, when its
+ * report was not stored after all (queue full): the resend must be taken. */
+void gw_store_forget(gw_store *s, const char *station, const char *key);
 
 /* Commits what is queued, stops the thread, closes the database and frees the
  * store. Call from the loop thread; blocks until the thread has finished its

@@ -259,12 +259,30 @@ static int deliver_payload(struct cdev *c, const uint8_t *buf, size_t len)
     struct deliver d = {c->core, c->dev, 0, 0};
     gw_sink sink = {on_reading, on_event, &d};
     int rc;
+    /* A built-in frame carries its own sequence number: the same bytes again
+     * are a resend (a new message id does not make it new). Mapped JSON/CBOR
+     * may repeat legitimately, so they are not judged by content. */
+    char key[24] = "";
+    if (!c->adapter->decode_mapped) {
+        uint64_t h = 1469598103934665603ull;
+        for (size_t i = 0; i < len; i++)
+            h = (h ^ buf[i]) * 1099511628211ull;
+        snprintf(key, sizeof(key), "p%016llx", (unsigned long long)h);
+        if (gw_core_seen_report(c->core, c->dev, key)) {
+            heard(c);
+            return GW_OK;
+        }
+    }
     if (c->adapter->decode_mapped)
         rc = c->adapter->decode_mapped(c->jmap, buf, len, gw_now_ms(), &sink);
     else
         rc = c->adapter->decode(buf, len, gw_now_ms(), &sink);
-    if (rc && d.n == 0)
-        return GW_EMALFORMED;
+    if ((rc && d.n == 0) || d.refused) {
+        if (key[0])
+            gw_core_forget_report(c->core, c->dev, key);
+        if (!d.refused)
+            return GW_EMALFORMED;
+    }
     heard(c);
     return d.refused ? GW_EFULL : GW_OK;
 }

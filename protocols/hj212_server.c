@@ -15,7 +15,8 @@
  * answer the A bit asks for (9014 for data, 9011 for other requests) is built at
  * once and written from the gw_core_flush callback, after the readings are in
  * the outbox; every answer goes through that barrier so answers keep the order
- * of the packets. A resent packet (same MN, QN and CN) is stored once and
+ * of the packets. A resent packet (same MN, QN and CN; gw_core_seen_report,
+ * persisted with the outbox) is stored once and
  * answered again. Each device also gets an offline check: silent for
  * offline_after x interval -> "offline"; the next packet -> "online".
  *
@@ -33,7 +34,6 @@
 #define MOD "hj212"
 #define MAX_PENDING 16
 #define REPLY_MAX 320
-#define DEDUP_SLOTS 32
 #define STATS_MS 60000
 
 static const char *const versions[] = {"2017", "2025", NULL};
@@ -99,11 +99,6 @@ typedef struct hj_dev {
     uv_timer_t timer;
     int64_t last_seen;
     int warned_version;
-    struct {
-        char qn[21];
-        char cn[8];
-    } seen[DEDUP_SLOTS];
-    unsigned next;
 } hj_dev;
 
 static void dev_event(gw_core *core, gw_device *d, const char *kind, const char *detail)
@@ -140,21 +135,6 @@ static void dev_seen(hj_dev *s)
         GW_INFO(MOD, "[%s] online", s->dev->conf.id);
         dev_event(s->core, s->dev, "online", "");
     }
-}
-
-/* 1 when (QN, CN) was seen recently from this station, else 0 and remembered. */
-static int dev_dup(hj_dev *s, const gw_hj212_packet *p, unsigned *slot)
-{
-    if (!p->qn[0])
-        return 0;
-    for (unsigned i = 0; i < DEDUP_SLOTS; i++)
-        if (!strcmp(s->seen[i].qn, p->qn) && !strcmp(s->seen[i].cn, p->cn))
-            return 1;
-    *slot = s->next;
-    gw_strlcpy(s->seen[s->next].qn, p->qn, sizeof(s->seen[0].qn));
-    gw_strlcpy(s->seen[s->next].cn, p->cn, sizeof(s->seen[0].cn));
-    s->next = (s->next + 1) % DEDUP_SLOTS;
-    return 0;
 }
 
 static int dev_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
@@ -438,8 +418,9 @@ static int handle_packet(hj_conn *c, const char *seg, size_t len)
     dev_seen(ds);
     int data = gw_hj212_is_data_cn(p.cn);
     if (data) {
-        unsigned slot = 0;
-        if (dev_dup(ds, &p, &slot)) {
+        char key[32];
+        snprintf(key, sizeof(key), "%s/%s", p.qn, p.cn);
+        if (p.qn[0] && gw_core_seen_report(s->core, d, key)) {
             s->st.duplicates++;
         } else {
             hj_sink_ctx k = {s->core, d, 0, 0};
@@ -448,7 +429,7 @@ static int handle_packet(hj_conn *c, const char *seg, size_t len)
             s->st.readings += k.n;
             if (k.refused || rc < 0) {
                 if (p.qn[0])
-                    ds->seen[slot].qn[0] = '\0'; /* forget it: a resend must be taken */
+                    gw_core_forget_report(s->core, d, key); /* a resend must be taken */
                 if (k.refused) {
                     s->st.refused_full++;
                     GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] store queue full: packet not answered",

@@ -6,7 +6,8 @@
  * device by its station address; an unknown station or a wrong password is
  * refused, counted, and the TCP connection closed (an unauthenticated peer
  * holds no slot). The first decode pass reads serial and send time only, so a
- * resent report (same station, serial and send time, remembered per device) is
+ * resent report (same station, serial and send time: gw_core_seen_report, whose
+ * window is persisted with the outbox) is
  * stored once; the second pass hands readings and events to the pipeline.
  *
  * Confirm after commit: the M2 confirm of a report is encoded at once (the frame
@@ -696,8 +697,13 @@ static int handle_frame(sl_srv *s, sl_conn *c, const struct sockaddr *peer, cons
                   d->conf.id, f->function);
         return GW_OK;
     }
-    gw_sl651_dedup saved = ds->dedup;
-    int dup = gw_sl651_dedup_check(&ds->dedup, f->station_hex, rep.serial, &rep.send_time);
+    /* A resend: same station, serial and send time; the window is the core's,
+     * persisted with the outbox, so a resend after a restart is caught too. */
+    char key[48];
+    const gw_sl651_time *t = &rep.send_time;
+    snprintf(key, sizeof(key), "%u/%02u%02u%02u%02u%02u%02u", rep.serial, t->yy, t->mo, t->dd,
+             t->hh, t->mi, t->ss);
+    int dup = gw_core_seen_report(s->core, d, key);
     if (dup) {
         s->st.duplicates++;
         ds->duplicates++;
@@ -707,7 +713,7 @@ static int handle_frame(sl_srv *s, sl_conn *c, const struct sockaddr *peer, cons
         gw_sink sink = {sink_reading, sink_event, &k};
         gw_sl651_decode(f, &ds->scfg, &sink, &rep);
         if (k.refused) {
-            ds->dedup = saved; /* so the RTU's resend is taken */
+            gw_core_forget_report(s->core, d, key); /* so the RTU's resend is taken */
             s->st.refused_full++;
             GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] store queue full: report not confirmed",
                       d->conf.id);
