@@ -944,6 +944,19 @@ void gw_store_forget(gw_store *s, const char *station, const char *key)
     }
 }
 
+/* The loop-side memory: loaded state and replay windows. */
+static void free_memory(gw_store *s)
+{
+    while (s->state) {
+        struct state_kv *kv = s->state;
+        s->state = kv->next;
+        free(kv->key);
+        free(kv->val);
+        free(kv);
+    }
+    win_free(s);
+}
+
 /* ---- Open: check, recover, salvage ---- */
 
 enum { OPEN_OK, OPEN_ERR, OPEN_FULL, OPEN_CORRUPT };
@@ -1329,14 +1342,7 @@ error:
     /* Only reached before the async handle is live (or after it was closed
      * without a callback), so the struct can be freed here. */
     close_db(s);
-    win_free(s);
-    while (s->state) {
-        struct state_kv *kv = s->state;
-        s->state = kv->next;
-        free(kv->key);
-        free(kv->val);
-        free(kv);
-    }
+    free_memory(s);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     if (s->async.loop) {
@@ -1481,14 +1487,7 @@ void gw_store_get_stats(gw_store *s, gw_store_stats *out)
 static void on_closed(uv_handle_t *h)
 {
     gw_store *s = h->data;
-    while (s->state) {
-        struct state_kv *kv = s->state;
-        s->state = kv->next;
-        free(kv->key);
-        free(kv->val);
-        free(kv);
-    }
-    win_free(s);
+    free_memory(s);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);

@@ -26,6 +26,7 @@
 static struct {
     int broker_port, port;
     h_proc broker, gw;
+    char config[512];
 } E;
 
 /* ---- packets ---- */
@@ -264,7 +265,8 @@ static int group_setup(void **state)
              "listeners:\n"
              "  - protocol: hj212\n    listen: 127.0.0.1:%d\n",
              h_tmpdir(), E.broker_port, E.port);
-    if (h_gateway_start(&E.gw, h_write_file("gateway.yaml", text)))
+    snprintf(E.config, sizeof(E.config), "%s", h_write_file("gateway.yaml", text));
+    if (h_gateway_start(&E.gw, E.config))
         return -1;
     return h_port_wait(E.port, 5000) ? 0 : -1;
 }
@@ -332,6 +334,54 @@ static void test_duplicate(void **state)
     close(fd);
     wait_marker(1, 11.1);
     assert_int_equal(count("env-a", "w99999"), 1);
+}
+
+/* Item ids of env-a's w01018 readings with this value. */
+static int ids_of(double v, char ids[][64], int max)
+{
+    cJSON *items = h_platform_items("/readings");
+    int n = 0;
+    for (cJSON *it = items ? items->child : NULL; it && n < max; it = it->next) {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(it, "id"));
+        const char *dev = cJSON_GetStringValue(cJSON_GetObjectItem(it, "device"));
+        if (id && dev && !strcmp(dev, "env-a") &&
+            cJSON_GetNumberValue(cJSON_GetObjectItem(it, "value")) == v)
+            snprintf(ids[n++], 64, "%s", id);
+    }
+    cJSON_Delete(items);
+    return n;
+}
+
+/* A packet resent after 40 others, and again after a gateway restart, is
+ * stored once: one item, one id (the replay window is persisted). */
+static void test_replay_window_restart(void **state)
+{
+    char ids[8][64];
+    int fd = tcp_connect();
+    send_marker(fd, "20240316130000777", 40, 77.7);
+    for (int i = 0; i < 40; i++) {
+        char qn[24];
+        snprintf(qn, sizeof(qn), "202403161301%05d", i);
+        send_marker(fd, qn, i % 40, 60.0 + i / 100.0);
+    }
+    send_marker(fd, "20240316130000777", 40, 77.7); /* resent */
+    send_marker(fd, "20240316130000778", 41, 78.8);
+    close(fd);
+    wait_marker(41, 78.8);
+    assert_int_equal(ids_of(77.7, ids, 8), 1);
+
+    assert_int_equal(h_stop(&E.gw), 0);
+    assert_int_equal(h_gateway_start(&E.gw, E.config), 0);
+    assert_true(h_port_wait(E.port, 5000));
+    fd = tcp_connect();
+    send_marker(fd, "20240316130000777", 40, 77.7); /* resent after the restart */
+    send_marker(fd, "20240316130000779", 42, 79.9);
+    close(fd);
+    wait_marker(42, 79.9);
+    char first[64];
+    snprintf(first, sizeof(first), "%s", ids[0]);
+    assert_int_equal(ids_of(77.7, ids, 8), 1);
+    assert_string_equal(ids[0], first);
 }
 
 /* A bad CRC is dropped without an answer; the connection lives on. */
@@ -402,7 +452,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_data),    cmocka_unit_test(test_duplicate),
         cmocka_unit_test(test_bad_crc), cmocka_unit_test(test_wrong_pw),
-        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_refused), cmocka_unit_test(test_replay_window_restart),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
