@@ -522,6 +522,38 @@ static void store(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* A telemetry put whose copy cannot be allocated must give its queue slot back: with
+ * queue_max 1 the next put is accepted, not refused as if the queue were full. */
+static void store_put_enomem_keeps_slot(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/gw-allocfail-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    gw_store_config cfg = {.max_bytes = 1 << 20, .commit_window = 1000, .queue_max = 1};
+    snprintf(cfg.path, sizeof cfg.path, "%s/outbox.db", dir);
+    char err[256];
+    gw_store *s = gw_store_open(&loop, &cfg, NULL, NULL, err, sizeof err);
+    assert_non_null(s);
+    this_thread_only = 1;
+    arm(1);
+    int rc = gw_store_put(s, GW_LANE_TELE, GW_KIND_READING, 1, "{}", 2);
+    disarm();
+    this_thread_only = 0;
+    assert_int_equal(rc, GW_ENOMEM);
+    assert_int_equal(gw_store_put(s, GW_LANE_TELE, GW_KIND_READING, 2, "{}", 2), GW_OK);
+    gw_store_stats st;
+    gw_store_get_stats(s, &st);
+    assert_int_equal(st.tele_refused_queue, 0);
+    gw_store_close(s);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -529,6 +561,7 @@ int main(void)
         cmocka_unit_test(profiles),
         cmocka_unit_test(config),
         cmocka_unit_test(store),
+        cmocka_unit_test(store_put_enomem_keeps_slot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
