@@ -19,7 +19,8 @@ int gw_hex_decode(const char *s, size_t chars, uint8_t *out, size_t cap)
     if (chars % 2 || chars / 2 > cap || chars / 2 > (size_t)INT32_MAX)
         return -1;
     for (size_t i = 0; i < chars / 2; i++) {
-        int hi = gw_hex_digit((unsigned char)s[2 * i]), lo = gw_hex_digit((unsigned char)s[2 * i + 1]);
+        int hi = gw_hex_digit((unsigned char)s[2 * i]),
+            lo = gw_hex_digit((unsigned char)s[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out[i] = (uint8_t)(hi << 4 | lo);

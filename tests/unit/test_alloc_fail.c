@@ -42,11 +42,11 @@ extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
 
-static long fail_at;      /* 0: never fail; N: fail the Nth allocation after arming */
-static long alloc_count;  /* allocations since arming */
-static int failed;        /* the armed failure happened */
-static int trace;         /* print a backtrace at each failure (ALLOC_FAIL_TRACE set) */
-static int this_thread_only;   /* count only the arming thread's allocations */
+static long fail_at;         /* 0: never fail; N: fail the Nth allocation after arming */
+static long alloc_count;     /* allocations since arming */
+static int failed;           /* the armed failure happened */
+static int trace;            /* print a backtrace at each failure (ALLOC_FAIL_TRACE set) */
+static int this_thread_only; /* count only the arming thread's allocations */
 static pthread_t armed_thread;
 
 /* These run before the sanitizer has set itself up (the loader allocates early), so

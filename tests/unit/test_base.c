@@ -34,7 +34,7 @@ static void hex_decode_bounds(void **state)
     assert_int_equal(b[1], 0xAB);
     assert_int_equal(b[2], 0xFF);
     assert_int_equal(gw_hex_decode("", 0, b, sizeof b), 0);
-    assert_int_equal(gw_hex_decode("abc", 3, b, sizeof b), -1);          /* odd */
+    assert_int_equal(gw_hex_decode("abc", 3, b, sizeof b), -1);         /* odd */
     assert_int_equal(gw_hex_decode("0011223344", 10, b, sizeof b), -1); /* 5 > cap 4 */
     assert_int_equal(gw_hex_decode("00112233", 8, b, sizeof b), 4);     /* exactly cap */
     assert_int_equal(gw_hex_decode("0x", 2, b, sizeof b), -1);

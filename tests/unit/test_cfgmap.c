@@ -36,17 +36,16 @@ static const gw_cfgkey tab[] = {
     {"extra", GW_CT_NODE, NULL, 0, -1, OF(extra), 0, NULL, 0, "a subtree"},
     {NULL}};
 
-static const gw_cfgkey required_tab[] = {
-    {"id", GW_CT_STR, NULL, 0, -1, OF(name), sizeof(((conf *)0)->name), NULL, GW_CF_REQUIRED,
-     "an id"},
-    {NULL}};
+static const gw_cfgkey required_tab[] = {{"id", GW_CT_STR, NULL, 0, -1, OF(name),
+                                          sizeof(((conf *)0)->name), NULL, GW_CF_REQUIRED, "an id"},
+                                         {NULL}};
 
 static const gw_cfgkey other_tab[] = {
     {"port", GW_CT_INT, "1", 0, -1, 0, 0, NULL, 0, "someone else's key"}, {NULL}};
 
 /* Parses text as test.yaml and applies tab; returns the rc, err holds the message. */
-static int apply(const gw_cfgkey *t, const gw_cfgkey *ignore, const char *text, conf *c,
-                 char *err, size_t errlen)
+static int apply(const gw_cfgkey *t, const gw_cfgkey *ignore, const char *text, conf *c, char *err,
+                 size_t errlen)
 {
     gw_ydoc doc;
     char perr[200];

@@ -40,8 +40,14 @@ static void utf8_valid_passes(void **state)
     (void)state;
     char out[128];
     /* 2-, 3- and 4-byte sequences, at the edges of their ranges. */
-    const char *ok[] = {"\xC2\x80", "\xDF\xBF", "\xE0\xA0\x80", "\xED\x9F\xBF", "\xEE\x80\x80",
-                        "\xEF\xBF\xBF", "\xF0\x90\x80\x80", "\xF4\x8F\xBF\xBF",
+    const char *ok[] = {"\xC2\x80",
+                        "\xDF\xBF",
+                        "\xE0\xA0\x80",
+                        "\xED\x9F\xBF",
+                        "\xEE\x80\x80",
+                        "\xEF\xBF\xBF",
+                        "\xF0\x90\x80\x80",
+                        "\xF4\x8F\xBF\xBF",
                         "\xE6\xB0\xB4\xE4\xBD\x8D m"}; /* "water level m" in Chinese */
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         char want[64];
@@ -58,10 +64,10 @@ static void utf8_invalid_replaced(void **state)
     static const struct {
         const char *in, *want;
     } cases[] = {
-        {"a\x80z", "\"a\xEF\xBF\xBDz\""},                 /* lone continuation */
-        {"\xC0\xAF", "\"\xEF\xBF\xBD\xEF\xBF\xBD\""},      /* overlong '/' */
-        {"\xC3", "\"\xEF\xBF\xBD\""},                      /* truncated at the end */
-        {"\xE6\xB0z", "\"\xEF\xBF\xBD\xEF\xBF\xBDz\""},    /* truncated 3-byte */
+        {"a\x80z", "\"a\xEF\xBF\xBDz\""},                             /* lone continuation */
+        {"\xC0\xAF", "\"\xEF\xBF\xBD\xEF\xBF\xBD\""},                 /* overlong '/' */
+        {"\xC3", "\"\xEF\xBF\xBD\""},                                 /* truncated at the end */
+        {"\xE6\xB0z", "\"\xEF\xBF\xBD\xEF\xBF\xBDz\""},               /* truncated 3-byte */
         {"\xED\xA0\x80", "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\""}, /* surrogate D800 */
         {"\xF4\x90\x80\x80", "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\""}, /* >10FFFF */
         {"\xFF", "\"\xEF\xBF\xBD\""},

@@ -20,7 +20,7 @@ typedef struct env {
     gw_store *s;
     gw_store_config cfg;
     int flushed, flush_status;
-    size_t n;           /* rows of the last fetch */
+    size_t n; /* rows of the last fetch */
     int lane;
     int64_t id[64];
     char payload[64][32];
@@ -101,9 +101,8 @@ static int teardown(void **state)
 
 static void put(env *e, int lane, uint64_t seq, const char *p)
 {
-    assert_int_equal(gw_store_put(e->s, lane, lane ? GW_KIND_READING : GW_KIND_EVENT, seq, p,
-                                  strlen(p)),
-                     GW_OK);
+    assert_int_equal(
+        gw_store_put(e->s, lane, lane ? GW_KIND_READING : GW_KIND_EVENT, seq, p, strlen(p)), GW_OK);
 }
 
 static void fetch(env *e, int lane, int64_t after, size_t max_rows, size_t max_bytes)
