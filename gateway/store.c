@@ -1386,8 +1386,14 @@ int gw_store_put(gw_store *s, int lane, int kind, uint64_t seq, const char *payl
             return GW_EFULL;
     }
     struct cmd *c = malloc(sizeof(*c) + len);
-    if (!c)
+    if (!c) {
+        if (lane == GW_LANE_TELE) {
+            pthread_mutex_lock(&s->mu); /* give back the slot counted above */
+            s->queued_tele--;
+            pthread_mutex_unlock(&s->mu);
+        }
         return GW_ENOMEM;
+    }
     memset(c, 0, sizeof(*c));
     c->type = C_PUT;
     c->lane = lane;

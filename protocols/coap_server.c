@@ -27,6 +27,7 @@
 #include "adapters/cbor_map.h"
 #include "adapters/json_map.h"
 #include "adapters/smoke_nb100.h"
+#include "base/hex.h"
 #include "gateway/backoff.h"
 #include "gateway/core.h"
 #include "gateway/log.h"
@@ -110,17 +111,10 @@ static int unhex(const char *s, uint8_t *out, size_t cap, size_t *n)
     size_t len = strlen(s);
     while (len && isspace((unsigned char)s[len - 1]))
         len--;
-    if (len == 0 || len % 2 || len / 2 > cap)
+    int got = len ? gw_hex_decode(s, len, out, cap) : -1;
+    if (got < 0)
         return GW_EINVAL;
-    for (size_t i = 0; i < len / 2; i++) {
-        unsigned v;
-        char b[3] = {s[2 * i], s[2 * i + 1], 0};
-        if (!isxdigit((unsigned char)b[0]) || !isxdigit((unsigned char)b[1]) ||
-            sscanf(b, "%2x", &v) != 1)
-            return GW_EINVAL;
-        out[i] = (uint8_t)v;
-    }
-    *n = len / 2;
+    *n = (size_t)got;
     return GW_OK;
 }
 

@@ -2,6 +2,7 @@
  * report-by-exception and online/offline events, and lateness statistics. */
 #include "protocols/modbus_common.h"
 
+#include "base/crc16.h"
 #include "gateway/log.h"
 
 #include <math.h>
@@ -14,13 +15,7 @@
 
 uint16_t gw_mb_crc16(const uint8_t *p, size_t n)
 {
-    uint16_t crc = 0xFFFF;
-    for (size_t i = 0; i < n; i++) {
-        crc ^= p[i];
-        for (int b = 0; b < 8; b++)
-            crc = (crc & 1) ? (uint16_t)((crc >> 1) ^ 0xA001) : (uint16_t)(crc >> 1);
-    }
-    return crc;
+    return gw_crc16_modbus(p, n);
 }
 
 size_t gw_mb_pdu_read(uint8_t *pdu, uint8_t fc, uint16_t addr, uint16_t count)

@@ -14,6 +14,7 @@
  *     a name no device entry uses is refused and counted.
  * Hand framing on libuv, not libmodbus: thousands of non-blocking connections
  * in one process, and libmodbus's select() aborts on descriptors >= 1024. */
+#include "base/hex.h"
 #include "gateway/log.h"
 #include "gateway/netaddr.h"
 #include "protocols/modbus_common.h"
@@ -131,24 +132,10 @@ struct dtu_listener {
 
 static int unhex(const char *s, uint8_t *out, size_t cap, size_t *n)
 {
-    size_t len = strlen(s);
-    if (len % 2 || len / 2 > cap)
+    int got = gw_hex_decode(s, strlen(s), out, cap);
+    if (got < 0)
         return GW_EINVAL;
-    for (size_t i = 0; i < len; i += 2) {
-        int v = 0;
-        for (int k = 0; k < 2; k++) {
-            char c = s[i + (size_t)k];
-            int d = c >= '0' && c <= '9'   ? c - '0'
-                    : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                    : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                           : -1;
-            if (d < 0)
-                return GW_EINVAL;
-            v = v * 16 + d;
-        }
-        out[i / 2] = (uint8_t)v;
-    }
-    *n = len / 2;
+    *n = (size_t)got;
     return GW_OK;
 }
 
@@ -221,12 +208,7 @@ static int parse_registration(struct dtu_conn *c)
         return GW_EMALFORMED;
     const uint8_t *id = c->reg + pl;
     if (lis->conf.register_id == ID_HEX) {
-        static const char hx[] = "0123456789ABCDEF";
-        for (size_t i = 0; i < il; i++) {
-            c->id[2 * i] = hx[id[i] >> 4];
-            c->id[2 * i + 1] = hx[id[i] & 15];
-        }
-        c->id[2 * il] = '\0';
+        c->id[gw_hex_put(id, il, c->id)] = '\0';
     } else {
         for (size_t i = 0; i < il; i++) {
             if (id[i] < 0x20 || id[i] > 0x7E)

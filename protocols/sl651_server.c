@@ -31,6 +31,7 @@
  * Lifetime: the UDP handle, pending UDP confirms and devices that were heard
  * on a listener hold references on the server, which is freed from the close
  * callback that drops the last one. */
+#include "base/hex.h"
 #include "gateway/core.h"
 #include "gateway/log.h"
 #include "gateway/netaddr.h"
@@ -120,30 +121,13 @@ static const gw_cfgkey override_keys[] = {
      "apply base_level and correction"},
     {NULL}};
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Parses exactly n hex digits. */
 static int parse_hex(const char *s, size_t n, unsigned *out)
 {
-    unsigned v = 0;
-    if (strlen(s) != n)
+    long v = strlen(s) == n ? gw_hex_value(s, n) : -1;
+    if (v < 0)
         return GW_EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        int h = hexval((unsigned char)s[i]);
-        if (h < 0)
-            return GW_EINVAL;
-        v = v << 4 | (unsigned)h;
-    }
-    *out = v;
+    *out = (unsigned)v;
     return GW_OK;
 }
 
@@ -188,7 +172,7 @@ static int check_device(const gw_device *dev, char *err, size_t errlen)
         return GW_EINVAL;
     }
     for (size_t i = 0; i < 10; i++) {
-        if (hexval((unsigned char)a[i]) < 0 || (a[i] >= 'a' && a[i] <= 'f')) {
+        if (gw_hex_digit((unsigned char)a[i]) < 0 || (a[i] >= 'a' && a[i] <= 'f')) {
             snprintf(err, errlen,
                      "address '%s' must be 10 upper-case hex digits (as frames carry it)", a);
             return GW_EINVAL;

@@ -302,6 +302,25 @@ static void on_conn(void *ctx, char *cause)
     MQTTAsync_subscribe(pclient, "#", 1, &ro);
 }
 
+int h_peers_start(h_proc *broker, int *port)
+{
+    *port = h_free_port();
+    if (*port < 0 || h_broker_start(broker, *port))
+        return -1;
+    return h_platform_start(*port);
+}
+
+int h_peers_stop(h_proc *gw, h_proc *other, h_proc *broker)
+{
+    int status = h_stop(gw);
+    if (other)
+        h_stop(other);
+    h_platform_stop();
+    h_stop(broker);
+    h_cleanup();
+    return status;
+}
+
 int h_platform_start(int port)
 {
     char uri[64];

@@ -64,6 +64,16 @@ typedef struct h_msg {
 } h_msg;
 int h_platform_start(int port);
 void h_platform_stop(void);
+
+/* The platform side most tests start first: a free port (stored in *port), mosquitto on
+ * it and the platform subscriber. Returns 0, or -1 with whatever started left for
+ * h_peers_stop. */
+int h_peers_start(h_proc *broker, int *port);
+/* Stops the gateway, then the other process (a device or the simulator; NULL or never
+ * started is fine), the platform and the broker, and removes the temporary directory.
+ * Returns the gateway's exit status: 0 is a clean stop with every libuv handle closed
+ * (it exits 3 when one is left open), so tests assert it. */
+int h_peers_stop(h_proc *gw, h_proc *other, h_proc *broker);
 size_t h_platform_count(void);
 /* Copies message i (0-based, arrival order); returns 0 if it exists. Caller frees. */
 int h_platform_get(size_t i, h_msg *out);
