@@ -89,8 +89,6 @@ static int check_device(const gw_device *dev, char *err, size_t errlen)
 typedef struct hj_dev {
     gw_device *dev;
     gw_core *core;
-    uv_timer_t timer;
-    int64_t last_seen;
     int warned_version;
     struct {
         char qn[21];
@@ -98,42 +96,6 @@ typedef struct hj_dev {
     } seen[DEDUP_SLOTS];
     unsigned next;
 } hj_dev;
-
-static void dev_event(gw_core *core, gw_device *d, const char *kind, const char *detail)
-{
-    gw_event e;
-    memset(&e, 0, sizeof(e));
-    gw_strlcpy(e.kind, kind, sizeof(e.kind));
-    gw_strlcpy(e.detail, detail, sizeof(e.detail));
-    e.active = 1;
-    gw_core_event(core, d, &e);
-}
-
-static void on_dev_timer(uv_timer_t *t)
-{
-    hj_dev *s = t->data;
-    gw_device *d = s->dev;
-    int64_t now = (int64_t)uv_now(s->core->loop);
-    int64_t limit = d->interval_ms * (d->conf.offline_after > 0 ? d->conf.offline_after : 1);
-    if (d->online != 0 && now - s->last_seen >= limit) {
-        d->online = 0;
-        char detail[GW_DETAIL_MAX];
-        snprintf(detail, sizeof(detail), "no packet for %lld s",
-                 (long long)((now - s->last_seen) / 1000));
-        GW_WARN(MOD, "[%s] offline: %s", d->conf.id, detail);
-        dev_event(s->core, d, "offline", detail);
-    }
-}
-
-static void dev_seen(hj_dev *s)
-{
-    s->last_seen = (int64_t)uv_now(s->core->loop);
-    if (s->dev->online != 1) {
-        s->dev->online = 1;
-        GW_INFO(MOD, "[%s] online", s->dev->conf.id);
-        dev_event(s->core, s->dev, "online", "");
-    }
-}
 
 /* 1 when (QN, CN) was seen recently from this station, else 0 and remembered. */
 static int dev_dup(hj_dev *s, const gw_hj212_packet *p, unsigned *slot)
@@ -159,13 +121,8 @@ static int dev_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
     }
     s->dev = dev;
     s->core = core;
-    s->last_seen = (int64_t)uv_now(core->loop);
-    uv_timer_init(core->loop, &s->timer);
-    s->timer.data = s;
-    uint64_t every = (uint64_t)(dev->interval_ms < 1000 ? dev->interval_ms : 1000);
-    if (dev->interval_ms >= 60000)
-        every = 10000;
-    uv_timer_start(&s->timer, on_dev_timer, every, every);
+    /* Offline once silent for offline_after report intervals. */
+    gw_core_watch(core, dev, dev->interval_ms * dev->conf.offline_after);
     dev->proto_state = s;
     dev->online = -1;
     if (dev_version(dev->proto_conf) != GW_HJ212_2017)
@@ -176,19 +133,13 @@ static int dev_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
     return GW_OK;
 }
 
-static void on_dev_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
 static void dev_detach(gw_device *dev)
 {
     hj_dev *s = dev->proto_state;
     if (!s)
         return;
     dev->proto_state = NULL;
-    uv_timer_stop(&s->timer);
-    uv_close((uv_handle_t *)&s->timer, on_dev_closed);
+    free(s);
 }
 
 /* ---- the server ---- */
@@ -273,7 +224,7 @@ static int handle_packet(hj_srv *s, gw_slc *c, const char *seg, size_t len)
         }
         return GW_SL_CLOSE;
     }
-    dev_seen(ds);
+    gw_core_seen(s->core, d, NULL);
     int data = gw_hj212_is_data_cn(p.cn);
     if (data) {
         unsigned slot = 0;
