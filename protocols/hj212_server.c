@@ -16,14 +16,15 @@
  * once and written from the gw_core_flush callback, after the readings are in
  * the outbox; every answer goes through that barrier so answers keep the order
  * of the packets. A resent packet (same MN, QN and CN) is stored once and
- * answered again. Each device also gets an offline check: silent for
+ * answered again. Each device is watched by the core's liveness: silent for
  * offline_after x interval -> "offline"; the next packet -> "online".
  *
- * Lifetime as in sl651_server.c: references on the server and on each
- * connection, freed from the close callback that drops the last one. */
+ * Connections belong to the stream listener (stream_listener.h: accept,
+ * buffer, auth window, idle timer, limits, replies after commit); this file
+ * supplies its scan (gw_hj212_scan) and packet handler. After gw_sl_stop the
+ * listener calls nothing here, so the server is freed with its stats timer. */
 #include "gateway/core.h"
 #include "gateway/log.h"
-#include "gateway/netaddr.h"
 #include "protocols/hj212.h"
 #include "protocols/stream_listener.h"
 

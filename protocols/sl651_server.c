@@ -19,8 +19,8 @@
  * confirmed and not remembered, so the RTU's resend is taken.
  *
  * Devices: each `protocol: sl651` device gets a small state (attach) holding its
- * duplicate memory, element overrides and an offline check: silent for
- * offline_after x interval -> "offline" event; the next frame -> "online".
+ * duplicate memory and element overrides; the core's liveness watches it:
+ * silent for offline_after x interval -> "offline" event; the next frame -> "online".
  *
  * Commands (query 37, status 46, clock 4A) from the admin socket or the
  * platform are sent at once to where the station was last heard: the TCP
