@@ -571,7 +571,8 @@ static void test_idle_flood(void **state)
         snprintf(src, sizeof(src), "127.2.0.%d", i + 1);
         junk[i] = h_tcp_connect_from(E.port, src);
         assert_true(junk[i] >= 0);
-        send_all(junk[i], "\x7E\x7E garbage \x01 more garbage", 27);
+        static const char junk_bytes[] = "\x7E\x7E garbage \x01 more garbage";
+        send_all(junk[i], junk_bytes, sizeof(junk_bytes) - 1);
     }
     uint8_t f[128], c[CONFIRM_LEN];
     size_t n = build_report(f, "0099000001", 0xABCD, 0x32, 700, 41, 4141);
