@@ -186,8 +186,9 @@ static int sink_reading(void *ctx, const gw_reading *r)
 
 /* Handles one packet with a good CRC from connection c. Returns GW_SL_ACCEPT
  * once MN and PW matched, GW_SL_IGNORE before, GW_SL_CLOSE for a refused peer. */
-static int handle_packet(hj_srv *s, gw_slc *c, const char *seg, size_t len)
+static int handle_packet(void *ctx, gw_slc *c, const void *seg, size_t len)
 {
+    hj_srv *s = ctx;
     gw_hj212_packet p;
     char out[REPLY_MAX];
     s->st.packets++;
@@ -285,17 +286,12 @@ static int tcp_scan(void *ctx, gw_slc *c, const uint8_t *buf, size_t len, gw_sl_
     return GW_SL_MORE;
 }
 
-static int tcp_frame(void *ctx, gw_slc *c, const void *frame, size_t len)
-{
-    return handle_packet(ctx, c, frame, len);
-}
-
 static const gw_sl_proto tcp_proto = {
     .module = MOD,
     .frame_starts = "#",
     .max_pending = MAX_PENDING,
     .scan = tcp_scan,
-    .on_frame = tcp_frame,
+    .on_frame = handle_packet,
 };
 
 static void log_stats(hj_srv *s, const char *when)
