@@ -422,6 +422,7 @@ void gw_core_stop(gw_core *core)
     for (size_t i = 0; i < core->ndevices; i++)
         if (core->devices[i]->proto->detach)
             core->devices[i]->proto->detach(core->devices[i]);
+    gw_liveness_stop(core);
     listeners_stop(core);
     gw_admin_stop(core->admin);
     core->admin = NULL;
@@ -738,7 +739,7 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
                                  on_command, core, err, errlen);
     if (!core->uplink)
         goto error;
-    if (index_build(core)) {
+    if (index_build(core) || gw_liveness_start(core)) {
         snprintf(err, errlen, "out of memory");
         goto error;
     }
@@ -786,6 +787,7 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
             (unsigned long long)core->seq);
     return GW_OK;
 error:
+    gw_liveness_stop(core);
     if (core->alarms)
         gw_alarms_stop(core->alarms);
     gw_localpub_free(core->localpub);

@@ -22,6 +22,10 @@ typedef struct gw_device {
     gw_core *core;
     int online;        /* -1 unknown, 0 offline, 1 online */
     int64_t interval_ms;
+    /* Liveness, kept by gateway/liveness.c: loop time last heard, silence
+     * allowed before offline (0: not watched), consecutive failed polls. */
+    int64_t live_seen_ms, live_silence_ms;
+    int live_fails;
     /* Counters, read by the stats line and the admin interface. */
     uint64_t polls, polls_failed, polls_skipped, readings;
 } gw_device;
@@ -54,6 +58,7 @@ struct gw_core {
     struct gw_alarms *alarms; /* local rules and alarms (gateway/alarms.c) */
     struct gw_admin *admin;   /* local admin socket, NULL when disabled */
     struct gw_localpub *localpub; /* local broker for rule actions, NULL when none */
+    struct gw_liveness *liveness; /* the offline-by-silence timer (gateway/liveness.c) */
     uint64_t seq;
     gw_core_stats st;
     uv_signal_t sig_term, sig_int, sig_hup;
@@ -106,6 +111,26 @@ gw_device *gw_core_find_device(gw_core *core, const char *protocol, const char *
  * committed to the outbox (status 0) or failed (negative): a protocol
  * acknowledges a device (CoAP ACK, SL651 confirm) only then. */
 int gw_core_flush(gw_core *core, void (*cb)(void *ctx, int status), void *ctx);
+
+/* Liveness (gateway/liveness.c): protocols say what they observe, the core
+ * decides online/offline once for all and emits the "online"/"offline" events
+ * (and log lines) the same way for every protocol.
+ * - gw_core_seen: something valid came from dev (a frame, a message, a poll
+ *   answer): online (event on a change; detail may be NULL), its silence
+ *   clock restarts and its failure count clears.
+ * - gw_core_failed: a poll of dev got no answer; after conf.offline_after
+ *   failures in a row dev is offline, with reason as the event detail.
+ * - gw_core_offline: the device itself said it is gone (an MQTT last will).
+ * - gw_core_watch: silence supervision for devices that report on their own
+ *   (listeners): offline once nothing was seen for silence_ms (0: none, the
+ *   default). The clock starts now; one core timer checks every device. */
+void gw_core_seen(gw_core *core, gw_device *dev, const char *detail);
+void gw_core_failed(gw_core *core, gw_device *dev, const char *reason);
+void gw_core_offline(gw_core *core, gw_device *dev, const char *reason);
+void gw_core_watch(gw_core *core, gw_device *dev, int64_t silence_ms);
+/* Started and stopped by the core itself. */
+int gw_liveness_start(gw_core *core);
+void gw_liveness_stop(gw_core *core);
 
 /* Runs a protocol command on a device by id (admin interface, platform).
  * Returns 0 or GW_E*, with a one-line answer or error in reply. */

@@ -19,8 +19,8 @@
  * (a bounded table of recent (peer, message id) pairs).
  *
  * Devices ("protocol: coap"): attach() compiles the device's adapter, JSON
- * mapping and PSK, and runs the heartbeat supervision (offline after
- * heartbeat x offline_after without a message, online again on the next one)
+ * mapping and PSK, and has the core supervise the heartbeat (gw_core_watch:
+ * offline after heartbeat x offline_after without a message, online on the next)
  * and, for `observe: coap://HOST:PORT/path`, an Observe client on a shared
  * client context that re-registers after `observe_renew` without a
  * notification, after an RST and after an error answer. */
@@ -101,8 +101,6 @@ struct cdev {
     gw_jmap *jmap;
     uint8_t psk[64];
     coap_bin_const_t pskbin;
-    uv_timer_t hb_timer;
-    int64_t offline_ms;
     struct obs *obs;
 };
 
@@ -213,39 +211,6 @@ static int on_event(void *ctx, const gw_event *e)
     return GW_OK;
 }
 
-static void device_event(struct cdev *c, const char *kind, const char *detail)
-{
-    gw_event e;
-    memset(&e, 0, sizeof(e));
-    gw_strlcpy(e.kind, kind, sizeof(e.kind));
-    gw_strlcpy(e.detail, detail, sizeof(e.detail));
-    e.active = 1;
-    gw_core_event(c->core, c->dev, &e);
-}
-
-static void on_hb_timer(uv_timer_t *t)
-{
-    struct cdev *c = t->data;
-    if (c->dev->online != 0) {
-        c->dev->online = 0;
-        GW_WARN("coap", "[%s] offline: nothing heard for %lld ms", c->dev->conf.id,
-                (long long)c->offline_ms);
-        device_event(c, "offline", "heartbeat missed");
-    }
-}
-
-/* A message from the device: online again, supervision restarted. */
-static void heard(struct cdev *c)
-{
-    if (c->dev->online != 1) {
-        c->dev->online = 1;
-        GW_INFO("coap", "[%s] online", c->dev->conf.id);
-        device_event(c, "online", "");
-    }
-    if (c->offline_ms > 0)
-        uv_timer_start(&c->hb_timer, on_hb_timer, (uint64_t)c->offline_ms, 0);
-}
-
 /* Decodes one payload of a device. Returns 0, GW_EMALFORMED (nothing was
  * delivered) or GW_EFULL (some readings refused by the store queue). */
 static int deliver_payload(struct cdev *c, const uint8_t *buf, size_t len)
@@ -263,7 +228,7 @@ static int deliver_payload(struct cdev *c, const uint8_t *buf, size_t len)
             h = (h ^ buf[i]) * 1099511628211ull;
         snprintf(key, sizeof(key), "p%016llx", (unsigned long long)h);
         if (gw_core_seen_report(c->core, c->dev, key)) {
-            heard(c);
+            gw_core_seen(c->core, c->dev, NULL);
             return GW_OK;
         }
     }
@@ -277,7 +242,7 @@ static int deliver_payload(struct cdev *c, const uint8_t *buf, size_t len)
         if (!d.refused)
             return GW_EMALFORMED;
     }
-    heard(c);
+    gw_core_seen(c->core, c->dev, NULL); /* online; heartbeat supervision restarts */
     return d.refused ? GW_EFULL : GW_OK;
 }
 
@@ -1235,9 +1200,8 @@ static void obs_stop(struct obs *o)
 
 /* ---- attach / detach ---- */
 
-static void cdev_closed(uv_handle_t *h)
+static void cdev_free(struct cdev *c)
 {
-    struct cdev *c = h->data;
     gw_jmap_free(c->jmap);
     memset(c->psk, 0, sizeof(c->psk));
     free(c);
@@ -1266,15 +1230,11 @@ static int coap_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
     }
     c->pskbin.s = c->psk;
     c->pskbin.length = n;
-    c->offline_ms = dc->heartbeat_ms * dev->conf.offline_after;
-    uv_timer_init(core->loop, &c->hb_timer);
-    c->hb_timer.data = c;
-    if (c->offline_ms > 0)
-        uv_timer_start(&c->hb_timer, on_hb_timer, (uint64_t)c->offline_ms, 0);
+    gw_core_watch(core, dev, dc->heartbeat_ms * dev->conf.offline_after);
     dev->proto_state = c;
     if (dc->observe[0] && obs_start(c, dc->observe, err, errlen)) {
         dev->proto_state = NULL;
-        uv_close((uv_handle_t *)&c->hb_timer, cdev_closed);
+        cdev_free(c);
         return GW_EINVAL;
     }
     return GW_OK;
@@ -1288,8 +1248,7 @@ static void coap_detach(gw_device *dev)
     dev->proto_state = NULL;
     if (c->obs)
         obs_stop(c->obs);
-    uv_timer_stop(&c->hb_timer);
-    uv_close((uv_handle_t *)&c->hb_timer, cdev_closed);
+    cdev_free(c);
 }
 
 const gw_protocol gw_proto_coap = {

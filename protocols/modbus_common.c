@@ -632,17 +632,6 @@ void gw_mb_poll_fail_rest(gw_mb_poll *p, int code)
     p->cur = p->nreq;
 }
 
-static void emit_event(gw_mb_poll *p, const char *kind, const char *detail)
-{
-    gw_event e;
-    memset(&e, 0, sizeof(e));
-    gw_strlcpy(e.kind, kind, sizeof(e.kind));
-    e.active = 1;
-    gw_strlcpy(e.detail, detail, sizeof(e.detail));
-    stats.events++;
-    gw_core_event(p->core, p->dev, &e);
-}
-
 /* Report-by-exception in front of the core: a reading goes on when its quality
  * or reason changed, when it moved past the point's deadband, or when the
  * point's max_silence elapsed; points without a deadband always report. */
@@ -697,25 +686,17 @@ void gw_mb_poll_finish(gw_mb_poll *p)
     p->in_cycle = 0;
     d->polls++;
     stats.cycles++;
+    int was = d->online;
     if (!p->answered) {
         d->polls_failed++;
         stats.cycles_failed++;
-        p->fails++;
-        if (p->fails >= d->conf.offline_after && d->online != 0) {
-            d->online = 0;
-            GW_WARN(p->module, "[%s] offline after %d failed polls", d->conf.id, p->fails);
-            emit_event(p, "offline", "no answer");
-        }
-        if (d->online == 0)
-            return; /* the event said it; no stream of bad readings */
+        gw_core_failed(p->core, d, "no answer"); /* offline after offline_after in a row */
     } else {
-        if (d->online != 1) {
-            GW_INFO(p->module, "[%s] online", d->conf.id);
-            d->online = 1;
-            emit_event(p, "online", "");
-        }
-        p->fails = 0;
+        gw_core_seen(p->core, d, NULL);
     }
+    stats.events += d->online != was; /* the core emitted online or offline */
+    if (d->online == 0)
+        return; /* the event said it; no stream of bad readings */
     gw_sink sink = {sink_reading, sink_event, p};
     p->rbe_hint = 0;
     int rc =

@@ -6,8 +6,9 @@
  *    length of an RTU answer, and the check of an answer against its request.
  *    No I/O, no logging: tests/unit/test_modbus_common.c covers them.
  * 2. Result collection (gw_mb_poll): one device's poll cycle over the
- *    profile's planned reads, then decoding with report-by-exception and the
- *    online/offline events. Runs on the loop thread, hands readings to the core.
+ *    profile's planned reads, then decoding with report-by-exception; answered
+ *    and failed cycles go to the core's liveness (gw_core_seen/failed), which
+ *    emits online/offline. Runs on the loop thread, hands readings to the core.
  * 3. Lateness statistics: how late each cycle's first request left after its
  *    scheduled time, as a histogram shared by every Modbus device; logged
  *    every 30 s and, when GW_MODBUS_STATS names a file, written there as JSON
@@ -88,7 +89,6 @@ typedef struct gw_mb_poll {
     gw_mb_result *res; /* nreq results; data points into buf */
     uint8_t *buf;
     size_t *off;
-    int fails;      /* consecutive failed cycles */
     gw_mb_rbe *rbe; /* one per profile point */
     size_t npoints;
     int rbe_hint; /* point index of the last reading, to skip lookups */

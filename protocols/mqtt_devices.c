@@ -326,19 +326,6 @@ static int on_event(void *ctx, const gw_event *e)
     return GW_OK;
 }
 
-static void set_online(struct msrv *s, gw_device *dev, int online, const char *detail)
-{
-    if (dev->online == online)
-        return;
-    dev->online = online;
-    gw_event e;
-    memset(&e, 0, sizeof(e));
-    gw_strlcpy(e.kind, online ? "online" : "offline", sizeof(e.kind));
-    gw_strlcpy(e.detail, detail, sizeof(e.detail));
-    e.active = 1;
-    gw_core_event(s->core, dev, &e);
-}
-
 static void handle_message(struct msrv *s, const struct mevt *e)
 {
     char id[64];
@@ -364,10 +351,10 @@ static void handle_message(struct msrv *s, const struct mevt *e)
         s->status_msgs++;
         if (e->plen == strlen(s->conf.online_payload) &&
             !memcmp(e->payload, s->conf.online_payload, e->plen))
-            set_online(s, dev, 1, "birth message");
+            gw_core_seen(s->core, dev, "birth message");
         else if (e->plen == strlen(s->conf.offline_payload) &&
                  !memcmp(e->payload, s->conf.offline_payload, e->plen))
-            set_online(s, dev, 0, "last will or status message");
+            gw_core_offline(s->core, dev, "last will or status message");
         else
             s->malformed++;
         return;
@@ -389,8 +376,7 @@ static void handle_message(struct msrv *s, const struct mevt *e)
         return;
     }
     s->readings += d.n;
-    if (dev->online != 1)
-        set_online(s, dev, 1, "data");
+    gw_core_seen(s->core, dev, "data");
 }
 
 static void on_async(uv_async_t *h)

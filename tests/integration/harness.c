@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -623,4 +624,71 @@ int h_closed_by_peer(int fd, int timeout_ms)
         if (k <= 0)
             return 1;
     }
+}
+
+int h_tcp_connect_from(int port, const char *src)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in b = {.sin_family = AF_INET};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd < 0)
+        return -1;
+    if (inet_pton(AF_INET, src, &b.sin_addr) != 1 || bind(fd, (struct sockaddr *)&b, sizeof(b)) ||
+        connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int h_tcp_flood(int port, int n, int per_source, int *fds)
+{
+    int got = 0;
+    for (int i = 0; i < n; i++) {
+        char src[32];
+        int s = i / per_source;
+        snprintf(src, sizeof(src), "127.1.%d.%d", s / 250, 1 + s % 250);
+        fds[i] = h_tcp_connect_from(port, src);
+        got += fds[i] >= 0;
+    }
+    return got;
+}
+
+long h_raise_nofile(long want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl))
+        return -1;
+    if ((long)rl.rlim_cur < want) {
+        rl.rlim_cur = (rlim_t)want < rl.rlim_max ? (rlim_t)want : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return (long)rl.rlim_cur;
+}
+
+int h_admin(const char *sock, const char *const *args, char *out, size_t cap)
+{
+    static int calls;
+    char *argv[16] = {(char *)h_bin("gateway"), "admin", "--socket", (char *)sock};
+    int n = 4;
+    for (; args[n - 4] && n < 15; n++)
+        argv[n] = (char *)args[n - 4];
+    argv[n] = NULL;
+    char logname[32];
+    snprintf(logname, sizeof(logname), "h-admin-%d.log", ++calls);
+    h_proc p;
+    memset(&p, 0, sizeof(p));
+    if (h_spawn(&p, logname, argv))
+        return -1;
+    int rc = h_wait(&p, 10000);
+    out[0] = '\0';
+    FILE *f = fopen(p.log, "r");
+    if (f) {
+        size_t k = fread(out, 1, cap - 1, f);
+        out[k] = '\0';
+        fclose(f);
+    }
+    return rc;
 }

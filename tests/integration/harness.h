@@ -95,6 +95,18 @@ int h_send_all(int fd, const void *p, size_t n);
 size_t h_recv_n(int fd, uint8_t *p, size_t n, int timeout_ms);
 /* 1 when the peer closed the connection within timeout_ms (data read and dropped). */
 int h_closed_by_peer(int fd, int timeout_ms);
+/* The same connection made from source address src (any 127.x.y.z works on
+ * Linux loopback), to play many hosts; -1 on failure. */
+int h_tcp_connect_from(int port, const char *src);
+/* n idle connections to port from 127.1.x.y sources, at most per_source from
+ * each; fds[] gets them. Returns how many connected. */
+int h_tcp_flood(int port, int n, int per_source, int *fds);
+/* Raises this process's open-file soft limit to at least want (bounded by the
+ * hard limit); returns the soft limit now. */
+long h_raise_nofile(long want);
+/* Runs build/gateway admin --socket sock <args...> (NULL-terminated); returns
+ * its exit status with its output in out. */
+int h_admin(const char *sock, const char *const *args, char *out, size_t cap);
 
 /* ---- `sim run` rehearsals ---- */
 /* A file's contents, NUL-terminated (caller frees), or NULL. */
