@@ -7,6 +7,7 @@
 #include "gateway/config.h"
 #include "gateway/model.h"
 #include "gateway/store.h"
+#include "gateway/timerwheel.h"
 #include "gateway/uplink.h"
 #include "protocols/protocol.h"
 
@@ -56,6 +57,7 @@ struct gw_core {
     struct gw_alarms *alarms; /* local rules and alarms (gateway/alarms.c) */
     struct gw_admin *admin;   /* local admin socket, NULL when disabled */
     struct gw_localpub *localpub; /* local broker for rule actions, NULL when none */
+    gw_tw *wheel;                 /* device timers, from start until every device is gone */
     uint64_t seq;
     gw_core_stats st;
     uv_signal_t sig_term, sig_int, sig_hup;
@@ -97,6 +99,10 @@ int gw_core_flush(gw_core *core, void (*cb)(void *ctx, int status), void *ctx);
  * Returns 0 or GW_E*, with a one-line answer or error in reply. */
 int gw_core_device_command(gw_core *core, const char *device, const char *verb, const char *arg,
                            char *reply, size_t replylen);
+
+/* The core's timer wheel (gateway/timerwheel.h) for device timers. It runs
+ * from before the first attach until after the last detach of a stop. */
+gw_tw *gw_core_wheel(gw_core *core);
 
 /* Finds a loaded profile by name, loading it from profile_dirs or the
  * embedded set on first use. */
