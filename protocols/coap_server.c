@@ -51,8 +51,8 @@ struct lconf {
 };
 
 static const gw_cfgkey listener_keys[] = {
-    {"listen", GW_CT_STR, "0.0.0.0", 0, -1, F(struct lconf, listen), NULL, 0,
-     "address to listen on"},
+    {"listen", GW_CT_STR, "127.0.0.1", 0, -1, F(struct lconf, listen), NULL, 0,
+     "address to listen on (use 0.0.0.0 to accept devices from the network)"},
     {"port", GW_CT_INT, "5683", 0, 65535, offsetof(struct lconf, port), 0, NULL, 0,
      "plain coap:// UDP port (0 = off)"},
     {"dtls_port", GW_CT_INT, "0", 0, 65535, offsetof(struct lconf, dtls_port), 0, NULL, 0,
