@@ -34,7 +34,7 @@ ITEST_SRC := $(wildcard tests/integration/itest_*.c)
 ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/%)
 EMBED    := gateway/default.yaml $(sort $(wildcard adapters/profiles/*.yaml))
 
-.PHONY: all deps test unit itest demo bench fuzz clean format format-check check-deps deps-graph
+.PHONY: all deps test unit itest demo bench soak fuzz clean format format-check check-deps deps-graph
 all: $(BUILD)/gateway $(BUILD)/sim
 
 deps:
@@ -103,6 +103,12 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) bench/run.sh
+
+# The crash/disk-full/corruption/exhaustion soak (not part of test); see
+# bench/soak.sh for its parameters (KILLS=100 BROKER_EVERY=10 ...).
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) bench/soak.sh
 
 FUZZ_SECONDS ?= 60
 fuzz: deps

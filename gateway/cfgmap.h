@@ -47,6 +47,12 @@ int gw_cfg_apply(const gw_cfgkey *tab, const gw_ynode *map, void *out, const cha
 int gw_cfg_apply_ex(const gw_cfgkey *tab, const gw_cfgkey *ignore, const gw_ynode *map, void *out,
                     const char *path, char *err, size_t errlen);
 
+/* 1 when every key of tab holds the same value in a and b (structs filled by
+ * gw_cfg_apply): strings compared as strings, numbers by value. A GW_CT_NODE
+ * key compares equal only when it is absent from both, since the parsed YAML
+ * it points into does not outlive loading. */
+int gw_cfg_equal(const gw_cfgkey *tab, const void *a, const void *b);
+
 /* Parsers shared by the table and by callers with their own syntax. Return 0
  * or GW_EINVAL. */
 int gw_parse_duration_ms(const char *s, int64_t *out);

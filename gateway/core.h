@@ -6,6 +6,7 @@
 #include "gateway/config.h"
 #include "gateway/model.h"
 #include "gateway/store.h"
+#include "gateway/timerwheel.h"
 #include "gateway/uplink.h"
 #include "protocols/protocol.h"
 
@@ -59,6 +60,7 @@ struct gw_core {
     struct gw_admin *admin;   /* local admin socket, NULL when disabled */
     struct gw_localpub *localpub; /* local broker for rule actions, NULL when none */
     struct gw_liveness *liveness; /* the offline-by-silence timer (gateway/liveness.c) */
+    gw_tw *wheel;                 /* device timers, from start until every device is gone */
     uint64_t seq;
     gw_core_stats st;
     uv_signal_t sig_term, sig_int, sig_hup;
@@ -145,5 +147,10 @@ int gw_core_device_command(gw_core *core, const char *device, const char *verb, 
 typedef void *(*gw_core_load_fn)(gw_core *core, const char *name, char *err, size_t errlen);
 void *gw_core_shared(gw_core *core, const char *name, gw_core_load_fn load,
                      void (*release)(void *obj), char *err, size_t errlen);
+
+/* The core's timer wheel (gateway/timerwheel.h) for device timers. It runs
+ * from before the first attach until after the last detach of a stop. */
+gw_tw *gw_core_wheel(gw_core *core);
+
 
 #endif

@@ -52,8 +52,8 @@ struct lconf {
 };
 
 static const gw_cfgkey listener_keys[] = {
-    {"listen", GW_CT_STR, "0.0.0.0", 0, -1, F(struct lconf, listen), NULL, 0,
-     "address to listen on"},
+    {"listen", GW_CT_STR, "127.0.0.1", 0, -1, F(struct lconf, listen), NULL, 0,
+     "address to listen on (use 0.0.0.0 to accept devices from the network)"},
     {"port", GW_CT_INT, "5683", 0, 65535, offsetof(struct lconf, port), 0, NULL, 0,
      "plain coap:// UDP port (0 = off)"},
     {"dtls_port", GW_CT_INT, "0", 0, 65535, offsetof(struct lconf, dtls_port), 0, NULL, 0,
@@ -909,13 +909,18 @@ static void coap_unlisten(void *state)
 
 /* ---- Observe client (shared context for every observed device) ---- */
 
-static struct {
+/* One client context per generation: the last observer's release closes
+ * it and its close callback frees exactly that one, while the next acquire
+ * (a reload that detaches every device before attaching the new ones) builds
+ * a fresh one. `cli` is the open generation, NULL when none. */
+struct cli {
     coap_context_t *ctx;
     uv_poll_t poll;
     uv_timer_t timer;
     int users;
-    int open;
-} cli;
+    int closing; /* handles still closing */
+};
+static struct cli *cli;
 
 struct obs {
     struct cdev *c;
@@ -945,19 +950,20 @@ static void cli_on_timer(uv_timer_t *t)
 
 static void cli_kick(void)
 {
-    if (cli.open)
-        uv_timer_start(&cli.timer, cli_on_timer, 0, 0);
+    if (cli)
+        uv_timer_start(&cli->timer, cli_on_timer, 0, 0);
 }
 
 static void cli_run(void)
 {
-    if (!cli.open)
+    if (!cli)
         return;
-    coap_io_process(cli.ctx, COAP_IO_NO_WAIT);
+    coap_io_process(cli->ctx, COAP_IO_NO_WAIT);
     coap_tick_t now;
     coap_ticks(&now);
-    unsigned ms = coap_io_prepare_epoll(cli.ctx, now);
-    uv_timer_start(&cli.timer, cli_on_timer, ms ? ms : 1000, 0);
+    unsigned ms = coap_io_prepare_epoll(cli->ctx, now);
+    if (cli) /* a handler may have released the last observer */
+        uv_timer_start(&cli->timer, cli_on_timer, ms ? ms : 1000, 0);
 }
 
 static void obs_schedule(struct obs *o, int64_t ms);
@@ -997,7 +1003,7 @@ static void obs_register(struct obs *o)
         obs_schedule(o, gw_backoff_next(&o->bo));
         return;
     }
-    o->session = coap_new_client_session(cli.ctx, NULL, &dst, COAP_PROTO_UDP);
+    o->session = coap_new_client_session(cli->ctx, NULL, &dst, COAP_PROTO_UDP);
     if (!o->session) {
         obs_schedule(o, gw_backoff_next(&o->bo));
         return;
@@ -1113,40 +1119,50 @@ static void cli_on_nack(coap_session_t *session, const coap_pdu_t *sent,
 
 static void cli_closed(uv_handle_t *h)
 {
-    if (h == (uv_handle_t *)&cli.timer && cli.ctx) {
-        coap_free_context(cli.ctx);
-        cli.ctx = NULL;
-    }
+    struct cli *c = h->data;
+    if (--c->closing > 0)
+        return;
+    coap_free_context(c->ctx);
+    free(c);
 }
 
 static int cli_acquire(gw_core *core)
 {
-    if (cli.users++ > 0)
+    if (cli) {
+        cli->users++;
         return GW_OK;
+    }
     coap_init_once();
-    cli.ctx = coap_new_context(NULL);
-    if (!cli.ctx) {
-        cli.users--;
+    struct cli *c = calloc(1, sizeof(*c));
+    if (!c)
+        return GW_ENOMEM;
+    c->ctx = coap_new_context(NULL);
+    if (!c->ctx) {
+        free(c);
         return GW_ENOMEM;
     }
-    coap_register_response_handler(cli.ctx, cli_on_response);
-    coap_register_nack_handler(cli.ctx, cli_on_nack);
-    uv_poll_init(core->loop, &cli.poll, coap_context_get_coap_fd(cli.ctx));
-    uv_timer_init(core->loop, &cli.timer);
-    uv_poll_start(&cli.poll, UV_READABLE, cli_on_poll);
-    cli.open = 1;
+    coap_register_response_handler(c->ctx, cli_on_response);
+    coap_register_nack_handler(c->ctx, cli_on_nack);
+    uv_poll_init(core->loop, &c->poll, coap_context_get_coap_fd(c->ctx));
+    uv_timer_init(core->loop, &c->timer);
+    c->poll.data = c->timer.data = c;
+    uv_poll_start(&c->poll, UV_READABLE, cli_on_poll);
+    c->users = 1;
+    cli = c;
     return GW_OK;
 }
 
 static void cli_release(void)
 {
-    if (--cli.users > 0)
+    if (!cli || --cli->users > 0)
         return;
-    cli.open = 0;
-    uv_poll_stop(&cli.poll);
-    uv_timer_stop(&cli.timer);
-    uv_close((uv_handle_t *)&cli.poll, cli_closed);
-    uv_close((uv_handle_t *)&cli.timer, cli_closed);
+    struct cli *c = cli;
+    cli = NULL;
+    uv_poll_stop(&c->poll);
+    uv_timer_stop(&c->timer);
+    c->closing = 2;
+    uv_close((uv_handle_t *)&c->poll, cli_closed);
+    uv_close((uv_handle_t *)&c->timer, cli_closed);
 }
 
 static void obs_closed(uv_handle_t *h)

@@ -522,7 +522,7 @@ static int rtu_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
     d->bus->ndev++;
     d->next = d->bus->devs;
     d->bus->devs = d;
-    gw_mb_stats_ref(core->loop);
+    gw_mb_stats_ref(core);
     uv_timer_init(core->loop, &d->poll_timer);
     d->poll_timer.data = d;
     d->refs = 1;

@@ -179,7 +179,8 @@ struct msrv {
     pthread_mutex_t mu;
     struct mevt *head, *tail;
     size_t queued;
-    uint64_t dropped_queue; /* written under mu */
+    uint64_t dropped_queue;    /* written under mu */
+    uint64_t dropped_oversize; /* payloads over MAX_MSG_BYTES, written under mu */
     uint64_t messages, readings, unknown, malformed, unmatched, status_msgs;
 };
 
@@ -235,6 +236,7 @@ static int cb_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
     struct msrv *s = ctx;
     size_t tl = topic_len > 0 ? (size_t)topic_len : strlen(topic);
     struct mevt *e = calloc(1, sizeof(*e));
+    int queued = 0;
     if (e && m->payloadlen >= 0 && m->payloadlen <= MAX_MSG_BYTES) {
         e->type = E_MESSAGE;
         e->topic = malloc(tl + 1);
@@ -247,14 +249,21 @@ static int cb_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
             e->plen = (size_t)m->payloadlen;
             push(s, e);
             e = NULL;
+            queued = 1;
         }
     }
-    if (e) {
-        free(e->topic);
-        free(e->payload);
-        free(e);
+    if (!queued) {
+        int oversize = m->payloadlen > MAX_MSG_BYTES;
+        if (e) {
+            free(e->topic);
+            free(e->payload);
+            free(e);
+        }
         pthread_mutex_lock(&s->mu);
-        s->dropped_queue++;
+        if (oversize)
+            s->dropped_oversize++; /* not a full queue: its own counter */
+        else
+            s->dropped_queue++;
         pthread_mutex_unlock(&s->mu);
     }
     MQTTAsync_freeMessage(&m);
@@ -510,15 +519,15 @@ static void md_unlisten(void *state)
     struct msrv *s = state;
     s->closing = 1;
     pthread_mutex_lock(&s->mu);
-    uint64_t dropped = s->dropped_queue;
+    uint64_t dropped = s->dropped_queue, oversize = s->dropped_oversize;
     pthread_mutex_unlock(&s->mu);
     GW_INFO("mqtt-devices",
             "stopping %s: messages %llu readings %llu unknown %llu malformed %llu unmatched %llu "
-            "status %llu queue_dropped %llu",
+            "status %llu queue_dropped %llu oversize %llu",
             s->conf.uri, (unsigned long long)s->messages, (unsigned long long)s->readings,
             (unsigned long long)s->unknown, (unsigned long long)s->malformed,
             (unsigned long long)s->unmatched, (unsigned long long)s->status_msgs,
-            (unsigned long long)dropped);
+            (unsigned long long)dropped, (unsigned long long)oversize);
     if (s->connected) {
         MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
         d.timeout = 0;
