@@ -1,9 +1,10 @@
 /* The outbox: SQLite in WAL mode on its own thread. The loop thread only
  * queues commands (put, ack, fetch, flush) and receives completions through a
- * uv_async; the DB thread owns the connection. See store.h for the contract. */
+ * mailbox (gateway/mailbox.h); the DB thread owns the connection. See store.h for the contract. */
 #include "gateway/store.h"
 
 #include "gateway/log.h"
+#include "gateway/mailbox.h"
 #include "gateway/model.h"
 
 #include <pthread.h>
@@ -14,6 +15,7 @@
 
 #define SCHEMA_VERSION 1
 #define MAX_GROUP 20000 /* rows per transaction at most */
+#define MAX_DONE 1024   /* completions waiting for the loop; the thread waits beyond */
 
 enum { C_PUT, C_ACK, C_FETCH, C_FLUSH, C_STATE };
 
@@ -33,7 +35,7 @@ struct cmd {
 enum { D_COMMIT, D_FLUSH, D_FETCH };
 
 struct done {
-    struct done *next;
+    gw_mail m; /* first: the mailbox links completions to the loop */
     int type;
     unsigned lanes;
     int status;
@@ -51,7 +53,7 @@ struct state_kv {
 
 struct gw_store {
     uv_loop_t *loop;
-    uv_async_t async;
+    gw_mailbox done; /* completions -> loop (KEEP: never dropped) */
     gw_store_config cfg;
     gw_store_commit_cb on_commit;
     void *ctx;
@@ -65,7 +67,6 @@ struct gw_store {
     int64_t queued_tele;
     int urgent;
     int stop;
-    struct done *dhead, *dtail;
     gw_store_stats st; /* guarded by mu */
     struct state_kv *state; /* loaded at open, read-only after */
     int thread_started;
@@ -105,15 +106,14 @@ static int64_t query_i64(sqlite3 *db, const char *sql)
     return v;
 }
 
+static void free_done(struct done *d);
+
+/* Store thread. Waits while the loop has MAX_DONE completions to take; after
+ * close began the completion is dropped (callers stop using the store first). */
 static void push_done(gw_store *s, struct done *d)
 {
-    pthread_mutex_lock(&s->mu);
-    if (s->dtail)
-        s->dtail->next = d;
-    else
-        s->dhead = d;
-    s->dtail = d;
-    pthread_mutex_unlock(&s->mu);
+    if (gw_mailbox_post(&s->done, &d->m, 0, GW_MAIL_KEEP))
+        free_done(d);
 }
 
 /* Drops the oldest telemetry until the outbox is back under 95% of its bound.
@@ -366,7 +366,6 @@ static void *db_thread(void *arg)
                 push_done(s, d);
             }
         }
-        uv_async_send(&s->async);
     }
     return NULL;
 }
@@ -383,16 +382,12 @@ static void free_done(struct done *d)
     free(d);
 }
 
-static void on_async(uv_async_t *h)
+static void on_done(gw_mailbox *mb, gw_mail *list)
 {
-    gw_store *s = h->data;
-    pthread_mutex_lock(&s->mu);
-    struct done *list = s->dhead;
-    s->dhead = s->dtail = NULL;
-    pthread_mutex_unlock(&s->mu);
+    gw_store *s = mb->data;
     while (list) {
-        struct done *d = list;
-        list = d->next;
+        struct done *d = (struct done *)list;
+        list = list->next;
         if (d->type == D_COMMIT && s->on_commit)
             s->on_commit(s->ctx, d->lanes);
         else if (d->type == D_FLUSH)
@@ -401,6 +396,11 @@ static void on_async(uv_async_t *h)
             ((gw_store_fetch_cb)d->cb)(d->ctx, &d->rows);
         free_done(d);
     }
+}
+
+static void discard_done(gw_mailbox *mb, gw_mail *m)
+{
+    free_done((struct done *)m);
 }
 
 static void enqueue(gw_store *s, struct cmd *c, int urgent)
@@ -528,14 +528,14 @@ gw_store *gw_store_open(uv_loop_t *loop, const gw_store_config *cfg, gw_store_co
     if (load_state(s))
         goto error;
 
-    if (uv_async_init(loop, &s->async, on_async)) {
-        snprintf(err, errlen, "uv_async_init failed");
+    s->done.data = s;
+    if (gw_mailbox_init(&s->done, loop, MAX_DONE, 0, on_done, discard_done)) {
+        snprintf(err, errlen, "cannot create the store's mailbox");
         goto error;
     }
-    s->async.data = s;
     if (pthread_create(&s->thread, NULL, db_thread, s)) {
         snprintf(err, errlen, "cannot start the store thread");
-        uv_close((uv_handle_t *)&s->async, NULL);
+        gw_mailbox_close(&s->done, NULL);
         goto error;
     }
     s->thread_started = 1;
@@ -557,7 +557,7 @@ error:
         sqlite3_close(s->db);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
-    if (s->async.loop) {
+    if (s->done.async.loop) {
         /* uv_close above needs the loop to finish; leak the small struct rather
          * than free memory the loop may still touch. */
         return NULL;
@@ -677,9 +677,9 @@ void gw_store_get_stats(gw_store *s, gw_store_stats *out)
     pthread_mutex_unlock(&s->mu);
 }
 
-static void on_closed(uv_handle_t *h)
+static void on_closed(gw_mailbox *mb)
 {
-    gw_store *s = h->data;
+    gw_store *s = mb->data;
     while (s->state) {
         struct state_kv *kv = s->state;
         s->state = kv->next;
@@ -696,6 +696,10 @@ void gw_store_close(gw_store *s)
 {
     if (!s)
         return;
+    /* Closed first: a store thread waiting for room there is released (its
+     * last completions are dropped: callers stop using the store before
+     * closing it), and the struct lives until the close callback. */
+    gw_mailbox_close(&s->done, on_closed);
     pthread_mutex_lock(&s->mu);
     s->stop = 1;
     pthread_cond_signal(&s->cv);
@@ -715,14 +719,4 @@ void gw_store_close(gw_store *s)
     sqlite3_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
     sqlite3_close(s->db);
     s->db = NULL;
-    /* Completions not yet delivered are dropped: callers stop using the store
-     * before closing it. */
-    struct done *d = s->dhead;
-    while (d) {
-        struct done *next = d->next;
-        free_done(d);
-        d = next;
-    }
-    s->dhead = s->dtail = NULL;
-    uv_close((uv_handle_t *)&s->async, on_closed);
 }
