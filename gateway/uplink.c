@@ -568,7 +568,8 @@ void gw_uplink_get_stats(const gw_uplink *u, gw_uplink_stats *out)
 {
     *out = u->st;
     out->connected = u->connected;
-    out->commands_dropped = gw_mqttc_dropped(u->client);
+    if (u->client) /* else: the figure kept at close */
+        out->commands_dropped = gw_mqttc_dropped(u->client);
 }
 
 static void on_closed(uv_handle_t *h)
@@ -594,6 +595,7 @@ void gw_uplink_close(gw_uplink *u, int64_t timeout_ms)
     u->closing = 1;
     if (u->connected)
         publish_status(u, "offline");
+    u->st.commands_dropped = gw_mqttc_dropped(u->client);
     gw_mqttc_close(u->client, u->connected ? timeout_ms : 0);
     u->client = NULL;
     uv_timer_stop(&u->timer);
