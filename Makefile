@@ -80,6 +80,12 @@ $(BUILD)/tests/itest_%: $(BUILD)/obj/tests/integration/itest_%.o $(BUILD)/obj/te
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
 
+# The Paho wrapper's test drives gateway code in-process against a real broker.
+$(BUILD)/tests/itest_mqttc: $(BUILD)/obj/tests/integration/itest_mqttc.o \
+		$(BUILD)/obj/tests/integration/harness.o $(BUILD)/libgw.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
 # The include graph against the layer rules (scripts/check-deps.sh has the table).
 check-deps:
 	@scripts/check-deps.sh
