@@ -9,17 +9,20 @@
 #include <stdio.h>
 #include <string.h>
 
-extern const gw_adapter gw_adapter_smoke_nb100, gw_adapter_json_map;
-extern const gw_adapter gw_adapter_cbor_map;
-extern const gw_adapter gw_adapter_modbus_profile;
+/* One line per adapter: X(name) stands for its descriptor gw_adapter_<name>.
+ * Order matters only to gw_adapter_identify and gw_adapter_for_payload. */
+#define GW_ADAPTER_TABLE(X)                                                                        \
+    X(smoke_nb100)                                                                                 \
+    X(json_map)                                                                                    \
+    X(cbor_map)                                                                                    \
+    X(modbus_profile)                                                                              \
+    /* end of the table: every line above ends with a backslash */
 
-const gw_adapter *const gw_adapters[] = {
-    &gw_adapter_smoke_nb100,
-    &gw_adapter_json_map,
-    &gw_adapter_cbor_map,
-    &gw_adapter_modbus_profile,
-    NULL,
-};
+#define DECLARE(n) extern const gw_adapter gw_adapter_##n;
+#define ENTRY(n) &gw_adapter_##n,
+GW_ADAPTER_TABLE(DECLARE)
+
+const gw_adapter *const gw_adapters[] = {GW_ADAPTER_TABLE(ENTRY) NULL};
 
 const gw_adapter *gw_adapter_find(const char *name)
 {
