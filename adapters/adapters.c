@@ -16,6 +16,7 @@
     X(json_map)                                                                                    \
     X(cbor_map)                                                                                    \
     X(modbus_profile)                                                                              \
+    X(tank_tl1)                                                                                    \
     /* end of the table: every line above ends with a backslash */
 
 #define DECLARE(n) extern const gw_adapter gw_adapter_##n;
