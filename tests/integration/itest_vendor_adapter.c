@@ -56,26 +56,14 @@ static const char *frame_file(const char *name, const char *serial, unsigned lev
     return p;
 }
 
-/* Posts file with coap-client-notls (bounded by -B) and returns the answer's
- * code ("2.04", "4.00", ...) or "none". type NULL: no Content-Format. */
+/* Posts file with coap-client-notls; the answer's code ("2.04", ...) or "none".
+ * type NULL: no Content-Format. */
 static const char *post(const char *type, const char *file, const char *path)
 {
-    static char code[8];
-    char cmd[2048], line[1024];
-    snprintf(cmd, sizeof(cmd),
-             "coap-client-notls -B 4 -v 7 -m post %s%s -f %s coap://127.0.0.1:%d/%s 2>&1",
-             type ? "-t " : "", type ? type : "", file, E.coap_port, path);
-    FILE *p = popen(cmd, "r");
-    snprintf(code, sizeof(code), "none");
-    if (!p)
-        return code;
-    while (fgets(line, sizeof(line), p)) {
-        const char *at = strstr(line, "t:ACK c:");
-        if (at && at[8] >= '2' && at[8] <= '5')
-            snprintf(code, sizeof(code), "%.4s", at + 8);
-    }
-    pclose(p);
-    return code;
+    char args[1024];
+    snprintf(args, sizeof(args), "-m post %s%s -f %s coap://127.0.0.1:%d/%s", type ? "-t " : "",
+             type ? type : "", file, E.coap_port, path);
+    return h_coap_client(4, args);
 }
 
 struct want {
