@@ -5,8 +5,10 @@
  * with one uv_timer; every wake-up runs coap_io_process(ctx, COAP_IO_NO_WAIT).
  * Resources: POST/PUT /d/<address>/data, /d/<address>/event and the LwM2M-style
  * raw container /19/0/0. The device is named by the DTLS PSK identity, the path,
- * a ?ep=IMEI query or the payload (an NB-100 frame's IMEI, a JSON "imei"/"ep", or with
- * Content-Format 60 a CBOR map's "imei"/"ep"). CBOR devices: adapter cbor-map.
+ * a ?ep=IMEI query or the payload: the adapters that accept the request's
+ * Content-Format are asked for the id it carries (gw_adapter_identify: an NB-100
+ * frame's IMEI, a JSON or CBOR "imei"/"ep"). A Content-Format the device's
+ * adapter does not accept gets 4.15.
  *
  * Acknowledge after commit. libcoap answers a request when its handler returns,
  * so the handler turns the pending answer into a dropped one (type NON, code 0:
@@ -24,9 +26,7 @@
  * and, for `observe: coap://HOST:PORT/path`, an Observe client on a shared
  * client context that re-registers after `observe_renew` without a
  * notification, after an RST and after an error answer. */
-#include "adapters/cbor_map.h"
-#include "adapters/json_map.h"
-#include "adapters/smoke_nb100.h"
+#include "adapters/adapter.h"
 #include "base/hex.h"
 #include "gateway/backoff.h"
 #include "gateway/core.h"
@@ -97,8 +97,7 @@ struct obs;
 struct cdev {
     gw_device *dev;
     gw_core *core;
-    const gw_adapter *adapter;
-    gw_jmap *jmap;
+    gw_adapter_use use; /* the device's adapter and json_map */
     uint8_t psk[64];
     coap_bin_const_t pskbin;
     struct obs *obs;
@@ -156,21 +155,8 @@ static int check_device(const gw_device *dev, char *err, size_t errlen)
         snprintf(err, errlen, "a coap device needs 'address' (its IMEI or endpoint name)");
         return GW_EINVAL;
     }
-    if (!gw_adapter_find(c->adapter)) {
-        snprintf(err, errlen, "key 'adapter': unknown adapter '%s'", c->adapter);
+    if (gw_adapter_use_init(NULL, c->adapter, c->json_map, err, errlen))
         return GW_EINVAL;
-    }
-    if (c->json_map) {
-        gw_jmap *m;
-        if (!gw_adapter_find(c->adapter)->decode_mapped) {
-            snprintf(err, errlen,
-                     "key 'json_map' needs an adapter that reads a mapping (json-map, cbor-map)");
-            return GW_EINVAL;
-        }
-        if (gw_jmap_load(&m, c->json_map, "json_map", err, errlen))
-            return GW_EINVAL;
-        gw_jmap_free(m);
-    }
     uint8_t k[64];
     size_t n;
     int rc = load_psk(c, k, sizeof(k), &n, err, errlen);
@@ -222,7 +208,7 @@ static int deliver_payload(struct cdev *c, const uint8_t *buf, size_t len)
      * are a resend (a new message id does not make it new). Mapped JSON/CBOR
      * may repeat legitimately, so they are not judged by content. */
     char key[24] = "";
-    if (!c->adapter->decode_mapped) {
+    if (!c->use.adapter->decode_mapped) {
         uint64_t h = 1469598103934665603ull;
         for (size_t i = 0; i < len; i++)
             h = (h ^ buf[i]) * 1099511628211ull;
@@ -232,10 +218,7 @@ static int deliver_payload(struct cdev *c, const uint8_t *buf, size_t len)
             return GW_OK;
         }
     }
-    if (c->adapter->decode_mapped)
-        rc = c->adapter->decode_mapped(c->jmap, buf, len, gw_now_ms(), &sink);
-    else
-        rc = c->adapter->decode(buf, len, gw_now_ms(), &sink);
+    rc = gw_adapter_use_decode(&c->use, NULL, buf, len, gw_now_ms(), &sink);
     if ((rc && d.n == 0) || d.refused) {
         if (key[0])
             gw_core_forget_report(c->core, c->dev, key);
@@ -451,15 +434,16 @@ static int content_format(const coap_pdu_t *req)
     return (int)coap_decode_var_bytes(coap_opt_value(o), coap_opt_length(o));
 }
 
-/* The identity a request names (address or IMEI), or "" if none. */
-static void request_identity(coap_session_t *session, const coap_pdu_t *req,
-                             const coap_string_t *query, const char *path_addr, const uint8_t *data,
-                             size_t len, char *out, size_t cap)
+/* The identity a request names (address or IMEI), or "" if none. Returns 1
+ * when the payload named it, else 0. */
+static int request_identity(coap_session_t *session, const coap_pdu_t *req,
+                            const coap_string_t *query, const char *path_addr, const uint8_t *data,
+                            size_t len, char *out, size_t cap)
 {
     out[0] = '\0';
     if (path_addr && path_addr[0]) {
         gw_strlcpy(out, path_addr, cap);
-        return;
+        return 0;
     }
     if (query) {
         /* ep=IMEI, possibly among other parameters separated by '&'. */
@@ -472,28 +456,12 @@ static void request_identity(coap_session_t *session, const coap_pdu_t *req,
             if (j - i > 3 && !memcmp(q + i, "ep=", 3) && j - i - 3 < cap) {
                 memcpy(out, q + i + 3, j - i - 3);
                 out[j - i - 3] = '\0';
-                return;
+                return 0;
             }
             i = j + 1;
         }
     }
-    if (content_format(req) == COAP_MEDIATYPE_APPLICATION_CBOR) {
-        if (gw_cbor_get_text(data, len, "imei", out, cap) &&
-            gw_cbor_get_text(data, len, "ep", out, cap))
-            out[0] = '\0';
-        return;
-    }
-    gw_nb100_frame f;
-    if (len >= 2 && data[0] == GW_NB100_MAGIC0 && data[1] == GW_NB100_MAGIC1) {
-        if (gw_nb100_parse(data, len, &f) == GW_OK)
-            gw_strlcpy(out, f.imei, cap);
-        return;
-    }
-    if (len && (data[0] == '{' || data[0] == '[')) {
-        if (gw_jmap_get_text((const char *)data, len, "imei", out, cap) &&
-            gw_jmap_get_text((const char *)data, len, "ep", out, cap))
-            out[0] = '\0';
-    }
+    return gw_adapter_identify(content_format(req), data, len, out, cap) != NULL;
 }
 
 static int printable_id(const char *s)
@@ -582,7 +550,7 @@ static void on_request(coap_resource_t *res, coap_session_t *session, const coap
         memcpy(ident, id->s, id->length);
         ident[id->length] = '\0';
     }
-    request_identity(session, req, query, addr, data, len, named, sizeof(named));
+    int by_payload = request_identity(session, req, query, addr, data, len, named, sizeof(named));
     if (secure && named[0] && strcmp(named, ident)) {
         s->unauthorized++;
         GW_LOG_RL(GW_LOG_WARN, 10000, "coap", "DTLS identity %s posted as %s: refused (%llu)",
@@ -607,21 +575,21 @@ static void on_request(coap_resource_t *res, coap_session_t *session, const coap
         refuse(resp, 401);
         return;
     }
-    if (!strcmp(c->adapter->name, "smoke-nb100")) {
-        gw_nb100_frame f;
-        if (gw_nb100_parse(data, len, &f) == GW_OK && strcmp(f.imei, dev->conf.address)) {
-            s->unauthorized++;
-            refuse(resp, 401);
-            return;
-        }
+    /* A payload that names a device must name this one. */
+    char carried[64];
+    if (!by_payload && c->use.adapter->identify &&
+        c->use.adapter->identify(data, len, carried, sizeof(carried)) == GW_OK &&
+        strcmp(carried, dev->conf.address)) {
+        s->unauthorized++;
+        refuse(resp, 401);
+        return;
     }
-    /* A CBOR device says application/cbor or nothing; another format is not
-     * something its mapping can read. */
+    /* A format the device's adapter does not read (stating none is fine). */
     int cf = content_format(req);
-    if (!strcmp(c->adapter->name, "cbor-map") && cf >= 0 && cf != COAP_MEDIATYPE_APPLICATION_CBOR) {
+    if (!gw_adapter_accepts(c->use.adapter, cf)) {
         s->malformed++;
-        GW_LOG_RL(GW_LOG_WARN, 10000, "coap", "[%s] Content-Format %d is not CBOR: 4.15 (%llu)",
-                  dev->conf.id, cf, (unsigned long long)s->malformed);
+        GW_LOG_RL(GW_LOG_WARN, 10000, "coap", "[%s] Content-Format %d not read by %s: 4.15 (%llu)",
+                  dev->conf.id, cf, c->use.adapter->name, (unsigned long long)s->malformed);
         refuse(resp, 415);
         return;
     }
@@ -1218,7 +1186,7 @@ static void obs_stop(struct obs *o)
 
 static void cdev_free(struct cdev *c)
 {
-    gw_jmap_free(c->jmap);
+    gw_adapter_use_free(&c->use);
     memset(c->psk, 0, sizeof(c->psk));
     free(c);
 }
@@ -1233,13 +1201,11 @@ static int coap_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
     }
     c->dev = dev;
     c->core = core;
-    c->adapter = gw_adapter_find(dc->adapter);
     size_t n;
     char perr[256];
-    if (!c->adapter || load_psk(dc, c->psk, sizeof(c->psk), &n, perr, sizeof(perr)) ||
-        (dc->json_map && gw_jmap_load(&c->jmap, dc->json_map, "json_map", perr, sizeof(perr)))) {
-        snprintf(err, errlen, "device '%s': %s", dev->conf.id,
-                 c->adapter ? perr : "unknown adapter");
+    if (load_psk(dc, c->psk, sizeof(c->psk), &n, perr, sizeof(perr)) ||
+        gw_adapter_use_init(&c->use, dc->adapter, dc->json_map, perr, sizeof(perr))) {
+        snprintf(err, errlen, "device '%s': %s", dev->conf.id, perr);
         memset(c->psk, 0, sizeof(c->psk));
         free(c);
         return GW_EINVAL;

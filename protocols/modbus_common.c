@@ -355,6 +355,11 @@ int gw_mb_poll_init(gw_mb_poll *p, gw_core *core, gw_device *dev, const char *mo
     p->core = core;
     p->dev = dev;
     p->module = module;
+    p->adapter = gw_adapter_for_payload(GW_PAYLOAD_REGISTERS);
+    if (!p->adapter || !p->adapter->decode_registers) {
+        snprintf(err, errlen, "no registers adapter is compiled in");
+        return GW_EINVAL;
+    }
     p->profile = gw_mb_profile(core, dev->conf.profile, err, errlen);
     if (!p->profile)
         return GW_EINVAL;
@@ -572,8 +577,8 @@ void gw_mb_poll_finish(gw_mb_poll *p)
         return; /* the event said it; no stream of bad readings */
     gw_sink sink = {sink_reading, sink_event, p};
     p->rbe_hint = 0;
-    int rc =
-        gw_profile_decode(p->profile, p->params, p->nparams, p->res, p->nreq, gw_now_ms(), &sink);
+    int rc = p->adapter->decode_registers(p->profile, p->params, p->nparams, p->res, p->nreq,
+                                          gw_now_ms(), &sink);
     if (rc)
         GW_LOG_RL(GW_LOG_WARN, 10000, p->module, "[%s] decoding failed: %d", d->conf.id, rc);
 }

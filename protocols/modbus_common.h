@@ -17,6 +17,7 @@
  *    carries the transactions of one device (modbus-tcp, dial-out modbus-dtu)
  *    or of every device behind an inbound DTU, one at a time, with MBAP or
  *    RTU framing. modbus_dtu.c uses it through the gw_mbl__ functions below. */
+#include "adapters/adapter.h"
 #include "adapters/modbus_profile.h"
 #include "gateway/core.h"
 #include "gateway/timerwheel.h"
@@ -75,6 +76,7 @@ typedef struct gw_mb_rbe {
 typedef struct gw_mb_poll {
     gw_core *core;
     gw_device *dev;
+    const gw_adapter *adapter;  /* the registers adapter, from the adapters table */
     const gw_profile *profile; /* shared through the core (gw_mb_profile) */
     gw_param params[GW_MAX_PARAMS]; /* the device's site values, for derived points */
     size_t nparams;

@@ -13,6 +13,7 @@
  * go through the device's json_map, else the listener's (one mapping per device
  * type), else the generic mapping; unknown devices and malformed payloads are
  * counted drops. Reconnects use the core's backoff on a loop timer. */
+#include "adapters/adapter.h"
 #include "adapters/json_map.h"
 #include "gateway/backoff.h"
 #include "gateway/core.h"
@@ -73,8 +74,7 @@ static const gw_cfgkey device_keys[] = {
     {NULL}};
 
 struct mdev {
-    const gw_adapter *adapter;
-    gw_jmap *jmap;
+    gw_adapter_use use; /* the device's adapter and json_map */
 };
 
 /* ---- topic templates ---- */
@@ -249,13 +249,8 @@ static void handle_message(struct msrv *s, const gw_mqttc_event *e)
     }
     struct deliver d = {s->core, dev, 0};
     gw_sink sink = {on_reading, on_event, &d};
-    const gw_jmap *m = md->jmap ? md->jmap : s->jmap;
-    int rc;
-    if (md->adapter->decode_mapped)
-        rc = md->adapter->decode_mapped(m, (const uint8_t *)e->payload, e->len, gw_now_ms(),
-                                        &sink);
-    else
-        rc = md->adapter->decode((const uint8_t *)e->payload, e->len, gw_now_ms(), &sink);
+    int rc = gw_adapter_use_decode(&md->use, s->jmap, (const uint8_t *)e->payload, e->len,
+                                   gw_now_ms(), &sink);
     if (rc) {
         s->malformed++;
         GW_LOG_RL(GW_LOG_WARN, 10000, "mqtt-devices",
@@ -401,22 +396,7 @@ static int check_device(const gw_device *dev, char *err, size_t errlen)
         snprintf(err, errlen, "key 'address' may not hold '/', '+' or '#'");
         return GW_EINVAL;
     }
-    if (!gw_adapter_find(c->adapter)) {
-        snprintf(err, errlen, "key 'adapter': unknown adapter '%s'", c->adapter);
-        return GW_EINVAL;
-    }
-    if (c->json_map) {
-        gw_jmap *m;
-        if (!gw_adapter_find(c->adapter)->decode_mapped) {
-            snprintf(err, errlen,
-                     "key 'json_map' needs an adapter that reads a mapping (json-map, cbor-map)");
-            return GW_EINVAL;
-        }
-        if (gw_jmap_load(&m, c->json_map, "json_map", err, errlen))
-            return GW_EINVAL;
-        gw_jmap_free(m);
-    }
-    return GW_OK;
+    return gw_adapter_use_init(NULL, c->adapter, c->json_map, err, errlen);
 }
 
 static int md_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
@@ -427,11 +407,7 @@ static int md_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return GW_ENOMEM;
     }
-    m->adapter = gw_adapter_find(c->adapter);
-    if (!m->adapter ||
-        (c->json_map && gw_jmap_load(&m->jmap, c->json_map, "json_map", err, errlen))) {
-        if (!m->adapter)
-            snprintf(err, errlen, "device '%s': unknown adapter", dev->conf.id);
+    if (gw_adapter_use_init(&m->use, c->adapter, c->json_map, err, errlen)) {
         free(m);
         return GW_EINVAL;
     }
@@ -445,7 +421,7 @@ static void md_detach(gw_device *dev)
     if (!m)
         return;
     dev->proto_state = NULL;
-    gw_jmap_free(m->jmap);
+    gw_adapter_use_free(&m->use);
     free(m);
 }
 
