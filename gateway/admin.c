@@ -1,7 +1,7 @@
 #include "gateway/admin.h"
 
 #include "gateway/alarms.h"
-#include "gateway/core.h"
+#include "gateway/core_internal.h"
 #include "gateway/log.h"
 #include "protocols/stream_listener.h"
 

@@ -1,6 +1,6 @@
 #include "gateway/alarms.h"
 
-#include "gateway/core.h"
+#include "gateway/core_internal.h"
 #include "gateway/json.h"
 #include "gateway/localpub.h"
 #include "gateway/log.h"

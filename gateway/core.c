@@ -1,5 +1,5 @@
 /* The core: start-up, the pipeline, graceful stop and SIGHUP reload. */
-#include "gateway/core.h"
+#include "gateway/core_internal.h"
 
 #include "gateway/admin.h"
 #include "gateway/alarms.h"
@@ -838,4 +838,14 @@ error:
     shared_free(core);
     gw_config_free(&core->cfg);
     return GW_ERR;
+}
+
+uv_loop_t *gw_core_loop(gw_core *core)
+{
+    return core->loop;
+}
+
+const gw_config *gw_core_config(const gw_core *core)
+{
+    return &core->cfg;
 }

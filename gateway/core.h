@@ -5,13 +5,12 @@
  * Everything here runs on the loop thread. */
 #include "gateway/config.h"
 #include "gateway/model.h"
-#include "gateway/store.h"
 #include "gateway/timerwheel.h"
-#include "gateway/uplink.h"
 #include "protocols/protocol.h"
 
 #include <uv.h>
 
+/* Opaque outside gateway/: the core's internals are in gateway/core_internal.h. */
 typedef struct gw_core gw_core;
 
 typedef struct gw_device {
@@ -31,46 +30,11 @@ typedef struct gw_device {
     uint64_t polls, polls_failed, polls_skipped, readings;
 } gw_device;
 
-typedef struct gw_core_stats {
-    uint64_t readings, events, alarms;
-    uint64_t refused_queue_full; /* readings refused: store queue at its bound */
-    uint64_t encode_errors;
-    uint64_t replays;     /* reports refused by gw_core_seen_report as already stored */
-    uint64_t obs_refused; /* readings refused: observation time outside store.obs_max_age/ahead */
-} gw_core_stats;
 
-struct gw_core {
-    uv_loop_t *loop;
-    gw_config cfg;
-    char config_path[256]; /* empty: embedded default */
-    gw_store *store;
-    gw_uplink *uplink;
-    gw_device **devices; /* each allocated alone: protocols keep pointers */
-    size_t ndevices;
-    struct gw_shared *shared; /* objects devices share by name (gw_core_shared) */
-    size_t nshared;
-    struct gw_listener {
-        gw_listener_conf conf; /* conf.conf owned by the listener */
-        void *state;
-    } *listeners;
-    size_t nlisteners;
-    gw_device **by_addr; /* open-addressing index of (protocol, address) */
-    size_t by_addr_cap;
-    struct gw_alarms *alarms; /* local rules and alarms (gateway/alarms.c) */
-    struct gw_admin *admin;   /* local admin socket, NULL when disabled */
-    struct gw_localpub *localpub; /* local broker for rule actions, NULL when none */
-    struct gw_liveness *liveness; /* the offline-by-silence timer (gateway/liveness.c) */
-    gw_tw *wheel;                 /* device timers, from start until every device is gone */
-    uint64_t seq;
-    gw_core_stats st;
-    uv_signal_t sig_term, sig_int, sig_hup;
-    uv_timer_t stats_timer, drain_timer;
-    int stopping;
-    int stop_flushed; /* the stop's flush completed: the uplink may drain */
-    int64_t drain_deadline;
-    int exit_code;
-    char buf[8192]; /* scratch for encoding one item */
-};
+/* The loop everything runs on, and the running configuration (read-only for
+ * protocols; replaced as a whole by a reload). */
+uv_loop_t *gw_core_loop(gw_core *core);
+const gw_config *gw_core_config(const gw_core *core);
 
 /* Builds the core from a loaded config (taking ownership of cfg) and starts
  * everything. Returns 0 or GW_E* with err set (then nothing is left running). */

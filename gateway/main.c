@@ -2,7 +2,7 @@
 #include "gateway/admin.h"
 #include "gateway/cli.h"
 #include "gateway/config.h"
-#include "gateway/core.h"
+#include "gateway/core_internal.h"
 #include "gateway/log.h"
 
 #include <signal.h>

@@ -818,8 +818,8 @@ static int coap_listen(gw_core *core, const void *conf, void **state, char *err,
         snprintf(err, errlen, "libcoap was built without epoll");
         goto error;
     }
-    uv_poll_init(core->loop, &s->poll, fd);
-    uv_timer_init(core->loop, &s->timer);
+    uv_poll_init(gw_core_loop(core), &s->poll, fd);
+    uv_timer_init(gw_core_loop(core), &s->timer);
     s->poll.data = s->timer.data = s;
     s->handles = 2;
     uv_poll_start(&s->poll, UV_READABLE, on_poll);
@@ -1111,8 +1111,8 @@ static int cli_acquire(gw_core *core)
     }
     coap_register_response_handler(c->ctx, cli_on_response);
     coap_register_nack_handler(c->ctx, cli_on_nack);
-    uv_poll_init(core->loop, &c->poll, coap_context_get_coap_fd(c->ctx));
-    uv_timer_init(core->loop, &c->timer);
+    uv_poll_init(gw_core_loop(core), &c->poll, coap_context_get_coap_fd(c->ctx));
+    uv_timer_init(gw_core_loop(core), &c->timer);
     c->poll.data = c->timer.data = c;
     uv_poll_start(&c->poll, UV_READABLE, cli_on_poll);
     c->users = 1;
@@ -1163,7 +1163,7 @@ static int obs_start(struct cdev *c, const char *uri, char *err, size_t errlen)
     int64_t renew = ((const struct dconf *)c->dev->proto_conf)->observe_renew_ms;
     gw_backoff_init(&o->bo, 500, renew < 60000 ? renew : 60000,
                     (uint64_t)gw_mono_ns() ^ (uintptr_t)o);
-    uv_timer_init(c->core->loop, &o->renew);
+    uv_timer_init(gw_core_loop(c->core), &o->renew);
     o->renew.data = o;
     c->obs = o;
     obs_schedule(o, 1); /* register from the loop, once everything is up */

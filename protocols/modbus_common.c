@@ -257,7 +257,7 @@ void gw_mb_stats_ref(gw_core *core)
 {
     if (stats_refs++ == 0) {
         stats_wheel = gw_core_wheel(core);
-        gw_strlcpy(stats_path, core->cfg.modbus_stats, sizeof(stats_path));
+        gw_strlcpy(stats_path, gw_core_config(core)->modbus_stats, sizeof(stats_path));
         stats_last_log = gw_tw_now(stats_wheel);
         stats_at_log = stats;
         gw_tw_start(stats_wheel, &stats_timer, stats_last_log + 1000, on_stats_timer);
@@ -306,10 +306,10 @@ static void *profile_load(gw_core *core, const char *name, char *err, size_t err
 {
     gw_profile *p = NULL;
     int rc = GW_ENOTFOUND;
-    for (int i = 0; i < core->cfg.nprofile_dirs && rc == GW_ENOTFOUND; i++) {
+    for (int i = 0; i < gw_core_config(core)->nprofile_dirs && rc == GW_ENOTFOUND; i++) {
         char path[512];
         struct stat st;
-        snprintf(path, sizeof(path), "%s/%s.yaml", core->cfg.profile_dirs[i], name);
+        snprintf(path, sizeof(path), "%s/%s.yaml", gw_core_config(core)->profile_dirs[i], name);
         if (stat(path, &st) == 0)
             rc = gw_profile_load_file(&p, path, err, errlen);
     }

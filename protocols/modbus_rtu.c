@@ -414,7 +414,7 @@ static void on_box_discard(gw_mailbox *mb, gw_mail *item)
 static void on_poll(uv_timer_t *t)
 {
     struct rtu_dev *d = t->data;
-    int64_t now = (int64_t)uv_now(d->core->loop), iv = d->dev->interval_ms;
+    int64_t now = (int64_t)uv_now(gw_core_loop(d->core)), iv = d->dev->interval_ms;
     int64_t due = d->next_due;
     d->next_due = gw_mb_next_due(due, now, iv, &d->dev->polls_skipped);
     uv_timer_start(&d->poll_timer, on_poll, (uint64_t)(d->next_due - now), 0);
@@ -469,7 +469,7 @@ static struct rtu_bus *bus_get(gw_core *core, const struct rtu_conf *c, const ch
     uv_cond_init(&b->cv);
     b->box.data = b;
     b->exit_mail.type = M_EXIT;
-    if (gw_mailbox_init(&b->box, core->loop, BUS_DONE_MAX, 0, on_box, on_box_discard)) {
+    if (gw_mailbox_init(&b->box, gw_core_loop(core), BUS_DONE_MAX, 0, on_box, on_box_discard)) {
         snprintf(err, errlen, "cannot create the mailbox for %s", c->serial);
         uv_mutex_destroy(&b->mu);
         uv_cond_destroy(&b->cv);
@@ -550,11 +550,11 @@ static int rtu_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
     d->next = d->bus->devs;
     d->bus->devs = d;
     gw_mb_stats_ref(core);
-    uv_timer_init(core->loop, &d->poll_timer);
+    uv_timer_init(gw_core_loop(core), &d->poll_timer);
     d->poll_timer.data = d;
     d->done.type = M_CYCLE;
     d->refs = 1;
-    int64_t now = (int64_t)uv_now(core->loop);
+    int64_t now = (int64_t)uv_now(gw_core_loop(core));
     int64_t first = gw_mb_first_due(dev->conf.id, now, dev->interval_ms);
     d->next_due = first; /* the due time of the next poll */
     uv_timer_start(&d->poll_timer, on_poll, (uint64_t)(first - now), 0);

@@ -78,7 +78,7 @@ static void link_broken(gw_mbl *l, int code);
 
 static int64_t now_ms(gw_mbl *l)
 {
-    return (int64_t)uv_now(l->core->loop);
+    return (int64_t)uv_now(gw_core_loop(l->core));
 }
 
 /* ---- Queue ---- */
@@ -170,7 +170,7 @@ static void on_timer(gw_tw_timer *t);
 
 static void arm(gw_mbl *l, int64_t in_ms)
 {
-    gw_tw_start(gw_core_wheel(l->core), &l->tmr, (int64_t)uv_now(l->core->loop) + in_ms, on_timer);
+    gw_tw_start(gw_core_wheel(l->core), &l->tmr, (int64_t)uv_now(gw_core_loop(l->core)) + in_ms, on_timer);
 }
 
 static void send_pdu(gw_mbl *l, gw_mbs *s, const uint8_t *pdu, size_t len)
@@ -454,7 +454,7 @@ static int link_connect(gw_mbl *l)
         return GW_OK;
     if (l->tcp_open || now_ms(l) < l->connect_not_before)
         return GW_EAGAIN; /* the old handle is still closing, or backing off */
-    if (uv_tcp_init(l->core->loop, &l->tcp))
+    if (uv_tcp_init(gw_core_loop(l->core), &l->tcp))
         return GW_ERR;
     l->tcp.data = l;
     l->tcp_open = 1;
@@ -494,7 +494,7 @@ static void on_tcp_closed(uv_handle_t *h)
 static void on_poll(gw_tw_timer *t)
 {
     gw_mbs *s = t->data;
-    int64_t now = (int64_t)uv_now(s->core->loop), iv = s->dev->interval_ms;
+    int64_t now = (int64_t)uv_now(gw_core_loop(s->core)), iv = s->dev->interval_ms;
     int64_t due = s->next_due;
     s->next_due = gw_mb_next_due(due, now, iv, &s->dev->polls_skipped);
     gw_tw_start(gw_core_wheel(s->core), &s->poll_tmr, s->next_due, on_poll);
@@ -520,7 +520,7 @@ int gw_mbs__init(gw_mbs *s, gw_core *core, gw_device *dev, const char *module, c
         return rc;
     gw_mb_stats_ref(core);
     s->poll_tmr.data = s;
-    int64_t now = (int64_t)uv_now(core->loop);
+    int64_t now = (int64_t)uv_now(gw_core_loop(core));
     s->next_due = gw_mb_first_due(dev->conf.id, now, dev->interval_ms);
     gw_tw_start(gw_core_wheel(core), &s->poll_tmr, s->next_due, on_poll);
     dev->online = -1;
@@ -745,7 +745,7 @@ static int mbt_set_interval(gw_device *dev, int64_t interval_ms)
     if (!s || interval_ms <= 0)
         return GW_EINVAL;
     dev->interval_ms = interval_ms;
-    int64_t now = (int64_t)uv_now(s->core->loop);
+    int64_t now = (int64_t)uv_now(gw_core_loop(s->core));
     s->next_due = now;
     gw_tw_start(gw_core_wheel(s->core), &s->poll_tmr, now, on_poll);
     return GW_OK;

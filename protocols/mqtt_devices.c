@@ -326,7 +326,7 @@ static int md_listen(gw_core *core, const void *conf, void **state, char *err, s
         goto error;
     if (!s->conf.client_id[0])
         snprintf(s->conf.client_id, sizeof(s->conf.client_id), "%.40s-devices-%d",
-                 core->cfg.gateway_id, ++instance);
+                 gw_core_config(core)->gateway_id, ++instance);
     gw_mqttc_config mc = {
         .uri = s->conf.uri,
         .client_id = s->conf.client_id,
@@ -339,14 +339,14 @@ static int md_listen(gw_core *core, const void *conf, void **state, char *err, s
         .max_message_bytes = MAX_MSG_BYTES,
     };
     char cerr[200];
-    s->client = gw_mqttc_new(core->loop, &mc, on_mqtt, s, cerr, sizeof(cerr));
+    s->client = gw_mqttc_new(gw_core_loop(core), &mc, on_mqtt, s, cerr, sizeof(cerr));
     memset(password, 0, sizeof(password));
     if (!s->client) {
         snprintf(err, errlen, "uri %s", cerr);
         goto error;
     }
     gw_backoff_init(&s->bo, 200, 30000, (uint64_t)gw_mono_ns() ^ (uint64_t)getpid());
-    uv_timer_init(core->loop, &s->timer);
+    uv_timer_init(gw_core_loop(core), &s->timer);
     s->timer.data = s;
     do_connect(s);
     *state = s;
