@@ -8,7 +8,7 @@
  * hostile: check the remaining length before every read, never trust a length
  * field, and return GW_EMALFORMED (having emitted nothing it is unsure of)
  * instead of guessing. Adapters do no I/O and do not log. */
-#include "gateway/model.h"
+#include "base/model.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -5,7 +5,7 @@
 #include "adapters/json_map.h"
 
 #include "base/civil.h"
-#include "gateway/cfgmap.h"
+#include "base/cfgmap.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>

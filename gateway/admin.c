@@ -2,7 +2,7 @@
 
 #include "gateway/alarms.h"
 #include "gateway/core_internal.h"
-#include "gateway/log.h"
+#include "base/log.h"
 #include "protocols/stream_listener.h"
 
 #include <errno.h>

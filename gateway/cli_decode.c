@@ -13,8 +13,8 @@
 
 #include "adapters/adapter.h"
 #include "base/hex.h"
-#include "gateway/log.h"
-#include "gateway/model.h"
+#include "base/log.h"
+#include "base/model.h"
 #include "protocols/hj212.h"
 #include "protocols/sl651.h"
 

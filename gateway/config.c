@@ -2,10 +2,10 @@
  * names, types, defaults and bounds (docs/config.md mirrors them). */
 #include "gateway/config.h"
 
-#include "gateway/cfgmap.h"
-#include "gateway/embedded.h"
-#include "gateway/log.h"
-#include "gateway/model.h"
+#include "base/cfgmap.h"
+#include "base/embedded.h"
+#include "base/log.h"
+#include "base/model.h"
 #include "protocols/protocol.h"
 
 #include <stdarg.h>

@@ -7,7 +7,7 @@
 #include "gateway/localpub.h"
 #include "gateway/store.h"
 #include "gateway/uplink.h"
-#include "gateway/yamldoc.h"
+#include "base/yamldoc.h"
 
 struct gw_protocol;
 

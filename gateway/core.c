@@ -3,9 +3,9 @@
 
 #include "gateway/admin.h"
 #include "gateway/alarms.h"
-#include "gateway/cfgmap.h"
-#include "gateway/json.h"
-#include "gateway/log.h"
+#include "base/cfgmap.h"
+#include "base/json.h"
+#include "base/log.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

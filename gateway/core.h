@@ -4,8 +4,8 @@
  *   protocol -> adapter -> reading -> rules -> store -> uplink.
  * Everything here runs on the loop thread. */
 #include "gateway/config.h"
-#include "gateway/model.h"
-#include "gateway/timerwheel.h"
+#include "base/model.h"
+#include "base/timerwheel.h"
 #include "protocols/protocol.h"
 
 #include <uv.h>
@@ -112,7 +112,7 @@ typedef void *(*gw_core_load_fn)(gw_core *core, const char *name, char *err, siz
 void *gw_core_shared(gw_core *core, const char *name, gw_core_load_fn load,
                      void (*release)(void *obj), char *err, size_t errlen);
 
-/* The core's timer wheel (gateway/timerwheel.h) for device timers. It runs
+/* The core's timer wheel (base/timerwheel.h) for device timers. It runs
  * from before the first attach until after the last detach of a stop. */
 gw_tw *gw_core_wheel(gw_core *core);
 

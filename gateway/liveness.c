@@ -7,7 +7,7 @@
  * by one timer for all devices, armed for the earliest deadline and never more
  * often than every MIN_TICK_MS, so thousands of devices cost no timer each. */
 #include "gateway/core_internal.h"
-#include "gateway/log.h"
+#include "base/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>

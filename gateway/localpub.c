@@ -1,8 +1,8 @@
 #include "gateway/localpub.h"
 
-#include "gateway/log.h"
-#include "gateway/model.h"
-#include "gateway/mqttc.h"
+#include "base/log.h"
+#include "base/model.h"
+#include "base/mqttc.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -3,7 +3,7 @@
 #include "gateway/cli.h"
 #include "gateway/config.h"
 #include "gateway/core_internal.h"
-#include "gateway/log.h"
+#include "base/log.h"
 
 #include <signal.h>
 #include <stdio.h>

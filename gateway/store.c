@@ -1,6 +1,6 @@
 /* The outbox: SQLite in WAL mode on its own thread. The loop thread only
  * queues commands (put, ack, fetch, flush) and receives completions through a
- * mailbox (gateway/mailbox.h); the DB thread owns the connection. See store.h for the contract.
+ * mailbox (base/mailbox.h); the DB thread owns the connection. See store.h for the contract.
  *
  * Failure handling, in one paragraph: a group that fails to commit is rolled
  * back but its commands stay, in order, at the head of the next group; they
@@ -13,9 +13,9 @@
  * into a fresh outbox. */
 #include "gateway/store.h"
 
-#include "gateway/log.h"
-#include "gateway/mailbox.h"
-#include "gateway/model.h"
+#include "base/log.h"
+#include "base/mailbox.h"
+#include "base/model.h"
 
 #include <errno.h>
 #include <fcntl.h>

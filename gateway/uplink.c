@@ -5,13 +5,13 @@
  * in-flight slot). On connection loss every in-flight message is forgotten and
  * each lane rewinds to its oldest unacknowledged row, so the backlog is sent
  * again in order; the platform de-duplicates replays by item id. Paho is reached
- * through gateway/mqttc.h, which brings its events to the loop. */
+ * through base/mqttc.h, which brings its events to the loop. */
 #include "gateway/uplink.h"
 
-#include "gateway/backoff.h"
-#include "gateway/log.h"
-#include "gateway/model.h"
-#include "gateway/mqttc.h"
+#include "base/backoff.h"
+#include "base/log.h"
+#include "base/model.h"
+#include "base/mqttc.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -28,9 +28,9 @@
  * notification, after an RST and after an error answer. */
 #include "adapters/adapter.h"
 #include "base/hex.h"
-#include "gateway/backoff.h"
+#include "base/backoff.h"
 #include "gateway/core.h"
-#include "gateway/log.h"
+#include "base/log.h"
 
 #include <arpa/inet.h>
 #include <coap3/coap.h>

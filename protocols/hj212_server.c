@@ -25,7 +25,7 @@
  * supplies its scan (gw_hj212_scan) and packet handler. After gw_sl_stop the
  * listener calls nothing here, so the server is freed with its stats timer. */
 #include "gateway/core.h"
-#include "gateway/log.h"
+#include "base/log.h"
 #include "protocols/hj212.h"
 #include "protocols/stream_listener.h"
 

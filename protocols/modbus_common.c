@@ -3,7 +3,7 @@
 #include "protocols/modbus_common.h"
 
 #include "base/crc16.h"
-#include "gateway/log.h"
+#include "base/log.h"
 
 #include <math.h>
 #include <stdio.h>

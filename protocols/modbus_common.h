@@ -20,7 +20,7 @@
 #include "adapters/adapter.h"
 #include "adapters/modbus_profile.h"
 #include "gateway/core.h"
-#include "gateway/timerwheel.h"
+#include "base/timerwheel.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -145,7 +145,7 @@ int64_t gw_mb_first_due(const char *id, int64_t now, int64_t interval);
 int64_t gw_mb_next_due(int64_t due, int64_t now, int64_t interval, uint64_t *skipped);
 
 /* Polls and response timeouts run on the core's timer wheel
- * (gateway/timerwheel.h, gw_core_wheel). */
+ * (base/timerwheel.h, gw_core_wheel). */
 
 /* ---- 3. Statistics ---- */
 

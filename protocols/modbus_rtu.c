@@ -10,13 +10,13 @@
  * device on its bus (at most once: a device whose previous cycle has not come
  * back skips the slot, so the queue is bounded by the devices on the bus);
  * the worker runs the device's planned reads back to back, `frame_gap` apart,
- * and posts the finished job to the bus's mailbox (gateway/mailbox.h), which
+ * and posts the finished job to the bus's mailbox (base/mailbox.h), which
  * wakes the loop; the loop decodes (gw_mb_poll: results, report-by-exception,
  * online/offline). Writes go on their own bounded list and before reads.
  * Only the loop touches gw_device; the worker sees copies (unit, timeouts,
  * the planned reads). */
-#include "gateway/log.h"
-#include "gateway/mailbox.h"
+#include "base/log.h"
+#include "base/mailbox.h"
 #include "protocols/modbus_common.h"
 
 #include <errno.h>

@@ -17,9 +17,9 @@
  * phase, the poll cycle (gw_mb_poll in modbus_common.c: results, report-by-
  * exception, online/offline events) and a short queue of writes, which go
  * before the next read. */
-#include "gateway/backoff.h"
-#include "gateway/log.h"
-#include "gateway/netaddr.h"
+#include "base/backoff.h"
+#include "base/log.h"
+#include "base/netaddr.h"
 #include "protocols/modbus_common.h"
 
 #include <stdlib.h>

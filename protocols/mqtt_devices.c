@@ -7,7 +7,7 @@
  * (`field/+/{device}/status`) carries birth and last-will messages: the
  * payloads `online_payload` / `offline_payload` become online/offline events.
  *
- * Paho is reached through gateway/mqttc.h: messages come to the loop through
+ * Paho is reached through base/mqttc.h: messages come to the loop through
  * its mailbox, bounded by queue_max (beyond it they are dropped and counted),
  * and are decoded there. Payloads
  * go through the device's json_map, else the listener's (one mapping per device
@@ -15,10 +15,10 @@
  * counted drops. Reconnects use the core's backoff on a loop timer. */
 #include "adapters/adapter.h"
 #include "adapters/json_map.h"
-#include "gateway/backoff.h"
+#include "base/backoff.h"
 #include "gateway/core.h"
-#include "gateway/log.h"
-#include "gateway/mqttc.h"
+#include "base/log.h"
+#include "base/mqttc.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -33,8 +33,8 @@
  * callback that drops the last one. */
 #include "base/hex.h"
 #include "gateway/core.h"
-#include "gateway/log.h"
-#include "gateway/netaddr.h"
+#include "base/log.h"
+#include "base/netaddr.h"
 #include "protocols/sl651.h"
 #include "protocols/stream_listener.h"
 

@@ -7,8 +7,8 @@
  * timeout; only an accepted frame restarts it. */
 #include "protocols/stream_listener.h"
 
-#include "gateway/log.h"
-#include "gateway/netaddr.h"
+#include "base/log.h"
+#include "base/netaddr.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* The gateway's Paho wrapper (gateway/mqttc.c) against a real mosquitto
+/* The gateway's Paho wrapper (base/mqttc.c) against a real mosquitto
  * started by the test, and against a fake broker that refuses MQTT 3.1.1:
  * events reach the loop in order (connect, subscribe, delivery with the
  * publish's token, message), an oversized message is a counted drop, the
@@ -11,8 +11,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "gateway/model.h"
-#include "gateway/mqttc.h"
+#include "base/model.h"
+#include "base/mqttc.h"
 #include "tests/integration/harness.h"
 
 #include <arpa/inet.h>

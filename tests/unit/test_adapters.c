@@ -9,7 +9,7 @@
 
 #include "adapters/adapter.h"
 #include "adapters/smoke_nb100.h"
-#include "gateway/yamldoc.h"
+#include "base/yamldoc.h"
 
 #include <string.h>
 

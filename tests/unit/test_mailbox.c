@@ -1,4 +1,4 @@
-/* Unit tests of gateway/mailbox.c: several producer threads against one loop,
+/* Unit tests of base/mailbox.c: several producer threads against one loop,
  * the item and byte bounds (counted drops), the KEEP class (push-back, nothing
  * lost), close with a callback (waiting items discarded, waiting producers
  * released) and a loop that closes clean. Every wait is bounded by a timer. */
@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "gateway/mailbox.h"
-#include "gateway/model.h"
+#include "base/mailbox.h"
+#include "base/model.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "gateway/timerwheel.h"
+#include "base/timerwheel.h"
 
 #include <stdlib.h>
 

@@ -1,6 +1,6 @@
-#include "gateway/cfgmap.h"
+#include "base/cfgmap.h"
 
-#include "gateway/model.h"
+#include "base/model.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,6 +1,6 @@
-/* The timer wheel (gateway/timerwheel.h): 4096 slots of 1 ms, a bitmap of the
+/* The timer wheel (base/timerwheel.h): 4096 slots of 1 ms, a bitmap of the
  * occupied ones so the next wake-up is found in at most 64 word tests. */
-#include "gateway/timerwheel.h"
+#include "base/timerwheel.h"
 
 #include <stdlib.h>
 

@@ -2,10 +2,10 @@
  *
  * Paho's threads only copy what they are given into one allocation and post
  * it to the mailbox; everything else happens on the loop. */
-#include "gateway/mqttc.h"
+#include "base/mqttc.h"
 
-#include "gateway/mailbox.h"
-#include "gateway/model.h"
+#include "base/mailbox.h"
+#include "base/model.h"
 
 #include <MQTTAsync.h>
 #include <errno.h>

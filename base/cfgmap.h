@@ -5,7 +5,7 @@
  * unknown keys, wrong types and out-of-range values are errors naming the
  * file, line and full key path. Durations accept ms/s/m/h/d (a bare number is
  * seconds); sizes accept B, KiB/MiB/GiB and KB/MB/GB (a bare number is bytes). */
-#include "gateway/yamldoc.h"
+#include "base/yamldoc.h"
 
 #include <stddef.h>
 #include <stdint.h>

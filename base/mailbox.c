@@ -1,7 +1,7 @@
 /* The thread -> loop mailbox. See mailbox.h for the contract. */
-#include "gateway/mailbox.h"
+#include "base/mailbox.h"
 
-#include "gateway/model.h"
+#include "base/model.h"
 
 #include <sched.h>
 #include <stdlib.h>

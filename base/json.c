@@ -1,4 +1,4 @@
-#include "gateway/json.h"
+#include "base/json.h"
 
 #include <inttypes.h>
 #include <math.h>

@@ -7,7 +7,7 @@
  * 3.1 "MQIsdp", which some brokers refuse), no Paho persistence (the outbox
  * is the durable store), TLS options for ssl:// and mqtts://, and Paho's
  * callbacks, which run on Paho's threads, marshalled to the loop through a
- * mailbox (gateway/mailbox.h): the loop sees events, one at a time, in order.
+ * mailbox (base/mailbox.h): the loop sees events, one at a time, in order.
  *
  * Incoming messages are ordinary mailbox items (bounded by queue_max and
  * max_message_bytes; beyond, dropped and counted); connection events and
