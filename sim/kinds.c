@@ -1,6 +1,6 @@
 /* The table of device kinds. A new kind (SL651, HJ212, CoAP, ...) is one
  * dev_<kind>.c file exporting a sim_kind and one line here. */
-#include "sim/sim.h"
+#include "sim/kind.h"
 
 #include <string.h>
 
