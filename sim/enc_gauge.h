@@ -1,6 +1,7 @@
 #ifndef SIM_ENC_GAUGE_H
 #define SIM_ENC_GAUGE_H
-/* Id/topic/key templates and gauge JSON payloads (enc_gauge.c); pure. */
+/* Id/topic/key templates (sim_expand, in scn_peer.c) and gauge JSON payloads
+ * (enc_gauge.c); pure. */
 #include "sim/base.h"
 
 /* Expands a template: {id}, {imei} and {n}, {n:05}, {n:5} (as sim_format_id).

@@ -9,7 +9,8 @@
  *   curve.[ch]    scenario-time curves (constant, ramp, sine, storm, ...); pure
  *   mbtcp.[ch]    Modbus TCP framing and the request -> response logic; pure
  *   scenario.[ch] scenario YAML (libyaml) -> the model; the key tables
- *   scn_*.c       each kind's scenario keys (the table and hooks of its kind)
+ *   scn.h, scn_*.c the key tables, and each kind's scenario half: its keys
+ *                 and its parse_key/finish hooks
  *   kind.h        the device kind descriptor and the running context;
  *   kinds.c       the table of device kinds
  *   dev_modbus.[ch] the modbus-tcp kind: libuv listeners, connections, faults;
