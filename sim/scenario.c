@@ -720,6 +720,27 @@ int sim_scn_list(sim_scn *c, yaml_node_t *seq, const char *expected, size_t item
     return SIM_OK;
 }
 
+int sim_scn_typed(sim_scn *c, yaml_node_t *m, const char *what, const sim_key_choice *variants,
+                  const sim_key *keys, void *conf, sim_key_hook hook, void *arg)
+{
+    char name[64], list[256];
+    if (m->type != YAML_MAPPING_NODE)
+        return sim_scn_err(c, m, "%s: expected a mapping", what);
+    const char *type = sim_scn_scalar(sim_scn_get(c, m, "type"));
+    if (!type)
+        return sim_scn_err(c, m, "%s: missing type", what);
+    int t = sim_scn_choice(variants, type);
+    if (t < 0) {
+        size_t n = 0;
+        for (int i = 0; variants[i].name && n < sizeof list; i++)
+            n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "",
+                                  variants[i].name);
+        return sim_scn_err(c, m, "%s: unknown type '%s' (%s)", what, type, list);
+    }
+    snprintf(name, sizeof name, "%s %s", what, type);
+    return sim_scn_keys(c, m, name, keys, conf, 1u << variants[t].value, hook, arg);
+}
+
 int sim_scn_first_line(sim_scn *c, yaml_node_t *m, const sim_key *keys, const char *except)
 {
     for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {

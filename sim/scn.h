@@ -168,6 +168,11 @@ typedef int (*sim_scn_item_fn)(sim_scn *c, yaml_node_t *m, void *item, int i, vo
  * list ("faults: expected a list"). */
 int sim_scn_list(sim_scn *c, yaml_node_t *seq, const char *expected, size_t item_size, void **out,
                  int *n, sim_scn_item_fn fn, void *arg);
+/* A mapping whose keys depend on its `type`, one of variants (faults): reads it
+ * against the rows of that variant (only: 1 << the type's value), naming it
+ * "<what> <type>" in errors. */
+int sim_scn_typed(sim_scn *c, yaml_node_t *m, const char *what, const sim_key_choice *variants,
+                  const sim_key *keys, void *conf, sim_key_hook hook, void *arg);
 /* Index of s in choices, or -1. */
 int sim_scn_choice(const sim_key_choice *choices, const char *s);
 /* Line of the first key of m that is a row of keys (except `except`), 0 if none. */

@@ -135,21 +135,8 @@ static const sim_key fault_keys[] = {
 static int parse_fault(sim_scn *c, yaml_node_t *m, void *item, int i, void *arg)
 {
     sim_fault *f = item;
-    char what[64];
-    if (m->type != YAML_MAPPING_NODE)
-        return sim_scn_err(c, m, "fault: expected a mapping");
-    const char *type = sim_scn_scalar(sim_scn_get(c, m, "type"));
-    if (!type)
-        return sim_scn_err(c, m, "fault: missing type");
-    int fk = sim_scn_choice(fault_types, type);
-    if (fk < 0)
-        return sim_scn_err(c, m,
-                           "fault: unknown type '%s' (silent, late, exception, garbage, bad_crc, "
-                           "drop, truncated)",
-                           type);
     f->addr = -1;
-    snprintf(what, sizeof what, "fault %s", type);
-    int rc = sim_scn_keys(c, m, what, fault_keys, f, F(fault_types[fk].value), NULL, NULL);
+    int rc = sim_scn_typed(c, m, "fault", fault_types, fault_keys, f, NULL, NULL);
     if (rc)
         return rc;
     if (f->to >= 0 && f->to < f->from)

@@ -353,6 +353,17 @@ static int parse_expect(sim_scn *c, yaml_node_t *item, const sim_scenario *s, ya
     return SIM_OK;
 }
 
+struct expect_arg {
+    const sim_scenario *s;
+    yaml_node_t *sites;
+};
+
+static int expect_item(sim_scn *c, yaml_node_t *m, void *item, int i, void *arg)
+{
+    const struct expect_arg *ea = arg;
+    return parse_expect(c, m, ea->s, ea->sites, item);
+}
+
 int sim_scn_run_parse(sim_scn *c, sim_scenario *s, const sim_scn_run_nodes *rn)
 {
     yaml_node_t *v;
@@ -443,19 +454,13 @@ int sim_scn_run_parse(sim_scn *c, sim_scenario *s, const sim_scn_run_nodes *rn)
         }
     }
     if (rn->expect) {
-        if (rn->expect->type != YAML_SEQUENCE_NODE)
-            return sim_scn_err(c, rn->expect, "expect: a list");
-        int n = (int)(rn->expect->data.sequence.items.top - rn->expect->data.sequence.items.start);
-        rc->expects = calloc((size_t)(n ? n : 1), sizeof *rc->expects);
-        if (!rc->expects)
-            return SIM_ENOMEM;
-        for (int i = 0; i < n; i++) {
-            rc->nexpects = i + 1;
-            int r = parse_expect(c, sim_scn_node(c, rn->expect->data.sequence.items.start[i]), s,
-                                 rn->sites, &rc->expects[i]);
-            if (r)
-                return r;
-        }
+        struct expect_arg ea = {s, rn->sites};
+        void *items;
+        int r = sim_scn_list(c, rn->expect, "expect: a list", sizeof *rc->expects, &items,
+                             &rc->nexpects, expect_item, &ea);
+        rc->expects = items;
+        if (r)
+            return r;
     }
     return SIM_OK;
 }

@@ -136,17 +136,7 @@ static int rfault_parse(sim_scn *c, yaml_node_t *m, void *item, int i, void *arg
 {
     sim_rfault *f = item;
     int hj = !strcmp(((sim_group *)arg)->protocol, "hj212");
-    char what[64];
-    if (m->type != YAML_MAPPING_NODE)
-        return sim_scn_err(c, m, "fault: expected a mapping");
-    const char *type = sim_scn_scalar(sim_scn_get(c, m, "type"));
-    int fk = sim_scn_choice(rfault_types, type);
-    if (fk < 0)
-        return sim_scn_err(c, m,
-                           "fault: type is one of silent, garbage, bad_crc, truncated, drop, "
-                           "clock_skew, duplicate, malformed_cp");
-    snprintf(what, sizeof what, "fault %s", type);
-    int rc = sim_scn_keys(c, m, what, rfault_keys, f, F(rfault_types[fk].value), rfault_key, f);
+    int rc = sim_scn_typed(c, m, "fault", rfault_types, rfault_keys, f, rfault_key, f);
     if (rc)
         return rc;
     if (f->to >= 0 && f->to < f->from)
