@@ -842,8 +842,9 @@ static int parse_group(sim_scn *c, yaml_node_t *m, sim_group *g)
     if ((rc = apply_defaults(c, group_keys, g, m)))
         return rc;
     /* The protocol decides which tables the other keys are read against. */
+    const sim_key *prow = find_row(group_keys, "protocol", ~0u);
     yaml_node_t *pn = sim_scn_get(c, m, "protocol");
-    if (pn && (rc = row_set(c, &group_keys[3], g, sim_scn_scalar(pn), pn)))
+    if (pn && (rc = row_set(c, prow, g, sim_scn_scalar(pn), pn)))
         return rc;
     const sim_scn_kind *sk = kind_find(g->protocol);
     g->kind = sim_kind_find(g->protocol);
@@ -875,10 +876,10 @@ static int parse_group(sim_scn *c, yaml_node_t *m, sim_group *g)
         if (k && k->type == SIM_K_UNUSED)
             return sim_scn_err(c, kn, "%s: not used by %s (%s)", name, g->protocol, k->what);
         if (k && k->type == SIM_K_HOOK) {
-            if ((rc = sk->parse_key(c, g, k, kn, vn)) < 0)
+            if (sk->parse_key && (rc = sk->parse_key(c, g, k, kn, vn)) < 0)
                 return rc;
         } else if (k) {
-            if (k != &group_keys[3] && (rc = row_parse(c, k, conf[t], kn, vn, NULL, NULL)))
+            if (k != prow && (rc = row_parse(c, k, conf[t], kn, vn, NULL, NULL)))
                 return rc;
         } else {
             rc = sk->parse_key ? sk->parse_key(c, g, NULL, kn, vn) : 0;
