@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "adapters/adapter.h"
 #include "base/keyfile.h"
 #include "base/smcrypto.h"
 #include "gateway/model.h"
@@ -377,6 +378,62 @@ static void test_key_file_permissions(void **state)
     assert_non_null(strstr(err, "64 hex digits"));
 }
 
+static int count(void *ctx, const gw_reading *r)
+{
+    (*(int *)ctx)++;
+    return GW_OK;
+}
+
+/* A device payload encrypted by the openssl CLI (as a vendor's tool would),
+ * IV || ciphertext, decrypted with the device's key before the adapter. */
+static void test_device_sm4_payloads(void **state)
+{
+    const char *modes[] = {"ctr", "cbc"};
+    char p[128], cmd[1024], err[256];
+    path(p, sizeof(p), "dev.key");
+    assert_int_equal(gw_keyfile_write(p, "00112233445566778899aabbccddeeff\n", 33, 0600, err,
+                                      sizeof(err)),
+                     0);
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof(cmd),
+                 "cd %s && printf 'a1b2c3d4e5f60718293a4b5c6d7e8f90' | xxd -r -p > dev.frame && "
+                 "printf '{\"a\":1,\"b\":2}' | openssl enc -sm4-%s "
+                 "-K 00112233445566778899aabbccddeeff -iv a1b2c3d4e5f60718293a4b5c6d7e8f90 "
+                 ">> dev.frame",
+                 dir, modes[i]);
+        assert_int_equal(system(cmd), 0);
+        path(p, sizeof(p), "dev.frame");
+        FILE *f = fopen(p, "rb");
+        uint8_t buf[128];
+        size_t len = fread(buf, 1, sizeof(buf), f);
+        fclose(f);
+        gw_adapter_use u;
+        int n = 0;
+        gw_sink sink = {count, NULL, &n};
+        assert_int_equal(gw_adapter_use_init(&u, "json-map", NULL, err, sizeof(err)), 0);
+        path(p, sizeof(p), "dev.key");
+        assert_int_equal(gw_adapter_use_sm4(&u, p, modes[i], err, sizeof(err)), 0);
+        assert_int_equal(gw_adapter_use_decode(&u, NULL, buf, len, 1000, &sink), 0);
+        assert_int_equal(n, 2);
+        /* Too short, or (CBC) a damaged last block: malformed, nothing emitted. */
+        n = 0;
+        assert_int_equal(gw_adapter_use_decode(&u, NULL, buf, 16, 1000, &sink), GW_EMALFORMED);
+        if (i == 1) {
+            buf[len - 1] ^= 0x55;
+            assert_int_equal(gw_adapter_use_decode(&u, NULL, buf, len, 1000, &sink),
+                             GW_EMALFORMED);
+        }
+        assert_int_equal(n, 0);
+        gw_adapter_use_free(&u);
+        assert_int_equal(u.sm4_mode, GW_SM4_NONE);
+    }
+    path(p, sizeof(p), "dev.key");
+    chmod(p, 0644);
+    assert_int_equal(gw_adapter_use_sm4(NULL, p, "ctr", err, sizeof(err)), GW_EINVAL);
+    assert_non_null(strstr(err, "mode 0644"));
+    assert_int_equal(gw_adapter_use_sm4(NULL, p, "ecb", err, sizeof(err)), GW_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -388,6 +445,7 @@ int main(void)
         cmocka_unit_test(test_scheme_key_and_time_refusals),
         cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_key_file_permissions),
+        cmocka_unit_test(test_device_sm4_payloads),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
