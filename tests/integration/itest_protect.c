@@ -119,7 +119,7 @@ static int teardown(void **state)
 
 static void write_config(struct env *e, const char *scheme, int both_keys)
 {
-    char text[2048];
+    char text[4096];
     snprintf(text, sizeof(text),
              "gateway: {id: gw-p, data_dir: %s/data}\n"
              "uplink:\n  uri: tcp://127.0.0.1:%d\n  batch: 20\n"
@@ -216,6 +216,15 @@ static void tohex(const uint8_t *b, size_t n, char *out)
         sprintf(out + 2 * i, "%02x", b[i]);
 }
 
+/* The SM4 key (first 16 bytes) and HMAC-SM3 key (last 16) of key set ks, in hex. */
+static void split_key(struct env *e, int ks, char enc[33], char mac[33])
+{
+    memcpy(enc, e->sym[ks], 32);
+    enc[32] = 0;
+    memcpy(mac, e->sym[ks] + 32, 32);
+    mac[32] = 0;
+}
+
 /* Captures n messages on topic (hex payloads, one per line). */
 static size_t capture(struct env *e, const char *topic, int n, uint8_t **msgs, size_t *lens)
 {
@@ -249,10 +258,7 @@ static char *verify_with_cli(struct env *e, const uint8_t *m, size_t n, int ks, 
     put_file(e, "P.bin", m, f->signed_len);
     put_file(e, "ct.bin", m + f->body, f->blen);
     char enc[33], mac[33], iv[33], tag[65], out[512];
-    memcpy(enc, e->sym[ks], 32);
-    enc[32] = 0;
-    memcpy(mac, e->sym[ks] + 32, 32);
-    mac[32] = 0;
+    split_key(e, ks, enc, mac);
     if (f->flags & 2) {
         tohex(m + f->tag, 32, tag);
         assert_int_equal(sh_out(e->dir, out, sizeof(out),
@@ -331,10 +337,7 @@ static void cli_command(struct env *e, const char *kid, int ks, const char *json
                         const char *out)
 {
     char enc[33], mac[33], out_s[256];
-    memcpy(enc, e->sym[ks], 32);
-    enc[32] = 0;
-    memcpy(mac, e->sym[ks] + 32, 32);
-    mac[32] = 0;
+    split_key(e, ks, enc, mac);
     put_file(e, "cmd.json", (const uint8_t *)json, strlen(json));
     char iv[33];
     assert_int_equal(sh_out(e->dir, iv, sizeof(iv), "openssl rand -hex 16"), 0);

@@ -148,6 +148,16 @@ static int teardown(void **state)
     return system(cmd) != 0;
 }
 
+static void remove_state(void)
+{
+    const char *names[] = {"gw.state", "pf.state", "pf2.state"};
+    char p[128];
+    for (int i = 0; i < 3; i++) {
+        path(p, sizeof(p), names[i]);
+        unlink(p);
+    }
+}
+
 static void roundtrip(int scheme)
 {
     static const char *const k1[] = {"k1"};
@@ -198,11 +208,7 @@ static void roundtrip(int scheme)
     assert_int_equal(st.refused_replay, 1);
     gw_protect_free(gw);
     gw_protect_free(pf);
-    char p[128];
-    path(p, sizeof(p), "gw.state");
-    unlink(p);
-    path(p, sizeof(p), "pf.state");
-    unlink(p);
+    remove_state();
 }
 
 static void test_roundtrips(void **state)
@@ -331,12 +337,7 @@ static void test_rotation(void **state)
         gw_protect_free(p_old);
         gw_protect_free(g);
         gw_protect_free(p);
-        char pth[128];
-        const char *st[] = {"gw.state", "pf.state", "pf2.state"};
-        for (int i = 0; i < 3; i++) {
-            path(pth, sizeof(pth), st[i]);
-            unlink(pth);
-        }
+        remove_state();
     }
 }
 
