@@ -80,7 +80,11 @@ const gw_adapter *gw_adapter_identify(int cf, const uint8_t *buf, size_t len, ch
 typedef struct gw_adapter_use {
     const gw_adapter *adapter;
     struct gw_jmap *map; /* NULL: none given */
+    int sm4_mode;        /* GW_SM4_NONE, or how payloads are encrypted (gw_adapter_use_sm4) */
+    uint8_t sm4_key[16];
 } gw_adapter_use;
+
+enum { GW_SM4_NONE = 0, GW_SM4_CTR = 1, GW_SM4_CBC = 2 };
 
 /* Checks a device's adapter keys, `adapter: name` and `json_map: node` (node
  * may be NULL), against the table: the adapter exists, reads byte payloads,
@@ -90,6 +94,16 @@ typedef struct gw_adapter_use {
 int gw_adapter_use_init(gw_adapter_use *use, const char *name, const struct gw_ynode *json_map,
                         char *err, size_t errlen);
 void gw_adapter_use_free(gw_adapter_use *use);
+/* Device payloads encrypted with a per-device SM4 key (some NB-IoT vendors):
+ * reads the key (16 bytes as 32 hex digits) from key_file, which group and
+ * others must not be able to read, and makes gw_adapter_use_decode decrypt
+ * every payload before the adapter sees it. mode is "ctr" or "cbc" (PKCS#7
+ * padding); the frame is IV (16 bytes) || ciphertext (docs/adapters.md). An
+ * empty key_file does nothing. With use NULL this only checks. Returns 0 or
+ * GW_EINVAL with a message naming the file, never the key, in err. The key is
+ * wiped by gw_adapter_use_free. */
+int gw_adapter_use_sm4(gw_adapter_use *use, const char *key_file, const char *mode, char *err,
+                       size_t errlen);
 /* Decodes one payload through use: with its mapping, else fallback (e.g. an
  * MQTT listener's mapping, may be NULL), for adapters that read one; through
  * decode otherwise. Returns what the adapter returned. */

@@ -5,6 +5,11 @@
 #include "adapters/adapter.h"
 
 #include "adapters/json_map.h"
+#include "base/keyfile.h"
+#include "base/smcrypto.h"
+
+#include <openssl/crypto.h>
+#include <stdlib.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -90,6 +95,7 @@ int gw_adapter_use_init(gw_adapter_use *use, const char *name, const struct gw_y
             return GW_EINVAL;
     }
     if (use) {
+        memset(use, 0, sizeof(*use));
         use->adapter = a;
         use->map = m;
     } else {
@@ -102,11 +108,72 @@ void gw_adapter_use_free(gw_adapter_use *use)
 {
     gw_jmap_free(use->map);
     use->map = NULL;
+    OPENSSL_cleanse(use->sm4_key, sizeof(use->sm4_key));
+    use->sm4_mode = GW_SM4_NONE;
+}
+
+int gw_adapter_use_sm4(gw_adapter_use *use, const char *key_file, const char *mode, char *err,
+                       size_t errlen)
+{
+    if (!key_file || !key_file[0])
+        return GW_OK;
+    int m = strcmp(mode, "ctr") == 0 ? GW_SM4_CTR : strcmp(mode, "cbc") == 0 ? GW_SM4_CBC : 0;
+    if (!m) {
+        snprintf(err, errlen, "key 'sm4_mode' must be ctr or cbc");
+        return GW_EINVAL;
+    }
+    uint8_t k[GW_SM4_KEY_LEN];
+    char kerr[300];
+    if (gw_keyfile_read_hex(key_file, k, sizeof(k), kerr, sizeof(kerr))) {
+        snprintf(err, errlen, "key 'sm4_key_file': %s", kerr);
+        return GW_EINVAL;
+    }
+    if (use) {
+        memcpy(use->sm4_key, k, sizeof(k));
+        use->sm4_mode = m;
+    }
+    OPENSSL_cleanse(k, sizeof(k));
+    return GW_OK;
+}
+
+/* Decrypts an IV || ciphertext frame into a fresh buffer (caller wipes and
+ * frees), or NULL when it is too short, badly padded or memory is short. */
+static uint8_t *sm4_open(const gw_adapter_use *use, const uint8_t *buf, size_t len, size_t *n)
+{
+    if (len <= GW_SM4_BLOCK)
+        return NULL;
+    size_t clen = len - GW_SM4_BLOCK;
+    uint8_t *pt = malloc(clen);
+    if (!pt)
+        return NULL;
+    int rc = use->sm4_mode == GW_SM4_CTR
+                 ? gw_sm4_ctr(use->sm4_key, buf, buf + GW_SM4_BLOCK, clen, pt)
+                 : gw_sm4_cbc_decrypt(use->sm4_key, buf, buf + GW_SM4_BLOCK, clen, pt, &clen);
+    *n = clen;
+    if (rc) {
+        OPENSSL_cleanse(pt, len - GW_SM4_BLOCK);
+        free(pt);
+        return NULL;
+    }
+    return pt;
 }
 
 int gw_adapter_use_decode(const gw_adapter_use *use, const struct gw_jmap *fallback,
                           const uint8_t *buf, size_t len, int64_t now_ms, const gw_sink *out)
 {
+    if (use->sm4_mode != GW_SM4_NONE) {
+        size_t n = 0;
+        uint8_t *pt = sm4_open(use, buf, len, &n);
+        if (!pt)
+            return GW_EMALFORMED;
+        gw_adapter_use plain = *use;
+        plain.sm4_mode = GW_SM4_NONE;
+        int rc = gw_adapter_use_decode(&plain, fallback, pt, n, now_ms, out);
+        OPENSSL_cleanse(&plain, sizeof(plain));
+        OPENSSL_cleanse(pt, len - GW_SM4_BLOCK);
+        free(pt);
+        return rc;
+    }
     const gw_adapter *a = use->adapter;
     if (a->decode_mapped)
         return a->decode_mapped(use->map ? use->map : fallback, buf, len, now_ms, out);

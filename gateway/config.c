@@ -125,6 +125,11 @@ static const gw_cfgkey uplink_keys[] = {
      "telemetry bytes awaiting PUBACK at most (what a new alarm may queue behind)"},
     {NULL}};
 
+/* Blocks inside uplink that have tables of their own. */
+static const gw_cfgkey uplink_blocks[] = {
+    {"protect", GW_CT_NODE, NULL, 0, -1, 0, 0, NULL, 0, "message protection (uplink.protect)"},
+    {NULL}};
+
 #define LP(m) F(gw_localpub_config, m)
 static const gw_cfgkey local_keys[] = {
     {"uri", GW_CT_STR, NULL, 0, -1, LP(uri), NULL, GW_CF_REQUIRED, "tcp://host:port"},
@@ -373,7 +378,10 @@ static int load_doc(gw_config *cfg, char *err, size_t errlen)
     cfg->store.obs_max_age = s.obs_max_age;
     cfg->store.obs_max_ahead = s.obs_max_ahead;
 
-    if (gw_cfg_apply(uplink_keys, t.uplink, &cfg->uplink, "uplink", err, errlen))
+    if (gw_cfg_apply_ex(uplink_keys, uplink_blocks, t.uplink, &cfg->uplink, "uplink", err,
+                        errlen) ||
+        gw_protect_config_load(&cfg->uplink.protect, gw_ymap_get(t.uplink, "protect"),
+                               "uplink.protect", cfg->data_dir, "uplink", err, errlen))
         return GW_EINVAL;
     const char *uri = cfg->uplink.uri;
     if (strncmp(uri, "tcp://", 6) && strncmp(uri, "ssl://", 6) && strncmp(uri, "mqtt://", 7) &&
@@ -533,6 +541,8 @@ void gw_config_reference(FILE *f)
     dump_table(f, "gateway", "gateway.", gateway_keys);
     dump_table(f, "store", "store.", store_keys);
     dump_table(f, "uplink", "uplink.", uplink_keys);
+    dump_table(f, "uplink.protect (docs/security.md)", "uplink.protect.", gw_protect_cfg_keys);
+    dump_table(f, "uplink.protect.keys[]", "", gw_protect_cfg_keyset);
     dump_table(f, "local_mqtt", "local_mqtt.", local_keys);
     dump_table(f, "devices[] (every protocol)", "", device_keys);
     dump_table(f, "devices[].site", "site.", site_keys);

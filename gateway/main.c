@@ -4,6 +4,7 @@
 #include "gateway/config.h"
 #include "gateway/core_internal.h"
 #include "base/log.h"
+#include "gateway/protect.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@ static void usage(FILE *f)
                "  gateway decode --adapter NAME --hex BYTES | --json TEXT\n"
                "  gateway read --profile P --connect tcp://HOST:PORT --unit N\n"
                "  gateway admin [--socket PATH] status | ack ALARM-ID [BY]\n"
+               "  gateway keygen sm2|sm4 FILE    write a new key (mode 0600; sm2 also FILE.pub)\n"
                "  gateway --version\n");
 }
 
@@ -129,6 +131,18 @@ int main(int argc, char **argv)
             i = 4;
         }
         return gw_admin_client(sock, argc - i, argv + i);
+    }
+    if (argc >= 2 && strcmp(argv[1], "keygen") == 0) {
+        char err[400];
+        if (argc != 4) {
+            usage(stderr);
+            return 2;
+        }
+        if (gw_protect_keygen(argv[2], argv[3], err, sizeof(err))) {
+            fprintf(stderr, "gateway keygen: %s\n", err);
+            return 1;
+        }
+        return 0;
     }
     if (argc >= 2 && strcmp(argv[1], "read") == 0)
         return gw_cli_read(argc - 1, argv + 1);

@@ -207,6 +207,11 @@ static int write_file_durable(const char *dir, const char *path, const char *tex
     return 0;
 }
 
+int gw_write_file_durable(const char *dir, const char *path, const char *text)
+{
+    return write_file_durable(dir, path, text);
+}
+
 /* Reserves item sequence numbers up to `upto` in item-ids, before any of them
  * can be committed: a new outbox then starts above every id ever handed out. */
 static int ids_reserve(gw_store *s, uint64_t upto)

@@ -123,6 +123,10 @@ int gw_store_state_get(gw_store *s, const char *key, void **val, size_t *len);
 
 void gw_store_get_stats(gw_store *s, gw_store_stats *out);
 
+/* Writes text to path durably (temp file, fsync, rename, fsync dir); for small
+ * state files beside the outbox. Returns 0 or an errno value. */
+int gw_write_file_durable(const char *dir, const char *path, const char *text);
+
 /* Replay guard. station names the device, key identifies one report of it
  * (e.g. serial number and observation time). Returns 1 when the key is among
  * the station's last replay_window keys (a resend: counted, store nothing),

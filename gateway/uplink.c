@@ -57,6 +57,7 @@ struct gw_uplink {
     gw_uplink_cmd_cb on_cmd;
     void *ctx;
     gw_mqttc *client;
+    gw_protect *prot; /* NULL: protect none */
     int connected, connecting, closing;
     struct slot *slots;
     int nslots, inflight;
@@ -287,7 +288,14 @@ static int send_rows(gw_uplink *u, int li, size_t k)
     u->msg[at++] = '}';
 
     int token, prc;
-    int rc = gw_mqttc_publish(u->client, topic, u->msg, at, 1, 0, &token, &prc);
+    const uint8_t *wire = (const uint8_t *)u->msg;
+    size_t wlen = at;
+    if (u->prot && gw_protect_seal(u->prot, u->msg, at, &wire, &wlen)) {
+        GW_LOG_RL(GW_LOG_ERROR, 5000, "uplink", "cannot protect a message (%s)",
+                  "counter state file or OpenSSL failed; retried");
+        return -1;
+    }
+    int rc = gw_mqttc_publish(u->client, topic, (const char *)wire, wlen, 1, 0, &token, &prc);
     if (rc != GW_OK) {
         u->st.publish_refused++;
         if (rc != GW_EFULL)
@@ -385,7 +393,11 @@ static void publish_status(gw_uplink *u, const char *status)
     int n = snprintf(payload, sizeof(payload),
                      "{\"v\":1,\"gw\":\"%s\",\"status\":\"%s\",\"ts\":%lld}", u->gw, status,
                      (long long)gw_now_ms());
-    gw_mqttc_publish(u->client, u->t_status, payload, (size_t)n, 1, 1, NULL, NULL);
+    const uint8_t *wire = (const uint8_t *)payload;
+    size_t wlen = (size_t)n;
+    if (u->prot && gw_protect_seal(u->prot, payload, (size_t)n, &wire, &wlen))
+        return;
+    gw_mqttc_publish(u->client, u->t_status, (const char *)wire, wlen, 1, 1, NULL, NULL);
 }
 
 static void on_reconnect_timer(uv_timer_t *t)
@@ -439,8 +451,17 @@ static void on_event(void *ctx, const gw_mqttc_event *e)
         on_delivered(u, e->token);
     } else if (e->type == GW_MQTTC_MESSAGE) {
         u->st.commands++;
-        if (strncmp(e->topic, u->t_cmd, u->cmd_prefix_len) == 0 && u->on_cmd)
-            u->on_cmd(u->ctx, e->topic + u->cmd_prefix_len, e->payload, e->len);
+        const uint8_t *body = (const uint8_t *)e->payload;
+        size_t blen = e->len;
+        char why[96];
+        if (u->prot && gw_protect_open(u->prot, e->payload, e->len, &body, &blen, why,
+                                       sizeof(why))) {
+            u->st.commands_refused++;
+            GW_LOG_RL(GW_LOG_WARN, 1000, "uplink", "command on %.120s refused: %s (%llu refused)",
+                      e->topic, why, (unsigned long long)u->st.commands_refused);
+        } else if (strncmp(e->topic, u->t_cmd, u->cmd_prefix_len) == 0 && u->on_cmd) {
+            u->on_cmd(u->ctx, e->topic + u->cmd_prefix_len, (const char *)body, blen);
+        }
     } else if (e->type == GW_MQTTC_BATCH_END) {
         pump(u); /* deliveries of the batch freed slots: send what can go now */
     }
@@ -520,6 +541,11 @@ gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const cha
         .queue_max = MAX_CMD_EVENTS,
     };
     char cerr[200];
+    u->prot = gw_protect_new(&u->cfg.protect, gateway_id, cerr, sizeof(cerr));
+    if (!u->prot && cerr[0]) {
+        snprintf(err, errlen, "uplink.protect: %s", cerr);
+        goto error;
+    }
     u->client = gw_mqttc_new(loop, &mc, on_event, u, cerr, sizeof(cerr));
     if (!u->client) {
         snprintf(err, errlen, "uplink.uri %s", cerr);
@@ -529,6 +555,7 @@ gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const cha
     u->timer.data = u;
     return u;
 error:
+    gw_protect_free(u->prot);
     free(u->slots);
     memset(u->password, 0, sizeof(u->password));
     free(u);
@@ -570,6 +597,7 @@ void gw_uplink_get_stats(const gw_uplink *u, gw_uplink_stats *out)
     out->connected = u->connected;
     if (u->client) /* else: the figure kept at close */
         out->commands_dropped = gw_mqttc_dropped(u->client);
+    gw_protect_get_stats(u->prot, &out->protect);
 }
 
 static void on_closed(uv_handle_t *h)
@@ -584,6 +612,7 @@ static void on_closed(uv_handle_t *h)
     }
     free(u->slots);
     free(u->msg);
+    gw_protect_free(u->prot);
     memset(u->password, 0, sizeof(u->password));
     free(u);
 }

@@ -6,6 +6,7 @@
  * own in the in-flight window, so a new alarm overtakes any telemetry backlog.
  * Paho's callbacks run on Paho's threads: they only queue small events for the
  * loop (uv_async); all state below is touched by the loop thread alone. */
+#include "gateway/protect.h"
 #include "gateway/store.h"
 
 #include <stdint.h>
@@ -29,6 +30,7 @@ typedef struct gw_uplink_config {
     int64_t max_inflight;      /* QoS 1 messages awaiting PUBACK */
     int64_t max_message_bytes; /* bound on one telemetry message */
     int64_t tele_inflight_bytes; /* telemetry bytes unacknowledged at most: what an alarm may queue behind */
+    gw_protect_config protect; /* message protection of this destination (uplink.protect) */
 } gw_uplink_config;
 
 typedef struct gw_uplink gw_uplink;
@@ -42,6 +44,8 @@ typedef struct gw_uplink_stats {
     uint64_t msgs_sent[GW_LANES], msgs_acked[GW_LANES], rows_acked[GW_LANES];
     uint64_t publish_refused; /* Paho refused a publish (back-pressure); retried */
     uint64_t commands, commands_dropped;
+    uint64_t commands_refused; /* failed the protection check (replay, bad MAC/signature...) */
+    gw_protect_stats protect;
 } gw_uplink_stats;
 
 /* Creates the uplink; it starts connecting at gw_uplink_start. The password is

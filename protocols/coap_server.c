@@ -72,6 +72,7 @@ struct dconf {
     int64_t heartbeat_ms;
     char observe[160];
     int64_t observe_renew_ms;
+    char sm4_key_file[256], sm4_mode[8];
 };
 
 static const gw_cfgkey device_keys[] = {
@@ -88,6 +89,11 @@ static const gw_cfgkey device_keys[] = {
      "coap://HOST:PORT/path to observe"},
     {"observe_renew", GW_CT_DURATION, "5m", 0.05, 86400, offsetof(struct dconf, observe_renew_ms),
      0, NULL, 0, "re-register after this long without a notification"},
+    {"sm4_key_file", GW_CT_STR, "", 0, -1, F(struct dconf, sm4_key_file), NULL, 0,
+     "per-device SM4 key (32 hex digits, mode 0600): payloads are IV || SM4 ciphertext, "
+     "decrypted before the adapter (docs/adapters.md)"},
+    {"sm4_mode", GW_CT_STR, "ctr", 0, -1, F(struct dconf, sm4_mode), NULL, 0,
+     "ctr, or cbc with PKCS#7 padding"},
     {NULL}};
 
 /* ---- per-device state ---- */
@@ -155,7 +161,8 @@ static int check_device(const gw_device *dev, char *err, size_t errlen)
         snprintf(err, errlen, "a coap device needs 'address' (its IMEI or endpoint name)");
         return GW_EINVAL;
     }
-    if (gw_adapter_use_init(NULL, c->adapter, c->json_map, err, errlen))
+    if (gw_adapter_use_init(NULL, c->adapter, c->json_map, err, errlen) ||
+        gw_adapter_use_sm4(NULL, c->sm4_key_file, c->sm4_mode, err, errlen))
         return GW_EINVAL;
     uint8_t k[64];
     size_t n;
@@ -1204,7 +1211,9 @@ static int coap_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
     size_t n;
     char perr[256];
     if (load_psk(dc, c->psk, sizeof(c->psk), &n, perr, sizeof(perr)) ||
-        gw_adapter_use_init(&c->use, dc->adapter, dc->json_map, perr, sizeof(perr))) {
+        gw_adapter_use_init(&c->use, dc->adapter, dc->json_map, perr, sizeof(perr)) ||
+        gw_adapter_use_sm4(&c->use, dc->sm4_key_file, dc->sm4_mode, perr, sizeof(perr))) {
+        gw_adapter_use_free(&c->use);
         snprintf(err, errlen, "device '%s': %s", dev->conf.id, perr);
         memset(c->psk, 0, sizeof(c->psk));
         free(c);
