@@ -15,7 +15,7 @@ BUILD   := build/san
 SANFLAGS := -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
 endif
 
-PKGS    := libuv libmodbus libcoap-3-openssl sqlite3 yaml-0.1 libcjson libcbor
+PKGS    := libuv libmodbus libcoap-3-openssl sqlite3 yaml-0.1 libcjson libcbor libmicrohttpd libsystemd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS  ?= -O2 -g
@@ -32,7 +32,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 ITEST_SRC := $(wildcard tests/integration/itest_*.c)
 ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/%)
-EMBED    := gateway/default.yaml $(sort $(wildcard adapters/profiles/*.yaml))
+EMBED    := gateway/default.yaml gateway/status.html $(sort $(wildcard adapters/profiles/*.yaml))
 
 .PHONY: all deps test unit itest demo bench fuzz clean format format-check check-deps deps-graph
 all: $(BUILD)/gateway $(BUILD)/sim

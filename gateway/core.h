@@ -28,6 +28,7 @@ typedef struct gw_device {
     int live_fails;
     /* Counters, read by the stats line and the admin interface. */
     uint64_t polls, polls_failed, polls_skipped, readings;
+    struct gw_last_values *last; /* last value per metric (gateway/status.c) */
 } gw_device;
 
 typedef struct gw_core_stats {
@@ -59,6 +60,9 @@ struct gw_core {
     struct gw_admin *admin;   /* local admin socket, NULL when disabled */
     struct gw_localpub *localpub; /* local broker for rule actions, NULL when none */
     struct gw_liveness *liveness; /* the offline-by-silence timer (gateway/liveness.c) */
+    struct gw_status *status;     /* self-observation (gateway/status.c) */
+    struct gw_http *http;         /* local HTTP endpoint, NULL when off */
+    struct gw_notify *notify;     /* service manager notifications (gateway/notify.c) */
     uint64_t seq;
     gw_core_stats st;
     uv_signal_t sig_term, sig_int, sig_hup;
