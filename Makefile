@@ -34,7 +34,7 @@ ITEST_SRC := $(wildcard tests/integration/itest_*.c)
 ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/%)
 EMBED    := gateway/default.yaml gateway/status.html $(sort $(wildcard adapters/profiles/*.yaml))
 
-.PHONY: all deps test unit itest demo bench fuzz clean format format-check check-deps deps-graph
+.PHONY: all deps test unit itest demo bench fuzz clean format format-check check-deps deps-graph install deb
 all: $(BUILD)/gateway $(BUILD)/sim
 
 deps:
@@ -103,6 +103,15 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) bench/run.sh
+
+# Installation from source (DESTDIR, PREFIX as usual; SYSCONFDIR defaults to /etc) and
+# the Debian package (build/deb/citygw_VERSION_ARCH.deb); both in scripts/, see
+# docs/operations.md.
+install: all
+	@BUILD=$(BUILD) scripts/install.sh
+
+deb: all
+	@BUILD=$(BUILD) scripts/deb.sh
 
 FUZZ_SECONDS ?= 60
 fuzz: deps
