@@ -118,6 +118,12 @@ static void on_idle(uv_timer_t *t)
     conn_close(c);
 }
 
+void gw_admin_stats_json(const gw_admin *a, gw_sbuf *b)
+{
+    gw_sbuf_printf(b, "\"admin\":{\"open\":%d,\"evicted_idle\":%llu,\"idle_closed\":%llu},",
+                   a->conns, (unsigned long long)a->evicted, (unsigned long long)a->idle_closed);
+}
+
 /* Answers with a built buffer (taking it over). */
 static void reply_buf(struct conn *c, gw_sbuf *b)
 {

@@ -16,6 +16,9 @@
 struct gw_core;
 typedef struct gw_admin gw_admin;
 
+struct gw_sbuf;
+/* Appends `"admin":{open, evicted_idle, idle_closed},` to a status object. */
+void gw_admin_stats_json(const gw_admin *a, struct gw_sbuf *b);
 gw_admin *gw_admin_start(struct gw_core *core, const char *path, char *err, size_t errlen);
 void gw_admin_stop(gw_admin *a);
 /* The client: `gateway admin [--socket PATH | -c FILE] [--json] VERB ...`

@@ -3,6 +3,7 @@
  * request: no copies of the counters are kept here. */
 #include "gateway/status.h"
 
+#include "gateway/admin.h"
 #include "gateway/alarms.h"
 #include "gateway/core.h"
 #include "gateway/http.h"
@@ -518,6 +519,8 @@ void gw_status_json(gw_core *core, gw_sbuf *b)
                    (unsigned long long)t.auth_timeouts, (unsigned long long)t.idle_closed,
                    (unsigned long long)t.refused_full, (unsigned long long)t.refused_per_source,
                    (unsigned long long)t.refused_peer);
+    if (core->admin)
+        gw_admin_stats_json(core->admin, b);
     GW_SBUF_LIT(b, "\"health\":");
     gw_status_health_json(core, 0, b);
     b->len--; /* the health object's newline */

@@ -147,17 +147,6 @@ static int wait_code(int port, const char *path, int want, int timeout_ms)
     return 0;
 }
 
-static int run_cmd(const char *cmd, char *out, size_t cap)
-{
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* /metrics: promtool accepts it, and a real Prometheus scraping it every
  * second reports a gateway counter through its HTTP API. */
 static void test_metrics_prometheus(void **state)
@@ -177,7 +166,7 @@ static void test_metrics_prometheus(void **state)
     const char *mfile = h_write_file("metrics.txt", body(resp));
     char cmd[1024], out[8192];
     snprintf(cmd, sizeof(cmd), "promtool check metrics < %s 2>&1", mfile);
-    int rc = run_cmd(cmd, out, sizeof(out));
+    int rc = h_run(cmd, out, sizeof(out));
     if (rc != 0)
         fail_msg("promtool check metrics: %s", out);
 
@@ -242,25 +231,25 @@ static void test_health_flips_with_broker(void **state)
     /* The same state through the admin socket, found from the config. */
     char cmd[1024], out[16384];
     snprintf(cmd, sizeof(cmd), "%s admin -c %s devices", h_bin("gateway"), e->config);
-    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
+    assert_int_equal(h_run(cmd, out, sizeof(out)), 0);
     assert_non_null(strstr(out, "ID"));
     assert_non_null(strstr(out, "syn-1"));
     assert_non_null(strstr(out, "loadgen"));
     snprintf(cmd, sizeof(cmd), "%s admin -c %s --json device syn-1", h_bin("gateway"), e->config);
-    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
+    assert_int_equal(h_run(cmd, out, sizeof(out)), 0);
     cJSON *j = cJSON_Parse(out);
     assert_non_null(j);
     assert_string_equal(cJSON_GetObjectItem(j, "id")->valuestring, "syn-1");
     assert_true(cJSON_GetArraySize(cJSON_GetObjectItem(j, "values")) > 0);
     cJSON_Delete(j);
     snprintf(cmd, sizeof(cmd), "%s admin -c %s status", h_bin("gateway"), e->config);
-    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
+    assert_int_equal(h_run(cmd, out, sizeof(out)), 0);
     assert_non_null(strstr(out, "health         ok"));
     snprintf(cmd, sizeof(cmd), "%s admin -c %s alarms", h_bin("gateway"), e->config);
-    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
+    assert_int_equal(h_run(cmd, out, sizeof(out)), 0);
     assert_non_null(strstr(out, "0 active"));
     snprintf(cmd, sizeof(cmd), "%s admin --help", h_bin("gateway"));
-    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
+    assert_int_equal(h_run(cmd, out, sizeof(out)), 0);
     for (const char *const *v = (const char *const[]){"status", "devices", "device ID", "alarms",
                                                       "ack ALARM-ID", NULL};
          *v; v++)
@@ -417,7 +406,7 @@ static void test_status_page_chromium(void **state)
              "2>/dev/null",
              flags, h_tmpdir(), e->http);
     static char dom[1 << 20];
-    int rc = run_cmd(cmd, dom, sizeof(dom));
+    int rc = h_run(cmd, dom, sizeof(dom));
     if (rc != 0 || !strstr(dom, "data-id=\"depth:wl-001:"))
         fail_msg("chromium (exit %d) rendered no alarm row: %.2000s", rc, dom);
     assert_non_null(strstr(dom, "class=\"alarm lv-3\""));
@@ -432,7 +421,7 @@ static void test_status_page_chromium(void **state)
              "--screenshot=%s http://127.0.0.1:%d/ >/dev/null 2>&1",
              flags, h_tmpdir(), shot, e->http);
     char out[256];
-    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
+    assert_int_equal(h_run(cmd, out, sizeof(out)), 0);
     assert_int_equal(access(shot, R_OK), 0);
 
     /* The page's acknowledge: the POST it makes, with the generated token. */

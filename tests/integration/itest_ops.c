@@ -28,17 +28,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static int run_cmd(const char *cmd, char *out, size_t cap)
-{
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static const char *config(const char *name, const char *id_line, const char *extra)
 {
     char text[2048];
@@ -188,7 +177,7 @@ static void test_deb_package(void **state)
     char cmd[8192], deb[600];
     static char out[1 << 16];
     snprintf(cmd, sizeof(cmd), "BUILD=%s OUT=%s/deb scripts/deb.sh", b, h_tmpdir());
-    if (run_cmd(cmd, out, sizeof(out)) != 0)
+    if (h_run(cmd, out, sizeof(out)) != 0)
         fail_msg("deb.sh failed: %s", out);
     out[strcspn(out, "\n")] = '\0';
     assert_true(strlen(out) < sizeof(deb));
@@ -196,7 +185,7 @@ static void test_deb_package(void **state)
     assert_non_null(strstr(deb, "citygw_"));
 
     snprintf(cmd, sizeof(cmd), "dpkg-deb -I %s", deb);
-    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
+    assert_int_equal(h_run(cmd, out, sizeof(out)), 0);
     for (const char *const *w = (const char *const[]){"Package: citygw", "Depends: ",
                                                       "libmicrohttpd", "libsystemd0", "adduser",
                                                       "postinst", "conffiles", NULL};
@@ -204,7 +193,7 @@ static void test_deb_package(void **state)
         if (!strstr(out, *w))
             fail_msg("dpkg-deb -I lacks '%s':\n%s", *w, out);
     snprintf(cmd, sizeof(cmd), "dpkg-deb -c %s", deb);
-    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
+    assert_int_equal(h_run(cmd, out, sizeof(out)), 0);
     for (const char *const *w = (const char *const[]){
              "./usr/bin/citygw\n", "./usr/bin/citygw-sim", "./etc/citygw/citygw.yaml",
              "./lib/systemd/system/citygw.service",
@@ -216,14 +205,14 @@ static void test_deb_package(void **state)
             fail_msg("dpkg-deb -c lacks '%s'", *w);
     snprintf(cmd, sizeof(cmd), "dpkg-deb -e %s %s/control && cat %s/control/postinst", deb,
              h_tmpdir(), h_tmpdir());
-    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
+    assert_int_equal(h_run(cmd, out, sizeof(out)), 0);
     assert_non_null(strstr(out, "adduser --system --group"));
 
     char root[600];
     snprintf(root, sizeof(root), "%s/root", h_tmpdir());
     snprintf(cmd, sizeof(cmd), "dpkg -x %s %s && %s/usr/bin/citygw --check-config %s/etc/citygw/citygw.yaml 2>&1",
              deb, root, root, root);
-    if (run_cmd(cmd, out, sizeof(out)) != 0 || !strstr(out, "OK"))
+    if (h_run(cmd, out, sizeof(out)) != 0 || !strstr(out, "OK"))
         fail_msg("installed binary refused the installed config: %s", out);
 
     /* The unit as installed, with its binary paths pointing into the scratch root. */
@@ -236,7 +225,7 @@ static void test_deb_package(void **state)
              "%s/lib/systemd/system/citygw.service > %s/unit/citygw.service && "
              "systemd-analyze verify %s/unit/citygw.service 2>&1",
              h_tmpdir(), root, root, h_tmpdir(), h_tmpdir());
-    int rc = run_cmd(cmd, out, sizeof(out));
+    int rc = h_run(cmd, out, sizeof(out));
     if (rc != 0 || out[0])
         fail_msg("systemd-analyze verify (exit %d): %s", rc, out);
     snprintf(cmd, sizeof(cmd), "grep -c '^Type=notify$\\|^WatchdogSec=\\|^ProtectSystem=strict$\\|"
@@ -244,7 +233,7 @@ static void test_deb_package(void **state)
                                "^CapabilityBoundingSet=\\|^Restart=on-failure$\\|^User=citygw$' "
                                "%s/lib/systemd/system/citygw.service",
              root);
-    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
+    assert_int_equal(h_run(cmd, out, sizeof(out)), 0);
     assert_int_equal(atoi(out), 8);
 }
 
@@ -255,13 +244,13 @@ static void test_install_keeps_config(void **state)
     char cmd[2048], out[8192], path[600];
     snprintf(cmd, sizeof(cmd), "BUILD=%s DESTDIR=%s/inst PREFIX=/opt/gw scripts/install.sh", b,
              h_tmpdir());
-    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
+    assert_int_equal(h_run(cmd, out, sizeof(out)), 0);
     snprintf(path, sizeof(path), "%s/inst/etc/citygw/citygw.yaml", h_tmpdir());
     FILE *f = fopen(path, "a");
     assert_non_null(f);
     fputs("# edited by the operator\n", f);
     fclose(f);
-    assert_int_equal(run_cmd(cmd, out, sizeof(out)), 0);
+    assert_int_equal(h_run(cmd, out, sizeof(out)), 0);
     assert_non_null(strstr(out, "kept"));
     char *text = h_slurp(path);
     assert_non_null(strstr(text, "# edited by the operator"));
