@@ -16,7 +16,7 @@ BUILD   := build/san
 SANFLAGS := -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
 endif
 
-PKGS    := libuv libmodbus libcoap-3-openssl sqlite3 yaml-0.1 libcjson libcbor
+PKGS    := libuv libmodbus libcoap-3-openssl sqlite3 yaml-0.1 libcjson libcbor libmicrohttpd libsystemd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS  ?= -O2 -g
@@ -33,9 +33,9 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 ITEST_SRC := $(wildcard tests/integration/itest_*.c)
 ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/%)
-EMBED    := gateway/default.yaml $(sort $(wildcard adapters/profiles/*.yaml))
+EMBED    := gateway/default.yaml gateway/status.html $(sort $(wildcard adapters/profiles/*.yaml))
 
-.PHONY: all deps test unit itest demo bench soak fuzz clean format format-check check-deps deps-graph
+.PHONY: all deps test unit itest demo bench soak fuzz clean format format-check check-deps deps-graph install deb
 all: $(BUILD)/gateway $(BUILD)/sim
 
 deps:
@@ -122,6 +122,15 @@ bench: deps
 soak: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) bench/soak.sh
+
+# Installation from source (DESTDIR, PREFIX as usual; SYSCONFDIR defaults to /etc) and
+# the Debian package (build/deb/citygw_VERSION_ARCH.deb); both in scripts/, see
+# docs/operations.md.
+install: all
+	@BUILD=$(BUILD) scripts/install.sh
+
+deb: all
+	@BUILD=$(BUILD) scripts/deb.sh
 
 FUZZ_SECONDS ?= 60
 fuzz: deps

@@ -2,10 +2,28 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 int gw_log_level = GW_LOG_INFO;
+static int journal; /* lines carry <N> priorities instead of a timestamp */
+
+static int stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(2, &st))
+        return 0;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+void gw_log_set_format(int fmt)
+{
+    journal = fmt == GW_LOG_FMT_JOURNAL || (fmt == GW_LOG_FMT_AUTO && stderr_is_journal());
+}
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -43,13 +61,19 @@ void gw_log_write(int level, const char *module, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    int lv = level < 0 ? 0 : level > 3 ? 3 : level;
+    if (journal) {
+        static const int prio[] = {3, 4, 6, 7}; /* err, warning, info, debug */
+        fprintf(stderr, "<%d>%-5s [%s] %s\n", prio[lv], level_names[lv], module, msg);
+        return;
+    }
     int64_t now = gw_now_ms();
     time_t secs = (time_t)(now / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
     fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %-5s [%s] %s\n", tm.tm_year + 1900,
             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(now % 1000),
-            level_names[level < 0 ? 0 : level > 3 ? 3 : level], module, msg);
+            level_names[lv], module, msg);
 }
 
 int gw_log_rl_allow(struct gw_log_rl *rl, int64_t interval_ms, uint64_t *suppressed)

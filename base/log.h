@@ -10,6 +10,13 @@ enum { GW_LOG_ERROR = 0, GW_LOG_WARN, GW_LOG_INFO, GW_LOG_DEBUG };
 
 extern int gw_log_level;
 
+/* Output format. Under systemd, stderr is a stream to the journal, which adds
+ * its own timestamp and reads a "<N>" syslog priority prefix per line
+ * (sd-daemon(3)); JOURNAL_STREAM names that stream (systemd.exec(5)), so auto
+ * picks the journal format only when stderr is it. */
+enum { GW_LOG_FMT_AUTO = 0, GW_LOG_FMT_PLAIN, GW_LOG_FMT_JOURNAL };
+void gw_log_set_format(int fmt);
+
 void gw_log_write(int level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int gw_log_level_from_name(const char *name);

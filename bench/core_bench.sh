@@ -63,7 +63,7 @@ PP=$!; sleep 0.5
 "$B/gateway" -c "$T/empty.yaml" 2>"$T/g2.log" &
 G=$!; PIDS="$PIDS $G"
 wait $PP
-IN2=$("$B/gateway" admin --socket "$T/data-empty/admin.sock" status | sed -n 's/.*"alarm_publish_ms":{"n":\([0-9]*\),"p50":\([0-9-]*\),"p99":\([0-9-]*\)}.*/\2 \/ \3 (\1 alarms)/p')
+IN2=$("$B/gateway" admin --json --socket "$T/data-empty/admin.sock" status | sed -n 's/.*"alarm_publish_ms":{"n":\([0-9]*\),"p50":\([0-9-]*\),"p99":\([0-9-]*\)}.*/\2 \/ \3 (\1 alarms)/p')
 kill $G; wait $G 2>/dev/null
 
 # 3. Alarm latency while 100,000 queued rows drain: build the backlog with the
@@ -82,7 +82,7 @@ done
 broker
 START=$(($(date +%s%3N) + 0))
 "$B/platform_probe" "tcp://127.0.0.1:$PORT" 'iot/#' 0 10 "$START" >"$T/p3.out"
-IN3=$("$B/gateway" admin --socket "$T/data-backlog/admin.sock" status | sed -n 's/.*"alarm_publish_ms":{"n":\([0-9]*\),"p50":\([0-9-]*\),"p99":\([0-9-]*\)}.*/\2 \/ \3 (\1 alarms)/p')
+IN3=$("$B/gateway" admin --json --socket "$T/data-backlog/admin.sock" status | sed -n 's/.*"alarm_publish_ms":{"n":\([0-9]*\),"p50":\([0-9-]*\),"p99":\([0-9-]*\)}.*/\2 \/ \3 (\1 alarms)/p')
 BACKLOG_LEFT=$(sqlite3 "file:$T/data-backlog/outbox.db?mode=ro" 'select count(*) from outbox_tele' 2>/dev/null)
 kill $G; wait $G 2>/dev/null
 

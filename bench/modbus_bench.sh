@@ -7,7 +7,8 @@
 # Env: BUILD=build, MEASURE=20 (seconds measured), WARMUP=8, INTERVAL=1s,
 # DEADBAND=none (e.g. 0.5 to measure with report-by-exception), SILENT=0
 # (extra devices that never answer), BROKER_PORT=28999, BASE_PORT=28000,
-# KEEP=0 (keep /tmp/gw-mbbench.N). Ports: devices on 127.0.0.2.. port
+# KEEP=0 (keep /tmp/gw-mbbench.N), SCRAPE=PORT (serve HTTP on 127.0.0.1:PORT and
+# fetch /metrics every second through the measured window: the scraper's cost). Ports: devices on 127.0.0.2.. port
 # BASE_PORT+i%1000, mosquitto on 127.0.0.1:BROKER_PORT.
 #
 # Per N prints one table row: polls/s achieved vs scheduled, lateness p99 (from
@@ -51,6 +52,7 @@ for N in "$@"; do
     D=/tmp/gw-mbbench.$N
     rm -rf "$D"
     SILENT=$SILENT "$HERE/gen_devices.sh" "$N" "$D" "$BROKER_PORT" "$INTERVAL" "$DEADBAND" >/dev/null
+    [ -n "${SCRAPE:-}" ] && printf 'http:\n  listen: 127.0.0.1:%s\n' "$SCRAPE" >> "$D/gateway.yaml"
     printf "listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\npersistence false\n" \
         "$BROKER_PORT" > "$D/mosquitto.conf"
     mosquitto -c "$D/mosquitto.conf" > "$D/mosquitto.log" 2>&1 &
@@ -69,8 +71,14 @@ for N in "$@"; do
     sleep "$WARMUP"
     c0=$(cpu_ticks $GW)
     cp "$D/mbstats.json" "$D/s0.json"
+    SCRAPER=
+    if [ -n "${SCRAPE:-}" ]; then
+        ( while :; do curl -s -o "$D/metrics.txt" "http://127.0.0.1:$SCRAPE/metrics"; sleep 1; done ) &
+        SCRAPER=$!
+    fi
     sleep "$MEASURE"
     c1=$(cpu_ticks $GW)
+    [ -n "$SCRAPER" ] && { kill $SCRAPER; wait $SCRAPER 2>/dev/null; }
     cp "$D/mbstats.json" "$D/s1.json"
     hwm=$(awk '/VmHWM/ {print $2}' /proc/$GW/status)
     kill -TERM $GW

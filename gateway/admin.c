@@ -3,7 +3,7 @@
 #include "gateway/alarms.h"
 #include "gateway/core_internal.h"
 #include "base/log.h"
-#include "protocols/stream_listener.h"
+#include "gateway/status.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -118,60 +118,29 @@ static void on_idle(uv_timer_t *t)
     conn_close(c);
 }
 
-static void status(struct conn *c)
+void gw_admin_stats_json(const gw_admin *a, gw_sbuf *b)
 {
-    gw_core *core = c->a->core;
-    gw_store_stats ss;
-    gw_uplink_stats us;
-    gw_store_get_stats(core->store, &ss);
-    gw_uplink_get_stats(core->uplink, &us);
-    size_t online = 0;
-    for (size_t i = 0; i < core->ndevices; i++)
-        online += core->devices[i]->online == 1;
-    uint64_t lat_n;
-    int lat50, lat99;
-    gw_uplink_alarm_latency(core->uplink, &lat_n, &lat50, &lat99);
-    /* Device connections of every stream listener, and this socket's own. */
-    gw_sl_stats t;
-    gw_sl_totals(&t);
-    char conns[640];
-    snprintf(conns, sizeof(conns),
-             "\"connections\":{\"open\":%llu,\"unauthenticated\":%llu,\"accepted\":%llu,"
-             "\"evicted_unauth\":%llu,\"auth_timeouts\":%llu,\"idle_closed\":%llu,"
-             "\"refused_full\":%llu,\"refused_per_source\":%llu,\"refused_peer\":%llu},"
-             "\"admin\":{\"open\":%d,\"evicted_idle\":%llu,\"idle_closed\":%llu}",
-             (unsigned long long)t.open, (unsigned long long)t.unauth,
-             (unsigned long long)t.accepted, (unsigned long long)t.evicted_unauth,
-             (unsigned long long)t.auth_timeouts, (unsigned long long)t.idle_closed,
-             (unsigned long long)t.refused_full, (unsigned long long)t.refused_per_source,
-             (unsigned long long)t.refused_peer, c->a->conns, (unsigned long long)c->a->evicted,
-             (unsigned long long)c->a->idle_closed);
-    char buf[2600];
-    snprintf(buf, sizeof(buf),
-             "{\"gateway\":\"%s\",\"devices\":%zu,\"online\":%zu,\"readings\":%llu,"
-             "\"events\":%llu,\"alarm_transitions\":%llu,\"active_alarms\":%zu,"
-             "\"refused_queue_full\":%llu,\"outbox\":{\"rows_priority\":%lld,"
-             "\"rows_telemetry\":%lld,\"bytes\":%lld,\"dropped_oldest\":%llu,"
-             "\"disk_full\":%s,\"commit_failures\":%llu,\"rows_waiting\":%lld,"
-             "\"shed_min_free\":%llu,\"recovered_corrupt\":%s,\"replays\":%llu,"
-             "\"obs_refused\":%llu},"
-             "\"uplink\":{\"connected\":%s,\"connects\":%llu,\"rows_acked\":%llu,"
-             "\"protected\":%llu,\"commands_refused\":%llu,"
-             "\"alarm_publish_ms\":{\"n\":%llu,\"p50\":%d,\"p99\":%d}},%s}\n",
-             core->cfg.gateway_id, core->ndevices, online, (unsigned long long)core->st.readings,
-             (unsigned long long)core->st.events, (unsigned long long)core->st.alarms,
-             gw_alarms_active(core->alarms), (unsigned long long)core->st.refused_queue_full,
-             (long long)ss.rows[0], (long long)ss.rows[1], (long long)ss.bytes,
-             (unsigned long long)ss.tele_dropped_full, ss.disk_full ? "true" : "false",
-             (unsigned long long)ss.commit_failures, (long long)ss.rows_waiting,
-             (unsigned long long)ss.tele_shed_floor, ss.recovered ? "true" : "false",
-             (unsigned long long)core->st.replays, (unsigned long long)core->st.obs_refused,
-             us.connected ? "true" : "false",
-             (unsigned long long)us.connects,
-             (unsigned long long)(us.rows_acked[0] + us.rows_acked[1]),
-             (unsigned long long)us.protect.sealed, (unsigned long long)us.commands_refused,
-             (unsigned long long)lat_n, lat50, lat99, conns);
-    reply(c, buf);
+    gw_sbuf_printf(b, "\"admin\":{\"open\":%d,\"evicted_idle\":%llu,\"idle_closed\":%llu},",
+                   a->conns, (unsigned long long)a->evicted, (unsigned long long)a->idle_closed);
+}
+
+/* Answers with a built buffer (taking it over). */
+static void reply_buf(struct conn *c, gw_sbuf *b)
+{
+    if (b->oom || !b->p) {
+        gw_sbuf_free(b);
+        reply(c, "error: out of memory\n");
+        return;
+    }
+    if (!c->done)
+        wait_del(c);
+    c->done = 1;
+    uv_read_stop((uv_stream_t *)&c->pipe);
+    c->reply = b->p;
+    uv_buf_t ub = uv_buf_init(c->reply, (unsigned)b->len);
+    c->wr.data = c;
+    if (uv_write(&c->wr, (uv_stream_t *)&c->pipe, &ub, 1, written))
+        conn_close(c);
 }
 
 static void handle(struct conn *c)
@@ -180,8 +149,16 @@ static void handle(struct conn *c)
     char *cmd = strtok_r(c->line, " \t\r\n", &save);
     if (!cmd) {
         reply(c, "error: empty command\n");
-    } else if (!strcmp(cmd, "status")) {
-        status(c);
+    } else if (!strcmp(cmd, "status") || !strcmp(cmd, "devices") || !strcmp(cmd, "alarms")) {
+        gw_sbuf b = {0};
+        gw_status_filter all = {.limit = (size_t)-1};
+        if (cmd[0] == 's')
+            gw_status_json(c->a->core, &b);
+        else if (cmd[0] == 'd')
+            gw_status_devices_json(c->a->core, &all, &b);
+        else
+            gw_status_alarms_json(c->a->core, &b);
+        reply_buf(c, &b);
     } else if (!strcmp(cmd, "ack")) {
         char *id = strtok_r(NULL, " \t\r\n", &save);
         char *by = strtok_r(NULL, " \t\r\n", &save);
@@ -198,6 +175,16 @@ static void handle(struct conn *c)
         char *id = strtok_r(NULL, " \t\r\n", &save);
         char *verb = strtok_r(NULL, " \t\r\n", &save);
         char *arg = strtok_r(NULL, "\r\n", &save);
+        if (id && !verb) {
+            gw_sbuf b = {0};
+            if (gw_status_device_json(c->a->core, id, &b)) {
+                gw_sbuf_free(&b);
+                reply(c, "error: no such device\n");
+            } else {
+                reply_buf(c, &b);
+            }
+            return;
+        }
         if (!id || !verb) {
             reply(c, "error: usage: device <id> <verb> [arg]\n");
             return;
@@ -207,7 +194,7 @@ static void handle(struct conn *c)
         snprintf(msg, sizeof(msg), "%s%s\n", rc == GW_OK ? "" : "error: ", out);
         reply(c, msg);
     } else {
-        reply(c, "error: unknown command (status, ack, device)\n");
+        reply(c, "error: unknown command (status, devices, device, alarms, ack)\n");
     }
 }
 
@@ -343,54 +330,4 @@ void gw_admin_stop(gw_admin *a)
     while (a->wait_head)
         conn_close(a->wait_head);
     uv_close((uv_handle_t *)&a->server, server_closed);
-}
-
-int gw_admin_client(const char *path, int argc, char **argv)
-{
-    char line[LINE_MAX_] = "";
-    for (int i = 0; i < argc; i++) {
-        if (strlen(line) + strlen(argv[i]) + 2 >= sizeof(line)) {
-            fprintf(stderr, "gateway admin: command too long\n");
-            return 2;
-        }
-        strcat(line, argv[i]);
-        strcat(line, i + 1 < argc ? " " : "\n");
-    }
-    if (!argc) {
-        fprintf(stderr, "usage: gateway admin [--socket PATH] status | ack ALARM-ID [BY]\n");
-        return 2;
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-        fprintf(stderr, "gateway admin: %s: %s\n", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return 1;
-    }
-    /* A gateway that refuses us (peer check, busy) answers and closes: the
-     * write may then fail with EPIPE, which must not kill this process before
-     * it says why. */
-    int wrote = send(fd, line, strlen(line), MSG_NOSIGNAL) >= 0;
-    int werr = errno;
-    char buf[4096];
-    ssize_t n;
-    int rc = 0;
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    size_t got = 0;
-    while (poll(&pfd, 1, 5000) > 0 && (n = read(fd, buf, sizeof(buf))) > 0) {
-        fwrite(buf, 1, (size_t)n, stdout);
-        if (got == 0 && n >= 6 && !strncmp(buf, "error:", 6))
-            rc = 1;
-        got += (size_t)n;
-    }
-    close(fd);
-    if (!wrote && got == 0) {
-        fprintf(stderr, "gateway admin: %s: the gateway closed the connection (%s): not allowed "
-                        "for this user, or busy\n",
-                path, strerror(werr));
-        return 1;
-    }
-    return rc;
 }

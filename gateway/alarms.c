@@ -425,6 +425,11 @@ int gw_alarms_reload(gw_alarms *a, const gw_config *cfg, char *err, size_t errle
     return GW_OK;
 }
 
+size_t gw_alarms_each(const gw_alarms *a, void (*cb)(void *ctx, const gw_alarm *al), void *ctx)
+{
+    return a ? gw_rules_active_each(a->eng, cb, ctx) : 0;
+}
+
 size_t gw_alarms_active(const gw_alarms *a)
 {
     return a ? gw_rules_active_count(a->eng) : 0;

@@ -18,7 +18,7 @@
 
 struct top {
     const gw_ynode *gateway, *store, *uplink, *devices, *listeners, *rules, *rule_files,
-        *profile_dirs, *local_mqtt;
+        *profile_dirs, *local_mqtt, *http;
 };
 
 static const gw_cfgkey top_keys[] = {
@@ -38,6 +38,8 @@ static const gw_cfgkey top_keys[] = {
      "extra profile folders"},
     {"local_mqtt", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, local_mqtt), 0, NULL, 0,
      "local broker for rules' mqtt_publish actions"},
+    {"http", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, http), 0, NULL, 0,
+     "local HTTP endpoint: metrics, health, API, status page (off without this section)"},
     {NULL}};
 
 struct gwsec {
@@ -45,17 +47,42 @@ struct gwsec {
     char data_dir[256];
     char admin_socket[256];
     char modbus_stats[256];
-    int log_level;
+    int log_level, log_format;
     int64_t shutdown_drain_ms;
 };
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const log_formats[] = {"auto", "plain", "journal", NULL};
+
+/* The default gateway id: "gw-" and the first 12 hex digits of the machine id
+ * (systemd's machine-id(5): 32 hex digits, unique per installation), so a box
+ * whose config leaves the id out still has one of its own. */
+static int machine_gateway_id(char *out, size_t cap)
+{
+    const char *path = getenv("GW_MACHINE_ID_FILE"); /* tests */
+    FILE *f = fopen(path ? path : "/etc/machine-id", "r");
+    char line[64] = "";
+    if (!f)
+        return GW_ENOTFOUND;
+    int ok = fgets(line, sizeof(line), f) != NULL;
+    fclose(f);
+    size_t n = 0;
+    while (ok && n < 32 && ((line[n] >= '0' && line[n] <= '9') || (line[n] >= 'a' && line[n] <= 'f')))
+        n++;
+    if (n != 32)
+        return GW_EINVAL;
+    snprintf(out, cap, "gw-%.12s", line);
+    return GW_OK;
+}
 static const gw_cfgkey gateway_keys[] = {
-    {"id", GW_CT_STR, NULL, 0, -1, F(struct gwsec, id), NULL, GW_CF_REQUIRED,
-     "gateway id, used in topics and message ids"},
+    {"id", GW_CT_STR, "", 0, -1, F(struct gwsec, id), NULL, 0,
+     "gateway id, used in topics and message ids; default gw-<first 12 hex digits of "
+     "/etc/machine-id>"},
     {"data_dir", GW_CT_STR, "/var/lib/gw", 0, -1, F(struct gwsec, data_dir), NULL, 0,
      "folder for the outbox and state"},
     {"log_level", GW_CT_ENUM, "info", 0, -1, offsetof(struct gwsec, log_level), 0, log_levels, 0,
      "error, warn, info or debug"},
+    {"log_format", GW_CT_ENUM, "auto", 0, -1, offsetof(struct gwsec, log_format), 0, log_formats,
+     0, "journal: <N> priority prefixes, no timestamp; auto: journal when stderr is the journal"},
     {"admin_socket", GW_CT_STR, "admin.sock", 0, -1, F(struct gwsec, admin_socket), NULL, 0,
      "local admin Unix socket, relative to data_dir (owner only); empty disables it"},
     {"modbus_stats", GW_CT_STR, "", 0, -1, F(struct gwsec, modbus_stats), NULL, 0,
@@ -340,6 +367,9 @@ static int load_doc(gw_config *cfg, char *err, size_t errlen)
     struct gwsec g;
     if (gw_cfg_apply(gateway_keys, t.gateway, &g, "gateway", err, errlen))
         return GW_EINVAL;
+    if (!g.id[0] && machine_gateway_id(g.id, sizeof(g.id)))
+        return err_at(err, errlen, t.gateway,
+                      "key 'gateway.id' is missing and /etc/machine-id gives none to derive");
     if (!valid_id(g.id))
         return err_at(err, errlen, gw_ymap_get(t.gateway, "id"),
                       "key 'gateway.id': '%s' may only hold letters, digits and - _ . :", g.id);
@@ -359,6 +389,7 @@ static int load_doc(gw_config *cfg, char *err, size_t errlen)
                          g.modbus_stats) >= sizeof(cfg->modbus_stats))
         return err_at(err, errlen, t.gateway, "key 'gateway.modbus_stats': path too long");
     cfg->log_level = g.log_level;
+    cfg->log_format = g.log_format;
     cfg->shutdown_drain_ms = g.shutdown_drain_ms;
 
     struct storesec s;
@@ -401,6 +432,12 @@ static int load_doc(gw_config *cfg, char *err, size_t errlen)
         return err_at(err, errlen, gw_ymap_get(t.uplink, "backoff_min"),
                       "key 'uplink.backoff_min' must not exceed backoff_max%s", "");
 
+    if (gw_cfg_apply(gw_http_keys, t.http, &cfg->http, "http", err, errlen))
+        return GW_EINVAL;
+    cfg->http.enabled = t.http != NULL;
+    char msg[256];
+    if (t.http && gw_http_config_check(&cfg->http, msg, sizeof(msg)))
+        return err_at(err, errlen, t.http, "%s", msg);
     if (t.local_mqtt && gw_cfg_apply(local_keys, t.local_mqtt, &cfg->local_mqtt, "local_mqtt",
                                      err, errlen))
         return GW_EINVAL;
@@ -544,6 +581,7 @@ void gw_config_reference(FILE *f)
     dump_table(f, "uplink.protect (docs/security.md)", "uplink.protect.", gw_protect_cfg_keys);
     dump_table(f, "uplink.protect.keys[]", "", gw_protect_cfg_keyset);
     dump_table(f, "local_mqtt", "local_mqtt.", local_keys);
+    dump_table(f, "http", "http.", gw_http_keys);
     dump_table(f, "devices[] (every protocol)", "", device_keys);
     dump_table(f, "devices[].site", "site.", site_keys);
     for (size_t i = 0; gw_protocols[i]; i++) {

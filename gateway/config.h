@@ -4,6 +4,7 @@
  * key is a row in a table in config.c and documented in docs/config.md.
  * gw_config_load either returns a complete, checked config or an error naming
  * file, line and key; nothing is half-applied. */
+#include "gateway/http.h"
 #include "gateway/localpub.h"
 #include "gateway/store.h"
 #include "gateway/uplink.h"
@@ -57,12 +58,14 @@ typedef struct gw_config {
     char admin_socket[300]; /* resolved path, empty = disabled */
     char modbus_stats[300]; /* resolved path of the Modbus statistics file, empty = none */
     int log_level;
+    int log_format; /* GW_LOG_FMT_* */
     int64_t shutdown_drain_ms;
     char profile_dirs[4][256];
     int nprofile_dirs;
     gw_store_config store;
     gw_uplink_config uplink;
     gw_localpub_config local_mqtt; /* uri empty: no local broker */
+    gw_http_config http;           /* enabled 0: no http: section */
     gw_device_conf *devices;
     int ndevices;
     gw_listener_conf *listeners;

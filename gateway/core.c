@@ -6,6 +6,9 @@
 #include "base/cfgmap.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "gateway/http.h"
+#include "gateway/notify.h"
+#include "gateway/status.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -57,6 +60,7 @@ int gw_core_reading(gw_core *core, gw_device *dev, gw_reading *r)
         return rc;
     core->st.readings++;
     dev->readings++;
+    gw_status_note_reading(dev, r);
     GW_DEBUG("pipeline", "%s %s=%g %s %s", r->device, r->metric, r->value, r->unit,
              gw_quality_name(r->quality));
     return GW_OK;
@@ -193,6 +197,7 @@ static void shared_free(gw_core *core)
 static void device_free(gw_device *d)
 {
     if (d) {
+        gw_status_device_free(d);
         free(d->proto_conf);
         free(d);
     }
@@ -378,6 +383,8 @@ static void finish_stop(gw_core *core)
     log_stats(core);
     uv_timer_stop(&core->drain_timer);
     uv_close((uv_handle_t *)&core->drain_timer, close_done);
+    gw_notify_close(core->notify);
+    core->notify = NULL;
     gw_uplink_close(core->uplink, 2000);
     core->uplink = NULL;
     gw_localpub_free(core->localpub);
@@ -429,6 +436,11 @@ void gw_core_stop(gw_core *core)
     listeners_stop(core);
     gw_admin_stop(core->admin);
     core->admin = NULL;
+    gw_notify_stopping(core->notify);
+    gw_http_stop(core->http);
+    core->http = NULL;
+    gw_status_stop(core->status);
+    core->status = NULL;
     gw_alarms_stop(core->alarms);
     core->alarms = NULL;
     gw_devops_stop(core);
@@ -763,6 +775,7 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
     memset(cfg, 0, sizeof(*cfg));
     snprintf(core->config_path, sizeof(core->config_path), "%s", config_path ? config_path : "");
     gw_log_level = core->cfg.log_level;
+    gw_log_set_format(core->cfg.log_format);
     raise_nofile();
 
     if (mkdirs(core->cfg.data_dir)) {
@@ -850,11 +863,15 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
         if (!core->admin)
             GW_WARN("core", "%s: running without the admin interface", err);
     }
+    core->status = gw_status_start(core);
+    if (core->cfg.http.enabled && !(core->http = gw_http_start(core, &core->cfg.http, err, errlen)))
+        GW_WARN("core", "%s: running without the HTTP endpoint", err);
     gw_uplink_start(core->uplink);
     release_parsed(&core->cfg);
     GW_INFO("core", "gateway %s started from %s: %zu devices, outbox %s (%llu last sequence)",
             core->cfg.gateway_id, core->cfg.source, core->ndevices, core->cfg.store.path,
             (unsigned long long)core->seq);
+    core->notify = gw_notify_ready(loop, "running");
     return GW_OK;
 error:
     gw_liveness_stop(core);

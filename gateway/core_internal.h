@@ -37,6 +37,9 @@ struct gw_core {
     struct gw_localpub *localpub; /* local broker for rule actions, NULL when none */
     struct gw_devops *devops;     /* device requests of the rules (gateway/devops.c) */
     struct gw_liveness *liveness; /* the offline-by-silence timer (gateway/liveness.c) */
+    struct gw_status *status;     /* self-observation (gateway/status.c) */
+    struct gw_http *http;         /* local HTTP endpoint, NULL when off */
+    struct gw_notify *notify;     /* service manager notifications (gateway/notify.c) */
     gw_tw *wheel;                 /* device timers, from start until every device is gone */
     uint64_t seq;
     gw_core_stats st;

@@ -13,20 +13,34 @@
 #include <uv.h>
 
 #define GW_VERSION "0.1.0"
+#define GW_DEMO_ID "gw-demo" /* gateway/default.yaml */
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage:\n"
-               "  gateway [-c FILE]              run (no -c: the embedded demo config)\n"
+               "  gateway -c FILE                run with a config file\n"
+               "  gateway --demo                 run the embedded demo config (make demo)\n"
                "  gateway --check-config FILE    validate a config file and exit\n"
                "  gateway --print-default-config print the embedded default config\n"
                "  gateway --config-reference     print every config key as Markdown\n"
                "  gateway decode --protocol sl651|hj212 --hex BYTES | --text TEXT\n"
                "  gateway decode --adapter NAME --hex BYTES | --json TEXT\n"
                "  gateway read --profile P --connect tcp://HOST:PORT --unit N\n"
-               "  gateway admin [--socket PATH] status | ack ALARM-ID [BY]\n"
+               "  gateway admin [--socket PATH | -c FILE] [--json] VERB (gateway admin --help)\n"
                "  gateway keygen sm2|sm4 FILE    write a new key (mode 0600; sm2 also FILE.pub)\n"
                "  gateway --version\n");
+}
+
+/* The demo's identity is for the demo alone: two boxes both publishing as
+ * gw-demo would collide on item ids at the platform. */
+static int demo_id_refused(const gw_config *cfg, int demo)
+{
+    if (demo || strcmp(cfg->gateway_id, GW_DEMO_ID) != 0)
+        return 0;
+    fprintf(stderr, "%s: gateway.id '%s' is the demo's: give this gateway its own id (or leave "
+                    "it out to derive one from /etc/machine-id)\n",
+            cfg->source, GW_DEMO_ID);
+    return 1;
 }
 
 static int check_config(const char *path)
@@ -35,6 +49,10 @@ static int check_config(const char *path)
     char err[1024];
     if (gw_config_load(&cfg, path, err, sizeof(err))) {
         fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (demo_id_refused(&cfg, 0)) {
+        gw_config_free(&cfg);
         return 1;
     }
     /* Profiles and protocol checks are part of a device's config too. */
@@ -69,12 +87,16 @@ static int close_loop(uv_loop_t *loop)
     return open;
 }
 
-static int run(const char *path)
+static int run(const char *path, int demo)
 {
     gw_config cfg;
     char err[1024];
     if (gw_config_load(&cfg, path, err, sizeof(err))) {
         fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (demo_id_refused(&cfg, demo)) {
+        gw_config_free(&cfg);
         return 1;
     }
     /* A peer closing a socket must be an error return, not process death. */
@@ -123,15 +145,8 @@ int main(int argc, char **argv)
     }
     if (argc >= 2 && strcmp(argv[1], "decode") == 0)
         return gw_cli_decode(argc - 1, argv + 1);
-    if (argc >= 2 && strcmp(argv[1], "admin") == 0) {
-        const char *sock = "/var/lib/gw/admin.sock";
-        int i = 2;
-        if (argc > 3 && strcmp(argv[2], "--socket") == 0) {
-            sock = argv[3];
-            i = 4;
-        }
-        return gw_admin_client(sock, argc - i, argv + i);
-    }
+    if (argc >= 2 && strcmp(argv[1], "admin") == 0)
+        return gw_admin_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "keygen") == 0) {
         char err[400];
         if (argc != 4) {
@@ -153,14 +168,28 @@ int main(int argc, char **argv)
         }
         return check_config(argv[2]);
     }
+    int demo = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
             config = argv[++i];
+        } else if (strcmp(argv[i], "--demo") == 0) {
+            demo = 1;
         } else {
             fprintf(stderr, "gateway: unknown argument '%s'\n", argv[i]);
             usage(stderr);
             return 2;
         }
     }
-    return run(config);
+    /* A unit file that forgot -c must not quietly run the demo in production. */
+    if (!config && !demo) {
+        fprintf(stderr, "gateway: no configuration: give -c FILE (or --demo for the embedded "
+                        "demo)\n");
+        usage(stderr);
+        return 2;
+    }
+    if (config && demo) {
+        fprintf(stderr, "gateway: -c and --demo exclude each other\n");
+        return 2;
+    }
+    return run(config, demo);
 }

@@ -1413,6 +1413,33 @@ size_t gw_rules_active_count(const gw_rules_engine *e)
     return e->active;
 }
 
+size_t gw_rules_active_each(const gw_rules_engine *e, gw_rules_active_cb cb, void *ctx)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < e->tab_cap; i++) {
+        const rstate *st = e->tab[i];
+        if (!st || !st->level)
+            continue;
+        const rule_rt *rr = &e->rules[st->rule];
+        gw_alarm a;
+        memset(&a, 0, sizeof(a));
+        snprintf(a.id, sizeof(a.id), "%s:%s:%lld", rr->def.id, st->device,
+                 (long long)st->raised_ms);
+        gw_strlcpy(a.rule, rr->def.id, sizeof(a.rule));
+        gw_strlcpy(a.device, st->device, sizeof(a.device));
+        gw_strlcpy(a.metric, alarm_metric(&rr->def), sizeof(a.metric));
+        a.level = st->level;
+        a.state = st->acked ? GW_ALARM_ACKED : GW_ALARM_RAISED;
+        report_values(&rr->def, st, st->level, 0, &a.value, &a.threshold);
+        a.raised_ms = st->raised_ms;
+        a.at_ms = st->last_tx_ms;
+        n++;
+        if (cb)
+            cb(ctx, &a);
+    }
+    return n;
+}
+
 /* ---- construction ------------------------------------------------------ */
 
 static int index_rule(gw_rules_engine *e, int ri, const char *metric, const gw_rule *d)

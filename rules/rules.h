@@ -239,6 +239,13 @@ int64_t gw_rules_fast_interval(const gw_rules_engine *e, const char *device);
 int gw_rules_health(const gw_rules_engine *e, const char *device, const char *metric);
 /* Number of active alarms. */
 size_t gw_rules_active_count(const gw_rules_engine *e);
+/* Calls cb for each active alarm, in no particular order: id, rule, device,
+ * metric, level, value and threshold as in its last transition, state
+ * GW_ALARM_ACKED once acknowledged (else GW_ALARM_RAISED), raised_ms, and
+ * at_ms = the last transition. A query: cb must not change the engine.
+ * Returns how many there are. */
+typedef void (*gw_rules_active_cb)(void *ctx, const gw_alarm *a);
+size_t gw_rules_active_each(const gw_rules_engine *e, gw_rules_active_cb cb, void *ctx);
 
 /* Persistence. export writes the whole state (active alarms, pending
  * debounce, window buckets, stale clocks, sequence) as a versioned,

@@ -40,7 +40,7 @@ done
 
 "$B/sim" platform --broker tcp://127.0.0.1:18830 --topic 'iot/#' --pretty &
 PIDS="$PIDS $!"
-"$B/gateway" 2>"$DIR/gateway.log" &
+"$B/gateway" --demo 2>"$DIR/gateway.log" &
 PIDS="$PIDS $!"
 echo "demo running: platform view below, gateway log in $DIR/gateway.log. Ctrl-C stops it."
 wait

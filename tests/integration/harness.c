@@ -671,10 +671,11 @@ long h_raise_nofile(long want)
 int h_admin(const char *sock, const char *const *args, char *out, size_t cap)
 {
     static int calls;
-    char *argv[16] = {(char *)h_bin("gateway"), "admin", "--socket", (char *)sock};
-    int n = 4;
-    for (; args[n - 4] && n < 15; n++)
-        argv[n] = (char *)args[n - 4];
+    /* --json: the answer as the socket gives it, for the tests to parse. */
+    char *argv[16] = {(char *)h_bin("gateway"), "admin", "--json", "--socket", (char *)sock};
+    int n = 5;
+    for (; args[n - 5] && n < 15; n++)
+        argv[n] = (char *)args[n - 5];
     argv[n] = NULL;
     char logname[32];
     snprintf(logname, sizeof(logname), "h-admin-%d.log", ++calls);
@@ -709,4 +710,15 @@ const char *h_coap_client(int wait_s, const char *args)
     }
     pclose(p);
     return code;
+}
+
+int h_run(const char *cmd, char *out, size_t cap)
+{
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

@@ -108,6 +108,9 @@ long h_raise_nofile(long want);
  * its exit status with its output in out. */
 int h_admin(const char *sock, const char *const *args, char *out, size_t cap);
 
+/* Runs a shell command; its stdout (up to cap-1 bytes) in out; its exit status or -1. */
+int h_run(const char *cmd, char *out, size_t cap);
+
 /* ---- `sim run` rehearsals ---- */
 /* A file's contents, NUL-terminated (caller frees), or NULL. */
 char *h_slurp(const char *path);

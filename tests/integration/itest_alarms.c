@@ -535,7 +535,7 @@ static void test_adaptive_polling(void **state)
 static int run_admin(struct env *e, const char *args, char *out, size_t cap)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "%s admin --socket %s/data/admin.sock %s", h_bin("gateway"),
+    snprintf(cmd, sizeof(cmd), "%s admin --json --socket %s/data/admin.sock %s", h_bin("gateway"),
              h_tmpdir(), args);
     FILE *p = popen(cmd, "r");
     size_t n = fread(out, 1, cap - 1, p);

@@ -1,0 +1,48 @@
+#ifndef GW_HTTP_H
+#define GW_HTTP_H
+/* The local HTTP endpoint: /metrics (Prometheus text), /healthz and /readyz,
+ * the JSON API (/api/v1/status, /api/v1/devices[/ID], /api/v1/alarms, POST
+ * /api/v1/alarms/ID/ack) and the status page at /. libmicrohttpd runs in its
+ * external-polling epoll mode on the loop thread: one uv_poll on its epoll
+ * descriptor and one timer for its timeouts, so handlers read the core
+ * directly and the loop never waits on a client. Bounded by a connection
+ * limit, a per-connection memory limit (request line, headers and body) and
+ * an idle timeout. Bound to loopback by default; any other address needs a
+ * token (http.token_file), sent as "Authorization: Bearer TOKEN". Writes (the
+ * acknowledge) always need the token: without token_file one is generated at
+ * start into <data_dir>/http-token (mode 0600) for the local operator. */
+#include "base/cfgmap.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct gw_http_config {
+    int enabled; /* an http: section is present */
+    char listen[80];
+    char token_file[256];
+    int64_t max_connections;
+    int64_t timeout_ms;
+    int64_t metrics_devices; /* per-device series at most (label cardinality) */
+    /* Health: /healthz answers 503 past any of these. */
+    int64_t uplink_down_ms;
+    int64_t outbox_percent;
+    int64_t loop_stall_ms;
+    int64_t store_stuck_ms;
+} gw_http_config;
+
+extern const gw_cfgkey gw_http_keys[];
+/* Checks a loaded http section (address syntax, token rule). 0 or GW_EINVAL. */
+int gw_http_config_check(const gw_http_config *c, char *err, size_t errlen);
+
+struct gw_core;
+typedef struct gw_http gw_http;
+
+/* Starts serving (NULL with err on failure: port taken, token unreadable). */
+gw_http *gw_http_start(struct gw_core *core, const gw_http_config *c, char *err, size_t errlen);
+/* Appends the endpoint's own counters to a /metrics answer. */
+struct gw_sbuf;
+void gw_http_metrics(const gw_http *h, struct gw_sbuf *b);
+/* Closes the listener and every connection; freed once the loop closed its handles. */
+void gw_http_stop(gw_http *h);
+
+#endif
