@@ -156,6 +156,7 @@ static void status(struct conn *c)
              "\"shed_min_free\":%llu,\"recovered_corrupt\":%s,\"replays\":%llu,"
              "\"obs_refused\":%llu},"
              "\"uplink\":{\"connected\":%s,\"connects\":%llu,\"rows_acked\":%llu,"
+             "\"server\":\"%s\",\"failovers\":%llu,\"id_conflicts\":%llu,"
              "\"alarm_publish_ms\":{\"n\":%llu,\"p50\":%d,\"p99\":%d}},%s}\n",
              core->cfg.gateway_id, core->ndevices, online, (unsigned long long)core->st.readings,
              (unsigned long long)core->st.events, (unsigned long long)core->st.alarms,
@@ -168,6 +169,8 @@ static void status(struct conn *c)
              us.connected ? "true" : "false",
              (unsigned long long)us.connects,
              (unsigned long long)(us.rows_acked[0] + us.rows_acked[1]),
+             core->cfg.uplink.servers[us.server], (unsigned long long)us.failovers,
+             (unsigned long long)us.id_conflicts,
              (unsigned long long)lat_n, lat50, lat99, conns);
     reply(c, buf);
 }
