@@ -37,6 +37,8 @@ struct gw_mqttc {
     int64_t keepalive_ms, connect_timeout_ms;
     int max_inflight, auto_reconnect_max_s, verify_host, tls;
     char uri[256], username[128], password[256];
+    char server[256]; /* gw_mqttc_set_server: where the next connect goes */
+    char *servers[1];
     char ca_file[256], cert_file[256], key_file[256];
     char will_topic[256], will_payload[256];
 };
@@ -240,6 +242,11 @@ int gw_mqttc_connect(gw_mqttc *c, int *paho_rc)
         co.onFailure = cb_connect_failed;
         co.context = c;
     }
+    if (c->server[0]) {
+        c->servers[0] = c->server;
+        co.serverURIs = c->servers;
+        co.serverURIcount = 1;
+    }
     if (c->auto_reconnect_max_s > 0) {
         co.automaticReconnect = 1;
         co.minRetryInterval = 1;
@@ -288,6 +295,14 @@ int gw_mqttc_publish(gw_mqttc *c, const char *topic, const void *payload, size_t
         return GW_ERR;
     if (token)
         *token = ro.token;
+    return GW_OK;
+}
+
+int gw_mqttc_set_server(gw_mqttc *c, const char *uri)
+{
+    if (gw_strlcpy(c->server, uri, sizeof(c->server)))
+        return GW_EINVAL;
+    c->tls = strncmp(uri, "ssl://", 6) == 0 || strncmp(uri, "mqtts://", 8) == 0;
     return GW_OK;
 }
 

@@ -79,6 +79,11 @@ int gw_mqttc_connect(gw_mqttc *c, int *paho_rc);
 int gw_mqttc_publish(gw_mqttc *c, const char *topic, const void *payload, size_t len, int qos,
                      int retained, int *token, int *paho_rc);
 
+/* The broker the next gw_mqttc_connect goes to (a cluster node), instead of
+ * the URI given at creation; the client id and options stay. Returns
+ * GW_EINVAL when uri is too long. */
+int gw_mqttc_set_server(gw_mqttc *c, const char *uri);
+
 /* Subscribes n filters; SUBSCRIBED or SUBSCRIBE_FAILED follows. */
 int gw_mqttc_subscribe(gw_mqttc *c, int n, char *const *topics, const int *qos);
 

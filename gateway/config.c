@@ -120,9 +120,22 @@ static const gw_cfgkey store_keys[] = {
      0, NULL, 0, "readings observed further in the future are refused and counted (0: no limit)"},
     {NULL}};
 
+/* The uplink table fills a gw_uplink_config; the server list is checked here. */
+struct upsec {
+    gw_uplink_config u; /* first: the U() offsets hold */
+    const gw_ynode *servers;
+};
 #define U(m) F(gw_uplink_config, m)
 static const gw_cfgkey uplink_keys[] = {
-    {"uri", GW_CT_STR, NULL, 0, -1, U(uri), NULL, GW_CF_REQUIRED, "tcp://host:port or ssl://"},
+    {"uri", GW_CT_STR, "", 0, -1, U(uri), NULL, 0,
+     "tcp://host:port or ssl://host:port (or: servers)"},
+    {"servers", GW_CT_NODE, NULL, 0, -1, offsetof(struct upsec, servers), 0, NULL, 0,
+     "list of broker URIs (nodes of one cluster): the first is used, the next on loss; "
+     "excludes uri"},
+    {"flap_window", GW_CT_DURATION, "10s", 0.1, 3600,
+     offsetof(gw_uplink_config, flap_window_ms), 0, NULL, 0,
+     "a session lost sooner keeps the backoff growing; 3 in a row are logged as a client-id "
+     "conflict"},
     {"client_id", GW_CT_STR, "", 0, -1, U(client_id), NULL, 0, "MQTT client id"},
     {"topic_prefix", GW_CT_STR, "iot", 0, -1, U(topic_prefix), NULL, 0, "topic prefix"},
     {"username", GW_CT_STR, "", 0, -1, U(username), NULL, 0, "MQTT user"},
@@ -355,6 +368,50 @@ static int load_device(gw_config *cfg, int idx, const gw_ynode *n, char *err, si
     return GW_OK;
 }
 
+static int check_uri(const char *uri, const gw_ynode *at, const char *key, char *err,
+                     size_t errlen)
+{
+    if (strncmp(uri, "tcp://", 6) && strncmp(uri, "ssl://", 6) && strncmp(uri, "mqtt://", 7) &&
+        strncmp(uri, "mqtts://", 8))
+        return err_at(err, errlen, at,
+                      "key '%s' must start with tcp://, ssl://, mqtt:// or mqtts:// (got '%s')",
+                      key, uri);
+    return GW_OK;
+}
+
+/* uplink.uri is a one-element uplink.servers: either fills servers[]. */
+static int load_servers(gw_uplink_config *u, const gw_ynode *list, const gw_ynode *sec,
+                        char *err, size_t errlen)
+{
+    if (list && u->uri[0])
+        return err_at(err, errlen, list, "keys 'uplink.uri' and 'uplink.servers' exclude each "
+                                         "other%s", "");
+    if (!list) {
+        if (!u->uri[0])
+            return err_at(err, errlen, sec, "key 'uplink.uri' (or 'uplink.servers') is required%s",
+                          "");
+        if (check_uri(u->uri, gw_ymap_get(sec, "uri"), "uplink.uri", err, errlen))
+            return GW_EINVAL;
+        strcpy(u->servers[0], u->uri);
+        u->nservers = 1;
+        return GW_OK;
+    }
+    if (list->type != GW_Y_SEQ || list->n < 1 || list->n > GW_UPLINK_MAX_SERVERS)
+        return err_at(err, errlen, list, "key 'uplink.servers' must be a list of 1 to %d URIs",
+                      GW_UPLINK_MAX_SERVERS);
+    for (size_t i = 0; i < list->n; i++) {
+        const gw_ynode *n = list->kids[i];
+        if (n->type != GW_Y_SCALAR || strlen(n->str) >= sizeof(u->servers[0]))
+            return err_at(err, errlen, n, "key 'uplink.servers': not a URI%s", "");
+        if (check_uri(n->str, n, "uplink.servers", err, errlen))
+            return GW_EINVAL;
+        strcpy(u->servers[i], n->str);
+    }
+    u->nservers = (int)list->n;
+    strcpy(u->uri, u->servers[0]);
+    return GW_OK;
+}
+
 static int load_doc(gw_config *cfg, char *err, size_t errlen)
 {
     struct top t;
@@ -409,18 +466,15 @@ static int load_doc(gw_config *cfg, char *err, size_t errlen)
     cfg->store.obs_max_age = s.obs_max_age;
     cfg->store.obs_max_ahead = s.obs_max_ahead;
 
-    if (gw_cfg_apply_ex(uplink_keys, uplink_blocks, t.uplink, &cfg->uplink, "uplink", err,
-                        errlen) ||
+    struct upsec up;
+    memset(&up, 0, sizeof(up));
+    if (gw_cfg_apply_ex(uplink_keys, uplink_blocks, t.uplink, &up, "uplink", err, errlen))
+        return GW_EINVAL;
+    cfg->uplink = up.u;
+    if (load_servers(&cfg->uplink, up.servers, t.uplink, err, errlen) ||
         gw_protect_config_load(&cfg->uplink.protect, gw_ymap_get(t.uplink, "protect"),
                                "uplink.protect", cfg->data_dir, "uplink", err, errlen))
         return GW_EINVAL;
-    const char *uri = cfg->uplink.uri;
-    if (strncmp(uri, "tcp://", 6) && strncmp(uri, "ssl://", 6) && strncmp(uri, "mqtt://", 7) &&
-        strncmp(uri, "mqtts://", 8))
-        return err_at(err, errlen, gw_ymap_get(t.uplink, "uri"),
-                      "key 'uplink.uri' must start with tcp://, ssl://, mqtt:// or mqtts:// (got "
-                      "'%s')",
-                      uri);
     if (cfg->uplink.password_file[0] && cfg->uplink.password_env[0])
         return err_at(err, errlen, t.uplink,
                       "keys 'uplink.password_file' and 'uplink.password_env' exclude each other%s",

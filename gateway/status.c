@@ -505,12 +505,15 @@ void gw_status_json(gw_core *core, gw_sbuf *b)
                    ",\"connected\":%s,\"connects\":%llu,"
                    "\"in_flight\":%llu,\"rows_acked\":%llu,"
                    "\"protected\":%llu,\"commands_refused\":%llu,"
+                   "\"server\":\"%s\",\"failovers\":%llu,\"id_conflicts\":%llu,"
                    "\"alarm_publish_ms\":{\"n\":%llu,\"p50\":%d,\"p99\":%d}},",
                    us.connected ? "true" : "false", (unsigned long long)us.connects,
                    (unsigned long long)(us.msgs_sent[0] + us.msgs_sent[1] - us.msgs_acked[0] -
                                         us.msgs_acked[1]),
                    (unsigned long long)(us.rows_acked[0] + us.rows_acked[1]),
                    (unsigned long long)us.protect.sealed, (unsigned long long)us.commands_refused,
+                   core->cfg.uplink.servers[us.server], (unsigned long long)us.failovers,
+                   (unsigned long long)us.id_conflicts,
                    (unsigned long long)lat_n, lat50, lat99);
     gw_sbuf_printf(b,
                    "\"connections\":{\"open\":%llu,\"unauthenticated\":%llu,\"accepted\":%llu,"

@@ -64,6 +64,10 @@ struct gw_uplink {
     size_t tele_bytes; /* telemetry payload bytes in flight */
     struct lanebuf lane[GW_LANES];
     gw_backoff bo;
+    int srv;           /* index into cfg.servers of the current (or next) node */
+    int64_t up_since;  /* monotonic ms of the last CONNACK */
+    int short_run;     /* sessions in a row that ended within the flap window */
+    int conflict;      /* a client-id conflict is suspected (see on_lost) */
     char t_readings[256], t_events[256], t_alarms[256], t_status[256], t_cmd[256];
     size_t cmd_prefix_len;
     char *msg;
@@ -405,13 +409,52 @@ static void on_reconnect_timer(uv_timer_t *t)
     do_connect(t->data);
 }
 
+/* After a lost or refused connection: the next node of the list (a cluster
+ * shares sessions and streams, so any node will do), after the backoff. The
+ * gateway never goes back to servers[0] by itself: which node is preferred is
+ * configuration, applied at start. */
 static void schedule_reconnect(gw_uplink *u)
 {
     if (u->closing)
         return;
+    if (u->cfg.nservers > 1) {
+        const char *from = u->cfg.servers[u->srv];
+        u->srv = (u->srv + 1) % u->cfg.nservers;
+        u->st.failovers++;
+        if (gw_mqttc_set_server(u->client, u->cfg.servers[u->srv]) == GW_OK)
+            GW_INFO("uplink", "failing over from %s to %s", from, u->cfg.servers[u->srv]);
+    }
     int64_t d = gw_backoff_next(&u->bo);
-    GW_INFO("uplink", "reconnecting to %s in %lld ms", u->cfg.uri, (long long)d);
+    GW_INFO("uplink", "reconnecting to %s in %lld ms", u->cfg.servers[u->srv], (long long)d);
     uv_timer_start(&u->timer, on_reconnect_timer, (uint64_t)d, 0);
+}
+
+/* A broker closes the older of two connections with one client id (MQTT
+ * 3.1.1 section 3.1.4): two gateways sharing an id, or a stale session
+ * of this one, look like sessions lost right after CONNACK, over and over.
+ * Such short sessions do not reset the backoff, so the delays grow instead
+ * of flapping; three in a row are reported. While a conflict is suspected a
+ * session must also outlive the backoff cap to count as stable, since the
+ * other client's delays are that long. */
+static void on_lost(gw_uplink *u)
+{
+    int64_t lived = gw_mono_ms() - u->up_since;
+    int64_t stable = u->cfg.flap_window_ms + (u->conflict ? u->cfg.backoff_max_ms : 0);
+    if (lived >= stable) {
+        u->short_run = 0;
+        u->conflict = 0;
+        gw_backoff_reset(&u->bo);
+        return;
+    }
+    if (++u->short_run % 3 == 0) {
+        u->conflict = 1;
+        u->st.id_conflicts++;
+        GW_ERROR("uplink",
+                 "client id '%s': %d sessions in a row ended within %lld ms of connecting; another "
+                 "client is probably using this id (two gateways with one gateway.id or "
+                 "uplink.client_id, or a stale session); backing off",
+                 u->cfg.client_id, u->short_run, (long long)stable);
+    }
 }
 
 static void on_event(void *ctx, const gw_mqttc_event *e)
@@ -423,8 +466,8 @@ static void on_event(void *ctx, const gw_mqttc_event *e)
         u->connecting = 0;
         u->connected = 1;
         u->st.connects++;
-        gw_backoff_reset(&u->bo);
-        GW_INFO("uplink", "connected to %s", u->cfg.uri);
+        u->up_since = gw_mono_ms();
+        GW_INFO("uplink", "connected to %s", u->cfg.servers[u->srv]);
         char *topic = u->t_cmd;
         int qos = 1;
         gw_mqttc_subscribe(u->client, 1, &topic, &qos);
@@ -433,15 +476,16 @@ static void on_event(void *ctx, const gw_mqttc_event *e)
         pump(u);
     } else if (e->type == GW_MQTTC_CONNECT_FAILED) {
         u->connecting = 0;
-        GW_LOG_RL(GW_LOG_WARN, 10000, "uplink", "connect to %s failed (code %d)", u->cfg.uri,
-                  e->code);
+        GW_LOG_RL(GW_LOG_WARN, 10000, "uplink", "connect to %s failed (code %d)",
+                  u->cfg.servers[u->srv], e->code);
         schedule_reconnect(u);
     } else if (e->type == GW_MQTTC_LOST) {
         if (u->connected) {
             u->connected = 0;
             u->st.disconnects++;
             GW_WARN("uplink", "connection to %s lost; %d messages in flight will be resent",
-                    u->cfg.uri, u->inflight);
+                    u->cfg.servers[u->srv], u->inflight);
+            on_lost(u);
             rewind_all(u);
             schedule_reconnect(u);
         }
@@ -475,7 +519,7 @@ static void do_connect(gw_uplink *u)
     int prc;
     if (gw_mqttc_connect(u->client, &prc)) {
         u->connecting = 0;
-        GW_WARN("uplink", "connect to %s could not start (code %d)", u->cfg.uri, prc);
+        GW_WARN("uplink", "connect to %s could not start (code %d)", u->cfg.servers[u->srv], prc);
         schedule_reconnect(u);
     }
 }
@@ -595,6 +639,7 @@ void gw_uplink_get_stats(const gw_uplink *u, gw_uplink_stats *out)
 {
     *out = u->st;
     out->connected = u->connected;
+    out->server = u->srv;
     if (u->client) /* else: the figure kept at close */
         out->commands_dropped = gw_mqttc_dropped(u->client);
     gw_protect_get_stats(u->prot, &out->protect);

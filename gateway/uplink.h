@@ -1,7 +1,9 @@
 #ifndef GW_UPLINK_H
 #define GW_UPLINK_H
 /* The platform uplink: one MQTT connection (Paho async, QoS 1) that drains the
- * outbox. Rows are read from the store, published, and deleted only on PUBACK.
+ * outbox. With several servers (the nodes of a broker cluster) it holds one
+ * connection at a time and, when it is lost or refused, moves to the next node
+ * under the same backoff and sends every unacknowledged row again there. Rows are read from the store, published, and deleted only on PUBACK.
  * The priority lane (events, alarms) always goes first and has slots of its
  * own in the in-flight window, so a new alarm overtakes any telemetry backlog.
  * Paho's callbacks run on Paho's threads: they only queue small events for the
@@ -12,8 +14,13 @@
 #include <stdint.h>
 #include <uv.h>
 
+#define GW_UPLINK_MAX_SERVERS 8
+
 typedef struct gw_uplink_config {
-    char uri[256];          /* tcp://host:port or ssl://host:port */
+    char uri[256];          /* tcp://host:port or ssl://host:port; or servers[] */
+    char servers[GW_UPLINK_MAX_SERVERS][256]; /* broker nodes, tried in order; [0] = uri */
+    int nservers;
+    int64_t flap_window_ms; /* a session shorter than this does not reset the backoff */
     char client_id[128];    /* default: the gateway id */
     char topic_prefix[128]; /* topics are <prefix>/<gateway id>/<kind> */
     char username[128];
@@ -41,6 +48,9 @@ typedef void (*gw_uplink_cmd_cb)(void *ctx, const char *name, const char *payloa
 typedef struct gw_uplink_stats {
     int connected;
     uint64_t connects, disconnects;
+    uint64_t failovers;    /* moves to the next server of uplink.servers */
+    uint64_t id_conflicts; /* runs of sessions ended right after connect (client id taken over?) */
+    int server;            /* index of the current (or next) server */
     uint64_t msgs_sent[GW_LANES], msgs_acked[GW_LANES], rows_acked[GW_LANES];
     uint64_t publish_refused; /* Paho refused a publish (back-pressure); retried */
     uint64_t commands, commands_dropped;

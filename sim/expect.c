@@ -37,6 +37,7 @@ void sim_tl_free(sim_timeline *tl)
     free(tl->dev_last_seq);
     free(tl->dev_out_of_order);
     free(tl->dev_online);
+    sim_gw_free(tl->gws, tl->ngws);
     free(tl->rd);
     free(tl->ev);
     free(tl->al);
@@ -399,12 +400,16 @@ int sim_tl_message(sim_timeline *tl, double t, const char *kind, const char *pay
     }
     int n = 0;
     const cJSON *it;
+    const cJSON *gw = cJSON_GetObjectItemCaseSensitive(root, "gw");
     cJSON_ArrayForEach(it, items)
     {
         if (!cJSON_IsObject(it)) {
             tl->malformed++;
             continue;
         }
+        const cJSON *seq = cJSON_GetObjectItemCaseSensitive(it, "seq");
+        if (cJSON_IsString(gw) && cJSON_IsNumber(seq) && seq->valuedouble >= 1)
+            sim_gw_note(&tl->gws, &tl->ngws, gw->valuestring, (uint64_t)seq->valuedouble);
         int r = add(tl, t, it);
         if (r < 0) {
             cJSON_Delete(root);

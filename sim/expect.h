@@ -138,7 +138,24 @@ typedef struct sim_timeline {
     uint64_t readings, events, alarms, duplicates, malformed, no_seq, readings_not_kept;
     uint64_t alarms_by_level[5];
     double end_t; /* scenario time the run ended */
+    struct sim_gw_tally *gws; /* per gateway (the envelope's "gw"): sim/gateways.c */
+    uint32_t ngws;
 } sim_timeline;
+
+/* Delivery of one gateway's items at the platform, by item seq. */
+#define SIM_MAX_GATEWAYS 256
+typedef struct sim_gw_tally {
+    char gw[64];
+    uint64_t items, duplicates, outside; /* outside: beyond the de-duplicated window */
+    uint64_t lo, hi, base;
+    uint8_t *bits;
+} sim_gw_tally;
+/* Notes item seq of gateway gw: 1 new, 0 duplicate, SIM_ENOMEM (also past
+ * SIM_MAX_GATEWAYS gateways). */
+int sim_gw_note(sim_gw_tally **tab, uint32_t *n, const char *gw, uint64_t seq);
+/* Seqs missing between the lowest and the highest seen. */
+uint64_t sim_gw_missing(const sim_gw_tally *g);
+void sim_gw_free(sim_gw_tally *tab, uint32_t n);
 
 sim_timeline *sim_tl_new(size_t max_readings);
 void sim_tl_free(sim_timeline *tl);

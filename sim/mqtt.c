@@ -20,6 +20,9 @@ struct sim_mqtt_sub {
     MQTTAsync client;
     char topic[256], password[256], who[64];
     int qos, quiet;
+    char uris[640];
+    char *uri[SIM_MQTT_MAX_URIS];
+    int nuri;
 };
 
 /* ---- Paho threads ---- */
@@ -143,8 +146,13 @@ sim_mqtt_sub *sim_mqtt_sub_start(const sim_mqtt_sub_opts *o, char *err, size_t e
     s->qos = o->qos;
     s->quiet = o->quiet;
     s->queue_max = o->queue_max;
+    snprintf(s->uris, sizeof s->uris, "%s", o->broker);
+    char *save = NULL;
+    for (char *u = strtok_r(s->uris, ",", &save); u && s->nuri < SIM_MQTT_MAX_URIS;
+         u = strtok_r(NULL, ",", &save))
+        s->uri[s->nuri++] = u + strspn(u, " ");
     MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
-    int rc = MQTTAsync_createWithOptions(&s->client, o->broker, o->client_id,
+    int rc = MQTTAsync_createWithOptions(&s->client, s->nuri ? s->uri[0] : o->broker, o->client_id,
                                          MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
     if (rc != MQTTASYNC_SUCCESS) {
         snprintf(err, errlen, "bad broker %s: %s", o->broker, MQTTAsync_strerror(rc));
@@ -159,7 +167,11 @@ sim_mqtt_sub *sim_mqtt_sub_start(const sim_mqtt_sub_opts *o, char *err, size_t e
     MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
     opts.MQTTVersion = MQTTVERSION_3_1_1;
     opts.keepAliveInterval = 20;
-    opts.cleansession = 1;
+    opts.cleansession = s->nuri < 2;
+    if (s->nuri > 1) {
+        opts.serverURIs = s->uri;
+        opts.serverURIcount = s->nuri;
+    }
     opts.automaticReconnect = 1;
     opts.minRetryInterval = 1;
     opts.maxRetryInterval = 2;

@@ -28,6 +28,11 @@ typedef struct sim_mqtt_sub_opts {
     const char *who; /* log prefix, e.g. "sim: platform" */
     int quiet;       /* no line on a lost connection */
 } sim_mqtt_sub_opts;
+/* broker may list several URIs separated by commas (the nodes of one broker
+ * cluster, at most SIM_MQTT_MAX_URIS): Paho connects to the first that
+ * answers, and the session is then persistent (clean session off) so what
+ * the cluster holds for it survives a node failure. */
+#define SIM_MQTT_MAX_URIS 4
 
 typedef struct sim_mqtt_sub_state {
     int connected_once, subscribed, sub_failed, disconnected;

@@ -103,6 +103,18 @@ int sim_report_print(FILE *f, const sim_run_conf *rc, const sim_verdict *v, cons
         (unsigned long long)tl->alarms_by_level[3], (unsigned long long)tl->alarms_by_level[2],
         (unsigned long long)tl->alarms_by_level[1], (unsigned long long)tl->duplicates,
         (unsigned long long)tl->malformed);
+    for (uint32_t i = 0; i < tl->ngws; i++) {
+        const sim_gw_tally *g = &tl->gws[i];
+        fprintf(f, "  gateway %s: %llu items delivered (seq %llu..%llu), %llu missing, %llu "
+                   "duplicates",
+                g->gw, (unsigned long long)g->items, (unsigned long long)g->lo,
+                (unsigned long long)g->hi, (unsigned long long)sim_gw_missing(g),
+                (unsigned long long)g->duplicates);
+        if (g->outside)
+            fprintf(f, ", %llu not de-duplicated (seq far from the first)",
+                    (unsigned long long)g->outside);
+        fputc('\n', f);
+    }
     fprintf(f, "  devices: %u in the scenario, %u asked by the gateway, %llu requests served\n",
             sum->devices, sum->devices_served, (unsigned long long)sum->requests);
     print_cpu(f, "sim", &sum->sim, sum->wall_s);

@@ -335,6 +335,7 @@ int h_platform_start(int port)
     MQTTAsync_setConnected(pclient, NULL, on_conn);
     MQTTAsync_connectOptions o = MQTTAsync_connectOptions_initializer;
     o.cleansession = 0; /* a persistent session: nothing is missed across a broker restart */
+    o.MQTTVersion = MQTTVERSION_3_1_1; /* no fall-back to 3.1, which nats-server refuses */
     o.automaticReconnect = 1;
     o.minRetryInterval = 1;
     o.maxRetryInterval = 1;
