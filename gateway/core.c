@@ -1,10 +1,11 @@
 /* The core: start-up, the pipeline, graceful stop and SIGHUP reload. */
-#include "gateway/core.h"
+#include "gateway/core_internal.h"
 
 #include "gateway/admin.h"
 #include "gateway/alarms.h"
-#include "gateway/json.h"
-#include "gateway/log.h"
+#include "base/cfgmap.h"
+#include "base/json.h"
+#include "base/log.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -383,6 +384,8 @@ static void finish_stop(gw_core *core)
     core->localpub = NULL;
     gw_store_close(core->store);
     core->store = NULL;
+    gw_tw_close(core->wheel); /* every device was detached when the stop began */
+    core->wheel = NULL;
     for (size_t i = 0; i < core->ndevices; i++)
         device_free(core->devices[i]);
     free(core->devices);
@@ -422,6 +425,7 @@ void gw_core_stop(gw_core *core)
     for (size_t i = 0; i < core->ndevices; i++)
         if (core->devices[i]->proto->detach)
             core->devices[i]->proto->detach(core->devices[i]);
+    gw_liveness_stop(core);
     listeners_stop(core);
     gw_admin_stop(core->admin);
     core->admin = NULL;
@@ -443,16 +447,35 @@ void gw_core_stop(gw_core *core)
         on_stop_flushed(core, GW_ERR);
 }
 
+/* Field by field: the text fields are compared as strings, since the bytes
+ * after a string's end are whatever the parser's stack held (a memcmp of the
+ * whole struct called every device of an unchanged file changed). */
+static int same_conf(const gw_device_conf *x, const gw_device_conf *y)
+{
+    if (strcmp(x->id, y->id) || strcmp(x->type, y->type) || strcmp(x->protocol, y->protocol) ||
+        strcmp(x->profile, y->profile) || strcmp(x->connect, y->connect) ||
+        strcmp(x->address, y->address) || strcmp(x->site, y->site) || x->unit != y->unit ||
+        x->interval_ms != y->interval_ms || x->timeout_ms != y->timeout_ms ||
+        x->retries != y->retries || x->offline_after != y->offline_after ||
+        x->has_location != y->has_location || x->lon != y->lon || x->lat != y->lat ||
+        x->ngroups != y->ngroups || x->nparams != y->nparams ||
+        x->proto_conf_size != y->proto_conf_size)
+        return 0;
+    for (int i = 0; i < x->ngroups; i++)
+        if (strcmp(x->groups[i], y->groups[i]))
+            return 0;
+    for (int i = 0; i < x->nparams; i++)
+        if (strcmp(x->param_keys[i], y->param_keys[i]) || x->param_vals[i] != y->param_vals[i])
+            return 0;
+    return 1;
+}
+
 static int same_device(const gw_device *a, const gw_device *b)
 {
-    gw_device_conf x = a->conf, y = b->conf;
-    x.line = y.line = 0;
-    x.file = y.file = NULL;
-    x.proto_conf = y.proto_conf = NULL;
-    if (memcmp(&x, &y, sizeof(x)) != 0)
+    if (!same_conf(&a->conf, &b->conf) || a->proto != b->proto)
         return 0;
     return a->conf.proto_conf_size == 0 ||
-           memcmp(a->proto_conf, b->proto_conf, a->conf.proto_conf_size) == 0;
+           gw_cfg_equal(a->proto->device_keys, a->proto_conf, b->proto_conf);
 }
 
 /* ---- Address index for listener protocols ---- */
@@ -502,6 +525,11 @@ gw_device *gw_core_find_device(gw_core *core, const char *protocol, const char *
             return d;
     }
     return NULL;
+}
+
+gw_tw *gw_core_wheel(gw_core *core)
+{
+    return core->wheel;
 }
 
 int gw_core_flush(gw_core *core, void (*cb)(void *ctx, int status), void *ctx)
@@ -716,6 +744,11 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
         snprintf(err, errlen, "gateway.data_dir %s: %s", core->cfg.data_dir, strerror(errno));
         goto error;
     }
+    core->wheel = gw_tw_new(loop);
+    if (!core->wheel) {
+        snprintf(err, errlen, "out of memory");
+        goto error;
+    }
     if (devices_build(core, &core->cfg, &core->devices, err, errlen))
         goto error;
     core->ndevices = (size_t)core->cfg.ndevices;
@@ -738,7 +771,7 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
                                  on_command, core, err, errlen);
     if (!core->uplink)
         goto error;
-    if (index_build(core)) {
+    if (index_build(core) || gw_liveness_start(core)) {
         snprintf(err, errlen, "out of memory");
         goto error;
     }
@@ -786,6 +819,9 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
             (unsigned long long)core->seq);
     return GW_OK;
 error:
+    gw_liveness_stop(core);
+    gw_tw_close(core->wheel);
+    core->wheel = NULL;
     if (core->alarms)
         gw_alarms_stop(core->alarms);
     gw_localpub_free(core->localpub);
@@ -802,4 +838,14 @@ error:
     shared_free(core);
     gw_config_free(&core->cfg);
     return GW_ERR;
+}
+
+uv_loop_t *gw_core_loop(gw_core *core)
+{
+    return core->loop;
+}
+
+const gw_config *gw_core_config(const gw_core *core)
+{
+    return &core->cfg;
 }

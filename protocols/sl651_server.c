@@ -20,8 +20,8 @@
  * confirmed and not remembered, so the RTU's resend is taken.
  *
  * Devices: each `protocol: sl651` device gets a small state (attach) holding its
- * duplicate memory, element overrides and an offline check: silent for
- * offline_after x interval -> "offline" event; the next frame -> "online".
+ * duplicate memory and element overrides; the core's liveness watches it:
+ * silent for offline_after x interval -> "offline" event; the next frame -> "online".
  *
  * Commands (query 37, status 46, clock 4A) from the admin socket or the
  * platform are sent at once to where the station was last heard: the TCP
@@ -31,9 +31,10 @@
  * Lifetime: the UDP handle, pending UDP confirms and devices that were heard
  * on a listener hold references on the server, which is freed from the close
  * callback that drops the last one. */
+#include "base/hex.h"
 #include "gateway/core.h"
-#include "gateway/log.h"
-#include "gateway/netaddr.h"
+#include "base/log.h"
+#include "base/netaddr.h"
 #include "protocols/sl651.h"
 #include "protocols/stream_listener.h"
 
@@ -120,30 +121,13 @@ static const gw_cfgkey override_keys[] = {
      "apply base_level and correction"},
     {NULL}};
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Parses exactly n hex digits. */
 static int parse_hex(const char *s, size_t n, unsigned *out)
 {
-    unsigned v = 0;
-    if (strlen(s) != n)
+    long v = strlen(s) == n ? gw_hex_value(s, n) : -1;
+    if (v < 0)
         return GW_EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        int h = hexval((unsigned char)s[i]);
-        if (h < 0)
-            return GW_EINVAL;
-        v = v << 4 | (unsigned)h;
-    }
-    *out = v;
+    *out = (unsigned)v;
     return GW_OK;
 }
 
@@ -188,7 +172,7 @@ static int check_device(const gw_device *dev, char *err, size_t errlen)
         return GW_EINVAL;
     }
     for (size_t i = 0; i < 10; i++) {
-        if (hexval((unsigned char)a[i]) < 0 || (a[i] >= 'a' && a[i] <= 'f')) {
+        if (gw_hex_digit((unsigned char)a[i]) < 0 || (a[i] >= 'a' && a[i] <= 'f')) {
             snprintf(err, errlen,
                      "address '%s' must be 10 upper-case hex digits (as frames carry it)", a);
             return GW_EINVAL;
@@ -211,8 +195,6 @@ static void srv_unref(sl_srv *s);
 typedef struct sl_dev {
     gw_device *dev;
     gw_core *core;
-    uv_timer_t timer;
-    int64_t last_seen; /* loop time of the last accepted frame */
     int64_t last_clock_set;
     uint16_t password;
     sl_ov_conf ovc[MAX_OVERRIDES];
@@ -228,47 +210,6 @@ typedef struct sl_dev {
     struct sockaddr_storage peer;
     gw_sl651_link link;
 } sl_dev;
-
-static void dev_event(gw_core *core, gw_device *d, const char *kind, const char *detail)
-{
-    gw_event e;
-    memset(&e, 0, sizeof(e));
-    gw_strlcpy(e.kind, kind, sizeof(e.kind));
-    gw_strlcpy(e.detail, detail, sizeof(e.detail));
-    e.active = 1;
-    gw_core_event(core, d, &e);
-}
-
-static int64_t silence_limit(const gw_device *d)
-{
-    return d->interval_ms * (d->conf.offline_after > 0 ? d->conf.offline_after : 1);
-}
-
-static void on_dev_timer(uv_timer_t *t)
-{
-    sl_dev *s = t->data;
-    gw_device *d = s->dev;
-    int64_t now = (int64_t)uv_now(s->core->loop);
-    if (d->online != 0 && now - s->last_seen >= silence_limit(d)) {
-        d->online = 0;
-        char detail[GW_DETAIL_MAX];
-        snprintf(detail, sizeof(detail), "no frame for %lld s",
-                 (long long)((now - s->last_seen) / 1000));
-        GW_WARN(MOD, "[%s] offline: %s", d->conf.id, detail);
-        dev_event(s->core, d, "offline", detail);
-    }
-}
-
-/* A frame from the device was accepted. */
-static void dev_seen(sl_dev *s)
-{
-    s->last_seen = (int64_t)uv_now(s->core->loop);
-    if (s->dev->online != 1) {
-        s->dev->online = 1;
-        GW_INFO(MOD, "[%s] online", s->dev->conf.id);
-        dev_event(s->core, s->dev, "online", "");
-    }
-}
 
 static int dev_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
 {
@@ -302,21 +243,11 @@ static int dev_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
     s->scfg.overrides = n ? s->ov : NULL;
     s->scfg.n_overrides = n;
     s->scfg.drp_forward = (uint8_t)c->drp_forward;
-    s->last_seen = (int64_t)uv_now(core->loop);
-    uv_timer_init(core->loop, &s->timer);
-    s->timer.data = s;
-    uint64_t every = (uint64_t)(dev->interval_ms < 1000 ? dev->interval_ms : 1000);
-    if (dev->interval_ms >= 60000)
-        every = 10000;
-    uv_timer_start(&s->timer, on_dev_timer, every, every);
+    /* Offline once silent for offline_after report intervals. */
+    gw_core_watch(core, dev, dev->interval_ms * dev->conf.offline_after);
     dev->proto_state = s;
     dev->online = -1;
     return GW_OK;
-}
-
-static void on_dev_closed(uv_handle_t *h)
-{
-    free(h->data);
 }
 
 static void dev_detach(gw_device *dev)
@@ -328,8 +259,7 @@ static void dev_detach(gw_device *dev)
     if (s->srv)
         srv_unref(s->srv);
     s->srv = NULL;
-    uv_timer_stop(&s->timer);
-    uv_close((uv_handle_t *)&s->timer, on_dev_closed);
+    free(s);
 }
 
 /* ---- the server ---- */
@@ -590,7 +520,7 @@ static int handle_frame(sl_srv *s, gw_slc *c, const struct sockaddr *peer, const
             return GW_SL_IGNORE;
         }
     }
-    dev_seen(ds);
+    gw_core_seen(s->core, d, NULL);
     remember_route(s, ds, c, peer, f);
     ds->frames++;
     if (f->function == 0x2F) {
@@ -645,7 +575,7 @@ static int handle_frame(sl_srv *s, gw_slc *c, const struct sockaddr *peer, const
         return GW_SL_ACCEPT;
     }
     size_t len = (size_t)n;
-    int64_t now_ms = gw_now_ms(), loop_now = (int64_t)uv_now(s->core->loop);
+    int64_t now_ms = gw_now_ms(), loop_now = (int64_t)uv_now(gw_core_loop(s->core));
     if (dc->clock_sync && rep.send_ms && llabs(rep.send_ms - now_ms) > dc->clock_tolerance_ms &&
         (!ds->last_clock_set || loop_now - ds->last_clock_set >= CLOCK_SYNC_MIN_MS)) {
         gw_sl651_link l;
@@ -871,7 +801,7 @@ static int sl_listen(gw_core *core, const void *conf, void **state, char *err, s
     s->core = core;
     s->conf = *lc;
     s->refs = 1; /* released by srv_close */
-    uv_timer_init(core->loop, &s->stats_timer);
+    uv_timer_init(gw_core_loop(core), &s->stats_timer);
     s->stats_timer.data = s;
     s->refs++;
     if (lc->transport != T_UDP) {
@@ -883,7 +813,7 @@ static int sl_listen(gw_core *core, const void *conf, void **state, char *err, s
     }
     if (lc->transport != T_TCP) {
         s->ubuf = malloc(UDP_BUF);
-        uv_udp_init(core->loop, &s->udp);
+        uv_udp_init(gw_core_loop(core), &s->udp);
         s->udp.data = s;
         s->udp_open = 1;
         s->refs++;

@@ -103,14 +103,8 @@ static int all_delivered(void *ctx)
 
 static int admin_status(const char *sock, char *out, size_t cap)
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "%s admin --socket %s status", h_bin("gateway"), sock);
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    return pclose(p);
+    static const char *const args[] = {"status", NULL};
+    return h_admin(sock, args, out, cap);
 }
 
 /* ---- the disk ---- */
