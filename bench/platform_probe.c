@@ -23,6 +23,7 @@ static int64_t first_any_ms;
 static size_t nlat, caplat;
 static unsigned char *seen;
 static size_t seen_cap = 1u << 26;
+static uint64_t seq_base; /* the seq bit 0 of seen stands for */
 
 static int64_t now_ms(void)
 {
@@ -83,7 +84,12 @@ static int on_msg(void *ctx, char *topic, int tl, MQTTAsync_message *m)
             }
         } else if (strstr(topic, "/readings")) {
             uint64_t seq = (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(it, "seq"));
-            if (seq < seen_cap * 8) {
+            /* A gateway's sequence starts from the clock: map it from the
+             * first seq seen, with room below for items that overtook it. */
+            if (!seq_base)
+                seq_base = seq > seen_cap * 4 ? seq - seen_cap * 4 : 1;
+            if (seq >= seq_base && seq - seq_base < seen_cap * 8) {
+                seq -= seq_base;
                 if (seen[seq / 8] & (1u << (seq % 8))) {
                     dups++;
                     continue;

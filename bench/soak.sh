@@ -90,9 +90,12 @@ station() {  # $1 confirmed file, $2 stop file
     ST=$!
     PIDS+=($ST)
 }
-finish() {  # $1 scenario, $2 data dir, $3 platform log, $4 confirmed file
+# The first sequence of a gateway log's first run: its start line names the
+# last one committed, which a new data directory takes from the clock.
+first_seq() { local n; n=$(grep -m1 -o '([0-9]* last sequence)' "$1" | tr -dc 0-9); echo $(( ${n:-0} + 1 )); }
+finish() {  # $1 scenario, $2 data dir, $3 platform log, $4 confirmed file, $5 gateway log
     sleep 3  # the subscriber's last PUBLISHes
-    python3 "$HERE/soak_report.py" "$1" "$3" "$(last_seq "$2/outbox.db")" $4
+    python3 "$HERE/soak_report.py" "$1" "$3" "$(first_seq "$5")-$(last_seq "$2/outbox.db")" $4
 }
 
 scenario_crash() {
@@ -114,7 +117,7 @@ scenario_crash() {
     touch "$T/crash.stop"; wait "$ST" 2>/dev/null
     drain "$D/outbox.db" || echo "soak: crash: outbox not drained" >&2
     gw_stop
-    finish crash "$D" "$PL" "$C"
+    finish crash "$D" "$PL" "$C" "$T/crash-gw.log"
     kill "$SUB" 2>/dev/null
 }
 
@@ -138,7 +141,7 @@ scenario_diskfull() {
     touch "$T/full.stop"; wait "$ST" 2>/dev/null
     drain "$D/outbox.db" || echo "soak: diskfull: outbox not drained" >&2
     gw_stop
-    finish diskfull "$D" "$PL" "$C"
+    finish diskfull "$D" "$PL" "$C" "$T/full-gw.log"
     kill "$SUB" 2>/dev/null
     umount "$D" && MNT=""
 }
@@ -168,7 +171,7 @@ scenario_corrupt() {
     local after; after=$(last_seq "$D/outbox.db")
     [ "$after" -lt "$before" ] && after=$before
     sleep 3
-    python3 "$HERE/soak_report.py" corrupt "$PL" "$after" "$C"
+    python3 "$HERE/soak_report.py" corrupt "$PL" "$(first_seq "$T/corrupt-gw.log")-$after" "$C"
     kill "$SUB" 2>/dev/null
 }
 
@@ -200,7 +203,7 @@ EOP
     touch "$T/exhaust.stop.station" "$T/exhaust.stop"; wait "$ST" "$HOG" 2>/dev/null
     drain "$D/outbox.db"
     gw_stop
-    finish exhaust "$D" "$PL" "$C"
+    finish exhaust "$D" "$PL" "$C" "$T/exhaust-gw.log"
     [ -s "$C" ] || echo "soak: exhaust: the genuine station got no confirm while $EXHAUST idle connections were open (lost)" >&2
     kill "$SUB" 2>/dev/null
 }

@@ -3,12 +3,16 @@
 table row per scenario. Nothing is assumed: every figure is counted from the
 platform's log, the outbox's committed sequence and the stations' confirms.
 
-usage: soak_report.py SCENARIO PLATFORM_LOG LAST_SEQ [CONFIRMED_FILE...]
-  LAST_SEQ: highest sequence the gateway committed (meta 'seq' of the outbox
-  after its last clean stop), every seq 1..LAST_SEQ was committed once."""
+usage: soak_report.py SCENARIO PLATFORM_LOG [FIRST_SEQ-]LAST_SEQ [CONFIRMED_FILE...]
+  FIRST_SEQ: the gateway's first sequence (a new data directory starts from the
+  clock, docs/uplink.md; default 1); LAST_SEQ: highest sequence it committed
+  (meta 'seq' of the outbox after its last clean stop); every seq
+  FIRST_SEQ..LAST_SEQ was committed once."""
 import json, sys
 
-scenario, plat, last_seq = sys.argv[1], sys.argv[2], int(sys.argv[3])
+scenario, plat = sys.argv[1], sys.argv[2]
+first_seq, _, last_seq = sys.argv[3].rpartition("-")
+first_seq, last_seq = int(first_seq or 1), int(last_seq)
 confirm_files = sys.argv[4:]
 seen = {}          # item id -> times delivered
 by_content = {}    # (device, metric/event/alarm state, obs/at, value) -> ids
@@ -37,9 +41,9 @@ for line in open(plat, errors="replace"):
         if it.get("device") == "station-212" and it.get("value") is not None and seen[iid] == 1:
             station_values.add(int(it["value"]))
 
-committed = last_seq
-delivered = len([s for s in seqs if s <= last_seq])
-missing = [s for s in range(1, last_seq + 1) if s not in seqs]
+committed = last_seq - first_seq + 1
+delivered = len([s for s in seqs if first_seq <= s <= last_seq])
+missing = [s for s in range(first_seq, last_seq + 1) if s not in seqs]
 gaps = len(missing)
 if missing:
     runs, start = [], missing[0]

@@ -34,10 +34,18 @@
 #define RESERVE_BYTES (256 << 10) /* released for priority rows when the disk fills */
 #define WAL_LIMIT (4 << 20)      /* journal_size_limit: the WAL is cut back to this */
 #define QUICK_CHECK_MS 3000      /* quick_check at open gives up after this (large files) */
+#define SALVAGE_MS 10000         /* salvage of a corrupt outbox gives up after this */
+#define SALVAGE_PROBE_MAX 1000000 /* ids probed when the file knows no highest id */
 #define RETRY_MIN_MS 20
 #define RETRY_MAX_MS 1000
 #define FULL_LOG_MS 30000
 #define MAX_DONE 1024             /* completions waiting for the loop; the thread waits beyond */
+/* A data directory with no memory of earlier ids starts its sequence at
+ * (ms since 2020-01-01T00:00:00Z) << 10: above every id an earlier incarnation
+ * could have handed out unless it averaged more than 1024 ids per ms, and
+ * below 2^53 until about 2298. */
+#define IDS_TIME_ORIGIN_MS 1577836800000LL
+#define IDS_TIME_SHIFT 10
 
 enum { C_PUT, C_ACK, C_FETCH, C_FLUSH, C_STATE, C_SEEN };
 
@@ -1107,10 +1115,90 @@ static int open_db(gw_store *s, char *err, size_t errlen)
     return OPEN_OK;
 }
 
+/* Copies the row st stands on into lane l of the fresh outbox. */
+static int copy_row(gw_store *s, int l, sqlite3_stmt *st, int64_t *max_seq)
+{
+    int64_t seq = sqlite3_column_int64(st, 1);
+    sqlite3_stmt *in = s->ins[l];
+    for (int i = 0; i < 4; i++)
+        sqlite3_bind_value(in, i + 1, sqlite3_column_value(st, i + 1));
+    int rc = sqlite3_step(in) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
+    sqlite3_reset(in);
+    if (seq > *max_seq)
+        *max_seq = seq;
+    return rc;
+}
+
+/* Copies the rows of one lane of the corrupt file o that can still be read.
+ * A scan in id order copies until it hits a bad page; from there single rows
+ * are read by id (each lookup only touches the pages on its own path) until
+ * one is readable, and the scan resumes after it. Ids are dense in an outbox
+ * (acks delete from the front), so this costs about one lookup per row lost.
+ * Bounded by the highest id the file knows and by a deadline. Adds to *n the
+ * rows copied and to *lost the ids that could not be read; returns SQLITE_OK
+ * or the error of an insert into the fresh outbox. */
+static int salvage_lane(gw_store *s, sqlite3 *o, int l, int64_t *max_seq, uint64_t *n,
+                        uint64_t *lost)
+{
+    char sql[160];
+    sqlite3_stmt *scan = NULL, *one = NULL;
+    snprintf(sql, sizeof(sql), "SELECT id, seq, kind, len, payload FROM %s WHERE id > ? ORDER BY id",
+             table[l]);
+    int rc = sqlite3_prepare_v2(o, sql, -1, &scan, NULL);
+    snprintf(sql, sizeof(sql), "SELECT id, seq, kind, len, payload FROM %s WHERE id = ?", table[l]);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(o, sql, -1, &one, NULL);
+    if (rc != SQLITE_OK) {
+        sqlite3_finalize(scan);
+        return SQLITE_OK; /* the schema itself is unreadable: nothing to copy */
+    }
+    snprintf(sql, sizeof(sql), "SELECT seq FROM sqlite_sequence WHERE name = '%s'", table[l]);
+    int64_t hi = query_i64(o, sql);
+    snprintf(sql, sizeof(sql), "SELECT MAX(id) FROM %s", table[l]);
+    int64_t hi2 = query_i64(o, sql);
+    if (hi2 > hi)
+        hi = hi2;
+    if (!hi) /* neither is readable (or the lane is empty): probe a bounded stretch */
+        hi = SALVAGE_PROBE_MAX;
+    int64_t deadline = gw_mono_ms() + SALVAGE_MS, cur = 0;
+    int ok = SQLITE_OK;
+    for (;;) {
+        sqlite3_bind_int64(scan, 1, cur);
+        int step = SQLITE_DONE;
+        while (ok == SQLITE_OK && (step = sqlite3_step(scan)) == SQLITE_ROW) {
+            cur = sqlite3_column_int64(scan, 0);
+            ok = copy_row(s, l, scan, max_seq);
+            *n += ok == SQLITE_OK;
+        }
+        sqlite3_reset(scan);
+        if (ok != SQLITE_OK || step == SQLITE_DONE)
+            break;
+        /* A bad page after cur: find the next readable row by its id. */
+        int found = 0;
+        while (!found && ++cur <= hi && gw_mono_ms() < deadline) {
+            sqlite3_bind_int64(one, 1, cur);
+            step = sqlite3_step(one);
+            if (step == SQLITE_ROW) {
+                found = 1;
+                ok = copy_row(s, l, one, max_seq);
+                *n += ok == SQLITE_OK;
+            } else if (step != SQLITE_DONE) {
+                (*lost)++;
+            }
+            sqlite3_reset(one);
+        }
+        if (!found || ok != SQLITE_OK)
+            break;
+    }
+    sqlite3_finalize(scan);
+    sqlite3_finalize(one);
+    return ok;
+}
+
 /* Copies what can still be read from a corrupt outbox into the fresh one:
- * rows (with their sequence numbers), alarm state, replay windows and the
- * last sequence. Reading stops at the first bad page of each table. */
-static uint64_t salvage(gw_store *s, const char *old)
+ * rows (with their sequence numbers, past bad pages: salvage_lane), alarm
+ * state, replay windows and the last sequence. */
+static uint64_t salvage(gw_store *s, const char *old, uint64_t *lost)
 {
     sqlite3 *o = NULL;
     uint64_t n = 0;
@@ -1125,26 +1213,8 @@ static uint64_t salvage(gw_store *s, const char *old)
         return 0;
     }
     int ok = 1;
-    for (int l = 0; l < GW_LANES && ok; l++) {
-        char sql[128];
-        sqlite3_stmt *st;
-        snprintf(sql, sizeof(sql), "SELECT seq, kind, len, payload FROM %s ORDER BY id",
-                 table[l]);
-        if (sqlite3_prepare_v2(o, sql, -1, &st, NULL) != SQLITE_OK)
-            continue;
-        while (ok && sqlite3_step(st) == SQLITE_ROW) {
-            sqlite3_stmt *in = s->ins[l];
-            int64_t seq = sqlite3_column_int64(st, 0);
-            for (int i = 0; i < 4; i++)
-                sqlite3_bind_value(in, i + 1, sqlite3_column_value(st, i));
-            ok = sqlite3_step(in) == SQLITE_DONE;
-            sqlite3_reset(in);
-            n += (uint64_t)ok;
-            if (seq > max_seq)
-                max_seq = seq;
-        }
-        sqlite3_finalize(st);
-    }
+    for (int l = 0; l < GW_LANES && ok; l++)
+        ok = salvage_lane(s, o, l, &max_seq, &n, lost) == SQLITE_OK;
     static const char *const copy[][2] = {
         {"SELECT key, value FROM state", "INSERT OR REPLACE INTO state(key, value) VALUES(?,?)"},
         {"SELECT station, slot, n, key FROM replay",
@@ -1201,8 +1271,19 @@ static int move_aside(const char *path, char *aside, size_t n)
     return GW_OK;
 }
 
+/* The time-derived start of a sequence (0 while the clock reads before 2020). */
+static uint64_t ids_time_base(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - IDS_TIME_ORIGIN_MS;
+    return ms > 0 ? (uint64_t)ms << IDS_TIME_SHIFT : 0;
+}
+
 /* Item sequence: continue from the outbox; when the outbox is not the one
- * item-ids last saw (new, lost, replaced, recovered), from the reservation. */
+ * item-ids last saw (new, lost, replaced, recovered, or item-ids itself is
+ * gone with the whole data directory), from above both the reservation and
+ * the time-derived base. */
 static void ids_open(gw_store *s)
 {
     uint64_t last = s->st.last_seq;
@@ -1228,12 +1309,21 @@ static void ids_open(gw_store *s)
         s->ids_reserved = reserved;
         return;
     }
-    if (have && reserved > last) {
-        GW_WARN("store",
-                "%s is not the outbox item-ids last saw (new, lost or replaced): item sequence "
-                "continues from %llu, above every id handed out before",
-                s->cfg.path, reserved);
-        last = reserved;
+    uint64_t start = have && reserved > last ? reserved : last, base = ids_time_base();
+    if (!base)
+        GW_WARN("store", "the clock reads before 2020: item ids cannot start from the time");
+    if (base > start)
+        start = base;
+    if (start > last) {
+        if (have)
+            GW_WARN("store",
+                    "%s is not the outbox item-ids last saw (new, lost or replaced): item "
+                    "sequence continues from %llu, above every id handed out before",
+                    s->cfg.path, (unsigned long long)start);
+        else
+            GW_INFO("store", "no %s: item sequence starts from %llu (from the clock)",
+                    s->ids_path, (unsigned long long)start);
+        last = start;
         s->st.last_seq = last;
         sqlite3_bind_int64(s->meta_put, 1, (int64_t)last);
         int ok = sqlite3_step(s->meta_put) == SQLITE_DONE;
@@ -1305,11 +1395,11 @@ gw_store *gw_store_open(uv_loop_t *loop, const gw_store_config *cfg, gw_store_co
         }
         rc = open_db(s, err, errlen);
         if (rc == OPEN_OK) {
-            uint64_t n = salvage(s, aside);
+            uint64_t lost = 0, n = salvage(s, aside, &lost);
             snprintf(s->note, sizeof(s->note),
                      "outbox was corrupt (%.120s): moved to %.200s, fresh outbox started, %llu "
-                     "rows salvaged",
-                     why, aside, (unsigned long long)n);
+                     "rows salvaged, %llu row ids unreadable",
+                     why, aside, (unsigned long long)n, (unsigned long long)lost);
             GW_ERROR("store", "%s", s->note);
             s->st.recovered = 1;
             s->st.salvaged = n;

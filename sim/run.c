@@ -438,6 +438,23 @@ static double scen_t(const run *r, uint64_t ns)
     return ((double)ns - (double)r->ctx.t0_ns) / 1e9 * r->ctx.speed;
 }
 
+/* The first sequence number of the gateway we started (a fresh outbox): its
+ * start line names the last one committed, which a new data directory takes
+ * from the clock. 0 (the first seq received starts the sequence) if unknown. */
+static uint64_t gw_first_seq(const run *r)
+{
+    FILE *f = fopen(r->gw.log, "r");
+    char line[1024];
+    unsigned long long seq = 0;
+    const char *p;
+    while (f && fgets(line, sizeof line, f))
+        if (strstr(line, " last sequence)") && (p = strrchr(line, '(')))
+            seq = strtoull(p + 1, NULL, 10);
+    if (f)
+        fclose(f);
+    return seq ? seq + 1 : 0;
+}
+
 /* Moves what Paho queued into the timeline. */
 static void drain(run *r)
 {
@@ -452,8 +469,11 @@ static void drain(run *r)
         r->last_msg_ns = m->at_ns;
         if (!strcmp(k, "status")) {
             r->sum.msgs_status++;
-            if (!m->retained && strstr(m->payload, "\"online\""))
+            if (!m->retained && strstr(m->payload, "\"online\"") && !r->gw_ready) {
                 r->gw_ready = 1;
+                if (r->rc->gw_binary[0])
+                    r->tl->seq_base = gw_first_seq(r);
+            }
         } else if (!strcmp(k, "readings") || !strcmp(k, "events") || !strcmp(k, "alarms")) {
             if (k[0] == 'r')
                 r->sum.msgs_readings++;
@@ -1076,8 +1096,6 @@ int sim_run_main(int argc, char **argv)
         free(r);
         return 2;
     }
-    if (r->rc->gw_binary[0])
-        r->tl->seq_base = 1; /* a fresh outbox: the gateway's first item is seq 1 */
     signal(SIGPIPE, SIG_IGN);
 
     r->loop = uv_default_loop();

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -625,6 +627,111 @@ int h_closed_by_peer(int fd, int timeout_ms)
         if (k <= 0)
             return 1;
     }
+}
+
+/* ---- playing an SL651 station, a small disk ---- */
+
+uint16_t h_crc16(const uint8_t *p, size_t n)
+{
+    uint16_t r = 0xFFFF;
+    for (size_t i = 0; i < n; i++) {
+        r ^= p[i];
+        for (int b = 0; b < 8; b++)
+            r = (r & 1) ? (uint16_t)((r >> 1) ^ 0xA001) : (uint16_t)(r >> 1);
+    }
+    return r;
+}
+
+static uint8_t bcd(int v)
+{
+    return (uint8_t)((v / 10) << 4 | (v % 10));
+}
+
+/* Header, STX, serial + send time (seconds 00), F1F1 station + type 48, F0F0
+ * observation time, element 39 23 as 4 BCD bytes, ETX, CRC high byte first. */
+size_t h_sl651_report(uint8_t *f, const char *station, uint16_t pw, uint8_t fn, uint16_t serial,
+                      const int t[5], unsigned level_mm)
+{
+    uint8_t body[64], st[5] = {0};
+    size_t b = 0, n = 0;
+    for (int i = 0; i < 5; i++) {
+        unsigned v = 0;
+        sscanf(station + 2 * i, "%2x", &v);
+        st[i] = (uint8_t)v;
+    }
+    uint8_t tm[6] = {bcd(t[0]), bcd(t[1]), bcd(t[2]), bcd(t[3]), bcd(t[4]), bcd(0)};
+    body[b++] = (uint8_t)(serial >> 8);
+    body[b++] = (uint8_t)serial;
+    memcpy(body + b, tm, 6);
+    b += 6;
+    body[b++] = 0xF1;
+    body[b++] = 0xF1;
+    memcpy(body + b, st, 5);
+    b += 5;
+    body[b++] = 0x48;
+    body[b++] = 0xF0;
+    body[b++] = 0xF0;
+    memcpy(body + b, tm, 5);
+    b += 5;
+    body[b++] = 0x39;
+    body[b++] = 0x23; /* 4 bytes, 3 decimals */
+    body[b++] = bcd((int)(level_mm / 1000000 % 100));
+    body[b++] = bcd((int)(level_mm / 10000 % 100));
+    body[b++] = bcd((int)(level_mm / 100 % 100));
+    body[b++] = bcd((int)(level_mm % 100));
+    f[n++] = 0x7E;
+    f[n++] = 0x7E;
+    f[n++] = 0x01; /* centre */
+    memcpy(f + n, st, 5);
+    n += 5;
+    f[n++] = (uint8_t)(pw >> 8);
+    f[n++] = (uint8_t)pw;
+    f[n++] = fn;
+    f[n++] = (uint8_t)(b >> 8); /* direction 0 = up */
+    f[n++] = (uint8_t)b;
+    f[n++] = 0x02;
+    memcpy(f + n, body, b);
+    n += b;
+    f[n++] = 0x03;
+    uint16_t c = h_crc16(f, n);
+    f[n++] = (uint8_t)(c >> 8);
+    f[n++] = (uint8_t)c;
+    return n;
+}
+
+static int write_text(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY);
+    if (fd < 0)
+        return -1;
+    int ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+int h_small_disk(const char *dir, const char *size, char *how, size_t cap)
+{
+    char opt[32];
+    snprintf(opt, sizeof(opt), "size=%s", size);
+    mkdir(dir, 0700);
+    if (mount("tmpfs", dir, "tmpfs", 0, opt) == 0) {
+        snprintf(how, cap, "a %s tmpfs mounted as root", size);
+        return 0;
+    }
+    char map[64];
+    uid_t uid = getuid();
+    gid_t gid = getgid();
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS))
+        return -1;
+    write_text("/proc/self/setgroups", "deny");
+    snprintf(map, sizeof(map), "0 %d 1", (int)uid);
+    if (write_text("/proc/self/uid_map", map))
+        return -1;
+    snprintf(map, sizeof(map), "0 %d 1", (int)gid);
+    if (write_text("/proc/self/gid_map", map) || mount("tmpfs", dir, "tmpfs", 0, opt))
+        return -1;
+    snprintf(how, cap, "a %s tmpfs mounted in a user namespace", size);
+    return 0;
 }
 
 int h_tcp_connect_from(int port, const char *src)

@@ -111,6 +111,20 @@ int h_admin(const char *sock, const char *const *args, char *out, size_t cap);
 /* Runs a shell command; its stdout (up to cap-1 bytes) in out; its exit status or -1. */
 int h_run(const char *cmd, char *out, size_t cap);
 
+/* ---- playing an SL651 station, a small disk ---- */
+/* Modbus CRC-16 (poly 0xA001 reflected, init 0xFFFF), as SL651 uses it. */
+uint16_t h_crc16(const uint8_t *p, size_t n);
+/* A HEX SL651 uplink report into f (128 bytes suffice): station (10 hex
+ * digits), password, function fn, serial, send and observation time t =
+ * {yy, mm, dd, hh, mi} in the station's clock (Beijing time), one water level
+ * element 39 23 of level_mm / 1000 m; CRC by h_crc16. Returns its length. */
+size_t h_sl651_report(uint8_t *f, const char *station, uint16_t pw, uint8_t fn, uint16_t serial,
+                      const int t[5], unsigned level_mm);
+/* Mounts a tmpfs of size (e.g. "8m") on dir: as root, else in a user and mount
+ * namespace of this process (call it before any thread starts: the platform).
+ * Says which in how. 0, or -1 when neither is possible. */
+int h_small_disk(const char *dir, const char *size, char *how, size_t cap);
+
 /* ---- `sim run` rehearsals ---- */
 /* A file's contents, NUL-terminated (caller frees), or NULL. */
 char *h_slurp(const char *path);

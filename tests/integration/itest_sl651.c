@@ -3,7 +3,8 @@
  * in-process platform. Frames come from the published vectors
  * ($GW_VECTORS/sl651.txt), the project's own vectors (tests/vectors/sl651_own.txt)
  * and frames built here. Expected values, times, confirm bytes and CRCs are
- * computed by hand in this file, never through the codec. Every wait is bounded. */
+ * computed by hand in this file and the harness, never through the codec.
+ * Every wait is bounded. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 static struct {
@@ -30,18 +32,6 @@ static struct {
 } E;
 
 /* ---- bytes, CRC and vectors ---- */
-
-/* Modbus CRC-16 written out bit by bit (poly 0xA001 reflected, init 0xFFFF). */
-static uint16_t crc16(const uint8_t *p, size_t n)
-{
-    uint16_t r = 0xFFFF;
-    for (size_t i = 0; i < n; i++) {
-        r ^= p[i];
-        for (int b = 0; b < 8; b++)
-            r = (r & 1) ? (uint16_t)((r >> 1) ^ 0xA001) : (uint16_t)(r >> 1);
-    }
-    return r;
-}
 
 static size_t unhex(const char *s, uint8_t *out, size_t cap)
 {
@@ -101,60 +91,14 @@ static const vec *own(const char *name)
     return NULL;
 }
 
-static uint8_t bcd(int v)
-{
-    return (uint8_t)((v / 10) << 4 | (v % 10));
-}
-
-/* A HEX uplink report: header, STX, serial + send time 24-06-02 10:mm:00, F1F1
- * station + type 48, F0F0 obs 24-06-02 10:mm, one water level element 39 23
- * with value/1000 m as 4 BCD bytes, ETX, CRC (high byte first). */
+/* A HEX uplink report (h_sl651_report): serial + send time 24-06-02 10:mm:00,
+ * station + type 48, obs 24-06-02 10:mm, one water level element 39 23 with
+ * value/1000 m as 4 BCD bytes. */
 static size_t build_report(uint8_t *f, const char *station, uint16_t pw, uint8_t fn,
                            uint16_t serial, int minute, unsigned level_mm)
 {
-    uint8_t body[64];
-    size_t b = 0;
-    uint8_t st[5];
-    unhex(station, st, 5);
-    body[b++] = (uint8_t)(serial >> 8);
-    body[b++] = (uint8_t)serial;
-    uint8_t t[6] = {bcd(24), bcd(6), bcd(2), bcd(10), bcd(minute), bcd(0)};
-    memcpy(body + b, t, 6);
-    b += 6;
-    body[b++] = 0xF1;
-    body[b++] = 0xF1;
-    memcpy(body + b, st, 5);
-    b += 5;
-    body[b++] = 0x48;
-    body[b++] = 0xF0;
-    body[b++] = 0xF0;
-    memcpy(body + b, t, 5);
-    b += 5;
-    body[b++] = 0x39;
-    body[b++] = 0x23; /* 4 bytes, 3 decimals */
-    body[b++] = bcd((int)(level_mm / 1000000 % 100));
-    body[b++] = bcd((int)(level_mm / 10000 % 100));
-    body[b++] = bcd((int)(level_mm / 100 % 100));
-    body[b++] = bcd((int)(level_mm % 100));
-    size_t n = 0;
-    f[n++] = 0x7E;
-    f[n++] = 0x7E;
-    f[n++] = 0x01; /* centre */
-    memcpy(f + n, st, 5);
-    n += 5;
-    f[n++] = (uint8_t)(pw >> 8);
-    f[n++] = (uint8_t)pw;
-    f[n++] = fn;
-    f[n++] = (uint8_t)(b >> 8); /* direction 0 = up */
-    f[n++] = (uint8_t)b;
-    f[n++] = 0x02;
-    memcpy(f + n, body, b);
-    n += b;
-    f[n++] = 0x03;
-    uint16_t c = crc16(f, n);
-    f[n++] = (uint8_t)(c >> 8);
-    f[n++] = (uint8_t)c;
-    return n;
+    const int t[5] = {24, 6, 2, 10, minute};
+    return h_sl651_report(f, station, pw, fn, serial, t, level_mm);
 }
 
 /* ---- sockets ---- */
@@ -192,7 +136,7 @@ static void check_confirm(const uint8_t *c, const uint8_t *report, uint8_t end)
     size_t body = report[13] == 0x16 ? 17 : 14;    /* SYN carries 3 packet bytes */
     assert_memory_equal(c + 14, report + body, 8); /* serial + send time */
     assert_int_equal(c[22], end);
-    uint16_t want = crc16(c, 23);
+    uint16_t want = h_crc16(c, 23);
     assert_int_equal(c[23], want >> 8);
     assert_int_equal(c[24], want & 0xFF);
 }
@@ -409,7 +353,7 @@ static void test_ascii(void **state)
         assert_memory_equal(c + 24, i == 0 ? "0003240601080000" : "0004240601081500", 16);
         assert_int_equal(c[40], 0x04);
         char crc[5];
-        snprintf(crc, sizeof(crc), "%04X", crc16(c, 41));
+        snprintf(crc, sizeof(crc), "%04X", h_crc16(c, 41));
         assert_memory_equal(c + 41, crc, 4);
     }
     close(fd);
@@ -440,6 +384,87 @@ static void test_duplicate(void **state)
     /* Items arrive in sequence order: once 2.345 is there, a duplicate would be too. */
     wait_reading("rtu-b", "water_level", 2.345, "2024-06-02T02:02:00.000Z", "good");
     assert_int_equal(count_value("rtu-b", "water_level", 1.234), 1);
+}
+
+/* A report resent after 130 others is confirmed again but stored once: the
+ * replay window reaches further back than a burst of reports. */
+static void test_replay_after_130(void **state)
+{
+    uint8_t f[128], g[128], c[CONFIRM_LEN];
+    size_t n = build_report(f, "0099000001", 0xABCD, 0x32, 5000, 30, 77777);
+    int fd = tcp_connect();
+    send_all(fd, f, n);
+    assert_int_equal(h_recv_n(fd, c, sizeof(c), 10000), sizeof(c));
+    for (int i = 0; i < 130; i++) {
+        size_t m = build_report(g, "0099000001", 0xABCD, 0x32, (uint16_t)(5001 + i), i % 60,
+                                50000u + (unsigned)i);
+        send_all(fd, g, m);
+        assert_int_equal(h_recv_n(fd, c, sizeof(c), 10000), sizeof(c));
+    }
+    send_all(fd, f, n); /* resent after 130 others */
+    assert_int_equal(h_recv_n(fd, c, sizeof(c), 10000), sizeof(c));
+    check_confirm(c, f, 0x1B);
+    size_t m = build_report(g, "0099000001", 0xABCD, 0x32, 5200, 31, 88888);
+    send_all(fd, g, m);
+    assert_int_equal(h_recv_n(fd, c, sizeof(c), 10000), sizeof(c));
+    close(fd);
+    wait_reading("rtu-b", "water_level", 88.888, NULL, "good");
+    assert_int_equal(count_value("rtu-b", "water_level", 50.129), 1);
+    assert_int_equal(count_value("rtu-b", "water_level", 77.777), 1);
+}
+
+/* With store.obs_max_age / obs_max_ahead set (a second gateway), reports
+ * dated a year back or ahead are refused and counted; one dated now is stored. */
+static void test_obs_window(void **state)
+{
+    int port = h_free_port();
+    char text[2048], cmd[1024], out[2048];
+    snprintf(text, sizeof(text),
+             "gateway:\n  id: gw-sl2\n  data_dir: %s/data2\n  log_level: info\n"
+             "store:\n  commit_window: 2ms\n  obs_max_age: 30d\n  obs_max_ahead: 1h\n"
+             "uplink:\n  uri: tcp://127.0.0.1:%d\n  topic_prefix: t\n"
+             "devices:\n"
+             "  - id: rtu-t\n    protocol: sl651\n    address: \"0099000003\"\n"
+             "    password: \"0003\"\n    interval: 5m\n"
+             "listeners:\n"
+             "  - protocol: sl651\n    listen: 127.0.0.1:%d\n",
+             h_tmpdir(), E.broker_port, port);
+    h_proc gw;
+    assert_int_equal(h_gateway_start(&gw, h_write_file("gateway2.yaml", text)), 0);
+    assert_true(h_port_wait(port, 5000));
+    /* The station's clock is Beijing time. */
+    time_t now = time(NULL) + 8 * 3600;
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    const int t[3][5] = {
+        {(tm.tm_year - 1) % 100, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min},
+        {(tm.tm_year + 1) % 100, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min},
+        {tm.tm_year % 100, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min}};
+    const unsigned level[3] = {11111, 22222, 33333};
+    for (int i = 0; i < 3; i++) {
+        uint8_t f[128];
+        size_t n = h_sl651_report(f, "0099000003", 0x0003, 0x32, (uint16_t)(10 + i), t[i],
+                                  level[i]);
+        int fd = h_tcp_connect(port);
+        assert_true(fd >= 0);
+        send_all(fd, f, n);
+        if (i == 2) {
+            uint8_t c[CONFIRM_LEN];
+            assert_int_equal(h_recv_n(fd, c, sizeof(c), 10000), sizeof(c));
+            check_confirm(c, f, 0x04);
+        }
+        close(fd);
+    }
+    wait_reading("rtu-t", "water_level", 33.333, NULL, "good");
+    assert_int_equal(count_value("rtu-t", "water_level", 11.111), 0);
+    assert_int_equal(count_value("rtu-t", "water_level", 22.222), 0);
+    static const char *const args[] = {"status", NULL};
+    snprintf(cmd, sizeof(cmd), "%s/data2/admin.sock", h_tmpdir());
+    assert_int_equal(h_admin(cmd, args, out, sizeof(out)), 0);
+    print_message("status: %s", out);
+    assert_non_null(strstr(out, "\"obs_refused\":2}"));
+    assert_true(h_log_contains(&gw, "refused (store.obs_max_age/ahead)"));
+    assert_int_equal(h_stop(&gw), 0);
 }
 
 /* A bad CRC is dropped, the connection lives on and the next frame is taken. */
@@ -528,7 +553,7 @@ static void test_offline_online(void **state)
                                  0x00, 0x01, 0x2F, 0x00, 0x08, 0x02, 0x00, 0x01,
                                  0x24, 0x06, 0x02, 0x10, 0x00, 0x00, 0x03};
     memcpy(f, ka, sizeof(ka));
-    uint16_t c = crc16(f, sizeof(ka));
+    uint16_t c = h_crc16(f, sizeof(ka));
     f[sizeof(ka)] = (uint8_t)(c >> 8);
     f[sizeof(ka) + 1] = (uint8_t)c;
     int fd = tcp_connect();
@@ -633,6 +658,7 @@ int main(void)
         cmocka_unit_test(test_refused),        cmocka_unit_test(test_udp),
         cmocka_unit_test(test_offline_online), cmocka_unit_test(test_idle_flood),
         cmocka_unit_test(test_per_source),     cmocka_unit_test(test_admin_idle),
+        cmocka_unit_test(test_replay_after_130), cmocka_unit_test(test_obs_window),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -25,6 +25,7 @@
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- the disk: a small tmpfs ---- */
@@ -428,19 +429,20 @@ static void test_restart_on_full_disk(void **state)
     gw_store_config c = config();
     gw_store *s = open_store(&c);
     assert_non_null(s);
+    uint64_t base = gw_store_last_seq(s);
     char buf[1024];
     for (int i = 0; i < 50; i++)
-        gw_store_put(s, GW_LANE_TELE, GW_KIND_READING, (uint64_t)i + 1, payload(buf, 500, "t", i),
-                     500);
+        gw_store_put(s, GW_LANE_TELE, GW_KIND_READING, base + (uint64_t)i + 1,
+                     payload(buf, 500, "t", i), 500);
     flush_ok(s);
     close_store(s);
     disk_fill();
     s = open_store(&c);
     assert_non_null(s);
     assert_int_equal(count_rows(s, GW_LANE_TELE, "\"t\""), 50);
-    assert_int_equal(gw_store_last_seq(s), 50);
+    assert_int_equal(gw_store_last_seq(s), base + 50);
     disk_free();
-    gw_store_put(s, GW_LANE_TELE, GW_KIND_READING, 51, payload(buf, 500, "t", 51), 500);
+    gw_store_put(s, GW_LANE_TELE, GW_KIND_READING, base + 51, payload(buf, 500, "t", 51), 500);
     flush_ok(s);
     close_store(s);
 }
@@ -449,23 +451,29 @@ static void test_restart_on_full_disk(void **state)
 
 static void test_corrupt_outbox(void **state)
 {
+    enum { ROWS = 2000 };
     gw_store_config c = config();
     gw_store *s = open_store(&c);
     assert_non_null(s);
+    uint64_t base = gw_store_last_seq(s);
     char buf[1024];
-    for (int i = 0; i < 200; i++)
-        gw_store_put(s, GW_LANE_TELE, GW_KIND_READING, (uint64_t)i + 1, payload(buf, 900, "t", i),
-                     900);
-    gw_store_put(s, GW_LANE_PRIO, GW_KIND_ALARM, 201, payload(buf, 200, "alarm", 0), 200);
+    for (int i = 0; i < ROWS; i++)
+        gw_store_put(s, GW_LANE_TELE, GW_KIND_READING, base + (uint64_t)i + 1,
+                     payload(buf, 900, "t", i), 900);
+    gw_store_put(s, GW_LANE_PRIO, GW_KIND_ALARM, base + ROWS + 1, payload(buf, 200, "alarm", 0),
+                 200);
     flush_ok(s);
     close_store(s);
-    /* Random bytes over pages 3..5. */
+    /* Random bytes over 3 pages in the middle of the ~500 pages of rows. */
+    struct stat sb;
+    assert_int_equal(stat(c.path, &sb), 0);
+    off_t at = (sb.st_size / 2) & ~(off_t)4095;
     int fd = open(c.path, O_WRONLY);
     assert_true(fd >= 0);
     srand(7);
     for (int i = 0; i < 3 * 4096; i++) {
         unsigned char b = (unsigned char)rand();
-        assert_int_equal(pwrite(fd, &b, 1, 2 * 4096 + i), 1);
+        assert_int_equal(pwrite(fd, &b, 1, at + i), 1);
     }
     close(fd);
 
@@ -476,8 +484,15 @@ static void test_corrupt_outbox(void **state)
     printf("# %s\n", note);
     gw_store_stats st;
     gw_store_get_stats(s, &st);
+    printf("# salvaged %llu of %d rows (3 pages of %lld overwritten at byte %lld)\n",
+           (unsigned long long)st.salvaged, ROWS + 1, (long long)sb.st_size / 4096,
+           (long long)at);
     assert_int_equal(st.recovered, 1);
-    assert_true(gw_store_last_seq(s) >= 201); /* ids go on above the old ones */
+    /* Past the bad pages too: at most the rows of 3 pages (4 a page) lost. */
+    assert_true(st.salvaged >= ROWS + 1 - 3 * 4);
+    assert_int_equal(count_rows(s, GW_LANE_TELE, "\"i\":1999,"), 1);
+    assert_int_equal(count_rows(s, GW_LANE_PRIO, "alarm"), 1);
+    assert_true(gw_store_last_seq(s) >= base + ROWS + 1); /* ids go on above the old ones */
     int aside = 0;
     DIR *d = opendir(dir);
     struct dirent *e;
@@ -498,6 +513,15 @@ static void test_corrupt_outbox(void **state)
 
 /* ---- 4. item ids above every earlier one after the outbox is lost ---- */
 
+/* What the store derives a new sequence from: ms since 2020-01-01, times 1024. */
+static uint64_t time_base(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 - 1577836800000ull)
+           << 10;
+}
+
 static void remove_outbox(const gw_store_config *c)
 {
     char p[320];
@@ -513,16 +537,18 @@ static void test_ids_survive_outbox_loss(void **state)
     gw_store_config c = config();
     gw_store *s = open_store(&c);
     assert_non_null(s);
-    assert_int_equal(gw_store_last_seq(s), 0); /* a new gateway starts at 1 */
+    uint64_t base = gw_store_last_seq(s); /* a new data directory starts from the clock */
+    assert_true(base >= time_base() - 60000ull * 1024 && base <= time_base());
     char buf[256];
     for (int i = 1; i <= 3; i++)
-        gw_store_put(s, GW_LANE_TELE, GW_KIND_READING, (uint64_t)i, payload(buf, 100, "t", i), 100);
+        gw_store_put(s, GW_LANE_TELE, GW_KIND_READING, base + (uint64_t)i,
+                     payload(buf, 100, "t", i), 100);
     flush_ok(s);
     assert_int_equal(gw_store_ack(s, GW_LANE_TELE, 0, 1000), 0); /* emptied */
     flush_ok(s);
     close_store(s);
     s = open_store(&c);
-    assert_int_equal(gw_store_last_seq(s), 3); /* a plain restart: no gap */
+    assert_int_equal(gw_store_last_seq(s), base + 3); /* a plain restart: no gap */
     close_store(s);
 
     remove_outbox(&c);
@@ -531,7 +557,7 @@ static void test_ids_survive_outbox_loss(void **state)
     uint64_t start = gw_store_last_seq(s);
     printf("# after losing the outbox the sequence continues from %llu\n",
            (unsigned long long)start);
-    assert_true(start >= 3);
+    assert_true(start >= base + 3);
     gw_store_put(s, GW_LANE_TELE, GW_KIND_READING, start + 1, payload(buf, 100, "t", 4), 100);
     flush_ok(s);
     close_store(s);
@@ -542,6 +568,35 @@ static void test_ids_survive_outbox_loss(void **state)
     close_store(s);
     s = open_store(&c); /* crash before any commit: still above */
     assert_true(gw_store_last_seq(s) >= start + 1);
+    close_store(s);
+}
+
+/* The whole data directory wiped (outbox and item-ids): the next start comes
+ * from the clock, above every id of the earlier incarnation. */
+static void test_ids_survive_wiped_dir(void **state)
+{
+    gw_store_config c = config();
+    gw_store *s = open_store(&c);
+    assert_non_null(s);
+    uint64_t first = gw_store_last_seq(s);
+    char buf[256];
+    /* 5000 ids in a burst right after the start, far beyond the clock's pace. */
+    for (int i = 1; i <= 5000; i++)
+        gw_store_put(s, GW_LANE_TELE, GW_KIND_READING, first + (uint64_t)i,
+                     payload(buf, 100, "t", i), 100);
+    flush_ok(s);
+    close_store(s);
+    uint64_t before = first + 5000;
+    /* Wall-clock time for ids beyond the 1024 per ms the base allows. */
+    struct timespec pause = {0, 5 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    rm_dir_files();
+    s = open_store(&c);
+    assert_non_null(s);
+    uint64_t again = gw_store_last_seq(s);
+    printf("# first incarnation %llu..%llu, after wiping the data directory from %llu\n",
+           (unsigned long long)first + 1, (unsigned long long)before, (unsigned long long)again);
+    assert_true(again > before);
     close_store(s);
 }
 
@@ -590,6 +645,7 @@ int main(void)
         cmocka_unit_test_setup(test_restart_on_full_disk, setup_disk),
         cmocka_unit_test_setup(test_corrupt_outbox, setup),
         cmocka_unit_test_setup(test_ids_survive_outbox_loss, setup),
+        cmocka_unit_test_setup(test_ids_survive_wiped_dir, setup),
         cmocka_unit_test_setup(test_replay_window, setup),
     };
     int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
