@@ -421,8 +421,8 @@ static void on_event(void *ctx, const gw_mqttc_event *e)
         pump(u);
     } else if (e->type == GW_MQTTC_CONNECT_FAILED) {
         u->connecting = 0;
-        GW_LOG_RL(GW_LOG_WARN, 10000, "uplink", "connect to %s failed (code %d)", u->cfg.uri,
-                  e->code);
+        GW_LOG_RL(GW_LOG_WARN, 10000, "uplink", "connect to %s failed (code %d)%s%s", u->cfg.uri,
+                  e->code, e->why ? ": " : "", e->why ? e->why : "");
         schedule_reconnect(u);
     } else if (e->type == GW_MQTTC_LOST) {
         if (u->connected) {
