@@ -286,7 +286,8 @@ static int probe_target(struct probe *p, const char *uri)
 /* Holds a CONNECT_FAILED of a TLS link for the probe. Returns 0 when held. */
 static int probe_start(gw_mqttc *c, int code)
 {
-    if (!c->tls || c->auto_reconnect_max_s > 0 || c->probing)
+    /* A positive code is the broker's CONNACK: TLS itself went through. */
+    if (!c->tls || code > 0 || c->auto_reconnect_max_s > 0 || c->probing)
         return -1;
     struct probe *p = calloc(1, sizeof(*p));
     if (!p || probe_target(p, c->uri)) {
