@@ -74,10 +74,10 @@ sub_start() {  # $1: platform log, $2 topic prefix; re-connects (persistent sess
     PIDS+=($SUB)
     sleep 1  # the session exists before anything is published
 }
-write_config() {  # $1 name, $2 data dir
+write_config() {  # $1 name, $2 data dir, $3 more store keys
     cat > "$T/$1.yaml" <<EOC
 gateway: {id: gw-soak, data_dir: "$2", log_level: info, shutdown_drain: 5s}
-store: {commit_window: 5ms}
+store: {commit_window: 5ms${3:+, $3}}
 uplink: {uri: "tcp://127.0.0.1:$BP", topic_prefix: $1, backoff_min: 100ms, backoff_max: 1s}
 listeners:
   - {protocol: hj212, listen: "127.0.0.1:$HP"}
@@ -161,7 +161,11 @@ scenario_diskfull() {
         return
     fi
     MNT=$D
-    write_config full "$D"
+    # store.min_free (default 16 MiB) is larger than this whole disk: with it
+    # the gateway would shed telemetry by policy from the start (counted, and
+    # shown here as gaps). The floor is off so every gap is a loss of the
+    # disk-full path itself: failed commits must keep and retry their rows.
+    write_config full "$D" "min_free: 0"
     sub_start "$PL" full
     station "$C" "$T/full.stop"
     gw_start "$T/full.yaml" "$T/full-gw.log"
