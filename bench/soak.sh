@@ -25,6 +25,12 @@
 # save (user root when run as root), persistence on, autosave every second
 # and restarts by SIGTERM (which saves), the same run shows 0 gaps; the soak
 # now stops if the broker log shows a failed save.
+#
+# corrupt: the gaps are real and are the outbox's undelivered telemetry. The
+# pages overwritten here (4, 6, 9, 14) include page 4, the root of outbox_tele,
+# so the SQL salvage reaches only outbox_prio. The telemetry rows still sit
+# on intact leaf pages (38 of 45 pages in one run), so a salvage that reads
+# the pages themselves would get them back.
 # Parameters (environment): KILLS=100 BROKER_EVERY=10 RATE=200 FULL_S=15
 #   EXHAUST=4096 SCENARIOS="crash diskfull corrupt exhaust"
 set -u
