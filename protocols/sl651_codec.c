@@ -173,12 +173,18 @@ static int parse_hex(const uint8_t *b, size_t n, gw_sl651_frame *f, int *rej)
     if (n < 14)
         return GW_EAGAIN;
     uint8_t dir = b[11] >> 4;
+    /* The length counts every byte after the start character up to the end character,
+     * so after SYN it includes the 3 packet-counter bytes (SL651-2014 Table 22). */
     size_t blen = ((size_t)(b[11] & 0x0F) << 8) | b[12];
-    size_t hdr = b[13] == GW_SL651_SYN ? 17 : 14;
-    size_t total = hdr + blen + 1 + 2;
-    if (n < hdr + blen + 1)
+    size_t ctr = b[13] == GW_SL651_SYN ? 3 : 0;
+    if (blen < ctr) {
+        *rej = GW_SL651_REJ_LENGTH;
+        return GW_EMALFORMED;
+    }
+    size_t total = 14 + blen + 1 + 2;
+    if (n < 14 + blen + 1)
         return GW_EAGAIN;
-    uint8_t end = b[hdr + blen];
+    uint8_t end = b[14 + blen];
     if (!end_ok(dir, end)) {
         *rej = GW_SL651_REJ_END;
         return GW_EMALFORMED;
@@ -205,8 +211,8 @@ static int parse_hex(const uint8_t *b, size_t n, gw_sl651_frame *f, int *rej)
         f->packet_total = (uint16_t)(b[14] << 4 | b[15] >> 4);
         f->packet_no = (uint16_t)((b[15] & 0x0F) << 8 | b[16]);
     }
-    f->body = b + hdr;
-    f->body_len = blen;
+    f->body = b + 14 + ctr;
+    f->body_len = blen - ctr;
     f->end = end;
     f->crc = (uint16_t)(b[total - 2] << 8 | b[total - 1]);
     f->frame_len = total;
@@ -265,11 +271,17 @@ static int parse_ascii(const uint8_t *b, size_t n, gw_sl651_frame *f, int *rej)
     }
     long dl = hexnum(b + 19, 4);
     uint8_t dir = (uint8_t)(dl >> 12);
+    /* Characters after the start character up to the end character: after SYN the
+     * 6 counter characters are included (SL651-2014 Tables 16 and 18). */
     size_t blen = (size_t)dl & 0x0FFF;
-    size_t total = hdr + blen + 1 + 4;
-    if (n < hdr + blen + 1)
+    if (blen < hdr - 24) {
+        *rej = GW_SL651_REJ_LENGTH;
+        return GW_EMALFORMED;
+    }
+    size_t total = 24 + blen + 1 + 4;
+    if (n < 24 + blen + 1)
         return GW_EAGAIN;
-    uint8_t end = b[hdr + blen];
+    uint8_t end = b[24 + blen];
     if (!end_ok(dir, end)) {
         *rej = GW_SL651_REJ_END;
         return GW_EMALFORMED;
@@ -300,7 +312,7 @@ static int parse_ascii(const uint8_t *b, size_t n, gw_sl651_frame *f, int *rej)
         f->packet_no = (uint16_t)hexnum(b + 27, 3);
     }
     f->body = b + hdr;
-    f->body_len = blen;
+    f->body_len = blen - (hdr - 24);
     f->end = end;
     f->crc = (uint16_t)crc;
     f->frame_len = total;

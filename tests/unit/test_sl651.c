@@ -451,8 +451,8 @@ static void test_element_table(void **state)
     assert_string_equal(unit, "V");
     assert_string_equal(gw_sl651_element_metric(0x01, &unit), "section_area");
     assert_string_equal(gw_sl651_element_metric(0x49, &unit), "turbidity");
-    assert_null(gw_sl651_element_metric(0x19, &unit));
-    assert_null(gw_sl651_element_metric(0x4A, &unit));
+    assert_string_equal(gw_sl651_element_metric(0x4A, &unit), "permanganate_index");
+    assert_null(gw_sl651_element_metric(0x76, &unit));
     assert_null(gw_sl651_element_metric(0xFF, &unit));
     assert_string_equal(gw_sl651_function_name(0x2F), "keepalive");
     assert_string_equal(gw_sl651_function_name(0x31), "equal_interval");
