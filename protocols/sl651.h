@@ -246,6 +246,12 @@ typedef struct gw_sl651_link {
 int gw_sl651_encode_confirm(const gw_sl651_frame *up, uint16_t serial, const gw_sl651_time *t,
                             uint8_t end, uint8_t *out, size_t cap);
 
+/* The M3 answers (SL651-2014 6.3.1.2 c): after SYN the packet counter (total, no).
+ * end EOT/ESC with no = total confirms the whole message once; end NAK with no = the
+ * missing packet asks the station to resend it. Returns as gw_sl651_encode_confirm. */
+int gw_sl651_encode_confirm_m3(const gw_sl651_frame *up, uint16_t serial, const gw_sl651_time *t,
+                               uint8_t end, unsigned total, unsigned no, uint8_t *out, size_t cap);
+
 /* A downlink request whose body is serial + send time, end ENQ: 0x37 query real-time
  * data, 0x46 query status and alarms, 0x4A set clock (t is the clock to set). */
 int gw_sl651_encode_request(const gw_sl651_link *link, uint8_t function, uint16_t serial,

@@ -416,9 +416,10 @@ static uint8_t bcd(unsigned v)
     return (uint8_t)((v / 10 % 10) << 4 | v % 10);
 }
 
-/* Writes a downlink frame whose body is serial + send time. */
+/* Writes a downlink frame whose body is serial + send time; after SYN with the packet
+ * counter (total, no) when total > 0 (M3 answers). */
 static int encode_down(const gw_sl651_link *l, uint8_t fn, uint16_t serial, const gw_sl651_time *t,
-                       uint8_t end, uint8_t *out, size_t cap)
+                       uint8_t end, unsigned total, unsigned no, uint8_t *out, size_t cap)
 {
     if (!l || !t || !out || t->yy > 99 || t->mo > 12 || t->dd > 31 || t->hh > 23 || t->mi > 59 ||
         t->ss > 59)
@@ -437,20 +438,26 @@ static int encode_down(const gw_sl651_link *l, uint8_t fn, uint16_t serial, cons
     hdr[6] = (uint8_t)(l->password >> 8);
     hdr[7] = (uint8_t)l->password;
     hdr[8] = fn;
-    size_t blen = l->encoding == GW_SL651_ENC_ASCII ? 2 * sizeof body : sizeof body;
+    if (total > 0xFFF || no > 0xFFF)
+        return GW_EINVAL;
+    uint8_t ctr[3] = {(uint8_t)(total >> 4), (uint8_t)((total & 15) << 4 | no >> 8), (uint8_t)no};
+    size_t nctr = total ? sizeof ctr : 0;
+    size_t blen = l->encoding == GW_SL651_ENC_ASCII ? 2 * (sizeof body + nctr) : sizeof body + nctr;
     hdr[9] = (uint8_t)(0x80 | blen >> 8);
     hdr[10] = (uint8_t)blen;
 
     size_t k = 0;
     if (l->encoding == GW_SL651_ENC_HEX) {
-        size_t need = 2 + sizeof hdr + 1 + sizeof body + 1 + 2;
+        size_t need = 2 + sizeof hdr + 1 + nctr + sizeof body + 1 + 2;
         if (cap < need)
             return GW_EFULL;
         out[k++] = 0x7E;
         out[k++] = 0x7E;
         memcpy(out + k, hdr, sizeof hdr);
         k += sizeof hdr;
-        out[k++] = GW_SL651_STX;
+        out[k++] = nctr ? GW_SL651_SYN : GW_SL651_STX;
+        memcpy(out + k, ctr, nctr);
+        k += nctr;
         memcpy(out + k, body, sizeof body);
         k += sizeof body;
         out[k++] = end;
@@ -461,7 +468,7 @@ static int encode_down(const gw_sl651_link *l, uint8_t fn, uint16_t serial, cons
     }
     if (l->encoding != GW_SL651_ENC_ASCII)
         return GW_EINVAL;
-    size_t need = 1 + 2 * sizeof hdr + 1 + 2 * sizeof body + 1 + 4;
+    size_t need = 1 + 2 * sizeof hdr + 1 + 2 * nctr + 2 * sizeof body + 1 + 4;
     if (cap < need)
         return GW_EFULL;
     out[k++] = GW_SL651_SOH;
@@ -469,7 +476,11 @@ static int encode_down(const gw_sl651_link *l, uint8_t fn, uint16_t serial, cons
         out[k++] = (uint8_t)hexdig[hdr[i] >> 4];
         out[k++] = (uint8_t)hexdig[hdr[i] & 15];
     }
-    out[k++] = GW_SL651_STX;
+    out[k++] = nctr ? GW_SL651_SYN : GW_SL651_STX;
+    for (size_t i = 0; i < nctr; i++) {
+        out[k++] = (uint8_t)hexdig[ctr[i] >> 4];
+        out[k++] = (uint8_t)hexdig[ctr[i] & 15];
+    }
     for (size_t i = 0; i < sizeof body; i++) {
         out[k++] = (uint8_t)hexdig[body[i] >> 4];
         out[k++] = (uint8_t)hexdig[body[i] & 15];
@@ -492,13 +503,27 @@ int gw_sl651_encode_confirm(const gw_sl651_frame *up, uint16_t serial, const gw_
     l.centre = up->centre;
     memcpy(l.station, up->station, 5);
     l.password = up->password;
-    return encode_down(&l, up->function, serial, t, end, out, cap);
+    return encode_down(&l, up->function, serial, t, end, 0, 0, out, cap);
+}
+
+int gw_sl651_encode_confirm_m3(const gw_sl651_frame *up, uint16_t serial, const gw_sl651_time *t,
+                               uint8_t end, unsigned total, unsigned no, uint8_t *out, size_t cap)
+{
+    if (!up || total == 0 || no == 0 || no > total ||
+        (end != GW_SL651_EOT && end != GW_SL651_ESC && end != GW_SL651_NAK))
+        return GW_EINVAL;
+    gw_sl651_link l;
+    l.encoding = up->encoding;
+    l.centre = up->centre;
+    memcpy(l.station, up->station, 5);
+    l.password = up->password;
+    return encode_down(&l, up->function, serial, t, end, total, no, out, cap);
 }
 
 int gw_sl651_encode_request(const gw_sl651_link *link, uint8_t function, uint16_t serial,
                             const gw_sl651_time *t, uint8_t *out, size_t cap)
 {
-    return encode_down(link, function, serial, t, GW_SL651_ENQ, out, cap);
+    return encode_down(link, function, serial, t, GW_SL651_ENQ, 0, 0, out, cap);
 }
 
 /* ---- duplicate detection -------------------------------------------------------------------- */
