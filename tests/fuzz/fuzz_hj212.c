@@ -97,6 +97,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
 
+    /* With every quirk accepted: the scanner and the decoder still agree. */
+    {
+        const unsigned q = GW_HJ212_Q_LONG_PW | GW_HJ212_Q_CRC_MODBUS_LSB;
+        gw_hj212_span sp;
+        if (gw_hj212_scan_q(GW_HJ212_2017, q, data, size, 0, &sp) == 1) {
+            gw_hj212_packet qp;
+            int dr = gw_hj212_decode_q(GW_HJ212_2017, q, data + sp.offset, sp.total, &qp);
+            if (dr == GW_ECRC)
+                abort(); /* the scanner accepted this CRC */
+            if (dr == GW_OK) {
+                char out[GW_HJ212_PACKET_MAX + 64];
+                gw_hj212_build_reply(&qp, GW_HJ212_QN_READY, out, sizeof out);
+            }
+        }
+    }
+
     /* As a bare data segment, framed by us so the JSON path sees a good CRC. */
     gw_hj212_packet p;
     if (gw_hj212_parse(GW_HJ212_2017, (const char *)data, size, &p) == GW_OK) {
