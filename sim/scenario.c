@@ -590,6 +590,9 @@ static sim_rtu_conf *rtu_conf(sim_group *g)
     r->m2 = 1;
     r->resends = -1;
     r->interval = r->hourly_every = r->extra_threshold = r->minute_every = r->hour_every = NAN;
+    r->picture_at = r->history_at = r->manual_at = NAN;
+    r->picture_packets = 5;
+    r->history_hours = 18;
     r->keepalive = 0;
     r->extra_interval = 300;
     r->confirm_timeout = 10;
@@ -881,6 +884,8 @@ static int rtu_key(pctx *c, sim_group *g, const char *k, yaml_node_t *kn, yaml_n
         "extra_threshold", "extra_interval", "extra_on", "confirm_timeout", "reconnect",
         "clock", "spread", "status", "rainfall", "rain_base", "level", "voltage", "test_at",
         "events", "st", "reply", "factors", "minute_every", "hour_every",
+        "picture_at", "picture_packets", "history_at", "history_hours", "water_quality",
+        "manual", "manual_at", "quirks", "hour_packets",
     };
     size_t i;
     for (i = 0; i < sizeof keys / sizeof keys[0]; i++)
@@ -996,6 +1001,18 @@ static int rtu_key(pctx *c, sim_group *g, const char *k, yaml_node_t *kn, yaml_n
     } else if (!strcmp(k, "st")) {
         if (get_str(c, vn, k, r->st, sizeof r->st))
             return SIM_EINVAL;
+    } else if (!strcmp(k, "manual") || !strcmp(k, "quirks")) {
+        if (get_str(c, vn, k, k[0] == 'm' ? r->manual : r->quirks, sizeof r->manual))
+            return SIM_EINVAL;
+    } else if (!strcmp(k, "water_quality")) {
+        return get_bool(c, vn, k, &r->water_quality) ? SIM_EINVAL : 1;
+    } else if (!strcmp(k, "picture_packets") || !strcmp(k, "history_hours") ||
+               !strcmp(k, "hour_packets")) {
+        if (get_int(c, vn, k, 1, 64, &l))
+            return SIM_EINVAL;
+        *(k[0] == 'p' ? &r->picture_packets : k[0] == 'h' && k[1] == 'i' ? &r->history_hours
+                                                                          : &r->hour_packets) =
+            (int)l;
     } else if (!strcmp(k, "test_at")) {
         int n = vn->type == YAML_SEQUENCE_NODE ? seq_len(vn) : 1;
         free(r->test_at);
@@ -1043,6 +1060,12 @@ static int rtu_key(pctx *c, sim_group *g, const char *k, yaml_node_t *kn, yaml_n
             r->minute_every = d;
         else if (!strcmp(k, "hour_every"))
             r->hour_every = d;
+        else if (!strcmp(k, "picture_at"))
+            r->picture_at = d;
+        else if (!strcmp(k, "history_at"))
+            r->history_at = d;
+        else if (!strcmp(k, "manual_at"))
+            r->manual_at = d;
     }
     (void)kn;
     return 1;

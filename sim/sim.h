@@ -452,6 +452,9 @@ typedef struct sim_sl651_hdr {
  * Returns the frame length, or SIM_EINVAL (body over 4095 bytes, no room). */
 int sim_sl651_frame(const sim_sl651_hdr *h, const uint8_t *body, size_t blen, uint8_t *out,
                     size_t cap);
+/* One M3 packet (SYN): the length counts the 3 counter bytes (SL651-2014 Table 22). */
+int sim_sl651_frame_m3(const sim_sl651_hdr *h, unsigned total, unsigned no, const uint8_t *body,
+                       size_t blen, uint8_t *out, size_t cap);
 /* Body pieces. head: serial (2) + send time (6, BCD YYMMDDhhmmss).
  * station: F1F1 + address + type, then F0F0 + observation time (5, BCD). */
 void sim_sl651_put_head(sim_wbuf *b, uint16_t serial, const sim_dt *send);
@@ -474,6 +477,7 @@ typedef struct sim_sl651_msg {
     const uint8_t *body; /* points into the caller's buffer */
     size_t blen;
     uint16_t serial; /* 0 if the body is shorter than 2 bytes */
+    unsigned total, no; /* packet counter of a SYN frame, else 0 */
 } sim_sl651_msg;
 
 /* Reads one HEX frame at buf[0]: returns its length (>0), 0 if more bytes are
@@ -590,6 +594,12 @@ typedef struct sim_rtu_conf {
     sim_rfault *faults; /* owned */
     int nfactors;
     sim_factor *factors; /* owned */
+    /* Field behaviours (docs/sim.md): one 36H picture in picture_packets M3 packets and
+     * one 38H history of history_hours hours (NaN: never); water-quality elements in
+     * timed reports; a 35H F2 manual text at manual_at; quirks: id28, crc_lsb. */
+    double picture_at, history_at, manual_at;
+    int picture_packets, history_hours, water_quality, hour_packets;
+    char manual[64], quirks[64];
 } sim_rtu_conf;
 
 void sim_rtu_conf_free(sim_rtu_conf *c);
