@@ -84,37 +84,47 @@ int gw_core_alarm(gw_core *core, gw_alarm *a)
 
 /* ---- Registry ---- */
 
-gw_profile *gw_core_profile(gw_core *core, const char *name, char *err, size_t errlen)
+struct gw_shared {
+    char name[64];
+    gw_core_load_fn load;
+    void (*release)(void *obj);
+    void *obj;
+};
+
+void *gw_core_shared(gw_core *core, const char *name, gw_core_load_fn load,
+                     void (*release)(void *obj), char *err, size_t errlen)
 {
-    for (size_t i = 0; i < core->nprofiles; i++)
-        if (strcmp(gw_profile_name(core->profiles[i]), name) == 0)
-            return core->profiles[i];
-    gw_profile *p = NULL;
-    int rc = GW_ENOTFOUND;
-    for (int i = 0; i < core->cfg.nprofile_dirs && rc == GW_ENOTFOUND; i++) {
-        char path[512];
-        struct stat st;
-        snprintf(path, sizeof(path), "%s/%s.yaml", core->cfg.profile_dirs[i], name);
-        if (stat(path, &st) == 0)
-            rc = gw_profile_load_file(&p, path, err, errlen);
-    }
-    if (rc == GW_ENOTFOUND)
-        rc = gw_profile_load_embedded(&p, name, err, errlen);
-    if (rc) {
-        if (rc == GW_ENOTFOUND)
-            snprintf(err, errlen, "profile '%s' not found in profile_dirs or the built-in set",
-                     name);
+    for (size_t i = 0; i < core->nshared; i++)
+        if (core->shared[i].load == load && strcmp(core->shared[i].name, name) == 0)
+            return core->shared[i].obj;
+    if (strlen(name) >= sizeof(core->shared[0].name)) {
+        snprintf(err, errlen, "name '%.64s...' is too long", name);
         return NULL;
     }
-    gw_profile **np = realloc(core->profiles, (core->nprofiles + 1) * sizeof(*np));
-    if (!np) {
-        gw_profile_free(p);
+    struct gw_shared *ns = realloc(core->shared, (core->nshared + 1) * sizeof(*ns));
+    if (!ns) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    core->profiles = np;
-    core->profiles[core->nprofiles++] = p;
-    return p;
+    core->shared = ns;
+    void *obj = load(core, name, err, errlen);
+    if (!obj)
+        return NULL;
+    struct gw_shared *e = &core->shared[core->nshared++];
+    gw_strlcpy(e->name, name, sizeof(e->name));
+    e->load = load;
+    e->release = release;
+    e->obj = obj;
+    return obj;
+}
+
+static void shared_free(gw_core *core)
+{
+    for (size_t i = 0; i < core->nshared; i++)
+        core->shared[i].release(core->shared[i].obj);
+    free(core->shared);
+    core->shared = NULL;
+    core->nshared = 0;
 }
 
 static void device_free(gw_device *d)
@@ -148,25 +158,6 @@ static gw_device *device_new(gw_core *core, const gw_device_conf *dc, char *err,
         memcpy(d->proto_conf, dc->proto_conf, dc->proto_conf_size);
     }
     d->conf.proto_conf = NULL; /* the config's copy is not ours */
-    if (dc->profile[0]) {
-        char perr[512];
-        d->profile = gw_core_profile(core, dc->profile, perr, sizeof(perr));
-        if (!d->profile) {
-            snprintf(err, errlen, "%s:%d: device '%s': %s", core->cfg.source, dc->line, dc->id,
-                     perr);
-            free(d->proto_conf);
-            free(d);
-            return NULL;
-        }
-    }
-    d->type = dc->type[0]    ? d->conf.type
-              : d->profile ? gw_profile_device_type(d->profile)
-                           : d->conf.protocol;
-    for (int i = 0; i < dc->nparams; i++) {
-        gw_strlcpy(d->params[i].key, dc->param_keys[i], sizeof(d->params[i].key));
-        d->params[i].value = dc->param_vals[i];
-    }
-    d->nparams = (size_t)dc->nparams;
     if (d->proto->check_device) {
         char perr[512];
         if (d->proto->check_device(d, perr, sizeof(perr))) {
@@ -176,6 +167,11 @@ static gw_device *device_new(gw_core *core, const gw_device_conf *dc, char *err,
             return NULL;
         }
     }
+    d->type = dc->type[0] ? d->conf.type : NULL;
+    if (!d->type && d->proto->device_type)
+        d->type = d->proto->device_type(d);
+    if (!d->type)
+        d->type = d->conf.protocol;
     return d;
 }
 
@@ -215,9 +211,7 @@ int gw_core_check(const gw_config *cfg, char *err, size_t errlen)
     for (int i = 0; devs && i < cfg->ndevices; i++)
         device_free(devs[i]);
     free(devs);
-    for (size_t i = 0; i < probe.nprofiles; i++)
-        gw_profile_free(probe.profiles[i]);
-    free(probe.profiles);
+    shared_free(&probe);
     return rc;
 }
 
@@ -334,10 +328,7 @@ static void finish_stop(gw_core *core)
     core->ndevices = 0;
     free(core->by_addr);
     core->by_addr = NULL;
-    for (size_t i = 0; i < core->nprofiles; i++)
-        gw_profile_free(core->profiles[i]);
-    free(core->profiles);
-    core->profiles = NULL;
+    shared_free(core);
     gw_config_free(&core->cfg);
     GW_INFO("core", "stopped");
 }
@@ -740,9 +731,7 @@ error:
             device_free(core->devices[i]);
     free(core->devices);
     free(core->by_addr);
-    for (size_t i = 0; i < core->nprofiles; i++)
-        gw_profile_free(core->profiles[i]);
-    free(core->profiles);
+    shared_free(core);
     gw_config_free(&core->cfg);
     return GW_ERR;
 }

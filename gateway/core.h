@@ -3,7 +3,6 @@
 /* The core: one libuv loop, the device registry and the pipeline
  *   protocol -> adapter -> reading -> rules -> store -> uplink.
  * Everything here runs on the loop thread. */
-#include "adapters/modbus_profile.h"
 #include "gateway/config.h"
 #include "gateway/model.h"
 #include "gateway/store.h"
@@ -16,10 +15,7 @@ typedef struct gw_core gw_core;
 
 typedef struct gw_device {
     gw_device_conf conf;
-    const char *type; /* conf.type or the profile's device type */
-    gw_profile *profile;
-    gw_param params[GW_MAX_PARAMS];
-    size_t nparams;
+    const char *type; /* conf.type, else the protocol's device_type(), else the protocol */
     const gw_protocol *proto;
     void *proto_conf;  /* the protocol's device keys, parsed (owned by the device) */
     void *proto_state; /* owned by the protocol */
@@ -44,8 +40,8 @@ struct gw_core {
     gw_uplink *uplink;
     gw_device **devices; /* each allocated alone: protocols keep pointers */
     size_t ndevices;
-    gw_profile **profiles;
-    size_t nprofiles;
+    struct gw_shared *shared; /* objects devices share by name (gw_core_shared) */
+    size_t nshared;
     struct gw_listener {
         gw_listener_conf conf; /* conf.conf owned by the listener */
         void *state;
@@ -98,8 +94,13 @@ int gw_core_flush(gw_core *core, void (*cb)(void *ctx, int status), void *ctx);
 int gw_core_device_command(gw_core *core, const char *device, const char *verb, const char *arg,
                            char *reply, size_t replylen);
 
-/* Finds a loaded profile by name, loading it from profile_dirs or the
- * embedded set on first use. */
-gw_profile *gw_core_profile(gw_core *core, const char *name, char *err, size_t errlen);
+/* An immutable object devices share by name (a Modbus profile), loaded with
+ * load(core, name, err, errlen) on first use and kept, owned by the core, until
+ * it stops (then freed with release). The pair (load, name) is the key, so
+ * each protocol keeps its own namespace. Returns NULL with err set when load
+ * fails (nothing is cached then). */
+typedef void *(*gw_core_load_fn)(gw_core *core, const char *name, char *err, size_t errlen);
+void *gw_core_shared(gw_core *core, const char *name, gw_core_load_fn load,
+                     void (*release)(void *obj), char *err, size_t errlen);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ---- Framing ---- */
 
@@ -431,6 +432,52 @@ int64_t gw_mb_next_due(int64_t due, int64_t now, int64_t interval, uint64_t *ski
     return due;
 }
 
+/* ---- Profiles ---- */
+
+static void *profile_load(gw_core *core, const char *name, char *err, size_t errlen)
+{
+    gw_profile *p = NULL;
+    int rc = GW_ENOTFOUND;
+    for (int i = 0; i < core->cfg.nprofile_dirs && rc == GW_ENOTFOUND; i++) {
+        char path[512];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%s.yaml", core->cfg.profile_dirs[i], name);
+        if (stat(path, &st) == 0)
+            rc = gw_profile_load_file(&p, path, err, errlen);
+    }
+    if (rc == GW_ENOTFOUND)
+        rc = gw_profile_load_embedded(&p, name, err, errlen);
+    if (rc == GW_ENOTFOUND)
+        snprintf(err, errlen, "profile '%s' not found in profile_dirs or the built-in set", name);
+    return rc ? NULL : p;
+}
+
+static void profile_release(void *p)
+{
+    gw_profile_free(p);
+}
+
+const gw_profile *gw_mb_profile(gw_core *core, const char *name, char *err, size_t errlen)
+{
+    return gw_core_shared(core, name, profile_load, profile_release, err, errlen);
+}
+
+int gw_mb_check_profile(const gw_device *dev, char *err, size_t errlen)
+{
+    if (!dev->conf.profile[0]) {
+        snprintf(err, errlen, "key 'profile' is required for %s", dev->conf.protocol);
+        return GW_EINVAL;
+    }
+    return gw_mb_profile(dev->core, dev->conf.profile, err, errlen) ? GW_OK : GW_EINVAL;
+}
+
+const char *gw_mb_device_type(const gw_device *dev)
+{
+    char err[256];
+    const gw_profile *p = gw_mb_profile(dev->core, dev->conf.profile, err, sizeof(err));
+    return p ? gw_profile_device_type(p) : NULL;
+}
+
 /* ---- Result collection ---- */
 
 int gw_mb_poll_init(gw_mb_poll *p, gw_core *core, gw_device *dev, const char *module, char *err,
@@ -440,12 +487,16 @@ int gw_mb_poll_init(gw_mb_poll *p, gw_core *core, gw_device *dev, const char *mo
     p->core = core;
     p->dev = dev;
     p->module = module;
-    if (!dev->profile) {
-        snprintf(err, errlen, "device %s: a Modbus device needs a profile", dev->conf.id);
+    p->profile = gw_mb_profile(core, dev->conf.profile, err, errlen);
+    if (!p->profile)
         return GW_EINVAL;
+    for (int i = 0; i < dev->conf.nparams; i++) {
+        gw_strlcpy(p->params[i].key, dev->conf.param_keys[i], sizeof(p->params[i].key));
+        p->params[i].value = dev->conf.param_vals[i];
     }
-    p->nreq = gw_profile_requests(dev->profile, &p->reqs);
-    p->npoints = gw_profile_point_count(dev->profile);
+    p->nparams = (size_t)dev->conf.nparams;
+    p->nreq = gw_profile_requests(p->profile, &p->reqs);
+    p->npoints = gw_profile_point_count(p->profile);
     size_t total = 0;
     p->off = calloc(p->nreq ? p->nreq : 1, sizeof(*p->off));
     p->res = calloc(p->nreq ? p->nreq : 1, sizeof(*p->res));
@@ -603,7 +654,7 @@ static void emit_event(gw_mb_poll *p, const char *kind, const char *detail)
 static int sink_reading(void *ctx, const gw_reading *r)
 {
     gw_mb_poll *p = ctx;
-    const gw_profile *prof = p->dev->profile;
+    const gw_profile *prof = p->profile;
     int idx = -1;
     if (p->rbe_hint >= 0 && (size_t)p->rbe_hint < p->npoints) {
         gw_profile_point_info info;
@@ -673,7 +724,7 @@ void gw_mb_poll_finish(gw_mb_poll *p)
     gw_sink sink = {sink_reading, sink_event, p};
     p->rbe_hint = 0;
     int rc =
-        gw_profile_decode(d->profile, d->params, d->nparams, p->res, p->nreq, gw_now_ms(), &sink);
+        gw_profile_decode(p->profile, p->params, p->nparams, p->res, p->nreq, gw_now_ms(), &sink);
     if (rc)
         GW_LOG_RL(GW_LOG_WARN, 10000, p->module, "[%s] decoding failed: %d", d->conf.id, rc);
 }

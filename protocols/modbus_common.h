@@ -73,6 +73,9 @@ typedef struct gw_mb_rbe {
 typedef struct gw_mb_poll {
     gw_core *core;
     gw_device *dev;
+    const gw_profile *profile; /* shared through the core (gw_mb_profile) */
+    gw_param params[GW_MAX_PARAMS]; /* the device's site values, for derived points */
+    size_t nparams;
     const char *module; /* log prefix: "modbus-tcp", ... */
     const gw_mb_request *reqs;
     size_t nreq;
@@ -90,6 +93,16 @@ typedef struct gw_mb_poll {
     size_t npoints;
     int rbe_hint; /* point index of the last reading, to skip lookups */
 } gw_mb_poll;
+
+/* The profile named name, loaded from profile_dirs or the embedded set on
+ * first use and shared through the core (gw_core_shared) until it stops.
+ * NULL with err set when there is no such profile or it does not load. */
+const gw_profile *gw_mb_profile(gw_core *core, const char *name, char *err, size_t errlen);
+/* The check_device part every Modbus protocol shares: the device names a
+ * profile that loads. */
+int gw_mb_check_profile(const gw_device *dev, char *err, size_t errlen);
+/* A Modbus device's type when the config names none: its profile's. */
+const char *gw_mb_device_type(const gw_device *dev);
 
 /* Prepares p for dev (which must have a profile). Returns 0, GW_EINVAL (too
  * many planned reads) or GW_ENOMEM, with err set. */

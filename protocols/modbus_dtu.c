@@ -474,10 +474,8 @@ static void dev_closed(gw_mbs *s)
 static int dtu_check(const gw_device *dev, char *err, size_t errlen)
 {
     const struct dtu_devconf *dc = dev->proto_conf;
-    if (!dev->profile) {
-        snprintf(err, errlen, "key 'profile' is required for modbus-dtu");
+    if (gw_mb_check_profile(dev, err, errlen))
         return GW_EINVAL;
-    }
     if (!dc || (dc->dtu[0] != 0) == (dev->conf.connect[0] != 0)) {
         snprintf(err, errlen,
                  "a modbus-dtu device needs exactly one of 'connect: tcp://IP:PORT' (the gateway "
@@ -556,6 +554,7 @@ const gw_protocol gw_proto_modbus_dtu = {
     .device_keys = dtu_device_keys,
     .device_conf_size = sizeof(struct dtu_devconf),
     .check_device = dtu_check,
+    .device_type = gw_mb_device_type,
     .attach = dtu_attach,
     .detach = dtu_detach,
     .write = dtu_write,

@@ -587,7 +587,7 @@ static int rtu_write(gw_device *dev, const char *point, double value)
     if (!w)
         return GW_ENOMEM;
     size_t len;
-    int rc = gw_profile_encode_write(dev->profile, point, value, &w->fc, &w->addr, &w->count,
+    int rc = gw_profile_encode_write(d->poll.profile, point, value, &w->fc, &w->addr, &w->count,
                                      w->data, &len);
     if (rc) {
         free(w);
@@ -616,10 +616,8 @@ static int rtu_write(gw_device *dev, const char *point, double value)
 
 static int rtu_check(const gw_device *dev, char *err, size_t errlen)
 {
-    if (!dev->profile) {
-        snprintf(err, errlen, "key 'profile' is required for modbus-rtu");
+    if (gw_mb_check_profile(dev, err, errlen))
         return GW_EINVAL;
-    }
     return GW_OK;
 }
 
@@ -630,6 +628,7 @@ const gw_protocol gw_proto_modbus_rtu = {
     .device_keys = rtu_device_keys,
     .device_conf_size = sizeof(struct rtu_conf),
     .check_device = rtu_check,
+    .device_type = gw_mb_device_type,
     .attach = rtu_attach,
     .detach = rtu_detach,
     .write = rtu_write,

@@ -631,7 +631,7 @@ int gw_mbs__write(gw_mbs *s, const char *point, double value)
     uint8_t fc, data[GW_MB_WRITE_MAX];
     uint16_t addr, count;
     size_t len;
-    int rc = gw_profile_encode_write(s->dev->profile, point, value, &fc, &addr, &count, data, &len);
+    int rc = gw_profile_encode_write(s->poll.profile, point, value, &fc, &addr, &count, data, &len);
     if (rc)
         return rc;
     struct gw_mbw *w = calloc(1, sizeof(*w));
@@ -766,10 +766,8 @@ static int mbt_check(const gw_device *dev, char *err, size_t errlen)
                  dev->conf.connect);
         return GW_EINVAL;
     }
-    if (!dev->profile) {
-        snprintf(err, errlen, "key 'profile' is required for modbus-tcp");
+    if (gw_mb_check_profile(dev, err, errlen))
         return GW_EINVAL;
-    }
     return GW_OK;
 }
 
@@ -778,6 +776,7 @@ const gw_protocol gw_proto_modbus_tcp = {
     .version = "1.1",
     .description = "Modbus TCP client, non-blocking, one request in flight per device",
     .check_device = mbt_check,
+    .device_type = gw_mb_device_type,
     .attach = mbt_attach,
     .detach = mbt_detach,
     .set_interval = mbt_set_interval,

@@ -36,6 +36,10 @@ typedef struct gw_protocol {
      * "address is required"). Returns 0 or GW_EINVAL with a message (the core
      * adds file and line). */
     int (*check_device)(const struct gw_device *dev, char *err, size_t errlen);
+    /* The type of a device whose entry names none (a Modbus device: its
+     * profile's), valid while the device exists, or NULL for the protocol's
+     * name. Called after check_device succeeded. May be NULL. */
+    const char *(*device_type)(const struct gw_device *dev);
 
     /* Starts serving one configured device. Returns 0, or GW_E* with err set.
      * May be NULL for listener-only protocols (devices are then only looked up). */

@@ -1,21 +1,22 @@
 /* SL651-2014 centre: RTUs connect to the gateway (TCP, UDP or both) and report.
  *
- * Per TCP connection a bounded buffer is fed to gw_sl651_scan: garbage is
- * skipped and counted, frames with a bad CRC are dropped (and optionally NAKed)
- * and the connection lives on. A valid uplink frame is matched to a configured
- * device by its station address; an unknown station or a wrong password is
- * refused, counted, and the TCP connection closed (an unauthenticated peer
- * holds no slot). The first decode pass reads serial and send time only, so a
- * resent report (same station, serial and send time, remembered per device) is
- * stored once; the second pass hands readings and events to the pipeline.
+ * TCP connections belong to the stream listener (stream_listener.h: accept,
+ * bounded buffer, auth window, idle timer, limits, replies after commit); this
+ * file supplies its scan (gw_sl651_scan: garbage skipped and counted, frames
+ * with a bad CRC dropped and optionally NAKed) and its frame handler. UDP
+ * datagrams go through the same handler. A valid uplink frame is matched to a
+ * configured device by its station address; an unknown station or a wrong
+ * password is refused, counted, and the TCP connection closed. The first
+ * decode pass reads serial and send time only, so a resent report (same
+ * station, serial and send time, remembered per device) is stored once; the
+ * second pass hands readings and events to the pipeline.
  *
  * Confirm after commit: the M2 confirm of a report is encoded at once (the frame
- * points into the receive buffer) but written only from the gw_core_flush
- * callback, i.e. after the data is in the SQLite outbox. While a connection has
- * MAX_PENDING confirms waiting, it stops reading (back-pressure) and resumes
- * from the flush callback. Keep-alives (2F) get no reply. A report the store
- * queue refused (GW_EFULL) is not confirmed and not remembered, so the RTU's
- * resend is taken.
+ * points into the receive buffer) but written only once the data is in the
+ * SQLite outbox (gw_sl_reply_after_commit; for UDP gw_core_flush here). While
+ * a connection has MAX_PENDING confirms waiting, it stops reading. Keep-alives
+ * (2F) get no reply. A report the store queue refused (GW_EFULL) is not
+ * confirmed and not remembered, so the RTU's resend is taken.
  *
  * Devices: each `protocol: sl651` device gets a small state (attach) holding its
  * duplicate memory, element overrides and an offline check: silent for
@@ -26,15 +27,14 @@
  * connection (found by id, so a closed one is never touched) or the UDP
  * sender while the device is online; otherwise GW_EAGAIN, nothing is queued.
  *
- * Lifetime: connections, pending confirms and devices that were heard on a
- * listener hold references on the server;
- * the server and each connection are freed from the close callback that drops
- * the last reference, so a flush completing after a disconnect or after
- * unlisten only releases memory. */
+ * Lifetime: the UDP handle, pending UDP confirms and devices that were heard
+ * on a listener hold references on the server, which is freed from the close
+ * callback that drops the last one. */
 #include "gateway/core.h"
 #include "gateway/log.h"
 #include "gateway/netaddr.h"
 #include "protocols/sl651.h"
+#include "protocols/stream_listener.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,24 +55,16 @@ static const char *const transports[] = {"tcp", "udp", "both", NULL};
 static const char *const end_names[] = {"eot", "esc", NULL};
 
 typedef struct sl_lconf {
-    char listen[96];
+    gw_sl_conf sl; /* listen, TCP connection limits and timeouts (stream_listener.h) */
     int transport;
-    int64_t max_connections;
-    int64_t idle_timeout_ms;
     int64_t max_frame;
     int nak_bad_crc;
 } sl_lconf;
 
-#define LF(m) offsetof(sl_lconf, m), sizeof(((sl_lconf *)0)->m)
 static const gw_cfgkey listener_keys[] = {
-    {"listen", GW_CT_STR, "127.0.0.1:5005", 0, -1, LF(listen), NULL, 0,
-     "HOST:PORT to bind (use 0.0.0.0:PORT to accept RTUs from the network)"},
+    GW_SL_KEYS(sl_lconf, sl, "127.0.0.1:5005", "4096", "10m", "10s"),
     {"transport", GW_CT_ENUM, "tcp", 0, -1, offsetof(sl_lconf, transport), 0, transports, 0,
      "tcp, udp or both"},
-    {"max_connections", GW_CT_INT, "4096", 1, 100000, offsetof(sl_lconf, max_connections), 0, NULL,
-     0, "TCP connections at once; more are closed at accept (counted)"},
-    {"idle_timeout", GW_CT_DURATION, "10m", 1, 86400, offsetof(sl_lconf, idle_timeout_ms), 0, NULL,
-     0, "close a TCP connection silent this long"},
     {"max_frame", GW_CT_SIZE, "8KiB", 64, 65536, offsetof(sl_lconf, max_frame), 0, NULL, 0,
      "receive buffer per connection (frames longer than this are skipped)"},
     {"nak_bad_crc", GW_CT_BOOL, "false", 0, -1, offsetof(sl_lconf, nak_bad_crc), 0, NULL, 0,
@@ -344,59 +336,43 @@ static void dev_detach(gw_device *dev)
 /* ---- the server ---- */
 
 typedef struct sl_stats {
-    uint64_t accepted, conn_refused, frames, bad_crc, skipped, unknown_station, bad_password,
-        wrong_direction, encoding_mismatch, malformed, duplicates, refused_full, confirms,
-        clock_sets, oversize, keepalives;
+    uint64_t frames, bad_crc, skipped, unknown_station, bad_password, wrong_direction,
+        encoding_mismatch, malformed, duplicates, refused_full, confirms, clock_sets, oversize,
+        keepalives;
 } sl_stats;
 
+/* Per TCP connection (the stream listener's conn_size). */
 typedef struct sl_conn {
-    sl_srv *srv;
-    struct sl_conn *prev, *next;
-    uv_tcp_t tcp;
-    uv_timer_t idle;
-    int refs;    /* open handles + pending confirms */
-    int closing; /* close requested: no more reads or writes */
-    int pending; /* confirms waiting for the outbox */
-    int paused;
-    int enc;     /* -1 until the first frame */
-    uint64_t id; /* unique per listener, never 0: devices remember it, not the pointer */
-    char peer[64];
-    size_t len;
-    uint8_t buf[]; /* srv->conf.max_frame bytes */
+    int enc; /* encoding of the first frame + 1; 0 until then */
 } sl_conn;
 
 struct sl_srv {
     gw_core *core;
     sl_lconf conf;
-    uv_tcp_t tcp;
+    gw_sl *tcp; /* NULL without TCP or once stopping */
     uv_udp_t udp;
     uv_timer_t stats_timer;
-    int refs; /* open handles + connections + pending confirms */
+    int refs; /* open handles + pending UDP confirms + devices that remember it */
     int stopping;
-    int tcp_open, udp_open;
-    size_t nconns;
-    sl_conn *conns;
+    int udp_open;
     uint16_t serial; /* for centre-initiated requests */
-    uint64_t conn_ids;
     sl_stats st, st_logged;
+    gw_sl_stats tst_logged;
     gw_sl651_stats codec;
-    uint8_t *ubuf; /* UDP receive buffer */
+    gw_sl651_frame frame; /* what tcp_scan decoded, for tcp_frame */
+    uint8_t *ubuf;        /* UDP receive buffer */
 };
 
-/* A reply waiting for gw_core_flush. */
+/* A UDP confirm waiting for gw_core_flush (TCP ones wait in the stream listener). */
 typedef struct sl_pending {
     sl_srv *srv;
-    sl_conn *conn; /* NULL for UDP */
     struct sockaddr_storage peer;
     size_t len;
     uint8_t data[REPLY_MAX];
 } sl_pending;
 
 typedef struct sl_write {
-    union {
-        uv_write_t w;
-        uv_udp_send_t u;
-    } req;
+    uv_udp_send_t req;
     size_t len;
     uint8_t data[REPLY_MAX];
 } sl_write;
@@ -414,46 +390,6 @@ static void on_srv_handle_closed(uv_handle_t *h)
     srv_unref(h->data);
 }
 
-static void conn_unref(sl_conn *c)
-{
-    if (--c->refs > 0)
-        return;
-    sl_srv *s = c->srv;
-    free(c);
-    srv_unref(s);
-}
-
-static void on_conn_handle_closed(uv_handle_t *h)
-{
-    conn_unref(h->data);
-}
-
-static void conn_close(sl_conn *c)
-{
-    if (c->closing)
-        return;
-    c->closing = 1;
-    sl_srv *s = c->srv;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    s->nconns--;
-    uv_timer_stop(&c->idle);
-    uv_close((uv_handle_t *)&c->idle, on_conn_handle_closed);
-    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
-}
-
-static void on_written(uv_write_t *w, int status)
-{
-    sl_write *wr = (sl_write *)w;
-    if (status < 0 && status != UV_ECANCELED)
-        GW_LOG_RL(GW_LOG_INFO, 10000, MOD, "reply write failed: %s", uv_strerror(status));
-    free(wr);
-}
-
 static void on_udp_sent(uv_udp_send_t *u, int status)
 {
     sl_write *wr = (sl_write *)u;
@@ -464,11 +400,15 @@ static void on_udp_sent(uv_udp_send_t *u, int status)
 
 /* Sends bytes to a TCP connection, or to a UDP peer when c is NULL. Returns 0
  * when the write was queued, else a negative code (already logged). */
-static int send_bytes(sl_srv *s, sl_conn *c, const struct sockaddr *peer, const uint8_t *p,
+static int send_bytes(sl_srv *s, gw_slc *c, const struct sockaddr *peer, const uint8_t *p,
                       size_t n)
 {
     if (n == 0 || n > REPLY_MAX)
         return GW_EINVAL;
+    if (c)
+        return gw_sl_send(c, p, n);
+    if (!s->udp_open || s->stopping)
+        return GW_EAGAIN;
     sl_write *wr = malloc(sizeof(*wr));
     if (!wr) {
         GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "out of memory for a reply%s", "");
@@ -477,20 +417,7 @@ static int send_bytes(sl_srv *s, sl_conn *c, const struct sockaddr *peer, const 
     memcpy(wr->data, p, n);
     wr->len = n;
     uv_buf_t b = uv_buf_init((char *)wr->data, (unsigned)n);
-    int rc;
-    if (c) {
-        if (c->closing) {
-            free(wr);
-            return GW_EAGAIN;
-        }
-        rc = uv_write(&wr->req.w, (uv_stream_t *)&c->tcp, &b, 1, on_written);
-    } else {
-        if (!s->udp_open || s->stopping) {
-            free(wr);
-            return GW_EAGAIN;
-        }
-        rc = uv_udp_send(&wr->req.u, &s->udp, &b, 1, peer, on_udp_sent);
-    }
+    int rc = uv_udp_send(&wr->req, &s->udp, &b, 1, peer, on_udp_sent);
     if (rc) {
         GW_LOG_RL(GW_LOG_INFO, 10000, MOD, "reply not sent: %s", uv_strerror(rc));
         free(wr);
@@ -499,42 +426,31 @@ static int send_bytes(sl_srv *s, sl_conn *c, const struct sockaddr *peer, const 
     return GW_OK;
 }
 
-static void process_buffer(sl_conn *c);
-
-static void on_flushed(void *ctx, int status)
+static void on_udp_flushed(void *ctx, int status)
 {
     sl_pending *p = ctx;
     sl_srv *s = p->srv;
-    sl_conn *c = p->conn;
     if (status == 0) {
-        if (c) {
-            if (!c->closing) {
-                send_bytes(s, c, NULL, p->data, p->len);
-                s->st.confirms++;
-            }
-        } else if (!s->stopping) {
-            send_bytes(s, NULL, (const struct sockaddr *)&p->peer, p->data, p->len);
+        if (!s->stopping && send_bytes(s, NULL, (const struct sockaddr *)&p->peer, p->data,
+                                       p->len) == GW_OK)
             s->st.confirms++;
-        }
     } else {
         GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "outbox commit failed (%d): report not confirmed",
                   status);
     }
     free(p);
-    if (c) {
-        c->pending--;
-        if (c->paused && !c->closing && c->pending < MAX_PENDING)
-            process_buffer(c); /* resumes reading once the buffer is worked off */
-        conn_unref(c);
-    }
     srv_unref(s);
 }
 
 /* Hands reply bytes to the outbox barrier: they go out once everything stored
  * so far is committed. */
-static void reply_after_commit(sl_srv *s, sl_conn *c, const struct sockaddr *peer,
+static void reply_after_commit(sl_srv *s, gw_slc *c, const struct sockaddr *peer,
                                const uint8_t *data, size_t len)
 {
+    if (c) {
+        gw_sl_reply_after_commit(c, data, len);
+        return;
+    }
     sl_pending *p = calloc(1, sizeof(*p));
     if (!p || len > REPLY_MAX) {
         free(p);
@@ -542,23 +458,16 @@ static void reply_after_commit(sl_srv *s, sl_conn *c, const struct sockaddr *pee
         return;
     }
     p->srv = s;
-    p->conn = c;
-    if (peer)
-        memcpy(&p->peer, peer,
-               peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                           : sizeof(struct sockaddr_in));
+    memcpy(&p->peer, peer,
+           peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
     memcpy(p->data, data, len);
     p->len = len;
-    if (gw_core_flush(s->core, on_flushed, p)) {
+    if (gw_core_flush(s->core, on_udp_flushed, p)) {
         free(p);
         GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "flush failed: report not confirmed%s", "");
         return;
     }
     s->refs++;
-    if (c) {
-        c->refs++;
-        c->pending++;
-    }
 }
 
 static void link_of(const gw_sl651_frame *f, gw_sl651_link *l)
@@ -584,7 +493,7 @@ static int encode_request(sl_srv *s, const gw_sl651_link *l, uint8_t fn, uint8_t
 }
 
 /* Remembers where station ds was heard last (connection c, or UDP peer). */
-static void remember_route(sl_srv *s, sl_dev *ds, sl_conn *c, const struct sockaddr *peer,
+static void remember_route(sl_srv *s, sl_dev *ds, gw_slc *c, const struct sockaddr *peer,
                            const gw_sl651_frame *f)
 {
     if (ds->srv != s) {
@@ -593,7 +502,7 @@ static void remember_route(sl_srv *s, sl_dev *ds, sl_conn *c, const struct socka
             srv_unref(ds->srv);
         ds->srv = s;
     }
-    ds->conn_id = c ? c->id : 0;
+    ds->conn_id = c ? gw_sl_conn_id(c) : 0;
     if (!c && peer)
         memcpy(&ds->peer, peer,
                peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
@@ -632,10 +541,10 @@ static int is_report(uint8_t fn)
     return fn >= 0x30 && fn <= 0x36;
 }
 
-static const char *who(sl_conn *c, const struct sockaddr *peer, char *buf, size_t n)
+static const char *who(gw_slc *c, const struct sockaddr *peer, char *buf, size_t n)
 {
     if (c)
-        return c->peer;
+        return gw_sl_peer(c);
     buf[0] = '\0';
     if (peer && peer->sa_family == AF_INET)
         uv_ip4_name((const struct sockaddr_in *)peer, buf, n);
@@ -644,9 +553,10 @@ static const char *who(sl_conn *c, const struct sockaddr *peer, char *buf, size_
     return buf;
 }
 
-/* Handles one valid frame. Returns 0 to go on, GW_EAUTH when the connection
- * must be closed (refused peer). */
-static int handle_frame(sl_srv *s, sl_conn *c, const struct sockaddr *peer, const gw_sl651_frame *f)
+/* Handles one valid frame from TCP connection c or UDP sender peer. Returns
+ * GW_SL_ACCEPT once the station and password matched, GW_SL_IGNORE before,
+ * GW_SL_CLOSE for a refused peer (unknown station, wrong password). */
+static int handle_frame(sl_srv *s, gw_slc *c, const struct sockaddr *peer, const gw_sl651_frame *f)
 {
     char pbuf[64];
     s->st.frames++;
@@ -654,30 +564,31 @@ static int handle_frame(sl_srv *s, sl_conn *c, const struct sockaddr *peer, cons
         s->st.wrong_direction++;
         GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "downlink frame from %s ignored",
                   who(c, peer, pbuf, sizeof(pbuf)));
-        return GW_OK;
+        return GW_SL_IGNORE;
     }
     gw_device *d = gw_core_find_device(s->core, MOD, f->station_hex);
     if (!d || !d->proto_state) {
         s->st.unknown_station++;
         GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "station %s from %s is not configured: refused",
                   f->station_hex, who(c, peer, pbuf, sizeof(pbuf)));
-        return GW_EAUTH;
+        return GW_SL_CLOSE;
     }
     sl_dev *ds = d->proto_state;
     if (f->password != ds->password) {
         s->st.bad_password++;
         GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] wrong password from %s: refused", d->conf.id,
                   who(c, peer, pbuf, sizeof(pbuf)));
-        return GW_EAUTH;
+        return GW_SL_CLOSE;
     }
     if (c) {
-        if (c->enc < 0) {
-            c->enc = f->encoding;
-        } else if (c->enc != f->encoding) {
+        sl_conn *sc = gw_sl_conn_data(c);
+        if (!sc->enc) {
+            sc->enc = f->encoding + 1;
+        } else if (sc->enc != f->encoding + 1) {
             s->st.encoding_mismatch++;
             GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] %s frame on a %s connection: dropped",
-                      d->conf.id, f->encoding ? "ASCII" : "HEX", c->enc ? "ASCII" : "HEX");
-            return GW_OK;
+                      d->conf.id, f->encoding ? "ASCII" : "HEX", sc->enc > 1 ? "ASCII" : "HEX");
+            return GW_SL_IGNORE;
         }
     }
     dev_seen(ds);
@@ -685,7 +596,7 @@ static int handle_frame(sl_srv *s, sl_conn *c, const struct sockaddr *peer, cons
     ds->frames++;
     if (f->function == 0x2F) {
         s->st.keepalives++;
-        return GW_OK; /* keep-alive: no reply */
+        return GW_SL_ACCEPT; /* keep-alive: no reply */
     }
     /* Pass 1: serial and send time only. */
     gw_sl651_report rep;
@@ -694,7 +605,7 @@ static int handle_frame(sl_srv *s, sl_conn *c, const struct sockaddr *peer, cons
         s->st.malformed++;
         GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] function %02X: body malformed, not confirmed",
                   d->conf.id, f->function);
-        return GW_OK;
+        return GW_SL_ACCEPT;
     }
     gw_sl651_dedup saved = ds->dedup;
     int dup = gw_sl651_dedup_check(&ds->dedup, f->station_hex, rep.serial, &rep.send_time);
@@ -711,7 +622,7 @@ static int handle_frame(sl_srv *s, sl_conn *c, const struct sockaddr *peer, cons
             s->st.refused_full++;
             GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] store queue full: report not confirmed",
                       d->conf.id);
-            return GW_OK;
+            return GW_SL_ACCEPT;
         }
         if (rep.unknown)
             GW_LOG_RL(GW_LOG_INFO, 60000, MOD, "[%s] %u unknown elements skipped (first %X)",
@@ -719,7 +630,7 @@ static int handle_frame(sl_srv *s, sl_conn *c, const struct sockaddr *peer, cons
     }
     /* M2: confirm reports; M3 packets that say more is coming wait for the last. */
     if (!is_report(f->function) || f->end == GW_SL651_ETB)
-        return GW_OK;
+        return GW_SL_ACCEPT;
     const sl_dconf *dc = d->proto_conf;
     uint8_t out[REPLY_MAX];
     int n =
@@ -727,7 +638,7 @@ static int handle_frame(sl_srv *s, sl_conn *c, const struct sockaddr *peer, cons
                                 dc->confirm_end ? GW_SL651_ESC : GW_SL651_EOT, out, sizeof(out));
     if (n < 0) {
         GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] confirm not encoded (%d)", d->conf.id, n);
-        return GW_OK;
+        return GW_SL_ACCEPT;
     }
     size_t len = (size_t)n;
     int64_t now_ms = gw_now_ms(), loop_now = (int64_t)uv_now(s->core->loop);
@@ -745,10 +656,10 @@ static int handle_frame(sl_srv *s, sl_conn *c, const struct sockaddr *peer, cons
         }
     }
     reply_after_commit(s, c, peer, out, len);
-    return GW_OK;
+    return GW_SL_ACCEPT;
 }
 
-static void nak_bad_crc(sl_srv *s, sl_conn *c, const struct sockaddr *peer, const gw_sl651_frame *f)
+static void nak_bad_crc(sl_srv *s, gw_slc *c, const struct sockaddr *peer, const gw_sl651_frame *f)
 {
     /* The serial cannot be trusted in a corrupted frame: NAK with serial 0. */
     gw_sl651_time t;
@@ -760,155 +671,64 @@ static void nak_bad_crc(sl_srv *s, sl_conn *c, const struct sockaddr *peer, cons
         send_bytes(s, c, peer, out, (size_t)n);
 }
 
-/* Scans buf[0..*len) for frames and handles them; keeps the unfinished tail.
- * Stops early (returns 1) when the connection must pause or close. */
-static int scan_buffer(sl_srv *s, sl_conn *c, const struct sockaddr *peer, uint8_t *buf,
-                       size_t *len, size_t cap)
+static void bad_crc(sl_srv *s, gw_slc *c, const struct sockaddr *peer, const gw_sl651_frame *f)
+{
+    s->st.bad_crc++;
+    GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "frame with a bad CRC from station %s dropped",
+              f->station_hex);
+    if (s->conf.nak_bad_crc)
+        nak_bad_crc(s, c, peer, f);
+}
+
+/* The stream listener's scan: one gw_sl651_scan step; a frame is kept in
+ * s->frame for tcp_frame, which the listener calls right after. */
+static int tcp_scan(void *ctx, gw_slc *c, const uint8_t *buf, size_t len, gw_sl_span *sp)
+{
+    sl_srv *s = ctx;
+    int rc = gw_sl651_scan(buf, len, &s->frame, &sp->consumed, &sp->skipped, &s->codec);
+    if (rc == GW_OK) {
+        sp->frame = &s->frame;
+        return GW_SL_FRAME;
+    }
+    if (rc == GW_ECRC) {
+        bad_crc(s, c, NULL, &s->frame);
+        return GW_SL_DROP;
+    }
+    return GW_SL_MORE;
+}
+
+static int tcp_frame(void *ctx, gw_slc *c, const void *frame, size_t len)
+{
+    return handle_frame(ctx, c, NULL, frame);
+}
+
+static const gw_sl_proto tcp_proto = {
+    .module = MOD,
+    .frame_starts = "\x7E\x01", /* 7E 7E (HEX/BCD) or SOH (ASCII) */
+    .conn_size = sizeof(sl_conn),
+    .max_pending = MAX_PENDING,
+    .scan = tcp_scan,
+    .on_frame = tcp_frame,
+};
+
+/* A datagram: every frame in it is handled; what is left is never completed. */
+static void scan_datagram(sl_srv *s, const struct sockaddr *peer, const uint8_t *buf, size_t len)
 {
     size_t at = 0;
-    int stop = 0;
-    while (at < *len) {
-        if (c && c->pending >= MAX_PENDING) {
-            c->paused = 1;
-            stop = 1;
-            break;
-        }
+    while (at < len) {
         gw_sl651_frame f;
         size_t consumed = 0, skipped = 0;
-        int rc = gw_sl651_scan(buf + at, *len - at, &f, &consumed, &skipped, &s->codec);
+        int rc = gw_sl651_scan(buf + at, len - at, &f, &consumed, &skipped, &s->codec);
         s->st.skipped += skipped;
-        if (rc == GW_OK) {
-            int hr = handle_frame(s, c, peer, &f);
-            at += consumed;
-            if (hr == GW_EAUTH && c) {
-                conn_close(c);
-                return 1;
-            }
-            continue;
-        }
-        if (rc == GW_ECRC) {
-            s->st.bad_crc++;
-            GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "frame with a bad CRC from station %s dropped",
-                      f.station_hex);
-            if (s->conf.nak_bad_crc)
-                nak_bad_crc(s, c, peer, &f);
-            at += consumed;
-            continue;
-        }
-        at += consumed; /* GW_EAGAIN: garbage dropped, the rest may be a partial frame */
-        if (consumed == 0 && at == 0 && *len >= cap) {
-            /* A full buffer with no complete frame: the frame is longer than max_frame
-             * or the start is false. Step to the next possible frame start. */
-            size_t k = 1;
-            while (k < *len && buf[k] != 0x7E && buf[k] != GW_SL651_SOH)
-                k++;
-            s->st.oversize++;
-            s->st.skipped += k;
-            at = k;
-            continue;
-        }
-        break;
+        if (rc == GW_OK)
+            handle_frame(s, NULL, peer, &f);
+        else if (rc == GW_ECRC)
+            bad_crc(s, NULL, peer, &f);
+        else if (consumed == 0)
+            break;
+        at += consumed;
     }
-    if (at > 0 && !(c && c->closing)) {
-        memmove(buf, buf + at, *len - at);
-        *len -= at;
-    }
-    return stop;
-}
-
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
-{
-    sl_conn *c = h->data;
-    size_t cap = (size_t)c->srv->conf.max_frame;
-    b->base = (char *)c->buf + c->len;
-    b->len = cap - c->len;
-}
-
-static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
-
-static void process_buffer(sl_conn *c)
-{
-    size_t cap = (size_t)c->srv->conf.max_frame;
-    if (scan_buffer(c->srv, c, NULL, c->buf, &c->len, cap)) {
-        if (!c->closing)
-            uv_read_stop((uv_stream_t *)&c->tcp);
-        return;
-    }
-    if (c->paused && !c->closing) {
-        c->paused = 0;
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    }
-}
-
-static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
-{
-    sl_conn *c = st->data;
-    if (n == 0)
-        return;
-    if (n < 0) {
-        if (n != UV_EOF)
-            GW_LOG_RL(GW_LOG_INFO, 10000, MOD, "connection from %s: %s", c->peer,
-                      uv_strerror((int)n));
-        conn_close(c);
-        return;
-    }
-    c->len += (size_t)n;
-    uv_timer_again(&c->idle);
-    process_buffer(c);
-}
-
-static void on_idle(uv_timer_t *t)
-{
-    sl_conn *c = t->data;
-    GW_LOG_RL(GW_LOG_INFO, 10000, MOD, "connection from %s idle: closed", c->peer);
-    conn_close(c);
-}
-
-static void on_connection(uv_stream_t *server, int status)
-{
-    sl_srv *s = server->data;
-    if (status < 0) {
-        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "accept failed: %s", uv_strerror(status));
-        return;
-    }
-    size_t cap = (size_t)s->conf.max_frame;
-    sl_conn *c = calloc(1, sizeof(*c) + cap);
-    if (!c) {
-        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "out of memory for a connection%s", "");
-        return;
-    }
-    c->srv = s;
-    c->enc = -1;
-    c->id = ++s->conn_ids;
-    uv_tcp_init(s->core->loop, &c->tcp);
-    c->tcp.data = c;
-    s->refs++;
-    c->refs = 1;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) || s->nconns >= (size_t)s->conf.max_connections) {
-        s->st.conn_refused++;
-        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "connection refused: %zu open (max_connections %lld)",
-                  s->nconns, (long long)s->conf.max_connections);
-        c->closing = 1;
-        uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
-        return;
-    }
-    struct sockaddr_storage ss;
-    int sl = sizeof(ss);
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
-        who(NULL, (struct sockaddr *)&ss, c->peer, sizeof(c->peer));
-    uv_timer_init(s->core->loop, &c->idle);
-    c->idle.data = c;
-    c->refs++;
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
-    s->nconns++;
-    s->st.accepted++;
-    uv_tcp_nodelay(&c->tcp, 1);
-    uv_timer_start(&c->idle, on_idle, (uint64_t)s->conf.idle_timeout_ms,
-                   (uint64_t)s->conf.idle_timeout_ms);
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    s->st.skipped += len - at;
 }
 
 static void on_udp_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
@@ -928,33 +748,44 @@ static void on_udp(uv_udp_t *h, ssize_t n, const uv_buf_t *b, const struct socka
         s->st.oversize++;
         return;
     }
-    size_t len = (size_t)n;
-    scan_buffer(s, NULL, peer, s->ubuf, &len, UDP_BUF);
-    s->st.skipped += len; /* what is left of a datagram is never completed */
+    scan_datagram(s, peer, s->ubuf, (size_t)n);
 }
 
 static void log_stats(sl_srv *s, const char *when)
 {
     sl_stats *t = &s->st;
+    gw_sl_stats c;
+    memset(&c, 0, sizeof(c));
+    if (s->tcp)
+        gw_sl_get_stats(s->tcp, &c);
     GW_INFO(MOD,
-            "%sconnections %zu open, %llu accepted, %llu refused | frames %llu, keep-alives %llu, "
-            "duplicates %llu, confirms %llu | dropped: bad CRC %llu, garbage bytes %llu, "
-            "malformed %llu, oversize %llu | refused: unknown station %llu, bad password %llu, "
-            "queue full %llu",
-            when, s->nconns, (unsigned long long)t->accepted, (unsigned long long)t->conn_refused,
+            "%sconnections %llu open (%llu unauthenticated), %llu accepted | closed: auth timeout "
+            "%llu, idle %llu, evicted %llu | refused: full %llu, per source %llu | frames %llu, "
+            "keep-alives %llu, duplicates %llu, confirms %llu | dropped: bad CRC %llu, garbage "
+            "bytes %llu, malformed %llu, oversize %llu | refused: unknown station %llu, bad "
+            "password %llu, queue full %llu",
+            when, (unsigned long long)c.open, (unsigned long long)c.unauth,
+            (unsigned long long)c.accepted, (unsigned long long)c.auth_timeouts,
+            (unsigned long long)c.idle_closed, (unsigned long long)c.evicted_unauth,
+            (unsigned long long)c.refused_full, (unsigned long long)c.refused_per_source,
             (unsigned long long)t->frames, (unsigned long long)t->keepalives,
-            (unsigned long long)t->duplicates, (unsigned long long)t->confirms,
-            (unsigned long long)t->bad_crc, (unsigned long long)t->skipped,
-            (unsigned long long)t->malformed, (unsigned long long)t->oversize,
+            (unsigned long long)t->duplicates, (unsigned long long)(t->confirms + c.replies),
+            (unsigned long long)t->bad_crc, (unsigned long long)(t->skipped + c.skipped),
+            (unsigned long long)t->malformed, (unsigned long long)(t->oversize + c.oversize),
             (unsigned long long)t->unknown_station, (unsigned long long)t->bad_password,
             (unsigned long long)t->refused_full);
     s->st_logged = s->st;
+    s->tst_logged = c;
 }
 
 static void on_stats(uv_timer_t *t)
 {
     sl_srv *s = t->data;
-    if (memcmp(&s->st, &s->st_logged, sizeof(s->st)))
+    gw_sl_stats c;
+    memset(&c, 0, sizeof(c));
+    if (s->tcp)
+        gw_sl_get_stats(s->tcp, &c);
+    if (memcmp(&s->st, &s->st_logged, sizeof(s->st)) || memcmp(&c, &s->tst_logged, sizeof(c)))
         log_stats(s, "");
 }
 
@@ -989,14 +820,11 @@ static int dev_command(gw_device *dev, const char *verb, const char *arg, char *
         return GW_EINVAL;
     }
     sl_srv *s = ds ? ds->srv : NULL;
-    sl_conn *c = NULL;
+    gw_slc *c = NULL;
     int udp = 0;
     if (s && !s->stopping) {
         if (ds->conn_id) {
-            for (c = s->conns; c && c->id != ds->conn_id; c = c->next)
-                ;
-            if (c && c->closing)
-                c = NULL;
+            c = gw_sl_find(s->tcp, ds->conn_id);
         } else {
             udp = s->udp_open && dev->online == 1;
         }
@@ -1027,8 +855,8 @@ static int sl_listen(gw_core *core, const void *conf, void **state, char *err, s
 {
     const sl_lconf *lc = conf;
     struct sockaddr_storage ss;
-    if (gw_sockaddr_parse(lc->listen, 1, &ss)) {
-        snprintf(err, errlen, "listen '%s' must be IP:PORT (e.g. 0.0.0.0:5005)", lc->listen);
+    if (gw_sockaddr_parse(lc->sl.listen, 1, &ss)) {
+        snprintf(err, errlen, "listen '%s' must be IP:PORT (e.g. 0.0.0.0:5005)", lc->sl.listen);
         return GW_EINVAL;
     }
     sl_srv *s = calloc(1, sizeof(*s));
@@ -1043,15 +871,8 @@ static int sl_listen(gw_core *core, const void *conf, void **state, char *err, s
     s->stats_timer.data = s;
     s->refs++;
     if (lc->transport != T_UDP) {
-        uv_tcp_init(core->loop, &s->tcp);
-        s->tcp.data = s;
-        s->tcp_open = 1;
-        s->refs++;
-        int rc = uv_tcp_bind(&s->tcp, (struct sockaddr *)&ss, 0);
-        if (!rc)
-            rc = uv_listen((uv_stream_t *)&s->tcp, 1024, on_connection);
-        if (rc) {
-            snprintf(err, errlen, "TCP %s: %s", lc->listen, uv_strerror(rc));
+        s->tcp = gw_sl_start(core, &lc->sl, (size_t)lc->max_frame, &tcp_proto, s, err, errlen);
+        if (!s->tcp) {
             srv_close(s);
             return GW_EINVAL;
         }
@@ -1066,14 +887,15 @@ static int sl_listen(gw_core *core, const void *conf, void **state, char *err, s
         if (!rc)
             rc = uv_udp_recv_start(&s->udp, on_udp_alloc, on_udp);
         if (rc) {
-            snprintf(err, errlen, "UDP %s: %s", lc->listen, uv_strerror(rc));
+            snprintf(err, errlen, "UDP %s: %s", lc->sl.listen, uv_strerror(rc));
             srv_close(s);
             return GW_EINVAL;
         }
     }
     uv_timer_start(&s->stats_timer, on_stats, STATS_MS, STATS_MS);
-    GW_INFO(MOD, "listening on %s (%s), max %lld connections", lc->listen,
-            transports[lc->transport], (long long)lc->max_connections);
+    GW_INFO(MOD, "listening on %s (%s), max %lld connections, auth window %lld ms",
+            lc->sl.listen, transports[lc->transport], (long long)lc->sl.max_connections,
+            (long long)lc->sl.auth_timeout_ms);
     *state = s;
     return GW_OK;
 }
@@ -1081,17 +903,15 @@ static int sl_listen(gw_core *core, const void *conf, void **state, char *err, s
 static void srv_close(sl_srv *s)
 {
     s->stopping = 1;
-    while (s->conns)
-        conn_close(s->conns);
+    gw_sl_stop(s->tcp);
+    s->tcp = NULL;
     uv_timer_stop(&s->stats_timer);
     uv_close((uv_handle_t *)&s->stats_timer, on_srv_handle_closed);
-    if (s->tcp_open)
-        uv_close((uv_handle_t *)&s->tcp, on_srv_handle_closed);
     if (s->udp_open) {
         uv_udp_recv_stop(&s->udp);
         uv_close((uv_handle_t *)&s->udp, on_srv_handle_closed);
     }
-    s->tcp_open = s->udp_open = 0;
+    s->udp_open = 0;
     srv_unref(s);
 }
 
