@@ -254,5 +254,8 @@ int gw_hj212_build_reply(const gw_hj212_packet *req, int qn_rtn, char *out, size
  * need cJSON.) */
 struct cJSON;
 struct cJSON *gw_hj212_to_json(gw_hj212_version v, const char *text, size_t len);
+/* The same, accepting the quirks GW_HJ212_Q_* (adds "quirks_used" when one was needed). */
+struct cJSON *gw_hj212_to_json_q(gw_hj212_version v, unsigned quirks, const char *text,
+                                 size_t len);
 
 #endif

@@ -1057,6 +1057,12 @@ static int json_fill(cJSON *o, const gw_hj212_packet *p)
 
 struct cJSON *gw_hj212_to_json(gw_hj212_version v, const char *text, size_t len)
 {
+    return gw_hj212_to_json_q(v, 0, text, len);
+}
+
+struct cJSON *gw_hj212_to_json_q(gw_hj212_version v, unsigned quirks, const char *text,
+                                 size_t len)
+{
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
@@ -1081,7 +1087,12 @@ struct cJSON *gw_hj212_to_json(gw_hj212_version v, const char *text, size_t len)
         memcpy(buf, text, len);
         buf[len] = '\r';
         buf[len + 1] = '\n';
-        rc = gw_hj212_decode(v, buf, len + 2, &p);
+        rc = gw_hj212_decode_q(v, quirks, buf, len + 2, &p);
+    }
+    if (rc == GW_OK && p.quirks &&
+        !cJSON_AddNumberToObject(o, "quirks_used", (double)p.quirks)) {
+        free(buf);
+        goto nomem;
     }
     if (rc == GW_ECRC && len >= GW_HJ212_OVERHEAD - 2) {
         char exp[8];
