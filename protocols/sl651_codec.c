@@ -492,18 +492,26 @@ static int encode_down(const gw_sl651_link *l, uint8_t fn, uint16_t serial, cons
     return (int)k;
 }
 
+/* The answer to an uplink frame goes back on its link: same encoding, centre, station and
+ * password. */
+static int answer(const gw_sl651_frame *up, uint16_t serial, const gw_sl651_time *t, uint8_t end,
+                  unsigned total, unsigned no, uint8_t *out, size_t cap)
+{
+    gw_sl651_link l;
+    l.encoding = up->encoding;
+    l.centre = up->centre;
+    memcpy(l.station, up->station, 5);
+    l.password = up->password;
+    return encode_down(&l, up->function, serial, t, end, total, no, out, cap);
+}
+
 int gw_sl651_encode_confirm(const gw_sl651_frame *up, uint16_t serial, const gw_sl651_time *t,
                             uint8_t end, uint8_t *out, size_t cap)
 {
     if (!up ||
         (end != GW_SL651_EOT && end != GW_SL651_ESC && end != GW_SL651_ACK && end != GW_SL651_NAK))
         return GW_EINVAL;
-    gw_sl651_link l;
-    l.encoding = up->encoding;
-    l.centre = up->centre;
-    memcpy(l.station, up->station, 5);
-    l.password = up->password;
-    return encode_down(&l, up->function, serial, t, end, 0, 0, out, cap);
+    return answer(up, serial, t, end, 0, 0, out, cap);
 }
 
 int gw_sl651_encode_confirm_m3(const gw_sl651_frame *up, uint16_t serial, const gw_sl651_time *t,
@@ -512,12 +520,7 @@ int gw_sl651_encode_confirm_m3(const gw_sl651_frame *up, uint16_t serial, const 
     if (!up || total == 0 || no == 0 || no > total ||
         (end != GW_SL651_EOT && end != GW_SL651_ESC && end != GW_SL651_NAK))
         return GW_EINVAL;
-    gw_sl651_link l;
-    l.encoding = up->encoding;
-    l.centre = up->centre;
-    memcpy(l.station, up->station, 5);
-    l.password = up->password;
-    return encode_down(&l, up->function, serial, t, end, total, no, out, cap);
+    return answer(up, serial, t, end, total, no, out, cap);
 }
 
 int gw_sl651_encode_request(const gw_sl651_link *link, uint8_t function, uint16_t serial,
