@@ -16,7 +16,10 @@
  * once and written from the gw_core_flush callback, after the readings are in
  * the outbox; every answer goes through that barrier so answers keep the order
  * of the packets. A resent packet (same MN, QN and CN) is stored once and
- * answered again. Each device also gets an offline check: silent for
+ * answered again. A split upload (PNUM/PNO) is answered packet by packet and
+ * put back together (reasm.h) before its readings go out. Packets that need a
+ * field variant (quirks) are dropped unless the station is configured for it.
+ * Each device also gets an offline check: silent for
  * offline_after x interval -> "offline"; the next packet -> "online".
  *
  * Lifetime as in sl651_server.c: references on the server and on each

@@ -18,6 +18,13 @@
  * (2F) get no reply. A report the store queue refused (GW_EFULL) is not
  * confirmed and not remembered, so the RTU's resend is taken.
  *
+ * M3 (SYN packets) is put back together per station and function (reasm.h);
+ * a gap when the last packet arrives is NAKed at once; the whole message is then
+ * one report, confirmed once. A 36H picture is kept as a file in the data
+ * directory and announced by one "picture" event. Element 45 is edge-triggered
+ * against the station's last word, persisted in the store's state so a restart
+ * does not raise a standing condition again. docs/sl651-hj212.md has the why.
+ *
  * Devices: each `protocol: sl651` device gets a small state (attach) holding its
  * duplicate memory, element overrides and an offline check: silent for
  * offline_after x interval -> "offline" event; the next frame -> "online".
