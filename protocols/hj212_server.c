@@ -124,9 +124,12 @@ static int check_device(const gw_device *dev, char *err, size_t errlen)
      * carry. */
     if (!gw_hj212_password_ok(GW_HJ212_2017, (unsigned)q, c->password)) {
         snprintf(err, errlen,
-                 "password must be 1 to 6 characters without ; , = & # or spaces (HJ 212-2017 PW)"
-                 "%s (got %zu)",
-                 q & GW_HJ212_Q_LONG_PW ? ", or up to 16 with quirks: [long_password]" : "",
+                 "password must be 1 to %d characters without ; , = & # or spaces (HJ 212-2017 PW"
+                 "%s; got %zu)",
+                 q & GW_HJ212_Q_LONG_PW ? GW_HJ212_PW_LONG_MAX : 6,
+                 q & GW_HJ212_Q_LONG_PW ? ", quirk long_password"
+                                        : "; a station with a longer one needs quirks: "
+                                          "[long_password]",
                  strlen(c->password));
         return GW_EINVAL;
     }
