@@ -1,6 +1,6 @@
 # Build, test and demo entry points. Sources are picked up by folder, so adding a
 # protocol, adapter, rule module or test file needs no edit here:
-#   gateway/ protocols/ adapters/ rules/  -> build/libgw.a (+ gateway/main.c -> build/gateway)
+#   base/ gateway/ protocols/ adapters/ rules/ -> build/libgw.a (+ gateway/main.c -> build/gateway)
 #   sim/                                  -> build/sim (shares no code with the gateway)
 #   tests/unit/test_*.c                   -> one cmocka binary each, linked with libgw.a
 #   tests/integration/itest_*.c           -> one cmocka binary each, plus tests/integration/harness.c
@@ -24,7 +24,7 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter \
 LDFLAGS += $(SANFLAGS)
 LIBS    := $(PKG_LIBS) -lpaho-mqtt3as -lssl -lcrypto -lpthread -lm
 
-CORE_SRC := $(filter-out gateway/main.c,$(wildcard gateway/*.c protocols/*.c adapters/*.c rules/*.c))
+CORE_SRC := $(filter-out gateway/main.c,$(wildcard base/*.c gateway/*.c protocols/*.c adapters/*.c rules/*.c))
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/embedded.o
 SIM_SRC  := $(wildcard sim/*.c)
 SIM_OBJ  := $(SIM_SRC:%.c=$(BUILD)/obj/%.o)
@@ -34,7 +34,7 @@ ITEST_SRC := $(wildcard tests/integration/itest_*.c)
 ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/%)
 EMBED    := gateway/default.yaml $(sort $(wildcard adapters/profiles/*.yaml))
 
-.PHONY: all deps test unit itest demo bench fuzz clean format
+.PHONY: all deps test unit itest demo bench soak fuzz clean format format-check check-deps deps-graph
 all: $(BUILD)/gateway $(BUILD)/sim
 
 deps:
@@ -80,8 +80,21 @@ $(BUILD)/tests/itest_%: $(BUILD)/obj/tests/integration/itest_%.o $(BUILD)/obj/te
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
 
-# The suite: unit tests, then integration tests against the real binaries.
-test: deps
+# The Paho wrapper's test drives gateway code in-process against a real broker.
+$(BUILD)/tests/itest_mqttc: $(BUILD)/obj/tests/integration/itest_mqttc.o \
+		$(BUILD)/obj/tests/integration/harness.o $(BUILD)/libgw.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
+# The include graph against the layer rules (scripts/check-deps.sh has the table).
+check-deps:
+	@scripts/check-deps.sh
+
+deps-graph:
+	@scripts/check-deps.sh --graph
+
+# The suite: the layer check, unit tests, then integration tests against the real binaries.
+test: deps check-deps
 	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(ITEST_BIN)
 	@BUILD=$(BUILD) scripts/run-tests.sh $(UNIT_BIN) $(ITEST_BIN)
 
@@ -97,12 +110,25 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) bench/run.sh
 
+# The crash/disk-full/corruption/exhaustion soak (not part of test); see
+# bench/soak.sh for its parameters (KILLS=100 BROKER_EVERY=10 ...).
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) bench/soak.sh
+
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
+FORMAT_SRC = $(wildcard base/*.[ch] gateway/*.[ch] protocols/*.[ch] adapters/*.[ch] rules/*.[ch] sim/*.[ch] tests/*/*.[ch] bench/*.c)
 format:
-	clang-format -i $(wildcard gateway/*.[ch] protocols/*.[ch] adapters/*.[ch] rules/*.[ch] sim/*.[ch] tests/*/*.[ch] bench/*.c)
+	clang-format -i $(FORMAT_SRC)
+
+# Lists the files .clang-format would change and fails if any; not part of `make test`
+# until the tree has been formatted once.
+format-check:
+	@mkdir -p $(BUILD); clang-format --dry-run -Werror $(FORMAT_SRC) 2>&1 | sed -n 's/^\([^:]*\):[0-9]*:[0-9]*: error:.*/\1/p' | sort -u > $(BUILD)/format-check.txt || true
+	@n=$$(wc -l < $(BUILD)/format-check.txt); echo "format-check: $$n of $(words $(FORMAT_SRC)) files differ from .clang-format"; sed 's/^/  /' $(BUILD)/format-check.txt; [ "$$n" -eq 0 ]
 
 clean:
 	rm -rf build

@@ -9,6 +9,7 @@
  * and json_map's decoder does the mapping, so CBOR and JSON devices behave
  * alike. */
 #include "adapters/cbor_map.h"
+#include "base/civil.h"
 
 #include <cbor.h>
 #include <cjson/cJSON.h>
@@ -232,14 +233,9 @@ static int iso_of(double secs, char *out, size_t cap)
         return GW_EMALFORMED;
     int64_t ms = (int64_t)llround(secs * 1000.0);
     int64_t days = floor_div(ms, 86400000), rem = ms - days * 86400000;
-    /* Civil date from days since 1970-01-01 (the proleptic Gregorian calendar). */
-    int64_t z = days + 719468, era = floor_div(z, 146097);
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    int64_t d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
-    int64_t y = yoe + era * 400 + (m <= 2);
+    int64_t y;
+    unsigned m, d;
+    gw_civil_from_days(days, &y, &m, &d);
     if (y > 9999)
         return GW_EMALFORMED;
     snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (int)y, (int)m, (int)d,
@@ -441,11 +437,24 @@ static int generic_decode(const uint8_t *buf, size_t len, int64_t now_ms, const 
     return gw_cbor_decode(NULL, buf, len, now_ms, out);
 }
 
+/* A map's "imei", else its "ep" (the LwM2M endpoint name). */
+static int cbor_identify(const uint8_t *buf, size_t len, char *id, size_t cap)
+{
+    if (gw_cbor_get_text(buf, len, "imei", id, cap) == GW_OK ||
+        gw_cbor_get_text(buf, len, "ep", id, cap) == GW_OK)
+        return GW_OK;
+    return GW_ENOTFOUND;
+}
+
+static const int cbor_formats[] = {60 /* application/cbor */, GW_CF_END};
+
 const gw_adapter gw_adapter_cbor_map = {
     .name = "cbor-map",
     .version = "1.0",
     .description = "CBOR payloads (application/cbor); generic or through a json_map",
     .payload = GW_PAYLOAD_BINARY, /* CBOR: bytes, mapped like JSON */
+    .content_formats = cbor_formats,
     .decode = generic_decode,
     .decode_mapped = gw_cbor_decode,
+    .identify = cbor_identify,
 };

@@ -4,7 +4,8 @@
  * faults is emitted, so a bad field never leaves half a batch behind. */
 #include "adapters/json_map.h"
 
-#include "gateway/cfgmap.h"
+#include "base/civil.h"
+#include "base/cfgmap.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -107,16 +108,6 @@ static const cJSON *path_get(const cJSON *root, const jpath *p)
 
 /* ---- time ---- */
 
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    const int64_t era = (y >= 0 ? y : y - 399) / 400;
-    const unsigned yoe = (unsigned)(y - era * 400);
-    const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
 static int digits(const char **s, int n, int *out)
 {
     int v = 0;
@@ -177,7 +168,7 @@ int gw_jmap_parse_iso(const char *s, int tz_min, int64_t *ms)
     static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (Y < 1970 || M < 1 || M > 12 || D < 1 || D > mdays[M - 1] || h > 23 || mi > 59 || sec > 60)
         return GW_EMALFORMED;
-    int64_t days = days_from_civil(Y, (unsigned)M, (unsigned)D);
+    int64_t days = gw_days_from_civil(Y, (unsigned)M, (unsigned)D);
     *ms = ((days * 86400 + h * 3600 + mi * 60 + sec) - (int64_t)off * 60) * 1000 + frac;
     return GW_OK;
 }
@@ -601,6 +592,19 @@ static int mapped_decode(const gw_jmap *m, const uint8_t *buf, size_t len, int64
     return gw_jmap_decode(m, (const char *)buf, len, now_ms, out);
 }
 
+/* An object's "imei", else its "ep" (the LwM2M endpoint name). */
+static int json_identify(const uint8_t *buf, size_t len, char *id, size_t cap)
+{
+    const char *text = (const char *)buf;
+    if (!len || (buf[0] != '{' && buf[0] != '['))
+        return GW_ENOTFOUND;
+    if (gw_jmap_get_text(text, len, "imei", id, cap) == GW_OK ||
+        gw_jmap_get_text(text, len, "ep", id, cap) == GW_OK)
+        return GW_OK;
+    return GW_ENOTFOUND;
+}
+
+/* content_formats stays NULL: JSON devices often state none or a wrong one. */
 const gw_adapter gw_adapter_json_map = {
     .name = "json-map",
     .version = "1.0",
@@ -608,4 +612,5 @@ const gw_adapter gw_adapter_json_map = {
     .payload = GW_PAYLOAD_JSON,
     .decode = generic_decode,
     .decode_mapped = mapped_decode,
+    .identify = json_identify,
 };

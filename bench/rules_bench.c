@@ -1,7 +1,7 @@
 /* Rules engine throughput: 10,000 devices, each reading matched by 5 rules.
  * Prints ns per reading per matching rule.
  *
- *   cc -O2 -std=c11 -D_GNU_SOURCE -I. bench/rules_bench.c rules/rules.c gateway/model.c \
+ *   cc -O2 -std=c11 -D_GNU_SOURCE -I. bench/rules_bench.c rules/rules.c base/model.c \
  *      -lm -o build/rules_bench && ./build/rules_bench
  */
 #include "rules/rules.h"

@@ -1,9 +1,9 @@
 #include "gateway/alarms.h"
 
-#include "gateway/core.h"
-#include "gateway/json.h"
+#include "gateway/core_internal.h"
+#include "base/json.h"
 #include "gateway/localpub.h"
-#include "gateway/log.h"
+#include "base/log.h"
 #include "gateway/rules_load.h"
 #include "rules/rules.h"
 

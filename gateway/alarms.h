@@ -5,7 +5,7 @@
  * runs local actions (Modbus writes, commands) without waiting for the uplink,
  * applies adaptive polling, persists engine state (active alarms, windows) in
  * the outbox database, and takes acknowledgements. Loop thread only. */
-#include "gateway/model.h"
+#include "base/model.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -12,8 +12,9 @@
 #include "gateway/cli.h"
 
 #include "adapters/adapter.h"
-#include "gateway/log.h"
-#include "gateway/model.h"
+#include "base/hex.h"
+#include "base/log.h"
+#include "base/model.h"
 #include "protocols/hj212.h"
 #include "protocols/sl651.h"
 
@@ -64,17 +65,6 @@ static const char *err_name(int rc)
     }
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Hex text -> bytes (malloc'd). Spaces, tabs, ':' and '-' separate freely; an
  * optional 0x prefix is skipped. Returns 0 or GW_EMALFORMED with a message. */
 static int parse_hex(const char *s, uint8_t **out, size_t *n)
@@ -89,7 +79,7 @@ static int parse_hex(const char *s, uint8_t **out, size_t *n)
     for (const char *p = s; *p; p++) {
         if (*p == ' ' || *p == '\t' || *p == ':' || *p == '-' || *p == '\n' || *p == '\r')
             continue;
-        int v = hexval((unsigned char)*p);
+        int v = gw_hex_digit((unsigned char)*p);
         if (v < 0) {
             fprintf(stderr, "decode: '%c' at offset %zu is not a hex digit\n", *p, (size_t)(p - s));
             free(b);
@@ -139,9 +129,9 @@ static int parse_text(const char *s, uint8_t **out, size_t *n)
         if (i < k) {
             b[len++] = ctl[i].c;
             p += strlen(ctl[i].name);
-        } else if (p[0] == '\\' && p[1] == 'x' && hexval((unsigned char)p[2]) >= 0 &&
-                   hexval((unsigned char)p[3]) >= 0) {
-            b[len++] = (uint8_t)(hexval((unsigned char)p[2]) << 4 | hexval((unsigned char)p[3]));
+        } else if (p[0] == '\\' && p[1] == 'x' && gw_hex_digit((unsigned char)p[2]) >= 0 &&
+                   gw_hex_digit((unsigned char)p[3]) >= 0) {
+            b[len++] = (uint8_t)(gw_hex_digit((unsigned char)p[2]) << 4 | gw_hex_digit((unsigned char)p[3]));
             p += 4;
         } else {
             b[len++] = (uint8_t)*p++;
@@ -363,6 +353,12 @@ static int decode_adapter(const char *name, const uint8_t *buf, size_t len)
     }
     unsigned n = 0;
     gw_sink sink = {print_reading, print_event, &n};
+    if (!a->decode) {
+        fprintf(stderr, "decode: adapter %s does not decode a payload (%s)\n", a->name,
+                a->payload == GW_PAYLOAD_REGISTERS ? "registers: try gateway read --profile"
+                                                   : "no decode hook");
+        return 1;
+    }
     int rc = a->decode(buf, len, gw_now_ms(), &sink);
     if (rc < 0) {
         fprintf(stderr, "decode: adapter %s: %s input (%d)\n", a->name, err_name(rc), rc);

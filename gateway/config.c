@@ -2,10 +2,10 @@
  * names, types, defaults and bounds (docs/config.md mirrors them). */
 #include "gateway/config.h"
 
-#include "gateway/cfgmap.h"
-#include "gateway/embedded.h"
-#include "gateway/log.h"
-#include "gateway/model.h"
+#include "base/cfgmap.h"
+#include "base/embedded.h"
+#include "base/log.h"
+#include "base/model.h"
 #include "protocols/protocol.h"
 
 #include <stdarg.h>
@@ -44,6 +44,7 @@ struct gwsec {
     char id[64];
     char data_dir[256];
     char admin_socket[256];
+    char modbus_stats[256];
     int log_level;
     int64_t shutdown_drain_ms;
 };
@@ -57,6 +58,9 @@ static const gw_cfgkey gateway_keys[] = {
      "error, warn, info or debug"},
     {"admin_socket", GW_CT_STR, "admin.sock", 0, -1, F(struct gwsec, admin_socket), NULL, 0,
      "local admin Unix socket, relative to data_dir (owner only); empty disables it"},
+    {"modbus_stats", GW_CT_STR, "", 0, -1, F(struct gwsec, modbus_stats), NULL, 0,
+     "file (relative to data_dir) the Modbus lateness statistics are written to as JSON every "
+     "second; empty: none (docs/modbus.md)"},
     {"shutdown_drain", GW_CT_DURATION, "5s", 0, 300, offsetof(struct gwsec, shutdown_drain_ms), 0,
      NULL, 0, "how long SIGTERM waits for the outbox to drain"},
     {NULL}};
@@ -65,6 +69,7 @@ struct storesec {
     char path[256];
     int64_t max_bytes, commit_window, queue_max;
     int sync;
+    int64_t min_free, replay_window, obs_max_age, obs_max_ahead;
 };
 static const char *const sync_modes[] = {"normal", "full", NULL};
 static const gw_cfgkey store_keys[] = {
@@ -78,6 +83,14 @@ static const gw_cfgkey store_keys[] = {
      NULL, 0, "rows waiting for the store thread"},
     {"sync", GW_CT_ENUM, "normal", 0, -1, offsetof(struct storesec, sync), 0, sync_modes, 0,
      "SQLite synchronous mode"},
+    {"min_free", GW_CT_SIZE, "16MiB", 0, 1099511627776.0, offsetof(struct storesec, min_free), 0,
+     NULL, 0, "free-space floor: below it the oldest telemetry is shed (alarms keep a reserve)"},
+    {"replay_window", GW_CT_INT, "256", 0, 65536, offsetof(struct storesec, replay_window), 0,
+     NULL, 0, "reports remembered per station to refuse resends (0 disables)"},
+    {"obs_max_age", GW_CT_DURATION, "0", 0, 315360000, offsetof(struct storesec, obs_max_age),
+     0, NULL, 0, "readings observed longer ago are refused and counted (0: no limit)"},
+    {"obs_max_ahead", GW_CT_DURATION, "0", 0, 31536000, offsetof(struct storesec, obs_max_ahead),
+     0, NULL, 0, "readings observed further in the future are refused and counted (0: no limit)"},
     {NULL}};
 
 #define U(m) F(gw_uplink_config, m)
@@ -334,6 +347,12 @@ static int load_doc(gw_config *cfg, char *err, size_t errlen)
     else if ((size_t)snprintf(cfg->admin_socket, sizeof(cfg->admin_socket), "%s/%s", g.data_dir,
                               g.admin_socket) >= sizeof(cfg->admin_socket))
         return err_at(err, errlen, t.gateway, "key 'gateway.admin_socket': path too long");
+    if (g.modbus_stats[0] &&
+        (size_t)snprintf(cfg->modbus_stats, sizeof(cfg->modbus_stats), "%s%s%s",
+                         g.modbus_stats[0] == '/' ? "" : g.data_dir,
+                         g.modbus_stats[0] == '/' ? "" : "/",
+                         g.modbus_stats) >= sizeof(cfg->modbus_stats))
+        return err_at(err, errlen, t.gateway, "key 'gateway.modbus_stats': path too long");
     cfg->log_level = g.log_level;
     cfg->shutdown_drain_ms = g.shutdown_drain_ms;
 
@@ -349,6 +368,10 @@ static int load_doc(gw_config *cfg, char *err, size_t errlen)
     cfg->store.commit_window = s.commit_window;
     cfg->store.queue_max = s.queue_max;
     cfg->store.sync_full = s.sync == 1;
+    cfg->store.min_free = s.min_free;
+    cfg->store.replay_window = s.replay_window;
+    cfg->store.obs_max_age = s.obs_max_age;
+    cfg->store.obs_max_ahead = s.obs_max_ahead;
 
     if (gw_cfg_apply(uplink_keys, t.uplink, &cfg->uplink, "uplink", err, errlen))
         return GW_EINVAL;

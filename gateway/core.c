@@ -1,10 +1,11 @@
 /* The core: start-up, the pipeline, graceful stop and SIGHUP reload. */
-#include "gateway/core.h"
+#include "gateway/core_internal.h"
 
 #include "gateway/admin.h"
 #include "gateway/alarms.h"
-#include "gateway/json.h"
-#include "gateway/log.h"
+#include "base/cfgmap.h"
+#include "base/json.h"
+#include "base/log.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -26,6 +27,17 @@ int gw_core_reading(gw_core *core, gw_device *dev, gw_reading *r)
     gw_strlcpy(r->device, dev->conf.id, sizeof(r->device));
     if (!r->recv_ms)
         r->recv_ms = gw_now_ms();
+    const gw_store_config *sc = &core->cfg.store;
+    if (r->obs_ms && ((sc->obs_max_age > 0 && r->obs_ms < r->recv_ms - sc->obs_max_age) ||
+                      (sc->obs_max_ahead > 0 && r->obs_ms > r->recv_ms + sc->obs_max_ahead))) {
+        /* A replayed or mis-clocked report: the platform would file it far
+         * from where it belongs. */
+        core->st.obs_refused++;
+        GW_LOG_RL(GW_LOG_WARN, 10000, "pipeline",
+                  "%s: reading observed %+lld s from now refused (store.obs_max_age/ahead)",
+                  dev->conf.id, (long long)((r->obs_ms - r->recv_ms) / 1000));
+        return GW_EINVAL;
+    }
     r->seq = ++core->seq;
     gw_alarms_reading(core->alarms, dev, r);
     int n = gw_json_reading(core->buf, sizeof(core->buf), core->cfg.gateway_id, dev->type, r);
@@ -80,6 +92,67 @@ int gw_core_alarm(gw_core *core, gw_alarm *a)
     GW_INFO("pipeline", "alarm %s %s level %s value %g", a->id, gw_alarm_state_name(a->state),
             gw_level_name(a->level), a->value);
     return gw_store_put(core->store, GW_LANE_PRIO, GW_KIND_ALARM, a->seq, core->buf, (size_t)n);
+}
+
+int gw_core_seen_report(gw_core *core, gw_device *dev, const char *key)
+{
+    if (!gw_store_seen(core->store, dev->conf.id, key))
+        return 0;
+    core->st.replays++;
+    GW_LOG_RL(GW_LOG_INFO, 10000, "pipeline", "%s: report %.80s already stored: resend not stored",
+              dev->conf.id, key);
+    return 1;
+}
+
+void gw_core_forget_report(gw_core *core, gw_device *dev, const char *key)
+{
+    gw_store_forget(core->store, dev->conf.id, key);
+}
+
+int gw_core_state_put(gw_core *core, const char *key, const void *val, size_t len)
+{
+    return core->store ? gw_store_state_put(core->store, key, val, len) : GW_EINVAL;
+}
+
+int gw_core_state_get(gw_core *core, const char *key, void **val, size_t *len)
+{
+    return core->store ? gw_store_state_get(core->store, key, val, len) : GW_ENOTFOUND;
+}
+
+/* An event about the gateway itself (its outbox): device = the gateway id,
+ * type "gateway". Priority lane, like every event. */
+static void gateway_event(gw_core *core, const char *kind, int active, const char *detail)
+{
+    gw_event e;
+    memset(&e, 0, sizeof(e));
+    gw_strlcpy(e.device, core->cfg.gateway_id, sizeof(e.device));
+    gw_strlcpy(e.kind, kind, sizeof(e.kind));
+    gw_strlcpy(e.detail, detail, sizeof(e.detail));
+    e.active = (uint8_t)active;
+    e.recv_ms = gw_now_ms();
+    e.seq = ++core->seq;
+    int n = gw_json_event(core->buf, sizeof(core->buf), core->cfg.gateway_id, "gateway", &e);
+    if (n < 0) {
+        core->st.encode_errors++;
+        return;
+    }
+    core->st.events++;
+    GW_INFO("pipeline", "event %s %s%s: %s", e.device, kind, active ? "" : " (ended)", detail);
+    gw_store_put(core->store, GW_LANE_PRIO, GW_KIND_EVENT, e.seq, core->buf, (size_t)n);
+}
+
+/* The outbox's disk-full state changed: tell the platform when it is over
+ * (the raise is queued too, and goes out with it once there is room). */
+static void on_store_state(void *ctx, int full, int64_t ms, uint64_t failures)
+{
+    gw_core *core = ctx;
+    char detail[GW_DETAIL_MAX];
+    if (full)
+        snprintf(detail, sizeof(detail), "outbox commits fail: disk full");
+    else
+        snprintf(detail, sizeof(detail), "disk full for %lld ms, %llu commit attempts failed",
+                 (long long)ms, (unsigned long long)failures);
+    gateway_event(core, "disk_full", full, detail);
 }
 
 /* ---- Registry ---- */
@@ -321,6 +394,8 @@ static void finish_stop(gw_core *core)
     core->localpub = NULL;
     gw_store_close(core->store);
     core->store = NULL;
+    gw_tw_close(core->wheel); /* every device was detached when the stop began */
+    core->wheel = NULL;
     for (size_t i = 0; i < core->ndevices; i++)
         device_free(core->devices[i]);
     free(core->devices);
@@ -336,7 +411,7 @@ static void finish_stop(gw_core *core)
 static void on_drain_timer(uv_timer_t *t)
 {
     gw_core *core = t->data;
-    int idle = gw_uplink_idle(core->uplink);
+    int idle = core->stop_flushed && gw_uplink_idle(core->uplink);
     if (idle || gw_mono_ms() >= core->drain_deadline) {
         if (!idle)
             GW_WARN("core", "drain time over: the rest of the outbox is sent after restart");
@@ -347,8 +422,7 @@ static void on_drain_timer(uv_timer_t *t)
 static void on_stop_flushed(void *ctx, int status)
 {
     gw_core *core = ctx;
-    core->drain_deadline = gw_mono_ms() + core->cfg.shutdown_drain_ms;
-    uv_timer_start(&core->drain_timer, on_drain_timer, 0, 20);
+    core->stop_flushed = 1;
 }
 
 void gw_core_stop(gw_core *core)
@@ -361,6 +435,7 @@ void gw_core_stop(gw_core *core)
     for (size_t i = 0; i < core->ndevices; i++)
         if (core->devices[i]->proto->detach)
             core->devices[i]->proto->detach(core->devices[i]);
+    gw_liveness_stop(core);
     listeners_stop(core);
     gw_admin_stop(core->admin);
     core->admin = NULL;
@@ -374,20 +449,43 @@ void gw_core_stop(gw_core *core)
     uv_close((uv_handle_t *)&core->sig_hup, close_done);
     uv_timer_stop(&core->stats_timer);
     uv_close((uv_handle_t *)&core->stats_timer, close_done);
+    /* The drain clock starts now: with the disk full the flush may never
+     * complete, and the store's close makes the last attempt. */
+    core->drain_deadline = gw_mono_ms() + core->cfg.shutdown_drain_ms;
+    uv_timer_start(&core->drain_timer, on_drain_timer, 0, 20);
     if (gw_store_flush(core->store, on_stop_flushed, core))
         on_stop_flushed(core, GW_ERR);
 }
 
+/* Field by field: the text fields are compared as strings, since the bytes
+ * after a string's end are whatever the parser's stack held (a memcmp of the
+ * whole struct called every device of an unchanged file changed). */
+static int same_conf(const gw_device_conf *x, const gw_device_conf *y)
+{
+    if (strcmp(x->id, y->id) || strcmp(x->type, y->type) || strcmp(x->protocol, y->protocol) ||
+        strcmp(x->profile, y->profile) || strcmp(x->connect, y->connect) ||
+        strcmp(x->address, y->address) || strcmp(x->site, y->site) || x->unit != y->unit ||
+        x->interval_ms != y->interval_ms || x->timeout_ms != y->timeout_ms ||
+        x->retries != y->retries || x->offline_after != y->offline_after ||
+        x->has_location != y->has_location || x->lon != y->lon || x->lat != y->lat ||
+        x->ngroups != y->ngroups || x->nparams != y->nparams ||
+        x->proto_conf_size != y->proto_conf_size)
+        return 0;
+    for (int i = 0; i < x->ngroups; i++)
+        if (strcmp(x->groups[i], y->groups[i]))
+            return 0;
+    for (int i = 0; i < x->nparams; i++)
+        if (strcmp(x->param_keys[i], y->param_keys[i]) || x->param_vals[i] != y->param_vals[i])
+            return 0;
+    return 1;
+}
+
 static int same_device(const gw_device *a, const gw_device *b)
 {
-    gw_device_conf x = a->conf, y = b->conf;
-    x.line = y.line = 0;
-    x.file = y.file = NULL;
-    x.proto_conf = y.proto_conf = NULL;
-    if (memcmp(&x, &y, sizeof(x)) != 0)
+    if (!same_conf(&a->conf, &b->conf) || a->proto != b->proto)
         return 0;
     return a->conf.proto_conf_size == 0 ||
-           memcmp(a->proto_conf, b->proto_conf, a->conf.proto_conf_size) == 0;
+           gw_cfg_equal(a->proto->device_keys, a->proto_conf, b->proto_conf);
 }
 
 /* ---- Address index for listener protocols ---- */
@@ -437,6 +535,11 @@ gw_device *gw_core_find_device(gw_core *core, const char *protocol, const char *
             return d;
     }
     return NULL;
+}
+
+gw_tw *gw_core_wheel(gw_core *core)
+{
+    return core->wheel;
 }
 
 int gw_core_flush(gw_core *core, void (*cb)(void *ctx, int status), void *ctx)
@@ -651,6 +754,11 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
         snprintf(err, errlen, "gateway.data_dir %s: %s", core->cfg.data_dir, strerror(errno));
         goto error;
     }
+    core->wheel = gw_tw_new(loop);
+    if (!core->wheel) {
+        snprintf(err, errlen, "out of memory");
+        goto error;
+    }
     if (devices_build(core, &core->cfg, &core->devices, err, errlen))
         goto error;
     core->ndevices = (size_t)core->cfg.ndevices;
@@ -658,6 +766,9 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
     if (!core->store)
         goto error;
     core->seq = gw_store_last_seq(core->store);
+    gw_store_on_state(core->store, on_store_state, core);
+    if (gw_store_open_note(core->store))
+        gateway_event(core, "outbox_corrupt", 1, gw_store_open_note(core->store));
     if (core->cfg.local_mqtt.uri[0]) {
         core->localpub = gw_localpub_new(&core->cfg.local_mqtt, core->cfg.gateway_id, err, errlen);
         if (!core->localpub)
@@ -670,7 +781,7 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
                                  on_command, core, err, errlen);
     if (!core->uplink)
         goto error;
-    if (index_build(core)) {
+    if (index_build(core) || gw_liveness_start(core)) {
         snprintf(err, errlen, "out of memory");
         goto error;
     }
@@ -718,6 +829,9 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
             (unsigned long long)core->seq);
     return GW_OK;
 error:
+    gw_liveness_stop(core);
+    gw_tw_close(core->wheel);
+    core->wheel = NULL;
     if (core->alarms)
         gw_alarms_stop(core->alarms);
     gw_localpub_free(core->localpub);
@@ -734,4 +848,14 @@ error:
     shared_free(core);
     gw_config_free(&core->cfg);
     return GW_ERR;
+}
+
+uv_loop_t *gw_core_loop(gw_core *core)
+{
+    return core->loop;
+}
+
+const gw_config *gw_core_config(const gw_core *core)
+{
+    return &core->cfg;
 }

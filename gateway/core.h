@@ -4,13 +4,13 @@
  *   protocol -> adapter -> reading -> rules -> store -> uplink.
  * Everything here runs on the loop thread. */
 #include "gateway/config.h"
-#include "gateway/model.h"
-#include "gateway/store.h"
-#include "gateway/uplink.h"
+#include "base/model.h"
+#include "base/timerwheel.h"
 #include "protocols/protocol.h"
 
 #include <uv.h>
 
+/* Opaque outside gateway/: the core's internals are in gateway/core_internal.h. */
 typedef struct gw_core gw_core;
 
 typedef struct gw_device {
@@ -22,45 +22,19 @@ typedef struct gw_device {
     gw_core *core;
     int online;        /* -1 unknown, 0 offline, 1 online */
     int64_t interval_ms;
+    /* Liveness, kept by gateway/liveness.c: loop time last heard, silence
+     * allowed before offline (0: not watched), consecutive failed polls. */
+    int64_t live_seen_ms, live_silence_ms;
+    int live_fails;
     /* Counters, read by the stats line and the admin interface. */
     uint64_t polls, polls_failed, polls_skipped, readings;
 } gw_device;
 
-typedef struct gw_core_stats {
-    uint64_t readings, events, alarms;
-    uint64_t refused_queue_full; /* readings refused: store queue at its bound */
-    uint64_t encode_errors;
-} gw_core_stats;
 
-struct gw_core {
-    uv_loop_t *loop;
-    gw_config cfg;
-    char config_path[256]; /* empty: embedded default */
-    gw_store *store;
-    gw_uplink *uplink;
-    gw_device **devices; /* each allocated alone: protocols keep pointers */
-    size_t ndevices;
-    struct gw_shared *shared; /* objects devices share by name (gw_core_shared) */
-    size_t nshared;
-    struct gw_listener {
-        gw_listener_conf conf; /* conf.conf owned by the listener */
-        void *state;
-    } *listeners;
-    size_t nlisteners;
-    gw_device **by_addr; /* open-addressing index of (protocol, address) */
-    size_t by_addr_cap;
-    struct gw_alarms *alarms; /* local rules and alarms (gateway/alarms.c) */
-    struct gw_admin *admin;   /* local admin socket, NULL when disabled */
-    struct gw_localpub *localpub; /* local broker for rule actions, NULL when none */
-    uint64_t seq;
-    gw_core_stats st;
-    uv_signal_t sig_term, sig_int, sig_hup;
-    uv_timer_t stats_timer, drain_timer;
-    int stopping;
-    int64_t drain_deadline;
-    int exit_code;
-    char buf[8192]; /* scratch for encoding one item */
-};
+/* The loop everything runs on, and the running configuration (read-only for
+ * protocols; replaced as a whole by a reload). */
+uv_loop_t *gw_core_loop(gw_core *core);
+const gw_config *gw_core_config(const gw_core *core);
 
 /* Builds the core from a loaded config (taking ownership of cfg) and starts
  * everything. Returns 0 or GW_E* with err set (then nothing is left running). */
@@ -78,7 +52,28 @@ void gw_core_stop(gw_core *core);
  * telemetry was refused by the bounded queue (counted). Alarms and events are
  * never refused. */
 int gw_core_reading(gw_core *core, gw_device *dev, gw_reading *r);
+/* Readings whose device-given observation time lies outside the plausibility
+ * window (store.obs_max_age back, store.obs_max_ahead forward of the receive
+ * time) are refused by gw_core_reading with GW_EINVAL and counted. */
+
+/* Replay guard for protocols whose reports carry an identity (SL651 station +
+ * serial + observation time, HJ212 MN + QN, a CoAP payload's own sequence).
+ * Call once per report before handing its items to the pipeline. Returns 1
+ * when the same key was already stored for this device (counted: store
+ * nothing, but still confirm the report after gw_core_flush), 0 for a new
+ * report. The window is per device, bounded (store.replay_window) and
+ * persisted with the outbox, so a resend after a restart is caught too. */
+int gw_core_seen_report(gw_core *core, gw_device *dev, const char *key);
+/* The report just checked was not stored after all (store queue full): forget
+ * its key so the device's resend is taken. */
+void gw_core_forget_report(gw_core *core, gw_device *dev, const char *key);
 int gw_core_event(gw_core *core, gw_device *dev, gw_event *e);
+/* Small protocol state kept across restarts beside the outbox (e.g. a station's last
+ * SL651 45H word), under a key the protocol prefixes with its name. put is queued in
+ * the same commit group as the items queued before it; get reads what was persisted
+ * at start (attach). Return as gw_store_state_put/get. */
+int gw_core_state_put(gw_core *core, const char *key, const void *val, size_t len);
+int gw_core_state_get(gw_core *core, const char *key, void **val, size_t *len);
 int gw_core_alarm(gw_core *core, gw_alarm *a);
 
 /* The device configured with this protocol and address (SL651 station
@@ -88,6 +83,26 @@ gw_device *gw_core_find_device(gw_core *core, const char *protocol, const char *
  * committed to the outbox (status 0) or failed (negative): a protocol
  * acknowledges a device (CoAP ACK, SL651 confirm) only then. */
 int gw_core_flush(gw_core *core, void (*cb)(void *ctx, int status), void *ctx);
+
+/* Liveness (gateway/liveness.c): protocols say what they observe, the core
+ * decides online/offline once for all and emits the "online"/"offline" events
+ * (and log lines) the same way for every protocol.
+ * - gw_core_seen: something valid came from dev (a frame, a message, a poll
+ *   answer): online (event on a change; detail may be NULL), its silence
+ *   clock restarts and its failure count clears.
+ * - gw_core_failed: a poll of dev got no answer; after conf.offline_after
+ *   failures in a row dev is offline, with reason as the event detail.
+ * - gw_core_offline: the device itself said it is gone (an MQTT last will).
+ * - gw_core_watch: silence supervision for devices that report on their own
+ *   (listeners): offline once nothing was seen for silence_ms (0: none, the
+ *   default). The clock starts now; one core timer checks every device. */
+void gw_core_seen(gw_core *core, gw_device *dev, const char *detail);
+void gw_core_failed(gw_core *core, gw_device *dev, const char *reason);
+void gw_core_offline(gw_core *core, gw_device *dev, const char *reason);
+void gw_core_watch(gw_core *core, gw_device *dev, int64_t silence_ms);
+/* Started and stopped by the core itself. */
+int gw_liveness_start(gw_core *core);
+void gw_liveness_stop(gw_core *core);
 
 /* Runs a protocol command on a device by id (admin interface, platform).
  * Returns 0 or GW_E*, with a one-line answer or error in reply. */
@@ -102,5 +117,10 @@ int gw_core_device_command(gw_core *core, const char *device, const char *verb, 
 typedef void *(*gw_core_load_fn)(gw_core *core, const char *name, char *err, size_t errlen);
 void *gw_core_shared(gw_core *core, const char *name, gw_core_load_fn load,
                      void (*release)(void *obj), char *err, size_t errlen);
+
+/* The core's timer wheel (base/timerwheel.h) for device timers. It runs
+ * from before the first attach until after the last detach of a stop. */
+gw_tw *gw_core_wheel(gw_core *core);
+
 
 #endif

@@ -1,42 +1,69 @@
 /* The outbox: SQLite in WAL mode on its own thread. The loop thread only
  * queues commands (put, ack, fetch, flush) and receives completions through a
- * uv_async; the DB thread owns the connection. See store.h for the contract. */
+ * mailbox (base/mailbox.h); the DB thread owns the connection. See store.h for the contract.
+ *
+ * Failure handling, in one paragraph: a group that fails to commit is rolled
+ * back but its commands stay, in order, at the head of the next group; they
+ * are retried with a capped backoff, priority rows alone first. A flush is
+ * answered only when nothing queued before it is still uncommitted. When the
+ * disk is full the store says so once (log, stats, a state callback), releases
+ * its reserve file so alarms find room, and checkpoints the WAL; below the
+ * free-space floor it sheds the oldest telemetry before SQLite runs out. At
+ * open a quick_check catches a corrupt file, which is moved aside and salvaged
+ * into a fresh outbox. */
 #include "gateway/store.h"
 
-#include "gateway/log.h"
-#include "gateway/model.h"
+#include "base/log.h"
+#include "base/mailbox.h"
+#include "base/model.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
+#include <unistd.h>
 
-#define SCHEMA_VERSION 1
-#define MAX_GROUP 20000 /* rows per transaction at most */
+#define SCHEMA_VERSION 2
+#define MAX_GROUP 20000          /* rows per transaction at most */
+#define IDS_BLOCK (1u << 20)     /* item sequence numbers reserved per write of item-ids */
+#define RESERVE_BYTES (256 << 10) /* released for priority rows when the disk fills */
+#define WAL_LIMIT (4 << 20)      /* journal_size_limit: the WAL is cut back to this */
+#define QUICK_CHECK_MS 3000      /* quick_check at open gives up after this (large files) */
+#define RETRY_MIN_MS 20
+#define RETRY_MAX_MS 1000
+#define FULL_LOG_MS 30000
+#define MAX_DONE 1024             /* completions waiting for the loop; the thread waits beyond */
 
-enum { C_PUT, C_ACK, C_FETCH, C_FLUSH, C_STATE };
+enum { C_PUT, C_ACK, C_FETCH, C_FLUSH, C_STATE, C_SEEN };
 
 struct cmd {
     struct cmd *next;
     int type;
     int lane, kind;
+    int committed; /* a write that is in the database (kept only for ordering) */
     uint64_t seq;
-    int64_t a, b; /* ACK: first,last; FETCH: after, max_rows */
+    int64_t a, b; /* ACK: first,last; FETCH: after, max_rows; SEEN: slot, n */
     size_t max_bytes;
     void *cb, *ctx;
-    char *key; /* C_STATE */
+    char *key; /* C_STATE key, C_SEEN station */
     size_t len;
-    char data[]; /* C_PUT payload, C_STATE value */
+    char data[]; /* C_PUT payload, C_STATE value, C_SEEN key */
 };
 
-enum { D_COMMIT, D_FLUSH, D_FETCH };
+enum { D_COMMIT, D_FLUSH, D_FETCH, D_STATE };
 
 struct done {
-    struct done *next;
+    gw_mail m; /* first: the mailbox links completions to the loop */
     int type;
     unsigned lanes;
     int status;
+    int64_t ms;     /* D_STATE: duration of the episode */
+    uint64_t fails; /* D_STATE: failed attempts in it */
     void *cb, *ctx;
     gw_rows rows;
     void *mem; /* fetch arrays and payload buffer */
@@ -49,26 +76,52 @@ struct state_kv {
     size_t len;
 };
 
+/* One station's replay window: hashes of its last keys, a ring indexed by
+ * n % replay_window where n counts every key the station ever had. */
+struct rwin {
+    char *station;
+    uint64_t *h;
+    int64_t n;
+};
+
+/* What one commit attempt changed, applied to the stats only if it commits. */
+struct tally {
+    unsigned lanes;
+    uint64_t in[GW_LANES], acked[GW_LANES], max_seq, dropped, shed;
+    int64_t bytes, rows[GW_LANES], tele_done;
+};
+
 struct gw_store {
     uv_loop_t *loop;
-    uv_async_t async;
+    gw_mailbox done; /* completions -> loop (KEEP: never dropped) */
     gw_store_config cfg;
     gw_store_commit_cb on_commit;
     void *ctx;
+    gw_store_state_cb on_state;
+    void *state_ctx;
     sqlite3 *db;
     sqlite3_stmt *ins[GW_LANES], *sel[GW_LANES], *sum[GW_LANES], *del[GW_LANES], *oldest,
-        *del_upto, *state_put, *meta_put;
+        *del_upto, *state_put, *meta_put, *replay_put;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct cmd *head, *tail;
-    int64_t queued_tele;
+    int64_t queued_tele; /* telemetry rows not yet committed (queued or kept for retry) */
     int urgent;
     int stop;
-    struct done *dhead, *dtail;
     gw_store_stats st; /* guarded by mu */
     struct state_kv *state; /* loaded at open, read-only after */
     int thread_started;
+    /* Item ids: the outbox's incarnation and the sequence reserved in item-ids. */
+    char ids_path[300], reserve_path[300], dir[256];
+    int64_t epoch;
+    uint64_t ids_reserved; /* DB thread after open */
+    int64_t last_ckpt;
+    char note[512];
+    /* Replay windows: loop thread only. */
+    struct rwin *win;
+    size_t wcap, wn;
+    struct cmd *seen_pending;
 };
 
 static const char *const table[GW_LANES] = {"outbox_prio", "outbox_tele"};
@@ -105,51 +158,132 @@ static int64_t query_i64(sqlite3 *db, const char *sql)
     return v;
 }
 
+static void free_done(struct done *d);
+
+/* Store thread. Waits while the loop has MAX_DONE completions to take; after
+ * close began the completion is dropped (callers stop using the store first). */
 static void push_done(gw_store *s, struct done *d)
 {
-    pthread_mutex_lock(&s->mu);
-    if (s->dtail)
-        s->dtail->next = d;
-    else
-        s->dhead = d;
-    s->dtail = d;
-    pthread_mutex_unlock(&s->mu);
+    if (gw_mailbox_post(&s->done, &d->m, 0, GW_MAIL_KEEP))
+        free_done(d);
 }
 
-/* Drops the oldest telemetry until the outbox is back under 95% of its bound.
- * Runs inside the group transaction, on the store thread, which is the only
- * writer of the byte and row counters: it reads them without the lock and
- * takes it only to update them, so the loop never waits on this SQL. */
-static uint64_t enforce_bound(gw_store *s)
+/* Free bytes for an unprivileged writer on the outbox's file system, or -1. */
+static int64_t free_space(const gw_store *s)
 {
-    uint64_t dropped = 0;
-    int64_t target = s->cfg.max_bytes - s->cfg.max_bytes / 20;
-    while (s->st.bytes > s->cfg.max_bytes && s->st.rows[GW_LANE_TELE] > 0) {
+    struct statvfs v;
+    if (statvfs(s->dir, &v))
+        return -1;
+    return (int64_t)v.f_bavail * (int64_t)v.f_frsize;
+}
+
+/* Durable small-file write: temp, fsync, rename, fsync the directory.
+ * Returns 0 or an errno value. */
+static int write_file_durable(const char *dir, const char *path, const char *text)
+{
+    char tmp[320];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return errno;
+    size_t len = strlen(text);
+    int e = 0;
+    if (write(fd, text, len) != (ssize_t)len)
+        e = errno ? errno : EIO;
+    if (!e && fsync(fd))
+        e = errno;
+    close(fd);
+    if (!e && rename(tmp, path))
+        e = errno;
+    if (e) {
+        unlink(tmp);
+        return e;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+/* Reserves item sequence numbers up to `upto` in item-ids, before any of them
+ * can be committed: a new outbox then starts above every id ever handed out. */
+static int ids_reserve(gw_store *s, uint64_t upto)
+{
+    char text[96];
+    snprintf(text, sizeof(text), "epoch %lld reserved %llu\n", (long long)s->epoch,
+             (unsigned long long)upto);
+    int e = write_file_durable(s->dir, s->ids_path, text);
+    if (e)
+        return e;
+    s->ids_reserved = upto;
+    return 0;
+}
+
+/* The reserve: a file of zeros released when the disk fills, so the priority
+ * rows that follow find room. Best effort; recreated when space is back. */
+static void reserve_make(gw_store *s)
+{
+    if (access(s->reserve_path, F_OK) == 0)
+        return;
+    int64_t fs = free_space(s);
+    if (fs >= 0 && fs < RESERVE_BYTES + s->cfg.min_free)
+        return;
+    int fd = open(s->reserve_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return;
+    static const char zero[4096];
+    int ok = 1;
+    for (int i = 0; ok && i < RESERVE_BYTES / (int)sizeof(zero); i++)
+        ok = write(fd, zero, sizeof(zero)) == (ssize_t)sizeof(zero);
+    if (ok)
+        ok = fsync(fd) == 0;
+    close(fd);
+    if (!ok)
+        unlink(s->reserve_path);
+}
+
+static int reserve_release(gw_store *s)
+{
+    return unlink(s->reserve_path) == 0;
+}
+
+static void checkpoint(gw_store *s)
+{
+    sqlite3_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+    s->last_ckpt = gw_mono_ms();
+}
+
+/* Deletes the oldest telemetry until at least `need` payload bytes are freed
+ * (or none is left). Runs inside the group transaction on the store thread. */
+static int shed_oldest(gw_store *s, int64_t need, struct tally *t, uint64_t *count)
+{
+    int64_t freed_total = 0;
+    while (freed_total < need) {
         int64_t last = -1, freed = 0, n = 0;
         sqlite3_reset(s->oldest);
         while (sqlite3_step(s->oldest) == SQLITE_ROW) {
             last = sqlite3_column_int64(s->oldest, 0);
             freed += sqlite3_column_int64(s->oldest, 1);
             n++;
-            if (s->st.bytes - freed <= target)
+            if (freed_total + freed >= need)
                 break;
         }
         sqlite3_reset(s->oldest);
         if (last < 0)
             break;
         sqlite3_bind_int64(s->del_upto, 1, last);
-        if (sqlite3_step(s->del_upto) != SQLITE_DONE) {
-            sqlite3_reset(s->del_upto);
-            break;
-        }
+        int rc = sqlite3_step(s->del_upto);
         sqlite3_reset(s->del_upto);
-        pthread_mutex_lock(&s->mu);
-        s->st.bytes -= freed;
-        s->st.rows[GW_LANE_TELE] -= n;
-        pthread_mutex_unlock(&s->mu);
-        dropped += (uint64_t)n;
+        if (rc != SQLITE_DONE)
+            return rc;
+        freed_total += freed;
+        t->bytes -= freed;
+        t->rows[GW_LANE_TELE] -= n;
+        *count += (uint64_t)n;
     }
-    return dropped;
+    return SQLITE_OK;
 }
 
 static void do_fetch(gw_store *s, struct cmd *c)
@@ -206,167 +340,376 @@ out:
     push_done(s, d);
 }
 
+static int is_write(const struct cmd *c)
+{
+    return c->type == C_PUT || c->type == C_ACK || c->type == C_STATE || c->type == C_SEEN;
+}
+
+/* In a priority-only attempt: what may go ahead of the telemetry (acks free
+ * space, state belongs to the alarms). */
+static int in_prio_part(const struct cmd *c)
+{
+    return (c->type == C_PUT && c->lane == GW_LANE_PRIO) || c->type == C_ACK ||
+           c->type == C_STATE;
+}
+
+/* One transaction over the uncommitted writes of list (only the priority part
+ * when prio_only). Returns SQLITE_OK with every included command marked
+ * committed and t filled, or an SQLite error code with nothing changed. */
+static int commit_group(gw_store *s, struct cmd *list, int prio_only, struct tally *t, char *err,
+                        size_t errlen)
+{
+    memset(t, 0, sizeof(*t));
+    int rc = SQLITE_OK;
+    int64_t tele_bytes = 0;
+    for (struct cmd *c = list; c; c = c->next)
+        if (c->type == C_PUT && !c->committed && c->lane == GW_LANE_TELE && !prio_only)
+            tele_bytes += (int64_t)c->len;
+    if (exec(s->db, "BEGIN", err, errlen))
+        return sqlite3_errcode(s->db);
+    /* Below the free-space floor: make room inside the file for the incoming
+     * telemetry by shedding the oldest, so the file stops growing. */
+    if (tele_bytes > 0 && s->cfg.min_free > 0) {
+        int64_t fs = free_space(s);
+        if (fs >= 0 && fs < s->cfg.min_free)
+            rc = shed_oldest(s, tele_bytes + 65536, t, &t->shed);
+    }
+    for (struct cmd *c = list; c && rc == SQLITE_OK; c = c->next) {
+        if (c->committed || !is_write(c) || (prio_only && !in_prio_part(c)))
+            continue;
+        if (c->type == C_PUT) {
+            sqlite3_stmt *st = s->ins[c->lane];
+            sqlite3_bind_int64(st, 1, (int64_t)c->seq);
+            sqlite3_bind_int(st, 2, c->kind);
+            sqlite3_bind_int64(st, 3, (int64_t)c->len);
+            sqlite3_bind_blob(st, 4, c->data, (int)c->len, SQLITE_STATIC);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                rc = sqlite3_errcode(s->db);
+            sqlite3_reset(st);
+            t->lanes |= 1u << c->lane;
+            t->in[c->lane]++;
+            if (c->seq > t->max_seq)
+                t->max_seq = c->seq;
+            t->bytes += (int64_t)c->len;
+            t->rows[c->lane]++;
+            t->tele_done += c->lane == GW_LANE_TELE;
+        } else if (c->type == C_ACK) {
+            sqlite3_stmt *st = s->sum[c->lane];
+            int64_t bytes = 0, rows = 0;
+            sqlite3_bind_int64(st, 1, c->a);
+            sqlite3_bind_int64(st, 2, c->b);
+            if (sqlite3_step(st) == SQLITE_ROW) {
+                bytes = sqlite3_column_int64(st, 0);
+                rows = sqlite3_column_int64(st, 1);
+            }
+            sqlite3_reset(st);
+            st = s->del[c->lane];
+            sqlite3_bind_int64(st, 1, c->a);
+            sqlite3_bind_int64(st, 2, c->b);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                rc = sqlite3_errcode(s->db);
+            sqlite3_reset(st);
+            t->acked[c->lane] += (uint64_t)rows;
+            t->bytes -= bytes;
+            t->rows[c->lane] -= rows;
+        } else if (c->type == C_STATE) {
+            sqlite3_bind_text(s->state_put, 1, c->key, -1, SQLITE_STATIC);
+            sqlite3_bind_blob(s->state_put, 2, c->data, (int)c->len, SQLITE_STATIC);
+            if (sqlite3_step(s->state_put) != SQLITE_DONE)
+                rc = sqlite3_errcode(s->db);
+            sqlite3_reset(s->state_put);
+        } else if (c->type == C_SEEN) {
+            sqlite3_bind_text(s->replay_put, 1, c->key, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(s->replay_put, 2, c->a);
+            sqlite3_bind_int64(s->replay_put, 3, c->b);
+            sqlite3_bind_text(s->replay_put, 4, c->data, (int)c->len, SQLITE_STATIC);
+            if (sqlite3_step(s->replay_put) != SQLITE_DONE)
+                rc = sqlite3_errcode(s->db);
+            sqlite3_reset(s->replay_put);
+        }
+    }
+    if (rc == SQLITE_OK && s->cfg.max_bytes > 0) {
+        /* The byte bound, as before: oldest telemetry first, to 95% of it. */
+        pthread_mutex_lock(&s->mu);
+        int64_t held = s->st.bytes;
+        pthread_mutex_unlock(&s->mu);
+        if (held + t->bytes > s->cfg.max_bytes)
+            rc = shed_oldest(s, held + t->bytes - (s->cfg.max_bytes - s->cfg.max_bytes / 20), t,
+                             &t->dropped);
+    }
+    if (rc == SQLITE_OK && t->max_seq) {
+        sqlite3_bind_int64(s->meta_put, 1, (int64_t)t->max_seq);
+        if (sqlite3_step(s->meta_put) != SQLITE_DONE)
+            rc = sqlite3_errcode(s->db);
+        sqlite3_reset(s->meta_put);
+    }
+    if (rc == SQLITE_OK && t->max_seq > s->ids_reserved) {
+        int e = ids_reserve(s, t->max_seq + IDS_BLOCK);
+        if (e) {
+            snprintf(err, errlen, "item-ids: %s", strerror(e));
+            rc = (e == ENOSPC || e == EDQUOT) ? SQLITE_FULL : SQLITE_IOERR;
+        }
+    }
+    if (rc == SQLITE_OK && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        rc = sqlite3_errcode(s->db);
+    if (rc != SQLITE_OK) {
+        if (!strstr(err, "item-ids"))
+            snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return rc == SQLITE_OK ? SQLITE_ERROR : rc;
+    }
+    for (struct cmd *c = list; c; c = c->next)
+        if (!c->committed && is_write(c) && !(prio_only && !in_prio_part(c)))
+            c->committed = 1;
+    pthread_mutex_lock(&s->mu);
+    for (int l = 0; l < GW_LANES; l++) {
+        s->st.rows_in[l] += t->in[l];
+        s->st.rows_acked[l] += t->acked[l];
+        s->st.rows[l] += t->rows[l];
+    }
+    s->st.bytes += t->bytes;
+    if (t->max_seq > s->st.last_seq)
+        s->st.last_seq = t->max_seq;
+    s->st.tele_dropped_full += t->dropped;
+    s->st.tele_shed_floor += t->shed;
+    s->st.commits++;
+    s->queued_tele -= t->tele_done;
+    pthread_mutex_unlock(&s->mu);
+    return SQLITE_OK;
+}
+
+static void push_state(gw_store *s, int full, int64_t ms, uint64_t fails)
+{
+    struct done *d = calloc(1, sizeof(*d));
+    if (!d)
+        return;
+    d->type = D_STATE;
+    d->status = full;
+    d->ms = ms;
+    d->fails = fails;
+    push_done(s, d);
+}
+
+static void note_drops(gw_store *s, const struct tally *t, int64_t *last_log, uint64_t *since)
+{
+    *since += t->dropped + t->shed;
+    if (!*since)
+        return;
+    int64_t now = gw_mono_ms();
+    if (now - *last_log < 10000)
+        return;
+    if (t->shed)
+        GW_WARN("store",
+                "free space under store.min_free (%lld bytes): dropped %llu oldest telemetry "
+                "rows (alarms and events are kept)",
+                (long long)s->cfg.min_free, (unsigned long long)*since);
+    else
+        GW_WARN("store",
+                "outbox over %lld bytes: dropped %llu oldest telemetry rows (alarms and "
+                "events are kept)",
+                (long long)s->cfg.max_bytes, (unsigned long long)*since);
+    *last_log = now;
+    *since = 0;
+}
+
+/* After a commit: log drops (rate-limited) and tell the loop which lanes grew. */
+static void committed(gw_store *s, const struct tally *t, int64_t *last_log, uint64_t *since)
+{
+    note_drops(s, t, last_log, since);
+    if (!t->lanes)
+        return;
+    struct done *d = calloc(1, sizeof(*d));
+    if (d) {
+        d->type = D_COMMIT;
+        d->lanes = t->lanes;
+        push_done(s, d);
+    }
+}
+
 static void *db_thread(void *arg)
 {
     gw_store *s = arg;
-    struct log_rl {
-        int64_t last;
-    } drop_log = {0};
-    uint64_t drop_since_log = 0;
+    int64_t drop_log = 0, full_log = 0, full_since = 0, next_try = 0, backoff = RETRY_MIN_MS;
+    uint64_t drop_since_log = 0, fails = 0;
+    int failing = 0, full = 0;
+    struct cmd *retry = NULL;
 
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->head && !s->stop)
-            pthread_cond_wait(&s->cv, &s->mu);
-        if (!s->head && s->stop) {
-            pthread_mutex_unlock(&s->mu);
-            break;
-        }
-        if (!s->urgent && !s->stop && s->cfg.commit_window > 0) {
-            /* Group commit: let more rows arrive for up to the window. */
-            struct timespec dl;
-            clock_gettime(CLOCK_REALTIME, &dl);
-            dl.tv_nsec += (long)(s->cfg.commit_window % 1000) * 1000000L;
-            dl.tv_sec += s->cfg.commit_window / 1000 + dl.tv_nsec / 1000000000L;
-            dl.tv_nsec %= 1000000000L;
-            while (!s->urgent && !s->stop && s->queued_tele < MAX_GROUP &&
-                   pthread_cond_timedwait(&s->cv, &s->mu, &dl) == 0) {
+        if (retry) {
+            /* Rows are waiting after a failed commit: try again at next_try
+             * (new commands join the attempt), or at once when stopping. */
+            for (;;) {
+                int64_t wait = next_try - gw_mono_ms();
+                if (s->stop || wait <= 0)
+                    break;
+                struct timespec dl;
+                clock_gettime(CLOCK_REALTIME, &dl);
+                dl.tv_nsec += (long)(wait % 1000) * 1000000L;
+                dl.tv_sec += wait / 1000 + dl.tv_nsec / 1000000000L;
+                dl.tv_nsec %= 1000000000L;
+                pthread_cond_timedwait(&s->cv, &s->mu, &dl);
+            }
+        } else {
+            while (!s->head && !s->stop)
+                pthread_cond_wait(&s->cv, &s->mu);
+            if (!s->head && s->stop) {
+                pthread_mutex_unlock(&s->mu);
+                break;
+            }
+            if (!s->urgent && !s->stop && s->cfg.commit_window > 0) {
+                /* Group commit: let more rows arrive for up to the window. */
+                struct timespec dl;
+                clock_gettime(CLOCK_REALTIME, &dl);
+                dl.tv_nsec += (long)(s->cfg.commit_window % 1000) * 1000000L;
+                dl.tv_sec += s->cfg.commit_window / 1000 + dl.tv_nsec / 1000000000L;
+                dl.tv_nsec %= 1000000000L;
+                while (!s->urgent && !s->stop && s->queued_tele < MAX_GROUP &&
+                       pthread_cond_timedwait(&s->cv, &s->mu, &dl) == 0) {
+                }
             }
         }
         struct cmd *list = s->head;
         s->head = s->tail = NULL;
-        s->queued_tele = 0;
         s->urgent = 0;
+        int stopping = s->stop;
         pthread_mutex_unlock(&s->mu);
-
-        /* One transaction for every put, ack and state write of the group. */
-        unsigned lanes = 0;
-        uint64_t in[GW_LANES] = {0, 0}, acked[GW_LANES] = {0, 0}, max_seq = 0;
-        int status = GW_OK;
-        char err[256];
-        if (exec(s->db, "BEGIN", err, sizeof(err)))
-            status = GW_ERR;
-        for (struct cmd *c = list; c && status == GW_OK; c = c->next) {
-            if (c->type == C_PUT) {
-                sqlite3_stmt *st = s->ins[c->lane];
-                sqlite3_bind_int64(st, 1, (int64_t)c->seq);
-                sqlite3_bind_int(st, 2, c->kind);
-                sqlite3_bind_int64(st, 3, (int64_t)c->len);
-                sqlite3_bind_blob(st, 4, c->data, (int)c->len, SQLITE_STATIC);
-                if (sqlite3_step(st) != SQLITE_DONE)
-                    status = GW_ERR;
-                sqlite3_reset(st);
-                lanes |= 1u << c->lane;
-                in[c->lane]++;
-                if (c->seq > max_seq)
-                    max_seq = c->seq;
-                pthread_mutex_lock(&s->mu);
-                s->st.bytes += (int64_t)c->len;
-                s->st.rows[c->lane]++;
-                pthread_mutex_unlock(&s->mu);
-            } else if (c->type == C_ACK) {
-                sqlite3_stmt *st = s->sum[c->lane];
-                int64_t bytes = 0, rows = 0;
-                sqlite3_bind_int64(st, 1, c->a);
-                sqlite3_bind_int64(st, 2, c->b);
-                if (sqlite3_step(st) == SQLITE_ROW) {
-                    bytes = sqlite3_column_int64(st, 0);
-                    rows = sqlite3_column_int64(st, 1);
-                }
-                sqlite3_reset(st);
-                st = s->del[c->lane];
-                sqlite3_bind_int64(st, 1, c->a);
-                sqlite3_bind_int64(st, 2, c->b);
-                if (sqlite3_step(st) != SQLITE_DONE)
-                    status = GW_ERR;
-                sqlite3_reset(st);
-                acked[c->lane] += (uint64_t)rows;
-                pthread_mutex_lock(&s->mu);
-                s->st.bytes -= bytes;
-                s->st.rows[c->lane] -= rows;
-                pthread_mutex_unlock(&s->mu);
-            } else if (c->type == C_STATE) {
-                sqlite3_bind_text(s->state_put, 1, c->key, -1, SQLITE_STATIC);
-                sqlite3_bind_blob(s->state_put, 2, c->data, (int)c->len, SQLITE_STATIC);
-                if (sqlite3_step(s->state_put) != SQLITE_DONE)
-                    status = GW_ERR;
-                sqlite3_reset(s->state_put);
-            }
-        }
-        uint64_t dropped = 0;
-        if (status == GW_OK) {
-            dropped = enforce_bound(s);
-            if (max_seq) {
-                sqlite3_bind_int64(s->meta_put, 1, (int64_t)max_seq);
-                sqlite3_step(s->meta_put);
-                sqlite3_reset(s->meta_put);
-            }
-        }
-        if (status == GW_OK && exec(s->db, "COMMIT", err, sizeof(err)))
-            status = GW_ERR;
-        if (status != GW_OK) {
-            GW_ERROR("store", "commit failed: %s", sqlite3_errmsg(s->db));
-            exec(s->db, "ROLLBACK", err, sizeof(err));
-            lanes = 0;
-        }
-        pthread_mutex_lock(&s->mu);
-        if (status == GW_OK) {
-            for (int l = 0; l < GW_LANES; l++) {
-                s->st.rows_in[l] += in[l];
-                s->st.rows_acked[l] += acked[l];
-            }
-            if (max_seq > s->st.last_seq)
-                s->st.last_seq = max_seq;
-            s->st.tele_dropped_full += dropped;
-            s->st.commits++;
-        } else {
-            /* The transaction rolled back: recount what is really held. */
-            s->st.bytes = query_i64(s->db, "SELECT (SELECT COALESCE(SUM(len),0) FROM outbox_prio)"
-                                           "+(SELECT COALESCE(SUM(len),0) FROM outbox_tele)");
-            s->st.rows[0] = query_i64(s->db, "SELECT COUNT(*) FROM outbox_prio");
-            s->st.rows[1] = query_i64(s->db, "SELECT COUNT(*) FROM outbox_tele");
-        }
-        pthread_mutex_unlock(&s->mu);
-        if (dropped) {
-            drop_since_log += dropped;
-            int64_t now = gw_mono_ms();
-            if (now - drop_log.last >= 10000) {
-                GW_WARN("store",
-                        "outbox over %lld bytes: dropped %llu oldest telemetry rows (alarms and "
-                        "events are kept)",
-                        (long long)s->cfg.max_bytes, (unsigned long long)drop_since_log);
-                drop_log.last = now;
-                drop_since_log = 0;
-            }
+        if (retry) {
+            struct cmd *t = retry;
+            while (t->next)
+                t = t->next;
+            t->next = list;
+            list = retry;
+            retry = NULL;
         }
 
+        /* While failing, the priority part goes first in its own transaction:
+         * alarms and events must not wait behind telemetry that may not fit. */
+        char err[256] = "";
+        struct tally t;
+        int rc = SQLITE_OK, any = 0, prio = 0;
+        for (struct cmd *c = list; c; c = c->next) {
+            if (is_write(c) && !c->committed) {
+                any = 1;
+                prio |= in_prio_part(c);
+            }
+        }
+        if (any && failing && prio) {
+            rc = commit_group(s, list, 1, &t, err, sizeof(err));
+            if (rc == SQLITE_OK)
+                committed(s, &t, &drop_log, &drop_since_log);
+        }
+        if (any && rc == SQLITE_OK) {
+            rc = commit_group(s, list, 0, &t, err, sizeof(err));
+            if (rc == SQLITE_OK)
+                committed(s, &t, &drop_log, &drop_since_log);
+        }
+        int64_t now = gw_mono_ms();
+        if (rc != SQLITE_OK) {
+            fails++;
+            int is_full = (rc & 0xff) == SQLITE_FULL;
+            pthread_mutex_lock(&s->mu);
+            s->st.commit_failures++;
+            if (is_full && !full)
+                s->st.disk_full_episodes++;
+            s->st.disk_full = is_full;
+            pthread_mutex_unlock(&s->mu);
+            if (!failing) {
+                failing = 1;
+                full_since = now;
+                fails = 1;
+            }
+            if (is_full && !full) {
+                full = 1;
+                int released = reserve_release(s);
+                GW_ERROR("store",
+                         "disk full: commit failed (%s); rows are kept and retried, priority "
+                         "first%s",
+                         err, released ? "; reserve released for alarms" : "");
+                full_log = now;
+                push_state(s, 1, 0, fails);
+            } else if (now - full_log >= FULL_LOG_MS) {
+                GW_ERROR("store", "commits still failing (%s): %llu attempts in %lld s", err,
+                         (unsigned long long)fails, (long long)((now - full_since) / 1000));
+                full_log = now;
+            }
+            /* A checkpoint moves the WAL into the database file and cuts the
+             * WAL back: it can return the space the next attempt needs. */
+            if (is_full)
+                checkpoint(s);
+            next_try = now + backoff;
+            backoff = backoff * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : backoff * 2;
+        } else if (failing && any) {
+            GW_INFO("store", "commits succeed again after %lld ms and %llu failed attempts",
+                    (long long)(now - full_since), (unsigned long long)fails);
+            pthread_mutex_lock(&s->mu);
+            s->st.disk_full = 0;
+            pthread_mutex_unlock(&s->mu);
+            if (full)
+                push_state(s, 0, now - full_since, fails);
+            failing = full = 0;
+            backoff = RETRY_MIN_MS;
+            checkpoint(s);
+            reserve_make(s);
+        } else if (any && s->cfg.min_free > 0 && now - s->last_ckpt >= 1000) {
+            /* Under disk pressure keep the WAL small. */
+            int64_t fs = free_space(s);
+            if (fs >= 0 && fs < s->cfg.min_free)
+                checkpoint(s);
+        }
+        if (rc != SQLITE_OK && stopping) {
+            GW_ERROR("store", "closing with uncommitted rows: %s", err);
+        }
+
+        /* Answer what can be answered; keep the rest, in order, for the retry. */
+        struct cmd **keep = &retry;
+        int blocked = 0, lost = 0;
+        int64_t waiting = 0;
         for (struct cmd *c = list; c;) {
             struct cmd *next = c->next;
-            if (c->type == C_FLUSH) {
-                struct done *d = calloc(1, sizeof(*d));
-                if (d) {
-                    d->type = D_FLUSH;
-                    d->status = status;
-                    d->cb = c->cb;
-                    d->ctx = c->ctx;
-                    push_done(s, d);
+            c->next = NULL;
+            int drop = 1;
+            if (is_write(c) && !c->committed) {
+                if (stopping) {
+                    lost = 1;
+                    if (c->type == C_PUT && c->lane == GW_LANE_TELE) {
+                        pthread_mutex_lock(&s->mu);
+                        s->queued_tele--;
+                        pthread_mutex_unlock(&s->mu);
+                    }
+                } else {
+                    blocked = 1;
+                    drop = 0;
+                    waiting += c->type == C_PUT;
+                }
+            } else if (c->type == C_FLUSH) {
+                if (!blocked) {
+                    struct done *d = calloc(1, sizeof(*d));
+                    if (d) {
+                        d->type = D_FLUSH;
+                        d->status = lost ? GW_ERR : GW_OK;
+                        d->cb = c->cb;
+                        d->ctx = c->ctx;
+                        push_done(s, d);
+                    }
+                } else {
+                    drop = 0;
                 }
             } else if (c->type == C_FETCH) {
                 do_fetch(s, c);
             }
-            free(c->key);
-            free(c);
+            if (drop) {
+                free(c->key);
+                free(c);
+            } else {
+                *keep = c;
+                keep = &c->next;
+            }
             c = next;
         }
-        if (lanes) {
-            struct done *d = calloc(1, sizeof(*d));
-            if (d) {
-                d->type = D_COMMIT;
-                d->lanes = lanes;
-                push_done(s, d);
-            }
-        }
-        uv_async_send(&s->async);
+        pthread_mutex_lock(&s->mu);
+        s->st.rows_waiting = waiting;
+        pthread_mutex_unlock(&s->mu);
     }
     return NULL;
 }
@@ -383,24 +726,27 @@ static void free_done(struct done *d)
     free(d);
 }
 
-static void on_async(uv_async_t *h)
+static void on_done(gw_mailbox *mb, gw_mail *list)
 {
-    gw_store *s = h->data;
-    pthread_mutex_lock(&s->mu);
-    struct done *list = s->dhead;
-    s->dhead = s->dtail = NULL;
-    pthread_mutex_unlock(&s->mu);
+    gw_store *s = mb->data;
     while (list) {
-        struct done *d = list;
-        list = d->next;
+        struct done *d = (struct done *)list;
+        list = list->next;
         if (d->type == D_COMMIT && s->on_commit)
             s->on_commit(s->ctx, d->lanes);
         else if (d->type == D_FLUSH)
             ((gw_store_flush_cb)d->cb)(d->ctx, d->status);
         else if (d->type == D_FETCH)
             ((gw_store_fetch_cb)d->cb)(d->ctx, &d->rows);
+        else if (d->type == D_STATE && s->on_state)
+            s->on_state(s->state_ctx, d->status, d->ms, d->fails);
         free_done(d);
     }
+}
+
+static void discard_done(gw_mailbox *mb, gw_mail *m)
+{
+    free_done((struct done *)m);
 }
 
 static void enqueue(gw_store *s, struct cmd *c, int urgent)
@@ -445,6 +791,468 @@ static int load_state(gw_store *s)
     return GW_OK;
 }
 
+/* ---- Replay windows (loop thread) ---- */
+
+static uint64_t fnv(const char *a)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *a; a++)
+        h = (h ^ (uint8_t)*a) * 1099511628211ull;
+    return h;
+}
+
+/* The window of station, created when missing (NULL only without memory). */
+static struct rwin *win_get(gw_store *s, const char *station)
+{
+    if (s->wcap) {
+        for (size_t at = fnv(station) & (s->wcap - 1); s->win[at].station;
+             at = (at + 1) & (s->wcap - 1))
+            if (!strcmp(s->win[at].station, station))
+                return &s->win[at];
+    }
+    if ((s->wn + 1) * 2 > s->wcap) {
+        size_t cap = s->wcap ? s->wcap * 2 : 64;
+        struct rwin *t = calloc(cap, sizeof(*t));
+        if (!t)
+            return NULL;
+        for (size_t i = 0; i < s->wcap; i++) {
+            if (!s->win[i].station)
+                continue;
+            size_t at = fnv(s->win[i].station) & (cap - 1);
+            while (t[at].station)
+                at = (at + 1) & (cap - 1);
+            t[at] = s->win[i];
+        }
+        free(s->win);
+        s->win = t;
+        s->wcap = cap;
+    }
+    size_t at = fnv(station) & (s->wcap - 1);
+    while (s->win[at].station)
+        at = (at + 1) & (s->wcap - 1);
+    struct rwin *w = &s->win[at];
+    w->h = calloc((size_t)s->cfg.replay_window, sizeof(*w->h));
+    w->station = strdup(station);
+    if (!w->h || !w->station) {
+        free(w->h);
+        free(w->station);
+        memset(w, 0, sizeof(*w));
+        return NULL;
+    }
+    w->n = 0;
+    s->wn++;
+    return w;
+}
+
+static void win_free(gw_store *s)
+{
+    for (size_t i = 0; i < s->wcap; i++) {
+        free(s->win[i].station);
+        free(s->win[i].h);
+    }
+    free(s->win);
+    s->win = NULL;
+    s->wcap = s->wn = 0;
+}
+
+static int load_replay(gw_store *s)
+{
+    if (s->cfg.replay_window <= 0)
+        return GW_OK;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "SELECT station, n, key FROM replay ORDER BY station, n", -1,
+                           &st, NULL) != SQLITE_OK)
+        return GW_ERR;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        struct rwin *w = win_get(s, (const char *)sqlite3_column_text(st, 0));
+        if (!w)
+            break;
+        int64_t n = sqlite3_column_int64(st, 1);
+        w->h[n % s->cfg.replay_window] = fnv((const char *)sqlite3_column_text(st, 2));
+        if (n + 1 > w->n)
+            w->n = n + 1;
+    }
+    sqlite3_finalize(st);
+    return GW_OK;
+}
+
+static void seen_push(gw_store *s)
+{
+    if (s->seen_pending) {
+        enqueue(s, s->seen_pending, 0);
+        s->seen_pending = NULL;
+    }
+}
+
+int gw_store_seen(gw_store *s, const char *station, const char *key)
+{
+    if (s->cfg.replay_window <= 0)
+        return 0;
+    struct rwin *w = win_get(s, station);
+    if (!w)
+        return 0; /* no memory: accept, at worst a duplicate */
+    uint64_t h = fnv(key);
+    int64_t have = w->n < s->cfg.replay_window ? w->n : s->cfg.replay_window;
+    for (int64_t i = 0; i < have; i++) {
+        if (w->h[i] == h) {
+            pthread_mutex_lock(&s->mu);
+            s->st.replays++;
+            pthread_mutex_unlock(&s->mu);
+            return 1;
+        }
+    }
+    seen_push(s); /* the previous report's rows are all queued by now */
+    size_t klen = strlen(key);
+    struct cmd *c = calloc(1, sizeof(*c) + klen + 1);
+    if (c) {
+        c->key = strdup(station);
+        if (!c->key) {
+            free(c);
+            c = NULL;
+        }
+    }
+    w->h[w->n % s->cfg.replay_window] = h;
+    if (c) {
+        c->type = C_SEEN;
+        c->a = w->n % s->cfg.replay_window;
+        c->b = w->n;
+        c->len = klen;
+        memcpy(c->data, key, klen + 1);
+        s->seen_pending = c;
+    }
+    w->n++;
+    return 0;
+}
+
+void gw_store_forget(gw_store *s, const char *station, const char *key)
+{
+    if (s->cfg.replay_window <= 0)
+        return;
+    struct rwin *w = win_get(s, station);
+    if (!w || w->n == 0)
+        return;
+    int64_t at = (w->n - 1) % s->cfg.replay_window;
+    if (w->h[at] != fnv(key))
+        return;
+    w->h[at] = 0;
+    w->n--;
+    struct cmd *c = s->seen_pending;
+    if (c && !strcmp(c->key, station) && !strcmp(c->data, key)) {
+        s->seen_pending = NULL;
+        free(c->key);
+        free(c);
+    }
+}
+
+/* The loop-side memory: loaded state and replay windows. */
+static void free_memory(gw_store *s)
+{
+    while (s->state) {
+        struct state_kv *kv = s->state;
+        s->state = kv->next;
+        free(kv->key);
+        free(kv->val);
+        free(kv);
+    }
+    win_free(s);
+}
+
+/* ---- Open: check, recover, salvage ---- */
+
+enum { OPEN_OK, OPEN_ERR, OPEN_FULL, OPEN_CORRUPT };
+
+static int open_class(sqlite3 *db)
+{
+    int e = db ? sqlite3_errcode(db) : SQLITE_CANTOPEN;
+    if (e == SQLITE_CORRUPT || e == SQLITE_NOTADB)
+        return OPEN_CORRUPT;
+    return e == SQLITE_FULL ? OPEN_FULL : OPEN_ERR;
+}
+
+static int past_deadline(void *arg)
+{
+    return gw_mono_ms() > *(const int64_t *)arg;
+}
+
+/* quick_check, bounded in time so a large outbox does not hold up the start.
+ * Returns 0 when the file is corrupt (why says how), 1 otherwise. */
+static int quick_check(gw_store *s, char *why, size_t n)
+{
+    int64_t deadline = gw_mono_ms() + QUICK_CHECK_MS;
+    sqlite3_progress_handler(s->db, 1000, past_deadline, &deadline);
+    sqlite3_stmt *st = NULL;
+    int ok = 1;
+    int rc = sqlite3_prepare_v2(s->db, "PRAGMA quick_check(1)", -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *r = (const char *)sqlite3_column_text(st, 0);
+        if (!r || strcmp(r, "ok")) {
+            snprintf(why, n, "quick_check: %.200s", r ? r : "no answer");
+            ok = 0;
+        }
+    } else if (rc == SQLITE_INTERRUPT) {
+        GW_WARN("store", "%s: quick_check did not finish in %d ms; opened unchecked",
+                s->cfg.path, QUICK_CHECK_MS);
+    } else if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB) {
+        snprintf(why, n, "%.200s", sqlite3_errmsg(s->db));
+        ok = 0;
+    }
+    sqlite3_finalize(st);
+    sqlite3_progress_handler(s->db, 0, NULL, NULL);
+    for (char *p = why; !ok && *p; p++)
+        if (*p == '\n')
+            *p = ' '; /* one log line */
+    return ok;
+}
+
+static void close_db(gw_store *s)
+{
+    for (int l = 0; l < GW_LANES; l++) {
+        sqlite3_finalize(s->ins[l]);
+        sqlite3_finalize(s->sel[l]);
+        sqlite3_finalize(s->sum[l]);
+        sqlite3_finalize(s->del[l]);
+        s->ins[l] = s->sel[l] = s->sum[l] = s->del[l] = NULL;
+    }
+    sqlite3_finalize(s->oldest);
+    sqlite3_finalize(s->del_upto);
+    sqlite3_finalize(s->state_put);
+    sqlite3_finalize(s->meta_put);
+    sqlite3_finalize(s->replay_put);
+    s->oldest = s->del_upto = s->state_put = s->meta_put = s->replay_put = NULL;
+    if (s->db)
+        sqlite3_close(s->db);
+    s->db = NULL;
+}
+
+/* Opens the file, checks it, brings the schema up to date (writing only when
+ * it is not: a restart on a nearly full disk must not need space) and
+ * prepares the statements. Returns OPEN_*; the caller closes on failure. */
+static int open_db(gw_store *s, char *err, size_t errlen)
+{
+    const char *path = s->cfg.path;
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "cannot open");
+        return open_class(s->db);
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    if (!quick_check(s, err, errlen))
+        return OPEN_CORRUPT;
+    char sql[256];
+    snprintf(sql, sizeof(sql), "PRAGMA journal_mode=WAL; PRAGMA journal_size_limit=%d; %s",
+             WAL_LIMIT, s->cfg.sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+    if (exec(s->db, sql, err, errlen))
+        return open_class(s->db);
+    int64_t ver = query_i64(s->db, "PRAGMA user_version");
+    if (ver > SCHEMA_VERSION) {
+        snprintf(err, errlen, "%s: outbox schema version %lld is newer than this gateway's (%d)",
+                 path, (long long)ver, SCHEMA_VERSION);
+        return OPEN_ERR;
+    }
+    if (ver < SCHEMA_VERSION &&
+        exec(s->db,
+             "BEGIN;"
+             "CREATE TABLE IF NOT EXISTS outbox_prio(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+             " seq INTEGER NOT NULL, kind INTEGER NOT NULL, len INTEGER NOT NULL, payload BLOB);"
+             "CREATE TABLE IF NOT EXISTS outbox_tele(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+             " seq INTEGER NOT NULL, kind INTEGER NOT NULL, len INTEGER NOT NULL, payload BLOB);"
+             "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);"
+             "CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, value BLOB);"
+             "CREATE TABLE IF NOT EXISTS replay(station TEXT NOT NULL, slot INTEGER NOT NULL,"
+             " n INTEGER NOT NULL, key TEXT NOT NULL, PRIMARY KEY(station, slot));"
+             "PRAGMA user_version=2; COMMIT;",
+             err, errlen)) {
+        int c = open_class(s->db);
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return c;
+    }
+    for (int l = 0; l < GW_LANES; l++) {
+        snprintf(sql, sizeof(sql), "INSERT INTO %s(seq, kind, len, payload) VALUES(?,?,?,?)",
+                 table[l]);
+        if (prep(s, &s->ins[l], sql, err, errlen))
+            return open_class(s->db);
+        snprintf(sql, sizeof(sql),
+                 "SELECT id, kind, payload FROM %s WHERE id > ? ORDER BY id LIMIT ?", table[l]);
+        if (prep(s, &s->sel[l], sql, err, errlen))
+            return open_class(s->db);
+        snprintf(sql, sizeof(sql),
+                 "SELECT COALESCE(SUM(len),0), COUNT(*) FROM %s WHERE id BETWEEN ? AND ?",
+                 table[l]);
+        if (prep(s, &s->sum[l], sql, err, errlen))
+            return open_class(s->db);
+        snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE id BETWEEN ? AND ?", table[l]);
+        if (prep(s, &s->del[l], sql, err, errlen))
+            return open_class(s->db);
+    }
+    if (prep(s, &s->oldest, "SELECT id, len FROM outbox_tele ORDER BY id LIMIT 4096", err,
+             errlen) ||
+        prep(s, &s->del_upto, "DELETE FROM outbox_tele WHERE id <= ?", err, errlen) ||
+        prep(s, &s->state_put, "INSERT OR REPLACE INTO state(key, value) VALUES(?,?)", err,
+             errlen) ||
+        prep(s, &s->replay_put,
+             "INSERT OR REPLACE INTO replay(station, slot, n, key) VALUES(?,?,?,?)", err,
+             errlen) ||
+        prep(s, &s->meta_put,
+             "INSERT INTO meta(key, value) VALUES('seq', ?1) ON CONFLICT(key) DO UPDATE SET "
+             "value = MAX(value, ?1)",
+             err, errlen))
+        return open_class(s->db);
+    return OPEN_OK;
+}
+
+/* Copies what can still be read from a corrupt outbox into the fresh one:
+ * rows (with their sequence numbers), alarm state, replay windows and the
+ * last sequence. Reading stops at the first bad page of each table. */
+static uint64_t salvage(gw_store *s, const char *old)
+{
+    sqlite3 *o = NULL;
+    uint64_t n = 0;
+    int64_t max_seq = 0;
+    if (sqlite3_open_v2(old, &o, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        sqlite3_close(o);
+        return 0;
+    }
+    sqlite3_busy_timeout(o, 1000);
+    if (exec(s->db, "BEGIN", s->note, sizeof(s->note))) {
+        sqlite3_close(o);
+        return 0;
+    }
+    int ok = 1;
+    for (int l = 0; l < GW_LANES && ok; l++) {
+        char sql[128];
+        sqlite3_stmt *st;
+        snprintf(sql, sizeof(sql), "SELECT seq, kind, len, payload FROM %s ORDER BY id",
+                 table[l]);
+        if (sqlite3_prepare_v2(o, sql, -1, &st, NULL) != SQLITE_OK)
+            continue;
+        while (ok && sqlite3_step(st) == SQLITE_ROW) {
+            sqlite3_stmt *in = s->ins[l];
+            int64_t seq = sqlite3_column_int64(st, 0);
+            for (int i = 0; i < 4; i++)
+                sqlite3_bind_value(in, i + 1, sqlite3_column_value(st, i));
+            ok = sqlite3_step(in) == SQLITE_DONE;
+            sqlite3_reset(in);
+            n += (uint64_t)ok;
+            if (seq > max_seq)
+                max_seq = seq;
+        }
+        sqlite3_finalize(st);
+    }
+    static const char *const copy[][2] = {
+        {"SELECT key, value FROM state", "INSERT OR REPLACE INTO state(key, value) VALUES(?,?)"},
+        {"SELECT station, slot, n, key FROM replay",
+         "INSERT OR REPLACE INTO replay(station, slot, n, key) VALUES(?,?,?,?)"},
+        {"SELECT 'seq', value FROM meta WHERE key = 'seq'",
+         "INSERT OR REPLACE INTO meta(key, value) VALUES(?,?)"}};
+    for (size_t k = 0; k < sizeof(copy) / sizeof(copy[0]) && ok; k++) {
+        sqlite3_stmt *st, *in;
+        if (sqlite3_prepare_v2(o, copy[k][0], -1, &st, NULL) != SQLITE_OK)
+            continue;
+        if (sqlite3_prepare_v2(s->db, copy[k][1], -1, &in, NULL) != SQLITE_OK) {
+            sqlite3_finalize(st);
+            continue;
+        }
+        while (ok && sqlite3_step(st) == SQLITE_ROW) {
+            int cols = sqlite3_column_count(st);
+            for (int i = 0; i < cols; i++)
+                sqlite3_bind_value(in, i + 1, sqlite3_column_value(st, i));
+            ok = sqlite3_step(in) == SQLITE_DONE;
+            sqlite3_reset(in);
+        }
+        sqlite3_finalize(in);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(o);
+    if (ok && max_seq) {
+        sqlite3_bind_int64(s->meta_put, 1, max_seq);
+        ok = sqlite3_step(s->meta_put) == SQLITE_DONE;
+        sqlite3_reset(s->meta_put);
+    }
+    if (!ok || sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return 0;
+    }
+    return n;
+}
+
+/* Moves a corrupt outbox (and its WAL) aside under a timestamped name. */
+static int move_aside(const char *path, char *aside, size_t n)
+{
+    char ts[32], a[320], b[320];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(ts, sizeof(ts), "%Y%m%dT%H%M%SZ", &tm);
+    snprintf(aside, n, "%s.corrupt-%s", path, ts);
+    if (rename(path, aside))
+        return GW_ERR;
+    snprintf(a, sizeof(a), "%s-wal", path);
+    snprintf(b, sizeof(b), "%s-wal", aside);
+    rename(a, b);
+    snprintf(a, sizeof(a), "%s-shm", path);
+    unlink(a);
+    return GW_OK;
+}
+
+/* Item sequence: continue from the outbox; when the outbox is not the one
+ * item-ids last saw (new, lost, replaced, recovered), from the reservation. */
+static void ids_open(gw_store *s)
+{
+    uint64_t last = s->st.last_seq;
+    long long fepoch = 0;
+    unsigned long long reserved = 0;
+    int have = 0;
+    FILE *f = fopen(s->ids_path, "r");
+    if (f) {
+        have = fscanf(f, "epoch %lld reserved %llu", &fepoch, &reserved) == 2;
+        fclose(f);
+    }
+    s->epoch = query_i64(s->db, "SELECT COALESCE((SELECT value FROM meta WHERE key='epoch'),0)");
+    if (!s->epoch) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        s->epoch = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+        char sql[96];
+        snprintf(sql, sizeof(sql), "INSERT OR REPLACE INTO meta(key, value) VALUES('epoch', %lld)",
+                 (long long)s->epoch);
+        sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+    }
+    if (have && fepoch == s->epoch) {
+        s->ids_reserved = reserved;
+        return;
+    }
+    if (have && reserved > last) {
+        GW_WARN("store",
+                "%s is not the outbox item-ids last saw (new, lost or replaced): item sequence "
+                "continues from %llu, above every id handed out before",
+                s->cfg.path, reserved);
+        last = reserved;
+        s->st.last_seq = last;
+        sqlite3_bind_int64(s->meta_put, 1, (int64_t)last);
+        int ok = sqlite3_step(s->meta_put) == SQLITE_DONE;
+        sqlite3_reset(s->meta_put);
+        /* Only once the outbox holds the new start may item-ids forget the old
+         * one; otherwise the next start looks here again. */
+        if (ok && ids_reserve(s, last + IDS_BLOCK) == 0)
+            return;
+    }
+    s->ids_reserved = 0; /* rewritten with this outbox's epoch at the first commit */
+}
+
+static void load_counts(gw_store *s)
+{
+    s->st.bytes = query_i64(s->db, "SELECT (SELECT COALESCE(SUM(len),0) FROM outbox_prio)"
+                                   "+(SELECT COALESCE(SUM(len),0) FROM outbox_tele)");
+    s->st.rows[0] = query_i64(s->db, "SELECT COUNT(*) FROM outbox_prio");
+    s->st.rows[1] = query_i64(s->db, "SELECT COUNT(*) FROM outbox_tele");
+    int64_t seq = query_i64(s->db, "SELECT COALESCE((SELECT value FROM meta WHERE key='seq'),0)");
+    int64_t seq2 = query_i64(s->db, "SELECT MAX((SELECT COALESCE(MAX(seq),0) FROM outbox_prio),"
+                                    "(SELECT COALESCE(MAX(seq),0) FROM outbox_tele))");
+    s->st.last_seq = (uint64_t)(seq > seq2 ? seq : seq2);
+}
+
 gw_store *gw_store_open(uv_loop_t *loop, const gw_store_config *cfg, gw_store_commit_cb on_commit,
                         void *ctx, char *err, size_t errlen)
 {
@@ -459,83 +1267,73 @@ gw_store *gw_store_open(uv_loop_t *loop, const gw_store_config *cfg, gw_store_co
     s->ctx = ctx;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    const char *slash = strrchr(cfg->path, '/');
+    if (slash)
+        snprintf(s->dir, sizeof(s->dir), "%.*s", (int)(slash - cfg->path), cfg->path);
+    if (!s->dir[0])
+        snprintf(s->dir, sizeof(s->dir), "%s", slash ? "/" : ".");
+    snprintf(s->ids_path, sizeof(s->ids_path), "%s/item-ids", s->dir);
+    snprintf(s->reserve_path, sizeof(s->reserve_path), "%s-reserve", cfg->path);
 
-    if (sqlite3_open_v2(cfg->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", cfg->path, s->db ? sqlite3_errmsg(s->db) : "cannot open");
+    int rc = open_db(s, err, errlen);
+    if (rc == OPEN_ERR && access(s->reserve_path, F_OK) == 0) {
+        /* Out of space, the WAL index and journal fail as I/O errors. */
+        int64_t fs = free_space(s);
+        if (fs >= 0 && fs < 2 * RESERVE_BYTES)
+            rc = OPEN_FULL;
+    }
+    if (rc == OPEN_FULL) {
+        /* A nearly full disk: the reserve is there for exactly this. */
+        close_db(s);
+        if (reserve_release(s))
+            GW_WARN("store", "%s: disk full at open; reserve released", cfg->path);
+        rc = open_db(s, err, errlen);
+    }
+    if (rc == OPEN_CORRUPT) {
+        char aside[300], why[256];
+        snprintf(why, sizeof(why), "%s", err);
+        close_db(s);
+        if (move_aside(cfg->path, aside, sizeof(aside))) {
+            snprintf(err, errlen, "%s is corrupt (%s) and cannot be moved aside: %s", cfg->path,
+                     why, strerror(errno));
+            goto error;
+        }
+        rc = open_db(s, err, errlen);
+        if (rc == OPEN_OK) {
+            uint64_t n = salvage(s, aside);
+            snprintf(s->note, sizeof(s->note),
+                     "outbox was corrupt (%.120s): moved to %.200s, fresh outbox started, %llu "
+                     "rows salvaged",
+                     why, aside, (unsigned long long)n);
+            GW_ERROR("store", "%s", s->note);
+            s->st.recovered = 1;
+            s->st.salvaged = n;
+        }
+    }
+    if (rc != OPEN_OK)
+        goto error;
+    load_counts(s);
+    ids_open(s);
+    if (load_state(s) || load_replay(s)) {
+        snprintf(err, errlen, "%s: cannot load state: %s", cfg->path, sqlite3_errmsg(s->db));
         goto error;
     }
-    sqlite3_busy_timeout(s->db, 5000);
-    if (exec(s->db, "PRAGMA journal_mode=WAL", err, errlen))
-        goto error;
-    if (exec(s->db, cfg->sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", err,
-             errlen))
-        goto error;
-    int64_t ver = query_i64(s->db, "PRAGMA user_version");
-    if (ver > SCHEMA_VERSION) {
-        snprintf(err, errlen, "%s: outbox schema version %lld is newer than this gateway's (%d)",
-                 cfg->path, (long long)ver, SCHEMA_VERSION);
-        goto error;
+    if (cfg->replay_window > 0) {
+        char sql[96];
+        snprintf(sql, sizeof(sql), "DELETE FROM replay WHERE slot >= %lld",
+                 (long long)cfg->replay_window);
+        sqlite3_exec(s->db, sql, NULL, NULL, NULL); /* a smaller window than last time */
     }
-    if (exec(s->db,
-             "CREATE TABLE IF NOT EXISTS outbox_prio(id INTEGER PRIMARY KEY AUTOINCREMENT,"
-             " seq INTEGER NOT NULL, kind INTEGER NOT NULL, len INTEGER NOT NULL, payload BLOB);"
-             "CREATE TABLE IF NOT EXISTS outbox_tele(id INTEGER PRIMARY KEY AUTOINCREMENT,"
-             " seq INTEGER NOT NULL, kind INTEGER NOT NULL, len INTEGER NOT NULL, payload BLOB);"
-             "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);"
-             "CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, value BLOB);"
-             "PRAGMA user_version=1;",
-             err, errlen))
-        goto error;
-    for (int l = 0; l < GW_LANES; l++) {
-        char sql[256];
-        snprintf(sql, sizeof(sql), "INSERT INTO %s(seq, kind, len, payload) VALUES(?,?,?,?)",
-                 table[l]);
-        if (prep(s, &s->ins[l], sql, err, errlen))
-            goto error;
-        snprintf(sql, sizeof(sql),
-                 "SELECT id, kind, payload FROM %s WHERE id > ? ORDER BY id LIMIT ?", table[l]);
-        if (prep(s, &s->sel[l], sql, err, errlen))
-            goto error;
-        snprintf(sql, sizeof(sql),
-                 "SELECT COALESCE(SUM(len),0), COUNT(*) FROM %s WHERE id BETWEEN ? AND ?",
-                 table[l]);
-        if (prep(s, &s->sum[l], sql, err, errlen))
-            goto error;
-        snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE id BETWEEN ? AND ?", table[l]);
-        if (prep(s, &s->del[l], sql, err, errlen))
-            goto error;
-    }
-    if (prep(s, &s->oldest, "SELECT id, len FROM outbox_tele ORDER BY id LIMIT 4096", err,
-             errlen) ||
-        prep(s, &s->del_upto, "DELETE FROM outbox_tele WHERE id <= ?", err, errlen) ||
-        prep(s, &s->state_put, "INSERT OR REPLACE INTO state(key, value) VALUES(?,?)", err,
-             errlen) ||
-        prep(s, &s->meta_put,
-             "INSERT INTO meta(key, value) VALUES('seq', ?1) ON CONFLICT(key) DO UPDATE SET "
-             "value = MAX(value, ?1)",
-             err, errlen))
-        goto error;
+    reserve_make(s);
 
-    s->st.bytes = query_i64(s->db, "SELECT (SELECT COALESCE(SUM(len),0) FROM outbox_prio)"
-                                   "+(SELECT COALESCE(SUM(len),0) FROM outbox_tele)");
-    s->st.rows[0] = query_i64(s->db, "SELECT COUNT(*) FROM outbox_prio");
-    s->st.rows[1] = query_i64(s->db, "SELECT COUNT(*) FROM outbox_tele");
-    int64_t seq = query_i64(s->db, "SELECT COALESCE((SELECT value FROM meta WHERE key='seq'),0)");
-    int64_t seq2 = query_i64(s->db, "SELECT MAX((SELECT COALESCE(MAX(seq),0) FROM outbox_prio),"
-                                    "(SELECT COALESCE(MAX(seq),0) FROM outbox_tele))");
-    s->st.last_seq = (uint64_t)(seq > seq2 ? seq : seq2);
-    if (load_state(s))
-        goto error;
-
-    if (uv_async_init(loop, &s->async, on_async)) {
-        snprintf(err, errlen, "uv_async_init failed");
+    s->done.data = s;
+    if (gw_mailbox_init(&s->done, loop, MAX_DONE, 0, on_done, discard_done)) {
+        snprintf(err, errlen, "cannot create the store's mailbox");
         goto error;
     }
-    s->async.data = s;
     if (pthread_create(&s->thread, NULL, db_thread, s)) {
         snprintf(err, errlen, "cannot start the store thread");
-        uv_close((uv_handle_t *)&s->async, NULL);
+        gw_mailbox_close(&s->done, NULL);
         goto error;
     }
     s->thread_started = 1;
@@ -543,27 +1341,35 @@ gw_store *gw_store_open(uv_loop_t *loop, const gw_store_config *cfg, gw_store_co
 error:
     /* Only reached before the async handle is live (or after it was closed
      * without a callback), so the struct can be freed here. */
-    for (int l = 0; l < GW_LANES; l++) {
-        sqlite3_finalize(s->ins[l]);
-        sqlite3_finalize(s->sel[l]);
-        sqlite3_finalize(s->sum[l]);
-        sqlite3_finalize(s->del[l]);
-    }
-    sqlite3_finalize(s->oldest);
-    sqlite3_finalize(s->del_upto);
-    sqlite3_finalize(s->state_put);
-    sqlite3_finalize(s->meta_put);
-    if (s->db)
-        sqlite3_close(s->db);
+    close_db(s);
+    free_memory(s);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
-    if (s->async.loop) {
+    if (s->done.async.loop) {
         /* uv_close above needs the loop to finish; leak the small struct rather
          * than free memory the loop may still touch. */
         return NULL;
     }
     free(s);
     return NULL;
+}
+
+const char *gw_store_open_note(const gw_store *s)
+{
+    return s->note[0] ? s->note : NULL;
+}
+
+void gw_store_on_state(gw_store *s, gw_store_state_cb cb, void *ctx)
+{
+    s->on_state = cb;
+    s->state_ctx = ctx;
+}
+
+/* At close: a final TRUNCATE checkpoint, then the statements and the connection. */
+static void close_db_final(gw_store *s)
+{
+    sqlite3_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+    close_db(s);
 }
 
 int gw_store_put(gw_store *s, int lane, int kind, uint64_t seq, const char *payload, size_t len)
@@ -580,8 +1386,14 @@ int gw_store_put(gw_store *s, int lane, int kind, uint64_t seq, const char *payl
             return GW_EFULL;
     }
     struct cmd *c = malloc(sizeof(*c) + len);
-    if (!c)
+    if (!c) {
+        if (lane == GW_LANE_TELE) {
+            pthread_mutex_lock(&s->mu); /* give back the slot counted above */
+            s->queued_tele--;
+            pthread_mutex_unlock(&s->mu);
+        }
         return GW_ENOMEM;
+    }
     memset(c, 0, sizeof(*c));
     c->type = C_PUT;
     c->lane = lane;
@@ -595,6 +1407,7 @@ int gw_store_put(gw_store *s, int lane, int kind, uint64_t seq, const char *payl
 
 int gw_store_flush(gw_store *s, gw_store_flush_cb cb, void *ctx)
 {
+    seen_push(s);
     struct cmd *c = calloc(1, sizeof(*c));
     if (!c)
         return GW_ENOMEM;
@@ -677,16 +1490,10 @@ void gw_store_get_stats(gw_store *s, gw_store_stats *out)
     pthread_mutex_unlock(&s->mu);
 }
 
-static void on_closed(uv_handle_t *h)
+static void on_closed(gw_mailbox *mb)
 {
-    gw_store *s = h->data;
-    while (s->state) {
-        struct state_kv *kv = s->state;
-        s->state = kv->next;
-        free(kv->key);
-        free(kv->val);
-        free(kv);
-    }
+    gw_store *s = mb->data;
+    free_memory(s);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
@@ -696,33 +1503,16 @@ void gw_store_close(gw_store *s)
 {
     if (!s)
         return;
+    seen_push(s);
+    /* Closed first: a store thread waiting for room there is released (its
+     * last completions are dropped: callers stop using the store before
+     * closing it), and the struct lives until the close callback. */
+    gw_mailbox_close(&s->done, on_closed);
     pthread_mutex_lock(&s->mu);
     s->stop = 1;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     if (s->thread_started)
         pthread_join(s->thread, NULL);
-    for (int l = 0; l < GW_LANES; l++) {
-        sqlite3_finalize(s->ins[l]);
-        sqlite3_finalize(s->sel[l]);
-        sqlite3_finalize(s->sum[l]);
-        sqlite3_finalize(s->del[l]);
-    }
-    sqlite3_finalize(s->oldest);
-    sqlite3_finalize(s->del_upto);
-    sqlite3_finalize(s->state_put);
-    sqlite3_finalize(s->meta_put);
-    sqlite3_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
-    sqlite3_close(s->db);
-    s->db = NULL;
-    /* Completions not yet delivered are dropped: callers stop using the store
-     * before closing it. */
-    struct done *d = s->dhead;
-    while (d) {
-        struct done *next = d->next;
-        free_done(d);
-        d = next;
-    }
-    s->dhead = s->dtail = NULL;
-    uv_close((uv_handle_t *)&s->async, on_closed);
+    close_db_final(s);
 }

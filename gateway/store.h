@@ -9,7 +9,14 @@
  * them in groups (one transaction per commit window, at once when a priority
  * row is waiting) and reports back on the loop through uv_async. Two lanes:
  * GW_LANE_PRIO (events, alarms: never dropped) and GW_LANE_TELE (readings:
- * when the outbox is over its byte bound, the oldest are dropped first). */
+ * when the outbox is over its byte bound, the oldest are dropped first).
+ *
+ * A commit that fails (disk full, I/O error) keeps its rows: they are retried
+ * with a backoff, priority rows first and helped by a small reserve file that
+ * is released when the disk fills; a flush completes only after every row
+ * queued before it is committed, so no device is confirmed for rows that are
+ * not on disk. Item sequence numbers are reserved in a small file beside the
+ * outbox ("item-ids"), so a lost or recreated outbox never repeats them. */
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -25,6 +32,10 @@ typedef struct gw_store_config {
     int64_t commit_window; /* ms a commit waits to group rows */
     int64_t queue_max;     /* rows waiting for the DB thread (telemetry); alarms bypass */
     int sync_full;         /* synchronous=FULL instead of NORMAL */
+    int64_t min_free;      /* free-space floor (bytes): below it the oldest telemetry is shed */
+    int64_t replay_window; /* reports remembered per station by gw_store_seen */
+    int64_t obs_max_age;   /* ms; readings observed longer ago are refused (0: no limit) */
+    int64_t obs_max_ahead; /* ms; readings observed further ahead are refused (0: no limit) */
 } gw_store_config;
 
 typedef struct gw_store gw_store;
@@ -56,19 +67,41 @@ typedef struct gw_store_stats {
     int64_t bytes;                 /* payload bytes held now */
     int64_t rows[GW_LANES];        /* rows held now */
     uint64_t last_seq;             /* highest sequence committed */
+    uint64_t tele_shed_floor;      /* telemetry dropped oldest-first, free space under min_free */
+    uint64_t commit_failures;      /* group commits that failed (rows kept, retried) */
+    uint64_t disk_full_episodes;   /* times the disk became full */
+    int disk_full;                 /* 1 while commits fail for lack of space */
+    int64_t rows_waiting;          /* rows kept for retry after a failed commit */
+    uint64_t replays;              /* reports refused by gw_store_seen as already stored */
+    int recovered;                 /* 1: the outbox was corrupt at open and was replaced */
+    uint64_t salvaged;             /* rows copied from the corrupt outbox */
 } gw_store_stats;
+
+/* Called on the loop when the disk-full state changes (full 1: commits started
+ * failing for lack of space; full 0: they succeed again, with the episode's
+ * duration in ms and the failed attempts). */
+typedef void (*gw_store_state_cb)(void *ctx, int full, int64_t ms, uint64_t failures);
 
 /* Opens (creating if needed) the outbox and starts its thread. On failure
  * returns NULL with a message in err. */
 gw_store *gw_store_open(uv_loop_t *loop, const gw_store_config *cfg, gw_store_commit_cb on_commit,
                         void *ctx, char *err, size_t errlen);
 
+/* Where the outbox stands at open: NULL when it opened cleanly, else one line
+ * saying it was corrupt, where the bad file went and how many rows were
+ * salvaged (the core turns it into a gateway event). Valid until close. */
+const char *gw_store_open_note(const gw_store *s);
+
+void gw_store_on_state(gw_store *s, gw_store_state_cb cb, void *ctx);
+
 /* Queues a row. The payload is copied. Returns 0, or GW_EFULL when the queue
  * is at its bound (telemetry only; priority rows are always queued). */
 int gw_store_put(gw_store *s, int lane, int kind, uint64_t seq, const char *payload, size_t len);
 
 /* Calls cb on the loop once every row queued before this call is committed
- * (status 0) or failed to commit (negative). */
+ * (status 0). While commits fail the rows are kept and retried, and the
+ * callback waits; it gets a negative status only when the store closes with
+ * rows still uncommitted. */
 int gw_store_flush(gw_store *s, gw_store_flush_cb cb, void *ctx);
 
 /* Fetches up to max_rows rows of lane with id > after (and at most max_bytes
@@ -89,6 +122,18 @@ int gw_store_state_put(gw_store *s, const char *key, const void *val, size_t len
 int gw_store_state_get(gw_store *s, const char *key, void **val, size_t *len);
 
 void gw_store_get_stats(gw_store *s, gw_store_stats *out);
+
+/* Replay guard. station names the device, key identifies one report of it
+ * (e.g. serial number and observation time). Returns 1 when the key is among
+ * the station's last replay_window keys (a resend: counted, store nothing),
+ * else remembers it and returns 0. The window is persisted with the outbox:
+ * the key is queued at the next gw_store_seen or gw_store_flush call, that is
+ * after the rows of its report, so a crash can cause a duplicate but never a
+ * report refused as seen whose rows were not committed. Loop thread only. */
+int gw_store_seen(gw_store *s, const char *station, const char *key);
+/* Takes back the last gw_store_seen(station, key) that returned 0, when its
+ * report was not stored after all (queue full): the resend must be taken. */
+void gw_store_forget(gw_store *s, const char *station, const char *key);
 
 /* Commits what is queued, stops the thread, closes the database and frees the
  * store. Call from the loop thread; blocks until the thread has finished its

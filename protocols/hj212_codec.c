@@ -4,6 +4,11 @@
  * rules row; everything reads them through rules_for(). See hj212.h. */
 #include "protocols/hj212.h"
 
+#include "base/crc16.h"
+
+#include "base/civil.h"
+#include "base/hex.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -86,17 +91,6 @@ static int is_digit(int c)
     return c >= '0' && c <= '9';
 }
 
-static int hex_val(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Parses n decimal digits (n <= 9). Returns the value or -1. */
 static long dec_n(const char *s, size_t n)
 {
@@ -113,13 +107,9 @@ static long dec_n(const char *s, size_t n)
 
 static int hex4(const uint8_t *s, uint16_t *out)
 {
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        int h = hex_val(s[i]);
-        if (h < 0)
-            return -1;
-        v = (v << 4) | (unsigned)h;
-    }
+    long v = gw_hex_value((const char *)s, 4);
+    if (v < 0)
+        return -1;
     *out = (uint16_t)v;
     return 0;
 }
@@ -148,19 +138,8 @@ static int mem_eq(const char *a, size_t an, const char *b)
 
 /* ---- time ---- */
 
-static int64_t days_from_civil(long y, long m, long d)
-{
-    y -= m <= 2;
-    long era = (y >= 0 ? y : y - 399) / 400;
-    long yoe = y - era * 400;
-    long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return (int64_t)era * 146097 + doe - 719468;
-}
-
 int gw_hj212_time_ms(const char *s, size_t n, int64_t *out_ms)
 {
-    static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (!s || !out_ms || (n != 14 && n != 17))
         return GW_EMALFORMED;
     long y = dec_n(s, 4), mo = dec_n(s + 4, 2), d = dec_n(s + 6, 2);
@@ -169,32 +148,18 @@ int gw_hj212_time_ms(const char *s, size_t n, int64_t *out_ms)
     if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 || se < 0 ||
         se > 59 || ms < 0)
         return GW_EMALFORMED;
-    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    int dim = mdays[mo - 1] + (mo == 2 && leap);
-    if (d > dim)
+    if (d > (long)gw_days_in_month(y, (unsigned)mo))
         return GW_EMALFORMED;
-    int64_t days = days_from_civil(y, mo, d);
+    int64_t days = gw_days_from_civil(y, (unsigned)mo, (unsigned)d);
     /* Beijing time is UTC+8 all year. */
     *out_ms = ((days * 24 + h - 8) * 60 + mi) * 60000 + se * 1000 + ms;
     return GW_OK;
 }
 
-/* CRC-16/Modbus register of p (the CRC_MODBUS_LSB quirk); bitwise, as it is rare. */
-static uint16_t modbus_crc(const uint8_t *p, size_t n)
-{
-    uint16_t reg = 0xFFFF;
-    for (size_t i = 0; i < n; i++) {
-        reg ^= p[i];
-        for (int b = 0; b < 8; b++)
-            reg = (reg & 1) ? (uint16_t)((reg >> 1) ^ 0xA001) : (uint16_t)(reg >> 1);
-    }
-    return reg;
-}
-
 /* The CRC digits a CRC_MODBUS_LSB station writes: the Modbus register low byte first. */
 static uint16_t modbus_lsb(const uint8_t *p, size_t n)
 {
-    uint16_t m = modbus_crc(p, n);
+    uint16_t m = gw_crc16_modbus(p, n);
     return (uint16_t)((m & 0xFF) << 8 | m >> 8);
 }
 
@@ -264,7 +229,7 @@ int gw_hj212_scan_q(gw_hj212_version v, unsigned quirks, const uint8_t *buf, siz
                 continue;
             size_t need = 6 + dlen + 6, t = i + 6 + dlen;
             for (size_t k = 0; k < 4 && t + k < len; k++)
-                if (hex_val(buf[t + k]) < 0)
+                if (gw_hex_digit(buf[t + k]) < 0)
                     cand = CAND_BAD;
             if (t + 4 < len && buf[t + 4] != '\r')
                 cand = CAND_BAD;

@@ -15,18 +15,20 @@
  * answer the A bit asks for (9014 for data, 9011 for other requests) is built at
  * once and written from the gw_core_flush callback, after the readings are in
  * the outbox; every answer goes through that barrier so answers keep the order
- * of the packets. A resent packet (same MN, QN and CN) is stored once and
- * answered again. A split upload (PNUM/PNO) is answered packet by packet and
- * put back together (reasm.h) before its readings go out. Packets that need a
- * field variant (quirks) are dropped unless the station is configured for it.
- * Each device also gets an offline check: silent for
+ * of the packets. A resent packet (same MN, QN and CN; gw_core_seen_report,
+ * persisted with the outbox) is stored once and answered again. A split upload
+ * (PNUM/PNO) is answered packet by packet and put back together (reasm.h)
+ * before its readings go out. Packets that need a field variant (quirks) are
+ * dropped unless the station is configured for it. Each device is watched by
+ * the core's liveness: silent for
  * offline_after x interval -> "offline"; the next packet -> "online".
  *
- * Lifetime as in sl651_server.c: references on the server and on each
- * connection, freed from the close callback that drops the last one. */
+ * Connections belong to the stream listener (stream_listener.h: accept,
+ * buffer, auth window, idle timer, limits, replies after commit); this file
+ * supplies its scan (gw_hj212_scan) and packet handler. After gw_sl_stop the
+ * listener calls nothing here, so the server is freed with its stats timer. */
 #include "gateway/core.h"
-#include "gateway/log.h"
-#include "gateway/netaddr.h"
+#include "base/log.h"
 #include "protocols/hj212.h"
 #include "protocols/reasm.h"
 #include "protocols/stream_listener.h"
@@ -38,7 +40,6 @@
 #define MOD "hj212"
 #define MAX_PENDING 16
 #define REPLY_MAX 320
-#define DEDUP_SLOTS 32
 #define STATS_MS 60000
 /* PNUM/PNO reassembly bounds (docs/sl651-hj212.md). */
 #define REASM_OPEN 256
@@ -141,67 +142,9 @@ static int check_device(const gw_device *dev, char *err, size_t errlen)
 typedef struct hj_dev {
     gw_device *dev;
     gw_core *core;
-    uv_timer_t timer;
-    int64_t last_seen;
     int warned_version;
     unsigned quirks; /* GW_HJ212_Q_* configured */
-    struct {
-        char qn[21];
-        char cn[8];
-    } seen[DEDUP_SLOTS];
-    unsigned next;
 } hj_dev;
-
-static void dev_event(gw_core *core, gw_device *d, const char *kind, const char *detail)
-{
-    gw_event e;
-    memset(&e, 0, sizeof(e));
-    gw_strlcpy(e.kind, kind, sizeof(e.kind));
-    gw_strlcpy(e.detail, detail, sizeof(e.detail));
-    e.active = 1;
-    gw_core_event(core, d, &e);
-}
-
-static void on_dev_timer(uv_timer_t *t)
-{
-    hj_dev *s = t->data;
-    gw_device *d = s->dev;
-    int64_t now = (int64_t)uv_now(s->core->loop);
-    int64_t limit = d->interval_ms * (d->conf.offline_after > 0 ? d->conf.offline_after : 1);
-    if (d->online != 0 && now - s->last_seen >= limit) {
-        d->online = 0;
-        char detail[GW_DETAIL_MAX];
-        snprintf(detail, sizeof(detail), "no packet for %lld s",
-                 (long long)((now - s->last_seen) / 1000));
-        GW_WARN(MOD, "[%s] offline: %s", d->conf.id, detail);
-        dev_event(s->core, d, "offline", detail);
-    }
-}
-
-static void dev_seen(hj_dev *s)
-{
-    s->last_seen = (int64_t)uv_now(s->core->loop);
-    if (s->dev->online != 1) {
-        s->dev->online = 1;
-        GW_INFO(MOD, "[%s] online", s->dev->conf.id);
-        dev_event(s->core, s->dev, "online", "");
-    }
-}
-
-/* 1 when (QN, CN) was seen recently from this station, else 0 and remembered. */
-static int dev_dup(hj_dev *s, const gw_hj212_packet *p, unsigned *slot)
-{
-    if (!p->qn[0])
-        return 0;
-    for (unsigned i = 0; i < DEDUP_SLOTS; i++)
-        if (!strcmp(s->seen[i].qn, p->qn) && !strcmp(s->seen[i].cn, p->cn))
-            return 1;
-    *slot = s->next;
-    gw_strlcpy(s->seen[s->next].qn, p->qn, sizeof(s->seen[0].qn));
-    gw_strlcpy(s->seen[s->next].cn, p->cn, sizeof(s->seen[0].cn));
-    s->next = (s->next + 1) % DEDUP_SLOTS;
-    return 0;
-}
 
 static int dev_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
 {
@@ -213,13 +156,8 @@ static int dev_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
     s->dev = dev;
     s->core = core;
     s->quirks = (unsigned)parse_quirks(((const hj_dconf *)dev->proto_conf)->quirks, err, errlen);
-    s->last_seen = (int64_t)uv_now(core->loop);
-    uv_timer_init(core->loop, &s->timer);
-    s->timer.data = s;
-    uint64_t every = (uint64_t)(dev->interval_ms < 1000 ? dev->interval_ms : 1000);
-    if (dev->interval_ms >= 60000)
-        every = 10000;
-    uv_timer_start(&s->timer, on_dev_timer, every, every);
+    /* Offline once silent for offline_after report intervals. */
+    gw_core_watch(core, dev, dev->interval_ms * dev->conf.offline_after);
     dev->proto_state = s;
     dev->online = -1;
     if (dev_version(dev->proto_conf) != GW_HJ212_2017)
@@ -230,19 +168,13 @@ static int dev_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
     return GW_OK;
 }
 
-static void on_dev_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
 static void dev_detach(gw_device *dev)
 {
     hj_dev *s = dev->proto_state;
     if (!s)
         return;
     dev->proto_state = NULL;
-    uv_timer_stop(&s->timer);
-    uv_close((uv_handle_t *)&s->timer, on_dev_closed);
+    free(s);
 }
 
 /* ---- the server ---- */
@@ -305,7 +237,7 @@ static int add_part(hj_srv *s, gw_device *d, gw_hj212_packet *p, uint8_t **joine
 {
     char key[GW_REASM_KEY_MAX];
     snprintf(key, sizeof key, "%.27s/%s/%s", p->mn, p->cn, p->qn);
-    int64_t now = (int64_t)uv_now(s->core->loop);
+    int64_t now = (int64_t)uv_now(gw_core_loop(s->core));
     gw_reasm_expire(s->reasm, now, on_part_expired, s);
     s->st.parts++;
     char part[GW_HJ212_DATA_MAX + 2];
@@ -330,8 +262,9 @@ static int add_part(hj_srv *s, gw_device *d, gw_hj212_packet *p, uint8_t **joine
 
 /* Handles one packet with a good CRC from connection c. Returns GW_SL_ACCEPT
  * once MN and PW matched, GW_SL_IGNORE before, GW_SL_CLOSE for a refused peer. */
-static int handle_packet(hj_srv *s, gw_slc *c, const char *seg, size_t len)
+static int handle_packet(void *ctx, gw_slc *c, const void *seg, size_t len)
 {
+    hj_srv *s = ctx;
     gw_hj212_packet p;
     char out[REPLY_MAX];
     s->st.packets++;
@@ -348,7 +281,6 @@ static int handle_packet(hj_srv *s, gw_slc *c, const char *seg, size_t len)
                   gw_sl_peer(c));
         return GW_SL_CLOSE;
     }
-    hj_dev *ds = d->proto_state;
     const hj_dconf *dc = d->proto_conf;
     gw_hj212_version v = dev_version(dc);
     if (!gw_hj212_version_supported(v)) {
@@ -370,12 +302,14 @@ static int handle_packet(hj_srv *s, gw_slc *c, const char *seg, size_t len)
         }
         return GW_SL_CLOSE;
     }
+    const hj_dev *ds = d->proto_state;
     p.quirks |= s->scan_quirks;
     if (p.quirks & ~ds->quirks) {
         s->st.quirk_refused++;
         GW_LOG_RL(GW_LOG_WARN, 10000, MOD,
                   "[%s] packet needs quirk %s, not configured for this station: dropped",
-                  d->conf.id, p.quirks & GW_HJ212_Q_CRC_MODBUS_LSB ? "crc_modbus_lsb" : "long_password");
+                  d->conf.id,
+                  p.quirks & GW_HJ212_Q_CRC_MODBUS_LSB ? "crc_modbus_lsb" : "long_password");
         return GW_SL_IGNORE;
     }
     if (p.quirks) {
@@ -384,7 +318,7 @@ static int handle_packet(hj_srv *s, gw_slc *c, const char *seg, size_t len)
                   p.quirks & GW_HJ212_Q_LONG_PW ? "long_password " : "",
                   p.quirks & GW_HJ212_Q_CRC_MODBUS_LSB ? "crc_modbus_lsb" : "");
     }
-    dev_seen(ds);
+    gw_core_seen(s->core, d, NULL);
     int data = gw_hj212_is_data_cn(p.cn);
     uint8_t *joined = NULL;
     if (data && p.pnum > 1) {
@@ -399,8 +333,9 @@ static int handle_packet(hj_srv *s, gw_slc *c, const char *seg, size_t len)
         }
     }
     if (data) {
-        unsigned slot = 0;
-        if (dev_dup(ds, &p, &slot)) {
+        char key[32];
+        snprintf(key, sizeof(key), "%s/%s", p.qn, p.cn);
+        if (p.qn[0] && gw_core_seen_report(s->core, d, key)) {
             s->st.duplicates++;
         } else {
             hj_sink_ctx k = {s->core, d, 0, 0};
@@ -409,7 +344,7 @@ static int handle_packet(hj_srv *s, gw_slc *c, const char *seg, size_t len)
             s->st.readings += k.n;
             if (k.refused || rc < 0) {
                 if (p.qn[0])
-                    ds->seen[slot].qn[0] = '\0'; /* forget it: a resend must be taken */
+                    gw_core_forget_report(s->core, d, key); /* a resend must be taken */
                 if (k.refused) {
                     s->st.refused_full++;
                     GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] store queue full: packet not answered",
@@ -462,17 +397,12 @@ static int tcp_scan(void *ctx, gw_slc *c, const uint8_t *buf, size_t len, gw_sl_
     return GW_SL_MORE;
 }
 
-static int tcp_frame(void *ctx, gw_slc *c, const void *frame, size_t len)
-{
-    return handle_packet(ctx, c, frame, len);
-}
-
 static const gw_sl_proto tcp_proto = {
     .module = MOD,
     .frame_starts = "#",
     .max_pending = MAX_PENDING,
     .scan = tcp_scan,
-    .on_frame = tcp_frame,
+    .on_frame = handle_packet,
 };
 
 static void log_stats(hj_srv *s, const char *when)
@@ -507,7 +437,7 @@ static void log_stats(hj_srv *s, const char *when)
 static void on_stats(uv_timer_t *t)
 {
     hj_srv *s = t->data;
-    gw_reasm_expire(s->reasm, (int64_t)uv_now(s->core->loop), on_part_expired, s);
+    gw_reasm_expire(s->reasm, (int64_t)uv_now(gw_core_loop(s->core)), on_part_expired, s);
     gw_sl_stats c;
     gw_sl_get_stats(s->sl, &c);
     if (memcmp(&s->st, &s->st_logged, sizeof(s->st)) || memcmp(&c, &s->sst_logged, sizeof(c)))
@@ -546,7 +476,7 @@ static int hj_listen(gw_core *core, const void *conf, void **state, char *err, s
         free(s);
         return GW_EINVAL;
     }
-    uv_timer_init(core->loop, &s->stats_timer);
+    uv_timer_init(gw_core_loop(core), &s->stats_timer);
     s->stats_timer.data = s;
     uv_timer_start(&s->stats_timer, on_stats, STATS_MS, STATS_MS);
     GW_INFO(MOD, "listening on %s (tcp), max %lld connections, auth window %lld ms",

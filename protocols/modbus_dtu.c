@@ -11,12 +11,18 @@
  *     transaction at a time across all of them. Heartbeat packets are dropped
  *     but keep the connection alive; a connection silent for idle_timeout is
  *     closed. A DTU that registers again replaces its previous connection;
- *     a name no device entry uses is refused and counted.
+ *     a name no device entry uses is refused and counted. The connections
+ *     belong to the stream listener (stream_listener.h): registration is the
+ *     auth window (register_timeout), and the limits are its limits. Once
+ *     registered, every byte is the link's (gw_mbl__feed checks the answers),
+ *     so any traffic of a registered DTU keeps it alive.
  * Hand framing on libuv, not libmodbus: thousands of non-blocking connections
  * in one process, and libmodbus's select() aborts on descriptors >= 1024. */
-#include "gateway/log.h"
-#include "gateway/netaddr.h"
+#include "base/hex.h"
+#include "base/log.h"
+#include "base/netaddr.h"
 #include "protocols/modbus_common.h"
+#include "protocols/stream_listener.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -56,6 +62,7 @@ struct dtu_lconf {
     int64_t register_timeout_ms;
     int64_t guard_ms;
     int64_t max_connections;
+    int64_t max_per_source;
 };
 
 static const gw_cfgkey dtu_listener_keys[] = {
@@ -81,7 +88,10 @@ static const gw_cfgkey dtu_listener_keys[] = {
     {"frame_gap", GW_CT_DURATION, "50ms", 0, 10, offsetof(struct dtu_lconf, guard_ms), 0, NULL, 0,
      "quiet time after a timeout before the next request"},
     {"max_connections", GW_CT_INT, "10000", 1, 100000, offsetof(struct dtu_lconf, max_connections),
-     0, NULL, 0, "connections beyond this are refused"},
+     0, NULL, 0,
+     "connections at once; at the limit the oldest unregistered one is closed for the new one"},
+    {"max_per_source", GW_CT_INT, "1024", 1, 100000, offsetof(struct dtu_lconf, max_per_source), 0,
+     NULL, 0, "connections at once from one source address; more are refused (counted)"},
     {NULL}};
 
 /* ---- Registry of inbound devices ---- */
@@ -99,18 +109,16 @@ static struct dtu_dev *registry; /* every attached inbound device (loop thread) 
 struct dtu_listener;
 static struct dtu_listener *listeners; /* every running listener */
 
+/* Per connection: the stream listener's conn_size. */
 struct dtu_conn {
     struct dtu_listener *lis;
-    uv_tcp_t tcp;
-    uv_timer_t timer; /* registration, then idle */
+    gw_slc *slc;
     gw_mbl *link;
     char id[2 * REG_MAX + 1];
     int registered;
-    int closing;
-    int handles;
     uint8_t reg[REG_MAX * 2 + 64]; /* the registration packet as received */
     size_t reglen;
-    struct dtu_conn *next;
+    struct dtu_conn *next; /* the listener's registered connections */
 };
 
 struct dtu_listener {
@@ -120,59 +128,30 @@ struct dtu_listener {
     size_t prefix_len;
     uint8_t hb[64];
     size_t hb_len;
-    uv_tcp_t server;
-    struct dtu_conn *conns;
-    size_t nconns;
-    size_t alive; /* connection structs not yet freed */
-    int closing;  /* 1 stopping, 2 the server handle is closed */
+    gw_sl *sl;
+    struct dtu_conn *conns; /* registered ones */
     struct dtu_listener *next;
-    uint64_t refused_unknown, refused_full;
+    uint64_t refused_unknown;
 };
 
 static int unhex(const char *s, uint8_t *out, size_t cap, size_t *n)
 {
-    size_t len = strlen(s);
-    if (len % 2 || len / 2 > cap)
+    int got = gw_hex_decode(s, strlen(s), out, cap);
+    if (got < 0)
         return GW_EINVAL;
-    for (size_t i = 0; i < len; i += 2) {
-        int v = 0;
-        for (int k = 0; k < 2; k++) {
-            char c = s[i + (size_t)k];
-            int d = c >= '0' && c <= '9'   ? c - '0'
-                    : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                    : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                           : -1;
-            if (d < 0)
-                return GW_EINVAL;
-            v = v * 16 + d;
-        }
-        out[i / 2] = (uint8_t)v;
-    }
-    *n = len / 2;
+    *n = (size_t)got;
     return GW_OK;
 }
 
 /* ---- Connections ---- */
 
-static void on_conn_closed(uv_handle_t *h)
+/* The stream listener closes c: its devices lose their link. */
+static void on_conn_close(void *ctx, gw_slc *slc)
 {
-    struct dtu_conn *c = h->data;
-    if (--c->handles > 0)
+    struct dtu_conn *c = gw_sl_conn_data(slc);
+    if (!c->registered)
         return;
-    struct dtu_listener *lis = c->lis;
-    free(c);
-    if (--lis->alive == 0 && lis->closing == 2)
-        free(lis);
-}
-
-static void conn_close(struct dtu_conn *c, const char *why)
-{
-    if (c->closing)
-        return;
-    c->closing = 1;
-    struct dtu_listener *lis = c->lis;
-    if (c->registered)
-        GW_INFO("modbus-dtu", "[%s] DTU disconnected: %s", c->id, why);
+    GW_INFO("modbus-dtu", "[%s] DTU disconnected", c->id);
     for (struct dtu_dev *d = registry; d; d = d->next)
         if (d->conn == c) {
             d->conn = NULL;
@@ -181,26 +160,12 @@ static void conn_close(struct dtu_conn *c, const char *why)
     if (c->link)
         gw_mbl__release(c->link);
     c->link = NULL;
-    struct dtu_conn **pp = &lis->conns;
+    struct dtu_conn **pp = &c->lis->conns;
     while (*pp && *pp != c)
         pp = &(*pp)->next;
     if (*pp)
         *pp = c->next;
-    lis->nconns--;
-    uv_timer_stop(&c->timer);
-    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
-    uv_close((uv_handle_t *)&c->timer, on_conn_closed);
-}
-
-static void on_conn_timer(uv_timer_t *t)
-{
-    struct dtu_conn *c = t->data;
-    conn_close(c, c->registered ? "idle timeout" : "no registration in time");
-}
-
-static void conn_touch(struct dtu_conn *c)
-{
-    uv_timer_start(&c->timer, on_conn_timer, (uint64_t)c->lis->conf.idle_timeout_ms, 0);
+    c->registered = 0;
 }
 
 /* The registration rule: prefix, then register_length id bytes (0: the rest
@@ -221,12 +186,7 @@ static int parse_registration(struct dtu_conn *c)
         return GW_EMALFORMED;
     const uint8_t *id = c->reg + pl;
     if (lis->conf.register_id == ID_HEX) {
-        static const char hx[] = "0123456789ABCDEF";
-        for (size_t i = 0; i < il; i++) {
-            c->id[2 * i] = hx[id[i] >> 4];
-            c->id[2 * i + 1] = hx[id[i] & 15];
-        }
-        c->id[2 * il] = '\0';
+        c->id[gw_hex_put(id, il, c->id)] = '\0';
     } else {
         for (size_t i = 0; i < il; i++) {
             if (id[i] < 0x20 || id[i] > 0x7E)
@@ -238,7 +198,8 @@ static int parse_registration(struct dtu_conn *c)
     return (int)(pl + il);
 }
 
-static void conn_register(struct dtu_conn *c)
+/* Returns GW_SL_ACCEPT, or GW_SL_CLOSE for a DTU no device names. */
+static int conn_register(struct dtu_conn *c)
 {
     struct dtu_listener *lis = c->lis;
     int ndev = 0;
@@ -249,21 +210,21 @@ static void conn_register(struct dtu_conn *c)
         GW_LOG_RL(GW_LOG_WARN, 10000, "modbus-dtu",
                   "DTU '%s' registered but no device names it: refused (%llu so far)", c->id,
                   (unsigned long long)lis->refused_unknown);
-        conn_close(c, "unknown DTU");
-        return;
+        return GW_SL_CLOSE;
     }
     /* A DTU that reconnects replaces its old connection. */
     for (struct dtu_conn *o = lis->conns; o; o = o->next)
-        if (o != c && o->registered && strcmp(o->id, c->id) == 0) {
-            conn_close(o, "replaced by a new connection");
+        if (strcmp(o->id, c->id) == 0) {
+            GW_INFO("modbus-dtu", "[%s] replaced by a new connection", o->id);
+            gw_sl_close(o->slc, 0);
             break;
         }
-    c->link = gw_mbl__accepted(lis->core, (uv_stream_t *)&c->tcp, lis->conf.guard_ms);
-    if (!c->link) {
-        conn_close(c, "out of memory");
-        return;
-    }
+    c->link = gw_mbl__accepted(lis->core, gw_sl_stream(c->slc), lis->conf.guard_ms);
+    if (!c->link)
+        return GW_SL_CLOSE;
     c->registered = 1;
+    c->next = lis->conns;
+    lis->conns = c;
     GW_INFO("modbus-dtu", "[%s] DTU registered, %d devices behind it", c->id, ndev);
     for (struct dtu_dev *d = registry; d; d = d->next)
         if (strcmp(d->dtu, c->id) == 0) {
@@ -272,125 +233,77 @@ static void conn_register(struct dtu_conn *c)
             d->conn = c;
             gw_mbl__bind(c->link, &d->s);
         }
+    return GW_SL_ACCEPT;
 }
 
-static void on_conn_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+/* The stream listener's scan. Before registration: the registration packet
+ * (a frame of its length; a bad one is a frame of length 0, refused). After:
+ * heartbeats and repeated registrations at the front are dropped and the rest
+ * is the link's. */
+static int dtu_scan(void *ctx, gw_slc *slc, const uint8_t *buf, size_t len, gw_sl_span *sp)
 {
-    static char slab[2048]; /* the loop reads one connection at a time */
-    buf->base = slab;
-    buf->len = sizeof(slab);
-}
-
-static void on_conn_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
-{
-    struct dtu_conn *c = st->data;
-    if (n < 0) {
-        conn_close(c, uv_strerror((int)n));
-        return;
-    }
-    if (n == 0 || c->closing)
-        return;
-    const uint8_t *p = (const uint8_t *)buf->base;
-    size_t len = (size_t)n;
+    struct dtu_conn *c = gw_sl_conn_data(slc);
     if (!c->registered) {
-        size_t take = len < sizeof(c->reg) - c->reglen ? len : sizeof(c->reg) - c->reglen;
-        memcpy(c->reg + c->reglen, p, take);
-        c->reglen += take;
-        p += take;
-        len -= take;
+        c->lis = ctx;
+        c->slc = slc;
+        c->reglen = len < sizeof(c->reg) ? len : sizeof(c->reg);
+        memcpy(c->reg, buf, c->reglen);
         int used = parse_registration(c);
-        if (used < 0 || (used == 0 && c->reglen == sizeof(c->reg))) {
-            GW_LOG_RL(GW_LOG_WARN, 10000, "modbus-dtu", "bad registration packet (%zu bytes)",
-                      c->reglen);
-            c->lis->refused_unknown++;
-            conn_close(c, "bad registration");
-            return;
-        }
-        if (used == 0)
-            return;
-        conn_register(c);
-        if (c->closing)
-            return;
-        conn_touch(c);
-        /* Bytes after the registration belong to the stream (rare: a DTU
-         * waits to be asked). */
-        size_t extra = c->reglen - (size_t)used;
-        c->reglen = (size_t)used; /* kept to drop repeated registrations */
-        if (extra)
-            gw_mbl__feed(c->link, c->reg + used, extra);
-        if (!len)
-            return;
-    } else {
-        conn_touch(c);
+        if (used == 0 && c->reglen < sizeof(c->reg))
+            return GW_SL_MORE;
+        sp->frame = buf;
+        sp->frame_len = used > 0 ? (size_t)used : 0;
+        sp->consumed = used > 0 ? (size_t)used : len;
+        if (used > 0)
+            c->reglen = (size_t)used; /* kept to drop repeated registrations */
+        return GW_SL_FRAME;
     }
-    /* Heartbeats and repeated registrations are dropped. */
-    struct dtu_listener *lis = c->lis;
-    for (int guard = 0; guard < 64 && len; guard++) {
-        if (lis->hb_len && len >= lis->hb_len && memcmp(p, lis->hb, lis->hb_len) == 0) {
-            p += lis->hb_len;
-            len -= lis->hb_len;
-        } else if (c->reglen && len >= c->reglen && memcmp(p, c->reg, c->reglen) == 0) {
-            p += c->reglen;
-            len -= c->reglen;
-        } else {
+    struct dtu_listener *lis = ctx;
+    size_t at = 0;
+    for (;;) {
+        if (lis->hb_len && len - at >= lis->hb_len && !memcmp(buf + at, lis->hb, lis->hb_len))
+            at += lis->hb_len;
+        else if (len - at >= c->reglen && !memcmp(buf + at, c->reg, c->reglen))
+            at += c->reglen;
+        else
             break;
-        }
     }
-    if (len && c->link)
-        gw_mbl__feed(c->link, p, len);
+    sp->frame = buf + at;
+    sp->frame_len = len - at;
+    sp->consumed = len;
+    return GW_SL_FRAME;
 }
 
-static void on_connection(uv_stream_t *server, int status)
+static int dtu_frame(void *ctx, gw_slc *slc, const void *frame, size_t len)
 {
-    struct dtu_listener *lis = server->data;
-    if (status < 0 || lis->closing)
-        return;
-    struct dtu_conn *c = calloc(1, sizeof(*c));
-    if (!c)
-        return;
-    c->lis = lis;
-    uv_tcp_init(lis->core->loop, &c->tcp);
-    uv_timer_init(lis->core->loop, &c->timer);
-    c->tcp.data = c->timer.data = c;
-    c->handles = 2;
-    lis->alive++;
-    c->next = lis->conns;
-    lis->conns = c;
-    lis->nconns++;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp)) {
-        conn_close(c, "accept failed");
-        return;
+    struct dtu_conn *c = gw_sl_conn_data(slc);
+    if (c->registered) {
+        if (len)
+            gw_mbl__feed(c->link, frame, len);
+        return GW_SL_ACCEPT;
     }
-    if (lis->nconns > (size_t)lis->conf.max_connections) {
-        lis->refused_full++;
-        GW_LOG_RL(GW_LOG_WARN, 10000, "modbus-dtu", "%s connections: refusing (%llu so far)",
-                  "too many", (unsigned long long)lis->refused_full);
-        conn_close(c, "too many connections");
-        return;
+    if (!len) {
+        c->lis->refused_unknown++;
+        GW_LOG_RL(GW_LOG_WARN, 10000, "modbus-dtu", "bad registration packet (%zu bytes)",
+                  c->reglen);
+        return GW_SL_CLOSE;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
-    uv_timer_start(&c->timer, on_conn_timer, (uint64_t)lis->conf.register_timeout_ms, 0);
-    uv_read_start((uv_stream_t *)&c->tcp, on_conn_alloc, on_conn_read);
+    return conn_register(c);
 }
+
+static const gw_sl_proto dtu_proto = {
+    .module = "modbus-dtu",
+    .conn_size = sizeof(struct dtu_conn),
+    .scan = dtu_scan,
+    .on_frame = dtu_frame,
+    .on_close = on_conn_close,
+};
 
 /* ---- Listener ---- */
-
-static void on_server_closed(uv_handle_t *h)
-{
-    struct dtu_listener *lis = h->data;
-    lis->closing = 2;
-    if (lis->alive == 0)
-        free(lis);
-}
 
 static int dtu_listen(gw_core *core, const void *conf, void **state, char *err, size_t errlen)
 {
     const struct dtu_lconf *lc = conf;
-    struct sockaddr_storage ss;
-    if (gw_sockaddr_parse(lc->listen, 1, &ss)) {
-        snprintf(err, errlen, "key 'listen' must be IP:PORT (got '%s')", lc->listen);
-        return GW_EINVAL;
-    }
     struct dtu_listener *lis = calloc(1, sizeof(*lis));
     if (!lis) {
         snprintf(err, errlen, "out of memory");
@@ -429,17 +342,17 @@ static int dtu_listen(gw_core *core, const void *conf, void **state, char *err, 
         snprintf(err, errlen, "give 'register_length' or a register prefix: the id needs an end");
         goto fail;
     }
-    uv_tcp_init(core->loop, &lis->server);
-    lis->server.data = lis;
-    int rc = uv_tcp_bind(&lis->server, (struct sockaddr *)&ss, 0);
-    if (!rc)
-        rc = uv_listen((uv_stream_t *)&lis->server, 1024, on_connection);
-    if (rc) {
-        snprintf(err, errlen, "cannot listen on %s: %s", lc->listen, uv_strerror(rc));
-        lis->closing = 1;
-        uv_close((uv_handle_t *)&lis->server, on_server_closed);
-        return GW_EINVAL;
-    }
+    gw_sl_conf sc;
+    memset(&sc, 0, sizeof(sc));
+    gw_strlcpy(sc.listen, lc->listen, sizeof(sc.listen));
+    sc.max_connections = lc->max_connections;
+    sc.max_per_source = lc->max_per_source;
+    sc.idle_timeout_ms = lc->idle_timeout_ms;
+    sc.auth_timeout_ms = lc->register_timeout_ms;
+    /* Room for a registration packet or a few RTU answers per read. */
+    lis->sl = gw_sl_start(core, &sc, 2 * GW_MB_ADU_MAX, &dtu_proto, lis, err, errlen);
+    if (!lis->sl)
+        goto fail;
     GW_INFO("modbus-dtu", "listening for DTUs on %s", lc->listen);
     lis->next = listeners;
     listeners = lis;
@@ -458,10 +371,8 @@ static void dtu_unlisten(void *state)
         pp = &(*pp)->next;
     if (*pp)
         *pp = lis->next;
-    lis->closing = 1;
-    for (int guard = 0; guard < 1000000 && lis->conns; guard++)
-        conn_close(lis->conns, "listener stopped");
-    uv_close((uv_handle_t *)&lis->server, on_server_closed);
+    gw_sl_stop(lis->sl); /* on_conn_close runs for each; no hook after this */
+    free(lis);
 }
 
 /* ---- Devices ---- */
@@ -517,7 +428,7 @@ static int dtu_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
         /* Its DTU may be connected already (a device added by a reload). */
         for (struct dtu_listener *lis = listeners; lis; lis = lis->next)
             for (struct dtu_conn *c = lis->conns; c; c = c->next)
-                if (c->registered && !c->closing && strcmp(c->id, d->dtu) == 0) {
+                if (strcmp(c->id, d->dtu) == 0) {
                     d->conn = c;
                     gw_mbl__bind(c->link, &d->s);
                 }

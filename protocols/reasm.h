@@ -17,7 +17,7 @@
  * and counted; the message it belongs to is dropped (its memory freed at once), so a
  * hostile station cannot hold memory. A packet 1 for a key already in progress starts
  * the message over (the station restarted its upload). */
-#include "gateway/model.h"
+#include "base/model.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -40,7 +40,7 @@
  *     therefore INCLUDES the 3-byte (ASCII: 6-character) packet counter; f->body and
  *     f->body_len exclude it.
  */
-#include "gateway/model.h"
+#include "base/model.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -3,6 +3,8 @@
  * element table (HEX identifier and ASCII guide symbol side by side). */
 #include "protocols/sl651.h"
 
+#include "base/hex.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -464,12 +466,7 @@ static int bcd_time(const uint8_t *p, int with_seconds, gw_sl651_time *t, int64_
 
 static void addr_hex(const uint8_t *p, char out[11])
 {
-    static const char hx[] = "0123456789ABCDEF";
-    for (int i = 0; i < 5; i++) {
-        out[2 * i] = hx[p[i] >> 4];
-        out[2 * i + 1] = hx[p[i] & 15];
-    }
-    out[10] = '\0';
+    out[gw_hex_put(p, 5, out)] = '\0';
 }
 
 /* ---- HEX body ------------------------------------------------------------------------------- */
@@ -788,31 +785,6 @@ static int next_tok(const uint8_t *p, size_t n, size_t *pos, tok *t)
     return 1;
 }
 
-static int hexv(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    return -1;
-}
-
-/* Converts 2*n hex characters into n bytes. */
-static int unhex(const char *s, size_t chars, uint8_t *out, size_t cap)
-{
-    if (chars % 2 || chars / 2 > cap)
-        return -1;
-    for (size_t i = 0; i < chars / 2; i++) {
-        int a = hexv(s[2 * i]), b = hexv(s[2 * i + 1]);
-        if (a < 0 || b < 0)
-            return -1;
-        out[i] = (uint8_t)(a << 4 | b);
-    }
-    return (int)(chars / 2);
-}
-
 /* Strict decimal: [-]digits[.digits], at most 15 digits. */
 static int parse_dec(const tok *t, double *out)
 {
@@ -848,7 +820,7 @@ static int tok_time(const tok *t, int with_seconds, gw_sl651_time *tm, int64_t *
 {
     uint8_t b[6];
     size_t want = with_seconds ? 12 : 10;
-    if (t->n != want || unhex(t->s, want, b, sizeof b) < 0)
+    if (t->n != want || gw_hex_decode(t->s, want, b, sizeof b) < 0)
         return GW_EMALFORMED;
     return bcd_time(b, with_seconds, tm, ms);
 }
@@ -874,7 +846,7 @@ static int ascii_element(dctx *c, const elem *e, const tok *val)
                     GW_R_NONE, c->obs_ms);
     }
     case K_STATUS: {
-        if (unhex(val->s, val->n, raw, sizeof raw) != 4) {
+        if (gw_hex_decode(val->s, val->n, raw, sizeof raw) != 4) {
             note_unknown(c, e->id);
             return GW_OK;
         }
@@ -890,7 +862,7 @@ static int ascii_element(dctx *c, const elem *e, const tok *val)
             return GW_OK;
         }
         for (size_t h = 0; h < hours; h++) {
-            if (unhex(val->s + h * 2 * w, 2 * w, raw, sizeof raw) != (int)w) {
+            if (gw_hex_decode(val->s + h * 2 * w, 2 * w, raw, sizeof raw) != (int)w) {
                 c->rep->bad_bcd++;
                 return GW_OK;
             }
@@ -915,7 +887,7 @@ static int ascii_element(dctx *c, const elem *e, const tok *val)
         return GW_OK;
     }
     case K_ADDR:
-        if (val->n == 10 && unhex(val->s, 10, raw, sizeof raw) == 5) {
+        if (val->n == 10 && gw_hex_decode(val->s, 10, raw, sizeof raw) == 5) {
             c->rep->has_station = 1;
             addr_hex(raw, c->rep->station_hex);
         }
@@ -964,7 +936,7 @@ static int decode_ascii(dctx *c, const gw_sl651_frame *f)
         return GW_EMALFORMED;
     }
     uint8_t sb[2];
-    if (unhex(t.s, 4, sb, sizeof sb) != 2)
+    if (gw_hex_decode(t.s, 4, sb, sizeof sb) != 2)
         return GW_EMALFORMED;
     rep->serial = (uint16_t)(sb[0] << 8 | sb[1]);
     if (tok_time(&ts, 1, &rep->send_time, &rep->send_ms) != GW_OK)
@@ -983,7 +955,7 @@ static int decode_ascii(dctx *c, const gw_sl651_frame *f)
     size_t save = pos;
     if (next_tok(p, n, &pos, &t) && t.n == 2 && memcmp(t.s, "ST", 2) == 0) {
         uint8_t a[5];
-        if (!next_tok(p, n, &pos, &v) || v.n != 10 || unhex(v.s, 10, a, sizeof a) != 5)
+        if (!next_tok(p, n, &pos, &v) || v.n != 10 || gw_hex_decode(v.s, 10, a, sizeof a) != 5)
             return GW_EMALFORMED;
         rep->has_station = 1;
         addr_hex(a, rep->station_hex);

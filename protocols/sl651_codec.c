@@ -3,6 +3,10 @@
  * Body decoding lives in sl651_body.c and JSON rendering in sl651_json.c. */
 #include "protocols/sl651.h"
 
+#include "base/civil.h"
+#include "base/crc16.h"
+#include "base/hex.h"
+
 #include <string.h>
 
 static const char *const reject_names[GW_SL651_REJ__COUNT] = {
@@ -16,63 +20,14 @@ const char *gw_sl651_reject_name(int r)
     return reject_names[r];
 }
 
-/* Byte-at-a-time table for the reflected polynomial 0xA001 (entry i is the CRC register
- * after shifting byte i through eight times); equal to the bitwise loop, 8x fewer steps. */
-static const uint16_t crc_table[256] = {
-    0x0000, 0xC0C1, 0xC181, 0x0140, 0xC301, 0x03C0, 0x0280, 0xC241, 0xC601, 0x06C0, 0x0780, 0xC741,
-    0x0500, 0xC5C1, 0xC481, 0x0440, 0xCC01, 0x0CC0, 0x0D80, 0xCD41, 0x0F00, 0xCFC1, 0xCE81, 0x0E40,
-    0x0A00, 0xCAC1, 0xCB81, 0x0B40, 0xC901, 0x09C0, 0x0880, 0xC841, 0xD801, 0x18C0, 0x1980, 0xD941,
-    0x1B00, 0xDBC1, 0xDA81, 0x1A40, 0x1E00, 0xDEC1, 0xDF81, 0x1F40, 0xDD01, 0x1DC0, 0x1C80, 0xDC41,
-    0x1400, 0xD4C1, 0xD581, 0x1540, 0xD701, 0x17C0, 0x1680, 0xD641, 0xD201, 0x12C0, 0x1380, 0xD341,
-    0x1100, 0xD1C1, 0xD081, 0x1040, 0xF001, 0x30C0, 0x3180, 0xF141, 0x3300, 0xF3C1, 0xF281, 0x3240,
-    0x3600, 0xF6C1, 0xF781, 0x3740, 0xF501, 0x35C0, 0x3480, 0xF441, 0x3C00, 0xFCC1, 0xFD81, 0x3D40,
-    0xFF01, 0x3FC0, 0x3E80, 0xFE41, 0xFA01, 0x3AC0, 0x3B80, 0xFB41, 0x3900, 0xF9C1, 0xF881, 0x3840,
-    0x2800, 0xE8C1, 0xE981, 0x2940, 0xEB01, 0x2BC0, 0x2A80, 0xEA41, 0xEE01, 0x2EC0, 0x2F80, 0xEF41,
-    0x2D00, 0xEDC1, 0xEC81, 0x2C40, 0xE401, 0x24C0, 0x2580, 0xE541, 0x2700, 0xE7C1, 0xE681, 0x2640,
-    0x2200, 0xE2C1, 0xE381, 0x2340, 0xE101, 0x21C0, 0x2080, 0xE041, 0xA001, 0x60C0, 0x6180, 0xA141,
-    0x6300, 0xA3C1, 0xA281, 0x6240, 0x6600, 0xA6C1, 0xA781, 0x6740, 0xA501, 0x65C0, 0x6480, 0xA441,
-    0x6C00, 0xACC1, 0xAD81, 0x6D40, 0xAF01, 0x6FC0, 0x6E80, 0xAE41, 0xAA01, 0x6AC0, 0x6B80, 0xAB41,
-    0x6900, 0xA9C1, 0xA881, 0x6840, 0x7800, 0xB8C1, 0xB981, 0x7940, 0xBB01, 0x7BC0, 0x7A80, 0xBA41,
-    0xBE01, 0x7EC0, 0x7F80, 0xBF41, 0x7D00, 0xBDC1, 0xBC81, 0x7C40, 0xB401, 0x74C0, 0x7580, 0xB541,
-    0x7700, 0xB7C1, 0xB681, 0x7640, 0x7200, 0xB2C1, 0xB381, 0x7340, 0xB101, 0x71C0, 0x7080, 0xB041,
-    0x5000, 0x90C1, 0x9181, 0x5140, 0x9301, 0x53C0, 0x5280, 0x9241, 0x9601, 0x56C0, 0x5780, 0x9741,
-    0x5500, 0x95C1, 0x9481, 0x5440, 0x9C01, 0x5CC0, 0x5D80, 0x9D41, 0x5F00, 0x9FC1, 0x9E81, 0x5E40,
-    0x5A00, 0x9AC1, 0x9B81, 0x5B40, 0x9901, 0x59C0, 0x5880, 0x9841, 0x8801, 0x48C0, 0x4980, 0x8941,
-    0x4B00, 0x8BC1, 0x8A81, 0x4A40, 0x4E00, 0x8EC1, 0x8F81, 0x4F40, 0x8D01, 0x4DC0, 0x4C80, 0x8C41,
-    0x4400, 0x84C1, 0x8581, 0x4540, 0x8701, 0x47C0, 0x4680, 0x8641, 0x8201, 0x42C0, 0x4380, 0x8341,
-    0x4100, 0x81C1, 0x8081, 0x4040,
-};
-
 uint16_t gw_sl651_crc16(const uint8_t *p, size_t n)
 {
-    uint16_t crc = 0xFFFF;
-    for (size_t i = 0; i < n; i++)
-        crc = (uint16_t)((crc >> 8) ^ crc_table[(crc ^ p[i]) & 0xFF]);
-    return crc;
+    return gw_crc16_modbus(p, n);
 }
 
 /* ---- time ------------------------------------------------------------------------------ */
 
 #define BEIJING_OFFSET_MS (8LL * 3600 * 1000)
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (valid for the years used here). */
-static int64_t days_from_civil(int y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static int days_in_month(int y, int m)
-{
-    static const uint8_t dm[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
-        return 29;
-    return dm[m - 1];
-}
 
 int gw_sl651_time_to_ms(const gw_sl651_time *t, int64_t *ms)
 {
@@ -80,9 +35,9 @@ int gw_sl651_time_to_ms(const gw_sl651_time *t, int64_t *ms)
         t->mi > 59 || t->ss > 59)
         return GW_EINVAL;
     int y = 2000 + t->yy;
-    if (t->dd > days_in_month(y, t->mo))
+    if (t->dd > gw_days_in_month(y, t->mo))
         return GW_EINVAL;
-    int64_t days = days_from_civil(y, t->mo, t->dd);
+    int64_t days = gw_days_from_civil(y, t->mo, t->dd);
     int64_t s = days * 86400 + t->hh * 3600 + t->mi * 60 + t->ss;
     *ms = s * 1000 - BEIJING_OFFSET_MS;
     return GW_OK;
@@ -96,17 +51,9 @@ int gw_sl651_time_from_ms(int64_t utc_ms, gw_sl651_time *t)
     int64_t s = local >= 0 ? local / 1000 : (local - 999) / 1000;
     int64_t days = s >= 0 ? s / 86400 : (s - 86399) / 86400;
     int64_t sod = s - days * 86400;
-    /* civil_from_days */
-    int64_t z = days + 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t y = yoe + era * 400;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    int64_t d = doy - (153 * mp + 2) / 5 + 1;
-    int64_t m = mp < 10 ? mp + 3 : mp - 9;
-    y += m <= 2;
+    int64_t y;
+    unsigned m, d;
+    gw_civil_from_days(days, &y, &m, &d);
     if (y < 2000 || y > 2099)
         return GW_EINVAL;
     t->yy = (uint8_t)(y - 2000);
@@ -120,26 +67,9 @@ int gw_sl651_time_from_ms(int64_t utc_ms, gw_sl651_time *t)
 
 /* ---- frame parsing ----------------------------------------------------------------------- */
 
-static int hexval(uint8_t c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-static const char hexdig[] = "0123456789ABCDEF";
-
 static void station_to_hex(const uint8_t st[5], char out[11])
 {
-    for (int i = 0; i < 5; i++) {
-        out[2 * i] = hexdig[st[i] >> 4];
-        out[2 * i + 1] = hexdig[st[i] & 15];
-    }
-    out[10] = '\0';
+    out[gw_hex_put(st, 5, out)] = '\0';
 }
 
 static int end_ok(uint8_t dir, uint8_t e)
@@ -226,14 +156,7 @@ static int parse_hex(const uint8_t *b, size_t n, gw_sl651_frame *f, int *rej)
 /* Reads cnt hex characters at p as a number; -1 if one is not a hex digit. */
 static long hexnum(const uint8_t *p, size_t cnt)
 {
-    long v = 0;
-    for (size_t i = 0; i < cnt; i++) {
-        int d = hexval(p[i]);
-        if (d < 0)
-            return -1;
-        v = v << 4 | d;
-    }
-    return v;
+    return gw_hex_value((const char *)p, cnt);
 }
 
 /* ASCII frame: SOH, then 22 hex characters (centre 2, station 10, password 4, function 2,
@@ -243,11 +166,11 @@ static int parse_ascii(const uint8_t *b, size_t n, gw_sl651_frame *f, int *rej)
 {
     size_t avail = n < 23 ? n : 23;
     for (size_t i = 1; i < avail; i++)
-        if (hexval(b[i]) < 0) {
+        if (gw_hex_digit(b[i]) < 0) {
             *rej = GW_SL651_REJ_HEADER;
             return GW_EMALFORMED;
         }
-    if (n >= 20 && hexval(b[19]) != 0 && hexval(b[19]) != 8) {
+    if (n >= 20 && gw_hex_digit(b[19]) != 0 && gw_hex_digit(b[19]) != 8) {
         *rej = GW_SL651_REJ_HEADER;
         return GW_EMALFORMED;
     }
@@ -262,7 +185,7 @@ static int parse_ascii(const uint8_t *b, size_t n, gw_sl651_frame *f, int *rej)
         hdr = 30;
         size_t a2 = n < hdr ? n : hdr;
         for (size_t i = 24; i < a2; i++)
-            if (hexval(b[i]) < 0) {
+            if (gw_hex_digit(b[i]) < 0) {
                 *rej = GW_SL651_REJ_HEADER;
                 return GW_EMALFORMED;
             }
@@ -472,23 +395,14 @@ static int encode_down(const gw_sl651_link *l, uint8_t fn, uint16_t serial, cons
     if (cap < need)
         return GW_EFULL;
     out[k++] = GW_SL651_SOH;
-    for (size_t i = 0; i < sizeof hdr; i++) {
-        out[k++] = (uint8_t)hexdig[hdr[i] >> 4];
-        out[k++] = (uint8_t)hexdig[hdr[i] & 15];
-    }
+    k += gw_hex_put(hdr, sizeof hdr, (char *)out + k);
     out[k++] = nctr ? GW_SL651_SYN : GW_SL651_STX;
-    for (size_t i = 0; i < nctr; i++) {
-        out[k++] = (uint8_t)hexdig[ctr[i] >> 4];
-        out[k++] = (uint8_t)hexdig[ctr[i] & 15];
-    }
-    for (size_t i = 0; i < sizeof body; i++) {
-        out[k++] = (uint8_t)hexdig[body[i] >> 4];
-        out[k++] = (uint8_t)hexdig[body[i] & 15];
-    }
+    k += gw_hex_put(ctr, nctr, (char *)out + k);
+    k += gw_hex_put(body, sizeof body, (char *)out + k);
     out[k++] = end;
     uint16_t crc = gw_sl651_crc16(out, k);
     for (int s = 12; s >= 0; s -= 4)
-        out[k++] = (uint8_t)hexdig[(crc >> s) & 15];
+        out[k++] = (uint8_t)gw_hex_char(crc >> s);
     return (int)k;
 }
 
@@ -544,7 +458,7 @@ int gw_sl651_dedup_check(gw_sl651_dedup *d, const char *station_hex, uint16_t se
         return 0;
     uint8_t st[5] = {0};
     for (int i = 0; i < 10 && station_hex[i]; i++) {
-        int v = hexval((uint8_t)station_hex[i]);
+        int v = gw_hex_digit((uint8_t)station_hex[i]);
         if (v < 0)
             v = 0;
         st[i / 2] = (uint8_t)(st[i / 2] << 4 | v);

@@ -8,8 +8,9 @@
  * configured device by its station address; an unknown station or a wrong
  * password is refused, counted, and the TCP connection closed. The first
  * decode pass reads serial and send time only, so a resent report (same
- * station, serial and send time, remembered per device) is stored once; the
- * second pass hands readings and events to the pipeline.
+ * station, serial and send time: gw_core_seen_report, whose window is persisted
+ * with the outbox) is stored once; the second pass hands readings and events to
+ * the pipeline.
  *
  * Confirm after commit: the M2 confirm of a report is encoded at once (the frame
  * points into the receive buffer) but written only once the data is in the
@@ -26,8 +27,8 @@
  * does not raise a standing condition again. docs/sl651-hj212.md has the why.
  *
  * Devices: each `protocol: sl651` device gets a small state (attach) holding its
- * duplicate memory, element overrides and an offline check: silent for
- * offline_after x interval -> "offline" event; the next frame -> "online".
+ * duplicate memory and element overrides; the core's liveness watches it:
+ * silent for offline_after x interval -> "offline" event; the next frame -> "online".
  *
  * Commands (query 37, status 46, clock 4A) from the admin socket or the
  * platform are sent at once to where the station was last heard: the TCP
@@ -37,9 +38,10 @@
  * Lifetime: the UDP handle, pending UDP confirms and devices that were heard
  * on a listener hold references on the server, which is freed from the close
  * callback that drops the last one. */
+#include "base/hex.h"
 #include "gateway/core.h"
-#include "gateway/log.h"
-#include "gateway/netaddr.h"
+#include "base/log.h"
+#include "base/netaddr.h"
 #include "protocols/reasm.h"
 #include "protocols/sl651.h"
 #include "protocols/stream_listener.h"
@@ -171,30 +173,13 @@ static const gw_cfgkey override_keys[] = {
      "apply base_level and correction"},
     {NULL}};
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Parses exactly n hex digits. */
 static int parse_hex(const char *s, size_t n, unsigned *out)
 {
-    unsigned v = 0;
-    if (strlen(s) != n)
+    long v = strlen(s) == n ? gw_hex_value(s, n) : -1;
+    if (v < 0)
         return GW_EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        int h = hexval((unsigned char)s[i]);
-        if (h < 0)
-            return GW_EINVAL;
-        v = v << 4 | (unsigned)h;
-    }
-    *out = v;
+    *out = (unsigned)v;
     return GW_OK;
 }
 
@@ -239,7 +224,7 @@ static int check_device(const gw_device *dev, char *err, size_t errlen)
         return GW_EINVAL;
     }
     for (size_t i = 0; i < 10; i++) {
-        if (hexval((unsigned char)a[i]) < 0 || (a[i] >= 'a' && a[i] <= 'f')) {
+        if (gw_hex_digit((unsigned char)a[i]) < 0 || (a[i] >= 'a' && a[i] <= 'f')) {
             snprintf(err, errlen,
                      "address '%s' must be 10 upper-case hex digits (as frames carry it)", a);
             return GW_EINVAL;
@@ -264,11 +249,8 @@ static void srv_unref(sl_srv *s);
 typedef struct sl_dev {
     gw_device *dev;
     gw_core *core;
-    uv_timer_t timer;
-    int64_t last_seen; /* loop time of the last accepted frame */
     int64_t last_clock_set;
     uint16_t password;
-    gw_sl651_dedup dedup;
     sl_ov_conf ovc[MAX_OVERRIDES];
     gw_sl651_override ov[MAX_OVERRIDES];
     gw_sl651_station_cfg scfg;
@@ -282,47 +264,6 @@ typedef struct sl_dev {
     struct sockaddr_storage peer;
     gw_sl651_link link;
 } sl_dev;
-
-static void dev_event(gw_core *core, gw_device *d, const char *kind, const char *detail)
-{
-    gw_event e;
-    memset(&e, 0, sizeof(e));
-    gw_strlcpy(e.kind, kind, sizeof(e.kind));
-    gw_strlcpy(e.detail, detail, sizeof(e.detail));
-    e.active = 1;
-    gw_core_event(core, d, &e);
-}
-
-static int64_t silence_limit(const gw_device *d)
-{
-    return d->interval_ms * (d->conf.offline_after > 0 ? d->conf.offline_after : 1);
-}
-
-static void on_dev_timer(uv_timer_t *t)
-{
-    sl_dev *s = t->data;
-    gw_device *d = s->dev;
-    int64_t now = (int64_t)uv_now(s->core->loop);
-    if (d->online != 0 && now - s->last_seen >= silence_limit(d)) {
-        d->online = 0;
-        char detail[GW_DETAIL_MAX];
-        snprintf(detail, sizeof(detail), "no frame for %lld s",
-                 (long long)((now - s->last_seen) / 1000));
-        GW_WARN(MOD, "[%s] offline: %s", d->conf.id, detail);
-        dev_event(s->core, d, "offline", detail);
-    }
-}
-
-/* A frame from the device was accepted. */
-static void dev_seen(sl_dev *s)
-{
-    s->last_seen = (int64_t)uv_now(s->core->loop);
-    if (s->dev->online != 1) {
-        s->dev->online = 1;
-        GW_INFO(MOD, "[%s] online", s->dev->conf.id);
-        dev_event(s->core, s->dev, "online", "");
-    }
-}
 
 static int dev_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
 {
@@ -362,27 +303,17 @@ static int dev_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
     void *val;
     size_t vlen;
     snprintf(key, sizeof key, "%s%s", STATUS_KEY, dev->conf.id);
-    if (core->store && gw_store_state_get(core->store, key, &val, &vlen) == GW_OK && vlen == 4) {
+    if (gw_core_state_get(core, key, &val, &vlen) == GW_OK && vlen == 4) {
         const uint8_t *b = val;
-        s->scfg.status_prev = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+        s->scfg.status_prev =
+            (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
         s->scfg.status_known = 1;
     }
-    gw_sl651_dedup_init(&s->dedup);
-    s->last_seen = (int64_t)uv_now(core->loop);
-    uv_timer_init(core->loop, &s->timer);
-    s->timer.data = s;
-    uint64_t every = (uint64_t)(dev->interval_ms < 1000 ? dev->interval_ms : 1000);
-    if (dev->interval_ms >= 60000)
-        every = 10000;
-    uv_timer_start(&s->timer, on_dev_timer, every, every);
+    /* Offline once silent for offline_after report intervals. */
+    gw_core_watch(core, dev, dev->interval_ms * dev->conf.offline_after);
     dev->proto_state = s;
     dev->online = -1;
     return GW_OK;
-}
-
-static void on_dev_closed(uv_handle_t *h)
-{
-    free(h->data);
 }
 
 static void dev_detach(gw_device *dev)
@@ -394,8 +325,7 @@ static void dev_detach(gw_device *dev)
     if (s->srv)
         srv_unref(s->srv);
     s->srv = NULL;
-    uv_timer_stop(&s->timer);
-    uv_close((uv_handle_t *)&s->timer, on_dev_closed);
+    free(s);
 }
 
 /* ---- the server ---- */
@@ -638,7 +568,7 @@ static void status_changed(sl_srv *s, gw_device *d, uint32_t word)
     uint8_t b[4] = {(uint8_t)(word >> 24), (uint8_t)(word >> 16), (uint8_t)(word >> 8),
                     (uint8_t)word};
     snprintf(key, sizeof key, "%s%s", STATUS_KEY, d->conf.id);
-    if (s->core->store && gw_store_state_put(s->core->store, key, b, sizeof b) != GW_OK)
+    if (gw_core_state_put(s->core, key, b, sizeof b) != GW_OK)
         GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] 45H status not persisted (out of memory)",
                   d->conf.id);
 }
@@ -704,7 +634,8 @@ static void store_picture(sl_srv *s, gw_device *d, const gw_sl651_report *rep, v
     char dir[300], path[512], detail[GW_DETAIL_MAX];
     _Static_assert(sizeof(((gw_config *)0)->data_dir) < 300 - 9, "dir holds data_dir/pictures");
     const gw_sl651_time *t = rep->has_obs ? &rep->obs_time : &rep->send_time;
-    snprintf(dir, sizeof dir, "%s/pictures", s->core->cfg.data_dir[0] ? s->core->cfg.data_dir : ".");
+    const char *data_dir = gw_core_config(s->core)->data_dir;
+    snprintf(dir, sizeof dir, "%s/pictures", data_dir[0] ? data_dir : ".");
     char name[160];
     snprintf(name, sizeof name, "%s-20%02u%02u%02u%02u%02u%02u-%u.jpg", d->conf.id, t->yy, t->mo,
              t->dd, t->hh, t->mi, t->ss, rep->serial);
@@ -759,7 +690,7 @@ static int m3_packet(sl_srv *s, gw_slc *c, const struct sockaddr *peer, gw_devic
 {
     char key[GW_REASM_KEY_MAX];
     snprintf(key, sizeof key, "%s/%02X", f->station_hex, f->function);
-    int64_t now = (int64_t)uv_now(s->core->loop);
+    int64_t now = (int64_t)uv_now(gw_core_loop(s->core));
     gw_reasm_expire(s->reasm, now, on_m3_expired, s);
     s->st.m3_packets++;
     uint8_t *body = NULL;
@@ -835,7 +766,7 @@ static int handle_frame(sl_srv *s, gw_slc *c, const struct sockaddr *peer, const
             return GW_SL_IGNORE;
         }
     }
-    dev_seen(ds);
+    gw_core_seen(s->core, d, NULL);
     remember_route(s, ds, c, peer, f);
     ds->frames++;
     if (f->function == 0x2F) {
@@ -862,8 +793,13 @@ static int handle_report(sl_srv *s, gw_slc *c, const struct sockaddr *peer, gw_d
                   d->conf.id, f->function);
         return GW_SL_ACCEPT;
     }
-    gw_sl651_dedup saved = ds->dedup;
-    int dup = gw_sl651_dedup_check(&ds->dedup, f->station_hex, rep.serial, &rep.send_time);
+    /* A resend: same station, serial and send time; the window is the core's,
+     * persisted with the outbox, so a resend after a restart is caught too. */
+    char key[48];
+    const gw_sl651_time *t = &rep.send_time;
+    snprintf(key, sizeof(key), "%u/%02u%02u%02u%02u%02u%02u", rep.serial, t->yy, t->mo, t->dd,
+             t->hh, t->mi, t->ss);
+    int dup = gw_core_seen_report(s->core, d, key);
     if (dup) {
         s->st.duplicates++;
         ds->duplicates++;
@@ -875,7 +811,7 @@ static int handle_report(sl_srv *s, gw_slc *c, const struct sockaddr *peer, gw_d
         if (!k.refused && rep.picture)
             store_picture(s, d, &rep, &k);
         if (k.refused) {
-            ds->dedup = saved; /* so the RTU's resend is taken */
+            gw_core_forget_report(s->core, d, key); /* so the RTU's resend is taken */
             s->st.refused_full++;
             GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] store queue full: report not confirmed",
                       d->conf.id);
@@ -908,7 +844,7 @@ static int handle_report(sl_srv *s, gw_slc *c, const struct sockaddr *peer, gw_d
         return GW_SL_ACCEPT;
     }
     size_t len = (size_t)n;
-    int64_t now_ms = gw_now_ms(), loop_now = (int64_t)uv_now(s->core->loop);
+    int64_t now_ms = gw_now_ms(), loop_now = (int64_t)uv_now(gw_core_loop(s->core));
     if (dc->clock_sync && rep.send_ms && llabs(rep.send_ms - now_ms) > dc->clock_tolerance_ms &&
         (!ds->last_clock_set || loop_now - ds->last_clock_set >= CLOCK_SYNC_MIN_MS)) {
         gw_sl651_link l;
@@ -1054,7 +990,7 @@ static void log_stats(sl_srv *s, const char *when)
 static void on_stats(uv_timer_t *t)
 {
     sl_srv *s = t->data;
-    gw_reasm_expire(s->reasm, (int64_t)uv_now(s->core->loop), on_m3_expired, s);
+    gw_reasm_expire(s->reasm, (int64_t)uv_now(gw_core_loop(s->core)), on_m3_expired, s);
     gw_sl_stats c;
     memset(&c, 0, sizeof(c));
     if (s->tcp)
@@ -1150,7 +1086,7 @@ static int sl_listen(gw_core *core, const void *conf, void **state, char *err, s
         snprintf(err, errlen, "out of memory");
         return GW_ENOMEM;
     }
-    uv_timer_init(core->loop, &s->stats_timer);
+    uv_timer_init(gw_core_loop(core), &s->stats_timer);
     s->stats_timer.data = s;
     s->refs++;
     if (lc->transport != T_UDP) {
@@ -1162,7 +1098,7 @@ static int sl_listen(gw_core *core, const void *conf, void **state, char *err, s
     }
     if (lc->transport != T_TCP) {
         s->ubuf = malloc(UDP_BUF);
-        uv_udp_init(core->loop, &s->udp);
+        uv_udp_init(gw_core_loop(core), &s->udp);
         s->udp.data = s;
         s->udp_open = 1;
         s->refs++;

@@ -1261,7 +1261,9 @@ int gw_rules_event(gw_rules_engine *e, const gw_rules_device *dev, const gw_even
 {
     if (!dev || !dev->id || !dev->id[0] || strlen(dev->id) >= GW_ID_MAX || !ev)
         return GW_EINVAL;
-    int rc = stale_touch(e, dev, now, 0);
+    /* An "offline" event is the gateway saying the device went silent, not a
+     * sign of life from it: it must not restart the device's stale clocks. */
+    int rc = strcmp(ev->kind, "offline") ? stale_touch(e, dev, now, 0) : 0;
     char metric[GW_KEY_MAX + 2];
     snprintf(metric, sizeof(metric), "\x1e%s", ev->kind);
     rctx c = {dev, dev_hash(dev->id), NULL, ev, now, 0};

@@ -43,7 +43,7 @@
  * Cost: rules are indexed by (metric, target kind, target name) and
  * per-(rule, device) state lives in one hash table, so a reading costs a few
  * hash lookups plus the work of the rules that match it. */
-#include "gateway/model.h"
+#include "base/model.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -3,7 +3,7 @@
  * byte 4 = time step in seconds, then the payload. Invariants (bounded bytes and
  * messages, a completed message is the sum of its packets, expiry frees everything)
  * abort the run when broken. */
-// FUZZ_SOURCES: protocols/reasm.c gateway/model.c
+// FUZZ_SOURCES: protocols/reasm.c base/model.c
 // FUZZ_LIBS:
 #include "protocols/reasm.h"
 

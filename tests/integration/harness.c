@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -300,6 +301,25 @@ static void on_conn(void *ctx, char *cause)
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
     ro.onSuccess = on_sub;
     MQTTAsync_subscribe(pclient, "#", 1, &ro);
+}
+
+int h_peers_start(h_proc *broker, int *port)
+{
+    *port = h_free_port();
+    if (*port < 0 || h_broker_start(broker, *port))
+        return -1;
+    return h_platform_start(*port);
+}
+
+int h_peers_stop(h_proc *gw, h_proc *other, h_proc *broker)
+{
+    int status = h_stop(gw);
+    if (other)
+        h_stop(other);
+    h_platform_stop();
+    h_stop(broker);
+    h_cleanup();
+    return status;
 }
 
 int h_platform_start(int port)
@@ -604,4 +624,89 @@ int h_closed_by_peer(int fd, int timeout_ms)
         if (k <= 0)
             return 1;
     }
+}
+
+int h_tcp_connect_from(int port, const char *src)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in b = {.sin_family = AF_INET};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd < 0)
+        return -1;
+    if (inet_pton(AF_INET, src, &b.sin_addr) != 1 || bind(fd, (struct sockaddr *)&b, sizeof(b)) ||
+        connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int h_tcp_flood(int port, int n, int per_source, int *fds)
+{
+    int got = 0;
+    for (int i = 0; i < n; i++) {
+        char src[32];
+        int s = i / per_source;
+        snprintf(src, sizeof(src), "127.1.%d.%d", s / 250, 1 + s % 250);
+        fds[i] = h_tcp_connect_from(port, src);
+        got += fds[i] >= 0;
+    }
+    return got;
+}
+
+long h_raise_nofile(long want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl))
+        return -1;
+    if ((long)rl.rlim_cur < want) {
+        rl.rlim_cur = (rlim_t)want < rl.rlim_max ? (rlim_t)want : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return (long)rl.rlim_cur;
+}
+
+int h_admin(const char *sock, const char *const *args, char *out, size_t cap)
+{
+    static int calls;
+    char *argv[16] = {(char *)h_bin("gateway"), "admin", "--socket", (char *)sock};
+    int n = 4;
+    for (; args[n - 4] && n < 15; n++)
+        argv[n] = (char *)args[n - 4];
+    argv[n] = NULL;
+    char logname[32];
+    snprintf(logname, sizeof(logname), "h-admin-%d.log", ++calls);
+    h_proc p;
+    memset(&p, 0, sizeof(p));
+    if (h_spawn(&p, logname, argv))
+        return -1;
+    int rc = h_wait(&p, 10000);
+    out[0] = '\0';
+    FILE *f = fopen(p.log, "r");
+    if (f) {
+        size_t k = fread(out, 1, cap - 1, f);
+        out[k] = '\0';
+        fclose(f);
+    }
+    return rc;
+}
+
+const char *h_coap_client(int wait_s, const char *args)
+{
+    static char code[8];
+    char cmd[2048], line[1024];
+    snprintf(cmd, sizeof(cmd), "coap-client-notls -B %d -v 7 %s 2>&1", wait_s, args);
+    snprintf(code, sizeof(code), "none");
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return code;
+    while (fgets(line, sizeof(line), p)) {
+        const char *at = strstr(line, "t:ACK c:");
+        if (at && at[8] >= '2' && at[8] <= '5')
+            snprintf(code, sizeof(code), "%.4s", at + 8);
+    }
+    pclose(p);
+    return code;
 }

@@ -64,6 +64,16 @@ typedef struct h_msg {
 } h_msg;
 int h_platform_start(int port);
 void h_platform_stop(void);
+
+/* The platform side most tests start first: a free port (stored in *port), mosquitto on
+ * it and the platform subscriber. Returns 0, or -1 with whatever started left for
+ * h_peers_stop. */
+int h_peers_start(h_proc *broker, int *port);
+/* Stops the gateway, then the other process (a device or the simulator; NULL or never
+ * started is fine), the platform and the broker, and removes the temporary directory.
+ * Returns the gateway's exit status: 0 is a clean stop with every libuv handle closed
+ * (it exits 3 when one is left open), so tests assert it. */
+int h_peers_stop(h_proc *gw, h_proc *other, h_proc *broker);
 size_t h_platform_count(void);
 /* Copies message i (0-based, arrival order); returns 0 if it exists. Caller frees. */
 int h_platform_get(size_t i, h_msg *out);
@@ -85,6 +95,18 @@ int h_send_all(int fd, const void *p, size_t n);
 size_t h_recv_n(int fd, uint8_t *p, size_t n, int timeout_ms);
 /* 1 when the peer closed the connection within timeout_ms (data read and dropped). */
 int h_closed_by_peer(int fd, int timeout_ms);
+/* The same connection made from source address src (any 127.x.y.z works on
+ * Linux loopback), to play many hosts; -1 on failure. */
+int h_tcp_connect_from(int port, const char *src);
+/* n idle connections to port from 127.1.x.y sources, at most per_source from
+ * each; fds[] gets them. Returns how many connected. */
+int h_tcp_flood(int port, int n, int per_source, int *fds);
+/* Raises this process's open-file soft limit to at least want (bounded by the
+ * hard limit); returns the soft limit now. */
+long h_raise_nofile(long want);
+/* Runs build/gateway admin --socket sock <args...> (NULL-terminated); returns
+ * its exit status with its output in out. */
+int h_admin(const char *sock, const char *const *args, char *out, size_t cap);
 
 /* ---- `sim run` rehearsals ---- */
 /* A file's contents, NUL-terminated (caller frees), or NULL. */
@@ -101,5 +123,11 @@ void h_kept_dir(h_proc *p, char *dir, size_t cap);
 void h_remove_dir(const char *dir);
 /* The number after `key` in the last line of text containing `tag`; -1 if none. */
 long long h_last_count(const char *text, const char *tag, const char *key);
+
+/* ---- CoAP peers ---- */
+/* Runs `coap-client-notls -B wait_s -v 7 ARGS` (libcoap3-bin; -B bounds it) and
+ * returns the code of the answer it got ("2.04", "4.00", ...) or "none". The
+ * buffer is static: copy it before the next call. */
+const char *h_coap_client(int wait_s, const char *args);
 
 #endif

@@ -32,9 +32,7 @@ struct env {
 static int setup(void **state)
 {
     struct env *e = calloc(1, sizeof(*e));
-    e->port = h_free_port();
-    assert_int_equal(h_broker_start(&e->broker, e->port), 0);
-    assert_int_equal(h_platform_start(e->port), 0);
+    assert_int_equal(h_peers_start(&e->broker, &e->port), 0);
     snprintf(e->db, sizeof(e->db), "%s/data/outbox.db", h_tmpdir());
     *state = e;
     return 0;
@@ -43,11 +41,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct env *e = *state;
-    int gw_status = h_stop(&e->gw);
-    h_stop(&e->sim);
-    h_platform_stop();
-    h_stop(&e->broker);
-    h_cleanup();
+    int gw_status = h_peers_stop(&e->gw, &e->sim, &e->broker);
     free(e);
     /* A clean SIGTERM exit is part of every test: 0, no leak under ASan. */
     assert_int_equal(gw_status, 0);
@@ -579,6 +573,29 @@ static void test_admin_ack(void **state)
     struct want_alarm acked = {"high", "acknowledged", 1};
     assert_true(h_platform_wait(have_alarms, &acked, 10000));
     assert_int_equal(run_admin(e, "bogus", out, sizeof(out)), 1);
+
+    /* Another user who can reach the socket is refused by the peer check and
+     * is told so (it used to die of SIGPIPE without a word). Needs root to
+     * play the other user. */
+    if (geteuid() != 0)
+        return;
+    char ddir[600], cmd[2048];
+    snprintf(ddir, sizeof(ddir), "%s/data", h_tmpdir());
+    assert_int_equal(chmod(h_tmpdir(), 0711) | chmod(ddir, 0751) | chmod(path, 0666), 0);
+    snprintf(cmd, sizeof(cmd),
+             "setpriv --reuid=65534 --regid=65534 --clear-groups %s admin --socket %s status 2>&1",
+             h_bin("gateway"), path);
+    for (int i = 0; i < 5; i++) {
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        size_t n = fread(out, 1, sizeof(out) - 1, p);
+        out[n] = '\0';
+        int ws = pclose(p);
+        print_message("as nobody: %s", out);
+        assert_true(WIFEXITED(ws));
+        assert_int_equal(WEXITSTATUS(ws), 1);
+        assert_non_null(strstr(out, "not allowed"));
+    }
 }
 
 int main(void)

@@ -28,9 +28,7 @@ static int setup(void **state)
 {
     struct env *e = calloc(1, sizeof(*e));
     h_tmpdir();
-    e->broker_port = h_free_port();
-    assert_int_equal(h_broker_start(&e->broker, e->broker_port), 0);
-    assert_int_equal(h_platform_start(e->broker_port), 0);
+    assert_int_equal(h_peers_start(&e->broker, &e->broker_port), 0);
     snprintf(e->db, sizeof(e->db), "%s/data/outbox.db", h_tmpdir());
     *state = e;
     return 0;
@@ -39,11 +37,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct env *e = *state;
-    int gw_status = h_stop(&e->gw);
-    h_stop(&e->sim);
-    h_platform_stop();
-    h_stop(&e->broker);
-    h_cleanup();
+    int gw_status = h_peers_stop(&e->gw, &e->sim, &e->broker);
     free(e);
     /* A clean SIGTERM exit is part of every test: 0, no leak under ASan. */
     assert_int_equal(gw_status, 0);

@@ -26,6 +26,7 @@
 static struct {
     int broker_port, port;
     h_proc broker, gw;
+    char config[512];
 } E;
 
 /* ---- packets ---- */
@@ -243,9 +244,8 @@ static int group_setup(void **state)
         return -1;
     }
     h_tmpdir();
-    E.broker_port = h_free_port();
     E.port = h_free_port();
-    if (h_broker_start(&E.broker, E.broker_port) || h_platform_start(E.broker_port))
+    if (h_peers_start(&E.broker, &E.broker_port))
         return -1;
     char text[4096];
     snprintf(text, sizeof(text),
@@ -262,20 +262,19 @@ static int group_setup(void **state)
              "  - id: env-c\n    protocol: hj212\n    address: AQ2200000000000000002031\n"
              "    password: \"123456\"\n    version: \"2025\"\n    interval: 1h\n"
              "listeners:\n"
-             "  - protocol: hj212\n    listen: 127.0.0.1:%d\n",
+             "  - protocol: hj212\n    listen: 127.0.0.1:%d\n    auth_timeout: 1s\n"
+             "    max_connections: 600\n    max_per_source: 8\n",
              h_tmpdir(), E.broker_port, E.port);
-    if (h_gateway_start(&E.gw, h_write_file("gateway.yaml", text)))
+    snprintf(E.config, sizeof(E.config), "%s", h_write_file("gateway.yaml", text));
+    if (h_gateway_start(&E.gw, E.config))
         return -1;
     return h_port_wait(E.port, 5000) ? 0 : -1;
 }
 
 static int group_teardown(void **state)
 {
-    h_stop(&E.gw);
-    h_platform_stop();
-    h_stop(&E.broker);
-    h_cleanup();
-    return 0;
+    /* A clean exit: no handle left open, no leak under ASan. */
+    return h_peers_stop(&E.gw, NULL, &E.broker) == 0 ? 0 : -1;
 }
 
 /* ---- tests ---- */
@@ -344,6 +343,54 @@ static void test_duplicate(void **state)
     assert_int_equal(count("env-a", "w99999"), 1);
 }
 
+/* Item ids of env-a's w01018 readings with this value. */
+static int ids_of(double v, char ids[][64], int max)
+{
+    cJSON *items = h_platform_items("/readings");
+    int n = 0;
+    for (cJSON *it = items ? items->child : NULL; it && n < max; it = it->next) {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(it, "id"));
+        const char *dev = cJSON_GetStringValue(cJSON_GetObjectItem(it, "device"));
+        if (id && dev && !strcmp(dev, "env-a") &&
+            cJSON_GetNumberValue(cJSON_GetObjectItem(it, "value")) == v)
+            snprintf(ids[n++], 64, "%s", id);
+    }
+    cJSON_Delete(items);
+    return n;
+}
+
+/* A packet resent after 40 others, and again after a gateway restart, is
+ * stored once: one item, one id (the replay window is persisted). */
+static void test_replay_window_restart(void **state)
+{
+    char ids[8][64];
+    int fd = tcp_connect();
+    send_marker(fd, "20240316130000777", 40, 77.7);
+    for (int i = 0; i < 40; i++) {
+        char qn[24];
+        snprintf(qn, sizeof(qn), "202403161301%05d", i);
+        send_marker(fd, qn, i % 40, 60.0 + i / 100.0);
+    }
+    send_marker(fd, "20240316130000777", 40, 77.7); /* resent */
+    send_marker(fd, "20240316130000778", 41, 78.8);
+    close(fd);
+    wait_marker(41, 78.8);
+    assert_int_equal(ids_of(77.7, ids, 8), 1);
+
+    assert_int_equal(h_stop(&E.gw), 0);
+    assert_int_equal(h_gateway_start(&E.gw, E.config), 0);
+    assert_true(h_port_wait(E.port, 5000));
+    fd = tcp_connect();
+    send_marker(fd, "20240316130000777", 40, 77.7); /* resent after the restart */
+    send_marker(fd, "20240316130000779", 42, 79.9);
+    close(fd);
+    wait_marker(42, 79.9);
+    char first[64];
+    snprintf(first, sizeof(first), "%s", ids[0]);
+    assert_int_equal(ids_of(77.7, ids, 8), 1);
+    assert_string_equal(ids[0], first);
+}
+
 /* A bad CRC is dropped without an answer; the connection lives on. */
 static void test_bad_crc(void **state)
 {
@@ -407,12 +454,68 @@ static void test_refused(void **state)
     assert_true(h_log_contains(&E.gw, "HJ 212-2025 is not implemented"));
 }
 
+/* Issue 15 item 6: bytes that make no accepted packet (garbage, and a packet
+ * with a bad CRC) do not keep a connection past the 1 s auth window. */
+static void test_garbage_auth_window(void **state)
+{
+    int fd = tcp_connect();
+    int64_t t0 = h_now_ms();
+    int closed = 0;
+    while (!closed && h_now_ms() - t0 < 5000) {
+        if (send(fd, "##0010garbage!!!\r\n", 18, MSG_NOSIGNAL) < 0)
+            break;
+        closed = h_closed_by_peer(fd, 100);
+    }
+    assert_true(closed || h_closed_by_peer(fd, 1000));
+    int64_t took = h_now_ms() - t0;
+    assert_true(took >= 900 && took < 4000);
+    close(fd);
+}
+
+/* Every slot taken by idle peers: a genuine station still gets its 9014 and
+ * its reading stored; the idle peers are closed oldest first. */
+static void test_idle_flood(void **state)
+{
+    static int fds[600];
+    assert_true(h_raise_nofile(2048) >= 1024);
+    assert_int_equal(h_tcp_flood(E.port, 600, 6, fds), 600);
+    char line[512], want[512], seg[256], pk[400];
+    int fd = tcp_connect();
+    snprintf(seg, sizeof(seg), /* send_marker's packet, with Flag A: answer wanted */
+             "QN=20240316130057000;ST=32;CN=2011;PW=123456;MN=010000A8900016F000169DC0;Flag=5;"
+             "CP=&&DataTime=20240316130057;w01018-Rtd=5.7,w01018-Flag=N&&");
+    send_str(fd, frame(pk, sizeof(pk), seg));
+    assert_true(recv_line(fd, line, sizeof(line), 10000) > 0);
+    assert_string_equal(line, answer(want, sizeof(want), "20240316130057000", "123456",
+                                     "010000A8900016F000169DC0", "9014", ""));
+    wait_marker(57, 5.7);
+    assert_true(h_closed_by_peer(fds[0], 5000));
+    close(fd);
+    for (int i = 0; i < 600; i++)
+        close(fds[i]);
+}
+
+/* max_per_source: the ninth connection from one address is closed at once. */
+static void test_per_source(void **state)
+{
+    int fds[9];
+    for (int i = 0; i < 9; i++) {
+        fds[i] = h_tcp_connect_from(E.port, "127.3.0.2");
+        assert_true(fds[i] >= 0);
+    }
+    assert_true(h_closed_by_peer(fds[8], 900));
+    for (int i = 0; i < 9; i++)
+        close(fds[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_data),    cmocka_unit_test(test_duplicate),
         cmocka_unit_test(test_bad_crc), cmocka_unit_test(test_wrong_pw),
-        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_refused), cmocka_unit_test(test_replay_window_restart),
+        cmocka_unit_test(test_garbage_auth_window),
+        cmocka_unit_test(test_idle_flood), cmocka_unit_test(test_per_source),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -2,7 +2,7 @@
 #define GW_JSON_H
 /* The uplink items, written straight into a buffer (no tree: this is the hot
  * path). The shapes are documented in docs/uplink.md and docs/uplink.schema.json. */
-#include "gateway/model.h"
+#include "base/model.h"
 
 #include <stddef.h>
 

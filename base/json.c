@@ -1,4 +1,4 @@
-#include "gateway/json.h"
+#include "base/json.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -30,25 +30,69 @@ void gw_json_raw(gw_jbuf *b, const char *s)
     put(b, s, strlen(s));
 }
 
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), or 0 when the bytes there are not one. */
+static size_t utf8_len(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    size_t n;
+    unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    return n;
+}
+
+/* Control characters become \u00XX; a byte that does not start a well-formed UTF-8
+ * sequence becomes U+FFFD, so a device's stray bytes never make the item invalid JSON. */
 void gw_json_str(gw_jbuf *b, const char *s)
 {
     put(b, "\"", 1);
     const char *run = s;
-    for (; *s; s++) {
+    while (*s) {
         unsigned char c = (unsigned char)*s;
-        if (c >= 0x20 && c != '"' && c != '\\')
+        size_t n = 1;
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            s++;
             continue;
+        }
+        if (c >= 0x80 && (n = utf8_len((const unsigned char *)s)) > 0) {
+            s += n;
+            continue;
+        }
         put(b, run, (size_t)(s - run));
         char esc[8];
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
             put(b, esc, 2);
-        } else {
+        } else if (c < 0x20) {
             snprintf(esc, sizeof(esc), "\\u%04x", c);
             put(b, esc, 6);
+        } else {
+            put(b, "\xEF\xBF\xBD", 3);
         }
-        run = s + 1;
+        s++;
+        run = s;
     }
     put(b, run, (size_t)(s - run));
     put(b, "\"", 1);

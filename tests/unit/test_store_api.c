@@ -1,0 +1,260 @@
+/* gateway/store.c at its API: rows put on two lanes are committed by a flush, fetched in
+ * id order per lane within the row and byte limits, deleted only by an ack, survive a
+ * reopen, and over the byte bound the oldest telemetry goes first while the priority lane
+ * is never dropped. */
+#include "base/model.h"
+#include "gateway/store.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+typedef struct env {
+    char dir[64];
+    uv_loop_t loop;
+    gw_store *s;
+    gw_store_config cfg;
+    int flushed, flush_status;
+    size_t n; /* rows of the last fetch */
+    int lane;
+    int64_t id[64];
+    char payload[64][32];
+} env;
+
+static void on_flush(void *ctx, int status)
+{
+    env *e = ctx;
+    e->flushed = 1;
+    e->flush_status = status;
+}
+
+static void on_fetch(void *ctx, const gw_rows *r)
+{
+    env *e = ctx;
+    e->lane = r->lane;
+    e->n = r->n;
+    for (size_t i = 0; i < r->n && i < 64; i++) {
+        e->id[i] = r->id[i];
+        snprintf(e->payload[i], sizeof e->payload[i], "%.*s", (int)r->len[i], r->buf + r->off[i]);
+    }
+}
+
+/* Waits (bounded) until everything queued so far is done; callbacks run in order. */
+static void settle(env *e)
+{
+    e->flushed = 0;
+    assert_int_equal(gw_store_flush(e->s, on_flush, e), GW_OK);
+    for (int i = 0; i < 5000 && !e->flushed; i++)
+        uv_run(&e->loop, UV_RUN_ONCE);
+    assert_true(e->flushed);
+    assert_int_equal(e->flush_status, GW_OK);
+}
+
+static void open_store(env *e)
+{
+    char err[256];
+    e->s = gw_store_open(&e->loop, &e->cfg, NULL, NULL, err, sizeof err);
+    if (!e->s)
+        fail_msg("open: %s", err);
+}
+
+static void close_store(env *e)
+{
+    gw_store_close(e->s);
+    e->s = NULL;
+    uv_run(&e->loop, UV_RUN_DEFAULT);
+}
+
+static int setup(void **state)
+{
+    env *e = calloc(1, sizeof *e);
+    snprintf(e->dir, sizeof e->dir, "/tmp/gw-store-XXXXXX");
+    if (!e || !mkdtemp(e->dir) || uv_loop_init(&e->loop))
+        return -1;
+    e->cfg.max_bytes = 1 << 20;
+    e->cfg.commit_window = 5;
+    e->cfg.queue_max = 1000;
+    snprintf(e->cfg.path, sizeof e->cfg.path, "%s/outbox.db", e->dir);
+    open_store(e);
+    *state = e;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    env *e = *state;
+    if (e->s)
+        close_store(e);
+    int rc = uv_loop_close(&e->loop);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", e->dir);
+    if (system(cmd) != 0)
+        rc = -1;
+    free(e);
+    return rc ? -1 : 0;
+}
+
+static void put(env *e, int lane, uint64_t seq, const char *p)
+{
+    assert_int_equal(
+        gw_store_put(e->s, lane, lane ? GW_KIND_READING : GW_KIND_EVENT, seq, p, strlen(p)), GW_OK);
+}
+
+static void fetch(env *e, int lane, int64_t after, size_t max_rows, size_t max_bytes)
+{
+    e->n = 0;
+    assert_int_equal(gw_store_fetch(e->s, lane, after, max_rows, max_bytes, on_fetch, e), GW_OK);
+    settle(e);
+}
+
+static void lanes_fetch_ack(void **state)
+{
+    env *e = *state;
+    put(e, GW_LANE_TELE, 1, "r1");
+    put(e, GW_LANE_PRIO, 2, "e2");
+    put(e, GW_LANE_TELE, 3, "r3");
+    put(e, GW_LANE_TELE, 4, "r4");
+    settle(e);
+    gw_store_stats st;
+    gw_store_get_stats(e->s, &st);
+    assert_int_equal(st.rows[GW_LANE_TELE], 3);
+    assert_int_equal(st.rows[GW_LANE_PRIO], 1);
+    assert_int_equal(st.bytes, 8);
+    assert_int_equal(gw_store_last_seq(e->s), 4);
+
+    fetch(e, GW_LANE_PRIO, 0, 10, 4096);
+    assert_int_equal(e->n, 1);
+    assert_string_equal(e->payload[0], "e2");
+    fetch(e, GW_LANE_TELE, 0, 2, 4096); /* row limit */
+    assert_int_equal(e->n, 2);
+    assert_string_equal(e->payload[0], "r1");
+    assert_string_equal(e->payload[1], "r3");
+    assert_true(e->id[0] < e->id[1]);
+    int64_t first = e->id[0], second = e->id[1];
+    fetch(e, GW_LANE_TELE, second, 10, 4096); /* after an id */
+    assert_int_equal(e->n, 1);
+    assert_string_equal(e->payload[0], "r4");
+    fetch(e, GW_LANE_TELE, 0, 10, 1); /* byte limit: at least one row */
+    assert_int_equal(e->n, 1);
+
+    /* Ack deletes exactly the acknowledged range. */
+    assert_int_equal(gw_store_ack(e->s, GW_LANE_TELE, first, second), GW_OK);
+    settle(e);
+    fetch(e, GW_LANE_TELE, 0, 10, 4096);
+    assert_int_equal(e->n, 1);
+    assert_string_equal(e->payload[0], "r4");
+    gw_store_get_stats(e->s, &st);
+    assert_int_equal(st.rows_acked[GW_LANE_TELE], 2);
+    assert_int_equal(st.rows[GW_LANE_TELE], 1);
+    assert_int_equal(st.bytes, 4);
+}
+
+/* What was committed is there after a close and reopen, and the sequence goes on. */
+static void survives_reopen(void **state)
+{
+    env *e = *state;
+    put(e, GW_LANE_TELE, 7, "r7");
+    put(e, GW_LANE_PRIO, 8, "e8");
+    assert_int_equal(gw_store_state_put(e->s, "rules", "abc", 3), GW_OK);
+    settle(e);
+    close_store(e);
+    open_store(e);
+    assert_int_equal(gw_store_last_seq(e->s), 8);
+    void *v = NULL;
+    size_t len = 0;
+    assert_int_equal(gw_store_state_get(e->s, "rules", &v, &len), GW_OK);
+    assert_int_equal(len, 3);
+    assert_memory_equal(v, "abc", 3);
+    fetch(e, GW_LANE_TELE, 0, 10, 4096);
+    assert_int_equal(e->n, 1);
+    assert_string_equal(e->payload[0], "r7");
+    fetch(e, GW_LANE_PRIO, 0, 10, 4096);
+    assert_int_equal(e->n, 1);
+}
+
+/* Over max_bytes the oldest telemetry is dropped (counted) and priority rows stay, even
+ * when they alone are over the bound. */
+static void byte_bound_drops_oldest_telemetry(void **state)
+{
+    env *e = *state;
+    close_store(e);
+    e->cfg.max_bytes = 100;
+    open_store(e);
+    char p[32];
+    for (int i = 0; i < 30; i++) { /* 30 rows of 10 bytes */
+        snprintf(p, sizeof p, "tele-%04d", i);
+        put(e, GW_LANE_TELE, (uint64_t)i + 1, p);
+        if (i % 10 == 9)
+            settle(e);
+    }
+    for (int i = 0; i < 15; i++) { /* 150 bytes of priority rows */
+        snprintf(p, sizeof p, "prio-%04d", i);
+        put(e, GW_LANE_PRIO, 100 + (uint64_t)i, p);
+    }
+    settle(e);
+    gw_store_stats st;
+    gw_store_get_stats(e->s, &st);
+    assert_int_equal(st.rows[GW_LANE_PRIO], 15);
+    assert_true(st.tele_dropped_full >= 20);
+    assert_int_equal(st.rows[GW_LANE_TELE], 0);
+    fetch(e, GW_LANE_PRIO, 0, 64, 1 << 20);
+    assert_int_equal(e->n, 15);
+
+    /* With room again, what stays is the newest telemetry. */
+    close_store(e);
+    e->cfg.max_bytes = 1000;
+    open_store(e);
+    fetch(e, GW_LANE_PRIO, 0, 64, 1 << 20);
+    assert_int_equal(gw_store_ack(e->s, GW_LANE_PRIO, e->id[0], e->id[e->n - 1]), GW_OK);
+    for (int i = 0; i < 120; i++) {
+        snprintf(p, sizeof p, "tele-%04d", 100 + i);
+        put(e, GW_LANE_TELE, 200 + (uint64_t)i, p);
+    }
+    settle(e);
+    gw_store_get_stats(e->s, &st);
+    assert_true(st.bytes <= 1000);
+    fetch(e, GW_LANE_TELE, 0, 64, 1 << 20);
+    assert_true(e->n > 0);
+    assert_string_not_equal(e->payload[0], "tele-0100"); /* the oldest went first */
+    fetch(e, GW_LANE_TELE, e->id[e->n - 1], 64, 1 << 20);
+    if (e->n)
+        assert_string_equal(e->payload[e->n - 1], "tele-0219"); /* the newest stayed */
+}
+
+/* A full queue refuses telemetry (counted) but never a priority row. */
+static void queue_bound(void **state)
+{
+    env *e = *state;
+    close_store(e);
+    e->cfg.queue_max = 2;
+    e->cfg.commit_window = 60000; /* nothing leaves the queue on its own during the test */
+    open_store(e);
+    int refused = 0;
+    for (int i = 0; i < 5; i++)
+        if (gw_store_put(e->s, GW_LANE_TELE, GW_KIND_READING, (uint64_t)i + 1, "x", 1) == GW_EFULL)
+            refused++;
+    assert_true(refused >= 1);
+    assert_int_equal(gw_store_put(e->s, GW_LANE_PRIO, GW_KIND_ALARM, 9, "alarm", 5), GW_OK);
+    gw_store_stats st;
+    gw_store_get_stats(e->s, &st);
+    assert_int_equal(st.tele_refused_queue, (uint64_t)refused);
+    settle(e);
+    fetch(e, GW_LANE_PRIO, 0, 10, 4096);
+    assert_int_equal(e->n, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(lanes_fetch_ack, setup, teardown),
+        cmocka_unit_test_setup_teardown(survives_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(byte_bound_drops_oldest_telemetry, setup, teardown),
+        cmocka_unit_test_setup_teardown(queue_bound, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
