@@ -8,8 +8,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
-
-#include "protocols/hj212.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -463,26 +462,31 @@ static void test_kind_faults(void **state)
 }
 
 
-/* A split part and the crc_lsb quirk from the sim's encoder, read by the gateway's
- * codec: strict refuses the quirky CRC, the quirk accepts it. */
+/* A split part and the crc_lsb quirk from the sim's encoder: the header carries PNUM,
+ * PNO and Flag bit D; the quirky CRC is CRC-16/Modbus low byte first, computed here. */
 static void test_part_and_crc_lsb(void **state)
 {
     char pkt[SIM_HJ212_MAX_PACKET];
     int n = sim_hj212_packet_part(pkt, sizeof pkt, "20240601100000000", "32", 2061, "123456",
                                   "MN1", 5, 2, 2, "w01018-Avg=1.5,w01018-Flag=N");
-    assert_true(n > 0);
-    gw_hj212_packet p;
-    assert_int_equal(gw_hj212_decode(GW_HJ212_2017, (uint8_t *)pkt, (size_t)n, &p), GW_OK);
-    assert_int_equal(p.pnum, 2);
-    assert_int_equal(p.pno, 2);
-    assert_int_equal(p.flag, 7);
-    sim_hj212_crc_modbus_lsb(pkt, (size_t)n);
-    assert_int_equal(gw_hj212_decode(GW_HJ212_2017, (uint8_t *)pkt, (size_t)n, &p), GW_ECRC);
-    assert_int_equal(
-        gw_hj212_decode_q(GW_HJ212_2017, GW_HJ212_Q_CRC_MODBUS_LSB, (uint8_t *)pkt, (size_t)n, &p),
-        GW_OK);
+    if (n < 12) {
+        fail_msg("part not encoded (%d)", n);
+        return;
+    }
+    assert_non_null(strstr(pkt, ";Flag=7;PNUM=2;PNO=2;CP=&&w01018-Avg=1.5,w01018-Flag=N&&"));
     sim_hj212_msg m;
     assert_int_equal(sim_hj212_parse(pkt, (size_t)n, &m), n);
+    sim_hj212_crc_modbus_lsb(pkt, (size_t)n);
+    uint16_t reg = 0xFFFF;
+    for (int i = 6; i < n - 6; i++) {
+        reg ^= (uint8_t)pkt[i];
+        for (int b = 0; b < 8; b++)
+            reg = (reg & 1) ? (uint16_t)((reg >> 1) ^ 0xA001) : (uint16_t)(reg >> 1);
+    }
+    char want[8];
+    snprintf(want, sizeof want, "%02X%02X", reg & 0xFF, reg >> 8);
+    assert_memory_equal(pkt + n - 6, want, 4);
+    assert_int_equal(sim_hj212_parse(pkt, (size_t)n, &m), n); /* answers come back this way */
 }
 
 int main(void)
