@@ -441,6 +441,7 @@ void gw_core_stop(gw_core *core)
     core->admin = NULL;
     gw_alarms_stop(core->alarms);
     core->alarms = NULL;
+    gw_devops_stop(core);
     uv_signal_stop(&core->sig_term);
     uv_signal_stop(&core->sig_int);
     uv_signal_stop(&core->sig_hup);
@@ -739,6 +740,30 @@ static void raise_nofile(void)
         GW_INFO("core", "open file limit %llu", (unsigned long long)rl.rlim_cur);
 }
 
+/* The alarm glue's view of the core (gateway/alarms.h). */
+static gw_device *const *env_devices(void *ctx, size_t *n)
+{
+    gw_core *core = ctx;
+    *n = core->ndevices;
+    return core->devices;
+}
+
+static int env_alarm(void *ctx, gw_alarm *al)
+{
+    return gw_core_alarm(ctx, al);
+}
+
+static int env_write(void *ctx, const char *device, const char *point, double value,
+                     const char *rule)
+{
+    return gw_devops_write(ctx, device, point, value, rule);
+}
+
+static int env_interval(void *ctx, const char *device, int64_t interval_ms)
+{
+    return gw_devops_interval(ctx, device, interval_ms);
+}
+
 int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *config_path,
                   char *err, size_t errlen)
 {
@@ -774,7 +799,20 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
         if (!core->localpub)
             goto error;
     }
-    core->alarms = gw_alarms_start(core, err, errlen);
+    if (gw_devops_start(core)) {
+        snprintf(err, errlen, "out of memory");
+        goto error;
+    }
+    gw_alarms_env env = {.loop = loop,
+                         .store = core->store,
+                         .localpub = core->localpub,
+                         .cfg = &core->cfg,
+                         .ctx = core,
+                         .devices = env_devices,
+                         .alarm = env_alarm,
+                         .write = env_write,
+                         .set_interval = env_interval};
+    core->alarms = gw_alarms_start(&env, err, errlen);
     if (!core->alarms)
         goto error;
     core->uplink = gw_uplink_new(loop, &core->cfg.uplink, core->cfg.gateway_id, core->store,
@@ -834,6 +872,8 @@ error:
     core->wheel = NULL;
     if (core->alarms)
         gw_alarms_stop(core->alarms);
+    core->alarms = NULL;
+    gw_devops_stop(core);
     gw_localpub_free(core->localpub);
     core->localpub = NULL;
     if (core->uplink)

@@ -4,6 +4,7 @@
  *   protocol -> adapter -> reading -> rules -> store -> uplink.
  * Everything here runs on the loop thread. */
 #include "gateway/config.h"
+#include "gateway/device.h"
 #include "base/model.h"
 #include "base/timerwheel.h"
 #include "protocols/protocol.h"
@@ -13,22 +14,6 @@
 /* Opaque outside gateway/: the core's internals are in gateway/core_internal.h. */
 typedef struct gw_core gw_core;
 
-typedef struct gw_device {
-    gw_device_conf conf;
-    const char *type; /* conf.type, else the protocol's device_type(), else the protocol */
-    const gw_protocol *proto;
-    void *proto_conf;  /* the protocol's device keys, parsed (owned by the device) */
-    void *proto_state; /* owned by the protocol */
-    gw_core *core;
-    int online;        /* -1 unknown, 0 offline, 1 online */
-    int64_t interval_ms;
-    /* Liveness, kept by gateway/liveness.c: loop time last heard, silence
-     * allowed before offline (0: not watched), consecutive failed polls. */
-    int64_t live_seen_ms, live_silence_ms;
-    int live_fails;
-    /* Counters, read by the stats line and the admin interface. */
-    uint64_t polls, polls_failed, polls_skipped, readings;
-} gw_device;
 
 
 /* The loop everything runs on, and the running configuration (read-only for

@@ -35,6 +35,7 @@ struct gw_core {
     struct gw_alarms *alarms; /* local rules and alarms (gateway/alarms.c) */
     struct gw_admin *admin;   /* local admin socket, NULL when disabled */
     struct gw_localpub *localpub; /* local broker for rule actions, NULL when none */
+    struct gw_devops *devops;     /* device requests of the rules (gateway/devops.c) */
     struct gw_liveness *liveness; /* the offline-by-silence timer (gateway/liveness.c) */
     gw_tw *wheel;                 /* device timers, from start until every device is gone */
     uint64_t seq;
@@ -47,5 +48,13 @@ struct gw_core {
     int exit_code;
     char buf[8192]; /* scratch for encoding one item */
 };
+
+/* gateway/devops.c: device operations requested by the rules, run on a later
+ * loop turn. write/interval return 0 when queued, GW_EFULL or GW_EAGAIN. */
+int gw_devops_start(gw_core *core);
+void gw_devops_stop(gw_core *core);
+int gw_devops_write(gw_core *core, const char *device, const char *point, double value,
+                    const char *rule);
+int gw_devops_interval(gw_core *core, const char *device, int64_t interval_ms);
 
 #endif

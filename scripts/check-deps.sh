@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 
 LAYERS='
 base      base/
-coreapi   gateway/core.h gateway/config.h protocols/protocol.h
+coreapi   gateway/core.h gateway/device.h gateway/config.h protocols/protocol.h
 rules     rules/
 adapters  adapters/
 protocols protocols/

@@ -473,15 +473,15 @@ static double sl_tick(sim_dial *dial, double t)
         d->test_i++;
         send_report(d, FC_30, t, 0);
     }
-    if (!d->picture_done && !isnan(cf->picture_at) && t >= cf->picture_at) {
+    if (!d->picture_done && cf->picture_at >= 0 && t >= cf->picture_at) {
         d->picture_done = 1;
         send_picture(d, t);
     }
-    if (!d->history_done && !isnan(cf->history_at) && t >= cf->history_at) {
+    if (!d->history_done && cf->history_at >= 0 && t >= cf->history_at) {
         d->history_done = 1;
         send_history(d, t);
     }
-    if (!d->manual_done && !isnan(cf->manual_at) && t >= cf->manual_at && cf->manual[0]) {
+    if (!d->manual_done && cf->manual_at >= 0 && t >= cf->manual_at && cf->manual[0]) {
         d->manual_done = 1;
         send_manual(d, t);
     }
@@ -529,11 +529,11 @@ static double sl_tick(sim_dial *dial, double t)
         next = cf->events[d->event_i].at;
     if (d->test_i < cf->ntest && cf->test_at[d->test_i] < next)
         next = cf->test_at[d->test_i];
-    if (!d->picture_done && cf->picture_at < next)
+    if (!d->picture_done && cf->picture_at >= 0 && cf->picture_at < next)
         next = cf->picture_at;
-    if (!d->history_done && cf->history_at < next)
+    if (!d->history_done && cf->history_at >= 0 && cf->history_at < next)
         next = cf->history_at;
-    if (!d->manual_done && cf->manual_at < next)
+    if (!d->manual_done && cf->manual_at >= 0 && cf->manual_at < next)
         next = cf->manual_at;
     return next;
 }
