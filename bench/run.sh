@@ -12,7 +12,7 @@ $CC $CF bench/rules_bench.c rules/rules.c base/model.c -lm -o "$B/bench/rules_be
     "$B/bench/rules_bench" | tee bench/results/rules.txt
 echo "== SL651 decoding"
 $CC $CF bench/sl651_decode_bench.c protocols/sl651_codec.c protocols/sl651_body.c base/model.c \
-    -o "$B/bench/sl651_decode_bench" && "$B/bench/sl651_decode_bench" | tee bench/results/sl651.txt
+    base/civil.c base/crc16.c base/hex.c -o "$B/bench/sl651_decode_bench" && "$B/bench/sl651_decode_bench" | tee bench/results/sl651.txt
 echo "== core: throughput, alarm latency, memory"
 sh bench/core_bench.sh
 for extra in bench/modbus_bench.sh bench/coap_bench.sh bench/sl651_e2e.sh bench/protect_bench.sh; do

@@ -30,8 +30,9 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage:\n"
                "  gateway decode --protocol sl651 --hex BYTES | --text TEXT [--show-password]\n"
+               "                 [--quirks id28]\n"
                "  gateway decode --protocol hj212 --text TEXT | --hex BYTES [--version 2017|2025]\n"
-               "                 [--show-password]\n"
+               "                 [--show-password] [--quirks long_password,crc_modbus_lsb]\n"
                "  gateway decode --adapter NAME --hex BYTES | --json TEXT\n"
                "BYTES: hex digits, spaces and ':' allowed. SL651 ASCII TEXT may spell control\n"
                "characters as <SOH> <STX> <SYN> <ETX> <ETB> <ENQ> <EOT> <ESC> or \\xNN.\n"
@@ -157,8 +158,10 @@ static void print_json(cJSON *o)
 
 /* ---- SL651 ---- */
 
-static int decode_sl651(const uint8_t *buf, size_t len, int show_pw)
+static int decode_sl651(const uint8_t *buf, size_t len, int show_pw, unsigned quirks)
 {
+    gw_sl651_station_cfg cfg = {0};
+    cfg.quirks = quirks;
     size_t at = 0, frames = 0, bad = 0, garbage = 0;
     while (at < len) {
         gw_sl651_frame f;
@@ -179,7 +182,7 @@ static int decode_sl651(const uint8_t *buf, size_t len, int show_pw)
             }
         } else if (rc == GW_OK) {
             frames++;
-            char *js = gw_sl651_to_json(&f, NULL);
+            char *js = gw_sl651_to_json(&f, &cfg);
             cJSON *o = js ? cJSON_Parse(js) : NULL;
             free(js);
             if (!o) {
@@ -236,9 +239,10 @@ static void mask_pw_text(char *s)
     }
 }
 
-static int decode_hj212(const char *text, size_t len, gw_hj212_version v, int show_pw)
+static int decode_hj212(const char *text, size_t len, gw_hj212_version v, int show_pw,
+                        unsigned quirks)
 {
-    cJSON *o = gw_hj212_to_json(v, text, len);
+    cJSON *o = gw_hj212_to_json_q(v, quirks, text, len);
     if (!o) {
         fprintf(stderr, "decode: out of memory\n");
         return 1;
@@ -365,10 +369,38 @@ static int decode_adapter(const char *name, const uint8_t *buf, size_t len)
     return 0;
 }
 
+/* "--quirks a,b": the named field variants of one protocol; -1 for an unknown name. */
+static long parse_quirks(const char *protocol, const char *list)
+{
+    static const struct {
+        const char *proto, *name;
+        unsigned bit;
+    } known[] = {{"sl651", "id28", GW_SL651_Q_ID28},
+                 {"hj212", "long_password", GW_HJ212_Q_LONG_PW},
+                 {"hj212", "crc_modbus_lsb", GW_HJ212_Q_CRC_MODBUS_LSB}};
+    long q = 0;
+    const char *p = list;
+    while (p && *p) {
+        size_t n = strcspn(p, ",");
+        size_t i;
+        for (i = 0; i < sizeof known / sizeof known[0]; i++)
+            if (!strcmp(known[i].proto, protocol) && strlen(known[i].name) == n &&
+                !strncmp(known[i].name, p, n))
+                break;
+        if (i == sizeof known / sizeof known[0]) {
+            fprintf(stderr, "decode: unknown %s quirk '%.*s'\n", protocol, (int)n, p);
+            return -1;
+        }
+        q |= known[i].bit;
+        p += n + (p[n] == ',');
+    }
+    return q;
+}
+
 int gw_cli_decode(int argc, char **argv)
 {
     const char *protocol = NULL, *adapter = NULL, *hex = NULL, *text = NULL, *json = NULL;
-    const char *version = "2017";
+    const char *version = "2017", *quirk_list = NULL;
     int show_pw = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -378,6 +410,7 @@ int gw_cli_decode(int argc, char **argv)
                             : !strcmp(a, "--text")    ? &text
                             : !strcmp(a, "--json")    ? &json
                             : !strcmp(a, "--version") ? &version
+                            : !strcmp(a, "--quirks")  ? &quirk_list
                                                       : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
@@ -427,11 +460,14 @@ int gw_cli_decode(int argc, char **argv)
         fprintf(stderr, "decode: --json is for adapters; use --hex or --text\n");
         return 2;
     }
+    long quirks = parse_quirks(protocol, quirk_list);
+    if (quirks < 0)
+        return 2;
     if (!strcmp(protocol, "sl651")) {
         rc = hex ? parse_hex(hex, &buf, &len) : parse_text(text, &buf, &len);
         if (rc)
             return 1;
-        rc = decode_sl651(buf, len, show_pw);
+        rc = decode_sl651(buf, len, show_pw, (unsigned)quirks);
         free(buf);
         return rc;
     }
@@ -448,11 +484,11 @@ int gw_cli_decode(int argc, char **argv)
         if (hex) {
             if (parse_hex(hex, &buf, &len))
                 return 1;
-            rc = decode_hj212((const char *)buf, len, v, show_pw);
+            rc = decode_hj212((const char *)buf, len, v, show_pw, (unsigned)quirks);
             free(buf);
             return rc;
         }
-        return decode_hj212(text, strlen(text), v, show_pw);
+        return decode_hj212(text, strlen(text), v, show_pw, (unsigned)quirks);
     }
     fprintf(stderr, "decode: unknown protocol '%s' (known: sl651, hj212)\n", protocol);
     return 2;

@@ -113,6 +113,16 @@ void gw_core_forget_report(gw_core *core, gw_device *dev, const char *key)
     gw_store_forget(core->store, dev->conf.id, key);
 }
 
+int gw_core_state_put(gw_core *core, const char *key, const void *val, size_t len)
+{
+    return core->store ? gw_store_state_put(core->store, key, val, len) : GW_EINVAL;
+}
+
+int gw_core_state_get(gw_core *core, const char *key, void **val, size_t *len)
+{
+    return core->store ? gw_store_state_get(core->store, key, val, len) : GW_ENOTFOUND;
+}
+
 /* An event about the gateway itself (its outbox): device = the gateway id,
  * type "gateway". Priority lane, like every event. */
 static void gateway_event(gw_core *core, const char *kind, int active, const char *detail)

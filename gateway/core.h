@@ -53,6 +53,12 @@ int gw_core_seen_report(gw_core *core, gw_device *dev, const char *key);
  * its key so the device's resend is taken. */
 void gw_core_forget_report(gw_core *core, gw_device *dev, const char *key);
 int gw_core_event(gw_core *core, gw_device *dev, gw_event *e);
+/* Small protocol state kept across restarts beside the outbox (e.g. a station's last
+ * SL651 45H word), under a key the protocol prefixes with its name. put is queued in
+ * the same commit group as the items queued before it; get reads what was persisted
+ * at start (attach). Return as gw_store_state_put/get. */
+int gw_core_state_put(gw_core *core, const char *key, const void *val, size_t len);
+int gw_core_state_get(gw_core *core, const char *key, void **val, size_t *len);
 int gw_core_alarm(gw_core *core, gw_alarm *a);
 
 /* The device configured with this protocol and address (SL651 station

@@ -87,6 +87,20 @@ enum {
     GW_HJ212_EXE_NO_DATA = 100
 };
 
+/* Field variants, opt-in per station (off by default; each use is counted by the
+ * caller from the packet's quirks field):
+ *   LONG_PW         PW of 7..GW_HJ212_PW_LONG_MAX characters (2017 says at most 6).
+ *   CRC_MODBUS_LSB  the 4 CRC digits are CRC-16/Modbus of the data segment, low byte
+ *                   first (e.g. the standard's example shows 5907 instead of 1C80).
+ * Answers to a packet that needed CRC_MODBUS_LSB are framed the same way. */
+#define GW_HJ212_Q_LONG_PW 0x01u
+#define GW_HJ212_Q_CRC_MODBUS_LSB 0x02u
+#define GW_HJ212_PW_LONG_MAX 16
+
+/* 1 when pw is a password the codec accepts from a station with these quirks (the one
+ * rule the configuration check and the parser share), else 0. */
+int gw_hj212_password_ok(gw_hj212_version v, unsigned quirks, const char *pw);
+
 /* A decoded data segment. Header strings are copied (NUL-terminated); cp points
  * into the caller's buffer and stays valid only while that buffer does. */
 typedef struct gw_hj212_packet {
@@ -94,7 +108,7 @@ typedef struct gw_hj212_packet {
     char qn[21]; /* "" when absent */
     char st[6];
     char cn[8];
-    char pw[10];    /* "" when absent */
+    char pw[GW_HJ212_PW_LONG_MAX + 1]; /* "" when absent */
     char mn[28];    /* "" when absent */
     int flag;       /* -1 when absent */
     int pnum, pno;  /* 0 when absent */
@@ -103,6 +117,7 @@ typedef struct gw_hj212_packet {
     size_t cp_len;
     size_t data_len; /* data-segment length */
     uint16_t crc;    /* CRC carried by the packet (0 for a bare segment) */
+    unsigned quirks; /* GW_HJ212_Q_* this packet needed (answers follow the CRC one) */
 } gw_hj212_packet;
 
 /* One CP key=value pair; pointers into the CP text, not NUL-terminated. */
@@ -128,6 +143,7 @@ typedef struct gw_hj212_span {
     const char *data; /* data segment inside the caller's buffer */
     size_t data_len;
     uint16_t crc_rx, crc_calc;
+    unsigned quirks; /* GW_HJ212_Q_CRC_MODBUS_LSB when the packet needed it */
 } gw_hj212_span;
 
 /* 1 when the version is implemented, 0 otherwise. */
@@ -151,6 +167,15 @@ uint16_t gw_hj212_crc(const uint8_t *p, size_t n);
  * byte at a time so that a real packet inside it is still found. */
 int gw_hj212_scan(gw_hj212_version v, const uint8_t *buf, size_t len, size_t max_data,
                   gw_hj212_span *out);
+
+/* gw_hj212_scan, gw_hj212_parse and gw_hj212_decode accepting the station's quirks
+ * (GW_HJ212_Q_*); the plain functions are these with quirks = 0 (strict). */
+int gw_hj212_scan_q(gw_hj212_version v, unsigned quirks, const uint8_t *buf, size_t len,
+                    size_t max_data, gw_hj212_span *out);
+int gw_hj212_parse_q(gw_hj212_version v, unsigned quirks, const char *seg, size_t len,
+                     gw_hj212_packet *out);
+int gw_hj212_decode_q(gw_hj212_version v, unsigned quirks, const uint8_t *buf, size_t len,
+                      gw_hj212_packet *out);
 
 /* Parses a data segment (no framing) into out. Returns 0, GW_EMALFORMED (bad or
  * oversized header field, missing CN or CP, CP not "&&...&&" at the end, bad QN,
@@ -229,5 +254,8 @@ int gw_hj212_build_reply(const gw_hj212_packet *req, int qn_rtn, char *out, size
  * need cJSON.) */
 struct cJSON;
 struct cJSON *gw_hj212_to_json(gw_hj212_version v, const char *text, size_t len);
+/* The same, accepting the quirks GW_HJ212_Q_* (adds "quirks_used" when one was needed). */
+struct cJSON *gw_hj212_to_json_q(gw_hj212_version v, unsigned quirks, const char *text,
+                                 size_t len);
 
 #endif

@@ -4,6 +4,8 @@
  * rules row; everything reads them through rules_for(). See hj212.h. */
 #include "protocols/hj212.h"
 
+#include "base/crc16.h"
+
 #include "base/civil.h"
 #include "base/hex.h"
 
@@ -154,12 +156,38 @@ int gw_hj212_time_ms(const char *s, size_t n, int64_t *out_ms)
     return GW_OK;
 }
 
+/* The CRC digits a CRC_MODBUS_LSB station writes: the Modbus register low byte first. */
+static uint16_t modbus_lsb(const uint8_t *p, size_t n)
+{
+    uint16_t m = gw_crc16_modbus(p, n);
+    return (uint16_t)((m & 0xFF) << 8 | m >> 8);
+}
+
+/* Checks rx against the version's CRC, then (when allowed) the quirk's; sets *used. */
+static int crc_matches(const hj212_rules *r, unsigned quirks, const uint8_t *p, size_t n,
+                       uint16_t rx, unsigned *used)
+{
+    if (r->crc(p, n) == rx)
+        return 1;
+    if ((quirks & GW_HJ212_Q_CRC_MODBUS_LSB) && modbus_lsb(p, n) == rx) {
+        *used |= GW_HJ212_Q_CRC_MODBUS_LSB;
+        return 1;
+    }
+    return 0;
+}
+
 /* ---- stream scanner ---- */
 
 enum { CAND_BAD, CAND_PARTIAL, CAND_OK, CAND_CRC };
 
 int gw_hj212_scan(gw_hj212_version v, const uint8_t *buf, size_t len, size_t max_data,
                   gw_hj212_span *out)
+{
+    return gw_hj212_scan_q(v, 0, buf, len, max_data, out);
+}
+
+int gw_hj212_scan_q(gw_hj212_version v, unsigned quirks, const uint8_t *buf, size_t len,
+                    size_t max_data, gw_hj212_span *out)
 {
     const hj212_rules *r = rules_for(v);
     if (!r)
@@ -216,7 +244,9 @@ int gw_hj212_scan(gw_hj212_version v, const uint8_t *buf, size_t len, size_t max
                 (void)hex4(buf + t, &rx);
                 out->crc_rx = rx;
                 out->crc_calc = r->crc(buf + i + 6, dlen);
-                cand = out->crc_rx == out->crc_calc ? CAND_OK : CAND_CRC;
+                out->quirks = 0;
+                cand = crc_matches(r, quirks, buf + i + 6, dlen, rx, &out->quirks) ? CAND_OK
+                                                                                   : CAND_CRC;
                 out->offset = i;
                 out->total = need;
                 out->data = (const char *)buf + i + 6;
@@ -257,7 +287,23 @@ static int all_digits(const char *s, size_t n)
     return 1;
 }
 
+int gw_hj212_password_ok(gw_hj212_version v, unsigned quirks, const char *pw)
+{
+    const hj212_rules *r = rules_for(v);
+    if (!r || !pw)
+        return 0;
+    size_t n = strlen(pw);
+    size_t max = (quirks & GW_HJ212_Q_LONG_PW) ? GW_HJ212_PW_LONG_MAX : r->pw_max;
+    return n > 0 && n <= max && safe_chars(pw, n);
+}
+
 int gw_hj212_parse(gw_hj212_version v, const char *seg, size_t len, gw_hj212_packet *out)
+{
+    return gw_hj212_parse_q(v, 0, seg, len, out);
+}
+
+int gw_hj212_parse_q(gw_hj212_version v, unsigned quirks, const char *seg, size_t len,
+                     gw_hj212_packet *out)
 {
     const hj212_rules *r = rules_for(v);
     if (!r)
@@ -325,8 +371,11 @@ int gw_hj212_parse(gw_hj212_version v, const char *seg, size_t len, gw_hj212_pac
             memcpy(out->cn, val, vl);
             bit = F_CN;
         } else if (mem_eq(k, kl, "PW")) {
-            if (vl > r->pw_max || vl >= sizeof out->pw || !safe_chars(val, vl))
+            size_t pw_max = (quirks & GW_HJ212_Q_LONG_PW) ? GW_HJ212_PW_LONG_MAX : r->pw_max;
+            if (vl > pw_max || vl >= sizeof out->pw || !safe_chars(val, vl))
                 return GW_EMALFORMED;
+            if (vl > r->pw_max)
+                out->quirks |= GW_HJ212_Q_LONG_PW;
             memcpy(out->pw, val, vl);
             bit = F_PW;
         } else if (mem_eq(k, kl, "MN")) {
@@ -369,6 +418,12 @@ int gw_hj212_parse(gw_hj212_version v, const char *seg, size_t len, gw_hj212_pac
 
 int gw_hj212_decode(gw_hj212_version v, const uint8_t *buf, size_t len, gw_hj212_packet *out)
 {
+    return gw_hj212_decode_q(v, 0, buf, len, out);
+}
+
+int gw_hj212_decode_q(gw_hj212_version v, unsigned quirks, const uint8_t *buf, size_t len,
+                      gw_hj212_packet *out)
+{
     const hj212_rules *r = rules_for(v);
     if (!r)
         return GW_EUNSUPPORTED;
@@ -385,12 +440,14 @@ int gw_hj212_decode(gw_hj212_version v, const uint8_t *buf, size_t len, gw_hj212
     uint16_t rx;
     if (hex4(buf + t, &rx) != 0 || buf[t + 4] != '\r' || buf[t + 5] != '\n')
         return GW_EMALFORMED;
-    if (r->crc(buf + 6, (size_t)dl) != rx) {
+    unsigned used = 0;
+    if (!crc_matches(r, quirks, buf + 6, (size_t)dl, rx, &used)) {
         out->crc = rx;
         return GW_ECRC;
     }
-    int rc = gw_hj212_parse(v, (const char *)buf + 6, (size_t)dl, out);
+    int rc = gw_hj212_parse_q(v, quirks, (const char *)buf + 6, (size_t)dl, out);
     out->crc = rx;
+    out->quirks |= used;
     return rc;
 }
 
@@ -766,7 +823,16 @@ int gw_hj212_auth(const gw_hj212_packet *p, const char *pw, const char *mn, int 
 
 /* ---- building packets ---- */
 
+static int frame_q(gw_hj212_version v, unsigned quirks, const char *seg, size_t len, char *out,
+                   size_t cap);
+
 int gw_hj212_frame(gw_hj212_version v, const char *seg, size_t len, char *out, size_t cap)
+{
+    return frame_q(v, 0, seg, len, out, cap);
+}
+
+static int frame_q(gw_hj212_version v, unsigned quirks, const char *seg, size_t len, char *out,
+                   size_t cap)
 {
     const hj212_rules *r = rules_for(v);
     if (!r)
@@ -781,7 +847,9 @@ int gw_hj212_frame(gw_hj212_version v, const char *seg, size_t len, char *out, s
     snprintf(out, 7, "##%04u", (unsigned)len);
     if (len)
         memcpy(out + 6, seg, len);
-    snprintf(out + 6 + len, 7, "%04X\r\n", (unsigned)r->crc((const uint8_t *)seg, len));
+    uint16_t crc = (quirks & GW_HJ212_Q_CRC_MODBUS_LSB) ? modbus_lsb((const uint8_t *)seg, len)
+                                                        : r->crc((const uint8_t *)seg, len);
+    snprintf(out + 6 + len, 7, "%04X\r\n", (unsigned)crc);
     return (int)total;
 }
 
@@ -800,7 +868,8 @@ static int build_answer(const gw_hj212_packet *req, const char *cn, const char *
         req->mn[0] ? "MN=" : "", req->mn, req->mn[0] ? ";" : "", r->flag_version << 2, cp);
     if (n < 0 || (size_t)n >= sizeof seg)
         return GW_EINVAL;
-    return gw_hj212_frame((gw_hj212_version)req->version, seg, (size_t)n, out, cap);
+    return frame_q((gw_hj212_version)req->version, req->quirks & GW_HJ212_Q_CRC_MODBUS_LSB, seg,
+                   (size_t)n, out, cap);
 }
 
 int gw_hj212_build_data_ack(const gw_hj212_packet *req, char *out, size_t cap)
@@ -953,6 +1022,12 @@ static int json_fill(cJSON *o, const gw_hj212_packet *p)
 
 struct cJSON *gw_hj212_to_json(gw_hj212_version v, const char *text, size_t len)
 {
+    return gw_hj212_to_json_q(v, 0, text, len);
+}
+
+struct cJSON *gw_hj212_to_json_q(gw_hj212_version v, unsigned quirks, const char *text,
+                                 size_t len)
+{
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
@@ -977,7 +1052,12 @@ struct cJSON *gw_hj212_to_json(gw_hj212_version v, const char *text, size_t len)
         memcpy(buf, text, len);
         buf[len] = '\r';
         buf[len + 1] = '\n';
-        rc = gw_hj212_decode(v, buf, len + 2, &p);
+        rc = gw_hj212_decode_q(v, quirks, buf, len + 2, &p);
+    }
+    if (rc == GW_OK && p.quirks &&
+        !cJSON_AddNumberToObject(o, "quirks_used", (double)p.quirks)) {
+        free(buf);
+        goto nomem;
     }
     if (rc == GW_ECRC && len >= GW_HJ212_OVERHEAD - 2) {
         char exp[8];

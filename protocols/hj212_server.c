@@ -16,8 +16,11 @@
  * once and written from the gw_core_flush callback, after the readings are in
  * the outbox; every answer goes through that barrier so answers keep the order
  * of the packets. A resent packet (same MN, QN and CN; gw_core_seen_report,
- * persisted with the outbox) is stored once and
- * answered again. Each device is watched by the core's liveness: silent for
+ * persisted with the outbox) is stored once and answered again. A split upload
+ * (PNUM/PNO) is answered packet by packet and put back together (reasm.h)
+ * before its readings go out. Packets that need a field variant (quirks) are
+ * dropped unless the station is configured for it. Each device is watched by
+ * the core's liveness: silent for
  * offline_after x interval -> "offline"; the next packet -> "online".
  *
  * Connections belong to the stream listener (stream_listener.h: accept,
@@ -27,6 +30,7 @@
 #include "gateway/core.h"
 #include "base/log.h"
 #include "protocols/hj212.h"
+#include "protocols/reasm.h"
 #include "protocols/stream_listener.h"
 
 #include <stdio.h>
@@ -37,6 +41,12 @@
 #define MAX_PENDING 16
 #define REPLY_MAX 320
 #define STATS_MS 60000
+/* PNUM/PNO reassembly bounds (docs/sl651-hj212.md). */
+#define REASM_OPEN 256
+#define REASM_MESSAGE (256u << 10)
+#define REASM_TOTAL (8u << 20)
+#define REASM_TIMEOUT_MS 60000
+#define REASM_MAX_AGE_MS 600000
 
 static const char *const versions[] = {"2017", "2025", NULL};
 
@@ -52,8 +62,9 @@ static const gw_cfgkey listener_keys[] = {
     {NULL}};
 
 typedef struct hj_dconf {
-    char password[10];
+    char password[GW_HJ212_PW_LONG_MAX + 1];
     int version; /* index into versions: 0 = 2017, 1 = 2025 */
+    const gw_ynode *quirks;
 } hj_dconf;
 
 static const gw_cfgkey device_keys[] = {
@@ -62,7 +73,36 @@ static const gw_cfgkey device_keys[] = {
      "the station's PW; a packet with another is refused"},
     {"version", GW_CT_ENUM, "2017", 0, -1, offsetof(hj_dconf, version), 0, versions, 0,
      "HJ 212 version: 2017 (2025 is accepted here but refused at run time)"},
+    {"quirks", GW_CT_NODE, NULL, 0, -1, offsetof(hj_dconf, quirks), 0, NULL, 0,
+     "field variants this station needs, off by default: long_password (PW of 7..16 "
+     "characters), crc_modbus_lsb (CRC-16/Modbus sent low byte first)"},
     {NULL}};
+
+/* The quirks list: GW_HJ212_Q_* bits, or -1 with err set. */
+static int parse_quirks(const gw_ynode *n, char *err, size_t errlen)
+{
+    int q = 0;
+    if (!n)
+        return 0;
+    if (n->type != GW_Y_SEQ) {
+        snprintf(err, errlen, "key 'quirks' must be a list, e.g. [long_password]");
+        return -1;
+    }
+    for (size_t i = 0; i < n->n; i++) {
+        const char *k = n->kids[i]->type == GW_Y_SCALAR ? n->kids[i]->str : NULL;
+        if (k && !strcmp(k, "long_password"))
+            q |= GW_HJ212_Q_LONG_PW;
+        else if (k && !strcmp(k, "crc_modbus_lsb"))
+            q |= GW_HJ212_Q_CRC_MODBUS_LSB;
+        else {
+            snprintf(err, errlen,
+                     "quirks[%zu] '%s' is not a known HJ212 quirk (long_password, crc_modbus_lsb)",
+                     i, k ? k : "?");
+            return -1;
+        }
+    }
+    return q;
+}
 
 static gw_hj212_version dev_version(const hj_dconf *c)
 {
@@ -78,8 +118,20 @@ static int check_device(const gw_device *dev, char *err, size_t errlen)
                  dev->conf.address);
         return GW_EINVAL;
     }
-    if (!c->password[0]) {
-        snprintf(err, errlen, "password must not be empty");
+    int q = parse_quirks(c->quirks, err, errlen);
+    if (q < 0)
+        return GW_EINVAL;
+    /* One rule with the codec (gw_hj212_password_ok): what the config accepts, packets may
+     * carry. */
+    if (!gw_hj212_password_ok(GW_HJ212_2017, (unsigned)q, c->password)) {
+        snprintf(err, errlen,
+                 "password must be 1 to %d characters without ; , = & # or spaces (HJ 212-2017 PW"
+                 "%s; got %zu)",
+                 q & GW_HJ212_Q_LONG_PW ? GW_HJ212_PW_LONG_MAX : 6,
+                 q & GW_HJ212_Q_LONG_PW ? ", quirk long_password"
+                                        : "; a station with a longer one needs quirks: "
+                                          "[long_password]",
+                 strlen(c->password));
         return GW_EINVAL;
     }
     return GW_OK;
@@ -91,6 +143,7 @@ typedef struct hj_dev {
     gw_device *dev;
     gw_core *core;
     int warned_version;
+    unsigned quirks; /* GW_HJ212_Q_* configured */
 } hj_dev;
 
 static int dev_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
@@ -102,6 +155,7 @@ static int dev_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
     }
     s->dev = dev;
     s->core = core;
+    s->quirks = (unsigned)parse_quirks(((const hj_dconf *)dev->proto_conf)->quirks, err, errlen);
     /* Offline once silent for offline_after report intervals. */
     gw_core_watch(core, dev, dev->interval_ms * dev->conf.offline_after);
     dev->proto_state = s;
@@ -127,7 +181,8 @@ static void dev_detach(gw_device *dev)
 
 typedef struct hj_stats {
     uint64_t packets, bad_crc, malformed, unknown_mn, bad_pw, unsupported, duplicates,
-        refused_full, replies, readings;
+        refused_full, replies, readings, parts, messages, part_timeouts, parts_refused,
+        quirks_used, quirk_refused;
 } hj_stats;
 
 typedef struct hj_srv {
@@ -137,7 +192,17 @@ typedef struct hj_srv {
     uv_timer_t stats_timer;
     hj_stats st, st_logged;
     gw_sl_stats sst_logged;
+    gw_reasm *reasm;      /* PNUM/PNO messages in progress */
+    unsigned scan_quirks; /* what the last scan needed (the CRC quirk), for handle_packet */
 } hj_srv;
+
+static void on_part_expired(void *ctx, const char *key, unsigned have, unsigned total)
+{
+    hj_srv *s = ctx;
+    s->st.part_timeouts++;
+    GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "split upload %s timed out with %u of %u packets: dropped",
+              key, have, total);
+}
 
 static void send_text(hj_srv *s, gw_slc *c, const char *p, size_t n)
 {
@@ -164,6 +229,37 @@ static int sink_reading(void *ctx, const gw_reading *r)
     return GW_OK;
 }
 
+/* Part PNO of PNUM: kept until the message is whole. The CP groups of the parts are
+ * joined with ';' (each part carries whole groups). Returns GW_OK with p rewritten to the
+ * whole message (p->cp = *joined, caller frees), GW_EAGAIN while parts are missing, or
+ * GW_EFULL / GW_EINVAL when the part was refused (counted). */
+static int add_part(hj_srv *s, gw_device *d, gw_hj212_packet *p, uint8_t **joined)
+{
+    char key[GW_REASM_KEY_MAX];
+    snprintf(key, sizeof key, "%.27s/%s/%s", p->mn, p->cn, p->qn);
+    int64_t now = (int64_t)uv_now(gw_core_loop(s->core));
+    gw_reasm_expire(s->reasm, now, on_part_expired, s);
+    s->st.parts++;
+    char part[GW_HJ212_DATA_MAX + 2];
+    int pl = snprintf(part, sizeof part, "%s%.*s", p->pno > 1 ? ";" : "", (int)p->cp_len, p->cp);
+    size_t n = 0;
+    int r = gw_reasm_add(s->reasm, key, (unsigned)p->pnum, (unsigned)p->pno, (const uint8_t *)part,
+                         pl > 0 ? (size_t)pl : 0, now, joined, &n);
+    if (r == GW_EAGAIN)
+        return r;
+    if (r != GW_OK) {
+        s->st.parts_refused++;
+        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] split upload %s part %d/%d refused (%d)",
+                  d->conf.id, p->qn, p->pno, p->pnum, r);
+        return r;
+    }
+    s->st.messages++;
+    p->cp = (const char *)*joined;
+    p->cp_len = n;
+    p->pnum = p->pno = 0;
+    return GW_OK;
+}
+
 /* Handles one packet with a good CRC from connection c. Returns GW_SL_ACCEPT
  * once MN and PW matched, GW_SL_IGNORE before, GW_SL_CLOSE for a refused peer. */
 static int handle_packet(void *ctx, gw_slc *c, const void *seg, size_t len)
@@ -172,7 +268,8 @@ static int handle_packet(void *ctx, gw_slc *c, const void *seg, size_t len)
     gw_hj212_packet p;
     char out[REPLY_MAX];
     s->st.packets++;
-    if (gw_hj212_parse(GW_HJ212_2017, seg, len, &p) != GW_OK) {
+    /* Parsed with every quirk allowed; the station's own list is checked once it is known. */
+    if (gw_hj212_parse_q(GW_HJ212_2017, GW_HJ212_Q_LONG_PW, seg, len, &p) != GW_OK) {
         s->st.malformed++;
         GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "malformed packet from %s dropped", gw_sl_peer(c));
         return GW_SL_IGNORE;
@@ -205,8 +302,36 @@ static int handle_packet(void *ctx, gw_slc *c, const void *seg, size_t len)
         }
         return GW_SL_CLOSE;
     }
+    const hj_dev *ds = d->proto_state;
+    p.quirks |= s->scan_quirks;
+    if (p.quirks & ~ds->quirks) {
+        s->st.quirk_refused++;
+        GW_LOG_RL(GW_LOG_WARN, 10000, MOD,
+                  "[%s] packet needs quirk %s, not configured for this station: dropped",
+                  d->conf.id,
+                  p.quirks & GW_HJ212_Q_CRC_MODBUS_LSB ? "crc_modbus_lsb" : "long_password");
+        return GW_SL_IGNORE;
+    }
+    if (p.quirks) {
+        s->st.quirks_used++;
+        GW_LOG_RL(GW_LOG_INFO, 3600000, MOD, "[%s] quirks used: %s%s", d->conf.id,
+                  p.quirks & GW_HJ212_Q_LONG_PW ? "long_password " : "",
+                  p.quirks & GW_HJ212_Q_CRC_MODBUS_LSB ? "crc_modbus_lsb" : "");
+    }
     gw_core_seen(s->core, d, NULL);
     int data = gw_hj212_is_data_cn(p.cn);
+    uint8_t *joined = NULL;
+    if (data && p.pnum > 1) {
+        /* A split upload: every packet gets its own answer (the station may wait for
+         * it before the next); the readings go out once the last part is in. */
+        int r = add_part(s, d, &p, &joined);
+        if (r != GW_OK) {
+            int n = gw_hj212_build_reply(&p, GW_HJ212_QN_READY, out, sizeof(out));
+            if (n > 0 && r == GW_EAGAIN)
+                gw_sl_reply_after_commit(c, out, (size_t)n);
+            return GW_SL_ACCEPT;
+        }
+    }
     if (data) {
         char key[32];
         snprintf(key, sizeof(key), "%s/%s", p.qn, p.cn);
@@ -229,10 +354,12 @@ static int handle_packet(void *ctx, gw_slc *c, const void *seg, size_t len)
                     GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] CN %s: CP malformed (%d), dropped",
                               d->conf.id, p.cn, rc);
                 }
+                free(joined);
                 return GW_SL_ACCEPT;
             }
         }
     }
+    free(joined);
     /* Data: 9014. Other requests: 9011 QnRtn=1, as gateway decode shows (the codec's reply). */
     int n = gw_hj212_build_reply(&p, GW_HJ212_QN_READY, out, sizeof(out));
     if (n > 0)
@@ -245,7 +372,11 @@ static int tcp_scan(void *ctx, gw_slc *c, const uint8_t *buf, size_t len, gw_sl_
 {
     hj_srv *s = ctx;
     gw_hj212_span h;
-    int rc = gw_hj212_scan(GW_HJ212_2017, buf, len, (size_t)s->conf.max_data, &h);
+    /* The CRC quirk is accepted here, before the station is known; handle_packet drops
+     * the packet unless the station is configured for it. */
+    int rc = gw_hj212_scan_q(GW_HJ212_2017, GW_HJ212_Q_CRC_MODBUS_LSB, buf, len,
+                             (size_t)s->conf.max_data, &h);
+    s->scan_quirks = h.quirks;
     sp->consumed = h.consumed;
     sp->skipped = h.skipped;
     if (rc == 1) {
@@ -284,7 +415,8 @@ static void log_stats(hj_srv *s, const char *when)
             "%llu, idle %llu, evicted %llu | refused: full %llu, per source %llu | packets %llu, "
             "readings %llu, duplicates %llu, replies %llu | dropped: bad CRC %llu, garbage bytes "
             "%llu, malformed %llu | refused: unknown MN %llu, bad PW %llu, unsupported version "
-            "%llu, queue full %llu",
+            "%llu, queue full %llu | split packets %llu, messages %llu, timeouts %llu, refused "
+            "%llu | quirks used %llu, refused %llu",
             when, (unsigned long long)c.open, (unsigned long long)c.unauth,
             (unsigned long long)c.accepted, (unsigned long long)c.auth_timeouts,
             (unsigned long long)c.idle_closed, (unsigned long long)c.evicted_unauth,
@@ -294,7 +426,10 @@ static void log_stats(hj_srv *s, const char *when)
             (unsigned long long)t->bad_crc, (unsigned long long)c.skipped,
             (unsigned long long)t->malformed, (unsigned long long)t->unknown_mn,
             (unsigned long long)t->bad_pw, (unsigned long long)t->unsupported,
-            (unsigned long long)t->refused_full);
+            (unsigned long long)t->refused_full, (unsigned long long)t->parts,
+            (unsigned long long)t->messages, (unsigned long long)t->part_timeouts,
+            (unsigned long long)t->parts_refused, (unsigned long long)t->quirks_used,
+            (unsigned long long)t->quirk_refused);
     s->st_logged = s->st;
     s->sst_logged = c;
 }
@@ -302,6 +437,7 @@ static void log_stats(hj_srv *s, const char *when)
 static void on_stats(uv_timer_t *t)
 {
     hj_srv *s = t->data;
+    gw_reasm_expire(s->reasm, (int64_t)uv_now(gw_core_loop(s->core)), on_part_expired, s);
     gw_sl_stats c;
     gw_sl_get_stats(s->sl, &c);
     if (memcmp(&s->st, &s->st_logged, sizeof(s->st)) || memcmp(&c, &s->sst_logged, sizeof(c)))
@@ -310,7 +446,9 @@ static void on_stats(uv_timer_t *t)
 
 static void on_stats_closed(uv_handle_t *h)
 {
-    free(h->data);
+    hj_srv *s = h->data;
+    gw_reasm_free(s->reasm);
+    free(s);
 }
 
 static int hj_listen(gw_core *core, const void *conf, void **state, char *err, size_t errlen)
@@ -323,9 +461,18 @@ static int hj_listen(gw_core *core, const void *conf, void **state, char *err, s
     }
     s->core = core;
     s->conf = *lc;
+    const gw_reasm_limits rl = {REASM_OPEN,  9999, REASM_MESSAGE, REASM_TOTAL, REASM_TIMEOUT_MS,
+                                REASM_MAX_AGE_MS};
+    s->reasm = gw_reasm_new(&rl);
+    if (!s->reasm) {
+        free(s);
+        snprintf(err, errlen, "out of memory");
+        return GW_ENOMEM;
+    }
     s->sl = gw_sl_start(core, &lc->sl, (size_t)lc->max_data + GW_HJ212_OVERHEAD, &tcp_proto, s,
                         err, errlen);
     if (!s->sl) {
+        gw_reasm_free(s->reasm);
         free(s);
         return GW_EINVAL;
     }

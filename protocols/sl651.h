@@ -26,11 +26,19 @@
  *     of its interval, obs - 55 min + 5k min, so the last value carries the observation
  *     time. cfg->drp_forward = 1 selects obs + 5k min instead. Invalid samples (FF / FFFF)
  *     are emitted as GW_Q_BAD / GW_R_MISSING.
+ *   - F4 has 12 bytes and F5..FC 24 bytes whatever their definition byte says (Table C.1
+ *     fixes them). After a time step code 04 of 000000 (the C.1 note on DRP/DRZ) an F4..FC
+ *     element carries whole hours of 5-minute samples to the end of the body: hour h is
+ *     stamped as a one-hour element whose observation time is obs + h hours.
  *   - Status element 45 is four bytes read big-endian (bit 0 = least significant bit of
- *     the last byte).
- *   - The HEX length field counts body bytes after STX (or after the 3 packet-counter bytes
- *     following SYN) up to, not including, the end character. In ASCII frames it counts
- *     body characters likewise.
+ *     the last byte). Its events are edge-triggered against cfg->status_prev (see
+ *     gw_sl651_station_cfg): only bits that changed produce an event.
+ *   - F2 (manual-set text, 人工置数) runs to the end of the body; it becomes one event
+ *     "manual_set" whose detail is the text (non-printable bytes as '?').
+ *   - The length field counts the bytes (ASCII: characters) after the start character up
+ *     to, not including, the end character (SL651-2014 Tables 16, 18, 22). After SYN it
+ *     therefore INCLUDES the 3-byte (ASCII: 6-character) packet counter; f->body and
+ *     f->body_len exclude it.
  */
 #include "base/model.h"
 
@@ -129,6 +137,13 @@ int gw_sl651_scan(const uint8_t *buf, size_t len, gw_sl651_frame *f, size_t *con
 
 /* ---- body decoding ---------------------------------------------------------------- */
 
+/* Field variants a station may be configured to use (off by default; each use is
+ * counted in gw_sl651_report.quirks_used). */
+#define GW_SL651_Q_ID28 0x01u /* F1 28 / F0 28 in place of the F1F1 / F0F0 identifiers */
+
+/* "Normal" status word: every condition clear, the cabinet door (bit 7) closed. */
+#define GW_SL651_STATUS_NORMAL 0x00000080u
+
 /* Per-station element -> metric override. element is the identifier byte, or 0xFF00 | xx
  * for a custom FFxx element (which the decoder otherwise skips). level = 1 applies the
  * station's base level and correction. The strings must outlive the decode call. */
@@ -146,6 +161,13 @@ typedef struct gw_sl651_station_cfg {
     const gw_sl651_override *overrides;
     size_t n_overrides;
     uint8_t drp_forward; /* 1: F4..FC sample k is at obs + 5k min (see the file comment) */
+    unsigned quirks;     /* GW_SL651_Q_* accepted from this station */
+    /* The station's last known 45 status word; element 45 emits an event only for the
+     * bits that differ from it. Callers without memory (the CLI) leave it 0 and set
+     * status_known 0: the word is then taken as GW_SL651_STATUS_NORMAL, so the first
+     * report raises what is abnormal and never "ends" what was never active. */
+    uint32_t status_prev;
+    uint8_t status_known;
 } gw_sl651_station_cfg;
 
 #define GW_SL651_UNKNOWN_MAX 8
@@ -170,6 +192,15 @@ typedef struct gw_sl651_report {
     unsigned bad_bcd;                           /* values skipped for non-decimal digits */
     unsigned unknown;                           /* unknown elements skipped */
     uint16_t unknown_ids[GW_SL651_UNKNOWN_MAX]; /* the first ones (0xFF00|xx for FFxx) */
+    unsigned fixed_len;   /* F4..FC whose definition byte disagreed with Table C.1 */
+    unsigned hours;       /* hours of 5-minute data decoded after a 000000 step code */
+    unsigned quirks_used; /* configured field variants this body needed */
+    uint8_t has_manual;
+    char manual[GW_DETAIL_MAX]; /* F2 text (truncated), when has_manual */
+    /* F3F3 picture bytes (function 36, HEX): they point into the frame body and stay
+     * valid only as long as it does. NULL when the body has none. */
+    const uint8_t *picture;
+    size_t picture_len;
 } gw_sl651_report;
 
 /* Decodes f's body. Readings and events go to sink (device left empty; the caller fills
@@ -182,6 +213,20 @@ int gw_sl651_decode(const gw_sl651_frame *f, const gw_sl651_station_cfg *cfg, co
 
 /* Metric key and unit of a standard element identifier, or NULL when not in the table. */
 const char *gw_sl651_element_metric(uint8_t id, const char **unit);
+
+/* One row of Table C.1 as this decoder holds it. digits/decimals are the table's
+ * N(digits,decimals); bytes is the HEX value length (fixed for F4..FC, else
+ * ceil(digits / 2), 0 for the identifiers without a value). */
+typedef struct gw_sl651_element {
+    uint8_t id;
+    const char *guide; /* ASCII guide symbol, e.g. "CODMN" */
+    const char *metric; /* NULL: no reading (step code, guides, status, text) */
+    const char *unit;
+    uint8_t digits, decimals, bytes;
+} gw_sl651_element;
+
+/* Fills *out for a standard identifier; GW_ENOTFOUND when it is not in the table. */
+int gw_sl651_element_info(uint8_t id, gw_sl651_element *out);
 const char *gw_sl651_function_name(uint8_t fn);
 
 /* ---- encoders ---------------------------------------------------------------------- */
@@ -200,6 +245,12 @@ typedef struct gw_sl651_link {
  * frame length, GW_EFULL when cap is too small, GW_EINVAL on a bad argument. */
 int gw_sl651_encode_confirm(const gw_sl651_frame *up, uint16_t serial, const gw_sl651_time *t,
                             uint8_t end, uint8_t *out, size_t cap);
+
+/* The M3 answers (SL651-2014 6.3.1.2 c): after SYN the packet counter (total, no).
+ * end EOT/ESC with no = total confirms the whole message once; end NAK with no = the
+ * missing packet asks the station to resend it. Returns as gw_sl651_encode_confirm. */
+int gw_sl651_encode_confirm_m3(const gw_sl651_frame *up, uint16_t serial, const gw_sl651_time *t,
+                               uint8_t end, unsigned total, unsigned no, uint8_t *out, size_t cap);
 
 /* A downlink request whose body is serial + send time, end ENQ: 0x37 query real-time
  * data, 0x46 query status and alarms, 0x4A set clock (t is the clock to set). */

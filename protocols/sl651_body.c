@@ -19,7 +19,8 @@ enum {
     K_SKIP,    /* known, fixed length, no reading (durations, gate numbers, ...) */
     K_OBS,     /* F0F0 observation time */
     K_ADDR,    /* F1F1 station address */
-    K_VAR      /* F2 manual text, F3 picture: no length, element parsing stops */
+    K_TEXT,    /* F2F2 manual-set text to the end of the body */
+    K_VAR      /* F3 picture: no length, element parsing stops */
 };
 
 typedef struct elem {
@@ -28,92 +29,143 @@ typedef struct elem {
     const char *metric;
     const char *unit;
     uint8_t kind;
+    uint8_t digits, dec; /* Table C.1 N(digits, dec); the definition byte is what decodes */
 } elem;
 
+/* Table C.1 of SL651-2014, 01H..75H and F0H..FDH. Names and N(x,y) cross-checked against
+ * two public implementations (see docs/sl651-hj212.md). */
 static const elem elems[] = {
-    {0x01, "AC", "section_area", "m2", K_NUM},
-    {0x02, "AI", "air_temperature", "degC", K_NUM},
-    {0x03, "C", "water_temperature", "degC", K_NUM},
-    {0x04, "DR", NULL, NULL, K_STEP},
-    {0x05, "DT", NULL, NULL, K_SKIP},
-    {0x06, "ED", "evaporation_day", "mm", K_NUM},
-    {0x07, "EJ", "evaporation_current", "mm", K_NUM},
-    {0x08, "FL", "air_pressure", "hPa", K_NUM},
-    {0x09, "GH", "gate_opening", "m", K_NUM},
-    {0x0A, "GN", NULL, NULL, K_SKIP},
-    {0x0B, "GS", NULL, NULL, K_SKIP},
-    {0x0C, "GT", NULL, NULL, K_SKIP},
-    {0x0D, "GTP", "ground_temperature", "degC", K_NUM},
-    {0x0E, "H", "groundwater_depth", "m", K_NUM},
-    {0x0F, "HW", "wave_height", "m", K_NUM},
-    {0x10, "M10", "soil_moisture_10cm", "%", K_NUM},
-    {0x11, "M20", "soil_moisture_20cm", "%", K_NUM},
-    {0x12, "M30", "soil_moisture_30cm", "%", K_NUM},
-    {0x13, "M40", "soil_moisture_40cm", "%", K_NUM},
-    {0x14, "M50", "soil_moisture_50cm", "%", K_NUM},
-    {0x15, "M60", "soil_moisture_60cm", "%", K_NUM},
-    {0x16, "M80", "soil_moisture_80cm", "%", K_NUM},
-    {0x17, "M100", "soil_moisture_100cm", "%", K_NUM},
-    {0x18, "MST", "humidity", "%", K_NUM},
-    {0x1A, "P1", "rain_1h", "mm", K_NUM},
-    {0x1B, "P2", "rain_2h", "mm", K_NUM},
-    {0x1C, "P3", "rain_3h", "mm", K_NUM},
-    {0x1D, "P6", "rain_6h", "mm", K_NUM},
-    {0x1E, "P12", "rain_12h", "mm", K_NUM},
-    {0x1F, "PD", "rain_day", "mm", K_NUM},
-    {0x20, "PJ", "rain_current", "mm", K_NUM},
-    {0x21, "PN01", "rain_1min", "mm", K_NUM},
-    {0x22, "PN05", "rain_5min", "mm", K_NUM},
-    {0x23, "PN10", "rain_10min", "mm", K_NUM},
-    {0x24, "PN30", "rain_30min", "mm", K_NUM},
-    {0x25, "PR", "rain_storm", "mm", K_NUM},
-    {0x26, "PT", "rain_total", "mm", K_NUM},
-    {0x27, "Q", "flow", "m3/s", K_NUM},
-    {0x28, "Q1", "flow_intake_1", "m3/s", K_NUM},
-    {0x29, "Q2", "flow_intake_2", "m3/s", K_NUM},
-    {0x2A, "Q3", "flow_intake_3", "m3/s", K_NUM},
-    {0x2B, "Q4", "flow_intake_4", "m3/s", K_NUM},
-    {0x2C, "Q5", "flow_intake_5", "m3/s", K_NUM},
-    {0x2D, "Q6", "flow_intake_6", "m3/s", K_NUM},
-    {0x2E, "Q7", "flow_intake_7", "m3/s", K_NUM},
-    {0x2F, "Q8", "flow_intake_8", "m3/s", K_NUM},
-    {0x30, "QA", "flow_outflow_total", "m3/s", K_NUM},
-    {0x31, "QZ", "flow_gate", "m3/s", K_NUM},
-    {0x35, "US", "wind_speed", "m/s", K_NUM},
-    {0x36, "VA", "velocity_mean", "m/s", K_NUM},
-    {0x37, "VJ", "velocity", "m/s", K_NUM},
-    {0x38, "VT", "supply_voltage", "V", K_NUM},
-    {0x39, "Z", "water_level", "m", K_LEVEL},
-    {0x3A, "ZB", "water_level_down", "m", K_LEVEL},
-    {0x3B, "ZU", "water_level_up", "m", K_LEVEL},
-    {0x3C, "Z1", "water_level_intake_1", "m", K_LEVEL},
-    {0x3D, "Z2", "water_level_intake_2", "m", K_LEVEL},
-    {0x3E, "Z3", "water_level_intake_3", "m", K_LEVEL},
-    {0x3F, "Z4", "water_level_intake_4", "m", K_LEVEL},
-    {0x40, "Z5", "water_level_intake_5", "m", K_LEVEL},
-    {0x41, "Z6", "water_level_intake_6", "m", K_LEVEL},
-    {0x42, "Z7", "water_level_intake_7", "m", K_LEVEL},
-    {0x43, "Z8", "water_level_intake_8", "m", K_LEVEL},
-    {0x44, "SQ", "sediment_concentration", "kg/m3", K_NUM},
-    {0x45, "ZT", NULL, NULL, K_STATUS},
-    {0x46, "pH", "ph", "", K_NUM},
-    {0x47, "DO", "dissolved_oxygen", "mg/L", K_NUM},
-    {0x48, "COND", "conductivity", "uS/cm", K_NUM},
-    {0x49, "TURB", "turbidity", "NTU", K_NUM},
-    {0xF0, "TT", NULL, NULL, K_OBS},
-    {0xF1, "ST", NULL, NULL, K_ADDR},
-    {0xF2, "RGZS", NULL, NULL, K_VAR},
-    {0xF3, "PIC", NULL, NULL, K_VAR},
-    {0xF4, "DRP", "rain_5min", "mm", K_DRP},
-    {0xF5, "DRZ1", "water_level", "m", K_DRZ},
-    {0xF6, "DRZ2", "water_level_2", "m", K_DRZ},
-    {0xF7, "DRZ3", "water_level_3", "m", K_DRZ},
-    {0xF8, "DRZ4", "water_level_4", "m", K_DRZ},
-    {0xF9, "DRZ5", "water_level_5", "m", K_DRZ},
-    {0xFA, "DRZ6", "water_level_6", "m", K_DRZ},
-    {0xFB, "DRZ7", "water_level_7", "m", K_DRZ},
-    {0xFC, "DRZ8", "water_level_8", "m", K_DRZ},
-    {0xFD, "DATA", NULL, NULL, K_SKIP},
+    {0x01, "AC", "section_area", "m2", K_NUM, 8, 2},
+    {0x02, "AI", "air_temperature", "degC", K_NUM, 3, 1},
+    {0x03, "C", "water_temperature", "degC", K_NUM, 3, 1},
+    {0x04, "DR", NULL, NULL, K_STEP, 6, 0},
+    {0x05, "DT", NULL, NULL, K_SKIP, 5, 2},
+    {0x06, "ED", "evaporation_day", "mm", K_NUM, 5, 1},
+    {0x07, "EJ", "evaporation_current", "mm", K_NUM, 5, 1},
+    {0x08, "FL", "air_pressure", "hPa", K_NUM, 5, 0},
+    {0x09, "GH", "gate_opening", "m", K_NUM, 5, 2},
+    {0x0A, "GN", NULL, NULL, K_SKIP, 3, 0},
+    {0x0B, "GS", NULL, NULL, K_SKIP, 1, 0},
+    {0x0C, "GT", "gates_open", "", K_NUM, 3, 0},
+    {0x0D, "GTP", "ground_temperature", "degC", K_NUM, 3, 1},
+    {0x0E, "H", "groundwater_depth", "m", K_NUM, 6, 2},
+    {0x0F, "HW", "wave_height", "m", K_NUM, 5, 2},
+    {0x10, "M10", "soil_moisture_10cm", "%", K_NUM, 4, 1},
+    {0x11, "M20", "soil_moisture_20cm", "%", K_NUM, 4, 1},
+    {0x12, "M30", "soil_moisture_30cm", "%", K_NUM, 4, 1},
+    {0x13, "M40", "soil_moisture_40cm", "%", K_NUM, 4, 1},
+    {0x14, "M50", "soil_moisture_50cm", "%", K_NUM, 4, 1},
+    {0x15, "M60", "soil_moisture_60cm", "%", K_NUM, 4, 1},
+    {0x16, "M80", "soil_moisture_80cm", "%", K_NUM, 4, 1},
+    {0x17, "M100", "soil_moisture_100cm", "%", K_NUM, 4, 1},
+    {0x18, "MST", "humidity", "%", K_NUM, 4, 1},
+    {0x19, "NS", "machines_running", "", K_NUM, 2, 0},
+    {0x1A, "P1", "rain_1h", "mm", K_NUM, 5, 1},
+    {0x1B, "P2", "rain_2h", "mm", K_NUM, 5, 1},
+    {0x1C, "P3", "rain_3h", "mm", K_NUM, 5, 1},
+    {0x1D, "P6", "rain_6h", "mm", K_NUM, 5, 1},
+    {0x1E, "P12", "rain_12h", "mm", K_NUM, 5, 1},
+    {0x1F, "PD", "rain_day", "mm", K_NUM, 5, 1},
+    {0x20, "PJ", "rain_current", "mm", K_NUM, 5, 1},
+    {0x21, "PN01", "rain_1min", "mm", K_NUM, 5, 1},
+    {0x22, "PN05", "rain_5min", "mm", K_NUM, 5, 1},
+    {0x23, "PN10", "rain_10min", "mm", K_NUM, 5, 1},
+    {0x24, "PN30", "rain_30min", "mm", K_NUM, 5, 1},
+    {0x25, "PR", "rain_storm", "mm", K_NUM, 5, 1},
+    {0x26, "PT", "rain_total", "mm", K_NUM, 6, 1},
+    {0x27, "Q", "flow", "m3/s", K_NUM, 9, 3},
+    {0x28, "Q1", "flow_intake_1", "m3/s", K_NUM, 9, 3},
+    {0x29, "Q2", "flow_intake_2", "m3/s", K_NUM, 9, 3},
+    {0x2A, "Q3", "flow_intake_3", "m3/s", K_NUM, 9, 3},
+    {0x2B, "Q4", "flow_intake_4", "m3/s", K_NUM, 9, 3},
+    {0x2C, "Q5", "flow_intake_5", "m3/s", K_NUM, 9, 3},
+    {0x2D, "Q6", "flow_intake_6", "m3/s", K_NUM, 9, 3},
+    {0x2E, "Q7", "flow_intake_7", "m3/s", K_NUM, 9, 3},
+    {0x2F, "Q8", "flow_intake_8", "m3/s", K_NUM, 9, 3},
+    {0x30, "QA", "flow_outflow_total", "m3/s", K_NUM, 9, 3},
+    {0x31, "QZ", "flow_gate", "m3/s", K_NUM, 9, 3},
+    {0x32, "SW", "sediment_discharge", "1e4t", K_NUM, 11, 3},
+    {0x33, "UC", "wind_direction", "", K_NUM, 2, 0},
+    {0x34, "UE", "wind_force", "", K_NUM, 2, 0},
+    {0x35, "US", "wind_speed", "m/s", K_NUM, 4, 1},
+    {0x36, "VA", "velocity_mean", "m/s", K_NUM, 5, 3},
+    {0x37, "VJ", "velocity", "m/s", K_NUM, 5, 3},
+    {0x38, "VT", "supply_voltage", "V", K_NUM, 4, 2},
+    {0x39, "Z", "water_level", "m", K_LEVEL, 7, 3},
+    {0x3A, "ZB", "water_level_down", "m", K_LEVEL, 7, 3},
+    {0x3B, "ZU", "water_level_up", "m", K_LEVEL, 7, 3},
+    {0x3C, "Z1", "water_level_intake_1", "m", K_LEVEL, 7, 3},
+    {0x3D, "Z2", "water_level_intake_2", "m", K_LEVEL, 7, 3},
+    {0x3E, "Z3", "water_level_intake_3", "m", K_LEVEL, 7, 3},
+    {0x3F, "Z4", "water_level_intake_4", "m", K_LEVEL, 7, 3},
+    {0x40, "Z5", "water_level_intake_5", "m", K_LEVEL, 7, 3},
+    {0x41, "Z6", "water_level_intake_6", "m", K_LEVEL, 7, 3},
+    {0x42, "Z7", "water_level_intake_7", "m", K_LEVEL, 7, 3},
+    {0x43, "Z8", "water_level_intake_8", "m", K_LEVEL, 7, 3},
+    {0x44, "SQ", "sediment_concentration", "kg/m3", K_NUM, 9, 3},
+    {0x45, "ZT", NULL, NULL, K_STATUS, 8, 0},
+    {0x46, "pH", "ph", "", K_NUM, 4, 2},
+    {0x47, "DO", "dissolved_oxygen", "mg/L", K_NUM, 4, 2},
+    {0x48, "COND", "conductivity", "uS/cm", K_NUM, 5, 0},
+    {0x49, "TURB", "turbidity", "NTU", K_NUM, 3, 0},
+    {0x4A, "CODMN", "permanganate_index", "mg/L", K_NUM, 4, 1},
+    {0x4B, "REDOX", "redox_potential", "mV", K_NUM, 5, 1},
+    {0x4C, "NH4N", "ammonia_nitrogen", "mg/L", K_NUM, 6, 2},
+    {0x4D, "TP", "total_phosphorus", "mg/L", K_NUM, 5, 3},
+    {0x4E, "TN", "total_nitrogen", "mg/L", K_NUM, 5, 2},
+    {0x4F, "TOC", "total_organic_carbon", "mg/L", K_NUM, 4, 2},
+    {0x50, "CU", "copper", "mg/L", K_NUM, 7, 4},
+    {0x51, "ZN", "zinc", "mg/L", K_NUM, 6, 4},
+    {0x52, "SE", "selenium", "mg/L", K_NUM, 7, 5},
+    {0x53, "AS", "arsenic", "mg/L", K_NUM, 7, 5},
+    {0x54, "THG", "mercury_total", "mg/L", K_NUM, 7, 5},
+    {0x55, "CD", "cadmium", "mg/L", K_NUM, 7, 5},
+    {0x56, "PB", "lead", "mg/L", K_NUM, 7, 5},
+    {0x57, "CHLA", "chlorophyll_a", "mg/L", K_NUM, 4, 2},
+    {0x58, "WP1", "water_pressure_1", "kPa", K_NUM, 5, 2},
+    {0x59, "WP2", "water_pressure_2", "kPa", K_NUM, 5, 2},
+    {0x5A, "WP3", "water_pressure_3", "kPa", K_NUM, 5, 2},
+    {0x5B, "WP4", "water_pressure_4", "kPa", K_NUM, 5, 2},
+    {0x5C, "WP5", "water_pressure_5", "kPa", K_NUM, 5, 2},
+    {0x5D, "WP6", "water_pressure_6", "kPa", K_NUM, 5, 2},
+    {0x5E, "WP7", "water_pressure_7", "kPa", K_NUM, 5, 2},
+    {0x5F, "WP8", "water_pressure_8", "kPa", K_NUM, 5, 2},
+    {0x60, "SYL1", "water_meter_1_remaining", "m3", K_NUM, 11, 3},
+    {0x61, "SYL2", "water_meter_2_remaining", "m3", K_NUM, 11, 3},
+    {0x62, "SYL3", "water_meter_3_remaining", "m3", K_NUM, 11, 3},
+    {0x63, "SYL4", "water_meter_4_remaining", "m3", K_NUM, 11, 3},
+    {0x64, "SYL5", "water_meter_5_remaining", "m3", K_NUM, 11, 3},
+    {0x65, "SYL6", "water_meter_6_remaining", "m3", K_NUM, 11, 3},
+    {0x66, "SYL7", "water_meter_7_remaining", "m3", K_NUM, 11, 3},
+    {0x67, "SYL8", "water_meter_8_remaining", "m3", K_NUM, 11, 3},
+    {0x68, "SBL1", "water_meter_1_hourly", "m3/h", K_NUM, 10, 2},
+    {0x69, "SBL2", "water_meter_2_hourly", "m3/h", K_NUM, 10, 2},
+    {0x6A, "SBL3", "water_meter_3_hourly", "m3/h", K_NUM, 10, 2},
+    {0x6B, "SBL4", "water_meter_4_hourly", "m3/h", K_NUM, 10, 2},
+    {0x6C, "SBL5", "water_meter_5_hourly", "m3/h", K_NUM, 10, 2},
+    {0x6D, "SBL6", "water_meter_6_hourly", "m3/h", K_NUM, 10, 2},
+    {0x6E, "SBL7", "water_meter_7_hourly", "m3/h", K_NUM, 10, 2},
+    {0x6F, "SBL8", "water_meter_8_hourly", "m3/h", K_NUM, 10, 2},
+    {0x70, "VTA", "ac_voltage_a", "V", K_NUM, 4, 1},
+    {0x71, "VTB", "ac_voltage_b", "V", K_NUM, 4, 1},
+    {0x72, "VTC", "ac_voltage_c", "V", K_NUM, 4, 1},
+    {0x73, "VIA", "ac_current_a", "A", K_NUM, 4, 1},
+    {0x74, "VIB", "ac_current_b", "A", K_NUM, 4, 1},
+    {0x75, "VIC", "ac_current_c", "A", K_NUM, 4, 1},
+    {0xF0, "TT", NULL, NULL, K_OBS, 10, 0},
+    {0xF1, "ST", NULL, NULL, K_ADDR, 10, 0},
+    {0xF2, "RGZS", NULL, NULL, K_TEXT, 0, 0},
+    {0xF3, "PIC", NULL, NULL, K_VAR, 0, 0},
+    {0xF4, "DRP", "rain_5min", "mm", K_DRP, 0, 1},
+    {0xF5, "DRZ1", "water_level", "m", K_DRZ, 0, 2},
+    {0xF6, "DRZ2", "water_level_2", "m", K_DRZ, 0, 2},
+    {0xF7, "DRZ3", "water_level_3", "m", K_DRZ, 0, 2},
+    {0xF8, "DRZ4", "water_level_4", "m", K_DRZ, 0, 2},
+    {0xF9, "DRZ5", "water_level_5", "m", K_DRZ, 0, 2},
+    {0xFA, "DRZ6", "water_level_6", "m", K_DRZ, 0, 2},
+    {0xFB, "DRZ7", "water_level_7", "m", K_DRZ, 0, 2},
+    {0xFC, "DRZ8", "water_level_8", "m", K_DRZ, 0, 2},
+    {0xFD, "DATA", NULL, NULL, K_SKIP, 0, 0},
 };
 #define N_ELEMS (sizeof elems / sizeof elems[0])
 
@@ -152,6 +204,32 @@ const char *gw_sl651_element_metric(uint8_t id, const char **unit)
     if (unit)
         *unit = e->unit;
     return e->metric;
+}
+
+static uint8_t fixed_bytes(const elem *e)
+{
+    if (e->kind == K_DRP)
+        return 12;
+    if (e->kind == K_DRZ)
+        return 24;
+    if (e->kind == K_OBS || e->kind == K_ADDR)
+        return 5;
+    return (uint8_t)((e->digits + 1) / 2);
+}
+
+int gw_sl651_element_info(uint8_t id, gw_sl651_element *out)
+{
+    const elem *e = elem_by_id(id);
+    if (!e || !out)
+        return GW_ENOTFOUND;
+    out->id = e->id;
+    out->guide = e->guide;
+    out->metric = e->metric;
+    out->unit = e->unit;
+    out->digits = e->digits;
+    out->decimals = e->dec;
+    out->bytes = e->kind == K_TEXT || e->kind == K_VAR ? 0 : fixed_bytes(e);
+    return GW_OK;
 }
 
 const char *gw_sl651_function_name(uint8_t fn)
@@ -195,7 +273,13 @@ typedef struct dctx {
     gw_sl651_report *rep;
     int64_t obs_ms;  /* current observation time (F0F0), else the send time */
     int64_t step_ms; /* from a 04 time step element, 0 when none */
+    int step_zero;   /* a 04 element said 000000: F4..FC run in whole hours */
 } dctx;
+
+static unsigned quirks(const dctx *c)
+{
+    return c->cfg ? c->cfg->quirks : 0;
+}
 
 static void note_unknown(dctx *c, uint16_t id)
 {
@@ -256,7 +340,10 @@ static int emit_status(dctx *c, uint32_t bits)
 {
     c->rep->has_status = 1;
     c->rep->status = bits;
+    uint32_t prev = c->cfg && c->cfg->status_known ? c->cfg->status_prev : GW_SL651_STATUS_NORMAL;
     for (size_t i = 0; i < sizeof status_bits / sizeof status_bits[0]; i++) {
+        if (((bits ^ prev) >> status_bits[i].bit & 1u) == 0)
+            continue; /* edge-triggered: an unchanged condition says nothing new */
         gw_event e;
         memset(&e, 0, sizeof e);
         gw_strlcpy(e.kind, status_bits[i].kind, sizeof e.kind);
@@ -275,18 +362,19 @@ static int emit_status(dctx *c, uint32_t bits)
     return GW_OK;
 }
 
-/* Time of five-minute sample k of an F4..FC element. */
-static int64_t sample_ms(const dctx *c, int k)
+/* Time of five-minute sample k of hour h of an F4..FC element. */
+static int64_t sample_ms(const dctx *c, int h, int k)
 {
     const int64_t five = 5 * 60 * 1000;
+    int64_t obs = c->obs_ms + (int64_t)h * 3600000;
     if (c->cfg && c->cfg->drp_forward)
-        return c->obs_ms + k * five;
-    return c->obs_ms - 11 * five + k * five;
+        return obs + k * five;
+    return obs - 11 * five + k * five;
 }
 
-/* raw[12] from F4 (step 1 byte) or F5..FC (2 bytes). */
+/* raw[12] from F4 (step 1 byte) or F5..FC (2 bytes), hour h of a run (0 otherwise). */
 static int emit_series(dctx *c, const elem *e, const gw_sl651_override *ov, const uint8_t *p,
-                       size_t n)
+                       size_t n, int h)
 {
     const char *metric = ov ? ov->metric : e->metric;
     const char *unit = ov ? ov->unit : e->unit;
@@ -296,12 +384,12 @@ static int emit_series(dctx *c, const elem *e, const gw_sl651_override *ov, cons
         unsigned raw = level ? (unsigned)(p[2 * k] << 8 | p[2 * k + 1]) : p[k];
         int r;
         if (raw == (level ? 0xFFFFu : 0xFFu))
-            r = emit(c, metric, unit, 0, GW_Q_BAD, GW_R_MISSING, sample_ms(c, k));
+            r = emit(c, metric, unit, 0, GW_Q_BAD, GW_R_MISSING, sample_ms(c, h, k));
         else if (level)
             r = emit(c, metric, unit, level_adjust(c, raw / 100.0), GW_Q_GOOD, GW_R_NONE,
-                     sample_ms(c, k));
+                     sample_ms(c, h, k));
         else
-            r = emit(c, metric, unit, raw / 10.0, GW_Q_GOOD, GW_R_NONE, sample_ms(c, k));
+            r = emit(c, metric, unit, raw / 10.0, GW_Q_GOOD, GW_R_NONE, sample_ms(c, h, k));
         if (r < 0)
             return r;
     }
@@ -383,6 +471,61 @@ static void addr_hex(const uint8_t *p, char out[11])
 
 /* ---- HEX body ------------------------------------------------------------------------------- */
 
+/* F2: the manual-set text runs to the end of the body. One event carries it. */
+static int emit_manual(dctx *c, const uint8_t *p, size_t n)
+{
+    gw_sl651_report *rep = c->rep;
+    size_t k = 0;
+    while (n && (p[n - 1] == ' ' || p[n - 1] == '\0' || p[n - 1] == '\r' || p[n - 1] == '\n'))
+        n--;
+    for (size_t i = 0; i < n && k + 1 < sizeof rep->manual; i++)
+        rep->manual[k++] = (char)(p[i] >= 0x20 && p[i] < 0x7F ? p[i] : '?');
+    rep->manual[k] = '\0';
+    rep->has_manual = 1;
+    gw_event e;
+    memset(&e, 0, sizeof e);
+    gw_strlcpy(e.kind, "manual_set", sizeof e.kind);
+    gw_strlcpy(e.detail, rep->manual, sizeof e.detail);
+    e.active = 1;
+    e.obs_ms = c->obs_ms;
+    rep->events++;
+    if (c->sink && c->sink->event)
+        return c->sink->event(c->sink->ctx, &e);
+    return GW_OK;
+}
+
+/* F4..FC at p[0..n): one hour, or whole hours after a 000000 step code. Returns the
+ * bytes used (0 when they do not fit: truncated) or a sink error. */
+static int hex_series(dctx *c, const elem *e, const gw_sl651_override *ov, uint8_t def,
+                      const uint8_t *p, size_t n, size_t *used)
+{
+    size_t w = fixed_bytes(e);
+    *used = 0;
+    if ((size_t)(def >> 3) != w)
+        c->rep->fixed_len++; /* Table C.1 fixes the length: the definition byte is wrong */
+    size_t hours = 1;
+    if (c->step_zero) {
+        /* The definition byte cannot express a run (5 bits): the run is the rest of the
+         * body, in whole hours. */
+        hours = n / w;
+        if (hours * w != n)
+            c->rep->truncated = 1;
+    }
+    if (hours == 0 || n < w) {
+        c->rep->truncated = 1;
+        return GW_OK;
+    }
+    for (size_t h = 0; h < hours; h++) {
+        int r = emit_series(c, e, ov, p + h * w, w, (int)h);
+        if (r < 0)
+            return r;
+    }
+    if (c->step_zero)
+        c->rep->hours += (unsigned)hours;
+    *used = hours * w;
+    return GW_OK;
+}
+
 /* Element loop over p[0..n). Returns GW_OK or a sink error. */
 static int hex_elements(dctx *c, const uint8_t *p, size_t n)
 {
@@ -420,10 +563,13 @@ static int hex_elements(dctx *c, const uint8_t *p, size_t n)
         }
         uint8_t def = p[i + 1];
         if (e && (e->kind == K_OBS || e->kind == K_ADDR)) {
-            if (def != id || n - i < 7) {
+            int quirk = def == 0x28 && (quirks(c) & GW_SL651_Q_ID28);
+            if ((def != id && !quirk) || n - i < 7) {
                 c->rep->truncated = 1;
                 return GW_OK;
             }
+            if (quirk)
+                c->rep->quirks_used++;
             if (e->kind == K_OBS) {
                 gw_sl651_time t;
                 int64_t ms;
@@ -441,10 +587,34 @@ static int hex_elements(dctx *c, const uint8_t *p, size_t n)
             i += 7;
             continue;
         }
+        if (e && e->kind == K_TEXT) {
+            if (def != id) {
+                c->rep->truncated = 1;
+                return GW_OK;
+            }
+            return emit_manual(c, p + i + 2, n - i - 2);
+        }
         if (e && e->kind == K_VAR) {
-            note_unknown(c, id);
-            c->rep->truncated = 1;
+            if (def != id) {
+                note_unknown(c, id);
+                c->rep->truncated = 1;
+                return GW_OK;
+            }
+            /* F3F3: the picture bytes run to the end of the body (function 36). */
+            c->rep->picture = p + i + 2;
+            c->rep->picture_len = n - i - 2;
             return GW_OK;
+        }
+        const gw_sl651_override *ov = find_override(c, id);
+        if (e && (e->kind == K_DRP || e->kind == K_DRZ)) {
+            size_t used = 0;
+            int r = hex_series(c, e, ov, def, p + i + 2, n - i - 2, &used);
+            if (r < 0)
+                return r;
+            if (used == 0)
+                return GW_OK;
+            i += 2 + used;
+            continue;
         }
         size_t len = def >> 3;
         unsigned dec = def & 7;
@@ -454,7 +624,6 @@ static int hex_elements(dctx *c, const uint8_t *p, size_t n)
         }
         const uint8_t *v = p + i + 2;
         i += 2 + len;
-        const gw_sl651_override *ov = find_override(c, id);
         int r = GW_OK;
         int kind = e ? e->kind : -1;
         if (ov && (kind < 0 || kind == K_NUM || kind == K_LEVEL || kind == K_SKIP))
@@ -489,10 +658,6 @@ static int hex_elements(dctx *c, const uint8_t *p, size_t n)
             r = emit_status(c, (uint32_t)v[0] << 24 | (uint32_t)v[1] << 16 | (uint32_t)v[2] << 8 |
                                    v[3]);
             break;
-        case K_DRP:
-        case K_DRZ:
-            r = emit_series(c, e, ov, v, len);
-            break;
         case K_STEP: {
             if (len != 3) {
                 note_unknown(c, id);
@@ -504,6 +669,7 @@ static int hex_elements(dctx *c, const uint8_t *p, size_t n)
                 break;
             }
             c->step_ms = ((int64_t)d * 1440 + h * 60 + m) * 60000;
+            c->step_zero = c->step_ms == 0;
             break;
         }
         default: /* K_SKIP or not in the table */
@@ -516,10 +682,25 @@ static int hex_elements(dctx *c, const uint8_t *p, size_t n)
     return GW_OK;
 }
 
+/* The F1F1 / F0F0 guide pair at p, or F1 28 / F0 28 from a station configured with
+ * that quirk (counted). */
+static int guide_at(dctx *c, const uint8_t *p, uint8_t id)
+{
+    if (p[0] != id)
+        return 0;
+    if (p[1] == id)
+        return 1;
+    if (p[1] == 0x28 && (quirks(c) & GW_SL651_Q_ID28)) {
+        c->rep->quirks_used++;
+        return 1;
+    }
+    return 0;
+}
+
 /* Report functions whose body carries F1F1 address, station type and F0F0. */
 static int is_report(uint8_t fn)
 {
-    return (fn >= 0x30 && fn <= 0x34) || fn == 0x37 || fn == 0x38 || fn == 0x3A;
+    return (fn >= 0x30 && fn <= 0x34) || fn == 0x36 || fn == 0x37 || fn == 0x38 || fn == 0x3A;
 }
 
 static int decode_hex(dctx *c, const gw_sl651_frame *f)
@@ -545,7 +726,7 @@ static int decode_hex(dctx *c, const gw_sl651_frame *f)
     }
     int has_type = is_report(f->function);
     if (has_type || f->function == 0x35 || f->function == 0x46) {
-        if (n >= 2 && p[0] == 0xF1 && p[1] == 0xF1) {
+        if (n >= 2 && guide_at(c, p, 0xF1)) {
             if (n < 7 + (size_t)has_type)
                 return GW_EMALFORMED;
             rep->has_station = 1;
@@ -561,7 +742,7 @@ static int decode_hex(dctx *c, const gw_sl651_frame *f)
             return GW_EMALFORMED;
         }
         if (has_type) {
-            if (n < 7 || p[0] != 0xF0 || p[1] != 0xF0)
+            if (n < 7 || !guide_at(c, p, 0xF0))
                 return GW_EMALFORMED;
             if (bcd_time(p + 2, 0, &rep->obs_time, &rep->obs_ms) != GW_OK)
                 return GW_EMALFORMED;
@@ -674,12 +855,24 @@ static int ascii_element(dctx *c, const elem *e, const tok *val)
     }
     case K_DRP:
     case K_DRZ: {
-        int nb = gw_hex_decode(val->s, val->n, raw, sizeof raw);
-        if (nb != (e->kind == K_DRP ? 12 : 24)) {
+        /* One hour of hex characters, or whole hours after a 000000 step code. */
+        size_t w = fixed_bytes(e), hours = val->n / (2 * w);
+        if (hours == 0 || hours * 2 * w != val->n || (hours > 1 && !c->step_zero)) {
             c->rep->bad_bcd++;
             return GW_OK;
         }
-        return emit_series(c, e, ov, raw, (size_t)nb);
+        for (size_t h = 0; h < hours; h++) {
+            if (gw_hex_decode(val->s + h * 2 * w, 2 * w, raw, sizeof raw) != (int)w) {
+                c->rep->bad_bcd++;
+                return GW_OK;
+            }
+            int r = emit_series(c, e, ov, raw, w, (int)h);
+            if (r < 0)
+                return r;
+        }
+        if (c->step_zero)
+            c->rep->hours += (unsigned)hours;
+        return GW_OK;
     }
     case K_OBS: {
         gw_sl651_time t;
@@ -715,6 +908,7 @@ static int ascii_step(dctx *c, const tok *t)
     if (!mul)
         return -1;
     c->step_ms = v * mul * 60000;
+    c->step_zero = c->step_ms == 0;
     return 0;
 }
 
@@ -786,6 +980,10 @@ static int decode_ascii(dctx *c, const gw_sl651_frame *f)
         if (t.n == 5 && t.s[0] == 'D' && t.s[1] == 'R' && ascii_step(c, &t) == 0)
             continue;
         const elem *e = elem_by_guide(t.s, t.n);
+        if (e && e->kind == K_TEXT) {
+            size_t from = pos < n && p[pos] == ' ' ? pos + 1 : pos;
+            return emit_manual(c, p + from, n - from);
+        }
         if (e && e->kind == K_VAR) {
             note_unknown(c, e->id);
             rep->truncated = 1;
@@ -817,7 +1015,7 @@ int gw_sl651_decode(const gw_sl651_frame *f, const gw_sl651_station_cfg *cfg, co
     if (!rep)
         rep = &local;
     memset(rep, 0, sizeof *rep);
-    dctx c = {cfg, sink, rep, 0, 0};
+    dctx c = {cfg, sink, rep, 0, 0, 0};
     if (f->encoding == GW_SL651_ENC_ASCII)
         return decode_ascii(&c, f);
     return decode_hex(&c, f);

@@ -103,12 +103,18 @@ static int parse_hex(const uint8_t *b, size_t n, gw_sl651_frame *f, int *rej)
     if (n < 14)
         return GW_EAGAIN;
     uint8_t dir = b[11] >> 4;
+    /* The length counts every byte after the start character up to the end character,
+     * so after SYN it includes the 3 packet-counter bytes (SL651-2014 Table 22). */
     size_t blen = ((size_t)(b[11] & 0x0F) << 8) | b[12];
-    size_t hdr = b[13] == GW_SL651_SYN ? 17 : 14;
-    size_t total = hdr + blen + 1 + 2;
-    if (n < hdr + blen + 1)
+    size_t ctr = b[13] == GW_SL651_SYN ? 3 : 0;
+    if (blen < ctr) {
+        *rej = GW_SL651_REJ_LENGTH;
+        return GW_EMALFORMED;
+    }
+    size_t total = 14 + blen + 1 + 2;
+    if (n < 14 + blen + 1)
         return GW_EAGAIN;
-    uint8_t end = b[hdr + blen];
+    uint8_t end = b[14 + blen];
     if (!end_ok(dir, end)) {
         *rej = GW_SL651_REJ_END;
         return GW_EMALFORMED;
@@ -135,8 +141,8 @@ static int parse_hex(const uint8_t *b, size_t n, gw_sl651_frame *f, int *rej)
         f->packet_total = (uint16_t)(b[14] << 4 | b[15] >> 4);
         f->packet_no = (uint16_t)((b[15] & 0x0F) << 8 | b[16]);
     }
-    f->body = b + hdr;
-    f->body_len = blen;
+    f->body = b + 14 + ctr;
+    f->body_len = blen - ctr;
     f->end = end;
     f->crc = (uint16_t)(b[total - 2] << 8 | b[total - 1]);
     f->frame_len = total;
@@ -188,11 +194,17 @@ static int parse_ascii(const uint8_t *b, size_t n, gw_sl651_frame *f, int *rej)
     }
     long dl = hexnum(b + 19, 4);
     uint8_t dir = (uint8_t)(dl >> 12);
+    /* Characters after the start character up to the end character: after SYN the
+     * 6 counter characters are included (SL651-2014 Tables 16 and 18). */
     size_t blen = (size_t)dl & 0x0FFF;
-    size_t total = hdr + blen + 1 + 4;
-    if (n < hdr + blen + 1)
+    if (blen < hdr - 24) {
+        *rej = GW_SL651_REJ_LENGTH;
+        return GW_EMALFORMED;
+    }
+    size_t total = 24 + blen + 1 + 4;
+    if (n < 24 + blen + 1)
         return GW_EAGAIN;
-    uint8_t end = b[hdr + blen];
+    uint8_t end = b[24 + blen];
     if (!end_ok(dir, end)) {
         *rej = GW_SL651_REJ_END;
         return GW_EMALFORMED;
@@ -223,7 +235,7 @@ static int parse_ascii(const uint8_t *b, size_t n, gw_sl651_frame *f, int *rej)
         f->packet_no = (uint16_t)hexnum(b + 27, 3);
     }
     f->body = b + hdr;
-    f->body_len = blen;
+    f->body_len = blen - (hdr - 24);
     f->end = end;
     f->crc = (uint16_t)crc;
     f->frame_len = total;
@@ -327,9 +339,10 @@ static uint8_t bcd(unsigned v)
     return (uint8_t)((v / 10 % 10) << 4 | v % 10);
 }
 
-/* Writes a downlink frame whose body is serial + send time. */
+/* Writes a downlink frame whose body is serial + send time; after SYN with the packet
+ * counter (total, no) when total > 0 (M3 answers). */
 static int encode_down(const gw_sl651_link *l, uint8_t fn, uint16_t serial, const gw_sl651_time *t,
-                       uint8_t end, uint8_t *out, size_t cap)
+                       uint8_t end, unsigned total, unsigned no, uint8_t *out, size_t cap)
 {
     if (!l || !t || !out || t->yy > 99 || t->mo > 12 || t->dd > 31 || t->hh > 23 || t->mi > 59 ||
         t->ss > 59)
@@ -348,20 +361,26 @@ static int encode_down(const gw_sl651_link *l, uint8_t fn, uint16_t serial, cons
     hdr[6] = (uint8_t)(l->password >> 8);
     hdr[7] = (uint8_t)l->password;
     hdr[8] = fn;
-    size_t blen = l->encoding == GW_SL651_ENC_ASCII ? 2 * sizeof body : sizeof body;
+    if (total > 0xFFF || no > 0xFFF)
+        return GW_EINVAL;
+    uint8_t ctr[3] = {(uint8_t)(total >> 4), (uint8_t)((total & 15) << 4 | no >> 8), (uint8_t)no};
+    size_t nctr = total ? sizeof ctr : 0;
+    size_t blen = l->encoding == GW_SL651_ENC_ASCII ? 2 * (sizeof body + nctr) : sizeof body + nctr;
     hdr[9] = (uint8_t)(0x80 | blen >> 8);
     hdr[10] = (uint8_t)blen;
 
     size_t k = 0;
     if (l->encoding == GW_SL651_ENC_HEX) {
-        size_t need = 2 + sizeof hdr + 1 + sizeof body + 1 + 2;
+        size_t need = 2 + sizeof hdr + 1 + nctr + sizeof body + 1 + 2;
         if (cap < need)
             return GW_EFULL;
         out[k++] = 0x7E;
         out[k++] = 0x7E;
         memcpy(out + k, hdr, sizeof hdr);
         k += sizeof hdr;
-        out[k++] = GW_SL651_STX;
+        out[k++] = nctr ? GW_SL651_SYN : GW_SL651_STX;
+        memcpy(out + k, ctr, nctr);
+        k += nctr;
         memcpy(out + k, body, sizeof body);
         k += sizeof body;
         out[k++] = end;
@@ -372,12 +391,13 @@ static int encode_down(const gw_sl651_link *l, uint8_t fn, uint16_t serial, cons
     }
     if (l->encoding != GW_SL651_ENC_ASCII)
         return GW_EINVAL;
-    size_t need = 1 + 2 * sizeof hdr + 1 + 2 * sizeof body + 1 + 4;
+    size_t need = 1 + 2 * sizeof hdr + 1 + 2 * nctr + 2 * sizeof body + 1 + 4;
     if (cap < need)
         return GW_EFULL;
     out[k++] = GW_SL651_SOH;
     k += gw_hex_put(hdr, sizeof hdr, (char *)out + k);
-    out[k++] = GW_SL651_STX;
+    out[k++] = nctr ? GW_SL651_SYN : GW_SL651_STX;
+    k += gw_hex_put(ctr, nctr, (char *)out + k);
     k += gw_hex_put(body, sizeof body, (char *)out + k);
     out[k++] = end;
     uint16_t crc = gw_sl651_crc16(out, k);
@@ -386,24 +406,41 @@ static int encode_down(const gw_sl651_link *l, uint8_t fn, uint16_t serial, cons
     return (int)k;
 }
 
+/* The answer to an uplink frame goes back on its link: same encoding, centre, station and
+ * password. */
+static int answer(const gw_sl651_frame *up, uint16_t serial, const gw_sl651_time *t, uint8_t end,
+                  unsigned total, unsigned no, uint8_t *out, size_t cap)
+{
+    gw_sl651_link l;
+    l.encoding = up->encoding;
+    l.centre = up->centre;
+    memcpy(l.station, up->station, 5);
+    l.password = up->password;
+    return encode_down(&l, up->function, serial, t, end, total, no, out, cap);
+}
+
 int gw_sl651_encode_confirm(const gw_sl651_frame *up, uint16_t serial, const gw_sl651_time *t,
                             uint8_t end, uint8_t *out, size_t cap)
 {
     if (!up ||
         (end != GW_SL651_EOT && end != GW_SL651_ESC && end != GW_SL651_ACK && end != GW_SL651_NAK))
         return GW_EINVAL;
-    gw_sl651_link l;
-    l.encoding = up->encoding;
-    l.centre = up->centre;
-    memcpy(l.station, up->station, 5);
-    l.password = up->password;
-    return encode_down(&l, up->function, serial, t, end, out, cap);
+    return answer(up, serial, t, end, 0, 0, out, cap);
+}
+
+int gw_sl651_encode_confirm_m3(const gw_sl651_frame *up, uint16_t serial, const gw_sl651_time *t,
+                               uint8_t end, unsigned total, unsigned no, uint8_t *out, size_t cap)
+{
+    if (!up || total == 0 || no == 0 || no > total ||
+        (end != GW_SL651_EOT && end != GW_SL651_ESC && end != GW_SL651_NAK))
+        return GW_EINVAL;
+    return answer(up, serial, t, end, total, no, out, cap);
 }
 
 int gw_sl651_encode_request(const gw_sl651_link *link, uint8_t function, uint16_t serial,
                             const gw_sl651_time *t, uint8_t *out, size_t cap)
 {
-    return encode_down(link, function, serial, t, GW_SL651_ENQ, out, cap);
+    return encode_down(link, function, serial, t, GW_SL651_ENQ, 0, 0, out, cap);
 }
 
 /* ---- duplicate detection -------------------------------------------------------------------- */

@@ -216,6 +216,16 @@ char *gw_sl651_to_json(const gw_sl651_frame *f, const gw_sl651_station_cfg *cfg)
         ok &= cJSON_AddBoolToObject(root, "truncated", rep.truncated) != NULL;
         ok &= cJSON_AddNumberToObject(root, "missing", rep.missing) != NULL;
         ok &= cJSON_AddNumberToObject(root, "bad_bcd", rep.bad_bcd) != NULL;
+        if (rep.hours)
+            ok &= cJSON_AddNumberToObject(root, "hours", rep.hours) != NULL;
+        if (rep.fixed_len)
+            ok &= cJSON_AddNumberToObject(root, "fixed_length_elements", rep.fixed_len) != NULL;
+        if (rep.quirks_used)
+            ok &= cJSON_AddNumberToObject(root, "quirks_used", rep.quirks_used) != NULL;
+        if (rep.has_manual)
+            ok &= cJSON_AddStringToObject(root, "manual_text", rep.manual) != NULL;
+        if (rep.picture)
+            ok &= cJSON_AddNumberToObject(root, "picture_bytes", (double)rep.picture_len) != NULL;
         for (unsigned i = 0; i < rep.unknown && i < GW_SL651_UNKNOWN_MAX; i++) {
             snprintf(buf, sizeof buf, rep.unknown_ids[i] > 0xFF ? "%04X" : "%02X",
                      rep.unknown_ids[i]);

@@ -19,6 +19,13 @@
  * (2F) get no reply. A report the store queue refused (GW_EFULL) is not
  * confirmed and not remembered, so the RTU's resend is taken.
  *
+ * M3 (SYN packets) is put back together per station and function (reasm.h);
+ * a gap when the last packet arrives is NAKed at once; the whole message is then
+ * one report, confirmed once. A 36H picture is kept as a file in the data
+ * directory and announced by one "picture" event. Element 45 is edge-triggered
+ * against the station's last word, persisted in the store's state so a restart
+ * does not raise a standing condition again. docs/sl651-hj212.md has the why.
+ *
  * Devices: each `protocol: sl651` device gets a small state (attach) holding its
  * duplicate memory and element overrides; the core's liveness watches it:
  * silent for offline_after x interval -> "offline" event; the next frame -> "online".
@@ -35,10 +42,16 @@
 #include "gateway/core.h"
 #include "base/log.h"
 #include "base/netaddr.h"
+#include "protocols/reasm.h"
 #include "protocols/sl651.h"
 #include "protocols/stream_listener.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,6 +62,15 @@
 #define UDP_BUF 65536
 #define STATS_MS 60000
 #define CLOCK_SYNC_MIN_MS 600000 /* at most one clock set per device per 10 minutes */
+/* M3 reassembly bounds (docs/sl651-hj212.md): one message per station and function
+ * at a time, at most REASM_OPEN over all stations. */
+#define REASM_OPEN 256
+#define REASM_PACKETS 4095
+#define REASM_MESSAGE (1u << 20)
+#define REASM_TOTAL (16u << 20)
+#define REASM_TIMEOUT_MS 60000   /* silence after the last packet */
+#define REASM_MAX_AGE_MS 600000  /* since the first packet */
+#define STATUS_KEY "sl651.status." /* + device id: the last 45H word, persisted */
 
 /* ---- configuration ---- */
 
@@ -61,6 +83,7 @@ typedef struct sl_lconf {
     int transport;
     int64_t max_frame;
     int nak_bad_crc;
+    int64_t pictures_max;
 } sl_lconf;
 
 static const gw_cfgkey listener_keys[] = {
@@ -71,6 +94,9 @@ static const gw_cfgkey listener_keys[] = {
      "receive buffer per connection (frames longer than this are skipped)"},
     {"nak_bad_crc", GW_CT_BOOL, "false", 0, -1, offsetof(sl_lconf, nak_bad_crc), 0, NULL, 0,
      "answer a frame with a bad CRC with NAK"},
+    {"pictures_max", GW_CT_SIZE, "256MiB", 0, -1, offsetof(sl_lconf, pictures_max), 0, NULL, 0,
+     "total size of the 36H pictures kept in <data_dir>/pictures; a picture that would exceed "
+     "it is dropped (counted, and an event says so)"},
     {NULL}};
 
 typedef struct sl_dconf {
@@ -82,6 +108,7 @@ typedef struct sl_dconf {
     int clock_sync;
     int64_t clock_tolerance_ms;
     const gw_ynode *elements; /* parsed in attach, while the config document is alive */
+    const gw_ynode *quirks;
 } sl_dconf;
 
 #define DF(m) offsetof(sl_dconf, m), sizeof(((sl_dconf *)0)->m)
@@ -102,7 +129,32 @@ static const gw_cfgkey device_keys[] = {
      NULL, 0, "how far off the RTU clock may be before clock_sync sets it"},
     {"elements", GW_CT_NODE, NULL, 0, -1, offsetof(sl_dconf, elements), 0, NULL, 0,
      "element overrides: list of {id, metric, unit, level}"},
+    {"quirks", GW_CT_NODE, NULL, 0, -1, offsetof(sl_dconf, quirks), 0, NULL, 0,
+     "field variants this station needs, off by default: [id28] (F1 28 / F0 28 identifiers)"},
     {NULL}};
+
+/* The quirks list: a sequence of known names. Returns GW_SL651_Q_* bits or -1 (err set). */
+static int parse_quirks(const gw_ynode *n, char *err, size_t errlen)
+{
+    int q = 0;
+    if (!n)
+        return 0;
+    if (n->type != GW_Y_SEQ) {
+        snprintf(err, errlen, "key 'quirks' must be a list, e.g. [id28]");
+        return -1;
+    }
+    for (size_t i = 0; i < n->n; i++) {
+        const gw_ynode *k = n->kids[i];
+        if (k->type == GW_Y_SCALAR && k->str && !strcmp(k->str, "id28")) {
+            q |= GW_SL651_Q_ID28;
+            continue;
+        }
+        snprintf(err, errlen, "quirks[%zu] '%s' is not a known SL651 quirk (id28)", i,
+                 k->type == GW_Y_SCALAR && k->str ? k->str : "?");
+        return -1;
+    }
+    return q;
+}
 
 typedef struct sl_ov_conf {
     char id[8];
@@ -182,6 +234,8 @@ static int check_device(const gw_device *dev, char *err, size_t errlen)
         snprintf(err, errlen, "password must be 4 hex digits (got '%s')", c->password);
         return GW_EINVAL;
     }
+    if (parse_quirks(c->quirks, err, errlen) < 0)
+        return GW_EINVAL;
     sl_ov_conf ov[MAX_OVERRIDES];
     size_t n;
     return parse_overrides(c->elements, ov, &n, err, errlen);
@@ -243,6 +297,18 @@ static int dev_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
     s->scfg.overrides = n ? s->ov : NULL;
     s->scfg.n_overrides = n;
     s->scfg.drp_forward = (uint8_t)c->drp_forward;
+    s->scfg.quirks = (unsigned)parse_quirks(c->quirks, err, errlen); /* checked */
+    /* The last 45H word survives a restart, so a standing condition is not raised again. */
+    char key[GW_ID_MAX + sizeof STATUS_KEY];
+    void *val;
+    size_t vlen;
+    snprintf(key, sizeof key, "%s%s", STATUS_KEY, dev->conf.id);
+    if (gw_core_state_get(core, key, &val, &vlen) == GW_OK && vlen == 4) {
+        const uint8_t *b = val;
+        s->scfg.status_prev =
+            (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+        s->scfg.status_known = 1;
+    }
     /* Offline once silent for offline_after report intervals. */
     gw_core_watch(core, dev, dev->interval_ms * dev->conf.offline_after);
     dev->proto_state = s;
@@ -267,7 +333,8 @@ static void dev_detach(gw_device *dev)
 typedef struct sl_stats {
     uint64_t frames, bad_crc, skipped, unknown_station, bad_password, wrong_direction,
         encoding_mismatch, malformed, duplicates, refused_full, confirms, clock_sets, oversize,
-        keepalives;
+        keepalives, m3_packets, m3_messages, m3_naks, m3_timeouts, m3_refused, pictures,
+        pictures_dropped, quirks_used, status_changes;
 } sl_stats;
 
 /* Per TCP connection (the stream listener's conn_size). */
@@ -290,6 +357,8 @@ struct sl_srv {
     gw_sl651_stats codec;
     gw_sl651_frame frame; /* what tcp_scan decoded, for tcp_frame */
     uint8_t *ubuf;        /* UDP receive buffer */
+    gw_reasm *reasm;      /* M3 messages in progress */
+    int64_t pic_bytes;    /* bytes in <data_dir>/pictures; -1 until counted */
 };
 
 /* A UDP confirm waiting for gw_core_flush (TCP ones wait in the stream listener). */
@@ -310,6 +379,7 @@ static void srv_unref(sl_srv *s)
 {
     if (--s->refs > 0)
         return;
+    gw_reasm_free(s->reasm);
     free(s->ubuf);
     free(s);
 }
@@ -482,6 +552,182 @@ static const char *who(gw_slc *c, const struct sockaddr *peer, char *buf, size_t
     return buf;
 }
 
+static int handle_report(sl_srv *s, gw_slc *c, const struct sockaddr *peer, gw_device *d,
+                         const gw_sl651_frame *f, unsigned m3_total);
+
+/* The station's 45H word changed (or is the first one ever seen): remember it, with the
+ * events the decoder just queued, in the same commit group, so a restart neither loses
+ * nor repeats an edge. */
+static void status_changed(sl_srv *s, gw_device *d, uint32_t word)
+{
+    sl_dev *ds = d->proto_state;
+    ds->scfg.status_prev = word;
+    ds->scfg.status_known = 1;
+    s->st.status_changes++;
+    char key[GW_ID_MAX + sizeof STATUS_KEY];
+    uint8_t b[4] = {(uint8_t)(word >> 24), (uint8_t)(word >> 16), (uint8_t)(word >> 8),
+                    (uint8_t)word};
+    snprintf(key, sizeof key, "%s%s", STATUS_KEY, d->conf.id);
+    if (gw_core_state_put(s->core, key, b, sizeof b) != GW_OK)
+        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] 45H status not persisted (out of memory)",
+                  d->conf.id);
+}
+
+/* Sums the sizes of the files in dir (the pictures already kept). */
+static int64_t dir_bytes(const char *dir)
+{
+    int64_t sum = 0;
+    DIR *dp = opendir(dir);
+    if (!dp)
+        return 0;
+    struct dirent *e;
+    char path[1024];
+    while ((e = readdir(dp)) != NULL) {
+        struct stat st;
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+            sum += st.st_size;
+    }
+    closedir(dp);
+    return sum;
+}
+
+/* Writes path durably: temp file, fsync, rename, fsync of the directory. */
+static int write_file(const char *dir, const char *path, const uint8_t *p, size_t n)
+{
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return GW_ERR;
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = write(fd, p + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            close(fd);
+            unlink(tmp);
+            return GW_ERR;
+        }
+        off += (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return GW_ERR;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return GW_OK;
+}
+
+/* A 36H picture: kept as <data_dir>/pictures/<device>-<obs>-<serial>.jpg within
+ * pictures_max, and announced by one "picture" event whose detail names the file
+ * (docs/uplink.md). Pictures are rare and small: the write happens on the loop. */
+static void store_picture(sl_srv *s, gw_device *d, const gw_sl651_report *rep, void *sinkctx)
+{
+    char dir[300], path[512], detail[GW_DETAIL_MAX];
+    _Static_assert(sizeof(((gw_config *)0)->data_dir) < 300 - 9, "dir holds data_dir/pictures");
+    const gw_sl651_time *t = rep->has_obs ? &rep->obs_time : &rep->send_time;
+    const char *data_dir = gw_core_config(s->core)->data_dir;
+    snprintf(dir, sizeof dir, "%s/pictures", data_dir[0] ? data_dir : ".");
+    char name[160];
+    snprintf(name, sizeof name, "%s-20%02u%02u%02u%02u%02u%02u-%u.jpg", d->conf.id, t->yy, t->mo,
+             t->dd, t->hh, t->mi, t->ss, rep->serial);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    gw_event e;
+    memset(&e, 0, sizeof e);
+    gw_strlcpy(e.kind, "picture", sizeof e.kind);
+    e.active = 1;
+    e.obs_ms = rep->has_obs ? rep->obs_ms : rep->send_ms;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] %s: %s: picture dropped", d->conf.id, dir,
+                  strerror(errno));
+        s->st.pictures_dropped++;
+        return;
+    }
+    if (s->pic_bytes < 0)
+        s->pic_bytes = dir_bytes(dir);
+    if (s->pic_bytes + (int64_t)rep->picture_len > s->conf.pictures_max) {
+        s->st.pictures_dropped++;
+        GW_LOG_RL(GW_LOG_WARN, 60000, MOD,
+                  "[%s] pictures_max (%lld bytes) reached: picture of %zu bytes dropped",
+                  d->conf.id, (long long)s->conf.pictures_max, rep->picture_len);
+        snprintf(detail, sizeof detail, "dropped bytes=%zu (pictures_max)", rep->picture_len);
+    } else if (write_file(dir, path, rep->picture, rep->picture_len) != GW_OK) {
+        s->st.pictures_dropped++;
+        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] %s: %s: picture dropped", d->conf.id, path,
+                  strerror(errno));
+        snprintf(detail, sizeof detail, "dropped bytes=%zu (write failed)", rep->picture_len);
+    } else {
+        s->pic_bytes += (int64_t)rep->picture_len;
+        s->st.pictures++;
+        snprintf(detail, sizeof detail, "file=pictures/%.50s bytes=%zu", name, rep->picture_len);
+    }
+    gw_strlcpy(e.detail, detail, sizeof e.detail);
+    sink_event(sinkctx, &e);
+}
+
+static void on_m3_expired(void *ctx, const char *key, unsigned have, unsigned total)
+{
+    sl_srv *s = ctx;
+    s->st.m3_timeouts++;
+    GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "M3 message %s timed out with %u of %u packets: dropped",
+              key, have, total);
+}
+
+/* An M3 packet (SYN). Packets are put back together per station and function; the
+ * whole message is then handled as one report and confirmed once. When the last packet
+ * (ETX: the last one, or a resent one) leaves a gap, the centre NAKs the first missing
+ * packet at once and the station resends it. */
+static int m3_packet(sl_srv *s, gw_slc *c, const struct sockaddr *peer, gw_device *d,
+                     const gw_sl651_frame *f)
+{
+    char key[GW_REASM_KEY_MAX];
+    snprintf(key, sizeof key, "%s/%02X", f->station_hex, f->function);
+    int64_t now = (int64_t)uv_now(gw_core_loop(s->core));
+    gw_reasm_expire(s->reasm, now, on_m3_expired, s);
+    s->st.m3_packets++;
+    uint8_t *body = NULL;
+    size_t blen = 0;
+    int r = gw_reasm_add(s->reasm, key, f->packet_total, f->packet_no, f->body, f->body_len, now,
+                         &body, &blen);
+    if (r == GW_EAGAIN) {
+        unsigned total = 0, miss = gw_reasm_first_missing(s->reasm, key, &total);
+        if (f->end == GW_SL651_ETX && miss) {
+            gw_sl651_time t;
+            uint8_t out[REPLY_MAX];
+            int n = gw_sl651_time_from_ms(gw_now_ms(), &t) == GW_OK
+                        ? gw_sl651_encode_confirm_m3(f, 0, &t, GW_SL651_NAK, total, miss, out,
+                                                     sizeof out)
+                        : GW_EINVAL;
+            if (n > 0 && send_bytes(s, c, peer, out, (size_t)n) == GW_OK)
+                s->st.m3_naks++;
+            GW_LOG_RL(GW_LOG_INFO, 10000, MOD, "[%s] M3 %02X: packet %u of %u missing: NAK",
+                      d->conf.id, f->function, miss, total);
+        }
+        return GW_SL_ACCEPT;
+    }
+    if (r != GW_OK) {
+        s->st.m3_refused++;
+        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] M3 %02X packet %u/%u refused (%d): message dropped",
+                  d->conf.id, f->function, f->packet_no, f->packet_total, r);
+        return GW_SL_ACCEPT;
+    }
+    s->st.m3_messages++;
+    gw_sl651_frame whole = *f;
+    whole.body = body;
+    whole.body_len = blen;
+    int rc = handle_report(s, c, peer, d, &whole, f->packet_total);
+    free(body);
+    return rc;
+}
+
 /* Handles one valid frame from TCP connection c or UDP sender peer. Returns
  * GW_SL_ACCEPT once the station and password matched, GW_SL_IGNORE before,
  * GW_SL_CLOSE for a refused peer (unknown station, wrong password). */
@@ -527,6 +773,17 @@ static int handle_frame(sl_srv *s, gw_slc *c, const struct sockaddr *peer, const
         s->st.keepalives++;
         return GW_SL_ACCEPT; /* keep-alive: no reply */
     }
+    if (f->start == GW_SL651_SYN)
+        return m3_packet(s, c, peer, d, f);
+    return handle_report(s, c, peer, d, f, 0);
+}
+
+/* A report (a single frame, or an M3 message put back together: m3_total packets).
+ * Returns what handle_frame returns. */
+static int handle_report(sl_srv *s, gw_slc *c, const struct sockaddr *peer, gw_device *d,
+                         const gw_sl651_frame *f, unsigned m3_total)
+{
+    sl_dev *ds = d->proto_state;
     /* Pass 1: serial and send time only. */
     gw_sl651_report rep;
     gw_sink none = {NULL, NULL, NULL};
@@ -551,6 +808,8 @@ static int handle_frame(sl_srv *s, gw_slc *c, const struct sockaddr *peer, const
         sl_sink_ctx k = {s->core, d, 0};
         gw_sink sink = {sink_reading, sink_event, &k};
         gw_sl651_decode(f, &ds->scfg, &sink, &rep);
+        if (!k.refused && rep.picture)
+            store_picture(s, d, &rep, &k);
         if (k.refused) {
             gw_core_forget_report(s->core, d, key); /* so the RTU's resend is taken */
             s->st.refused_full++;
@@ -558,6 +817,13 @@ static int handle_frame(sl_srv *s, gw_slc *c, const struct sockaddr *peer, const
                       d->conf.id);
             return GW_SL_ACCEPT;
         }
+        if (rep.quirks_used) {
+            s->st.quirks_used += rep.quirks_used;
+            GW_LOG_RL(GW_LOG_INFO, 3600000, MOD, "[%s] quirk id28 used (F1 28 / F0 28)",
+                      d->conf.id);
+        }
+        if (rep.has_status && (!ds->scfg.status_known || rep.status != ds->scfg.status_prev))
+            status_changed(s, d, rep.status);
         if (rep.unknown)
             GW_LOG_RL(GW_LOG_INFO, 60000, MOD, "[%s] %u unknown elements skipped (first %X)",
                       d->conf.id, rep.unknown, rep.unknown_ids[0]);
@@ -567,9 +833,12 @@ static int handle_frame(sl_srv *s, gw_slc *c, const struct sockaddr *peer, const
         return GW_SL_ACCEPT;
     const sl_dconf *dc = d->proto_conf;
     uint8_t out[REPLY_MAX];
-    int n =
-        gw_sl651_encode_confirm(f, rep.serial, &rep.send_time,
-                                dc->confirm_end ? GW_SL651_ESC : GW_SL651_EOT, out, sizeof(out));
+    uint8_t end = dc->confirm_end ? GW_SL651_ESC : GW_SL651_EOT;
+    /* M3: one confirm for the whole message, naming the last packet (6.3.1.2 c). */
+    int n = m3_total ? gw_sl651_encode_confirm_m3(f, rep.serial, &rep.send_time, end, m3_total,
+                                                  m3_total, out, sizeof(out))
+                     : gw_sl651_encode_confirm(f, rep.serial, &rep.send_time, end, out,
+                                               sizeof(out));
     if (n < 0) {
         GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] confirm not encoded (%d)", d->conf.id, n);
         return GW_SL_ACCEPT;
@@ -697,7 +966,9 @@ static void log_stats(sl_srv *s, const char *when)
             "%llu, idle %llu, evicted %llu | refused: full %llu, per source %llu | frames %llu, "
             "keep-alives %llu, duplicates %llu, confirms %llu | dropped: bad CRC %llu, garbage "
             "bytes %llu, malformed %llu, oversize %llu | refused: unknown station %llu, bad "
-            "password %llu, queue full %llu",
+            "password %llu, queue full %llu | M3 packets %llu, messages %llu, NAKs %llu, "
+            "timeouts %llu, refused %llu | pictures %llu, dropped %llu | quirks used %llu, 45H "
+            "changes %llu",
             when, (unsigned long long)c.open, (unsigned long long)c.unauth,
             (unsigned long long)c.accepted, (unsigned long long)c.auth_timeouts,
             (unsigned long long)c.idle_closed, (unsigned long long)c.evicted_unauth,
@@ -707,7 +978,11 @@ static void log_stats(sl_srv *s, const char *when)
             (unsigned long long)t->bad_crc, (unsigned long long)(t->skipped + c.skipped),
             (unsigned long long)t->malformed, (unsigned long long)(t->oversize + c.oversize),
             (unsigned long long)t->unknown_station, (unsigned long long)t->bad_password,
-            (unsigned long long)t->refused_full);
+            (unsigned long long)t->refused_full, (unsigned long long)t->m3_packets,
+            (unsigned long long)t->m3_messages, (unsigned long long)t->m3_naks,
+            (unsigned long long)t->m3_timeouts, (unsigned long long)t->m3_refused,
+            (unsigned long long)t->pictures, (unsigned long long)t->pictures_dropped,
+            (unsigned long long)t->quirks_used, (unsigned long long)t->status_changes);
     s->st_logged = s->st;
     s->tst_logged = c;
 }
@@ -715,6 +990,7 @@ static void log_stats(sl_srv *s, const char *when)
 static void on_stats(uv_timer_t *t)
 {
     sl_srv *s = t->data;
+    gw_reasm_expire(s->reasm, (int64_t)uv_now(gw_core_loop(s->core)), on_m3_expired, s);
     gw_sl_stats c;
     memset(&c, 0, sizeof(c));
     if (s->tcp)
@@ -801,6 +1077,15 @@ static int sl_listen(gw_core *core, const void *conf, void **state, char *err, s
     s->core = core;
     s->conf = *lc;
     s->refs = 1; /* released by srv_close */
+    s->pic_bytes = -1;
+    const gw_reasm_limits rl = {REASM_OPEN,  REASM_PACKETS,    REASM_MESSAGE,
+                                REASM_TOTAL, REASM_TIMEOUT_MS, REASM_MAX_AGE_MS};
+    s->reasm = gw_reasm_new(&rl);
+    if (!s->reasm) {
+        free(s);
+        snprintf(err, errlen, "out of memory");
+        return GW_ENOMEM;
+    }
     uv_timer_init(gw_core_loop(core), &s->stats_timer);
     s->stats_timer.data = s;
     s->refs++;

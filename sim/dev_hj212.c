@@ -77,6 +77,51 @@ static void data_time(char out[16], const sim_dt *t)
              (unsigned)t->min % 100u, (unsigned)t->sec % 100u);
 }
 
+/* A split upload (PNUM/PNO): the CP's ';' groups are dealt into parts packets with one
+ * QN, each group whole (the gateway joins them back with ';'). */
+static void send_parts(hj_dev *d, int cni, const char *qn, const char *cp, int parts, double t,
+                       uint64_t key)
+{
+    const sim_rtu_conf *cf = d->hg->g->rtu;
+    size_t groups = 1;
+    for (const char *p = cp; *p; p++)
+        groups += *p == ';';
+    if ((size_t)parts > groups)
+        parts = (int)groups;
+    size_t per = (groups + (size_t)parts - 1) / (size_t)parts;
+    const char *p = cp;
+    for (int no = 1; no <= parts; no++) {
+        const char *e = p;
+        for (size_t g = 0; g < per && *e; g++) {
+            e = strchr(e, ';');
+            if (!e) {
+                e = p + strlen(p);
+                break;
+            }
+            if (g + 1 < per)
+                e++;
+        }
+        char part[HJ_CP_MAX], pkt[SIM_HJ212_MAX_PACKET];
+        size_t pl = (size_t)(e - p) < sizeof part ? (size_t)(e - p) : sizeof part - 1;
+        memcpy(part, p, pl);
+        part[pl] = '\0';
+        int n = sim_hj212_packet_part(pkt, sizeof pkt, qn, cf->st, cn_code[cni], cf->password,
+                                      d->mn, cf->reply ? 5 : 4, parts, no, part);
+        if (n < 0) {
+            d->encode_errors++;
+            return;
+        }
+        if (strstr(cf->quirks, "crc_lsb"))
+            sim_hj212_crc_modbus_lsb(pkt, (size_t)n);
+        /* The 9014 answers echo QN but not PNO: only the last part waits for one. */
+        if (sim_dial_send(&d->dial, (const uint8_t *)pkt, (size_t)n, t, no == parts ? key : 0,
+                          cf->resends) &&
+            no == parts)
+            d->by_cn[cni]++;
+        p = *e == ';' ? e + 1 : e;
+    }
+}
+
 static void send_packet(hj_dev *d, int cni, const char *cp, double t)
 {
     const sim_rtu_conf *cf = d->hg->g->rtu;
@@ -90,13 +135,20 @@ static void send_packet(hj_dev *d, int cni, const char *cp, double t)
     d->last_qn_ms = ms;
     sim_dt_from_secs((double)(ms / 1000) + (double)(ms % 1000) / 1000.0 + 1e-7, &now);
     sim_hj212_qn(&now, qn);
+    uint64_t key = cf->reply ? strtoull(qn, NULL, 10) : 0;
+    int parts = cni == CN_2061 && cf->hour_packets > 1 ? cf->hour_packets : 1;
+    if (parts > 1) {
+        send_parts(d, cni, qn, cp, parts, t, key);
+        return;
+    }
     int n = sim_hj212_packet(pkt, sizeof pkt, qn, cf->st, cn_code[cni], cf->password, d->mn,
                              cf->reply ? 5 : 4, cp);
     if (n < 0) {
         d->encode_errors++;
         return;
     }
-    uint64_t key = cf->reply ? strtoull(qn, NULL, 10) : 0;
+    if (strstr(cf->quirks, "crc_lsb"))
+        sim_hj212_crc_modbus_lsb(pkt, (size_t)n);
     if (sim_dial_send(&d->dial, (const uint8_t *)pkt, (size_t)n, t, key, cf->resends))
         d->by_cn[cni]++;
 }

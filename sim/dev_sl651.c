@@ -25,8 +25,10 @@
 #define SL_BODY_MAX 512         /* our reports are far smaller */
 #define SL_MAX_CATCHUP 172800.0 /* integrate at most two days at once */
 
-enum { FC_2F = 0, FC_30, FC_32, FC_33, FC_34, FC__N };
-static const uint8_t fc_code[FC__N] = {0x2F, 0x30, 0x32, 0x33, 0x34};
+enum { FC_2F = 0, FC_30, FC_32, FC_33, FC_34, FC_35, FC_36, FC_38, FC__N };
+static const uint8_t fc_code[FC__N] = {0x2F, 0x30, 0x32, 0x33, 0x34, 0x35, 0x36, 0x38};
+#define SL_M3_CHUNK 900 /* body bytes per M3 packet: a packet stays under SIM_DIAL_FRAME */
+#define SL_M3_MAX 64    /* packets kept for a NAK'd resend */
 
 typedef struct sl_slot {
     int64_t slot; /* slot number (clock / 300); -1 = empty */
@@ -53,6 +55,12 @@ typedef struct sl_dev {
     sl_slot ring[SL_RING];
     uint64_t by_fc[FC__N];
     uint64_t skipped; /* timed reports skipped because the loop fell behind */
+    int picture_done, history_done, manual_done;
+    /* The last M3 message, kept so a NAK naming packet k can be answered. */
+    uint8_t *m3[SL_M3_MAX];
+    size_t m3_len[SL_M3_MAX];
+    unsigned m3_n;
+    uint64_t m3_resent;
 } sl_dev;
 
 typedef struct sl_group {
@@ -179,9 +187,34 @@ static void send_frame(sl_dev *d, int fci, sim_wbuf *body, double t)
         d->by_fc[fci]++;
 }
 
+/* The id28 quirk: the station writes F1 28 / F0 28 for the two identifiers (bytes 9
+ * and 17 of a body that starts with head and station). */
+static void station_quirk(const sl_dev *d, sim_wbuf *b)
+{
+    if (strstr(d->sg->g->rtu->quirks, "id28") && b->len >= 23) {
+        b->p[9] = 0x28;
+        b->p[17] = 0x28;
+    }
+}
+
+/* Water-quality elements (Table C.1 4AH..57H and pH, DO) with the table's N(x,y). */
+static void put_water_quality(sim_wbuf *b, double t)
+{
+    double w = sin(t / 3600.0);
+    sim_sl651_put_num(b, 0x46, 2, 2, 7.2 + 0.1 * w);
+    sim_sl651_put_num(b, 0x47, 2, 2, 8.1);
+    sim_sl651_put_num(b, 0x4A, 2, 1, 3.2);
+    sim_sl651_put_num(b, 0x4C, 3, 2, 0.45);
+    sim_sl651_put_num(b, 0x4D, 3, 3, 0.085);
+    sim_sl651_put_num(b, 0x4E, 3, 2, 1.23);
+    sim_sl651_put_num(b, 0x57, 2, 2, 0.02);
+}
+
 static void put_elements(sl_dev *d, sim_wbuf *b, double t, int first)
 {
     const sim_rtu_conf *cf = d->sg->g->rtu;
+    if (cf->water_quality)
+        put_water_quality(b, t);
     if (cf->has_rain) {
         sim_sl651_put_num(b, 0x20, 3, 1, d->cum - d->cum_last_timed);
         if (sim_sl651_put_num(b, 0x26, 3, 1, fmod(cf->rain_base + d->cum, 100000)) < 0)
@@ -226,6 +259,7 @@ static void send_report(sl_dev *d, int fci, double t, int first)
         sim_sl651_put_raw(&b, 0x45, 4 << 3, st, 4);
     }
     put_elements(d, &b, t, first);
+    station_quirk(d, &b);
     send_frame(d, fci, &b, t);
     if (fci == FC_32)
         d->cum_last_timed = d->cum;
@@ -276,8 +310,135 @@ static void send_hourly(sl_dev *d, double t)
         if (sim_sl651_put_num(&b, 0x38, 2, 2, v) < 0)
             sim_sl651_put_num(&b, 0x38, 2, 2, NAN);
     }
+    station_quirk(d, &b);
     send_frame(d, FC_34, &b, t);
 }
+
+static void m3_forget(sl_dev *d)
+{
+    for (unsigned i = 0; i < d->m3_n; i++)
+        free(d->m3[i]);
+    d->m3_n = 0;
+}
+
+/* A long body: one STX frame when it fits, else M3 packets of SL_M3_CHUNK bytes (SYN,
+ * ETB until the last, ETX on the last). Only the last waits for the centre's confirm
+ * (6.3.1.2 c); the packets are kept for a NAK. */
+static void send_long(sl_dev *d, int fci, const uint8_t *body, size_t len, double t)
+{
+    const sim_rtu_conf *cf = d->sg->g->rtu;
+    uint64_t key = cf->m2 && fci != FC_38 ? ((uint64_t)fc_code[fci] << 16 | d->serial) : 0;
+    if (len <= SL_M3_CHUNK) {
+        sim_sl651_hdr h1 = {.centre = (uint8_t)cf->centre, .password = d->sg->password,
+                            .fc = fc_code[fci]};
+        memcpy(h1.station, d->station, 5);
+        uint8_t frame[SL_M3_CHUNK + 32];
+        int n = sim_sl651_frame(&h1, body, len, frame, sizeof frame);
+        if (n > 0 && sim_dial_send(&d->dial, frame, (size_t)n, t, key, cf->resends))
+            d->by_fc[fci]++;
+        return;
+    }
+    unsigned total = (unsigned)((len + SL_M3_CHUNK - 1) / SL_M3_CHUNK);
+    if (total > SL_M3_MAX)
+        return;
+    m3_forget(d);
+    sim_sl651_hdr h = {.centre = (uint8_t)cf->centre, .password = d->sg->password,
+                       .fc = fc_code[fci]};
+    memcpy(h.station, d->station, 5);
+    for (unsigned no = 1; no <= total; no++) {
+        size_t off = (size_t)(no - 1) * SL_M3_CHUNK;
+        size_t n = len - off < SL_M3_CHUNK ? len - off : SL_M3_CHUNK;
+        uint8_t frame[SL_M3_CHUNK + 32];
+        h.end = no == total ? SIM_SL651_ETX : SIM_SL651_ETB;
+        int fl = sim_sl651_frame_m3(&h, total, no, body + off, n, frame, sizeof frame);
+        if (fl < 0)
+            return;
+        d->m3[no - 1] = malloc((size_t)fl);
+        if (d->m3[no - 1]) {
+            memcpy(d->m3[no - 1], frame, (size_t)fl);
+            d->m3_len[no - 1] = (size_t)fl;
+            d->m3_n = no;
+        }
+        if (sim_dial_send(&d->dial, frame, (size_t)fl, t, no == total ? key : 0, cf->resends) &&
+            no == total)
+            d->by_fc[fci]++;
+    }
+}
+
+/* 36H picture: head, station, F3F3, then a synthetic JPEG (FFD8 .. FFD9) sized so that
+ * it takes picture_packets M3 packets. */
+static void send_picture(sl_dev *d, double t)
+{
+    const sim_rtu_conf *cf = d->sg->g->rtu;
+    size_t len = (size_t)cf->picture_packets * SL_M3_CHUNK - SL_M3_CHUNK / 2;
+    uint8_t *body = malloc(len);
+    if (!body)
+        return;
+    sim_wbuf b = {body, len, 0, 0};
+    sim_dt send;
+    station_time(d, t, &send);
+    sim_sl651_put_head(&b, next_serial(d), &send);
+    sim_sl651_put_station(&b, d->station, (uint8_t)cf->station_type, &send);
+    station_quirk(d, &b);
+    body[b.len++] = 0xF3;
+    body[b.len++] = 0xF3;
+    size_t img = len - b.len;
+    for (size_t i = 0; i < img; i++)
+        body[b.len + i] = (uint8_t)(i * 31 + 7);
+    body[b.len] = 0xFF;
+    body[b.len + 1] = 0xD8;
+    body[len - 2] = 0xFF;
+    body[len - 1] = 0xD9;
+    send_long(d, FC_36, body, len, t);
+    free(body);
+}
+
+/* 38H history: 04 18 000000 (hourly runs of 5-minute data, Table C.1 note) then F5 with
+ * history_hours hours of levels ending at the last full hour; sample k of hour h is
+ * 1.00 m + (12h + k) cm. The observation time ends the first hour. */
+static void send_history(sl_dev *d, double t)
+{
+    const sim_rtu_conf *cf = d->sg->g->rtu;
+    size_t len = 8 + 15 + 5 + 2 + 24 * (size_t)cf->history_hours;
+    uint8_t *body = malloc(len);
+    if (!body)
+        return;
+    sim_wbuf b = {body, len, 0, 0};
+    sim_dt send, obs;
+    station_time(d, t, &send);
+    double last_hour = floor((true_clock(d, t) + sim_dial_skew(&d->dial, t)) / 3600) * 3600;
+    sim_dt_from_secs(last_hour - 3600.0 * (cf->history_hours - 1), &obs);
+    sim_sl651_put_head(&b, next_serial(d), &send);
+    sim_sl651_put_station(&b, d->station, (uint8_t)cf->station_type, &obs);
+    station_quirk(d, &b);
+    const uint8_t step[3] = {0, 0, 0};
+    sim_sl651_put_raw(&b, 0x04, 3 << 3, step, 3);
+    body[b.len++] = 0xF5;
+    body[b.len++] = 24 << 3; /* one hour: the run is the rest of the body */
+    for (int h = 0; h < cf->history_hours; h++)
+        for (int k = 0; k < 12; k++) {
+            unsigned cm = (unsigned)(100 + 12 * h + k);
+            body[b.len++] = (uint8_t)(cm >> 8);
+            body[b.len++] = (uint8_t)cm;
+        }
+    send_long(d, FC_38, body, b.len, t);
+    free(body);
+}
+
+/* 35H manual data: head, F1F1 + address, F2F2 + the configured text. */
+static void send_manual(sl_dev *d, double t)
+{
+    const sim_rtu_conf *cf = d->sg->g->rtu;
+    uint8_t body[128];
+    sim_wbuf b = {body, sizeof body, 0, 0};
+    sim_dt send;
+    station_time(d, t, &send);
+    sim_sl651_put_head(&b, next_serial(d), &send);
+    sim_sl651_put_raw(&b, 0xF1, 0xF1, d->station, 5);
+    sim_sl651_put_raw(&b, 0xF2, 0xF2, (const uint8_t *)cf->manual, strlen(cf->manual));
+    send_frame(d, FC_35, &b, t);
+}
+
 
 static void send_keepalive(sl_dev *d, double t)
 {
@@ -311,6 +472,18 @@ static double sl_tick(sim_dial *dial, double t)
     while (d->test_i < cf->ntest && cf->test_at[d->test_i] <= t) {
         d->test_i++;
         send_report(d, FC_30, t, 0);
+    }
+    if (!d->picture_done && cf->picture_at >= 0 && t >= cf->picture_at) {
+        d->picture_done = 1;
+        send_picture(d, t);
+    }
+    if (!d->history_done && cf->history_at >= 0 && t >= cf->history_at) {
+        d->history_done = 1;
+        send_history(d, t);
+    }
+    if (!d->manual_done && cf->manual_at >= 0 && t >= cf->manual_at && cf->manual[0]) {
+        d->manual_done = 1;
+        send_manual(d, t);
     }
     if (t >= d->next_timed) {
         send_report(d, FC_32, t, 0);
@@ -356,6 +529,12 @@ static double sl_tick(sim_dial *dial, double t)
         next = cf->events[d->event_i].at;
     if (d->test_i < cf->ntest && cf->test_at[d->test_i] < next)
         next = cf->test_at[d->test_i];
+    if (!d->picture_done && cf->picture_at >= 0 && cf->picture_at < next)
+        next = cf->picture_at;
+    if (!d->history_done && cf->history_at >= 0 && cf->history_at < next)
+        next = cf->history_at;
+    if (!d->manual_done && cf->manual_at >= 0 && cf->manual_at < next)
+        next = cf->manual_at;
     return next;
 }
 
@@ -393,10 +572,22 @@ static size_t sl_on_bytes(sim_dial *dial, const uint8_t *buf, size_t len)
             dial->bad_in++;
             continue;
         }
-        if (m.fc == 0x2F || m.fc == 0x30 || m.fc == 0x32 || m.fc == 0x33 || m.fc == 0x34)
+        if (m.end == SIM_SL651_NAK && m.no >= 1 && m.no <= d->m3_n) {
+            /* M3: the centre names a missing packet; resend it, marked last (ETX is
+             * what the standard asks of a resent packet). */
+            uint8_t *f = d->m3[m.no - 1];
+            size_t fl = d->m3_len[m.no - 1];
+            f[fl - 3] = SIM_SL651_ETX;
+            uint16_t crc = sim_sl651_crc(f, fl - 2);
+            f[fl - 2] = (uint8_t)(crc >> 8);
+            f[fl - 1] = (uint8_t)crc;
+            if (sim_dial_send(dial, f, fl, 0, 0, 0))
+                d->m3_resent++;
+        } else if (m.fc == 0x2F || (m.fc >= 0x30 && m.fc <= 0x36)) {
             sim_dial_ack(dial, (uint64_t)m.fc << 16 | m.serial);
-        else
+        } else {
             dial->requests_in++;
+        }
     }
     return off;
 }
@@ -496,8 +687,10 @@ static void sl_destroy(sim_ctx *ctx, sim_group *g)
     sl_group *sg = g->kstate;
     if (!sg)
         return;
-    for (uint32_t k = 0; k < sg->ndevs; k++)
+    for (uint32_t k = 0; k < sg->ndevs; k++) {
         sim_dial_free(&sg->devs[k].dial);
+        m3_forget(&sg->devs[k]);
+    }
     free(sg->devs);
     free(sg);
     g->kstate = NULL;
@@ -525,6 +718,7 @@ static void sl_stats(sim_ctx *ctx, sim_group *g, void *arr)
         }
         sim_dial_stats(&d->dial, o);
         cJSON_AddNumberToObject(o, "timed_skipped", (double)d->skipped);
+        cJSON_AddNumberToObject(o, "m3_resent", (double)d->m3_resent);
         cJSON_AddNumberToObject(o, "serial", d->serial);
         cJSON_AddItemToArray(arr, o);
     }

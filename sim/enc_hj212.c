@@ -53,6 +53,44 @@ int sim_hj212_packet(char *out, size_t cap, const char *qn, const char *st, int 
     return wrap(out, cap, (size_t)n);
 }
 
+/* The crc_lsb quirk: CRC-16/Modbus of the segment as the 4 digits show it, low byte
+ * first. */
+static unsigned modbus_lsb(const char *seg, size_t n)
+{
+    uint16_t reg = 0xFFFF;
+    for (size_t i = 0; i < n; i++) {
+        reg ^= (uint8_t)seg[i];
+        for (int b = 0; b < 8; b++)
+            reg = (reg & 1) ? (uint16_t)((reg >> 1) ^ 0xA001) : (uint16_t)(reg >> 1);
+    }
+    return (unsigned)((reg & 0xFF) << 8 | reg >> 8);
+}
+
+int sim_hj212_packet_part(char *out, size_t cap, const char *qn, const char *st, int cn,
+                          const char *pw, const char *mn, int flag, int pnum, int pno,
+                          const char *cp)
+{
+    if (cap < 12 || pnum < 1 || pno < 1 || pno > pnum)
+        return SIM_EINVAL;
+    /* Flag bit D (2) says the packet carries PNUM and PNO. */
+    int n = snprintf(out + 6, cap - 6,
+                     "%s%s%sST=%s;CN=%04d;PW=%s;MN=%s;Flag=%d;PNUM=%d;PNO=%d;CP=&&%s&&",
+                     qn ? "QN=" : "", qn ? qn : "", qn ? ";" : "", st, cn, pw, mn, flag | 2, pnum,
+                     pno, cp);
+    if (n < 0 || (size_t)n + 12 > cap)
+        return SIM_EINVAL;
+    return wrap(out, cap, (size_t)n);
+}
+
+void sim_hj212_crc_modbus_lsb(char *pkt, size_t len)
+{
+    if (len < 12)
+        return;
+    char tail[8];
+    snprintf(tail, sizeof tail, "%04X", modbus_lsb(pkt + 6, len - 12));
+    memcpy(pkt + len - 6, tail, 4);
+}
+
 int sim_hj212_malform(const char *in, size_t len, char *out, size_t cap)
 {
     if (len < 12 || in[0] != '#' || in[1] != '#' || cap < len)
@@ -138,8 +176,9 @@ int sim_hj212_parse(const char *buf, size_t len, sim_hj212_msg *out)
             return SIM_EMALFORMED;
         crc = crc << 4 | (unsigned)h;
     }
-    if (crc != sim_hj212_crc((const uint8_t *)seg, seg_len) || seg[seg_len + 4] != '\r' ||
-        seg[seg_len + 5] != '\n')
+    /* An answer to a crc_lsb station comes framed its way (Modbus CRC, low byte first). */
+    if ((crc != sim_hj212_crc((const uint8_t *)seg, seg_len) && crc != modbus_lsb(seg, seg_len)) ||
+        seg[seg_len + 4] != '\r' || seg[seg_len + 5] != '\n')
         return SIM_EMALFORMED;
     memset(out, 0, sizeof *out);
     out->seg = seg;

@@ -19,6 +19,13 @@ int sim_hj212_packet(char *out, size_t cap, const char *qn, const char *st, int 
  * and its first '=' removed), length and CRC recomputed so that only the CP
  * is wrong. Returns the new length or SIM_EINVAL. */
 int sim_hj212_malform(const char *in, size_t len, char *out, size_t cap);
+/* One part of a split packet: PNUM/PNO in the header, Flag bit D set (same return as
+ * sim_hj212_packet). */
+int sim_hj212_packet_part(char *out, size_t cap, const char *qn, const char *st, int cn,
+                          const char *pw, const char *mn, int flag, int pnum, int pno,
+                          const char *cp);
+/* Rewrites the CRC digits as CRC-16/Modbus, low byte first (the crc_lsb quirk). */
+void sim_hj212_crc_modbus_lsb(char *pkt, size_t len);
 
 /* Makes a packet's CRC wrong by changing its four CRC characters only. */
 void sim_hj212_bad_crc(char *pkt, size_t len);

@@ -65,10 +65,29 @@ int sim_sl651_addr_parse(const char *hex, uint8_t out[5])
     return SIM_OK;
 }
 
+static int frame_any(const sim_sl651_hdr *h, unsigned total, unsigned no, const uint8_t *body,
+                     size_t blen, uint8_t *out, size_t cap);
+
 int sim_sl651_frame(const sim_sl651_hdr *h, const uint8_t *body, size_t blen, uint8_t *out,
                     size_t cap)
 {
-    if (blen > 0x0FFF || cap < blen + 17)
+    return frame_any(h, 0, 0, body, blen, out, cap);
+}
+
+int sim_sl651_frame_m3(const sim_sl651_hdr *h, unsigned total, unsigned no, const uint8_t *body,
+                       size_t blen, uint8_t *out, size_t cap)
+{
+    if (total < 1 || total > 0xFFF || no < 1 || no > total)
+        return SIM_EINVAL;
+    return frame_any(h, total, no, body, blen, out, cap);
+}
+
+/* total = 0: STX frame; else SYN and the 3 counter bytes, which the length counts. */
+static int frame_any(const sim_sl651_hdr *h, unsigned total, unsigned no, const uint8_t *body,
+                     size_t blen, uint8_t *out, size_t cap)
+{
+    size_t ctr = total ? 3 : 0;
+    if (blen + ctr > 0x0FFF || cap < blen + ctr + 17)
         return SIM_EINVAL;
     sim_wbuf b = {out, cap, 0, 0};
     wb_byte(&b, 0x7E);
@@ -84,10 +103,17 @@ int sim_sl651_frame(const sim_sl651_hdr *h, const uint8_t *body, size_t blen, ui
     wb_byte(&b, (uint8_t)(h->password >> 8));
     wb_byte(&b, (uint8_t)h->password);
     wb_byte(&b, h->fc);
-    uint16_t dl = (uint16_t)((h->down ? 0x8000 : 0) | blen);
+    uint16_t dl = (uint16_t)((h->down ? 0x8000 : 0) | (blen + ctr));
     wb_byte(&b, (uint8_t)(dl >> 8));
     wb_byte(&b, (uint8_t)dl);
-    wb_byte(&b, SIM_SL651_STX);
+    if (ctr) {
+        wb_byte(&b, 0x16); /* SYN */
+        wb_byte(&b, (uint8_t)(total >> 4));
+        wb_byte(&b, (uint8_t)((total & 15) << 4 | no >> 8));
+        wb_byte(&b, (uint8_t)no);
+    } else {
+        wb_byte(&b, SIM_SL651_STX);
+    }
     wb_bytes(&b, body, blen);
     wb_byte(&b, h->end ? h->end : SIM_SL651_ETX);
     uint16_t crc = sim_sl651_crc(out, b.len);
@@ -173,10 +199,14 @@ int sim_sl651_parse(const uint8_t *buf, size_t len, sim_sl651_msg *out)
     size_t body_at = 14;
     if (dir != 0 && dir != 8)
         return SIM_EMALFORMED;
-    if (buf[13] == 0x16) /* SYN: 3 bytes of packet count and number follow */
+    if (buf[13] == 0x16) { /* SYN: 3 counter bytes follow, counted in the length */
+        if (blen < 3)
+            return SIM_EMALFORMED;
         body_at = 17;
-    else if (buf[13] != SIM_SL651_STX)
+        blen -= 3;
+    } else if (buf[13] != SIM_SL651_STX) {
         return SIM_EMALFORMED;
+    }
     size_t total = body_at + blen + 3;
     if (len < total)
         return 0;
@@ -202,6 +232,10 @@ int sim_sl651_parse(const uint8_t *buf, size_t len, sim_sl651_msg *out)
     out->end = end;
     out->body = buf + body_at;
     out->blen = blen;
+    if (body_at == 17) {
+        out->total = (unsigned)(buf[14] << 4 | buf[15] >> 4);
+        out->no = (unsigned)((buf[15] & 15) << 8 | buf[16]);
+    }
     if (blen >= 2)
         out->serial = (uint16_t)(buf[body_at] << 8 | buf[body_at + 1]);
     return (int)total;

@@ -43,6 +43,9 @@ typedef struct sim_sl651_hdr {
  * Returns the frame length, or SIM_EINVAL (body over 4095 bytes, no room). */
 int sim_sl651_frame(const sim_sl651_hdr *h, const uint8_t *body, size_t blen, uint8_t *out,
                     size_t cap);
+/* One M3 packet (SYN): the length counts the 3 counter bytes (SL651-2014 Table 22). */
+int sim_sl651_frame_m3(const sim_sl651_hdr *h, unsigned total, unsigned no, const uint8_t *body,
+                       size_t blen, uint8_t *out, size_t cap);
 /* Body pieces. head: serial (2) + send time (6, BCD YYMMDDhhmmss).
  * station: F1F1 + address + type, then F0F0 + observation time (5, BCD). */
 void sim_sl651_put_head(sim_wbuf *b, uint16_t serial, const sim_dt *send);
@@ -65,6 +68,7 @@ typedef struct sim_sl651_msg {
     const uint8_t *body; /* points into the caller's buffer */
     size_t blen;
     uint16_t serial; /* 0 if the body is shorter than 2 bytes */
+    unsigned total, no; /* packet counter of a SYN frame, else 0 */
 } sim_sl651_msg;
 
 /* Reads one HEX frame at buf[0]: returns its length (>0), 0 if more bytes are

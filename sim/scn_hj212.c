@@ -22,6 +22,9 @@ static const sim_key hj212_keys[] = {
     DURATION("minute_every", minute_every, "10m", "2051 period; 0 = none"),
     DURATION("hour_every", hour_every, "1h", "2061 period; 0 = none"),
     SIM_KEY_HOOK("factors", K_FACTORS, "[{code, curve|value, flag, flags, decimals}]"),
+    SIM_KEY_INT("hour_packets", sim_rtu_conf, hour_packets, 1, 64, "1",
+                "2061 split into this many PNUM/PNO packets"),
+    SIM_KEY_STR("quirks", sim_rtu_conf, quirks, NULL, "field variants: crc_lsb"),
     {.type = SIM_K_END},
 };
 static const sim_keytab hj212_tab = {sim_scn_station_conf, hj212_keys};

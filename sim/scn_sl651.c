@@ -39,6 +39,18 @@ static const sim_key sl651_keys[] = {
     SIM_KEY_CURVE("voltage", sim_rtu_conf, voltage, "supply voltage, V"),
     SIM_KEY_HOOK("test_at", K_TEST_AT, "scenario times of test reports (30)"),
     SIM_KEY_HOOK("events", K_EVENTS, "status events [{at, kind}]"),
+    SIM_KEY_NUM("picture_at", sim_rtu_conf, picture_at, "-1",
+                "one 36H picture in M3 packets at this time (< 0: never)"),
+    SIM_KEY_INT("picture_packets", sim_rtu_conf, picture_packets, 1, 64, "5",
+                "M3 packets of the picture"),
+    SIM_KEY_NUM("history_at", sim_rtu_conf, history_at, "-1",
+                "one 38H history (04 18 000000, F5 runs) at this time (< 0: never)"),
+    SIM_KEY_INT("history_hours", sim_rtu_conf, history_hours, 1, 64, "18", "hours of history"),
+    SIM_KEY_BOOL("water_quality", sim_rtu_conf, water_quality, NULL,
+                 "reports carry 46, 47, 4A, 4C, 4D, 4E, 57"),
+    SIM_KEY_STR("manual", sim_rtu_conf, manual, NULL, "F2 text of a 35H manual report"),
+    SIM_KEY_NUM("manual_at", sim_rtu_conf, manual_at, "-1", "time of the 35H report (< 0: never)"),
+    SIM_KEY_STR("quirks", sim_rtu_conf, quirks, NULL, "field variants: id28"),
     {.type = SIM_K_END},
 };
 static const sim_keytab sl651_tab = {sim_scn_station_conf, sl651_keys};

@@ -78,6 +78,13 @@ typedef struct sim_rtu_conf {
     sim_rfault *faults; /* owned */
     int nfactors;
     sim_factor *factors; /* owned */
+    /* Field behaviours (docs/sim.md): one 36H picture in picture_packets M3 packets and
+     * one 38H history of history_hours hours (< 0: never); water-quality elements in
+     * timed reports; a 35H F2 manual text at manual_at; HJ212 2061 split into
+     * hour_packets parts; quirks: id28 (SL651), crc_lsb (HJ212). */
+    double picture_at, history_at, manual_at;
+    int picture_packets, history_hours, water_quality, hour_packets;
+    char manual[64], quirks[64];
 } sim_rtu_conf;
 
 void sim_rtu_conf_free(sim_rtu_conf *c);

@@ -3,7 +3,7 @@
  * rendered as JSON), and as a bare data segment (so the header and CP parsers are
  * reached without the fuzzer having to forge CRCs). Invariants that must hold
  * for any input abort the run. */
-// FUZZ_SOURCES: protocols/hj212_codec.c base/civil.c base/hex.c base/model.c
+// FUZZ_SOURCES: protocols/hj212_codec.c base/civil.c base/crc16.c base/hex.c base/model.c
 // FUZZ_LIBS: -lcjson -lm
 #include "protocols/hj212.h"
 
@@ -94,6 +94,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (sp.consumed == 0)
                 break; /* waiting for more bytes */
             off += sp.consumed;
+        }
+    }
+
+    /* With every quirk accepted: the scanner and the decoder still agree. */
+    {
+        const unsigned q = GW_HJ212_Q_LONG_PW | GW_HJ212_Q_CRC_MODBUS_LSB;
+        gw_hj212_span sp;
+        if (gw_hj212_scan_q(GW_HJ212_2017, q, data, size, 0, &sp) == 1) {
+            gw_hj212_packet qp;
+            int dr = gw_hj212_decode_q(GW_HJ212_2017, q, data + sp.offset, sp.total, &qp);
+            if (dr == GW_ECRC)
+                abort(); /* the scanner accepted this CRC */
+            if (dr == GW_OK) {
+                char out[GW_HJ212_PACKET_MAX + 64];
+                gw_hj212_build_reply(&qp, GW_HJ212_QN_READY, out, sizeof out);
+            }
         }
     }
 

@@ -36,12 +36,22 @@ static void exercise(const gw_sl651_frame *f, int i)
     cfg.overrides = (i & 1) ? ov : NULL;
     cfg.n_overrides = (i & 1) ? 3 : 0;
     cfg.drp_forward = (uint8_t)(i & 2);
+    cfg.quirks = (i & 4) ? GW_SL651_Q_ID28 : 0;
+    cfg.status_known = (uint8_t)((i >> 3) & 1);
+    cfg.status_prev = (uint32_t)i * 0x9E3779B9u;
     unsigned count = 0;
     gw_sink sink = {on_r, on_e, &count};
     gw_sl651_report rep;
     if (gw_sl651_decode(f, &cfg, &sink, &rep) == GW_OK) {
         uint8_t out[128];
         gw_sl651_encode_confirm(f, rep.serial, &rep.send_time, GW_SL651_EOT, out, sizeof out);
+        gw_sl651_encode_confirm_m3(f, rep.serial, &rep.send_time, GW_SL651_NAK,
+                                   f->packet_total ? f->packet_total : 1, 1, out, sizeof out);
+        if (rep.picture && (rep.picture < f->body || rep.picture + rep.picture_len >
+                                                         f->body + f->body_len))
+            abort();
+        if (rep.has_manual && memchr(rep.manual, '\0', sizeof rep.manual) == NULL)
+            abort();
     }
     char *j = gw_sl651_to_json(f, &cfg);
     free(j);

@@ -290,6 +290,13 @@ static void test_data(void **state)
     send_str(fd, "#x");
     send_str(fd, own("hour_2061"));
     send_str(fd, own("multi_2011"));
+    /* Its part 2 of 2 (issue 10: split uploads are put back together; part 2 has no
+     * DataTime of its own and takes part 1's). */
+    char seg2[300], pk2[400];
+    snprintf(seg2, sizeof(seg2),
+             "QN=20240315103000999;ST=32;CN=2011;PW=123456;MN=010000A8900016F000169DC0;Flag=7;"
+             "PNUM=2;PNO=2;CP=&&w01002-Rtd=3.5,w01002-Flag=N&&");
+    send_str(fd, frame(pk2, sizeof(pk2), seg2));
 
     assert_true(recv_line(fd, line, sizeof(line), 10000) > 0);
     assert_string_equal(line, answer(want, sizeof(want), "20240315103000123", "123456",
@@ -297,9 +304,11 @@ static void test_data(void **state)
     /* The published-style answer vector for hour_2061, verbatim. */
     assert_true(recv_line(fd, line, sizeof(line), 10000) > 0);
     assert_string_equal(line, own("reply_2061"));
-    assert_true(recv_line(fd, line, sizeof(line), 10000) > 0);
-    assert_string_equal(line, answer(want, sizeof(want), "20240315103000999", "123456",
-                                     "010000A8900016F000169DC0", "9014", ""));
+    for (int part = 1; part <= 2; part++) { /* one answer per packet, as the standard says */
+        assert_true(recv_line(fd, line, sizeof(line), 10000) > 0);
+        assert_string_equal(line, answer(want, sizeof(want), "20240315103000999", "123456",
+                                         "010000A8900016F000169DC0", "9014", ""));
+    }
     close(fd);
 
     /* rt_2011: DataTime 2024-03-15 10:30:00 Beijing = 02:30:00Z. */
@@ -317,6 +326,7 @@ static void test_data(void **state)
     expect("env-b", "w00000_cou_hour", h, 39.96, "m3", "bad", "comm_fail");
     /* multi_2011: the factor's SampleTime 10:25 Beijing wins over DataTime. */
     expect("env-a", "w01001", "2024-03-15T02:25:00.000Z", 7.12, "", "good", NULL);
+    expect("env-a", "w01002", "2024-03-15T02:30:00.000Z", 3.5, "", "good", NULL);
 }
 
 /* A resent packet (same QN) is answered again and stored once. */

@@ -398,9 +398,10 @@ static void test_status_admin(void **state)
     /* bit 1 battery low; bit 7 = 1: door closed. */
     size_t n = build_status(f, STATION, (uint16_t)serial, 6, 0x00000082);
     send_all(E.rtu, f, n);
-    struct ev low = {"rtu-q", "battery_low", 1}, door = {"rtu-q", "door_open", 0};
+    /* Edge-triggered (issue 10): the first word raises what is abnormal (battery low);
+     * the closed door was never open, so no door event is sent. */
+    struct ev low = {"rtu-q", "battery_low", 1};
     assert_true(h_platform_wait(has_event, &low, 10000));
-    assert_true(h_platform_wait(has_event, &door, 10000));
 }
 
 /* The platform's cmd/device topic: "clock" sends 4A with the gateway's time.

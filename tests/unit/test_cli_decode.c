@@ -114,12 +114,32 @@ static void test_adapter_and_usage(void **state)
     assert_int_equal(RUN("--protocol", "sl651", "--adapter", "x", "--hex", "00"), 2);
 }
 
+
+/* Issue 10: a SYN packet decodes (the length counts the counter), and --quirks opts in to a
+ * field variant that is refused by default. */
+static void test_field_frames(void **state)
+{
+    assert_int_equal(RUN("--protocol", "sl651", "--hex",
+                         "7E7E0100123456781234340023160020010010240601110000F1F1001234567848F0F0"
+                         "2406011100261900010038121201174702"),
+                     0);
+    assert_non_null(strstr(out, "\"packet_total\":2"));
+    assert_non_null(strstr(out, "\"metric\":\"rain_total\""));
+    const char *lsb = "##0101QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F00"
+                      "0169DC0;Flag=5;CP=&&RtdInterval=30&&5907";
+    assert_int_equal(RUN("--protocol", "hj212", "--text", lsb), 1);
+    assert_int_equal(RUN("--protocol", "hj212", "--text", lsb, "--quirks", "crc_modbus_lsb"), 0);
+    assert_non_null(strstr(out, "\"quirks_used\":2"));
+    assert_int_equal(RUN("--protocol", "hj212", "--text", lsb, "--quirks", "id28"), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sl651_ok),          cmocka_unit_test(test_sl651_ascii_text),
         cmocka_unit_test(test_sl651_bad),         cmocka_unit_test(test_hj212),
         cmocka_unit_test(test_adapter_and_usage),
+        cmocka_unit_test(test_field_frames),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -874,6 +874,76 @@ static void test_json(void **state)
     cJSON_Delete(j);
 }
 
+
+/* ---- issue 10: field variants, strict by default ---- */
+
+static void test_quirk_long_password(void **state)
+{
+    const char *seg = "QN=20240601100000000;ST=32;CN=2011;PW=123456789;MN=ABC;Flag=4;"
+                      "CP=&&DataTime=20240601100000;w01018-Rtd=12.5&&";
+    gw_hj212_packet p;
+    assert_int_equal(gw_hj212_parse(GW_HJ212_2017, seg, strlen(seg), &p), GW_EMALFORMED);
+    assert_int_equal(gw_hj212_parse_q(GW_HJ212_2017, GW_HJ212_Q_LONG_PW, seg, strlen(seg), &p),
+                     GW_OK);
+    assert_string_equal(p.pw, "123456789");
+    assert_int_equal(p.quirks, GW_HJ212_Q_LONG_PW);
+    /* A 6-character password needs no quirk, even from a quirky station. */
+    const char *seg6 = "ST=32;CN=2011;PW=123456;CP=&&DataTime=20240601100000&&";
+    assert_int_equal(gw_hj212_parse_q(GW_HJ212_2017, GW_HJ212_Q_LONG_PW, seg6, strlen(seg6), &p),
+                     GW_OK);
+    assert_int_equal(p.quirks, 0);
+    /* The configuration check agrees with the parser (issue 15 item 7). */
+    assert_true(gw_hj212_password_ok(GW_HJ212_2017, 0, "123456"));
+    assert_false(gw_hj212_password_ok(GW_HJ212_2017, 0, "123456789"));
+    assert_true(gw_hj212_password_ok(GW_HJ212_2017, GW_HJ212_Q_LONG_PW, "123456789"));
+    assert_false(gw_hj212_password_ok(GW_HJ212_2017, GW_HJ212_Q_LONG_PW, "12345678901234567"));
+    assert_false(gw_hj212_password_ok(GW_HJ212_2017, 0, ""));
+    assert_false(gw_hj212_password_ok(GW_HJ212_2017, 0, "12;456"));
+}
+
+static void test_quirk_crc_modbus_low_byte_first(void **state)
+{
+    /* The standard's example with the CRC a Modbus-CRC station writes: register 0759,
+     * sent low byte first = "5907" (computed here, bitwise, independently of the codec). */
+    const char *seg = "QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;"
+                      "Flag=5;CP=&&RtdInterval=30&&";
+    uint16_t m = modbus_crc((const uint8_t *)seg, strlen(seg));
+    assert_int_equal(m, 0x0759);
+    char pkt[256];
+    int n = snprintf(pkt, sizeof pkt, "##%04zu%s%02X%02X\r\n", strlen(seg), seg, m & 0xFF, m >> 8);
+    assert_non_null(strstr(pkt, "5907\r\n"));
+    gw_hj212_packet p;
+    assert_int_equal(gw_hj212_decode(GW_HJ212_2017, (uint8_t *)pkt, (size_t)n, &p), GW_ECRC);
+    assert_int_equal(
+        gw_hj212_decode_q(GW_HJ212_2017, GW_HJ212_Q_CRC_MODBUS_LSB, (uint8_t *)pkt, (size_t)n, &p),
+        GW_OK);
+    assert_int_equal(p.quirks, GW_HJ212_Q_CRC_MODBUS_LSB);
+    gw_hj212_span sp;
+    assert_int_equal(gw_hj212_scan(GW_HJ212_2017, (uint8_t *)pkt, (size_t)n, 0, &sp), GW_ECRC);
+    assert_int_equal(
+        gw_hj212_scan_q(GW_HJ212_2017, GW_HJ212_Q_CRC_MODBUS_LSB, (uint8_t *)pkt, (size_t)n, 0, &sp),
+        1);
+    assert_int_equal(sp.quirks, GW_HJ212_Q_CRC_MODBUS_LSB);
+    /* A good HJ212 CRC from the same station still passes and needs no quirk. */
+    char good[256];
+    int gn = gw_hj212_frame(GW_HJ212_2017, seg, strlen(seg), good, sizeof good);
+    assert_int_equal(
+        gw_hj212_decode_q(GW_HJ212_2017, GW_HJ212_Q_CRC_MODBUS_LSB, (uint8_t *)good, (size_t)gn, &p),
+        GW_OK);
+    assert_int_equal(p.quirks, 0);
+    /* The answer to a quirky packet is framed the station's way. */
+    assert_int_equal(
+        gw_hj212_decode_q(GW_HJ212_2017, GW_HJ212_Q_CRC_MODBUS_LSB, (uint8_t *)pkt, (size_t)n, &p),
+        GW_OK);
+    char out[512];
+    int rl = gw_hj212_build_reply(&p, GW_HJ212_QN_READY, out, sizeof out);
+    assert_true(rl > 12);
+    uint16_t rm = modbus_crc((const uint8_t *)out + 6, (size_t)rl - 12);
+    char want[8];
+    snprintf(want, sizeof want, "%02X%02X\r\n", rm & 0xFF, rm >> 8);
+    assert_memory_equal(out + rl - 6, want, 6);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -901,6 +971,8 @@ int main(void)
         cmocka_unit_test(test_answers),
         cmocka_unit_test(test_version_2025),
         cmocka_unit_test(test_json),
+        cmocka_unit_test(test_quirk_long_password),
+        cmocka_unit_test(test_quirk_crc_modbus_low_byte_first),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -460,12 +461,41 @@ static void test_kind_faults(void **state)
     free(r);
 }
 
+
+/* A split part and the crc_lsb quirk from the sim's encoder: the header carries PNUM,
+ * PNO and Flag bit D; the quirky CRC is CRC-16/Modbus low byte first, computed here. */
+static void test_part_and_crc_lsb(void **state)
+{
+    char pkt[SIM_HJ212_MAX_PACKET];
+    int n = sim_hj212_packet_part(pkt, sizeof pkt, "20240601100000000", "32", 2061, "123456",
+                                  "MN1", 5, 2, 2, "w01018-Avg=1.5,w01018-Flag=N");
+    if (n < 12) {
+        fail_msg("part not encoded (%d)", n);
+        return;
+    }
+    assert_non_null(strstr(pkt, ";Flag=7;PNUM=2;PNO=2;CP=&&w01018-Avg=1.5,w01018-Flag=N&&"));
+    sim_hj212_msg m;
+    assert_int_equal(sim_hj212_parse(pkt, (size_t)n, &m), n);
+    sim_hj212_crc_modbus_lsb(pkt, (size_t)n);
+    uint16_t reg = 0xFFFF;
+    for (int i = 6; i < n - 6; i++) {
+        reg ^= (uint8_t)pkt[i];
+        for (int b = 0; b < 8; b++)
+            reg = (reg & 1) ? (uint16_t)((reg >> 1) ^ 0xA001) : (uint16_t)(reg >> 1);
+    }
+    char want[8];
+    snprintf(want, sizeof want, "%02X%02X", reg & 0xFF, reg >> 8);
+    assert_memory_equal(pkt + n - 6, want, 4);
+    assert_int_equal(sim_hj212_parse(pkt, (size_t)n, &m), n); /* answers come back this way */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vector_packet), cmocka_unit_test(test_parse_answer),
         cmocka_unit_test(test_byte_faults),   cmocka_unit_test(test_kind_answers),
         cmocka_unit_test(test_kind_faults),
+        cmocka_unit_test(test_part_and_crc_lsb),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -691,6 +691,32 @@ static void test_kind_drop_reconnect(void **state)
     free(r);
 }
 
+
+/* M3 packets from the sim's own encoder: the length counts the 3 counter bytes, the
+ * parser reads them back, and the independent CRC of this file agrees. */
+static void test_m3_packet_length(void **state)
+{
+    sim_sl651_hdr h = {.centre = 1, .password = 0x1234, .fc = 0x36, .end = SIM_SL651_ETB};
+    memcpy(h.station, "\x00\x12\x34\x56\x78", 5);
+    const uint8_t body[4] = {0xDE, 0xAD, 0xBE, 0xEF};
+    uint8_t f[64];
+    int n = sim_sl651_frame_m3(&h, 5, 2, body, sizeof body, f, sizeof f);
+    assert_int_equal(n, 14 + 3 + 4 + 1 + 2);
+    assert_int_equal(f[11], 0x00);
+    assert_int_equal(f[12], 7); /* 3 counter bytes + 4 body bytes */
+    assert_int_equal(f[13], 0x16);
+    assert_int_equal(f[14], 0x00);
+    assert_int_equal(f[15], 0x50);
+    assert_int_equal(f[16], 0x02);
+    sim_sl651_msg m;
+    assert_int_equal(sim_sl651_parse(f, (size_t)n, &m), n);
+    assert_int_equal(m.total, 5);
+    assert_int_equal(m.no, 2);
+    assert_int_equal(m.blen, 4);
+    assert_memory_equal(m.body, body, 4);
+    assert_int_equal(sim_sl651_frame_m3(&h, 5, 6, body, 4, f, sizeof f), SIM_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -704,6 +730,7 @@ int main(void)
         cmocka_unit_test(test_kind_m2_resends),
         cmocka_unit_test(test_kind_m2_confirmed),
         cmocka_unit_test(test_kind_drop_reconnect),
+        cmocka_unit_test(test_m3_packet_length),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -451,8 +451,8 @@ static void test_element_table(void **state)
     assert_string_equal(unit, "V");
     assert_string_equal(gw_sl651_element_metric(0x01, &unit), "section_area");
     assert_string_equal(gw_sl651_element_metric(0x49, &unit), "turbidity");
-    assert_null(gw_sl651_element_metric(0x19, &unit));
-    assert_null(gw_sl651_element_metric(0x4A, &unit));
+    assert_string_equal(gw_sl651_element_metric(0x4A, &unit), "permanganate_index");
+    assert_null(gw_sl651_element_metric(0x76, &unit));
     assert_null(gw_sl651_element_metric(0xFF, &unit));
     assert_string_equal(gw_sl651_function_name(0x2F), "keepalive");
     assert_string_equal(gw_sl651_function_name(0x31), "equal_interval");
@@ -816,6 +816,357 @@ static void test_requests_roundtrip(void **state)
     }
 }
 
+
+/* ---- issue 10: field frames ------------------------------------------------------------------ */
+
+/* Frames below are checksummed with crc_bitwise (above), not with the codec's table. */
+/* Builds an uplink HEX frame for station 0012345678, centre 01, password 1234, STX. */
+static size_t hex_frame(uint8_t fn, const uint8_t *body, size_t blen, uint8_t *out)
+{
+    static const uint8_t head[] = {0x7E, 0x7E, 0x01, 0x00, 0x12, 0x34, 0x56, 0x78, 0x12, 0x34};
+    size_t k = 0;
+    memcpy(out, head, sizeof head);
+    k = sizeof head;
+    out[k++] = fn;
+    out[k++] = (uint8_t)(blen >> 8);
+    out[k++] = (uint8_t)blen;
+    out[k++] = GW_SL651_STX;
+    memcpy(out + k, body, blen);
+    k += blen;
+    out[k++] = GW_SL651_ETX;
+    uint16_t crc = crc_bitwise(out, k);
+    out[k++] = (uint8_t)(crc >> 8);
+    out[k++] = (uint8_t)crc;
+    return k;
+}
+
+/* serial 0001, send 24-06-01 10:00:00, F1F1 0012345678, type 48, F0F0 24-06-01 10:00. */
+static size_t report_head(uint8_t *b)
+{
+    static const uint8_t h[] = {0x00, 0x01, 0x24, 0x06, 0x01, 0x10, 0x00, 0x00, 0xF1, 0xF1,
+                                0x00, 0x12, 0x34, 0x56, 0x78, 0x48, 0xF0, 0xF0, 0x24, 0x06,
+                                0x01, 0x10, 0x00};
+    memcpy(b, h, sizeof h);
+    return sizeof h;
+}
+
+/* ASCII SYN packet: the 6 counter characters count in the length (Tables 16, 18). Built
+ * and checksummed by hand (tests/sl651_frames.py style), CRC 4 hex characters. */
+static void test_syn_length_rules(void **state)
+{
+    /* HEX: A13 of tests/vectors/sl651_own.txt (length 0x023 = 3 + 32). The same packet
+     * with the length that omits the counter (0x020) is refused as it must be. */
+    uint8_t b[256];
+    size_t n = unhex("7E7E0100123456781234340023160020010010240601110000F1F1001234567848F0F0"
+                     "2406011100261900010038121201174702",
+                     b, sizeof b);
+    gw_sl651_frame f;
+    assert_int_equal(gw_sl651_frame_parse(b, n, &f, NULL), (int)n);
+    assert_int_equal(f.length, 35);
+    assert_int_equal(f.body_len, 32);
+    assert_int_equal(f.packet_total, 2);
+    assert_int_equal(f.packet_no, 1);
+    assert_int_equal(f.body[0], 0x00);
+    assert_int_equal(f.body[1], 0x10);
+    n = unhex("7E7E0100123456781234340020160020010010240601110000F1F1001234567848F0F0"
+              "2406011100261900010038121201175DB2",
+              b, sizeof b);
+    gw_sl651_stats st = {0};
+    assert_int_equal(gw_sl651_frame_parse(b, n, &f, &st), GW_EMALFORMED);
+    assert_int_equal(st.reject[GW_SL651_REJ_END], 1);
+    /* A SYN frame whose length cannot even hold the counter. */
+    n = unhex("7E7E010012345678123434000216002001174702", b, sizeof b);
+    assert_int_equal(gw_sl651_frame_parse(b, n, &f, &st), GW_EMALFORMED);
+
+    /* ASCII: SOH 01 0012345678 1234 36 0012 SYN 002001 "000124060110" ETB CRC.
+     * length 0x012 = 18 = 6 counter characters + 12 body characters. */
+    static const char body[] = "000124060110";
+    char a[128];
+    int k = snprintf(a, sizeof a, "%c0100123456781234360012%c002001%s%c", 0x01, 0x16, body, 0x17);
+    uint16_t crc = crc_bitwise((const uint8_t *)a, (size_t)k);
+    k += snprintf(a + k, sizeof a - (size_t)k, "%04X", crc);
+    assert_int_equal(gw_sl651_frame_parse((const uint8_t *)a, (size_t)k, &f, NULL), k);
+    assert_int_equal(f.encoding, GW_SL651_ENC_ASCII);
+    assert_int_equal(f.length, 18);
+    assert_int_equal(f.body_len, 12);
+    assert_memory_equal(f.body, body, 12);
+    assert_int_equal(f.packet_total, 2);
+    assert_int_equal(f.packet_no, 1);
+    assert_int_equal(f.end, GW_SL651_ETB);
+}
+
+/* Table C.1 N(digits, decimals) as read from the standard and cross-checked against two
+ * public implementations; "-" = no numeric value (step code, status, identifiers). */
+static const char *const c1_table =
+    "01:8.2 02:3.1 03:3.1 04:- 05:- 06:5.1 07:5.1 08:5.0 09:5.2 0A:- 0B:- 0C:3.0 0D:3.1 "
+    "0E:6.2 0F:5.2 10:4.1 11:4.1 12:4.1 13:4.1 14:4.1 15:4.1 16:4.1 17:4.1 18:4.1 19:2.0 "
+    "1A:5.1 1B:5.1 1C:5.1 1D:5.1 1E:5.1 1F:5.1 20:5.1 21:5.1 22:5.1 23:5.1 24:5.1 25:5.1 "
+    "26:6.1 27:9.3 28:9.3 29:9.3 2A:9.3 2B:9.3 2C:9.3 2D:9.3 2E:9.3 2F:9.3 30:9.3 31:9.3 "
+    "32:11.3 33:2.0 34:2.0 35:4.1 36:5.3 37:5.3 38:4.2 39:7.3 3A:7.3 3B:7.3 3C:7.3 3D:7.3 "
+    "3E:7.3 3F:7.3 40:7.3 41:7.3 42:7.3 43:7.3 44:9.3 45:- 46:4.2 47:4.2 48:5.0 49:3.0 "
+    "4A:4.1 4B:5.1 4C:6.2 4D:5.3 4E:5.2 4F:4.2 50:7.4 51:6.4 52:7.5 53:7.5 54:7.5 55:7.5 "
+    "56:7.5 57:4.2 58:5.2 59:5.2 5A:5.2 5B:5.2 5C:5.2 5D:5.2 5E:5.2 5F:5.2 60:11.3 61:11.3 "
+    "62:11.3 63:11.3 64:11.3 65:11.3 66:11.3 67:11.3 68:10.2 69:10.2 6A:10.2 6B:10.2 "
+    "6C:10.2 6D:10.2 6E:10.2 6F:10.2 70:4.1 71:4.1 72:4.1 73:4.1 74:4.1 75:4.1";
+
+static void test_c1_every_identifier(void **state)
+{
+    const char *p = c1_table;
+    unsigned seen = 0;
+    while (*p) {
+        unsigned id, digits = 0, dec = 0;
+        int used = 0;
+        char spec[8];
+        assert_int_equal(sscanf(p, "%2x:%7s%n", &id, spec, &used), 2);
+        p += used;
+        while (*p == ' ')
+            p++;
+        assert_int_equal(id, seen + 1); /* every identifier 01H..75H, in order */
+        seen = id;
+        gw_sl651_element el;
+        assert_int_equal(gw_sl651_element_info((uint8_t)id, &el), GW_OK);
+        if (spec[0] == '-')
+            continue;
+        assert_int_equal(sscanf(spec, "%u.%u", &digits, &dec), 2);
+        assert_int_equal(el.digits, digits);
+        assert_int_equal(el.decimals, dec);
+        assert_int_equal(el.bytes, (digits + 1) / 2);
+        assert_non_null(el.metric);
+        /* A report carrying just this element, value digits 1234567890.. of its length. */
+        uint8_t body[64], frame[128];
+        size_t k = report_head(body);
+        body[k++] = (uint8_t)id;
+        body[k++] = (uint8_t)(el.bytes << 3 | dec);
+        double want = 0;
+        for (unsigned i = 0; i < el.bytes; i++) {
+            unsigned hi = (2 * i + 1) % 10, lo = (2 * i + 2) % 10;
+            body[k++] = (uint8_t)(hi << 4 | lo);
+            want = want * 100 + hi * 10 + lo;
+        }
+        for (unsigned i = 0; i < dec; i++)
+            want /= 10;
+        size_t n = hex_frame(0x32, body, k, frame);
+        gw_sl651_frame f;
+        assert_int_equal(gw_sl651_frame_parse(frame, n, &f, NULL), (int)n);
+        coll c = {0};
+        gw_sink sink = {on_r, on_e, &c};
+        gw_sl651_report rep;
+        assert_int_equal(gw_sl651_decode(&f, NULL, &sink, &rep), GW_OK);
+        if (c.nr != 1)
+            fail_msg("element %02X: %d readings", id, c.nr);
+        assert_int_equal(rep.unknown, 0);
+        assert_string_equal(c.r[0].metric, el.metric);
+        assert_string_equal(c.r[0].unit, el.unit);
+        if (fabs(c.r[0].value - want) > 1e-9 * (want + 1))
+            fail_msg("element %02X: %f != %f", id, c.r[0].value, want);
+    }
+    assert_int_equal(seen, 0x75);
+    gw_sl651_element el;
+    assert_int_equal(gw_sl651_element_info(0xF4, &el), GW_OK);
+    assert_int_equal(el.bytes, 12);
+    assert_int_equal(gw_sl651_element_info(0xFC, &el), GW_OK);
+    assert_int_equal(el.bytes, 24);
+    assert_int_equal(gw_sl651_element_info(0x76, &el), GW_ENOTFOUND);
+}
+
+typedef struct series_coll {
+    int n, bad_time;
+    int64_t first_ms, expect_ms;
+    double sum;
+} series_coll;
+
+static int on_series(void *ctx, const gw_reading *r)
+{
+    series_coll *s = ctx;
+    if (strcmp(r->metric, "water_level") != 0)
+        return 0;
+    if (r->obs_ms != s->expect_ms)
+        s->bad_time++;
+    s->expect_ms += 5 * 60 * 1000;
+    s->sum += r->value;
+    s->n++;
+    return 0;
+}
+
+/* 38H answer: 04 18 000000 then F5 with 18 hours of 5-minute levels (Table C.1 note). */
+static void test_step_zero_18_hours(void **state)
+{
+    uint8_t body[1024], frame[1100];
+    size_t k = report_head(body);
+    const uint8_t step[] = {0x04, 0x18, 0x00, 0x00, 0x00};
+    memcpy(body + k, step, sizeof step);
+    k += sizeof step;
+    body[k++] = 0xF5;
+    body[k++] = 0xC0; /* 24 bytes: the definition byte cannot say more */
+    for (int h = 0; h < 18; h++)
+        for (int s5 = 0; s5 < 12; s5++) {
+            unsigned raw = (unsigned)(100 + h); /* 1.00 m + h cm */
+            body[k++] = (uint8_t)(raw >> 8);
+            body[k++] = (uint8_t)raw;
+        }
+    size_t n = hex_frame(0x38, body, k, frame);
+    gw_sl651_frame f;
+    assert_int_equal(gw_sl651_frame_parse(frame, n, &f, NULL), (int)n);
+    series_coll sc = {0};
+    sc.expect_ms = bj_ms("24-06-01", "09:05"); /* hour 0 ends at the observation time */
+    gw_sink sink = {on_series, NULL, &sc};
+    gw_sl651_report rep;
+    assert_int_equal(gw_sl651_decode(&f, NULL, &sink, &rep), GW_OK);
+    assert_int_equal(sc.n, 216);
+    assert_int_equal(sc.bad_time, 0);
+    assert_int_equal(rep.readings, 216);
+    assert_int_equal(rep.hours, 18);
+    assert_int_equal(rep.unknown, 0);
+    assert_false(rep.truncated);
+    /* last sample: 24-06-02 03:00 (obs + 17 h) */
+    assert_int_equal(sc.expect_ms - 5 * 60 * 1000, bj_ms("24-06-02", "03:00"));
+    double want = 0;
+    for (int h = 0; h < 18; h++)
+        want += 12 * (100 + h) / 100.0;
+    assert_true(fabs(sc.sum - want) < 1e-6);
+}
+
+/* F5 with a wrong definition byte (12 bytes said, 24 sent): Table C.1 fixes 24, so the
+ * voltage after it is still found. */
+static void test_f5_wrong_definition_byte(void **state)
+{
+    uint8_t body[256], frame[300];
+    size_t k = report_head(body);
+    body[k++] = 0xF5;
+    body[k++] = 0x60;
+    for (int s5 = 0; s5 < 12; s5++) {
+        body[k++] = 0x01;
+        body[k++] = (uint8_t)s5;
+    }
+    const uint8_t vt[] = {0x38, 0x12, 0x12, 0x05};
+    memcpy(body + k, vt, sizeof vt);
+    k += sizeof vt;
+    size_t n = hex_frame(0x34, body, k, frame);
+    gw_sl651_frame f;
+    assert_int_equal(gw_sl651_frame_parse(frame, n, &f, NULL), (int)n);
+    coll c = {0};
+    gw_sink sink = {on_r, on_e, &c};
+    gw_sl651_report rep;
+    assert_int_equal(gw_sl651_decode(&f, NULL, &sink, &rep), GW_OK);
+    assert_int_equal(c.nr, 13);
+    assert_int_equal(rep.fixed_len, 1);
+    assert_int_equal(rep.unknown, 0);
+    assert_string_equal(c.r[11].metric, "water_level");
+    assert_true(fabs(c.r[11].value - 2.67) < 1e-9); /* 0x010B = 267 */
+    assert_string_equal(c.r[12].metric, "supply_voltage");
+    assert_true(fabs(c.r[12].value - 12.05) < 1e-9);
+}
+
+static void test_f2_manual_text(void **state)
+{
+    /* HEX 35: serial, time, F1F1 address, F2F2 "PJ 12.5 Z 3.21" */
+    uint8_t body[128], frame[160];
+    const uint8_t head[] = {0x00, 0x09, 0x24, 0x06, 0x01, 0x10, 0x00, 0x00, 0xF1,
+                            0xF1, 0x00, 0x12, 0x34, 0x56, 0x78, 0xF2, 0xF2};
+    static const char text[] = "PJ 12.5 Z 3.21";
+    memcpy(body, head, sizeof head);
+    memcpy(body + sizeof head, text, strlen(text));
+    size_t n = hex_frame(0x35, body, sizeof head + strlen(text), frame);
+    gw_sl651_frame f;
+    assert_int_equal(gw_sl651_frame_parse(frame, n, &f, NULL), (int)n);
+    coll c = {0};
+    gw_sink sink = {on_r, on_e, &c};
+    gw_sl651_report rep;
+    assert_int_equal(gw_sl651_decode(&f, NULL, &sink, &rep), GW_OK);
+    assert_int_equal(c.ne, 1);
+    assert_string_equal(c.e[0].kind, "manual_set");
+    assert_string_equal(c.e[0].detail, text);
+    assert_true(rep.has_manual);
+    assert_string_equal(rep.manual, text);
+    assert_int_equal(rep.unknown, 0);
+    char *js = gw_sl651_to_json(&f, NULL);
+    assert_non_null(js);
+    assert_non_null(strstr(js, "\"manual_set\""));
+    assert_non_null(strstr(js, text));
+    free(js);
+}
+
+static void test_status_edges(void **state)
+{
+    uint8_t body[64], frame[100];
+    size_t k = report_head(body);
+    const uint8_t zt[] = {0x45, 0x20, 0x00, 0x00, 0x00, 0x80}; /* all normal, door closed */
+    memcpy(body + k, zt, sizeof zt);
+    size_t n = hex_frame(0x32, body, k + sizeof zt, frame);
+    gw_sl651_frame f;
+    assert_int_equal(gw_sl651_frame_parse(frame, n, &f, NULL), (int)n);
+    gw_sl651_station_cfg cfg = {0};
+    coll c = {0};
+    gw_sink sink = {on_r, on_e, &c};
+    gw_sl651_report rep;
+    /* First report after start, nothing known: a normal word raises nothing. */
+    assert_int_equal(gw_sl651_decode(&f, &cfg, &sink, &rep), GW_OK);
+    assert_int_equal(c.ne, 0);
+    assert_int_equal(rep.status, 0x80);
+    /* The station had battery low (persisted 0x82): now it ends, one event. */
+    cfg.status_known = 1;
+    cfg.status_prev = 0x82;
+    memset(&c, 0, sizeof c);
+    assert_int_equal(gw_sl651_decode(&f, &cfg, &sink, &rep), GW_OK);
+    assert_int_equal(c.ne, 1);
+    assert_string_equal(c.e[0].kind, "battery_low");
+    assert_int_equal(c.e[0].active, 0);
+    /* Same word as last time (e.g. after a restart that kept it): silence. */
+    cfg.status_prev = 0x80;
+    memset(&c, 0, sizeof c);
+    assert_int_equal(gw_sl651_decode(&f, &cfg, &sink, &rep), GW_OK);
+    assert_int_equal(c.ne, 0);
+    /* Door opens (bit 7 clears): door_open active. */
+    body[k + 5] = 0x00;
+    n = hex_frame(0x32, body, k + sizeof zt, frame);
+    assert_int_equal(gw_sl651_frame_parse(frame, n, &f, NULL), (int)n);
+    memset(&c, 0, sizeof c);
+    assert_int_equal(gw_sl651_decode(&f, &cfg, &sink, &rep), GW_OK);
+    assert_int_equal(c.ne, 1);
+    assert_string_equal(c.e[0].kind, "door_open");
+    assert_int_equal(c.e[0].active, 1);
+}
+
+static void test_quirk_id28(void **state)
+{
+    uint8_t body[64], frame[100];
+    size_t k = report_head(body);
+    body[9] = 0x28;  /* F1 28 */
+    body[17] = 0x28; /* F0 28 */
+    const uint8_t vt[] = {0x38, 0x12, 0x12, 0x05};
+    memcpy(body + k, vt, sizeof vt);
+    size_t n = hex_frame(0x32, body, k + sizeof vt, frame);
+    gw_sl651_frame f;
+    assert_int_equal(gw_sl651_frame_parse(frame, n, &f, NULL), (int)n);
+    gw_sl651_report rep;
+    gw_sl651_station_cfg cfg = {0};
+    assert_int_equal(gw_sl651_decode(&f, &cfg, NULL, &rep), GW_EMALFORMED); /* strict */
+    cfg.quirks = GW_SL651_Q_ID28;
+    coll c = {0};
+    gw_sink sink = {on_r, on_e, &c};
+    assert_int_equal(gw_sl651_decode(&f, &cfg, &sink, &rep), GW_OK);
+    assert_int_equal(rep.quirks_used, 2);
+    assert_string_equal(rep.station_hex, "0012345678");
+    assert_int_equal(rep.obs_ms, bj_ms("24-06-01", "10:00"));
+    assert_int_equal(c.nr, 1);
+}
+
+static void test_picture_bytes(void **state)
+{
+    uint8_t body[64], frame[100];
+    size_t k = report_head(body);
+    const uint8_t pic[] = {0xF3, 0xF3, 0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10};
+    memcpy(body + k, pic, sizeof pic);
+    size_t n = hex_frame(0x36, body, k + sizeof pic, frame);
+    gw_sl651_frame f;
+    assert_int_equal(gw_sl651_frame_parse(frame, n, &f, NULL), (int)n);
+    gw_sl651_report rep;
+    assert_int_equal(gw_sl651_decode(&f, NULL, NULL, &rep), GW_OK);
+    assert_non_null(rep.picture);
+    assert_int_equal(rep.picture_len, 6);
+    assert_memory_equal(rep.picture, pic + 2, 6);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -837,6 +1188,14 @@ int main(void)
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_time_conversion),
         cmocka_unit_test(test_requests_roundtrip),
+        cmocka_unit_test(test_syn_length_rules),
+        cmocka_unit_test(test_c1_every_identifier),
+        cmocka_unit_test(test_step_zero_18_hours),
+        cmocka_unit_test(test_f5_wrong_definition_byte),
+        cmocka_unit_test(test_f2_manual_text),
+        cmocka_unit_test(test_status_edges),
+        cmocka_unit_test(test_quirk_id28),
+        cmocka_unit_test(test_picture_bytes),
     };
     if (setup(NULL) != 0) {
         fprintf(stderr,
