@@ -250,15 +250,38 @@ static void adapt_polling(gw_alarms *a, const gw_rules_transition *t)
     }
 }
 
+/* A forecast goes to the priority lane like an alarm, on its own topic, so
+ * a consumer of /alarms never mistakes a pre-warning for an alarm. */
+static void forecast_out(gw_alarms *a, gw_alarm *al, const gw_forecast *f)
+{
+    gw_core *core = a->core;
+    al->seq = ++core->seq;
+    int n = gw_json_forecast(core->buf, sizeof(core->buf), core->cfg.gateway_id, al, f);
+    if (n < 0) {
+        core->st.encode_errors++;
+        return;
+    }
+    GW_INFO("pipeline", "forecast %s %s level %s crossing in %.1f min%s%s", al->id,
+            al->state == GW_ALARM_CLEARED ? "withdrawn" : gw_alarm_state_name(al->state),
+            gw_level_name(al->level), (double)(f->crossing_ms - al->at_ms) / 60000.0,
+            al->detail[0] ? ": " : "", al->detail);
+    gw_store_put(core->store, GW_LANE_PRIO, GW_KIND_FORECAST, al->seq, core->buf, (size_t)n);
+}
+
 static void on_transition(void *ctx, const gw_rules_transition *t)
 {
     gw_alarms *a = ctx;
     gw_alarm al = t->alarm;
-    gw_core_alarm(a->core, &al);
+    if (t->forecast)
+        forecast_out(a, &al, t->forecast);
+    else
+        gw_core_alarm(a->core, &al);
     a->dirty = a->urgent = 1;
     if (t->rule && t->rule->n_actions) {
         char json[2048];
-        int n = gw_json_alarm(json, sizeof(json), a->core->cfg.gateway_id, &al);
+        int n = t->forecast ? gw_json_forecast(json, sizeof(json), a->core->cfg.gateway_id, &al,
+                                               t->forecast)
+                            : gw_json_alarm(json, sizeof(json), a->core->cfg.gateway_id, &al);
         run_actions(a, t, json, n > 0 ? (size_t)n : 0);
     }
     if (t->n_poll_devices)
