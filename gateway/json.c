@@ -258,7 +258,8 @@ int gw_json_forecast(char *out, size_t cap, const char *gw, const gw_alarm *a,
     gw_json_raw(&b, ",\"crossing\":");
     gw_json_time(&b, f->crossing_ms);
     gw_json_raw(&b, ",\"lead_min\":");
-    gw_json_num(&b, round((double)(f->crossing_ms - a->at_ms) / 6000.0) / 10.0);
+    double lead = round((double)(f->crossing_ms - a->at_ms) / 6000.0) / 10.0;
+    gw_json_num(&b, lead == 0 ? 0 : lead); /* never "-0" */
     gw_json_raw(&b, ",\"rate\":");
     gw_json_num(&b, round(f->rate * 1000.0) / 1000.0);
     gw_json_raw(&b, ",\"confidence\":");
