@@ -194,19 +194,39 @@ int gw_json_event(char *out, size_t cap, const char *gw, const char *type, const
     return b.overflow ? GW_EFULL : (int)b.len;
 }
 
+/* The fields alarms and forecasts share: id, then `key` (alarm or forecast). */
+static void transition_head(gw_jbuf *b, const char *gw, const gw_alarm *a, const char *key)
+{
+    item_id(b, gw, a->seq);
+    gw_json_raw(b, key);
+    gw_json_str(b, a->id);
+    gw_json_raw(b, ",\"rule\":");
+    gw_json_str(b, a->rule);
+    gw_json_raw(b, ",\"device\":");
+    gw_json_str(b, a->device);
+    gw_json_raw(b, ",\"metric\":");
+    gw_json_str(b, a->metric);
+}
+
+static int transition_tail(gw_jbuf *b, const gw_alarm *a)
+{
+    if (a->detail[0]) {
+        gw_json_raw(b, ",\"detail\":");
+        gw_json_str(b, a->detail);
+    }
+    gw_json_raw(b, ",\"raised\":");
+    gw_json_time(b, a->raised_ms);
+    gw_json_raw(b, ",\"at\":");
+    gw_json_time(b, a->at_ms);
+    gw_json_raw(b, "}");
+    return b->overflow ? GW_EFULL : (int)b->len;
+}
+
 int gw_json_alarm(char *out, size_t cap, const char *gw, const gw_alarm *a)
 {
     gw_jbuf b;
     gw_jbuf_init(&b, out, cap);
-    item_id(&b, gw, a->seq);
-    gw_json_raw(&b, ",\"alarm\":");
-    gw_json_str(&b, a->id);
-    gw_json_raw(&b, ",\"rule\":");
-    gw_json_str(&b, a->rule);
-    gw_json_raw(&b, ",\"device\":");
-    gw_json_str(&b, a->device);
-    gw_json_raw(&b, ",\"metric\":");
-    gw_json_str(&b, a->metric);
+    transition_head(&b, gw, a, ",\"alarm\":");
     gw_json_raw(&b, ",\"state\":\"");
     gw_json_raw(&b, gw_alarm_state_name(a->state));
     gw_json_raw(&b, "\",\"level\":");
@@ -219,16 +239,7 @@ int gw_json_alarm(char *out, size_t cap, const char *gw, const gw_alarm *a)
     gw_json_num(&b, a->value);
     gw_json_raw(&b, ",\"threshold\":");
     gw_json_num(&b, a->threshold);
-    if (a->detail[0]) {
-        gw_json_raw(&b, ",\"detail\":");
-        gw_json_str(&b, a->detail);
-    }
-    gw_json_raw(&b, ",\"raised\":");
-    gw_json_time(&b, a->raised_ms);
-    gw_json_raw(&b, ",\"at\":");
-    gw_json_time(&b, a->at_ms);
-    gw_json_raw(&b, "}");
-    return b.overflow ? GW_EFULL : (int)b.len;
+    return transition_tail(&b, a);
 }
 
 int gw_json_forecast(char *out, size_t cap, const char *gw, const gw_alarm *a,
@@ -238,15 +249,7 @@ int gw_json_forecast(char *out, size_t cap, const char *gw, const gw_alarm *a,
     gw_jbuf b;
     char tmp[64];
     gw_jbuf_init(&b, out, cap);
-    item_id(&b, gw, a->seq);
-    gw_json_raw(&b, ",\"forecast\":");
-    gw_json_str(&b, a->id);
-    gw_json_raw(&b, ",\"rule\":");
-    gw_json_str(&b, a->rule);
-    gw_json_raw(&b, ",\"device\":");
-    gw_json_str(&b, a->device);
-    gw_json_raw(&b, ",\"metric\":");
-    gw_json_str(&b, a->metric);
+    transition_head(&b, gw, a, ",\"forecast\":");
     snprintf(tmp, sizeof(tmp), ",\"state\":\"%s\",\"level\":%d,\"level_name\":\"",
              states[a->state < 4 ? a->state : 2], a->level);
     gw_json_raw(&b, tmp);
@@ -290,14 +293,5 @@ int gw_json_forecast(char *out, size_t cap, const char *gw, const gw_alarm *a,
         gw_json_raw(&b, ",\"alarm\":");
         gw_json_str(&b, f->linked);
     }
-    if (a->detail[0]) {
-        gw_json_raw(&b, ",\"detail\":");
-        gw_json_str(&b, a->detail);
-    }
-    gw_json_raw(&b, ",\"raised\":");
-    gw_json_time(&b, a->raised_ms);
-    gw_json_raw(&b, ",\"at\":");
-    gw_json_time(&b, a->at_ms);
-    gw_json_raw(&b, "}");
-    return b.overflow ? GW_EFULL : (int)b.len;
+    return transition_tail(&b, a);
 }

@@ -9,7 +9,10 @@
 
 #include <cmocka.h>
 
+#include "gateway/json.h"
 #include "rules/rules.h"
+
+#include <cjson/cJSON.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -496,6 +499,49 @@ static void test_definition_checks(void **state)
     assert_true(gw_rule_fingerprint(&t) == gw_rule_fingerprint(&u));
 }
 
+/* The uplink item of the linear series' first forecast and its withdrawal:
+ * the fields docs/uplink.md lists, with values that add up. */
+static void test_uplink_item(void **state)
+{
+    (void)state;
+    log_t l;
+    gw_rule defs[2] = {depth_rule(), fc_rule()};
+    gw_rules_engine *e = engine(defs, 2, &l);
+    for (int m = 0; m <= 50; m++)
+        assert_int_equal(feed(e, "wl-1", "water_depth", 0.5 * m, T0 + m * MIN), GW_OK);
+    gw_rules_free(e);
+    const rec *r = first_fc(&l, 3), *w = &l.r[l.n - 1];
+    char buf[2048];
+    gw_forecast f = r->fc;
+    int n = gw_json_forecast(buf, sizeof(buf), "gw-t", &r->a, &f);
+    assert_true(n > 0);
+    cJSON *j = cJSON_ParseWithLength(buf, (size_t)n);
+    assert_non_null(j);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(j, "forecast")), r->a.id);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(j, "state")), "raised");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(j, "level_name")), "orange");
+    assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "lead_min")) == 45);
+    assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "rate")) == 0.5);
+    assert_non_null(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "crossings"), "yellow"));
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "inputs"), 0)),
+                        "level");
+    assert_null(cJSON_GetObjectItem(j, "alarm"));
+    cJSON_Delete(j);
+    assert_int_equal(w->a.state, GW_ALARM_CLEARED);
+    f = w->fc;
+    f.linked = w->linked;
+    n = gw_json_forecast(buf, sizeof(buf), "gw-t", &w->a, &f);
+    assert_true(n > 0);
+    j = cJSON_ParseWithLength(buf, (size_t)n);
+    assert_non_null(j);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(j, "state")), "withdrawn");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(j, "alarm")), w->linked);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(j, "detail")), "crossed");
+    assert_null(cJSON_GetObjectItem(j, "crossings"));
+    cJSON_Delete(j);
+    assert_int_equal(gw_json_forecast(buf, 40, "gw-t", &w->a, &f), GW_EFULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -511,6 +557,7 @@ int main(void)
         cmocka_unit_test(test_restart_keeps_state),
         cmocka_unit_test(test_debounce_and_silence),
         cmocka_unit_test(test_definition_checks),
+        cmocka_unit_test(test_uplink_item),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
