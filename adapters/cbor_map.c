@@ -437,11 +437,24 @@ static int generic_decode(const uint8_t *buf, size_t len, int64_t now_ms, const 
     return gw_cbor_decode(NULL, buf, len, now_ms, out);
 }
 
+/* A map's "imei", else its "ep" (the LwM2M endpoint name). */
+static int cbor_identify(const uint8_t *buf, size_t len, char *id, size_t cap)
+{
+    if (gw_cbor_get_text(buf, len, "imei", id, cap) == GW_OK ||
+        gw_cbor_get_text(buf, len, "ep", id, cap) == GW_OK)
+        return GW_OK;
+    return GW_ENOTFOUND;
+}
+
+static const int cbor_formats[] = {60 /* application/cbor */, GW_CF_END};
+
 const gw_adapter gw_adapter_cbor_map = {
     .name = "cbor-map",
     .version = "1.0",
     .description = "CBOR payloads (application/cbor); generic or through a json_map",
     .payload = GW_PAYLOAD_BINARY, /* CBOR: bytes, mapped like JSON */
+    .content_formats = cbor_formats,
     .decode = generic_decode,
     .decode_mapped = gw_cbor_decode,
+    .identify = cbor_identify,
 };

@@ -5,7 +5,7 @@
 #include "adapters/json_map.h"
 
 #include "base/civil.h"
-#include "gateway/cfgmap.h"
+#include "base/cfgmap.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -592,6 +592,19 @@ static int mapped_decode(const gw_jmap *m, const uint8_t *buf, size_t len, int64
     return gw_jmap_decode(m, (const char *)buf, len, now_ms, out);
 }
 
+/* An object's "imei", else its "ep" (the LwM2M endpoint name). */
+static int json_identify(const uint8_t *buf, size_t len, char *id, size_t cap)
+{
+    const char *text = (const char *)buf;
+    if (!len || (buf[0] != '{' && buf[0] != '['))
+        return GW_ENOTFOUND;
+    if (gw_jmap_get_text(text, len, "imei", id, cap) == GW_OK ||
+        gw_jmap_get_text(text, len, "ep", id, cap) == GW_OK)
+        return GW_OK;
+    return GW_ENOTFOUND;
+}
+
+/* content_formats stays NULL: JSON devices often state none or a wrong one. */
 const gw_adapter gw_adapter_json_map = {
     .name = "json-map",
     .version = "1.0",
@@ -599,4 +612,5 @@ const gw_adapter gw_adapter_json_map = {
     .payload = GW_PAYLOAD_JSON,
     .decode = generic_decode,
     .decode_mapped = mapped_decode,
+    .identify = json_identify,
 };

@@ -29,7 +29,7 @@
  * that is not JSON, or a payload where no mapped field is present at all makes
  * the whole payload GW_EMALFORMED and nothing is emitted. */
 #include "adapters/adapter.h"
-#include "gateway/yamldoc.h"
+#include "base/yamldoc.h"
 
 #include <stddef.h>
 #include <stdint.h>

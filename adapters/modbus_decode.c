@@ -4,6 +4,8 @@
  * before a byte is read, and each point only reads inside its own request. */
 #include "adapters/modbus_internal.h"
 
+#include "adapters/adapter.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -379,3 +381,13 @@ int gw_profile_rbe_should_report(const gw_profile *p, size_t point_index, double
     double band = pt->deadband_pct ? fabs(last_value) * pt->deadband / 100.0 : pt->deadband;
     return fabs(value - last_value) > band;
 }
+
+/* The profile decoder as an adapter: protocols that read registers (the Modbus
+ * ones) take it from the adapters table by payload kind. */
+const gw_adapter gw_adapter_modbus_profile = {
+    .name = "modbus-profile",
+    .version = "1.0",
+    .description = "Modbus registers through a YAML profile (adapters/profiles/README.md)",
+    .payload = GW_PAYLOAD_REGISTERS,
+    .decode_registers = gw_profile_decode,
+};

@@ -6,8 +6,8 @@
  * documented in modbus_profile.h. */
 #include "adapters/modbus_internal.h"
 
-#include "gateway/cfgmap.h"
-#include "gateway/yamldoc.h"
+#include "base/cfgmap.h"
+#include "base/yamldoc.h"
 
 #include <ctype.h>
 #include <math.h>

@@ -84,7 +84,7 @@
  * range. Requests are listed by function code (1 coils, 2 discrete, 3 holding, 4 input), then
  * by address.
  */
-#include "gateway/model.h"
+#include "base/model.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -3,7 +3,7 @@
  * generated table. */
 #include "adapters/modbus_profile.h"
 
-#include "gateway/embedded.h"
+#include "base/embedded.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -202,10 +202,24 @@ static int nb100_decode(const uint8_t *buf, size_t len, int64_t now_ms, const gw
     return GW_OK;
 }
 
+/* The IMEI of a frame that parses (magic, length, digits, CRC all checked). */
+static int nb100_identify(const uint8_t *buf, size_t len, char *id, size_t cap)
+{
+    gw_nb100_frame f;
+    if (len < 2 || buf[0] != GW_NB100_MAGIC0 || buf[1] != GW_NB100_MAGIC1 ||
+        gw_nb100_parse(buf, len, &f) != GW_OK)
+        return GW_ENOTFOUND;
+    return gw_strlcpy(id, f.imei, cap) ? GW_ENOTFOUND : GW_OK;
+}
+
+static const int nb100_formats[] = {42 /* application/octet-stream */, GW_CF_END};
+
 const gw_adapter gw_adapter_smoke_nb100 = {
     .name = "smoke-nb100",
     .version = "1.0",
     .description = "NB-100 NB-IoT smoke detector, binary frame in LwM2M 19/0/0",
     .payload = GW_PAYLOAD_BINARY,
+    .content_formats = nb100_formats,
     .decode = nb100_decode,
+    .identify = nb100_identify,
 };

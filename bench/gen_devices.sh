@@ -90,6 +90,7 @@ gateway:
   data_dir: $OUT/data
   log_level: info
   shutdown_drain: 1s
+  modbus_stats: $OUT/mbstats.json
 store:
   commit_window: 5ms
 uplink:

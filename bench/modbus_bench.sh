@@ -11,7 +11,7 @@
 # BASE_PORT+i%1000, mosquitto on 127.0.0.1:BROKER_PORT.
 #
 # Per N prints one table row: polls/s achieved vs scheduled, lateness p99 (from
-# the gateway's GW_MODBUS_STATS histogram over the measured window), gateway CPU
+# the gateway's gateway.modbus_stats histogram over the measured window), gateway CPU
 # ms per 1,000 readings (utime+stime from /proc/PID/stat; a reading = one
 # decoded register value), peak RSS (VmHWM), the floor poller's CPU per 1,000
 # readings and the ratio gateway/floor.
@@ -62,7 +62,7 @@ for N in "$@"; do
     for s in "$D"/sim-*.yaml; do
         wait_line "$s.out" "sim: ready" 60 || { echo "sim $s did not start" >&2; cat "$s.err" >&2; exit 1; }
     done
-    GW_MODBUS_STATS="$D/mbstats.json" "$BUILD/gateway" -c "$D/gateway.yaml" > "$D/gateway.log" 2>&1 &
+    "$BUILD/gateway" -c "$D/gateway.yaml" > "$D/gateway.log" 2>&1 &
     GW=$!
     PIDS+=($GW)
     wait_line "$D/gateway.log" "started from" 60 || { echo "gateway did not start" >&2; tail "$D/gateway.log" >&2; exit 1; }

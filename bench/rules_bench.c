@@ -2,7 +2,7 @@
  * then one forecast rule alone on a steadily rising, noisy depth (every
  * reading refits the trend). Prints ns per reading per matching rule.
  *
- *   cc -O2 -std=c11 -D_GNU_SOURCE -I. bench/rules_bench.c rules/rules.c gateway/model.c \
+ *   cc -O2 -std=c11 -D_GNU_SOURCE -I. bench/rules_bench.c rules/rules.c base/model.c \
  *      -lm -o build/rules_bench && ./build/rules_bench
  */
 #include "rules/rules.h"

@@ -8,10 +8,10 @@ mkdir -p bench/results "$B/bench"
 CC=${CC:-cc}
 CF="-O2 -std=c11 -D_GNU_SOURCE -I."
 echo "== rules engine"
-$CC $CF bench/rules_bench.c rules/rules.c gateway/model.c -lm -o "$B/bench/rules_bench" &&
+$CC $CF bench/rules_bench.c rules/rules.c base/model.c -lm -o "$B/bench/rules_bench" &&
     "$B/bench/rules_bench" | tee bench/results/rules.txt
 echo "== SL651 decoding"
-$CC $CF bench/sl651_decode_bench.c protocols/sl651_codec.c protocols/sl651_body.c gateway/model.c \
+$CC $CF bench/sl651_decode_bench.c protocols/sl651_codec.c protocols/sl651_body.c base/model.c \
     -o "$B/bench/sl651_decode_bench" && "$B/bench/sl651_decode_bench" | tee bench/results/sl651.txt
 echo "== core: throughput, alarm latency, memory"
 sh bench/core_bench.sh

@@ -1,7 +1,7 @@
 /* Micro-benchmark: SL651 frames parsed (CRC checked) and decoded per second, single core,
  * on the published test report (vectors/sl651.txt frame 2: 4 elements, 60 bytes).
  * Build: cc -O2 -I. bench/sl651_decode_bench.c protocols/sl651_codec.c
- *        protocols/sl651_body.c gateway/model.c -o build/sl651_decode_bench
+ *        protocols/sl651_body.c base/model.c -o build/sl651_decode_bench
  * Usage: build/sl651_decode_bench [iterations]   (default 5,000,000) */
 #include "protocols/sl651.h"
 

@@ -1,8 +1,8 @@
 #include "gateway/admin.h"
 
 #include "gateway/alarms.h"
-#include "gateway/core.h"
-#include "gateway/log.h"
+#include "gateway/core_internal.h"
+#include "base/log.h"
 #include "protocols/stream_listener.h"
 
 #include <errno.h>
@@ -367,19 +367,28 @@ int gw_admin_client(const char *path, int argc, char **argv)
             close(fd);
         return 1;
     }
-    if (write(fd, line, strlen(line)) < 0) {
-        close(fd);
-        return 1;
-    }
+    /* A gateway that refuses us (peer check, busy) answers and closes: the
+     * write may then fail with EPIPE, which must not kill this process before
+     * it says why. */
+    int wrote = send(fd, line, strlen(line), MSG_NOSIGNAL) >= 0;
+    int werr = errno;
     char buf[4096];
     ssize_t n;
     int rc = 0;
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    size_t got = 0;
     while (poll(&pfd, 1, 5000) > 0 && (n = read(fd, buf, sizeof(buf))) > 0) {
         fwrite(buf, 1, (size_t)n, stdout);
-        if (n >= 6 && !strncmp(buf, "error:", 6))
+        if (got == 0 && n >= 6 && !strncmp(buf, "error:", 6))
             rc = 1;
+        got += (size_t)n;
     }
     close(fd);
+    if (!wrote && got == 0) {
+        fprintf(stderr, "gateway admin: %s: the gateway closed the connection (%s): not allowed "
+                        "for this user, or busy\n",
+                path, strerror(werr));
+        return 1;
+    }
     return rc;
 }

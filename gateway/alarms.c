@@ -1,9 +1,12 @@
 #include "gateway/alarms.h"
 
-#include "gateway/core.h"
-#include "gateway/json.h"
+#include "base/model.h"
+#include "gateway/config.h"
+#include "gateway/device.h"
+#include "gateway/store.h"
+#include "base/json.h"
 #include "gateway/localpub.h"
-#include "gateway/log.h"
+#include "base/log.h"
 #include "gateway/rules_load.h"
 #include "rules/rules.h"
 
@@ -25,7 +28,7 @@ struct cmd_run {
 };
 
 struct gw_alarms {
-    gw_core *core;
+    gw_alarms_env env;
     gw_rules_engine *eng;
     uv_timer_t tick, persist;
     int handles;
@@ -92,11 +95,13 @@ static void fill_dev(const gw_device *d, gw_rules_device *rd, const char **group
     rd->n_groups = (size_t)d->conf.ngroups;
 }
 
-static gw_device *find_dev(gw_core *core, const char *id)
+static gw_device *find_dev(gw_alarms *a, const char *id)
 {
-    for (size_t i = 0; i < core->ndevices; i++)
-        if (!strcmp(core->devices[i]->conf.id, id))
-            return core->devices[i];
+    size_t n;
+    gw_device *const *devs = a->env.devices(a->env.ctx, &n);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(devs[i]->conf.id, id))
+            return devs[i];
     return NULL;
 }
 
@@ -162,7 +167,7 @@ static void run_command(gw_alarms *a, const gw_rule_action *act, const char *jso
     for (int i = 0; i < act->argc; i++)
         args[i] = (char *)act->argv[i];
     args[act->argc] = NULL;
-    uv_pipe_init(a->core->loop, &c->in, 0);
+    uv_pipe_init(a->env.loop, &c->in, 0);
     uv_stdio_container_t io[3] = {{.flags = UV_CREATE_PIPE | UV_READABLE_PIPE,
                                    .data.stream = (uv_stream_t *)&c->in},
                                   {.flags = UV_IGNORE},
@@ -170,7 +175,7 @@ static void run_command(gw_alarms *a, const gw_rule_action *act, const char *jso
     uv_process_options_t o = {.exit_cb = cmd_exit, .file = args[0], .args = args,
                               .stdio = io, .stdio_count = 3};
     c->proc.data = c->in.data = c->timer.data = c->wr.data = c;
-    int rc = uv_spawn(a->core->loop, &c->proc, &o);
+    int rc = uv_spawn(a->env.loop, &c->proc, &o);
     if (rc) {
         a->actions_failed++;
         GW_WARN("alarms", "command action %s: %s", c->name, uv_strerror(rc));
@@ -181,7 +186,7 @@ static void run_command(gw_alarms *a, const gw_rule_action *act, const char *jso
     }
     a->running++;
     c->open = 3; /* process, pipe, timer */
-    uv_timer_init(a->core->loop, &c->timer);
+    uv_timer_init(a->env.loop, &c->timer);
     uv_timer_start(&c->timer, cmd_timeout, (uint64_t)(act->timeout_ms > 0 ? act->timeout_ms : 10000),
                    0);
     uv_buf_t b = uv_buf_init(c->json, (unsigned)len + 1);
@@ -202,26 +207,24 @@ static void run_actions(gw_alarms *a, const gw_rules_transition *t, const char *
             double v = t->alarm.state == GW_ALARM_CLEARED && act->has_value_clear
                            ? act->value_clear
                            : act->value_raise;
-            gw_device *d = find_dev(a->core, act->device);
-            int rc = GW_ENOTFOUND;
-            if (d && d->proto->write && act->point[0])
-                rc = d->proto->write(d, act->point, v);
+            /* A request: the core writes on a later loop turn and reports the
+             * outcome through gw_alarms_action_result. */
+            int rc = act->point[0] ? a->env.write(a->env.ctx, act->device, act->point, v, r->id)
+                                   : GW_EINVAL;
             if (rc) {
                 a->actions_failed++;
-                GW_WARN("alarms", "rule %s: write %s.%s=%g failed (%d)", r->id, act->device,
-                        act->point[0] ? act->point : "(register: name a profile point)", v, rc);
-            } else {
-                a->actions_run++;
-                GW_INFO("alarms", "rule %s: wrote %s.%s = %g", r->id, act->device, act->point, v);
+                GW_WARN("alarms", "rule %s: write %s.%s=%g not requested (%d)", r->id,
+                        act->device, act->point[0] ? act->point : "(register: name a profile point)",
+                        v, rc);
             }
         } else if (act->kind == GW_ACT_COMMAND) {
             run_command(a, act, json, len);
-        } else if (!a->core->localpub) {
+        } else if (!a->env.localpub) {
             a->actions_failed++;
             GW_LOG_RL(GW_LOG_WARN, 60000, "alarms",
                       "rule %s: mqtt_publish to %s needs a local_mqtt section", r->id,
                       act->topic);
-        } else if (gw_localpub_publish(a->core->localpub, act->topic, json, len) == GW_OK) {
+        } else if (gw_localpub_publish(a->env.localpub, act->topic, json, len) == GW_OK) {
             a->actions_run++;
             GW_INFO("alarms", "rule %s: published %s to local %s", r->id,
                     gw_alarm_state_name(t->alarm.state), act->topic);
@@ -234,7 +237,7 @@ static void run_actions(gw_alarms *a, const gw_rules_transition *t, const char *
 static void adapt_polling(gw_alarms *a, const gw_rules_transition *t)
 {
     for (size_t i = 0; i < t->n_poll_devices; i++) {
-        gw_device *d = find_dev(a->core, t->poll_devices[i]);
+        gw_device *d = find_dev(a, t->poll_devices[i]);
         if (!d || !d->proto->set_interval)
             continue;
         int64_t fast = gw_rules_fast_interval(a->eng, d->conf.id);
@@ -245,27 +248,9 @@ static void adapt_polling(gw_alarms *a, const gw_rules_transition *t)
         if (want != d->interval_ms) {
             GW_INFO("alarms", "%s: poll interval %lld ms (%s)", d->conf.id, (long long)want,
                     want < d->conf.interval_ms ? "alarm active" : "restored");
-            d->proto->set_interval(d, want);
+            a->env.set_interval(a->env.ctx, d->conf.id, want);
         }
     }
-}
-
-/* A forecast goes to the priority lane like an alarm, on its own topic, so
- * a consumer of /alarms never mistakes a pre-warning for an alarm. */
-static void forecast_out(gw_alarms *a, gw_alarm *al, const gw_forecast *f)
-{
-    gw_core *core = a->core;
-    al->seq = ++core->seq;
-    int n = gw_json_forecast(core->buf, sizeof(core->buf), core->cfg.gateway_id, al, f);
-    if (n < 0) {
-        core->st.encode_errors++;
-        return;
-    }
-    GW_INFO("pipeline", "forecast %s %s level %s crossing in %.1f min%s%s", al->id,
-            al->state == GW_ALARM_CLEARED ? "withdrawn" : gw_alarm_state_name(al->state),
-            gw_level_name(al->level), (double)(f->crossing_ms - al->at_ms) / 60000.0,
-            al->detail[0] ? ": " : "", al->detail);
-    gw_store_put(core->store, GW_LANE_PRIO, GW_KIND_FORECAST, al->seq, core->buf, (size_t)n);
 }
 
 static void on_transition(void *ctx, const gw_rules_transition *t)
@@ -273,15 +258,15 @@ static void on_transition(void *ctx, const gw_rules_transition *t)
     gw_alarms *a = ctx;
     gw_alarm al = t->alarm;
     if (t->forecast)
-        forecast_out(a, &al, t->forecast);
+        a->env.forecast(a->env.ctx, &al, t->forecast);
     else
-        gw_core_alarm(a->core, &al);
+        a->env.alarm(a->env.ctx, &al);
     a->dirty = a->urgent = 1;
     if (t->rule && t->rule->n_actions) {
         char json[2048];
-        int n = t->forecast ? gw_json_forecast(json, sizeof(json), a->core->cfg.gateway_id, &al,
-                                               t->forecast)
-                            : gw_json_alarm(json, sizeof(json), a->core->cfg.gateway_id, &al);
+        int n = t->forecast
+                    ? gw_json_forecast(json, sizeof(json), a->env.cfg->gateway_id, &al, t->forecast)
+                    : gw_json_alarm(json, sizeof(json), a->env.cfg->gateway_id, &al);
         run_actions(a, t, json, n > 0 ? (size_t)n : 0);
     }
     if (t->n_poll_devices)
@@ -295,7 +280,7 @@ static void persist(gw_alarms *a)
     if (!a->dirty || !a->eng)
         return;
     if (gw_rules_export(a->eng, &blob, &len) == GW_OK) {
-        gw_store_state_put(a->core->store, "rules", blob, len);
+        gw_store_state_put(a->env.store, "rules", blob, len);
         free(blob);
         a->dirty = a->urgent = 0;
     }
@@ -331,11 +316,11 @@ static void on_persist(uv_timer_t *t)
     persist(t->data);
 }
 
-gw_alarms *gw_alarms_start(gw_core *core, char *err, size_t errlen)
+gw_alarms *gw_alarms_start(const gw_alarms_env *env, char *err, size_t errlen)
 {
     gw_rule *defs = NULL;
     size_t n = 0;
-    if (gw_alarms_load_defs(&core->cfg, (void **)&defs, &n, err, errlen))
+    if (gw_alarms_load_defs(env->cfg, (void **)&defs, &n, err, errlen))
         return NULL;
     gw_alarms *a = calloc(1, sizeof(*a));
     if (!a) {
@@ -343,7 +328,7 @@ gw_alarms *gw_alarms_start(gw_core *core, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    a->core = core;
+    a->env = *env;
     a->eng = gw_rules_new(defs, n, on_transition, a, err, errlen);
     free(defs);
     if (!a->eng) {
@@ -352,7 +337,7 @@ gw_alarms *gw_alarms_start(gw_core *core, char *err, size_t errlen)
     }
     void *blob;
     size_t len;
-    if (gw_store_state_get(core->store, "rules", &blob, &len) == GW_OK) {
+    if (gw_store_state_get(env->store, "rules", &blob, &len) == GW_OK) {
         int rc = gw_rules_import(a->eng, blob, len);
         if (rc)
             GW_WARN("alarms", "persisted rule state unreadable (%d): starting clean", rc);
@@ -361,19 +346,31 @@ gw_alarms *gw_alarms_start(gw_core *core, char *err, size_t errlen)
                     gw_rules_active_count(a->eng));
     }
     int64_t now = gw_now_ms();
-    for (size_t i = 0; i < core->ndevices; i++) {
+    size_t ndevs;
+    gw_device *const *devs = env->devices(env->ctx, &ndevs);
+    for (size_t i = 0; i < ndevs; i++) {
         gw_rules_device rd;
         const char *groups[GW_MAX_GROUPS];
-        fill_dev(core->devices[i], &rd, groups);
+        fill_dev(devs[i], &rd, groups);
         gw_rules_expect(a->eng, &rd, now);
     }
-    uv_timer_init(core->loop, &a->tick);
-    uv_timer_init(core->loop, &a->persist);
+    uv_timer_init(env->loop, &a->tick);
+    uv_timer_init(env->loop, &a->persist);
     a->tick.data = a->persist.data = a;
     a->handles = 2;
     uv_timer_start(&a->persist, on_persist, PERSIST_INTERVAL_MS, PERSIST_INTERVAL_MS);
     rearm(a);
     return a;
+}
+
+void gw_alarms_action_result(gw_alarms *a, int rc)
+{
+    if (!a)
+        return;
+    if (rc)
+        a->actions_failed++;
+    else
+        a->actions_run++;
 }
 
 void gw_alarms_reading(gw_alarms *a, gw_device *dev, gw_reading *r)

@@ -13,8 +13,8 @@
 
 #include "adapters/adapter.h"
 #include "base/hex.h"
-#include "gateway/log.h"
-#include "gateway/model.h"
+#include "base/log.h"
+#include "base/model.h"
 #include "protocols/hj212.h"
 #include "protocols/sl651.h"
 
@@ -349,6 +349,12 @@ static int decode_adapter(const char *name, const uint8_t *buf, size_t len)
     }
     unsigned n = 0;
     gw_sink sink = {print_reading, print_event, &n};
+    if (!a->decode) {
+        fprintf(stderr, "decode: adapter %s does not decode a payload (%s)\n", a->name,
+                a->payload == GW_PAYLOAD_REGISTERS ? "registers: try gateway read --profile"
+                                                   : "no decode hook");
+        return 1;
+    }
     int rc = a->decode(buf, len, gw_now_ms(), &sink);
     if (rc < 0) {
         fprintf(stderr, "decode: adapter %s: %s input (%d)\n", a->name, err_name(rc), rc);

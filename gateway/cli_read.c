@@ -4,7 +4,7 @@
  * the requests and the decoding are the gateway's own (gw_profile_*). */
 #include "adapters/modbus_profile.h"
 #include "gateway/cli.h"
-#include "gateway/model.h"
+#include "base/model.h"
 
 #include <errno.h>
 #include <modbus.h>

@@ -2,10 +2,10 @@
  * names, types, defaults and bounds (docs/config.md mirrors them). */
 #include "gateway/config.h"
 
-#include "gateway/cfgmap.h"
-#include "gateway/embedded.h"
-#include "gateway/log.h"
-#include "gateway/model.h"
+#include "base/cfgmap.h"
+#include "base/embedded.h"
+#include "base/log.h"
+#include "base/model.h"
 #include "protocols/protocol.h"
 
 #include <stdarg.h>
@@ -44,6 +44,7 @@ struct gwsec {
     char id[64];
     char data_dir[256];
     char admin_socket[256];
+    char modbus_stats[256];
     int log_level;
     int64_t shutdown_drain_ms;
 };
@@ -57,6 +58,9 @@ static const gw_cfgkey gateway_keys[] = {
      "error, warn, info or debug"},
     {"admin_socket", GW_CT_STR, "admin.sock", 0, -1, F(struct gwsec, admin_socket), NULL, 0,
      "local admin Unix socket, relative to data_dir (owner only); empty disables it"},
+    {"modbus_stats", GW_CT_STR, "", 0, -1, F(struct gwsec, modbus_stats), NULL, 0,
+     "file (relative to data_dir) the Modbus lateness statistics are written to as JSON every "
+     "second; empty: none (docs/modbus.md)"},
     {"shutdown_drain", GW_CT_DURATION, "5s", 0, 300, offsetof(struct gwsec, shutdown_drain_ms), 0,
      NULL, 0, "how long SIGTERM waits for the outbox to drain"},
     {NULL}};
@@ -343,6 +347,12 @@ static int load_doc(gw_config *cfg, char *err, size_t errlen)
     else if ((size_t)snprintf(cfg->admin_socket, sizeof(cfg->admin_socket), "%s/%s", g.data_dir,
                               g.admin_socket) >= sizeof(cfg->admin_socket))
         return err_at(err, errlen, t.gateway, "key 'gateway.admin_socket': path too long");
+    if (g.modbus_stats[0] &&
+        (size_t)snprintf(cfg->modbus_stats, sizeof(cfg->modbus_stats), "%s%s%s",
+                         g.modbus_stats[0] == '/' ? "" : g.data_dir,
+                         g.modbus_stats[0] == '/' ? "" : "/",
+                         g.modbus_stats) >= sizeof(cfg->modbus_stats))
+        return err_at(err, errlen, t.gateway, "key 'gateway.modbus_stats': path too long");
     cfg->log_level = g.log_level;
     cfg->shutdown_drain_ms = g.shutdown_drain_ms;
 

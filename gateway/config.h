@@ -7,7 +7,7 @@
 #include "gateway/localpub.h"
 #include "gateway/store.h"
 #include "gateway/uplink.h"
-#include "gateway/yamldoc.h"
+#include "base/yamldoc.h"
 
 struct gw_protocol;
 
@@ -55,6 +55,7 @@ typedef struct gw_config {
     char gateway_id[64];
     char data_dir[256];
     char admin_socket[300]; /* resolved path, empty = disabled */
+    char modbus_stats[300]; /* resolved path of the Modbus statistics file, empty = none */
     int log_level;
     int64_t shutdown_drain_ms;
     char profile_dirs[4][256];

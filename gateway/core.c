@@ -1,10 +1,11 @@
 /* The core: start-up, the pipeline, graceful stop and SIGHUP reload. */
-#include "gateway/core.h"
+#include "gateway/core_internal.h"
 
 #include "gateway/admin.h"
 #include "gateway/alarms.h"
-#include "gateway/json.h"
-#include "gateway/log.h"
+#include "base/cfgmap.h"
+#include "base/json.h"
+#include "base/log.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -91,6 +92,23 @@ int gw_core_alarm(gw_core *core, gw_alarm *a)
     GW_INFO("pipeline", "alarm %s %s level %s value %g", a->id, gw_alarm_state_name(a->state),
             gw_level_name(a->level), a->value);
     return gw_store_put(core->store, GW_LANE_PRIO, GW_KIND_ALARM, a->seq, core->buf, (size_t)n);
+}
+
+/* A forecast goes to the priority lane like an alarm, on its own topic, so a
+ * consumer of /alarms never mistakes a pre-warning for an alarm. */
+static int core_forecast(gw_core *core, gw_alarm *a, const gw_forecast *f)
+{
+    a->seq = ++core->seq;
+    int n = gw_json_forecast(core->buf, sizeof(core->buf), core->cfg.gateway_id, a, f);
+    if (n < 0) {
+        core->st.encode_errors++;
+        return n;
+    }
+    GW_INFO("pipeline", "forecast %s %s level %s crossing in %.1f min%s%s", a->id,
+            a->state == GW_ALARM_CLEARED ? "withdrawn" : gw_alarm_state_name(a->state),
+            gw_level_name(a->level), (double)(f->crossing_ms - a->at_ms) / 60000.0,
+            a->detail[0] ? ": " : "", a->detail);
+    return gw_store_put(core->store, GW_LANE_PRIO, GW_KIND_FORECAST, a->seq, core->buf, (size_t)n);
 }
 
 int gw_core_seen_report(gw_core *core, gw_device *dev, const char *key)
@@ -383,6 +401,8 @@ static void finish_stop(gw_core *core)
     core->localpub = NULL;
     gw_store_close(core->store);
     core->store = NULL;
+    gw_tw_close(core->wheel); /* every device was detached when the stop began */
+    core->wheel = NULL;
     for (size_t i = 0; i < core->ndevices; i++)
         device_free(core->devices[i]);
     free(core->devices);
@@ -428,6 +448,7 @@ void gw_core_stop(gw_core *core)
     core->admin = NULL;
     gw_alarms_stop(core->alarms);
     core->alarms = NULL;
+    gw_devops_stop(core);
     uv_signal_stop(&core->sig_term);
     uv_signal_stop(&core->sig_int);
     uv_signal_stop(&core->sig_hup);
@@ -444,16 +465,35 @@ void gw_core_stop(gw_core *core)
         on_stop_flushed(core, GW_ERR);
 }
 
+/* Field by field: the text fields are compared as strings, since the bytes
+ * after a string's end are whatever the parser's stack held (a memcmp of the
+ * whole struct called every device of an unchanged file changed). */
+static int same_conf(const gw_device_conf *x, const gw_device_conf *y)
+{
+    if (strcmp(x->id, y->id) || strcmp(x->type, y->type) || strcmp(x->protocol, y->protocol) ||
+        strcmp(x->profile, y->profile) || strcmp(x->connect, y->connect) ||
+        strcmp(x->address, y->address) || strcmp(x->site, y->site) || x->unit != y->unit ||
+        x->interval_ms != y->interval_ms || x->timeout_ms != y->timeout_ms ||
+        x->retries != y->retries || x->offline_after != y->offline_after ||
+        x->has_location != y->has_location || x->lon != y->lon || x->lat != y->lat ||
+        x->ngroups != y->ngroups || x->nparams != y->nparams ||
+        x->proto_conf_size != y->proto_conf_size)
+        return 0;
+    for (int i = 0; i < x->ngroups; i++)
+        if (strcmp(x->groups[i], y->groups[i]))
+            return 0;
+    for (int i = 0; i < x->nparams; i++)
+        if (strcmp(x->param_keys[i], y->param_keys[i]) || x->param_vals[i] != y->param_vals[i])
+            return 0;
+    return 1;
+}
+
 static int same_device(const gw_device *a, const gw_device *b)
 {
-    gw_device_conf x = a->conf, y = b->conf;
-    x.line = y.line = 0;
-    x.file = y.file = NULL;
-    x.proto_conf = y.proto_conf = NULL;
-    if (memcmp(&x, &y, sizeof(x)) != 0)
+    if (!same_conf(&a->conf, &b->conf) || a->proto != b->proto)
         return 0;
     return a->conf.proto_conf_size == 0 ||
-           memcmp(a->proto_conf, b->proto_conf, a->conf.proto_conf_size) == 0;
+           gw_cfg_equal(a->proto->device_keys, a->proto_conf, b->proto_conf);
 }
 
 /* ---- Address index for listener protocols ---- */
@@ -503,6 +543,11 @@ gw_device *gw_core_find_device(gw_core *core, const char *protocol, const char *
             return d;
     }
     return NULL;
+}
+
+gw_tw *gw_core_wheel(gw_core *core)
+{
+    return core->wheel;
 }
 
 int gw_core_flush(gw_core *core, void (*cb)(void *ctx, int status), void *ctx)
@@ -702,6 +747,35 @@ static void raise_nofile(void)
         GW_INFO("core", "open file limit %llu", (unsigned long long)rl.rlim_cur);
 }
 
+/* The alarm glue's view of the core (gateway/alarms.h). */
+static gw_device *const *env_devices(void *ctx, size_t *n)
+{
+    gw_core *core = ctx;
+    *n = core->ndevices;
+    return core->devices;
+}
+
+static int env_alarm(void *ctx, gw_alarm *al)
+{
+    return gw_core_alarm(ctx, al);
+}
+
+static int env_forecast(void *ctx, gw_alarm *al, const gw_forecast *f)
+{
+    return core_forecast(ctx, al, f);
+}
+
+static int env_write(void *ctx, const char *device, const char *point, double value,
+                     const char *rule)
+{
+    return gw_devops_write(ctx, device, point, value, rule);
+}
+
+static int env_interval(void *ctx, const char *device, int64_t interval_ms)
+{
+    return gw_devops_interval(ctx, device, interval_ms);
+}
+
 int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *config_path,
                   char *err, size_t errlen)
 {
@@ -715,6 +789,11 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
 
     if (mkdirs(core->cfg.data_dir)) {
         snprintf(err, errlen, "gateway.data_dir %s: %s", core->cfg.data_dir, strerror(errno));
+        goto error;
+    }
+    core->wheel = gw_tw_new(loop);
+    if (!core->wheel) {
+        snprintf(err, errlen, "out of memory");
         goto error;
     }
     if (devices_build(core, &core->cfg, &core->devices, err, errlen))
@@ -732,7 +811,21 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
         if (!core->localpub)
             goto error;
     }
-    core->alarms = gw_alarms_start(core, err, errlen);
+    if (gw_devops_start(core)) {
+        snprintf(err, errlen, "out of memory");
+        goto error;
+    }
+    gw_alarms_env env = {.loop = loop,
+                         .store = core->store,
+                         .localpub = core->localpub,
+                         .cfg = &core->cfg,
+                         .ctx = core,
+                         .devices = env_devices,
+                         .alarm = env_alarm,
+                         .forecast = env_forecast,
+                         .write = env_write,
+                         .set_interval = env_interval};
+    core->alarms = gw_alarms_start(&env, err, errlen);
     if (!core->alarms)
         goto error;
     core->uplink = gw_uplink_new(loop, &core->cfg.uplink, core->cfg.gateway_id, core->store,
@@ -788,8 +881,12 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
     return GW_OK;
 error:
     gw_liveness_stop(core);
+    gw_tw_close(core->wheel);
+    core->wheel = NULL;
     if (core->alarms)
         gw_alarms_stop(core->alarms);
+    core->alarms = NULL;
+    gw_devops_stop(core);
     gw_localpub_free(core->localpub);
     core->localpub = NULL;
     if (core->uplink)
@@ -804,4 +901,14 @@ error:
     shared_free(core);
     gw_config_free(&core->cfg);
     return GW_ERR;
+}
+
+uv_loop_t *gw_core_loop(gw_core *core)
+{
+    return core->loop;
+}
+
+const gw_config *gw_core_config(const gw_core *core)
+{
+    return &core->cfg;
 }

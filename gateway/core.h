@@ -4,71 +4,22 @@
  *   protocol -> adapter -> reading -> rules -> store -> uplink.
  * Everything here runs on the loop thread. */
 #include "gateway/config.h"
-#include "gateway/model.h"
-#include "gateway/store.h"
-#include "gateway/uplink.h"
+#include "gateway/device.h"
+#include "base/model.h"
+#include "base/timerwheel.h"
 #include "protocols/protocol.h"
 
 #include <uv.h>
 
+/* Opaque outside gateway/: the core's internals are in gateway/core_internal.h. */
 typedef struct gw_core gw_core;
 
-typedef struct gw_device {
-    gw_device_conf conf;
-    const char *type; /* conf.type, else the protocol's device_type(), else the protocol */
-    const gw_protocol *proto;
-    void *proto_conf;  /* the protocol's device keys, parsed (owned by the device) */
-    void *proto_state; /* owned by the protocol */
-    gw_core *core;
-    int online;        /* -1 unknown, 0 offline, 1 online */
-    int64_t interval_ms;
-    /* Liveness, kept by gateway/liveness.c: loop time last heard, silence
-     * allowed before offline (0: not watched), consecutive failed polls. */
-    int64_t live_seen_ms, live_silence_ms;
-    int live_fails;
-    /* Counters, read by the stats line and the admin interface. */
-    uint64_t polls, polls_failed, polls_skipped, readings;
-} gw_device;
 
-typedef struct gw_core_stats {
-    uint64_t readings, events, alarms;
-    uint64_t refused_queue_full; /* readings refused: store queue at its bound */
-    uint64_t encode_errors;
-    uint64_t replays;     /* reports refused by gw_core_seen_report as already stored */
-    uint64_t obs_refused; /* readings refused: observation time outside store.obs_max_age/ahead */
-} gw_core_stats;
 
-struct gw_core {
-    uv_loop_t *loop;
-    gw_config cfg;
-    char config_path[256]; /* empty: embedded default */
-    gw_store *store;
-    gw_uplink *uplink;
-    gw_device **devices; /* each allocated alone: protocols keep pointers */
-    size_t ndevices;
-    struct gw_shared *shared; /* objects devices share by name (gw_core_shared) */
-    size_t nshared;
-    struct gw_listener {
-        gw_listener_conf conf; /* conf.conf owned by the listener */
-        void *state;
-    } *listeners;
-    size_t nlisteners;
-    gw_device **by_addr; /* open-addressing index of (protocol, address) */
-    size_t by_addr_cap;
-    struct gw_alarms *alarms; /* local rules and alarms (gateway/alarms.c) */
-    struct gw_admin *admin;   /* local admin socket, NULL when disabled */
-    struct gw_localpub *localpub; /* local broker for rule actions, NULL when none */
-    struct gw_liveness *liveness; /* the offline-by-silence timer (gateway/liveness.c) */
-    uint64_t seq;
-    gw_core_stats st;
-    uv_signal_t sig_term, sig_int, sig_hup;
-    uv_timer_t stats_timer, drain_timer;
-    int stopping;
-    int stop_flushed; /* the stop's flush completed: the uplink may drain */
-    int64_t drain_deadline;
-    int exit_code;
-    char buf[8192]; /* scratch for encoding one item */
-};
+/* The loop everything runs on, and the running configuration (read-only for
+ * protocols; replaced as a whole by a reload). */
+uv_loop_t *gw_core_loop(gw_core *core);
+const gw_config *gw_core_config(const gw_core *core);
 
 /* Builds the core from a loaded config (taking ownership of cfg) and starts
  * everything. Returns 0 or GW_E* with err set (then nothing is left running). */
@@ -145,5 +96,10 @@ int gw_core_device_command(gw_core *core, const char *device, const char *verb, 
 typedef void *(*gw_core_load_fn)(gw_core *core, const char *name, char *err, size_t errlen);
 void *gw_core_shared(gw_core *core, const char *name, gw_core_load_fn load,
                      void (*release)(void *obj), char *err, size_t errlen);
+
+/* The core's timer wheel (base/timerwheel.h) for device timers. It runs
+ * from before the first attach until after the last detach of a stop. */
+gw_tw *gw_core_wheel(gw_core *core);
+
 
 #endif

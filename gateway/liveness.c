@@ -6,8 +6,8 @@
  * their allowed silence, usually offline_after x interval). Silence is checked
  * by one timer for all devices, armed for the earliest deadline and never more
  * often than every MIN_TICK_MS, so thousands of devices cost no timer each. */
-#include "gateway/core.h"
-#include "gateway/log.h"
+#include "gateway/core_internal.h"
+#include "base/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>

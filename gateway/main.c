@@ -2,8 +2,8 @@
 #include "gateway/admin.h"
 #include "gateway/cli.h"
 #include "gateway/config.h"
-#include "gateway/core.h"
-#include "gateway/log.h"
+#include "gateway/core_internal.h"
+#include "base/log.h"
 
 #include <signal.h>
 #include <stdio.h>

@@ -5,8 +5,8 @@
  * the file, line and key path. */
 #include "gateway/rules_load.h"
 
-#include "gateway/cfgmap.h"
-#include "gateway/yamldoc.h"
+#include "base/cfgmap.h"
+#include "base/yamldoc.h"
 
 #include <ctype.h>
 #include <stdarg.h>

@@ -4,7 +4,7 @@
  * definitions. Every error names the file, the line and the full key path,
  * e.g. "rules.yaml:14: key 'rules[1].levels.yellow.clear' (12) must be <= raise
  * (10) for direction above". */
-#include "gateway/yamldoc.h"
+#include "base/yamldoc.h"
 #include "rules/rules.h"
 
 #include <stddef.h>

@@ -1,6 +1,6 @@
 /* The outbox: SQLite in WAL mode on its own thread. The loop thread only
  * queues commands (put, ack, fetch, flush) and receives completions through a
- * uv_async; the DB thread owns the connection. See store.h for the contract.
+ * mailbox (base/mailbox.h); the DB thread owns the connection. See store.h for the contract.
  *
  * Failure handling, in one paragraph: a group that fails to commit is rolled
  * back but its commands stay, in order, at the head of the next group; they
@@ -13,8 +13,9 @@
  * into a fresh outbox. */
 #include "gateway/store.h"
 
-#include "gateway/log.h"
-#include "gateway/model.h"
+#include "base/log.h"
+#include "base/mailbox.h"
+#include "base/model.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +37,7 @@
 #define RETRY_MIN_MS 20
 #define RETRY_MAX_MS 1000
 #define FULL_LOG_MS 30000
+#define MAX_DONE 1024             /* completions waiting for the loop; the thread waits beyond */
 
 enum { C_PUT, C_ACK, C_FETCH, C_FLUSH, C_STATE, C_SEEN };
 
@@ -56,7 +58,7 @@ struct cmd {
 enum { D_COMMIT, D_FLUSH, D_FETCH, D_STATE };
 
 struct done {
-    struct done *next;
+    gw_mail m; /* first: the mailbox links completions to the loop */
     int type;
     unsigned lanes;
     int status;
@@ -91,7 +93,7 @@ struct tally {
 
 struct gw_store {
     uv_loop_t *loop;
-    uv_async_t async;
+    gw_mailbox done; /* completions -> loop (KEEP: never dropped) */
     gw_store_config cfg;
     gw_store_commit_cb on_commit;
     void *ctx;
@@ -107,7 +109,6 @@ struct gw_store {
     int64_t queued_tele; /* telemetry rows not yet committed (queued or kept for retry) */
     int urgent;
     int stop;
-    struct done *dhead, *dtail;
     gw_store_stats st; /* guarded by mu */
     struct state_kv *state; /* loaded at open, read-only after */
     int thread_started;
@@ -157,15 +158,14 @@ static int64_t query_i64(sqlite3 *db, const char *sql)
     return v;
 }
 
+static void free_done(struct done *d);
+
+/* Store thread. Waits while the loop has MAX_DONE completions to take; after
+ * close began the completion is dropped (callers stop using the store first). */
 static void push_done(gw_store *s, struct done *d)
 {
-    pthread_mutex_lock(&s->mu);
-    if (s->dtail)
-        s->dtail->next = d;
-    else
-        s->dhead = d;
-    s->dtail = d;
-    pthread_mutex_unlock(&s->mu);
+    if (gw_mailbox_post(&s->done, &d->m, 0, GW_MAIL_KEEP))
+        free_done(d);
 }
 
 /* Free bytes for an unprivileged writer on the outbox's file system, or -1. */
@@ -710,7 +710,6 @@ static void *db_thread(void *arg)
         pthread_mutex_lock(&s->mu);
         s->st.rows_waiting = waiting;
         pthread_mutex_unlock(&s->mu);
-        uv_async_send(&s->async);
     }
     return NULL;
 }
@@ -727,16 +726,12 @@ static void free_done(struct done *d)
     free(d);
 }
 
-static void on_async(uv_async_t *h)
+static void on_done(gw_mailbox *mb, gw_mail *list)
 {
-    gw_store *s = h->data;
-    pthread_mutex_lock(&s->mu);
-    struct done *list = s->dhead;
-    s->dhead = s->dtail = NULL;
-    pthread_mutex_unlock(&s->mu);
+    gw_store *s = mb->data;
     while (list) {
-        struct done *d = list;
-        list = d->next;
+        struct done *d = (struct done *)list;
+        list = list->next;
         if (d->type == D_COMMIT && s->on_commit)
             s->on_commit(s->ctx, d->lanes);
         else if (d->type == D_FLUSH)
@@ -747,6 +742,11 @@ static void on_async(uv_async_t *h)
             s->on_state(s->state_ctx, d->status, d->ms, d->fails);
         free_done(d);
     }
+}
+
+static void discard_done(gw_mailbox *mb, gw_mail *m)
+{
+    free_done((struct done *)m);
 }
 
 static void enqueue(gw_store *s, struct cmd *c, int urgent)
@@ -1326,14 +1326,14 @@ gw_store *gw_store_open(uv_loop_t *loop, const gw_store_config *cfg, gw_store_co
     }
     reserve_make(s);
 
-    if (uv_async_init(loop, &s->async, on_async)) {
-        snprintf(err, errlen, "uv_async_init failed");
+    s->done.data = s;
+    if (gw_mailbox_init(&s->done, loop, MAX_DONE, 0, on_done, discard_done)) {
+        snprintf(err, errlen, "cannot create the store's mailbox");
         goto error;
     }
-    s->async.data = s;
     if (pthread_create(&s->thread, NULL, db_thread, s)) {
         snprintf(err, errlen, "cannot start the store thread");
-        uv_close((uv_handle_t *)&s->async, NULL);
+        gw_mailbox_close(&s->done, NULL);
         goto error;
     }
     s->thread_started = 1;
@@ -1345,7 +1345,7 @@ error:
     free_memory(s);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
-    if (s->async.loop) {
+    if (s->done.async.loop) {
         /* uv_close above needs the loop to finish; leak the small struct rather
          * than free memory the loop may still touch. */
         return NULL;
@@ -1490,9 +1490,9 @@ void gw_store_get_stats(gw_store *s, gw_store_stats *out)
     pthread_mutex_unlock(&s->mu);
 }
 
-static void on_closed(uv_handle_t *h)
+static void on_closed(gw_mailbox *mb)
 {
-    gw_store *s = h->data;
+    gw_store *s = mb->data;
     free_memory(s);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
@@ -1504,6 +1504,10 @@ void gw_store_close(gw_store *s)
     if (!s)
         return;
     seen_push(s);
+    /* Closed first: a store thread waiting for room there is released (its
+     * last completions are dropped: callers stop using the store before
+     * closing it), and the struct lives until the close callback. */
+    gw_mailbox_close(&s->done, on_closed);
     pthread_mutex_lock(&s->mu);
     s->stop = 1;
     pthread_cond_signal(&s->cv);
@@ -1511,14 +1515,4 @@ void gw_store_close(gw_store *s)
     if (s->thread_started)
         pthread_join(s->thread, NULL);
     close_db_final(s);
-    /* Completions not yet delivered are dropped: callers stop using the store
-     * before closing it. */
-    struct done *d = s->dhead;
-    while (d) {
-        struct done *next = d->next;
-        free_done(d);
-        d = next;
-    }
-    s->dhead = s->dtail = NULL;
-    uv_close((uv_handle_t *)&s->async, on_closed);
 }

@@ -4,16 +4,15 @@
  * QoS 1, and deleted on PUBACK (Paho's deliveryComplete, matched by token to an
  * in-flight slot). On connection loss every in-flight message is forgotten and
  * each lane rewinds to its oldest unacknowledged row, so the backlog is sent
- * again in order; the platform de-duplicates replays by item id. */
+ * again in order; the platform de-duplicates replays by item id. Paho is reached
+ * through base/mqttc.h, which brings its events to the loop. */
 #include "gateway/uplink.h"
 
-#include "gateway/backoff.h"
-#include "gateway/log.h"
-#include "gateway/model.h"
+#include "base/backoff.h"
+#include "base/log.h"
+#include "base/model.h"
+#include "base/mqttc.h"
 
-#include <MQTTAsync.h>
-#include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stddef.h>
@@ -24,18 +23,6 @@
 #define PRIO_RESERVE 4   /* in-flight slots telemetry may never take */
 #define MAX_CMD_EVENTS 256
 #define LAT_BUCKETS 1001
-
-enum { E_CONNECTED, E_CONNECT_FAILED, E_LOST, E_DELIVERED, E_MESSAGE, E_SUBSCRIBED };
-
-struct uevt {
-    struct uevt *next;
-    int type;
-    int token;
-    int code;
-    char *topic;
-    char *payload;
-    size_t plen;
-};
 
 struct slot {
     int used;
@@ -62,26 +49,20 @@ struct lanebuf {
 
 struct gw_uplink {
     uv_loop_t *loop;
-    uv_async_t async;
     uv_timer_t timer;
-    int handles;
     gw_uplink_config cfg;
     char gw[GW_ID_MAX];
     char password[256];
     gw_store *store;
     gw_uplink_cmd_cb on_cmd;
     void *ctx;
-    MQTTAsync client;
+    gw_mqttc *client;
     int connected, connecting, closing;
-    int disconnected; /* set by Paho's thread when a graceful disconnect completed */
     struct slot *slots;
     int nslots, inflight;
     size_t tele_bytes; /* telemetry payload bytes in flight */
     struct lanebuf lane[GW_LANES];
     gw_backoff bo;
-    pthread_mutex_t mu;
-    struct uevt *head, *tail;
-    int nmsg;
     char t_readings[256], t_events[256], t_alarms[256], t_status[256], t_cmd[256];
     char t_forecasts[256];
     size_t cmd_prefix_len;
@@ -91,99 +72,6 @@ struct gw_uplink {
     gw_uplink_stats st;
     uint64_t alarm_lat[LAT_BUCKETS]; /* ms buckets; the last one is ">= LAT_BUCKETS-1 ms" */
 };
-
-/* ---- Paho threads: copy, queue, wake the loop. Nothing else. ---- */
-
-static void push_evt(gw_uplink *u, struct uevt *e)
-{
-    pthread_mutex_lock(&u->mu);
-    if (e->type == E_MESSAGE && u->nmsg >= MAX_CMD_EVENTS) {
-        u->st.commands_dropped++;
-        pthread_mutex_unlock(&u->mu);
-        free(e->topic);
-        free(e->payload);
-        free(e);
-        return;
-    }
-    if (e->type == E_MESSAGE)
-        u->nmsg++;
-    if (u->tail)
-        u->tail->next = e;
-    else
-        u->head = e;
-    u->tail = e;
-    pthread_mutex_unlock(&u->mu);
-    uv_async_send(&u->async);
-}
-
-static void post(gw_uplink *u, int type, int token, int code)
-{
-    struct uevt *e = calloc(1, sizeof(*e));
-    if (!e)
-        return; /* Out of memory on a Paho thread: the reconnect timer recovers. */
-    e->type = type;
-    e->token = token;
-    e->code = code;
-    push_evt(u, e);
-}
-
-static void cb_connected(void *ctx, MQTTAsync_successData *r)
-{
-    post(ctx, E_CONNECTED, 0, 0);
-}
-
-static void cb_subscribed(void *ctx, MQTTAsync_successData *r)
-{
-    post(ctx, E_SUBSCRIBED, 0, 0);
-}
-
-static void cb_connect_failed(void *ctx, MQTTAsync_failureData *r)
-{
-    post(ctx, E_CONNECT_FAILED, 0, r ? r->code : -1);
-}
-
-static void cb_disconnected(void *ctx, MQTTAsync_successData *r)
-{
-    gw_uplink *u = ctx;
-    __atomic_store_n(&u->disconnected, 1, __ATOMIC_RELEASE);
-}
-
-static void cb_lost(void *ctx, char *cause)
-{
-    post(ctx, E_LOST, 0, 0);
-}
-
-static void cb_delivered(void *ctx, MQTTAsync_token token)
-{
-    post(ctx, E_DELIVERED, token, 0);
-}
-
-static int cb_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
-{
-    gw_uplink *u = ctx;
-    struct uevt *e = calloc(1, sizeof(*e));
-    if (e) {
-        size_t tl = topic_len > 0 ? (size_t)topic_len : strlen(topic);
-        e->type = E_MESSAGE;
-        e->topic = malloc(tl + 1);
-        e->payload = malloc((size_t)m->payloadlen + 1);
-        if (e->topic && e->payload) {
-            memcpy(e->topic, topic, tl);
-            e->topic[tl] = '\0';
-            memcpy(e->payload, m->payload, (size_t)m->payloadlen);
-            e->payload[m->payloadlen] = '\0';
-            e->plen = (size_t)m->payloadlen;
-            push_evt(u, e);
-        } else {
-            free(e->topic);
-            free(e->payload);
-            free(e);
-        }
-    }
-    MQTTAsync_freeMessage(&m);
-    MQTTAsync_free(topic);
-    return 1;
-}
 
 /* ---- Loop thread. ---- */
 
@@ -402,17 +290,13 @@ static int send_rows(gw_uplink *u, int li, size_t k)
     u->msg[at++] = ']';
     u->msg[at++] = '}';
 
-    MQTTAsync_message m = MQTTAsync_message_initializer;
-    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-    m.payload = u->msg;
-    m.payloadlen = (int)at;
-    m.qos = 1;
-    int rc = MQTTAsync_sendMessage(u->client, topic, &m, &ro);
-    if (rc != MQTTASYNC_SUCCESS) {
+    int token, prc;
+    int rc = gw_mqttc_publish(u->client, topic, u->msg, at, 1, 0, &token, &prc);
+    if (rc != GW_OK) {
         u->st.publish_refused++;
-        if (rc != MQTTASYNC_MAX_BUFFERED_MESSAGES)
+        if (rc != GW_EFULL)
             GW_LOG_RL(GW_LOG_WARN, 5000, "uplink", "publish refused by the MQTT client (code %d)",
-                      rc);
+                      prc);
         return 0;
     }
     if (li == GW_LANE_PRIO && l->kind[l->pos] == GW_KIND_ALARM) {
@@ -425,7 +309,7 @@ static int send_rows(gw_uplink *u, int li, size_t k)
     struct slot *s = &u->slots[si];
     s->used = 1;
     s->lane = li;
-    s->token = ro.token;
+    s->token = token;
     s->first = first;
     s->last = last;
     s->rows = k;
@@ -505,12 +389,7 @@ static void publish_status(gw_uplink *u, const char *status)
     int n = snprintf(payload, sizeof(payload),
                      "{\"v\":1,\"gw\":\"%s\",\"status\":\"%s\",\"ts\":%lld}", u->gw, status,
                      (long long)gw_now_ms());
-    MQTTAsync_message m = MQTTAsync_message_initializer;
-    m.payload = payload;
-    m.payloadlen = n;
-    m.qos = 1;
-    m.retained = 1;
-    MQTTAsync_sendMessage(u->client, u->t_status, &m, NULL);
+    gw_mqttc_publish(u->client, u->t_status, payload, (size_t)n, 1, 1, NULL, NULL);
 }
 
 static void on_reconnect_timer(uv_timer_t *t)
@@ -527,129 +406,61 @@ static void schedule_reconnect(gw_uplink *u)
     uv_timer_start(&u->timer, on_reconnect_timer, (uint64_t)d, 0);
 }
 
-static void on_async(uv_async_t *h)
+static void on_event(void *ctx, const gw_mqttc_event *e)
 {
-    gw_uplink *u = h->data;
-    pthread_mutex_lock(&u->mu);
-    struct uevt *list = u->head;
-    u->head = u->tail = NULL;
-    u->nmsg = 0;
-    pthread_mutex_unlock(&u->mu);
-    while (list) {
-        struct uevt *e = list;
-        list = e->next;
-        if (u->closing) {
-            /* Drop events after close began. */
-        } else if (e->type == E_CONNECTED) {
-            u->connecting = 0;
-            u->connected = 1;
-            u->st.connects++;
-            gw_backoff_reset(&u->bo);
-            GW_INFO("uplink", "connected to %s", u->cfg.uri);
-            MQTTAsync_responseOptions so = MQTTAsync_responseOptions_initializer;
-            so.onSuccess = cb_subscribed;
-            so.context = u;
-            MQTTAsync_subscribe(u->client, u->t_cmd, 1, &so);
-            publish_status(u, "online");
+    gw_uplink *u = ctx;
+    if (u->closing)
+        return;
+    if (e->type == GW_MQTTC_CONNECTED) {
+        u->connecting = 0;
+        u->connected = 1;
+        u->st.connects++;
+        gw_backoff_reset(&u->bo);
+        GW_INFO("uplink", "connected to %s", u->cfg.uri);
+        char *topic = u->t_cmd;
+        int qos = 1;
+        gw_mqttc_subscribe(u->client, 1, &topic, &qos);
+        publish_status(u, "online");
+        rewind_all(u);
+        pump(u);
+    } else if (e->type == GW_MQTTC_CONNECT_FAILED) {
+        u->connecting = 0;
+        GW_LOG_RL(GW_LOG_WARN, 10000, "uplink", "connect to %s failed (code %d)", u->cfg.uri,
+                  e->code);
+        schedule_reconnect(u);
+    } else if (e->type == GW_MQTTC_LOST) {
+        if (u->connected) {
+            u->connected = 0;
+            u->st.disconnects++;
+            GW_WARN("uplink", "connection to %s lost; %d messages in flight will be resent",
+                    u->cfg.uri, u->inflight);
             rewind_all(u);
-            pump(u);
-        } else if (e->type == E_CONNECT_FAILED) {
-            u->connecting = 0;
-            GW_LOG_RL(GW_LOG_WARN, 10000, "uplink", "connect to %s failed (code %d)", u->cfg.uri,
-                      e->code);
             schedule_reconnect(u);
-        } else if (e->type == E_LOST) {
-            if (u->connected) {
-                u->connected = 0;
-                u->st.disconnects++;
-                GW_WARN("uplink", "connection to %s lost; %d messages in flight will be resent",
-                        u->cfg.uri, u->inflight);
-                rewind_all(u);
-                schedule_reconnect(u);
-            }
-        } else if (e->type == E_SUBSCRIBED) {
-            GW_INFO("uplink", "listening for platform commands on %s", u->t_cmd);
-        } else if (e->type == E_DELIVERED) {
-            on_delivered(u, e->token);
-        } else if (e->type == E_MESSAGE) {
-            u->st.commands++;
-            if (strncmp(e->topic, u->t_cmd, u->cmd_prefix_len) == 0 && u->on_cmd)
-                u->on_cmd(u->ctx, e->topic + u->cmd_prefix_len, e->payload, e->plen);
         }
-        free(e->topic);
-        free(e->payload);
-        free(e);
+    } else if (e->type == GW_MQTTC_SUBSCRIBED) {
+        GW_INFO("uplink", "listening for platform commands on %s", u->t_cmd);
+    } else if (e->type == GW_MQTTC_DELIVERED) {
+        on_delivered(u, e->token);
+    } else if (e->type == GW_MQTTC_MESSAGE) {
+        u->st.commands++;
+        if (strncmp(e->topic, u->t_cmd, u->cmd_prefix_len) == 0 && u->on_cmd)
+            u->on_cmd(u->ctx, e->topic + u->cmd_prefix_len, e->payload, e->len);
+    } else if (e->type == GW_MQTTC_BATCH_END) {
+        pump(u); /* deliveries of the batch freed slots: send what can go now */
     }
-    pump(u);
 }
 
 static void do_connect(gw_uplink *u)
 {
     if (u->closing || u->connected || u->connecting)
         return;
-    MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
-    MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
-    MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
-    co.keepAliveInterval = (int)(u->cfg.keepalive_ms / 1000);
-    co.cleansession = 1;
-    co.connectTimeout = (int)((u->cfg.connect_timeout_ms + 999) / 1000);
-    co.onSuccess = cb_connected;
-    co.onFailure = cb_connect_failed;
-    co.context = u;
-    co.automaticReconnect = 0;
-    co.maxInflight = (int)u->cfg.max_inflight + 8;
-    will.topicName = u->t_status;
-    will.message = u->status_offline;
-    will.retained = 1;
-    will.qos = 1;
-    co.will = &will;
-    if (u->cfg.username[0])
-        co.username = u->cfg.username;
-    if (u->password[0])
-        co.password = u->password;
-    if (strncmp(u->cfg.uri, "ssl://", 6) == 0 || strncmp(u->cfg.uri, "mqtts://", 8) == 0) {
-        ssl.trustStore = u->cfg.ca_file[0] ? u->cfg.ca_file : NULL;
-        ssl.keyStore = u->cfg.cert_file[0] ? u->cfg.cert_file : NULL;
-        ssl.privateKey = u->cfg.key_file[0] ? u->cfg.key_file : NULL;
-        ssl.enableServerCertAuth = 1;
-        ssl.verify = u->cfg.tls_verify_host;
-        co.ssl = &ssl;
-    }
     u->connecting = 1;
-    int rc = MQTTAsync_connect(u->client, &co);
-    if (rc != MQTTASYNC_SUCCESS) {
+    int prc;
+    if (gw_mqttc_connect(u->client, &prc)) {
         u->connecting = 0;
-        GW_WARN("uplink", "connect to %s could not start (code %d)", u->cfg.uri, rc);
+        GW_WARN("uplink", "connect to %s could not start (code %d)", u->cfg.uri, prc);
         schedule_reconnect(u);
     }
-}
-
-static int read_password(gw_uplink *u, char *err, size_t errlen)
-{
-    if (u->cfg.password_env[0]) {
-        const char *v = getenv(u->cfg.password_env);
-        if (!v) {
-            snprintf(err, errlen, "uplink.password_env: variable %s is not set",
-                     u->cfg.password_env);
-            return GW_EINVAL;
-        }
-        if (gw_strlcpy(u->password, v, sizeof(u->password))) {
-            snprintf(err, errlen, "uplink.password_env: password too long");
-            return GW_EINVAL;
-        }
-    } else if (u->cfg.password_file[0]) {
-        FILE *f = fopen(u->cfg.password_file, "r");
-        if (!f) {
-            snprintf(err, errlen, "uplink.password_file: %s: %s", u->cfg.password_file,
-                     strerror(errno));
-            return GW_EINVAL;
-        }
-        if (!fgets(u->password, sizeof(u->password), f))
-            u->password[0] = '\0';
-        fclose(f);
-        u->password[strcspn(u->password, "\r\n")] = '\0';
-    }
-    return GW_OK;
 }
 
 gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const char *gateway_id,
@@ -669,8 +480,8 @@ gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const cha
     gw_strlcpy(u->gw, gateway_id, sizeof(u->gw));
     if (!u->cfg.client_id[0])
         gw_strlcpy(u->cfg.client_id, gateway_id, sizeof(u->cfg.client_id));
-    pthread_mutex_init(&u->mu, NULL);
-    if (read_password(u, err, errlen))
+    if (gw_mqttc_read_password("uplink.", u->cfg.password_file, u->cfg.password_env, u->password,
+                               sizeof(u->password), err, errlen))
         goto error;
     const char *pre = u->cfg.topic_prefix;
     const char *sep = pre[0] ? "/" : "";
@@ -696,27 +507,34 @@ gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const cha
     gw_backoff_init(&u->bo, cfg->backoff_min_ms, cfg->backoff_max_ms,
                     (uint64_t)gw_mono_ns() ^ (uint64_t)getpid());
 
-    MQTTAsync_createOptions opts = MQTTAsync_createOptions_initializer;
-    opts.sendWhileDisconnected = 0;
-    opts.maxBufferedMessages = (int)cfg->max_inflight + 16;
-    opts.MQTTVersion = MQTTVERSION_3_1_1;
-    int rc = MQTTAsync_createWithOptions(&u->client, u->cfg.uri, u->cfg.client_id,
-                                         MQTTCLIENT_PERSISTENCE_NONE, NULL, &opts);
-    if (rc != MQTTASYNC_SUCCESS) {
-        snprintf(err, errlen, "uplink.uri '%s': cannot create MQTT client (code %d)", cfg->uri,
-                 rc);
+    gw_mqttc_config mc = {
+        .uri = u->cfg.uri,
+        .client_id = u->cfg.client_id,
+        .username = u->cfg.username,
+        .password = u->password,
+        .ca_file = u->cfg.ca_file,
+        .cert_file = u->cfg.cert_file,
+        .key_file = u->cfg.key_file,
+        .verify_host = u->cfg.tls_verify_host,
+        .keepalive_ms = u->cfg.keepalive_ms,
+        .connect_timeout_ms = u->cfg.connect_timeout_ms,
+        .max_inflight = (int)u->cfg.max_inflight + 8,
+        .max_buffered = (int)cfg->max_inflight + 16,
+        .will_topic = u->t_status,
+        .will_payload = u->status_offline,
+        .queue_max = MAX_CMD_EVENTS,
+    };
+    char cerr[200];
+    u->client = gw_mqttc_new(loop, &mc, on_event, u, cerr, sizeof(cerr));
+    if (!u->client) {
+        snprintf(err, errlen, "uplink.uri %s", cerr);
         goto error;
     }
-    MQTTAsync_setCallbacks(u->client, u, cb_lost, cb_message, cb_delivered);
-    uv_async_init(loop, &u->async, on_async);
-    u->async.data = u;
     uv_timer_init(loop, &u->timer);
     u->timer.data = u;
-    u->handles = 2;
     return u;
 error:
     free(u->slots);
-    pthread_mutex_destroy(&u->mu);
     memset(u->password, 0, sizeof(u->password));
     free(u);
     return NULL;
@@ -755,13 +573,13 @@ void gw_uplink_get_stats(const gw_uplink *u, gw_uplink_stats *out)
 {
     *out = u->st;
     out->connected = u->connected;
+    if (u->client) /* else: the figure kept at close */
+        out->commands_dropped = gw_mqttc_dropped(u->client);
 }
 
 static void on_closed(uv_handle_t *h)
 {
     gw_uplink *u = h->data;
-    if (--u->handles > 0)
-        return;
     for (int i = 0; i < GW_LANES; i++) {
         free(u->lane[i].id);
         free(u->lane[i].kind);
@@ -769,14 +587,6 @@ static void on_closed(uv_handle_t *h)
         free(u->lane[i].len);
         free(u->lane[i].buf);
     }
-    while (u->head) {
-        struct uevt *e = u->head;
-        u->head = e->next;
-        free(e->topic);
-        free(e->payload);
-        free(e);
-    }
-    pthread_mutex_destroy(&u->mu);
     free(u->slots);
     free(u->msg);
     memset(u->password, 0, sizeof(u->password));
@@ -788,21 +598,11 @@ void gw_uplink_close(gw_uplink *u, int64_t timeout_ms)
     if (!u)
         return;
     u->closing = 1;
-    if (u->connected) {
+    if (u->connected)
         publish_status(u, "offline");
-        MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
-        d.timeout = (int)timeout_ms;
-        d.onSuccess = cb_disconnected;
-        d.context = u;
-        /* Shutdown only: the loop has nothing else to do while Paho finishes. */
-        if (MQTTAsync_disconnect(u->client, &d) == MQTTASYNC_SUCCESS)
-            for (int64_t waited = 0;
-                 !__atomic_load_n(&u->disconnected, __ATOMIC_ACQUIRE) && waited < timeout_ms;
-                 waited += 5)
-                usleep(5000);
-    }
-    MQTTAsync_destroy(&u->client);
+    u->st.commands_dropped = gw_mqttc_dropped(u->client);
+    gw_mqttc_close(u->client, u->connected ? timeout_ms : 0);
+    u->client = NULL;
     uv_timer_stop(&u->timer);
     uv_close((uv_handle_t *)&u->timer, on_closed);
-    uv_close((uv_handle_t *)&u->async, on_closed);
 }

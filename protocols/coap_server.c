@@ -5,8 +5,10 @@
  * with one uv_timer; every wake-up runs coap_io_process(ctx, COAP_IO_NO_WAIT).
  * Resources: POST/PUT /d/<address>/data, /d/<address>/event and the LwM2M-style
  * raw container /19/0/0. The device is named by the DTLS PSK identity, the path,
- * a ?ep=IMEI query or the payload (an NB-100 frame's IMEI, a JSON "imei"/"ep", or with
- * Content-Format 60 a CBOR map's "imei"/"ep"). CBOR devices: adapter cbor-map.
+ * a ?ep=IMEI query or the payload: the adapters that accept the request's
+ * Content-Format are asked for the id it carries (gw_adapter_identify: an NB-100
+ * frame's IMEI, a JSON or CBOR "imei"/"ep"). A Content-Format the device's
+ * adapter does not accept gets 4.15.
  *
  * Acknowledge after commit. libcoap answers a request when its handler returns,
  * so the handler turns the pending answer into a dropped one (type NON, code 0:
@@ -24,13 +26,11 @@
  * and, for `observe: coap://HOST:PORT/path`, an Observe client on a shared
  * client context that re-registers after `observe_renew` without a
  * notification, after an RST and after an error answer. */
-#include "adapters/cbor_map.h"
-#include "adapters/json_map.h"
-#include "adapters/smoke_nb100.h"
+#include "adapters/adapter.h"
 #include "base/hex.h"
-#include "gateway/backoff.h"
+#include "base/backoff.h"
 #include "gateway/core.h"
-#include "gateway/log.h"
+#include "base/log.h"
 
 #include <arpa/inet.h>
 #include <coap3/coap.h>
@@ -52,8 +52,8 @@ struct lconf {
 };
 
 static const gw_cfgkey listener_keys[] = {
-    {"listen", GW_CT_STR, "0.0.0.0", 0, -1, F(struct lconf, listen), NULL, 0,
-     "address to listen on"},
+    {"listen", GW_CT_STR, "127.0.0.1", 0, -1, F(struct lconf, listen), NULL, 0,
+     "address to listen on (use 0.0.0.0 to accept devices from the network)"},
     {"port", GW_CT_INT, "5683", 0, 65535, offsetof(struct lconf, port), 0, NULL, 0,
      "plain coap:// UDP port (0 = off)"},
     {"dtls_port", GW_CT_INT, "0", 0, 65535, offsetof(struct lconf, dtls_port), 0, NULL, 0,
@@ -97,8 +97,7 @@ struct obs;
 struct cdev {
     gw_device *dev;
     gw_core *core;
-    const gw_adapter *adapter;
-    gw_jmap *jmap;
+    gw_adapter_use use; /* the device's adapter and json_map */
     uint8_t psk[64];
     coap_bin_const_t pskbin;
     struct obs *obs;
@@ -156,21 +155,8 @@ static int check_device(const gw_device *dev, char *err, size_t errlen)
         snprintf(err, errlen, "a coap device needs 'address' (its IMEI or endpoint name)");
         return GW_EINVAL;
     }
-    if (!gw_adapter_find(c->adapter)) {
-        snprintf(err, errlen, "key 'adapter': unknown adapter '%s'", c->adapter);
+    if (gw_adapter_use_init(NULL, c->adapter, c->json_map, err, errlen))
         return GW_EINVAL;
-    }
-    if (c->json_map) {
-        gw_jmap *m;
-        if (!gw_adapter_find(c->adapter)->decode_mapped) {
-            snprintf(err, errlen,
-                     "key 'json_map' needs an adapter that reads a mapping (json-map, cbor-map)");
-            return GW_EINVAL;
-        }
-        if (gw_jmap_load(&m, c->json_map, "json_map", err, errlen))
-            return GW_EINVAL;
-        gw_jmap_free(m);
-    }
     uint8_t k[64];
     size_t n;
     int rc = load_psk(c, k, sizeof(k), &n, err, errlen);
@@ -222,7 +208,7 @@ static int deliver_payload(struct cdev *c, const uint8_t *buf, size_t len)
      * are a resend (a new message id does not make it new). Mapped JSON/CBOR
      * may repeat legitimately, so they are not judged by content. */
     char key[24] = "";
-    if (!c->adapter->decode_mapped) {
+    if (!c->use.adapter->decode_mapped) {
         uint64_t h = 1469598103934665603ull;
         for (size_t i = 0; i < len; i++)
             h = (h ^ buf[i]) * 1099511628211ull;
@@ -232,10 +218,7 @@ static int deliver_payload(struct cdev *c, const uint8_t *buf, size_t len)
             return GW_OK;
         }
     }
-    if (c->adapter->decode_mapped)
-        rc = c->adapter->decode_mapped(c->jmap, buf, len, gw_now_ms(), &sink);
-    else
-        rc = c->adapter->decode(buf, len, gw_now_ms(), &sink);
+    rc = gw_adapter_use_decode(&c->use, NULL, buf, len, gw_now_ms(), &sink);
     if ((rc && d.n == 0) || d.refused) {
         if (key[0])
             gw_core_forget_report(c->core, c->dev, key);
@@ -451,15 +434,16 @@ static int content_format(const coap_pdu_t *req)
     return (int)coap_decode_var_bytes(coap_opt_value(o), coap_opt_length(o));
 }
 
-/* The identity a request names (address or IMEI), or "" if none. */
-static void request_identity(coap_session_t *session, const coap_pdu_t *req,
-                             const coap_string_t *query, const char *path_addr, const uint8_t *data,
-                             size_t len, char *out, size_t cap)
+/* The identity a request names (address or IMEI), or "" if none. Returns 1
+ * when the payload named it, else 0. */
+static int request_identity(coap_session_t *session, const coap_pdu_t *req,
+                            const coap_string_t *query, const char *path_addr, const uint8_t *data,
+                            size_t len, char *out, size_t cap)
 {
     out[0] = '\0';
     if (path_addr && path_addr[0]) {
         gw_strlcpy(out, path_addr, cap);
-        return;
+        return 0;
     }
     if (query) {
         /* ep=IMEI, possibly among other parameters separated by '&'. */
@@ -472,28 +456,12 @@ static void request_identity(coap_session_t *session, const coap_pdu_t *req,
             if (j - i > 3 && !memcmp(q + i, "ep=", 3) && j - i - 3 < cap) {
                 memcpy(out, q + i + 3, j - i - 3);
                 out[j - i - 3] = '\0';
-                return;
+                return 0;
             }
             i = j + 1;
         }
     }
-    if (content_format(req) == COAP_MEDIATYPE_APPLICATION_CBOR) {
-        if (gw_cbor_get_text(data, len, "imei", out, cap) &&
-            gw_cbor_get_text(data, len, "ep", out, cap))
-            out[0] = '\0';
-        return;
-    }
-    gw_nb100_frame f;
-    if (len >= 2 && data[0] == GW_NB100_MAGIC0 && data[1] == GW_NB100_MAGIC1) {
-        if (gw_nb100_parse(data, len, &f) == GW_OK)
-            gw_strlcpy(out, f.imei, cap);
-        return;
-    }
-    if (len && (data[0] == '{' || data[0] == '[')) {
-        if (gw_jmap_get_text((const char *)data, len, "imei", out, cap) &&
-            gw_jmap_get_text((const char *)data, len, "ep", out, cap))
-            out[0] = '\0';
-    }
+    return gw_adapter_identify(content_format(req), data, len, out, cap) != NULL;
 }
 
 static int printable_id(const char *s)
@@ -582,7 +550,7 @@ static void on_request(coap_resource_t *res, coap_session_t *session, const coap
         memcpy(ident, id->s, id->length);
         ident[id->length] = '\0';
     }
-    request_identity(session, req, query, addr, data, len, named, sizeof(named));
+    int by_payload = request_identity(session, req, query, addr, data, len, named, sizeof(named));
     if (secure && named[0] && strcmp(named, ident)) {
         s->unauthorized++;
         GW_LOG_RL(GW_LOG_WARN, 10000, "coap", "DTLS identity %s posted as %s: refused (%llu)",
@@ -607,21 +575,21 @@ static void on_request(coap_resource_t *res, coap_session_t *session, const coap
         refuse(resp, 401);
         return;
     }
-    if (!strcmp(c->adapter->name, "smoke-nb100")) {
-        gw_nb100_frame f;
-        if (gw_nb100_parse(data, len, &f) == GW_OK && strcmp(f.imei, dev->conf.address)) {
-            s->unauthorized++;
-            refuse(resp, 401);
-            return;
-        }
+    /* A payload that names a device must name this one. */
+    char carried[64];
+    if (!by_payload && c->use.adapter->identify &&
+        c->use.adapter->identify(data, len, carried, sizeof(carried)) == GW_OK &&
+        strcmp(carried, dev->conf.address)) {
+        s->unauthorized++;
+        refuse(resp, 401);
+        return;
     }
-    /* A CBOR device says application/cbor or nothing; another format is not
-     * something its mapping can read. */
+    /* A format the device's adapter does not read (stating none is fine). */
     int cf = content_format(req);
-    if (!strcmp(c->adapter->name, "cbor-map") && cf >= 0 && cf != COAP_MEDIATYPE_APPLICATION_CBOR) {
+    if (!gw_adapter_accepts(c->use.adapter, cf)) {
         s->malformed++;
-        GW_LOG_RL(GW_LOG_WARN, 10000, "coap", "[%s] Content-Format %d is not CBOR: 4.15 (%llu)",
-                  dev->conf.id, cf, (unsigned long long)s->malformed);
+        GW_LOG_RL(GW_LOG_WARN, 10000, "coap", "[%s] Content-Format %d not read by %s: 4.15 (%llu)",
+                  dev->conf.id, cf, c->use.adapter->name, (unsigned long long)s->malformed);
         refuse(resp, 415);
         return;
     }
@@ -850,8 +818,8 @@ static int coap_listen(gw_core *core, const void *conf, void **state, char *err,
         snprintf(err, errlen, "libcoap was built without epoll");
         goto error;
     }
-    uv_poll_init(core->loop, &s->poll, fd);
-    uv_timer_init(core->loop, &s->timer);
+    uv_poll_init(gw_core_loop(core), &s->poll, fd);
+    uv_timer_init(gw_core_loop(core), &s->timer);
     s->poll.data = s->timer.data = s;
     s->handles = 2;
     uv_poll_start(&s->poll, UV_READABLE, on_poll);
@@ -909,13 +877,18 @@ static void coap_unlisten(void *state)
 
 /* ---- Observe client (shared context for every observed device) ---- */
 
-static struct {
+/* One client context per generation: the last observer's release closes
+ * it and its close callback frees exactly that one, while the next acquire
+ * (a reload that detaches every device before attaching the new ones) builds
+ * a fresh one. `cli` is the open generation, NULL when none. */
+struct cli {
     coap_context_t *ctx;
     uv_poll_t poll;
     uv_timer_t timer;
     int users;
-    int open;
-} cli;
+    int closing; /* handles still closing */
+};
+static struct cli *cli;
 
 struct obs {
     struct cdev *c;
@@ -945,19 +918,20 @@ static void cli_on_timer(uv_timer_t *t)
 
 static void cli_kick(void)
 {
-    if (cli.open)
-        uv_timer_start(&cli.timer, cli_on_timer, 0, 0);
+    if (cli)
+        uv_timer_start(&cli->timer, cli_on_timer, 0, 0);
 }
 
 static void cli_run(void)
 {
-    if (!cli.open)
+    if (!cli)
         return;
-    coap_io_process(cli.ctx, COAP_IO_NO_WAIT);
+    coap_io_process(cli->ctx, COAP_IO_NO_WAIT);
     coap_tick_t now;
     coap_ticks(&now);
-    unsigned ms = coap_io_prepare_epoll(cli.ctx, now);
-    uv_timer_start(&cli.timer, cli_on_timer, ms ? ms : 1000, 0);
+    unsigned ms = coap_io_prepare_epoll(cli->ctx, now);
+    if (cli) /* a handler may have released the last observer */
+        uv_timer_start(&cli->timer, cli_on_timer, ms ? ms : 1000, 0);
 }
 
 static void obs_schedule(struct obs *o, int64_t ms);
@@ -997,7 +971,7 @@ static void obs_register(struct obs *o)
         obs_schedule(o, gw_backoff_next(&o->bo));
         return;
     }
-    o->session = coap_new_client_session(cli.ctx, NULL, &dst, COAP_PROTO_UDP);
+    o->session = coap_new_client_session(cli->ctx, NULL, &dst, COAP_PROTO_UDP);
     if (!o->session) {
         obs_schedule(o, gw_backoff_next(&o->bo));
         return;
@@ -1113,40 +1087,50 @@ static void cli_on_nack(coap_session_t *session, const coap_pdu_t *sent,
 
 static void cli_closed(uv_handle_t *h)
 {
-    if (h == (uv_handle_t *)&cli.timer && cli.ctx) {
-        coap_free_context(cli.ctx);
-        cli.ctx = NULL;
-    }
+    struct cli *c = h->data;
+    if (--c->closing > 0)
+        return;
+    coap_free_context(c->ctx);
+    free(c);
 }
 
 static int cli_acquire(gw_core *core)
 {
-    if (cli.users++ > 0)
+    if (cli) {
+        cli->users++;
         return GW_OK;
+    }
     coap_init_once();
-    cli.ctx = coap_new_context(NULL);
-    if (!cli.ctx) {
-        cli.users--;
+    struct cli *c = calloc(1, sizeof(*c));
+    if (!c)
+        return GW_ENOMEM;
+    c->ctx = coap_new_context(NULL);
+    if (!c->ctx) {
+        free(c);
         return GW_ENOMEM;
     }
-    coap_register_response_handler(cli.ctx, cli_on_response);
-    coap_register_nack_handler(cli.ctx, cli_on_nack);
-    uv_poll_init(core->loop, &cli.poll, coap_context_get_coap_fd(cli.ctx));
-    uv_timer_init(core->loop, &cli.timer);
-    uv_poll_start(&cli.poll, UV_READABLE, cli_on_poll);
-    cli.open = 1;
+    coap_register_response_handler(c->ctx, cli_on_response);
+    coap_register_nack_handler(c->ctx, cli_on_nack);
+    uv_poll_init(gw_core_loop(core), &c->poll, coap_context_get_coap_fd(c->ctx));
+    uv_timer_init(gw_core_loop(core), &c->timer);
+    c->poll.data = c->timer.data = c;
+    uv_poll_start(&c->poll, UV_READABLE, cli_on_poll);
+    c->users = 1;
+    cli = c;
     return GW_OK;
 }
 
 static void cli_release(void)
 {
-    if (--cli.users > 0)
+    if (!cli || --cli->users > 0)
         return;
-    cli.open = 0;
-    uv_poll_stop(&cli.poll);
-    uv_timer_stop(&cli.timer);
-    uv_close((uv_handle_t *)&cli.poll, cli_closed);
-    uv_close((uv_handle_t *)&cli.timer, cli_closed);
+    struct cli *c = cli;
+    cli = NULL;
+    uv_poll_stop(&c->poll);
+    uv_timer_stop(&c->timer);
+    c->closing = 2;
+    uv_close((uv_handle_t *)&c->poll, cli_closed);
+    uv_close((uv_handle_t *)&c->timer, cli_closed);
 }
 
 static void obs_closed(uv_handle_t *h)
@@ -1179,7 +1163,7 @@ static int obs_start(struct cdev *c, const char *uri, char *err, size_t errlen)
     int64_t renew = ((const struct dconf *)c->dev->proto_conf)->observe_renew_ms;
     gw_backoff_init(&o->bo, 500, renew < 60000 ? renew : 60000,
                     (uint64_t)gw_mono_ns() ^ (uintptr_t)o);
-    uv_timer_init(c->core->loop, &o->renew);
+    uv_timer_init(gw_core_loop(c->core), &o->renew);
     o->renew.data = o;
     c->obs = o;
     obs_schedule(o, 1); /* register from the loop, once everything is up */
@@ -1202,7 +1186,7 @@ static void obs_stop(struct obs *o)
 
 static void cdev_free(struct cdev *c)
 {
-    gw_jmap_free(c->jmap);
+    gw_adapter_use_free(&c->use);
     memset(c->psk, 0, sizeof(c->psk));
     free(c);
 }
@@ -1217,13 +1201,11 @@ static int coap_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
     }
     c->dev = dev;
     c->core = core;
-    c->adapter = gw_adapter_find(dc->adapter);
     size_t n;
     char perr[256];
-    if (!c->adapter || load_psk(dc, c->psk, sizeof(c->psk), &n, perr, sizeof(perr)) ||
-        (dc->json_map && gw_jmap_load(&c->jmap, dc->json_map, "json_map", perr, sizeof(perr)))) {
-        snprintf(err, errlen, "device '%s': %s", dev->conf.id,
-                 c->adapter ? perr : "unknown adapter");
+    if (load_psk(dc, c->psk, sizeof(c->psk), &n, perr, sizeof(perr)) ||
+        gw_adapter_use_init(&c->use, dc->adapter, dc->json_map, perr, sizeof(perr))) {
+        snprintf(err, errlen, "device '%s': %s", dev->conf.id, perr);
         memset(c->psk, 0, sizeof(c->psk));
         free(c);
         return GW_EINVAL;

@@ -40,7 +40,7 @@
  * process) B comm failure     bad        comm_fail other letters      uncertain  device_flag;  no
  * flag: good.
  */
-#include "gateway/model.h"
+#include "base/model.h"
 
 #include <stddef.h>
 #include <stdint.h>

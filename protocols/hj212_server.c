@@ -25,7 +25,7 @@
  * supplies its scan (gw_hj212_scan) and packet handler. After gw_sl_stop the
  * listener calls nothing here, so the server is freed with its stats timer. */
 #include "gateway/core.h"
-#include "gateway/log.h"
+#include "base/log.h"
 #include "protocols/hj212.h"
 #include "protocols/stream_listener.h"
 
@@ -329,7 +329,7 @@ static int hj_listen(gw_core *core, const void *conf, void **state, char *err, s
         free(s);
         return GW_EINVAL;
     }
-    uv_timer_init(core->loop, &s->stats_timer);
+    uv_timer_init(gw_core_loop(core), &s->stats_timer);
     s->stats_timer.data = s;
     uv_timer_start(&s->stats_timer, on_stats, STATS_MS, STATS_MS);
     GW_INFO(MOD, "listening on %s (tcp), max %lld connections, auth window %lld ms",

@@ -3,7 +3,7 @@
 #include "protocols/modbus_common.h"
 
 #include "base/crc16.h"
-#include "gateway/log.h"
+#include "base/log.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -142,9 +142,10 @@ int gw_mb_write_answer(const uint8_t *req, size_t reqlen, const uint8_t *pdu, si
 
 /* ---- Statistics ---- */
 
-static void wheel_close(void);
 static gw_mb_stats stats;
-static uv_timer_t stats_timer;
+static gw_tw_timer stats_timer; /* on the core's wheel: nothing to close */
+static gw_tw *stats_wheel;
+static char stats_path[256]; /* gateway.modbus_stats, resolved; empty: none */
 static int stats_refs;
 static int64_t stats_last_log;
 static gw_mb_stats stats_at_log;
@@ -224,12 +225,12 @@ static void stats_write(const char *path)
         rename(tmp, path);
 }
 
-static void on_stats_timer(uv_timer_t *t)
+static void on_stats_timer(gw_tw_timer *t)
 {
-    const char *path = getenv("GW_MODBUS_STATS");
-    if (path && *path)
-        stats_write(path);
-    int64_t now = (int64_t)uv_now(t->loop);
+    int64_t now = gw_tw_now(stats_wheel);
+    gw_tw_start(stats_wheel, &stats_timer, now + 1000, on_stats_timer);
+    if (stats_path[0])
+        stats_write(stats_path);
     if (now - stats_last_log < 30000)
         return;
     /* Lateness of the last 30 s, not since start. */
@@ -252,151 +253,23 @@ static void on_stats_timer(uv_timer_t *t)
     stats_last_log = now;
 }
 
-void gw_mb_stats_ref(uv_loop_t *loop)
+void gw_mb_stats_ref(gw_core *core)
 {
     if (stats_refs++ == 0) {
-        uv_timer_init(loop, &stats_timer);
-        stats_last_log = (int64_t)uv_now(loop);
+        stats_wheel = gw_core_wheel(core);
+        gw_strlcpy(stats_path, gw_core_config(core)->modbus_stats, sizeof(stats_path));
+        stats_last_log = gw_tw_now(stats_wheel);
         stats_at_log = stats;
-        uv_timer_start(&stats_timer, on_stats_timer, 1000, 1000);
-        uv_unref((uv_handle_t *)&stats_timer); /* never the reason the loop stays up */
+        gw_tw_start(stats_wheel, &stats_timer, stats_last_log + 1000, on_stats_timer);
     }
-}
-
-static void on_stats_closed(uv_handle_t *h)
-{
 }
 
 void gw_mb_stats_unref(void)
 {
     if (stats_refs > 0 && --stats_refs == 0) {
-        const char *path = getenv("GW_MODBUS_STATS");
-        if (path && *path)
-            stats_write(path);
-        uv_timer_stop(&stats_timer);
-        uv_close((uv_handle_t *)&stats_timer, on_stats_closed);
-        wheel_close();
-    }
-}
-
-/* ---- Timer wheel ---- */
-
-#define WHEEL_SLOTS 4096 /* 1 ms each: a turn is 4.1 s; later timers wait in their slot */
-
-static struct {
-    uv_timer_t timer;
-    int init;
-    uv_loop_t *loop;
-    gw_mb_tmr slots[WHEEL_SLOTS]; /* list heads */
-    int64_t done_ms;              /* every slot up to this time has been run */
-    size_t armed;
-} wheel;
-
-static void wheel_insert(gw_mb_tmr *t)
-{
-    gw_mb_tmr *head = &wheel.slots[(uint64_t)t->at % WHEEL_SLOTS];
-    t->next = head->next;
-    t->prev = head;
-    head->next->prev = t;
-    head->next = t;
-}
-
-static void on_wheel(uv_timer_t *h)
-{
-    int64_t now = (int64_t)uv_now(h->loop);
-    int64_t from = wheel.done_ms + 1;
-    if (now - from >= WHEEL_SLOTS)
-        from = now - WHEEL_SLOTS + 1;
-    for (int64_t ms = from; ms <= now; ms++) {
-        gw_mb_tmr *head = &wheel.slots[(uint64_t)ms % WHEEL_SLOTS];
-        /* Timers armed from a callback for this moment go to the next slot. */
-        wheel.done_ms = ms;
-        if (head->next == head)
-            continue;
-        /* Pop one at a time (a callback may stop or re-arm any timer, even
-         * one further down this slot); what is not due yet waits on a local
-         * list, properly linked so it can be stopped, then goes back. */
-        gw_mb_tmr later;
-        later.next = later.prev = &later;
-        for (size_t guard = 0; head->next != head && guard < 10000000; guard++) {
-            gw_mb_tmr *t = head->next;
-            t->prev->next = t->next;
-            t->next->prev = t->prev;
-            if (t->at <= now) {
-                t->armed = 0;
-                t->next = t->prev = NULL;
-                wheel.armed--;
-                t->cb(t);
-            } else {
-                t->next = &later;
-                t->prev = later.prev;
-                later.prev->next = t;
-                later.prev = t;
-            }
-        }
-        if (later.next != &later) {
-            later.next->prev = head->prev;
-            later.prev->next = head;
-            head->prev->next = later.next;
-            head->prev = later.prev;
-        }
-    }
-    wheel.done_ms = now;
-    if (!wheel.armed)
-        uv_timer_stop(&wheel.timer);
-}
-
-void gw_mb_tmr_start(uv_loop_t *loop, gw_mb_tmr *t, int64_t at_ms, void (*cb)(gw_mb_tmr *t))
-{
-    if (wheel.init == 2)
-        return; /* shutting down: the last device is gone */
-    if (!wheel.init) {
-        for (int i = 0; i < WHEEL_SLOTS; i++)
-            wheel.slots[i].next = wheel.slots[i].prev = &wheel.slots[i];
-        uv_timer_init(loop, &wheel.timer);
-        wheel.loop = loop;
-        wheel.done_ms = (int64_t)uv_now(loop) - 1;
-        wheel.init = 1;
-    }
-    if (t->armed)
-        gw_mb_tmr_stop(t);
-    if (at_ms <= wheel.done_ms)
-        at_ms = wheel.done_ms + 1; /* the past runs at the next tick */
-    t->at = at_ms;
-    t->cb = cb;
-    t->armed = 1;
-    wheel_insert(t);
-    if (wheel.armed++ == 0) {
-        wheel.done_ms =
-            (int64_t)uv_now(loop) - 1 > wheel.done_ms ? (int64_t)uv_now(loop) - 1 : wheel.done_ms;
-        uv_timer_start(&wheel.timer, on_wheel, 1, 1);
-    }
-}
-
-void gw_mb_tmr_stop(gw_mb_tmr *t)
-{
-    if (!t->armed)
-        return;
-    t->prev->next = t->next;
-    t->next->prev = t->prev;
-    t->next = t->prev = NULL;
-    t->armed = 0;
-    if (--wheel.armed == 0)
-        uv_timer_stop(&wheel.timer);
-}
-
-/* The wheel's libuv timer lives as long as the statistics do (the last
- * Modbus device closes both). */
-static void on_wheel_closed(uv_handle_t *h)
-{
-    wheel.init = 0;
-}
-
-static void wheel_close(void)
-{
-    if (wheel.init == 1 && wheel.armed == 0) {
-        uv_close((uv_handle_t *)&wheel.timer, on_wheel_closed);
-        wheel.init = 2; /* closing */
+        if (stats_path[0])
+            stats_write(stats_path);
+        gw_tw_stop(&stats_timer);
     }
 }
 
@@ -433,10 +306,10 @@ static void *profile_load(gw_core *core, const char *name, char *err, size_t err
 {
     gw_profile *p = NULL;
     int rc = GW_ENOTFOUND;
-    for (int i = 0; i < core->cfg.nprofile_dirs && rc == GW_ENOTFOUND; i++) {
+    for (int i = 0; i < gw_core_config(core)->nprofile_dirs && rc == GW_ENOTFOUND; i++) {
         char path[512];
         struct stat st;
-        snprintf(path, sizeof(path), "%s/%s.yaml", core->cfg.profile_dirs[i], name);
+        snprintf(path, sizeof(path), "%s/%s.yaml", gw_core_config(core)->profile_dirs[i], name);
         if (stat(path, &st) == 0)
             rc = gw_profile_load_file(&p, path, err, errlen);
     }
@@ -482,6 +355,11 @@ int gw_mb_poll_init(gw_mb_poll *p, gw_core *core, gw_device *dev, const char *mo
     p->core = core;
     p->dev = dev;
     p->module = module;
+    p->adapter = gw_adapter_for_payload(GW_PAYLOAD_REGISTERS);
+    if (!p->adapter || !p->adapter->decode_registers) {
+        snprintf(err, errlen, "no registers adapter is compiled in");
+        return GW_EINVAL;
+    }
     p->profile = gw_mb_profile(core, dev->conf.profile, err, errlen);
     if (!p->profile)
         return GW_EINVAL;
@@ -699,8 +577,8 @@ void gw_mb_poll_finish(gw_mb_poll *p)
         return; /* the event said it; no stream of bad readings */
     gw_sink sink = {sink_reading, sink_event, p};
     p->rbe_hint = 0;
-    int rc =
-        gw_profile_decode(p->profile, p->params, p->nparams, p->res, p->nreq, gw_now_ms(), &sink);
+    int rc = p->adapter->decode_registers(p->profile, p->params, p->nparams, p->res, p->nreq,
+                                          gw_now_ms(), &sink);
     if (rc)
         GW_LOG_RL(GW_LOG_WARN, 10000, p->module, "[%s] decoding failed: %d", d->conf.id, rc);
 }

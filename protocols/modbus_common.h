@@ -11,14 +11,16 @@
  *    emits online/offline. Runs on the loop thread, hands readings to the core.
  * 3. Lateness statistics: how late each cycle's first request left after its
  *    scheduled time, as a histogram shared by every Modbus device; logged
- *    every 30 s and, when GW_MODBUS_STATS names a file, written there as JSON
- *    every second (the benchmark reads it).
+ *    every 30 s and, when gateway.modbus_stats names a file, written there as
+ *    JSON every second (the benchmark reads it).
  * 4. The link (modbus_tcp.c): one non-blocking libuv TCP connection that
  *    carries the transactions of one device (modbus-tcp, dial-out modbus-dtu)
  *    or of every device behind an inbound DTU, one at a time, with MBAP or
  *    RTU framing. modbus_dtu.c uses it through the gw_mbl__ functions below. */
+#include "adapters/adapter.h"
 #include "adapters/modbus_profile.h"
 #include "gateway/core.h"
+#include "base/timerwheel.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -74,6 +76,7 @@ typedef struct gw_mb_rbe {
 typedef struct gw_mb_poll {
     gw_core *core;
     gw_device *dev;
+    const gw_adapter *adapter;  /* the registers adapter, from the adapters table */
     const gw_profile *profile; /* shared through the core (gw_mb_profile) */
     gw_param params[GW_MAX_PARAMS]; /* the device's site values, for derived points */
     size_t nparams;
@@ -141,22 +144,8 @@ void gw_mb_poll_finish(gw_mb_poll *p);
 int64_t gw_mb_first_due(const char *id, int64_t now, int64_t interval);
 int64_t gw_mb_next_due(int64_t due, int64_t now, int64_t interval, uint64_t *skipped);
 
-/* Coarse timers for thousands of devices: a wheel of 1 ms slots driven by one
- * libuv timer, so a poll or a response timeout costs a list insert instead of
- * a heap operation on a uv_timer per device (measured: uv_timer start/stop
- * was the largest user-space cost at 10,000 devices). Loop thread only. A
- * timer fires at most one tick after its time. */
-typedef struct gw_mb_tmr {
-    struct gw_mb_tmr *prev, *next;
-    int64_t at; /* loop time (uv_now) in ms */
-    void (*cb)(struct gw_mb_tmr *t);
-    void *data;
-    int armed;
-} gw_mb_tmr;
-
-/* Arms t to fire at loop time at_ms (re-arming moves it). */
-void gw_mb_tmr_start(uv_loop_t *loop, gw_mb_tmr *t, int64_t at_ms, void (*cb)(gw_mb_tmr *t));
-void gw_mb_tmr_stop(gw_mb_tmr *t);
+/* Polls and response timeouts run on the core's timer wheel
+ * (base/timerwheel.h, gw_core_wheel). */
 
 /* ---- 3. Statistics ---- */
 
@@ -178,8 +167,10 @@ int64_t gw_mb_late_bucket_ms(int b);
  * when empty. */
 int64_t gw_mb_late_quantile(const uint64_t *h, double q);
 /* Every device of every Modbus transport holds a reference while attached:
- * the first starts the statistics timer on loop, the last closes it. */
-void gw_mb_stats_ref(uv_loop_t *loop);
+ * the first arms the statistics timer on the core's wheel, the last stops it
+ * and writes the file a last time. Nothing is closed, so a reload that drops
+ * the last device and attaches the next one in the same turn is safe. */
+void gw_mb_stats_ref(gw_core *core);
 void gw_mb_stats_unref(void);
 
 /* ---- 4. The link (modbus_tcp.c), for modbus_dtu.c ---- */
@@ -192,7 +183,7 @@ struct gw_mbs {
     gw_mb_poll poll;
     gw_device *dev;
     gw_core *core;
-    gw_mb_tmr poll_tmr;
+    gw_tw_timer poll_tmr;
     int64_t next_due;
     gw_mbl *link;  /* the connection it is polled over; NULL: none now */
     gw_mbs *qnext; /* in the link's wait queue */

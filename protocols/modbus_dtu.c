@@ -19,8 +19,8 @@
  * Hand framing on libuv, not libmodbus: thousands of non-blocking connections
  * in one process, and libmodbus's select() aborts on descriptors >= 1024. */
 #include "base/hex.h"
-#include "gateway/log.h"
-#include "gateway/netaddr.h"
+#include "base/log.h"
+#include "base/netaddr.h"
 #include "protocols/modbus_common.h"
 #include "protocols/stream_listener.h"
 

@@ -10,12 +10,13 @@
  * device on its bus (at most once: a device whose previous cycle has not come
  * back skips the slot, so the queue is bounded by the devices on the bus);
  * the worker runs the device's planned reads back to back, `frame_gap` apart,
- * and puts the finished job on a done list it hands to the loop with
- * uv_async_send; the loop decodes (gw_mb_poll: results, report-by-exception,
+ * and posts the finished job to the bus's mailbox (base/mailbox.h), which
+ * wakes the loop; the loop decodes (gw_mb_poll: results, report-by-exception,
  * online/offline). Writes go on their own bounded list and before reads.
  * Only the loop touches gw_device; the worker sees copies (unit, timeouts,
  * the planned reads). */
-#include "gateway/log.h"
+#include "base/log.h"
+#include "base/mailbox.h"
 #include "protocols/modbus_common.h"
 
 #include <errno.h>
@@ -28,6 +29,7 @@
 
 #define F(s, m) offsetof(s, m), sizeof(((s *)0)->m)
 #define BUS_WRITES_MAX 64
+#define BUS_DONE_MAX 4096 /* finished jobs waiting for the loop; the worker waits beyond */
 
 struct rtu_conf {
     char serial[128];
@@ -57,6 +59,15 @@ static const gw_cfgkey rtu_device_keys[] = {
 
 struct rtu_bus;
 
+/* What the worker hands back to the loop: a finished write, a finished cycle,
+ * or its own exit. */
+enum { M_WRITE, M_CYCLE, M_EXIT };
+struct rtu_mail {
+    gw_mail m;
+    int type;
+};
+#define MAIL_OF(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
+
 struct rtu_write {
     struct rtu_write *next;
     uint8_t unit;
@@ -65,6 +76,7 @@ struct rtu_write {
     uint8_t data[GW_MB_WRITE_MAX];
     int64_t timeout_ms;
     int result; /* 0, Modbus exception, or GW_E* */
+    struct rtu_mail done;
     char dev[GW_ID_MAX];
     char point[32];
 };
@@ -82,6 +94,7 @@ struct rtu_dev {
     /* The job, written by the loop before queueing and read by the worker,
      * then written by the worker and read by the loop after it is done. */
     struct rtu_dev *qnext;
+    struct rtu_mail done;
     uint8_t unit;
     int retries;
     int64_t timeout_ms;
@@ -99,13 +112,13 @@ struct rtu_bus {
     uv_thread_t thread;
     uv_mutex_t mu;
     uv_cond_t cv;
-    uv_async_t async;
+    gw_mailbox box; /* finished jobs -> loop */
+    struct rtu_mail exit_mail;
     /* Under mu: */
     struct rtu_dev *qhead, *qtail; /* cycles waiting */
-    struct rtu_dev *done;          /* cycles finished */
-    struct rtu_write *wq, *wdone;  /* writes waiting, finished */
+    struct rtu_write *wq;          /* writes waiting */
     int nwrites;
-    int stop, exited;
+    int stop;
     /* Worker only: */
     modbus_t *ctx;
     int64_t reopen_after_us;
@@ -299,26 +312,19 @@ static void worker(void *arg)
             run_write(b, w);
         else
             run_cycle(b, d);
-        uv_mutex_lock(&b->mu);
-        if (w) {
-            w->next = b->wdone;
-            b->wdone = w;
-        } else {
-            d->qnext = b->done;
-            b->done = d;
-        }
-        uv_mutex_unlock(&b->mu);
-        uv_async_send(&b->async);
+        /* KEEP: the box is closed only after our exit arrives, so this waits
+         * for room at worst and never fails. */
+        if (w)
+            gw_mailbox_post(&b->box, &w->done.m, 0, GW_MAIL_KEEP);
+        else
+            gw_mailbox_post(&b->box, &d->done.m, 0, GW_MAIL_KEEP);
     }
     if (b->ctx) {
         modbus_close(b->ctx);
         modbus_free(b->ctx);
         b->ctx = NULL;
     }
-    uv_mutex_lock(&b->mu);
-    b->exited = 1;
-    uv_mutex_unlock(&b->mu);
-    uv_async_send(&b->async);
+    gw_mailbox_post(&b->box, &b->exit_mail.m, 0, GW_MAIL_KEEP);
 }
 
 /* ---- Loop side ---- */
@@ -336,65 +342,79 @@ static void dev_unref(struct rtu_dev *d)
     free(d);
 }
 
-static void on_bus_closed(uv_handle_t *h)
+static void on_bus_closed(gw_mailbox *mb)
 {
-    struct rtu_bus *b = h->data;
+    struct rtu_bus *b = mb->data;
     uv_mutex_destroy(&b->mu);
     uv_cond_destroy(&b->cv);
     free(b);
 }
 
-static void on_async(uv_async_t *a)
+static void write_done(struct rtu_write *w)
 {
-    struct rtu_bus *b = a->data;
-    uv_mutex_lock(&b->mu);
-    struct rtu_dev *done = b->done;
-    struct rtu_write *wdone = b->wdone;
-    b->done = NULL;
-    b->wdone = NULL;
-    int exited = b->exited;
-    uv_mutex_unlock(&b->mu);
-    while (wdone) {
-        struct rtu_write *w = wdone;
-        wdone = w->next;
-        if (w->result)
-            GW_WARN("modbus-rtu", "[%s] write of %s failed (%d)", w->dev, w->point, w->result);
-        else
-            GW_INFO("modbus-rtu", "[%s] wrote %s", w->dev, w->point);
+    if (w->result)
+        GW_WARN("modbus-rtu", "[%s] write of %s failed (%d)", w->dev, w->point, w->result);
+    else
+        GW_INFO("modbus-rtu", "[%s] wrote %s", w->dev, w->point);
+    free(w);
+}
+
+static void cycle_done(struct rtu_dev *d)
+{
+    if (!d->detached && d->poll.in_cycle) {
+        gw_mb_poll_sent_at(&d->poll, d->started_us, d->nreq);
+        for (size_t i = 0; i < d->nreq; i++) {
+            const gw_mb_request *q = &d->reqs[i];
+            size_t len = q->fc <= 2 ? (size_t)(q->count + 7) / 8 : (size_t)q->count * 2;
+            gw_mb_poll_result(&d->poll, d->status[i], d->data + d->off[i],
+                              d->status[i] == 0 ? len : 0);
+        }
+        gw_mb_poll_finish(&d->poll);
+    }
+    dev_unref(d);
+}
+
+static void bus_exited(struct rtu_bus *b)
+{
+    uv_thread_join(&b->thread);
+    /* Writes never taken by the worker. */
+    while (b->wq) {
+        struct rtu_write *w = b->wq;
+        b->wq = w->next;
         free(w);
     }
-    while (done) {
-        struct rtu_dev *d = done;
-        done = d->qnext;
-        d->qnext = NULL;
-        if (!d->detached && d->poll.in_cycle) {
-            gw_mb_poll_sent_at(&d->poll, d->started_us, d->nreq);
-            for (size_t i = 0; i < d->nreq; i++) {
-                const gw_mb_request *q = &d->reqs[i];
-                size_t len = q->fc <= 2 ? (size_t)(q->count + 7) / 8 : (size_t)q->count * 2;
-                gw_mb_poll_result(&d->poll, d->status[i], d->data + d->off[i],
-                                  d->status[i] == 0 ? len : 0);
-            }
-            gw_mb_poll_finish(&d->poll);
-        }
-        dev_unref(d);
+    gw_mailbox_close(&b->box, on_bus_closed);
+}
+
+static void on_box(gw_mailbox *mb, gw_mail *list)
+{
+    while (list) {
+        struct rtu_mail *m = (struct rtu_mail *)list;
+        list = list->next;
+        if (m->type == M_WRITE)
+            write_done(MAIL_OF(m, struct rtu_write, done));
+        else if (m->type == M_CYCLE)
+            cycle_done(MAIL_OF(m, struct rtu_dev, done));
+        else
+            bus_exited(mb->data); /* the worker's last item */
     }
-    if (exited) {
-        uv_thread_join(&b->thread);
-        /* Writes never taken by the worker. */
-        while (b->wq) {
-            struct rtu_write *w = b->wq;
-            b->wq = w->next;
-            free(w);
-        }
-        uv_close((uv_handle_t *)&b->async, on_bus_closed);
-    }
+}
+
+/* Only when the box is closed with jobs in it (not in normal operation: the
+ * exit is the worker's last item). */
+static void on_box_discard(gw_mailbox *mb, gw_mail *item)
+{
+    struct rtu_mail *m = (struct rtu_mail *)item;
+    if (m->type == M_WRITE)
+        free(MAIL_OF(m, struct rtu_write, done));
+    else if (m->type == M_CYCLE)
+        dev_unref(MAIL_OF(m, struct rtu_dev, done));
 }
 
 static void on_poll(uv_timer_t *t)
 {
     struct rtu_dev *d = t->data;
-    int64_t now = (int64_t)uv_now(d->core->loop), iv = d->dev->interval_ms;
+    int64_t now = (int64_t)uv_now(gw_core_loop(d->core)), iv = d->dev->interval_ms;
     int64_t due = d->next_due;
     d->next_due = gw_mb_next_due(due, now, iv, &d->dev->polls_skipped);
     uv_timer_start(&d->poll_timer, on_poll, (uint64_t)(d->next_due - now), 0);
@@ -447,8 +467,15 @@ static struct rtu_bus *bus_get(gw_core *core, const struct rtu_conf *c, const ch
     b->core = core;
     uv_mutex_init(&b->mu);
     uv_cond_init(&b->cv);
-    uv_async_init(core->loop, &b->async, on_async);
-    b->async.data = b;
+    b->box.data = b;
+    b->exit_mail.type = M_EXIT;
+    if (gw_mailbox_init(&b->box, gw_core_loop(core), BUS_DONE_MAX, 0, on_box, on_box_discard)) {
+        snprintf(err, errlen, "cannot create the mailbox for %s", c->serial);
+        uv_mutex_destroy(&b->mu);
+        uv_cond_destroy(&b->cv);
+        free(b);
+        return NULL;
+    }
     /* Open the port now, while descriptors are low (libmodbus needs < 1024);
      * if it fails the worker tries again when polls come. */
     if (bus_open(b))
@@ -459,7 +486,7 @@ static struct rtu_bus *bus_get(gw_core *core, const struct rtu_conf *c, const ch
             modbus_close(b->ctx);
             modbus_free(b->ctx);
         }
-        uv_close((uv_handle_t *)&b->async, on_bus_closed);
+        gw_mailbox_close(&b->box, on_bus_closed);
         return NULL;
     }
     b->next = buses;
@@ -522,11 +549,12 @@ static int rtu_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
     d->bus->ndev++;
     d->next = d->bus->devs;
     d->bus->devs = d;
-    gw_mb_stats_ref(core->loop);
-    uv_timer_init(core->loop, &d->poll_timer);
+    gw_mb_stats_ref(core);
+    uv_timer_init(gw_core_loop(core), &d->poll_timer);
     d->poll_timer.data = d;
+    d->done.type = M_CYCLE;
     d->refs = 1;
-    int64_t now = (int64_t)uv_now(core->loop);
+    int64_t now = (int64_t)uv_now(gw_core_loop(core));
     int64_t first = gw_mb_first_due(dev->conf.id, now, dev->interval_ms);
     d->next_due = first; /* the due time of the next poll */
     uv_timer_start(&d->poll_timer, on_poll, (uint64_t)(first - now), 0);
@@ -593,6 +621,7 @@ static int rtu_write(gw_device *dev, const char *point, double value)
         free(w);
         return rc;
     }
+    w->done.type = M_WRITE;
     w->unit = (uint8_t)dev->conf.unit;
     w->timeout_ms = dev->conf.timeout_ms;
     gw_strlcpy(w->dev, dev->conf.id, sizeof(w->dev));

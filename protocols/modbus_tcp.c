@@ -17,9 +17,9 @@
  * phase, the poll cycle (gw_mb_poll in modbus_common.c: results, report-by-
  * exception, online/offline events) and a short queue of writes, which go
  * before the next read. */
-#include "gateway/backoff.h"
-#include "gateway/log.h"
-#include "gateway/netaddr.h"
+#include "base/backoff.h"
+#include "base/log.h"
+#include "base/netaddr.h"
 #include "protocols/modbus_common.h"
 
 #include <stdlib.h>
@@ -44,7 +44,7 @@ struct gw_mbl {
     uv_stream_t *stream;
     uv_tcp_t tcp; /* dial-out only */
     uv_connect_t creq;
-    gw_mb_tmr tmr; /* response timeout, connect timeout, guard */
+    gw_tw_timer tmr; /* response timeout, connect timeout, guard */
     int state;
     int tcp_open;
     int guarding;
@@ -78,7 +78,7 @@ static void link_broken(gw_mbl *l, int code);
 
 static int64_t now_ms(gw_mbl *l)
 {
-    return (int64_t)uv_now(l->core->loop);
+    return (int64_t)uv_now(gw_core_loop(l->core));
 }
 
 /* ---- Queue ---- */
@@ -166,11 +166,11 @@ static int link_write(gw_mbl *l, const uint8_t *p, size_t n)
     return GW_OK;
 }
 
-static void on_timer(gw_mb_tmr *t);
+static void on_timer(gw_tw_timer *t);
 
 static void arm(gw_mbl *l, int64_t in_ms)
 {
-    gw_mb_tmr_start(l->core->loop, &l->tmr, (int64_t)uv_now(l->core->loop) + in_ms, on_timer);
+    gw_tw_start(gw_core_wheel(l->core), &l->tmr, (int64_t)uv_now(gw_core_loop(l->core)) + in_ms, on_timer);
 }
 
 static void send_pdu(gw_mbl *l, gw_mbs *s, const uint8_t *pdu, size_t len)
@@ -234,7 +234,7 @@ static void pump(gw_mbl *l)
  * that was there but broken). */
 static void on_answer(gw_mbl *l, const uint8_t *pdu, size_t len, int status)
 {
-    gw_mb_tmr_stop(&l->tmr);
+    gw_tw_stop(&l->tmr);
     l->awaiting = 0;
     gw_mbs *s = l->cur;
     if (l->cur_write) {
@@ -359,7 +359,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 
 /* ---- Timer: response timeout, connect timeout, guard ---- */
 
-static void on_timer(gw_mb_tmr *t)
+static void on_timer(gw_tw_timer *t)
 {
     gw_mbl *l = t->data;
     if (l->state == L_CONNECTING) {
@@ -406,7 +406,7 @@ static void on_tcp_closed(uv_handle_t *h);
 /* The connection failed or was lost: every running cycle on it fails. */
 static void link_broken(gw_mbl *l, int code)
 {
-    gw_mb_tmr_stop(&l->tmr);
+    gw_tw_stop(&l->tmr);
     l->awaiting = 0;
     l->guarding = 0;
     l->rlen = 0;
@@ -432,7 +432,7 @@ static void on_connected(uv_connect_t *c, int status)
     gw_mbl *l = c->data;
     if (status == UV_ECANCELED || l->state != L_CONNECTING)
         return;
-    gw_mb_tmr_stop(&l->tmr);
+    gw_tw_stop(&l->tmr);
     if (status < 0) {
         GW_LOG_RL(GW_LOG_INFO, 10000, l->module, "[%s] connect failed: %s",
                   l->owner ? l->owner->dev->conf.id : "?", uv_strerror(status));
@@ -454,7 +454,7 @@ static int link_connect(gw_mbl *l)
         return GW_OK;
     if (l->tcp_open || now_ms(l) < l->connect_not_before)
         return GW_EAGAIN; /* the old handle is still closing, or backing off */
-    if (uv_tcp_init(l->core->loop, &l->tcp))
+    if (uv_tcp_init(gw_core_loop(l->core), &l->tcp))
         return GW_ERR;
     l->tcp.data = l;
     l->tcp_open = 1;
@@ -491,13 +491,13 @@ static void on_tcp_closed(uv_handle_t *h)
         sess_finalize(s);
 }
 
-static void on_poll(gw_mb_tmr *t)
+static void on_poll(gw_tw_timer *t)
 {
     gw_mbs *s = t->data;
-    int64_t now = (int64_t)uv_now(s->core->loop), iv = s->dev->interval_ms;
+    int64_t now = (int64_t)uv_now(gw_core_loop(s->core)), iv = s->dev->interval_ms;
     int64_t due = s->next_due;
     s->next_due = gw_mb_next_due(due, now, iv, &s->dev->polls_skipped);
-    gw_mb_tmr_start(s->core->loop, &s->poll_tmr, s->next_due, on_poll);
+    gw_tw_start(gw_core_wheel(s->core), &s->poll_tmr, s->next_due, on_poll);
     if (gw_mb_poll_begin(&s->poll, due))
         return;
     gw_mbl *l = s->link;
@@ -518,11 +518,11 @@ int gw_mbs__init(gw_mbs *s, gw_core *core, gw_device *dev, const char *module, c
     int rc = gw_mb_poll_init(&s->poll, core, dev, module, err, errlen);
     if (rc)
         return rc;
-    gw_mb_stats_ref(core->loop);
+    gw_mb_stats_ref(core);
     s->poll_tmr.data = s;
-    int64_t now = (int64_t)uv_now(core->loop);
+    int64_t now = (int64_t)uv_now(gw_core_loop(core));
     s->next_due = gw_mb_first_due(dev->conf.id, now, dev->interval_ms);
-    gw_mb_tmr_start(core->loop, &s->poll_tmr, s->next_due, on_poll);
+    gw_tw_start(gw_core_wheel(core), &s->poll_tmr, s->next_due, on_poll);
     dev->online = -1;
     return GW_OK;
 }
@@ -576,7 +576,7 @@ static void unbind(gw_mbs *s)
         l->cur = NULL;
         if (l->awaiting) {
             l->awaiting = 0;
-            gw_mb_tmr_stop(&l->tmr);
+            gw_tw_stop(&l->tmr);
             if (l->rtu && l->guard_ms > 0 && l->state == L_READY) {
                 l->guarding = 1;
                 arm(l, l->guard_ms);
@@ -594,7 +594,7 @@ static void unbind(gw_mbs *s)
 void gw_mbs__close(gw_mbs *s)
 {
     s->detached = 1;
-    gw_mb_tmr_stop(&s->poll_tmr);
+    gw_tw_stop(&s->poll_tmr);
     while (s->writes) {
         struct gw_mbw *w = s->writes;
         s->writes = w->next;
@@ -603,7 +603,7 @@ void gw_mbs__close(gw_mbs *s)
     s->nwrites = 0;
     if (s->owns_link) {
         gw_mbl *l = s->link;
-        gw_mb_tmr_stop(&l->tmr);
+        gw_tw_stop(&l->tmr);
         free(l->cur_write);
         l->cur_write = NULL;
         s->link = NULL;
@@ -697,7 +697,7 @@ void gw_mbl__release(gw_mbl *l)
 {
     l->released = 1;
     link_broken(l, GW_ERR);
-    gw_mb_tmr_stop(&l->tmr);
+    gw_tw_stop(&l->tmr);
     free(l);
 }
 
@@ -745,9 +745,9 @@ static int mbt_set_interval(gw_device *dev, int64_t interval_ms)
     if (!s || interval_ms <= 0)
         return GW_EINVAL;
     dev->interval_ms = interval_ms;
-    int64_t now = (int64_t)uv_now(s->core->loop);
+    int64_t now = (int64_t)uv_now(gw_core_loop(s->core));
     s->next_due = now;
-    gw_mb_tmr_start(s->core->loop, &s->poll_tmr, now, on_poll);
+    gw_tw_start(gw_core_wheel(s->core), &s->poll_tmr, now, on_poll);
     return GW_OK;
 }
 

@@ -7,21 +7,19 @@
  * (`field/+/{device}/status`) carries birth and last-will messages: the
  * payloads `online_payload` / `offline_payload` become online/offline events.
  *
- * Paho calls back on its own threads: the callback copies topic and payload
- * into a node, appends it to a mutex-guarded list bounded by queue_max (beyond
- * it the message is dropped and counted) and wakes the loop with
- * uv_async_send; the loop swaps the whole list out and decodes there. Payloads
+ * Paho is reached through base/mqttc.h: messages come to the loop through
+ * its mailbox, bounded by queue_max (beyond it they are dropped and counted),
+ * and are decoded there. Payloads
  * go through the device's json_map, else the listener's (one mapping per device
  * type), else the generic mapping; unknown devices and malformed payloads are
  * counted drops. Reconnects use the core's backoff on a loop timer. */
+#include "adapters/adapter.h"
 #include "adapters/json_map.h"
-#include "gateway/backoff.h"
+#include "base/backoff.h"
 #include "gateway/core.h"
-#include "gateway/log.h"
+#include "base/log.h"
+#include "base/mqttc.h"
 
-#include <MQTTAsync.h>
-#include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,8 +74,7 @@ static const gw_cfgkey device_keys[] = {
     {NULL}};
 
 struct mdev {
-    const gw_adapter *adapter;
-    gw_jmap *jmap;
+    gw_adapter_use use; /* the device's adapter and json_map */
 };
 
 /* ---- topic templates ---- */
@@ -153,114 +150,18 @@ static int tmpl_match(const tmpl *t, const char *topic, char *out, size_t cap)
 
 /* ---- the listener ---- */
 
-enum { E_CONNECTED, E_CONNECT_FAILED, E_LOST, E_MESSAGE };
-
-struct mevt {
-    struct mevt *next;
-    int type, code;
-    char *topic;
-    char *payload;
-    size_t plen;
-};
-
 struct msrv {
     gw_core *core;
     struct lconf conf;
     tmpl data, status;
     int has_status;
     gw_jmap *jmap;
-    char password[256];
-    MQTTAsync client;
-    uv_async_t async;
+    gw_mqttc *client;
     uv_timer_t timer;
-    int handles;
     int connected, connecting, closing;
     gw_backoff bo;
-    pthread_mutex_t mu;
-    struct mevt *head, *tail;
-    size_t queued;
-    uint64_t dropped_queue; /* written under mu */
     uint64_t messages, readings, unknown, malformed, unmatched, status_msgs;
 };
-
-static void push(struct msrv *s, struct mevt *e)
-{
-    pthread_mutex_lock(&s->mu);
-    if (e->type == E_MESSAGE && s->queued >= (size_t)s->conf.queue_max) {
-        s->dropped_queue++;
-        pthread_mutex_unlock(&s->mu);
-        free(e->topic);
-        free(e->payload);
-        free(e);
-        return;
-    }
-    if (e->type == E_MESSAGE)
-        s->queued++;
-    if (s->tail)
-        s->tail->next = e;
-    else
-        s->head = e;
-    s->tail = e;
-    pthread_mutex_unlock(&s->mu);
-    uv_async_send(&s->async);
-}
-
-static void post(struct msrv *s, int type, int code)
-{
-    struct mevt *e = calloc(1, sizeof(*e));
-    if (!e)
-        return;
-    e->type = type;
-    e->code = code;
-    push(s, e);
-}
-
-static void cb_connected(void *ctx, MQTTAsync_successData *r)
-{
-    post(ctx, E_CONNECTED, 0);
-}
-
-static void cb_connect_failed(void *ctx, MQTTAsync_failureData *r)
-{
-    post(ctx, E_CONNECT_FAILED, r ? r->code : -1);
-}
-
-static void cb_lost(void *ctx, char *cause)
-{
-    post(ctx, E_LOST, 0);
-}
-
-static int cb_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
-{
-    struct msrv *s = ctx;
-    size_t tl = topic_len > 0 ? (size_t)topic_len : strlen(topic);
-    struct mevt *e = calloc(1, sizeof(*e));
-    if (e && m->payloadlen >= 0 && m->payloadlen <= MAX_MSG_BYTES) {
-        e->type = E_MESSAGE;
-        e->topic = malloc(tl + 1);
-        e->payload = malloc((size_t)m->payloadlen + 1);
-        if (e->topic && e->payload) {
-            memcpy(e->topic, topic, tl);
-            e->topic[tl] = '\0';
-            memcpy(e->payload, m->payload, (size_t)m->payloadlen);
-            e->payload[m->payloadlen] = '\0';
-            e->plen = (size_t)m->payloadlen;
-            push(s, e);
-            e = NULL;
-        }
-    }
-    if (e) {
-        free(e->topic);
-        free(e->payload);
-        free(e);
-        pthread_mutex_lock(&s->mu);
-        s->dropped_queue++;
-        pthread_mutex_unlock(&s->mu);
-    }
-    MQTTAsync_freeMessage(&m);
-    MQTTAsync_free(topic);
-    return 1;
-}
 
 static void do_connect(struct msrv *s);
 
@@ -283,21 +184,8 @@ static void do_connect(struct msrv *s)
 {
     if (s->closing || s->connected || s->connecting)
         return;
-    MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
-    co.keepAliveInterval = (int)(s->conf.keepalive_ms / 1000);
-    co.cleansession = 1;
-    co.connectTimeout = 10;
-    co.onSuccess = cb_connected;
-    co.onFailure = cb_connect_failed;
-    co.context = s;
-    co.maxInflight = 1000;
-    if (s->conf.username[0])
-        co.username = s->conf.username;
-    if (s->password[0])
-        co.password = s->password;
     s->connecting = 1;
-    int rc = MQTTAsync_connect(s->client, &co);
-    if (rc != MQTTASYNC_SUCCESS) {
+    if (gw_mqttc_connect(s->client, NULL)) {
         s->connecting = 0;
         schedule_reconnect(s);
     }
@@ -326,7 +214,7 @@ static int on_event(void *ctx, const gw_event *e)
     return GW_OK;
 }
 
-static void handle_message(struct msrv *s, const struct mevt *e)
+static void handle_message(struct msrv *s, const gw_mqttc_event *e)
 {
     char id[64];
     s->messages++;
@@ -349,11 +237,11 @@ static void handle_message(struct msrv *s, const struct mevt *e)
     }
     if (is_status) {
         s->status_msgs++;
-        if (e->plen == strlen(s->conf.online_payload) &&
-            !memcmp(e->payload, s->conf.online_payload, e->plen))
+        if (e->len == strlen(s->conf.online_payload) &&
+            !memcmp(e->payload, s->conf.online_payload, e->len))
             gw_core_seen(s->core, dev, "birth message");
-        else if (e->plen == strlen(s->conf.offline_payload) &&
-                 !memcmp(e->payload, s->conf.offline_payload, e->plen))
+        else if (e->len == strlen(s->conf.offline_payload) &&
+                 !memcmp(e->payload, s->conf.offline_payload, e->len))
             gw_core_offline(s->core, dev, "last will or status message");
         else
             s->malformed++;
@@ -361,17 +249,12 @@ static void handle_message(struct msrv *s, const struct mevt *e)
     }
     struct deliver d = {s->core, dev, 0};
     gw_sink sink = {on_reading, on_event, &d};
-    const gw_jmap *m = md->jmap ? md->jmap : s->jmap;
-    int rc;
-    if (md->adapter->decode_mapped)
-        rc = md->adapter->decode_mapped(m, (const uint8_t *)e->payload, e->plen, gw_now_ms(),
-                                        &sink);
-    else
-        rc = md->adapter->decode((const uint8_t *)e->payload, e->plen, gw_now_ms(), &sink);
+    int rc = gw_adapter_use_decode(&md->use, s->jmap, (const uint8_t *)e->payload, e->len,
+                                   gw_now_ms(), &sink);
     if (rc) {
         s->malformed++;
         GW_LOG_RL(GW_LOG_WARN, 10000, "mqtt-devices",
-                  "[%s] malformed payload (%zu bytes) dropped (%llu so far)", dev->conf.id, e->plen,
+                  "[%s] malformed payload (%zu bytes) dropped (%llu so far)", dev->conf.id, e->len,
                   (unsigned long long)s->malformed);
         return;
     }
@@ -379,44 +262,34 @@ static void handle_message(struct msrv *s, const struct mevt *e)
     gw_core_seen(s->core, dev, "data");
 }
 
-static void on_async(uv_async_t *h)
+static void on_mqtt(void *ctx, const gw_mqttc_event *e)
 {
-    struct msrv *s = h->data;
-    pthread_mutex_lock(&s->mu);
-    struct mevt *list = s->head;
-    s->head = s->tail = NULL;
-    s->queued = 0;
-    pthread_mutex_unlock(&s->mu);
-    while (list) {
-        struct mevt *e = list;
-        list = e->next;
-        if (s->closing) {
-        } else if (e->type == E_CONNECTED) {
-            s->connecting = 0;
-            s->connected = 1;
-            gw_backoff_reset(&s->bo);
-            GW_INFO("mqtt-devices", "connected to %s, subscribing %s%s%s", s->conf.uri, s->data.sub,
-                    s->has_status ? " and " : "", s->has_status ? s->status.sub : "");
-            char *topics[2] = {s->data.sub, s->status.sub};
-            int qos[2] = {(int)s->conf.qos, (int)s->conf.qos};
-            MQTTAsync_subscribeMany(s->client, s->has_status ? 2 : 1, topics, qos, NULL);
-        } else if (e->type == E_CONNECT_FAILED) {
-            s->connecting = 0;
-            GW_LOG_RL(GW_LOG_WARN, 10000, "mqtt-devices", "connect to %s failed (code %d)",
-                      s->conf.uri, e->code);
+    struct msrv *s = ctx;
+    if (s->closing) {
+    } else if (e->type == GW_MQTTC_CONNECTED) {
+        s->connecting = 0;
+        s->connected = 1;
+        gw_backoff_reset(&s->bo);
+        GW_INFO("mqtt-devices", "connected to %s, subscribing %s%s%s", s->conf.uri, s->data.sub,
+                s->has_status ? " and " : "", s->has_status ? s->status.sub : "");
+        char *topics[2] = {s->data.sub, s->status.sub};
+        int qos[2] = {(int)s->conf.qos, (int)s->conf.qos};
+        gw_mqttc_subscribe(s->client, s->has_status ? 2 : 1, topics, qos);
+    } else if (e->type == GW_MQTTC_CONNECT_FAILED) {
+        s->connecting = 0;
+        GW_LOG_RL(GW_LOG_WARN, 10000, "mqtt-devices", "connect to %s failed (code %d)",
+                  s->conf.uri, e->code);
+        schedule_reconnect(s);
+    } else if (e->type == GW_MQTTC_LOST) {
+        if (s->connected) {
+            s->connected = 0;
+            GW_WARN("mqtt-devices", "connection to %s lost", s->conf.uri);
             schedule_reconnect(s);
-        } else if (e->type == E_LOST) {
-            if (s->connected) {
-                s->connected = 0;
-                GW_WARN("mqtt-devices", "connection to %s lost", s->conf.uri);
-                schedule_reconnect(s);
-            }
-        } else {
-            handle_message(s, e);
         }
-        free(e->topic);
-        free(e->payload);
-        free(e);
+    } else if (e->type == GW_MQTTC_SUBSCRIBE_FAILED) {
+        GW_WARN("mqtt-devices", "%s refused the subscription (code %d)", s->conf.uri, e->code);
+    } else if (e->type == GW_MQTTC_MESSAGE) {
+        handle_message(s, e);
     }
 }
 
@@ -430,7 +303,6 @@ static int md_listen(gw_core *core, const void *conf, void **state, char *err, s
     }
     s->core = core;
     s->conf = *(const struct lconf *)conf;
-    pthread_mutex_init(&s->mu, NULL);
     if (tmpl_parse(s->conf.topic, &s->data)) {
         snprintf(err, errlen,
                  "key 'topic': '%s' must hold one {device} segment (and '#' only at the end)",
@@ -448,41 +320,39 @@ static int md_listen(gw_core *core, const void *conf, void **state, char *err, s
     if (s->conf.json_map && gw_jmap_load(&s->jmap, s->conf.json_map, "json_map", err, errlen))
         goto error;
     s->conf.json_map = NULL; /* the config's node is not ours to keep */
-    if (s->conf.password_file[0]) {
-        FILE *f = fopen(s->conf.password_file, "r");
-        if (!f) {
-            snprintf(err, errlen, "password_file %s: %s", s->conf.password_file, strerror(errno));
-            goto error;
-        }
-        if (!fgets(s->password, sizeof(s->password), f))
-            s->password[0] = '\0';
-        fclose(f);
-        s->password[strcspn(s->password, "\r\n")] = '\0';
-    }
+    char password[256];
+    if (gw_mqttc_read_password("", s->conf.password_file, NULL, password, sizeof(password), err,
+                               errlen))
+        goto error;
     if (!s->conf.client_id[0])
         snprintf(s->conf.client_id, sizeof(s->conf.client_id), "%.40s-devices-%d",
-                 core->cfg.gateway_id, ++instance);
-    MQTTAsync_createOptions opts = MQTTAsync_createOptions_initializer;
-    opts.MQTTVersion = MQTTVERSION_3_1_1;
-    if (MQTTAsync_createWithOptions(&s->client, s->conf.uri, s->conf.client_id,
-                                    MQTTCLIENT_PERSISTENCE_NONE, NULL,
-                                    &opts) != MQTTASYNC_SUCCESS) {
-        snprintf(err, errlen, "uri '%s': cannot create an MQTT client", s->conf.uri);
+                 gw_core_config(core)->gateway_id, ++instance);
+    gw_mqttc_config mc = {
+        .uri = s->conf.uri,
+        .client_id = s->conf.client_id,
+        .username = s->conf.username,
+        .password = password,
+        .keepalive_ms = s->conf.keepalive_ms,
+        .connect_timeout_ms = 10000,
+        .max_inflight = 1000,
+        .queue_max = (size_t)s->conf.queue_max,
+        .max_message_bytes = MAX_MSG_BYTES,
+    };
+    char cerr[200];
+    s->client = gw_mqttc_new(gw_core_loop(core), &mc, on_mqtt, s, cerr, sizeof(cerr));
+    memset(password, 0, sizeof(password));
+    if (!s->client) {
+        snprintf(err, errlen, "uri %s", cerr);
         goto error;
     }
-    MQTTAsync_setCallbacks(s->client, s, cb_lost, cb_message, NULL);
     gw_backoff_init(&s->bo, 200, 30000, (uint64_t)gw_mono_ns() ^ (uint64_t)getpid());
-    uv_async_init(core->loop, &s->async, on_async);
-    uv_timer_init(core->loop, &s->timer);
-    s->async.data = s->timer.data = s;
-    s->handles = 2;
+    uv_timer_init(gw_core_loop(core), &s->timer);
+    s->timer.data = s;
     do_connect(s);
     *state = s;
     return GW_OK;
 error:
     gw_jmap_free(s->jmap);
-    pthread_mutex_destroy(&s->mu);
-    memset(s->password, 0, sizeof(s->password));
     free(s);
     return GW_EINVAL;
 }
@@ -490,18 +360,7 @@ error:
 static void on_closed(uv_handle_t *h)
 {
     struct msrv *s = h->data;
-    if (--s->handles > 0)
-        return;
-    while (s->head) {
-        struct mevt *e = s->head;
-        s->head = e->next;
-        free(e->topic);
-        free(e->payload);
-        free(e);
-    }
-    pthread_mutex_destroy(&s->mu);
     gw_jmap_free(s->jmap);
-    memset(s->password, 0, sizeof(s->password));
     free(s);
 }
 
@@ -509,26 +368,17 @@ static void md_unlisten(void *state)
 {
     struct msrv *s = state;
     s->closing = 1;
-    pthread_mutex_lock(&s->mu);
-    uint64_t dropped = s->dropped_queue;
-    pthread_mutex_unlock(&s->mu);
+    uint64_t dropped = gw_mqttc_dropped(s->client), oversize = gw_mqttc_oversize(s->client);
     GW_INFO("mqtt-devices",
             "stopping %s: messages %llu readings %llu unknown %llu malformed %llu unmatched %llu "
-            "status %llu queue_dropped %llu",
+            "status %llu queue_dropped %llu oversize %llu",
             s->conf.uri, (unsigned long long)s->messages, (unsigned long long)s->readings,
             (unsigned long long)s->unknown, (unsigned long long)s->malformed,
             (unsigned long long)s->unmatched, (unsigned long long)s->status_msgs,
-            (unsigned long long)dropped);
-    if (s->connected) {
-        MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
-        d.timeout = 0;
-        MQTTAsync_disconnect(s->client, &d);
-    }
-    /* After destroy Paho calls nothing of this client; the async handle stays
-     * valid until its close callback, so a late uv_async_send is harmless. */
-    MQTTAsync_destroy(&s->client);
+            (unsigned long long)dropped, (unsigned long long)oversize);
+    gw_mqttc_close(s->client, 0);
+    s->client = NULL;
     uv_timer_stop(&s->timer);
-    uv_close((uv_handle_t *)&s->async, on_closed);
     uv_close((uv_handle_t *)&s->timer, on_closed);
 }
 
@@ -546,22 +396,7 @@ static int check_device(const gw_device *dev, char *err, size_t errlen)
         snprintf(err, errlen, "key 'address' may not hold '/', '+' or '#'");
         return GW_EINVAL;
     }
-    if (!gw_adapter_find(c->adapter)) {
-        snprintf(err, errlen, "key 'adapter': unknown adapter '%s'", c->adapter);
-        return GW_EINVAL;
-    }
-    if (c->json_map) {
-        gw_jmap *m;
-        if (!gw_adapter_find(c->adapter)->decode_mapped) {
-            snprintf(err, errlen,
-                     "key 'json_map' needs an adapter that reads a mapping (json-map, cbor-map)");
-            return GW_EINVAL;
-        }
-        if (gw_jmap_load(&m, c->json_map, "json_map", err, errlen))
-            return GW_EINVAL;
-        gw_jmap_free(m);
-    }
-    return GW_OK;
+    return gw_adapter_use_init(NULL, c->adapter, c->json_map, err, errlen);
 }
 
 static int md_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
@@ -572,11 +407,7 @@ static int md_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return GW_ENOMEM;
     }
-    m->adapter = gw_adapter_find(c->adapter);
-    if (!m->adapter ||
-        (c->json_map && gw_jmap_load(&m->jmap, c->json_map, "json_map", err, errlen))) {
-        if (!m->adapter)
-            snprintf(err, errlen, "device '%s': unknown adapter", dev->conf.id);
+    if (gw_adapter_use_init(&m->use, c->adapter, c->json_map, err, errlen)) {
         free(m);
         return GW_EINVAL;
     }
@@ -590,7 +421,7 @@ static void md_detach(gw_device *dev)
     if (!m)
         return;
     dev->proto_state = NULL;
-    gw_jmap_free(m->jmap);
+    gw_adapter_use_free(&m->use);
     free(m);
 }
 

@@ -3,7 +3,7 @@
 /* A protocol moves bytes between devices and the loop. One descriptor per
  * protocol, everything else static; protocols/protocols.c lists them. A
  * protocol never owns the loop, never sleeps and never retries on its own
- * schedule: it uses the core's loop, timers and backoff (gateway/backoff.h),
+ * schedule: it uses the core's loop, timers and backoff (base/backoff.h),
  * and hands what it decoded to gw_core_reading / gw_core_event.
  *
  * Two shapes, one descriptor:
@@ -14,7 +14,7 @@
  * Protocol-specific config keys are declared as cfgmap tables: the core checks
  * them at load time (so --check-config and SIGHUP see every error with file
  * and line) and hands the filled struct to attach()/listen(). */
-#include "gateway/cfgmap.h"
+#include "base/cfgmap.h"
 
 #include <stddef.h>
 #include <stdint.h>

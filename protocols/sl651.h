@@ -32,7 +32,7 @@
  *     following SYN) up to, not including, the end character. In ASCII frames it counts
  *     body characters likewise.
  */
-#include "gateway/model.h"
+#include "base/model.h"
 
 #include <stddef.h>
 #include <stdint.h>

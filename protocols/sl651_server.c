@@ -33,8 +33,8 @@
  * callback that drops the last one. */
 #include "base/hex.h"
 #include "gateway/core.h"
-#include "gateway/log.h"
-#include "gateway/netaddr.h"
+#include "base/log.h"
+#include "base/netaddr.h"
 #include "protocols/sl651.h"
 #include "protocols/stream_listener.h"
 
@@ -575,7 +575,7 @@ static int handle_frame(sl_srv *s, gw_slc *c, const struct sockaddr *peer, const
         return GW_SL_ACCEPT;
     }
     size_t len = (size_t)n;
-    int64_t now_ms = gw_now_ms(), loop_now = (int64_t)uv_now(s->core->loop);
+    int64_t now_ms = gw_now_ms(), loop_now = (int64_t)uv_now(gw_core_loop(s->core));
     if (dc->clock_sync && rep.send_ms && llabs(rep.send_ms - now_ms) > dc->clock_tolerance_ms &&
         (!ds->last_clock_set || loop_now - ds->last_clock_set >= CLOCK_SYNC_MIN_MS)) {
         gw_sl651_link l;
@@ -801,7 +801,7 @@ static int sl_listen(gw_core *core, const void *conf, void **state, char *err, s
     s->core = core;
     s->conf = *lc;
     s->refs = 1; /* released by srv_close */
-    uv_timer_init(core->loop, &s->stats_timer);
+    uv_timer_init(gw_core_loop(core), &s->stats_timer);
     s->stats_timer.data = s;
     s->refs++;
     if (lc->transport != T_UDP) {
@@ -813,7 +813,7 @@ static int sl_listen(gw_core *core, const void *conf, void **state, char *err, s
     }
     if (lc->transport != T_TCP) {
         s->ubuf = malloc(UDP_BUF);
-        uv_udp_init(core->loop, &s->udp);
+        uv_udp_init(gw_core_loop(core), &s->udp);
         s->udp.data = s;
         s->udp_open = 1;
         s->refs++;

@@ -7,8 +7,8 @@
  * timeout; only an accepted frame restarts it. */
 #include "protocols/stream_listener.h"
 
-#include "gateway/log.h"
-#include "gateway/netaddr.h"
+#include "base/log.h"
+#include "base/netaddr.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -446,7 +446,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     c->sl = sl;
     c->data = (char *)c + sl->data_off;
-    uv_tcp_init(sl->core->loop, &c->tcp);
+    uv_tcp_init(gw_core_loop(sl->core), &c->tcp);
     c->tcp.data = c;
     sl->refs++;
     c->refs = 1;
@@ -482,7 +482,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     c->closing = 0;
     c->id = ++sl->ids;
-    uv_timer_init(sl->core->loop, &c->timer);
+    uv_timer_init(gw_core_loop(sl->core), &c->timer);
     c->timer.data = c;
     c->refs++;
     list_add(&sl->unauth, c);
@@ -527,7 +527,7 @@ gw_sl *gw_sl_start(gw_core *core, const gw_sl_conf *conf, size_t bufsize, const 
     sl->bufsize = bufsize;
     sl->data_off = (offsetof(gw_slc, buf) + bufsize + 15) & ~(size_t)15;
     sl->refs = 2; /* the owner, the TCP handle */
-    uv_tcp_init(core->loop, &sl->tcp);
+    uv_tcp_init(gw_core_loop(core), &sl->tcp);
     sl->tcp.data = sl;
     int rc = uv_tcp_bind(&sl->tcp, (struct sockaddr *)&ss, 0);
     if (!rc)

@@ -24,7 +24,7 @@
  * outbox hold references; memory is freed from the close callback that drops
  * the last one. After gw_sl_stop no protocol hook is called again. Loop
  * thread only. */
-#include "gateway/cfgmap.h"
+#include "base/cfgmap.h"
 #include "gateway/core.h"
 
 #include <stddef.h>

@@ -75,7 +75,7 @@ static int syn_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
         return GW_ENOMEM;
     }
     s->dev = dev;
-    uv_timer_init(core->loop, &s->timer);
+    uv_timer_init(gw_core_loop(core), &s->timer);
     s->timer.data = s;
     uv_timer_start(&s->timer, on_tick, TICK_MS, TICK_MS);
     dev->proto_state = s;

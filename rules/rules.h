@@ -57,7 +57,7 @@
  * Cost: rules are indexed by (metric, target kind, target name) and
  * per-(rule, device) state lives in one hash table, so a reading costs a few
  * hash lookups plus the work of the rules that match it. */
-#include "gateway/model.h"
+#include "base/model.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -198,22 +198,6 @@ typedef struct gw_rules_device {
     size_t n_groups;
 } gw_rules_device;
 
-/* FORECAST inputs (gw_forecast.inputs). */
-#define GW_FC_IN_LEVEL 1u /* the fitted trend of the metric itself */
-#define GW_FC_IN_RAIN 2u  /* heavy rain on the linked gauge */
-
-/* A forecast transition's prediction (alarm.level is the predicted level,
- * alarm.value the fitted current value, alarm.threshold its raise threshold). */
-typedef struct gw_forecast {
-    int64_t crossing_ms;               /* predicted crossing of alarm.level */
-    int64_t crossings[GW_RULE_LEVELS]; /* per level within the horizon, 0 = none */
-    double rate;                       /* trend used, metric units per minute */
-    double confidence;                 /* 0..1: share of pairwise slopes agreeing */
-    double rain_mmh;                   /* linked gauge intensity, NAN without one */
-    unsigned inputs;                   /* GW_FC_IN_* used */
-    uint32_t points;                   /* readings in the fit */
-    const char *linked;                /* CLEARED by a crossing: the alarm id, else NULL */
-} gw_forecast;
 
 /* What the callback receives. Everything is valid only during the call. */
 typedef struct gw_rules_transition {

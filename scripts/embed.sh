@@ -3,7 +3,7 @@
 # default config and the shipped device profiles without needing the source tree.
 set -eu
 echo '#include <stddef.h>'
-echo '#include "gateway/embedded.h"'
+echo '#include "base/embedded.h"'
 i=0
 for f in "$@"; do
     printf 'static const char f%d[] = {' "$i"

@@ -5,7 +5,7 @@
 # exits non-zero when a target does not build or finds a crash, leak or timeout.
 #
 # Each fuzz file names what it links with, so a new target needs no edit here:
-#   // FUZZ_SOURCES: protocols/foo_codec.c gateway/model.c
+#   // FUZZ_SOURCES: protocols/foo_codec.c base/model.c
 #   // FUZZ_LIBS: -lcjson -lm
 #
 # Environment:

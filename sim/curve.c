@@ -1,7 +1,7 @@
 /* Scenario-time curves: what value a device reports at time t. Pure: time is
  * an argument, randomness is a hash of (seed, device, step) so a run can be
  * repeated exactly. */
-#include "sim/sim.h"
+#include "sim/curve.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -12,7 +12,10 @@
  * libcoap's wall-clock timers. libcoap has no retransmission callback, so its
  * debug log line "retransmission #" is parsed and mapped back to the device by
  * the session's local port. */
-#include "sim/sim.h"
+#include "sim/enc_gauge.h"
+#include "sim/enc_nb100.h"
+#include "sim/kind.h"
+#include "sim/peer.h"
 
 #include <cjson/cJSON.h>
 #include <coap3/coap.h>

@@ -4,7 +4,8 @@
  * the scenario's curves at the scenario time of each request. The first part of
  * this file is the served-device model (sim_mbdev: registers, writes, counters,
  * fault decisions) that the serial kinds in dev_rtu.c share. */
-#include "sim/sim.h"
+#include "sim/dev_modbus.h"
+#include "sim/kind.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>

@@ -8,9 +8,9 @@
  * broker publishes the will exactly as if the device had dropped off the
  * network; "offline" is the polite goodbye (publish "offline", then a normal
  * DISCONNECT, which discards the will). */
+#include "sim/mqtt.h"
 #include "sim/sim.h"
 
-#include <MQTTAsync.h>
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <pthread.h>
@@ -106,14 +106,6 @@ static void on_lost(void *context, char *cause)
     mq_gauge *gg = context;
     atomic_fetch_add(&gg->lost_n, 1);
     push(gg, Q_LOST);
-}
-
-static int on_message(void *context, char *topic, int topic_len, MQTTAsync_message *m)
-{
-    /* Gauges subscribe to nothing; free whatever arrives. */
-    MQTTAsync_freeMessage(&m);
-    MQTTAsync_free(topic);
-    return 1;
 }
 
 /* The connect's own success callback as well as the connected callback: once,
@@ -441,10 +433,7 @@ static int mq_start(sim_ctx *ctx, sim_group *g)
             return SIM_ENOMEM;
         for (int i = 0; i < p->nfields; i++)
             gg->cst[i].step = -1;
-        MQTTAsync_createOptions cro = MQTTAsync_createOptions_initializer5;
-        if (MQTTAsync_createWithOptions(&gg->client, mg->uri, gg->client_id,
-                                        MQTTCLIENT_PERSISTENCE_NONE, NULL,
-                                        &cro) != MQTTASYNC_SUCCESS) {
+        if (sim_mqtt_new5(&gg->client, mg->uri, gg->client_id, gg, on_lost, on_connected)) {
             fprintf(stderr, "sim: group line %d: cannot create an MQTT client for %s\n", g->line,
                     mg->uri);
             return SIM_ERR;
@@ -453,10 +442,7 @@ static int mq_start(sim_ctx *ctx, sim_group *g)
         uv_timer_init(ctx->loop, &gg->timer);
         gg->timer.data = gg;
         mg->ngauges = k + 1;
-        if (MQTTAsync_setCallbacks(gg->client, gg, on_lost, on_message, NULL) !=
-                MQTTASYNC_SUCCESS ||
-            MQTTAsync_setConnected(gg->client, gg, on_connected) != MQTTASYNC_SUCCESS ||
-            gauge_connect(gg) != SIM_OK) {
+        if (gauge_connect(gg) != SIM_OK) {
             fprintf(stderr, "sim: %s: cannot start connecting to %s\n", gg->id, mg->uri);
             return SIM_ERR;
         }

@@ -9,7 +9,9 @@
  * registers, writes, counters and fault decisions come from the shared device
  * model in dev_modbus.c. A link lives in the state of the first group on its
  * bus (the owner), which opens, closes and frees it. */
-#include "sim/sim.h"
+#include "sim/dev_modbus.h"
+#include "sim/kind.h"
+#include "sim/rtu.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -6,7 +6,8 @@
  * the same way. Connections are allocated per attempt and freed in their
  * close callback; the dial itself outlives them (freed by the kind after the
  * loop has closed every handle). */
-#include "sim/sim.h"
+#include "sim/clock.h"
+#include "sim/dial.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>

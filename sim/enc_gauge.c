@@ -2,7 +2,7 @@
  * the caller's buffer. Field names are checked by the scenario parser (letters,
  * digits, _ . -), so nothing here needs escaping except the device id, which is
  * escaped anyway. Pure: time is an argument. */
-#include "sim/sim.h"
+#include "sim/enc_gauge.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -8,7 +8,7 @@
  *   27 RSSI dBm (int8) | 28 L-24 extension bytes | 4+L CRC-16/CCITT-FALSE
  *
  * Pure: no I/O, no clock. */
-#include "sim/sim.h"
+#include "sim/enc_nb100.h"
 
 #include <math.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* The simulator's own register encoder: a value becomes the register words a
  * device would put on the wire, for each type and byte order. Pure. */
-#include "sim/sim.h"
+#include "sim/encode.h"
 
 #include <math.h>
 #include <string.h>

@@ -2,7 +2,7 @@
  * (samples of its own curves) and what reached the platform (uplink items,
  * stamped with the scenario time they arrived). Pure: no clock, no I/O; the
  * uplink JSON is parsed here with cJSON so tests can feed real messages. */
-#include "sim/sim.h"
+#include "sim/expect.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>

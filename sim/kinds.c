@@ -1,6 +1,8 @@
-/* The table of device kinds. A new kind (SL651, HJ212, CoAP, ...) is one
- * dev_<kind>.c file exporting a sim_kind and one line here. */
-#include "sim/sim.h"
+/* The table of device kinds. A new kind is one dev_<kind>.c file exporting a
+ * sim_kind (how its devices run) and one line here, plus its scenario half: one
+ * scn_<kind>.c exporting a sim_scn_kind (its keys, scn.h) and one line in
+ * scenario.c's table. */
+#include "sim/kind.h"
 
 #include <string.h>
 

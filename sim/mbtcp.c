@@ -1,7 +1,7 @@
 /* Modbus TCP as a server sees it, framed by hand: the MBAP header (transaction
  * id, protocol id 0, length, unit id) then a PDU. Every length is checked
  * against the bytes present before it is used. Pure: no I/O. */
-#include "sim/sim.h"
+#include "sim/mbtcp.h"
 
 #include <string.h>
 

@@ -1,13 +1,12 @@
 /* The stand-in city platform: subscribes to the gateway's topics and prints
  * every message as one line "<topic> <payload>" (or a readable summary with
- * --pretty). Paho runs its callbacks on its own threads: they only copy the
- * message onto a mutex-guarded queue; the main thread prints. */
+ * --pretty). The subscriber is sim/mqtt.h's: Paho's threads queue the
+ * messages, this thread takes them and prints. */
+#include "sim/mqtt.h"
 #include "sim/sim.h"
 
-#include <MQTTAsync.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,130 +14,12 @@
 
 #define PLAT_QUEUE_MAX 100000 /* messages waiting to be printed; more are dropped and counted */
 
-typedef struct pmsg {
-    struct pmsg *next;
-    char *topic;
-    size_t len;
-    char payload[];
-} pmsg;
-
-typedef struct plat {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    pmsg *head, *tail;
-    size_t queued;
-    uint64_t dropped;
-    int connected_once, subscribed, sub_failed, disconnected;
-    char last_error[256];
-    MQTTAsync client;
-    const char *topic;
-    int qos;
-} plat;
-
 static volatile sig_atomic_t plat_stop;
 
 static void on_sig(int s)
 {
     (void)s;
     plat_stop = 1;
-}
-
-static void on_subscribed(void *ctx, MQTTAsync_successData *r)
-{
-    plat *p = ctx;
-    pthread_mutex_lock(&p->mu);
-    p->subscribed = 1;
-    pthread_mutex_unlock(&p->mu);
-    fprintf(stderr, "sim: platform subscribed to %s\n", p->topic);
-}
-
-static void on_sub_failed(void *ctx, MQTTAsync_failureData *r)
-{
-    plat *p = ctx;
-    pthread_mutex_lock(&p->mu);
-    p->sub_failed = 1;
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    fprintf(stderr, "sim: platform: subscribe to %s refused (rc %d)\n", p->topic, r ? r->code : 0);
-}
-
-/* Called on every connect and automatic reconnect: the session is clean, so
- * the subscription is made again each time. */
-static void on_connected(void *ctx, char *cause)
-{
-    plat *p = ctx;
-    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-    ro.onSuccess = on_subscribed;
-    ro.onFailure = on_sub_failed;
-    ro.context = p;
-    pthread_mutex_lock(&p->mu);
-    p->connected_once = 1;
-    pthread_mutex_unlock(&p->mu);
-    int rc = MQTTAsync_subscribe(p->client, p->topic, p->qos, &ro);
-    if (rc != MQTTASYNC_SUCCESS)
-        fprintf(stderr, "sim: platform: subscribe failed to start: %s\n", MQTTAsync_strerror(rc));
-}
-
-static void on_connect_failed(void *ctx, MQTTAsync_failureData *r)
-{
-    plat *p = ctx;
-    pthread_mutex_lock(&p->mu);
-    snprintf(p->last_error, sizeof p->last_error, "connect failed: rc %d %s", r ? r->code : 0,
-             r && r->message ? r->message : "");
-    pthread_mutex_unlock(&p->mu);
-}
-
-static void on_lost(void *ctx, char *cause)
-{
-    fprintf(stderr, "sim: platform: connection lost%s%s\n", cause ? ": " : "", cause ? cause : "");
-}
-
-static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
-{
-    plat *p = ctx;
-    size_t tl = topic_len > 0 ? (size_t)topic_len : strlen(topic);
-    size_t pl = m->payloadlen > 0 ? (size_t)m->payloadlen : 0;
-    pmsg *e = malloc(sizeof *e + pl + 1 + tl + 1);
-    if (e) {
-        e->next = NULL;
-        e->len = pl;
-        memcpy(e->payload, m->payload, pl);
-        e->payload[pl] = 0;
-        e->topic = e->payload + pl + 1;
-        memcpy(e->topic, topic, tl);
-        e->topic[tl] = 0;
-    }
-    pthread_mutex_lock(&p->mu);
-    if (!e || p->queued >= PLAT_QUEUE_MAX) {
-        p->dropped++;
-        free(e);
-    } else {
-        if (p->tail)
-            p->tail->next = e;
-        else
-            p->head = e;
-        p->tail = e;
-        p->queued++;
-        pthread_cond_signal(&p->cv);
-    }
-    pthread_mutex_unlock(&p->mu);
-    MQTTAsync_freeMessage(&m);
-    MQTTAsync_free(topic);
-    return 1;
-}
-
-static void on_disconnected(void *ctx, MQTTAsync_successData *r)
-{
-    plat *p = ctx;
-    pthread_mutex_lock(&p->mu);
-    p->disconnected = 1;
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-}
-
-static void on_disconnect_failed(void *ctx, MQTTAsync_failureData *r)
-{
-    on_disconnected(ctx, NULL);
 }
 
 /* Prints bytes with line breaks escaped, so one message stays one line. */
@@ -168,7 +49,7 @@ static const char *jstr(const cJSON *o, const char *k, char *buf, size_t cap)
     return NULL;
 }
 
-static void print_pretty(const pmsg *e)
+static void print_pretty(const sim_mqtt_msg *e)
 {
     char clock[16], b1[32], b2[32], b3[32];
     time_t now = time(NULL);
@@ -315,17 +196,6 @@ int sim_platform_main(int argc, char **argv)
     if (pwfile && read_password(pwfile, password, sizeof password))
         return 2;
 
-    plat p;
-    memset(&p, 0, sizeof p);
-    pthread_mutex_init(&p.mu, NULL);
-    pthread_condattr_t ca_attr;
-    pthread_condattr_init(&ca_attr);
-    pthread_condattr_setclock(&ca_attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&p.cv, &ca_attr);
-    pthread_condattr_destroy(&ca_attr);
-    p.topic = topic;
-    p.qos = (int)qos;
-
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sig;
@@ -333,40 +203,13 @@ int sim_platform_main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
-    co.sendWhileDisconnected = 0;
-    int prc = MQTTAsync_createWithOptions(&p.client, broker, client_id, MQTTCLIENT_PERSISTENCE_NONE,
-                                          NULL, &co);
-    if (prc != MQTTASYNC_SUCCESS) {
-        fprintf(stderr, "sim: platform: bad broker %s: %s\n", broker, MQTTAsync_strerror(prc));
-        return 2;
-    }
-    MQTTAsync_setCallbacks(p.client, &p, on_lost, on_message, NULL);
-    MQTTAsync_setConnected(p.client, &p, on_connected);
-
-    MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer;
-    MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
-    opts.keepAliveInterval = 20;
-    opts.cleansession = 1;
-    opts.automaticReconnect = 1;
-    opts.minRetryInterval = 1;
-    opts.maxRetryInterval = 2;
-    opts.onFailure = on_connect_failed;
-    opts.context = &p;
-    if (user) {
-        opts.username = user;
-        opts.password = password;
-    }
-    if (ca) {
-        ssl.trustStore = ca;
-        ssl.enableServerCertAuth = 1;
-        opts.ssl = &ssl;
-    }
-    prc = MQTTAsync_connect(p.client, &opts);
-    if (prc != MQTTASYNC_SUCCESS) {
-        fprintf(stderr, "sim: platform: connect: %s\n", MQTTAsync_strerror(prc));
-        MQTTAsync_destroy(&p.client);
-        return 3;
+    sim_mqtt_sub_opts so = {broker, client_id, topic, (int)qos, ca, user, password,
+                            PLAT_QUEUE_MAX, "sim: platform", 0};
+    char err[300];
+    sim_mqtt_sub *p = sim_mqtt_sub_start(&so, err, sizeof err);
+    if (!p) {
+        fprintf(stderr, "sim: platform: %s\n", err);
+        return strncmp(err, "bad broker", 10) == 0 ? 2 : 3;
     }
 
     struct timespec start, deadline;
@@ -381,40 +224,31 @@ int sim_platform_main(int argc, char **argv)
         }
     }
     uint64_t got = 0;
-    int reported_error = 0;
+    int reported_error = 0, announced = 0;
     for (;;) {
-        pthread_mutex_lock(&p.mu);
-        while (!p.head && !plat_stop && !p.sub_failed) {
-            /* Wake at least every 200 ms to notice signals and the deadline. */
-            struct timespec now, until;
+        /* Wake at least every 200 ms to notice signals and the deadline. */
+        int wait_ms = 200;
+        if (timeout > 0) {
+            struct timespec now;
             clock_gettime(CLOCK_MONOTONIC, &now);
-            if (timeout > 0 && (now.tv_sec > deadline.tv_sec ||
-                                (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec)))
-                break;
-            until = now;
-            until.tv_nsec += 200 * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            if (timeout > 0 &&
-                (until.tv_sec > deadline.tv_sec ||
-                 (until.tv_sec == deadline.tv_sec && until.tv_nsec > deadline.tv_nsec)))
-                until = deadline;
-            pthread_cond_timedwait(&p.cv, &p.mu, &until);
-            if (!reported_error && p.last_error[0] && !p.connected_once) {
-                fprintf(stderr, "sim: platform: %s (retrying)\n", p.last_error);
-                reported_error = 1;
-            }
+            double left = (double)(deadline.tv_sec - now.tv_sec) * 1e3 +
+                          (double)(deadline.tv_nsec - now.tv_nsec) / 1e6;
+            wait_ms = left < 0 ? 0 : left < 200 ? (int)left + 1 : 200;
         }
-        pmsg *batch = p.head;
-        p.head = p.tail = NULL;
-        p.queued = 0;
-        int failed = p.sub_failed;
-        pthread_mutex_unlock(&p.mu);
+        sim_mqtt_msg *batch = plat_stop ? NULL : sim_mqtt_sub_take(p, wait_ms);
+        sim_mqtt_sub_state st;
+        sim_mqtt_sub_state_get(p, &st);
+        if (st.subscribed && !announced) {
+            fprintf(stderr, "sim: platform subscribed to %s\n", topic);
+            announced = 1;
+        }
+        if (!reported_error && st.last_error[0] && !st.connected_once) {
+            fprintf(stderr, "sim: platform: connect failed: %s (retrying)\n", st.last_error);
+            reported_error = 1;
+        }
         int done = 0;
         while (batch) {
-            pmsg *e = batch;
+            sim_mqtt_msg *e = batch;
             batch = e->next;
             if (!done) {
                 if (pretty) {
@@ -434,7 +268,8 @@ int sim_platform_main(int argc, char **argv)
         }
         if (done)
             break;
-        if (failed) {
+        if (st.sub_failed) {
+            fprintf(stderr, "sim: platform: subscribe to %s refused\n", topic);
             rc = 3;
             break;
         }
@@ -453,37 +288,14 @@ int sim_platform_main(int argc, char **argv)
         }
     }
 
-    MQTTAsync_disconnectOptions dopts = MQTTAsync_disconnectOptions_initializer;
-    dopts.timeout = 1000;
-    dopts.onSuccess = on_disconnected;
-    dopts.onFailure = on_disconnect_failed;
-    dopts.context = &p;
-    if (MQTTAsync_isConnected(p.client) &&
-        MQTTAsync_disconnect(p.client, &dopts) == MQTTASYNC_SUCCESS) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += 2;
-        pthread_mutex_lock(&p.mu);
-        while (!p.disconnected)
-            if (pthread_cond_timedwait(&p.cv, &p.mu, &until) == ETIMEDOUT)
-                break;
-        pthread_mutex_unlock(&p.mu);
-    }
-    MQTTAsync_destroy(&p.client);
-    pthread_mutex_lock(&p.mu);
-    while (p.head) {
-        pmsg *e = p.head;
-        p.head = e->next;
-        free(e);
-    }
-    uint64_t dropped = p.dropped;
-    pthread_mutex_unlock(&p.mu);
-    if (dropped)
+    sim_mqtt_sub_disconnect(p, 1000, 2000);
+    sim_mqtt_sub_state st;
+    sim_mqtt_sub_state_get(p, &st);
+    sim_mqtt_sub_free(p);
+    if (st.dropped)
         fprintf(stderr, "sim: platform: %llu messages dropped (print queue full)\n",
-                (unsigned long long)dropped);
+                (unsigned long long)st.dropped);
     fprintf(stderr, "sim: platform received %llu messages\n", (unsigned long long)got);
     sim_stats_print_cpu(stderr);
-    pthread_cond_destroy(&p.cv);
-    pthread_mutex_destroy(&p.mu);
     return rc;
 }

@@ -2,7 +2,7 @@
  * evidence and a summary on stdout, the same as a JSON report, and a
  * plot-ready CSV of what the sim sent and what reached the platform. Writes
  * only the files it is given. */
-#include "sim/sim.h"
+#include "sim/report.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

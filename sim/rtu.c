@@ -4,7 +4,7 @@
  * frame is also marked by 3.5 characters of silence. sim_rtu_split uses the
  * length rules while bytes arrive and falls back to silence for what the rules
  * cannot frame. Every length is checked against the bytes present. Pure: no I/O. */
-#include "sim/sim.h"
+#include "sim/rtu.h"
 
 #include <string.h>
 

@@ -10,9 +10,9 @@
  *   DISCONNECT -> STOP (devices, broker) -> DONE
  *
  * Exit: 0 every expectation passed, 1 some failed (or interrupted), 2 setup. */
+#include "sim/mqtt.h"
 #include "sim/sim.h"
 
-#include <MQTTAsync.h>
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -20,7 +20,6 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -55,14 +54,7 @@ enum {
     PH_DONE
 };
 
-typedef struct rmsg {
-    struct rmsg *next;
-    uint64_t at_ns; /* uv_hrtime on arrival (Paho's thread) */
-    size_t len;
-    int retained;
-    char *topic;
-    char payload[];
-} rmsg;
+typedef sim_mqtt_msg rmsg;
 
 typedef struct child {
     uv_process_t proc;
@@ -103,15 +95,10 @@ typedef struct run {
     port_map ports[65];
     int nports;
 
-    /* the platform: Paho threads fill the queue under mu */
-    MQTTAsync client;
+    /* the platform (sim/mqtt.h): Paho's threads fill its queue */
+    sim_mqtt_sub *client;
     int have_client;
-    pthread_mutex_t mu;
-    rmsg *head, *tail;
-    size_t queued;
-    uint64_t dropped;
-    int subscribed, sub_failed, disconnected, disconnect_asked;
-    char conn_err[256];
+    int disconnect_asked;
     char topic[200];
     int gw_ready;
     uint64_t last_msg_ns;
@@ -422,127 +409,20 @@ static int derive_gateway_config(run *r)
 
 /* ---- the platform (Paho) ---- */
 
-static int on_message(void *vctx, char *topic, int topic_len, MQTTAsync_message *m)
-{
-    run *r = vctx;
-    size_t tl = topic_len > 0 ? (size_t)topic_len : strlen(topic);
-    size_t pl = m->payloadlen > 0 ? (size_t)m->payloadlen : 0;
-    rmsg *e = malloc(sizeof *e + pl + 1 + tl + 1);
-    if (e) {
-        e->next = NULL;
-        e->at_ns = uv_hrtime();
-        e->len = pl;
-        e->retained = m->retained;
-        memcpy(e->payload, m->payload, pl);
-        e->payload[pl] = 0;
-        e->topic = e->payload + pl + 1;
-        memcpy(e->topic, topic, tl);
-        e->topic[tl] = 0;
-    }
-    pthread_mutex_lock(&r->mu);
-    if (!e || r->queued >= QUEUE_MAX) {
-        r->dropped++;
-        free(e);
-    } else {
-        if (r->tail)
-            r->tail->next = e;
-        else
-            r->head = e;
-        r->tail = e;
-        r->queued++;
-    }
-    pthread_mutex_unlock(&r->mu);
-    MQTTAsync_freeMessage(&m);
-    MQTTAsync_free(topic);
-    return 1;
-}
-
-static void on_subscribed(void *vctx, MQTTAsync_successData *d)
-{
-    run *r = vctx;
-    pthread_mutex_lock(&r->mu);
-    r->subscribed = 1;
-    pthread_mutex_unlock(&r->mu);
-}
-
-static void on_sub_failed(void *vctx, MQTTAsync_failureData *d)
-{
-    run *r = vctx;
-    pthread_mutex_lock(&r->mu);
-    r->sub_failed = 1;
-    pthread_mutex_unlock(&r->mu);
-}
-
-/* Every (re)connect subscribes again: the session is clean. */
-static void on_connected(void *vctx, char *cause)
-{
-    run *r = vctx;
-    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-    ro.onSuccess = on_subscribed;
-    ro.onFailure = on_sub_failed;
-    ro.context = r;
-    MQTTAsync_subscribe(r->client, r->topic, 1, &ro);
-}
-
-static void on_connect_failed(void *vctx, MQTTAsync_failureData *d)
-{
-    run *r = vctx;
-    pthread_mutex_lock(&r->mu);
-    snprintf(r->conn_err, sizeof r->conn_err, "rc %d %s", d ? d->code : 0,
-             d && d->message ? d->message : "");
-    pthread_mutex_unlock(&r->mu);
-}
-
-static void on_lost(void *vctx, char *cause)
-{
-    run *r = vctx;
-    if (!r->quiet)
-        fprintf(stderr, "sim run: platform connection lost%s%s (reconnecting)\n", cause ? ": " : "",
-                cause ? cause : "");
-}
-
-static void on_disconnected(void *vctx, MQTTAsync_successData *d)
-{
-    run *r = vctx;
-    pthread_mutex_lock(&r->mu);
-    r->disconnected = 1;
-    pthread_mutex_unlock(&r->mu);
-}
-
-static void on_disconnect_failed(void *vctx, MQTTAsync_failureData *d)
-{
-    on_disconnected(vctx, NULL);
-}
-
 static int platform_start(run *r)
 {
-    char id[64];
+    char id[64], err[300];
     snprintf(id, sizeof id, "sim-run-%ld", (long)getpid());
     snprintf(r->topic, sizeof r->topic, "%s/%s/#", r->rc->topic_prefix,
              r->rc->gateway_id[0] ? r->rc->gateway_id : "+");
-    MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
-    int rc = MQTTAsync_createWithOptions(&r->client, r->rc->broker, id, MQTTCLIENT_PERSISTENCE_NONE,
-                                         NULL, &co);
-    if (rc != MQTTASYNC_SUCCESS) {
-        setup_error(r, "platform: bad broker %s: %s", r->rc->broker, MQTTAsync_strerror(rc));
+    sim_mqtt_sub_opts o = {r->rc->broker, id, r->topic, 1, NULL, NULL, NULL,
+                           QUEUE_MAX, "sim run: platform", r->quiet};
+    r->client = sim_mqtt_sub_start(&o, err, sizeof err);
+    if (!r->client) {
+        setup_error(r, "platform: %s", err);
         return SIM_ERR;
     }
     r->have_client = 1;
-    MQTTAsync_setCallbacks(r->client, r, on_lost, on_message, NULL);
-    MQTTAsync_setConnected(r->client, r, on_connected);
-    MQTTAsync_connectOptions o = MQTTAsync_connectOptions_initializer;
-    o.keepAliveInterval = 20;
-    o.cleansession = 1;
-    o.automaticReconnect = 1;
-    o.minRetryInterval = 1;
-    o.maxRetryInterval = 2;
-    o.onFailure = on_connect_failed;
-    o.context = r;
-    rc = MQTTAsync_connect(r->client, &o);
-    if (rc != MQTTASYNC_SUCCESS) {
-        setup_error(r, "platform: connect to %s: %s", r->rc->broker, MQTTAsync_strerror(rc));
-        return SIM_ERR;
-    }
     return SIM_OK;
 }
 
@@ -561,12 +441,10 @@ static double scen_t(const run *r, uint64_t ns)
 /* Moves what Paho queued into the timeline. */
 static void drain(run *r)
 {
-    pthread_mutex_lock(&r->mu);
-    rmsg *m = r->head;
-    r->head = r->tail = NULL;
-    r->queued = 0;
-    r->sum.msgs_dropped = r->dropped;
-    pthread_mutex_unlock(&r->mu);
+    rmsg *m = sim_mqtt_sub_take(r->client, 0);
+    sim_mqtt_sub_state st;
+    sim_mqtt_sub_state_get(r->client, &st);
+    r->sum.msgs_dropped = st.dropped;
     while (m) {
         rmsg *next = m->next;
         const char *k = topic_kind(m->topic);
@@ -854,11 +732,10 @@ static void on_tick(uv_timer_t *t)
             platform_start(r);
             break;
         }
-        pthread_mutex_lock(&r->mu);
-        int sub = r->subscribed, failed = r->sub_failed;
-        char err[256];
-        snprintf(err, sizeof err, "%s", r->conn_err);
-        pthread_mutex_unlock(&r->mu);
+        sim_mqtt_sub_state st;
+        sim_mqtt_sub_state_get(r->client, &st);
+        int sub = st.subscribed, failed = st.sub_failed;
+        const char *err = st.last_error;
         if (failed)
             setup_error(r, "platform: the broker refused the subscription to %s", r->topic);
         else if (sub)
@@ -941,24 +818,19 @@ static void on_tick(uv_timer_t *t)
         break;
     }
     case PH_DISCONNECT: {
-        if (!r->have_client || !MQTTAsync_isConnected(r->client)) {
+        if (!r->have_client || !sim_mqtt_sub_connected(r->client)) {
             set_phase(r, PH_STOP);
             break;
         }
         if (!r->disconnect_asked) {
-            MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
-            d.timeout = 1000;
-            d.onSuccess = on_disconnected;
-            d.onFailure = on_disconnect_failed;
-            d.context = r;
             r->disconnect_asked = 1;
-            if (MQTTAsync_disconnect(r->client, &d) != MQTTASYNC_SUCCESS)
+            if (sim_mqtt_sub_disconnect(r->client, 1000, 0) != SIM_OK)
                 set_phase(r, PH_STOP);
             break;
         }
-        pthread_mutex_lock(&r->mu);
-        int done = r->disconnected;
-        pthread_mutex_unlock(&r->mu);
+        sim_mqtt_sub_state st;
+        sim_mqtt_sub_state_get(r->client, &st);
+        int done = st.disconnected;
         if (done || in_phase > DISCONNECT_WAIT_S)
             set_phase(r, PH_STOP);
         break;
@@ -1206,7 +1078,6 @@ int sim_run_main(int argc, char **argv)
     }
     if (r->rc->gw_binary[0])
         r->tl->seq_base = 1; /* a fresh outbox: the gateway's first item is seq 1 */
-    pthread_mutex_init(&r->mu, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     r->loop = uv_default_loop();
@@ -1231,12 +1102,7 @@ int sim_run_main(int argc, char **argv)
         fprintf(stderr, "sim run: loop still had handles at exit\n");
     if (r->have_client) {
         drain(r);
-        MQTTAsync_destroy(&r->client);
-    }
-    while (r->head) {
-        rmsg *m = r->head;
-        r->head = m->next;
-        free(m);
+        sim_mqtt_sub_free(r->client);
     }
 
     if (r->setup_failed || !r->reached_run) {
@@ -1275,7 +1141,6 @@ int sim_run_main(int argc, char **argv)
         nftw(r->tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     else if (r->keep && code != 2)
         fprintf(stderr, "sim run: files kept in %s\n", r->tmpdir);
-    pthread_mutex_destroy(&r->mu);
     sim_tl_free(r->tl);
     sim_scenario_free(r->scn);
     free(r);

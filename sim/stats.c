@@ -1,7 +1,7 @@
 /* The stats file: what every device saw (requests by function code, bytes,
  * faults injected, writes) and the simulator's own CPU use, as one JSON
  * document written atomically so a reader never sees half of it. */
-#include "sim/sim.h"
+#include "sim/stats.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -2,7 +2,7 @@
  * decoded through a fixed mapping and the generic one, converted to cJSON (whose
  * printed form must parse back as JSON) and searched for an identity. */
 // clang-format off
-// FUZZ_SOURCES: adapters/cbor_map.c adapters/json_map.c base/civil.c gateway/model.c gateway/cfgmap.c gateway/yamldoc.c
+// FUZZ_SOURCES: adapters/cbor_map.c adapters/json_map.c base/civil.c base/model.c base/cfgmap.c base/yamldoc.c
 // FUZZ_LIBS: -lcbor -lcjson -lyaml -lm
 // clang-format on
 #include "adapters/cbor_map.h"

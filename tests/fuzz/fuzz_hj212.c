@@ -3,7 +3,7 @@
  * rendered as JSON), and as a bare data segment (so the header and CP parsers are
  * reached without the fuzzer having to forge CRCs). Invariants that must hold
  * for any input abort the run. */
-// FUZZ_SOURCES: protocols/hj212_codec.c base/civil.c base/hex.c gateway/model.c
+// FUZZ_SOURCES: protocols/hj212_codec.c base/civil.c base/hex.c base/model.c
 // FUZZ_LIBS: -lcjson -lm
 #include "protocols/hj212.h"
 

@@ -3,7 +3,7 @@
  * the JSON renderer and the confirm encoder.
  * Input byte 0 selects the mode: even = stream of frames, odd = raw body with
  * byte 1 = function code and byte 2 = flags (bit0 ASCII, bit1 downlink). */
-// FUZZ_SOURCES: protocols/sl651_codec.c protocols/sl651_body.c protocols/sl651_json.c base/civil.c base/crc16.c base/hex.c gateway/model.c
+// FUZZ_SOURCES: protocols/sl651_codec.c protocols/sl651_body.c protocols/sl651_json.c base/civil.c base/crc16.c base/hex.c base/model.c
 // FUZZ_LIBS: -lcjson
 #include "protocols/sl651.h"
 

@@ -3,7 +3,7 @@
  * a correct CRC appended so the field decoding is reached), odd = JSON through
  * a fixed mapping and through the generic mapping. */
 // clang-format off
-// FUZZ_SOURCES: adapters/smoke_nb100.c adapters/json_map.c base/civil.c gateway/model.c gateway/cfgmap.c gateway/yamldoc.c
+// FUZZ_SOURCES: adapters/smoke_nb100.c adapters/json_map.c base/civil.c base/model.c base/cfgmap.c base/yamldoc.c
 // FUZZ_LIBS: -lcjson -lyaml -lm
 // clang-format on
 #include "adapters/json_map.h"

@@ -692,3 +692,21 @@ int h_admin(const char *sock, const char *const *args, char *out, size_t cap)
     }
     return rc;
 }
+
+const char *h_coap_client(int wait_s, const char *args)
+{
+    static char code[8];
+    char cmd[2048], line[1024];
+    snprintf(cmd, sizeof(cmd), "coap-client-notls -B %d -v 7 %s 2>&1", wait_s, args);
+    snprintf(code, sizeof(code), "none");
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return code;
+    while (fgets(line, sizeof(line), p)) {
+        const char *at = strstr(line, "t:ACK c:");
+        if (at && at[8] >= '2' && at[8] <= '5')
+            snprintf(code, sizeof(code), "%.4s", at + 8);
+    }
+    pclose(p);
+    return code;
+}

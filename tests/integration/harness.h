@@ -124,4 +124,10 @@ void h_remove_dir(const char *dir);
 /* The number after `key` in the last line of text containing `tag`; -1 if none. */
 long long h_last_count(const char *text, const char *tag, const char *key);
 
+/* ---- CoAP peers ---- */
+/* Runs `coap-client-notls -B wait_s -v 7 ARGS` (libcoap3-bin; -B bounds it) and
+ * returns the code of the answer it got ("2.04", "4.00", ...) or "none". The
+ * buffer is static: copy it before the next call. */
+const char *h_coap_client(int wait_s, const char *args);
+
 #endif

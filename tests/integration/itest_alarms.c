@@ -667,6 +667,29 @@ static void test_admin_ack(void **state)
     struct want_alarm acked = {"high", "acknowledged", 1};
     assert_true(h_platform_wait(have_alarms, &acked, 10000));
     assert_int_equal(run_admin(e, "bogus", out, sizeof(out)), 1);
+
+    /* Another user who can reach the socket is refused by the peer check and
+     * is told so (it used to die of SIGPIPE without a word). Needs root to
+     * play the other user. */
+    if (geteuid() != 0)
+        return;
+    char ddir[600], cmd[2048];
+    snprintf(ddir, sizeof(ddir), "%s/data", h_tmpdir());
+    assert_int_equal(chmod(h_tmpdir(), 0711) | chmod(ddir, 0751) | chmod(path, 0666), 0);
+    snprintf(cmd, sizeof(cmd),
+             "setpriv --reuid=65534 --regid=65534 --clear-groups %s admin --socket %s status 2>&1",
+             h_bin("gateway"), path);
+    for (int i = 0; i < 5; i++) {
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        size_t n = fread(out, 1, sizeof(out) - 1, p);
+        out[n] = '\0';
+        int ws = pclose(p);
+        print_message("as nobody: %s", out);
+        assert_true(WIFEXITED(ws));
+        assert_int_equal(WEXITSTATUS(ws), 1);
+        assert_non_null(strstr(out, "not allowed"));
+    }
 }
 
 int main(void)

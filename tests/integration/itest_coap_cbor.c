@@ -102,20 +102,7 @@ static const char *cbor_file(const char *name, const cb *o)
  * ("2.04", "4.00", ...) or "none". */
 static const char *coap(const char *args)
 {
-    static char code[8];
-    char cmd[2048], line[1024];
-    snprintf(cmd, sizeof(cmd), "coap-client-notls -B 4 -v 7 %s 2>&1", args);
-    FILE *p = popen(cmd, "r");
-    snprintf(code, sizeof(code), "none");
-    if (!p)
-        return code;
-    while (fgets(line, sizeof(line), p)) {
-        const char *at = strstr(line, "t:ACK c:");
-        if (at && at[8] >= '2' && at[8] <= '5')
-            snprintf(code, sizeof(code), "%.4s", at + 8);
-    }
-    pclose(p);
-    return code;
+    return h_coap_client(4, args);
 }
 
 static const char *post(const char *type, const char *file, const char *path)

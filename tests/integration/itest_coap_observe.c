@@ -73,20 +73,7 @@ static int free_udp_tcp_port(void)
  * ("2.01", "2.04", ...) or "none". */
 static const char *coap(const char *args)
 {
-    static char code[8];
-    char cmd[1024], line[1024];
-    snprintf(cmd, sizeof(cmd), "coap-client-notls -B 3 -v 7 %s 2>&1", args);
-    FILE *p = popen(cmd, "r");
-    snprintf(code, sizeof(code), "none");
-    if (!p)
-        return code;
-    while (fgets(line, sizeof(line), p)) {
-        const char *at = strstr(line, "t:ACK c:");
-        if (at && at[8] >= '2' && at[8] <= '5')
-            snprintf(code, sizeof(code), "%.4s", at + 8);
-    }
-    pclose(p);
-    return code;
+    return h_coap_client(3, args);
 }
 
 /* A new state of /sensor: created by the first PUT (2.01), changed by the next

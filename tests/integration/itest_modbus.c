@@ -2,7 +2,7 @@
  * a libmodbus RTU server on a socat pty pair (RTU), and the test itself
  * playing a DTU that connects in (RTU over TCP). Readings are checked at the
  * platform (mosquitto + subscriber), request counts in the sim's stats file,
- * lateness in the gateway's GW_MODBUS_STATS file. Every wait is bounded. */
+ * lateness in the gateway's gateway.modbus_stats file. Every wait is bounded. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -78,12 +78,19 @@ static int start_sim(h_proc *p, const char *scenario, const char *stats)
     return h_log_wait(p, "sim: ready", 15000) ? 0 : -1;
 }
 
+/* Starts the gateway on config with gateway.modbus_stats set to stats. */
 static int start_gateway(h_proc *p, const char *config, const char *stats)
 {
-    setenv("GW_MODBUS_STATS", stats, 1);
-    int rc = h_gateway_start(p, config);
-    unsetenv("GW_MODBUS_STATS");
-    return rc;
+    char *text = h_slurp(config);
+    const char *at = text ? strstr(text, "gateway:\n") : NULL;
+    FILE *f = at ? fopen(config, "w") : NULL;
+    if (f) {
+        at += strlen("gateway:\n");
+        fprintf(f, "%.*s  modbus_stats: %s\n%s", (int)(at - text), text, stats, at);
+        fclose(f);
+    }
+    free(text);
+    return f ? h_gateway_start(p, config) : -1;
 }
 
 static cJSON *read_json(const char *path)

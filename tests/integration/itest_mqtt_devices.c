@@ -212,6 +212,14 @@ static void test_bad_input_counted_no_crash(void **st)
     pub("field/site1/wl7/data", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[");
     pub("field/site1/wl7/data", "");
     pub("field/site1/wl7/other", "{\"water\":{\"depth\":1}}");
+    /* Over the 256 KiB limit: dropped under its own name, not as a full queue. */
+    char big[512], cmd[1600];
+    snprintf(big, sizeof(big), "%s/big.bin", h_tmpdir());
+    snprintf(cmd, sizeof(cmd),
+             "head -c 300000 /dev/zero > %s && mosquitto_pub -h 127.0.0.1 -p %d -q 1 "
+             "-t field/site1/wl7/data -f %s",
+             big, E.field_port, big);
+    assert_int_equal(system(cmd), 0);
     pub("field/site1/wl7/data", "{\"water\":{\"depth\":99.5}}");
     struct wantr w = {"wl-7", "water_depth", 99.5, 0};
     assert_true(h_platform_wait(has_reading, &w, 10000));
@@ -220,6 +228,7 @@ static void test_bad_input_counted_no_crash(void **st)
     assert_int_equal(kill(E.gw.pid, 0), 0);
     h_stop(&E.gw);
     assert_true(h_log_contains(&E.gw, "unknown 1 malformed 4"));
+    assert_true(h_log_contains(&E.gw, "queue_dropped 0 oversize 1"));
 }
 
 int main(void)

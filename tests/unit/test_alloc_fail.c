@@ -13,9 +13,9 @@
 #include "adapters/modbus_profile.h"
 #include "adapters/smoke_nb100.h"
 #include "gateway/config.h"
-#include "gateway/model.h"
+#include "base/model.h"
 #include "gateway/store.h"
-#include "gateway/yamldoc.h"
+#include "base/yamldoc.h"
 #include "protocols/hj212.h"
 #include "protocols/sl651.h"
 

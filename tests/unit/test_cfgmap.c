@@ -1,7 +1,7 @@
-/* gateway/cfgmap.c: the config table. Defaults, types, units, bounds, unknown, duplicate
+/* base/cfgmap.c: the config table. Defaults, types, units, bounds, unknown, duplicate
  * and missing keys, each error naming the file, the line and the full key path. */
-#include "gateway/cfgmap.h"
-#include "gateway/model.h"
+#include "base/cfgmap.h"
+#include "base/model.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

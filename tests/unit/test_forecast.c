@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "gateway/json.h"
+#include "base/json.h"
 #include "rules/rules.h"
 
 #include <cjson/cJSON.h>

@@ -1,7 +1,7 @@
-/* gateway/json.c: the uplink JSON writer. Escaping, UTF-8 (valid passes through,
+/* base/json.c: the uplink JSON writer. Escaping, UTF-8 (valid passes through,
  * invalid becomes U+FFFD), numbers, times and the buffer bound. Every item it writes is
  * parsed back with cJSON: what leaves the gateway is JSON. */
-#include "gateway/json.h"
+#include "base/json.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>

@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include "gateway/core_internal.h"
 #include "protocols/modbus_common.h"
 
 #include <arpa/inet.h>

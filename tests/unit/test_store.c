@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "gateway/log.h"
-#include "gateway/model.h"
+#include "base/log.h"
+#include "base/model.h"
 #include "gateway/store.h"
 
 #include <dirent.h>

@@ -2,7 +2,7 @@
  * id order per lane within the row and byte limits, deleted only by an ack, survive a
  * reopen, and over the byte bound the oldest telemetry goes first while the priority lane
  * is never dropped. */
-#include "gateway/model.h"
+#include "base/model.h"
 #include "gateway/store.h"
 
 #include <setjmp.h>

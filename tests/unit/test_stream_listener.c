@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "gateway/core.h"
+#include "gateway/core_internal.h"
 #include "protocols/stream_listener.h"
 
 #include <arpa/inet.h>

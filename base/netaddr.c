@@ -1,6 +1,6 @@
-#include "gateway/netaddr.h"
+#include "base/netaddr.h"
 
-#include "gateway/model.h"
+#include "base/model.h"
 
 #include <stdlib.h>
 #include <string.h>

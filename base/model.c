@@ -1,4 +1,4 @@
-#include "gateway/model.h"
+#include "base/model.h"
 
 #include <string.h>
 

@@ -1,6 +1,6 @@
-#include "gateway/cfgmap.h"
+#include "base/cfgmap.h"
 
-#include "gateway/model.h"
+#include "base/model.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -285,4 +285,38 @@ int gw_cfg_apply_ex(const gw_cfgkey *tab, const gw_cfgkey *ignore, const gw_ynod
         }
     }
     return GW_OK;
+}
+
+int gw_cfg_equal(const gw_cfgkey *tab, const void *a, const void *b)
+{
+    const char *x = a, *y = b;
+    for (const gw_cfgkey *k = tab; k && k->key; k++) {
+        const char *p = x + k->offset, *q = y + k->offset;
+        switch (k->type) {
+        case GW_CT_STR:
+            if (strncmp(p, q, k->size))
+                return 0;
+            break;
+        case GW_CT_INT:
+        case GW_CT_DURATION:
+        case GW_CT_SIZE:
+            if (*(const int64_t *)(const void *)p != *(const int64_t *)(const void *)q)
+                return 0;
+            break;
+        case GW_CT_DOUBLE:
+            if (*(const double *)(const void *)p != *(const double *)(const void *)q)
+                return 0;
+            break;
+        case GW_CT_BOOL:
+        case GW_CT_ENUM:
+            if (*(const int *)(const void *)p != *(const int *)(const void *)q)
+                return 0;
+            break;
+        case GW_CT_NODE:
+            if (*(const void *const *)(const void *)p || *(const void *const *)(const void *)q)
+                return 0;
+            break;
+        }
+    }
+    return 1;
 }

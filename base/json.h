@@ -2,7 +2,7 @@
 #define GW_JSON_H
 /* The uplink items, written straight into a buffer (no tree: this is the hot
  * path). The shapes are documented in docs/uplink.md and docs/uplink.schema.json. */
-#include "gateway/model.h"
+#include "base/model.h"
 
 #include <stddef.h>
 
@@ -23,9 +23,8 @@ int gw_json_reading(char *out, size_t cap, const char *gw, const char *type, con
 int gw_json_event(char *out, size_t cap, const char *gw, const char *type, const gw_event *e);
 int gw_json_alarm(char *out, size_t cap, const char *gw, const gw_alarm *a);
 /* A forecast transition: a's id, rule, device, level, state, value, threshold,
- * times and detail with f's prediction (rules/rules.h). */
-struct gw_forecast;
+ * times and detail with f's prediction. */
 int gw_json_forecast(char *out, size_t cap, const char *gw, const gw_alarm *a,
-                     const struct gw_forecast *f);
+                     const gw_forecast *f);
 
 #endif

@@ -5,7 +5,7 @@
  * unknown keys, wrong types and out-of-range values are errors naming the
  * file, line and full key path. Durations accept ms/s/m/h/d (a bare number is
  * seconds); sizes accept B, KiB/MiB/GiB and KB/MB/GB (a bare number is bytes). */
-#include "gateway/yamldoc.h"
+#include "base/yamldoc.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -46,6 +46,12 @@ int gw_cfg_apply(const gw_cfgkey *tab, const gw_ynode *map, void *out, const cha
  * and its protocol's keys side by side, each table checks its own. */
 int gw_cfg_apply_ex(const gw_cfgkey *tab, const gw_cfgkey *ignore, const gw_ynode *map, void *out,
                     const char *path, char *err, size_t errlen);
+
+/* 1 when every key of tab holds the same value in a and b (structs filled by
+ * gw_cfg_apply): strings compared as strings, numbers by value. A GW_CT_NODE
+ * key compares equal only when it is absent from both, since the parsed YAML
+ * it points into does not outlive loading. */
+int gw_cfg_equal(const gw_cfgkey *tab, const void *a, const void *b);
 
 /* Parsers shared by the table and by callers with their own syntax. Return 0
  * or GW_EINVAL. */

@@ -1,6 +1,4 @@
-#include "gateway/json.h"
-
-#include "rules/rules.h"
+#include "base/json.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -243,7 +241,7 @@ int gw_json_alarm(char *out, size_t cap, const char *gw, const gw_alarm *a)
 }
 
 int gw_json_forecast(char *out, size_t cap, const char *gw, const gw_alarm *a,
-                     const struct gw_forecast *f)
+                     const gw_forecast *f)
 {
     static const char *const states[] = {"raised", "updated", "withdrawn", "withdrawn"};
     gw_jbuf b;
@@ -279,7 +277,7 @@ int gw_json_forecast(char *out, size_t cap, const char *gw, const gw_alarm *a,
     if (a->state != GW_ALARM_CLEARED) {
         gw_json_raw(&b, ",\"crossings\":{");
         int first = 1;
-        for (int l = 1; l <= GW_RULE_LEVELS; l++) {
+        for (int l = 1; l <= 4; l++) {
             if (!f->crossings[l - 1])
                 continue;
             snprintf(tmp, sizeof(tmp), "%s\"%s\":", first ? "" : ",", gw_level_name(l));

@@ -1,4 +1,4 @@
-#include "gateway/backoff.h"
+#include "base/backoff.h"
 
 void gw_backoff_init(gw_backoff *b, int64_t min_ms, int64_t max_ms, uint64_t seed)
 {

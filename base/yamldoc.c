@@ -1,6 +1,6 @@
-#include "gateway/yamldoc.h"
+#include "base/yamldoc.h"
 
-#include "gateway/model.h"
+#include "base/model.h"
 
 #include <errno.h>
 #include <stdio.h>

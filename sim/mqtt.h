@@ -1,0 +1,63 @@
+#ifndef SIM_MQTT_H
+#define SIM_MQTT_H
+/* The simulator's own Paho helpers (the simulator shares no code with the
+ * gateway). A platform subscriber for `sim platform` and `sim run`, and the
+ * client set-up of the mqtt-gauge devices. Paho calls back on its own
+ * threads: the subscriber's callbacks only copy each message onto a bounded,
+ * mutex-guarded queue (beyond queue_max: dropped and counted) that the caller
+ * swaps out whole with sim_mqtt_sub_take. */
+#include <MQTTAsync.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sim_mqtt_msg {
+    struct sim_mqtt_msg *next;
+    uint64_t at_ns; /* uv_hrtime on arrival (Paho's thread) */
+    size_t len;
+    int retained;
+    char *topic;     /* NUL-terminated, inside this allocation */
+    char payload[];  /* len bytes and a NUL */
+} sim_mqtt_msg;
+
+typedef struct sim_mqtt_sub_opts {
+    const char *broker, *client_id, *topic;
+    int qos;
+    const char *ca;                /* TLS: CA file, or NULL */
+    const char *user, *password;   /* or NULL */
+    size_t queue_max;
+    const char *who; /* log prefix, e.g. "sim: platform" */
+    int quiet;       /* no line on a lost connection */
+} sim_mqtt_sub_opts;
+
+typedef struct sim_mqtt_sub_state {
+    int connected_once, subscribed, sub_failed, disconnected;
+    uint64_t dropped;
+    char last_error[256]; /* the last connect failure, or "" */
+} sim_mqtt_sub_state;
+
+typedef struct sim_mqtt_sub sim_mqtt_sub;
+
+/* Creates the client and starts connecting; Paho reconnects by itself (1..2 s)
+ * and the subscription is made again on every connect (clean session).
+ * Returns NULL with a message in err. */
+sim_mqtt_sub *sim_mqtt_sub_start(const sim_mqtt_sub_opts *o, char *err, size_t errlen);
+/* Every message queued so far, oldest first; the caller frees each with
+ * free(). Waits up to wait_ms for one to arrive (0: does not wait); returns
+ * early when the subscription is refused. */
+sim_mqtt_msg *sim_mqtt_sub_take(sim_mqtt_sub *s, int wait_ms);
+void sim_mqtt_sub_state_get(sim_mqtt_sub *s, sim_mqtt_sub_state *out);
+int sim_mqtt_sub_connected(sim_mqtt_sub *s);
+/* Starts a DISCONNECT (Paho gives it timeout_ms) and waits up to wait_ms for
+ * it to complete (0: returns at once; `disconnected` in the state tells).
+ * Returns 0, or -1 when not connected or it could not start. */
+int sim_mqtt_sub_disconnect(sim_mqtt_sub *s, int timeout_ms, int wait_ms);
+/* Destroys the client and frees what is still queued. */
+void sim_mqtt_sub_free(sim_mqtt_sub *s);
+
+/* The mqtt-gauge devices: an MQTT 5 client with persistence off, a connected
+ * and a lost callback (on Paho's threads), incoming messages discarded.
+ * Returns 0 or a negative code. */
+int sim_mqtt_new5(MQTTAsync *client, const char *uri, const char *client_id, void *ctx,
+                  MQTTAsync_connectionLost *lost_cb, MQTTAsync_connected *connected_cb);
+
+#endif
