@@ -347,7 +347,10 @@ static int add_event(sim_timeline *tl, double t, const cJSON *it)
     return 1;
 }
 
-static int add_alarm(sim_timeline *tl, double t, const cJSON *it)
+/* What alarm and forecast items share: device, state, seq and level. Returns
+ * 1 with them set, 0 for a malformed item or a duplicate, or < 0. */
+static int transition_item(sim_timeline *tl, const cJSON *it, int64_t *d, uint64_t *seq,
+                           int *level)
 {
     const char *dev = jstr(it, "device"), *state = jstr(it, "state");
     double lv = 0;
@@ -355,20 +358,32 @@ static int add_alarm(sim_timeline *tl, double t, const cJSON *it)
         tl->malformed++;
         return 0;
     }
-    uint64_t seq;
-    int r = item_seq(tl, it, &seq);
+    int r = item_seq(tl, it, seq);
     if (r <= 0)
         return r;
-    int64_t d = intern(tl, dev);
-    if (d < 0 || grow((void **)&tl->al, &tl->capal, tl->nal + 1, sizeof *tl->al))
+    if ((*d = intern(tl, dev)) < 0)
+        return SIM_ENOMEM;
+    if (!jnum(it, "level", &lv))
+        lv = sim_level_parse(jstr(it, "level_name"));
+    *level = lv >= 0 && lv <= 4 ? (int)lv : 0;
+    return 1;
+}
+
+static int add_alarm(sim_timeline *tl, double t, const cJSON *it)
+{
+    const char *state = jstr(it, "state");
+    int64_t d;
+    uint64_t seq;
+    int level, r = transition_item(tl, it, &d, &seq, &level);
+    if (r <= 0)
+        return r;
+    if (grow((void **)&tl->al, &tl->capal, tl->nal + 1, sizeof *tl->al))
         return SIM_ENOMEM;
     sim_rx_alarm *x = &tl->al[tl->nal++];
     x->t = t;
     x->seq = seq;
     x->dev = (uint32_t)d;
-    if (!jnum(it, "level", &lv))
-        lv = sim_level_parse(jstr(it, "level_name"));
-    x->level = lv >= 0 && lv <= 4 ? (int)lv : 0;
+    x->level = level;
     x->has_value = jnum(it, "value", &x->value);
     cpy(x->alarm, sizeof x->alarm, jstr(it, "alarm"));
     cpy(x->rule, sizeof x->rule, jstr(it, "rule"));
@@ -395,26 +410,20 @@ static int64_t iso_ms(const char *s)
 
 static int add_forecast(sim_timeline *tl, double t, const cJSON *it)
 {
-    const char *dev = jstr(it, "device"), *state = jstr(it, "state");
-    double lv = 0, lead = 0;
-    if (!dev || !state) {
-        tl->malformed++;
-        return 0;
-    }
+    const char *state = jstr(it, "state");
+    double lead = 0;
+    int64_t d;
     uint64_t seq;
-    int r = item_seq(tl, it, &seq);
+    int level, r = transition_item(tl, it, &d, &seq, &level);
     if (r <= 0)
         return r;
-    int64_t d = intern(tl, dev);
-    if (d < 0 || grow((void **)&tl->fc, &tl->capfc, tl->nfc + 1, sizeof *tl->fc))
+    if (grow((void **)&tl->fc, &tl->capfc, tl->nfc + 1, sizeof *tl->fc))
         return SIM_ENOMEM;
     sim_rx_forecast *x = &tl->fc[tl->nfc++];
     x->t = t;
     x->seq = seq;
     x->dev = (uint32_t)d;
-    if (!jnum(it, "level", &lv))
-        lv = sim_level_parse(jstr(it, "level_name"));
-    x->level = lv >= 0 && lv <= 4 ? (int)lv : 0;
+    x->level = level;
     x->lead_s = jnum(it, "lead_min", &lead) ? lead * 60 : 0;
     int64_t at = iso_ms(jstr(it, "at"));
     const cJSON *cr = cJSON_GetObjectItemCaseSensitive(it, "crossings");
