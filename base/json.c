@@ -192,19 +192,39 @@ int gw_json_event(char *out, size_t cap, const char *gw, const char *type, const
     return b.overflow ? GW_EFULL : (int)b.len;
 }
 
+/* The fields alarms and forecasts share: id, then `key` (alarm or forecast). */
+static void transition_head(gw_jbuf *b, const char *gw, const gw_alarm *a, const char *key)
+{
+    item_id(b, gw, a->seq);
+    gw_json_raw(b, key);
+    gw_json_str(b, a->id);
+    gw_json_raw(b, ",\"rule\":");
+    gw_json_str(b, a->rule);
+    gw_json_raw(b, ",\"device\":");
+    gw_json_str(b, a->device);
+    gw_json_raw(b, ",\"metric\":");
+    gw_json_str(b, a->metric);
+}
+
+static int transition_tail(gw_jbuf *b, const gw_alarm *a)
+{
+    if (a->detail[0]) {
+        gw_json_raw(b, ",\"detail\":");
+        gw_json_str(b, a->detail);
+    }
+    gw_json_raw(b, ",\"raised\":");
+    gw_json_time(b, a->raised_ms);
+    gw_json_raw(b, ",\"at\":");
+    gw_json_time(b, a->at_ms);
+    gw_json_raw(b, "}");
+    return b->overflow ? GW_EFULL : (int)b->len;
+}
+
 int gw_json_alarm(char *out, size_t cap, const char *gw, const gw_alarm *a)
 {
     gw_jbuf b;
     gw_jbuf_init(&b, out, cap);
-    item_id(&b, gw, a->seq);
-    gw_json_raw(&b, ",\"alarm\":");
-    gw_json_str(&b, a->id);
-    gw_json_raw(&b, ",\"rule\":");
-    gw_json_str(&b, a->rule);
-    gw_json_raw(&b, ",\"device\":");
-    gw_json_str(&b, a->device);
-    gw_json_raw(&b, ",\"metric\":");
-    gw_json_str(&b, a->metric);
+    transition_head(&b, gw, a, ",\"alarm\":");
     gw_json_raw(&b, ",\"state\":\"");
     gw_json_raw(&b, gw_alarm_state_name(a->state));
     gw_json_raw(&b, "\",\"level\":");
@@ -217,14 +237,59 @@ int gw_json_alarm(char *out, size_t cap, const char *gw, const gw_alarm *a)
     gw_json_num(&b, a->value);
     gw_json_raw(&b, ",\"threshold\":");
     gw_json_num(&b, a->threshold);
-    if (a->detail[0]) {
-        gw_json_raw(&b, ",\"detail\":");
-        gw_json_str(&b, a->detail);
+    return transition_tail(&b, a);
+}
+
+int gw_json_forecast(char *out, size_t cap, const char *gw, const gw_alarm *a,
+                     const gw_forecast *f)
+{
+    static const char *const states[] = {"raised", "updated", "withdrawn", "withdrawn"};
+    gw_jbuf b;
+    char tmp[64];
+    gw_jbuf_init(&b, out, cap);
+    transition_head(&b, gw, a, ",\"forecast\":");
+    snprintf(tmp, sizeof(tmp), ",\"state\":\"%s\",\"level\":%d,\"level_name\":\"",
+             states[a->state < 4 ? a->state : 2], a->level);
+    gw_json_raw(&b, tmp);
+    gw_json_raw(&b, gw_level_name(a->level));
+    gw_json_raw(&b, "\",\"value\":");
+    gw_json_num(&b, a->value);
+    gw_json_raw(&b, ",\"threshold\":");
+    gw_json_num(&b, a->threshold);
+    gw_json_raw(&b, ",\"crossing\":");
+    gw_json_time(&b, f->crossing_ms);
+    gw_json_raw(&b, ",\"lead_min\":");
+    double lead = round((double)(f->crossing_ms - a->at_ms) / 6000.0) / 10.0;
+    gw_json_num(&b, lead == 0 ? 0 : lead); /* never "-0" */
+    gw_json_raw(&b, ",\"rate\":");
+    gw_json_num(&b, round(f->rate * 1000.0) / 1000.0);
+    gw_json_raw(&b, ",\"confidence\":");
+    gw_json_num(&b, round(f->confidence * 10000.0) / 10000.0);
+    snprintf(tmp, sizeof(tmp), ",\"points\":%u,\"inputs\":[%s%s%s]", f->points,
+             f->inputs & GW_FC_IN_LEVEL ? "\"level\"" : "",
+             (f->inputs & GW_FC_IN_LEVEL) && (f->inputs & GW_FC_IN_RAIN) ? "," : "",
+             f->inputs & GW_FC_IN_RAIN ? "\"rain\"" : "");
+    gw_json_raw(&b, tmp);
+    if (isfinite(f->rain_mmh)) {
+        gw_json_raw(&b, ",\"rain_mmh\":");
+        gw_json_num(&b, round(f->rain_mmh * 10.0) / 10.0);
     }
-    gw_json_raw(&b, ",\"raised\":");
-    gw_json_time(&b, a->raised_ms);
-    gw_json_raw(&b, ",\"at\":");
-    gw_json_time(&b, a->at_ms);
-    gw_json_raw(&b, "}");
-    return b.overflow ? GW_EFULL : (int)b.len;
+    if (a->state != GW_ALARM_CLEARED) {
+        gw_json_raw(&b, ",\"crossings\":{");
+        int first = 1;
+        for (int l = 1; l <= 4; l++) {
+            if (!f->crossings[l - 1])
+                continue;
+            snprintf(tmp, sizeof(tmp), "%s\"%s\":", first ? "" : ",", gw_level_name(l));
+            gw_json_raw(&b, tmp);
+            gw_json_time(&b, f->crossings[l - 1]);
+            first = 0;
+        }
+        gw_json_raw(&b, "}");
+    }
+    if (f->linked) {
+        gw_json_raw(&b, ",\"alarm\":");
+        gw_json_str(&b, f->linked);
+    }
+    return transition_tail(&b, a);
 }

@@ -22,5 +22,9 @@ void gw_json_time(gw_jbuf *b, int64_t ms);   /* "2026-11-23T15:40:00.123Z" */
 int gw_json_reading(char *out, size_t cap, const char *gw, const char *type, const gw_reading *r);
 int gw_json_event(char *out, size_t cap, const char *gw, const char *type, const gw_event *e);
 int gw_json_alarm(char *out, size_t cap, const char *gw, const gw_alarm *a);
+/* A forecast transition: a's id, rule, device, level, state, value, threshold,
+ * times and detail with f's prediction. */
+int gw_json_forecast(char *out, size_t cap, const char *gw, const gw_alarm *a,
+                     const gw_forecast *f);
 
 #endif

@@ -95,6 +95,24 @@ typedef struct gw_alarm {
     char detail[GW_DETAIL_MAX];
 } gw_alarm;
 
+/* FORECAST inputs (gw_forecast.inputs). */
+#define GW_FC_IN_LEVEL 1u /* the fitted trend of the metric itself */
+#define GW_FC_IN_RAIN 2u  /* heavy rain on the linked gauge */
+
+/* A forecast (pre-warning) transition's prediction, beside its gw_alarm
+ * (level = the predicted level, value = the fitted current value, threshold =
+ * that level's raise threshold); produced by FORECAST rules (rules/rules.h). */
+typedef struct gw_forecast {
+    int64_t crossing_ms;               /* predicted crossing of alarm.level */
+    int64_t crossings[4];              /* per level 1..4 within the horizon, 0 = none */
+    double rate;                       /* trend used, metric units per minute */
+    double confidence;                 /* 0..1: share of pairwise slopes agreeing */
+    double rain_mmh;                   /* linked gauge intensity, NAN without one */
+    unsigned inputs;                   /* GW_FC_IN_* used */
+    uint32_t points;                   /* readings in the fit */
+    const char *linked;                /* CLEARED by a crossing: the alarm id, else NULL */
+} gw_forecast;
+
 /* Where decoders put what they produce. Either callback may be NULL (the item
  * is then ignored). A callback returns 0, or a negative code to stop decoding. */
 typedef struct gw_sink {

@@ -257,11 +257,16 @@ static void on_transition(void *ctx, const gw_rules_transition *t)
 {
     gw_alarms *a = ctx;
     gw_alarm al = t->alarm;
-    a->env.alarm(a->env.ctx, &al);
+    if (t->forecast)
+        a->env.forecast(a->env.ctx, &al, t->forecast);
+    else
+        a->env.alarm(a->env.ctx, &al);
     a->dirty = a->urgent = 1;
     if (t->rule && t->rule->n_actions) {
         char json[2048];
-        int n = gw_json_alarm(json, sizeof(json), a->env.cfg->gateway_id, &al);
+        int n = t->forecast
+                    ? gw_json_forecast(json, sizeof(json), a->env.cfg->gateway_id, &al, t->forecast)
+                    : gw_json_alarm(json, sizeof(json), a->env.cfg->gateway_id, &al);
         run_actions(a, t, json, n > 0 ? (size_t)n : 0);
     }
     if (t->n_poll_devices)

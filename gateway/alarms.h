@@ -34,6 +34,8 @@ typedef struct gw_alarms_env {
     struct gw_device *const *(*devices)(void *ctx, size_t *n);
     /* Sends one alarm transition through the pipeline (priority lane). */
     int (*alarm)(void *ctx, gw_alarm *al);
+    /* Sends one forecast transition (priority lane, its own topic). */
+    int (*forecast)(void *ctx, gw_alarm *al, const gw_forecast *f);
     /* Requests a write of a device point, on behalf of rule `rule`. Returns 0
      * when queued, GW_EFULL when the request queue is full (counted). */
     int (*write)(void *ctx, const char *device, const char *point, double value,

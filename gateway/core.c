@@ -98,6 +98,23 @@ int gw_core_alarm(gw_core *core, gw_alarm *a)
     return gw_store_put(core->store, GW_LANE_PRIO, GW_KIND_ALARM, a->seq, core->buf, (size_t)n);
 }
 
+/* A forecast goes to the priority lane like an alarm, on its own topic, so a
+ * consumer of /alarms never mistakes a pre-warning for an alarm. */
+static int core_forecast(gw_core *core, gw_alarm *a, const gw_forecast *f)
+{
+    a->seq = ++core->seq;
+    int n = gw_json_forecast(core->buf, sizeof(core->buf), core->cfg.gateway_id, a, f);
+    if (n < 0) {
+        core->st.encode_errors++;
+        return n;
+    }
+    GW_INFO("pipeline", "forecast %s %s level %s crossing in %.1f min%s%s", a->id,
+            a->state == GW_ALARM_CLEARED ? "withdrawn" : gw_alarm_state_name(a->state),
+            gw_level_name(a->level), (double)(f->crossing_ms - a->at_ms) / 60000.0,
+            a->detail[0] ? ": " : "", a->detail);
+    return gw_store_put(core->store, GW_LANE_PRIO, GW_KIND_FORECAST, a->seq, core->buf, (size_t)n);
+}
+
 int gw_core_seen_report(gw_core *core, gw_device *dev, const char *key)
 {
     if (!gw_store_seen(core->store, dev->conf.id, key))
@@ -765,6 +782,11 @@ static int env_alarm(void *ctx, gw_alarm *al)
     return gw_core_alarm(ctx, al);
 }
 
+static int env_forecast(void *ctx, gw_alarm *al, const gw_forecast *f)
+{
+    return core_forecast(ctx, al, f);
+}
+
 static int env_write(void *ctx, const char *device, const char *point, double value,
                      const char *rule)
 {
@@ -823,6 +845,7 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
                          .ctx = core,
                          .devices = env_devices,
                          .alarm = env_alarm,
+                         .forecast = env_forecast,
                          .write = env_write,
                          .set_interval = env_interval};
     core->alarms = gw_alarms_start(&env, err, errlen);

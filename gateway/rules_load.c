@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const kind_names[] = {"threshold", "window",       "combined", "stale",
-                                         "flatline",  "out_of_range", "event",    NULL};
+static const char *const kind_names[] = {"threshold", "window", "combined", "stale", "flatline",
+                                         "out_of_range", "event", "forecast", NULL};
 static const char *const dir_names[] = {"above", "below", NULL};
 static const char *const fn_names[] = {"sum", "avg", "min", "max", "rise", NULL};
 static const char *const cond_fn_names[] = {"sum", "avg", "min", "max", "rise", "value", NULL};
@@ -36,6 +36,10 @@ typedef struct rule_cfg {
     int64_t raise_for, clear_for, window, buckets, after, flat_for, auto_clear, fast_interval;
     double epsilon, min, max;
     const gw_ynode *devices, *types, *sites, *groups, *levels, *conditions, *actions, *update;
+    char alarm_rule[GW_KEY_MAX];
+    int64_t horizon, move, min_points;
+    double min_rate, confidence;
+    const gw_ynode *rain;
 } rule_cfg;
 
 #define RO(f) offsetof(rule_cfg, f)
@@ -70,13 +74,20 @@ static const gw_cfgkey rule_keys[] = {
     {"update", GW_CT_NODE, NULL, NOB, RO(update), 0, NULL, 0, "value update rate limit"},
     {"fast_interval", GW_CT_DURATION, "0", 0, 86400, RO(fast_interval), 0, NULL, 0, "fast poll"},
     {"actions", GW_CT_NODE, NULL, NOB, RO(actions), 0, NULL, 0, "local actions"},
+    {"alarm_rule", GW_CT_STR, "", NOB, RO(alarm_rule), GW_KEY_MAX, NULL, 0, "forecast: its alarm"},
+    {"horizon", GW_CT_DURATION, "60m", 1, 86400, RO(horizon), 0, NULL, 0, "forecast reach"},
+    {"move", GW_CT_DURATION, "2m", 0, 86400, RO(move), 0, NULL, 0, "forecast update step"},
+    {"min_points", GW_CT_INT, "6", 3, GW_FC_POINTS, RO(min_points), 0, NULL, 0, "fit size"},
+    {"min_rate", GW_CT_DOUBLE, "0.05", 1e-9, 1e9, RO(min_rate), 0, NULL, 0, "rise per minute"},
+    {"confidence", GW_CT_DOUBLE, "0.99", 0.5, 1, RO(confidence), 0, NULL, 0, "trend test"},
+    {"rain", GW_CT_NODE, NULL, NOB, RO(rain), 0, NULL, 0, "forecast: linked rain gauge"},
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL},
 };
 
 /* Keys each kind accepts besides the common ones. */
 static const char *const common_keys[] = {"id",     "kind",   "devices", "types",         "sites",
                                           "groups", "update", "actions", "fast_interval", NULL};
-static const char *const kind_keys[][12] = {
+static const char *const kind_keys[][16] = {
     [GW_RK_THRESHOLD] = {"metric", "direction", "levels", "raise_for", "clear_for", NULL},
     [GW_RK_WINDOW] = {"metric", "direction", "levels", "raise_for", "clear_for", "fn", "input",
                       "window", "buckets", NULL},
@@ -86,6 +97,29 @@ static const char *const kind_keys[][12] = {
     [GW_RK_FLATLINE] = {"metric", "level", "for", "epsilon", "raise_for", "clear_for", NULL},
     [GW_RK_RANGE] = {"metric", "level", "min", "max", "raise_for", "clear_for", NULL},
     [GW_RK_EVENT] = {"level", "event", "auto_clear", NULL},
+    [GW_RK_FORECAST] = {"metric", "direction", "levels", "raise_for", "clear_for", "alarm_rule",
+                        "window", "horizon", "move", "min_points", "min_rate", "confidence",
+                        "rain", NULL},
+};
+
+typedef struct rain_cfg {
+    char device[GW_ID_MAX];
+    char metric[GW_KEY_MAX];
+    int input;
+    int64_t window, buckets;
+    double above, gain;
+} rain_cfg;
+
+#define RA(f) offsetof(rain_cfg, f)
+static const gw_cfgkey rain_keys[] = {
+    {"device", GW_CT_STR, NULL, NOB, RA(device), GW_ID_MAX, NULL, GW_CF_REQUIRED, "rain gauge"},
+    {"metric", GW_CT_STR, "rain", NOB, RA(metric), GW_KEY_MAX, NULL, 0, "rain metric"},
+    {"input", GW_CT_ENUM, "increment", NOB, RA(input), 0, input_names, 0, "counter or increment"},
+    {"window", GW_CT_DURATION, "10m", 1, 86400, RA(window), 0, NULL, 0, "intensity window"},
+    {"buckets", GW_CT_INT, "10", 1, GW_RULE_MAX_BUCKETS, RA(buckets), 0, NULL, 0, "ring size"},
+    {"above", GW_CT_DOUBLE, NULL, 1e-9, 1e6, RA(above), 0, NULL, GW_CF_REQUIRED, "heavy, mm/h"},
+    {"gain", GW_CT_DOUBLE, NULL, 1e-9, 1e6, RA(gain), 0, NULL, GW_CF_REQUIRED, "rise per mm"},
+    {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL},
 };
 
 typedef struct level_cfg {
@@ -358,6 +392,47 @@ static int load_conditions(gw_rule *r, const rule_cfg *c, const gw_ynode *rn, co
     return GW_OK;
 }
 
+static int load_forecast(gw_rule *r, const rule_cfg *c, const gw_ynode *rn, const char *path,
+                         char *err, size_t errlen)
+{
+    int rc;
+    if (!r->metric[0])
+        ERR(rn, "missing required key '%s.metric'", path);
+    if (!c->levels && !c->alarm_rule[0])
+        ERR(rn, "kind forecast needs '%s.levels' or '%s.alarm_rule'", path, path);
+    if (c->levels && (rc = load_levels(r, c, rn, path, err, errlen)))
+        return rc;
+    if (!gw_ymap_get(rn, "window"))
+        r->window_ms = 15 * 60000;
+    memcpy(r->alarm_rule, c->alarm_rule, sizeof(r->alarm_rule));
+    r->horizon_ms = c->horizon;
+    r->move_ms = c->move;
+    r->min_points = (uint32_t)c->min_points;
+    r->min_rate = c->min_rate;
+    r->min_confidence = c->confidence;
+    if (c->rain) {
+        char sub[160];
+        rain_cfg rc_;
+        snprintf(sub, sizeof(sub), "%s.rain", path);
+        if ((rc = gw_cfg_apply(rain_keys, c->rain, &rc_, sub, err, errlen)))
+            return rc;
+        if (!strcmp(rc_.metric, r->metric))
+            ERR(gw_ymap_get(c->rain, "metric") ? gw_ymap_get(c->rain, "metric") : c->rain,
+                "key '%s.metric' must differ from the forecast's metric", sub);
+        gw_rule_cond *d = &r->conds[0];
+        r->n_conds = 1;
+        memcpy(d->device, rc_.device, sizeof(d->device));
+        memcpy(d->metric, rc_.metric, sizeof(d->metric));
+        d->fn = GW_WF_SUM;
+        d->input = rc_.input;
+        d->window_ms = rc_.window;
+        d->buckets = (uint32_t)rc_.buckets;
+        d->threshold = d->clear = rc_.above;
+        r->rain_gain = rc_.gain;
+    }
+    return GW_OK;
+}
+
 static int load_actions(gw_rule *r, const gw_ynode *an, const char *path, char *err, size_t errlen)
 {
     if (!an)
@@ -528,6 +603,10 @@ static int load_rule(gw_rule *r, const gw_ynode *rn, const char *path, char *err
     case GW_RK_EVENT:
         if (!r->event[0])
             ERR(rn, "missing required key '%s.event'", path);
+        break;
+    case GW_RK_FORECAST:
+        if ((rc = load_forecast(r, &c, rn, path, err, errlen)))
+            return rc;
         break;
     }
     if ((rc = load_actions(r, c.actions, path, err, errlen)))

@@ -24,7 +24,7 @@
 enum { GW_LANE_PRIO = 0, GW_LANE_TELE = 1, GW_LANES = 2 };
 
 /* Row kinds: the uplink picks the topic from this. */
-enum { GW_KIND_READING = 0, GW_KIND_EVENT = 1, GW_KIND_ALARM = 2 };
+enum { GW_KIND_READING = 0, GW_KIND_EVENT = 1, GW_KIND_ALARM = 2, GW_KIND_FORECAST = 3 };
 
 typedef struct gw_store_config {
     char path[256];

@@ -69,6 +69,7 @@ struct gw_uplink {
     int short_run;     /* sessions in a row that ended within the flap window */
     int conflict;      /* a client-id conflict is suspected (see on_lost) */
     char t_readings[256], t_events[256], t_alarms[256], t_status[256], t_cmd[256];
+    char t_forecasts[256];
     size_t cmd_prefix_len;
     char *msg;
     size_t msgcap;
@@ -269,6 +270,9 @@ static int send_rows(gw_uplink *u, int li, size_t k)
     } else if (l->kind[l->pos] == GW_KIND_ALARM) {
         kind = "alarms";
         topic = u->t_alarms;
+    } else if (l->kind[l->pos] == GW_KIND_FORECAST) {
+        kind = "forecasts";
+        topic = u->t_forecasts;
     } else {
         kind = "events";
         topic = u->t_events;
@@ -549,6 +553,7 @@ gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const cha
     snprintf(u->t_readings, sizeof(u->t_readings), "%s%s%s/readings", pre, sep, u->gw);
     snprintf(u->t_events, sizeof(u->t_events), "%s%s%s/events", pre, sep, u->gw);
     snprintf(u->t_alarms, sizeof(u->t_alarms), "%s%s%s/alarms", pre, sep, u->gw);
+    snprintf(u->t_forecasts, sizeof(u->t_forecasts), "%s%s%s/forecasts", pre, sep, u->gw);
     snprintf(u->t_status, sizeof(u->t_status), "%s%s%s/status", pre, sep, u->gw);
     snprintf(u->t_cmd, sizeof(u->t_cmd), "%s%s%s/cmd/#", pre, sep, u->gw);
     u->cmd_prefix_len = strlen(u->t_cmd) - 1; /* match up to and including "cmd/" */

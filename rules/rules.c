@@ -73,7 +73,7 @@ static int64_t imin(int64_t a, int64_t b)
 const char *gw_rule_kind_name(int kind)
 {
     static const char *const names[] = {"threshold", "window", "combined", "stale",
-                                        "flatline",  "range",  "event"};
+                                        "flatline",  "range",  "event",    "forecast"};
     if (kind < 0 || kind >= GW_RK__COUNT)
         return "?";
     return names[kind];
@@ -90,6 +90,14 @@ const char *gw_rule_fn_name(int fn)
 static int graded(int kind)
 {
     return kind == GW_RK_THRESHOLD || kind == GW_RK_WINDOW;
+}
+
+static int any_level(const gw_rule *r)
+{
+    for (int l = 0; l < GW_RULE_LEVELS; l++)
+        if (r->levels[l].enabled)
+            return 1;
+    return 0;
 }
 
 static int health_reason_of(int kind)
@@ -120,6 +128,34 @@ static int thr_ok(int dir, double raise, double clear)
     return dir == GW_DIR_ABOVE ? clear <= raise : clear >= raise;
 }
 
+static int check_forecast(const gw_rule *r, char *err, size_t errlen)
+{
+    const char *id = r->id;
+    if (!r->metric[0] || r->window_ms <= 0 || r->horizon_ms <= 0 || r->move_ms < 0)
+        return fail(err, errlen, id, "forecast needs metric, window > 0 and horizon > 0");
+    if (r->min_points < 3 || r->min_points > GW_FC_POINTS)
+        return fail(err, errlen, id, "forecast min_points must be 3..16");
+    if (!(r->min_rate > 0) || !isfinite(r->min_rate) || !(r->rain_gain >= 0) ||
+        !isfinite(r->rain_gain))
+        return fail(err, errlen, id, "forecast min_rate must be > 0 and rain gain >= 0");
+    if (!(r->min_confidence >= 0.5 && r->min_confidence <= 1))
+        return fail(err, errlen, id, "forecast min_confidence must be 0.5..1");
+    if (!memchr(r->alarm_rule, '\0', sizeof(r->alarm_rule)) || strchr(r->alarm_rule, ':') ||
+        !strcmp(r->alarm_rule, id))
+        return fail(err, errlen, id, "bad alarm_rule");
+    if (r->n_conds > 1)
+        return fail(err, errlen, id, "forecast takes one rain gauge");
+    if (r->n_conds) {
+        const gw_rule_cond *c = &r->conds[0];
+        if (!c->device[0] || !c->metric[0] || !strcmp(c->metric, r->metric) ||
+            c->fn != GW_WF_SUM || c->window_ms <= 0 || c->buckets > GW_RULE_MAX_BUCKETS ||
+            !(c->threshold > 0))
+            return fail(err, errlen, id,
+                        "rain needs device, another metric, a window and intensity > 0");
+    }
+    return GW_OK;
+}
+
 int gw_rule_check(const gw_rule *r, char *err, size_t errlen)
 {
     const char *id = r->id;
@@ -139,7 +175,7 @@ int gw_rule_check(const gw_rule *r, char *err, size_t errlen)
     if (r->raise_for_ms < 0 || r->clear_for_ms < 0 || r->update_interval_ms < 0 ||
         r->fast_interval_ms < 0 || r->update_delta < 0)
         return fail(err, errlen, id, "negative duration");
-    if (graded(r->kind)) {
+    if (graded(r->kind) || (r->kind == GW_RK_FORECAST && any_level(r))) {
         int n = 0;
         double prev = 0;
         int64_t prev_w = -1;
@@ -166,6 +202,9 @@ int gw_rule_check(const gw_rule *r, char *err, size_t errlen)
         }
         if (!n)
             return fail(err, errlen, id, "at least one level required");
+    } else if (r->kind == GW_RK_FORECAST) {
+        if (!r->alarm_rule[0])
+            return fail(err, errlen, id, "forecast needs levels or alarm_rule");
     } else if (r->level < 1 || r->level > GW_RULE_LEVELS) {
         return fail(err, errlen, id, "level must be 1..4");
     }
@@ -213,6 +252,8 @@ int gw_rule_check(const gw_rule *r, char *err, size_t errlen)
         if (!r->event[0] || r->auto_clear_ms < 0)
             return fail(err, errlen, id, "event kind required");
         break;
+    case GW_RK_FORECAST:
+        return check_forecast(r, err, errlen);
     default:
         break;
     }
@@ -285,6 +326,14 @@ uint64_t gw_rule_fingerprint(const gw_rule *r)
     h = h_dbl(h, r->range_min);
     h = h_dbl(h, r->range_max);
     h = h_i64(h, r->auto_clear_ms);
+    if (r->kind == GW_RK_FORECAST) { /* only here: other rules keep their persisted fingerprints */
+        h = h_s(h, r->alarm_rule);
+        h = h_i64(h, r->horizon_ms);
+        h = h_i64(h, r->min_points);
+        h = h_dbl(h, r->min_rate);
+        h = h_dbl(h, r->min_confidence);
+        h = h_dbl(h, r->rain_gain);
+    }
     return h;
 }
 
@@ -429,6 +478,18 @@ static int64_t series_next_boundary(const series *s, int64_t now)
 
 /* ---- engine structures ------------------------------------------------ */
 
+/* FORECAST per-(rule, device) data: a ring of the latest good readings, at
+ * most GW_FC_POINTS spaced about window/GW_FC_POINTS apart (the newest slot
+ * follows the latest reading), and the latest prediction. */
+typedef struct fcast {
+    int64_t t[GW_FC_POINTS];
+    double v[GW_FC_POINTS];
+    uint8_t n, head; /* head: the oldest point */
+    uint8_t why;     /* fc_why: why the trend calls for no forecast */
+    int64_t sent_cross;
+    gw_forecast out; /* out.linked is always NULL here */
+} fcast;
+
 typedef struct rstate {
     uint64_t h;
     uint32_t rule;
@@ -444,6 +505,7 @@ typedef struct rstate {
     double flat_ref;
     int64_t flat_since;
     series ser;
+    fcast *fc; /* FORECAST rules only */
     char device[GW_ID_MAX];
 } rstate;
 
@@ -457,7 +519,9 @@ typedef struct rule_rt {
     gw_rule def;
     uint64_t fp;
     uint64_t stamp;
-    cstate *conds;
+    cstate *conds;  /* COMBINED conditions; FORECAST: the rain gauge */
+    int fc_link;    /* THRESHOLD: the FORECAST rule linked to it, -1 none */
+    int alarm_link; /* FORECAST: its alarm_rule's index, -1 none */
 } rule_rt;
 
 typedef struct smap_ent {
@@ -490,6 +554,7 @@ struct gw_rules_engine {
     gw_rules_cb cb;
     void *ctx;
     const char *detail; /* detail for the transition being emitted */
+    const char *link;   /* forecast withdrawn by this alarm id */
 };
 
 #define TG_BIT_ALL 1u
@@ -639,6 +704,10 @@ static rstate *state_get(gw_rules_engine *e, uint32_t rule, const char *dev, uin
         return NULL;
     const gw_rule *d = &e->rules[rule].def;
     if (d->kind == GW_RK_WINDOW && series_init(&st->ser, d->window_ms, d->buckets)) {
+        free(st);
+        return NULL;
+    }
+    if (d->kind == GW_RK_FORECAST && !(st->fc = calloc(1, sizeof(*st->fc)))) {
         free(st);
         return NULL;
     }
@@ -806,6 +875,10 @@ static int schedule(gw_rules_engine *e, rstate *st, int64_t now)
         if (st->level && d->auto_clear_ms)
             due = imin(due, st->last_seen + d->auto_clear_ms);
         break;
+    case GW_RK_FORECAST:
+        if (st->level)
+            due = imin(due, st->last_seen + d->window_ms);
+        break;
     default:
         break;
     }
@@ -831,6 +904,24 @@ static const char *alarm_metric(const gw_rule *d)
     return d->metric;
 }
 
+/* Why a forecast is withdrawn (or none is called for). */
+enum fc_why { FC_NONE = 0, FC_CROSSED, FC_REVERSED, FC_FLAT, FC_UNSURE, FC_FAR, FC_FEW, FC_NODATA };
+static const char *const fc_why_name[] = {"",
+                                          "crossed",
+                                          "trend reversed",
+                                          "no trend",
+                                          "trend uncertain",
+                                          "beyond horizon",
+                                          "too few readings",
+                                          "no recent readings"};
+
+/* The crossing time of the forecast's current level, else the last one sent. */
+static int64_t fc_crossing(const rstate *st)
+{
+    int64_t c = st->level ? st->fc->out.crossings[st->level - 1] : 0;
+    return c ? c : st->fc->sent_cross;
+}
+
 static void emit(gw_rules_engine *e, const rule_rt *rr, const rstate *st, int state, int prev,
                  double value, double thr, int64_t now)
 {
@@ -849,9 +940,19 @@ static void emit(gw_rules_engine *e, const rule_rt *rr, const rstate *st, int st
     a->raised_ms = st->raised_ms;
     a->at_ms = now;
     a->seq = ++e->seq;
+    gw_forecast fc;
+    if (st->fc) {
+        fc = st->fc->out;
+        fc.crossing_ms = fc_crossing(st);
+        fc.linked = state == GW_ALARM_CLEARED ? e->link : NULL;
+        t.forecast = &fc;
+    }
     if (e->detail)
         gw_strlcpy(a->detail, e->detail, sizeof(a->detail));
-    else if (d->kind == GW_RK_WINDOW) {
+    else if (d->kind == GW_RK_FORECAST) {
+        if (state == GW_ALARM_CLEARED)
+            gw_strlcpy(a->detail, fc_why_name[st->fc->why], sizeof(a->detail));
+    } else if (d->kind == GW_RK_WINDOW) {
         int lv = st->level ? st->level : prev;
         int64_t w = lv && d->levels[lv - 1].window_ms ? d->levels[lv - 1].window_ms : d->window_ms;
         snprintf(a->detail, sizeof(a->detail), "%s over %lld s", gw_rule_fn_name(d->fn),
@@ -884,27 +985,30 @@ static void emit(gw_rules_engine *e, const rule_rt *rr, const rstate *st, int st
 static void report_values(const gw_rule *d, const rstate *st, int lv, int clearing, double *value,
                           double *thr)
 {
-    if (graded(d->kind) && lv >= 1) {
+    if ((graded(d->kind) || d->kind == GW_RK_FORECAST) && lv >= 1) {
         *value = st->x[lv - 1];
-        *thr = clearing ? d->levels[lv - 1].clear : d->levels[lv - 1].raise;
+        *thr = clearing && d->kind != GW_RK_FORECAST ? d->levels[lv - 1].clear
+                                                      : d->levels[lv - 1].raise;
     } else {
         *value = st->x[0];
         *thr = st->thr;
     }
 }
 
+static void fc_crossed(gw_rules_engine *e, const rule_rt *alarm, const rstate *ast, int64_t now);
+
 static void transition(gw_rules_engine *e, rstate *st, int nl, int64_t now)
 {
     const rule_rt *rr = &e->rules[st->rule];
-    int prev = st->level, state;
+    int prev = st->level, state, alarm = rr->def.kind != GW_RK_FORECAST;
     if (prev == 0) {
         state = GW_ALARM_RAISED;
         st->raised_ms = now;
         st->acked = 0;
-        e->active++;
+        e->active += (size_t)alarm;
     } else if (nl == 0) {
         state = GW_ALARM_CLEARED;
-        e->active--;
+        e->active -= (size_t)alarm;
     } else {
         state = GW_ALARM_UPDATED;
         if (nl > prev)
@@ -919,8 +1023,12 @@ static void transition(gw_rules_engine *e, rstate *st, int nl, int64_t now)
     emit(e, rr, st, state, prev, value, thr, now);
     st->sent = value;
     st->last_tx_ms = now;
+    if (st->fc)
+        st->fc->sent_cross = nl ? fc_crossing(st) : 0;
     if (nl == 0)
         st->raised_ms = 0;
+    if (rr->fc_link >= 0 && nl > prev)
+        fc_crossed(e, rr, st, now);
 }
 
 /* Applies debounce to the stored target and makes at most one transition. */
@@ -1050,6 +1158,259 @@ static int64_t sample_time(const gw_reading *r, int64_t window, int64_t now)
     return now;
 }
 
+/* ---- forecasts --------------------------------------------------------- */
+
+/* Adds a good reading taken at t. The newest slot follows the readings until
+ * one comes `spacing` after the point before it; older points stay put, so
+ * the ring spans the window whatever the reporting rate. */
+static void fc_add(fcast *f, int64_t t, double v, int64_t spacing)
+{
+    int last = (f->head + f->n + GW_FC_POINTS - 1) % GW_FC_POINTS;
+    int before = (f->head + f->n + GW_FC_POINTS - 2) % GW_FC_POINTS;
+    if (f->n && t < f->t[last])
+        return; /* out of order: the fit assumes time order */
+    if (f->n && (t == f->t[last] || (f->n >= 2 && t - f->t[before] < spacing))) {
+        f->t[last] = t;
+        f->v[last] = v;
+        return;
+    }
+    if (f->n == GW_FC_POINTS)
+        f->head = (uint8_t)((f->head + 1) % GW_FC_POINTS);
+    else
+        f->n++;
+    last = (f->head + f->n - 1) % GW_FC_POINTS;
+    f->t[last] = t;
+    f->v[last] = v;
+}
+
+/* The k-th smallest of a[0..n) (0-based; reorders a). Quickselect: the fit
+ * sorts at most 120 slopes, so a full sort would cost more than needed. */
+static double kth(double *a, int n, int k)
+{
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        double p = a[(lo + hi) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < p)
+                i++;
+            while (a[j] > p)
+                j--;
+            if (i <= j) {
+                double t = a[i];
+                a[i++] = a[j];
+                a[j--] = t;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return a[k];
+    }
+    return a[k];
+}
+
+static double median(double *a, int n)
+{
+    double hi = kth(a, n, n / 2);
+    if (n % 2)
+        return hi;
+    double lo = a[0]; /* after kth, a[0..n/2) holds the smaller half */
+    for (int i = 1; i < n / 2; i++)
+        if (a[i] > lo)
+            lo = a[i];
+    return (lo + hi) / 2;
+}
+
+/* Theil-Sen fit over the points after `from`: the median of pairwise slopes
+ * (units per minute) and the median intercept at the newest point (*fit).
+ * *conf is the Mann-Kendall trend test's one-sided confidence that the
+ * series moves the median's way (S = rising pairs - falling pairs, normal
+ * approximation, no tie correction). Returns the number of points used. */
+static int fc_fit(const fcast *f, int64_t from, double *rate, double *fit, double *conf,
+                  int64_t *t_last)
+{
+    double tm[GW_FC_POINTS], v[GW_FC_POINTS], sl[GW_FC_POINTS * (GW_FC_POINTS - 1) / 2];
+    int n = 0, m = 0;
+    for (int i = 0; i < f->n; i++) {
+        int k = (f->head + i) % GW_FC_POINTS;
+        if (f->t[k] > from) {
+            tm[n] = (double)f->t[k];
+            v[n++] = f->v[k];
+        }
+    }
+    *rate = NAN;
+    *fit = n ? v[n - 1] : NAN;
+    *conf = 0;
+    if (n < 2)
+        return n;
+    *t_last = (int64_t)tm[n - 1];
+    for (int i = 0; i < n; i++)
+        tm[i] = (tm[i] - tm[n - 1]) / 60000.0; /* minutes before the newest point */
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (tm[j] > tm[i])
+                sl[m++] = (v[j] - v[i]) / (tm[j] - tm[i]);
+    if (!m)
+        return 1;
+    int up = 0, down = 0;
+    for (int i = 0; i < m; i++) {
+        up += sl[i] > 0;
+        down += sl[i] < 0;
+    }
+    double b = median(sl, m);
+    double var = (double)n * (n - 1) * (2 * n + 5) / 18.0;
+    double z = (b > 0 ? up - down : b < 0 ? down - up : 0) / sqrt(var);
+    *conf = 0.5 * erfc(-z / sqrt(2.0));
+    for (int i = 0; i < n; i++)
+        v[i] -= b * tm[i];
+    *rate = b;
+    *fit = median(v, n);
+    return n;
+}
+
+/* Recomputes the prediction of st and applies it (debounced like alarms);
+ * an active forecast whose crossing moved by move_ms or more is UPDATED. */
+static int fc_eval(gw_rules_engine *e, rstate *st, int64_t now)
+{
+    const rule_rt *rr = &e->rules[st->rule];
+    const gw_rule *d = &rr->def;
+    fcast *f = st->fc;
+    double rate, fit, conf, s = d->dir == GW_DIR_ABOVE ? 1 : -1;
+    double rate2, fit2, conf2;
+    int64_t tl = now, tl2;
+    int n = fc_fit(f, now - d->window_ms, &rate, &fit, &conf, &tl);
+    unsigned inputs = 0;
+    int held = st->level != 0;
+    /* Hysteresis: a forecast already out holds on weaker evidence. */
+    double need = held ? fmax(0.5, d->min_confidence - 0.1) : d->min_confidence;
+    double need_rate = held ? 0 : d->min_rate;
+    double eff = NAN; /* the rise per minute used, in the direction of the levels */
+    if (n >= (int)d->min_points && !isnan(rate)) {
+        /* A significant fall over the recent half of the window tells a
+         * reversal early (the whole window's slope lags by half a window). */
+        int n2 = held ? fc_fit(f, now - d->window_ms / 2, &rate2, &fit2, &conf2, &tl2) : 0;
+        int turned = n2 >= 4 && s * rate2 < 0 && conf2 >= need;
+        eff = s * rate;
+        inputs = GW_FC_IN_LEVEL;
+        f->why = turned ? FC_REVERSED
+                 : eff <= need_rate  ? (held ? FC_REVERSED : FC_FLAT)
+                 : eff < d->min_rate && !held ? FC_FLAT
+                 : conf < need                ? FC_UNSURE
+                                              : FC_NONE;
+    } else {
+        f->why = n ? FC_FEW : FC_NODATA;
+    }
+    f->out.rain_mmh = NAN;
+    if (d->n_conds) {
+        const gw_rule_cond *c = &d->conds[0];
+        double mm = series_agg(&rr->conds[0].ser, GW_WF_SUM, c->window_ms, now);
+        f->out.rain_mmh = mm * 3600000.0 / (double)c->window_ms;
+        double wet = d->rain_gain * f->out.rain_mmh / 60.0;
+        /* Heavy rain is evidence of its own: the rise it implies stands in
+         * for a trend the readings do not show yet. */
+        if (n && f->out.rain_mmh >= c->threshold && wet > 0 && !(f->why == FC_NONE && eff >= wet)) {
+            eff = wet;
+            inputs |= GW_FC_IN_RAIN;
+            f->why = wet < d->min_rate ? FC_FLAT : FC_NONE;
+        }
+    }
+    int alarm_level = 0;
+    if (rr->alarm_link >= 0) {
+        const rstate *as =
+            state_find(e, (uint32_t)rr->alarm_link, st->device, dev_hash(st->device));
+        alarm_level = as ? as->level : 0;
+    }
+    int target = 0, crossed = 0;
+    for (int l = 1; l <= GW_RULE_LEVELS; l++) {
+        const gw_rule_level *lv = &d->levels[l - 1];
+        f->out.crossings[l - 1] = 0;
+        if (!lv->enabled)
+            continue;
+        /* Linked to an alarm rule, a level is reached when its alarm says so. */
+        int reached = rr->alarm_link >= 0 ? alarm_level >= l : s * (fit - lv->raise) >= 0;
+        if (reached) {
+            crossed = l;
+            continue;
+        }
+        if (f->why != FC_NONE)
+            continue;
+        double gap = s * (lv->raise - fit), at = (double)tl + fmax(gap, 0) / eff * 60000.0;
+        /* Hysteresis: a level already forecast holds out to 1.5 horizons. */
+        double lim = (double)(l <= st->level ? d->horizon_ms + d->horizon_ms / 2 : d->horizon_ms);
+        if (at - (double)now <= lim) {
+            f->out.crossings[l - 1] = (int64_t)at;
+            target = l;
+        }
+    }
+    if (!target && f->why == FC_NONE)
+        f->why = held && crossed >= st->level ? FC_CROSSED : FC_FAR;
+    f->out.rate = isnan(eff) ? 0 : s * eff;
+    f->out.confidence = conf;
+    f->out.inputs = inputs;
+    f->out.points = (uint32_t)n;
+    f->out.linked = NULL;
+    set_all(st, fit, NAN);
+    uint64_t seq = e->seq;
+    int rc = apply(e, st, target, now, 0);
+    if (!rc && st->level && e->seq == seq && d->move_ms > 0 && f->out.crossings[st->level - 1] &&
+        llabs(f->out.crossings[st->level - 1] - f->sent_cross) >= d->move_ms &&
+        now - st->last_tx_ms >= d->update_interval_ms) {
+        double value, thr;
+        report_values(d, st, st->level, 0, &value, &thr);
+        emit(e, rr, st, GW_ALARM_UPDATED, st->level, value, thr, now);
+        f->sent_cross = f->out.crossings[st->level - 1];
+        st->sent = value;
+        st->last_tx_ms = now;
+    }
+    return rc;
+}
+
+static int fc_reading(gw_rules_engine *e, uint32_t ri, const rctx *c)
+{
+    rule_rt *rr = &e->rules[ri];
+    const gw_rule *d = &rr->def;
+    const gw_reading *r = c->r;
+    if (r->quality != GW_Q_GOOD || !isfinite(r->value))
+        return GW_OK;
+    if (d->n_conds && !strcmp(r->metric, d->conds[0].metric)) {
+        const gw_rule_cond *cd = &d->conds[0];
+        if (!strcmp(c->dev->id, cd->device))
+            series_add(&rr->conds[0].ser, cd->input, r->value,
+                       sample_time(r, cd->window_ms, c->now));
+        return GW_OK;
+    }
+    if (strcmp(r->metric, d->metric))
+        return GW_OK;
+    rstate *st = state_get(e, ri, c->dev->id, c->devh);
+    if (!st)
+        return GW_ENOMEM;
+    fc_add(st->fc, sample_time(r, d->window_ms, c->now), r->value, d->window_ms / GW_FC_POINTS);
+    st->last_seen = c->now;
+    return fc_eval(e, st, c->now);
+}
+
+/* The linked alarm rule raised or escalated to ast->level: a forecast for
+ * that level or below has come true and hands over to the alarm at once. */
+static void fc_crossed(gw_rules_engine *e, const rule_rt *alarm, const rstate *ast, int64_t now)
+{
+    rstate *st = state_find(e, (uint32_t)alarm->fc_link, ast->device, dev_hash(ast->device));
+    if (!st || !st->level || st->level > ast->level)
+        return;
+    char id[sizeof(((gw_alarm *)0)->id)];
+    snprintf(id, sizeof(id), "%s:%s:%lld", alarm->def.id, ast->device, (long long)ast->raised_ms);
+    const char *detail = e->detail;
+    st->fc->why = FC_CROSSED;
+    e->link = id;
+    e->detail = NULL;
+    transition(e, st, 0, now);
+    st->pend = 0;
+    e->link = NULL;
+    e->detail = detail;
+}
+
 static int on_reading(gw_rules_engine *e, uint32_t ri, rctx *c)
 {
     rule_rt *rr = &e->rules[ri];
@@ -1059,6 +1420,8 @@ static int on_reading(gw_rules_engine *e, uint32_t ri, rctx *c)
     int64_t now = c->now;
     rstate *st;
 
+    if (d->kind == GW_RK_FORECAST)
+        return fc_reading(e, ri, c);
     if (d->kind == GW_RK_COMBINED) {
         if (bad)
             return GW_OK;
@@ -1296,6 +1659,12 @@ static int on_due(gw_rules_engine *e, rstate *st, int64_t now)
             return apply(e, st, d->level, now, 0);
         }
         break;
+    case GW_RK_FORECAST:
+        if (st->level && now - st->last_seen >= d->window_ms) {
+            st->fc->why = FC_NODATA;
+            return apply(e, st, 0, now, 0);
+        }
+        break;
     case GW_RK_EVENT:
         if (st->level && d->auto_clear_ms && now - st->last_seen >= d->auto_clear_ms) {
             e->detail = "auto clear";
@@ -1348,7 +1717,7 @@ int gw_rules_ack(gw_rules_engine *e, const char *alarm_id, const char *by, int64
     if (*end)
         return GW_ENOTFOUND;
     int ri = rule_index_of(e, rid);
-    if (ri < 0)
+    if (ri < 0 || e->rules[ri].def.kind == GW_RK_FORECAST)
         return GW_ENOTFOUND;
     rstate *st = state_find(e, (uint32_t)ri, dev, dev_hash(dev));
     if (!st || !st->level || st->raised_ms != raised)
@@ -1493,6 +1862,24 @@ static int build_rule(gw_rules_engine *e, int ri)
         snprintf(metric, sizeof(metric), "\x1e%s", d->event);
         rc = index_rule(e, ri, metric, d);
         break;
+    case GW_RK_FORECAST:
+        rc = index_rule(e, ri, d->metric, d);
+        if (!rc && d->n_conds) { /* the rain gauge, like a combined condition */
+            const gw_rule_cond *c = &d->conds[0];
+            gw_rule one;
+            rr->conds = calloc(1, sizeof(*rr->conds));
+            if (!rr->conds)
+                return GW_ENOMEM;
+            rc = series_init(&rr->conds[0].ser, c->window_ms,
+                             c->buckets ? c->buckets : COND_DEFAULT_BUCKETS);
+            if (rc)
+                return rc;
+            one.n_targets = 1;
+            one.targets[0].kind = GW_TG_DEVICE;
+            gw_strlcpy(one.targets[0].name, c->device, sizeof(one.targets[0].name));
+            rc = index_rule(e, ri, c->metric, &one);
+        }
+        break;
     case GW_RK_STALE:
     case GW_RK_RANGE:
         if (!d->metric[0])
@@ -1508,6 +1895,33 @@ static int build_rule(gw_rules_engine *e, int ri)
     if (d->kind == GW_RK_STALE || health_reason_of(d->kind) != GW_R_NONE || d->fast_interval_ms > 0)
         e->special[e->n_special++] = ri;
     return smap_add(&e->ids, d->id, ri);
+}
+
+/* Resolves each forecast's alarm_rule: a THRESHOLD rule on the same metric,
+ * forecast by at most one rule. A forecast without levels takes its. */
+static int link_forecasts(gw_rules_engine *e, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < e->n_rules; i++) {
+        rule_rt *rr = &e->rules[i];
+        if (rr->def.kind != GW_RK_FORECAST || !rr->def.alarm_rule[0])
+            continue;
+        int ai = rule_index_of(e, rr->def.alarm_rule);
+        rule_rt *ar = ai >= 0 ? &e->rules[ai] : NULL;
+        const char *msg = !ar                                  ? "alarm_rule not found"
+                          : ar->def.kind != GW_RK_THRESHOLD      ? "alarm_rule is not a threshold rule"
+                          : strcmp(ar->def.metric, rr->def.metric) ? "alarm_rule has another metric"
+                          : ar->fc_link >= 0 ? "alarm_rule already has a forecast"
+                                             : NULL;
+        if (msg)
+            return fail(err, errlen, rr->def.id, msg);
+        ar->fc_link = (int)i;
+        rr->alarm_link = ai;
+        if (!any_level(&rr->def)) {
+            memcpy(rr->def.levels, ar->def.levels, sizeof(rr->def.levels));
+            rr->def.dir = ar->def.dir;
+        }
+    }
+    return GW_OK;
 }
 
 gw_rules_engine *gw_rules_new(const gw_rule *defs, size_t n, gw_rules_cb cb, void *ctx, char *err,
@@ -1528,6 +1942,8 @@ gw_rules_engine *gw_rules_new(const gw_rule *defs, size_t n, gw_rules_cb cb, voi
     if (!e->rules || !e->special || table_grow(e))
         goto nomem;
     e->n_rules = n;
+    for (size_t i = 0; i < n; i++)
+        e->rules[i].fc_link = e->rules[i].alarm_link = -1;
     for (size_t i = 0; i < n; i++) {
         e->rules[i].def = defs[i];
         e->rules[i].fp = gw_rule_fingerprint(&defs[i]);
@@ -1539,6 +1955,10 @@ gw_rules_engine *gw_rules_new(const gw_rule *defs, size_t n, gw_rules_cb cb, voi
         }
         if (build_rule(e, (int)i))
             goto nomem;
+    }
+    if (link_forecasts(e, err, errlen)) {
+        gw_rules_free(e);
+        return NULL;
     }
     return e;
 nomem:
@@ -1555,6 +1975,7 @@ void gw_rules_free(gw_rules_engine *e)
     for (size_t i = 0; i < e->tab_cap; i++) {
         if (e->tab[i]) {
             free(e->tab[i]->ser.ring);
+            free(e->tab[i]->fc);
             free(e->tab[i]);
         }
     }
@@ -1653,6 +2074,31 @@ static void put_series(wbuf *w, const series *s)
     }
 }
 
+/* Record 3: a forecast's points and last prediction (after its record 1). */
+static void put_fcast(wbuf *w, const rule_rt *rr, const rstate *st)
+{
+    const fcast *f = st->fc;
+    put_u8(w, 3);
+    put_str(w, rr->def.id);
+    put_u64(w, rr->fp);
+    put_str(w, st->device);
+    put_u8(w, f->n);
+    for (int i = 0; i < f->n; i++) {
+        int k = (f->head + i) % GW_FC_POINTS;
+        put_u64(w, (uint64_t)f->t[k]);
+        put_f64(w, f->v[k]);
+    }
+    put_u8(w, f->why);
+    put_u64(w, (uint64_t)f->sent_cross);
+    for (int l = 0; l < GW_RULE_LEVELS; l++)
+        put_u64(w, (uint64_t)f->out.crossings[l]);
+    put_f64(w, f->out.rate);
+    put_f64(w, f->out.confidence);
+    put_f64(w, f->out.rain_mmh);
+    put_u32(w, f->out.inputs);
+    put_u32(w, f->out.points);
+}
+
 int gw_rules_export(const gw_rules_engine *e, uint8_t **out, size_t *len)
 {
     wbuf w = {0};
@@ -1689,6 +2135,10 @@ int gw_rules_export(const gw_rules_engine *e, uint8_t **out, size_t *len)
         put_u64(&w, (uint64_t)st->flat_since);
         put_series(&w, &st->ser);
         count++;
+        if (st->fc) {
+            put_fcast(&w, rr, st);
+            count++;
+        }
     }
     for (size_t i = 0; i < e->n_rules; i++) {
         const rule_rt *rr = &e->rules[i];
@@ -1862,9 +2312,10 @@ int gw_rules_import(gw_rules_engine *e, const uint8_t *buf, size_t len)
                 return GW_EMALFORMED;
             if (!st)
                 continue;
-            if (st->level)
+            if (st->level && !st->fc)
                 e->active--;
             series keep_ser = st->ser;
+            fcast *fc = st->fc;
             int heap = st->heap;
             int64_t sched = st->sched;
             uint64_t h = st->h;
@@ -1872,12 +2323,13 @@ int gw_rules_import(gw_rules_engine *e, const uint8_t *buf, size_t len)
             memcpy(tmp.device, st->device, sizeof(tmp.device));
             *st = tmp;
             st->ser = keep_ser;
+            st->fc = fc;
             st->heap = heap;
             st->sched = sched;
             st->h = h;
             st->rule = rule;
             st->pend &= 0x1e;
-            if (st->level)
+            if (st->level && !st->fc)
                 e->active++;
             /* Re-examine at the first tick: it recomputes the real due time. */
             if (st->heap < 0) {
@@ -1901,6 +2353,33 @@ int gw_rules_import(gw_rules_engine *e, const uint8_t *buf, size_t len)
                 cs->latched = latched ? 1 : 0;
                 cs->val = val;
             }
+        } else if (type == 3) {
+            get_str(&r, dev, sizeof(dev));
+            fcast f;
+            memset(&f, 0, sizeof(f));
+            f.n = get_u8(&r);
+            if (f.n > GW_FC_POINTS || r.err)
+                return GW_EMALFORMED;
+            for (int i = 0; i < f.n; i++) {
+                f.t[i] = (int64_t)get_u64(&r);
+                f.v[i] = get_f64(&r);
+            }
+            f.why = get_u8(&r);
+            f.sent_cross = (int64_t)get_u64(&r);
+            for (int l = 0; l < GW_RULE_LEVELS; l++)
+                f.out.crossings[l] = (int64_t)get_u64(&r);
+            f.out.rate = get_f64(&r);
+            f.out.confidence = get_f64(&r);
+            f.out.rain_mmh = get_f64(&r);
+            f.out.inputs = get_u32(&r);
+            f.out.points = get_u32(&r);
+            if (r.err || f.why >= ARRAY_LEN(fc_why_name))
+                return GW_EMALFORMED;
+            rstate *st = keep && e->rules[ri].def.kind == GW_RK_FORECAST && dev[0]
+                             ? state_find(e, (uint32_t)ri, dev, dev_hash(dev))
+                             : NULL;
+            if (st)
+                *st->fc = f;
         } else {
             return GW_EMALFORMED;
         }

@@ -30,6 +30,20 @@
  *  - EVENT: a device event kind maps to an alarm at `level`, immediately (no
  *    debounce); the event with active=0 clears it, or auto_clear_ms after the
  *    last active=1.
+ *  - FORECAST: a pre-warning, not an alarm. A robust trend (Theil-Sen slope
+ *    over the good readings of the last window_ms, at most GW_FC_POINTS of
+ *    them) predicts when each level's raise threshold will be crossed; the
+ *    forecast's level is the highest level predicted within horizon_ms. Levels
+ *    come from `alarm_rule` (a THRESHOLD rule on the same metric) when the
+ *    rule has none of its own; with alarm_rule set, the alarm that rule raises
+ *    at the forecast level ends the forecast ("crossed", linked by its id).
+ *    RAISED / UPDATED (level change, or crossing time moved >= move_ms) /
+ *    CLEARED (withdrawn: trend reversed, beyond horizon, crossed, no data);
+ *    raise_for_ms / clear_for_ms debounce as for alarms. Optional rain input
+ *    (conds[0]: a configured gauge's window sum): heavy rain (intensity >=
+ *    conds[0].threshold mm/h) adds rain_gain units per mm to the trend, so a
+ *    forecast can start before the water rises. Transitions carry `forecast`;
+ *    forecasts are not counted as alarms and cannot be acknowledged.
  *
  * Readings of quality BAD never raise or clear THRESHOLD, WINDOW, COMBINED or
  * FLATLINE alarms; every reading counts as a sign of life for STALE and RANGE
@@ -56,6 +70,7 @@
 #define GW_ACTION_ARGS 8
 #define GW_ACTION_ARG_MAX 64
 #define GW_TOPIC_MAX 128
+#define GW_FC_POINTS 16 /* FORECAST: readings kept per (rule, device) for the fit */
 
 typedef enum {
     GW_RK_THRESHOLD = 0,
@@ -65,6 +80,7 @@ typedef enum {
     GW_RK_FLATLINE,
     GW_RK_RANGE,
     GW_RK_EVENT,
+    GW_RK_FORECAST,
     GW_RK__COUNT
 } gw_rule_kind;
 
@@ -160,6 +176,15 @@ typedef struct gw_rule {
     double update_delta;
     int64_t update_interval_ms;
     int64_t fast_interval_ms; /* > 0: ask for faster polling while active */
+    /* FORECAST (window_ms is the fit window; conds[0], when n_conds is 1, the
+     * rain gauge: device, metric, input, window_ms, buckets, threshold mm/h) */
+    char alarm_rule[GW_KEY_MAX]; /* THRESHOLD rule forecast for; may be empty */
+    int64_t horizon_ms;          /* predict crossings up to this far ahead */
+    int64_t move_ms;             /* UPDATED when the crossing moves by >= this; 0 = never */
+    uint32_t min_points;         /* readings in the window needed for a fit (>= 3) */
+    double min_rate;             /* smallest rise per minute that is a trend (> 0) */
+    double min_confidence;       /* share of pairwise slopes agreeing with the trend */
+    double rain_gain;            /* rise per mm of heavy rain (metric units) */
     gw_rule_action actions[GW_RULE_MAX_ACTIONS];
     size_t n_actions;
 } gw_rule;
@@ -172,6 +197,7 @@ typedef struct gw_rules_device {
     const char *const *groups;
     size_t n_groups;
 } gw_rules_device;
+
 
 /* What the callback receives. Everything is valid only during the call. */
 typedef struct gw_rules_transition {
@@ -187,6 +213,7 @@ typedef struct gw_rules_transition {
     int64_t fast_interval_ms;
     const char *poll_devices[GW_RULE_MAX_CONDS + 1];
     size_t n_poll_devices;
+    const gw_forecast *forecast; /* FORECAST rules only, else NULL */
 } gw_rules_transition;
 
 /* The callback must not call gw_rules_* functions that change the engine
@@ -237,7 +264,7 @@ int64_t gw_rules_fast_interval(const gw_rules_engine *e, const char *device);
 /* GW_R_STALE / GW_R_FLATLINE / GW_R_OUT_OF_RANGE when an active health alarm
  * covers (device, metric) (metric NULL = any), else GW_R_NONE. */
 int gw_rules_health(const gw_rules_engine *e, const char *device, const char *metric);
-/* Number of active alarms. */
+/* Number of active alarms (forecasts not included). */
 size_t gw_rules_active_count(const gw_rules_engine *e);
 /* Calls cb for each active alarm, in no particular order: id, rule, device,
  * metric, level, value and threshold as in its last transition, state

@@ -42,6 +42,7 @@ void sim_tl_free(sim_timeline *tl)
     free(tl->ev);
     free(tl->al);
     free(tl->sent);
+    free(tl->fc);
     free(tl->seqbits);
     free(tl);
 }
@@ -347,7 +348,10 @@ static int add_event(sim_timeline *tl, double t, const cJSON *it)
     return 1;
 }
 
-static int add_alarm(sim_timeline *tl, double t, const cJSON *it)
+/* What alarm and forecast items share: device, state, seq and level. Returns
+ * 1 with them set, 0 for a malformed item or a duplicate, or < 0. */
+static int transition_item(sim_timeline *tl, const cJSON *it, int64_t *d, uint64_t *seq,
+                           int *level)
 {
     const char *dev = jstr(it, "device"), *state = jstr(it, "state");
     double lv = 0;
@@ -355,20 +359,32 @@ static int add_alarm(sim_timeline *tl, double t, const cJSON *it)
         tl->malformed++;
         return 0;
     }
-    uint64_t seq;
-    int r = item_seq(tl, it, &seq);
+    int r = item_seq(tl, it, seq);
     if (r <= 0)
         return r;
-    int64_t d = intern(tl, dev);
-    if (d < 0 || grow((void **)&tl->al, &tl->capal, tl->nal + 1, sizeof *tl->al))
+    if ((*d = intern(tl, dev)) < 0)
+        return SIM_ENOMEM;
+    if (!jnum(it, "level", &lv))
+        lv = sim_level_parse(jstr(it, "level_name"));
+    *level = lv >= 0 && lv <= 4 ? (int)lv : 0;
+    return 1;
+}
+
+static int add_alarm(sim_timeline *tl, double t, const cJSON *it)
+{
+    const char *state = jstr(it, "state");
+    int64_t d;
+    uint64_t seq;
+    int level, r = transition_item(tl, it, &d, &seq, &level);
+    if (r <= 0)
+        return r;
+    if (grow((void **)&tl->al, &tl->capal, tl->nal + 1, sizeof *tl->al))
         return SIM_ENOMEM;
     sim_rx_alarm *x = &tl->al[tl->nal++];
     x->t = t;
     x->seq = seq;
     x->dev = (uint32_t)d;
-    if (!jnum(it, "level", &lv))
-        lv = sim_level_parse(jstr(it, "level_name"));
-    x->level = lv >= 0 && lv <= 4 ? (int)lv : 0;
+    x->level = level;
     x->has_value = jnum(it, "value", &x->value);
     cpy(x->alarm, sizeof x->alarm, jstr(it, "alarm"));
     cpy(x->rule, sizeof x->rule, jstr(it, "rule"));
@@ -377,6 +393,50 @@ static int add_alarm(sim_timeline *tl, double t, const cJSON *it)
     tl->alarms++;
     if (!strcmp(state, "raised") || !strcmp(state, "updated"))
         tl->alarms_by_level[x->level]++;
+    return 1;
+}
+
+/* "2026-11-23T15:40:00.123Z" -> ms since the epoch; 0 when malformed. */
+static int64_t iso_ms(const char *s)
+{
+    int y, mo, d, h, mi, sec, ms;
+    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &y, &mo, &d, &h, &mi, &sec, &ms) != 7)
+        return 0;
+    y -= mo <= 2; /* days from civil (proleptic Gregorian) */
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400, doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+    return ((days * 24 + h) * 60 + mi) * 60000 + sec * 1000LL + ms;
+}
+
+static int add_forecast(sim_timeline *tl, double t, const cJSON *it)
+{
+    const char *state = jstr(it, "state");
+    double lead = 0;
+    int64_t d;
+    uint64_t seq;
+    int level, r = transition_item(tl, it, &d, &seq, &level);
+    if (r <= 0)
+        return r;
+    if (grow((void **)&tl->fc, &tl->capfc, tl->nfc + 1, sizeof *tl->fc))
+        return SIM_ENOMEM;
+    sim_rx_forecast *x = &tl->fc[tl->nfc++];
+    x->t = t;
+    x->seq = seq;
+    x->dev = (uint32_t)d;
+    x->level = level;
+    x->lead_s = jnum(it, "lead_min", &lead) ? lead * 60 : 0;
+    int64_t at = iso_ms(jstr(it, "at"));
+    const cJSON *cr = cJSON_GetObjectItemCaseSensitive(it, "crossings");
+    for (int l = 0; l <= 4; l++) {
+        int64_t c = l ? iso_ms(jstr(cr, sim_level_name(l))) : 0;
+        x->lead_l[l] = c && at ? (double)(c - at) / 1000.0 : NAN;
+    }
+    cpy(x->forecast, sizeof x->forecast, jstr(it, "forecast"));
+    cpy(x->rule, sizeof x->rule, jstr(it, "rule"));
+    cpy(x->state, sizeof x->state, state);
+    cpy(x->detail, sizeof x->detail, jstr(it, "detail"));
+    tl->forecasts++;
     return 1;
 }
 
@@ -389,6 +449,8 @@ int sim_tl_message(sim_timeline *tl, double t, const char *kind, const char *pay
         add = add_event;
     else if (!strcmp(kind, "alarms"))
         add = add_alarm;
+    else if (!strcmp(kind, "forecasts"))
+        add = add_forecast;
     else
         return 0;
     cJSON *root = cJSON_ParseWithLength(payload, len);
@@ -890,6 +952,133 @@ static int eval_no_event(const sim_expect *x, const sim_timeline *tl, int final,
                      x->event, w, (unsigned long long)rd, (unsigned long long)heard, tl->end_t);
 }
 
+/* ---- forecasts ---- */
+
+static int forecast_counts(const sim_rx_forecast *f, const sim_expect *x)
+{
+    if (strcmp(f->state, "raised") != 0 && strcmp(f->state, "updated") != 0)
+        return 0;
+    if (x->rule[0] && strcmp(f->rule, x->rule) != 0)
+        return 0;
+    return f->level >= (x->level ? x->level : 1);
+}
+
+/* The predicted crossing of `level` by forecast f in scenario time (the
+ * item's own level when it lists none for it): its leads are wall time at the
+ * gateway, and the scenario runs `speed` times faster. */
+static double predicted(const sim_rx_forecast *f, int level, const sim_timeline *tl)
+{
+    double lead = level >= 1 && level <= 4 && !isnan(f->lead_l[level]) ? f->lead_l[level]
+                                                                       : f->lead_s;
+    return f->t + lead * (tl->speed > 0 ? tl->speed : 1);
+}
+
+/* "a forecast >= L for D arrives at least N before the actual crossing":
+ * the first forecast transition that counts, before the sent curve crosses;
+ * lead = crossing - its arrival. The evidence gives the forecast error of the
+ * first and of the last forecast before the crossing. */
+static int eval_lead_time(const sim_expect *x, const sim_timeline *tl, int final, sim_verdict *v)
+{
+    char w[256];
+    who(x, w, sizeof w);
+    double cval = 0, maxv, maxt;
+    uint32_t cdev = 0;
+    size_t ns = 0;
+    double base = crossing(x, tl, &cval, &maxv, &maxt, &cdev, &ns);
+    if (base < 0) {
+        if (!final)
+            return ev_printf(v, SIM_V_PENDING, "%s has not crossed %g yet", x->after_metric,
+                             x->crosses);
+        return ev_printf(v, SIM_V_FAIL,
+                         ns ? "the sent %s never crossed %g during the run: the scenario does "
+                              "not exercise this forecast"
+                            : "no sent %s values: the sim cannot tell when it crossed %g",
+                         x->after_metric, x->crosses);
+    }
+    v->base = base;
+    const sim_rx_forecast *first = NULL, *last = NULL;
+    for (size_t i = 0; i < tl->nfc; i++) {
+        const sim_rx_forecast *f = &tl->fc[i];
+        if (!about(x, tl, f->dev) || !forecast_counts(f, x) || f->t > base)
+            continue;
+        if (!first || f->t < first->t)
+            first = f;
+        if (!last || f->t >= last->t)
+            last = f;
+    }
+    if (!first) {
+        ev_printf(v, SIM_V_FAIL,
+                  "%s crossed %g at t=%.1fs on %s (sent %g); no forecast >= %s%s%s for %s "
+                  "reached the platform before it;",
+                  x->after_metric, x->crosses, base, tl->names[cdev], cval,
+                  sim_level_name(x->level), x->rule[0] ? " of rule " : "", x->rule, w);
+        int n = 0;
+        for (size_t i = 0; i < tl->nfc; i++) {
+            const sim_rx_forecast *f = &tl->fc[i];
+            if (!about(x, tl, f->dev))
+                continue;
+            if (n < 3)
+                ev_add(v, "%s %s %s %s at t=%.1fs", n ? ";" : " forecasts seen:", f->forecast,
+                       f->state, sim_level_name(f->level), f->t);
+            n++;
+        }
+        if (!n)
+            ev_add(v, " no forecast at all for them");
+        return SIM_V_FAIL;
+    }
+    v->at = first->t;
+    v->latency = first->t - base;
+    v->lead = base - first->t;
+    v->error = predicted(first, x->level, tl) - base;
+    v->has_lead = 1;
+    snprintf(v->alarm, sizeof v->alarm, "%s", first->forecast);
+    int short_ = v->lead < x->at_least;
+    ev_printf(v, short_ ? SIM_V_FAIL : SIM_V_PASS,
+              "%s crossed %g at t=%.1fs on %s (sent %g); forecast %s %s %s reached the platform "
+              "at t=%.1fs: lead %.1fs (%.1f min), predicted %s crossing t=%.1fs (error %+.1fs)",
+              x->after_metric, x->crosses, base, tl->names[cdev], cval, first->forecast,
+              first->state, sim_level_name(first->level), first->t, v->lead, v->lead / 60,
+              sim_level_name(x->level), predicted(first, x->level, tl), v->error);
+    if (last != first)
+        ev_add(v, "; last forecast before it at t=%.1fs predicted t=%.1fs (error %+.1fs)", last->t,
+               predicted(last, x->level, tl), predicted(last, x->level, tl) - base);
+    if (short_)
+        ev_add(v, ": less than the %gs (%.1f min) wanted", x->at_least, x->at_least / 60);
+    return v->status;
+}
+
+static int eval_no_forecast(const sim_expect *x, const sim_timeline *tl, int final,
+                            sim_verdict *v)
+{
+    char w[256];
+    who(x, w, sizeof w);
+    const sim_rx_forecast *hit = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < tl->nfc; i++) {
+        const sim_rx_forecast *f = &tl->fc[i];
+        if (!about(x, tl, f->dev) || !forecast_counts(f, x))
+            continue;
+        if (!hit)
+            hit = f;
+        n++;
+    }
+    if (hit) {
+        v->at = hit->t;
+        snprintf(v->alarm, sizeof v->alarm, "%s", hit->forecast);
+        return ev_printf(v, SIM_V_FAIL,
+                         "forecast %s %s %s reached the platform at t=%.1fs, predicting a "
+                         "crossing at t=%.1fs (%zu such transitions)",
+                         hit->forecast, hit->state, sim_level_name(hit->level), hit->t,
+                         predicted(hit, hit->level, tl), n);
+    }
+    if (!final)
+        return ev_printf(v, SIM_V_PENDING, "no forecast >= %s for %s so far",
+                         sim_level_name(x->level), w);
+    return ev_printf(v, SIM_V_PASS, "no forecast >= %s for %s in %.1fs (%llu forecast "
+                                    "transitions in all)",
+                     sim_level_name(x->level), w, tl->end_t, (unsigned long long)tl->forecasts);
+}
+
 int sim_expect_eval(const sim_expect *x, const sim_timeline *tl, int final, sim_verdict *out)
 {
     memset(out, 0, sizeof *out);
@@ -907,6 +1096,10 @@ int sim_expect_eval(const sim_expect *x, const sim_timeline *tl, int final, sim_
         return eval_event(x, tl, final, out);
     case SIM_X_NO_EVENT:
         return eval_no_event(x, tl, final, out);
+    case SIM_X_LEAD_TIME:
+        return eval_lead_time(x, tl, final, out);
+    case SIM_X_NO_FORECAST:
+        return eval_no_forecast(x, tl, final, out);
     }
     return ev_printf(out, SIM_V_FAIL, "unknown expectation kind %d", (int)x->kind);
 }

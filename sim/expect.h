@@ -14,6 +14,8 @@ typedef enum {
     SIM_X_ONLINE,
     SIM_X_EVENT,
     SIM_X_NO_EVENT,
+    SIM_X_LEAD_TIME,   /* a forecast >= level arrived at_least before `after` crosses */
+    SIM_X_NO_FORECAST, /* no forecast >= level at all */
 } sim_expect_kind;
 
 /* One expectation of the scenario's `expect:` list. Times are scenario
@@ -39,6 +41,7 @@ typedef struct sim_expect {
     char prefix[SIM_NAME_MAX]; /* online: device id prefix ("" = any) */
     char event[48];            /* event, no_event: the condition (fire_alarm, ...) */
     int ended;                 /* event: `active: false`, i.e. wait for the condition's end */
+    double at_least;           /* lead_time: scenario seconds of lead wanted */
 } sim_expect;
 
 /* `metrics:` names the gateway gives the sim's registers (water_depth: holding:0). */
@@ -104,6 +107,21 @@ typedef struct sim_rx_alarm {
     char state[16];
 } sim_rx_alarm;
 
+/* A forecast transition (topic .../forecasts). lead_s is the item's own
+ * crossing - at, lead_l[] each level's, in gateway (wall) seconds. */
+typedef struct sim_rx_forecast {
+    double t;
+    double lead_s;
+    double lead_l[5]; /* per level 1..4 from `crossings` (crossing - at, seconds); NAN = none */
+    uint64_t seq;
+    uint32_t dev;
+    int level;
+    char forecast[96];
+    char rule[32];
+    char state[16];
+    char detail[32];
+} sim_rx_forecast;
+
 typedef struct sim_sent {
     double t;
     double value;
@@ -129,6 +147,10 @@ typedef struct sim_timeline {
     size_t nal, capal;
     sim_sent *sent;
     size_t nsent, capsent;
+    sim_rx_forecast *fc;
+    size_t nfc, capfc;
+    uint64_t forecasts;
+    double speed; /* scenario seconds per gateway second (0 = 1): turns a lead into scenario time */
 
     /* seen sequence numbers: bit (seq - seq_lo) */
     uint64_t *seqbits;
@@ -181,7 +203,9 @@ typedef struct sim_verdict {
     double at;          /* scenario time of the deciding item; < 0 none */
     double base;        /* the crossing / `of` time the latency counts from; < 0 none */
     double latency;     /* scenario seconds; < 0 none */
-    char alarm[96];     /* the alarm id that decided it */
+    char alarm[96];     /* the alarm id (lead_time: the forecast id) that decided it */
+    double lead, error; /* lead_time: scenario seconds of lead, and predicted - actual crossing */
+    int has_lead;
 } sim_verdict;
 
 /* Evaluates x over tl. final = 0 while the run goes on: what cannot be

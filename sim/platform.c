@@ -82,7 +82,15 @@ static void print_pretty(const sim_mqtt_msg *e)
         if (!metric)
             metric = jstr(it, "key", b2, sizeof b2);
         const char *event = jstr(it, "event", b1, sizeof b1);
-        if (alarm_topic || level || (type && !strcmp(type, "alarm"))) {
+        char fb[32], cb[32], xb[64];
+        if (jstr(it, "forecast", fb, sizeof fb)) {
+            const char *lead = jstr(it, "lead_min", fb, sizeof fb);
+            const char *cross = jstr(it, "crossing", cb, sizeof cb);
+            const char *detail = jstr(it, "detail", xb, sizeof xb);
+            printf("%s FORECAST %-9s %s %s level=%s crossing=%s lead=%s min%s%s\n", clock,
+                   state ? state : "-", dev, metric ? metric : "-", level ? level : "-",
+                   cross ? cross : "-", lead ? lead : "-", detail ? " " : "", detail ? detail : "");
+        } else if (alarm_topic || level || (type && !strcmp(type, "alarm"))) {
             char lb[32], vb[32];
             const char *lname = jstr(it, "level_name", lb, sizeof lb);
             const char *value = jstr(it, "value", vb, sizeof vb);

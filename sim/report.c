@@ -115,6 +115,8 @@ int sim_report_print(FILE *f, const sim_run_conf *rc, const sim_verdict *v, cons
                     (unsigned long long)g->outside);
         fputc('\n', f);
     }
+    if (tl->forecasts)
+        fprintf(f, "  forecasts: %llu transitions\n", (unsigned long long)tl->forecasts);
     fprintf(f, "  devices: %u in the scenario, %u asked by the gateway, %llu requests served\n",
             sum->devices, sum->devices_served, (unsigned long long)sum->requests);
     print_cpu(f, "sim", &sum->sim, sum->wall_s);
@@ -192,7 +194,11 @@ int sim_report_json(const char *path, const sim_run_conf *rc, const sim_verdict 
         if (v[i].latency > -1e300 && v[i].base >= 0 && v[i].at >= 0)
             cJSON_AddNumberToObject(o, "latency_s", v[i].latency);
         if (v[i].alarm[0])
-            cJSON_AddStringToObject(o, "alarm", v[i].alarm);
+            cJSON_AddStringToObject(o, v[i].has_lead ? "forecast" : "alarm", v[i].alarm);
+        if (v[i].has_lead) {
+            cJSON_AddNumberToObject(o, "lead_s", v[i].lead);
+            cJSON_AddNumberToObject(o, "error_s", v[i].error);
+        }
         failed += v[i].status != SIM_V_PASS;
     }
     cJSON_AddBoolToObject(root, "passed", failed == 0);

@@ -514,6 +514,10 @@ static void drain(run *r)
                 if (r->rc->gw_binary[0])
                     r->tl->seq_base = gw_first_seq(r);
             }
+        } else if (!strcmp(k, "forecasts")) {
+            r->sum.msgs_other++; /* counted as other; their items go to the timeline */
+            if (r->ctx.t0_ns && sim_tl_message(r->tl, t, k, m->payload, m->len) == SIM_ENOMEM)
+                r->sum.msgs_dropped++;
         } else if (!strcmp(k, "readings") || !strcmp(k, "events") || !strcmp(k, "alarms")) {
             if (k[0] == 'r')
                 r->sum.msgs_readings++;
@@ -1128,6 +1132,8 @@ int sim_run_main(int argc, char **argv)
     r->ctx.bind = "127.0.0.1";
     r->ctx.quiet = 1; /* the kinds' own chatter; progress lines are ours */
     r->tl = sim_tl_new(MAX_READINGS_KEPT);
+    if (r->tl)
+        r->tl->speed = r->ctx.speed;
     snprintf(r->tmpdir, sizeof r->tmpdir, "/tmp/sim-run.XXXXXX");
     if (!r->tl || !mkdtemp(r->tmpdir)) {
         fprintf(stderr, "sim run: cannot create a work folder: %s\n", strerror(errno));

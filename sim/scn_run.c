@@ -205,6 +205,8 @@ static const struct {
     {"online", SIM_X_ONLINE, {"count", "all", "type", "prefix", "device", "site", NULL}},
     {"event", SIM_X_EVENT, {"device", "site", "event", "active", "within", "of", NULL}},
     {"no_event", SIM_X_NO_EVENT, {"device", "site", "event", NULL}},
+    {"lead_time", SIM_X_LEAD_TIME, {"device", "site", "rule", "level", "at_least", "after", NULL}},
+    {"no_forecast", SIM_X_NO_FORECAST, {"device", "site", "rule", "level", "all", NULL}},
 };
 
 static void expect_label(const sim_expect *x, const char *kname)
@@ -229,8 +231,11 @@ static void expect_label(const sim_expect *x, const char *kname)
         ADD(" %s%s", x->event, x->ended ? " ended" : "");
     if (x->rule[0])
         ADD(" rule %s", x->rule);
-    if (x->kind == SIM_X_ALARM || (x->kind == SIM_X_NO_ALARM && x->level > 1))
+    if (x->kind == SIM_X_ALARM || x->kind == SIM_X_LEAD_TIME ||
+        ((x->kind == SIM_X_NO_ALARM || x->kind == SIM_X_NO_FORECAST) && x->level > 1))
         ADD(" >= %s", sim_level_name(x->level));
+    if (x->kind == SIM_X_LEAD_TIME)
+        ADD(" at least %gs ahead", x->at_least);
     if (x->kind == SIM_X_ONLINE) {
         ADD(" %u devices", x->count);
         if (x->type[0])
@@ -259,7 +264,8 @@ static int parse_expect(sim_scn *c, yaml_node_t *item, const sim_scenario *s, ya
         item->data.mapping.pairs.top - item->data.mapping.pairs.start != 1)
         return sim_scn_err(c, item,
                            "expect: each item is one of {alarm: ...}, {no_alarm: ...}, "
-                           "{no_reading_lost: ...}, {online: ...}, {event: ...}, {no_event: ...}");
+                           "{no_reading_lost: ...}, {online: ...}, {event: ...}, {no_event: ...}, "
+                           "{lead_time: ...}, {no_forecast: ...}");
     const char *kname = sim_scn_scalar(sim_scn_node(c, item->data.mapping.pairs.start->key));
     yaml_node_t *m = sim_scn_node(c, item->data.mapping.pairs.start->value);
     size_t ki;
@@ -269,7 +275,7 @@ static int parse_expect(sim_scn *c, yaml_node_t *item, const sim_scenario *s, ya
     if (ki == sizeof expect_kinds / sizeof expect_kinds[0])
         return sim_scn_err(c, item,
                            "expect: unknown kind '%s' (alarm, no_alarm, no_reading_lost, "
-                           "online, event, no_event)",
+                           "online, event, no_event, lead_time, no_forecast)",
                            kname ? kname : "?");
     x->kind = expect_kinds[ki].kind;
     if (only_keys(c, m, kname, expect_kinds[ki].keys))
@@ -323,6 +329,11 @@ static int parse_expect(sim_scn *c, yaml_node_t *item, const sim_scenario *s, ya
         if (x->ndevs == 0)
             return sim_scn_err(c, v, "after: needs the alarm's device or site");
     }
+    if ((v = sim_scn_get(c, m, "at_least")) &&
+        (sim_scn_num(c, v, "at_least", &x->at_least) || x->at_least < 0))
+        return sim_scn_err(c, v, "at_least: a duration >= 0");
+    if (x->kind == SIM_X_LEAD_TIME && (!x->has_after || !sim_scn_get(c, m, "at_least")))
+        return sim_scn_err(c, m, "lead_time: needs at_least: DURATION and after: {metric, crosses}");
     if ((x->kind == SIM_X_EVENT || x->kind == SIM_X_NO_EVENT) && !x->event[0])
         return sim_scn_err(c, m, "%s: needs event: NAME (fire_alarm, ...)", kname);
     if ((x->kind == SIM_X_ALARM || x->kind == SIM_X_EVENT || x->kind == SIM_X_NO_EVENT) &&

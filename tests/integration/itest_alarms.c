@@ -1,6 +1,7 @@
 /* Alarms end to end: the priority lane overtakes a 100,000-row backlog, a full
  * outbox drops telemetry and keeps alarms, an alarm survives a SIGKILL without
- * being raised twice and is acknowledged from the platform, and a siren coil
+ * being raised twice and is acknowledged from the platform, a forecast comes
+ * before its alarm, survives a SIGKILL and hands over to it, and a siren coil
  * is switched on and off by a local action while the uplink is down. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -276,6 +277,99 @@ static void test_alarm_lifecycle(void **state)
     char aid[128];
     count_alarms("depth", "acknowledged", aid, sizeof(aid));
     assert_string_equal(aid, id);
+}
+
+/* ---- a forecast: before the alarm, through a SIGKILL, handed over ---- */
+
+/* Distinct forecast items from /forecasts in `state` ("" = any); the last
+ * one's forecast id and linked alarm id are copied out. */
+static int count_forecasts(const char *state, char *id_out, char *alarm_out, size_t cap)
+{
+    cJSON *items = h_platform_items("/forecasts");
+    int n = 0, nseen = 0;
+    char seen[128][64];
+    cJSON *it;
+    cJSON_ArrayForEach(it, items)
+    {
+        const char *s = cJSON_GetStringValue(cJSON_GetObjectItem(it, "state"));
+        const char *item = cJSON_GetStringValue(cJSON_GetObjectItem(it, "id"));
+        int dup = 0;
+        for (int i = 0; item && i < nseen; i++)
+            dup |= !strcmp(seen[i], item);
+        if (dup || !item || !s)
+            continue;
+        if (nseen < 128)
+            snprintf(seen[nseen++], sizeof(seen[0]), "%s", item);
+        if (*state && strcmp(s, state))
+            continue;
+        n++;
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(it, "forecast"));
+        const char *al = cJSON_GetStringValue(cJSON_GetObjectItem(it, "alarm"));
+        if (id_out)
+            snprintf(id_out, cap, "%s", id ? id : "");
+        if (alarm_out)
+            snprintf(alarm_out, cap, "%s", al ? al : "");
+    }
+    cJSON_Delete(items);
+    return n;
+}
+
+static int have_forecast(void *ctx)
+{
+    return count_forecasts(ctx, NULL, NULL, 0) >= 1;
+}
+
+static void test_forecast_lifecycle(void **state)
+{
+    struct env *e = *state;
+    int sim_port = h_free_port();
+    char sc[2048];
+    /* The water rises 0.75 cm/s from t=1 s: orange (25 cm) at about t=34 s. */
+    snprintf(sc, sizeof(sc),
+             "name: forecast\ndevices:\n  - id: wl-{n:03}\n    count: 1\n"
+             "    protocol: modbus-tcp\n    port: %d\n    unit: 1\n    registers:\n"
+             "      - {kind: holding, addr: 0, type: uint16, scale: 10, curve: {type: ramp, "
+             "from: 0, to: 30, over: 40, start: 1}}\n"
+             "      - {kind: holding, addr: 1, type: uint16, scale: 100, value: 12}\n"
+             "      - {kind: holding, addr: 2, type: int16, scale: 10, value: 20}\n",
+             sim_port);
+    assert_int_equal(h_sim_start(&e->sim, h_write_file("scenario.yaml", sc), NULL), 0);
+    char dev[512];
+    snprintf(dev, sizeof(dev),
+             "  - {id: wl-001, profile: waterlogging-wl100, connect: 'tcp://127.0.0.1:%d', "
+             "interval: 200ms, timeout: 150ms}\n",
+             sim_port);
+    write_config(e, NULL, dev,
+                 "  - id: depth\n    kind: threshold\n    types: [waterlogging]\n"
+                 "    metric: water_depth\n    levels:\n      blue: {raise: 3, clear: 2}\n"
+                 "      orange: {raise: 25, clear: 22}\n"
+                 "  - id: depth_fc\n    kind: forecast\n    types: [waterlogging]\n"
+                 "    metric: water_depth\n    alarm_rule: depth\n    window: 5s\n"
+                 "    horizon: 2m\n    min_points: 5\n    move: 0s\n");
+    assert_int_equal(h_gateway_start(&e->gw, e->config), 0);
+    assert_true(h_platform_wait(have_forecast, "raised", 15000));
+    char id[128], link[128];
+    count_forecasts("raised", id, NULL, sizeof(id));
+    assert_true(strncmp(id, "depth_fc:wl-001:", 16) == 0);
+    /* It came before the orange alarm it forecasts (an update of blue). */
+    assert_int_equal(count_alarms("depth", "updated", NULL, 0), 0);
+
+    /* SIGKILL while it is out, restart: neither forgotten nor raised again. */
+    h_signal(&e->gw, SIGKILL);
+    assert_int_equal(h_wait(&e->gw, 5000), 128 + SIGKILL);
+    assert_int_equal(h_gateway_start(&e->gw, e->config), 0);
+    assert_true(h_log_wait(&e->gw, "restored rule state", 5000));
+
+    /* Orange is raised: the forecast is withdrawn, handing over to it by id. */
+    assert_true(h_platform_wait(have_forecast, "withdrawn", 60000));
+    char wid[128];
+    count_forecasts("withdrawn", wid, link, sizeof(wid));
+    assert_string_equal(wid, id);
+    assert_true(strncmp(link, "depth:wl-001:", 13) == 0);
+    assert_int_equal(count_forecasts("raised", NULL, NULL, 0), 1);
+    char aid[128];
+    assert_true(count_alarms("depth", "", aid, sizeof(aid)) >= 1);
+    assert_string_equal(aid, link);
 }
 
 /* ---- local action with the uplink down: the siren ---- */
@@ -604,6 +698,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_alarm_overtakes_backlog, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_outbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alarm_lifecycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forecast_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_siren_with_uplink_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admin_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_storm_sequence, setup, teardown),

@@ -123,6 +123,29 @@ static void expect_error(const char *yaml, const char *want)
 
 #define HEAD "rules:\n  - id: d\n"
 
+static void test_forecast_example(void **state)
+{
+    (void)state;
+    size_t n;
+    gw_rule *d = load("rules/examples/forecast.yaml", &n);
+    assert_int_equal(n, 2);
+    const gw_rule *r = find(d, n, "depth_renmin_fc");
+    assert_int_equal(r->kind, GW_RK_FORECAST);
+    assert_string_equal(r->alarm_rule, "depth_renmin");
+    assert_false(r->levels[0].enabled); /* taken from the alarm rule by the engine */
+    assert_int_equal(r->window_ms, 15 * 60000);
+    assert_int_equal(r->horizon_ms, 60 * 60000);
+    assert_int_equal(r->move_ms, 3 * 60000);
+    assert_int_equal(r->min_points, 6);
+    assert_true(r->min_rate == 0.05 && r->min_confidence == 0.99);
+    assert_int_equal(r->n_conds, 1);
+    assert_string_equal(r->conds[0].device, "rg-07");
+    assert_int_equal(r->conds[0].input, GW_IN_CUMULATIVE);
+    assert_int_equal(r->conds[0].window_ms, 10 * 60000);
+    assert_true(r->conds[0].threshold == 30 && r->rain_gain == 0.4);
+    free(d);
+}
+
 static void test_errors_name_line_and_key(void **state)
 {
     (void)state;
@@ -181,6 +204,20 @@ static void test_errors_name_line_and_key(void **state)
         "t.yaml:3: key 'rules[1].id': duplicate rule id 'a'");
     expect_error("rules:\n  - {id: 'a:b', kind: stale, after: 1m}\n",
                  "t.yaml:2: key 'rules[0].id' may hold only");
+    expect_error(HEAD "    kind: forecast\n    metric: depth\n",
+                 "t.yaml:2: kind forecast needs 'rules[0].levels' or 'rules[0].alarm_rule'");
+    expect_error(HEAD "    kind: forecast\n    metric: depth\n    alarm_rule: d\n"
+                      "    min_points: 40\n",
+                 "t.yaml:6: key 'rules[0].min_points' must be between 3 and 16");
+    expect_error(HEAD "    kind: forecast\n    metric: depth\n    alarm_rule: d\n"
+                      "    rain: {device: rg, above: 30}\n",
+                 "t.yaml:6: missing required key 'rules[0].rain.gain'");
+    expect_error(HEAD "    kind: forecast\n    metric: depth\n    alarm_rule: d\n"
+                      "    rain:\n      device: rg\n      metric: depth\n      above: 3\n"
+                      "      gain: 1\n",
+                 "t.yaml:8: key 'rules[0].rain.metric' must differ from the forecast's metric");
+    expect_error(HEAD "    kind: forecast\n    metric: depth\n    alarm_rule: d\n    after: 5m\n",
+                 "t.yaml:6: key 'rules[0].after' is not valid for kind forecast");
     expect_error("rulez: []\n", "t.yaml:1: unknown key 'rulez'");
     expect_error("rules: {a: 1}\n", "t.yaml:1: key 'rules' must be a list");
     expect_error("rules:\n  - id: [\n", "t.yaml:");
@@ -213,6 +250,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_examples_load),
+        cmocka_unit_test(test_forecast_example),
         cmocka_unit_test(test_errors_name_line_and_key),
         cmocka_unit_test(test_minimal_defaults),
     };

@@ -110,6 +110,90 @@ static sim_expect orange_after_25(void)
             fail_msg("evidence '%s' lacks '%s'", (v).evidence, (s));                               \
     } while (0)
 
+/* A forecast item: level, state, at (gateway ms) and the crossings of yellow
+ * and orange (gateway ms, 0 = absent). */
+static void forecast_msg(sim_timeline *tl, double t, uint64_t seq, const char *dev,
+                         const char *state, int level, long long at, long long yellow,
+                         long long orange)
+{
+    static const char *names[] = {"none", "blue", "yellow", "orange", "red"};
+    char p[1024], cr[256] = "", ta[32], ty[32], to[32];
+    /* 2026-11-23T15:40:00.000Z + offsets in whole seconds */
+#define ISO(buf, ms) snprintf(buf, sizeof buf, "2026-11-23T15:%02lld:%02lld.000Z", \
+                              40 + (ms) / 60000, ((ms) / 1000) % 60)
+    ISO(ta, at);
+    ISO(ty, yellow);
+    ISO(to, orange);
+#undef ISO
+    if (orange)
+        snprintf(cr, sizeof cr, ",\"crossings\":{%s%s%s\"orange\":\"%s\"}",
+                 yellow ? "\"yellow\":\"" : "", yellow ? ty : "", yellow ? "\"," : "", to);
+    snprintf(p, sizeof p,
+             "{\"v\":1,\"kind\":\"forecasts\",\"items\":[{\"id\":\"gw-%llu\",\"seq\":%llu,"
+             "\"forecast\":\"fc:%s:1000\",\"rule\":\"fc\",\"device\":\"%s\","
+             "\"metric\":\"water_depth\",\"state\":\"%s\",\"level\":%d,\"level_name\":\"%s\","
+             "\"lead_min\":%g,\"at\":\"%s\"%s}]}",
+             (unsigned long long)seq, (unsigned long long)seq, dev, dev, state, level,
+             names[level], orange ? (orange - at) / 60000.0 : 0, ta, cr);
+    add_msg(tl, t, "forecasts", p);
+}
+
+/* ---- forecasts ---- */
+
+static void test_lead_time(void **st)
+{
+    sim_timeline *tl = sim_tl_new(0);
+    tl->speed = 10; /* a gateway second is 10 scenario seconds */
+    sent_ramp(tl, "up-1"); /* crosses 25 at t=100 */
+    /* At t=20 the gateway forecasts orange 7 s (70 scenario s) ahead: t=90. */
+    forecast_msg(tl, 20, 1, "up-1", "raised", 3, 0, 2000, 7000);
+    forecast_msg(tl, 60, 2, "up-1", "updated", 3, 4000, 0, 9000);
+    tl->end_t = 200;
+    sim_expect x = orange_after_25();
+    x.kind = SIM_X_LEAD_TIME;
+    x.within = -1;
+    x.at_least = 60;
+    snprintf(x.rule, sizeof x.rule, "fc");
+    sim_verdict v;
+    assert_int_equal(sim_expect_eval(&x, tl, 1, &v), SIM_V_PASS);
+    assert_true(v.has_lead && fabs(v.lead - 80) < 1e-9);
+    assert_true(fabs(v.error - -10) < 1e-9);
+    assert_string_equal(v.alarm, "fc:up-1:1000");
+    EVIDENCE_HAS(v, "lead 80.0s");
+    EVIDENCE_HAS(v, "predicted orange crossing t=90.0s (error -10.0s)");
+    EVIDENCE_HAS(v, "last forecast before it at t=60.0s predicted t=110.0s (error +10.0s)");
+    /* An impossible lead fails with the evidence. */
+    x.at_least = 90;
+    assert_int_equal(sim_expect_eval(&x, tl, 1, &v), SIM_V_FAIL);
+    EVIDENCE_HAS(v, "lead 80.0s (1.3 min)");
+    EVIDENCE_HAS(v, "less than the 90s (1.5 min) wanted");
+    /* A yellow forecast does not count for orange; none at all fails. */
+    sim_timeline *t2 = sim_tl_new(0);
+    sent_ramp(t2, "up-1");
+    forecast_msg(t2, 20, 1, "up-1", "raised", 2, 0, 2000, 0);
+    t2->end_t = 200;
+    assert_int_equal(sim_expect_eval(&x, t2, 0, &v), SIM_V_FAIL);
+    EVIDENCE_HAS(v, "no forecast >= orange of rule fc for up-1 reached the platform before it");
+    EVIDENCE_HAS(v, "forecasts seen: fc:up-1:1000 raised yellow at t=20.0s");
+    sim_tl_free(t2);
+    sim_tl_free(tl);
+}
+
+static void test_no_forecast(void **st)
+{
+    sim_timeline *tl = sim_tl_new(0);
+    sim_expect x = one_dev(SIM_X_NO_FORECAST, "up-4");
+    sim_verdict v;
+    forecast_msg(tl, 20, 1, "up-1", "raised", 3, 0, 0, 7000);
+    assert_int_equal(sim_expect_eval(&x, tl, 0, &v), SIM_V_PENDING);
+    tl->end_t = 100;
+    assert_int_equal(sim_expect_eval(&x, tl, 1, &v), SIM_V_PASS);
+    forecast_msg(tl, 50, 2, "up-4", "raised", 3, 0, 0, 7000);
+    assert_int_equal(sim_expect_eval(&x, tl, 1, &v), SIM_V_FAIL);
+    EVIDENCE_HAS(v, "forecast fc:up-4:1000 raised orange reached the platform at t=50.0s");
+    sim_tl_free(tl);
+}
+
 /* ---- alarm ---- */
 
 static void test_alarm_pass_with_latency(void **st)
@@ -736,6 +820,8 @@ int main(void)
         cmocka_unit_test(test_event_stamped_just_before_of),
         cmocka_unit_test(test_event_ended),
         cmocka_unit_test(test_no_event),
+        cmocka_unit_test(test_lead_time),
+        cmocka_unit_test(test_no_forecast),
         cmocka_unit_test(test_timeline_parsing),
         cmocka_unit_test(test_scenario_run_block),
         cmocka_unit_test(test_scenario_run_errors),
