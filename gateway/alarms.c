@@ -37,6 +37,7 @@ struct gw_alarms {
     int running;   /* local commands in flight */
     int stopping;
     uint64_t actions_run, actions_failed;
+    uint64_t evaluations; /* readings and events handed to the rules */
 };
 
 int gw_alarms_load_defs(const gw_config *cfg, void **defs_out, size_t *n_out, char *err,
@@ -386,6 +387,7 @@ void gw_alarms_reading(gw_alarms *a, gw_device *dev, gw_reading *r)
     const char *groups[GW_MAX_GROUPS];
     fill_dev(dev, &rd, groups);
     gw_rules_reading(a->eng, &rd, r, gw_now_ms());
+    a->evaluations++;
     a->dirty = 1;
     rearm(a);
 }
@@ -398,6 +400,7 @@ void gw_alarms_event(gw_alarms *a, gw_device *dev, const gw_event *e)
     const char *groups[GW_MAX_GROUPS];
     fill_dev(dev, &rd, groups);
     gw_rules_event(a->eng, &rd, e, gw_now_ms());
+    a->evaluations++;
     a->dirty = 1;
     rearm(a);
 }
@@ -438,6 +441,11 @@ size_t gw_alarms_each(const gw_alarms *a, void (*cb)(void *ctx, const gw_alarm *
 size_t gw_alarms_active(const gw_alarms *a)
 {
     return a ? gw_rules_active_count(a->eng) : 0;
+}
+
+uint64_t gw_alarms_evaluations(const gw_alarms *a)
+{
+    return a ? a->evaluations : 0;
 }
 
 static void on_closed(uv_handle_t *h)

@@ -62,6 +62,8 @@ int gw_alarms_ack(gw_alarms *a, const char *alarm_id, const char *by);
  * running rules stay. */
 int gw_alarms_reload(gw_alarms *a, const struct gw_config *cfg, char *err, size_t errlen);
 size_t gw_alarms_active(const gw_alarms *a);
+/* Readings and events evaluated against the rules since start. */
+uint64_t gw_alarms_evaluations(const gw_alarms *a);
 /* Every active alarm (gw_rules_active_each): for status pages and the admin. */
 size_t gw_alarms_each(const gw_alarms *a, void (*cb)(void *ctx, const gw_alarm *al), void *ctx);
 /* Persists the state one last time and closes handles (freed on close). */

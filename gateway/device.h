@@ -25,6 +25,7 @@ typedef struct gw_device {
     int live_fails;
     /* Counters, read by the stats line and the admin interface. */
     uint64_t polls, polls_failed, polls_skipped, readings;
+    gw_proto_counters pc; /* kept by the protocol, exported per protocol in /metrics */
     struct gw_last_values *last; /* last value per metric (gateway/status.c) */
 } gw_device;
 

@@ -22,6 +22,9 @@
 #define BODY_MAX 1024            /* the acknowledge needs none */
 #define TOKEN_MAX 128
 #define LIMIT_MAX 1000 /* devices per page */
+/* /metrics is rendered at most this often (ms): any number of scrapers costs
+ * at most two renders a second, and a 1 s scraper always gets a fresh one. */
+#define METRICS_TTL_MS 500
 
 #define H(m) offsetof(gw_http_config, m)
 const gw_cfgkey gw_http_keys[] = {
@@ -57,6 +60,9 @@ struct gw_http {
     char token[TOKEN_MAX];
     uint64_t requests[6]; /* by status class: [1] 1xx .. [5] 5xx */
     uint64_t auth_refused, bodies_refused;
+    struct MHD_Response *metrics; /* the last /metrics render, shared by the scrapers */
+    uint64_t metrics_at;          /* loop time of that render */
+    size_t metrics_len;
 };
 
 /* Parses listen into a socket address; 1 when it is a loopback address. */
@@ -171,6 +177,8 @@ static int token_ok(gw_http *h, struct MHD_Connection *c)
     return diff == 0;
 }
 
+static void add_headers(struct MHD_Response *r, unsigned code, const char *type);
+
 static enum MHD_Result respond(gw_http *h, struct MHD_Connection *c, unsigned code, const char *type,
                             char *body, size_t len, int owned)
 {
@@ -181,6 +189,15 @@ static enum MHD_Result respond(gw_http *h, struct MHD_Connection *c, unsigned co
             free(body);
         return MHD_NO;
     }
+    add_headers(r, code, type);
+    enum MHD_Result rc = MHD_queue_response(c, code, r);
+    MHD_destroy_response(r);
+    h->requests[code / 100 < 6 ? code / 100 : 5]++;
+    return rc;
+}
+
+static void add_headers(struct MHD_Response *r, unsigned code, const char *type)
+{
     MHD_add_response_header(r, "Content-Type", type);
     MHD_add_response_header(r, "Cache-Control", "no-store");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
@@ -190,10 +207,6 @@ static enum MHD_Result respond(gw_http *h, struct MHD_Connection *c, unsigned co
                                 "'unsafe-inline'; connect-src 'self'; img-src data:");
     if (code == MHD_HTTP_UNAUTHORIZED)
         MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
-    enum MHD_Result rc = MHD_queue_response(c, code, r);
-    MHD_destroy_response(r);
-    h->requests[code / 100 < 6 ? code / 100 : 5]++;
-    return rc;
 }
 
 static enum MHD_Result send_buf(gw_http *h, struct MHD_Connection *c, unsigned code,
@@ -238,6 +251,34 @@ static size_t arg_size(struct MHD_Connection *c, const char *name, size_t def, s
     return n > max ? max : (size_t)n;
 }
 
+/* The response object is kept and queued for every scraper within
+ * METRICS_TTL_MS; libmicrohttpd frees the body after the last one is sent. */
+static enum MHD_Result metrics(gw_http *h, struct MHD_Connection *c)
+{
+    uint64_t now = uv_now(h->core->loop);
+    if (!h->metrics || now - h->metrics_at >= METRICS_TTL_MS) {
+        gw_sbuf b = {0};
+        gw_sbuf_reserve(&b, h->metrics_len + h->metrics_len / 8);
+        gw_status_metrics(h->core, &b);
+        if (b.oom)
+            return send_buf(h, c, MHD_HTTP_OK, "text/plain", &b); /* 503 */
+        struct MHD_Response *r =
+            MHD_create_response_from_buffer(b.len, b.p, MHD_RESPMEM_MUST_FREE);
+        if (!r) {
+            gw_sbuf_free(&b);
+            return MHD_NO;
+        }
+        add_headers(r, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8");
+        if (h->metrics)
+            MHD_destroy_response(h->metrics);
+        h->metrics = r;
+        h->metrics_at = now;
+        h->metrics_len = b.len;
+    }
+    h->requests[2]++;
+    return MHD_queue_response(c, MHD_HTTP_OK, h->metrics);
+}
+
 static enum MHD_Result get(gw_http *h, struct MHD_Connection *c, const char *url)
 {
     gw_core *core = h->core;
@@ -249,10 +290,8 @@ static enum MHD_Result get(gw_http *h, struct MHD_Connection *c, const char *url
             return error(h, c, MHD_HTTP_NOT_FOUND, "no status page in this build");
         return respond(h, c, MHD_HTTP_OK, "text/html; charset=utf-8", (char *)p, strlen(p), 0);
     }
-    if (!strcmp(url, "/metrics")) {
-        gw_status_metrics(core, &b);
-        return send_buf(h, c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", &b);
-    }
+    if (!strcmp(url, "/metrics"))
+        return metrics(h, c);
     if (!strcmp(url, "/healthz") || !strcmp(url, "/readyz")) {
         int ok = gw_status_health_json(core, url[1] == 'r', &b);
         return send_buf(h, c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, json, &b);
@@ -444,6 +483,9 @@ void gw_http_stop(gw_http *h)
     uv_timer_stop(&h->timer);
     MHD_stop_daemon(h->d);
     h->d = NULL;
+    if (h->metrics)
+        MHD_destroy_response(h->metrics);
+    h->metrics = NULL;
     uv_close((uv_handle_t *)&h->poll, closed);
     uv_close((uv_handle_t *)&h->timer, closed);
 }

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define PROBE_MS 250       /* loop-lateness probe period */
@@ -71,23 +72,28 @@ struct gw_last_values {
 
 void gw_sbuf_put(gw_sbuf *b, const char *s, size_t n)
 {
+    gw_sbuf_reserve(b, n);
     if (b->oom)
         return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
     memcpy(b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = '\0';
+}
+
+void gw_sbuf_reserve(gw_sbuf *b, size_t more)
+{
+    if (b->oom || b->len + more + 1 <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + more + 1)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->oom = 1;
+        return;
+    }
+    b->p = p;
+    b->cap = cap;
 }
 
 void gw_sbuf_printf(gw_sbuf *b, const char *fmt, ...)
@@ -648,10 +654,82 @@ static void label(gw_sbuf *b, const char *v)
     gw_sbuf_put(b, run, (size_t)(v - run));
 }
 
+/* Hand-rolled number formatting for the per-device lines: at 20,000 devices
+ * printf was most of the render's cost. */
+static char *fmt_u64(char *end, uint64_t v)
+{
+    do
+        *--end = (char)('0' + v % 10);
+    while ((v /= 10));
+    return end;
+}
+
+/* " <value>\n" for an integer. */
+static void put_int(gw_sbuf *b, int64_t v)
+{
+    char tmp[24], *end = tmp + sizeof(tmp);
+    *--end = '\n';
+    char *p = fmt_u64(end, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+    if (v < 0)
+        *--p = '-';
+    *--p = ' ';
+    gw_sbuf_put(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+/* " <value>\n" for a non-negative duration in ms, as seconds with one decimal. */
+static void put_secs1(gw_sbuf *b, int64_t ms)
+{
+    char tmp[32], *end = tmp + sizeof(tmp);
+    uint64_t tenths = ms > 0 ? ((uint64_t)ms + 50) / 100 : 0;
+    *--end = '\n';
+    *--end = (char)('0' + tenths % 10);
+    *--end = '.';
+    char *p = fmt_u64(end, tenths / 10);
+    *--p = ' ';
+    gw_sbuf_put(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+/* Open descriptors. Since Linux 6.2 the size of /proc/self/fd is the count
+ * (one stat, no matter how many are open); older kernels report 0 there and
+ * the directory is read instead, at most every FD_RECOUNT_MS (it lists every
+ * descriptor: at 10,000 connections that was half of a render). */
+#define FD_RECOUNT_MS 10000
+static long open_fds(void)
+{
+    static long cached = -1;
+    static int64_t counted_ms;
+    struct stat sb;
+    if (stat("/proc/self/fd", &sb) == 0 && sb.st_size > 0)
+        return (long)sb.st_size;
+    int64_t now = gw_mono_ms();
+    if (cached >= 0 && now - counted_ms < FD_RECOUNT_MS)
+        return cached;
+    DIR *dir = opendir("/proc/self/fd");
+    if (!dir)
+        return cached;
+    long fds = 0;
+    for (struct dirent *e; (e = readdir(dir));)
+        fds += e->d_name[0] != '.';
+    closedir(dir);
+    cached = fds - 1; /* the directory's own descriptor */
+    counted_ms = now;
+    return cached;
+}
+
 struct proto_sum {
     const char *name;
     uint64_t devices, polls, failed, skipped, readings;
+    gw_proto_counters pc;
 };
+
+static void pc_add(gw_proto_counters *sum, const gw_proto_counters *c)
+{
+    sum->frames += c->frames;
+    sum->timeouts += c->timeouts;
+    sum->crc_errors += c->crc_errors;
+    sum->unknown_devices += c->unknown_devices;
+    sum->malformed += c->malformed;
+}
 
 static void process_metrics(gw_status *st, gw_sbuf *b)
 {
@@ -666,14 +744,7 @@ static void process_metrics(gw_status *st, gw_sbuf *b)
             rss = 0;
         fclose(f);
     }
-    long fds = 0;
-    DIR *dir = opendir("/proc/self/fd");
-    if (dir) {
-        for (struct dirent *e; (e = readdir(dir));)
-            fds += e->d_name[0] != '.';
-        closedir(dir);
-        fds--; /* the directory's own descriptor */
-    }
+    long fds = open_fds();
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
     help(b, "process_cpu_seconds_total", "counter", "User and system CPU time spent.");
@@ -789,13 +860,14 @@ void gw_status_metrics(gw_core *core, gw_sbuf *b)
         while (k < nps && strcmp(ps[k].name, d->conf.protocol) != 0)
             k++;
         if (k == nps && nps < sizeof(ps) / sizeof(ps[0]))
-            ps[nps++] = (struct proto_sum){d->conf.protocol, 0, 0, 0, 0, 0};
+            ps[nps++] = (struct proto_sum){.name = d->conf.protocol};
         if (k < nps) {
             ps[k].devices++;
             ps[k].polls += d->polls;
             ps[k].failed += d->polls_failed;
             ps[k].skipped += d->polls_skipped;
             ps[k].readings += d->readings;
+            pc_add(&ps[k].pc, &d->pc);
         }
         online += d->online == 1;
         offline += d->online == 0;
@@ -817,6 +889,45 @@ void gw_status_metrics(gw_core *core, gw_sbuf *b)
                          : m == 3 ? ps[k].skipped
                                   : ps[k].readings;
             gw_sbuf_printf(b, "%s{protocol=\"%s\"} %llu\n", pname[m], ps[k].name,
+                           (unsigned long long)v);
+        }
+    }
+    /* Listeners count what they could not give to a device (bad CRC,
+     * unknown station): a protocol with listeners and no device shows too. */
+    for (size_t i = 0; i < core->nlisteners; i++) {
+        const gw_protocol *p = core->listeners[i].conf.proto;
+        if (!p->listener_stats || !core->listeners[i].state)
+            continue;
+        size_t k = 0;
+        while (k < nps && strcmp(ps[k].name, p->name) != 0)
+            k++;
+        if (k == nps && nps < sizeof(ps) / sizeof(ps[0]))
+            ps[nps++] = (struct proto_sum){.name = p->name};
+        if (k < nps)
+            p->listener_stats(core->listeners[i].state, &ps[k].pc);
+    }
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } pcm[] = {
+        {"gw_protocol_frames_total", "Frames or messages received from devices.",
+         offsetof(gw_proto_counters, frames)},
+        {"gw_protocol_timeouts_total", "Requests to devices unanswered in time (every try).",
+         offsetof(gw_proto_counters, timeouts)},
+        {"gw_protocol_crc_errors_total", "Frames dropped for a bad checksum.",
+         offsetof(gw_proto_counters, crc_errors)},
+        {"gw_protocol_unknown_devices_total",
+         "Frames from an address no device is configured for.",
+         offsetof(gw_proto_counters, unknown_devices)},
+        {"gw_protocol_malformed_total", "Frames or answers that did not decode.",
+         offsetof(gw_proto_counters, malformed)},
+    };
+    for (size_t m = 0; m < sizeof(pcm) / sizeof(pcm[0]); m++) {
+        help(b, pcm[m].name, "counter", pcm[m].help);
+        for (size_t k = 0; k < nps; k++) {
+            uint64_t v;
+            memcpy(&v, (const char *)&ps[k].pc + pcm[m].off, sizeof(v));
+            gw_sbuf_printf(b, "%s{protocol=\"%s\"} %llu\n", pcm[m].name, ps[k].name,
                            (unsigned long long)v);
         }
     }
@@ -844,23 +955,26 @@ void gw_status_metrics(gw_core *core, gw_sbuf *b)
     /* Per device, bounded: the first metrics_devices devices of the config. */
     size_t cap = (size_t)core->cfg.http.metrics_devices;
     size_t ndev = core->ndevices < cap ? core->ndevices : cap;
+    gw_sbuf_reserve(b, ndev * 112); /* both lines of a device with a 24-byte id */
     help(b, "gw_device_online", "gauge", "1 online, 0 offline, -1 not yet known.");
     for (size_t i = 0; i < ndev; i++) {
         const gw_device *d = core->devices[i];
         GW_SBUF_LIT(b, "gw_device_online{device=\"");
         label(b, d->conf.id);
-        gw_sbuf_printf(b, "\"} %d\n", d->online);
+        GW_SBUF_LIT(b, "\"}");
+        put_int(b, d->online);
     }
     help(b, "gw_device_last_seen_age_seconds", "gauge",
          "Seconds since the device was last heard (absent: never).");
+    int64_t loop_now = (int64_t)uv_now(core->loop);
     for (size_t i = 0; i < ndev; i++) {
         const gw_device *d = core->devices[i];
-        double age = seen_age_s(core, d);
-        if (age < 0)
+        if (!d->live_seen_ms)
             continue;
         GW_SBUF_LIT(b, "gw_device_last_seen_age_seconds{device=\"");
         label(b, d->conf.id);
-        gw_sbuf_printf(b, "\"} %.1f\n", age);
+        GW_SBUF_LIT(b, "\"}");
+        put_secs1(b, loop_now - d->live_seen_ms);
     }
     help(b, "gw_device_series_omitted", "gauge",
          "Devices left out of the per-device series (http.metrics_devices).");
@@ -868,6 +982,10 @@ void gw_status_metrics(gw_core *core, gw_sbuf *b)
 
     struct alarm_walk w = {NULL, 0, {0}};
     gw_alarms_each(core->alarms, alarm_each, &w);
+    help(b, "gw_rule_evaluations_total", "counter",
+         "Readings and events evaluated against the local rules.");
+    gw_sbuf_printf(b, "gw_rule_evaluations_total %llu\n",
+                   (unsigned long long)gw_alarms_evaluations(core->alarms));
     help(b, "gw_alarms_active", "gauge", "Active alarms by level.");
     for (int l = 1; l <= 4; l++)
         gw_sbuf_printf(b, "gw_alarms_active{level=\"%s\"} %zu\n", gw_level_name(l), w.by_level[l]);

@@ -26,6 +26,7 @@ typedef struct gw_sbuf {
     int oom;
 } gw_sbuf;
 void gw_sbuf_put(gw_sbuf *b, const char *s, size_t n);
+void gw_sbuf_reserve(gw_sbuf *b, size_t more); /* room for more bytes without a realloc */
 void gw_sbuf_printf(gw_sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void gw_sbuf_jstr(gw_sbuf *b, const char *s); /* a quoted, escaped JSON string */
 void gw_sbuf_free(gw_sbuf *b);

@@ -1242,6 +1242,14 @@ static void coap_detach(gw_device *dev)
     cdev_free(c);
 }
 
+static void coap_listener_stats(const void *state, gw_proto_counters *sum)
+{
+    const struct csrv *s = state;
+    sum->frames += s->requests;
+    sum->unknown_devices += s->unknown;
+    sum->malformed += s->malformed;
+}
+
 const gw_protocol gw_proto_coap = {
     .name = "coap",
     .version = "1.0",
@@ -1255,4 +1263,5 @@ const gw_protocol gw_proto_coap = {
     .listener_conf_size = sizeof(struct lconf),
     .listen = coap_listen,
     .unlisten = coap_unlisten,
+    .listener_stats = coap_listener_stats,
 };

@@ -498,6 +498,15 @@ static void hj_unlisten(void *state)
     uv_close((uv_handle_t *)&s->stats_timer, on_stats_closed);
 }
 
+static void hj_listener_stats(const void *state, gw_proto_counters *sum)
+{
+    const hj_stats *t = &((const hj_srv *)state)->st;
+    sum->frames += t->packets;
+    sum->crc_errors += t->bad_crc;
+    sum->unknown_devices += t->unknown_mn;
+    sum->malformed += t->malformed;
+}
+
 const gw_protocol gw_proto_hj212 = {
     .name = "hj212",
     .version = "1.0",
@@ -511,4 +520,5 @@ const gw_protocol gw_proto_hj212 = {
     .listener_conf_size = sizeof(hj_lconf),
     .listen = hj_listen,
     .unlisten = hj_unlisten,
+    .listener_stats = hj_listener_stats,
 };

@@ -485,6 +485,10 @@ int gw_mb_poll_result(gw_mb_poll *p, int status, const uint8_t *data, size_t len
         stats.exceptions++;
     if (status == GW_EMALFORMED || status == GW_ECRC)
         stats.malformed++;
+    gw_proto_counters *pc = &p->dev->pc;
+    pc->frames += status >= 0 || status == GW_EMALFORMED || status == GW_ECRC;
+    pc->crc_errors += status == GW_ECRC;
+    pc->malformed += status == GW_EMALFORMED;
     p->cur++;
     p->attempt = 0;
     return p->cur >= p->nreq;
@@ -507,6 +511,7 @@ int gw_mb_poll_answer(gw_mb_poll *p, const uint8_t *pdu, size_t len)
 int gw_mb_poll_timeout(gw_mb_poll *p)
 {
     stats.timeouts++;
+    p->dev->pc.timeouts++;
     if (p->attempt < p->dev->conf.retries) {
         p->attempt++;
         return 1;

@@ -458,6 +458,11 @@ static int dtu_write(gw_device *dev, const char *point, double value)
     return d ? gw_mbs__write(&d->s, point, value) : GW_EINVAL;
 }
 
+static void dtu_listener_stats(const void *state, gw_proto_counters *sum)
+{
+    sum->unknown_devices += ((const struct dtu_listener *)state)->refused_unknown;
+}
+
 const gw_protocol gw_proto_modbus_dtu = {
     .name = "modbus-dtu",
     .version = "1.0",
@@ -473,4 +478,5 @@ const gw_protocol gw_proto_modbus_dtu = {
     .listener_conf_size = sizeof(struct dtu_lconf),
     .listen = dtu_listen,
     .unlisten = dtu_unlisten,
+    .listener_stats = dtu_listener_stats,
 };

@@ -267,6 +267,8 @@ static void parse_tcp(gw_mbl *l)
             GW_LOG_RL(GW_LOG_WARN, 10000, l->module, "[%s] garbage from the device; reconnecting",
                       l->owner ? l->owner->dev->conf.id : "?");
             gw_mb_stats_get()->malformed++;
+            if (l->owner)
+                l->owner->dev->pc.malformed++;
             link_broken(l, GW_EMALFORMED);
             return;
         }

@@ -425,6 +425,14 @@ static void md_detach(gw_device *dev)
     free(m);
 }
 
+static void md_listener_stats(const void *state, gw_proto_counters *sum)
+{
+    const struct msrv *s = state;
+    sum->frames += s->messages;
+    sum->unknown_devices += s->unknown;
+    sum->malformed += s->malformed;
+}
+
 const gw_protocol gw_proto_mqtt_devices = {
     .name = "mqtt-devices",
     .version = "1.0",
@@ -438,4 +446,5 @@ const gw_protocol gw_proto_mqtt_devices = {
     .listener_conf_size = sizeof(struct lconf),
     .listen = md_listen,
     .unlisten = md_unlisten,
+    .listener_stats = md_listener_stats,
 };

@@ -22,6 +22,18 @@
 struct gw_core;
 struct gw_device;
 
+/* Counters every protocol may keep, in one shape so /metrics shows them
+ * uniformly as gw_protocol_<name>_total{protocol="..."}: a device's own in
+ * gw_device.pc, a listener's (frames not yet matched to a device) through
+ * listener_stats. Loop thread only. */
+typedef struct gw_proto_counters {
+    uint64_t frames;          /* frames or messages received from devices */
+    uint64_t timeouts;        /* requests that got no answer in time (each try) */
+    uint64_t crc_errors;      /* frames dropped for a bad checksum */
+    uint64_t unknown_devices; /* frames from an address no device is configured for */
+    uint64_t malformed;       /* frames or answers that did not decode */
+} gw_proto_counters;
+
 typedef struct gw_protocol {
     const char *name; /* the `protocol:` value in the config */
     const char *version;
@@ -66,6 +78,9 @@ typedef struct gw_protocol {
     size_t listener_conf_size;
     int (*listen)(struct gw_core *core, const void *conf, void **state, char *err, size_t errlen);
     void (*unlisten)(void *state);
+    /* Adds the listener's counters to *sum (frames it could not give to a
+     * device: bad CRC, unknown station, undecodable). May be NULL. */
+    void (*listener_stats)(const void *state, gw_proto_counters *sum);
 } gw_protocol;
 
 extern const gw_protocol *const gw_protocols[];

@@ -1143,6 +1143,15 @@ static void sl_unlisten(void *state)
     srv_close(s);
 }
 
+static void sl_listener_stats(const void *state, gw_proto_counters *sum)
+{
+    const sl_stats *t = &((const sl_srv *)state)->st;
+    sum->frames += t->frames;
+    sum->crc_errors += t->bad_crc;
+    sum->unknown_devices += t->unknown_station;
+    sum->malformed += t->malformed + t->oversize;
+}
+
 const gw_protocol gw_proto_sl651 = {
     .name = "sl651",
     .version = "1.0",
@@ -1158,4 +1167,5 @@ const gw_protocol gw_proto_sl651 = {
     .listener_conf_size = sizeof(sl_lconf),
     .listen = sl_listen,
     .unlisten = sl_unlisten,
+    .listener_stats = sl_listener_stats,
 };

@@ -147,6 +147,43 @@ static int wait_code(int port, const char *path, int want, int timeout_ms)
     return 0;
 }
 
+/* The value of one series (name with its labels, exactly as rendered) in a
+ * /metrics body, -1 when it is absent. */
+static double series(const char *text, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = strstr(text, name); p; p = strstr(p + 1, name))
+        if ((p == text || p[-1] == '\n') && p[n] == ' ')
+            return atof(p + n + 1);
+    return -1;
+}
+
+/* Waits (bounded) until the series reaches at least want: /metrics is
+ * rendered at most every 500 ms, so a change shows within a second. */
+static double wait_series(int port, const char *token, const char *name, double want)
+{
+    static char buf[1 << 20];
+    double v = -1;
+    int64_t end = h_now_ms() + 10000;
+    while (h_now_ms() < end) {
+        if (get(port, "/metrics", token, buf, sizeof(buf)) == 200 &&
+            (v = series(body(buf), name)) >= want)
+            return v;
+        usleep(100 * 1000);
+    }
+    return v;
+}
+
+/* Runs promtool check metrics on a /metrics answer; fails the test with its output. */
+static void promtool_check(char *resp)
+{
+    const char *mfile = h_write_file("metrics.txt", body(resp));
+    char cmd[1024], out[8192];
+    snprintf(cmd, sizeof(cmd), "promtool check metrics < %s 2>&1", mfile);
+    if (h_run(cmd, out, sizeof(out)) != 0)
+        fail_msg("promtool check metrics: %s", out);
+}
+
 /* /metrics: promtool accepts it, and a real Prometheus scraping it every
  * second reports a gateway counter through its HTTP API. */
 static void test_metrics_prometheus(void **state)
@@ -163,12 +200,7 @@ static void test_metrics_prometheus(void **state)
     assert_non_null(strstr(resp, "gw_device_online{device=\"syn-1\"}"));
     assert_non_null(strstr(resp, "gw_loop_lateness_seconds_bucket{le=\"+Inf\"}"));
     assert_non_null(strstr(resp, "process_resident_memory_bytes"));
-    const char *mfile = h_write_file("metrics.txt", body(resp));
-    char cmd[1024], out[8192];
-    snprintf(cmd, sizeof(cmd), "promtool check metrics < %s 2>&1", mfile);
-    int rc = h_run(cmd, out, sizeof(out));
-    if (rc != 0)
-        fail_msg("promtool check metrics: %s", out);
+    promtool_check(resp);
 
     int pport = h_free_port_range(1);
     char pconf[512];
@@ -290,8 +322,66 @@ static void test_token(void **state)
     assert_int_equal(
         post(e->http, "/api/v1/alarms/x:y:1/ack", "s3cret-token-0123456789", resp, sizeof(resp)),
         404);
-    assert_int_equal(get(e->http, "/metrics", "s3cret-token-0123456789", resp, sizeof(resp)), 200);
-    assert_non_null(strstr(resp, "gw_http_refused_total{reason=\"token\"} 3"));
+    assert_true(wait_series(e->http, "s3cret-token-0123456789",
+                            "gw_http_refused_total{reason=\"token\"}", 3) == 3);
+}
+
+/* Per-protocol counters: an SL651 station sends a frame with a bad CRC, a
+ * good one and a report as a station nobody configured; the crc_errors,
+ * frames and unknown_devices series of sl651 count them, the rule
+ * evaluations count the good reading, and promtool still accepts the page. */
+static void test_protocol_counters(void **state)
+{
+    struct env *e = *state;
+    /* The harness seeds its pick with the clock: within one ms it repeats. */
+    int slport = h_free_port_range(1);
+    for (int i = 0; i < 1000 && slport == e->http; i++)
+        slport = h_free_port_range(1);
+    assert_true(slport > 0 && slport != e->http);
+    char http[256], devices[512], listeners[256];
+    snprintf(http, sizeof(http), "  listen: 127.0.0.1:%d\n", e->http);
+    snprintf(devices, sizeof(devices),
+             "  - {id: rtu-1, protocol: sl651, address: \"0099000001\", password: \"ABCD\","
+             " interval: 5m}\n");
+    snprintf(listeners, sizeof(listeners),
+             "  []\nlisteners:\n  - protocol: sl651\n    listen: 127.0.0.1:%d\n", slport);
+    write_config(e, http, devices, listeners); /* rules: [] then the listeners */
+    assert_int_equal(h_gateway_start(&e->gw, e->config), 0);
+    assert_true(h_port_wait(slport, 5000));
+    static char resp[1 << 20];
+    assert_int_equal(get(e->http, "/metrics", NULL, resp, sizeof(resp)), 200);
+    assert_true(series(body(resp), "gw_protocol_crc_errors_total{protocol=\"sl651\"}") == 0);
+    assert_true(series(body(resp), "gw_protocol_unknown_devices_total{protocol=\"sl651\"}") == 0);
+    assert_true(series(body(resp), "gw_protocol_timeouts_total{protocol=\"sl651\"}") == 0);
+
+    const int t[5] = {24, 6, 2, 10, 1};
+    uint8_t f[128], g[128], c[25];
+    size_t n = h_sl651_report(f, "0099000001", 0xABCD, 0x32, 10, t, 1111);
+    size_t m = h_sl651_report(g, "0099000001", 0xABCD, 0x32, 11, t, 2222);
+    f[n - 1] ^= 0x55;
+    int fd = h_tcp_connect(slport);
+    assert_true(fd >= 0);
+    assert_int_equal(h_send_all(fd, f, n), 0);
+    assert_int_equal(h_send_all(fd, g, m), 0);
+    assert_int_equal(h_recv_n(fd, c, sizeof(c), 10000), sizeof(c)); /* the good one's confirm */
+    close(fd);
+    n = h_sl651_report(f, "0055555555", 0xABCD, 0x32, 12, t, 3333);
+    fd = h_tcp_connect(slport);
+    assert_true(fd >= 0);
+    assert_int_equal(h_send_all(fd, f, n), 0);
+    assert_true(h_closed_by_peer(fd, 10000));
+    close(fd);
+
+    assert_true(wait_series(e->http, NULL, "gw_protocol_crc_errors_total{protocol=\"sl651\"}",
+                            1) == 1);
+    assert_true(wait_series(e->http, NULL,
+                            "gw_protocol_unknown_devices_total{protocol=\"sl651\"}", 1) == 1);
+    assert_true(wait_series(e->http, NULL, "gw_protocol_frames_total{protocol=\"sl651\"}", 1) >= 1);
+    assert_true(wait_series(e->http, NULL, "gw_rule_evaluations_total", 1) >= 1);
+    assert_int_equal(get(e->http, "/metrics", NULL, resp, sizeof(resp)), 200);
+    assert_true(series(body(resp), "gw_protocol_malformed_total{protocol=\"sl651\"}") == 0);
+    assert_true(series(body(resp), "gw_device_online{device=\"rtu-1\"}") >= 0);
+    promtool_check(resp);
 }
 
 /* Malformed, oversized and slow requests are refused (or the connection closed) and the
@@ -451,6 +541,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_metrics_prometheus, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_flips_with_broker, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_protocol_counters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_page_chromium, setup, teardown),
     };
