@@ -320,3 +320,32 @@ int gw_cfg_equal(const gw_cfgkey *tab, const void *a, const void *b)
     }
     return 1;
 }
+
+int gw_cfg_flag_list(const gw_ynode *n, const char *key, const char *const *names,
+                     const int *bits, char *err, size_t errlen)
+{
+    char choices[256] = "";
+    for (size_t j = 0; names[j]; j++)
+        snprintf(choices + strlen(choices), sizeof(choices) - strlen(choices), "%s%s",
+                 j ? ", " : "", names[j]);
+    if (!n)
+        return 0;
+    if (n->type != GW_Y_SEQ) {
+        snprintf(err, errlen, "key '%s' must be a list of: %s", key, choices);
+        return -1;
+    }
+    int q = 0;
+    for (size_t i = 0; i < n->n; i++) {
+        const char *k = n->kids[i]->type == GW_Y_SCALAR ? n->kids[i]->str : NULL;
+        size_t j = 0;
+        while (names[j] && !(k && !strcmp(k, names[j])))
+            j++;
+        if (!names[j]) {
+            snprintf(err, errlen, "%s[%zu] '%s' is not one of: %s", key, i, k ? k : "?",
+                     choices);
+            return -1;
+        }
+        q |= bits[j];
+    }
+    return q;
+}

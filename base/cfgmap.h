@@ -64,4 +64,11 @@ int gw_parse_bool(const char *s, int *out);
 /* "FILE:LINE: " prefix helper for callers reporting their own errors. */
 #define GW_YPOS(n) ((n) ? (n)->file : "?"), ((n) ? (n)->line : 0)
 
+
+/* A list of names that each set a bit, e.g. a station's `quirks: [id28]`:
+ * names[i] sets bits[i] (names NULL-terminated). Returns the bits (0 for a
+ * missing node), or -1 with err naming the key, the entry and the choices. */
+int gw_cfg_flag_list(const gw_ynode *n, const char *key, const char *const *names,
+                     const int *bits, char *err, size_t errlen);
+
 #endif

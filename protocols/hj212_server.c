@@ -81,27 +81,9 @@ static const gw_cfgkey device_keys[] = {
 /* The quirks list: GW_HJ212_Q_* bits, or -1 with err set. */
 static int parse_quirks(const gw_ynode *n, char *err, size_t errlen)
 {
-    int q = 0;
-    if (!n)
-        return 0;
-    if (n->type != GW_Y_SEQ) {
-        snprintf(err, errlen, "key 'quirks' must be a list, e.g. [long_password]");
-        return -1;
-    }
-    for (size_t i = 0; i < n->n; i++) {
-        const char *k = n->kids[i]->type == GW_Y_SCALAR ? n->kids[i]->str : NULL;
-        if (k && !strcmp(k, "long_password"))
-            q |= GW_HJ212_Q_LONG_PW;
-        else if (k && !strcmp(k, "crc_modbus_lsb"))
-            q |= GW_HJ212_Q_CRC_MODBUS_LSB;
-        else {
-            snprintf(err, errlen,
-                     "quirks[%zu] '%s' is not a known HJ212 quirk (long_password, crc_modbus_lsb)",
-                     i, k ? k : "?");
-            return -1;
-        }
-    }
-    return q;
+    static const char *const names[] = {"long_password", "crc_modbus_lsb", NULL};
+    static const int bits[] = {GW_HJ212_Q_LONG_PW, GW_HJ212_Q_CRC_MODBUS_LSB};
+    return gw_cfg_flag_list(n, "quirks", names, bits, err, errlen);
 }
 
 static gw_hj212_version dev_version(const hj_dconf *c)

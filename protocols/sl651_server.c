@@ -133,27 +133,12 @@ static const gw_cfgkey device_keys[] = {
      "field variants this station needs, off by default: [id28] (F1 28 / F0 28 identifiers)"},
     {NULL}};
 
-/* The quirks list: a sequence of known names. Returns GW_SL651_Q_* bits or -1 (err set). */
+/* The quirks list: GW_SL651_Q_* bits, or -1 with err set. */
 static int parse_quirks(const gw_ynode *n, char *err, size_t errlen)
 {
-    int q = 0;
-    if (!n)
-        return 0;
-    if (n->type != GW_Y_SEQ) {
-        snprintf(err, errlen, "key 'quirks' must be a list, e.g. [id28]");
-        return -1;
-    }
-    for (size_t i = 0; i < n->n; i++) {
-        const gw_ynode *k = n->kids[i];
-        if (k->type == GW_Y_SCALAR && k->str && !strcmp(k->str, "id28")) {
-            q |= GW_SL651_Q_ID28;
-            continue;
-        }
-        snprintf(err, errlen, "quirks[%zu] '%s' is not a known SL651 quirk (id28)", i,
-                 k->type == GW_Y_SCALAR && k->str ? k->str : "?");
-        return -1;
-    }
-    return q;
+    static const char *const names[] = {"id28", NULL};
+    static const int bits[] = {GW_SL651_Q_ID28};
+    return gw_cfg_flag_list(n, "quirks", names, bits, err, errlen);
 }
 
 typedef struct sl_ov_conf {

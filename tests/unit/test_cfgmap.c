@@ -198,6 +198,34 @@ static void small_error_buffer(void **state)
     assert_int_equal(err[12], 'x');
 }
 
+
+/* A list of names setting bits (a station's quirks): known names OR their
+ * bits, anything else is an error naming the entry and the choices. */
+static void flag_list(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"a", "b", NULL};
+    static const int bits[] = {1, 4};
+    const char *cases[] = {"q: [a, b]\n", "q: [b]\n", "q: []\n", "q: [a, c]\n", "q: a\n"};
+    const int want[] = {5, 4, 0, -1, -1};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        gw_ydoc doc;
+        char err[200] = "";
+        assert_int_equal(gw_ydoc_parse(&doc, "t.yaml", cases[i], strlen(cases[i]), err, sizeof err),
+                         GW_OK);
+        int q = gw_cfg_flag_list(gw_ymap_get(doc.root, "q"), "quirks", names, bits, err,
+                                 sizeof err);
+        assert_int_equal(q, want[i]);
+        if (q < 0)
+            assert_non_null(strstr(err, "a, b"));
+        if (i == 3)
+            assert_non_null(strstr(err, "quirks[1] 'c'"));
+        gw_ydoc_free(&doc);
+    }
+    char err[64];
+    assert_int_equal(gw_cfg_flag_list(NULL, "quirks", names, bits, err, sizeof err), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -207,6 +235,7 @@ int main(void)
         cmocka_unit_test(errors_name_file_line_key),
         cmocka_unit_test(required_and_ignored),
         cmocka_unit_test(small_error_buffer),
+        cmocka_unit_test(flag_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
