@@ -7,6 +7,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "gateway/http.h"
+#include "gateway/localpub.h"
 #include "gateway/notify.h"
 #include "gateway/status.h"
 

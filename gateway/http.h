@@ -11,28 +11,10 @@
  * token (http.token_file), sent as "Authorization: Bearer TOKEN". Writes (the
  * acknowledge) always need the token: without token_file one is generated at
  * start into <data_dir>/http-token (mode 0600) for the local operator. */
-#include "base/cfgmap.h"
+#include "gateway/http_conf.h"
 
 #include <stddef.h>
 #include <stdint.h>
-
-typedef struct gw_http_config {
-    int enabled; /* an http: section is present */
-    char listen[80];
-    char token_file[256];
-    int64_t max_connections;
-    int64_t timeout_ms;
-    int64_t metrics_devices; /* per-device series at most (label cardinality) */
-    /* Health: /healthz answers 503 past any of these. */
-    int64_t uplink_down_ms;
-    int64_t outbox_percent;
-    int64_t loop_stall_ms;
-    int64_t store_stuck_ms;
-} gw_http_config;
-
-extern const gw_cfgkey gw_http_keys[];
-/* Checks a loaded http section (address syntax, token rule). 0 or GW_EINVAL. */
-int gw_http_config_check(const gw_http_config *c, char *err, size_t errlen);
 
 struct gw_core;
 typedef struct gw_http gw_http;
