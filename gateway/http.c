@@ -2,7 +2,6 @@
 #include "gateway/http.h"
 
 #include "gateway/alarms.h"
-#include "gateway/core_internal.h"
 #include "base/embedded.h"
 #include "base/log.h"
 #include "gateway/status.h"
@@ -24,7 +23,7 @@
 #define LIMIT_MAX 1000 /* devices per page */
 
 struct gw_http {
-    gw_core *core;
+    gw_http_env env; /* what the core gave at start */
     struct MHD_Daemon *d;
     uv_poll_t poll;
     uv_timer_t timer;
@@ -64,7 +63,7 @@ static int load_token(gw_http *h, const gw_http_config *c, char *err, size_t err
     for (size_t i = 0; i < sizeof(rnd); i++)
         snprintf(h->token + 2 * i, 3, "%02x", rnd[i]);
     char path[300], tmp[310];
-    snprintf(path, sizeof(path), "%s/http-token", h->core->cfg.data_dir);
+    snprintf(path, sizeof(path), "%s/http-token", h->env.data_dir);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     int ok = fd >= 0 && write(fd, h->token, strlen(h->token)) == (ssize_t)strlen(h->token) &&
@@ -164,7 +163,7 @@ static size_t arg_size(struct MHD_Connection *c, const char *name, size_t def, s
 
 static enum MHD_Result get(gw_http *h, struct MHD_Connection *c, const char *url)
 {
-    gw_core *core = h->core;
+    gw_status *st = h->env.status;
     gw_sbuf b = {0};
     const char *json = "application/json";
     if (!strcmp(url, "/") || !strcmp(url, "/index.html")) {
@@ -174,19 +173,19 @@ static enum MHD_Result get(gw_http *h, struct MHD_Connection *c, const char *url
         return respond(h, c, MHD_HTTP_OK, "text/html; charset=utf-8", (char *)p, strlen(p), 0);
     }
     if (!strcmp(url, "/metrics")) {
-        gw_status_metrics(core, &b);
+        gw_status_metrics(st, &b);
         return send_buf(h, c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", &b);
     }
     if (!strcmp(url, "/healthz") || !strcmp(url, "/readyz")) {
-        int ok = gw_status_health_json(core, url[1] == 'r', &b);
+        int ok = gw_status_health_json(st, url[1] == 'r', &b);
         return send_buf(h, c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, json, &b);
     }
     if (!strcmp(url, "/api/v1/status")) {
-        gw_status_json(core, &b);
+        gw_status_json(st, &b);
         return send_buf(h, c, MHD_HTTP_OK, json, &b);
     }
     if (!strcmp(url, "/api/v1/alarms")) {
-        gw_status_alarms_json(core, &b);
+        gw_status_alarms_json(st, &b);
         return send_buf(h, c, MHD_HTTP_OK, json, &b);
     }
     if (!strcmp(url, "/api/v1/devices")) {
@@ -198,11 +197,11 @@ static enum MHD_Result get(gw_http *h, struct MHD_Connection *c, const char *url
             arg_size(c, "offset", 0, (size_t)-1 / 2),
             arg_size(c, "limit", 100, LIMIT_MAX),
         };
-        gw_status_devices_json(core, &f, &b);
+        gw_status_devices_json(st, &f, &b);
         return send_buf(h, c, MHD_HTTP_OK, json, &b);
     }
     if (!strncmp(url, "/api/v1/devices/", 16)) {
-        if (gw_status_device_json(core, url + 16, &b)) {
+        if (gw_status_device_json(st, url + 16, &b)) {
             gw_sbuf_free(&b);
             return error(h, c, MHD_HTTP_NOT_FOUND, "no such device");
         }
@@ -228,7 +227,7 @@ static enum MHD_Result post(gw_http *h, struct MHD_Connection *c, const char *ur
     const char *by = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "by");
     char who[80];
     snprintf(who, sizeof(who), "http:%.60s", by && *by ? by : "operator");
-    int rc = gw_alarms_ack(h->core->alarms, id, who);
+    int rc = gw_alarms_ack(h->env.alarms, id, who);
     GW_INFO("http", "ack of %.80s by %s: %s", id, who, rc == GW_OK ? "recorded" : "not found");
     if (rc != GW_OK)
         return error(h, c, MHD_HTTP_NOT_FOUND, "no such active alarm");
@@ -306,7 +305,7 @@ static void on_poll(uv_poll_t *p, int status, int events)
     pump(p->data);
 }
 
-gw_http *gw_http_start(gw_core *core, const gw_http_config *c, char *err, size_t errlen)
+gw_http *gw_http_start(const gw_http_env *env, const gw_http_config *c, char *err, size_t errlen)
 {
     struct sockaddr_storage sa;
     int loopback;
@@ -317,7 +316,7 @@ gw_http *gw_http_start(gw_core *core, const gw_http_config *c, char *err, size_t
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    h->core = core;
+    h->env = *env;
     h->read_needs_token = !loopback;
     if (load_token(h, c, err, errlen)) {
         free(h);
@@ -341,8 +340,8 @@ gw_http *gw_http_start(gw_core *core, const gw_http_config *c, char *err, size_t
         return NULL;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD);
-    uv_poll_init(core->loop, &h->poll, info->epoll_fd);
-    uv_timer_init(core->loop, &h->timer);
+    uv_poll_init(env->loop, &h->poll, info->epoll_fd);
+    uv_timer_init(env->loop, &h->timer);
     h->poll.data = h->timer.data = h;
     h->handles = 2;
     uv_poll_start(&h->poll, UV_READABLE, on_poll);

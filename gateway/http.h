@@ -16,11 +16,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct gw_core;
+#include <uv.h>
+
+struct gw_alarms;
+struct gw_status;
 typedef struct gw_http gw_http;
 
+/* What the endpoint needs from the core, given at start so that it never
+ * reaches into the core (no core <-> http cycle). Pointers stay valid until
+ * gw_http_stop. */
+typedef struct gw_http_env {
+    uv_loop_t *loop;
+    struct gw_status *status; /* answers every GET but the page */
+    struct gw_alarms *alarms; /* takes the acknowledge */
+    const char *data_dir;     /* where a generated token is left */
+} gw_http_env;
+
 /* Starts serving (NULL with err on failure: port taken, token unreadable). */
-gw_http *gw_http_start(struct gw_core *core, const gw_http_config *c, char *err, size_t errlen);
+gw_http *gw_http_start(const gw_http_env *env, const gw_http_config *c, char *err, size_t errlen);
 /* Appends the endpoint's own counters to a /metrics answer. */
 struct gw_sbuf;
 void gw_http_metrics(const gw_http *h, struct gw_sbuf *b);

@@ -49,9 +49,9 @@ sim         enforce  sim
 simtests    enforce  sim
 adapters    enforce  base
 protocols   enforce  base adapters coreapi
-coreapi     report   base
+coreapi     enforce  base
 gateway     enforce  base coreapi rules adapters protocols
-modules     report   -
+modules     enforce  -
 '
 
 MODE=check
