@@ -8,11 +8,18 @@
 #include "base/model.h"
 
 #include <MQTTAsync.h>
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #define QUEUE_DEFAULT 1024
@@ -31,6 +38,8 @@ struct gw_mqttc {
     gw_mqttc_cb cb;
     void *ctx;
     int closing;
+    int probing;    /* a TLS probe is running: free only after it returns */
+    int box_closed; /* the mailbox closed while probing */
     int disconnected; /* set by Paho's thread when the DISCONNECT completed */
     size_t max_message_bytes;
     atomic_ulong oversize; /* incoming messages over max_message_bytes */
@@ -133,6 +142,175 @@ static int cb_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
     return 1;
 }
 
+/* ---- The TLS probe (libuv's thread pool). ----
+ * Paho reports a refused server certificate as code -1 and nothing more. On a
+ * failed TLS connect the wrapper repeats the handshake once, with the same CA
+ * file, client certificate and host check, and reads OpenSSL's verification
+ * result, then hands the CONNECT_FAILED on with the reason. Only for clients
+ * whose caller reconnects (no event can overtake the held failure); bounded
+ * by PROBE_TIMEOUT_S per socket operation. */
+
+#define PROBE_TIMEOUT_S 3
+
+struct probe {
+    uv_work_t req;
+    gw_mqttc *c;
+    int code; /* of the held CONNECT_FAILED */
+    int verify_host;
+    char host[256], port[16];
+    char ca_file[256], cert_file[256], key_file[256];
+    char why[200];
+};
+
+static const char *ssl_reason(void)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    return r ? r : "the connection closed";
+}
+
+static void probe_handshake(struct probe *p, int fd)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = NULL;
+    if (!ctx)
+        return;
+    if (p->ca_file[0] ? SSL_CTX_load_verify_locations(ctx, p->ca_file, NULL) != 1
+                      : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        snprintf(p->why, sizeof(p->why), "cannot load the CA file: %s", ssl_reason());
+        goto done;
+    }
+    if (p->cert_file[0] &&
+        (SSL_CTX_use_certificate_chain_file(ctx, p->cert_file) != 1 ||
+         SSL_CTX_use_PrivateKey_file(ctx, p->key_file[0] ? p->key_file : p->cert_file,
+                                     SSL_FILETYPE_PEM) != 1)) {
+        snprintf(p->why, sizeof(p->why), "cannot load the client certificate: %s", ssl_reason());
+        goto done;
+    }
+    /* Not refused inside the handshake: the verification result is read after. */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    ssl = SSL_new(ctx);
+    if (!ssl || SSL_set_fd(ssl, fd) != 1)
+        goto done;
+    unsigned char ip[16];
+    int is_ip = inet_pton(AF_INET, p->host, ip) == 1 || inet_pton(AF_INET6, p->host, ip) == 1;
+    if (!is_ip)
+        SSL_set_tlsext_host_name(ssl, p->host);
+    if (p->verify_host) {
+        X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+        if (is_ip)
+            X509_VERIFY_PARAM_set1_ip_asc(vp, p->host);
+        else
+            X509_VERIFY_PARAM_set1_host(vp, p->host, 0);
+    }
+    if (SSL_connect(ssl) != 1) {
+        snprintf(p->why, sizeof(p->why), "TLS handshake failed: %s", ssl_reason());
+        goto done;
+    }
+    long v = SSL_get_verify_result(ssl);
+    int unknown_ca = v == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+                     v == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
+                     v == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
+                     v == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT;
+    if (v != X509_V_OK)
+        snprintf(p->why, sizeof(p->why), "the broker's certificate was refused: %s%s",
+                 X509_verify_cert_error_string(v),
+                 unknown_ca ? (p->ca_file[0] ? " (no CA in ca_file signed it)"
+                                             : " (no CA of the system signed it)")
+                            : "");
+done:
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+}
+
+static void probe_work(uv_work_t *req)
+{
+    struct probe *p = req->data;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    ERR_clear_error();
+    if (getaddrinfo(p->host, p->port, &hints, &ai) || !ai)
+        return;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        struct timeval tv = {PROBE_TIMEOUT_S, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)); /* bounds connect too */
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+            probe_handshake(p, fd);
+        close(fd);
+    }
+    freeaddrinfo(ai);
+    ERR_clear_error();
+}
+
+static void free_client(gw_mqttc *c);
+
+static void probe_done(uv_work_t *req, int status)
+{
+    struct probe *p = req->data;
+    gw_mqttc *c = p->c;
+    c->probing = 0;
+    if (!c->closing) {
+        gw_mqttc_event ev = {GW_MQTTC_CONNECT_FAILED, p->code, 0, NULL, NULL, 0, NULL};
+        ev.why = p->why[0] ? p->why : NULL;
+        c->cb(c->ctx, &ev);
+        gw_mqttc_event end = {GW_MQTTC_BATCH_END, 0, 0, NULL, NULL, 0, NULL};
+        if (!c->closing)
+            c->cb(c->ctx, &end);
+    } else if (c->box_closed) {
+        free_client(c);
+    }
+    free(p);
+}
+
+/* Splits "ssl://host:port" (or [v6]:port) into p. */
+static int probe_target(struct probe *p, const char *uri)
+{
+    const char *h = strstr(uri, "://");
+    h = h ? h + 3 : uri;
+    const char *end = h + strlen(h), *colon;
+    if (*h == '[') {
+        const char *rb = strchr(h, ']');
+        if (!rb)
+            return -1;
+        snprintf(p->host, sizeof(p->host), "%.*s", (int)(rb - h - 1), h + 1);
+        colon = rb[1] == ':' ? rb + 1 : NULL;
+    } else {
+        colon = strrchr(h, ':');
+        size_t n = colon ? (size_t)(colon - h) : (size_t)(end - h);
+        snprintf(p->host, sizeof(p->host), "%.*s", (int)n, h);
+    }
+    snprintf(p->port, sizeof(p->port), "%s", colon ? colon + 1 : "8883");
+    p->port[strcspn(p->port, "/")] = '\0';
+    return p->host[0] ? 0 : -1;
+}
+
+/* Holds a CONNECT_FAILED of a TLS link for the probe. Returns 0 when held. */
+static int probe_start(gw_mqttc *c, int code)
+{
+    /* A positive code is the broker's CONNACK: TLS itself went through. */
+    if (!c->tls || code > 0 || c->auto_reconnect_max_s > 0 || c->probing)
+        return -1;
+    struct probe *p = calloc(1, sizeof(*p));
+    if (!p || probe_target(p, c->uri)) {
+        free(p);
+        return -1;
+    }
+    p->c = c;
+    p->code = code;
+    p->verify_host = c->verify_host;
+    memcpy(p->ca_file, c->ca_file, sizeof(p->ca_file));
+    memcpy(p->cert_file, c->cert_file, sizeof(p->cert_file));
+    memcpy(p->key_file, c->key_file, sizeof(p->key_file));
+    p->req.data = p;
+    if (uv_queue_work(c->box.async.loop, &p->req, probe_work, probe_done)) {
+        free(p);
+        return -1;
+    }
+    c->probing = 1;
+    return 0;
+}
+
 /* ---- Loop thread. ---- */
 
 static void on_events(gw_mailbox *mb, gw_mail *list)
@@ -141,8 +319,10 @@ static void on_events(gw_mailbox *mb, gw_mail *list)
     while (list) {
         struct mevt *e = (struct mevt *)list;
         list = list->next;
-        if (!c->closing) {
-            gw_mqttc_event ev = {e->type, e->code, e->token, NULL, NULL, 0};
+        if (!c->closing && e->type == GW_MQTTC_CONNECT_FAILED && probe_start(c, e->code) == 0) {
+            /* probe_done delivers it */
+        } else if (!c->closing) {
+            gw_mqttc_event ev = {e->type, e->code, e->token, NULL, NULL, 0, NULL};
             if (e->type == GW_MQTTC_MESSAGE) {
                 ev.topic = e->data;
                 ev.payload = e->data + e->tlen + 1;
@@ -153,7 +333,7 @@ static void on_events(gw_mailbox *mb, gw_mail *list)
         free(e);
     }
     if (!c->closing) {
-        gw_mqttc_event end = {GW_MQTTC_BATCH_END, 0, 0, NULL, NULL, 0};
+        gw_mqttc_event end = {GW_MQTTC_BATCH_END, 0, 0, NULL, NULL, 0, NULL};
         c->cb(c->ctx, &end);
     }
 }
@@ -368,7 +548,11 @@ static void free_client(gw_mqttc *c)
 
 static void on_box_closed(gw_mailbox *mb)
 {
-    free_client(mb->data);
+    gw_mqttc *c = mb->data;
+    if (c->probing)
+        c->box_closed = 1; /* probe_done frees it */
+    else
+        free_client(c);
 }
 
 void gw_mqttc_close(gw_mqttc *c, int64_t timeout_ms)

@@ -19,7 +19,7 @@
 
 enum {
     GW_MQTTC_CONNECTED,        /* connect succeeded */
-    GW_MQTTC_CONNECT_FAILED,   /* code: Paho's */
+    GW_MQTTC_CONNECT_FAILED,   /* code: Paho's; why: the TLS reason when known */
     GW_MQTTC_LOST,             /* connection lost (the caller reconnects unless automatic) */
     GW_MQTTC_DELIVERED,        /* token: a publish completed (QoS 1: PUBACK received) */
     GW_MQTTC_MESSAGE,          /* topic, payload, len */
@@ -35,6 +35,7 @@ typedef struct gw_mqttc_event {
     const char *topic;   /* MESSAGE: NUL-terminated, valid during the callback */
     const char *payload; /* MESSAGE: NUL-terminated copy, len bytes before the NUL */
     size_t len;
+    const char *why; /* CONNECT_FAILED over TLS: what the certificate check refused, or NULL */
 } gw_mqttc_event;
 
 /* Loop thread. Not called after gw_mqttc_close. */

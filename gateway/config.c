@@ -182,7 +182,7 @@ static const gw_cfgkey local_keys[] = {
     {NULL}};
 
 struct devsec {
-    char id[64], type[32], protocol[32], profile[64], connect[160], address[64];
+    char id[64], type[32], protocol[32], profile[256], connect[160], address[64];
     int64_t unit, interval_ms, timeout_ms, retries, offline_after;
     const gw_ynode *site, *groups;
 };
@@ -191,7 +191,8 @@ static const gw_cfgkey device_keys[] = {
     {"type", GW_CT_STR, "", 0, -1, F(struct devsec, type), NULL, 0, "device type"},
     {"protocol", GW_CT_STR, "modbus-tcp", 0, -1, F(struct devsec, protocol), NULL, 0,
      "how it is reached"},
-    {"profile", GW_CT_STR, "", 0, -1, F(struct devsec, profile), NULL, 0, "device profile"},
+    {"profile", GW_CT_STR, "", 0, -1, F(struct devsec, profile), NULL, 0,
+     "device profile: a name, or a path to a profile file (has a '/'; relative to this file)"},
     {"connect", GW_CT_STR, "", 0, -1, F(struct devsec, connect), NULL, 0, "tcp://host:port"},
     {"address", GW_CT_STR, "", 0, -1, F(struct devsec, address), NULL, 0,
      "protocol address (station, MN, IMEI)"},
@@ -246,6 +247,14 @@ __attribute__((format(printf, 4, 5))) static int err_at(char *err, size_t errlen
     va_end(ap);
     snprintf(err, errlen, "%s:%d: %s", GW_YPOS(n), msg);
     return GW_EINVAL;
+}
+
+/* Where an error about key of map points: the key's line, or, when the file
+ * never wrote it (a default is at fault), the line of map itself. */
+static const gw_ynode *key_at(const gw_ynode *map, const char *key)
+{
+    const gw_ynode *k = gw_ymap_get(map, key);
+    return k ? k : map;
 }
 
 static int number_node(const gw_ynode *n, double *v)
@@ -350,8 +359,11 @@ static int load_device(gw_config *cfg, int idx, const gw_ynode *n, char *err, si
     d->offline_after = s.offline_after;
     d->line = n->line;
     if (d->timeout_ms >= d->interval_ms)
-        return err_at(err, errlen, gw_ymap_get(n, "timeout"),
-                      "key 'timeout' must be shorter than the interval of device '%s'", s.id);
+        return err_at(err, errlen, key_at(n, "timeout"),
+                      "key 'timeout' (%lld ms%s) must be shorter than the interval (%lld ms) of "
+                      "device '%s'",
+                      (long long)d->timeout_ms, gw_ymap_get(n, "timeout") ? "" : ", the default",
+                      (long long)d->interval_ms, s.id);
     if (s.site && load_site(d, s.site, path, err, errlen))
         return GW_EINVAL;
     if (s.groups) {
@@ -484,7 +496,9 @@ static int load_doc(gw_config *cfg, char *err, size_t errlen)
         return err_at(err, errlen, t.uplink,
                       "keys 'uplink.cert_file' and 'uplink.key_file' go together%s", "");
     if (cfg->uplink.backoff_min_ms > cfg->uplink.backoff_max_ms)
-        return err_at(err, errlen, gw_ymap_get(t.uplink, "backoff_min"),
+        return err_at(err, errlen,
+                      gw_ymap_get(t.uplink, "backoff_min") ? gw_ymap_get(t.uplink, "backoff_min")
+                                                           : key_at(t.uplink, "backoff_max"),
                       "key 'uplink.backoff_min' must not exceed backoff_max%s", "");
 
     if (gw_cfg_apply(gw_http_keys, t.http, &cfg->http, "http", err, errlen))

@@ -22,7 +22,7 @@ typedef struct gw_device_conf {
     char id[64];
     char type[32];     /* device type; defaults to the profile's */
     char protocol[32]; /* modbus-tcp, ... */
-    char profile[64];
+    char profile[256]; /* a name, or a path to a profile file (with a '/') */
     char connect[160]; /* tcp://host:port */
     char address[64];  /* protocol address: SL651 station, HJ212 MN, IMEI... */
     int64_t unit;

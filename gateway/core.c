@@ -153,7 +153,7 @@ static void on_store_state(void *ctx, int full, int64_t ms, uint64_t failures)
 /* ---- Registry ---- */
 
 struct gw_shared {
-    char name[64];
+    char name[512]; /* a profile may be named by its path */
     gw_core_load_fn load;
     void (*release)(void *obj);
     void *obj;

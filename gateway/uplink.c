@@ -476,8 +476,8 @@ static void on_event(void *ctx, const gw_mqttc_event *e)
         pump(u);
     } else if (e->type == GW_MQTTC_CONNECT_FAILED) {
         u->connecting = 0;
-        GW_LOG_RL(GW_LOG_WARN, 10000, "uplink", "connect to %s failed (code %d)",
-                  u->cfg.servers[u->srv], e->code);
+        GW_LOG_RL(GW_LOG_WARN, 10000, "uplink", "connect to %s failed (code %d)%s%s",
+                  u->cfg.servers[u->srv], e->code, e->why ? ": " : "", e->why ? e->why : "");
         schedule_reconnect(u);
     } else if (e->type == GW_MQTTC_LOST) {
         if (u->connected) {

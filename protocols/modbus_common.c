@@ -302,9 +302,23 @@ int64_t gw_mb_next_due(int64_t due, int64_t now, int64_t interval, uint64_t *ski
 
 /* ---- Profiles ---- */
 
+/* A profile named with a '/' is a file of its own (adapters/profiles/README.md),
+ * a relative path taken from the folder of the config file that names it. */
+static const char *profile_ref(const gw_device *dev, char *buf, size_t cap)
+{
+    const char *name = dev->conf.profile, *file = dev->conf.file;
+    const char *slash = file ? strrchr(file, '/') : NULL;
+    if (!strchr(name, '/') || name[0] == '/' || !slash ||
+        snprintf(buf, cap, "%.*s/%s", (int)(slash - file), file, name) >= (int)cap)
+        return name;
+    return buf;
+}
+
 static void *profile_load(gw_core *core, const char *name, char *err, size_t errlen)
 {
     gw_profile *p = NULL;
+    if (strchr(name, '/'))
+        return gw_profile_load_file(&p, name, err, errlen) ? NULL : p;
     int rc = GW_ENOTFOUND;
     for (int i = 0; i < gw_core_config(core)->nprofile_dirs && rc == GW_ENOTFOUND; i++) {
         char path[512];
@@ -336,13 +350,16 @@ int gw_mb_check_profile(const gw_device *dev, char *err, size_t errlen)
         snprintf(err, errlen, "key 'profile' is required for %s", dev->conf.protocol);
         return GW_EINVAL;
     }
-    return gw_mb_profile(dev->core, dev->conf.profile, err, errlen) ? GW_OK : GW_EINVAL;
+    char ref[512];
+    return gw_mb_profile(dev->core, profile_ref(dev, ref, sizeof(ref)), err, errlen) ? GW_OK
+                                                                                    : GW_EINVAL;
 }
 
 const char *gw_mb_device_type(const gw_device *dev)
 {
-    char err[256];
-    const gw_profile *p = gw_mb_profile(dev->core, dev->conf.profile, err, sizeof(err));
+    char err[256], ref[512];
+    const gw_profile *p = gw_mb_profile(dev->core, profile_ref(dev, ref, sizeof(ref)), err,
+                                        sizeof(err));
     return p ? gw_profile_device_type(p) : NULL;
 }
 
@@ -360,7 +377,8 @@ int gw_mb_poll_init(gw_mb_poll *p, gw_core *core, gw_device *dev, const char *mo
         snprintf(err, errlen, "no registers adapter is compiled in");
         return GW_EINVAL;
     }
-    p->profile = gw_mb_profile(core, dev->conf.profile, err, errlen);
+    char ref[512];
+    p->profile = gw_mb_profile(core, profile_ref(dev, ref, sizeof(ref)), err, errlen);
     if (!p->profile)
         return GW_EINVAL;
     for (int i = 0; i < dev->conf.nparams; i++) {

@@ -314,6 +314,35 @@ static uint32_t map_port(const run *r, uint32_t p, int *hit)
     return p;
 }
 
+/* Where the key "data_dir:" starts in line (after a space, '{' or ',', before
+ * any comment), or NULL. */
+static const char *find_data_dir(const char *line)
+{
+    const char *hash = strchr(line, '#');
+    for (const char *p = strstr(line, "data_dir:"); p && (!hash || p < hash);
+         p = strstr(p + 1, "data_dir:"))
+        if (p == line || strchr(" {,", p[-1]))
+            return p;
+    return NULL;
+}
+
+/* Copies line into out with data_dir's value replaced by dir. In a flow
+ * mapping (flow) the value ends at ',' or '}' (outside quotes), in a block
+ * at the end of the line or a comment; the rest of the line is kept. */
+static void replace_data_dir(const char *line, const char *key, int flow, const char *dir,
+                             char *out, size_t cap)
+{
+    const char *v = key + 9, *e = v + strspn(v, " ");
+    char quote = (*e == '"' || *e == '\'') ? *e : 0;
+    if (quote) {
+        const char *q = strchr(e + 1, quote);
+        e = q ? q + 1 : e + strlen(e);
+    }
+    while (*e && *e != '\n' && !(flow && (*e == ',' || *e == '}')) && strncmp(e, " #", 2))
+        e++;
+    snprintf(out, cap, "%.*s %s/gwdata%s", (int)(v - line), line, dir, e);
+}
+
 /* The gateway config the rehearsal runs: the scenario's file with
  * gateway.data_dir pointed into the run's own folder (a fresh outbox, so no
  * alarm of an earlier run survives into this one) and, when ports were
@@ -328,29 +357,40 @@ static int derive_gateway_config(run *r)
     size_t cap = 1 << 16, len = 0;
     char *out = malloc(cap);
     char line[4096];
-    int saw_data_dir = 0, in_gateway = 0;
-    /* First pass: does gateway: have a data_dir of its own? */
+    int saw_data_dir = 0, in_gateway = 0, flow = 0;
+    /* First pass: does gateway: have a data_dir of its own? The section may
+     * be a block or a flow mapping (`gateway: {id: gw, data_dir: d}`). */
     while (fgets(line, sizeof line, f)) {
-        const char *k = line + strspn(line, " ");
         if (line[0] != ' ' && line[0] != '#' && line[0] != '\n')
             in_gateway = !strncmp(line, "gateway:", 8);
-        if (in_gateway && k != line && !strncmp(k, "data_dir:", 9))
+        if (in_gateway && find_data_dir(line))
             saw_data_dir = 1;
     }
     int has_data_dir = saw_data_dir;
     rewind(f);
     in_gateway = 0;
     while (out && fgets(line, sizeof line, f)) {
-        char buf[8192];
+        char buf[8192], edited[sizeof line + 300];
         size_t o = 0;
         const char *s = line;
-        const char *k = line + strspn(line, " ");
-        if (line[0] != ' ' && line[0] != '#' && line[0] != '\n')
+        const char *dd = NULL;
+        if (line[0] != ' ' && line[0] != '#' && line[0] != '\n') {
             in_gateway = !strncmp(line, "gateway:", 8);
-        if (in_gateway && k != line && !strncmp(k, "data_dir:", 9)) {
-            o = (size_t)snprintf(buf, sizeof buf, "%.*sdata_dir: %s/gwdata\n", (int)(k - line),
-                                 line, r->tmpdir);
-        } else {
+            flow = in_gateway && line[8 + strspn(line + 8, " ")] == '{';
+        }
+        if (in_gateway && (dd = find_data_dir(line)) != NULL) {
+            replace_data_dir(line, dd, flow, r->tmpdir, edited, sizeof edited);
+            s = edited;
+        } else if (in_gateway && flow && !has_data_dir && !strncmp(line, "gateway:", 8)) {
+            /* A flow mapping without one: add it first inside the braces. */
+            const char *b = strchr(line, '{') + 1;
+            snprintf(edited, sizeof edited, "%.*s data_dir: %s/gwdata%s%s", (int)(b - line), line,
+                     r->tmpdir, b[strspn(b, " ")] == '}' ? "" : ",", b);
+            has_data_dir = 1;
+            s = edited;
+        }
+        { /* the ports, on the line as edited */
+            const char *const start = s;
             while (*s && o + 16 < sizeof buf) {
                 /* ":PORT", or the key "port: PORT" / "dtls_port: PORT" (a
                  * whole word: not the tail of "transport: tcp" or "report: 5"). */
@@ -358,7 +398,7 @@ static int derive_gateway_config(run *r)
                               : !strncmp(s, "dtls_port: ", 11) ? 10
                                                                : 0;
                 int key = klen && s[klen + 1] >= '0' && s[klen + 1] <= '9' &&
-                          (s == line || !(isalnum((unsigned char)s[-1]) || s[-1] == '_'));
+                          (s == start || !(isalnum((unsigned char)s[-1]) || s[-1] == '_'));
                 if (key) {
                     memcpy(buf + o, s, klen);
                     o += klen;

@@ -412,6 +412,16 @@ static void test_bad_configs(void **state)
          "  - {id: d1, profile: no-such-profile, connect: tcp://127.0.0.1:502}\n",
          {":6:", "no-such-profile"}},
         {"syntax.yaml", "gateway:\n  id: [g\nuplink: {\n", {"syntax.yaml:"}},
+        /* Errors caused by a default the file never wrote name the line of
+         * the device (or the key) that makes the default wrong, not ?:0:. */
+        {"default-timeout.yaml",
+         "gateway:\n  id: g\nuplink:\n  uri: tcp://127.0.0.1:1\ndevices:\n"
+         "  - {id: d1, profile: waterlogging-wl100, connect: tcp://127.0.0.1:502,\n"
+         "     interval: 500ms}\n",
+         {"default-timeout.yaml:6:", "(1000 ms, the default)", "device 'd1'"}},
+        {"default-backoff.yaml",
+         "gateway:\n  id: g\nuplink:\n  uri: tcp://127.0.0.1:1\n  backoff_max: 100ms\n",
+         {"default-backoff.yaml:5:", "'uplink.backoff_min'"}},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *path = h_write_file(cases[i].name, cases[i].text);
@@ -439,6 +449,54 @@ static void test_bad_configs(void **state)
     assert_true(h_log_contains(&p, "unknown key 'gateway.colour'"));
 }
 
+/* A device's profile may be a file of its own (adapters/profiles/README.md):
+ * a path with a '/', relative to the config file's folder, or absolute. */
+static void test_profile_path(void **state)
+{
+    char *shipped = h_slurp("adapters/profiles/waterlogging-wl100.yaml");
+    assert_non_null(shipped);
+    char dir[300], cmd[700];
+    snprintf(dir, sizeof(dir), "%s/profiles", h_tmpdir());
+    snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    char *name = strstr(shipped, "name: waterlogging-wl100");
+    assert_non_null(name);
+    memcpy(name, "name: my-sensor-wl100-", 22); /* same length: a profile of its own */
+    h_write_file("profiles/my.yaml", shipped);
+    free(shipped);
+    char text[1024];
+    const struct {
+        const char *profile;
+        int rc;
+        const char *want;
+    } cases[] = {
+        {"profiles/my.yaml", 0, "OK (1 devices)"},
+        {"ABS", 0, "OK (1 devices)"},
+        {"profiles/missing.yaml", 1, ":6: device 'd1': "},
+    };
+    for (int i = 0; i < 3; i++) {
+        char abs[400];
+        snprintf(abs, sizeof(abs), "%s/my.yaml", dir);
+        snprintf(text, sizeof(text),
+                 "gateway:\n  id: g\nuplink:\n  uri: tcp://127.0.0.1:1\ndevices:\n"
+                 "  - {id: d1, profile: %s, connect: tcp://127.0.0.1:502}\n",
+                 strcmp(cases[i].profile, "ABS") ? cases[i].profile : abs);
+        char fname[32], logname[32];
+        snprintf(fname, sizeof(fname), "profile-%d.yaml", i);
+        snprintf(logname, sizeof(logname), "profile-%d.log", i);
+        const char *path = h_write_file(fname, text);
+        h_proc p = {0};
+        char *argv[] = {(char *)h_bin("gateway"), "--check-config", (char *)path, NULL};
+        assert_int_equal(h_spawn(&p, logname, argv), 0);
+        int rc = h_wait(&p, 10000);
+        if (rc != cases[i].rc || !h_log_contains(&p, cases[i].want)) {
+            h_dump_log(&p);
+            fail_msg("profile %s: exit %d, want %d and \"%s\"", cases[i].profile, rc, cases[i].rc,
+                     cases[i].want);
+        }
+    }
+}
+
 /* A bad file on SIGHUP leaves the running config untouched. */
 static void test_bad_reload(void **state)
 {
@@ -462,6 +520,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_broker_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_configs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_profile_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_reload, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

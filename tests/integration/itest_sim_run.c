@@ -196,6 +196,43 @@ static void test_setup_error_exits_2(void **st)
     free(log);
 }
 
+/* A gateway config written in YAML flow style (`gateway: {id: ..., data_dir:
+ * ...}`) stays valid in the run's copy: data_dir is replaced inside the
+ * braces, or added there when the file has none. The file's own data_dir is
+ * not writable, so only a replaced one lets the gateway start. */
+static void test_flow_style_gateway_config(void **st)
+{
+    const char *gws[] = {"gateway: {id: gw-flow, data_dir: /proc/not-here, log_level: info}\n",
+                         "gateway: {id: gw-flow}\n"};
+    for (int i = 0; i < 2; i++) {
+        char text[1024];
+        snprintf(text, sizeof text,
+                 "%suplink: {uri: tcp://127.0.0.1:30883, topic_prefix: iot}\n"
+                 "devices:\n  - {id: wl-01, type: waterlogging, profile: waterlogging-wl100,\n"
+                 "     connect: tcp://127.0.0.1:30100, unit: 1, interval: 2s}\n",
+                 gws[i]);
+        h_write_file("flow.gateway.yaml", text);
+        const char *scen = h_write_file(
+            "flow.yaml", "name: flow\ndevices:\n  - id: wl-01\n    protocol: modbus-tcp\n"
+                         "    port: 30100\n    unit: 1\n    registers:\n"
+                         "      - {kind: holding, addr: 0, type: uint16, curve: {type: constant, "
+                         "value: 1}}\n"
+                         "platform: {broker: tcp://127.0.0.1:30883, topic_prefix: iot}\n"
+                         "broker: {start: true}\n"
+                         "gateway: {binary: build/gateway, config: flow.gateway.yaml}\n"
+                         "duration: 3s\nexpect:\n  - online: {all: true}\n");
+        int broker = h_free_port(), base = free_range(1);
+        assert_true(broker > 0 && base > 0);
+        h_proc p = {0};
+        int rc = h_sim_run(&p, i ? "run-flow-add.log" : "run-flow.log", scen, broker, base, NULL,
+                           30000);
+        if (rc != 0)
+            h_dump_log(&p);
+        assert_int_equal(rc, 0);
+        assert_true(h_log_contains(&p, "PASS [1] online"));
+    }
+}
+
 static int teardown(void **st)
 {
     h_cleanup();
@@ -208,6 +245,7 @@ int main(void)
         cmocka_unit_test_teardown(test_storm_district_passes, teardown),
         cmocka_unit_test_teardown(test_wrong_expectation_fails, teardown),
         cmocka_unit_test_teardown(test_setup_error_exits_2, teardown),
+        cmocka_unit_test_teardown(test_flow_style_gateway_config, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

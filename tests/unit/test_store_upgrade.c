@@ -124,7 +124,10 @@ static void test_v1_migrates_without_loss(void **state)
     gw_store_get_stats(s, &st);
     assert_int_equal(st.rows[GW_LANE_TELE], ROWS);
     assert_int_equal(st.rows[GW_LANE_PRIO], ROWS / 10);
-    assert_int_equal(gw_store_last_seq(s), 601);
+    /* The old outbox had no item-ids file beside it: numbering goes on above
+     * both its last sequence (601) and the clock-derived base (docs/uplink.md),
+     * so no new id can repeat an old one. */
+    assert_true(gw_store_last_seq(s) >= 601);
     void *val = NULL;
     size_t len = 0;
     assert_int_equal(gw_store_state_get(s, "rules", &val, &len), GW_OK);
