@@ -1,7 +1,6 @@
 #include "gateway/admin.h"
 
 #include "gateway/alarms.h"
-#include "gateway/core_internal.h"
 #include "base/log.h"
 #include "gateway/status.h"
 
@@ -38,7 +37,7 @@ struct conn {
 };
 
 struct gw_admin {
-    gw_core *core;
+    gw_admin_env env; /* what the core gave at start */
     uv_pipe_t server;
     char path[108];
     int conns; /* open, not closing */
@@ -153,11 +152,11 @@ static void handle(struct conn *c)
         gw_sbuf b = {0};
         gw_status_filter all = {.limit = (size_t)-1};
         if (cmd[0] == 's')
-            gw_status_json(c->a->core, &b);
+            gw_status_json(c->a->env.status, &b);
         else if (cmd[0] == 'd')
-            gw_status_devices_json(c->a->core, &all, &b);
+            gw_status_devices_json(c->a->env.status, &all, &b);
         else
-            gw_status_alarms_json(c->a->core, &b);
+            gw_status_alarms_json(c->a->env.status, &b);
         reply_buf(c, &b);
     } else if (!strcmp(cmd, "ack")) {
         char *id = strtok_r(NULL, " \t\r\n", &save);
@@ -168,7 +167,7 @@ static void handle(struct conn *c)
         }
         char who[80];
         snprintf(who, sizeof(who), "local:%s", by ? by : "admin");
-        int rc = gw_alarms_ack(c->a->core->alarms, id, who);
+        int rc = gw_alarms_ack(c->a->env.alarms, id, who);
         GW_INFO("admin", "ack of %.80s by %s: %s", id, who, rc == GW_OK ? "recorded" : "not found");
         reply(c, rc == GW_OK ? "ok\n" : "error: no such active alarm\n");
     } else if (!strcmp(cmd, "device")) {
@@ -177,7 +176,7 @@ static void handle(struct conn *c)
         char *arg = strtok_r(NULL, "\r\n", &save);
         if (id && !verb) {
             gw_sbuf b = {0};
-            if (gw_status_device_json(c->a->core, id, &b)) {
+            if (gw_status_device_json(c->a->env.status, id, &b)) {
                 gw_sbuf_free(&b);
                 reply(c, "error: no such device\n");
             } else {
@@ -190,7 +189,7 @@ static void handle(struct conn *c)
             return;
         }
         char out[300], msg[320];
-        int rc = gw_core_device_command(c->a->core, id, verb, arg, out, sizeof(out));
+        int rc = c->a->env.command(c->a->env.ctx, id, verb, arg, out, sizeof(out));
         snprintf(msg, sizeof(msg), "%s%s\n", rc == GW_OK ? "" : "error: ", out);
         reply(c, msg);
     } else {
@@ -243,8 +242,8 @@ static void on_conn(uv_stream_t *server, int status)
     if (!c)
         return;
     c->a = a;
-    uv_pipe_init(a->core->loop, &c->pipe, 0);
-    uv_timer_init(a->core->loop, &c->idle);
+    uv_pipe_init(a->env.loop, &c->pipe, 0);
+    uv_timer_init(a->env.loop, &c->idle);
     c->pipe.data = c->idle.data = c;
     c->handles = 2;
     a->alive++;
@@ -281,7 +280,7 @@ static void on_conn(uv_stream_t *server, int status)
     uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
 }
 
-gw_admin *gw_admin_start(gw_core *core, const char *path, char *err, size_t errlen)
+gw_admin *gw_admin_start(const gw_admin_env *env, const char *path, char *err, size_t errlen)
 {
     gw_admin *a = calloc(1, sizeof(*a));
     if (!a) {
@@ -293,10 +292,10 @@ gw_admin *gw_admin_start(gw_core *core, const char *path, char *err, size_t errl
         free(a);
         return NULL;
     }
-    a->core = core;
+    a->env = *env;
     strcpy(a->path, path);
     unlink(path); /* a socket left by a crash */
-    uv_pipe_init(core->loop, &a->server, 0);
+    uv_pipe_init(env->loop, &a->server, 0);
     a->server.data = a;
     mode_t old = umask(0077);
     int rc = uv_pipe_bind(&a->server, path);
@@ -306,8 +305,7 @@ gw_admin *gw_admin_start(gw_core *core, const char *path, char *err, size_t errl
     if (rc) {
         snprintf(err, errlen, "gateway.admin_socket %s: %s", path, uv_strerror(rc));
         uv_close((uv_handle_t *)&a->server, NULL);
-        a->core = NULL; /* freed by the caller's loop teardown: leak the small struct */
-        return NULL;
+        return NULL; /* a holds the closing handle: leak the small struct */
     }
     chmod(path, 0600);
     GW_INFO("admin", "admin interface on %s (owner only)", path);

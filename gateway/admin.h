@@ -13,13 +13,29 @@
  * --json for scripts. */
 #include <stddef.h>
 
-struct gw_core;
+#include <uv.h>
+
+struct gw_alarms;
+struct gw_status;
 typedef struct gw_admin gw_admin;
+
+/* What the admin socket needs from the core, given at start so that it never
+ * reaches into the core (no core <-> admin cycle). Pointers stay valid until
+ * gw_admin_stop. */
+typedef struct gw_admin_env {
+    uv_loop_t *loop;
+    struct gw_status *status; /* answers status, devices, device and alarms */
+    struct gw_alarms *alarms; /* takes ack */
+    void *ctx;                /* passed to command */
+    /* A protocol command on a device by id (gw_core_device_command). */
+    int (*command)(void *ctx, const char *device, const char *verb, const char *arg, char *reply,
+                   size_t replylen);
+} gw_admin_env;
 
 struct gw_sbuf;
 /* Appends `"admin":{open, evicted_idle, idle_closed},` to a status object. */
 void gw_admin_stats_json(const gw_admin *a, struct gw_sbuf *b);
-gw_admin *gw_admin_start(struct gw_core *core, const char *path, char *err, size_t errlen);
+gw_admin *gw_admin_start(const gw_admin_env *env, const char *path, char *err, size_t errlen);
 void gw_admin_stop(gw_admin *a);
 /* The client: `gateway admin [--socket PATH | -c FILE] [--json] VERB ...`
  * (argv[0] is "admin"). Returns the exit code. */

@@ -6,6 +6,7 @@
 #include "base/embedded.h"
 #include "base/log.h"
 #include "base/model.h"
+#include "gateway/protect.h"
 #include "protocols/protocol.h"
 
 #include <stdarg.h>

@@ -4,11 +4,11 @@
  * key is a row in a table in config.c and documented in docs/config.md.
  * gw_config_load either returns a complete, checked config or an error naming
  * file, line and key; nothing is half-applied. */
-#include "gateway/http.h"
-#include "gateway/localpub.h"
-#include "gateway/store.h"
-#include "gateway/uplink.h"
 #include "base/yamldoc.h"
+#include "gateway/http_conf.h"
+#include "gateway/localpub_conf.h"
+#include "gateway/store_conf.h"
+#include "gateway/uplink_conf.h"
 
 struct gw_protocol;
 

@@ -7,6 +7,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "gateway/http.h"
+#include "gateway/localpub.h"
 #include "gateway/notify.h"
 #include "gateway/status.h"
 
@@ -798,6 +799,36 @@ static int env_interval(void *ctx, const char *device, int64_t interval_ms)
     return gw_devops_interval(ctx, device, interval_ms);
 }
 
+/* The status's view (gateway/status.h): the parts that come and go. */
+static void env_admin_json(void *ctx, gw_sbuf *b)
+{
+    gw_core *core = ctx;
+    if (core->admin)
+        gw_admin_stats_json(core->admin, b);
+}
+
+static void env_http_metrics(void *ctx, gw_sbuf *b)
+{
+    gw_core *core = ctx;
+    if (core->http)
+        gw_http_metrics(core->http, b);
+}
+
+static void env_listeners(void *ctx, void (*each)(const struct gw_protocol *p, void *state, void *arg),
+                          void *arg)
+{
+    gw_core *core = ctx;
+    for (size_t i = 0; i < core->nlisteners; i++)
+        each(core->listeners[i].conf.proto, core->listeners[i].state, arg);
+}
+
+/* The admin socket's (gateway/admin.h). */
+static int env_command(void *ctx, const char *device, const char *verb, const char *arg,
+                       char *reply, size_t replylen)
+{
+    return gw_core_device_command(ctx, device, verb, arg, reply, replylen);
+}
+
 int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *config_path,
                   char *err, size_t errlen)
 {
@@ -855,6 +886,23 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
                                  on_command, core, err, errlen);
     if (!core->uplink)
         goto error;
+    gw_status_env senv = {.loop = loop,
+                          .cfg = &core->cfg,
+                          .counts = &core->st,
+                          .stopping = &core->stopping,
+                          .store = core->store,
+                          .uplink = core->uplink,
+                          .alarms = core->alarms,
+                          .ctx = core,
+                          .devices = env_devices,
+                          .admin_json = env_admin_json,
+                          .http_metrics = env_http_metrics,
+                          .listeners = env_listeners};
+    core->status = gw_status_start(&senv);
+    if (!core->status) {
+        snprintf(err, errlen, "out of memory");
+        goto error;
+    }
     if (index_build(core) || gw_liveness_start(core)) {
         snprintf(err, errlen, "out of memory");
         goto error;
@@ -892,12 +940,20 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
     core->stats_timer.data = core->drain_timer.data = core;
     uv_timer_start(&core->stats_timer, on_stats_timer, STATS_INTERVAL_MS, STATS_INTERVAL_MS);
     if (core->cfg.admin_socket[0]) {
-        core->admin = gw_admin_start(core, core->cfg.admin_socket, err, errlen);
+        gw_admin_env aenv = {.loop = loop,
+                             .status = core->status,
+                             .alarms = core->alarms,
+                             .ctx = core,
+                             .command = env_command};
+        core->admin = gw_admin_start(&aenv, core->cfg.admin_socket, err, errlen);
         if (!core->admin)
             GW_WARN("core", "%s: running without the admin interface", err);
     }
-    core->status = gw_status_start(core);
-    if (core->cfg.http.enabled && !(core->http = gw_http_start(core, &core->cfg.http, err, errlen)))
+    gw_http_env henv = {.loop = loop,
+                        .status = core->status,
+                        .alarms = core->alarms,
+                        .data_dir = core->cfg.data_dir};
+    if (core->cfg.http.enabled && !(core->http = gw_http_start(&henv, &core->cfg.http, err, errlen)))
         GW_WARN("core", "%s: running without the HTTP endpoint", err);
     gw_uplink_start(core->uplink);
     release_parsed(&core->cfg);
@@ -907,6 +963,8 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
     core->notify = gw_notify_ready(loop, "running");
     return GW_OK;
 error:
+    gw_status_stop(core->status);
+    core->status = NULL;
     gw_liveness_stop(core);
     gw_tw_close(core->wheel);
     core->wheel = NULL;

@@ -4,16 +4,9 @@
  * white-box tests). Protocols and adapters see gw_core as an opaque handle and
  * use the functions in gateway/core.h. */
 #include "gateway/core.h"
+#include "gateway/status.h"
 #include "gateway/store.h"
 #include "gateway/uplink.h"
-
-typedef struct gw_core_stats {
-    uint64_t readings, events, alarms;
-    uint64_t refused_queue_full; /* readings refused: store queue at its bound */
-    uint64_t encode_errors;
-    uint64_t replays;     /* reports refused by gw_core_seen_report as already stored */
-    uint64_t obs_refused; /* readings refused: observation time outside store.obs_max_age/ahead */
-} gw_core_stats;
 
 struct gw_core {
     uv_loop_t *loop;

@@ -2,7 +2,6 @@
 #include "gateway/http.h"
 
 #include "gateway/alarms.h"
-#include "gateway/core_internal.h"
 #include "base/embedded.h"
 #include "base/log.h"
 #include "gateway/status.h"
@@ -26,32 +25,8 @@
  * at most two renders a second, and a 1 s scraper always gets a fresh one. */
 #define METRICS_TTL_MS 500
 
-#define H(m) offsetof(gw_http_config, m)
-const gw_cfgkey gw_http_keys[] = {
-    {"listen", GW_CT_STR, "127.0.0.1:9480", 0, -1, H(listen), sizeof(((gw_http_config *)0)->listen),
-     NULL, 0, "HOST:PORT (IPv4) or [V6]:PORT; only loopback without a token_file"},
-    {"token_file", GW_CT_STR, "", 0, -1, H(token_file), sizeof(((gw_http_config *)0)->token_file),
-     NULL, 0,
-     "file whose first line is the bearer token; empty: one is generated in data_dir/http-token "
-     "(for writes)"},
-    {"max_connections", GW_CT_INT, "64", 1, 4096, H(max_connections), 0, NULL, 0,
-     "open client connections at most"},
-    {"timeout", GW_CT_DURATION, "10s", 1, 3600, H(timeout_ms), 0, NULL, 0,
-     "an idle or slow client connection is closed after this"},
-    {"metrics_devices", GW_CT_INT, "20000", 0, 1000000, H(metrics_devices), 0, NULL, 0,
-     "devices with per-device series in /metrics at most (label cardinality)"},
-    {"health_uplink_down", GW_CT_DURATION, "60s", 0, 86400, H(uplink_down_ms), 0, NULL, 0,
-     "/healthz fails once the uplink is down longer"},
-    {"health_outbox_percent", GW_CT_INT, "90", 1, 100, H(outbox_percent), 0, NULL, 0,
-     "/healthz fails once the outbox holds this share of store.max_bytes"},
-    {"health_loop_stall", GW_CT_DURATION, "2s", 0.01, 3600, H(loop_stall_ms), 0, NULL, 0,
-     "/healthz fails when the loop ran this late in the last 10-20 s"},
-    {"health_store_stuck", GW_CT_DURATION, "30s", 1, 3600, H(store_stuck_ms), 0, NULL, 0,
-     "/healthz fails when rows wait and nothing was committed for this long"},
-    {NULL}};
-
 struct gw_http {
-    gw_core *core;
+    gw_http_env env; /* what the core gave at start */
     struct MHD_Daemon *d;
     uv_poll_t poll;
     uv_timer_t timer;
@@ -64,58 +39,6 @@ struct gw_http {
     uint64_t metrics_at;          /* loop time of that render */
     size_t metrics_len;
 };
-
-/* Parses listen into a socket address; 1 when it is a loopback address. */
-static int parse_listen(const char *listen, struct sockaddr_storage *sa, int *loopback)
-{
-    char host[64];
-    const char *colon;
-    if (listen[0] == '[') {
-        const char *end = strchr(listen, ']');
-        if (!end || end[1] != ':' || (size_t)(end - listen - 1) >= sizeof(host))
-            return GW_EINVAL;
-        memcpy(host, listen + 1, (size_t)(end - listen - 1));
-        host[end - listen - 1] = '\0';
-        colon = end + 1;
-    } else {
-        colon = strrchr(listen, ':');
-        if (!colon || (size_t)(colon - listen) >= sizeof(host))
-            return GW_EINVAL;
-        memcpy(host, listen, (size_t)(colon - listen));
-        host[colon - listen] = '\0';
-    }
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || port < 1 || port > 65535)
-        return GW_EINVAL;
-    memset(sa, 0, sizeof(*sa));
-    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)sa) == 0) {
-        *loopback = strncmp(host, "127.", 4) == 0;
-    } else if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)sa) == 0) {
-        *loopback = strcmp(host, "::1") == 0;
-    } else {
-        return GW_EINVAL;
-    }
-    return GW_OK;
-}
-
-int gw_http_config_check(const gw_http_config *c, char *err, size_t errlen)
-{
-    struct sockaddr_storage sa;
-    int loopback;
-    if (parse_listen(c->listen, &sa, &loopback)) {
-        snprintf(err, errlen, "key 'http.listen' must be IPV4:PORT or [IPV6]:PORT (got '%s')",
-                 c->listen);
-        return GW_EINVAL;
-    }
-    if (!loopback && !c->token_file[0]) {
-        snprintf(err, errlen,
-                 "key 'http.listen' %s is not a loopback address: http.token_file is required",
-                 c->listen);
-        return GW_EINVAL;
-    }
-    return GW_OK;
-}
 
 /* The configured token, or one generated for this run and left for the local
  * operator in data_dir (mode 0600, written then renamed into place). */
@@ -146,7 +69,7 @@ static int load_token(gw_http *h, const gw_http_config *c, char *err, size_t err
     for (size_t i = 0; i < sizeof(rnd); i++)
         snprintf(h->token + 2 * i, 3, "%02x", rnd[i]);
     char path[300], tmp[310];
-    snprintf(path, sizeof(path), "%s/http-token", h->core->cfg.data_dir);
+    snprintf(path, sizeof(path), "%s/http-token", h->env.data_dir);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     int ok = fd >= 0 && write(fd, h->token, strlen(h->token)) == (ssize_t)strlen(h->token) &&
@@ -255,11 +178,11 @@ static size_t arg_size(struct MHD_Connection *c, const char *name, size_t def, s
  * METRICS_TTL_MS; libmicrohttpd frees the body after the last one is sent. */
 static enum MHD_Result metrics(gw_http *h, struct MHD_Connection *c)
 {
-    uint64_t now = uv_now(h->core->loop);
+    uint64_t now = uv_now(h->env.loop);
     if (!h->metrics || now - h->metrics_at >= METRICS_TTL_MS) {
         gw_sbuf b = {0};
         gw_sbuf_reserve(&b, h->metrics_len + h->metrics_len / 8);
-        gw_status_metrics(h->core, &b);
+        gw_status_metrics(h->env.status, &b);
         if (b.oom)
             return send_buf(h, c, MHD_HTTP_OK, "text/plain", &b); /* 503 */
         struct MHD_Response *r =
@@ -281,7 +204,7 @@ static enum MHD_Result metrics(gw_http *h, struct MHD_Connection *c)
 
 static enum MHD_Result get(gw_http *h, struct MHD_Connection *c, const char *url)
 {
-    gw_core *core = h->core;
+    gw_status *st = h->env.status;
     gw_sbuf b = {0};
     const char *json = "application/json";
     if (!strcmp(url, "/") || !strcmp(url, "/index.html")) {
@@ -293,15 +216,15 @@ static enum MHD_Result get(gw_http *h, struct MHD_Connection *c, const char *url
     if (!strcmp(url, "/metrics"))
         return metrics(h, c);
     if (!strcmp(url, "/healthz") || !strcmp(url, "/readyz")) {
-        int ok = gw_status_health_json(core, url[1] == 'r', &b);
+        int ok = gw_status_health_json(st, url[1] == 'r', &b);
         return send_buf(h, c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, json, &b);
     }
     if (!strcmp(url, "/api/v1/status")) {
-        gw_status_json(core, &b);
+        gw_status_json(st, &b);
         return send_buf(h, c, MHD_HTTP_OK, json, &b);
     }
     if (!strcmp(url, "/api/v1/alarms")) {
-        gw_status_alarms_json(core, &b);
+        gw_status_alarms_json(st, &b);
         return send_buf(h, c, MHD_HTTP_OK, json, &b);
     }
     if (!strcmp(url, "/api/v1/devices")) {
@@ -313,11 +236,11 @@ static enum MHD_Result get(gw_http *h, struct MHD_Connection *c, const char *url
             arg_size(c, "offset", 0, (size_t)-1 / 2),
             arg_size(c, "limit", 100, LIMIT_MAX),
         };
-        gw_status_devices_json(core, &f, &b);
+        gw_status_devices_json(st, &f, &b);
         return send_buf(h, c, MHD_HTTP_OK, json, &b);
     }
     if (!strncmp(url, "/api/v1/devices/", 16)) {
-        if (gw_status_device_json(core, url + 16, &b)) {
+        if (gw_status_device_json(st, url + 16, &b)) {
             gw_sbuf_free(&b);
             return error(h, c, MHD_HTTP_NOT_FOUND, "no such device");
         }
@@ -343,7 +266,7 @@ static enum MHD_Result post(gw_http *h, struct MHD_Connection *c, const char *ur
     const char *by = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "by");
     char who[80];
     snprintf(who, sizeof(who), "http:%.60s", by && *by ? by : "operator");
-    int rc = gw_alarms_ack(h->core->alarms, id, who);
+    int rc = gw_alarms_ack(h->env.alarms, id, who);
     GW_INFO("http", "ack of %.80s by %s: %s", id, who, rc == GW_OK ? "recorded" : "not found");
     if (rc != GW_OK)
         return error(h, c, MHD_HTTP_NOT_FOUND, "no such active alarm");
@@ -421,18 +344,18 @@ static void on_poll(uv_poll_t *p, int status, int events)
     pump(p->data);
 }
 
-gw_http *gw_http_start(gw_core *core, const gw_http_config *c, char *err, size_t errlen)
+gw_http *gw_http_start(const gw_http_env *env, const gw_http_config *c, char *err, size_t errlen)
 {
     struct sockaddr_storage sa;
     int loopback;
-    if (gw_http_config_check(c, err, errlen) || parse_listen(c->listen, &sa, &loopback))
+    if (gw_http_config_check(c, err, errlen) || gw_http_parse_listen(c->listen, &sa, &loopback))
         return NULL;
     gw_http *h = calloc(1, sizeof(*h));
     if (!h) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    h->core = core;
+    h->env = *env;
     h->read_needs_token = !loopback;
     if (load_token(h, c, err, errlen)) {
         free(h);
@@ -456,8 +379,8 @@ gw_http *gw_http_start(gw_core *core, const gw_http_config *c, char *err, size_t
         return NULL;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD);
-    uv_poll_init(core->loop, &h->poll, info->epoll_fd);
-    uv_timer_init(core->loop, &h->timer);
+    uv_poll_init(env->loop, &h->poll, info->epoll_fd);
+    uv_timer_init(env->loop, &h->timer);
     h->poll.data = h->timer.data = h;
     h->handles = 2;
     uv_poll_start(&h->poll, UV_READABLE, on_poll);

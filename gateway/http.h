@@ -11,34 +11,29 @@
  * token (http.token_file), sent as "Authorization: Bearer TOKEN". Writes (the
  * acknowledge) always need the token: without token_file one is generated at
  * start into <data_dir>/http-token (mode 0600) for the local operator. */
-#include "base/cfgmap.h"
+#include "gateway/http_conf.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct gw_http_config {
-    int enabled; /* an http: section is present */
-    char listen[80];
-    char token_file[256];
-    int64_t max_connections;
-    int64_t timeout_ms;
-    int64_t metrics_devices; /* per-device series at most (label cardinality) */
-    /* Health: /healthz answers 503 past any of these. */
-    int64_t uplink_down_ms;
-    int64_t outbox_percent;
-    int64_t loop_stall_ms;
-    int64_t store_stuck_ms;
-} gw_http_config;
+#include <uv.h>
 
-extern const gw_cfgkey gw_http_keys[];
-/* Checks a loaded http section (address syntax, token rule). 0 or GW_EINVAL. */
-int gw_http_config_check(const gw_http_config *c, char *err, size_t errlen);
-
-struct gw_core;
+struct gw_alarms;
+struct gw_status;
 typedef struct gw_http gw_http;
 
+/* What the endpoint needs from the core, given at start so that it never
+ * reaches into the core (no core <-> http cycle). Pointers stay valid until
+ * gw_http_stop. */
+typedef struct gw_http_env {
+    uv_loop_t *loop;
+    struct gw_status *status; /* answers every GET but the page */
+    struct gw_alarms *alarms; /* takes the acknowledge */
+    const char *data_dir;     /* where a generated token is left */
+} gw_http_env;
+
 /* Starts serving (NULL with err on failure: port taken, token unreadable). */
-gw_http *gw_http_start(struct gw_core *core, const gw_http_config *c, char *err, size_t errlen);
+gw_http *gw_http_start(const gw_http_env *env, const gw_http_config *c, char *err, size_t errlen);
 /* Appends the endpoint's own counters to a /metrics answer. */
 struct gw_sbuf;
 void gw_http_metrics(const gw_http *h, struct gw_sbuf *b);

@@ -5,16 +5,10 @@
  * dashboard). Independent of the platform uplink, so alarms act locally while
  * the uplink is down. Fire-and-forget QoS 1 with a bounded buffer while the
  * local broker is away: past `queue_max` publishes are dropped and counted. */
+#include "gateway/localpub_conf.h"
+
 #include <stddef.h>
 #include <stdint.h>
-
-typedef struct gw_localpub_config {
-    char uri[256];
-    char client_id[128];
-    char username[128];
-    char password_file[256];
-    int64_t queue_max;
-} gw_localpub_config;
 
 typedef struct gw_localpub gw_localpub;
 

@@ -24,6 +24,7 @@
  * bytes. Loop thread only: a gw_protect is not thread-safe. */
 #include "base/cfgmap.h"
 #include "base/yamldoc.h"
+#include "gateway/protect_conf.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -34,27 +35,8 @@
 #define GW_PROTECT_MAC 0x02 /* HMAC-SM3 tag present */
 #define GW_PROTECT_SIG 0x04 /* SM2 signature present */
 
-#define GW_PROTECT_KEYS 2       /* key sets at once: current and previous */
-#define GW_PROTECT_KID_MAX 32   /* key id bytes */
 #define GW_PROTECT_SENDERS 16   /* senders whose high-water marks are kept */
 #define GW_PROTECT_DISTID "1234567812345678" /* GB/T 32918's default signer id */
-
-typedef struct gw_protect_keyconf {
-    char id[GW_PROTECT_KID_MAX + 1];
-    char key_file[256];      /* SM4 key then HMAC-SM3 key, 32 bytes as 64 hex digits */
-    char sign_key_file[256]; /* this gateway's SM2 private key (PEM) */
-    char peer_key_file[256]; /* the peer's SM2 public key (PEM), for what it signs */
-} gw_protect_keyconf;
-
-typedef struct gw_protect_config {
-    int scheme;   /* index into gw_protect_schemes; 0 = none */
-    gw_protect_keyconf keys[GW_PROTECT_KEYS];
-    int nkeys;
-    char distid[64];      /* our SM2 signer id */
-    char peer_distid[64]; /* the peer's */
-    int64_t max_skew_ms;  /* inbound timestamps further from our clock are refused; 0: no check */
-    char state_path[300]; /* counters: <data_dir>/protect-<destination>.state */
-} gw_protect_config;
 
 /* Scheme names as the config spells them, and their envelope flags. */
 extern const char *const gw_protect_schemes[];

@@ -3,12 +3,13 @@
  * request: no copies of the counters are kept here. */
 #include "gateway/status.h"
 
-#include "gateway/admin.h"
 #include "gateway/alarms.h"
-#include "gateway/core_internal.h"
-#include "gateway/http.h"
+#include "gateway/config.h"
+#include "gateway/device.h"
+#include "gateway/store.h"
+#include "gateway/uplink.h"
 #include "base/log.h"
-#include "protocols/stream_listener.h"
+#include "protocols/protocol.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -36,7 +37,7 @@ struct sample {
 };
 
 struct gw_status {
-    gw_core *core;
+    gw_status_env env; /* what the core gave at start */
     uv_timer_t probe;
     uint64_t expect_ns;
     uint64_t late_count[NLATE + 1];
@@ -192,15 +193,15 @@ void gw_status_device_free(gw_device *dev)
 
 /* ---- probe ---- */
 
-static uint64_t puts_total(const gw_core *core)
+static uint64_t puts_total(const gw_status_env *env)
 {
-    return core->st.readings + core->st.events + core->st.alarms;
+    return env->counts->readings + env->counts->events + env->counts->alarms;
 }
 
 static void sample_outbox(gw_status *st, int64_t now)
 {
     gw_store_stats ss;
-    gw_store_get_stats(st->core->store, &ss);
+    gw_store_get_stats(st->env.store, &ss);
     if (!st->based) {
         for (int l = 0; l < GW_LANES; l++)
             st->base[l] = (uint64_t)ss.rows[l] - ss.rows_in[l];
@@ -245,7 +246,7 @@ static int64_t oldest_age(gw_status *st, int lane, const gw_store_stats *ss, int
 static void on_probe(uv_timer_t *t)
 {
     gw_status *st = t->data;
-    gw_core *core = st->core;
+    const gw_status_env *env = &st->env;
     uint64_t now_ns = gw_mono_ns();
     double late_ms = now_ns > st->expect_ns ? (double)(now_ns - st->expect_ns) / 1e6 : 0;
     st->expect_ns = now_ns + (uint64_t)PROBE_MS * 1000000u;
@@ -265,21 +266,21 @@ static void on_probe(uv_timer_t *t)
         st->stall_max_ms = (int64_t)late_ms;
 
     int64_t now = gw_now_ms();
-    if (core->uplink) {
+    if (env->uplink) {
         gw_uplink_stats us;
-        gw_uplink_get_stats(core->uplink, &us);
+        gw_uplink_get_stats(env->uplink, &us);
         if (us.connected)
             st->uplink_down_since = 0;
         else if (!st->uplink_down_since)
             st->uplink_down_since = now;
     }
-    if (core->store) {
+    if (env->store) {
         gw_store_stats ss;
-        gw_store_get_stats(core->store, &ss);
-        if (ss.commits != st->commits_seen || puts_total(core) == st->puts_at_commit) {
+        gw_store_get_stats(env->store, &ss);
+        if (ss.commits != st->commits_seen || puts_total(env) == st->puts_at_commit) {
             /* Committing, or nothing to commit: not stuck. */
             st->commits_seen = ss.commits;
-            st->puts_at_commit = puts_total(core);
+            st->puts_at_commit = puts_total(env);
             st->commit_change_ms = mono;
         }
         if (now - st->last_sample_ms >= SAMPLE_MS) {
@@ -289,18 +290,18 @@ static void on_probe(uv_timer_t *t)
     }
 }
 
-gw_status *gw_status_start(gw_core *core)
+gw_status *gw_status_start(const gw_status_env *env)
 {
     gw_status *st = calloc(1, sizeof(*st));
     if (!st)
         return NULL;
-    st->core = core;
+    st->env = *env;
     st->started_ms = gw_now_ms();
     st->uplink_down_since = st->started_ms; /* down until the first connect */
     st->commit_change_ms = st->stall_window_start = gw_mono_ms();
-    st->puts_at_commit = puts_total(core);
+    st->puts_at_commit = puts_total(env);
     st->expect_ns = gw_mono_ns() + (uint64_t)PROBE_MS * 1000000u;
-    uv_timer_init(core->loop, &st->probe);
+    uv_timer_init(env->loop, &st->probe);
     st->probe.data = st;
     uv_timer_start(&st->probe, on_probe, PROBE_MS, PROBE_MS);
     sample_outbox(st, st->started_ms);
@@ -329,11 +330,11 @@ static const char *online_name(int online)
 }
 
 /* Seconds since the device was last heard (loop time), -1 when never. */
-static double seen_age_s(const gw_core *core, const gw_device *d)
+static double seen_age_s(const gw_status_env *env, const gw_device *d)
 {
     if (!d->live_seen_ms)
         return -1;
-    int64_t now = (int64_t)uv_now(core->loop);
+    int64_t now = (int64_t)uv_now(env->loop);
     return now > d->live_seen_ms ? (double)(now - d->live_seen_ms) / 1000.0 : 0;
 }
 
@@ -360,15 +361,15 @@ static void reason(struct health *h, const char *fmt, ...)
 }
 
 /* Checks every health condition, listing the failing ones as JSON strings in b (may be NULL). */
-static int health_check(gw_core *core, int ready, gw_sbuf *b)
+static int health_check(gw_status *st, int ready, gw_sbuf *b)
 {
     struct health h = {1, b, 0};
-    const gw_http_config *hc = &core->cfg.http;
-    gw_status *st = core->status;
+    const gw_status_env *env = &st->env;
+    const gw_http_config *hc = &env->cfg->http;
     int64_t now = gw_now_ms(), mono = gw_mono_ms();
-    if (ready && core->stopping)
+    if (ready && *env->stopping)
         reason(&h, "stopping");
-    if (!st || !core->store) {
+    if (!env->store) {
         reason(&h, "not running");
         return h.ok;
     }
@@ -377,9 +378,9 @@ static int health_check(gw_core *core, int ready, gw_sbuf *b)
                (long long)((now - st->uplink_down_since) / 1000),
                (long long)(hc->uplink_down_ms / 1000));
     gw_store_stats ss;
-    gw_store_get_stats(core->store, &ss);
-    if (core->cfg.store.max_bytes > 0) {
-        int64_t pct = ss.bytes * 100 / core->cfg.store.max_bytes;
+    gw_store_get_stats(env->store, &ss);
+    if (env->cfg->store.max_bytes > 0) {
+        int64_t pct = ss.bytes * 100 / env->cfg->store.max_bytes;
         if (pct >= hc->outbox_percent)
             reason(&h, "outbox %lld %% full (limit %lld %%)", (long long)pct,
                    (long long)hc->outbox_percent);
@@ -391,16 +392,16 @@ static int health_check(gw_core *core, int ready, gw_sbuf *b)
     if (stall > hc->loop_stall_ms)
         reason(&h, "loop stalled %lld ms in the last %d s (limit %lld ms)", (long long)stall,
                STALL_WINDOW_MS / 1000 * 2, (long long)hc->loop_stall_ms);
-    if (puts_total(core) != st->puts_at_commit && mono - st->commit_change_ms > hc->store_stuck_ms)
+    if (puts_total(env) != st->puts_at_commit && mono - st->commit_change_ms > hc->store_stuck_ms)
         reason(&h, "store thread stuck: no commit for %lld s with rows waiting",
                (long long)((mono - st->commit_change_ms) / 1000));
     return h.ok;
 }
 
-int gw_status_health_json(gw_core *core, int ready, gw_sbuf *b)
+int gw_status_health_json(gw_status *st, int ready, gw_sbuf *b)
 {
     gw_sbuf r = {0};
-    int ok = health_check(core, ready, &r);
+    int ok = health_check(st, ready, &r);
     gw_sbuf_printf(b, "{\"status\":\"%s\",\"reasons\":[", ok ? "ok" : "fail");
     if (r.len)
         gw_sbuf_put(b, r.p, r.len);
@@ -446,52 +447,55 @@ static void alarm_each(void *ctx, const gw_alarm *a)
     w->by_level[a->level <= 4 ? a->level : 0]++;
 }
 
-void gw_status_alarms_json(gw_core *core, gw_sbuf *b)
+void gw_status_alarms_json(gw_status *st, gw_sbuf *b)
 {
     struct alarm_walk w = {b, 0, {0}};
     GW_SBUF_LIT(b, "{\"alarms\":[");
-    gw_alarms_each(core->alarms, alarm_each, &w);
+    gw_alarms_each(st->env.alarms, alarm_each, &w);
     gw_sbuf_printf(b, "],\"active\":%zu}\n", w.n);
 }
 
-void gw_status_json(gw_core *core, gw_sbuf *b)
+void gw_status_json(gw_status *st, gw_sbuf *b)
 {
+    const gw_status_env *env = &st->env;
+    size_t ndevices;
+    gw_device *const *devices = env->devices(env->ctx, &ndevices);
     gw_store_stats ss;
     gw_uplink_stats us;
     memset(&ss, 0, sizeof(ss));
     memset(&us, 0, sizeof(us));
-    if (core->store)
-        gw_store_get_stats(core->store, &ss);
-    if (core->uplink)
-        gw_uplink_get_stats(core->uplink, &us);
+    if (env->store)
+        gw_store_get_stats(env->store, &ss);
+    if (env->uplink)
+        gw_uplink_get_stats(env->uplink, &us);
     size_t online = 0, offline = 0;
-    for (size_t i = 0; i < core->ndevices; i++) {
-        online += core->devices[i]->online == 1;
-        offline += core->devices[i]->online == 0;
+    for (size_t i = 0; i < ndevices; i++) {
+        online += devices[i]->online == 1;
+        offline += devices[i]->online == 0;
     }
     uint64_t lat_n = 0;
     int lat50 = -1, lat99 = -1;
-    if (core->uplink)
-        gw_uplink_alarm_latency(core->uplink, &lat_n, &lat50, &lat99);
+    if (env->uplink)
+        gw_uplink_alarm_latency(env->uplink, &lat_n, &lat50, &lat99);
     gw_sl_stats t;
     gw_sl_totals(&t);
     struct alarm_walk w = {NULL, 0, {0}};
-    gw_alarms_each(core->alarms, alarm_each, &w);
+    gw_alarms_each(env->alarms, alarm_each, &w);
     GW_SBUF_LIT(b, "{\"gateway\":");
-    gw_sbuf_jstr(b, core->cfg.gateway_id);
+    gw_sbuf_jstr(b, env->cfg->gateway_id);
     gw_sbuf_printf(b,
                    ",\"devices\":%zu,\"online\":%zu,\"offline\":%zu,\"readings\":%llu,"
                    "\"events\":%llu,\"alarm_transitions\":%llu,\"active_alarms\":%zu,"
                    "\"alarms_by_level\":{\"blue\":%zu,\"yellow\":%zu,\"orange\":%zu,\"red\":%zu},"
                    "\"refused_queue_full\":%llu,",
-                   core->ndevices, online, offline, (unsigned long long)core->st.readings,
-                   (unsigned long long)core->st.events, (unsigned long long)core->st.alarms, w.n,
+                   ndevices, online, offline, (unsigned long long)env->counts->readings,
+                   (unsigned long long)env->counts->events, (unsigned long long)env->counts->alarms, w.n,
                    w.by_level[1], w.by_level[2], w.by_level[3], w.by_level[4],
-                   (unsigned long long)core->st.refused_queue_full);
+                   (unsigned long long)env->counts->refused_queue_full);
     int64_t now = gw_now_ms();
     int64_t age[GW_LANES] = {0, 0};
-    for (int l = 0; l < GW_LANES && core->status && core->store; l++)
-        age[l] = oldest_age(core->status, l, &ss, now);
+    for (int l = 0; l < GW_LANES && env->store; l++)
+        age[l] = oldest_age(st, l, &ss, now);
     gw_sbuf_printf(b,
                    "\"outbox\":{\"rows_priority\":%lld,\"rows_telemetry\":%lld,\"bytes\":%lld,"
                    "\"max_bytes\":%lld,\"oldest_priority_s\":%.1f,\"oldest_telemetry_s\":%.1f,"
@@ -499,14 +503,14 @@ void gw_status_json(gw_core *core, gw_sbuf *b)
                    "\"rows_waiting\":%lld,\"shed_min_free\":%llu,\"recovered_corrupt\":%s,"
                    "\"replays\":%llu,\"obs_refused\":%llu},",
                    (long long)ss.rows[0], (long long)ss.rows[1], (long long)ss.bytes,
-                   (long long)core->cfg.store.max_bytes, (double)age[0] / 1000.0,
+                   (long long)env->cfg->store.max_bytes, (double)age[0] / 1000.0,
                    (double)age[1] / 1000.0, (unsigned long long)ss.tele_dropped_full,
                    ss.disk_full ? "true" : "false", (unsigned long long)ss.commit_failures,
                    (long long)ss.rows_waiting, (unsigned long long)ss.tele_shed_floor,
-                   ss.recovered ? "true" : "false", (unsigned long long)core->st.replays,
-                   (unsigned long long)core->st.obs_refused);
+                   ss.recovered ? "true" : "false", (unsigned long long)env->counts->replays,
+                   (unsigned long long)env->counts->obs_refused);
     GW_SBUF_LIT(b, "\"uplink\":{\"uri\":");
-    gw_sbuf_jstr(b, core->cfg.uplink.uri);
+    gw_sbuf_jstr(b, env->cfg->uplink.uri);
     gw_sbuf_printf(b,
                    ",\"connected\":%s,\"connects\":%llu,"
                    "\"in_flight\":%llu,\"rows_acked\":%llu,"
@@ -518,7 +522,7 @@ void gw_status_json(gw_core *core, gw_sbuf *b)
                                         us.msgs_acked[1]),
                    (unsigned long long)(us.rows_acked[0] + us.rows_acked[1]),
                    (unsigned long long)us.protect.sealed, (unsigned long long)us.commands_refused,
-                   core->cfg.uplink.servers[us.server], (unsigned long long)us.failovers,
+                   env->cfg->uplink.servers[us.server], (unsigned long long)us.failovers,
                    (unsigned long long)us.id_conflicts,
                    (unsigned long long)lat_n, lat50, lat99);
     gw_sbuf_printf(b,
@@ -530,10 +534,9 @@ void gw_status_json(gw_core *core, gw_sbuf *b)
                    (unsigned long long)t.auth_timeouts, (unsigned long long)t.idle_closed,
                    (unsigned long long)t.refused_full, (unsigned long long)t.refused_per_source,
                    (unsigned long long)t.refused_peer);
-    if (core->admin)
-        gw_admin_stats_json(core->admin, b);
+    env->admin_json(env->ctx, b);
     GW_SBUF_LIT(b, "\"health\":");
-    gw_status_health_json(core, 0, b);
+    gw_status_health_json(st, 0, b);
     b->len--; /* the health object's newline */
     GW_SBUF_LIT(b, "}\n");
 }
@@ -555,7 +558,7 @@ static int matches(const gw_device *d, const gw_status_filter *f)
     return !f->q || !*f->q || has_sub(d->conf.id, f->q) || has_sub(d->conf.site, f->q);
 }
 
-static void device_json(gw_core *core, const gw_device *d, gw_sbuf *b)
+static void device_json(const gw_status_env *env, const gw_device *d, gw_sbuf *b)
 {
     GW_SBUF_LIT(b, "{\"id\":");
     gw_sbuf_jstr(b, d->conf.id);
@@ -565,7 +568,7 @@ static void device_json(gw_core *core, const gw_device *d, gw_sbuf *b)
     gw_sbuf_jstr(b, d->conf.protocol);
     GW_SBUF_LIT(b, ",\"site\":");
     gw_sbuf_jstr(b, d->conf.site);
-    double age = seen_age_s(core, d);
+    double age = seen_age_s(env, d);
     gw_sbuf_printf(b, ",\"state\":\"%s\",\"seen_age_s\":", online_name(d->online));
     if (age < 0)
         GW_SBUF_LIT(b, "null");
@@ -591,14 +594,17 @@ static void device_json(gw_core *core, const gw_device *d, gw_sbuf *b)
     GW_SBUF_LIT(b, "]}");
 }
 
-void gw_status_devices_json(gw_core *core, const gw_status_filter *f, gw_sbuf *b)
+void gw_status_devices_json(gw_status *st, const gw_status_filter *f, gw_sbuf *b)
 {
+    const gw_status_env *env = &st->env;
+    size_t ndevices;
+    gw_device *const *devices = env->devices(env->ctx, &ndevices);
     size_t matched = 0, shown = 0;
     const char *types[TYPES_MAX];
     size_t ntypes = 0;
-    gw_sbuf_printf(b, "{\"total\":%zu,\"offset\":%zu,\"devices\":[", core->ndevices, f->offset);
-    for (size_t i = 0; i < core->ndevices; i++) {
-        const gw_device *d = core->devices[i];
+    gw_sbuf_printf(b, "{\"total\":%zu,\"offset\":%zu,\"devices\":[", ndevices, f->offset);
+    for (size_t i = 0; i < ndevices; i++) {
+        const gw_device *d = devices[i];
         const char *ty = d->type ? d->type : "";
         size_t k = 0;
         while (k < ntypes && strcmp(types[k], ty) != 0)
@@ -611,7 +617,7 @@ void gw_status_devices_json(gw_core *core, const gw_status_filter *f, gw_sbuf *b
             continue;
         if (shown++)
             GW_SBUF_LIT(b, ",");
-        device_json(core, d, b);
+        device_json(&st->env, d, b);
     }
     gw_sbuf_printf(b, "],\"matched\":%zu,\"types\":[", matched);
     for (size_t k = 0; k < ntypes; k++) {
@@ -622,11 +628,13 @@ void gw_status_devices_json(gw_core *core, const gw_status_filter *f, gw_sbuf *b
     GW_SBUF_LIT(b, "]}\n");
 }
 
-int gw_status_device_json(gw_core *core, const char *id, gw_sbuf *b)
+int gw_status_device_json(gw_status *st, const char *id, gw_sbuf *b)
 {
-    for (size_t i = 0; i < core->ndevices; i++)
-        if (strcmp(core->devices[i]->conf.id, id) == 0) {
-            device_json(core, core->devices[i], b);
+    size_t ndevices;
+    gw_device *const *devices = st->env.devices(st->env.ctx, &ndevices);
+    for (size_t i = 0; i < ndevices; i++)
+        if (strcmp(devices[i]->conf.id, id) == 0) {
+            device_json(&st->env, devices[i], b);
             GW_SBUF_LIT(b, "\n");
             return GW_OK;
         }
@@ -731,6 +739,27 @@ static void pc_add(gw_proto_counters *sum, const gw_proto_counters *c)
     sum->malformed += c->malformed;
 }
 
+/* Listeners count what they could not give to a device (bad CRC, unknown
+ * station): a protocol with listeners and no device shows too. */
+struct lwalk {
+    struct proto_sum *ps;
+    size_t *n, cap;
+};
+
+static void listener_sum(const struct gw_protocol *p, void *state, void *arg)
+{
+    struct lwalk *w = arg;
+    if (!p->listener_stats || !state)
+        return;
+    size_t k = 0;
+    while (k < *w->n && strcmp(w->ps[k].name, p->name) != 0)
+        k++;
+    if (k == *w->n && *w->n < w->cap)
+        w->ps[(*w->n)++] = (struct proto_sum){.name = p->name};
+    if (k < *w->n)
+        p->listener_stats(state, &w->ps[k].pc);
+}
+
 static void process_metrics(gw_status *st, gw_sbuf *b)
 {
     struct rusage ru;
@@ -760,18 +789,20 @@ static void process_metrics(gw_status *st, gw_sbuf *b)
     gw_sbuf_printf(b, "process_start_time_seconds %lld\n", (long long)(st->started_ms / 1000));
 }
 
-void gw_status_metrics(gw_core *core, gw_sbuf *b)
+void gw_status_metrics(gw_status *st, gw_sbuf *b)
 {
-    gw_status *st = core->status;
+    const gw_status_env *env = &st->env;
+    size_t ndevices;
+    gw_device *const *devices = env->devices(env->ctx, &ndevices);
     gw_store_stats ss;
     gw_uplink_stats us;
     memset(&ss, 0, sizeof(ss));
     memset(&us, 0, sizeof(us));
-    if (core->store)
-        gw_store_get_stats(core->store, &ss);
-    if (core->uplink)
-        gw_uplink_get_stats(core->uplink, &us);
-    const gw_core_stats *cs = &core->st;
+    if (env->store)
+        gw_store_get_stats(env->store, &ss);
+    if (env->uplink)
+        gw_uplink_get_stats(env->uplink, &us);
+    const gw_core_stats *cs = env->counts;
 
     help(b, "gw_items_accepted_total", "counter",
          "Items committed to the outbox queue, by kind (reading, event, alarm transition).");
@@ -804,13 +835,13 @@ void gw_status_metrics(gw_core *core, gw_sbuf *b)
     help(b, "gw_outbox_bytes", "gauge", "Payload bytes held in the outbox (both lanes).");
     gw_sbuf_printf(b, "gw_outbox_bytes %lld\n", (long long)ss.bytes);
     help(b, "gw_outbox_max_bytes", "gauge", "The outbox bound (store.max_bytes).");
-    gw_sbuf_printf(b, "gw_outbox_max_bytes %lld\n", (long long)core->cfg.store.max_bytes);
+    gw_sbuf_printf(b, "gw_outbox_max_bytes %lld\n", (long long)env->cfg->store.max_bytes);
     help(b, "gw_outbox_oldest_age_seconds", "gauge",
          "Age of the oldest row held, by lane (estimate, 1 s resolution).");
     int64_t now = gw_now_ms();
     for (int l = 0; l < GW_LANES; l++)
         gw_sbuf_printf(b, "gw_outbox_oldest_age_seconds{lane=\"%s\"} %.1f\n", lane[l],
-                       st && core->store ? (double)oldest_age(st, l, &ss, now) / 1000.0 : 0.0);
+                       st && env->store ? (double)oldest_age(st, l, &ss, now) / 1000.0 : 0.0);
     help(b, "gw_outbox_committed_rows_total", "counter", "Rows committed since start, by lane.");
     for (int l = 0; l < GW_LANES; l++)
         gw_sbuf_printf(b, "gw_outbox_committed_rows_total{lane=\"%s\"} %llu\n", lane[l],
@@ -823,7 +854,7 @@ void gw_status_metrics(gw_core *core, gw_sbuf *b)
 
     help(b, "gw_uplink_connected", "gauge", "1 while the platform connection is up.");
     GW_SBUF_LIT(b, "gw_uplink_connected{destination=\"");
-    label(b, core->cfg.uplink.uri);
+    label(b, env->cfg->uplink.uri);
     gw_sbuf_printf(b, "\"} %d\n", us.connected);
     struct {
         const char *name, *help;
@@ -842,7 +873,7 @@ void gw_status_metrics(gw_core *core, gw_sbuf *b)
     for (size_t i = 0; i < sizeof(up) / sizeof(up[0]); i++) {
         help(b, up[i].name, strstr(up[i].name, "_total") ? "counter" : "gauge", up[i].help);
         gw_sbuf_printf(b, "%s{destination=\"", up[i].name);
-        label(b, core->cfg.uplink.uri);
+        label(b, env->cfg->uplink.uri);
         gw_sbuf_printf(b, "\"} %llu\n", (unsigned long long)up[i].v);
     }
     help(b, "gw_uplink_down_seconds", "gauge", "How long the uplink has been down (0 while up).");
@@ -854,8 +885,8 @@ void gw_status_metrics(gw_core *core, gw_sbuf *b)
     struct proto_sum ps[32];
     size_t nps = 0;
     size_t online = 0, offline = 0, unknown = 0;
-    for (size_t i = 0; i < core->ndevices; i++) {
-        const gw_device *d = core->devices[i];
+    for (size_t i = 0; i < ndevices; i++) {
+        const gw_device *d = devices[i];
         size_t k = 0;
         while (k < nps && strcmp(ps[k].name, d->conf.protocol) != 0)
             k++;
@@ -894,18 +925,8 @@ void gw_status_metrics(gw_core *core, gw_sbuf *b)
     }
     /* Listeners count what they could not give to a device (bad CRC,
      * unknown station): a protocol with listeners and no device shows too. */
-    for (size_t i = 0; i < core->nlisteners; i++) {
-        const gw_protocol *p = core->listeners[i].conf.proto;
-        if (!p->listener_stats || !core->listeners[i].state)
-            continue;
-        size_t k = 0;
-        while (k < nps && strcmp(ps[k].name, p->name) != 0)
-            k++;
-        if (k == nps && nps < sizeof(ps) / sizeof(ps[0]))
-            ps[nps++] = (struct proto_sum){.name = p->name};
-        if (k < nps)
-            p->listener_stats(core->listeners[i].state, &ps[k].pc);
-    }
+    struct lwalk lw = {ps, &nps, sizeof(ps) / sizeof(ps[0])};
+    env->listeners(env->ctx, listener_sum, &lw);
     static const struct {
         const char *name, *help;
         size_t off;
@@ -953,12 +974,12 @@ void gw_status_metrics(gw_core *core, gw_sbuf *b)
                    "gw_devices{state=\"unknown\"} %zu\n",
                    online, offline, unknown);
     /* Per device, bounded: the first metrics_devices devices of the config. */
-    size_t cap = (size_t)core->cfg.http.metrics_devices;
-    size_t ndev = core->ndevices < cap ? core->ndevices : cap;
+    size_t cap = (size_t)env->cfg->http.metrics_devices;
+    size_t ndev = ndevices < cap ? ndevices : cap;
     gw_sbuf_reserve(b, ndev * 112); /* both lines of a device with a 24-byte id */
     help(b, "gw_device_online", "gauge", "1 online, 0 offline, -1 not yet known.");
     for (size_t i = 0; i < ndev; i++) {
-        const gw_device *d = core->devices[i];
+        const gw_device *d = devices[i];
         GW_SBUF_LIT(b, "gw_device_online{device=\"");
         label(b, d->conf.id);
         GW_SBUF_LIT(b, "\"}");
@@ -966,9 +987,9 @@ void gw_status_metrics(gw_core *core, gw_sbuf *b)
     }
     help(b, "gw_device_last_seen_age_seconds", "gauge",
          "Seconds since the device was last heard (absent: never).");
-    int64_t loop_now = (int64_t)uv_now(core->loop);
+    int64_t loop_now = (int64_t)uv_now(env->loop);
     for (size_t i = 0; i < ndev; i++) {
-        const gw_device *d = core->devices[i];
+        const gw_device *d = devices[i];
         if (!d->live_seen_ms)
             continue;
         GW_SBUF_LIT(b, "gw_device_last_seen_age_seconds{device=\"");
@@ -978,14 +999,14 @@ void gw_status_metrics(gw_core *core, gw_sbuf *b)
     }
     help(b, "gw_device_series_omitted", "gauge",
          "Devices left out of the per-device series (http.metrics_devices).");
-    gw_sbuf_printf(b, "gw_device_series_omitted %zu\n", core->ndevices - ndev);
+    gw_sbuf_printf(b, "gw_device_series_omitted %zu\n", ndevices - ndev);
 
     struct alarm_walk w = {NULL, 0, {0}};
-    gw_alarms_each(core->alarms, alarm_each, &w);
+    gw_alarms_each(env->alarms, alarm_each, &w);
     help(b, "gw_rule_evaluations_total", "counter",
          "Readings and events evaluated against the local rules.");
     gw_sbuf_printf(b, "gw_rule_evaluations_total %llu\n",
-                   (unsigned long long)gw_alarms_evaluations(core->alarms));
+                   (unsigned long long)gw_alarms_evaluations(env->alarms));
     help(b, "gw_alarms_active", "gauge", "Active alarms by level.");
     for (int l = 1; l <= 4; l++)
         gw_sbuf_printf(b, "gw_alarms_active{level=\"%s\"} %zu\n", gw_level_name(l), w.by_level[l]);
@@ -1006,9 +1027,8 @@ void gw_status_metrics(gw_core *core, gw_sbuf *b)
                        (unsigned long long)st->late_n);
     }
     help(b, "gw_healthy", "gauge", "1 when /healthz answers 200.");
-    gw_sbuf_printf(b, "gw_healthy %d\n", health_check(core, 0, NULL));
-    if (core->http)
-        gw_http_metrics(core->http, b);
+    gw_sbuf_printf(b, "gw_healthy %d\n", health_check(st, 0, NULL));
+    env->http_metrics(env->ctx, b);
     if (st)
         process_metrics(st, b);
 }

@@ -17,6 +17,8 @@
  * queued before it is committed, so no device is confirmed for rows that are
  * not on disk. Item sequence numbers are reserved in a small file beside the
  * outbox ("item-ids"), so a lost or recreated outbox never repeats them. */
+#include "gateway/store_conf.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -25,18 +27,6 @@ enum { GW_LANE_PRIO = 0, GW_LANE_TELE = 1, GW_LANES = 2 };
 
 /* Row kinds: the uplink picks the topic from this. */
 enum { GW_KIND_READING = 0, GW_KIND_EVENT = 1, GW_KIND_ALARM = 2, GW_KIND_FORECAST = 3 };
-
-typedef struct gw_store_config {
-    char path[256];
-    int64_t max_bytes;     /* bound on payload bytes held in the outbox */
-    int64_t commit_window; /* ms a commit waits to group rows */
-    int64_t queue_max;     /* rows waiting for the DB thread (telemetry); alarms bypass */
-    int sync_full;         /* synchronous=FULL instead of NORMAL */
-    int64_t min_free;      /* free-space floor (bytes): below it the oldest telemetry is shed */
-    int64_t replay_window; /* reports remembered per station by gw_store_seen */
-    int64_t obs_max_age;   /* ms; readings observed longer ago are refused (0: no limit) */
-    int64_t obs_max_ahead; /* ms; readings observed further ahead are refused (0: no limit) */
-} gw_store_config;
 
 typedef struct gw_store gw_store;
 

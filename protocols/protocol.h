@@ -86,4 +86,23 @@ typedef struct gw_protocol {
 extern const gw_protocol *const gw_protocols[];
 const gw_protocol *gw_protocol_find(const char *name);
 
+/* Connection counters of the stream listeners (protocols/stream_listener.c:
+ * gw_sl_get_stats for one), declared here so that the core's status reads
+ * them without including the listener, which includes the core. */
+typedef struct gw_sl_stats {
+    uint64_t accepted;           /* connections taken */
+    uint64_t refused_full;       /* refused at max_connections (all authenticated) */
+    uint64_t refused_per_source; /* refused at max_per_source */
+    uint64_t evicted_unauth;     /* closed to make room for a new connection */
+    uint64_t auth_timeouts;      /* closed: no accepted frame within auth_timeout */
+    uint64_t idle_closed;        /* closed: no accepted frame within idle_timeout */
+    uint64_t refused_peer;       /* closed because on_frame said GW_SL_CLOSE */
+    uint64_t replies;            /* replies written after their commit */
+    uint64_t skipped;            /* garbage bytes dropped */
+    uint64_t oversize;           /* full buffers with no frame in them */
+    uint64_t open, unauth;       /* connections now, of which unauthenticated */
+} gw_sl_stats;
+/* The sum over every stream listener of this process, for the status. */
+void gw_sl_totals(gw_sl_stats *out);
+
 #endif

@@ -100,20 +100,6 @@ typedef struct gw_sl_conf {
      "close a connection whose first accepted frame (configured station, right password) has " \
      "not arrived by then"}
 
-typedef struct gw_sl_stats {
-    uint64_t accepted;           /* connections taken */
-    uint64_t refused_full;       /* refused at max_connections (all authenticated) */
-    uint64_t refused_per_source; /* refused at max_per_source */
-    uint64_t evicted_unauth;     /* closed to make room for a new connection */
-    uint64_t auth_timeouts;      /* closed: no accepted frame within auth_timeout */
-    uint64_t idle_closed;        /* closed: no accepted frame within idle_timeout */
-    uint64_t refused_peer;       /* closed because on_frame said GW_SL_CLOSE */
-    uint64_t replies;            /* replies written after their commit */
-    uint64_t skipped;            /* garbage bytes dropped */
-    uint64_t oversize;           /* full buffers with no frame in them */
-    uint64_t open, unauth;       /* connections now, of which unauthenticated */
-} gw_sl_stats;
-
 /* Binds conf->listen and starts accepting. ctx is handed to every hook; the
  * connection buffer holds bufsize bytes. Returns NULL with err set. */
 gw_sl *gw_sl_start(gw_core *core, const gw_sl_conf *conf, size_t bufsize, const gw_sl_proto *proto,
@@ -121,11 +107,10 @@ gw_sl *gw_sl_start(gw_core *core, const gw_sl_conf *conf, size_t bufsize, const 
 /* Closes every connection (on_close runs for each) and the listening socket.
  * The listener memory goes with the last reference; sl must not be used again. */
 void gw_sl_stop(gw_sl *sl);
+/* gw_sl_stats and the process-wide gw_sl_totals are in protocols/protocol.h. */
 void gw_sl_get_stats(const gw_sl *sl, gw_sl_stats *out);
 /* The bound TCP port (useful after binding port 0), or -1. */
 int gw_sl_port(const gw_sl *sl);
-/* The sum over every stream listener of this process, for the admin status. */
-void gw_sl_totals(gw_sl_stats *out);
 
 /* ---- connections (valid while the hook that received c runs, or while found
  * again with gw_sl_find) ---- */

@@ -26,6 +26,8 @@ cd "$(dirname "$0")/.."
 LAYERS='
 base      base/
 coreapi   gateway/core.h gateway/device.h gateway/config.h protocols/protocol.h
+coreapi   gateway/store_conf.h gateway/uplink_conf.h gateway/protect_conf.h
+coreapi   gateway/localpub_conf.h gateway/http_conf.h
 rules     rules/
 adapters  adapters/
 protocols protocols/
@@ -36,7 +38,8 @@ tests     tests/
 bench     bench/
 '
 # coreapi: what protocols may see of the core: gateway/core.h (gw_core is opaque there; its
-# internals are in gateway/core_internal.h), the config types and the protocol descriptor.
+# internals are in gateway/core_internal.h), the config types (gateway/config.h and the
+# sections it holds, gateway/*_conf.h) and the protocol descriptor.
 
 # rule      status   layer may include only these layers (itself is always allowed)
 RULES='
@@ -46,9 +49,9 @@ sim         enforce  sim
 simtests    enforce  sim
 adapters    enforce  base
 protocols   enforce  base adapters coreapi
-coreapi     report   base
+coreapi     enforce  base
 gateway     enforce  base coreapi rules adapters protocols
-modules     report   -
+modules     enforce  -
 '
 
 MODE=check
@@ -163,10 +166,13 @@ BEGIN {
     for (i = 1; i <= n; i++) {
         if (split(L[i], w, " ") < 2)
             continue;
-        lname[++nl] = w[1];
+        # A layer name repeated on the next line continues its list of paths.
+        if (!nl || lname[nl] != w[1]) {
+            lname[++nl] = w[1];
+            npat[nl] = 0;
+        }
         for (k = 2; k in w; k++)
-            pat[nl, k - 1] = w[k];
-        npat[nl] = k - 2;
+            pat[nl, ++npat[nl]] = w[k];
     }
     n = split(rules, R, "\n");
     for (i = 1; i <= n; i++) {

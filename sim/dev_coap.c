@@ -16,6 +16,7 @@
 #include "sim/enc_nb100.h"
 #include "sim/kind.h"
 #include "sim/peer.h"
+#include "sim/scenario.h"
 
 #include <cjson/cJSON.h>
 #include <coap3/coap.h>

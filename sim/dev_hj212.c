@@ -4,7 +4,13 @@
  * factor with its data flag (N, F, M, S, D, C, T, B) from a schedule. With
  * `reply: true` packets carry Flag=5 (2017 version, answer required) and the
  * station counts the server's 9014 answers by QN (dial.c matches them). */
-#include "sim/sim.h"
+#include "sim/clock.h"
+#include "sim/curve.h"
+#include "sim/dial.h"
+#include "sim/enc_hj212.h"
+#include "sim/kind.h"
+#include "sim/scenario.h"
+#include "sim/station.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>

@@ -8,8 +8,11 @@
  * broker publishes the will exactly as if the device had dropped off the
  * network; "offline" is the polite goodbye (publish "offline", then a normal
  * DISCONNECT, which discards the will). */
+#include "sim/enc_gauge.h"
+#include "sim/kind.h"
 #include "sim/mqtt.h"
-#include "sim/sim.h"
+#include "sim/peer.h"
+#include "sim/scenario.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>

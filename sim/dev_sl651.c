@@ -9,7 +9,13 @@
  * Rainfall comes from a curve of intensity (mm/h) integrated over scenario
  * time; five-minute boundaries of the station clock keep the cumulative total
  * and the level in a ring, from which F4/F5 and the 1-hour rainfall come. */
-#include "sim/sim.h"
+#include "sim/clock.h"
+#include "sim/curve.h"
+#include "sim/dial.h"
+#include "sim/enc_sl651.h"
+#include "sim/kind.h"
+#include "sim/scenario.h"
+#include "sim/station.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>

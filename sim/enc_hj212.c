@@ -1,7 +1,7 @@
 /* HJ 212-2017 packets, written from the standard's description: the data
  * segment, its length and CRC around it, and the parser a station needs for
  * the server's 9014 answers. Pure: no I/O. */
-#include "sim/sim.h"
+#include "sim/enc_hj212.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* SL651-2014 HEX/BCD frames, written from the standard's description: the
  * frame around a body, the body's head, elements as packed BCD, and the
  * parser a station needs to read the centre's confirms. Pure: no I/O. */
-#include "sim/sim.h"
+#include "sim/enc_sl651.h"
 
 #include <math.h>
 #include <string.h>

@@ -5,7 +5,7 @@
  * seen-set of a gateway is a bitmap over a window of SIM_GW_WINDOW seqs
  * placed around the first seq that arrived; seqs outside it are counted but
  * not de-duplicated (reported as such). */
-#include "sim/sim.h"
+#include "sim/expect.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,7 +2,12 @@
 #define SIM_KIND_H
 /* Device kinds (kinds.c, dev_*.c) and the running context (main.c). A kind is
  * one descriptor; kinds.c lists them. */
-#include "sim/scenario.h"
+#include <stdint.h>
+
+/* Only pointers to the scenario's types (sim/scenario.h): the parser looks
+ * kinds up by name, so kind.h must not include it back. */
+typedef struct sim_group sim_group;
+typedef struct sim_scenario sim_scenario;
 
 typedef struct sim_ctx sim_ctx; /* main.c: loop, clock, options */
 

@@ -1,7 +1,7 @@
 /* The simulator's Paho helpers. See mqtt.h. */
 #include "sim/mqtt.h"
 
-#include "sim/sim.h"
+#include "sim/base.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -2,8 +2,10 @@
  * every message as one line "<topic> <payload>" (or a readable summary with
  * --pretty). The subscriber is sim/mqtt.h's: Paho's threads queue the
  * messages, this thread takes them and prints. */
+#include "sim/base.h"
 #include "sim/mqtt.h"
-#include "sim/sim.h"
+#include "sim/platform.h"
+#include "sim/stats.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -10,8 +10,14 @@
  *   DISCONNECT -> STOP (devices, broker) -> DONE
  *
  * Exit: 0 every expectation passed, 1 some failed (or interrupted), 2 setup. */
+#include "sim/curve.h"
+#include "sim/expect.h"
+#include "sim/kind.h"
 #include "sim/mqtt.h"
-#include "sim/sim.h"
+#include "sim/report.h"
+#include "sim/run.h"
+#include "sim/scenario.h"
+#include "sim/station.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>

@@ -11,7 +11,13 @@
 #include <stddef.h>
 #include <yaml.h>
 
-#include "sim/scenario.h"
+#include "sim/curve.h"
+
+/* Only pointers to the scenario's types: scenario.h is what the parser builds,
+ * scn.h what it offers the kinds (scenario.c includes both). */
+typedef struct sim_group sim_group;
+typedef struct sim_scenario sim_scenario;
+struct sim_run_conf;
 
 typedef struct sim_scn sim_scn; /* the parser's state: file, document, error buffer */
 

@@ -3,6 +3,7 @@
  * scn_peer.c. */
 #include "sim/enc_gauge.h"
 #include "sim/peer.h"
+#include "sim/scenario.h"
 #include "sim/scn.h"
 
 #include <float.h>

@@ -1,6 +1,7 @@
 /* Scenario keys of the hj212 kind (environmental stations, HJ 212-2017): the
  * MN, the packet fields, the schedules and the factors with their flags; the
  * keys both station kinds have are in scn_station.c. */
+#include "sim/scenario.h"
 #include "sim/scn.h"
 #include "sim/station.h"
 

@@ -2,6 +2,7 @@
  * every Modbus kind serves (unit, registers, faults; modbus-rtu and modbus-dtu
  * take these too, see scn_rtu.c). */
 #include "sim/kind.h"
+#include "sim/scenario.h"
 #include "sim/scn.h"
 
 #include <stdlib.h>

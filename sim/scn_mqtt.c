@@ -2,6 +2,7 @@
  * broker); the keys both peer kinds have are in scn_peer.c. */
 #include "sim/enc_gauge.h"
 #include "sim/peer.h"
+#include "sim/scenario.h"
 #include "sim/scn.h"
 
 #include <float.h>

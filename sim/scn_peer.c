@@ -5,6 +5,7 @@
 #include "sim/enc_gauge.h"
 #include "sim/kind.h"
 #include "sim/peer.h"
+#include "sim/scenario.h"
 #include "sim/scn.h"
 
 #include <ctype.h>

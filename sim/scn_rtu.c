@@ -4,6 +4,7 @@
  * below. Devices of a group take unit ids unit, unit+1, ... on that bus; their
  * registers and faults are those of every Modbus kind (scn_modbus.c). */
 #include "sim/kind.h"
+#include "sim/scenario.h"
 #include "sim/scn.h"
 
 #include <stdlib.h>

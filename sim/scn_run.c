@@ -3,6 +3,7 @@
  * the devices; parsed after the devices so expectations can be checked against
  * the scenario's ids. */
 #include "sim/expect.h"
+#include "sim/scenario.h"
 #include "sim/scn.h"
 
 #include <errno.h>

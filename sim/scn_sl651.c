@@ -1,6 +1,7 @@
 /* Scenario keys of the sl651 kind (hydrological RTUs, SL651-2014): the
  * station's address, schedules, curves and status events; the keys both
  * station kinds have are in scn_station.c. */
+#include "sim/scenario.h"
 #include "sim/scn.h"
 #include "sim/station.h"
 

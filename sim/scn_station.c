@@ -3,6 +3,7 @@
  * groups dial out (`connect:`) instead of listening and keep their keys in
  * g->rtu; scn_sl651.c and scn_hj212.c add each kind's own. */
 #include "sim/dial.h"
+#include "sim/scenario.h"
 #include "sim/scn.h"
 #include "sim/station.h"
 

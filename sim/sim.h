@@ -3,7 +3,8 @@
 /* The simulator: plays field devices and the city platform. It is a peer of the
  * gateway and shares no code with it (its unit tests link no gateway code, so
  * the linker keeps it that way). One header per module; this one includes them
- * all for main.c and for files that use many. Map of sim/:
+ * all for main.c only (a module that included it would close an include loop
+ * through every header listed here). Map of sim/:
  *   base.h        error codes
  *   encode.[ch]   value -> register words (types, scales, byte orders); pure
  *   curve.[ch]    scenario-time curves (constant, ramp, sine, storm, ...); pure
@@ -11,7 +12,9 @@
  *   scenario.[ch] scenario YAML (libyaml) -> the model; the key tables
  *   scn.h, scn_*.c the key tables, and each kind's scenario half: its keys
  *                 and its parse_key/finish hooks
- *   kind.h        the device kind descriptor and the running context;
+ *   kind.h        the device kind descriptor and the running context (it and
+ *                 scn.h see the scenario's types only as pointers, so the
+ *                 parser can include both);
  *   kinds.c       the table of device kinds
  *   dev_modbus.[ch] the modbus-tcp kind: libuv listeners, connections, faults;
  *                 also the served-device model (registers, writes, counters,

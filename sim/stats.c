@@ -3,6 +3,8 @@
  * document written atomically so a reader never sees half of it. */
 #include "sim/stats.h"
 
+#include "sim/scenario.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdlib.h>

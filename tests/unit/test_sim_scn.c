@@ -11,6 +11,7 @@
 
 #include "sim/kind.h"
 #include "sim/peer.h"
+#include "sim/scenario.h"
 #include "sim/scn.h"
 #include "sim/station.h"
 

@@ -1,0 +1,35 @@
+#ifndef GW_UPLINK_CONF_H
+#define GW_UPLINK_CONF_H
+/* The `uplink:` section as gw_config holds it (keys: gateway/config.c),
+ * apart from uplink.h so the config layer names it without the client. */
+#include "gateway/protect_conf.h"
+
+#include <stdint.h>
+
+#define GW_UPLINK_MAX_SERVERS 8
+
+typedef struct gw_uplink_config {
+    char uri[256];          /* tcp://host:port or ssl://host:port; or servers[] */
+    char servers[GW_UPLINK_MAX_SERVERS][256]; /* broker nodes, tried in order; [0] = uri */
+    int nservers;
+    int64_t flap_window_ms; /* a session shorter than this does not reset the backoff */
+    char client_id[128];    /* default: the gateway id */
+    char topic_prefix[128]; /* topics are <prefix>/<gateway id>/<kind> */
+    char username[128];
+    char password_file[256]; /* first line is the password; never logged */
+    char password_env[64];   /* or: the name of an environment variable */
+    char ca_file[256];
+    char cert_file[256];
+    char key_file[256];
+    int tls_verify_host;
+    int64_t keepalive_ms;
+    int64_t connect_timeout_ms;
+    int64_t backoff_min_ms, backoff_max_ms;
+    int64_t batch;             /* readings per telemetry message */
+    int64_t max_inflight;      /* QoS 1 messages awaiting PUBACK */
+    int64_t max_message_bytes; /* bound on one telemetry message */
+    int64_t tele_inflight_bytes; /* telemetry bytes unacknowledged at most: what an alarm may queue behind */
+    gw_protect_config protect; /* message protection of this destination (uplink.protect) */
+} gw_uplink_config;
+
+#endif
