@@ -51,7 +51,7 @@ C
     gp=$!
     acked=0; i=0
     while [ $i -lt 1200 ]; do
-        acked=$("$G" admin --socket "$T/data-$name/admin.sock" status 2>/dev/null |
+        acked=$("$G" admin --socket "$T/data-$name/admin.sock" --json status 2>/dev/null |
             sed -n 's/.*"rows_acked":\([0-9]*\).*/\1/p')
         [ "${acked:-0}" -ge "$N" ] && break
         i=$((i+1)); sleep 0.05

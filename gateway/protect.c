@@ -136,6 +136,7 @@ int gw_protect_config_load(gw_protect_config *out, const gw_ynode *node, const c
 struct keyset {
     char id[GW_PROTECT_KID_MAX + 1];
     uint8_t sym[2 * GW_SM4_KEY_LEN]; /* SM4 key, then HMAC-SM3 key */
+    gw_smctx *sm;                    /* both keyed once: no fetch per message */
     EVP_PKEY *sign, *peer;
 };
 
@@ -253,6 +254,11 @@ gw_protect *gw_protect_new(const gw_protect_config *cfg, const char *self, char 
         if ((flags & GW_PROTECT_MAC) &&
             gw_keyfile_read_hex(kc->key_file, k->sym, sizeof(k->sym), kerr, sizeof(kerr)))
             goto fail;
+        if ((flags & GW_PROTECT_MAC) &&
+            !(k->sm = gw_smctx_new(k->sym, k->sym + GW_SM4_KEY_LEN, GW_SM4_KEY_LEN))) {
+            snprintf(kerr, sizeof(kerr), "OpenSSL offers no SM4-CTR or HMAC-SM3");
+            goto fail;
+        }
         if ((flags & GW_PROTECT_SIG) &&
             (!(k->sign = load_pem(kc->sign_key_file, 1, kerr, sizeof(kerr))) ||
              !(k->peer = load_pem(kc->peer_key_file, 0, kerr, sizeof(kerr)))))
@@ -278,6 +284,7 @@ void gw_protect_free(gw_protect *p)
         return;
     for (int i = 0; i < GW_PROTECT_KEYS; i++) {
         OPENSSL_cleanse(p->keys[i].sym, sizeof(p->keys[i].sym));
+        gw_smctx_free(p->keys[i].sm);
         EVP_PKEY_free(p->keys[i].sign); /* frees and clears the private scalar */
         EVP_PKEY_free(p->keys[i].peer);
     }
@@ -381,7 +388,7 @@ static int mac_of(const struct keyset *k, const uint8_t *d, size_t n, uint8_t ta
 {
     const void *parts[] = {d};
     size_t lens[] = {n};
-    return gw_hmac_sm3(k->sym + GW_SM4_KEY_LEN, GW_SM4_KEY_LEN, parts, lens, 1, tag);
+    return gw_smctx_hmac(k->sm, parts, lens, 1, tag);
 }
 
 int gw_protect_seal(gw_protect *p, const void *in, size_t len, const uint8_t **out,
@@ -417,7 +424,7 @@ int gw_protect_seal(gw_protect *p, const void *in, size_t len, const uint8_t **o
     }
     at += put_be(b + at, len, 4);
     if (p->flags & GW_PROTECT_ENC) {
-        if (gw_sm4_ctr(k->sym, iv, in, len, b + at))
+        if (gw_smctx_ctr(k->sm, iv, in, len, b + at))
             return GW_ERR;
     } else {
         memcpy(b + at, in, len);
@@ -534,7 +541,7 @@ int gw_protect_open(gw_protect *p, const void *in, size_t len, const uint8_t **o
                       "timestamp too far from the gateway clock");
     if (ensure(p, (size_t)blen + 1))
         return GW_ENOMEM;
-    if (iv ? gw_sm4_ctr(k->sym, iv, body, (size_t)blen, p->buf) != GW_OK
+    if (iv ? gw_smctx_ctr(k->sm, iv, body, (size_t)blen, p->buf) != GW_OK
            : (memcpy(p->buf, body, (size_t)blen), 0))
         return GW_ERR;
     if (!s) {

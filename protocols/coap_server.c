@@ -28,6 +28,7 @@
  * notification, after an RST and after an error answer. */
 #include "adapters/adapter.h"
 #include "base/hex.h"
+#include "base/keyfile.h"
 #include "base/backoff.h"
 #include "gateway/core.h"
 #include "base/log.h"
@@ -82,7 +83,7 @@ static const gw_cfgkey device_keys[] = {
      "JSON mapping (adapters/json_map.h)"},
     {"psk", GW_CT_STR, "", 0, -1, F(struct dconf, psk), NULL, 0, "DTLS pre-shared key, hex"},
     {"psk_file", GW_CT_STR, "", 0, -1, F(struct dconf, psk_file), NULL, 0,
-     "file holding the key in hex"},
+     "file holding the key in hex (mode 0600: refused if group or others may read it)"},
     {"heartbeat", GW_CT_DURATION, "0", 0, 8640000, offsetof(struct dconf, heartbeat_ms), 0, NULL, 0,
      "expected report interval (0 = no supervision)"},
     {"observe", GW_CT_STR, "", 0, -1, F(struct dconf, observe), NULL, 0,
@@ -136,6 +137,8 @@ static int load_psk(const struct dconf *c, uint8_t *out, size_t cap, size_t *n, 
     }
     if (c->psk_file[0]) {
         char line[160] = "";
+        if (gw_keyfile_check(c->psk_file, err, errlen))
+            return GW_EINVAL; /* a key others can read is refused, as for every key file */
         FILE *f = fopen(c->psk_file, "r");
         if (!f) {
             snprintf(err, errlen, "psk_file %s: %s", c->psk_file, strerror(errno));

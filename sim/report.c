@@ -222,6 +222,22 @@ int sim_report_json(const char *path, const sim_run_conf *rc, const sim_verdict 
         for (int l = 1; lv && l <= 4; l++)
             cJSON_AddNumberToObject(lv, sim_level_name(l), (double)tl->alarms_by_level[l]);
     }
+    /* Delivery per gateway, as the verdict's "gateway <id>:" lines. */
+    cJSON *gws = cJSON_AddArrayToObject(root, "gateways");
+    for (uint32_t i = 0; gws && i < tl->ngws; i++) {
+        const sim_gw_tally *g = &tl->gws[i];
+        cJSON *o = cJSON_CreateObject();
+        if (!o)
+            break;
+        cJSON_AddItemToArray(gws, o);
+        cJSON_AddStringToObject(o, "gw", g->gw);
+        cJSON_AddNumberToObject(o, "items", (double)g->items);
+        cJSON_AddNumberToObject(o, "seq_lo", (double)g->lo);
+        cJSON_AddNumberToObject(o, "seq_hi", (double)g->hi);
+        cJSON_AddNumberToObject(o, "missing", (double)sim_gw_missing(g));
+        cJSON_AddNumberToObject(o, "duplicates", (double)g->duplicates);
+        cJSON_AddNumberToObject(o, "not_deduplicated", (double)g->outside);
+    }
     cJSON *d = cJSON_AddObjectToObject(root, "devices");
     if (d) {
         cJSON_AddNumberToObject(d, "scenario", sum->devices);

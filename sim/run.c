@@ -990,6 +990,13 @@ static int apply_ports(run *r, double broker_port, double base_port)
     uint32_t old_broker = uri_port(rc->broker);
     r->broker_port = rc->broker_port ? rc->broker_port : old_broker;
     uint32_t orig_broker = r->broker_port;
+    if (broker_port > 0 && strchr(rc->broker, ',')) {
+        /* One port cannot stand for several nodes: say so rather than move one. */
+        fprintf(stderr, "sim run: --broker-port moves the one broker of platform.broker; it lists "
+                        "several nodes (%s): give their ports in the scenario instead\n",
+                rc->broker);
+        return SIM_EINVAL;
+    }
     if (broker_port > 0) {
         for (int i = 0; i < r->scn->ngroups; i++)
             if (broker_client(&r->scn->groups[i], old_broker, orig_broker, 0))

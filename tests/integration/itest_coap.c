@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define IMEI1 "861234567890123"
 #define IMEI2 "861234567890124"
@@ -445,6 +446,28 @@ static void test_ack_after_commit(void **st)
     assert_int_equal(h_gateway_start(&E.gw, path), 0); /* for the teardown */
 }
 
+/* A DTLS-PSK key file that group or others can read is refused like every
+ * other key file (base/keyfile.h), naming the file and its mode, not its key. */
+static void test_psk_file_permissions(void **st)
+{
+    const char *key = h_write_file("smoke-9.psk", "0badc0ffee0badc0ffee\n");
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "gateway:\n  id: g\nuplink:\n  uri: tcp://127.0.0.1:1\ndevices:\n"
+             "  - {id: smoke-9, protocol: coap, address: '869000000000009', psk_file: %s}\n",
+             key);
+    const char *path = h_write_file("psk-perm.yaml", text);
+    for (int mode = 0644; mode; mode = mode == 0644 ? 0600 : 0) {
+        assert_int_equal(chmod(key, (mode_t)mode), 0);
+        h_proc p = {0};
+        char *argv[] = {(char *)h_bin("gateway"), "--check-config", (char *)path, NULL};
+        assert_int_equal(h_spawn(&p, mode == 0644 ? "psk-644.log" : "psk-600.log", argv), 0);
+        assert_int_equal(h_wait(&p, 10000), mode == 0644 ? 1 : 0);
+        assert_int_equal(h_log_contains(&p, "smoke-9.psk has mode 0644"), mode == 0644);
+        assert_false(h_log_contains(&p, "0badc0ffee"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -455,6 +478,7 @@ int main(void)
         cmocka_unit_test(test_malformed_then_survives),
         cmocka_unit_test(test_dtls_psk),
         cmocka_unit_test(test_ack_after_commit),
+        cmocka_unit_test(test_psk_file_permissions),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

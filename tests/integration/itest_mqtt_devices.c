@@ -1,7 +1,9 @@
 /* MQTT devices end to end: mosquitto_pub / mosquitto_sub play the devices on a
  * field broker, build/gateway maps their JSON through json_map and forwards it
  * to the platform broker. Readings arrive mapped, a last will becomes an
- * offline event, unknown devices and malformed payloads are counted drops. */
+ * offline event, unknown devices and malformed payloads are counted drops, and
+ * a device with an SM4 key has its payloads (encrypted by `openssl enc`)
+ * decrypted before mapping. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#define SM4_KEY "00112233445566778899aabbccddeeff"
 
 static struct env {
     int up_port, field_port;
@@ -89,6 +94,11 @@ static int group_setup(void **state)
     if (h_broker_start(&E.up, E.up_port) || h_broker_start(&E.field, E.field_port) ||
         h_platform_start(E.up_port))
         return -1;
+    /* enc-9's SM4 key: the gateway refuses key files others can read. */
+    char key[512];
+    snprintf(key, sizeof(key), "%s", h_write_file("enc9.key", SM4_KEY "\n"));
+    if (chmod(key, 0600))
+        return -1;
     char text[4096];
     snprintf(text, sizeof(text),
              "gateway:\n  id: gw-mqtt\n  data_dir: %s/data\n  log_level: info\n"
@@ -102,13 +112,15 @@ static int group_setup(void **state)
              "    json_map:\n      points:\n        - {path: 'r[0]', metric: rain_1h, unit: mm}\n"
              "  - id: lv-5\n    protocol: mqtt-devices\n    address: lv5\n    adapter: cbor-map\n"
              "    json_map:\n      points:\n        - {path: lvl, metric: water_level, unit: m}\n"
+             "  - id: enc-9\n    protocol: mqtt-devices\n    address: enc9\n"
+             "    sm4_key_file: %s\n    sm4_mode: ctr\n"
              "listeners:\n  - protocol: mqtt-devices\n    uri: tcp://127.0.0.1:%d\n"
              "    topic: field/+/{device}/data\n    status_topic: field/+/{device}/status\n"
              "    json_map:\n      time: ts\n      points:\n"
              "        - {path: water.depth, metric: water_depth, unit: cm}\n"
              "        - {path: bat, metric: battery_voltage, unit: V}\n"
              "      events:\n        - {path: flood, kind: flood_alarm}\n",
-             h_tmpdir(), E.up_port, E.field_port);
+             h_tmpdir(), E.up_port, key, E.field_port);
     const char *path = h_write_file("gateway.yaml", text);
     if (h_gateway_start(&E.gw, path))
         return -1;
@@ -158,6 +170,31 @@ static void test_cbor_device_mapped(void **st)
     assert_int_equal(system(cmd), 0);
     struct wantr w = {"lv-5", "water_level", 1.25, 0};
     assert_true(h_platform_wait(has_reading, &w, 10000));
+}
+
+/* Publishes IV || SM4-CTR(key, IV, json) as built by the openssl CLI. */
+static void pub_sm4(const char *device, const char *key, const char *json)
+{
+    const char *iv = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && printf %s | xxd -r -p > sm4.frame && printf '%s' | "
+             "openssl enc -sm4-ctr -K %s -iv %s >> sm4.frame && "
+             "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t field/x/%s/data -f sm4.frame",
+             h_tmpdir(), iv, json, key, iv, E.field_port, device);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_sm4_device_payload(void **st)
+{
+    pub_sm4("enc9", SM4_KEY, "{\"water\":{\"depth\":12.25}}");
+    struct wantr w = {"enc-9", "water_depth", 12.25, 0};
+    assert_true(h_platform_wait(has_reading, &w, 10000));
+    /* Under another key the plaintext is noise: refused as malformed, counted. */
+    pub_sm4("enc9", "ffeeddccbbaa99887766554433221100", "{\"water\":{\"depth\":13.5}}");
+    assert_true(h_log_wait(&E.gw, "[enc-9] malformed payload (40 bytes) dropped (1 so far)", 10000));
+    struct wantr bad = {"enc-9", "water_depth", 13.5, 0};
+    assert_false(has_reading(&bad));
 }
 
 static void test_lwt_offline_and_birth(void **st)
@@ -227,7 +264,8 @@ static void test_bad_input_counted_no_crash(void **st)
     assert_false(has_reading(&u));
     assert_int_equal(kill(E.gw.pid, 0), 0);
     h_stop(&E.gw);
-    assert_true(h_log_contains(&E.gw, "unknown 1 malformed 4"));
+    /* 4 here and test_sm4_device_payload's wrong key. */
+    assert_true(h_log_contains(&E.gw, "unknown 1 malformed 5"));
     assert_true(h_log_contains(&E.gw, "queue_dropped 0 oversize 1"));
 }
 
@@ -236,6 +274,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_readings_mapped),
         cmocka_unit_test(test_cbor_device_mapped),
+        cmocka_unit_test(test_sm4_device_payload),
         cmocka_unit_test(test_lwt_offline_and_birth),
         cmocka_unit_test(test_bad_input_counted_no_crash),
     };

@@ -805,6 +805,80 @@ static void test_report_print(void **st)
     sim_scenario_free(s);
 }
 
+/* Items of two gateways through one platform (a cluster rehearsal): per
+ * gateway distinct items, duplicates and holes, in the verdict and the JSON. */
+static void gw_msg(sim_timeline *tl, const char *gw, const uint64_t *seqs, int n)
+{
+    char p[2048];
+    int at = snprintf(p, sizeof p, "{\"v\":1,\"gw\":\"%s\",\"kind\":\"readings\",\"items\":[", gw);
+    for (int i = 0; i < n; i++)
+        at += snprintf(p + at, sizeof p - (size_t)at,
+                       "%s{\"id\":\"%s-%llu\",\"seq\":%llu,\"device\":\"d\",\"metric\":\"m\","
+                       "\"value\":1}",
+                       i ? "," : "", gw, (unsigned long long)seqs[i], (unsigned long long)seqs[i]);
+    snprintf(p + at, sizeof p - (size_t)at, "]}");
+    sim_tl_message(tl, 1, "readings", p, strlen(p));
+}
+
+static void test_gateways_report(void **st)
+{
+    sim_timeline *tl = sim_tl_new(0);
+    const uint64_t a1[] = {1, 2, 3}, a2[] = {3, 5}, b1[] = {10, 11, 12, 13};
+    gw_msg(tl, "gw-a", a1, 3);
+    gw_msg(tl, "gw-b", b1, 4);
+    gw_msg(tl, "gw-a", a2, 2); /* 3 again (a re-send after failover), 4 missing */
+    gw_msg(tl, "gw-b", b1, 2); /* 10, 11 again */
+    assert_int_equal(tl->ngws, 2);
+    assert_int_equal(tl->gws[0].items, 4);
+    assert_int_equal(tl->gws[0].duplicates, 1);
+    assert_int_equal(sim_gw_missing(&tl->gws[0]), 1);
+    assert_int_equal(tl->gws[1].items, 4);
+    assert_int_equal(tl->gws[1].duplicates, 2);
+    assert_int_equal(sim_gw_missing(&tl->gws[1]), 0);
+    tl->end_t = 10;
+    sim_run_summary sum = {.scenario = "t", .speed = 1, .scenario_s = 10, .wall_s = 10};
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_int_equal(sim_report_print(f, NULL, NULL, tl, &sum), 0);
+    fclose(f);
+    if (!strstr(buf, "gateway gw-a: 4 items delivered (seq 1..5), 1 missing, 1 duplicates") ||
+        !strstr(buf, "gateway gw-b: 4 items delivered (seq 10..13), 0 missing, 2 duplicates"))
+        fail_msg("report:\n%s", buf);
+    free(buf);
+    char path[] = "/tmp/test_sim_gw.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(sim_report_json(path, NULL, NULL, tl, &sum), SIM_OK);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    char text[8192];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    unlink(path);
+    text[n] = 0;
+    cJSON *root = cJSON_Parse(text);
+    const cJSON *gws = cJSON_GetObjectItemCaseSensitive(root, "gateways");
+    assert_int_equal(cJSON_GetArraySize(gws), 2);
+    const struct {
+        const char *gw;
+        double items, lo, hi, missing, dups;
+    } want[] = {{"gw-a", 4, 1, 5, 1, 1}, {"gw-b", 4, 10, 13, 0, 2}};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *g = cJSON_GetArrayItem(gws, i);
+        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(g, "gw")), want[i].gw);
+        assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(g, "items")) == want[i].items);
+        assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(g, "seq_lo")) == want[i].lo);
+        assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(g, "seq_hi")) == want[i].hi);
+        assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(g, "missing")) == want[i].missing);
+        assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(g, "duplicates")) == want[i].dups);
+        assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(g, "not_deduplicated")) == 0);
+    }
+    cJSON_Delete(root);
+    sim_tl_free(tl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -827,6 +901,7 @@ int main(void)
         cmocka_unit_test(test_scenario_run_errors),
         cmocka_unit_test(test_sent_value_and_csv),
         cmocka_unit_test(test_report_print),
+        cmocka_unit_test(test_gateways_report),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
