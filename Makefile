@@ -100,8 +100,8 @@ check-deps:
 deps-graph:
 	@scripts/check-deps.sh --graph
 
-# The suite: the layer check, unit tests, then integration tests against the real binaries.
-test: deps check-deps
+# The suite: the layer and format checks, unit tests, then integration tests against the real binaries.
+test: deps check-deps format-check
 	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(ITEST_BIN)
 	@BUILD=$(BUILD) scripts/run-tests.sh $(UNIT_BIN) $(ITEST_BIN)
 
@@ -140,8 +140,7 @@ FORMAT_SRC = $(wildcard base/*.[ch] gateway/*.[ch] protocols/*.[ch] adapters/*.[
 format:
 	clang-format -i $(FORMAT_SRC)
 
-# Lists the files .clang-format would change and fails if any; not part of `make test`
-# until the tree has been formatted once.
+# Lists the files .clang-format would change and fails if any (part of `make test`).
 format-check:
 	@mkdir -p $(BUILD); clang-format --dry-run -Werror $(FORMAT_SRC) 2>&1 | sed -n 's/^\([^:]*\):[0-9]*:[0-9]*: error:.*/\1/p' | sort -u > $(BUILD)/format-check.txt || true
 	@n=$$(wc -l < $(BUILD)/format-check.txt); echo "format-check: $$n of $(words $(FORMAT_SRC)) files differ from .clang-format"; sed 's/^/  /' $(BUILD)/format-check.txt; [ "$$n" -eq 0 ]

@@ -29,10 +29,10 @@ typedef enum {
 #define GW_CF_END (-1)
 
 typedef struct gw_adapter {
-    const char *name;        /* referenced from profiles and config */
+    const char *name; /* referenced from profiles and config */
     const char *version;
     const char *description;
-    int payload;             /* gw_payload_kind */
+    int payload; /* gw_payload_kind */
     /* The CoAP Content-Format numbers (RFC 7252 section 12.3: 42 octet-stream,
      * 50 JSON, 60 CBOR) its payloads come as, ended by GW_CF_END; NULL for any.
      * A CoAP request stating another format gets 4.15; one stating none is
@@ -73,8 +73,7 @@ int gw_adapter_accepts(const gw_adapter *a, int cf);
 /* Asks every adapter that accepts cf and has an identify hook, in table
  * order, for the device id buf carries. Returns the adapter that named one
  * (id filled) or NULL (id empty). */
-const gw_adapter *gw_adapter_identify(int cf, const uint8_t *buf, size_t len, char *id,
-                                      size_t cap);
+const gw_adapter *gw_adapter_identify(int cf, const uint8_t *buf, size_t len, char *id, size_t cap);
 
 /* What a protocol keeps per device: its adapter and its compiled json_map. */
 typedef struct gw_adapter_use {

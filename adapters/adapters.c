@@ -56,8 +56,7 @@ int gw_adapter_accepts(const gw_adapter *a, int cf)
     return 0;
 }
 
-const gw_adapter *gw_adapter_identify(int cf, const uint8_t *buf, size_t len, char *id,
-                                      size_t cap)
+const gw_adapter *gw_adapter_identify(int cf, const uint8_t *buf, size_t len, char *id, size_t cap)
 {
     for (size_t i = 0; gw_adapters[i]; i++) {
         const gw_adapter *a = gw_adapters[i];

@@ -77,8 +77,9 @@ static int tl1_decode(const uint8_t *buf, size_t len, int64_t now_ms, const gw_s
     }
     if (f.level_mm != 0xFFFF && (rc = tl1_reading(out, "water_level", "m", f.level_mm / 1000.0)))
         return rc;
-    if ((uint16_t)f.temp != 0x8000 && (rc = tl1_reading(out, "temperature", "\xc2\xb0"
-                                                                            "C",
+    if ((uint16_t)f.temp != 0x8000 && (rc = tl1_reading(out, "temperature",
+                                                        "\xc2\xb0"
+                                                        "C",
                                                         f.temp / 10.0)))
         return rc;
     return GW_OK;

@@ -64,8 +64,8 @@ int gw_parse_duration_ms(const char *s, int64_t *out)
     static const struct {
         const char *u;
         double ms;
-    } units[] = {{"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"min", 60000},
-                 {"h", 3600000}, {"d", 86400000}};
+    } units[] = {{"", 1000},     {"ms", 1},      {"s", 1000},    {"m", 60000},
+                 {"min", 60000}, {"h", 3600000}, {"d", 86400000}};
     double v;
     const char *suf;
     if (num_suffix(s, &v, &suf))
@@ -87,9 +87,17 @@ int gw_parse_size(const char *s, int64_t *out)
     static const struct {
         const char *u;
         double m;
-    } units[] = {{"", 1},          {"B", 1},          {"KiB", 1024.0},    {"MiB", 1048576.0},
-                 {"GiB", 1073741824.0}, {"KB", 1e3}, {"MB", 1e6},        {"GB", 1e9},
-                 {"k", 1024.0},    {"M", 1048576.0},  {"G", 1073741824.0}};
+    } units[] = {{"", 1},
+                 {"B", 1},
+                 {"KiB", 1024.0},
+                 {"MiB", 1048576.0},
+                 {"GiB", 1073741824.0},
+                 {"KB", 1e3},
+                 {"MB", 1e6},
+                 {"GB", 1e9},
+                 {"k", 1024.0},
+                 {"M", 1048576.0},
+                 {"G", 1073741824.0}};
     double v;
     const char *suf;
     if (num_suffix(s, &v, &suf))
@@ -138,8 +146,8 @@ static int set_value(const gw_cfgkey *k, const char *text, const gw_ynode *node,
     int have_num = 0;
 
     if (node && node->type != GW_Y_SCALAR && k->type != GW_CT_NODE) {
-        snprintf(err, errlen, "%s:%d: key '%s%s%s' must be %s", file, line, path,
-                 *path ? "." : "", k->key, type_name(k->type));
+        snprintf(err, errlen, "%s:%d: key '%s%s%s' must be %s", file, line, path, *path ? "." : "",
+                 k->key, type_name(k->type));
         return GW_EINVAL;
     }
     switch (k->type) {
@@ -179,8 +187,8 @@ static int set_value(const gw_cfgkey *k, const char *text, const gw_ynode *node,
     case GW_CT_DURATION:
     case GW_CT_SIZE: {
         int64_t v;
-        int rc = k->type == GW_CT_DURATION ? gw_parse_duration_ms(text, &v)
-                                           : gw_parse_size(text, &v);
+        int rc =
+            k->type == GW_CT_DURATION ? gw_parse_duration_ms(text, &v) : gw_parse_size(text, &v);
         if (rc)
             goto bad_type;
         *(int64_t *)dst = v;
@@ -201,8 +209,8 @@ static int set_value(const gw_cfgkey *k, const char *text, const gw_ynode *node,
                 strncat(list, i ? ", " : "", sizeof(list) - strlen(list) - 1);
                 strncat(list, k->names[i], sizeof(list) - strlen(list) - 1);
             }
-            snprintf(err, errlen, "%s:%d: key '%s%s%s' must be one of: %s (got '%s')", file,
-                     line, path, *path ? "." : "", k->key, list, text);
+            snprintf(err, errlen, "%s:%d: key '%s%s%s' must be one of: %s (got '%s')", file, line,
+                     path, *path ? "." : "", k->key, list, text);
         }
         return GW_EINVAL;
     case GW_CT_NODE:
@@ -230,8 +238,8 @@ static int in_table(const gw_cfgkey *tab, const char *key)
     return 0;
 }
 
-int gw_cfg_apply(const gw_cfgkey *tab, const gw_ynode *map, void *out, const char *path,
-                 char *err, size_t errlen)
+int gw_cfg_apply(const gw_cfgkey *tab, const gw_ynode *map, void *out, const char *path, char *err,
+                 size_t errlen)
 {
     return gw_cfg_apply_ex(tab, NULL, map, out, path, err, errlen);
 }
@@ -269,8 +277,8 @@ int gw_cfg_apply_ex(const gw_cfgkey *tab, const gw_cfgkey *ignore, const gw_ynod
         if (!k->key && in_table(ignore, map->keys[i]))
             continue;
         if (!k->key) {
-            snprintf(err, errlen, "%s:%d: unknown key '%s%s%s'", map->file, map->key_lines[i],
-                     path, *path ? "." : "", map->keys[i]);
+            snprintf(err, errlen, "%s:%d: unknown key '%s%s%s'", map->file, map->key_lines[i], path,
+                     *path ? "." : "", map->keys[i]);
             return GW_EINVAL;
         }
         const gw_ynode *v = map->kids[i];
@@ -321,8 +329,8 @@ int gw_cfg_equal(const gw_cfgkey *tab, const void *a, const void *b)
     return 1;
 }
 
-int gw_cfg_flag_list(const gw_ynode *n, const char *key, const char *const *names,
-                     const int *bits, char *err, size_t errlen)
+int gw_cfg_flag_list(const gw_ynode *n, const char *key, const char *const *names, const int *bits,
+                     char *err, size_t errlen)
 {
     char choices[256] = "";
     for (size_t j = 0; names[j]; j++)
@@ -341,8 +349,7 @@ int gw_cfg_flag_list(const gw_ynode *n, const char *key, const char *const *name
         while (names[j] && !(k && !strcmp(k, names[j])))
             j++;
         if (!names[j]) {
-            snprintf(err, errlen, "%s[%zu] '%s' is not one of: %s", key, i, k ? k : "?",
-                     choices);
+            snprintf(err, errlen, "%s[%zu] '%s' is not one of: %s", key, i, k ? k : "?", choices);
             return -1;
         }
         q |= bits[j];

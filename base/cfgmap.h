@@ -38,8 +38,8 @@ typedef struct gw_cfgkey {
 /* Applies defaults then the mapping node (NULL = only defaults) to out.
  * path is the key prefix used in messages ("uplink", "devices[3]"). Returns 0
  * or GW_EINVAL with "FILE:LINE: message" in err. */
-int gw_cfg_apply(const gw_cfgkey *tab, const gw_ynode *map, void *out, const char *path,
-                 char *err, size_t errlen);
+int gw_cfg_apply(const gw_cfgkey *tab, const gw_ynode *map, void *out, const char *path, char *err,
+                 size_t errlen);
 
 /* As gw_cfg_apply, but keys found in `ignore` (another table, may be NULL)
  * are skipped instead of being unknown: a device entry carries the core's keys
@@ -64,11 +64,10 @@ int gw_parse_bool(const char *s, int *out);
 /* "FILE:LINE: " prefix helper for callers reporting their own errors. */
 #define GW_YPOS(n) ((n) ? (n)->file : "?"), ((n) ? (n)->line : 0)
 
-
 /* A list of names that each set a bit, e.g. a station's `quirks: [id28]`:
  * names[i] sets bits[i] (names NULL-terminated). Returns the bits (0 for a
  * missing node), or -1 with err naming the key, the entry and the choices. */
-int gw_cfg_flag_list(const gw_ynode *n, const char *key, const char *const *names,
-                     const int *bits, char *err, size_t errlen);
+int gw_cfg_flag_list(const gw_ynode *n, const char *key, const char *const *names, const int *bits,
+                     char *err, size_t errlen);
 
 #endif

@@ -240,8 +240,7 @@ int gw_json_alarm(char *out, size_t cap, const char *gw, const gw_alarm *a)
     return transition_tail(&b, a);
 }
 
-int gw_json_forecast(char *out, size_t cap, const char *gw, const gw_alarm *a,
-                     const gw_forecast *f)
+int gw_json_forecast(char *out, size_t cap, const char *gw, const gw_alarm *a, const gw_forecast *f)
 {
     static const char *const states[] = {"raised", "updated", "withdrawn", "withdrawn"};
     gw_jbuf b;

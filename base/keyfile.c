@@ -60,8 +60,8 @@ int gw_keyfile_read_hex(const char *path, uint8_t *out, size_t want, char *err, 
         b--;
     rc = GW_OK;
     if (more || b - a != 2 * want || gw_hex_decode(text + a, b - a, out, want) != (int)want) {
-        snprintf(err, errlen, "key file %s must hold exactly %zu hex digits (a %zu-byte key)",
-                 path, 2 * want, want);
+        snprintf(err, errlen, "key file %s must hold exactly %zu hex digits (a %zu-byte key)", path,
+                 2 * want, want);
         OPENSSL_cleanse(out, want);
         rc = GW_EINVAL;
     }
@@ -78,8 +78,8 @@ int gw_keyfile_write(const char *path, const char *text, size_t len, int mode, c
         return GW_EINVAL;
     }
     /* The umask may have cleared bits but never adds any; make the mode exact. */
-    int ok = fchmod(fd, (mode_t)mode) == 0 && write(fd, text, len) == (ssize_t)len &&
-             fsync(fd) == 0;
+    int ok =
+        fchmod(fd, (mode_t)mode) == 0 && write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
     int e = errno;
     close(fd);
     if (!ok) {

@@ -44,7 +44,7 @@ int gw_log_rl_allow(struct gw_log_rl *rl, int64_t interval_ms, uint64_t *suppres
     do {                                                                                           \
         static struct gw_log_rl rl_;                                                               \
         uint64_t sup_;                                                                             \
-        if ((level) <= gw_log_level && gw_log_rl_allow(&rl_, (interval_ms), &sup_))               \
+        if ((level) <= gw_log_level && gw_log_rl_allow(&rl_, (interval_ms), &sup_))                \
             gw_log_write((level), (module), fmt " (%llu similar suppressed)", __VA_ARGS__,         \
                          (unsigned long long)sup_);                                                \
     } while (0)

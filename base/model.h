@@ -7,18 +7,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GW_ID_MAX 64     /* device and gateway ids, including the NUL */
-#define GW_KEY_MAX 32    /* metric keys and event kinds */
+#define GW_ID_MAX 64  /* device and gateway ids, including the NUL */
+#define GW_KEY_MAX 32 /* metric keys and event kinds */
 #define GW_UNIT_MAX 16
 #define GW_DETAIL_MAX 96
 
 /* Error codes: 0 is success, negatives are failures (libuv style). */
 enum {
     GW_OK = 0,
-    GW_ERR = -1,          /* generic failure */
+    GW_ERR = -1, /* generic failure */
     GW_ENOMEM = -2,
-    GW_EMALFORMED = -3,   /* untrusted input failed to parse; nothing was produced past the fault */
-    GW_EINVAL = -4,       /* bad argument or configuration */
+    GW_EMALFORMED = -3, /* untrusted input failed to parse; nothing was produced past the fault */
+    GW_EINVAL = -4,     /* bad argument or configuration */
     GW_ENOTFOUND = -5,
     GW_EFULL = -6,        /* a bounded queue refused the item */
     GW_EAGAIN = -7,       /* try again later (the core decides when) */
@@ -63,8 +63,8 @@ typedef struct gw_reading {
  * door open) or the gateway observed about it (online/offline). */
 typedef struct gw_event {
     char device[GW_ID_MAX];
-    char kind[GW_KEY_MAX];   /* e.g. "fire_alarm", "battery_low", "tamper", "offline" */
-    uint8_t active;          /* 1 the condition began, 0 it ended (for one-shot events: 1) */
+    char kind[GW_KEY_MAX]; /* e.g. "fire_alarm", "battery_low", "tamper", "offline" */
+    uint8_t active;        /* 1 the condition began, 0 it ended (for one-shot events: 1) */
     int64_t obs_ms;
     int64_t recv_ms;
     uint64_t seq;
@@ -103,14 +103,14 @@ typedef struct gw_alarm {
  * (level = the predicted level, value = the fitted current value, threshold =
  * that level's raise threshold); produced by FORECAST rules (rules/rules.h). */
 typedef struct gw_forecast {
-    int64_t crossing_ms;               /* predicted crossing of alarm.level */
-    int64_t crossings[4];              /* per level 1..4 within the horizon, 0 = none */
-    double rate;                       /* trend used, metric units per minute */
-    double confidence;                 /* 0..1: share of pairwise slopes agreeing */
-    double rain_mmh;                   /* linked gauge intensity, NAN without one */
-    unsigned inputs;                   /* GW_FC_IN_* used */
-    uint32_t points;                   /* readings in the fit */
-    const char *linked;                /* CLEARED by a crossing: the alarm id, else NULL */
+    int64_t crossing_ms;  /* predicted crossing of alarm.level */
+    int64_t crossings[4]; /* per level 1..4 within the horizon, 0 = none */
+    double rate;          /* trend used, metric units per minute */
+    double confidence;    /* 0..1: share of pairwise slopes agreeing */
+    double rain_mmh;      /* linked gauge intensity, NAN without one */
+    unsigned inputs;      /* GW_FC_IN_* used */
+    uint32_t points;      /* readings in the fit */
+    const char *linked;   /* CLEARED by a crossing: the alarm id, else NULL */
 } gw_forecast;
 
 /* Where decoders put what they produce. Either callback may be NULL (the item

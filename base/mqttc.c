@@ -38,8 +38,8 @@ struct gw_mqttc {
     gw_mqttc_cb cb;
     void *ctx;
     int closing;
-    int probing;    /* a TLS probe is running: free only after it returns */
-    int box_closed; /* the mailbox closed while probing */
+    int probing;      /* a TLS probe is running: free only after it returns */
+    int box_closed;   /* the mailbox closed while probing */
     int disconnected; /* set by Paho's thread when the DISCONNECT completed */
     size_t max_message_bytes;
     atomic_ulong oversize; /* incoming messages over max_message_bytes */

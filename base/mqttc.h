@@ -25,7 +25,7 @@ enum {
     GW_MQTTC_MESSAGE,          /* topic, payload, len */
     GW_MQTTC_SUBSCRIBED,       /* a gw_mqttc_subscribe was granted */
     GW_MQTTC_SUBSCRIBE_FAILED, /* code: Paho's */
-    GW_MQTTC_BATCH_END,        /* the events of one wake-up are all delivered: act on them together */
+    GW_MQTTC_BATCH_END, /* the events of one wake-up are all delivered: act on them together */
 };
 
 typedef struct gw_mqttc_event {
@@ -42,19 +42,19 @@ typedef struct gw_mqttc_event {
 typedef void (*gw_mqttc_cb)(void *ctx, const gw_mqttc_event *ev);
 
 typedef struct gw_mqttc_config {
-    const char *uri;       /* tcp://host:port, ssl://host:port or mqtts://host:port */
+    const char *uri; /* tcp://host:port, ssl://host:port or mqtts://host:port */
     const char *client_id;
-    const char *username;  /* NULL or "": none */
-    const char *password;  /* copied; wiped when the client is freed */
+    const char *username;                       /* NULL or "": none */
+    const char *password;                       /* copied; wiped when the client is freed */
     const char *ca_file, *cert_file, *key_file; /* TLS, for ssl:// and mqtts:// */
     int verify_host;
     int64_t keepalive_ms;
-    int64_t connect_timeout_ms;   /* 0: Paho's default */
-    int max_inflight;             /* QoS 1/2 messages in flight; 0: Paho's default */
-    int max_buffered;             /* publishes Paho buffers; 0: Paho's default (100) */
-    int send_while_disconnected;  /* buffer publishes while the link is down */
-    int auto_reconnect_max_s;     /* > 0: Paho reconnects itself, 1 s .. this; 0: the caller does */
-    const char *will_topic;       /* retained QoS 1 last will, or NULL */
+    int64_t connect_timeout_ms;  /* 0: Paho's default */
+    int max_inflight;            /* QoS 1/2 messages in flight; 0: Paho's default */
+    int max_buffered;            /* publishes Paho buffers; 0: Paho's default (100) */
+    int send_while_disconnected; /* buffer publishes while the link is down */
+    int auto_reconnect_max_s;    /* > 0: Paho reconnects itself, 1 s .. this; 0: the caller does */
+    const char *will_topic;      /* retained QoS 1 last will, or NULL */
     const char *will_payload;
     size_t queue_max;         /* incoming messages waiting for the loop (default 1024) */
     size_t max_message_bytes; /* larger incoming messages are dropped (0: no limit) */

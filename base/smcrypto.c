@@ -95,8 +95,8 @@ int gw_hmac_sm3(const uint8_t *key, size_t klen, const void *const *parts, const
     return rc;
 }
 
-int gw_sm4_ctr(const uint8_t key[GW_SM4_KEY_LEN], const uint8_t iv[GW_SM4_BLOCK],
-               const uint8_t *in, size_t n, uint8_t *out)
+int gw_sm4_ctr(const uint8_t key[GW_SM4_KEY_LEN], const uint8_t iv[GW_SM4_BLOCK], const uint8_t *in,
+               size_t n, uint8_t *out)
 {
     gw_smctx *c = gw_smctx_new(key, NULL, 0);
     int rc = c ? gw_smctx_ctr(c, iv, in, n, out) : GW_ERR;

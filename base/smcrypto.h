@@ -26,8 +26,8 @@ int gw_hmac_sm3(const uint8_t *key, size_t klen, const void *const *parts, const
 /* SM4 (GB/T 32907) in CTR mode: the IV is the first 128-bit counter block,
  * incremented as one big-endian integer (what `openssl enc -sm4-ctr -iv` does).
  * Encryption and decryption are the same operation; out may equal in. */
-int gw_sm4_ctr(const uint8_t key[GW_SM4_KEY_LEN], const uint8_t iv[GW_SM4_BLOCK],
-               const uint8_t *in, size_t n, uint8_t *out);
+int gw_sm4_ctr(const uint8_t key[GW_SM4_KEY_LEN], const uint8_t iv[GW_SM4_BLOCK], const uint8_t *in,
+               size_t n, uint8_t *out);
 
 /* SM4-CBC decryption with PKCS#7 padding removed (what `openssl enc -sm4-cbc`
  * writes). out needs n bytes; *outlen gets the plaintext length. GW_EMALFORMED

@@ -46,8 +46,8 @@ static int64_t iso_ms(const char *s)
 {
     struct tm tm = {0};
     int ms = 0;
-    if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                     &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7)
+    if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                     &tm.tm_min, &tm.tm_sec, &ms) != 7)
         return 0;
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
@@ -148,9 +148,8 @@ int main(int argc, char **argv)
 
     MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
     co.maxBufferedMessages = 1000;
-    if (MQTTAsync_createWithOptions(&client, uris[0], "fleet-platform",
-                                    MQTTCLIENT_PERSISTENCE_NONE, NULL,
-                                    &co) != MQTTASYNC_SUCCESS)
+    if (MQTTAsync_createWithOptions(&client, uris[0], "fleet-platform", MQTTCLIENT_PERSISTENCE_NONE,
+                                    NULL, &co) != MQTTASYNC_SUCCESS)
         return 1;
     MQTTAsync_setCallbacks(client, NULL, NULL, on_msg, NULL);
     MQTTAsync_setConnected(client, NULL, on_conn);

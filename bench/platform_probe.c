@@ -36,8 +36,8 @@ static int64_t iso_ms(const char *s)
 {
     struct tm tm = {0};
     int ms = 0;
-    if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                     &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7)
+    if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                     &tm.tm_min, &tm.tm_sec, &ms) != 7)
         return 0;
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
@@ -55,7 +55,8 @@ static int on_msg(void *ctx, char *topic, int tl, MQTTAsync_message *m)
             first_any_ms = at;
         if (!readings)
             first_ms = at;
-        for (const char *p = m->payload, *end = p + m->payloadlen; (p = memmem(p, (size_t)(end - p), "\"seq\":", 6)); p += 6)
+        for (const char *p = m->payload, *end = p + m->payloadlen;
+             (p = memmem(p, (size_t)(end - p), "\"seq\":", 6)); p += 6)
             readings++;
         last_ms = at;
         pthread_mutex_unlock(&mu);

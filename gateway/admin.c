@@ -227,8 +227,7 @@ static int peer_allowed(uv_pipe_t *p)
     uv_os_fd_t fd;
     struct ucred cr;
     socklen_t len = sizeof(cr);
-    if (uv_fileno((uv_handle_t *)p, &fd) ||
-        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len))
+    if (uv_fileno((uv_handle_t *)p, &fd) || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len))
         return 0;
     return cr.uid == 0 || cr.uid == getuid();
 }

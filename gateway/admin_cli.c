@@ -60,8 +60,7 @@ static int request(const char *path, const char *line, gw_sbuf *b)
     char buf[65536];
     ssize_t n = 0;
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    while (b->len < REPLY_MAX && poll(&pfd, 1, WAIT_MS) > 0 &&
-           (n = read(fd, buf, sizeof(buf))) > 0)
+    while (b->len < REPLY_MAX && poll(&pfd, 1, WAIT_MS) > 0 && (n = read(fd, buf, sizeof(buf))) > 0)
         gw_sbuf_put(b, buf, (size_t)n);
     close(fd);
     if (b->oom || !b->p) {
@@ -109,17 +108,17 @@ static void print_status(const cJSON *j)
     printf("gateway        %s\n", str(j, "gateway"));
     printf("health         %s\n", str(he, "status"));
     const cJSON *r;
-    cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(he, "reasons"))
-        if (cJSON_IsString(r))
-            printf("               - %s\n", r->valuestring);
-    printf("devices        %.0f (%.0f online, %.0f offline)\n", num(j, "devices"),
-           num(j, "online"), num(j, "offline"));
+    cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(he, "reasons")) if (cJSON_IsString(r))
+        printf("               - %s\n", r->valuestring);
+    printf("devices        %.0f (%.0f online, %.0f offline)\n", num(j, "devices"), num(j, "online"),
+           num(j, "offline"));
     printf("readings       %.0f accepted, %.0f refused (queue full)\n", num(j, "readings"),
            num(j, "refused_queue_full"));
     printf("active alarms  %.0f\n", num(j, "active_alarms"));
-    printf("outbox         %.0f priority + %.0f telemetry rows, %.0f of %.0f bytes, oldest %.0f s\n",
-           num(ob, "rows_priority"), num(ob, "rows_telemetry"), num(ob, "bytes"),
-           num(ob, "max_bytes"), num(ob, "oldest_telemetry_s"));
+    printf(
+        "outbox         %.0f priority + %.0f telemetry rows, %.0f of %.0f bytes, oldest %.0f s\n",
+        num(ob, "rows_priority"), num(ob, "rows_telemetry"), num(ob, "bytes"), num(ob, "max_bytes"),
+        num(ob, "oldest_telemetry_s"));
     printf("uplink         %s %s, %.0f in flight, %.0f rows acknowledged\n", str(up, "uri"),
            num(up, "connected") ? "connected" : "DOWN", num(up, "in_flight"),
            num(up, "rows_acked"));
@@ -161,8 +160,8 @@ static void print_device(const cJSON *d)
     cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(d, "values"))
     {
         age_text(age, sizeof(age), cJSON_GetObjectItemCaseSensitive(v, "age_s"));
-        printf("%-24s  %14.6g  %-8s  %-9s  %s\n", str(v, "metric"), num(v, "value"),
-               str(v, "unit"), str(v, "quality"), age);
+        printf("%-24s  %14.6g  %-8s  %-9s  %s\n", str(v, "metric"), num(v, "value"), str(v, "unit"),
+               str(v, "quality"), age);
     }
 }
 
@@ -260,8 +259,8 @@ int gw_admin_main(int argc, char **argv)
         return 1;
     }
     const char *verb = argv[i];
-    int tabular = !strcmp(verb, "status") || !strcmp(verb, "devices") ||
-                  !strcmp(verb, "alarms") || (!strcmp(verb, "device") && argc - i == 2);
+    int tabular = !strcmp(verb, "status") || !strcmp(verb, "devices") || !strcmp(verb, "alarms") ||
+                  (!strcmp(verb, "device") && argc - i == 2);
     cJSON *j = tabular && !json ? cJSON_Parse(b.p) : NULL;
     if (!j) {
         fputs(b.p, stdout);

@@ -32,9 +32,9 @@ struct gw_alarms {
     gw_rules_engine *eng;
     uv_timer_t tick, persist;
     int handles;
-    int dirty;     /* engine state changed since the last persist */
-    int urgent;    /* an alarm changed: persist now, not at the next interval */
-    int running;   /* local commands in flight */
+    int dirty;   /* engine state changed since the last persist */
+    int urgent;  /* an alarm changed: persist now, not at the next interval */
+    int running; /* local commands in flight */
     int stopping;
     uint64_t actions_run, actions_failed;
     uint64_t evaluations; /* readings and events handed to the rules */
@@ -75,8 +75,7 @@ int gw_alarms_load_defs(const gw_config *cfg, void **defs_out, size_t *n_out, ch
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < i; j++)
             if (!strcmp(all[i].id, all[j].id)) {
-                snprintf(err, errlen, "%s: rule id '%s' is defined twice", cfg->source,
-                         all[i].id);
+                snprintf(err, errlen, "%s: rule id '%s' is defined twice", cfg->source, all[i].id);
                 free(all);
                 return GW_EINVAL;
             }
@@ -169,12 +168,12 @@ static void run_command(gw_alarms *a, const gw_rule_action *act, const char *jso
         args[i] = (char *)act->argv[i];
     args[act->argc] = NULL;
     uv_pipe_init(a->env.loop, &c->in, 0);
-    uv_stdio_container_t io[3] = {{.flags = UV_CREATE_PIPE | UV_READABLE_PIPE,
-                                   .data.stream = (uv_stream_t *)&c->in},
-                                  {.flags = UV_IGNORE},
-                                  {.flags = UV_INHERIT_FD, .data.fd = 2}};
-    uv_process_options_t o = {.exit_cb = cmd_exit, .file = args[0], .args = args,
-                              .stdio = io, .stdio_count = 3};
+    uv_stdio_container_t io[3] = {
+        {.flags = UV_CREATE_PIPE | UV_READABLE_PIPE, .data.stream = (uv_stream_t *)&c->in},
+        {.flags = UV_IGNORE},
+        {.flags = UV_INHERIT_FD, .data.fd = 2}};
+    uv_process_options_t o = {
+        .exit_cb = cmd_exit, .file = args[0], .args = args, .stdio = io, .stdio_count = 3};
     c->proc.data = c->in.data = c->timer.data = c->wr.data = c;
     int rc = uv_spawn(a->env.loop, &c->proc, &o);
     if (rc) {
@@ -188,8 +187,8 @@ static void run_command(gw_alarms *a, const gw_rule_action *act, const char *jso
     a->running++;
     c->open = 3; /* process, pipe, timer */
     uv_timer_init(a->env.loop, &c->timer);
-    uv_timer_start(&c->timer, cmd_timeout, (uint64_t)(act->timeout_ms > 0 ? act->timeout_ms : 10000),
-                   0);
+    uv_timer_start(&c->timer, cmd_timeout,
+                   (uint64_t)(act->timeout_ms > 0 ? act->timeout_ms : 10000), 0);
     uv_buf_t b = uv_buf_init(c->json, (unsigned)len + 1);
     if (uv_write(&c->wr, (uv_stream_t *)&c->in, &b, 1, cmd_written))
         uv_close((uv_handle_t *)&c->in, cmd_closed);
@@ -214,17 +213,15 @@ static void run_actions(gw_alarms *a, const gw_rules_transition *t, const char *
                                    : GW_EINVAL;
             if (rc) {
                 a->actions_failed++;
-                GW_WARN("alarms", "rule %s: write %s.%s=%g not requested (%d)", r->id,
-                        act->device, act->point[0] ? act->point : "(register: name a profile point)",
-                        v, rc);
+                GW_WARN("alarms", "rule %s: write %s.%s=%g not requested (%d)", r->id, act->device,
+                        act->point[0] ? act->point : "(register: name a profile point)", v, rc);
             }
         } else if (act->kind == GW_ACT_COMMAND) {
             run_command(a, act, json, len);
         } else if (!a->env.localpub) {
             a->actions_failed++;
             GW_LOG_RL(GW_LOG_WARN, 60000, "alarms",
-                      "rule %s: mqtt_publish to %s needs a local_mqtt section", r->id,
-                      act->topic);
+                      "rule %s: mqtt_publish to %s needs a local_mqtt section", r->id, act->topic);
         } else if (gw_localpub_publish(a->env.localpub, act->topic, json, len) == GW_OK) {
             a->actions_run++;
             GW_INFO("alarms", "rule %s: published %s to local %s", r->id,

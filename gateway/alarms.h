@@ -26,10 +26,10 @@ typedef struct gw_alarms gw_alarms;
  * gw_alarms_action_result. */
 typedef struct gw_alarms_env {
     uv_loop_t *loop;
-    struct gw_store *store;        /* rule state is persisted there */
-    struct gw_localpub *localpub;  /* local broker for mqtt_publish actions, or NULL */
-    const struct gw_config *cfg;   /* the running config (rules, gateway id), kept current */
-    void *ctx;                     /* passed to the functions below */
+    struct gw_store *store;       /* rule state is persisted there */
+    struct gw_localpub *localpub; /* local broker for mqtt_publish actions, or NULL */
+    const struct gw_config *cfg;  /* the running config (rules, gateway id), kept current */
+    void *ctx;                    /* passed to the functions below */
     /* The configured devices now (the array may change at a reload). */
     struct gw_device *const *(*devices)(void *ctx, size_t *n);
     /* Sends one alarm transition through the pipeline (priority lane). */
@@ -38,8 +38,7 @@ typedef struct gw_alarms_env {
     int (*forecast)(void *ctx, gw_alarm *al, const gw_forecast *f);
     /* Requests a write of a device point, on behalf of rule `rule`. Returns 0
      * when queued, GW_EFULL when the request queue is full (counted). */
-    int (*write)(void *ctx, const char *device, const char *point, double value,
-                 const char *rule);
+    int (*write)(void *ctx, const char *device, const char *point, double value, const char *rule);
     /* Requests a device's poll/report interval (adaptive polling). */
     int (*set_interval)(void *ctx, const char *device, int64_t interval_ms);
 } gw_alarms_env;

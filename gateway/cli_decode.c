@@ -131,7 +131,8 @@ static int parse_text(const char *s, uint8_t **out, size_t *n)
             p += strlen(ctl[i].name);
         } else if (p[0] == '\\' && p[1] == 'x' && gw_hex_digit((unsigned char)p[2]) >= 0 &&
                    gw_hex_digit((unsigned char)p[3]) >= 0) {
-            b[len++] = (uint8_t)(gw_hex_digit((unsigned char)p[2]) << 4 | gw_hex_digit((unsigned char)p[3]));
+            b[len++] = (uint8_t)(gw_hex_digit((unsigned char)p[2]) << 4 |
+                                 gw_hex_digit((unsigned char)p[3]));
             p += 4;
         } else {
             b[len++] = (uint8_t)*p++;

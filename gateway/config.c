@@ -67,7 +67,8 @@ static int machine_gateway_id(char *out, size_t cap)
     int ok = fgets(line, sizeof(line), f) != NULL;
     fclose(f);
     size_t n = 0;
-    while (ok && n < 32 && ((line[n] >= '0' && line[n] <= '9') || (line[n] >= 'a' && line[n] <= 'f')))
+    while (ok && n < 32 &&
+           ((line[n] >= '0' && line[n] <= '9') || (line[n] >= 'a' && line[n] <= 'f')))
         n++;
     if (n != 32)
         return GW_EINVAL;
@@ -82,8 +83,8 @@ static const gw_cfgkey gateway_keys[] = {
      "folder for the outbox and state"},
     {"log_level", GW_CT_ENUM, "info", 0, -1, offsetof(struct gwsec, log_level), 0, log_levels, 0,
      "error, warn, info or debug"},
-    {"log_format", GW_CT_ENUM, "auto", 0, -1, offsetof(struct gwsec, log_format), 0, log_formats,
-     0, "journal: <N> priority prefixes, no timestamp; auto: journal when stderr is the journal"},
+    {"log_format", GW_CT_ENUM, "auto", 0, -1, offsetof(struct gwsec, log_format), 0, log_formats, 0,
+     "journal: <N> priority prefixes, no timestamp; auto: journal when stderr is the journal"},
     {"admin_socket", GW_CT_STR, "admin.sock", 0, -1, F(struct gwsec, admin_socket), NULL, 0,
      "local admin Unix socket, relative to data_dir (owner only); empty disables it"},
     {"modbus_stats", GW_CT_STR, "", 0, -1, F(struct gwsec, modbus_stats), NULL, 0,
@@ -113,12 +114,12 @@ static const gw_cfgkey store_keys[] = {
      "SQLite synchronous mode"},
     {"min_free", GW_CT_SIZE, "16MiB", 0, 1099511627776.0, offsetof(struct storesec, min_free), 0,
      NULL, 0, "free-space floor: below it the oldest telemetry is shed (alarms keep a reserve)"},
-    {"replay_window", GW_CT_INT, "256", 0, 65536, offsetof(struct storesec, replay_window), 0,
-     NULL, 0, "reports remembered per station to refuse resends (0 disables)"},
-    {"obs_max_age", GW_CT_DURATION, "0", 0, 315360000, offsetof(struct storesec, obs_max_age),
-     0, NULL, 0, "readings observed longer ago are refused and counted (0: no limit)"},
-    {"obs_max_ahead", GW_CT_DURATION, "0", 0, 31536000, offsetof(struct storesec, obs_max_ahead),
-     0, NULL, 0, "readings observed further in the future are refused and counted (0: no limit)"},
+    {"replay_window", GW_CT_INT, "256", 0, 65536, offsetof(struct storesec, replay_window), 0, NULL,
+     0, "reports remembered per station to refuse resends (0 disables)"},
+    {"obs_max_age", GW_CT_DURATION, "0", 0, 315360000, offsetof(struct storesec, obs_max_age), 0,
+     NULL, 0, "readings observed longer ago are refused and counted (0: no limit)"},
+    {"obs_max_ahead", GW_CT_DURATION, "0", 0, 31536000, offsetof(struct storesec, obs_max_ahead), 0,
+     NULL, 0, "readings observed further in the future are refused and counted (0: no limit)"},
     {NULL}};
 
 /* The uplink table fills a gw_uplink_config; the server list is checked here. */
@@ -133,8 +134,8 @@ static const gw_cfgkey uplink_keys[] = {
     {"servers", GW_CT_NODE, NULL, 0, -1, offsetof(struct upsec, servers), 0, NULL, 0,
      "list of broker URIs (nodes of one cluster): the first is used, the next on loss; "
      "excludes uri"},
-    {"flap_window", GW_CT_DURATION, "10s", 0.1, 3600,
-     offsetof(gw_uplink_config, flap_window_ms), 0, NULL, 0,
+    {"flap_window", GW_CT_DURATION, "10s", 0.1, 3600, offsetof(gw_uplink_config, flap_window_ms), 0,
+     NULL, 0,
      "a session lost sooner keeps the backoff growing; 3 in a row are logged as a client-id "
      "conflict"},
     {"client_id", GW_CT_STR, "", 0, -1, U(client_id), NULL, 0, "MQTT client id"},
@@ -145,20 +146,20 @@ static const gw_cfgkey uplink_keys[] = {
     {"ca_file", GW_CT_STR, "", 0, -1, U(ca_file), NULL, 0, "CA bundle for server verification"},
     {"cert_file", GW_CT_STR, "", 0, -1, U(cert_file), NULL, 0, "client certificate"},
     {"key_file", GW_CT_STR, "", 0, -1, U(key_file), NULL, 0, "client key"},
-    {"verify_host", GW_CT_BOOL, "true", 0, -1, offsetof(gw_uplink_config, tls_verify_host), 0,
-     NULL, 0, "check the server name"},
-    {"keepalive", GW_CT_DURATION, "30s", 1, 3600, offsetof(gw_uplink_config, keepalive_ms), 0,
-     NULL, 0, "MQTT keepalive"},
+    {"verify_host", GW_CT_BOOL, "true", 0, -1, offsetof(gw_uplink_config, tls_verify_host), 0, NULL,
+     0, "check the server name"},
+    {"keepalive", GW_CT_DURATION, "30s", 1, 3600, offsetof(gw_uplink_config, keepalive_ms), 0, NULL,
+     0, "MQTT keepalive"},
     {"connect_timeout", GW_CT_DURATION, "10s", 1, 300,
      offsetof(gw_uplink_config, connect_timeout_ms), 0, NULL, 0, "connect timeout"},
-    {"backoff_min", GW_CT_DURATION, "500ms", 0.01, 3600,
-     offsetof(gw_uplink_config, backoff_min_ms), 0, NULL, 0, "first reconnect delay"},
-    {"backoff_max", GW_CT_DURATION, "60s", 0.01, 86400,
-     offsetof(gw_uplink_config, backoff_max_ms), 0, NULL, 0, "reconnect delay cap"},
+    {"backoff_min", GW_CT_DURATION, "500ms", 0.01, 3600, offsetof(gw_uplink_config, backoff_min_ms),
+     0, NULL, 0, "first reconnect delay"},
+    {"backoff_max", GW_CT_DURATION, "60s", 0.01, 86400, offsetof(gw_uplink_config, backoff_max_ms),
+     0, NULL, 0, "reconnect delay cap"},
     {"batch", GW_CT_INT, "100", 1, 5000, offsetof(gw_uplink_config, batch), 0, NULL, 0,
      "readings per message"},
-    {"max_inflight", GW_CT_INT, "32", 8, 1000, offsetof(gw_uplink_config, max_inflight), 0, NULL,
-     0, "unacknowledged messages"},
+    {"max_inflight", GW_CT_INT, "32", 8, 1000, offsetof(gw_uplink_config, max_inflight), 0, NULL, 0,
+     "unacknowledged messages"},
     {"max_message_bytes", GW_CT_SIZE, "256KiB", 4096, 67108864,
      offsetof(gw_uplink_config, max_message_bytes), 0, NULL, 0, "bound on one message"},
     {"tele_inflight_bytes", GW_CT_SIZE, "256KiB", 4096, 1073741824,
@@ -237,8 +238,8 @@ static int valid_id(const char *s)
     return 1;
 }
 
-__attribute__((format(printf, 4, 5))) static int err_at(char *err, size_t errlen,
-                                                        const gw_ynode *n, const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static int err_at(char *err, size_t errlen, const gw_ynode *n,
+                                                        const char *fmt, ...)
 {
     char msg[256];
     va_list ap;
@@ -289,8 +290,7 @@ static int load_site(gw_device_conf *d, const gw_ynode *site, const char *path, 
     }
     if (s.params) {
         if (s.params->type != GW_Y_MAP)
-            return err_at(err, errlen, s.params, "key '%s.params' must be a mapping of numbers",
-                          p);
+            return err_at(err, errlen, s.params, "key '%s.params' must be a mapping of numbers", p);
         for (size_t i = 0; i < s.params->n; i++) {
             double v;
             if (d->nparams == GW_MAX_PARAMS)
@@ -324,12 +324,11 @@ static int load_device(gw_config *cfg, int idx, const gw_ynode *n, char *err, si
                       "key 'id': '%s' may only hold letters, digits and - _ . :", s.id);
     for (int i = 0; i < idx; i++)
         if (strcmp(cfg->devices[i].id, s.id) == 0)
-            return err_at(err, errlen, gw_ymap_get(n, "id"), "key 'id': device '%s' is defined twice",
-                          s.id);
+            return err_at(err, errlen, gw_ymap_get(n, "id"),
+                          "key 'id': device '%s' is defined twice", s.id);
     if (!gw_protocol_find(s.protocol))
         return err_at(err, errlen, gw_ymap_get(n, "protocol"),
-                      "key 'protocol': unknown protocol '%s' (see docs/config.md)",
-                      s.protocol);
+                      "key 'protocol': unknown protocol '%s' (see docs/config.md)", s.protocol);
     if (strcmp(s.protocol, "modbus-tcp") == 0) {
         if (!s.profile[0])
             return err_at(err, errlen, n, "missing required key 'devices[%d].profile'", idx);
@@ -381,8 +380,7 @@ static int load_device(gw_config *cfg, int idx, const gw_ynode *n, char *err, si
     return GW_OK;
 }
 
-static int check_uri(const char *uri, const gw_ynode *at, const char *key, char *err,
-                     size_t errlen)
+static int check_uri(const char *uri, const gw_ynode *at, const char *key, char *err, size_t errlen)
 {
     if (strncmp(uri, "tcp://", 6) && strncmp(uri, "ssl://", 6) && strncmp(uri, "mqtt://", 7) &&
         strncmp(uri, "mqtts://", 8))
@@ -393,12 +391,14 @@ static int check_uri(const char *uri, const gw_ynode *at, const char *key, char 
 }
 
 /* uplink.uri is a one-element uplink.servers: either fills servers[]. */
-static int load_servers(gw_uplink_config *u, const gw_ynode *list, const gw_ynode *sec,
-                        char *err, size_t errlen)
+static int load_servers(gw_uplink_config *u, const gw_ynode *list, const gw_ynode *sec, char *err,
+                        size_t errlen)
 {
     if (list && u->uri[0])
-        return err_at(err, errlen, list, "keys 'uplink.uri' and 'uplink.servers' exclude each "
-                                         "other%s", "");
+        return err_at(err, errlen, list,
+                      "keys 'uplink.uri' and 'uplink.servers' exclude each "
+                      "other%s",
+                      "");
     if (!list) {
         if (!u->uri[0])
             return err_at(err, errlen, sec, "key 'uplink.uri' (or 'uplink.servers') is required%s",
@@ -452,11 +452,10 @@ static int load_doc(gw_config *cfg, char *err, size_t errlen)
     else if ((size_t)snprintf(cfg->admin_socket, sizeof(cfg->admin_socket), "%s/%s", g.data_dir,
                               g.admin_socket) >= sizeof(cfg->admin_socket))
         return err_at(err, errlen, t.gateway, "key 'gateway.admin_socket': path too long");
-    if (g.modbus_stats[0] &&
-        (size_t)snprintf(cfg->modbus_stats, sizeof(cfg->modbus_stats), "%s%s%s",
-                         g.modbus_stats[0] == '/' ? "" : g.data_dir,
-                         g.modbus_stats[0] == '/' ? "" : "/",
-                         g.modbus_stats) >= sizeof(cfg->modbus_stats))
+    if (g.modbus_stats[0] && (size_t)snprintf(cfg->modbus_stats, sizeof(cfg->modbus_stats),
+                                              "%s%s%s", g.modbus_stats[0] == '/' ? "" : g.data_dir,
+                                              g.modbus_stats[0] == '/' ? "" : "/",
+                                              g.modbus_stats) >= sizeof(cfg->modbus_stats))
         return err_at(err, errlen, t.gateway, "key 'gateway.modbus_stats': path too long");
     cfg->log_level = g.log_level;
     cfg->log_format = g.log_format;
@@ -507,8 +506,8 @@ static int load_doc(gw_config *cfg, char *err, size_t errlen)
     char msg[256];
     if (t.http && gw_http_config_check(&cfg->http, msg, sizeof(msg)))
         return err_at(err, errlen, t.http, "%s", msg);
-    if (t.local_mqtt && gw_cfg_apply(local_keys, t.local_mqtt, &cfg->local_mqtt, "local_mqtt",
-                                     err, errlen))
+    if (t.local_mqtt &&
+        gw_cfg_apply(local_keys, t.local_mqtt, &cfg->local_mqtt, "local_mqtt", err, errlen))
         return GW_EINVAL;
     if (t.devices) {
         if (t.devices->type != GW_Y_SEQ)
@@ -540,8 +539,7 @@ static int load_doc(gw_config *cfg, char *err, size_t errlen)
                 return err_at(err, errlen, pn, "key '%s.protocol': '%s' has no listener", path,
                               pn->str);
             static const gw_cfgkey only_protocol[] = {
-                {"protocol", GW_CT_STR, NULL, 0, -1, 0, 0, NULL, 0, "listener protocol"},
-                {NULL}};
+                {"protocol", GW_CT_STR, NULL, 0, -1, 0, 0, NULL, 0, "listener protocol"}, {NULL}};
             gw_listener_conf *lc = &cfg->listeners[cfg->nlisteners++];
             lc->proto = proto;
             lc->line = ln->line;
@@ -620,8 +618,8 @@ static void dump_table(FILE *f, const char *title, const char *prefix, const gw_
     fprintf(f, "\n### %s\n\n| key | type | default | range | meaning |\n|---|---|---|---|---|\n",
             title);
     for (const gw_cfgkey *k = tab; k->key; k++) {
-        static const char *const types[] = {"string", "integer", "number", "bool",
-                                            "duration", "size", "enum", "section"};
+        static const char *const types[] = {"string",   "integer", "number", "bool",
+                                            "duration", "size",    "enum",   "section"};
         char range[96] = "";
         if (k->type == GW_CT_ENUM) {
             for (int i = 0; k->names[i]; i++) {

@@ -70,8 +70,8 @@ typedef struct gw_config {
     int ndevices;
     gw_listener_conf *listeners;
     int nlisteners;
-    gw_ydoc doc;              /* kept for sections parsed by other modules (rules) */
-    const gw_ynode *rules;    /* "rules" list, or NULL */
+    gw_ydoc doc;           /* kept for sections parsed by other modules (rules) */
+    const gw_ynode *rules; /* "rules" list, or NULL */
     const gw_ynode *rule_files;
 } gw_config;
 

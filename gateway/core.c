@@ -385,16 +385,17 @@ static void log_stats(gw_core *core)
     size_t online = 0;
     for (size_t i = 0; i < core->ndevices; i++)
         online += core->devices[i]->online == 1;
-    GW_INFO("stats",
-            "devices %zu (%zu online) readings %llu events %llu alarms %llu | outbox %lld+%lld rows "
-            "%lld bytes, dropped %llu refused %llu | uplink %s sent %llu/%llu acked rows %llu/%llu",
-            core->ndevices, online, (unsigned long long)core->st.readings,
-            (unsigned long long)core->st.events, (unsigned long long)core->st.alarms,
-            (long long)ss.rows[0], (long long)ss.rows[1], (long long)ss.bytes,
-            (unsigned long long)ss.tele_dropped_full,
-            (unsigned long long)(ss.tele_refused_queue), us.connected ? "up" : "down",
-            (unsigned long long)us.msgs_sent[0], (unsigned long long)us.msgs_sent[1],
-            (unsigned long long)us.rows_acked[0], (unsigned long long)us.rows_acked[1]);
+    GW_INFO(
+        "stats",
+        "devices %zu (%zu online) readings %llu events %llu alarms %llu | outbox %lld+%lld rows "
+        "%lld bytes, dropped %llu refused %llu | uplink %s sent %llu/%llu acked rows %llu/%llu",
+        core->ndevices, online, (unsigned long long)core->st.readings,
+        (unsigned long long)core->st.events, (unsigned long long)core->st.alarms,
+        (long long)ss.rows[0], (long long)ss.rows[1], (long long)ss.bytes,
+        (unsigned long long)ss.tele_dropped_full, (unsigned long long)(ss.tele_refused_queue),
+        us.connected ? "up" : "down", (unsigned long long)us.msgs_sent[0],
+        (unsigned long long)us.msgs_sent[1], (unsigned long long)us.rows_acked[0],
+        (unsigned long long)us.rows_acked[1]);
 }
 
 static void on_stats_timer(uv_timer_t *t)
@@ -814,7 +815,8 @@ static void env_http_metrics(void *ctx, gw_sbuf *b)
         gw_http_metrics(core->http, b);
 }
 
-static void env_listeners(void *ctx, void (*each)(const struct gw_protocol *p, void *state, void *arg),
+static void env_listeners(void *ctx,
+                          void (*each)(const struct gw_protocol *p, void *state, void *arg),
                           void *arg)
 {
     gw_core *core = ctx;
@@ -953,7 +955,8 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
                         .status = core->status,
                         .alarms = core->alarms,
                         .data_dir = core->cfg.data_dir};
-    if (core->cfg.http.enabled && !(core->http = gw_http_start(&henv, &core->cfg.http, err, errlen)))
+    if (core->cfg.http.enabled &&
+        !(core->http = gw_http_start(&henv, &core->cfg.http, err, errlen)))
         GW_WARN("core", "%s: running without the HTTP endpoint", err);
     gw_uplink_start(core->uplink);
     release_parsed(&core->cfg);

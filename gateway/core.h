@@ -14,8 +14,6 @@
 /* Opaque outside gateway/: the core's internals are in gateway/core_internal.h. */
 typedef struct gw_core gw_core;
 
-
-
 /* The loop everything runs on, and the running configuration (read-only for
  * protocols; replaced as a whole by a reload). */
 uv_loop_t *gw_core_loop(gw_core *core);
@@ -106,6 +104,5 @@ void *gw_core_shared(gw_core *core, const char *name, gw_core_load_fn load,
 /* The core's timer wheel (base/timerwheel.h) for device timers. It runs
  * from before the first attach until after the last detach of a stop. */
 gw_tw *gw_core_wheel(gw_core *core);
-
 
 #endif

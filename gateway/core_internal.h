@@ -21,12 +21,12 @@ struct gw_core {
     struct gw_listener {
         gw_listener_conf conf; /* conf.conf owned by the listener */
         void *state;
-    } *listeners;
+    } * listeners;
     size_t nlisteners;
     gw_device **by_addr; /* open-addressing index of (protocol, address) */
     size_t by_addr_cap;
-    struct gw_alarms *alarms; /* local rules and alarms (gateway/alarms.c) */
-    struct gw_admin *admin;   /* local admin socket, NULL when disabled */
+    struct gw_alarms *alarms;     /* local rules and alarms (gateway/alarms.c) */
+    struct gw_admin *admin;       /* local admin socket, NULL when disabled */
     struct gw_localpub *localpub; /* local broker for rule actions, NULL when none */
     struct gw_devops *devops;     /* device requests of the rules (gateway/devops.c) */
     struct gw_liveness *liveness; /* the offline-by-silence timer (gateway/liveness.c) */

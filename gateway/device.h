@@ -17,7 +17,7 @@ typedef struct gw_device {
     void *proto_conf;  /* the protocol's device keys, parsed (owned by the device) */
     void *proto_state; /* owned by the protocol */
     struct gw_core *core;
-    int online;        /* -1 unknown, 0 offline, 1 online */
+    int online; /* -1 unknown, 0 offline, 1 online */
     int64_t interval_ms;
     /* Liveness, kept by gateway/liveness.c: loop time last heard, silence
      * allowed before offline (0: not watched), consecutive failed polls. */
@@ -25,7 +25,7 @@ typedef struct gw_device {
     int live_fails;
     /* Counters, read by the stats line and the admin interface. */
     uint64_t polls, polls_failed, polls_skipped, readings;
-    gw_proto_counters pc; /* kept by the protocol, exported per protocol in /metrics */
+    gw_proto_counters pc;        /* kept by the protocol, exported per protocol in /metrics */
     struct gw_last_values *last; /* last value per metric (gateway/status.c) */
 } gw_device;
 

@@ -54,8 +54,7 @@ static void run(gw_core *core, const struct devop *op)
         GW_WARN("alarms", "rule %s: write %s.%s=%g failed (%d)", op->rule, op->device, op->point,
                 op->value, rc);
     else
-        GW_INFO("alarms", "rule %s: wrote %s.%s = %g", op->rule, op->device, op->point,
-                op->value);
+        GW_INFO("alarms", "rule %s: wrote %s.%s = %g", op->rule, op->device, op->point, op->value);
     gw_alarms_action_result(core->alarms, rc);
 }
 

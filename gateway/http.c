@@ -54,8 +54,9 @@ static int load_token(gw_http *h, const gw_http_config *c, char *err, size_t err
         fclose(f);
         h->token[strcspn(h->token, "\r\n")] = '\0';
         if (!ok || strlen(h->token) < 16) {
-            snprintf(err, errlen, "http.token_file %s: the first line must hold a token of at "
-                                  "least 16 characters",
+            snprintf(err, errlen,
+                     "http.token_file %s: the first line must hold a token of at "
+                     "least 16 characters",
                      c->token_file);
             return GW_EINVAL;
         }
@@ -102,8 +103,8 @@ static int token_ok(gw_http *h, struct MHD_Connection *c)
 
 static void add_headers(struct MHD_Response *r, unsigned code, const char *type);
 
-static enum MHD_Result respond(gw_http *h, struct MHD_Connection *c, unsigned code, const char *type,
-                            char *body, size_t len, int owned)
+static enum MHD_Result respond(gw_http *h, struct MHD_Connection *c, unsigned code,
+                               const char *type, char *body, size_t len, int owned)
 {
     struct MHD_Response *r = MHD_create_response_from_buffer(
         len, body, owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
@@ -185,8 +186,7 @@ static enum MHD_Result metrics(gw_http *h, struct MHD_Connection *c)
         gw_status_metrics(h->env.status, &b);
         if (b.oom)
             return send_buf(h, c, MHD_HTTP_OK, "text/plain", &b); /* 503 */
-        struct MHD_Response *r =
-            MHD_create_response_from_buffer(b.len, b.p, MHD_RESPMEM_MUST_FREE);
+        struct MHD_Response *r = MHD_create_response_from_buffer(b.len, b.p, MHD_RESPMEM_MUST_FREE);
         if (!r) {
             gw_sbuf_free(&b);
             return MHD_NO;
@@ -279,9 +279,8 @@ static enum MHD_Result post(gw_http *h, struct MHD_Connection *c, const char *ur
  * chunk, then once more with nothing: the answer goes out on the last call.
  * *req_cls counts body bytes (+1, so the first call is told apart). */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
 {
     gw_http *h = cls;
     uintptr_t seen = (uintptr_t)*req_cls;
@@ -367,11 +366,11 @@ gw_http *gw_http_start(const gw_http_env *env, const gw_http_config *c, char *er
     h->d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)(c->max_connections > 4 ? c->max_connections / 2 : c->max_connections),
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)(c->max_connections > 4 ? c->max_connections / 2 : c->max_connections),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)((c->timeout_ms + 999) / 1000),
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MEMORY_LIMIT,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 64u,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MEMORY_LIMIT, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        64u, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_END);
     if (!h->d) {
         snprintf(err, errlen, "http.listen %s: cannot listen (address in use or not local?)",
                  c->listen);

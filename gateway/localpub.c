@@ -26,8 +26,8 @@ gw_localpub *gw_localpub_new(const gw_localpub_config *cfg, const char *gateway_
     if (!cfg->client_id[0])
         strncat(cid, "-local", sizeof(cid) - strlen(cid) - 1);
     char password[256];
-    if (gw_mqttc_read_password("local_mqtt.", cfg->password_file, NULL, password,
-                               sizeof(password), err, errlen)) {
+    if (gw_mqttc_read_password("local_mqtt.", cfg->password_file, NULL, password, sizeof(password),
+                               err, errlen)) {
         free(p);
         return NULL;
     }

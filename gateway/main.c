@@ -37,8 +37,9 @@ static int demo_id_refused(const gw_config *cfg, int demo)
 {
     if (demo || strcmp(cfg->gateway_id, GW_DEMO_ID) != 0)
         return 0;
-    fprintf(stderr, "%s: gateway.id '%s' is the demo's: give this gateway its own id (or leave "
-                    "it out to derive one from /etc/machine-id)\n",
+    fprintf(stderr,
+            "%s: gateway.id '%s' is the demo's: give this gateway its own id (or leave "
+            "it out to derive one from /etc/machine-id)\n",
             cfg->source, GW_DEMO_ID);
     return 1;
 }

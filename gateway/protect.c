@@ -31,8 +31,8 @@
 #define SIG_MAX 80      /* an SM2 DER signature is at most 72 bytes */
 #define SENDER_MAX 64
 
-const char *const gw_protect_schemes[] = {"none", "sm3-hmac", "sm4-sm3", "sm2-sign",
-                                          "sm3-hmac+sm2-sign", "sm4-sm3+sm2-sign", NULL};
+const char *const gw_protect_schemes[] = {
+    "none", "sm3-hmac", "sm4-sm3", "sm2-sign", "sm3-hmac+sm2-sign", "sm4-sm3+sm2-sign", NULL};
 
 unsigned gw_protect_scheme_flags(int scheme)
 {
@@ -56,8 +56,8 @@ struct psec {
 
 #define P(m) offsetof(struct psec, m), sizeof(((struct psec *)0)->m)
 const gw_cfgkey gw_protect_cfg_keys[] = {
-    {"scheme", GW_CT_ENUM, "none", 0, -1, offsetof(struct psec, scheme), 0, gw_protect_schemes,
-     0, "none, sm3-hmac, sm4-sm3, sm2-sign, sm3-hmac+sm2-sign or sm4-sm3+sm2-sign (docs/security.md)"},
+    {"scheme", GW_CT_ENUM, "none", 0, -1, offsetof(struct psec, scheme), 0, gw_protect_schemes, 0,
+     "none, sm3-hmac, sm4-sm3, sm2-sign, sm3-hmac+sm2-sign or sm4-sm3+sm2-sign (docs/security.md)"},
     {"keys", GW_CT_NODE, NULL, 0, -1, offsetof(struct psec, keys), 0, NULL, 0,
      "key sets, current first (at most 2: the second still opens during a rotation)"},
     {"distid", GW_CT_STR, GW_PROTECT_DISTID, 0, -1, P(distid), NULL, 0,
@@ -168,8 +168,8 @@ static EVP_PKEY *load_pem(const char *path, int private, char *err, size_t errle
         snprintf(err, errlen, "key file %s: %s", path, strerror(errno));
         return NULL;
     }
-    EVP_PKEY *k = private ? PEM_read_PrivateKey(f, NULL, NULL, NULL)
-                          : PEM_read_PUBKEY(f, NULL, NULL, NULL);
+    EVP_PKEY *k =
+        private ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : PEM_read_PUBKEY(f, NULL, NULL, NULL);
     fclose(f);
     if (!k || !EVP_PKEY_is_a(k, "SM2")) {
         snprintf(err, errlen, "key file %s is not an SM2 %s key in PEM", path,
@@ -186,8 +186,8 @@ static int state_save(gw_protect *p, uint64_t reserved)
     char text[GW_PROTECT_SENDERS * (SENDER_MAX + 32) + 64];
     int n = snprintf(text, sizeof(text), "out %" PRIu64 "\n", reserved);
     for (int i = 0; i < p->nsenders; i++)
-        n += snprintf(text + n, sizeof(text) - (size_t)n, "in %s %" PRIu64 "\n",
-                      p->senders[i].id, p->senders[i].hwm);
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "in %s %" PRIu64 "\n", p->senders[i].id,
+                      p->senders[i].hwm);
     char dir[300];
     snprintf(dir, sizeof(dir), "%s", p->cfg.state_path);
     int e = gw_write_file_durable(dirname(dir), p->cfg.state_path, text);
@@ -229,8 +229,7 @@ static int state_load(gw_protect *p, char *err, size_t errlen)
     return rc;
 }
 
-gw_protect *gw_protect_new(const gw_protect_config *cfg, const char *self, char *err,
-                           size_t errlen)
+gw_protect *gw_protect_new(const gw_protect_config *cfg, const char *self, char *err, size_t errlen)
 {
     if (errlen)
         err[0] = '\0';
@@ -391,8 +390,7 @@ static int mac_of(const struct keyset *k, const uint8_t *d, size_t n, uint8_t ta
     return gw_smctx_hmac(k->sm, parts, lens, 1, tag);
 }
 
-int gw_protect_seal(gw_protect *p, const void *in, size_t len, const uint8_t **out,
-                    size_t *outlen)
+int gw_protect_seal(gw_protect *p, const void *in, size_t len, const uint8_t **out, size_t *outlen)
 {
     const struct keyset *k = &p->keys[0];
     size_t kid = strlen(k->id), self = strlen(p->self);
@@ -474,8 +472,8 @@ static int refuse(uint64_t *counter, int rc, char *why, size_t whylen, const cha
     return rc;
 }
 
-int gw_protect_open(gw_protect *p, const void *in, size_t len, const uint8_t **out,
-                    size_t *outlen, char *why, size_t whylen)
+int gw_protect_open(gw_protect *p, const void *in, size_t len, const uint8_t **out, size_t *outlen,
+                    char *why, size_t whylen)
 {
     struct cur c = {in, len};
     gw_protect_stats *st = &p->st;
@@ -501,8 +499,7 @@ int gw_protect_open(gw_protect *p, const void *in, size_t len, const uint8_t **o
     const uint8_t *tag = (p->flags & GW_PROTECT_MAC) ? take(&c, GW_SM3_LEN) : NULL;
     const uint8_t *sigl = (p->flags & GW_PROTECT_SIG) ? take(&c, 2) : NULL;
     const uint8_t *sig = sigl ? take(&c, (size_t)get_be(sigl, 2)) : NULL;
-    if (((p->flags & GW_PROTECT_MAC) && !tag) || ((p->flags & GW_PROTECT_SIG) && !sig) ||
-        c.left)
+    if (((p->flags & GW_PROTECT_MAC) && !tag) || ((p->flags & GW_PROTECT_SIG) && !sig) || c.left)
         return refuse(&st->refused_malformed, GW_EMALFORMED, why, whylen,
                       "truncated envelope or trailing bytes");
     const struct keyset *k = NULL;

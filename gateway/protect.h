@@ -35,7 +35,7 @@
 #define GW_PROTECT_MAC 0x02 /* HMAC-SM3 tag present */
 #define GW_PROTECT_SIG 0x04 /* SM2 signature present */
 
-#define GW_PROTECT_SENDERS 16   /* senders whose high-water marks are kept */
+#define GW_PROTECT_SENDERS 16                /* senders whose high-water marks are kept */
 #define GW_PROTECT_DISTID "1234567812345678" /* GB/T 32918's default signer id */
 
 /* Scheme names as the config spells them, and their envelope flags. */
@@ -65,7 +65,7 @@ typedef struct gw_protect_stats {
     uint64_t refused_sig;       /* SM2 signature wrong */
     uint64_t refused_replay;    /* counter not above the sender's high-water mark */
     uint64_t refused_stale;     /* timestamp outside max_skew */
-    uint64_t refused_sender;    /* our own id as sender (a reflected message), or too many senders */
+    uint64_t refused_sender; /* our own id as sender (a reflected message), or too many senders */
 } gw_protect_stats;
 
 /* Reads the keys (checking their permissions) and the counter state, and
@@ -78,16 +78,15 @@ gw_protect *gw_protect_new(const gw_protect_config *cfg, const char *self, char 
 /* Seals in[0..len) under the first key set. *out points into p's buffer, valid
  * until the next call on p. Returns 0, or GW_ERR (crypto or state-file
  * failure: nothing may be sent). */
-int gw_protect_seal(gw_protect *p, const void *in, size_t len, const uint8_t **out,
-                    size_t *outlen);
+int gw_protect_seal(gw_protect *p, const void *in, size_t len, const uint8_t **out, size_t *outlen);
 
 /* Opens an envelope: checks scheme, key id, tag/signature, counter and time,
  * then records the sender's new high-water mark durably. On success *out is
  * the plaintext (p's buffer, valid until the next call). On refusal returns
  * GW_EMALFORMED, GW_EAUTH (or GW_ERR when the state cannot be written) with a
  * reason in why: no key bytes, no payload bytes. */
-int gw_protect_open(gw_protect *p, const void *in, size_t len, const uint8_t **out,
-                    size_t *outlen, char *why, size_t whylen);
+int gw_protect_open(gw_protect *p, const void *in, size_t len, const uint8_t **out, size_t *outlen,
+                    char *why, size_t whylen);
 
 void gw_protect_get_stats(const gw_protect *p, gw_protect_stats *out);
 /* Wipes the keys and frees p (NULL is fine). */

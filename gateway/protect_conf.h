@@ -5,8 +5,8 @@
  * layer names it without the crypto. */
 #include <stdint.h>
 
-#define GW_PROTECT_KEYS 2       /* key sets at once: current and previous */
-#define GW_PROTECT_KID_MAX 32   /* key id bytes */
+#define GW_PROTECT_KEYS 2     /* key sets at once: current and previous */
+#define GW_PROTECT_KID_MAX 32 /* key id bytes */
 
 typedef struct gw_protect_keyconf {
     char id[GW_PROTECT_KID_MAX + 1];
@@ -16,7 +16,7 @@ typedef struct gw_protect_keyconf {
 } gw_protect_keyconf;
 
 typedef struct gw_protect_config {
-    int scheme;   /* index into gw_protect_schemes; 0 = none */
+    int scheme; /* index into gw_protect_schemes; 0 = none */
     gw_protect_keyconf keys[GW_PROTECT_KEYS];
     int nkeys;
     char distid[64];      /* our SM2 signer id */

@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const kind_names[] = {"threshold", "window", "combined", "stale", "flatline",
-                                         "out_of_range", "event", "forecast", NULL};
+static const char *const kind_names[] = {"threshold",    "window", "combined", "stale", "flatline",
+                                         "out_of_range", "event",  "forecast", NULL};
 static const char *const dir_names[] = {"above", "below", NULL};
 static const char *const fn_names[] = {"sum", "avg", "min", "max", "rise", NULL};
 static const char *const cond_fn_names[] = {"sum", "avg", "min", "max", "rise", "value", NULL};
@@ -98,8 +98,8 @@ static const char *const kind_keys[][16] = {
     [GW_RK_RANGE] = {"metric", "level", "min", "max", "raise_for", "clear_for", NULL},
     [GW_RK_EVENT] = {"level", "event", "auto_clear", NULL},
     [GW_RK_FORECAST] = {"metric", "direction", "levels", "raise_for", "clear_for", "alarm_rule",
-                        "window", "horizon", "move", "min_points", "min_rate", "confidence",
-                        "rain", NULL},
+                        "window", "horizon", "move", "min_points", "min_rate", "confidence", "rain",
+                        NULL},
 };
 
 typedef struct rain_cfg {
@@ -617,8 +617,7 @@ static int load_rule(gw_rule *r, const gw_ynode *rn, const char *path, char *err
     return GW_OK;
 }
 
-int gw_rules_load_list(const gw_ynode *list, gw_rule **defs, size_t *n, char *err,
-                       size_t errlen)
+int gw_rules_load_list(const gw_ynode *list, gw_rule **defs, size_t *n, char *err, size_t errlen)
 {
     gw_rule *out = NULL;
     size_t count = 0;

@@ -17,8 +17,7 @@ int gw_rules_load_text(const char *file, const char *text, size_t len, gw_rule *
                        char *err, size_t errlen);
 /* The same for a `rules:` list node of an already parsed document (the
  * gateway config's inline rules). */
-int gw_rules_load_list(const gw_ynode *list, gw_rule **defs, size_t *n, char *err,
-                       size_t errlen);
+int gw_rules_load_list(const gw_ynode *list, gw_rule **defs, size_t *n, char *err, size_t errlen);
 /* The same for a file on disk. */
 int gw_rules_load_file(const char *path, gw_rule **defs, size_t *n, char *err, size_t errlen);
 

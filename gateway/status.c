@@ -20,12 +20,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PROBE_MS 250       /* loop-lateness probe period */
-#define SAMPLE_MS 1000     /* outbox commit-time samples, at most this often */
-#define SAMPLES 8192       /* per lane: over two hours of continuous commits */
+#define PROBE_MS 250   /* loop-lateness probe period */
+#define SAMPLE_MS 1000 /* outbox commit-time samples, at most this often */
+#define SAMPLES 8192   /* per lane: over two hours of continuous commits */
 #define STALL_WINDOW_MS 10000
-#define LAST_MAX 16        /* last values kept per device */
-#define TYPES_MAX 64       /* distinct device types listed for the filter */
+#define LAST_MAX 16  /* last values kept per device */
+#define TYPES_MAX 64 /* distinct device types listed for the filter */
 
 /* Loop lateness buckets (ms), Prometheus histogram style (cumulative at output). */
 static const double late_le[] = {1, 5, 10, 25, 50, 100, 250, 500, 1000, 5000};
@@ -387,8 +387,8 @@ static int health_check(gw_status *st, int ready, gw_sbuf *b)
     }
     if (ss.disk_full)
         reason(&h, "outbox commits fail: disk full");
-    int64_t stall = st->stall_max_ms > st->stall_prev_max_ms ? st->stall_max_ms
-                                                               : st->stall_prev_max_ms;
+    int64_t stall =
+        st->stall_max_ms > st->stall_prev_max_ms ? st->stall_max_ms : st->stall_prev_max_ms;
     if (stall > hc->loop_stall_ms)
         reason(&h, "loop stalled %lld ms in the last %d s (limit %lld ms)", (long long)stall,
                STALL_WINDOW_MS / 1000 * 2, (long long)hc->loop_stall_ms);
@@ -489,8 +489,8 @@ void gw_status_json(gw_status *st, gw_sbuf *b)
                    "\"alarms_by_level\":{\"blue\":%zu,\"yellow\":%zu,\"orange\":%zu,\"red\":%zu},"
                    "\"refused_queue_full\":%llu,",
                    ndevices, online, offline, (unsigned long long)env->counts->readings,
-                   (unsigned long long)env->counts->events, (unsigned long long)env->counts->alarms, w.n,
-                   w.by_level[1], w.by_level[2], w.by_level[3], w.by_level[4],
+                   (unsigned long long)env->counts->events, (unsigned long long)env->counts->alarms,
+                   w.n, w.by_level[1], w.by_level[2], w.by_level[3], w.by_level[4],
                    (unsigned long long)env->counts->refused_queue_full);
     int64_t now = gw_now_ms();
     int64_t age[GW_LANES] = {0, 0};
@@ -523,8 +523,7 @@ void gw_status_json(gw_status *st, gw_sbuf *b)
                    (unsigned long long)(us.rows_acked[0] + us.rows_acked[1]),
                    (unsigned long long)us.protect.sealed, (unsigned long long)us.commands_refused,
                    env->cfg->uplink.servers[us.server], (unsigned long long)us.failovers,
-                   (unsigned long long)us.id_conflicts,
-                   (unsigned long long)lat_n, lat50, lat99);
+                   (unsigned long long)us.id_conflicts, (unsigned long long)lat_n, lat50, lat99);
     gw_sbuf_printf(b,
                    "\"connections\":{\"open\":%llu,\"unauthenticated\":%llu,\"accepted\":%llu,"
                    "\"evicted_unauth\":%llu,\"auth_timeouts\":%llu,\"idle_closed\":%llu,"
@@ -904,10 +903,9 @@ void gw_status_metrics(gw_status *st, gw_sbuf *b)
         offline += d->online == 0;
         unknown += d->online < 0;
     }
-    static const char *const pname[] = {"gw_protocol_devices", "gw_protocol_polls_total",
-                                        "gw_protocol_poll_failures_total",
-                                        "gw_protocol_polls_skipped_total",
-                                        "gw_protocol_readings_total"};
+    static const char *const pname[] = {
+        "gw_protocol_devices", "gw_protocol_polls_total", "gw_protocol_poll_failures_total",
+        "gw_protocol_polls_skipped_total", "gw_protocol_readings_total"};
     static const char *const phelp[] = {
         "Configured devices.", "Polls sent.", "Polls that got no valid answer (timeouts, errors).",
         "Polls skipped because the previous one was still running.", "Readings produced."};
@@ -937,8 +935,7 @@ void gw_status_metrics(gw_status *st, gw_sbuf *b)
          offsetof(gw_proto_counters, timeouts)},
         {"gw_protocol_crc_errors_total", "Frames dropped for a bad checksum.",
          offsetof(gw_proto_counters, crc_errors)},
-        {"gw_protocol_unknown_devices_total",
-         "Frames from an address no device is configured for.",
+        {"gw_protocol_unknown_devices_total", "Frames from an address no device is configured for.",
          offsetof(gw_proto_counters, unknown_devices)},
         {"gw_protocol_malformed_total", "Frames or answers that did not decode.",
          offsetof(gw_proto_counters, malformed)},
@@ -956,7 +953,8 @@ void gw_status_metrics(gw_status *st, gw_sbuf *b)
     gw_sl_totals(&t);
     help(b, "gw_listener_connections", "gauge", "Device connections open on the listeners.");
     gw_sbuf_printf(b, "gw_listener_connections %llu\n", (unsigned long long)t.open);
-    help(b, "gw_listener_refused_total", "counter", "Device connections refused or closed, by reason.");
+    help(b, "gw_listener_refused_total", "counter",
+         "Device connections refused or closed, by reason.");
     gw_sbuf_printf(b,
                    "gw_listener_refused_total{reason=\"full\"} %llu\n"
                    "gw_listener_refused_total{reason=\"per_source\"} %llu\n"

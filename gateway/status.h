@@ -53,9 +53,9 @@ struct gw_protocol;
 
 typedef struct gw_status_env {
     uv_loop_t *loop;
-    const struct gw_config *cfg;  /* the running config, kept current */
-    const gw_core_stats *counts;  /* the pipeline's counters */
-    const int *stopping;          /* non-zero once the core stops (readiness) */
+    const struct gw_config *cfg; /* the running config, kept current */
+    const gw_core_stats *counts; /* the pipeline's counters */
+    const int *stopping;         /* non-zero once the core stops (readiness) */
     struct gw_store *store;
     struct gw_uplink *uplink;
     struct gw_alarms *alarms;

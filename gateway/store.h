@@ -54,17 +54,17 @@ typedef struct gw_store_stats {
     uint64_t tele_dropped_full;    /* telemetry dropped oldest-first, outbox over max_bytes */
     uint64_t tele_refused_queue;   /* telemetry refused: DB queue full */
     uint64_t commits;
-    int64_t bytes;                 /* payload bytes held now */
-    int64_t rows[GW_LANES];        /* rows held now */
-    uint64_t last_seq;             /* highest sequence committed */
-    uint64_t tele_shed_floor;      /* telemetry dropped oldest-first, free space under min_free */
-    uint64_t commit_failures;      /* group commits that failed (rows kept, retried) */
-    uint64_t disk_full_episodes;   /* times the disk became full */
-    int disk_full;                 /* 1 while commits fail for lack of space */
-    int64_t rows_waiting;          /* rows kept for retry after a failed commit */
-    uint64_t replays;              /* reports refused by gw_store_seen as already stored */
-    int recovered;                 /* 1: the outbox was corrupt at open and was replaced */
-    uint64_t salvaged;             /* rows copied from the corrupt outbox */
+    int64_t bytes;               /* payload bytes held now */
+    int64_t rows[GW_LANES];      /* rows held now */
+    uint64_t last_seq;           /* highest sequence committed */
+    uint64_t tele_shed_floor;    /* telemetry dropped oldest-first, free space under min_free */
+    uint64_t commit_failures;    /* group commits that failed (rows kept, retried) */
+    uint64_t disk_full_episodes; /* times the disk became full */
+    int disk_full;               /* 1 while commits fail for lack of space */
+    int64_t rows_waiting;        /* rows kept for retry after a failed commit */
+    uint64_t replays;            /* reports refused by gw_store_seen as already stored */
+    int recovered;               /* 1: the outbox was corrupt at open and was replaced */
+    uint64_t salvaged;           /* rows copied from the corrupt outbox */
 } gw_store_stats;
 
 /* Called on the loop when the disk-full state changes (full 1: commits started

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PRIO_RESERVE 4   /* in-flight slots telemetry may never take */
+#define PRIO_RESERVE 4 /* in-flight slots telemetry may never take */
 #define MAX_CMD_EVENTS 256
 #define LAT_BUCKETS 1001
 
@@ -64,10 +64,10 @@ struct gw_uplink {
     size_t tele_bytes; /* telemetry payload bytes in flight */
     struct lanebuf lane[GW_LANES];
     gw_backoff bo;
-    int srv;           /* index into cfg.servers of the current (or next) node */
-    int64_t up_since;  /* monotonic ms of the last CONNACK */
-    int short_run;     /* sessions in a row that ended within the flap window */
-    int conflict;      /* a client-id conflict is suspected (see on_lost) */
+    int srv;          /* index into cfg.servers of the current (or next) node */
+    int64_t up_since; /* monotonic ms of the last CONNACK */
+    int short_run;    /* sessions in a row that ended within the flap window */
+    int conflict;     /* a client-id conflict is suspected (see on_lost) */
     char t_readings[256], t_events[256], t_alarms[256], t_status[256], t_cmd[256];
     char t_forecasts[256];
     size_t cmd_prefix_len;
@@ -282,9 +282,10 @@ static int send_rows(gw_uplink *u, int li, size_t k)
         body += l->len[l->pos + i] + 1;
     if (ensure_msg(u, body + 512))
         return -1;
-    int h = snprintf(u->msg, 512, "{\"v\":1,\"id\":\"%s:%c:%lld-%lld\",\"gw\":\"%s\",\"kind\":\"%s\",\"items\":[",
-                     u->gw, li == GW_LANE_TELE ? 'r' : 'p', (long long)first, (long long)last,
-                     u->gw, kind);
+    int h = snprintf(
+        u->msg, 512,
+        "{\"v\":1,\"id\":\"%s:%c:%lld-%lld\",\"gw\":\"%s\",\"kind\":\"%s\",\"items\":[", u->gw,
+        li == GW_LANE_TELE ? 'r' : 'p', (long long)first, (long long)last, u->gw, kind);
     size_t at = (size_t)h;
     for (size_t i = 0; i < k; i++) {
         if (i)
@@ -398,9 +399,9 @@ static void on_delivered(gw_uplink *u, int token)
 static void publish_status(gw_uplink *u, const char *status)
 {
     char payload[256];
-    int n = snprintf(payload, sizeof(payload),
-                     "{\"v\":1,\"gw\":\"%s\",\"status\":\"%s\",\"ts\":%lld}", u->gw, status,
-                     (long long)gw_now_ms());
+    int n =
+        snprintf(payload, sizeof(payload), "{\"v\":1,\"gw\":\"%s\",\"status\":\"%s\",\"ts\":%lld}",
+                 u->gw, status, (long long)gw_now_ms());
     const uint8_t *wire = (const uint8_t *)payload;
     size_t wlen = (size_t)n;
     if (u->prot && gw_protect_seal(u->prot, payload, (size_t)n, &wire, &wlen))
@@ -502,8 +503,8 @@ static void on_event(void *ctx, const gw_mqttc_event *e)
         const uint8_t *body = (const uint8_t *)e->payload;
         size_t blen = e->len;
         char why[96];
-        if (u->prot && gw_protect_open(u->prot, e->payload, e->len, &body, &blen, why,
-                                       sizeof(why))) {
+        if (u->prot &&
+            gw_protect_open(u->prot, e->payload, e->len, &body, &blen, why, sizeof(why))) {
             u->st.commands_refused++;
             GW_LOG_RL(GW_LOG_WARN, 1000, "uplink", "command on %.120s refused: %s (%llu refused)",
                       e->topic, why, (unsigned long long)u->st.commands_refused);

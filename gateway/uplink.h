@@ -3,11 +3,11 @@
 /* The platform uplink: one MQTT connection (Paho async, QoS 1) that drains the
  * outbox. With several servers (the nodes of a broker cluster) it holds one
  * connection at a time and, when it is lost or refused, moves to the next node
- * under the same backoff and sends every unacknowledged row again there. Rows are read from the store, published, and deleted only on PUBACK.
- * The priority lane (events, alarms) always goes first and has slots of its
- * own in the in-flight window, so a new alarm overtakes any telemetry backlog.
- * Paho's callbacks run on Paho's threads: they only queue small events for the
- * loop (uv_async); all state below is touched by the loop thread alone. */
+ * under the same backoff and sends every unacknowledged row again there. Rows are read from the
+ * store, published, and deleted only on PUBACK. The priority lane (events, alarms) always goes
+ * first and has slots of its own in the in-flight window, so a new alarm overtakes any telemetry
+ * backlog. Paho's callbacks run on Paho's threads: they only queue small events for the loop
+ * (uv_async); all state below is touched by the loop thread alone. */
 #include "gateway/protect.h"
 #include "gateway/store.h"
 #include "gateway/uplink_conf.h"

@@ -9,7 +9,7 @@
 #define GW_UPLINK_MAX_SERVERS 8
 
 typedef struct gw_uplink_config {
-    char uri[256];          /* tcp://host:port or ssl://host:port; or servers[] */
+    char uri[256];                            /* tcp://host:port or ssl://host:port; or servers[] */
     char servers[GW_UPLINK_MAX_SERVERS][256]; /* broker nodes, tried in order; [0] = uri */
     int nservers;
     int64_t flap_window_ms; /* a session shorter than this does not reset the backoff */
@@ -25,11 +25,12 @@ typedef struct gw_uplink_config {
     int64_t keepalive_ms;
     int64_t connect_timeout_ms;
     int64_t backoff_min_ms, backoff_max_ms;
-    int64_t batch;             /* readings per telemetry message */
-    int64_t max_inflight;      /* QoS 1 messages awaiting PUBACK */
-    int64_t max_message_bytes; /* bound on one telemetry message */
-    int64_t tele_inflight_bytes; /* telemetry bytes unacknowledged at most: what an alarm may queue behind */
-    gw_protect_config protect; /* message protection of this destination (uplink.protect) */
+    int64_t batch;               /* readings per telemetry message */
+    int64_t max_inflight;        /* QoS 1 messages awaiting PUBACK */
+    int64_t max_message_bytes;   /* bound on one telemetry message */
+    int64_t tele_inflight_bytes; /* telemetry bytes unacknowledged at most: what an alarm may queue
+                                    behind */
+    gw_protect_config protect;   /* message protection of this destination (uplink.protect) */
 } gw_uplink_config;
 
 #endif

@@ -109,11 +109,11 @@ typedef struct gw_hj212_packet {
     char st[6];
     char cn[8];
     char pw[GW_HJ212_PW_LONG_MAX + 1]; /* "" when absent */
-    char mn[28];    /* "" when absent */
-    int flag;       /* -1 when absent */
-    int pnum, pno;  /* 0 when absent */
-    int64_t qn_ms;  /* QN as UTC ms; 0 when absent */
-    const char *cp; /* CP content between "&&" and "&&" (not NUL-terminated) */
+    char mn[28];                       /* "" when absent */
+    int flag;                          /* -1 when absent */
+    int pnum, pno;                     /* 0 when absent */
+    int64_t qn_ms;                     /* QN as UTC ms; 0 when absent */
+    const char *cp;                    /* CP content between "&&" and "&&" (not NUL-terminated) */
     size_t cp_len;
     size_t data_len; /* data-segment length */
     uint16_t crc;    /* CRC carried by the packet (0 for a bare segment) */
@@ -255,7 +255,6 @@ int gw_hj212_build_reply(const gw_hj212_packet *req, int qn_rtn, char *out, size
 struct cJSON;
 struct cJSON *gw_hj212_to_json(gw_hj212_version v, const char *text, size_t len);
 /* The same, accepting the quirks GW_HJ212_Q_* (adds "quirks_used" when one was needed). */
-struct cJSON *gw_hj212_to_json_q(gw_hj212_version v, unsigned quirks, const char *text,
-                                 size_t len);
+struct cJSON *gw_hj212_to_json_q(gw_hj212_version v, unsigned quirks, const char *text, size_t len);
 
 #endif

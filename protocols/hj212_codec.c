@@ -1025,8 +1025,7 @@ struct cJSON *gw_hj212_to_json(gw_hj212_version v, const char *text, size_t len)
     return gw_hj212_to_json_q(v, 0, text, len);
 }
 
-struct cJSON *gw_hj212_to_json_q(gw_hj212_version v, unsigned quirks, const char *text,
-                                 size_t len)
+struct cJSON *gw_hj212_to_json_q(gw_hj212_version v, unsigned quirks, const char *text, size_t len)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
@@ -1054,8 +1053,7 @@ struct cJSON *gw_hj212_to_json_q(gw_hj212_version v, unsigned quirks, const char
         buf[len + 1] = '\n';
         rc = gw_hj212_decode_q(v, quirks, buf, len + 2, &p);
     }
-    if (rc == GW_OK && p.quirks &&
-        !cJSON_AddNumberToObject(o, "quirks_used", (double)p.quirks)) {
+    if (rc == GW_OK && p.quirks && !cJSON_AddNumberToObject(o, "quirks_used", (double)p.quirks)) {
         free(buf);
         goto nomem;
     }

@@ -162,9 +162,9 @@ static void dev_detach(gw_device *dev)
 /* ---- the server ---- */
 
 typedef struct hj_stats {
-    uint64_t packets, bad_crc, malformed, unknown_mn, bad_pw, unsupported, duplicates,
-        refused_full, replies, readings, parts, messages, part_timeouts, parts_refused,
-        quirks_used, quirk_refused;
+    uint64_t packets, bad_crc, malformed, unknown_mn, bad_pw, unsupported, duplicates, refused_full,
+        replies, readings, parts, messages, part_timeouts, parts_refused, quirks_used,
+        quirk_refused;
 } hj_stats;
 
 typedef struct hj_srv {
@@ -276,7 +276,8 @@ static int handle_packet(void *ctx, gw_slc *c, const void *seg, size_t len)
     int qn_rtn = 0;
     if (gw_hj212_auth(&p, dc->password, NULL, &qn_rtn) != GW_OK) {
         s->st.bad_pw++;
-        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] wrong PW from %s: refused", d->conf.id, gw_sl_peer(c));
+        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] wrong PW from %s: refused", d->conf.id,
+                  gw_sl_peer(c));
         if (p.flag >= 0 && (p.flag & GW_HJ212_FLAG_A)) {
             int n = gw_hj212_build_request_ack(&p, GW_HJ212_QN_PW_ERROR, out, sizeof(out));
             if (n > 0)
@@ -368,8 +369,7 @@ static int tcp_scan(void *ctx, gw_slc *c, const uint8_t *buf, size_t len, gw_sl_
     }
     if (rc == GW_ECRC) {
         s->st.bad_crc++;
-        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "packet with a bad CRC from %s dropped",
-                  gw_sl_peer(c));
+        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "packet with a bad CRC from %s dropped", gw_sl_peer(c));
         return GW_SL_DROP;
     }
     if (rc < 0) { /* cannot happen with a fixed version; drop everything */
@@ -443,7 +443,7 @@ static int hj_listen(gw_core *core, const void *conf, void **state, char *err, s
     }
     s->core = core;
     s->conf = *lc;
-    const gw_reasm_limits rl = {REASM_OPEN,  9999, REASM_MESSAGE, REASM_TOTAL, REASM_TIMEOUT_MS,
+    const gw_reasm_limits rl = {REASM_OPEN,      9999, REASM_MESSAGE, REASM_TOTAL, REASM_TIMEOUT_MS,
                                 REASM_MAX_AGE_MS};
     s->reasm = gw_reasm_new(&rl);
     if (!s->reasm) {
@@ -451,8 +451,8 @@ static int hj_listen(gw_core *core, const void *conf, void **state, char *err, s
         snprintf(err, errlen, "out of memory");
         return GW_ENOMEM;
     }
-    s->sl = gw_sl_start(core, &lc->sl, (size_t)lc->max_data + GW_HJ212_OVERHEAD, &tcp_proto, s,
-                        err, errlen);
+    s->sl = gw_sl_start(core, &lc->sl, (size_t)lc->max_data + GW_HJ212_OVERHEAD, &tcp_proto, s, err,
+                        errlen);
     if (!s->sl) {
         gw_reasm_free(s->reasm);
         free(s);
@@ -461,8 +461,8 @@ static int hj_listen(gw_core *core, const void *conf, void **state, char *err, s
     uv_timer_init(gw_core_loop(core), &s->stats_timer);
     s->stats_timer.data = s;
     uv_timer_start(&s->stats_timer, on_stats, STATS_MS, STATS_MS);
-    GW_INFO(MOD, "listening on %s (tcp), max %lld connections, auth window %lld ms",
-            lc->sl.listen, (long long)lc->sl.max_connections, (long long)lc->sl.auth_timeout_ms);
+    GW_INFO(MOD, "listening on %s (tcp), max %lld connections, auth window %lld ms", lc->sl.listen,
+            (long long)lc->sl.max_connections, (long long)lc->sl.auth_timeout_ms);
     *state = s;
     return GW_OK;
 }

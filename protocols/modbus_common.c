@@ -352,14 +352,14 @@ int gw_mb_check_profile(const gw_device *dev, char *err, size_t errlen)
     }
     char ref[512];
     return gw_mb_profile(dev->core, profile_ref(dev, ref, sizeof(ref)), err, errlen) ? GW_OK
-                                                                                    : GW_EINVAL;
+                                                                                     : GW_EINVAL;
 }
 
 const char *gw_mb_device_type(const gw_device *dev)
 {
     char err[256], ref[512];
-    const gw_profile *p = gw_mb_profile(dev->core, profile_ref(dev, ref, sizeof(ref)), err,
-                                        sizeof(err));
+    const gw_profile *p =
+        gw_mb_profile(dev->core, profile_ref(dev, ref, sizeof(ref)), err, sizeof(err));
     return p ? gw_profile_device_type(p) : NULL;
 }
 

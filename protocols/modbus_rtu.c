@@ -66,7 +66,7 @@ struct rtu_mail {
     gw_mail m;
     int type;
 };
-#define MAIL_OF(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
+#define MAIL_OF(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
 
 struct rtu_write {
     struct rtu_write *next;

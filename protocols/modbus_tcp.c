@@ -170,7 +170,8 @@ static void on_timer(gw_tw_timer *t);
 
 static void arm(gw_mbl *l, int64_t in_ms)
 {
-    gw_tw_start(gw_core_wheel(l->core), &l->tmr, (int64_t)uv_now(gw_core_loop(l->core)) + in_ms, on_timer);
+    gw_tw_start(gw_core_wheel(l->core), &l->tmr, (int64_t)uv_now(gw_core_loop(l->core)) + in_ms,
+                on_timer);
 }
 
 static void send_pdu(gw_mbl *l, gw_mbs *s, const uint8_t *pdu, size_t len)

@@ -283,8 +283,8 @@ static void on_mqtt(void *ctx, const gw_mqttc_event *e)
         gw_mqttc_subscribe(s->client, s->has_status ? 2 : 1, topics, qos);
     } else if (e->type == GW_MQTTC_CONNECT_FAILED) {
         s->connecting = 0;
-        GW_LOG_RL(GW_LOG_WARN, 10000, "mqtt-devices", "connect to %s failed (code %d)%s%s", s->conf.uri,
-                  e->code, e->why ? ": " : "", e->why ? e->why : "");
+        GW_LOG_RL(GW_LOG_WARN, 10000, "mqtt-devices", "connect to %s failed (code %d)%s%s",
+                  s->conf.uri, e->code, e->why ? ": " : "", e->why ? e->why : "");
         schedule_reconnect(s);
     } else if (e->type == GW_MQTTC_LOST) {
         if (s->connected) {

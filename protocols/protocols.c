@@ -12,14 +12,9 @@ extern const gw_protocol gw_proto_sl651;
 extern const gw_protocol gw_proto_hj212;
 
 const gw_protocol *const gw_protocols[] = {
-    &gw_proto_modbus_tcp,
-    &gw_proto_modbus_rtu,
-    &gw_proto_modbus_dtu,
-    &gw_proto_synthetic,
-    &gw_proto_coap, &gw_proto_mqtt_devices,
-    &gw_proto_sl651,
-    &gw_proto_hj212,
-    NULL,
+    &gw_proto_modbus_tcp, &gw_proto_modbus_rtu, &gw_proto_modbus_dtu,
+    &gw_proto_synthetic,  &gw_proto_coap,       &gw_proto_mqtt_devices,
+    &gw_proto_sl651,      &gw_proto_hj212,      NULL,
 };
 
 const gw_protocol *gw_protocol_find(const char *name)

@@ -117,8 +117,7 @@ int gw_reasm_add(gw_reasm *r, const char *key, unsigned total, unsigned no, cons
         *out = NULL;
     if (out_len)
         *out_len = 0;
-    if (!r || !key || !key[0] || strlen(key) >= GW_REASM_KEY_MAX || !out || !out_len ||
-        (!p && n))
+    if (!r || !key || !key[0] || strlen(key) >= GW_REASM_KEY_MAX || !out || !out_len || (!p && n))
         return GW_EINVAL;
     if (total == 0 || total > r->lim.max_packets || no == 0 || no > total) {
         r->st.refused++;

@@ -25,12 +25,12 @@
 #define GW_REASM_KEY_MAX 64
 
 typedef struct gw_reasm_limits {
-    unsigned max_open;   /* messages in progress at once (all stations) */
+    unsigned max_open;    /* messages in progress at once (all stations) */
     unsigned max_packets; /* packets per message (SL651: 4095, HJ 212: 9999) */
-    size_t max_message;  /* bytes per message */
-    size_t max_total;    /* bytes over every message in progress */
-    int64_t timeout_ms;  /* silence after the last packet that expires a message */
-    int64_t max_age_ms;  /* age since the first packet that expires a message (0: none) */
+    size_t max_message;   /* bytes per message */
+    size_t max_total;     /* bytes over every message in progress */
+    int64_t timeout_ms;   /* silence after the last packet that expires a message */
+    int64_t max_age_ms;   /* age since the first packet that expires a message (0: none) */
 } gw_reasm_limits;
 
 typedef struct gw_reasm_stats {

@@ -219,7 +219,7 @@ const char *gw_sl651_element_metric(uint8_t id, const char **unit);
  * ceil(digits / 2), 0 for the identifiers without a value). */
 typedef struct gw_sl651_element {
     uint8_t id;
-    const char *guide; /* ASCII guide symbol, e.g. "CODMN" */
+    const char *guide;  /* ASCII guide symbol, e.g. "CODMN" */
     const char *metric; /* NULL: no reading (step code, guides, status, text) */
     const char *unit;
     uint8_t digits, decimals, bytes;

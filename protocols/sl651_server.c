@@ -68,8 +68,8 @@
 #define REASM_PACKETS 4095
 #define REASM_MESSAGE (1u << 20)
 #define REASM_TOTAL (16u << 20)
-#define REASM_TIMEOUT_MS 60000   /* silence after the last packet */
-#define REASM_MAX_AGE_MS 600000  /* since the first packet */
+#define REASM_TIMEOUT_MS 60000     /* silence after the last packet */
+#define REASM_MAX_AGE_MS 600000    /* since the first packet */
 #define STATUS_KEY "sl651.status." /* + device id: the last 45H word, persisted */
 
 /* ---- configuration ---- */
@@ -384,8 +384,7 @@ static void on_udp_sent(uv_udp_send_t *u, int status)
 
 /* Sends bytes to a TCP connection, or to a UDP peer when c is NULL. Returns 0
  * when the write was queued, else a negative code (already logged). */
-static int send_bytes(sl_srv *s, gw_slc *c, const struct sockaddr *peer, const uint8_t *p,
-                      size_t n)
+static int send_bytes(sl_srv *s, gw_slc *c, const struct sockaddr *peer, const uint8_t *p, size_t n)
 {
     if (n == 0 || n > REPLY_MAX)
         return GW_EINVAL;
@@ -415,8 +414,8 @@ static void on_udp_flushed(void *ctx, int status)
     sl_pending *p = ctx;
     sl_srv *s = p->srv;
     if (status == 0) {
-        if (!s->stopping && send_bytes(s, NULL, (const struct sockaddr *)&p->peer, p->data,
-                                       p->len) == GW_OK)
+        if (!s->stopping &&
+            send_bytes(s, NULL, (const struct sockaddr *)&p->peer, p->data, p->len) == GW_OK)
             s->st.confirms++;
     } else {
         GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "outbox commit failed (%d): report not confirmed",
@@ -700,8 +699,9 @@ static int m3_packet(sl_srv *s, gw_slc *c, const struct sockaddr *peer, gw_devic
     }
     if (r != GW_OK) {
         s->st.m3_refused++;
-        GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] M3 %02X packet %u/%u refused (%d): message dropped",
-                  d->conf.id, f->function, f->packet_no, f->packet_total, r);
+        GW_LOG_RL(GW_LOG_WARN, 10000, MOD,
+                  "[%s] M3 %02X packet %u/%u refused (%d): message dropped", d->conf.id,
+                  f->function, f->packet_no, f->packet_total, r);
         return GW_SL_ACCEPT;
     }
     s->st.m3_messages++;
@@ -820,10 +820,10 @@ static int handle_report(sl_srv *s, gw_slc *c, const struct sockaddr *peer, gw_d
     uint8_t out[REPLY_MAX];
     uint8_t end = dc->confirm_end ? GW_SL651_ESC : GW_SL651_EOT;
     /* M3: one confirm for the whole message, naming the last packet (6.3.1.2 c). */
-    int n = m3_total ? gw_sl651_encode_confirm_m3(f, rep.serial, &rep.send_time, end, m3_total,
-                                                  m3_total, out, sizeof(out))
-                     : gw_sl651_encode_confirm(f, rep.serial, &rep.send_time, end, out,
-                                               sizeof(out));
+    int n = m3_total
+                ? gw_sl651_encode_confirm_m3(f, rep.serial, &rep.send_time, end, m3_total, m3_total,
+                                             out, sizeof(out))
+                : gw_sl651_encode_confirm(f, rep.serial, &rep.send_time, end, out, sizeof(out));
     if (n < 0) {
         GW_LOG_RL(GW_LOG_WARN, 10000, MOD, "[%s] confirm not encoded (%d)", d->conf.id, n);
         return GW_SL_ACCEPT;
@@ -1097,8 +1097,8 @@ static int sl_listen(gw_core *core, const void *conf, void **state, char *err, s
         }
     }
     uv_timer_start(&s->stats_timer, on_stats, STATS_MS, STATS_MS);
-    GW_INFO(MOD, "listening on %s (%s), max %lld connections, auth window %lld ms",
-            lc->sl.listen, transports[lc->transport], (long long)lc->sl.max_connections,
+    GW_INFO(MOD, "listening on %s (%s), max %lld connections, auth window %lld ms", lc->sl.listen,
+            transports[lc->transport], (long long)lc->sl.max_connections,
             (long long)lc->sl.auth_timeout_ms);
     *state = s;
     return GW_OK;

@@ -280,8 +280,7 @@ int gw_sl_reply_after_commit(gw_slc *c, const void *p, size_t n)
     int rc = gw_core_flush(c->sl->core, on_flushed, r);
     if (rc) {
         free(r);
-        GW_LOG_RL(GW_LOG_WARN, 10000, c->sl->proto->module, "flush failed (%d): reply dropped",
-                  rc);
+        GW_LOG_RL(GW_LOG_WARN, 10000, c->sl->proto->module, "flush failed (%d): reply dropped", rc);
         return rc;
     }
     c->refs++;
@@ -370,8 +369,8 @@ static void process(gw_slc *c)
             /* A full buffer and no frame: longer than the buffer, or a false start.
              * Drop up to the next byte that may start a frame. */
             size_t k = 1;
-            while (k < c->len && !(pr->frame_starts && c->buf[k] &&
-                                   strchr(pr->frame_starts, c->buf[k])))
+            while (k < c->len &&
+                   !(pr->frame_starts && c->buf[k] && strchr(pr->frame_starts, c->buf[k])))
                 k++;
             sl->st.oversize++;
             sl->st.skipped += k;
@@ -432,8 +431,7 @@ static void on_connection(uv_stream_t *server, int status)
 {
     gw_sl *sl = server->data;
     if (status < 0) {
-        GW_LOG_RL(GW_LOG_WARN, 10000, sl->proto->module, "accept failed: %s",
-                  uv_strerror(status));
+        GW_LOG_RL(GW_LOG_WARN, 10000, sl->proto->module, "accept failed: %s", uv_strerror(status));
         /* Out of descriptors: free one held by a peer that proved nothing. */
         if (status == UV_EMFILE || status == UV_ENFILE)
             evict_one(sl);

@@ -63,8 +63,8 @@ typedef struct gw_sl_proto {
      * full and scan still wants more, the listener drops the buffer up to the
      * next of these (counted as oversize) and scans again. */
     const char *frame_starts;
-    size_t conn_size;   /* per-connection protocol state, zeroed at accept */
-    int max_pending;    /* replies waiting for the outbox before reading pauses (0: 16) */
+    size_t conn_size; /* per-connection protocol state, zeroed at accept */
+    int max_pending;  /* replies waiting for the outbox before reading pauses (0: 16) */
     int (*scan)(void *ctx, gw_slc *c, const uint8_t *buf, size_t len, gw_sl_span *span);
     int (*on_frame)(void *ctx, gw_slc *c, const void *frame, size_t len);
     /* The connection is closing (peer gone, timed out, evicted, refused, or the
@@ -83,22 +83,55 @@ typedef struct gw_sl_conf {
 
 /* Rows for a cfgmap table whose struct has a gw_sl_conf member m (listen
  * default, max_connections default, idle_timeout default, auth_timeout default). */
-#define GW_SL_KEYS(type, m, listen_def, maxc_def, idle_def, auth_def)                            \
-    {"listen", GW_CT_STR, listen_def, 0, -1, offsetof(type, m.listen),                            \
-     sizeof(((type *)0)->m.listen), NULL, 0,                                                     \
-     "HOST:PORT to bind (0.0.0.0:PORT accepts devices from the network)"},                      \
-    {"max_connections", GW_CT_INT, maxc_def, 1, 100000, offsetof(type, m.max_connections), 0,     \
-     NULL, 0,                                                                                    \
-     "TCP connections at once; at the limit the oldest unauthenticated one is closed for the "   \
-     "new one, else the new one is refused (counted)"},                                          \
-    {"max_per_source", GW_CT_INT, "1024", 1, 100000, offsetof(type, m.max_per_source), 0, NULL,  \
-     0, "TCP connections at once from one source address; more are refused (counted)"},        \
-    {"idle_timeout", GW_CT_DURATION, idle_def, 1, 86400, offsetof(type, m.idle_timeout_ms), 0,   \
-     NULL, 0, "close a connection that delivered no accepted frame for this long"},             \
-    {"auth_timeout", GW_CT_DURATION, auth_def, 0.1, 3600, offsetof(type, m.auth_timeout_ms), 0,  \
-     NULL, 0,                                                                                    \
-     "close a connection whose first accepted frame (configured station, right password) has " \
-     "not arrived by then"}
+#define GW_SL_KEYS(type, m, listen_def, maxc_def, idle_def, auth_def)                              \
+    {"listen",                                                                                     \
+     GW_CT_STR,                                                                                    \
+     listen_def,                                                                                   \
+     0,                                                                                            \
+     -1,                                                                                           \
+     offsetof(type, m.listen),                                                                     \
+     sizeof(((type *)0)->m.listen),                                                                \
+     NULL,                                                                                         \
+     0,                                                                                            \
+     "HOST:PORT to bind (0.0.0.0:PORT accepts devices from the network)"},                         \
+        {"max_connections",                                                                        \
+         GW_CT_INT,                                                                                \
+         maxc_def,                                                                                 \
+         1,                                                                                        \
+         100000,                                                                                   \
+         offsetof(type, m.max_connections),                                                        \
+         0,                                                                                        \
+         NULL,                                                                                     \
+         0,                                                                                        \
+         "TCP connections at once; at the limit the oldest unauthenticated one is closed for the " \
+         "new one, else the new one is refused (counted)"},                                        \
+        {"max_per_source",                                                                         \
+         GW_CT_INT,                                                                                \
+         "1024",                                                                                   \
+         1,                                                                                        \
+         100000,                                                                                   \
+         offsetof(type, m.max_per_source),                                                         \
+         0,                                                                                        \
+         NULL,                                                                                     \
+         0,                                                                                        \
+         "TCP connections at once from one source address; more are refused (counted)"},           \
+        {"idle_timeout",                                                                           \
+         GW_CT_DURATION,                                                                           \
+         idle_def,                                                                                 \
+         1,                                                                                        \
+         86400,                                                                                    \
+         offsetof(type, m.idle_timeout_ms),                                                        \
+         0,                                                                                        \
+         NULL,                                                                                     \
+         0,                                                                                        \
+         "close a connection that delivered no accepted frame for this long"},                     \
+    {                                                                                              \
+        "auth_timeout", GW_CT_DURATION, auth_def, 0.1, 3600, offsetof(type, m.auth_timeout_ms), 0, \
+            NULL, 0,                                                                               \
+            "close a connection whose first accepted frame (configured station, right password) "  \
+            "has "                                                                                 \
+            "not arrived by then"                                                                  \
+    }
 
 /* Binds conf->listen and starts accepting. ctx is handed to every hook; the
  * connection buffer holds bufsize bytes. Returns NULL with err set. */
@@ -114,7 +147,7 @@ int gw_sl_port(const gw_sl *sl);
 
 /* ---- connections (valid while the hook that received c runs, or while found
  * again with gw_sl_find) ---- */
-void *gw_sl_conn_data(gw_slc *c); /* the protocol's conn_size bytes */
+void *gw_sl_conn_data(gw_slc *c);        /* the protocol's conn_size bytes */
 uint64_t gw_sl_conn_id(const gw_slc *c); /* unique per listener, never 0 */
 const char *gw_sl_peer(const gw_slc *c); /* "IP" of the peer */
 uv_stream_t *gw_sl_stream(gw_slc *c);    /* for a protocol that writes itself */

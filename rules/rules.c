@@ -147,9 +147,8 @@ static int check_forecast(const gw_rule *r, char *err, size_t errlen)
         return fail(err, errlen, id, "forecast takes one rain gauge");
     if (r->n_conds) {
         const gw_rule_cond *c = &r->conds[0];
-        if (!c->device[0] || !c->metric[0] || !strcmp(c->metric, r->metric) ||
-            c->fn != GW_WF_SUM || c->window_ms <= 0 || c->buckets > GW_RULE_MAX_BUCKETS ||
-            !(c->threshold > 0))
+        if (!c->device[0] || !c->metric[0] || !strcmp(c->metric, r->metric) || c->fn != GW_WF_SUM ||
+            c->window_ms <= 0 || c->buckets > GW_RULE_MAX_BUCKETS || !(c->threshold > 0))
             return fail(err, errlen, id,
                         "rain needs device, another metric, a window and intensity > 0");
     }
@@ -988,7 +987,7 @@ static void report_values(const gw_rule *d, const rstate *st, int lv, int cleari
     if ((graded(d->kind) || d->kind == GW_RK_FORECAST) && lv >= 1) {
         *value = st->x[lv - 1];
         *thr = clearing && d->kind != GW_RK_FORECAST ? d->levels[lv - 1].clear
-                                                      : d->levels[lv - 1].raise;
+                                                     : d->levels[lv - 1].raise;
     } else {
         *value = st->x[0];
         *thr = st->thr;
@@ -1295,8 +1294,8 @@ static int fc_eval(gw_rules_engine *e, rstate *st, int64_t now)
         int turned = n2 >= 4 && s * rate2 < 0 && conf2 >= need;
         eff = s * rate;
         inputs = GW_FC_IN_LEVEL;
-        f->why = turned ? FC_REVERSED
-                 : eff <= need_rate  ? (held ? FC_REVERSED : FC_FLAT)
+        f->why = turned                       ? FC_REVERSED
+                 : eff <= need_rate           ? (held ? FC_REVERSED : FC_FLAT)
                  : eff < d->min_rate && !held ? FC_FLAT
                  : conf < need                ? FC_UNSURE
                                               : FC_NONE;
@@ -1907,8 +1906,8 @@ static int link_forecasts(gw_rules_engine *e, char *err, size_t errlen)
             continue;
         int ai = rule_index_of(e, rr->def.alarm_rule);
         rule_rt *ar = ai >= 0 ? &e->rules[ai] : NULL;
-        const char *msg = !ar                                  ? "alarm_rule not found"
-                          : ar->def.kind != GW_RK_THRESHOLD      ? "alarm_rule is not a threshold rule"
+        const char *msg = !ar                               ? "alarm_rule not found"
+                          : ar->def.kind != GW_RK_THRESHOLD ? "alarm_rule is not a threshold rule"
                           : strcmp(ar->def.metric, rr->def.metric) ? "alarm_rule has another metric"
                           : ar->fc_link >= 0 ? "alarm_rule already has a forecast"
                                              : NULL;

@@ -198,7 +198,6 @@ typedef struct gw_rules_device {
     size_t n_groups;
 } gw_rules_device;
 
-
 /* What the callback receives. Everything is valid only during the call. */
 typedef struct gw_rules_transition {
     gw_alarm alarm;      /* id, rule, device, metric, level, state, value, threshold,

@@ -335,8 +335,8 @@ static void send_long(sl_dev *d, int fci, const uint8_t *body, size_t len, doubl
     const sim_rtu_conf *cf = d->sg->g->rtu;
     uint64_t key = cf->m2 && fci != FC_38 ? ((uint64_t)fc_code[fci] << 16 | d->serial) : 0;
     if (len <= SL_M3_CHUNK) {
-        sim_sl651_hdr h1 = {.centre = (uint8_t)cf->centre, .password = d->sg->password,
-                            .fc = fc_code[fci]};
+        sim_sl651_hdr h1 = {
+            .centre = (uint8_t)cf->centre, .password = d->sg->password, .fc = fc_code[fci]};
         memcpy(h1.station, d->station, 5);
         uint8_t frame[SL_M3_CHUNK + 32];
         int n = sim_sl651_frame(&h1, body, len, frame, sizeof frame);
@@ -348,8 +348,8 @@ static void send_long(sl_dev *d, int fci, const uint8_t *body, size_t len, doubl
     if (total > SL_M3_MAX)
         return;
     m3_forget(d);
-    sim_sl651_hdr h = {.centre = (uint8_t)cf->centre, .password = d->sg->password,
-                       .fc = fc_code[fci]};
+    sim_sl651_hdr h = {
+        .centre = (uint8_t)cf->centre, .password = d->sg->password, .fc = fc_code[fci]};
     memcpy(h.station, d->station, 5);
     for (unsigned no = 1; no <= total; no++) {
         size_t off = (size_t)(no - 1) * SL_M3_CHUNK;
@@ -444,7 +444,6 @@ static void send_manual(sl_dev *d, double t)
     sim_sl651_put_raw(&b, 0xF2, 0xF2, (const uint8_t *)cf->manual, strlen(cf->manual));
     send_frame(d, FC_35, &b, t);
 }
-
 
 static void send_keepalive(sl_dev *d, double t)
 {

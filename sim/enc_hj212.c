@@ -73,10 +73,9 @@ int sim_hj212_packet_part(char *out, size_t cap, const char *qn, const char *st,
     if (cap < 12 || pnum < 1 || pno < 1 || pno > pnum)
         return SIM_EINVAL;
     /* Flag bit D (2) says the packet carries PNUM and PNO. */
-    int n = snprintf(out + 6, cap - 6,
-                     "%s%s%sST=%s;CN=%04d;PW=%s;MN=%s;Flag=%d;PNUM=%d;PNO=%d;CP=&&%s&&",
-                     qn ? "QN=" : "", qn ? qn : "", qn ? ";" : "", st, cn, pw, mn, flag | 2, pnum,
-                     pno, cp);
+    int n = snprintf(
+        out + 6, cap - 6, "%s%s%sST=%s;CN=%04d;PW=%s;MN=%s;Flag=%d;PNUM=%d;PNO=%d;CP=&&%s&&",
+        qn ? "QN=" : "", qn ? qn : "", qn ? ";" : "", st, cn, pw, mn, flag | 2, pnum, pno, cp);
     if (n < 0 || (size_t)n + 12 > cap)
         return SIM_EINVAL;
     return wrap(out, cap, (size_t)n);

@@ -13,8 +13,8 @@ void sim_hj212_qn(const sim_dt *t, char out[18]);
 /* Writes "##" + 4-digit length + segment + 4 hex CRC + CR LF, the segment
  * being "QN=..;ST=..;CN=..;PW=..;MN=..;Flag=..;CP=&&cp&&" (QN left out when
  * qn is NULL). Returns the packet length or SIM_EINVAL. */
-int sim_hj212_packet(char *out, size_t cap, const char *qn, const char *st, int cn,
-                     const char *pw, const char *mn, int flag, const char *cp);
+int sim_hj212_packet(char *out, size_t cap, const char *qn, const char *st, int cn, const char *pw,
+                     const char *mn, int flag, const char *cp);
 /* Rewrites packet in[0..len) into out with a malformed CP (its closing "&&"
  * and its first '=' removed), length and CRC recomputed so that only the CP
  * is wrong. Returns the new length or SIM_EINVAL. */
@@ -31,9 +31,9 @@ void sim_hj212_crc_modbus_lsb(char *pkt, size_t len);
 void sim_hj212_bad_crc(char *pkt, size_t len);
 
 typedef struct sim_hj212_msg {
-    int cn;           /* -1 if absent */
-    char qn[24];      /* "" if absent */
-    const char *seg;  /* data segment, points into the caller's buffer */
+    int cn;          /* -1 if absent */
+    char qn[24];     /* "" if absent */
+    const char *seg; /* data segment, points into the caller's buffer */
     size_t seg_len;
 } sim_hj212_msg;
 /* Reads one packet at buf[0] (must start "##"): its length (>0, CR LF

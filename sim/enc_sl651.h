@@ -49,8 +49,7 @@ int sim_sl651_frame_m3(const sim_sl651_hdr *h, unsigned total, unsigned no, cons
 /* Body pieces. head: serial (2) + send time (6, BCD YYMMDDhhmmss).
  * station: F1F1 + address + type, then F0F0 + observation time (5, BCD). */
 void sim_sl651_put_head(sim_wbuf *b, uint16_t serial, const sim_dt *send);
-void sim_sl651_put_station(sim_wbuf *b, const uint8_t station[5], uint8_t type,
-                           const sim_dt *obs);
+void sim_sl651_put_station(sim_wbuf *b, const uint8_t station[5], uint8_t type, const sim_dt *obs);
 /* Element id, definition byte (length << 3 | decimals), value as packed BCD
  * without the point; a negative value takes a leading FF byte; NaN writes all
  * FF (missing). SIM_EINVAL (nothing written) if the value does not fit. */
@@ -67,7 +66,7 @@ typedef struct sim_sl651_msg {
     uint8_t end;
     const uint8_t *body; /* points into the caller's buffer */
     size_t blen;
-    uint16_t serial; /* 0 if the body is shorter than 2 bytes */
+    uint16_t serial;    /* 0 if the body is shorter than 2 bytes */
     unsigned total, no; /* packet counter of a SYN frame, else 0 */
 } sim_sl651_msg;
 

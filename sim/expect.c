@@ -350,8 +350,7 @@ static int add_event(sim_timeline *tl, double t, const cJSON *it)
 
 /* What alarm and forecast items share: device, state, seq and level. Returns
  * 1 with them set, 0 for a malformed item or a duplicate, or < 0. */
-static int transition_item(sim_timeline *tl, const cJSON *it, int64_t *d, uint64_t *seq,
-                           int *level)
+static int transition_item(sim_timeline *tl, const cJSON *it, int64_t *d, uint64_t *seq, int *level)
 {
     const char *dev = jstr(it, "device"), *state = jstr(it, "state");
     double lv = 0;
@@ -968,8 +967,8 @@ static int forecast_counts(const sim_rx_forecast *f, const sim_expect *x)
  * gateway, and the scenario runs `speed` times faster. */
 static double predicted(const sim_rx_forecast *f, int level, const sim_timeline *tl)
 {
-    double lead = level >= 1 && level <= 4 && !isnan(f->lead_l[level]) ? f->lead_l[level]
-                                                                       : f->lead_s;
+    double lead =
+        level >= 1 && level <= 4 && !isnan(f->lead_l[level]) ? f->lead_l[level] : f->lead_s;
     return f->t + lead * (tl->speed > 0 ? tl->speed : 1);
 }
 
@@ -1047,8 +1046,7 @@ static int eval_lead_time(const sim_expect *x, const sim_timeline *tl, int final
     return v->status;
 }
 
-static int eval_no_forecast(const sim_expect *x, const sim_timeline *tl, int final,
-                            sim_verdict *v)
+static int eval_no_forecast(const sim_expect *x, const sim_timeline *tl, int final, sim_verdict *v)
 {
     char w[256];
     who(x, w, sizeof w);
@@ -1074,8 +1072,9 @@ static int eval_no_forecast(const sim_expect *x, const sim_timeline *tl, int fin
     if (!final)
         return ev_printf(v, SIM_V_PENDING, "no forecast >= %s for %s so far",
                          sim_level_name(x->level), w);
-    return ev_printf(v, SIM_V_PASS, "no forecast >= %s for %s in %.1fs (%llu forecast "
-                                    "transitions in all)",
+    return ev_printf(v, SIM_V_PASS,
+                     "no forecast >= %s for %s in %.1fs (%llu forecast "
+                     "transitions in all)",
                      sim_level_name(x->level), w, tl->end_t, (unsigned long long)tl->forecasts);
 }
 

@@ -159,7 +159,7 @@ typedef struct sim_timeline {
 
     uint64_t readings, events, alarms, duplicates, malformed, no_seq, readings_not_kept;
     uint64_t alarms_by_level[5];
-    double end_t; /* scenario time the run ended */
+    double end_t;             /* scenario time the run ended */
     struct sim_gw_tally *gws; /* per gateway (the envelope's "gw"): sim/gateways.c */
     uint32_t ngws;
 } sim_timeline;

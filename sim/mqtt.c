@@ -287,8 +287,7 @@ int sim_mqtt_new5(MQTTAsync *client, const char *uri, const char *client_id, voi
     if (MQTTAsync_createWithOptions(client, uri, client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL,
                                     &cro) != MQTTASYNC_SUCCESS)
         return SIM_ERR;
-    if (MQTTAsync_setCallbacks(*client, ctx, lost_cb, discard_message, NULL) !=
-            MQTTASYNC_SUCCESS ||
+    if (MQTTAsync_setCallbacks(*client, ctx, lost_cb, discard_message, NULL) != MQTTASYNC_SUCCESS ||
         MQTTAsync_setConnected(*client, ctx, connected_cb) != MQTTASYNC_SUCCESS) {
         MQTTAsync_destroy(client);
         return SIM_ERR;

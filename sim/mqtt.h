@@ -15,15 +15,15 @@ typedef struct sim_mqtt_msg {
     uint64_t at_ns; /* uv_hrtime on arrival (Paho's thread) */
     size_t len;
     int retained;
-    char *topic;     /* NUL-terminated, inside this allocation */
-    char payload[];  /* len bytes and a NUL */
+    char *topic;    /* NUL-terminated, inside this allocation */
+    char payload[]; /* len bytes and a NUL */
 } sim_mqtt_msg;
 
 typedef struct sim_mqtt_sub_opts {
     const char *broker, *client_id, *topic;
     int qos;
-    const char *ca;                /* TLS: CA file, or NULL */
-    const char *user, *password;   /* or NULL */
+    const char *ca;              /* TLS: CA file, or NULL */
+    const char *user, *password; /* or NULL */
     size_t queue_max;
     const char *who; /* log prefix, e.g. "sim: platform" */
     int quiet;       /* no line on a lost connection */

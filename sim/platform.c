@@ -205,8 +205,8 @@ int sim_platform_main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    sim_mqtt_sub_opts so = {broker, client_id, topic, (int)qos, ca, user, password,
-                            PLAT_QUEUE_MAX, "sim: platform", 0};
+    sim_mqtt_sub_opts so = {broker, client_id, topic,          (int)qos,        ca,
+                            user,   password,  PLAT_QUEUE_MAX, "sim: platform", 0};
     char err[300];
     sim_mqtt_sub *p = sim_mqtt_sub_start(&so, err, sizeof err);
     if (!p) {

@@ -105,8 +105,9 @@ int sim_report_print(FILE *f, const sim_run_conf *rc, const sim_verdict *v, cons
         (unsigned long long)tl->malformed);
     for (uint32_t i = 0; i < tl->ngws; i++) {
         const sim_gw_tally *g = &tl->gws[i];
-        fprintf(f, "  gateway %s: %llu items delivered (seq %llu..%llu), %llu missing, %llu "
-                   "duplicates",
+        fprintf(f,
+                "  gateway %s: %llu items delivered (seq %llu..%llu), %llu missing, %llu "
+                "duplicates",
                 g->gw, (unsigned long long)g->items, (unsigned long long)g->lo,
                 (unsigned long long)g->hi, (unsigned long long)sim_gw_missing(g),
                 (unsigned long long)g->duplicates);

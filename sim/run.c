@@ -461,8 +461,8 @@ static int platform_start(run *r)
     snprintf(id, sizeof id, "sim-run-%ld", (long)getpid());
     snprintf(r->topic, sizeof r->topic, "%s/%s/#", r->rc->topic_prefix,
              r->rc->gateway_id[0] ? r->rc->gateway_id : "+");
-    sim_mqtt_sub_opts o = {r->rc->broker, id, r->topic, 1, NULL, NULL, NULL,
-                           QUEUE_MAX, "sim run: platform", r->quiet};
+    sim_mqtt_sub_opts o = {r->rc->broker,       id,      r->topic, 1, NULL, NULL, NULL, QUEUE_MAX,
+                           "sim run: platform", r->quiet};
     r->client = sim_mqtt_sub_start(&o, err, sizeof err);
     if (!r->client) {
         setup_error(r, "platform: %s", err);
@@ -992,8 +992,9 @@ static int apply_ports(run *r, double broker_port, double base_port)
     uint32_t orig_broker = r->broker_port;
     if (broker_port > 0 && strchr(rc->broker, ',')) {
         /* One port cannot stand for several nodes: say so rather than move one. */
-        fprintf(stderr, "sim run: --broker-port moves the one broker of platform.broker; it lists "
-                        "several nodes (%s): give their ports in the scenario instead\n",
+        fprintf(stderr,
+                "sim run: --broker-port moves the one broker of platform.broker; it lists "
+                "several nodes (%s): give their ports in the scenario instead\n",
                 rc->broker);
         return SIM_EINVAL;
     }

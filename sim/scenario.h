@@ -82,9 +82,9 @@ typedef struct sim_group {
     sim_fault *faults;
     sim_link_conf link; /* modbus-rtu, modbus-dtu only */
     int line;
-    void *kstate;              /* the kind's per-group state */
+    void *kstate;             /* the kind's per-group state */
     struct sim_rtu_conf *rtu; /* sl651, hj212: dialing stations' keys (owned); else NULL */
-    struct sim_peer *peer; /* peer kinds only (coap-smoke, mqtt-gauge): owned */
+    struct sim_peer *peer;    /* peer kinds only (coap-smoke, mqtt-gauge): owned */
 } sim_group;
 
 struct sim_run_conf;

@@ -334,7 +334,8 @@ static int parse_expect(sim_scn *c, yaml_node_t *item, const sim_scenario *s, ya
         (sim_scn_num(c, v, "at_least", &x->at_least) || x->at_least < 0))
         return sim_scn_err(c, v, "at_least: a duration >= 0");
     if (x->kind == SIM_X_LEAD_TIME && (!x->has_after || !sim_scn_get(c, m, "at_least")))
-        return sim_scn_err(c, m, "lead_time: needs at_least: DURATION and after: {metric, crosses}");
+        return sim_scn_err(c, m,
+                           "lead_time: needs at_least: DURATION and after: {metric, crosses}");
     if ((x->kind == SIM_X_EVENT || x->kind == SIM_X_NO_EVENT) && !x->event[0])
         return sim_scn_err(c, m, "%s: needs event: NAME (fire_alarm, ...)", kname);
     if ((x->kind == SIM_X_ALARM || x->kind == SIM_X_EVENT || x->kind == SIM_X_NO_EVENT) &&

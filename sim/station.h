@@ -20,11 +20,11 @@ typedef enum {
 
 typedef struct sim_rfault {
     sim_rfault_kind kind;
-    double from, to;  /* scenario time window; to < 0 = forever */
-    uint32_t every;   /* every Nth frame of the device; 0 = each frame in the window */
-    double offset_s;  /* clock_skew */
-    uint32_t bytes;   /* garbage: how many bytes (default 16) */
-    int nonly;        /* only devices with these n (0 = every device of the group) */
+    double from, to; /* scenario time window; to < 0 = forever */
+    uint32_t every;  /* every Nth frame of the device; 0 = each frame in the window */
+    double offset_s; /* clock_skew */
+    uint32_t bytes;  /* garbage: how many bytes (default 16) */
+    int nonly;       /* only devices with these n (0 = every device of the group) */
     uint32_t only[SIM_RF_ONLY_MAX];
 } sim_rfault;
 
@@ -44,7 +44,7 @@ typedef struct sim_factor {
 
 typedef struct sim_revent {
     double at;
-    int bit; /* status bit (SL651 element 45) */
+    int bit;   /* status bit (SL651 element 45) */
     int alarm; /* 1 sets the alarm condition, 0 clears it */
 } sim_revent;
 
@@ -56,17 +56,17 @@ typedef struct sim_rtu_conf {
     char password[32];
     int centre;
     int station_type;
-    int m2;        /* SL651: wait for confirms (M2); 0 = M1 */
-    int resends;   /* at most this many resends of an unconfirmed report */
-    int reply;     /* HJ212: Flag A bit */
-    char st[8];    /* HJ212 ST */
+    int m2;      /* SL651: wait for confirms (M2); 0 = M1 */
+    int resends; /* at most this many resends of an unconfirmed report */
+    int reply;   /* HJ212: Flag A bit */
+    char st[8];  /* HJ212 ST */
     double interval, hourly_every, keepalive, extra_threshold, extra_interval;
-    double minute_every, hour_every; /* HJ212 2051 / 2061 */
+    double minute_every, hour_every;   /* HJ212 2051 / 2061 */
     double confirm_timeout, reconnect; /* wall-clock seconds */
-    int extra_on_rain; /* extra report threshold on 1-hour rainfall, else level */
-    double clock0;     /* station clock at t=0 (s since 1970, local); NaN = now */
-    int spread;        /* spread devices' timed reports over the interval */
-    int status;        /* SL651: send element 45 */
+    int extra_on_rain;                 /* extra report threshold on 1-hour rainfall, else level */
+    double clock0;                     /* station clock at t=0 (s since 1970, local); NaN = now */
+    int spread;                        /* spread devices' timed reports over the interval */
+    int status;                        /* SL651: send element 45 */
     int has_rain, has_level, has_voltage;
     sim_curve rain, level, voltage; /* rain: intensity in mm/h; level: m; voltage: V */
     double rain_base;               /* cumulative rainfall at t=0, mm */

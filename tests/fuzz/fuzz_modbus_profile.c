@@ -5,8 +5,8 @@
  * else a failure) followed, when ok, by a length byte and that many data bytes
  * (usually the right length, sometimes not), and finally drives writes and the
  * report-by-exception helper with values taken from the remaining bytes. */
-// FUZZ_SOURCES: adapters/modbus_profile.c adapters/modbus_expr.c adapters/modbus_decode.c base/yamldoc.c base/cfgmap.c base/model.c
-// FUZZ_LIBS: -lyaml -lm
+// FUZZ_SOURCES: adapters/modbus_profile.c adapters/modbus_expr.c adapters/modbus_decode.c
+// base/yamldoc.c base/cfgmap.c base/model.c FUZZ_LIBS: -lyaml -lm
 #include "adapters/modbus_profile.h"
 
 #include <math.h>

@@ -3,8 +3,8 @@
  * the JSON renderer and the confirm encoder.
  * Input byte 0 selects the mode: even = stream of frames, odd = raw body with
  * byte 1 = function code and byte 2 = flags (bit0 ASCII, bit1 downlink). */
-// FUZZ_SOURCES: protocols/sl651_codec.c protocols/sl651_body.c protocols/sl651_json.c base/civil.c base/crc16.c base/hex.c base/model.c
-// FUZZ_LIBS: -lcjson
+// FUZZ_SOURCES: protocols/sl651_codec.c protocols/sl651_body.c protocols/sl651_json.c base/civil.c
+// base/crc16.c base/hex.c base/model.c FUZZ_LIBS: -lcjson
 #include "protocols/sl651.h"
 
 #include <stdlib.h>
@@ -47,8 +47,8 @@ static void exercise(const gw_sl651_frame *f, int i)
         gw_sl651_encode_confirm(f, rep.serial, &rep.send_time, GW_SL651_EOT, out, sizeof out);
         gw_sl651_encode_confirm_m3(f, rep.serial, &rep.send_time, GW_SL651_NAK,
                                    f->packet_total ? f->packet_total : 1, 1, out, sizeof out);
-        if (rep.picture && (rep.picture < f->body || rep.picture + rep.picture_len >
-                                                         f->body + f->body_len))
+        if (rep.picture &&
+            (rep.picture < f->body || rep.picture + rep.picture_len > f->body + f->body_len))
             abort();
         if (rep.has_manual && memchr(rep.manual, '\0', sizeof rep.manual) == NULL)
             abort();

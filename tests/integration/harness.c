@@ -90,7 +90,8 @@ static int port_free_both(int port)
     int ok = 1;
     for (int type = SOCK_STREAM; ok && type <= SOCK_DGRAM; type++) {
         int fd = socket(AF_INET, type, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
         if (fd >= 0)
@@ -214,7 +215,8 @@ int h_port_wait(int port, int timeout_ms)
     int64_t end = mono_ms() + timeout_ms;
     while (mono_ms() < end) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         int ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
         close(fd);
@@ -243,8 +245,8 @@ int h_broker_start(h_proc *p, int port)
 
 int h_sim_start(h_proc *p, const char *scenario_path, const char *extra_arg)
 {
-    char *argv[] = {(char *)h_bin("sim"), "modbus", "--scenario", (char *)scenario_path,
-                    (char *)extra_arg, NULL};
+    char *argv[] = {(char *)h_bin("sim"),  "modbus",          "--scenario",
+                    (char *)scenario_path, (char *)extra_arg, NULL};
     if (h_spawn(p, "sim.log", argv))
         return -1;
     return h_log_wait(p, "sim: ready", 15000) ? 0 : -1;
@@ -515,8 +517,8 @@ void h_dump_log(h_proc *p)
 }
 
 /* Runs build/sim run with the extra args (NULL-terminated); returns its exit status. */
-int h_sim_run(h_proc *p, const char *logname, const char *scenario, int broker_port,
-                   int base_port, const char *const *extra, int timeout_ms)
+int h_sim_run(h_proc *p, const char *logname, const char *scenario, int broker_port, int base_port,
+              const char *const *extra, int timeout_ms)
 {
     char bp[16], dp[16];
     snprintf(bp, sizeof bp, "%d", broker_port);
@@ -575,7 +577,8 @@ long long h_last_count(const char *text, const char *tag, const char *key)
 int h_tcp_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
         close(fd);
@@ -738,7 +741,8 @@ int h_tcp_connect_from(int port, const char *src)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in b = {.sin_family = AF_INET};
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (fd < 0)
         return -1;

@@ -132,8 +132,8 @@ char *h_slurp(const char *path);
 void h_dump_log(h_proc *p);
 /* Runs build/sim run SCENARIO with --broker-port, --base-port, the gateway and
  * the extra args (NULL-terminated); returns its exit status (h_wait). */
-int h_sim_run(h_proc *p, const char *logname, const char *scenario, int broker_port,
-              int base_port, const char *const *extra, int timeout_ms);
+int h_sim_run(h_proc *p, const char *logname, const char *scenario, int broker_port, int base_port,
+              const char *const *extra, int timeout_ms);
 /* The folder `sim run --keep` named in its log, or "". */
 void h_kept_dir(h_proc *p, char *dir, size_t cap);
 /* Removes a /tmp/sim-run.* folder. */

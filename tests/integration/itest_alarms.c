@@ -206,7 +206,7 @@ static void test_full_outbox(void **state)
     }
     cJSON_Delete(items);
     assert_int_equal(hi, 19999);
-    assert_true(lo > 0);     /* the oldest were dropped */
+    assert_true(lo > 0);              /* the oldest were dropped */
     assert_int_equal(n, hi - lo + 1); /* and only the oldest */
     print_message("full outbox: kept readings %ld..%ld (%ld), dropped the %ld oldest, 4 of 4 "
                   "alarm transitions delivered\n",
@@ -218,8 +218,8 @@ static void test_full_outbox(void **state)
 static void publish(int port, const char *topic, const char *payload)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t '%s' -m '%s'", port,
-             topic, payload);
+    snprintf(cmd, sizeof(cmd), "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t '%s' -m '%s'", port, topic,
+             payload);
     assert_int_equal(system(cmd), 0);
 }
 
@@ -432,8 +432,8 @@ static void test_siren_with_uplink_down(void **state)
     char extra[600];
     snprintf(extra, sizeof(extra), "--stats=%s", stats);
     const char *scen = h_write_file("scenario.yaml", sc);
-    char *argv[] = {(char *)h_bin("sim"), "modbus", "--scenario", (char *)scen, "--stats",
-                    stats, NULL};
+    char *argv[] = {
+        (char *)h_bin("sim"), "modbus", "--scenario", (char *)scen, "--stats", stats, NULL};
     assert_int_equal(h_spawn(&e->sim, "sim.log", argv), 0);
     assert_true(h_log_wait(&e->sim, "sim: ready", 15000));
     char dev[1024];
@@ -534,7 +534,7 @@ static void test_storm_sequence(void **state)
 
     /* Distinct transitions in seq order: raised blue, updated yellow, updated
      * orange, updated yellow, updated blue, cleared; one alarm id throughout. */
-    static const char *const want_state[] = {"raised", "updated", "updated",
+    static const char *const want_state[] = {"raised",  "updated", "updated",
                                              "updated", "updated", "cleared"};
     static const int want_level[] = {1, 2, 3, 2, 1, 0};
     cJSON *items = h_platform_items("/alarms");
@@ -554,8 +554,8 @@ static void test_storm_sequence(void **state)
         if (k >= 6)
             fail_msg("more than 6 transitions: extra %s level %d", st, lvl);
         if (strcmp(st, want_state[k]) || lvl != want_level[k])
-            fail_msg("transition %d: got %s level %d, want %s level %d", k, st, lvl,
-                     want_state[k], want_level[k]);
+            fail_msg("transition %d: got %s level %d, want %s level %d", k, st, lvl, want_state[k],
+                     want_level[k]);
         if (!k)
             snprintf(id0, sizeof(id0), "%s", id);
         else
@@ -599,8 +599,8 @@ static void test_adaptive_polling(void **state)
              port);
     snprintf(stats, sizeof(stats), "%s/sim-stats.json", h_tmpdir());
     const char *scen = h_write_file("scenario.yaml", sc);
-    char *argv[] = {(char *)h_bin("sim"), "modbus", "--scenario", (char *)scen, "--stats", stats,
-                    NULL};
+    char *argv[] = {
+        (char *)h_bin("sim"), "modbus", "--scenario", (char *)scen, "--stats", stats, NULL};
     assert_int_equal(h_spawn(&e->sim, "sim.log", argv), 0);
     assert_true(h_log_wait(&e->sim, "sim: ready", 15000));
     char dev[512];

@@ -73,8 +73,7 @@ static int cluster_wait(int timeout_ms)
     for (int i = 0; i < NODES; i++) {
         if (nodes[i].p.pid <= 0)
             continue;
-        while (!http_get(nodes[i].http, "/healthz", buf, sizeof(buf)) ||
-               !strstr(buf, "\"ok\"")) {
+        while (!http_get(nodes[i].http, "/healthz", buf, sizeof(buf)) || !strstr(buf, "\"ok\"")) {
             if (h_now_ms() > end)
                 return 0;
             poll(NULL, 0, 100);
@@ -153,8 +152,7 @@ static const char *gw_config(const char *id, const int *ports, int nports)
     char servers[256] = "", text[4096], name[64];
     for (int i = 0; i < nports; i++) {
         size_t l = strlen(servers);
-        snprintf(servers + l, sizeof(servers) - l, "%stcp://127.0.0.1:%d", i ? ", " : "",
-                 ports[i]);
+        snprintf(servers + l, sizeof(servers) - l, "%stcp://127.0.0.1:%d", i ? ", " : "", ports[i]);
     }
     snprintf(text, sizeof(text),
              "gateway:\n  id: %s\n  data_dir: %s/%s\n  shutdown_drain: 1s\n  admin_socket: \"\"\n"
@@ -373,8 +371,9 @@ static void test_sim_run_cluster(void **state)
     assert_true(h_log_contains(&bad, "it lists several nodes"));
 
     h_proc sim = {0};
-    char *argv[] = {(char *)h_bin("sim"), "run",    (char *)scn, "--gateway", (char *)h_bin("gateway"),
-                    "--report",           report,  "--progress", "5",       NULL};
+    char *argv[] = {
+        (char *)h_bin("sim"), "run",  (char *)scn,  "--gateway", (char *)h_bin("gateway"),
+        "--report",           report, "--progress", "5",         NULL};
     assert_int_equal(h_spawn(&sim, "sim-cluster.log", argv), 0);
     int rc = h_wait(&sim, 60000);
     if (rc != 0)
@@ -387,7 +386,8 @@ static void test_sim_run_cluster(void **state)
     assert_non_null(strstr(log, ", 0 missing, "));
     free(log);
     char *json = h_slurp(report);
-    cJSON *root = cJSON_Parse(json), *g = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "gateways"), 0);
+    cJSON *root = cJSON_Parse(json),
+          *g = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "gateways"), 0);
     free(json);
     assert_non_null(g);
     assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(g, "gw")), "gw-simrun");
@@ -470,10 +470,10 @@ static void test_two_mosquittos(void **state)
     char port1[16], port2[16];
     snprintf(port1, sizeof(port1), "%d", ports[0]);
     snprintf(port2, sizeof(port2), "%d", ports[1]);
-    char *a1[] = {"mosquitto_sub", "-V", "mqttv311", "-p", port1, "-q", "1", "-c", "-i",
-                  "platform-1", "-t", "t/gw-pair/#", NULL};
-    char *a2[] = {"mosquitto_sub", "-V", "mqttv311", "-p", port2, "-q", "1", "-c", "-i",
-                  "platform-2", "-t", "t/gw-pair/#", NULL};
+    char *a1[] = {"mosquitto_sub", "-V", "mqttv311",    "-p", port1, "-q", "1", "-c", "-i",
+                  "platform-1",    "-t", "t/gw-pair/#", NULL};
+    char *a2[] = {"mosquitto_sub", "-V", "mqttv311",    "-p", port2, "-q", "1", "-c", "-i",
+                  "platform-2",    "-t", "t/gw-pair/#", NULL};
     assert_int_equal(h_spawn(&sub1, "sub1.log", a1), 0);
     assert_int_equal(h_spawn(&sub2, "sub2.log", a2), 0);
     assert_true(sub_ready(ports[0], &sub1));
@@ -563,10 +563,8 @@ static void test_client_id_conflict(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kill_node_a),
-        cmocka_unit_test(test_sim_run_cluster),
-        cmocka_unit_test(test_rolling_restart),
-        cmocka_unit_test(test_client_id_conflict),
+        cmocka_unit_test(test_kill_node_a),     cmocka_unit_test(test_sim_run_cluster),
+        cmocka_unit_test(test_rolling_restart), cmocka_unit_test(test_client_id_conflict),
         cmocka_unit_test(test_two_mosquittos),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

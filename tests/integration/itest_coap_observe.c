@@ -163,8 +163,7 @@ static int group_setup(void **state)
 {
     h_tmpdir();
     E.dev_port = free_udp_tcp_port();
-    if (E.dev_port < 0 || h_peers_start(&E.broker, &E.broker_port) || dev_start() ||
-        !put_depth(1))
+    if (E.dev_port < 0 || h_peers_start(&E.broker, &E.broker_port) || dev_start() || !put_depth(1))
         return -1;
     char text[2048];
     snprintf(text, sizeof(text),

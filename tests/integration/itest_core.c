@@ -162,20 +162,20 @@ static int enough_readings(void *ctx)
 
 /* ---- 1. a reading travels sim -> gateway -> broker ---- */
 
-#define SCENARIO_CONSTANT \
-    "name: constant\n" \
-    "devices:\n" \
-    "  - id: wl-{n:03}\n" \
-    "    count: 1\n" \
-    "    protocol: modbus-tcp\n" \
-    "    port: %d\n" \
-    "    unit: 1\n" \
-    "    registers:\n" \
-    "      - {kind: holding, addr: 0, type: uint16, scale: 10, curve: {type: constant, value: " \
-    "12.3}}\n" \
-    "      - {kind: holding, addr: 1, type: uint16, scale: 100, curve: {type: constant, value: " \
-    "12.1}}\n" \
-    "      - {kind: holding, addr: 2, type: int16, scale: 10, curve: {type: constant, value: " \
+#define SCENARIO_CONSTANT                                                                          \
+    "name: constant\n"                                                                             \
+    "devices:\n"                                                                                   \
+    "  - id: wl-{n:03}\n"                                                                          \
+    "    count: 1\n"                                                                               \
+    "    protocol: modbus-tcp\n"                                                                   \
+    "    port: %d\n"                                                                               \
+    "    unit: 1\n"                                                                                \
+    "    registers:\n"                                                                             \
+    "      - {kind: holding, addr: 0, type: uint16, scale: 10, curve: {type: constant, value: "    \
+    "12.3}}\n"                                                                                     \
+    "      - {kind: holding, addr: 1, type: uint16, scale: 100, curve: {type: constant, value: "   \
+    "12.1}}\n"                                                                                     \
+    "      - {kind: holding, addr: 2, type: int16, scale: 10, curve: {type: constant, value: "     \
     "-5.5}}\n"
 
 static int has_depth(void *ctx)
@@ -308,9 +308,9 @@ static void test_broker_outage(void **state)
         sqlite3 *h;
         sqlite3_stmt *st;
         assert_int_equal(sqlite3_open_v2(e->db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-        assert_int_equal(sqlite3_prepare_v2(h, "SELECT value FROM meta WHERE key='seq'", -1, &st,
-                                            NULL),
-                         SQLITE_OK);
+        assert_int_equal(
+            sqlite3_prepare_v2(h, "SELECT value FROM meta WHERE key='seq'", -1, &st, NULL),
+            SQLITE_OK);
         assert_int_equal(sqlite3_step(st), SQLITE_ROW);
         max_made = sqlite3_column_int64(st, 0);
         sqlite3_finalize(st);
@@ -400,8 +400,7 @@ static void test_bad_configs(void **state)
          "gateway:\n  id: g\n  id: h\nuplink:\n  uri: tcp://127.0.0.1:1\n",
          {":3:", "duplicate key 'id'"}},
         {"missing-uplink.yaml", "gateway:\n  id: g\n", {":1:", "missing required key 'uplink'"}},
-        {"bad-uri.yaml", "gateway:\n  id: g\nuplink:\n  uri: http://x\n",
-         {":4:", "'uplink.uri'"}},
+        {"bad-uri.yaml", "gateway:\n  id: g\nuplink:\n  uri: http://x\n", {":4:", "'uplink.uri'"}},
         {"dup-device.yaml",
          "gateway:\n  id: g\nuplink:\n  uri: tcp://127.0.0.1:1\ndevices:\n"
          "  - {id: d1, profile: waterlogging-wl100, connect: tcp://127.0.0.1:502}\n"
@@ -442,8 +441,8 @@ static void test_bad_configs(void **state)
     }
     /* The gateway itself refuses to start on a bad config. */
     h_proc p = {0};
-    char *argv[] = {(char *)h_bin("gateway"), "-c",
-                    (char *)h_write_file("x.yaml", cases[0].text), NULL};
+    char *argv[] = {(char *)h_bin("gateway"), "-c", (char *)h_write_file("x.yaml", cases[0].text),
+                    NULL};
     assert_int_equal(h_spawn(&p, "refuse.log", argv), 0);
     assert_int_equal(h_wait(&p, 10000), 1);
     assert_true(h_log_contains(&p, "unknown key 'gateway.colour'"));

@@ -511,11 +511,15 @@ static void test_per_source(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_data),    cmocka_unit_test(test_duplicate),
-        cmocka_unit_test(test_bad_crc), cmocka_unit_test(test_wrong_pw),
-        cmocka_unit_test(test_refused), cmocka_unit_test(test_replay_window_restart),
+        cmocka_unit_test(test_data),
+        cmocka_unit_test(test_duplicate),
+        cmocka_unit_test(test_bad_crc),
+        cmocka_unit_test(test_wrong_pw),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_replay_window_restart),
         cmocka_unit_test(test_garbage_auth_window),
-        cmocka_unit_test(test_idle_flood), cmocka_unit_test(test_per_source),
+        cmocka_unit_test(test_idle_flood),
+        cmocka_unit_test(test_per_source),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

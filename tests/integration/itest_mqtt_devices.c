@@ -192,7 +192,8 @@ static void test_sm4_device_payload(void **st)
     assert_true(h_platform_wait(has_reading, &w, 10000));
     /* Under another key the plaintext is noise: refused as malformed, counted. */
     pub_sm4("enc9", "ffeeddccbbaa99887766554433221100", "{\"water\":{\"depth\":13.5}}");
-    assert_true(h_log_wait(&E.gw, "[enc-9] malformed payload (40 bytes) dropped (1 so far)", 10000));
+    assert_true(
+        h_log_wait(&E.gw, "[enc-9] malformed payload (40 bytes) dropped (1 so far)", 10000));
     struct wantr bad = {"enc-9", "water_depth", 13.5, 0};
     assert_false(has_reading(&bad));
 }

@@ -125,8 +125,7 @@ static void test_roundtrip_with_mosquitto(void **state)
     /* Too large for max_message_bytes: dropped and counted, never delivered. */
     char big[100];
     memset(big, 'x', sizeof(big));
-    assert_int_equal(gw_mqttc_publish(r.c, "itest/big", big, sizeof(big), 1, 0, NULL, NULL),
-                     GW_OK);
+    assert_int_equal(gw_mqttc_publish(r.c, "itest/big", big, sizeof(big), 1, 0, NULL, NULL), GW_OK);
     assert_int_equal(gw_mqttc_publish(r.c, "itest/a", "hello", 5, 1, 0, &r.published_token, NULL),
                      GW_OK);
     assert_true(wait_for(&r, GW_MQTTC_MESSAGE));
@@ -203,8 +202,8 @@ static void test_version_pinned(void **state)
     rec_init(&r);
     char uri[64];
     snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", f.port);
-    gw_mqttc_config cfg = {.uri = uri, .client_id = "itest-pin", .keepalive_ms = 30000,
-                           .connect_timeout_ms = 2000};
+    gw_mqttc_config cfg = {
+        .uri = uri, .client_id = "itest-pin", .keepalive_ms = 30000, .connect_timeout_ms = 2000};
     char err[256];
     r.c = gw_mqttc_new(&r.loop, &cfg, on_ev, &r, err, sizeof(err));
     assert_non_null(r.c);
@@ -226,8 +225,10 @@ static void test_version_pinned(void **state)
  * refused with Paho's code, told apart from the buffer's back-pressure. */
 static void test_publish_only(void **state)
 {
-    gw_mqttc_config cfg = {.uri = "tcp://127.0.0.1:1", .client_id = "itest-po",
-                           .keepalive_ms = 30000, .send_while_disconnected = 1,
+    gw_mqttc_config cfg = {.uri = "tcp://127.0.0.1:1",
+                           .client_id = "itest-po",
+                           .keepalive_ms = 30000,
+                           .send_while_disconnected = 1,
                            .max_buffered = 2};
     char err[256];
     gw_mqttc *c = gw_mqttc_new(NULL, &cfg, NULL, NULL, err, sizeof(err));
@@ -248,13 +249,13 @@ static void test_password_sources(void **state)
     assert_int_equal(
         gw_mqttc_read_password("x.", f, "ITEST_MQTTC_PW", out, sizeof(out), err, sizeof(err)), 0);
     assert_string_equal(out, "from-env");
-    assert_int_equal(gw_mqttc_read_password("x.", NULL, "ITEST_MQTTC_UNSET", out, sizeof(out), err,
-                                            sizeof(err)),
-                     GW_EINVAL);
+    assert_int_equal(
+        gw_mqttc_read_password("x.", NULL, "ITEST_MQTTC_UNSET", out, sizeof(out), err, sizeof(err)),
+        GW_EINVAL);
     assert_non_null(strstr(err, "x.password_env"));
-    assert_int_equal(gw_mqttc_read_password("x.", "/nonexistent/pw", NULL, out, sizeof(out), err,
-                                            sizeof(err)),
-                     GW_EINVAL);
+    assert_int_equal(
+        gw_mqttc_read_password("x.", "/nonexistent/pw", NULL, out, sizeof(out), err, sizeof(err)),
+        GW_EINVAL);
     assert_non_null(strstr(err, "x.password_file"));
 }
 

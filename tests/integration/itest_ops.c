@@ -186,20 +186,21 @@ static void test_deb_package(void **state)
 
     snprintf(cmd, sizeof(cmd), "dpkg-deb -I %s", deb);
     assert_int_equal(h_run(cmd, out, sizeof(out)), 0);
-    for (const char *const *w = (const char *const[]){"Package: citygw", "Depends: ",
-                                                      "libmicrohttpd", "libsystemd0", "adduser",
-                                                      "postinst", "conffiles", NULL};
+    for (const char *const *w =
+             (const char *const[]){"Package: citygw", "Depends: ", "libmicrohttpd", "libsystemd0",
+                                   "adduser", "postinst", "conffiles", NULL};
          *w; w++)
         if (!strstr(out, *w))
             fail_msg("dpkg-deb -I lacks '%s':\n%s", *w, out);
     snprintf(cmd, sizeof(cmd), "dpkg-deb -c %s", deb);
     assert_int_equal(h_run(cmd, out, sizeof(out)), 0);
-    for (const char *const *w = (const char *const[]){
-             "./usr/bin/citygw\n", "./usr/bin/citygw-sim", "./etc/citygw/citygw.yaml",
-             "./lib/systemd/system/citygw.service",
-             "./usr/share/citygw/profiles/waterlogging-wl100.yaml",
-             "./usr/share/doc/citygw/rules/waterlogging.yaml",
-             "./usr/share/doc/citygw/operations.md", NULL};
+    for (const char *const *w =
+             (const char *const[]){"./usr/bin/citygw\n", "./usr/bin/citygw-sim",
+                                   "./etc/citygw/citygw.yaml",
+                                   "./lib/systemd/system/citygw.service",
+                                   "./usr/share/citygw/profiles/waterlogging-wl100.yaml",
+                                   "./usr/share/doc/citygw/rules/waterlogging.yaml",
+                                   "./usr/share/doc/citygw/operations.md", NULL};
          *w; w++)
         if (!strstr(out, *w))
             fail_msg("dpkg-deb -c lacks '%s'", *w);
@@ -210,7 +211,8 @@ static void test_deb_package(void **state)
 
     char root[600];
     snprintf(root, sizeof(root), "%s/root", h_tmpdir());
-    snprintf(cmd, sizeof(cmd), "dpkg -x %s %s && %s/usr/bin/citygw --check-config %s/etc/citygw/citygw.yaml 2>&1",
+    snprintf(cmd, sizeof(cmd),
+             "dpkg -x %s %s && %s/usr/bin/citygw --check-config %s/etc/citygw/citygw.yaml 2>&1",
              deb, root, root, root);
     if (h_run(cmd, out, sizeof(out)) != 0 || !strstr(out, "OK"))
         fail_msg("installed binary refused the installed config: %s", out);
@@ -228,10 +230,11 @@ static void test_deb_package(void **state)
     int rc = h_run(cmd, out, sizeof(out));
     if (rc != 0 || out[0])
         fail_msg("systemd-analyze verify (exit %d): %s", rc, out);
-    snprintf(cmd, sizeof(cmd), "grep -c '^Type=notify$\\|^WatchdogSec=\\|^ProtectSystem=strict$\\|"
-                               "^NoNewPrivileges=yes$\\|^StateDirectory=citygw$\\|"
-                               "^CapabilityBoundingSet=\\|^Restart=on-failure$\\|^User=citygw$' "
-                               "%s/lib/systemd/system/citygw.service",
+    snprintf(cmd, sizeof(cmd),
+             "grep -c '^Type=notify$\\|^WatchdogSec=\\|^ProtectSystem=strict$\\|"
+             "^NoNewPrivileges=yes$\\|^StateDirectory=citygw$\\|"
+             "^CapabilityBoundingSet=\\|^Restart=on-failure$\\|^User=citygw$' "
+             "%s/lib/systemd/system/citygw.service",
              root);
     assert_int_equal(h_run(cmd, out, sizeof(out)), 0);
     assert_int_equal(atoi(out), 8);

@@ -277,9 +277,8 @@ static char *verify_with_cli(struct env *e, const uint8_t *m, size_t n, int ks, 
     }
     if (f->flags & 1) {
         tohex(m + f->iv, 16, iv);
-        assert_int_equal(sh(e->dir, "openssl enc -d -sm4-ctr -K %s -iv %s -in ct.bin -out pt.bin",
-                            enc, iv),
-                         0);
+        assert_int_equal(
+            sh(e->dir, "openssl enc -d -sm4-ctr -K %s -iv %s -in ct.bin -out pt.bin", enc, iv), 0);
     } else {
         put_file(e, "pt.bin", m + f->body, f->blen);
     }
@@ -385,9 +384,8 @@ static void cli_command(struct env *e, const char *kid, int ks, const char *json
     assert_int_equal(stat(p, &st), 0);
     uint8_t sl[2] = {(uint8_t)(st.st_size >> 8), (uint8_t)st.st_size};
     put_file(e, "cmd.sl", sl, 2);
-    assert_int_equal(sh_out(e->dir, out_s, sizeof(out_s),
-                            "cat cmd.P cmd.tag cmd.sl cmd.sig > %s", out),
-                     0);
+    assert_int_equal(
+        sh_out(e->dir, out_s, sizeof(out_s), "cat cmd.P cmd.tag cmd.sl cmd.sig > %s", out), 0);
 }
 
 static void publish_file(struct env *e, const char *file)
@@ -450,14 +448,14 @@ static void test_cli_commands_accepted_replays_refused(void **state)
     publish_file(e, "c2x.bin");
     assert_true(wait_refused(e, 2));
     /* Unprotected: refused. */
-    assert_int_equal(sh(e->dir, "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t iot/gw-p/cmd/ack "
-                                "-m '{\"alarm\":\"plain-1\",\"by\":\"x\"}'",
+    assert_int_equal(sh(e->dir,
+                        "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t iot/gw-p/cmd/ack "
+                        "-m '{\"alarm\":\"plain-1\",\"by\":\"x\"}'",
                         e->port),
                      0);
     assert_true(wait_refused(e, 3));
     /* Rotation: a command under the old key set k1 is still accepted. */
-    cli_command(e, "k1", 0, "{\"alarm\":\"cli-alarm-3\",\"by\":\"old-key\"}", ++e->ctr,
-                "c3.bin");
+    cli_command(e, "k1", 0, "{\"alarm\":\"cli-alarm-3\",\"by\":\"old-key\"}", ++e->ctr, "c3.bin");
     publish_file(e, "c3.bin");
     assert_true(h_log_wait(&e->gw, "ack of cli-alarm-3 by old-key", 10000));
     assert_int_equal(log_count(&e->gw, "ack of cli-alarm-"), 2);
@@ -533,8 +531,9 @@ static void test_no_secret_in_any_log(void **state)
     const char *args[] = {"status", NULL};
     assert_int_equal(h_admin(sock, args, out, sizeof(out)), 0);
     put_file(e, "admin-status.log", (const uint8_t *)out, strlen(out));
-    assert_int_equal(sh(e->dir, "%s --check-config gw.yaml > check-config.log 2>&1; "
-                                "%s --config-reference > reference.log 2>&1",
+    assert_int_equal(sh(e->dir,
+                        "%s --check-config gw.yaml > check-config.log 2>&1; "
+                        "%s --config-reference > reference.log 2>&1",
                         gwbin(), gwbin()),
                      0);
     /* A refused command writes its own log lines too. */

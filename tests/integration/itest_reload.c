@@ -187,7 +187,8 @@ static const char *write_config(const struct ports *p, int variant)
         "  - {protocol: sl651, listen: \"127.0.0.1:%d\"}\n"
         "  - {protocol: hj212, listen: \"127.0.0.1:%d\"}\n"
         "  - {protocol: modbus-dtu, listen: \"127.0.0.1:%d\", register_prefix: REG}\n"
-        "  - {protocol: mqtt-devices, uri: \"tcp://127.0.0.1:%d\", topic: \"field/{device}/data\"}\n"
+        "  - {protocol: mqtt-devices, uri: \"tcp://127.0.0.1:%d\", topic: "
+        "\"field/{device}/data\"}\n"
         "devices:\n"
         "  - {id: ok, profile: waterlogging-wl100, connect: \"tcp://127.0.0.1:%d\", interval: %s, "
         "timeout: 300ms, retries: 0, offline_after: 2}\n"
@@ -252,8 +253,12 @@ static void test_reload_every_state(void **state)
              "  - id: slow\n    port: %d\n%s    faults:\n      - {type: late, delay: 350ms}\n",
              p.sim, p.slow, regs);
     h_proc sim, gw, obs;
-    char *sargv[] = {(char *)h_bin("sim"), "modbus", "--scenario",
-                     (char *)h_write_file("reload-scen.yaml", scen), "--quiet", NULL};
+    char *sargv[] = {(char *)h_bin("sim"),
+                     "modbus",
+                     "--scenario",
+                     (char *)h_write_file("reload-scen.yaml", scen),
+                     "--quiet",
+                     NULL};
     assert_int_equal(h_spawn(&sim, "sim.log", sargv), 0);
     assert_true(h_log_wait(&sim, "sim: ready", 15000));
     char oport[16];

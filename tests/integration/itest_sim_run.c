@@ -224,8 +224,8 @@ static void test_flow_style_gateway_config(void **st)
         int broker = h_free_port(), base = free_range(1);
         assert_true(broker > 0 && base > 0);
         h_proc p = {0};
-        int rc = h_sim_run(&p, i ? "run-flow-add.log" : "run-flow.log", scen, broker, base, NULL,
-                           30000);
+        int rc =
+            h_sim_run(&p, i ? "run-flow-add.log" : "run-flow.log", scen, broker, base, NULL, 30000);
         if (rc != 0)
             h_dump_log(&p);
         assert_int_equal(rc, 0);

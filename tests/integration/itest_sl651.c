@@ -436,15 +436,14 @@ static void test_obs_window(void **state)
     time_t now = time(NULL) + 8 * 3600;
     struct tm tm;
     gmtime_r(&now, &tm);
-    const int t[3][5] = {
-        {(tm.tm_year - 1) % 100, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min},
-        {(tm.tm_year + 1) % 100, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min},
-        {tm.tm_year % 100, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min}};
+    const int t[3][5] = {{(tm.tm_year - 1) % 100, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min},
+                         {(tm.tm_year + 1) % 100, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min},
+                         {tm.tm_year % 100, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min}};
     const unsigned level[3] = {11111, 22222, 33333};
     for (int i = 0; i < 3; i++) {
         uint8_t f[128];
-        size_t n = h_sl651_report(f, "0099000003", 0x0003, 0x32, (uint16_t)(10 + i), t[i],
-                                  level[i]);
+        size_t n =
+            h_sl651_report(f, "0099000003", 0x0003, 0x32, (uint16_t)(10 + i), t[i], level[i]);
         int fd = h_tcp_connect(port);
         assert_true(fd >= 0);
         send_all(fd, f, n);
@@ -653,11 +652,11 @@ static void test_admin_idle(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vectors_tcp),    cmocka_unit_test(test_ascii),
-        cmocka_unit_test(test_duplicate),      cmocka_unit_test(test_bad_crc),
-        cmocka_unit_test(test_refused),        cmocka_unit_test(test_udp),
-        cmocka_unit_test(test_offline_online), cmocka_unit_test(test_idle_flood),
-        cmocka_unit_test(test_per_source),     cmocka_unit_test(test_admin_idle),
+        cmocka_unit_test(test_vectors_tcp),      cmocka_unit_test(test_ascii),
+        cmocka_unit_test(test_duplicate),        cmocka_unit_test(test_bad_crc),
+        cmocka_unit_test(test_refused),          cmocka_unit_test(test_udp),
+        cmocka_unit_test(test_offline_online),   cmocka_unit_test(test_idle_flood),
+        cmocka_unit_test(test_per_source),       cmocka_unit_test(test_admin_idle),
         cmocka_unit_test(test_replay_after_130), cmocka_unit_test(test_obs_window),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

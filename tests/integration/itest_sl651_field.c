@@ -33,8 +33,7 @@ static struct {
 
 /* ---- platform predicates ---- */
 
-static int count_items(const char *suffix, const char *device, const char *field,
-                       const char *value)
+static int count_items(const char *suffix, const char *device, const char *field, const char *value)
 {
     cJSON *items = h_platform_items(suffix);
     int n = 0;
@@ -125,9 +124,29 @@ static size_t read_down(int fd, uint8_t *b, size_t cap)
 /* serial, send time 24-06-01 10:00:00, F1F1 address, type 48, F0F0 24-06-01 10:00. */
 static size_t report_head(uint8_t *b, uint16_t serial)
 {
-    const uint8_t h[] = {(uint8_t)(serial >> 8), (uint8_t)serial, 0x24, 0x06, 0x01, 0x10, 0x00,
-                         0x00, 0xF1, 0xF1, 0x00, 0x12, 0x34, 0x56, 0x90, 0x48, 0xF0, 0xF0,
-                         0x24, 0x06, 0x01, 0x10, 0x00};
+    const uint8_t h[] = {(uint8_t)(serial >> 8),
+                         (uint8_t)serial,
+                         0x24,
+                         0x06,
+                         0x01,
+                         0x10,
+                         0x00,
+                         0x00,
+                         0xF1,
+                         0xF1,
+                         0x00,
+                         0x12,
+                         0x34,
+                         0x56,
+                         0x90,
+                         0x48,
+                         0xF0,
+                         0xF0,
+                         0x24,
+                         0x06,
+                         0x01,
+                         0x10,
+                         0x00};
     memcpy(b, h, sizeof h);
     return sizeof h;
 }
@@ -287,14 +306,14 @@ static void test_m3_lost_packet(void **state)
     static const unsigned order[] = {1, 2, 4, 5};
     for (int i = 0; i < 4; i++) {
         unsigned no = order[i];
-        size_t n = frame(0x38, 5, no, no == 5 ? 0x03 : 0x17, body + cut[no - 1],
-                         cut[no] - cut[no - 1], f);
+        size_t n =
+            frame(0x38, 5, no, no == 5 ? 0x03 : 0x17, body + cut[no - 1], cut[no] - cut[no - 1], f);
         assert_int_equal(h_send_all(fd, f, n), 0);
     }
     size_t dn = read_down(fd, d, sizeof d);
     assert_true(dn > 0);
     assert_int_equal(d[10], 0x38);
-    assert_int_equal(d[13], 0x16);             /* SYN: the NAK names a packet */
+    assert_int_equal(d[13], 0x16); /* SYN: the NAK names a packet */
     assert_int_equal(d[14] << 4 | d[15] >> 4, 5);
     assert_int_equal((d[15] & 15) << 8 | d[16], 3);
     assert_int_equal(d[dn - 3], 0x15); /* NAK */

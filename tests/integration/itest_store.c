@@ -211,8 +211,8 @@ static void test_disk_full(void **state)
             /* Alternating high and low levels: each one a transition. */
             int high = nf % 2;
             mm[nf] = (high ? 6000u : 1000u) + (unsigned)nf;
-            flen[nf] = h_sl651_report(frames[nf], STATION, 0x0010, 0x32, (uint16_t)(1 + nf), t,
-                                      mm[nf]);
+            flen[nf] =
+                h_sl651_report(frames[nf], STATION, 0x0010, 0x32, (uint16_t)(1 + nf), t, mm[nf]);
             assert_int_equal(h_send_all(fd, frames[nf], flen[nf]), 0);
             raised += high;
             cleared += !high;

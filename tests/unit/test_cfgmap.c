@@ -198,7 +198,6 @@ static void small_error_buffer(void **state)
     assert_int_equal(err[12], 'x');
 }
 
-
 /* A list of names setting bits (a station's quirks): known names OR their
  * bits, anything else is an error naming the entry and the choices. */
 static void flag_list(void **state)
@@ -213,8 +212,8 @@ static void flag_list(void **state)
         char err[200] = "";
         assert_int_equal(gw_ydoc_parse(&doc, "t.yaml", cases[i], strlen(cases[i]), err, sizeof err),
                          GW_OK);
-        int q = gw_cfg_flag_list(gw_ymap_get(doc.root, "q"), "quirks", names, bits, err,
-                                 sizeof err);
+        int q =
+            gw_cfg_flag_list(gw_ymap_get(doc.root, "q"), "quirks", names, bits, err, sizeof err);
         assert_int_equal(q, want[i]);
         if (q < 0)
             assert_non_null(strstr(err, "a, b"));

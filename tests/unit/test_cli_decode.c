@@ -114,7 +114,6 @@ static void test_adapter_and_usage(void **state)
     assert_int_equal(RUN("--protocol", "sl651", "--adapter", "x", "--hex", "00"), 2);
 }
 
-
 /* Issue 10: a SYN packet decodes (the length counts the counter), and --quirks opts in to a
  * field variant that is refused by default. */
 static void test_field_frames(void **state)
@@ -138,8 +137,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sl651_ok),          cmocka_unit_test(test_sl651_ascii_text),
         cmocka_unit_test(test_sl651_bad),         cmocka_unit_test(test_hj212),
-        cmocka_unit_test(test_adapter_and_usage),
-        cmocka_unit_test(test_field_frames),
+        cmocka_unit_test(test_adapter_and_usage), cmocka_unit_test(test_field_frames),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

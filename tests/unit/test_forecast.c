@@ -133,8 +133,8 @@ static void dump(const log_t *l)
         fprintf(stderr, "  %s %s %s L%d at %+.1f cross %+.1f rate %.3f conf %.4f n %u %s\n",
                 l->r[i].a.device, l->r[i].a.rule, gw_alarm_state_name(l->r[i].a.state),
                 l->r[i].a.level, (double)(l->r[i].a.at_ms - T0) / MIN,
-                (double)(l->r[i].fc.crossing_ms - T0) / MIN, l->r[i].fc.rate,
-                l->r[i].fc.confidence, l->r[i].fc.points, l->r[i].a.detail);
+                (double)(l->r[i].fc.crossing_ms - T0) / MIN, l->r[i].fc.rate, l->r[i].fc.confidence,
+                l->r[i].fc.points, l->r[i].a.detail);
 }
 
 static size_t count_fc(const log_t *l, int state)
@@ -249,8 +249,8 @@ static void test_noisy(void **state)
     gw_rules_engine *e = engine(&r, 1, &l);
     unsigned seed = 7;
     for (int m = 0; m <= 45; m++)
-        assert_int_equal(
-            feed(e, "wl-1", "water_depth", 0.5 * m + noise(&seed, 1.5), T0 + m * MIN), GW_OK);
+        assert_int_equal(feed(e, "wl-1", "water_depth", 0.5 * m + noise(&seed, 1.5), T0 + m * MIN),
+                         GW_OK);
     dump(&l);
     const rec *first = first_fc(&l, 3);
     assert_non_null(first);
@@ -274,9 +274,8 @@ static void test_outliers(void **state)
     gw_rule r = fc_alone();
     gw_rules_engine *e = engine(&r, 1, &l);
     for (int m = 0; m <= 45; m++)
-        assert_int_equal(feed(e, "wl-1", "water_depth", 0.5 * m + (m % 4 == 3 ? 40 : 0),
-                              T0 + m * MIN),
-                         GW_OK);
+        assert_int_equal(
+            feed(e, "wl-1", "water_depth", 0.5 * m + (m % 4 == 3 ? 40 : 0), T0 + m * MIN), GW_OK);
     const rec *first = first_fc(&l, 3);
     assert_non_null(first);
     for (size_t i = 0; i < l.n; i++)
@@ -523,8 +522,8 @@ static void test_uplink_item(void **state)
     assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "lead_min")) == 45);
     assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "rate")) == 0.5);
     assert_non_null(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "crossings"), "yellow"));
-    assert_string_equal(cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "inputs"), 0)),
-                        "level");
+    assert_string_equal(
+        cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "inputs"), 0)), "level");
     assert_null(cJSON_GetObjectItem(j, "alarm"));
     cJSON_Delete(j);
     assert_int_equal(w->a.state, GW_ALARM_CLEARED);

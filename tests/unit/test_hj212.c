@@ -874,7 +874,6 @@ static void test_json(void **state)
     cJSON_Delete(j);
 }
 
-
 /* ---- issue 10: field variants, strict by default ---- */
 
 static void test_quirk_long_password(void **state)
@@ -920,16 +919,16 @@ static void test_quirk_crc_modbus_low_byte_first(void **state)
     assert_int_equal(p.quirks, GW_HJ212_Q_CRC_MODBUS_LSB);
     gw_hj212_span sp;
     assert_int_equal(gw_hj212_scan(GW_HJ212_2017, (uint8_t *)pkt, (size_t)n, 0, &sp), GW_ECRC);
-    assert_int_equal(
-        gw_hj212_scan_q(GW_HJ212_2017, GW_HJ212_Q_CRC_MODBUS_LSB, (uint8_t *)pkt, (size_t)n, 0, &sp),
-        1);
+    assert_int_equal(gw_hj212_scan_q(GW_HJ212_2017, GW_HJ212_Q_CRC_MODBUS_LSB, (uint8_t *)pkt,
+                                     (size_t)n, 0, &sp),
+                     1);
     assert_int_equal(sp.quirks, GW_HJ212_Q_CRC_MODBUS_LSB);
     /* A good HJ212 CRC from the same station still passes and needs no quirk. */
     char good[256];
     int gn = gw_hj212_frame(GW_HJ212_2017, seg, strlen(seg), good, sizeof good);
-    assert_int_equal(
-        gw_hj212_decode_q(GW_HJ212_2017, GW_HJ212_Q_CRC_MODBUS_LSB, (uint8_t *)good, (size_t)gn, &p),
-        GW_OK);
+    assert_int_equal(gw_hj212_decode_q(GW_HJ212_2017, GW_HJ212_Q_CRC_MODBUS_LSB, (uint8_t *)good,
+                                       (size_t)gn, &p),
+                     GW_OK);
     assert_int_equal(p.quirks, 0);
     /* The answer to a quirky packet is framed the station's way. */
     assert_int_equal(

@@ -230,8 +230,7 @@ static void roundtrip(int scheme)
     assert_int_equal(gw_protect_seal(gw, msg, strlen(msg), &env, &elen), 0);
     memcpy(copy, env, elen);
     if (!(gw_protect_scheme_flags(scheme) & GW_PROTECT_SIG)) {
-        assert_int_equal(gw_protect_open(gw, copy, elen, &pt, &plen, why, sizeof(why)),
-                         GW_EAUTH);
+        assert_int_equal(gw_protect_open(gw, copy, elen, &pt, &plen, why, sizeof(why)), GW_EAUTH);
         assert_string_equal(why, "sender is this gateway (a reflected message)");
     }
     gw_protect_stats st;
@@ -424,9 +423,8 @@ static void test_device_sm4_payloads(void **state)
     const char *modes[] = {"ctr", "cbc"};
     char p[128], cmd[1024], err[256];
     path(p, sizeof(p), "dev.key");
-    assert_int_equal(gw_keyfile_write(p, "00112233445566778899aabbccddeeff\n", 33, 0600, err,
-                                      sizeof(err)),
-                     0);
+    assert_int_equal(
+        gw_keyfile_write(p, "00112233445566778899aabbccddeeff\n", 33, 0600, err, sizeof(err)), 0);
     for (int i = 0; i < 2; i++) {
         snprintf(cmd, sizeof(cmd),
                  "cd %s && printf 'a1b2c3d4e5f60718293a4b5c6d7e8f90' | xxd -r -p > dev.frame && "
@@ -453,8 +451,7 @@ static void test_device_sm4_payloads(void **state)
         assert_int_equal(gw_adapter_use_decode(&u, NULL, buf, 16, 1000, &sink), GW_EMALFORMED);
         if (i == 1) {
             buf[len - 1] ^= 0x55;
-            assert_int_equal(gw_adapter_use_decode(&u, NULL, buf, len, 1000, &sink),
-                             GW_EMALFORMED);
+            assert_int_equal(gw_adapter_use_decode(&u, NULL, buf, len, 1000, &sink), GW_EMALFORMED);
         }
         assert_int_equal(n, 0);
         gw_adapter_use_free(&u);

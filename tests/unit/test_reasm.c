@@ -33,9 +33,9 @@ static void test_in_order_and_shuffled(void **state)
     size_t n;
     const char *parts[] = {"ab", "cd", "ef", "gh", "ij"};
     for (unsigned i = 1; i <= 4; i++)
-        assert_int_equal(gw_reasm_add(r, "s1", 5, i, (const uint8_t *)parts[i - 1], 2, 1000 * i,
-                                      &out, &n),
-                         GW_EAGAIN);
+        assert_int_equal(
+            gw_reasm_add(r, "s1", 5, i, (const uint8_t *)parts[i - 1], 2, 1000 * i, &out, &n),
+            GW_EAGAIN);
     assert_int_equal(gw_reasm_add(r, "s1", 5, 5, (const uint8_t *)"ij", 2, 6000, &out, &n), GW_OK);
     assert_int_equal(n, 10);
     assert_memory_equal(out, "abcdefghij", 10);
@@ -180,7 +180,8 @@ static uint16_t crc_bitwise(const uint8_t *p, size_t n)
 /* HEX SYN packet of station 0012345678, function 36; the length counts the counter. */
 static size_t m3_packet(unsigned total, unsigned no, const uint8_t *part, size_t n, uint8_t *out)
 {
-    static const uint8_t head[] = {0x7E, 0x7E, 0x01, 0x00, 0x12, 0x34, 0x56, 0x78, 0x12, 0x34, 0x36};
+    static const uint8_t head[] = {0x7E, 0x7E, 0x01, 0x00, 0x12, 0x34,
+                                   0x56, 0x78, 0x12, 0x34, 0x36};
     size_t k = sizeof head, len = 3 + n;
     memcpy(out, head, k);
     out[k++] = (uint8_t)(len >> 8);
@@ -202,9 +203,9 @@ static void test_sl651_m3_picture(void **state)
 {
     /* Only packet 1 carries serial, send time, F1F1, type, F0F0 and F3F3. */
     uint8_t body[300];
-    static const uint8_t head[] = {0x00, 0x21, 0x24, 0x06, 0x01, 0x10, 0x00, 0x00, 0xF1, 0xF1,
-                                   0x00, 0x12, 0x34, 0x56, 0x78, 0x48, 0xF0, 0xF0, 0x24, 0x06,
-                                   0x01, 0x10, 0x00, 0xF3, 0xF3};
+    static const uint8_t head[] = {0x00, 0x21, 0x24, 0x06, 0x01, 0x10, 0x00, 0x00, 0xF1,
+                                   0xF1, 0x00, 0x12, 0x34, 0x56, 0x78, 0x48, 0xF0, 0xF0,
+                                   0x24, 0x06, 0x01, 0x10, 0x00, 0xF3, 0xF3};
     memcpy(body, head, sizeof head);
     uint8_t jpeg[200];
     for (size_t i = 0; i < sizeof jpeg; i++)

@@ -119,8 +119,9 @@ static void forecast_msg(sim_timeline *tl, double t, uint64_t seq, const char *d
     static const char *names[] = {"none", "blue", "yellow", "orange", "red"};
     char p[1024], cr[256] = "", ta[32], ty[32], to[32];
     /* 2026-11-23T15:40:00.000Z + offsets in whole seconds */
-#define ISO(buf, ms) snprintf(buf, sizeof buf, "2026-11-23T15:%02lld:%02lld.000Z", \
-                              40 + (ms) / 60000, ((ms) / 1000) % 60)
+#define ISO(buf, ms)                                                                               \
+    snprintf(buf, sizeof buf, "2026-11-23T15:%02lld:%02lld.000Z", 40 + (ms) / 60000,               \
+             ((ms) / 1000) % 60)
     ISO(ta, at);
     ISO(ty, yellow);
     ISO(to, orange);
@@ -133,8 +134,8 @@ static void forecast_msg(sim_timeline *tl, double t, uint64_t seq, const char *d
              "\"forecast\":\"fc:%s:1000\",\"rule\":\"fc\",\"device\":\"%s\","
              "\"metric\":\"water_depth\",\"state\":\"%s\",\"level\":%d,\"level_name\":\"%s\","
              "\"lead_min\":%g,\"at\":\"%s\"%s}]}",
-             (unsigned long long)seq, (unsigned long long)seq, dev, dev, state, level,
-             names[level], orange ? (orange - at) / 60000.0 : 0, ta, cr);
+             (unsigned long long)seq, (unsigned long long)seq, dev, dev, state, level, names[level],
+             orange ? (orange - at) / 60000.0 : 0, ta, cr);
     add_msg(tl, t, "forecasts", p);
 }
 
@@ -143,7 +144,7 @@ static void forecast_msg(sim_timeline *tl, double t, uint64_t seq, const char *d
 static void test_lead_time(void **st)
 {
     sim_timeline *tl = sim_tl_new(0);
-    tl->speed = 10; /* a gateway second is 10 scenario seconds */
+    tl->speed = 10;        /* a gateway second is 10 scenario seconds */
     sent_ramp(tl, "up-1"); /* crosses 25 at t=100 */
     /* At t=20 the gateway forecasts orange 7 s (70 scenario s) ahead: t=90. */
     forecast_msg(tl, 20, 1, "up-1", "raised", 3, 0, 2000, 7000);

@@ -461,14 +461,13 @@ static void test_kind_faults(void **state)
     free(r);
 }
 
-
 /* A split part and the crc_lsb quirk from the sim's encoder: the header carries PNUM,
  * PNO and Flag bit D; the quirky CRC is CRC-16/Modbus low byte first, computed here. */
 static void test_part_and_crc_lsb(void **state)
 {
     char pkt[SIM_HJ212_MAX_PACKET];
-    int n = sim_hj212_packet_part(pkt, sizeof pkt, "20240601100000000", "32", 2061, "123456",
-                                  "MN1", 5, 2, 2, "w01018-Avg=1.5,w01018-Flag=N");
+    int n = sim_hj212_packet_part(pkt, sizeof pkt, "20240601100000000", "32", 2061, "123456", "MN1",
+                                  5, 2, 2, "w01018-Avg=1.5,w01018-Flag=N");
     if (n < 12) {
         fail_msg("part not encoded (%d)", n);
         return;
@@ -494,8 +493,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vector_packet), cmocka_unit_test(test_parse_answer),
         cmocka_unit_test(test_byte_faults),   cmocka_unit_test(test_kind_answers),
-        cmocka_unit_test(test_kind_faults),
-        cmocka_unit_test(test_part_and_crc_lsb),
+        cmocka_unit_test(test_kind_faults),   cmocka_unit_test(test_part_and_crc_lsb),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -691,7 +691,6 @@ static void test_kind_drop_reconnect(void **state)
     free(r);
 }
 
-
 /* M3 packets from the sim's own encoder: the length counts the 3 counter bytes, the
  * parser reads them back, and the independent CRC of this file agrees. */
 static void test_m3_packet_length(void **state)

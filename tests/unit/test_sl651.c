@@ -816,7 +816,6 @@ static void test_requests_roundtrip(void **state)
     }
 }
 
-
 /* ---- issue 10: field frames ------------------------------------------------------------------ */
 
 /* Frames below are checksummed with crc_bitwise (above), not with the codec's table. */
@@ -843,9 +842,9 @@ static size_t hex_frame(uint8_t fn, const uint8_t *body, size_t blen, uint8_t *o
 /* serial 0001, send 24-06-01 10:00:00, F1F1 0012345678, type 48, F0F0 24-06-01 10:00. */
 static size_t report_head(uint8_t *b)
 {
-    static const uint8_t h[] = {0x00, 0x01, 0x24, 0x06, 0x01, 0x10, 0x00, 0x00, 0xF1, 0xF1,
-                                0x00, 0x12, 0x34, 0x56, 0x78, 0x48, 0xF0, 0xF0, 0x24, 0x06,
-                                0x01, 0x10, 0x00};
+    static const uint8_t h[] = {0x00, 0x01, 0x24, 0x06, 0x01, 0x10, 0x00, 0x00,
+                                0xF1, 0xF1, 0x00, 0x12, 0x34, 0x56, 0x78, 0x48,
+                                0xF0, 0xF0, 0x24, 0x06, 0x01, 0x10, 0x00};
     memcpy(b, h, sizeof h);
     return sizeof h;
 }

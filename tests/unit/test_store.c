@@ -309,9 +309,8 @@ static void test_disk_full_keeps_rows(void **state)
     struct statechg sc = {0};
     gw_store_on_state(s, on_state, &sc);
     char buf[1024];
-    assert_int_equal(gw_store_put(s, GW_LANE_TELE, GW_KIND_READING, 1, payload(buf, 200, "base", 0),
-                                  200),
-                     0);
+    assert_int_equal(
+        gw_store_put(s, GW_LANE_TELE, GW_KIND_READING, 1, payload(buf, 200, "base", 0), 200), 0);
     flush_ok(s);
     /* No reserve here: the episode must last until the disk is freed. */
     char rp[300];
@@ -321,9 +320,8 @@ static void test_disk_full_keeps_rows(void **state)
     disk_fill();
     /* A report: an alarm and 1 MiB of readings, then its confirm (F1). */
     uint64_t seq = 2;
-    assert_int_equal(gw_store_put(s, GW_LANE_PRIO, GW_KIND_ALARM, seq++, payload(buf, 200, "alarm", 0),
-                                  200),
-                     0);
+    assert_int_equal(
+        gw_store_put(s, GW_LANE_PRIO, GW_KIND_ALARM, seq++, payload(buf, 200, "alarm", 0), 200), 0);
     for (int i = 0; i < 1024; i++)
         assert_int_equal(gw_store_put(s, GW_LANE_TELE, GW_KIND_READING, seq++,
                                       payload(buf, 1000, "rep1", i), 1000),
@@ -341,9 +339,9 @@ static void test_disk_full_keeps_rows(void **state)
     assert_int_equal(sc.full_calls, 1);
 
     /* The next report's flush (F2) lands in a later group, after the disk is freed. */
-    assert_int_equal(gw_store_put(s, GW_LANE_TELE, GW_KIND_READING, seq++, payload(buf, 200, "rep2", 0),
-                                  200),
-                     0);
+    assert_int_equal(
+        gw_store_put(s, GW_LANE_TELE, GW_KIND_READING, seq++, payload(buf, 200, "rep2", 0), 200),
+        0);
     assert_int_equal(gw_store_flush(s, on_flush, &f2), 0);
     disk_free();
     assert_true(run_until(flush_done, &f2, 10000));
@@ -485,8 +483,7 @@ static void test_corrupt_outbox(void **state)
     gw_store_stats st;
     gw_store_get_stats(s, &st);
     printf("# salvaged %llu of %d rows (3 pages of %lld overwritten at byte %lld)\n",
-           (unsigned long long)st.salvaged, ROWS + 1, (long long)sb.st_size / 4096,
-           (long long)at);
+           (unsigned long long)st.salvaged, ROWS + 1, (long long)sb.st_size / 4096, (long long)at);
     assert_int_equal(st.recovered, 1);
     /* Past the bad pages too: at most the rows of 3 pages (4 a page) lost. */
     assert_true(st.salvaged >= ROWS + 1 - 3 * 4);
@@ -518,8 +515,7 @@ static uint64_t time_base(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 - 1577836800000ull)
-           << 10;
+    return ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 - 1577836800000ull) << 10;
 }
 
 static void remove_outbox(const gw_store_config *c)

@@ -54,9 +54,10 @@ static void write_v1(env *e)
                  2 * i, strlen("tele-") + (size_t)snprintf(NULL, 0, "%d", i), i);
         exec_ok(db, sql);
         if (i % 10 == 0) {
-            snprintf(sql, sizeof(sql),
-                     "INSERT INTO outbox_prio(seq, kind, len, payload) VALUES(%d, 2, %zu, 'alarm-%d');",
-                     2 * i + 1, strlen("alarm-") + (size_t)snprintf(NULL, 0, "%d", i), i);
+            snprintf(
+                sql, sizeof(sql),
+                "INSERT INTO outbox_prio(seq, kind, len, payload) VALUES(%d, 2, %zu, 'alarm-%d');",
+                2 * i + 1, strlen("alarm-") + (size_t)snprintf(NULL, 0, "%d", i), i);
             exec_ok(db, sql);
         }
     }

@@ -58,7 +58,7 @@ static void test_order_and_stop(void **state)
         r[i].t.data = &r[i];
     gw_tw_start(W, &r[0].t, t0 + 30, on_fire_now);
     gw_tw_start(W, &r[1].t, t0 + 10, on_fire_now);
-    gw_tw_start(W, &r[2].t, t0 + 50, on_fire_now); /* stopped by r[0]'s callback */
+    gw_tw_start(W, &r[2].t, t0 + 50, on_fire_now);   /* stopped by r[0]'s callback */
     gw_tw_start(W, &r[3].t, t0 + 4200, on_fire_now); /* past one turn of the wheel */
     victim = &r[2].t;
     /* The wheel's timer is unref'd: a ref'd timer keeps the loop running. */
