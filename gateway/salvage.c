@@ -152,7 +152,8 @@ static int outbox_row(const uint8_t *r, size_t n, gw_salvage_row *row)
 
 /* The payload of the table-leaf cell at off in page, overflow pages followed
  * (each must be a page no tree claims, used once in the chain). Returns 0
- * with *out/*len set (in v->pay), -1 when something does not fit. */
+ * with the payload in *out (v->pay) and its size in *len, -1 when something
+ * does not fit, -2 when out of memory. */
 static int leaf_cell(struct sv *v, const uint8_t *page, uint32_t off, int64_t *rowid,
                      const uint8_t **out, size_t *len)
 {
@@ -400,8 +401,10 @@ int gw_salvage_pages(const gw_salvage_io *io, gw_salvage_stats *st)
     v.mark = calloc((size_t)v.npages + 1, sizeof(*v.mark));
     v.page = malloc(v.ps);
     v.ovfl = malloc(v.ps);
+    v.pay = malloc(v.ps);
+    v.paycap = v.ps;
     queue = malloc(((size_t)v.npages + 1) * sizeof(*queue));
-    if (!v.own || !v.mark || !v.page || !v.ovfl || !queue)
+    if (!v.own || !v.mark || !v.page || !v.ovfl || !v.pay || !queue)
         goto done;
     rc = GW_OK;
     if (st->header_ok) {
