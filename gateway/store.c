@@ -13,6 +13,8 @@
  * into a fresh outbox. */
 #include "gateway/store.h"
 
+#include "gateway/salvage.h"
+
 #include "base/log.h"
 #include "base/mailbox.h"
 #include "base/model.h"
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -1115,15 +1118,16 @@ static int open_db(gw_store *s, char *err, size_t errlen)
     return OPEN_OK;
 }
 
-/* Copies the row st stands on into lane l of the fresh outbox. */
-static int copy_row(gw_store *s, int l, sqlite3_stmt *st, int64_t *max_seq)
+/* Copies the row st stands on (id, seq, kind, len, payload) into lane l of
+ * the fresh outbox under its old id (put is INSERT OR IGNORE with the id, so
+ * a row read twice is copied once). */
+static int copy_row(gw_store *s, sqlite3_stmt *put, sqlite3_stmt *st, int64_t *max_seq)
 {
     int64_t seq = sqlite3_column_int64(st, 1);
-    sqlite3_stmt *in = s->ins[l];
-    for (int i = 0; i < 4; i++)
-        sqlite3_bind_value(in, i + 1, sqlite3_column_value(st, i + 1));
-    int rc = sqlite3_step(in) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
-    sqlite3_reset(in);
+    for (int i = 0; i < 5; i++)
+        sqlite3_bind_value(put, i + 1, sqlite3_column_value(st, i));
+    int rc = sqlite3_step(put) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
+    sqlite3_reset(put);
     if (seq > *max_seq)
         *max_seq = seq;
     return rc;
@@ -1134,11 +1138,12 @@ static int copy_row(gw_store *s, int l, sqlite3_stmt *st, int64_t *max_seq)
  * are read by id (each lookup only touches the pages on its own path) until
  * one is readable, and the scan resumes after it. Ids are dense in an outbox
  * (acks delete from the front), so this costs about one lookup per row lost.
- * Bounded by the highest id the file knows and by a deadline. Adds to *n the
- * rows copied and to *lost the ids that could not be read; returns SQLITE_OK
- * or the error of an insert into the fresh outbox. */
-static int salvage_lane(gw_store *s, sqlite3 *o, int l, int64_t *max_seq, uint64_t *n,
-                        uint64_t *lost)
+ * Bounded by the highest id the file knows (*hi, 0 when it knows none) and
+ * by a deadline. Adds to *n the rows copied and to *lost the ids that could
+ * not be read; *incomplete says SQLite could not read the whole lane. Returns
+ * SQLITE_OK or the error of an insert into the fresh outbox. */
+static int salvage_lane(gw_store *s, sqlite3 *o, int l, sqlite3_stmt *put, int64_t *max_seq,
+                        uint64_t *n, uint64_t *lost, int64_t *hi_known, int *incomplete)
 {
     char sql[160];
     sqlite3_stmt *scan = NULL, *one = NULL;
@@ -1150,7 +1155,8 @@ static int salvage_lane(gw_store *s, sqlite3 *o, int l, int64_t *max_seq, uint64
         rc = sqlite3_prepare_v2(o, sql, -1, &one, NULL);
     if (rc != SQLITE_OK) {
         sqlite3_finalize(scan);
-        return SQLITE_OK; /* the schema itself is unreadable: nothing to copy */
+        *incomplete = 1;
+        return SQLITE_OK; /* the schema itself is unreadable: the pages may still be */
     }
     snprintf(sql, sizeof(sql), "SELECT seq FROM sqlite_sequence WHERE name = '%s'", table[l]);
     int64_t hi = query_i64(o, sql);
@@ -1158,6 +1164,7 @@ static int salvage_lane(gw_store *s, sqlite3 *o, int l, int64_t *max_seq, uint64
     int64_t hi2 = query_i64(o, sql);
     if (hi2 > hi)
         hi = hi2;
+    *hi_known = hi;
     if (!hi) /* neither is readable (or the lane is empty): probe a bounded stretch */
         hi = SALVAGE_PROBE_MAX;
     int64_t deadline = gw_mono_ms() + SALVAGE_MS, cur = 0;
@@ -1167,20 +1174,21 @@ static int salvage_lane(gw_store *s, sqlite3 *o, int l, int64_t *max_seq, uint64
         int step = SQLITE_DONE;
         while (ok == SQLITE_OK && (step = sqlite3_step(scan)) == SQLITE_ROW) {
             cur = sqlite3_column_int64(scan, 0);
-            ok = copy_row(s, l, scan, max_seq);
+            ok = copy_row(s, put, scan, max_seq);
             *n += ok == SQLITE_OK;
         }
         sqlite3_reset(scan);
         if (ok != SQLITE_OK || step == SQLITE_DONE)
             break;
         /* A bad page after cur: find the next readable row by its id. */
+        *incomplete = 1;
         int found = 0;
         while (!found && ++cur <= hi && gw_mono_ms() < deadline) {
             sqlite3_bind_int64(one, 1, cur);
             step = sqlite3_step(one);
             if (step == SQLITE_ROW) {
                 found = 1;
-                ok = copy_row(s, l, one, max_seq);
+                ok = copy_row(s, put, one, max_seq);
                 *n += ok == SQLITE_OK;
             } else if (step != SQLITE_DONE) {
                 (*lost)++;
@@ -1195,33 +1203,164 @@ static int salvage_lane(gw_store *s, sqlite3 *o, int l, int64_t *max_seq, uint64
     return ok;
 }
 
+/* The page-level pass (gateway/salvage.c) over the moved-aside file. */
+struct page_salvage {
+    gw_store *s;
+    int fd;
+    int64_t deadline, max_seq;
+    sqlite3_stmt *put[GW_LANES], *dup[GW_LANES];
+    uint64_t added;
+    int err; /* an insert into the fresh outbox failed */
+};
+
+static int ps_read(void *ctx, uint64_t off, void *buf, size_t n)
+{
+    struct page_salvage *p = ctx;
+    return pread(p->fd, buf, n, (off_t)off) == (ssize_t)n ? 0 : -1;
+}
+
+static int ps_expired(void *ctx)
+{
+    return gw_mono_ms() > ((struct page_salvage *)ctx)->deadline;
+}
+
+/* One row found on a page: kept unless the fresh outbox has it already (in
+ * either lane: a reading from an orphan page may have been promoted). */
+static int ps_row(void *ctx, const gw_salvage_row *r)
+{
+    struct page_salvage *p = ctx;
+    sqlite3_stmt *d = p->dup[!r->lane];
+    sqlite3_bind_int64(d, 1, r->id);
+    sqlite3_bind_int64(d, 2, r->seq);
+    int seen = sqlite3_step(d) == SQLITE_ROW;
+    sqlite3_reset(d);
+    if (seen)
+        return 0;
+    sqlite3_stmt *in = p->put[r->lane];
+    sqlite3_bind_int64(in, 1, r->id);
+    sqlite3_bind_int64(in, 2, r->seq);
+    sqlite3_bind_int(in, 3, r->kind);
+    sqlite3_bind_int64(in, 4, (int64_t)r->len);
+    sqlite3_bind_blob(in, 5, r->len ? (const void *)r->payload : "", (int)r->len,
+                      SQLITE_STATIC);
+    int rc = sqlite3_step(in);
+    sqlite3_reset(in);
+    if (rc != SQLITE_DONE) {
+        p->err = 1;
+        return 1;
+    }
+    if (sqlite3_changes(p->s->db) > 0) {
+        p->added++;
+        if (r->seq > p->max_seq)
+            p->max_seq = r->seq;
+    }
+    return 0;
+}
+
+/* Reads the rows SQLite could not reach straight from the pages of old (its
+ * WAL checkpointed into it first) and adds those the fresh outbox lacks.
+ * Returns the rows added; *err is set when an insert failed. */
+static uint64_t salvage_pages(gw_store *s, const char *old, sqlite3_stmt *const put[GW_LANES],
+                              int64_t *max_seq, int *err)
+{
+    struct page_salvage p = {.s = s, .deadline = gw_mono_ms() + SALVAGE_MS};
+    struct stat sb;
+    p.fd = open(old, O_RDONLY | O_CLOEXEC);
+    if (p.fd < 0 || fstat(p.fd, &sb)) {
+        GW_WARN("store", "%s: cannot read its pages: %s", old, strerror(errno));
+        if (p.fd >= 0)
+            close(p.fd);
+        return 0;
+    }
+    for (int l = 0; l < GW_LANES; l++) {
+        char sql[96];
+        p.put[l] = put[l];
+        snprintf(sql, sizeof(sql), "SELECT 1 FROM %s WHERE id = ? AND seq = ?", table[l]);
+        if (sqlite3_prepare_v2(s->db, sql, -1, &p.dup[l], NULL) != SQLITE_OK)
+            p.err = 1;
+    }
+    gw_salvage_io io = {.size = (uint64_t)sb.st_size, .read = ps_read, .row = ps_row,
+                        .expired = ps_expired, .ctx = &p};
+    gw_salvage_stats st;
+    int rc = p.err ? GW_ERR : gw_salvage_pages(&io, &st);
+    if (rc == GW_OK)
+        GW_INFO("store",
+                "%s: page salvage: %llu pages of %u bytes%s, %llu table leaves, %llu outbox rows "
+                "found (%llu new), %llu cells unusable%s",
+                old, (unsigned long long)st.pages, st.page_size,
+                st.header_ok ? "" : " (header unreadable: size assumed)",
+                (unsigned long long)st.leaves, (unsigned long long)st.rows,
+                (unsigned long long)p.added, (unsigned long long)st.bad_cells,
+                st.stopped && !p.err ? ", stopped at the deadline" : "");
+    for (int l = 0; l < GW_LANES; l++)
+        sqlite3_finalize(p.dup[l]);
+    close(p.fd);
+    if (p.max_seq > *max_seq)
+        *max_seq = p.max_seq;
+    *err = p.err || rc == GW_ENOMEM;
+    return p.added;
+}
+
+/* Ids missing in lane l of the fresh outbox between its oldest row and the
+ * highest id the old file knew (or its newest row). */
+static uint64_t lane_gaps(gw_store *s, int l, int64_t hi_known)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT MIN(id), MAX(id), COUNT(*) FROM %s", table[l]);
+    sqlite3_stmt *st;
+    uint64_t gaps = 0;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 2) > 0) {
+        int64_t lo = sqlite3_column_int64(st, 0), top = sqlite3_column_int64(st, 1);
+        if (hi_known > top)
+            top = hi_known;
+        gaps = (uint64_t)(top - lo + 1 - sqlite3_column_int64(st, 2));
+    }
+    sqlite3_finalize(st);
+    return gaps;
+}
+
 /* Copies what can still be read from a corrupt outbox into the fresh one:
- * rows (with their sequence numbers, past bad pages: salvage_lane), alarm
- * state, replay windows and the last sequence. */
-static uint64_t salvage(gw_store *s, const char *old, uint64_t *lost)
+ * rows (with their ids and sequence numbers, past bad pages: salvage_lane;
+ * and when SQLite cannot reach them, from the pages: salvage_pages), alarm
+ * state, replay windows and the last sequence. *from_pages counts the rows
+ * the page pass added. */
+static uint64_t salvage(gw_store *s, const char *old, uint64_t *lost, uint64_t *from_pages)
 {
     sqlite3 *o = NULL;
     uint64_t n = 0;
-    int64_t max_seq = 0;
+    int64_t max_seq = 0, hi[GW_LANES] = {0};
+    int incomplete = 0;
+    sqlite3_stmt *put[GW_LANES] = {NULL};
     if (sqlite3_open_v2(old, &o, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
         sqlite3_close(o);
-        return 0;
+        o = NULL;
+        incomplete = 1;
     }
-    sqlite3_busy_timeout(o, 1000);
+    if (o)
+        sqlite3_busy_timeout(o, 1000);
     if (exec(s->db, "BEGIN", s->note, sizeof(s->note))) {
         sqlite3_close(o);
         return 0;
     }
     int ok = 1;
-    for (int l = 0; l < GW_LANES && ok; l++)
-        ok = salvage_lane(s, o, l, &max_seq, &n, lost) == SQLITE_OK;
+    for (int l = 0; l < GW_LANES && ok; l++) {
+        char sql[128];
+        snprintf(sql, sizeof(sql),
+                 "INSERT OR IGNORE INTO %s(id, seq, kind, len, payload) VALUES(?,?,?,?,?)",
+                 table[l]);
+        ok = sqlite3_prepare_v2(s->db, sql, -1, &put[l], NULL) == SQLITE_OK;
+    }
+    for (int l = 0; l < GW_LANES && ok && o; l++)
+        ok = salvage_lane(s, o, l, put[l], &max_seq, &n, lost, &hi[l], &incomplete) == SQLITE_OK;
     static const char *const copy[][2] = {
         {"SELECT key, value FROM state", "INSERT OR REPLACE INTO state(key, value) VALUES(?,?)"},
         {"SELECT station, slot, n, key FROM replay",
          "INSERT OR REPLACE INTO replay(station, slot, n, key) VALUES(?,?,?,?)"},
         {"SELECT 'seq', value FROM meta WHERE key = 'seq'",
          "INSERT OR REPLACE INTO meta(key, value) VALUES(?,?)"}};
-    for (size_t k = 0; k < sizeof(copy) / sizeof(copy[0]) && ok; k++) {
+    for (size_t k = 0; k < sizeof(copy) / sizeof(copy[0]) && ok && o; k++) {
         sqlite3_stmt *st, *in;
         if (sqlite3_prepare_v2(o, copy[k][0], -1, &st, NULL) != SQLITE_OK)
             continue;
@@ -1239,7 +1378,22 @@ static uint64_t salvage(gw_store *s, const char *old, uint64_t *lost)
         sqlite3_finalize(in);
         sqlite3_finalize(st);
     }
+    /* The page pass reads the file itself: the WAL's frames go into it first
+     * (a checkpoint copies frames without reading the b-trees). */
+    if (o && incomplete)
+        sqlite3_exec(o, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
     sqlite3_close(o);
+    if (ok && incomplete) {
+        int err = 0;
+        *from_pages = salvage_pages(s, old, put, &max_seq, &err);
+        n += *from_pages;
+        ok = !err;
+        *lost = 0;
+        for (int l = 0; l < GW_LANES && ok; l++)
+            *lost += lane_gaps(s, l, hi[l]);
+    }
+    for (int l = 0; l < GW_LANES; l++)
+        sqlite3_finalize(put[l]);
     if (ok && max_seq) {
         sqlite3_bind_int64(s->meta_put, 1, max_seq);
         ok = sqlite3_step(s->meta_put) == SQLITE_DONE;
@@ -1395,11 +1549,12 @@ gw_store *gw_store_open(uv_loop_t *loop, const gw_store_config *cfg, gw_store_co
         }
         rc = open_db(s, err, errlen);
         if (rc == OPEN_OK) {
-            uint64_t lost = 0, n = salvage(s, aside, &lost);
+            uint64_t lost = 0, pages = 0, n = salvage(s, aside, &lost, &pages);
             snprintf(s->note, sizeof(s->note),
                      "outbox was corrupt (%.120s): moved to %.200s, fresh outbox started, %llu "
-                     "rows salvaged, %llu row ids unreadable",
-                     why, aside, (unsigned long long)n, (unsigned long long)lost);
+                     "rows salvaged (%llu read from pages), %llu row ids unreadable",
+                     why, aside, (unsigned long long)n, (unsigned long long)pages,
+                     (unsigned long long)lost);
             GW_ERROR("store", "%s", s->note);
             s->st.recovered = 1;
             s->st.salvaged = n;

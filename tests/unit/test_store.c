@@ -508,6 +508,126 @@ static void test_corrupt_outbox(void **state)
     close_store(s);
 }
 
+/* The page at the given 1-based number: its first byte (the b-tree type). */
+static int page_type(const char *path, int64_t pg)
+{
+    unsigned char b = 0;
+    int fd = open(path, O_RDONLY);
+    int ok = fd >= 0 && pread(fd, &b, 1, (pg - 1) * 4096) == 1;
+    if (fd >= 0)
+        close(fd);
+    return ok ? b : -1;
+}
+
+static void scribble(const char *path, int64_t pg, unsigned seed)
+{
+    unsigned char b[4096];
+    srand(seed);
+    for (size_t i = 0; i < sizeof(b); i++)
+        b[i] = (unsigned char)rand();
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, b, sizeof(b), (pg - 1) * 4096), (ssize_t)sizeof(b));
+    close(fd);
+}
+
+static int64_t rootpage(const char *path, const char *name)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int64_t r = 0;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT rootpage FROM sqlite_schema WHERE name = ?",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        r = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return r;
+}
+
+/* 3b. The roots of both lanes overwritten (SQLite then reaches no row of
+ * either), and two leaves of telemetry: the page pass reads the rest from the
+ * pages, files events and alarms (one overflowing its page) as priority, and
+ * does not bring back rows acknowledged before (their pages are free). */
+static void test_corrupt_roots_salvaged_from_pages(void **state)
+{
+    enum { OLD = 500, TELE = 3000, EVENTS = 35, ALARMS = 5 };
+    gw_store_config c = config();
+    gw_store *s = open_store(&c);
+    assert_non_null(s);
+    uint64_t seq = gw_store_last_seq(s);
+    static char buf[8192];
+    for (int i = 0; i < OLD + TELE; i++) {
+        gw_store_put(s, GW_LANE_TELE, GW_KIND_READING, ++seq,
+                     payload(buf, 260, i < OLD ? "old" : "tele", i), 260);
+        if (i % 100 == 50)
+            gw_store_put(s, GW_LANE_PRIO, GW_KIND_EVENT, ++seq, payload(buf, 300, "event", i), 300);
+        if (i % 700 == 350) /* larger than a page: an overflow chain */
+            gw_store_put(s, GW_LANE_PRIO, GW_KIND_ALARM, ++seq, payload(buf, 6000, "alarm", i),
+                         6000);
+        if (i % 1000 == 999)
+            flush_ok(s);
+    }
+    flush_ok(s);
+    gw_store_ack(s, GW_LANE_TELE, 1, OLD); /* delivered: their pages go to the freelist */
+    flush_ok(s);
+    assert_int_equal(count_rows(s, GW_LANE_TELE, "\"old\""), 0);
+    assert_int_equal(count_rows(s, GW_LANE_PRIO, "\"event\""), EVENTS);
+    close_store(s);
+
+    int64_t troot = rootpage(c.path, "outbox_tele"), proot = rootpage(c.path, "outbox_prio");
+    struct stat sb;
+    assert_int_equal(stat(c.path, &sb), 0);
+    int64_t pages = sb.st_size / 4096, hit[2] = {0, 0};
+    for (int64_t pg = pages / 2, k = 0; pg < pages && k < 2; pg++)
+        if (pg != troot && pg != proot && page_type(c.path, pg) == 0x0D)
+            hit[k++] = pg;
+    assert_true(troot > 1 && proot > 1 && hit[1] > 0);
+    scribble(c.path, troot, 11);
+    scribble(c.path, proot, 12);
+    scribble(c.path, hit[0], 13);
+    scribble(c.path, hit[1], 14);
+
+    s = open_store(&c);
+    assert_non_null(s);
+    const char *note = gw_store_open_note(s);
+    assert_non_null(note);
+    printf("# %s\n", note);
+    const char *fp = strstr(note, "rows salvaged (");
+    assert_non_null(fp);
+    unsigned long long from_pages = strtoull(fp + 15, NULL, 10);
+    gw_store_stats st;
+    gw_store_get_stats(s, &st);
+    int written = TELE + EVENTS + ALARMS;
+    int tele = count_rows(s, GW_LANE_TELE, "\"tele\"");
+    printf("# pages %lld of %lld overwritten (roots %lld, %lld; leaves %lld, %lld): rows salvaged "
+           "%llu of %d (SQL alone: %llu, from pages: %llu); telemetry %d of %d\n",
+           4LL, (long long)pages, (long long)troot, (long long)proot, (long long)hit[0],
+           (long long)hit[1], (unsigned long long)st.salvaged, written,
+           (unsigned long long)(st.salvaged - from_pages), from_pages, tele, TELE);
+    assert_int_equal(st.recovered, 1);
+    /* At most the two overwritten leaves' rows (4096 / ~280 bytes a row). */
+    assert_true(tele >= TELE - 2 * 16);
+    assert_true(st.salvaged >= (uint64_t)written - 2 * 16);
+    assert_int_equal(count_rows(s, GW_LANE_PRIO, "\"event\""), EVENTS);
+    assert_int_equal(count_rows(s, GW_LANE_PRIO, "\"alarm\""), ALARMS);
+    assert_int_equal(count_rows(s, GW_LANE_TELE, "\"event\""), 0);
+    assert_int_equal(count_rows(s, GW_LANE_TELE, "\"old\"") + count_rows(s, GW_LANE_PRIO, "\"old\""),
+                     0);
+    assert_true(gw_store_last_seq(s) >= seq);
+    gw_store_put(s, GW_LANE_TELE, GW_KIND_READING, ++seq, payload(buf, 200, "after", 0), 200);
+    flush_ok(s);
+    close_store(s);
+    s = open_store(&c);
+    assert_non_null(s);
+    assert_null(gw_store_open_note(s));
+    assert_int_equal(count_rows(s, GW_LANE_TELE, "\"after\""), 1);
+    close_store(s);
+}
+
 /* ---- 4. item ids above every earlier one after the outbox is lost ---- */
 
 /* What the store derives a new sequence from: ms since 2020-01-01, times 1024. */
@@ -640,6 +760,7 @@ int main(void)
         cmocka_unit_test_setup(test_floor_sheds_oldest, setup_disk),
         cmocka_unit_test_setup(test_restart_on_full_disk, setup_disk),
         cmocka_unit_test_setup(test_corrupt_outbox, setup),
+        cmocka_unit_test_setup(test_corrupt_roots_salvaged_from_pages, setup),
         cmocka_unit_test_setup(test_ids_survive_outbox_loss, setup),
         cmocka_unit_test_setup(test_ids_survive_wiped_dir, setup),
         cmocka_unit_test_setup(test_replay_window, setup),
