@@ -7,7 +7,7 @@
 #include "gateway/salvage.h"
 
 #include "base/model.h"
-#include "gateway/store.h"
+#include "gateway/outbox.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -20,9 +20,9 @@ struct sv {
     const gw_salvage_io *io;
     gw_salvage_stats *st;
     uint32_t ps, usable, npages;
-    uint8_t *own;    /* per page: O_* */
-    uint32_t *mark;  /* per page: last overflow chain (or queue slot) that used it */
-    uint32_t chain;  /* current overflow chain's mark */
+    uint8_t *own;   /* per page: O_* */
+    uint32_t *mark; /* per page: last overflow chain (or queue slot) that used it */
+    uint32_t chain; /* current overflow chain's mark */
     uint8_t *page, *ovfl, *pay;
     size_t paycap;
     uint32_t root[GW_LANES];
@@ -139,7 +139,7 @@ static int outbox_row(const uint8_t *r, size_t n, gw_salvage_row *row)
     if (!blob && c[4].type != 0)
         return -1;
     int64_t seq = int_val(r, &c[1]), kind = int_val(r, &c[2]), len = int_val(r, &c[3]);
-    if (seq < 0 || kind < GW_KIND_READING || kind > GW_KIND_ALARM || len != (int64_t)c[4].len)
+    if (seq < 0 || kind < GW_KIND_READING || kind > GW_KIND_LAST || len != (int64_t)c[4].len)
         return -1;
     row->seq = seq;
     row->kind = (int)kind;
@@ -359,8 +359,8 @@ static int scan_leaf(struct sv *v, uint32_t pg)
         }
         row.from_tree = v->own[pg] == O_PRIO || v->own[pg] == O_TELE;
         /* Only a reading may go to telemetry; an orphan leaf goes by kind. */
-        row.lane = v->own[pg] == O_PRIO || row.kind != GW_KIND_READING ? GW_LANE_PRIO
-                                                                        : GW_LANE_TELE;
+        row.lane =
+            v->own[pg] == O_PRIO || row.kind != GW_KIND_READING ? GW_LANE_PRIO : GW_LANE_TELE;
         v->st->rows++;
         if (v->io->row(v->io->ctx, &row)) {
             v->st->stopped = 1;

@@ -32,17 +32,17 @@
 #include <unistd.h>
 
 #define SCHEMA_VERSION 2
-#define MAX_GROUP 20000          /* rows per transaction at most */
-#define IDS_BLOCK (1u << 20)     /* item sequence numbers reserved per write of item-ids */
+#define MAX_GROUP 20000           /* rows per transaction at most */
+#define IDS_BLOCK (1u << 20)      /* item sequence numbers reserved per write of item-ids */
 #define RESERVE_BYTES (256 << 10) /* released for priority rows when the disk fills */
-#define WAL_LIMIT (4 << 20)      /* journal_size_limit: the WAL is cut back to this */
-#define QUICK_CHECK_MS 3000      /* quick_check at open gives up after this (large files) */
-#define SALVAGE_MS 10000         /* salvage of a corrupt outbox gives up after this */
+#define WAL_LIMIT (4 << 20)       /* journal_size_limit: the WAL is cut back to this */
+#define QUICK_CHECK_MS 3000       /* quick_check at open gives up after this (large files) */
+#define SALVAGE_MS 10000          /* salvage of a corrupt outbox gives up after this */
 #define SALVAGE_PROBE_MAX 1000000 /* ids probed when the file knows no highest id */
 #define RETRY_MIN_MS 20
 #define RETRY_MAX_MS 1000
 #define FULL_LOG_MS 30000
-#define MAX_DONE 1024             /* completions waiting for the loop; the thread waits beyond */
+#define MAX_DONE 1024 /* completions waiting for the loop; the thread waits beyond */
 /* A data directory with no memory of earlier ids starts its sequence at
  * (ms since 2020-01-01T00:00:00Z) << 10: above every id an earlier incarnation
  * could have handed out unless it averaged more than 1024 ids per ms, and
@@ -111,8 +111,8 @@ struct gw_store {
     gw_store_state_cb on_state;
     void *state_ctx;
     sqlite3 *db;
-    sqlite3_stmt *ins[GW_LANES], *sel[GW_LANES], *sum[GW_LANES], *del[GW_LANES], *oldest,
-        *del_upto, *state_put, *meta_put, *replay_put;
+    sqlite3_stmt *ins[GW_LANES], *sel[GW_LANES], *sum[GW_LANES], *del[GW_LANES], *oldest, *del_upto,
+        *state_put, *meta_put, *replay_put;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -120,7 +120,7 @@ struct gw_store {
     int64_t queued_tele; /* telemetry rows not yet committed (queued or kept for retry) */
     int urgent;
     int stop;
-    gw_store_stats st; /* guarded by mu */
+    gw_store_stats st;      /* guarded by mu */
     struct state_kv *state; /* loaded at open, read-only after */
     int thread_started;
     /* Item ids: the outbox's incarnation and the sequence reserved in item-ids. */
@@ -365,8 +365,7 @@ static int is_write(const struct cmd *c)
  * space, state belongs to the alarms). */
 static int in_prio_part(const struct cmd *c)
 {
-    return (c->type == C_PUT && c->lane == GW_LANE_PRIO) || c->type == C_ACK ||
-           c->type == C_STATE;
+    return (c->type == C_PUT && c->lane == GW_LANE_PRIO) || c->type == C_ACK || c->type == C_STATE;
 }
 
 /* One transaction over the uncommitted writes of list (only the priority part
@@ -876,8 +875,8 @@ static int load_replay(gw_store *s)
     if (s->cfg.replay_window <= 0)
         return GW_OK;
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db, "SELECT station, n, key FROM replay ORDER BY station, n", -1,
-                           &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(s->db, "SELECT station, n, key FROM replay ORDER BY station, n", -1, &st,
+                           NULL) != SQLITE_OK)
         return GW_ERR;
     while (sqlite3_step(st) == SQLITE_ROW) {
         struct rwin *w = win_get(s, (const char *)sqlite3_column_text(st, 0));
@@ -1008,8 +1007,8 @@ static int quick_check(gw_store *s, char *why, size_t n)
             ok = 0;
         }
     } else if (rc == SQLITE_INTERRUPT) {
-        GW_WARN("store", "%s: quick_check did not finish in %d ms; opened unchecked",
-                s->cfg.path, QUICK_CHECK_MS);
+        GW_WARN("store", "%s: quick_check did not finish in %d ms; opened unchecked", s->cfg.path,
+                QUICK_CHECK_MS);
     } else if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB) {
         snprintf(why, n, "%.200s", sqlite3_errmsg(s->db));
         ok = 0;
@@ -1108,8 +1107,7 @@ static int open_db(gw_store *s, char *err, size_t errlen)
         prep(s, &s->state_put, "INSERT OR REPLACE INTO state(key, value) VALUES(?,?)", err,
              errlen) ||
         prep(s, &s->replay_put,
-             "INSERT OR REPLACE INTO replay(station, slot, n, key) VALUES(?,?,?,?)", err,
-             errlen) ||
+             "INSERT OR REPLACE INTO replay(station, slot, n, key) VALUES(?,?,?,?)", err, errlen) ||
         prep(s, &s->meta_put,
              "INSERT INTO meta(key, value) VALUES('seq', ?1) ON CONFLICT(key) DO UPDATE SET "
              "value = MAX(value, ?1)",
@@ -1147,8 +1145,8 @@ static int salvage_lane(gw_store *s, sqlite3 *o, int l, sqlite3_stmt *put, int64
 {
     char sql[160];
     sqlite3_stmt *scan = NULL, *one = NULL;
-    snprintf(sql, sizeof(sql), "SELECT id, seq, kind, len, payload FROM %s WHERE id > ? ORDER BY id",
-             table[l]);
+    snprintf(sql, sizeof(sql),
+             "SELECT id, seq, kind, len, payload FROM %s WHERE id > ? ORDER BY id", table[l]);
     int rc = sqlite3_prepare_v2(o, sql, -1, &scan, NULL);
     snprintf(sql, sizeof(sql), "SELECT id, seq, kind, len, payload FROM %s WHERE id = ?", table[l]);
     if (rc == SQLITE_OK)
@@ -1241,8 +1239,7 @@ static int ps_row(void *ctx, const gw_salvage_row *r)
     sqlite3_bind_int64(in, 2, r->seq);
     sqlite3_bind_int(in, 3, r->kind);
     sqlite3_bind_int64(in, 4, (int64_t)r->len);
-    sqlite3_bind_blob(in, 5, r->len ? (const void *)r->payload : "", (int)r->len,
-                      SQLITE_STATIC);
+    sqlite3_bind_blob(in, 5, r->len ? (const void *)r->payload : "", (int)r->len, SQLITE_STATIC);
     int rc = sqlite3_step(in);
     sqlite3_reset(in);
     if (rc != SQLITE_DONE) {
@@ -1279,8 +1276,11 @@ static uint64_t salvage_pages(gw_store *s, const char *old, sqlite3_stmt *const 
         if (sqlite3_prepare_v2(s->db, sql, -1, &p.dup[l], NULL) != SQLITE_OK)
             p.err = 1;
     }
-    gw_salvage_io io = {.size = (uint64_t)sb.st_size, .read = ps_read, .row = ps_row,
-                        .expired = ps_expired, .ctx = &p};
+    gw_salvage_io io = {.size = (uint64_t)sb.st_size,
+                        .read = ps_read,
+                        .row = ps_row,
+                        .expired = ps_expired,
+                        .ctx = &p};
     gw_salvage_stats st;
     int rc = p.err ? GW_ERR : gw_salvage_pages(&io, &st);
     if (rc == GW_OK)
@@ -1475,8 +1475,8 @@ static void ids_open(gw_store *s)
                     "sequence continues from %llu, above every id handed out before",
                     s->cfg.path, (unsigned long long)start);
         else
-            GW_INFO("store", "no %s: item sequence starts from %llu (from the clock)",
-                    s->ids_path, (unsigned long long)start);
+            GW_INFO("store", "no %s: item sequence starts from %llu (from the clock)", s->ids_path,
+                    (unsigned long long)start);
         last = start;
         s->st.last_seq = last;
         sqlite3_bind_int64(s->meta_put, 1, (int64_t)last);

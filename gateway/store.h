@@ -17,16 +17,12 @@
  * queued before it is committed, so no device is confirmed for rows that are
  * not on disk. Item sequence numbers are reserved in a small file beside the
  * outbox ("item-ids"), so a lost or recreated outbox never repeats them. */
+#include "gateway/outbox.h"
 #include "gateway/store_conf.h"
 
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
-
-enum { GW_LANE_PRIO = 0, GW_LANE_TELE = 1, GW_LANES = 2 };
-
-/* Row kinds: the uplink picks the topic from this. */
-enum { GW_KIND_READING = 0, GW_KIND_EVENT = 1, GW_KIND_ALARM = 2, GW_KIND_FORECAST = 3 };
 
 typedef struct gw_store gw_store;
 

@@ -537,9 +537,9 @@ static int64_t rootpage(const char *path, const char *name)
     sqlite3_stmt *st;
     int64_t r = 0;
     assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT rootpage FROM sqlite_schema WHERE name = ?",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT rootpage FROM sqlite_schema WHERE name = ?", -1, &st, NULL),
+        SQLITE_OK);
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW)
         r = sqlite3_column_int64(st, 0);
@@ -615,8 +615,8 @@ static void test_corrupt_roots_salvaged_from_pages(void **state)
     assert_int_equal(count_rows(s, GW_LANE_PRIO, "\"event\""), EVENTS);
     assert_int_equal(count_rows(s, GW_LANE_PRIO, "\"alarm\""), ALARMS);
     assert_int_equal(count_rows(s, GW_LANE_TELE, "\"event\""), 0);
-    assert_int_equal(count_rows(s, GW_LANE_TELE, "\"old\"") + count_rows(s, GW_LANE_PRIO, "\"old\""),
-                     0);
+    assert_int_equal(
+        count_rows(s, GW_LANE_TELE, "\"old\"") + count_rows(s, GW_LANE_PRIO, "\"old\""), 0);
     assert_true(gw_store_last_seq(s) >= seq);
     gw_store_put(s, GW_LANE_TELE, GW_KIND_READING, ++seq, payload(buf, 200, "after", 0), 200);
     flush_ok(s);
