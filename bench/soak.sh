@@ -215,7 +215,7 @@ scenario_corrupt() {
     # the point its fresh outbox continued from (docs/uplink.md).
     local after from; after=$(last_seq "$D/outbox.db")
     from=$(sed -n 's/.*item sequence continues from \([0-9]*\).*/\1/p' "$T/corrupt-gw.log" | tail -1)
-    sed -n 's/.*\[store\] \(outbox was corrupt.*\)/corrupt: \1/p' "$T/corrupt-gw.log" | cut -c1-160 >&2
+    sed -n 's/.*\[store\] \(outbox was corrupt.*\)/corrupt: \1/p' "$T/corrupt-gw.log" | cut -c1-240 >&2
     sleep 3
     broker_check
     python3 "$HERE/soak_report.py" corrupt "$PL" "$(first_seq "$T/corrupt-gw.log")-$before${from:+,$(( from + 1 ))-$after}" $(confirms "$C")

@@ -64,9 +64,11 @@ struct gw_last {
     uint8_t quality, reason;
     int64_t at_ms;
 };
+/* Grown as a device shows new metrics (most have one to four), up to LAST_MAX:
+ * 10,000 devices must not each carry room for sixteen. */
 struct gw_last_values {
-    int n;
-    struct gw_last v[LAST_MAX];
+    int n, cap;
+    struct gw_last v[];
 };
 
 /* ---- buffer ---- */
@@ -163,17 +165,25 @@ static void jnum(gw_sbuf *b, double v)
 void gw_status_note_reading(gw_device *dev, const gw_reading *r)
 {
     struct gw_last_values *lv = dev->last;
-    if (!lv) {
-        lv = dev->last = calloc(1, sizeof(*lv));
-        if (!lv)
-            return; /* the status page shows no value; the reading itself is unaffected */
-    }
     int i = 0;
-    while (i < lv->n && strcmp(lv->v[i].metric, r->metric) != 0)
+    while (lv && i < lv->n && strcmp(lv->v[i].metric, r->metric) != 0)
         i++;
-    if (i == lv->n) {
-        if (lv->n == LAST_MAX)
+    if (!lv || i == lv->n) {
+        if (lv && lv->n == LAST_MAX)
             return; /* bounded: the first LAST_MAX metrics of a device are shown */
+        if (!lv || lv->n == lv->cap) {
+            int cap = lv ? lv->cap * 2 : 2;
+            if (cap > LAST_MAX)
+                cap = LAST_MAX;
+            struct gw_last_values *g = realloc(lv, sizeof(*g) + (size_t)cap * sizeof(g->v[0]));
+            if (!g)
+                return; /* the status page lacks this value; the reading itself is unaffected */
+            if (!lv)
+                g->n = 0;
+            g->cap = cap;
+            lv = dev->last = g;
+        }
+        memset(&lv->v[i], 0, sizeof(lv->v[i]));
         lv->n++;
         gw_strlcpy(lv->v[i].metric, r->metric, sizeof(lv->v[i].metric));
     }

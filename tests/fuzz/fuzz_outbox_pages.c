@@ -31,7 +31,7 @@ static int row(void *ctx, const gw_salvage_row *r)
 {
     struct file *f = ctx;
     if ((r->lane != GW_LANE_PRIO && r->lane != GW_LANE_TELE) || r->id <= 0 || r->seq < 0 ||
-        r->kind < GW_KIND_READING || r->kind > GW_KIND_ALARM || r->len > GW_SALVAGE_MAX_PAYLOAD)
+        r->kind < GW_KIND_READING || r->kind > GW_KIND_LAST || r->len > GW_SALVAGE_MAX_PAYLOAD)
         abort();
     if (r->lane == GW_LANE_TELE && r->kind != GW_KIND_READING)
         abort(); /* an event or alarm never goes to telemetry */

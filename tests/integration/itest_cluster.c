@@ -176,6 +176,7 @@ struct tally {
     long synthetic[DEVICES]; /* distinct synthetic values per device */
     int order_broken;        /* a device's seq went backwards (first copies) */
     int overtaken;           /* a reading arrived before an alarm committed before it */
+    int any_order;           /* order at the subscriber is not checked (see (b)) */
     char why[256];
 };
 
@@ -306,7 +307,7 @@ static void check_complete(struct tally *t, h_proc *gw, int timeout_ms)
     }
     print_message("%s: %ld readings, %ld alarm transitions, %ld duplicates dropped\n", t->gw,
                   t->readings, t->alarms, t->dups);
-    if (t->order_broken || t->overtaken)
+    if (!t->any_order && (t->order_broken || t->overtaken))
         fail_msg("%s: %s", t->gw, t->why);
     assert_int_equal(t->alarms, WANT_ALARMS);
 }
@@ -358,7 +359,7 @@ static void test_sim_run_cluster(void **state)
              "devices:\n  - {id: idle-1, port: %d, registers: [{addr: 0, value: 1}]}\n"
              "platform: {broker: \"tcp://127.0.0.1:%d,tcp://127.0.0.1:%d,tcp://127.0.0.1:%d\",\n"
              "           topic_prefix: t, gateway_id: gw-simrun}\n"
-             "gateway: {config: gw-simrun.yaml}\nduration: 15s\n",
+             "gateway: {config: gw-simrun.yaml}\nduration: 25s\n",
              h_free_port(), nodes[2].mqtt, nodes[0].mqtt, nodes[1].mqtt);
     const char *scn = h_write_file("cluster-run.yaml", text);
     snprintf(report, sizeof(report), "%s/cluster-run.json", h_tmpdir());
@@ -406,7 +407,11 @@ static void test_rolling_restart(void **state)
 {
     int ports[NODES] = {nodes[0].mqtt, nodes[1].mqtt, nodes[2].mqtt};
     h_proc gw = {0};
-    struct tally t = {.gw = "gw-roll"};
+    /* The subscriber's own node (C) restarts too: the cluster then redelivers
+     * what it had not acknowledged after newer messages, so the order at the
+     * subscriber is the broker's, not the gateway's. Completeness is checked
+     * here; order and alarms-first are checked in (a), where C stays up. */
+    struct tally t = {.gw = "gw-roll", .any_order = 1};
     assert_int_equal(h_gateway_start(&gw, gw_config(t.gw, ports, NODES)), 0);
     assert_true(h_platform_wait(some_there, &t, 30000));
     for (int i = 0; i < NODES; i++) {
