@@ -23,6 +23,7 @@
 #define PRIO_RESERVE 4 /* in-flight slots telemetry may never take */
 #define MAX_CMD_EVENTS 256
 #define LAT_BUCKETS 1001
+#define META_INFLIGHT 4 /* retained metadata messages awaiting PUBACK at once */
 
 struct slot {
     int used;
@@ -76,6 +77,10 @@ struct gw_uplink {
     char status_offline[256];
     gw_uplink_stats st;
     uint64_t alarm_lat[LAT_BUCKETS]; /* ms buckets; the last one is ">= LAT_BUCKETS-1 ms" */
+    gw_uplink_meta_cb meta;          /* retained device metadata (gateway/birth.c), or NULL */
+    void *meta_ctx;
+    int meta_tok[META_INFLIGHT], meta_n;
+    char t_base[256]; /* <prefix>/<gw> */
 };
 
 /* ---- Loop thread. ---- */
@@ -394,6 +399,37 @@ static void on_delivered(gw_uplink *u, int token)
             return;
         }
     }
+    for (int i = 0; i < u->meta_n; i++)
+        if (u->meta_tok[i] == token) {
+            u->meta_tok[i] = u->meta_tok[--u->meta_n];
+            return;
+        }
+}
+
+void gw_uplink_set_meta(gw_uplink *u, gw_uplink_meta_cb cb, void *ctx)
+{
+    u->meta = cb;
+    u->meta_ctx = ctx;
+}
+
+int gw_uplink_publish_meta(gw_uplink *u, const char *sub, const char *payload, size_t len)
+{
+    char topic[512];
+    int token, prc;
+    if (!u->connected || u->closing)
+        return GW_EAGAIN;
+    if (u->meta_n == META_INFLIGHT)
+        return GW_EFULL;
+    snprintf(topic, sizeof(topic), "%s/%s", u->t_base, sub);
+    const uint8_t *wire = (const uint8_t *)payload;
+    size_t wlen = len;
+    if (len && u->prot && gw_protect_seal(u->prot, payload, len, &wire, &wlen))
+        return GW_ERR;
+    int rc = gw_mqttc_publish(u->client, topic, wire, wlen, 1, 1, &token, &prc);
+    if (rc)
+        return rc == GW_EFULL ? GW_EFULL : GW_ERR;
+    u->meta_tok[u->meta_n++] = token;
+    return GW_OK;
 }
 
 static void publish_status(gw_uplink *u, const char *status)
@@ -479,6 +515,9 @@ static void on_event(void *ctx, const gw_mqttc_event *e)
         publish_status(u, "online");
         rewind_all(u);
         pump(u);
+        u->meta_n = 0;
+        if (u->meta)
+            u->meta(u->meta_ctx, u, 1);
     } else if (e->type == GW_MQTTC_CONNECT_FAILED) {
         u->connecting = 0;
         GW_LOG_RL(GW_LOG_WARN, 10000, "uplink", "connect to %s failed (code %d)%s%s",
@@ -513,6 +552,8 @@ static void on_event(void *ctx, const gw_mqttc_event *e)
         }
     } else if (e->type == GW_MQTTC_BATCH_END) {
         pump(u); /* deliveries of the batch freed slots: send what can go now */
+        if (u->meta)
+            u->meta(u->meta_ctx, u, 0);
     }
 }
 
@@ -556,6 +597,7 @@ gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const cha
     snprintf(u->t_alarms, sizeof(u->t_alarms), "%s%s%s/alarms", pre, sep, u->gw);
     snprintf(u->t_forecasts, sizeof(u->t_forecasts), "%s%s%s/forecasts", pre, sep, u->gw);
     snprintf(u->t_status, sizeof(u->t_status), "%s%s%s/status", pre, sep, u->gw);
+    snprintf(u->t_base, sizeof(u->t_base), "%s%s%s", pre, sep, u->gw);
     snprintf(u->t_cmd, sizeof(u->t_cmd), "%s%s%s/cmd/#", pre, sep, u->gw);
     u->cmd_prefix_len = strlen(u->t_cmd) - 1; /* match up to and including "cmd/" */
     snprintf(u->status_offline, sizeof(u->status_offline),

@@ -48,6 +48,19 @@ void gw_uplink_alarm_latency(const gw_uplink *u, uint64_t *n, int *p50, int *p99
 /* 1 when nothing is in flight and no committed row is waiting to be sent. */
 int gw_uplink_idle(const gw_uplink *u);
 void gw_uplink_get_stats(const gw_uplink *u, gw_uplink_stats *out);
+/* Retained metadata (gateway/birth.c) goes beside the outbox, not through it:
+ * meta(ctx, u, 1) is called on each new session (after the status and the
+ * start of the outbox replay), meta(ctx, u, 0) after each batch of deliveries,
+ * and the callee publishes what it has pending with gw_uplink_publish_meta. */
+typedef void (*gw_uplink_meta_cb)(void *ctx, gw_uplink *u, int connected_now);
+void gw_uplink_set_meta(gw_uplink *u, gw_uplink_meta_cb cb, void *ctx);
+/* Publishes payload (len 0: clears the retained message) retained with QoS 1
+ * on <prefix>/<gw>/<sub>, sealed like every message when uplink.protect is on
+ * (an empty payload is sent bare: it is a deletion). Returns 0; GW_EAGAIN
+ * when not connected; GW_EFULL while a few metadata messages await their
+ * PUBACK or the MQTT client is full (call again at the next meta callback);
+ * GW_ERR when the client refused it. */
+int gw_uplink_publish_meta(gw_uplink *u, const char *sub, const char *payload, size_t len);
 /* Publishes the offline status, disconnects (waiting at most timeout_ms for
  * Paho) and closes every handle; the struct is freed once the loop has closed
  * them. */
