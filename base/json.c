@@ -292,7 +292,7 @@ int gw_json_alarm(char *out, size_t cap, const char *gw, const gw_alarm *a,
     gw_json_raw(&b, ",\"state\":\"");
     gw_json_raw(&b, gw_alarm_state_name(a->state));
     gw_json_raw(&b, "\",\"level\":");
-    char tmp[16];
+    char tmp[32];
     snprintf(tmp, sizeof(tmp), "%d", a->level);
     gw_json_raw(&b, tmp);
     gw_json_raw(&b, ",\"level_name\":\"");
@@ -304,6 +304,10 @@ int gw_json_alarm(char *out, size_t cap, const char *gw, const gw_alarm *a,
     if (a->level) {
         gw_json_raw(&b, ",\"level_meaning\":");
         gw_json_str(&b, gw_json_level_meaning(a->level));
+    }
+    if (x && x->prev_level != a->level) {
+        snprintf(tmp, sizeof(tmp), ",\"prev_level\":%d", x->prev_level);
+        gw_json_raw(&b, tmp);
     }
     if (x && set(x->unit)) {
         gw_json_raw(&b, ",\"unit\":");

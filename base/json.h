@@ -34,6 +34,7 @@ typedef struct gw_json_dev {
 typedef struct gw_json_alarm_ext {
     const gw_json_dev *dev;
     const char *unit;
+    int prev_level; /* the level before this transition */
     int dir;
     double raise, clear;
     const char *text;

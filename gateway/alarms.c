@@ -324,7 +324,12 @@ static void on_transition(void *ctx, const gw_rules_transition *t)
         x.dev = &jd;
         x.unit = unit_of(a, d, al.metric);
     }
-    int lv = al.level ? al.level : t->prev_level;
+    /* Going down (a clear, or a de-escalation), the thresholds that matter are
+     * those of the level being left: its clear threshold was passed. */
+    int falling =
+        al.state == GW_ALARM_CLEARED || (al.state == GW_ALARM_UPDATED && al.level < t->prev_level);
+    int lv = falling ? t->prev_level : al.level;
+    x.prev_level = t->prev_level;
     if (r && (r->kind == GW_RK_THRESHOLD || r->kind == GW_RK_WINDOW) && lv >= 1 &&
         lv <= GW_RULE_LEVELS && r->levels[lv - 1].enabled) {
         x.dir = r->dir;
@@ -332,7 +337,17 @@ static void on_transition(void *ctx, const gw_rules_transition *t)
         x.clear = r->levels[lv - 1].clear;
     }
     if (r && r->description[0] && !t->forecast) {
-        expand(r->description, &al, &x, d, text, sizeof(text));
+        /* The rule's words describe the danger; going down, say what changed. */
+        if (falling && isfinite(x.raise))
+            snprintf(text, sizeof(text), "{site}%s：{value}{unit}，%s解除线%g{unit}",
+                     al.state == GW_ALARM_CLEARED ? "预警解除" : "预警降至{level}",
+                     x.dir ? "高于" : "低于", x.clear);
+        else
+            snprintf(text, sizeof(text), "%s%s", al.state == GW_ALARM_CLEARED ? "已解除：" : "",
+                     r->description);
+        char tmpl[sizeof(text)];
+        memcpy(tmpl, text, sizeof(tmpl));
+        expand(tmpl, &al, &x, d, text, sizeof(text));
         x.text = text;
     }
     if (t->forecast)

@@ -254,13 +254,14 @@ int gw_birth_attach(gw_birth *b, struct gw_uplink *u)
     return GW_OK;
 }
 
+/* Not sent at once: a device coming online and showing its metrics one by one
+ * would send four messages in a row. The item that caused the change is
+ * delivered next, and its delivery sends the pending births (on_meta). */
 void gw_birth_mark(gw_birth *b, gw_device *dev)
 {
     dev->meta_pending = ~0u;
-    for (int i = 0; b && i < b->ndest; i++) {
+    for (int i = 0; b && i < b->ndest; i++)
         b->dest[i].dirty = 1;
-        pump(&b->dest[i]);
-    }
 }
 
 void gw_birth_gone(gw_birth *b, const char *id)

@@ -36,7 +36,8 @@ gw_birth *gw_birth_new(const char *gw, struct gw_device *const *(*devices)(void 
 /* Adds a destination (at most 32): its connects and deliveries drive publishing.
  * Returns 0, or GW_EFULL when there are 32 already. */
 int gw_birth_attach(gw_birth *b, struct gw_uplink *u);
-/* d's message changed: send it again to every destination. */
+/* d's message changed: send it again to every destination, after the next
+ * delivery (changes of one moment go out as one message). */
 void gw_birth_mark(gw_birth *b, struct gw_device *d);
 /* Device id is gone (SIGHUP): clear its retained message everywhere. */
 void gw_birth_gone(gw_birth *b, const char *id);

@@ -830,6 +830,7 @@ int gw_core_publish_meta(gw_core *core, const char *device)
     for (size_t i = 0; i < core->ndevices; i++)
         if (!strcmp(core->devices[i]->conf.id, device)) {
             gw_birth_mark(core->birth, core->devices[i]);
+            gw_birth_kick(core->birth);
             return GW_OK;
         }
     return GW_ENOTFOUND;
