@@ -1,7 +1,6 @@
 #include "gateway/alarms.h"
 
 #include "base/model.h"
-#include "gateway/birth.h"
 #include "gateway/config.h"
 #include "gateway/device.h"
 #include "gateway/store.h"
@@ -9,7 +8,6 @@
 #include "gateway/localpub.h"
 #include "base/log.h"
 #include "gateway/rules_load.h"
-#include "gateway/status.h"
 #include "rules/rules.h"
 
 #include <math.h>
@@ -258,15 +256,12 @@ static void adapt_polling(gw_alarms *a, const gw_rules_transition *t)
 
 /* The metric's unit: from the reading being evaluated, else the last one the
  * device sent (a debounced raise or a clear comes from a tick). */
-static const char *unit_of(const gw_alarms *a, const gw_device *d, const char *metric)
+static void describe(const gw_alarms *a, const gw_device *d, const char *metric, gw_json_dev *jd,
+                     const char **unit)
 {
-    const char *unit, *m;
+    a->env.describe(a->env.ctx, d, metric, jd, unit);
     if (a->cur && !strcmp(a->cur->device, d->conf.id) && !strcmp(a->cur->metric, metric))
-        return a->cur->unit;
-    for (int i = 0; (m = gw_status_metric_at(d, i, &unit)) != NULL; i++)
-        if (!strcmp(m, metric))
-            return unit;
-    return NULL;
+        *unit = a->cur->unit;
 }
 
 /* The rule's description with {value} {threshold} {unit} {level} {device}
@@ -320,9 +315,8 @@ static void on_transition(void *ctx, const gw_rules_transition *t)
     char text[GW_RULE_DESC_MAX + 128];
     gw_json_alarm_ext x = {.raise = NAN, .clear = NAN};
     if (d) {
-        gw_birth_jdev(d, &jd);
+        describe(a, d, al.metric, &jd, &x.unit);
         x.dev = &jd;
-        x.unit = unit_of(a, d, al.metric);
     }
     /* Going down (a clear, or a de-escalation), the thresholds that matter are
      * those of the level being left: its clear threshold was passed. */

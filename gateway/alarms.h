@@ -41,6 +41,10 @@ typedef struct gw_alarms_env {
     /* Requests a write of a device point, on behalf of rule `rule`. Returns 0
      * when queued, GW_EFULL when the request queue is full (counted). */
     int (*write)(void *ctx, const char *device, const char *point, double value, const char *rule);
+    /* Fills what items say about device d (type, place) and the unit of its
+     * metric (NULL when it has reported none). */
+    void (*describe)(void *ctx, const struct gw_device *d, const char *metric, gw_json_dev *jd,
+                     const char **unit);
     /* Requests a device's poll/report interval (adaptive polling). */
     int (*set_interval)(void *ctx, const char *device, int64_t interval_ms);
 } gw_alarms_env;

@@ -816,6 +816,17 @@ static gw_device *const *env_devices(void *ctx, size_t *n)
     return core->devices;
 }
 
+static void env_describe(void *ctx, const gw_device *d, const char *metric, gw_json_dev *jd,
+                         const char **unit)
+{
+    const char *m, *u;
+    gw_birth_jdev(d, jd);
+    *unit = NULL;
+    for (int i = 0; (m = gw_status_metric_at(d, i, &u)) != NULL; i++)
+        if (!strcmp(m, metric))
+            *unit = u;
+}
+
 static int env_alarm(void *ctx, gw_alarm *al, const gw_json_alarm_ext *x)
 {
     return gw_core_alarm(ctx, al, x);
@@ -932,6 +943,7 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
                          .alarm = env_alarm,
                          .forecast = env_forecast,
                          .write = env_write,
+                         .describe = env_describe,
                          .set_interval = env_interval};
     core->alarms = gw_alarms_start(&env, err, errlen);
     if (!core->alarms)
