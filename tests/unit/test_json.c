@@ -170,6 +170,20 @@ static void bound(void **state)
     }
 }
 
+static gw_alarm level3(const char *id, const char *rule, const char *dev, const char *metric,
+                       double value, double threshold)
+{
+    gw_alarm a = {0};
+    snprintf(a.id, sizeof a.id, "%s", id);
+    snprintf(a.rule, sizeof a.rule, "%s", rule);
+    snprintf(a.device, sizeof a.device, "%s", dev);
+    snprintf(a.metric, sizeof a.metric, "%s", metric);
+    a.level = 3;
+    a.value = value;
+    a.threshold = threshold;
+    return a;
+}
+
 static void event_and_alarm_parse(void **state)
 {
     (void)state;
@@ -188,14 +202,7 @@ static void event_and_alarm_parse(void **state)
     assert_string_equal(cJSON_GetObjectItem(j, "detail")->valuestring, "room \x01 2\xEF\xBF\xBD");
     cJSON_Delete(j);
 
-    gw_alarm a = {0};
-    snprintf(a.id, sizeof a.id, "A-1");
-    snprintf(a.rule, sizeof a.rule, "high\\water");
-    snprintf(a.device, sizeof a.device, "st1");
-    snprintf(a.metric, sizeof a.metric, "level");
-    a.level = 3;
-    a.value = NAN;
-    a.threshold = 2.5;
+    gw_alarm a = level3("A-1", "high\\water", "st1", "level", NAN, 2.5);
     n = gw_json_alarm(out, sizeof out, "gw1", &a, NULL);
     assert_true(n > 0);
     j = cJSON_Parse(out);
@@ -252,14 +259,7 @@ static void chinese_and_bad_bytes(void **state)
     assert_string_equal(cJSON_GetObjectItem(j, "detail")->valuestring, "水\xEF\xBF\xBD");
     cJSON_Delete(j);
 
-    gw_alarm a = {0};
-    snprintf(a.id, sizeof a.id, "depth:wl-001:1");
-    snprintf(a.rule, sizeof a.rule, "depth");
-    snprintf(a.device, sizeof a.device, "wl-001");
-    snprintf(a.metric, sizeof a.metric, "water_depth");
-    a.level = 3;
-    a.value = 30;
-    a.threshold = 25;
+    gw_alarm a = level3("depth:wl-001:1", "depth", "wl-001", "water_depth", 30, 25);
     gw_json_alarm_ext x = {.dev = &PLACE,
                            .unit = "cm",
                            .raise = 25,
