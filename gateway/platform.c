@@ -278,6 +278,10 @@ static void announce(gw_platform *p, const cJSON *items, gw_pout *out)
         if (type)
             cJSON_AddStringToObject(b, "type", type);
         cJSON_AddBoolToObject(b, "online", 1);
+        /* The item's own time: the announcement is then a function of the data alone. */
+        const char *at = gw_platform_str(it, "obs", gw_platform_str(it, "at", NULL));
+        if (at)
+            cJSON_AddStringToObject(b, "at", at);
         p->ops->device(p, b, out);
         cJSON_Delete(b);
     }

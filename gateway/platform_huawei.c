@@ -200,8 +200,7 @@ static int hw_device(gw_platform *p, const cJSON *birth, gw_pout *out)
         cJSON *list = cJSON_AddArrayToObject(paras, "devices");
         cJSON *d = cJSON_CreateObject();
         cJSON_AddStringToObject(d, "node_id", dev);
-        const cJSON *site = cJSON_GetObjectItemCaseSensitive(birth, "site");
-        cJSON_AddStringToObject(d, "name", gw_platform_str(site, "name", dev));
+        cJSON_AddStringToObject(d, "name", dev);
         const char *type = gw_platform_str(birth, "type", NULL);
         if (type)
             cJSON_AddStringToObject(d, "description", type);
