@@ -627,7 +627,8 @@ gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const cha
     if (gw_mqttc_read_password("uplink.", u->cfg.password_file, u->cfg.password_env, u->password,
                                sizeof(u->password), err, errlen))
         goto error;
-    u->pf = gw_platform_new(&u->cfg, gateway_id, u->password, err, errlen);
+    /* The configuration as given: a format has its own default client id. */
+    u->pf = gw_platform_new(cfg, gateway_id, u->password, err, errlen);
     if (!u->pf)
         goto error;
     if (!gw_platform_is_native(u->pf) &&
