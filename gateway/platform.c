@@ -67,6 +67,13 @@ int gw_pout_json(gw_pout *o, const char *topic, const cJSON *j, int retained)
     return gw_pout_take(o, topic, s, s ? strlen(s) : 0, retained);
 }
 
+int gw_pout_put(gw_pout *o, const char *topic, cJSON *j)
+{
+    int rc = gw_pout_json(o, topic, j, 0);
+    cJSON_Delete(j);
+    return rc;
+}
+
 void gw_pcmd_free(gw_pcmd *c)
 {
     free(c->payload);
@@ -282,7 +289,9 @@ static void announce(gw_platform *p, const cJSON *items, gw_pout *out)
         const char *at = gw_platform_str(it, "obs", gw_platform_str(it, "at", NULL));
         if (at)
             cJSON_AddStringToObject(b, "at", at);
-        p->ops->device(p, b, out);
+        int before = out->n;
+        if (!p->ops->device(p, b, out) && out->n > before)
+            p->st.registered++;
         cJSON_Delete(b);
     }
 }
@@ -364,8 +373,11 @@ int gw_platform_device(gw_platform *p, const char *birth, size_t len, gw_pout *o
     }
     int before = out->n;
     int rc = p->ops->device(p, b, out);
-    if (!rc && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b, "online")))
+    if (!rc && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b, "online"))) {
         seen_add(p, gw_platform_str(b, "device", ""));
+        if (out->n > before)
+            p->st.registered++;
+    }
     cJSON_Delete(b);
     return rc ? rc : out->n - before;
 }

@@ -49,6 +49,8 @@ void gw_pout_free(gw_pout *o);
 int gw_pout_take(gw_pout *o, const char *topic, char *payload, size_t len, int retained);
 /* Appends cJSON_PrintUnformatted(j); j stays the caller's. */
 int gw_pout_json(gw_pout *o, const char *topic, const struct cJSON *j, int retained);
+/* The same, not retained, and j is deleted (the formats' usual last step). */
+int gw_pout_put(gw_pout *o, const char *topic, struct cJSON *j);
 
 /* A platform command translated to ours: name and JSON payload for the command
  * handler (CONTRACT11 §4), with the correlation id under which the reply comes back. */
@@ -72,7 +74,7 @@ typedef void (*gw_platform_exec_fn)(void *ctx, const char *dest, const char *nam
 typedef struct gw_platform gw_platform;
 
 typedef struct gw_platform_stats {
-    uint64_t registered;   /* devices announced to the platform (connect/add/login) */
+    uint64_t registered;   /* device announcements sent (connect/add/login), per session */
     uint64_t unregistered; /* devices that could not be announced (no sub-device secret...) */
     uint64_t bad_items;    /* items that did not parse or lacked a device: dropped, counted */
     uint64_t commands, commands_bad, replies, replies_lost;

@@ -271,9 +271,7 @@ static int al_device(gw_platform *p, const cJSON *birth, gw_pout *out)
         cJSON_AddStringToObject(params, "deviceName", dev);
         snprintf(topic, sizeof(topic), "/ext/session/%s/%s/combine/logout", p->cfg.product_key,
                  p->device);
-        rc = gw_pout_json(out, topic, m, 0);
-        cJSON_Delete(m);
-        return rc;
+        return gw_pout_put(out, topic, m);
     }
     const char *secret = secret_of(a, dev);
     if (!secret) {
@@ -288,8 +286,7 @@ static int al_device(gw_platform *p, const cJSON *birth, gw_pout *out)
     cJSON *list = cJSON_AddArrayToObject(m, "params");
     cJSON_AddItemToArray(list, identity(p, dev, secret, ts, "signmethod"));
     snprintf(topic, sizeof(topic), "/sys/%s/%s/thing/topo/add", p->cfg.product_key, p->device);
-    rc = gw_pout_json(out, topic, m, 0);
-    cJSON_Delete(m);
+    rc = gw_pout_put(out, topic, m);
     if (rc)
         return rc;
     m = request(p, "combine.login");
@@ -300,11 +297,7 @@ static int al_device(gw_platform *p, const cJSON *birth, gw_pout *out)
     cJSON_DeleteItemFromObjectCaseSensitive(m, "sys");
     snprintf(topic, sizeof(topic), "/ext/session/%s/%s/combine/login", p->cfg.product_key,
              p->device);
-    rc = gw_pout_json(out, topic, m, 0);
-    cJSON_Delete(m);
-    if (!rc)
-        p->st.registered++;
-    return rc;
+    return gw_pout_put(out, topic, m);
 }
 
 static int al_command(gw_platform *p, const char *topic, const cJSON *doc, gw_pcmd *cmd,
@@ -348,9 +341,7 @@ static int al_reply(gw_platform *p, const cJSON *ctx, const cJSON *reply, gw_pou
                             : !strcmp(status, "refused")                           ? 400
                                                                                    : 500);
     cJSON_AddItemToObject(m, "data", gw_platform__outcome(reply));
-    int rc = gw_pout_json(out, gw_platform_str(ctx, "topic", ""), m, 0);
-    cJSON_Delete(m);
-    return rc;
+    return gw_pout_put(out, gw_platform_str(ctx, "topic", ""), m);
 }
 
 const gw_platform_ops gw_platform_alink = {

@@ -185,9 +185,7 @@ static int manager_event(gw_platform *p, const char *type, cJSON *paras, const c
     cJSON_AddItemToArray(svcs, s);
     char topic[GW_PF_TOPIC_MAX];
     snprintf(topic, sizeof(topic), "$oc/devices/%s/sys/events/up", p->device);
-    int rc = gw_pout_json(out, topic, m, 0);
-    cJSON_Delete(m);
-    return rc;
+    return gw_pout_put(out, topic, m);
 }
 
 static int hw_device(gw_platform *p, const cJSON *birth, gw_pout *out)
@@ -265,9 +263,7 @@ static int hw_reply(gw_platform *p, const cJSON *ctx, const cJSON *reply, gw_pou
     char topic[GW_PF_TOPIC_MAX];
     snprintf(topic, sizeof(topic), "$oc/devices/%s/sys/commands/response/request_id=%s", p->device,
              gw_platform_str(ctx, "request_id", ""));
-    int rc = gw_pout_json(out, topic, m, 0);
-    cJSON_Delete(m);
-    return rc;
+    return gw_pout_put(out, topic, m);
 }
 
 const gw_platform_ops gw_platform_huawei = {

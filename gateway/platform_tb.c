@@ -126,13 +126,10 @@ static int tb_device(gw_platform *p, const cJSON *birth, gw_pout *out)
     cJSON *m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "device", dev);
     if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(birth, "online"))) {
-        rc = gw_pout_json(out, T_DISCONNECT, m, 0);
-        cJSON_Delete(m);
-        return rc;
+        return gw_pout_put(out, T_DISCONNECT, m);
     }
     copy_str(m, "type", birth, "type");
-    rc = gw_pout_json(out, T_CONNECT, m, 0);
-    cJSON_Delete(m);
+    rc = gw_pout_put(out, T_CONNECT, m);
     if (rc)
         return rc;
     /* The metadata as client-side attributes of the device, flat where ThingsBoard's own
@@ -160,8 +157,7 @@ static int tb_device(gw_platform *p, const cJSON *birth, gw_pout *out)
     if (attrs->child) {
         cJSON *a = cJSON_CreateObject();
         cJSON_AddItemToObject(a, dev, attrs);
-        rc = gw_pout_json(out, T_ATTRIBUTES, a, 0);
-        cJSON_Delete(a);
+        rc = gw_pout_put(out, T_ATTRIBUTES, a);
     } else {
         cJSON_Delete(attrs);
     }
@@ -194,9 +190,7 @@ static int tb_reply(gw_platform *p, const cJSON *ctx, const cJSON *reply, gw_pou
     cJSON_AddStringToObject(m, "device", gw_platform_str(ctx, "device", ""));
     cJSON_AddItemToObject(m, "id", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(ctx, "id"), 1));
     cJSON_AddItemToObject(m, "data", gw_platform__outcome(reply));
-    int rc = gw_pout_json(out, T_RPC, m, 0);
-    cJSON_Delete(m);
-    return rc;
+    return gw_pout_put(out, T_RPC, m);
 }
 
 const gw_platform_ops gw_platform_tb = {
