@@ -6,6 +6,7 @@
 #include "base/embedded.h"
 #include "base/log.h"
 #include "base/model.h"
+#include "gateway/platform.h"
 #include "gateway/protect.h"
 #include "protocols/protocol.h"
 
@@ -165,6 +166,19 @@ static const gw_cfgkey uplink_keys[] = {
     {"tele_inflight_bytes", GW_CT_SIZE, "256KiB", 4096, 1073741824,
      offsetof(gw_uplink_config, tele_inflight_bytes), 0, NULL, 0,
      "telemetry bytes awaiting PUBACK at most (what a new alarm may queue behind)"},
+    {"format", GW_CT_ENUM, "native", 0, -1, offsetof(gw_uplink_config, format), 0,
+     gw_platform_names, 0,
+     "topics and payloads: native, thingsboard, huawei-iotda, aliyun-alink (docs/platforms.md)"},
+    {"platform_device", GW_CT_STR, "", 0, -1, U(platform_device), NULL, 0,
+     "the gateway's device id (IoTDA) or DeviceName (Alink) on the platform; default gateway id"},
+    {"product_key", GW_CT_STR, "", 0, -1, U(product_key), NULL, 0,
+     "Alink: the gateway's ProductKey"},
+    {"sub_product_key", GW_CT_STR, "", 0, -1, U(sub_product_key), NULL, 0,
+     "Alink: the sub-devices' ProductKey; IoTDA: their product_id"},
+    {"sub_secrets_file", GW_CT_STR, "", 0, -1, U(sub_secrets_file), NULL, 0,
+     "Alink: file of '<device> <DeviceSecret>' lines"},
+    {"service_id", GW_CT_STR, "data", 0, -1, U(service_id), NULL, 0,
+     "IoTDA: the product model's service that holds the readings"},
     {NULL}};
 
 /* Blocks inside uplink that have tables of their own. */

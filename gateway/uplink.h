@@ -8,6 +8,7 @@
  * first and has slots of its own in the in-flight window, so a new alarm overtakes any telemetry
  * backlog. Paho's callbacks run on Paho's threads: they only queue small events for the loop
  * (uv_async); all state below is touched by the loop thread alone. */
+#include "gateway/platform.h"
 #include "gateway/protect.h"
 #include "gateway/store.h"
 #include "gateway/uplink_conf.h"
@@ -31,6 +32,7 @@ typedef struct gw_uplink_stats {
     uint64_t commands, commands_dropped;
     uint64_t commands_refused; /* failed the protection check (replay, bad MAC/signature...) */
     gw_protect_stats protect;
+    gw_platform_stats platform; /* the destination format's counts (gateway/platform.h) */
 } gw_uplink_stats;
 
 /* Creates the uplink; it starts connecting at gw_uplink_start. The password is
@@ -39,6 +41,14 @@ gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const cha
                          gw_store *store, gw_uplink_cmd_cb on_cmd, void *ctx, char *err,
                          size_t errlen);
 int gw_uplink_start(gw_uplink *u);
+/* The command handler for the commands of a platform format (CONTRACT11 §4): each command
+ * the platform sends is translated and handed to exec, and exec's final reply goes back in
+ * the platform's words. Without one, commands go to on_cmd and are answered "accepted". */
+void gw_uplink_set_commands(gw_uplink *u, gw_platform_exec_fn exec, void *ctx);
+/* Publishes a device's metadata ("birth", CONTRACT11 §3): retained on
+ * <prefix>/<gw>/devices/<id> in the native format, the platform's registration otherwise.
+ * GW_EAGAIN while disconnected (each connection announces devices again anyway). */
+int gw_uplink_publish_device(gw_uplink *u, const char *birth, size_t len);
 /* New rows were committed in these lanes (bit 1<<lane). */
 void gw_uplink_notify(gw_uplink *u, unsigned lanes);
 /* Alarm transition -> PUBLISH latency inside the gateway (the alarm's "at"
