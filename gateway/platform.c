@@ -108,6 +108,11 @@ int64_t gw_platform_ms_of(const char *iso)
     return (int64_t)timegm(&tm) * 1000 + ms;
 }
 
+int gw_platform_birth_online(const cJSON *birth)
+{
+    return !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(birth, "online"));
+}
+
 const char *gw_platform_str(const cJSON *o, const char *name, const char *def)
 {
     const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, name));

@@ -53,7 +53,7 @@ int gw_pout_json(gw_pout *o, const char *topic, const struct cJSON *j, int retai
 int gw_pout_put(gw_pout *o, const char *topic, struct cJSON *j);
 
 /* A platform command translated to ours: name and JSON payload for the command
- * handler (CONTRACT11 §4), with the correlation id under which the reply comes back. */
+ * handler (gateway/commands.h), with the correlation id under which the reply comes back. */
 typedef struct gw_pcmd {
     char name[64];
     char corr[160];
@@ -63,7 +63,7 @@ typedef struct gw_pcmd {
 
 void gw_pcmd_free(gw_pcmd *c);
 
-/* The command entry point (gw_commands_handle of CONTRACT11 §4, taken as a pointer so the
+/* The command entry point (gw_commands_handle, taken as a pointer so the
  * formats compile without it): reply is called with our reply JSON (`{"v":1,"id":..,"cmd":..,
  * "status":"accepted|refused|done|failed",...}`), once or twice, on the loop thread. */
 typedef void (*gw_platform_reply_fn)(void *reply_ctx, const char *reply, size_t len);
@@ -99,7 +99,7 @@ typedef struct gw_platform_ops {
     /* Adds the items (an array) to the message begun; finish appends it to out. */
     int (*add)(gw_platform *p, int kind, const struct cJSON *items);
     int (*finish)(gw_platform *p, int kind, gw_pout *out);
-    /* Messages announcing a device described by a birth object (CONTRACT11 §3). */
+    /* Messages announcing a device described by a birth object (docs/uplink.md, "Device metadata"). */
     int (*device)(gw_platform *p, const struct cJSON *birth, gw_pout *out);
     /* A message on a subscribed topic: 1 with *cmd filled when it is a command, 0 when it is
      * not one (our own reply echoed back...), negative when malformed. */
@@ -130,7 +130,7 @@ int gw_platform_batch(gw_platform *p, int kind, const char *const *row, const si
                       int64_t first_id, int64_t last_id, gw_pout *out);
 /* A new MQTT session: every device is announced again before its next data. */
 void gw_platform_session(gw_platform *p);
-/* Messages for a birth message of ours (JSON, CONTRACT11 §3); none for native. */
+/* Messages for a birth message of ours (JSON, docs/uplink.md); none for native. */
 int gw_platform_device(gw_platform *p, const char *birth, size_t len, gw_pout *out);
 /* A message on a subscribed topic: 1 and *cmd to execute; 0 not a command; < 0 malformed. */
 int gw_platform_command(gw_platform *p, const char *topic, const char *payload, size_t len,
@@ -178,5 +178,8 @@ int gw_platform__cmd(gw_pcmd *cmd, const char *name, struct cJSON *payload);
 struct cJSON *gw_platform__outcome(const struct cJSON *reply);
 /* The string member name of o, or def. */
 const char *gw_platform_str(const struct cJSON *o, const char *name, const char *def);
+/* Whether a birth announces the device: only an explicit "online": false takes it off the
+ * platform (the field is absent while the gateway has not yet heard from the device). */
+int gw_platform_birth_online(const struct cJSON *birth);
 
 #endif

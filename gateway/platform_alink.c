@@ -264,7 +264,7 @@ static int al_device(gw_platform *p, const cJSON *birth, gw_pout *out)
     const char *dev = gw_platform_str(birth, "device", "");
     char topic[GW_PF_TOPIC_MAX];
     int rc;
-    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(birth, "online"))) {
+    if (!gw_platform_birth_online(birth)) {
         cJSON *m = request(p, "combine.logout");
         cJSON *params = cJSON_AddObjectToObject(m, "params");
         cJSON_AddStringToObject(params, "productKey", sub_pk(p));

@@ -191,7 +191,7 @@ static int manager_event(gw_platform *p, const char *type, cJSON *paras, const c
 static int hw_device(gw_platform *p, const cJSON *birth, gw_pout *out)
 {
     const char *dev = gw_platform_str(birth, "device", "");
-    int online = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(birth, "online"));
+    int online = gw_platform_birth_online(birth);
     int rc = GW_OK;
     if (online) {
         cJSON *paras = cJSON_CreateObject();

@@ -125,7 +125,7 @@ static int tb_device(gw_platform *p, const cJSON *birth, gw_pout *out)
     int rc;
     cJSON *m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "device", dev);
-    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(birth, "online"))) {
+    if (!gw_platform_birth_online(birth)) {
         return gw_pout_put(out, T_DISCONNECT, m);
     }
     copy_str(m, "type", birth, "type");

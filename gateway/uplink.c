@@ -93,6 +93,7 @@ struct gw_uplink {
 /* ---- Loop thread. ---- */
 
 static void pump(gw_uplink *u);
+static void publish_all(gw_uplink *u, gw_pout *o);
 static void do_connect(gw_uplink *u);
 
 static void lane_clear(struct lanebuf *l)
@@ -424,6 +425,15 @@ int gw_uplink_publish_meta(gw_uplink *u, const char *sub, const char *payload, s
     int token, prc;
     if (!u->connected || u->closing)
         return GW_EAGAIN;
+    if (!gw_platform_is_native(u->pf)) {
+        /* A platform registers a device its own way (gateway/platform.h) and keeps no
+         * retained inventory; a removed device simply stops being announced. */
+        if (strncmp(sub, "devices/", 8) != 0 || !len)
+            return GW_OK;
+        int rc = gw_platform_device(u->pf, payload, len, &u->rout);
+        publish_all(u, &u->rout);
+        return rc < 0 ? rc : GW_OK;
+    }
     if (u->meta_n == META_INFLIGHT)
         return GW_EFULL;
     snprintf(topic, sizeof(topic), "%s/%s", u->t_base, sub);
@@ -756,28 +766,6 @@ void gw_uplink_set_commands(gw_uplink *u, gw_platform_exec_fn exec, void *ctx)
 {
     u->exec = exec;
     u->exec_ctx = ctx;
-}
-
-int gw_uplink_publish_device(gw_uplink *u, const char *birth, size_t len)
-{
-    if (!u->connected)
-        return GW_EAGAIN;
-    if (!gw_platform_is_native(u->pf)) {
-        int rc = gw_platform_device(u->pf, birth, len, &u->rout);
-        publish_all(u, &u->rout);
-        return rc < 0 ? rc : GW_OK;
-    }
-    /* Ours: retained on <prefix>/<gw>/devices/<device id> (CONTRACT11 §3). */
-    char dev[GW_ID_MAX], topic[512];
-    const char *q = memmem(birth, len, "\"device\":\"", 10);
-    const char *e = q ? memchr(q + 10, '"', len - (size_t)(q + 10 - birth)) : NULL;
-    if (!e || (size_t)(e - q - 10) >= sizeof(dev))
-        return GW_EINVAL;
-    memcpy(dev, q + 10, (size_t)(e - q - 10));
-    dev[e - q - 10] = 0;
-    const char *pre = u->cfg.topic_prefix;
-    snprintf(topic, sizeof(topic), "%s%s%s/devices/%s", pre, pre[0] ? "/" : "", u->gw, dev);
-    return gw_mqttc_publish(u->client, topic, birth, len, 1, 1, NULL, NULL);
 }
 
 int gw_uplink_start(gw_uplink *u)

@@ -41,14 +41,10 @@ gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const cha
                          gw_store *store, gw_uplink_cmd_cb on_cmd, void *ctx, char *err,
                          size_t errlen);
 int gw_uplink_start(gw_uplink *u);
-/* The command handler for the commands of a platform format (CONTRACT11 §4): each command
+/* The command handler for the commands of a platform format (gateway/commands.h): each command
  * the platform sends is translated and handed to exec, and exec's final reply goes back in
  * the platform's words. Without one, commands go to on_cmd and are answered "accepted". */
 void gw_uplink_set_commands(gw_uplink *u, gw_platform_exec_fn exec, void *ctx);
-/* Publishes a device's metadata ("birth", CONTRACT11 §3): retained on
- * <prefix>/<gw>/devices/<id> in the native format, the platform's registration otherwise.
- * GW_EAGAIN while disconnected (each connection announces devices again anyway). */
-int gw_uplink_publish_device(gw_uplink *u, const char *birth, size_t len);
 /* New rows were committed in these lanes (bit 1<<lane). */
 void gw_uplink_notify(gw_uplink *u, unsigned lanes);
 /* Alarm transition -> PUBLISH latency inside the gateway (the alarm's "at"
@@ -68,8 +64,9 @@ void gw_uplink_set_meta(gw_uplink *u, gw_uplink_meta_cb cb, void *ctx);
  * on <prefix>/<gw>/<sub>, sealed like every message when uplink.protect is on
  * (an empty payload is sent bare: it is a deletion). Returns 0; GW_EAGAIN
  * when not connected; GW_EFULL while a few metadata messages await their
- * PUBACK or the MQTT client is full (call again at the next meta callback);
- * GW_ERR when the client refused it. */
+ * PUBACK or the MQTT client is full (call again at the next meta callback); in a platform format a
+ * device's birth becomes the platform's registration and the inventory is not sent; GW_ERR when the
+ * client refused it. */
 int gw_uplink_publish_meta(gw_uplink *u, const char *sub, const char *payload, size_t len);
 /* Publishes the offline status, disconnects (waiting at most timeout_ms for
  * Paho) and closes every handle; the struct is freed once the loop has closed
