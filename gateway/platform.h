@@ -99,7 +99,8 @@ typedef struct gw_platform_ops {
     /* Adds the items (an array) to the message begun; finish appends it to out. */
     int (*add)(gw_platform *p, int kind, const struct cJSON *items);
     int (*finish)(gw_platform *p, int kind, gw_pout *out);
-    /* Messages announcing a device described by a birth object (docs/uplink.md, "Device metadata"). */
+    /* Messages announcing a device described by a birth object (docs/uplink.md, "Device metadata").
+     */
     int (*device)(gw_platform *p, const struct cJSON *birth, gw_pout *out);
     /* A message on a subscribed topic: 1 with *cmd filled when it is a command, 0 when it is
      * not one (our own reply echoed back...), negative when malformed. */
