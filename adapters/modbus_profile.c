@@ -521,6 +521,41 @@ static int load_status(gw_profile *p, mb_point *pt, const point_raw *r, const gw
                      : load_enum(p, pt, r->codes, sub, err, errlen);
 }
 
+/* Refuses a decimal address in Modicon notation (40001 = the first holding register,
+ * 30001 input, 10001 discrete; 400001.. in the six-digit form), spelling out the PDU
+ * address it stands for. Hex bypasses the check, for a device with a register at PDU
+ * address 40001 itself. Returns 1 with err set when refused. */
+static int modicon(const gw_ynode *map, char *err, size_t errlen, const char *path)
+{
+    static const struct {
+        const char *kind;
+        long base;
+    } notation[] = {{"holding", 40001}, {"input", 30001}, {"discrete", 10001}};
+    const gw_ynode *a = gw_ymap_get(map, "address"), *k = gw_ymap_get(map, "kind");
+    int64_t v;
+    if (!a || !k || a->type != GW_Y_SCALAR || k->type != GW_Y_SCALAR ||
+        !isdigit((unsigned char)*a->str) || (a->str[0] == '0' && a->str[1]) ||
+        gw_parse_int(a->str, &v))
+        return 0;
+    for (size_t i = 0; i < sizeof(notation) / sizeof(notation[0]); i++) {
+        if (strcmp(k->str, notation[i].kind))
+            continue;
+        long base = v >= notation[i].base * 10 - 9 ? notation[i].base * 10 - 9 : notation[i].base;
+        if (v < base || v > base + (base > 100000 ? 65535 : 9998))
+            return 0;
+        char hex[80] = "";
+        if (v <= 65535)
+            snprintf(hex, sizeof(hex), "; PDU address %lld itself is 0x%04llX", (long long)v,
+                     (unsigned long long)v);
+        fail(err, errlen, a, path,
+             "%lld is Modicon notation (%s registers counted from %ld): write address: %lld "
+             "(%lld - %ld)%s",
+             (long long)v, notation[i].kind, base, (long long)(v - base), (long long)v, base, hex);
+        return 1;
+    }
+    return 0;
+}
+
 /* Pass 1: one point's own keys. */
 static int load_point(gw_profile *p, mb_point *pt, const gw_ynode *map, const char *path, char *err,
                       size_t errlen)
@@ -528,10 +563,12 @@ static int load_point(gw_profile *p, mb_point *pt, const gw_ynode *map, const ch
     point_raw r;
     char sub[96];
     memset(&r, 0, sizeof(r));
+#define KEYPATH(k) (snprintf(sub, sizeof(sub), "%s.%s", path, k), sub)
+    if (modicon(map, err, errlen, KEYPATH("address")))
+        return GW_EINVAL;
     int rc = gw_cfg_apply(point_keys, map, &r, path, err, errlen);
     if (rc)
         return rc;
-#define KEYPATH(k) (snprintf(sub, sizeof(sub), "%s.%s", path, k), sub)
     if (!is_ident(r.name))
         return fail(err, errlen, at(map, "name"), KEYPATH("name"),
                     "'%s' is not a name (letters, digits and '_', not starting with a digit)",

@@ -1261,6 +1261,15 @@ static void test_status_loader_errors(void **state)
                "t.yaml:4:", "takes events, not codes");
     expect_err(HDR "  - {name: a, kind: holding, address: 0, type: uint16, decimals: 10}\n",
                "t.yaml:4:", "points[0].decimals");
+    expect_err(HDR "  - {name: a, kind: holding, address: 40002, type: uint16}\n", "t.yaml:4:",
+               "40002 is Modicon notation (holding registers counted from 40001): write "
+               "address: 1 (40002 - 40001); PDU address 40002 itself is 0x9C42");
+    expect_err(HDR "  - {name: a, kind: input, address: 300010, type: uint16}\n",
+               "t.yaml:4:", "write address: 9 (300010 - 300001)");
+    expect_err(HDR "  - {name: a, kind: discrete, address: 10001, type: bool}\n",
+               "t.yaml:4:", "write address: 0 (10001 - 10001)");
+    gw_profile_free(load(HDR "  - {name: a, kind: holding, address: 0x9C42, type: uint16}\n"
+                             "  - {name: b, kind: coil, address: 10001, type: bool}\n"));
     expect_err(HDR "  - {name: a, kind: coil, address: 0, type: bool, decimals: 1}\n",
                "t.yaml:4:", "does not apply to type bool");
 }
