@@ -286,7 +286,7 @@ int gw_cli_check_profile(int argc, char **argv)
     }
     snprintf(target, sizeof(target), "tcp://%s:%ld", host, port);
     snprintf(unitbuf, sizeof(unitbuf), "%ld", unit);
-    printf("\nagainst %s: %s plays the device on %s, unit %ld\n", against, sim, target, unit);
+    printf("\nagainst %s: the simulator plays the device on %s, unit %ld\n", against, target, unit);
     fflush(stdout);
     pid_t pid = sim_start(sim, against);
     if (pid < 0)

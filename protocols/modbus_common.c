@@ -305,10 +305,12 @@ int64_t gw_mb_next_due(int64_t due, int64_t now, int64_t interval, uint64_t *ski
 #define EVENTS_KEY "modbus.events." /* + device id: the status events' state, persisted */
 
 /* A profile named with a '/' is a file of its own (adapters/profiles/README.md),
- * a relative path taken from the folder of the config file that names it. */
+ * a relative path taken from the folder of the config file that names it. The
+ * core's copy of the config names that file: dev->conf.file points into the
+ * config as loaded, which gw_core_start moves into the core and clears. */
 static const char *profile_ref(const gw_device *dev, char *buf, size_t cap)
 {
-    const char *name = dev->conf.profile, *file = dev->conf.file;
+    const char *name = dev->conf.profile, *file = gw_core_config(dev->core)->source;
     const char *slash = file ? strrchr(file, '/') : NULL;
     if (!strchr(name, '/') || name[0] == '/' || !slash ||
         snprintf(buf, cap, "%.*s/%s", (int)(slash - file), file, name) >= (int)cap)
@@ -627,8 +629,7 @@ void gw_mb_poll_finish(gw_mb_poll *p)
         int n = gw_profile_event_state_save(p->profile, p->evstate, text, sizeof text);
         snprintf(key, sizeof key, "%s%s", EVENTS_KEY, d->conf.id);
         if (n < 0 || gw_core_state_put(p->core, key, text, (size_t)n) != GW_OK)
-            GW_LOG_RL(GW_LOG_WARN, 10000, p->module, "[%s] event state not persisted",
-                      d->conf.id);
+            GW_LOG_RL(GW_LOG_WARN, 10000, p->module, "[%s] event state not persisted", d->conf.id);
         p->ev_dirty = 0;
     }
 }
