@@ -316,16 +316,26 @@ static int parse_bound(const gw_ynode *n, double *v, uint8_t *has)
     return GW_OK;
 }
 
+/* Checks that n is a type node of 1..max entries (else "must be " shape, or "more than max
+ * what") and allocates one zeroed size-byte slot per entry into *out. */
+static int entries(const gw_ynode *n, gw_ytype type, size_t max, size_t size, void **out,
+                   const char *path, const char *shape, const char *what, char *err, size_t errlen)
+{
+    if (n->type != type || n->n == 0)
+        return fail(err, errlen, n, path, "must be %s", shape);
+    if (n->n > max)
+        return fail(err, errlen, n, path, "more than %zu %s", max, what);
+    *out = calloc(n->n, size);
+    return *out ? GW_OK : GW_ENOMEM;
+}
+
 static int load_codes(mb_point *pt, const gw_ynode *map, const char *path, char *err, size_t errlen)
 {
     char sub[160];
-    if (map->type != GW_Y_MAP || map->n == 0)
-        return fail(err, errlen, map, path, "must be a mapping of code: unit");
-    if (map->n > MB_MAX_CODES)
-        return fail(err, errlen, map, path, "more than %d codes", MB_MAX_CODES);
-    pt->codes = calloc(map->n, sizeof(mb_ucode));
-    if (!pt->codes)
-        return GW_ENOMEM;
+    int rc = entries(map, GW_Y_MAP, MB_MAX_CODES, sizeof(mb_ucode), (void **)&pt->codes, path,
+                     "a mapping of code: unit", "codes", err, errlen);
+    if (rc)
+        return rc;
     for (size_t i = 0; i < map->n; i++) {
         mb_ucode *uc = &pt->codes[i];
         const gw_ynode *v = map->kids[i];
@@ -346,7 +356,7 @@ static int load_codes(mb_point *pt, const gw_ynode *map, const char *path, char 
             ucode_raw r;
             memset(&r, 0, sizeof(r));
             r.factor = NAN;
-            int rc = gw_cfg_apply(ucode_keys, v, &r, sub, err, errlen);
+            rc = gw_cfg_apply(ucode_keys, v, &r, sub, err, errlen);
             if (rc)
                 return rc;
             memcpy(uc->unit, r.unit, sizeof(uc->unit));
@@ -401,20 +411,17 @@ static int load_events(gw_profile *p, mb_point *pt, const gw_ynode *seq, const c
 {
     char sub[128];
     unsigned bits = (unsigned)pt->nbytes * 8;
-    if (seq->type != GW_Y_SEQ || seq->n == 0)
-        return fail(err, errlen, seq, path, "must be a list of {bit, event, active}");
-    if (seq->n > MB_MAX_EVENTS)
-        return fail(err, errlen, seq, path, "more than %d events", MB_MAX_EVENTS);
-    pt->evs = calloc(seq->n, sizeof(mb_event));
-    if (!pt->evs)
-        return GW_ENOMEM;
+    int rc = entries(seq, GW_Y_SEQ, MB_MAX_EVENTS, sizeof(mb_event), (void **)&pt->evs, path,
+                     "a list of {bit, event, active}", "events", err, errlen);
+    if (rc)
+        return rc;
     for (size_t i = 0; i < seq->n; i++) {
         const gw_ynode *m = seq->kids[i];
         mb_event *ev = &pt->evs[i];
         event_raw r;
         memset(&r, 0, sizeof(r));
         snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
-        int rc = gw_cfg_apply(event_keys, m, &r, sub, err, errlen);
+        rc = gw_cfg_apply(event_keys, m, &r, sub, err, errlen);
         if (rc)
             return rc;
         ev->has_bit = gw_ymap_get(m, "bit") != NULL;
@@ -441,13 +448,10 @@ static int load_enum(gw_profile *p, mb_point *pt, const gw_ynode *map, const cha
                      size_t errlen)
 {
     char sub[192];
-    if (map->type != GW_Y_MAP || map->n == 0)
-        return fail(err, errlen, map, path, "must be a mapping of value: event or {reason}");
-    if (map->n > MB_MAX_EVENTS)
-        return fail(err, errlen, map, path, "more than %d codes", MB_MAX_EVENTS);
-    pt->evs = calloc(map->n, sizeof(mb_event));
-    if (!pt->evs)
-        return GW_ENOMEM;
+    int rc = entries(map, GW_Y_MAP, MB_MAX_EVENTS, sizeof(mb_event), (void **)&pt->evs, path,
+                     "a mapping of value: event or {reason}", "codes", err, errlen);
+    if (rc)
+        return rc;
     pt->is_codes = 1;
     for (size_t i = 0; i < map->n; i++) {
         const gw_ynode *v = map->kids[i];
@@ -466,7 +470,7 @@ static int load_enum(gw_profile *p, mb_point *pt, const gw_ynode *map, const cha
         if (v->type == GW_Y_SCALAR) {
             gw_strlcpy(r.event, v->str, sizeof(r.event));
         } else {
-            int rc = gw_cfg_apply(code_keys, v, &r, sub, err, errlen);
+            rc = gw_cfg_apply(code_keys, v, &r, sub, err, errlen);
             if (rc)
                 return rc;
         }
@@ -482,8 +486,8 @@ static int load_enum(gw_profile *p, mb_point *pt, const gw_ynode *map, const cha
                             r.reason);
             ev->reason = (uint8_t)reason;
         } else {
-            int rc = event_name(p, pt, ev, r.event, v->type == GW_Y_SCALAR ? v : at(v, "event"),
-                                sub, err, errlen);
+            rc = event_name(p, pt, ev, r.event, v->type == GW_Y_SCALAR ? v : at(v, "event"), sub,
+                            err, errlen);
             if (rc)
                 return rc;
         }
