@@ -1274,6 +1274,36 @@ static void test_status_loader_errors(void **state)
                "t.yaml:4:", "does not apply to type bool");
 }
 
+/* The shipped radar-level profile: its status word and measurement state. */
+static void test_shipped_radar_status(void **state)
+{
+    (void)state;
+    gw_profile *p = embedded("radar-level");
+    uint8_t st[GW_PROFILE_MAX_EVENTS] = {0};
+    char k[16][32];
+    capture c;
+    device_reset();
+    holding[1] = 2500;
+    holding[3] = 1200;
+    holding[5] = 450;
+    assert_int_equal(edges(p, st, &c, k), 0); /* all clear: nothing to say */
+    assert_good(&c, "air_gap", 2.5, 1e-9);
+    holding[2] = 0x0009; /* echo lost, tamper */
+    holding[4] = 1;      /* calibrating */
+    size_t n = edges(p, st, &c, k);
+    assert_int_equal(n, 2);
+    assert_true(has_kind(k, n, "echo_lost=1") && has_kind(k, n, "tamper=1"));
+    const gw_reading *r = find_r(&c, "air_gap");
+    assert_int_equal(r->quality, GW_Q_UNCERTAIN);
+    assert_int_equal(r->reason, GW_R_CALIBRATING);
+    assert_int_equal(find_r(&c, "water_level")->reason, GW_R_CALIBRATING);
+    assert_int_equal(find_r(&c, "install_height")->quality, GW_Q_GOOD);
+    holding[4] = 3;
+    decode(p, &c, NULL, 0);
+    assert_bad(&c, "water_level", GW_R_SENSOR_FAULT);
+    gw_profile_free(p);
+}
+
 static void test_published_precision(void **state)
 {
     (void)state;
@@ -1338,6 +1368,7 @@ int main(void)
         cmocka_unit_test(test_status_events_edges),
         cmocka_unit_test(test_status_codes),
         cmocka_unit_test(test_status_loader_errors),
+        cmocka_unit_test(test_shipped_radar_status),
         cmocka_unit_test(test_published_precision),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
