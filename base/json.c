@@ -196,7 +196,8 @@ int gw_json_reading(char *out, size_t cap, const char *gw, const gw_json_dev *de
     gw_json_raw(&b, ",\"metric\":");
     gw_json_str(&b, r->metric);
     gw_json_raw(&b, ",\"value\":");
-    gw_json_num(&b, r->value);
+    double scale = r->places ? pow(10.0, r->places - 1) : 0; /* the profile's decimals */
+    gw_json_num(&b, scale ? round(r->value * scale) / scale + 0.0 : r->value);
     gw_json_raw(&b, ",\"unit\":");
     gw_json_str(&b, r->unit);
     gw_json_raw(&b, ",\"quality\":\"");
