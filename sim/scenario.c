@@ -757,7 +757,7 @@ int sim_scn_first_line(sim_scn *c, yaml_node_t *m, const sim_key *keys, const ch
  * runtime half is the sim_kind of the same name (kinds.c). */
 static const sim_scn_kind *const kinds[] = {
     &sim_scn_modbus_tcp, &sim_scn_modbus_rtu, &sim_scn_modbus_dtu, &sim_scn_sl651,
-    &sim_scn_hj212,      &sim_scn_coap_smoke, &sim_scn_mqtt_gauge,
+    &sim_scn_hj212,      &sim_scn_coap_smoke, &sim_scn_mqtt_gauge, &sim_scn_coap_cover,
 };
 #define NKINDS (sizeof kinds / sizeof kinds[0])
 

@@ -9,10 +9,20 @@
 #include <cmocka.h>
 
 #include "sim/enc_cover.h"
+#include "sim/kind.h"
+#include "sim/peer.h"
 #include "sim/rtu.h"
+#include "sim/scenario.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+
+/* main.c's clock; the scenario parser links the device kinds that call it. */
+double sim_now(const sim_ctx *ctx)
+{
+    return 0;
+}
 
 static sim_cover doc_frame(void)
 {
@@ -81,11 +91,65 @@ static void test_units_and_limits(void **st)
     assert_int_equal(sim_cover_encode(&f, b, SIM_COVER_LEN - 1), SIM_EINVAL);
 }
 
+static sim_scenario *parse(const char *y, char *err)
+{
+    return sim_scenario_parse(y, strlen(y), "t.yaml", NULL, err, 256);
+}
+
+/* The coap-cover kind's keys: its own curves and thresholds, the shared CoAP
+ * keys, and the refusals (a smoke detector's key or event). */
+static void test_scenario_keys(void **st)
+{
+    char err[256] = "";
+    const char *y = "name: s\n"
+                    "devices:\n"
+                    "  - id: mc-{n:02}\n"
+                    "    count: 3\n"
+                    "    protocol: coap-cover\n"
+                    "    port: 5683\n"
+                    "    imei: \"8691240000{n:05}\"\n"
+                    "    open: {type: points, points: [[0, 0], [30, 0], [30, 1]]}\n"
+                    "    water_level: 0.4\n"
+                    "    tilt_alarm: 20\n"
+                    "    events: [{at: 5s, device: 2, kind: battery_low}]\n";
+    sim_scenario *s = parse(y, err);
+    if (!s)
+        fail_msg("%s", err);
+    sim_peer *p = s->groups[0].peer;
+    assert_int_equal(p->open.kind, SIM_C_POINTS);
+    assert_int_equal(p->water.kind, SIM_C_CONSTANT);
+    assert_true(p->tilt_alarm == 20 && p->overflow == 1.5 && p->sample == 1);
+    assert_true(p->battery_v == 3.6);
+    assert_int_equal(p->events[0].kind, SIM_EV_BATTERY_LOW);
+    sim_scenario_free(s);
+    static const char *const bad[][2] = {
+        {"smoke: 0.1\n", "smoke: not a key of coap-cover"},
+        {"events: [{at: 1s, kind: fire_alarm}]\n", "'fire_alarm' is not an event of coap-cover"},
+        {"tilt_alarm: 0\n", "tilt_alarm: 0.1..180 deg"},
+        {"imei: \"86{n}\"\n", "imei:"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text,
+                 "name: s\ndevices:\n  - id: d{n}\n    count: 2\n    port: 5683\n"
+                 "    protocol: coap-cover\n    %s",
+                 bad[i][0]);
+        s = parse(text, err);
+        if (s) {
+            sim_scenario_free(s);
+            fail_msg("parsed: %s", bad[i][0]);
+        }
+        if (!strstr(err, bad[i][1]))
+            fail_msg("error '%s' does not contain '%s'", err, bad[i][1]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_documented_frame),
         cmocka_unit_test(test_units_and_limits),
+        cmocka_unit_test(test_scenario_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,156 @@
+/* Smart manhole covers end to end: the shipped rehearsal
+ * sim/scenarios/manhole-covers.yaml (15 MC-200 cover sensors played by
+ * build/sim from its own encoder, posting CoAP to the real gateway, whose
+ * cover-mc200 adapter decodes them, its rules judging them, a private
+ * mosquitto carrying the uplink to the sim's platform subscriber) at speed 10
+ * on free ports. Every expectation passes: the lifted road cover is a red
+ * alarm within 5 s and its closing ends the event, the tilted footway cover
+ * is yellow and never the road's red, the rising water raises the gateway's
+ * yellow threshold and then the sensor's overflow warning (orange), the weak
+ * battery, the silent cover going offline, nothing at the quiet ones. The
+ * gateway refused exactly one frame (mc-12's bad CRC) and knew every cover.
+ * A copy expecting an open cover at a quiet one and no tilt at the tilted one
+ * fails both with evidence. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "tests/integration/harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SCENARIO "sim/scenarios/manhole-covers.yaml"
+#define GW_CONFIG "manhole-covers.gateway.yaml"
+
+static char kept[256];
+
+/* Two free ports: the broker's (TCP) and the gateway's CoAP listener (UDP). */
+static void two_ports(int *broker, int *coap)
+{
+    *broker = h_free_port_range(2);
+    assert_true(*broker > 0);
+    *coap = *broker + 1;
+}
+
+static void test_covers_pass(void **st)
+{
+    int broker, coap;
+    two_ports(&broker, &coap);
+    char report[512];
+    snprintf(report, sizeof report, "%s/report.json", h_tmpdir());
+    const char *extra[] = {"--report", report, "--keep", NULL};
+    h_proc p = {0};
+    int rc = h_sim_run(&p, "covers.log", SCENARIO, broker, coap, extra, 60000);
+    h_kept_dir(&p, kept, sizeof kept);
+    if (rc != 0)
+        h_dump_log(&p);
+    assert_int_equal(rc, 0);
+    static const char *const lines[] = {
+        "PASS [1] online 15 devices",
+        "PASS [2] no_reading_lost all",
+        "PASS [3] event site lifted cover_open within 5s of t=30s",
+        "event cover_open from mc-13",
+        "PASS [4] alarm site lifted rule cover_open_road >= red",
+        "alarm cover_open_road:mc-13:",
+        "PASS [5] event site lifted cover_open ended",
+        "PASS [6] event site parked-on cover_tilt",
+        "PASS [7] alarm site parked-on rule cover_tilt >= yellow",
+        "PASS [8] no_alarm site parked-on rule cover_open_road",
+        "PASS [9] alarm site low-point rule well_water >= yellow",
+        "PASS [10] event site low-point water_overflow",
+        "PASS [11] alarm site low-point rule cover_overflow >= orange",
+        "PASS [12] event site weak-cell battery_low",
+        "PASS [13] event site gone-quiet offline",
+        "PASS [14] no_event site quiet cover_open",
+        "PASS [15] no_alarm site quiet",
+        "summary: 15 passed, 0 failed of 15 expectations",
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+        if (!h_log_contains(&p, lines[i])) {
+            h_dump_log(&p);
+            fail_msg("missing: %s", lines[i]);
+        }
+
+    /* The gateway's side: one malformed frame (the bad CRC), no unknown cover. */
+    char path[400];
+    snprintf(path, sizeof path, "%s/gateway.log", kept);
+    char *glog = h_slurp(path);
+    assert_non_null(glog);
+    long long req = h_last_count(glog, "[coap] stopping:", "requests ");
+    long long bad = h_last_count(glog, "[coap] stopping:", "malformed ");
+    long long unknown = h_last_count(glog, "[coap] stopping:", "unknown ");
+    free(glog);
+    fprintf(stderr, "covers: coap requests %lld malformed %lld unknown %lld\n", req, bad, unknown);
+    assert_true(req > 100);
+    assert_int_equal(bad, 1);
+    assert_int_equal(unknown, 0);
+
+    /* The readings the adapter makes of a frame reached the platform. */
+    char *text = h_slurp(report);
+    assert_non_null(text);
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    assert_non_null(root);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(root, "passed")));
+    cJSON_Delete(root);
+}
+
+static void test_wrong_expectations_fail(void **st)
+{
+    char *text = h_slurp(SCENARIO), cwd[400], copy[16384];
+    assert_non_null(text);
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    char *cfg = strstr(text, "config: " GW_CONFIG);
+    char *ex = strstr(text, "\nexpect:\n");
+    assert_true(cfg && ex && cfg < ex);
+    *cfg = 0;
+    *ex = 0;
+    int n = snprintf(copy, sizeof copy,
+                     "%sconfig: %s/sim/scenarios/" GW_CONFIG "%s\n"
+                     "expect:\n"
+                     "  - event: {device: mc-02, event: cover_open, of: 30s, within: 10s}\n"
+                     "  - no_event: {site: parked-on, event: cover_tilt}\n"
+                     "  - alarm: {site: lifted, rule: cover_open_road, level: red, of: 30s, "
+                     "within: 5s}\n",
+                     text, cwd, cfg + strlen("config: " GW_CONFIG));
+    free(text);
+    assert_true(n > 0 && (size_t)n < sizeof copy);
+    const char *path = h_write_file("wrong.yaml", copy);
+    int broker, coap;
+    two_ports(&broker, &coap);
+    const char *extra[] = {"--duration", "50s", NULL};
+    h_proc p = {0};
+    int rc = h_sim_run(&p, "covers-fail.log", path, broker, coap, extra, 40000);
+    if (rc != 1)
+        h_dump_log(&p);
+    assert_int_equal(rc, 1);
+    assert_true(h_log_contains(&p, "FAIL [1] event mc-02 cover_open within 10s of t=30s"));
+    assert_true(h_log_contains(&p, "FAIL [2] no_event site parked-on cover_tilt"));
+    assert_true(h_log_contains(&p, "event cover_tilt from mc-14 (seq "));
+    assert_true(h_log_contains(&p, "PASS [3] alarm site lifted rule cover_open_road >= red"));
+    assert_true(h_log_contains(&p, "summary: 1 passed, 2 failed of 3 expectations"));
+}
+
+static int teardown(void **st)
+{
+    if (kept[0])
+        h_remove_dir(kept);
+    kept[0] = 0;
+    h_cleanup();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_covers_pass, teardown),
+        cmocka_unit_test_teardown(test_wrong_expectations_fail, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
