@@ -141,8 +141,7 @@ static void add_cpu(cJSON *o, const char *key, const sim_cpu *c)
     cJSON_AddNumberToObject(x, "max_rss_kib", (double)c->max_rss_kib);
 }
 
-/* Writes text to path through a temporary file and a rename. */
-static int write_atomic(const char *path, const char *text)
+int sim_report_write(const char *path, const char *text)
 {
     char tmp[4096];
     int rc = SIM_ERR;
@@ -257,7 +256,7 @@ int sim_report_json(const char *path, const sim_run_conf *rc, const sim_verdict 
     cJSON_Delete(root);
     if (!text)
         return SIM_ENOMEM;
-    int r = write_atomic(path, text);
+    int r = sim_report_write(path, text);
     free(text);
     return r;
 }

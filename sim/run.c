@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -89,7 +90,9 @@ typedef struct run {
     double end_t;
 
     /* options */
-    const char *report_path, *csv_path;
+    const char *report_path, *csv_path, *html_path;
+    sim_html_extra *html; /* with --html: latency and thresholds, noted as messages arrive */
+    double wall_off;      /* Unix time minus uv_hrtime, in seconds */
     double csv_step, progress_s, duration;
     int quiet, keep;
 
@@ -533,6 +536,8 @@ static void drain(run *r)
                 r->sum.msgs_alarms++;
             if (r->ctx.t0_ns && sim_tl_message(r->tl, t, k, m->payload, m->len) == SIM_ENOMEM)
                 r->sum.msgs_dropped++;
+            if (r->ctx.t0_ns && r->html)
+                sim_html_note(r->html, k, m->payload, r->wall_off + (double)m->at_ns / 1e9);
         } else {
             r->sum.msgs_other++;
         }
@@ -970,9 +975,10 @@ static int num_arg(const char *flag, const char *v, double lo, double hi, double
 
 static void run_usage(FILE *f)
 {
-    fprintf(f, "usage: sim run SCENARIO [--speed X] [--duration D] [--broker-port N]\n"
-               "               [--base-port M] [--gateway BIN] [--report FILE.json] [--csv FILE]\n"
-               "               [--csv-step S] [--progress S] [--quiet] [--keep]\n");
+    fprintf(f,
+            "usage: sim run SCENARIO [--speed X] [--duration D] [--broker-port N]\n"
+            "               [--base-port M] [--gateway BIN] [--report FILE.json] [--csv FILE]\n"
+            "               [--csv-step S] [--html FILE.html] [--progress S] [--quiet] [--keep]\n");
 }
 
 /* Peer groups whose port is one of the broker's (mqtt-gauge) are its
@@ -1102,6 +1108,8 @@ int sim_run_main(int argc, char **argv)
             r->report_path = v;
         else if (!strcmp(a, "--csv"))
             r->csv_path = v;
+        else if (!strcmp(a, "--html"))
+            r->html_path = v;
         else if (!strcmp(a, "--csv-step")) {
             if (sim_parse_duration(v, &r->csv_step) || !(r->csv_step >= 0.01)) {
                 fprintf(stderr, "sim run: --csv-step: a duration >= 10ms\n");
@@ -1148,6 +1156,11 @@ int sim_run_main(int argc, char **argv)
     r->tl = sim_tl_new(MAX_READINGS_KEPT);
     if (r->tl)
         r->tl->speed = r->ctx.speed;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    r->wall_off = (double)now.tv_sec + now.tv_nsec / 1e9 - (double)uv_hrtime() / 1e9;
+    if (r->html_path && !(r->html = calloc(1, sizeof *r->html)))
+        r->tl = (sim_tl_free(r->tl), NULL);
     snprintf(r->tmpdir, sizeof r->tmpdir, "/tmp/sim-run.XXXXXX");
     if (!r->tl || !mkdtemp(r->tmpdir)) {
         fprintf(stderr, "sim run: cannot create a work folder: %s\n", strerror(errno));
@@ -1212,6 +1225,9 @@ int sim_run_main(int argc, char **argv)
                 code = code ? code : 2;
             if (r->csv_path && sim_report_csv(r->csv_path, r->scn, r->tl, r->csv_step))
                 code = code ? code : 2;
+            if (r->html_path &&
+                sim_report_html(r->html_path, r->rc, v, r->tl, &r->sum, r->html) != SIM_OK)
+                code = code ? code : 2;
             free(v);
         }
     }
@@ -1221,6 +1237,7 @@ int sim_run_main(int argc, char **argv)
         fprintf(stderr, "sim run: files kept in %s\n", r->tmpdir);
     sim_tl_free(r->tl);
     sim_scenario_free(r->scn);
+    free(r->html);
     free(r);
     return code;
 usage:

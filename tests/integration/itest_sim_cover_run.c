@@ -9,8 +9,12 @@
  * yellow threshold and then the sensor's overflow warning (orange), the weak
  * battery, the silent cover going offline, nothing at the quiet ones. The
  * gateway refused exactly one frame (mc-12's bad CRC) and knew every cover.
- * A copy expecting an open cover at a quiet one and no tilt at the tilted one
- * fails both with evidence. */
+ * The run's `--html` page, opened in headless Chromium (--dump-dom, and a
+ * screenshot kept as build/sim-run-covers.png), shows the verdict, every
+ * expectation with its evidence, the alarm markers on the timeline, the
+ * thresholds the gateway reported and the latency histogram, and loads
+ * nothing from elsewhere. A copy expecting an open cover at a quiet one and
+ * no tilt at the tilted one fails both with evidence. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -38,13 +42,68 @@ static void two_ports(int *broker, int *coap)
     *coap = *broker + 1;
 }
 
+/* The page as a browser sees it. */
+static void check_html(const char *html)
+{
+    char *page = h_slurp(html);
+    assert_non_null(page);
+    /* Self-contained: nothing fetched from elsewhere. */
+    assert_null(strstr(page, "http://"));
+    assert_null(strstr(page, "https://"));
+    assert_null(strstr(page, " src="));
+    assert_null(strstr(page, "<link"));
+    free(page);
+    const char *b = getenv("BUILD") ? getenv("BUILD") : "build";
+    const char *flags = "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+                        "--disable-background-networking --disable-component-update --disable-sync "
+                        "--disable-dev-shm-usage --virtual-time-budget=3000";
+    char cmd[2048], shot[600];
+    snprintf(cmd, sizeof cmd,
+             "timeout 60 chromium %s --user-data-dir=%s/chrome1 --dump-dom file://%s 2>/dev/null",
+             flags, h_tmpdir(), html);
+    static char dom[1 << 20];
+    int rc = h_run(cmd, dom, sizeof dom);
+    if (rc != 0 || !strstr(dom, "data-rendered=\"1\""))
+        fail_msg("chromium (exit %d) did not render the page: %.2000s", rc, dom);
+    /* The verdict, and the tally the page's script counted from the rows. */
+    assert_non_null(strstr(dom, "id=\"verdict\">PASS<"));
+    assert_non_null(strstr(dom, "15 of 15 expectations passed"));
+    /* Every expectation with its result and evidence. */
+    for (int i = 1; i <= 15; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "<tr class=\"exp pass\" id=\"exp-%d\">", i);
+        if (!strstr(dom, want))
+            fail_msg("no passing row %d", i);
+    }
+    assert_non_null(strstr(dom, "alarm cover_open_road:mc-13:"));
+    /* The timeline: the lifted cover's red alarm marked, its threshold-less
+     * event dots, the low point's water level with the gateway's yellow 1.2 m. */
+    assert_non_null(strstr(dom, "data-device=\"mc-13\""));
+    assert_non_null(strstr(dom, "class=\"alarm-marker lv-4\""));
+    assert_non_null(strstr(dom, "class=\"event-marker\""));
+    assert_non_null(strstr(dom, "data-metric=\"water_level\""));
+    assert_non_null(strstr(dom, ">yellow 1.2<"));
+    /* The latency distribution. */
+    assert_non_null(strstr(dom, "id=\"latency-stats\""));
+    assert_non_null(strstr(dom, "class=\"bin\""));
+    snprintf(shot, sizeof shot, "%s/sim-run-covers.png", b);
+    snprintf(cmd, sizeof cmd,
+             "timeout 60 chromium %s --user-data-dir=%s/chrome2 --window-size=1000,2400 "
+             "--screenshot=%s file://%s >/dev/null 2>&1",
+             flags, h_tmpdir(), shot, html);
+    char out[256];
+    assert_int_equal(h_run(cmd, out, sizeof out), 0);
+    assert_int_equal(access(shot, R_OK), 0);
+}
+
 static void test_covers_pass(void **st)
 {
     int broker, coap;
     two_ports(&broker, &coap);
-    char report[512];
+    char report[512], html[512];
     snprintf(report, sizeof report, "%s/report.json", h_tmpdir());
-    const char *extra[] = {"--report", report, "--keep", NULL};
+    snprintf(html, sizeof html, "%s/covers.html", h_tmpdir());
+    const char *extra[] = {"--report", report, "--html", html, "--keep", NULL};
     h_proc p = {0};
     int rc = h_sim_run(&p, "covers.log", SCENARIO, broker, coap, extra, 60000);
     h_kept_dir(&p, kept, sizeof kept);
@@ -99,6 +158,7 @@ static void test_covers_pass(void **st)
     assert_non_null(root);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(root, "passed")));
     cJSON_Delete(root);
+    check_html(html);
 }
 
 static void test_wrong_expectations_fail(void **st)
@@ -124,7 +184,9 @@ static void test_wrong_expectations_fail(void **st)
     const char *path = h_write_file("wrong.yaml", copy);
     int broker, coap;
     two_ports(&broker, &coap);
-    const char *extra[] = {"--duration", "50s", NULL};
+    char html[512];
+    snprintf(html, sizeof html, "%s/wrong.html", h_tmpdir());
+    const char *extra[] = {"--duration", "50s", "--html", html, NULL};
     h_proc p = {0};
     int rc = h_sim_run(&p, "covers-fail.log", path, broker, coap, extra, 40000);
     if (rc != 1)
@@ -135,6 +197,13 @@ static void test_wrong_expectations_fail(void **st)
     assert_true(h_log_contains(&p, "event cover_tilt from mc-14 (seq "));
     assert_true(h_log_contains(&p, "PASS [3] alarm site lifted rule cover_open_road >= red"));
     assert_true(h_log_contains(&p, "summary: 1 passed, 2 failed of 3 expectations"));
+    char *page = h_slurp(html);
+    assert_non_null(page);
+    assert_non_null(strstr(page, "id=\"verdict\">FAIL<"));
+    assert_non_null(strstr(page, "<tr class=\"exp fail\" id=\"exp-1\">"));
+    assert_non_null(strstr(page, "<tr class=\"exp fail\" id=\"exp-2\">"));
+    assert_non_null(strstr(page, "<tr class=\"exp pass\" id=\"exp-3\">"));
+    free(page);
 }
 
 static int teardown(void **st)
