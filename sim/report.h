@@ -29,6 +29,9 @@ int sim_report_print(FILE *f, const sim_run_conf *rc, const sim_verdict *v, cons
 /* The same as JSON, written to path (temp file + rename). */
 int sim_report_json(const char *path, const sim_run_conf *rc, const sim_verdict *v,
                     const sim_timeline *tl, const sim_run_summary *sum);
+/* "alarm transitions N (raised/updated: red a, orange b, yellow c, blue d)":
+ * every level, as the summary and the progress line say it. */
+void sim_report_alarm_counts(char *out, size_t cap, const sim_timeline *tl);
 /* Writes text (and a line feed) to path through a temporary file and a
  * rename, so a reader never sees half a report. 0 or SIM_ERR (said on stderr). */
 int sim_report_write(const char *path, const char *text);

@@ -72,9 +72,7 @@ typedef struct child {
     char log[600];
 } child;
 
-typedef struct port_map {
-    uint32_t old_lo, new_lo, count;
-} port_map;
+typedef sim_port_map port_map;
 
 typedef struct run {
     sim_ctx ctx;
@@ -699,19 +697,16 @@ static void progress(run *r)
         return;
     device_counts(r);
     evaluate(r, 0, v, &pass, &fail);
-    uint64_t al = r->tl->alarms_by_level[1] + r->tl->alarms_by_level[2] +
-                  r->tl->alarms_by_level[3] + r->tl->alarms_by_level[4];
+    char alarms[160];
+    sim_report_alarm_counts(alarms, sizeof alarms, r->tl);
     fprintf(stderr,
             "sim run: t=%.0fs/%.0fs | devices %u/%u asked, %llu requests | platform %llu msgs: "
-            "%llu readings, %llu events, %llu alarms (red %llu, orange %llu) | expectations %d "
-            "pass, %d fail, %d open\n",
+            "%llu readings, %llu events, %s | expectations %d pass, %d fail, %d open\n",
             sim_now(&r->ctx), r->duration, r->sum.devices_served, r->scn->ndevices,
             (unsigned long long)r->sum.requests,
             (unsigned long long)(r->sum.msgs_readings + r->sum.msgs_events + r->sum.msgs_alarms),
-            (unsigned long long)r->tl->readings, (unsigned long long)r->tl->events,
-            (unsigned long long)al, (unsigned long long)r->tl->alarms_by_level[4],
-            (unsigned long long)r->tl->alarms_by_level[3], pass, fail,
-            r->rc->nexpects - pass - fail);
+            (unsigned long long)r->tl->readings, (unsigned long long)r->tl->events, alarms, pass,
+            fail, r->rc->nexpects - pass - fail);
     free(v);
 }
 
@@ -1020,31 +1015,12 @@ static int apply_ports(run *r, double broker_port, double base_port)
         return SIM_EINVAL;
     }
     if (base_port > 0) {
-        /* Listening groups own `count` ports from `port`; dialing groups
-         * (sl651, hj212 `connect:`; peer kinds such as coap-smoke) share
-         * one: the gateway's listener. */
-        uint32_t lo = 65535;
-        for (int i = 0; i < r->scn->ngroups; i++) {
-            const sim_group *g = &r->scn->groups[i];
-            uint32_t p = g->rtu ? g->rtu->port : g->port;
-            if (p && p < lo && !broker_client(g, old_broker, orig_broker, r->broker_port))
-                lo = p;
-        }
-        for (int i = 0; i < r->scn->ngroups; i++) {
-            sim_group *g = &r->scn->groups[i];
-            uint32_t *pp = g->rtu ? &g->rtu->port : &g->port;
-            uint32_t count = g->rtu || (g->kind && g->kind->peer) ? 1 : g->count;
-            if (!*pp || broker_client(g, old_broker, orig_broker, r->broker_port))
-                continue;
-            uint32_t np = (uint32_t)base_port + (*pp - lo);
-            if (np + count - 1 > 65535) {
-                fprintf(stderr, "sim run: --base-port %u moves group on line %d past 65535\n",
-                        (uint32_t)base_port, g->line);
-                return SIM_EINVAL;
-            }
-            if (r->nports < 64)
-                r->ports[r->nports++] = (port_map){*pp, np, count};
-            *pp = np;
+        uint32_t keep[3] = {old_broker, orig_broker, r->broker_port};
+        char err[160];
+        if (sim_scenario_move_ports(r->scn, (uint32_t)base_port, keep, 3, r->ports, &r->nports, 64,
+                                    err, sizeof err)) {
+            fprintf(stderr, "sim run: %s\n", err);
+            return SIM_EINVAL;
         }
     }
     return SIM_OK;

@@ -1006,6 +1006,43 @@ out:
     return s;
 }
 
+static int kept_port(const sim_group *g, const uint32_t *keep, int nkeep)
+{
+    for (int i = 0; g->kind && g->kind->peer && g->port && i < nkeep; i++)
+        if (keep[i] && g->port == keep[i])
+            return 1;
+    return 0;
+}
+
+int sim_scenario_move_ports(sim_scenario *s, uint32_t base, const uint32_t *keep, int nkeep,
+                            sim_port_map *map, int *nmap, int cap, char *err, size_t errlen)
+{
+    uint32_t lo = 65535;
+    for (int i = 0; i < s->ngroups; i++) {
+        const sim_group *g = &s->groups[i];
+        uint32_t p = g->rtu ? g->rtu->port : g->port;
+        if (p && p < lo && !kept_port(g, keep, nkeep))
+            lo = p;
+    }
+    for (int i = 0; i < s->ngroups; i++) {
+        sim_group *g = &s->groups[i];
+        uint32_t *pp = g->rtu ? &g->rtu->port : &g->port;
+        uint32_t count = g->rtu || (g->kind && g->kind->peer) ? 1 : g->count;
+        if (!*pp || kept_port(g, keep, nkeep))
+            continue;
+        uint32_t np = base + (*pp - lo);
+        if (np + count - 1 > 65535) {
+            snprintf(err, errlen, "--base-port %u moves group on line %d past 65535", base,
+                     g->line);
+            return SIM_EINVAL;
+        }
+        if (*nmap < cap)
+            map[(*nmap)++] = (sim_port_map){*pp, np, count};
+        *pp = np;
+    }
+    return SIM_OK;
+}
+
 sim_scenario *sim_scenario_load(const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");

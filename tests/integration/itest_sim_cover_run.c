@@ -24,6 +24,7 @@
 
 #include "tests/integration/harness.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,6 +137,11 @@ static void test_covers_pass(void **st)
             fail_msg("missing: %s", lines[i]);
         }
 
+    /* The progress lines count alarms of every level (the tilt is yellow,
+     * the battery blue). */
+    assert_true(h_log_contains(&p, "| expectations "));
+    assert_true(h_log_contains(&p, "orange 1, yellow 2, blue 1) | expectations"));
+
     /* The gateway's side: one malformed frame (the bad CRC), no unknown cover. */
     char path[400];
     snprintf(path, sizeof path, "%s/gateway.log", kept);
@@ -206,6 +212,41 @@ static void test_wrong_expectations_fail(void **st)
     free(page);
 }
 
+/* `sim check SCENARIO` prints the plan without running anything: every
+ * group with where it sends, the rehearsal's processes (the gateway beside
+ * build/sim, its config beside the scenario) and each expectation; with
+ * --base-port the devices' port moved. */
+static void test_check_plan(void **st)
+{
+    static char out[1 << 16];
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "%s check %s --base-port 40100 2>&1", h_bin("sim"), SCENARIO);
+    assert_int_equal(h_run(cmd, out, sizeof out), 0);
+    static const char *const want[] = {
+        "scenario: manhole covers on Jiefang Road (" SCENARIO "), 15 devices in 4 groups",
+        "mc-01..mc-12 coap-cover x12 (line ",
+        "post to the gateway coap://127.0.0.1:40100/19/0/0",
+        "rehearsal: platform tcp://127.0.0.1:35883 topic city/gw-jiefang/#; broker started by sim "
+        "run; gateway ",
+        "/gateway -c sim/scenarios/manhole-covers.gateway.yaml",
+        "duration 120s scenario time at speed 10 (12.0s wall)",
+        "expectations: 15",
+        "[4] alarm site lifted rule cover_open_road >= red within 5s of t=30s (line ",
+        "[15] no_alarm site quiet (line ",
+        "ok: manhole covers on Jiefang Road, 15 devices",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(out, want[i]))
+            fail_msg("sim check: no '%s' in:\n%s", want[i], out);
+    assert_null(strstr(out, ":35783"));
+    /* The gateway is the one beside the sim binary, not a path from the cwd. */
+    char real[PATH_MAX], gw[PATH_MAX + 16];
+    assert_non_null(realpath(h_bin("gateway"), real));
+    snprintf(gw, sizeof gw, "gateway %s -c", real);
+    if (!strstr(out, gw))
+        fail_msg("sim check: no '%s' in:\n%s", gw, out);
+}
+
 static int teardown(void **st)
 {
     if (kept[0])
@@ -220,6 +261,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_covers_pass, teardown),
         cmocka_unit_test_teardown(test_wrong_expectations_fail, teardown),
+        cmocka_unit_test_teardown(test_check_plan, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

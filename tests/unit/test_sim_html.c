@@ -94,11 +94,31 @@ static void test_page(void **st)
     sim_tl_free(tl);
 }
 
+/* The progress line and the summary count alarm transitions of every level,
+ * not only red and orange. */
+static void test_alarm_counts(void **st)
+{
+    sim_timeline *tl = sim_tl_new(10);
+    assert_non_null(tl);
+    const char *al =
+        "{\"items\":[{\"seq\":1,\"alarm\":\"a:d:1\",\"rule\":\"a\",\"device\":\"d\","
+        "\"state\":\"raised\",\"level\":2},{\"seq\":2,\"alarm\":\"b:d:1\",\"rule\":"
+        "\"b\",\"device\":\"d\",\"state\":\"raised\",\"level\":1},{\"seq\":3,\"alarm\":"
+        "\"b:d:1\",\"rule\":\"b\",\"device\":\"d\",\"state\":\"cleared\",\"level\":0}]}";
+    assert_int_equal(sim_tl_message(tl, 1, "alarms", al, strlen(al)), 3);
+    char out[160];
+    sim_report_alarm_counts(out, sizeof out, tl);
+    assert_string_equal(out, "alarm transitions 3 (raised/updated: red 0, orange 0, yellow 1, "
+                             "blue 1)");
+    sim_tl_free(tl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_latency_and_thresholds),
         cmocka_unit_test(test_page),
+        cmocka_unit_test(test_alarm_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
