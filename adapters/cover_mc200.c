@@ -37,6 +37,8 @@
  * of life for the device's `heartbeat:` liveness and emits no event. */
 #include "adapters/adapter.h"
 
+#include "base/crc16.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -54,17 +56,6 @@ struct mc200 {
     int8_t snr;
 };
 
-static uint16_t crc16_modbus(const uint8_t *p, size_t n)
-{
-    uint16_t crc = 0xFFFF;
-    for (size_t i = 0; i < n; i++) {
-        crc ^= p[i];
-        for (int b = 0; b < 8; b++)
-            crc = (crc & 1) ? (uint16_t)((crc >> 1) ^ 0xA001) : (uint16_t)(crc >> 1);
-    }
-    return crc;
-}
-
 static uint16_t be16(const uint8_t *p)
 {
     return (uint16_t)(p[0] << 8 | p[1]);
@@ -80,7 +71,7 @@ static int mc_parse(const uint8_t *buf, size_t len, struct mc200 *f)
         return GW_EUNSUPPORTED;
     if (len != MC_LEN)
         return GW_EMALFORMED;
-    if (crc16_modbus(buf, MC_LEN - 2) != (uint16_t)(buf[MC_LEN - 2] | buf[MC_LEN - 1] << 8))
+    if (gw_crc16_modbus(buf, MC_LEN - 2) != (uint16_t)(buf[MC_LEN - 2] | buf[MC_LEN - 1] << 8))
         return GW_ECRC;
     memset(f, 0, sizeof(*f));
     f->type = buf[3];
