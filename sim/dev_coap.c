@@ -1,18 +1,22 @@
-/* The coap-smoke and coap-cover kinds: NB-IoT smoke detectors that POST NB-100
- * frames, and manhole cover sensors that POST MC-200 frames (enc_cover.c; the
- * cover samples its tilt/open/water curves every `sample` and sends a change
- * at once as an alarm report, type 02), as confirmable CoAP requests to the gateway (coap:// or
- * coaps:// with DTLS-PSK, identity = IMEI). Heartbeats are periodic reports (type 01) with event
- * bit 11, scenario events go out as event reports (type 02) and self-tests as self-test reports
- * (type 03); the observation time is the scenario clock as Unix time (wall time at start + scenario
- * time). Each detector has its own libcoap client session, hence its own UDP socket and source
- * port, like a real device behind an operator's network. Sessions are spread over shards of
- * SHARD_SIZE: one libcoap context per shard, whose epoll descriptor a uv_poll watches and whose
- * next deadline a uv_timer follows (coap_io_prepare_epoll walks every session of a context, so
- * small contexts keep each wake-up cheap). Heartbeats, reports and scenario events are timers on
- * the loop in scenario time; CoAP retransmissions run on libcoap's wall-clock timers. libcoap has
- * no retransmission callback, so its debug log line "retransmission #" is parsed and mapped back to
- * the device by the session's local port. */
+/* The coap-smoke kind: NB-IoT smoke detectors that POST NB-100 frames as
+ * confirmable CoAP requests to the gateway (coap:// or coaps:// with DTLS-PSK,
+ * identity = IMEI). Heartbeats are periodic reports (type 01) with event bit
+ * 11, scenario events go out as event reports (type 02) and self-tests as
+ * self-test reports (type 03); the observation time is the scenario clock as
+ * Unix time (wall time at start + scenario time). Each detector has its own libcoap client session,
+ * hence its own UDP socket and source port, like a real device behind an operator's network.
+ * Sessions are spread over shards of SHARD_SIZE: one libcoap context per shard, whose epoll
+ * descriptor a uv_poll watches and whose next deadline a uv_timer follows (coap_io_prepare_epoll
+ * walks every session of a context, so small contexts keep each wake-up cheap). Heartbeats, reports
+ * and scenario events are timers on the loop in scenario time; CoAP retransmissions run on
+ * libcoap's wall-clock timers. libcoap has no retransmission callback, so its
+ * debug log line "retransmission #" is parsed and mapped back to the device by
+ * the session's local port.
+ *
+ * coap-cover is the same device posting MC-200 manhole cover frames
+ * (enc_cover.c): it samples its tilt/open/water curves every `sample` and sends
+ * a change at once as an alarm report (type 02); reports are type 01,
+ * heartbeats type 03. */
 #include "sim/enc_cover.h"
 #include "sim/enc_gauge.h"
 #include "sim/enc_nb100.h"
