@@ -837,6 +837,13 @@ static int cs_start(sim_ctx *ctx, sim_group *g)
         sh->started = 1;
         uv_poll_start(&sh->poll, UV_READABLE, shard_poll_cb);
     }
+    /* Started before the devices' timers, so events at t=0 (silent from the
+     * start, say) apply before the first frames. */
+    uv_timer_init(ctx->loop, &cg->ev_timer);
+    cg->ev_timer.data = cg;
+    cg->ev_started = 1;
+    if (p->nevents)
+        uv_timer_start(&cg->ev_timer, ev_timer_cb, 0, 0);
     /* First heartbeats spread evenly over `spread` (default: the heartbeat
      * interval, at most 10 s) so thousands of devices do not start at once. */
     double spread = p->spread >= 0 ? p->spread : (p->heartbeat < 10 ? p->heartbeat : 10);
@@ -856,11 +863,6 @@ static int cs_start(sim_ctx *ctx, sim_group *g)
         d->next_sample = d->next_hb + p->sample;
         dev_arm(d);
     }
-    uv_timer_init(ctx->loop, &cg->ev_timer);
-    cg->ev_timer.data = cg;
-    cg->ev_started = 1;
-    if (p->nevents)
-        uv_timer_start(&cg->ev_timer, ev_timer_cb, 0, 0);
     if (!ctx->quiet)
         fprintf(stderr, "sim: %u %s devices -> %s://%s:%u%s, %u contexts\n", g->count, g->protocol,
                 p->dtls ? "coaps" : "coap", host, g->port, p->path, cg->nshards);
