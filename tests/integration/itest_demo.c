@@ -5,7 +5,8 @@
  * DEMO_MODBUS_PORT; with both moved to free ports while 18830 is still taken
  * it runs end to end (broker, simulator, gateway on a copy of the embedded
  * config, the platform's view showing the sensors' readings) and stops
- * everything it started. */
+ * everything it started. `sim modbus --base-port` says which port is taken and
+ * how to move the devices, and moves them. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,10 +121,40 @@ static void test_taken_then_moved(void **st)
         close(held);
 }
 
+/* sim modbus alone: a taken port is named with the device, and the way to
+ * move every device is said; --base-port moves them. */
+static void test_sim_modbus_base_port(void **st)
+{
+    int base = h_free_port_range(4);
+    assert_true(base > 0);
+    int held = hold(base + 1);
+    assert_true(held >= 0);
+    char port[16], want[128];
+    snprintf(port, sizeof port, "%d", base);
+    char *argv[] = {
+        (char *)h_bin("sim"), "modbus", "--scenario", "sim/scenarios/demo-rainstorm.yaml",
+        "--base-port",        port,     NULL};
+    h_proc p = {0};
+    assert_int_equal(h_spawn(&p, "sim-taken.log", argv), 0);
+    assert_int_equal(h_wait(&p, 20000), 1);
+    snprintf(want, sizeof want, "sim: wl-002: cannot listen on 127.0.0.1:%d", base + 1);
+    assert_true(h_log_contains(&p, want));
+    assert_true(h_log_contains(&p, "move every device with --base-port N"));
+    close(held);
+    h_proc q = {0};
+    snprintf(port, sizeof port, "%d", base + 1);
+    assert_int_equal(h_spawn(&q, "sim-moved.log", argv), 0);
+    assert_true(h_log_wait(&q, "sim: ready 3 devices", 10000));
+    assert_true(h_port_wait(base + 3, 5000));
+    h_signal(&q, SIGTERM);
+    assert_int_equal(h_wait(&q, 10000), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_taken_then_moved),
+        cmocka_unit_test(test_sim_modbus_base_port),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     h_cleanup();
