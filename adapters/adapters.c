@@ -22,6 +22,7 @@
     X(cbor_map)                                                                                    \
     X(modbus_profile)                                                                              \
     X(tank_tl1)                                                                                    \
+    X(cover_mc200)                                                                                 \
     /* end of the table: every line above ends with a backslash */
 
 #define DECLARE(n) extern const gw_adapter gw_adapter_##n;

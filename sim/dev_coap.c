@@ -11,7 +11,13 @@
  * and scenario events are timers on the loop in scenario time; CoAP retransmissions run on
  * libcoap's wall-clock timers. libcoap has no retransmission callback, so its
  * debug log line "retransmission #" is parsed and mapped back to the device by
- * the session's local port. */
+ * the session's local port.
+ *
+ * coap-cover is the same device posting MC-200 manhole cover frames
+ * (enc_cover.c): it samples its tilt/open/water curves every `sample` and sends
+ * a change at once as an alarm report (type 02); reports are type 01,
+ * heartbeats type 03. */
+#include "sim/enc_cover.h"
 #include "sim/enc_gauge.h"
 #include "sim/enc_nb100.h"
 #include "sim/kind.h"
@@ -35,6 +41,7 @@
 #define ALARM_TEMP_RISE 30.0
 #define BATTERY_LOW_V 2.60
 #define BATTERY_CRIT_V 2.40
+#define COVER_BATTERY_LOW_V 3.30   /* a cover's 3.6 V lithium cell reported low */
 #define HANDSHAKE_TIMEOUT_MS 10000 /* a DTLS session not up by then is replaced */
 
 /* Response codes counted one by one; anything else goes to "other". */
@@ -68,10 +75,12 @@ typedef struct cs_dev {
     uv_timer_t timer;            /* heartbeats and reports */
     double next_hb, next_report; /* scenario time */
     uint16_t seq;
-    uint16_t status; /* sticky event bits */
+    uint16_t status; /* sticky event bits; a cover's battery bit */
+    uint8_t sent;    /* a cover's status in the last frame sent */
+    double next_sample;
     double battery_v;
     int silent, wrong_psk, pend_bad_crc, pend_truncated;
-    sim_curve_state cst[2];
+    sim_curve_state cst[5];
     /* counters */
     uint64_t frames, heartbeats, reports, events, bytes_out, skipped_silent;
     uint64_t malformed_sent, send_failed, sessions, dtls_connected;
@@ -104,6 +113,7 @@ typedef struct cs_group {
     int ev_started;
     int next_event;
     int stopping;
+    int cover; /* coap-cover: MC-200 frames instead of NB-100 */
 } cs_group;
 
 /* libcoap's global state: started once for every coap-smoke group. */
@@ -350,9 +360,72 @@ static uint32_t unix_time(const cs_group *cg, double t)
     return u <= 0 ? 0 : u >= 4294967295.0 ? 0xFFFFFFFFu : (uint32_t)u;
 }
 
+/* An NB-100 frame of the detector at scenario time t into buf: its length or
+ * SIM_EINVAL. */
+static int nb100_frame(cs_dev *d, double t, uint8_t type, uint16_t extra_bits, uint8_t *buf,
+                       size_t cap)
+{
+    sim_nb100 f;
+    sim_peer *p = d->cg->p;
+    int heartbeat = (extra_bits & SIM_NB_HEARTBEAT) != 0;
+    memset(&f, 0, sizeof f);
+    f.type = type;
+    memcpy(f.imei, d->imei, sizeof f.imei);
+    f.seq = d->seq++;
+    f.time_s = unix_time(d->cg, t);
+    f.events = (uint16_t)(d->status | extra_bits);
+    f.battery_v = d->battery_v;
+    f.smoke_db_m = curve_or(&p->smoke, t, d->k, &d->cst[0], 0.012);
+    f.temp_c = curve_or(&p->temperature, t, d->k, &d->cst[1], 22);
+    if (d->status & SIM_NB_FIRE) {
+        if (f.smoke_db_m < ALARM_SMOKE)
+            f.smoke_db_m = ALARM_SMOKE;
+        f.temp_c += ALARM_TEMP_RISE;
+    }
+    f.rssi_dbm = -65 - (double)(d->k % 40);
+    if (heartbeat && p->tlv) {
+        f.ext = fw_ext;
+        f.next = sizeof fw_ext;
+    }
+    return sim_nb100_encode(&f, buf, cap);
+}
+
+/* A cover's status at t from its curves (the battery bit from its events). */
+static uint8_t cover_status(cs_dev *d, double t, sim_cover *f)
+{
+    const sim_peer *p = d->cg->p;
+    f->tilt_deg = curve_or(&p->tilt, t, d->k, &d->cst[0], 0.5);
+    double open = curve_or(&p->open, t, d->k, &d->cst[1], 0);
+    f->water_m = curve_or(&p->water, t, d->k, &d->cst[2], 0.3);
+    f->rsrp_dbm = curve_or(&p->rsrp, t, d->k, &d->cst[3], -95 - (double)(d->k % 20));
+    f->snr_db = curve_or(&p->snr, t, d->k, &d->cst[4], 10);
+    f->battery_v = d->battery_v;
+    return (uint8_t)((d->status & SIM_COVER_BATTERY_LOW) | (open >= 0.5 ? SIM_COVER_OPEN : 0) |
+                     (f->tilt_deg >= p->tilt_alarm ? SIM_COVER_TILT : 0) |
+                     (f->water_m >= p->overflow ? SIM_COVER_OVERFLOW : 0));
+}
+
+/* An MC-200 frame of the cover at t into buf: its length or SIM_EINVAL. The
+ * changed bits are those that differ from the last frame sent; *now gets the
+ * status, which becomes "sent" once the request is handed to libcoap. */
+static int cover_frame(cs_dev *d, double t, uint8_t type, uint8_t *now, uint8_t *buf, size_t cap)
+{
+    sim_cover f;
+    memset(&f, 0, sizeof f);
+    f.status = *now = cover_status(d, t, &f);
+    f.changed = (uint8_t)(f.status ^ d->sent);
+    f.type = type;
+    memcpy(f.imei, d->imei, sizeof f.imei);
+    f.seq = d->seq++;
+    f.time_s = unix_time(d->cg, t);
+    return sim_cover_encode(&f, buf, cap);
+}
+
 /* Builds, damages (per events and faults) and sends one frame: type is the
  * message type, extra_bits the one-shot event bits added to the sticky ones
- * (SIM_NB_HEARTBEAT makes a report a heartbeat). */
+ * (SIM_NB_HEARTBEAT makes a report a heartbeat). The MC-200 numbers its report
+ * and alarm types as the NB-100 its report and event types (1, 2), so the
+ * counters below hold for both. */
 static void dev_send(cs_dev *d, uint8_t type, uint16_t extra_bits)
 {
     cs_group *cg = d->cg;
@@ -389,29 +462,12 @@ static void dev_send(cs_dev *d, uint8_t type, uint16_t extra_bits)
     truncated |= d->pend_truncated;
     d->pend_bad_crc = d->pend_truncated = 0;
 
-    sim_nb100 f;
-    int heartbeat = (extra_bits & SIM_NB_HEARTBEAT) != 0;
-    memset(&f, 0, sizeof f);
-    f.type = type;
-    memcpy(f.imei, d->imei, sizeof f.imei);
-    f.seq = d->seq++;
-    f.time_s = unix_time(cg, t);
-    f.events = (uint16_t)(d->status | extra_bits);
-    f.battery_v = d->battery_v;
-    f.smoke_db_m = curve_or(&p->smoke, t, d->k, &d->cst[0], 0.012);
-    f.temp_c = curve_or(&p->temperature, t, d->k, &d->cst[1], 22);
-    if (d->status & SIM_NB_FIRE) {
-        if (f.smoke_db_m < ALARM_SMOKE)
-            f.smoke_db_m = ALARM_SMOKE;
-        f.temp_c += ALARM_TEMP_RISE;
-    }
-    f.rssi_dbm = -65 - (double)(d->k % 40);
-    if (heartbeat && p->tlv) {
-        f.ext = fw_ext;
-        f.next = sizeof fw_ext;
-    }
     uint8_t buf[SIM_NB100_MAX];
-    int len = sim_nb100_encode(&f, buf, sizeof buf);
+    uint8_t cover_now = 0;
+    int heartbeat = (extra_bits & SIM_NB_HEARTBEAT) != 0;
+    uint16_t seq = d->seq; /* the frame's, the token's */
+    int len = cg->cover ? cover_frame(d, t, type, &cover_now, buf, sizeof buf)
+                        : nb100_frame(d, t, type, extra_bits, buf, sizeof buf);
     if (len < 0) {
         d->send_failed++;
         return;
@@ -433,7 +489,7 @@ static void dev_send(cs_dev *d, uint8_t type, uint16_t extra_bits)
         return;
     }
     uint32_t now_ms = (uint32_t)uv_now(cg->ctx->loop);
-    uint8_t tok[6] = {(uint8_t)(f.seq >> 8),   (uint8_t)f.seq,         (uint8_t)(now_ms >> 24),
+    uint8_t tok[6] = {(uint8_t)(seq >> 8),     (uint8_t)seq,           (uint8_t)(now_ms >> 24),
                       (uint8_t)(now_ms >> 16), (uint8_t)(now_ms >> 8), (uint8_t)now_ms};
     uint8_t cf[2];
     int ok = coap_add_token(pdu, sizeof tok, tok);
@@ -467,6 +523,8 @@ static void dev_send(cs_dev *d, uint8_t type, uint16_t extra_bits)
         return;
     }
     d->bytes_out += (uint64_t)len;
+    if (!bad_crc && !truncated)
+        d->sent = cover_now; /* a damaged frame is refused: its changes go again */
     if (!d->session_up)
         d->in_handshake++;
     if (heartbeat)
@@ -480,12 +538,22 @@ static void dev_send(cs_dev *d, uint8_t type, uint16_t extra_bits)
 
 static void dev_timer_cb(uv_timer_t *tm);
 
+static void dev_heartbeat(cs_dev *d)
+{
+    if (d->cg->cover)
+        dev_send(d, SIM_COVER_HEARTBEAT, SIM_NB_HEARTBEAT);
+    else
+        dev_send(d, SIM_NB100_REPORT, SIM_NB_HEARTBEAT);
+}
+
 static void dev_arm(cs_dev *d)
 {
     cs_group *cg = d->cg;
     double next = d->next_hb;
     if (cg->p->report > 0 && d->next_report < next)
         next = d->next_report;
+    if (cg->cover && d->next_sample < next)
+        next = d->next_sample;
     double wait_s = (next - sim_now(cg->ctx)) / cg->ctx->speed;
     uint64_t ms = wait_s > 0 ? (uint64_t)ceil(wait_s * 1000.0) : 0;
     uv_timer_start(&d->timer, dev_timer_cb, ms, 0);
@@ -499,8 +567,17 @@ static void dev_timer_cb(uv_timer_t *tm)
     double t = sim_now(cg->ctx) + SLACK_S * cg->ctx->speed;
     if (cg->stopping)
         return;
+    if (cg->cover && t >= d->next_sample) {
+        /* A cover reports a change of state at once, as an alarm report. */
+        sim_cover f;
+        if (cover_status(d, t, &f) != d->sent)
+            dev_send(d, SIM_COVER_ALARM, 0);
+        d->next_sample += p->sample;
+        if (d->next_sample < t)
+            d->next_sample = t + p->sample;
+    }
     if (t >= d->next_hb) {
-        dev_send(d, SIM_NB100_REPORT, SIM_NB_HEARTBEAT);
+        dev_heartbeat(d);
         /* Catch up without a burst if the loop was held up (or speed is huge). */
         d->next_hb += p->heartbeat;
         if (d->next_hb < t)
@@ -515,9 +592,22 @@ static void dev_timer_cb(uv_timer_t *tm)
     dev_arm(d);
 }
 
+/* The events only a cover treats its own way: 1 if k was one of them. */
+static int cover_event(cs_dev *d, sim_event_kind k)
+{
+    if (k != SIM_EV_BATTERY_LOW && k != SIM_EV_BATTERY_OK)
+        return 0;
+    d->status = k == SIM_EV_BATTERY_LOW ? SIM_COVER_BATTERY_LOW : 0;
+    d->battery_v = k == SIM_EV_BATTERY_LOW ? COVER_BATTERY_LOW_V : d->cg->p->battery_v;
+    dev_send(d, SIM_COVER_ALARM, 0);
+    return 1;
+}
+
 static void dev_event(cs_dev *d, sim_event_kind k)
 {
     double nominal = d->cg->p->battery_v;
+    if (d->cg->cover && cover_event(d, k))
+        return;
     switch (k) {
     case SIM_EV_FIRE_ALARM:
         d->status |= SIM_NB_FIRE;
@@ -583,7 +673,7 @@ static void dev_event(cs_dev *d, sim_event_kind k)
         dev_send(d, SIM_NB100_EVENT, 0);
         break;
     case SIM_EV_HEARTBEAT:
-        dev_send(d, SIM_NB100_REPORT, SIM_NB_HEARTBEAT);
+        dev_heartbeat(d);
         break;
     case SIM_EV_BAD_CRC:
         d->pend_bad_crc = 1;
@@ -602,7 +692,7 @@ static void dev_event(cs_dev *d, sim_event_kind k)
     case SIM_EV_RESUME:
         if (d->silent) {
             d->silent = 0;
-            dev_send(d, SIM_NB100_REPORT, SIM_NB_HEARTBEAT);
+            dev_heartbeat(d);
         }
         break;
     default:
@@ -649,7 +739,8 @@ static int dev_init(cs_group *cg, cs_dev *d, uint32_t k)
     d->n = cg->g->first + k;
     d->sh = &cg->shards[k / SHARD_SIZE];
     d->battery_v = p->battery_v;
-    d->cst[0].step = d->cst[1].step = -1;
+    for (size_t i = 0; i < sizeof d->cst / sizeof d->cst[0]; i++)
+        d->cst[i].step = -1;
     if (sim_format_id(cg->g->id_tmpl, d->n, d->id, sizeof d->id) != SIM_OK ||
         sim_expand(p->imei, d->n, d->id, NULL, imei, sizeof imei) != 15 ||
         sim_expand(p->query, d->n, d->id, imei, d->query, sizeof d->query) < 0)
@@ -692,6 +783,7 @@ static int cs_start(sim_ctx *ctx, sim_group *g)
     cg->g = g;
     cg->p = p;
     cg->ctx = ctx;
+    cg->cover = !strcmp(g->protocol, "coap-cover");
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
     cg->clock0 = (double)wall.tv_sec + wall.tv_nsec / 1e9 - sim_now(ctx);
@@ -745,6 +837,13 @@ static int cs_start(sim_ctx *ctx, sim_group *g)
         sh->started = 1;
         uv_poll_start(&sh->poll, UV_READABLE, shard_poll_cb);
     }
+    /* Started before the devices' timers, so events at t=0 (silent from the
+     * start, say) apply before the first frames. */
+    uv_timer_init(ctx->loop, &cg->ev_timer);
+    cg->ev_timer.data = cg;
+    cg->ev_started = 1;
+    if (p->nevents)
+        uv_timer_start(&cg->ev_timer, ev_timer_cb, 0, 0);
     /* First heartbeats spread evenly over `spread` (default: the heartbeat
      * interval, at most 10 s) so thousands of devices do not start at once. */
     double spread = p->spread >= 0 ? p->spread : (p->heartbeat < 10 ? p->heartbeat : 10);
@@ -761,15 +860,11 @@ static int cs_start(sim_ctx *ctx, sim_group *g)
         cg->ndevs = k + 1;
         d->next_hb = t0 + spread * k / g->count;
         d->next_report = d->next_hb + (p->report > 0 ? p->report / 2 : 0);
+        d->next_sample = d->next_hb + p->sample;
         dev_arm(d);
     }
-    uv_timer_init(ctx->loop, &cg->ev_timer);
-    cg->ev_timer.data = cg;
-    cg->ev_started = 1;
-    if (p->nevents)
-        uv_timer_start(&cg->ev_timer, ev_timer_cb, 0, 0);
     if (!ctx->quiet)
-        fprintf(stderr, "sim: %u coap-smoke devices -> %s://%s:%u%s, %u contexts\n", g->count,
+        fprintf(stderr, "sim: %u %s devices -> %s://%s:%u%s, %u contexts\n", g->count, g->protocol,
                 p->dtls ? "coaps" : "coap", host, g->port, p->path, cg->nshards);
     return SIM_OK;
 bad_host:
@@ -891,6 +986,16 @@ static void cs_stats(sim_ctx *ctx, sim_group *g, void *arr)
 
 const sim_kind sim_kind_coap_smoke = {
     .name = "coap-smoke",
+    .start = cs_start,
+    .stop = cs_stop,
+    .stats = cs_stats,
+    .destroy = cs_destroy,
+    .peer = 1,
+};
+
+/* The same CoAP device, posting MC-200 manhole cover frames. */
+const sim_kind sim_kind_coap_cover = {
+    .name = "coap-cover",
     .start = cs_start,
     .stop = cs_stop,
     .stats = cs_stats,

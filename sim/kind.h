@@ -33,6 +33,7 @@ extern const sim_kind sim_kind_modbus_dtu;
 extern const sim_kind sim_kind_sl651;
 extern const sim_kind sim_kind_hj212;
 extern const sim_kind sim_kind_coap_smoke;
+extern const sim_kind sim_kind_coap_cover;
 extern const sim_kind sim_kind_mqtt_gauge;
 
 struct uv_loop_s;

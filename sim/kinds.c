@@ -8,7 +8,7 @@
 
 static const sim_kind *const kinds[] = {
     &sim_kind_modbus_tcp, &sim_kind_modbus_rtu, &sim_kind_modbus_dtu, &sim_kind_sl651,
-    &sim_kind_hj212,      &sim_kind_coap_smoke, &sim_kind_mqtt_gauge,
+    &sim_kind_hj212,      &sim_kind_coap_smoke, &sim_kind_mqtt_gauge, &sim_kind_coap_cover,
 };
 
 const sim_kind *sim_kind_find(const char *name)

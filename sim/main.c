@@ -18,16 +18,17 @@ double sim_now(const sim_ctx *ctx)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage:\n"
-            "  sim modbus --scenario FILE [--speed X] [--stats FILE] [--bind ADDR] [--quiet]\n"
-            "  sim check --scenario FILE\n"
-            "  sim run SCENARIO [--speed X] [--duration D] [--broker-port N] [--base-port M]\n"
-            "          [--gateway BIN] [--report FILE.json] [--csv FILE] [--csv-step S]\n"
-            "          [--progress S] [--quiet] [--keep]\n"
-            "  sim platform --broker URI [--topic T] [--count N] [--timeout S] [--pretty]\n"
-            "               [--qos Q] [--client-id ID] [--ca FILE] [--user U --password-file F]\n"
-            "see docs/sim.md\n");
+    fprintf(
+        f, "usage:\n"
+           "  sim modbus --scenario FILE [--speed X] [--stats FILE] [--bind ADDR] [--base-port M]\n"
+           "             [--quiet]\n"
+           "  sim check SCENARIO [--bind ADDR] [--base-port M]\n"
+           "  sim run SCENARIO [--speed X] [--duration D] [--broker-port N] [--base-port M]\n"
+           "          [--gateway BIN] [--report FILE.json] [--csv FILE] [--csv-step S]\n"
+           "          [--html FILE.html] [--progress S] [--quiet] [--keep]\n"
+           "  sim platform --broker URI [--topic T] [--count N] [--timeout S] [--pretty]\n"
+           "               [--qos Q] [--client-id ID] [--ca FILE] [--user U --password-file F]\n"
+           "see docs/sim.md\n");
 }
 
 /* Raises the open-file soft limit to the hard limit, and past it when this
@@ -99,8 +100,72 @@ static const char *arg_value(int argc, char **argv, int *i)
     return argv[++*i];
 }
 
+/* The plan of a scenario as sim run would carry it out: every group with the
+ * ports it binds or sends to, the rehearsal's processes and each expectation,
+ * without starting anything (sim check). */
+static void print_plan(const sim_scenario *scn, const char *path, const char *bind)
+{
+    printf("scenario: %s (%s), %u devices in %d groups\n", scn->name, path, scn->ndevices,
+           scn->ngroups);
+    for (int i = 0; i < scn->ngroups; i++) {
+        const sim_group *g = &scn->groups[i];
+        char first[64], last[64];
+        const char *host = g->rtu && g->rtu->host[0] ? g->rtu->host : g->host[0] ? g->host : bind;
+        sim_format_id(g->id_tmpl, g->first, first, sizeof first);
+        sim_format_id(g->id_tmpl, g->first + g->count - 1, last, sizeof last);
+        printf("  %s..%s %s x%u (line %d): ", first, last, g->protocol, g->count, g->line);
+        if (g->rtu)
+            printf("dial the gateway at %s:%u", host, g->rtu->port);
+        else if (g->peer && !strcmp(g->protocol, "mqtt-gauge"))
+            printf("publish to the broker %s:%u", host, g->port);
+        else if (g->peer)
+            printf("post to the gateway %s://%s:%u%s", g->peer->dtls ? "coaps" : "coap", host,
+                   g->port, g->peer->path);
+        else
+            printf("listen on %s:%u..%u, unit %d", host, g->port, g->port + g->count - 1, g->unit);
+        printf(", %d registers, %d faults, %d events\n", g->nregs, g->nfaults,
+               g->peer ? g->peer->nevents : 0);
+    }
+    const sim_run_conf *rc = scn->run;
+    if (!rc || !rc->broker[0]) {
+        printf("rehearsal: none (no platform: block; sim modbus plays the devices)\n");
+        return;
+    }
+    printf("rehearsal: platform %s topic %s/%s/#; broker %s; gateway %s%s%s\n", rc->broker,
+           rc->topic_prefix[0] ? rc->topic_prefix : "iot", rc->gateway_id[0] ? rc->gateway_id : "+",
+           rc->broker_start ? "started by sim run" : "yours",
+           rc->gw_config[0] ? rc->gw_binary : "yours (not started)", rc->gw_config[0] ? " -c " : "",
+           rc->gw_config);
+    double speed = rc->speed > 0 ? rc->speed : 1;
+    printf("  duration %gs scenario time at speed %g (%.1fs wall)\n", rc->duration, speed,
+           rc->duration / speed);
+    printf("expectations: %d\n", rc->nexpects);
+    for (int i = 0; i < rc->nexpects; i++)
+        printf("  [%d] %s (line %d)\n", i + 1, rc->expects[i].label, rc->expects[i].line);
+}
+
+/* --base-port for the devices alone: the mqtt-gauges' port is their broker's
+ * and stays. */
+static int move_ports(sim_scenario *scn, double base)
+{
+    uint32_t keep[16];
+    int nkeep = 0, nmap = 0;
+    sim_port_map map[64];
+    char err[160];
+    for (int i = 0; i < scn->ngroups && nkeep < 16; i++)
+        if (!strcmp(scn->groups[i].protocol, "mqtt-gauge"))
+            keep[nkeep++] = scn->groups[i].port;
+    if (base > 0 && sim_scenario_move_ports(scn, (uint32_t)base, keep, nkeep, map, &nmap, 64, err,
+                                            sizeof err)) {
+        fprintf(stderr, "sim: %s\n", err);
+        return SIM_EINVAL;
+    }
+    return SIM_OK;
+}
+
 static int run_devices(int argc, char **argv, int check_only)
 {
+    double base_port = 0;
     const char *scenario = NULL;
     char err[512];
     run_state rs;
@@ -111,6 +176,18 @@ static int run_devices(int argc, char **argv, int check_only)
         const char *a = argv[i];
         if (!strcmp(a, "--scenario")) {
             scenario = arg_value(argc, argv, &i);
+        } else if (a[0] != '-' && !scenario) {
+            scenario = a;
+        } else if (!strcmp(a, "--base-port")) {
+            const char *v = arg_value(argc, argv, &i);
+            char *end;
+            errno = 0;
+            base_port = strtod(v, &end);
+            if (end == v || *end || errno || base_port != floor(base_port) || base_port < 1 ||
+                base_port > 65535) {
+                fprintf(stderr, "sim: --base-port: expected a port 1..65535\n");
+                return 2;
+            }
         } else if (!strcmp(a, "--speed")) {
             const char *v = arg_value(argc, argv, &i);
             char *end;
@@ -133,7 +210,7 @@ static int run_devices(int argc, char **argv, int check_only)
         }
     }
     if (!scenario) {
-        fprintf(stderr, "sim: --scenario FILE is required\n");
+        fprintf(stderr, "sim: a scenario file is required (--scenario FILE)\n");
         return 2;
     }
     sim_scenario *scn = sim_scenario_load(scenario, err, sizeof err);
@@ -141,16 +218,12 @@ static int run_devices(int argc, char **argv, int check_only)
         fprintf(stderr, "sim: %s\n", err);
         return 2;
     }
+    if (move_ports(scn, base_port) != SIM_OK) {
+        sim_scenario_free(scn);
+        return 2;
+    }
     if (check_only) {
-        for (int i = 0; i < scn->ngroups; i++) {
-            sim_group *g = &scn->groups[i];
-            char first[64], last[64];
-            sim_format_id(g->id_tmpl, g->first, first, sizeof first);
-            sim_format_id(g->id_tmpl, g->first + g->count - 1, last, sizeof last);
-            printf("%s..%s %s %s:%u..%u unit %d, %d registers, %d faults\n", first, last,
-                   g->protocol, g->host[0] ? g->host : rs.ctx.bind, g->port, g->port + g->count - 1,
-                   g->unit, g->nregs, g->nfaults);
-        }
+        print_plan(scn, scenario, rs.ctx.bind);
         printf("ok: %s, %u devices\n", scn->name, scn->ndevices);
         sim_scenario_free(scn);
         return 0;
@@ -181,6 +254,9 @@ static int run_devices(int argc, char **argv, int check_only)
         if (!rs.ctx.quiet)
             fprintf(stderr, "sim: scenario '%s', speed %g\n", scn->name, rs.ctx.speed);
     } else {
+        /* The kind named the device and port; say how to move them. */
+        fprintf(stderr, "sim: a port is taken or cannot be bound: free it, or move every device "
+                        "with --base-port N (the lowest port becomes N, offsets kept)\n");
         rs.ctx.stats_path = NULL;
         stop_all(&rs);
     }

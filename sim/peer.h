@@ -73,6 +73,15 @@ typedef struct sim_peer {
     double battery_v;      /* nominal battery voltage */
     sim_curve smoke;       /* dB/m; none = 0.012 */
     sim_curve temperature; /* degC; none = 22 */
+    /* coap-cover (with the coap-smoke keys above but smoke, temperature, tlv) */
+    sim_curve tilt;    /* degrees from level; none = 0.5 */
+    sim_curve open;    /* >= 0.5: the cover is open or displaced; none = closed */
+    sim_curve water;   /* water level in the well, m; none = 0.3 */
+    sim_curve rsrp;    /* dBm; none = -95 - (k % 20) */
+    sim_curve snr;     /* dB; none = 10 */
+    double tilt_alarm; /* degrees: tilted at or beyond */
+    double overflow;   /* m: overflow warning at or above */
+    double sample;     /* s of scenario time between samplings of the curves */
     /* mqtt-gauge */
     char topic[128];
     char status_topic[128]; /* default: topic with its last level replaced by status */

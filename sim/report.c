@@ -49,6 +49,16 @@ const sim_regdef *sim_run_metric_reg(const sim_run_conf *rc, const sim_group *g,
     return NULL;
 }
 
+void sim_report_alarm_counts(char *out, size_t cap, const sim_timeline *tl)
+{
+    snprintf(out, cap,
+             "alarm transitions %llu (raised/updated: red %llu, orange %llu, yellow %llu, "
+             "blue %llu)",
+             (unsigned long long)tl->alarms, (unsigned long long)tl->alarms_by_level[4],
+             (unsigned long long)tl->alarms_by_level[3], (unsigned long long)tl->alarms_by_level[2],
+             (unsigned long long)tl->alarms_by_level[1]);
+}
+
 static const char *status_word(int st)
 {
     return st == SIM_V_PASS ? "PASS" : st == SIM_V_FAIL ? "FAIL" : "PENDING";
@@ -94,15 +104,11 @@ int sim_report_print(FILE *f, const sim_run_conf *rc, const sim_verdict *v, cons
         fprintf(f, "; %llu DROPPED by the sim (its queue was full): results are incomplete",
                 (unsigned long long)sum->msgs_dropped);
     fputc('\n', f);
-    fprintf(
-        f,
-        "  items: readings %llu, events %llu, alarm transitions %llu (raised/updated: red %llu, "
-        "orange %llu, yellow %llu, blue %llu), duplicates %llu, malformed %llu\n",
-        (unsigned long long)tl->readings, (unsigned long long)tl->events,
-        (unsigned long long)tl->alarms, (unsigned long long)tl->alarms_by_level[4],
-        (unsigned long long)tl->alarms_by_level[3], (unsigned long long)tl->alarms_by_level[2],
-        (unsigned long long)tl->alarms_by_level[1], (unsigned long long)tl->duplicates,
-        (unsigned long long)tl->malformed);
+    char alarms[160];
+    sim_report_alarm_counts(alarms, sizeof alarms, tl);
+    fprintf(f, "  items: readings %llu, events %llu, %s, duplicates %llu, malformed %llu\n",
+            (unsigned long long)tl->readings, (unsigned long long)tl->events, alarms,
+            (unsigned long long)tl->duplicates, (unsigned long long)tl->malformed);
     for (uint32_t i = 0; i < tl->ngws; i++) {
         const sim_gw_tally *g = &tl->gws[i];
         fprintf(f,
@@ -141,8 +147,7 @@ static void add_cpu(cJSON *o, const char *key, const sim_cpu *c)
     cJSON_AddNumberToObject(x, "max_rss_kib", (double)c->max_rss_kib);
 }
 
-/* Writes text to path through a temporary file and a rename. */
-static int write_atomic(const char *path, const char *text)
+int sim_report_write(const char *path, const char *text)
 {
     char tmp[4096];
     int rc = SIM_ERR;
@@ -257,7 +262,7 @@ int sim_report_json(const char *path, const sim_run_conf *rc, const sim_verdict 
     cJSON_Delete(root);
     if (!text)
         return SIM_ENOMEM;
-    int r = write_atomic(path, text);
+    int r = sim_report_write(path, text);
     free(text);
     return r;
 }

@@ -29,6 +29,46 @@ int sim_report_print(FILE *f, const sim_run_conf *rc, const sim_verdict *v, cons
 /* The same as JSON, written to path (temp file + rename). */
 int sim_report_json(const char *path, const sim_run_conf *rc, const sim_verdict *v,
                     const sim_timeline *tl, const sim_run_summary *sum);
+/* "alarm transitions N (raised/updated: red a, orange b, yellow c, blue d)":
+ * every level, as the summary and the progress line say it. */
+void sim_report_alarm_counts(char *out, size_t cap, const sim_timeline *tl);
+/* Writes text (and a line feed) to path through a temporary file and a
+ * rename, so a reader never sees half a report. 0 or SIM_ERR (said on stderr). */
+int sim_report_write(const char *path, const char *text);
+
+/* `sim run --html`: what the page needs besides the timeline, noted by run.c
+ * as messages arrive (report_html.c). Latency is the platform's arrival (wall
+ * clock of this host) minus the item's `recv` (readings, events) or `at`
+ * (alarm transitions): the gateway's receive-to-platform delivery time, both
+ * clocks being this machine's when `sim run` started the gateway. */
+#define SIM_LAT_BINS 16
+#define SIM_HTML_THRESHOLDS 128
+typedef struct sim_threshold {
+    char dev[SIM_NAME_MAX];
+    char metric[48];
+    int level;
+    double value;
+} sim_threshold;
+
+typedef struct sim_html_extra {
+    uint64_t lat_n, lat_bins[SIM_LAT_BINS];
+    double lat_min, lat_max, lat_sum;
+    int nthr; /* thresholds the gateway's alarm transitions named, distinct */
+    sim_threshold thr[SIM_HTML_THRESHOLDS];
+} sim_html_extra;
+
+/* Upper edges of the latency bins, seconds (the last is infinite). */
+extern const double sim_lat_edges[SIM_LAT_BINS];
+/* Notes one uplink message of kind "readings", "events" or "alarms" that
+ * arrived at Unix time wall_s. Malformed payloads are skipped. */
+void sim_html_note(sim_html_extra *x, const char *kind, const char *payload, double wall_s);
+/* The self-contained page (no external assets: inline CSS, SVG, a few lines of
+ * JS): the verdict with each expectation's evidence, per device the values
+ * received over scenario time with the thresholds and the alarm transitions
+ * and events marked, and the latency distribution. 0 or SIM_ERR. */
+int sim_report_html(const char *path, const sim_run_conf *rc, const sim_verdict *v,
+                    const sim_timeline *tl, const sim_run_summary *sum, const sim_html_extra *x);
+
 /* A plot-ready CSV: t,dir,device,metric,value,quality. Rows "sent" sample the
  * scenario's register curves every `step` scenario seconds up to tl->end_t (as
  * encoded: integer registers rounded), rows "recv" are what reached the

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -71,9 +72,7 @@ typedef struct child {
     char log[600];
 } child;
 
-typedef struct port_map {
-    uint32_t old_lo, new_lo, count;
-} port_map;
+typedef sim_port_map port_map;
 
 typedef struct run {
     sim_ctx ctx;
@@ -89,8 +88,10 @@ typedef struct run {
     double end_t;
 
     /* options */
-    const char *report_path, *csv_path, *capture_path;
-    FILE *capture; /* --capture: every message received, "<topic> <payload>" a line */
+    const char *report_path, *csv_path, *capture_path, *html_path;
+    FILE *capture;        /* --capture: every message received, "<topic> <payload>" a line */
+    sim_html_extra *html; /* with --html: latency and thresholds, noted as messages arrive */
+    double wall_off;      /* Unix time minus uv_hrtime, in seconds */
     double csv_step, progress_s, duration;
     int quiet, keep;
 
@@ -544,6 +545,8 @@ static void drain(run *r)
                 r->sum.msgs_alarms++;
             if (r->ctx.t0_ns && sim_tl_message(r->tl, t, k, m->payload, m->len) == SIM_ENOMEM)
                 r->sum.msgs_dropped++;
+            if (r->ctx.t0_ns && r->html)
+                sim_html_note(r->html, k, m->payload, r->wall_off + (double)m->at_ns / 1e9);
         } else {
             r->sum.msgs_other++;
         }
@@ -705,19 +708,16 @@ static void progress(run *r)
         return;
     device_counts(r);
     evaluate(r, 0, v, &pass, &fail);
-    uint64_t al = r->tl->alarms_by_level[1] + r->tl->alarms_by_level[2] +
-                  r->tl->alarms_by_level[3] + r->tl->alarms_by_level[4];
+    char alarms[160];
+    sim_report_alarm_counts(alarms, sizeof alarms, r->tl);
     fprintf(stderr,
             "sim run: t=%.0fs/%.0fs | devices %u/%u asked, %llu requests | platform %llu msgs: "
-            "%llu readings, %llu events, %llu alarms (red %llu, orange %llu) | expectations %d "
-            "pass, %d fail, %d open\n",
+            "%llu readings, %llu events, %s | expectations %d pass, %d fail, %d open\n",
             sim_now(&r->ctx), r->duration, r->sum.devices_served, r->scn->ndevices,
             (unsigned long long)r->sum.requests,
             (unsigned long long)(r->sum.msgs_readings + r->sum.msgs_events + r->sum.msgs_alarms),
-            (unsigned long long)r->tl->readings, (unsigned long long)r->tl->events,
-            (unsigned long long)al, (unsigned long long)r->tl->alarms_by_level[4],
-            (unsigned long long)r->tl->alarms_by_level[3], pass, fail,
-            r->rc->nexpects - pass - fail);
+            (unsigned long long)r->tl->readings, (unsigned long long)r->tl->events, alarms, pass,
+            fail, r->rc->nexpects - pass - fail);
     free(v);
 }
 
@@ -981,10 +981,11 @@ static int num_arg(const char *flag, const char *v, double lo, double hi, double
 
 static void run_usage(FILE *f)
 {
-    fprintf(f, "usage: sim run SCENARIO [--speed X] [--duration D] [--broker-port N]\n"
-               "               [--base-port M] [--gateway BIN] [--report FILE.json] [--csv FILE]\n"
-               "               [--csv-step S] [--progress S] [--quiet] [--keep]\n"
-               "               [--capture FILE]\n");
+    fprintf(f,
+            "usage: sim run SCENARIO [--speed X] [--duration D] [--broker-port N]\n"
+            "               [--base-port M] [--gateway BIN] [--report FILE.json] [--csv FILE]\n"
+            "               [--csv-step S] [--html FILE.html] [--progress S] [--quiet] [--keep]\n"
+            "               [--capture FILE]\n");
 }
 
 /* Peer groups whose port is one of the broker's (mqtt-gauge) are its
@@ -1026,31 +1027,12 @@ static int apply_ports(run *r, double broker_port, double base_port)
         return SIM_EINVAL;
     }
     if (base_port > 0) {
-        /* Listening groups own `count` ports from `port`; dialing groups
-         * (sl651, hj212 `connect:`; peer kinds such as coap-smoke) share
-         * one: the gateway's listener. */
-        uint32_t lo = 65535;
-        for (int i = 0; i < r->scn->ngroups; i++) {
-            const sim_group *g = &r->scn->groups[i];
-            uint32_t p = g->rtu ? g->rtu->port : g->port;
-            if (p && p < lo && !broker_client(g, old_broker, orig_broker, r->broker_port))
-                lo = p;
-        }
-        for (int i = 0; i < r->scn->ngroups; i++) {
-            sim_group *g = &r->scn->groups[i];
-            uint32_t *pp = g->rtu ? &g->rtu->port : &g->port;
-            uint32_t count = g->rtu || (g->kind && g->kind->peer) ? 1 : g->count;
-            if (!*pp || broker_client(g, old_broker, orig_broker, r->broker_port))
-                continue;
-            uint32_t np = (uint32_t)base_port + (*pp - lo);
-            if (np + count - 1 > 65535) {
-                fprintf(stderr, "sim run: --base-port %u moves group on line %d past 65535\n",
-                        (uint32_t)base_port, g->line);
-                return SIM_EINVAL;
-            }
-            if (r->nports < 64)
-                r->ports[r->nports++] = (port_map){*pp, np, count};
-            *pp = np;
+        uint32_t keep[3] = {old_broker, orig_broker, r->broker_port};
+        char err[160];
+        if (sim_scenario_move_ports(r->scn, (uint32_t)base_port, keep, 3, r->ports, &r->nports, 64,
+                                    err, sizeof err)) {
+            fprintf(stderr, "sim run: %s\n", err);
+            return SIM_EINVAL;
         }
     }
     return SIM_OK;
@@ -1116,6 +1098,8 @@ int sim_run_main(int argc, char **argv)
             r->csv_path = v;
         else if (!strcmp(a, "--capture"))
             r->capture_path = v;
+        else if (!strcmp(a, "--html"))
+            r->html_path = v;
         else if (!strcmp(a, "--csv-step")) {
             if (sim_parse_duration(v, &r->csv_step) || !(r->csv_step >= 0.01)) {
                 fprintf(stderr, "sim run: --csv-step: a duration >= 10ms\n");
@@ -1162,6 +1146,11 @@ int sim_run_main(int argc, char **argv)
     r->tl = sim_tl_new(MAX_READINGS_KEPT);
     if (r->tl)
         r->tl->speed = r->ctx.speed;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    r->wall_off = (double)now.tv_sec + now.tv_nsec / 1e9 - (double)uv_hrtime() / 1e9;
+    if (r->html_path && !(r->html = calloc(1, sizeof *r->html)))
+        r->tl = (sim_tl_free(r->tl), NULL);
     snprintf(r->tmpdir, sizeof r->tmpdir, "/tmp/sim-run.XXXXXX");
     if (!r->tl || !mkdtemp(r->tmpdir)) {
         fprintf(stderr, "sim run: cannot create a work folder: %s\n", strerror(errno));
@@ -1233,6 +1222,9 @@ int sim_run_main(int argc, char **argv)
                 code = code ? code : 2;
             if (r->csv_path && sim_report_csv(r->csv_path, r->scn, r->tl, r->csv_step))
                 code = code ? code : 2;
+            if (r->html_path &&
+                sim_report_html(r->html_path, r->rc, v, r->tl, &r->sum, r->html) != SIM_OK)
+                code = code ? code : 2;
             free(v);
         }
     }
@@ -1246,6 +1238,7 @@ int sim_run_main(int argc, char **argv)
     }
     sim_tl_free(r->tl);
     sim_scenario_free(r->scn);
+    free(r->html);
     free(r);
     return code;
 usage:

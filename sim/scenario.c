@@ -757,7 +757,7 @@ int sim_scn_first_line(sim_scn *c, yaml_node_t *m, const sim_key *keys, const ch
  * runtime half is the sim_kind of the same name (kinds.c). */
 static const sim_scn_kind *const kinds[] = {
     &sim_scn_modbus_tcp, &sim_scn_modbus_rtu, &sim_scn_modbus_dtu, &sim_scn_sl651,
-    &sim_scn_hj212,      &sim_scn_coap_smoke, &sim_scn_mqtt_gauge,
+    &sim_scn_hj212,      &sim_scn_coap_smoke, &sim_scn_mqtt_gauge, &sim_scn_coap_cover,
 };
 #define NKINDS (sizeof kinds / sizeof kinds[0])
 
@@ -1004,6 +1004,43 @@ out:
         return NULL;
     }
     return s;
+}
+
+static int kept_port(const sim_group *g, const uint32_t *keep, int nkeep)
+{
+    for (int i = 0; g->kind && g->kind->peer && g->port && i < nkeep; i++)
+        if (keep[i] && g->port == keep[i])
+            return 1;
+    return 0;
+}
+
+int sim_scenario_move_ports(sim_scenario *s, uint32_t base, const uint32_t *keep, int nkeep,
+                            sim_port_map *map, int *nmap, int cap, char *err, size_t errlen)
+{
+    uint32_t lo = 65535;
+    for (int i = 0; i < s->ngroups; i++) {
+        const sim_group *g = &s->groups[i];
+        uint32_t p = g->rtu ? g->rtu->port : g->port;
+        if (p && p < lo && !kept_port(g, keep, nkeep))
+            lo = p;
+    }
+    for (int i = 0; i < s->ngroups; i++) {
+        sim_group *g = &s->groups[i];
+        uint32_t *pp = g->rtu ? &g->rtu->port : &g->port;
+        uint32_t count = g->rtu || (g->kind && g->kind->peer) ? 1 : g->count;
+        if (!*pp || kept_port(g, keep, nkeep))
+            continue;
+        uint32_t np = base + (*pp - lo);
+        if (np + count - 1 > 65535) {
+            snprintf(err, errlen, "--base-port %u moves group on line %d past 65535", base,
+                     g->line);
+            return SIM_EINVAL;
+        }
+        if (*nmap < cap)
+            map[(*nmap)++] = (sim_port_map){*pp, np, count};
+        *pp = np;
+    }
+    return SIM_OK;
 }
 
 sim_scenario *sim_scenario_load(const char *path, char *err, size_t errlen)

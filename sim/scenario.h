@@ -106,6 +106,19 @@ sim_scenario *sim_scenario_parse(const char *text, size_t len, const char *name,
 void sim_scenario_free(sim_scenario *s);
 /* Expands the id template for device n (e.g. "wl-{n:03}", 2 -> "wl-002"). */
 int sim_format_id(const char *tmpl, uint32_t n, char *out, size_t outlen);
+/* One moved port range: old_lo..old_lo+count-1 became new_lo.. */
+typedef struct sim_port_map {
+    uint32_t old_lo, new_lo, count;
+} sim_port_map;
+/* --base-port: moves every group's port so that the lowest becomes base,
+ * offsets kept. Listening groups own `count` ports from `port`; dialing groups
+ * (sl651, hj212 `connect:`) and peer kinds share one, the gateway's listener.
+ * A peer group whose port is one of keep[0..nkeep) (a broker's: the
+ * mqtt-gauges are its clients) stays. Records what moved in map (up to cap,
+ * *nmap counted). Returns 0, or SIM_EINVAL with the group's line in err when
+ * a range would pass 65535. */
+int sim_scenario_move_ports(sim_scenario *s, uint32_t base, const uint32_t *keep, int nkeep,
+                            sim_port_map *map, int *nmap, int cap, char *err, size_t errlen);
 /* Parses "1.5", "500ms", "30s", "10m", "2h" into seconds. */
 int sim_parse_duration(const char *s, double *out);
 

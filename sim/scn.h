@@ -132,6 +132,7 @@ typedef struct sim_scn_kind {
 
 extern const sim_scn_kind sim_scn_modbus_tcp, sim_scn_modbus_rtu, sim_scn_modbus_dtu;
 extern const sim_scn_kind sim_scn_sl651, sim_scn_hj212, sim_scn_coap_smoke, sim_scn_mqtt_gauge;
+extern const sim_scn_kind sim_scn_coap_cover;
 
 /* ---- what scenario.c offers the kinds ---- */
 

@@ -85,6 +85,9 @@ static int event_allowed(const char *protocol, sim_event_kind k)
         return 1;
     if (!strcmp(protocol, "coap-smoke"))
         return k <= SIM_EV_RIGHT_PSK;
+    if (!strcmp(protocol, "coap-cover"))
+        return k == SIM_EV_BATTERY_LOW || k == SIM_EV_BATTERY_OK ||
+               (k >= SIM_EV_HEARTBEAT && k <= SIM_EV_RIGHT_PSK);
     return k >= SIM_EV_MALFORMED;
 }
 
@@ -94,6 +97,9 @@ void sim_peer_free(sim_peer *p)
         return;
     sim_curve_free(&p->smoke);
     sim_curve_free(&p->temperature);
+    sim_curve *cover[] = {&p->tilt, &p->open, &p->water, &p->rsrp, &p->snr};
+    for (size_t i = 0; i < sizeof cover / sizeof cover[0]; i++)
+        sim_curve_free(cover[i]);
     for (int i = 0; i < p->nfields; i++)
         sim_curve_free(&p->fields[i].curve);
     free(p->fields);
@@ -244,7 +250,7 @@ int sim_scn_peer_tmpl(sim_scn *c, yaml_node_t *at, const sim_group *g, const cha
             return sim_scn_err(c, at, "%s: bad id template", key);
         const sim_peer *p = g->peer;
         /* Only detectors have an IMEI. */
-        int il = strcmp(g->protocol, "coap-smoke")
+        int il = strncmp(g->protocol, "coap-", 5)
                      ? -1
                      : sim_expand(p->imei, ns[i], id, NULL, imei, sizeof imei);
         int rc = sim_expand(tmpl, ns[i], id, il >= 0 ? imei : NULL, out, sizeof out);

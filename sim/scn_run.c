@@ -8,7 +8,9 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const level_names[] = {"none", "blue", "yellow", "orange", "red"};
 
@@ -377,6 +379,34 @@ static int expect_item(sim_scn *c, yaml_node_t *m, void *item, int i, void *arg)
     return parse_expect(c, m, ea->s, ea->sites, item);
 }
 
+/* A path the scenario gives: as written when absolute (or when the scenario
+ * came from no file), else relative to the scenario's folder. 0, or -1 when
+ * it does not fit. */
+static int scn_path(sim_scn *c, const char *p, char *out, size_t cap)
+{
+    const char *dir = sim_scn_file_dir(c);
+    int n = p[0] == '/' || !dir ? snprintf(out, cap, "%s", p) : snprintf(out, cap, "%s/%s", dir, p);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+/* name in the folder of the running executable (build/sim -> build/gateway):
+ * the gateway built with this sim, wherever the rehearsal is started from.
+ * Falls back to name alone (looked up in PATH) without /proc. */
+static int beside_self(const char *name, char *out, size_t cap)
+{
+    char self[512];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    char *slash = n > 0 ? memchr(self, '/', (size_t)n) : NULL;
+    if (!slash) {
+        int k = snprintf(out, cap, "%s", name);
+        return k < 0 || (size_t)k >= cap ? -1 : 0;
+    }
+    self[n] = 0;
+    *strrchr(self, '/') = 0;
+    int k = snprintf(out, cap, "%s/%s", self, name);
+    return k < 0 || (size_t)k >= cap ? -1 : 0;
+}
+
 int sim_scn_run_parse(sim_scn *c, sim_scenario *s, const sim_scn_run_nodes *rn)
 {
     yaml_node_t *v;
@@ -410,17 +440,17 @@ int sim_scn_run_parse(sim_scn *c, sim_scenario *s, const sim_scn_run_nodes *rn)
         char cfg[512] = "";
         if (only_keys(c, rn->gateway, "gateway", keys))
             return SIM_EINVAL;
-        snprintf(rc->gw_binary, sizeof rc->gw_binary, "build/gateway");
+        char bin[256] = "";
         if ((v = sim_scn_get(c, rn->gateway, "binary")) &&
-            sim_scn_str(c, v, "binary", rc->gw_binary, sizeof rc->gw_binary))
+            sim_scn_str(c, v, "binary", bin, sizeof bin))
             return SIM_EINVAL;
+        if (bin[0] ? scn_path(c, bin, rc->gw_binary, sizeof rc->gw_binary)
+                   : beside_self("gateway", rc->gw_binary, sizeof rc->gw_binary))
+            return sim_scn_err(c, v ? v : rn->gateway, "binary: path too long");
         if (!(v = sim_scn_get(c, rn->gateway, "config")) ||
             sim_scn_str(c, v, "config", cfg, sizeof cfg))
             return sim_scn_err(c, v ? v : rn->gateway, "gateway: needs config: FILE");
-        if (cfg[0] == '/' || !sim_scn_file_dir(c))
-            snprintf(rc->gw_config, sizeof rc->gw_config, "%s", cfg);
-        else if (snprintf(rc->gw_config, sizeof rc->gw_config, "%s/%s", sim_scn_file_dir(c), cfg) >=
-                 (int)sizeof rc->gw_config)
+        if (scn_path(c, cfg, rc->gw_config, sizeof rc->gw_config))
             return sim_scn_err(c, v, "config: path too long");
     }
     if (rn->broker) {

@@ -38,6 +38,7 @@
 #include "sim/curve.h"
 #include "sim/dev_modbus.h"
 #include "sim/dial.h"
+#include "sim/enc_cover.h"
 #include "sim/enc_gauge.h"
 #include "sim/enc_hj212.h"
 #include "sim/enc_nb100.h"

@@ -105,6 +105,15 @@ static void test_examples_load(void **state)
     assert_string_equal(find(d, n, "fire")->event, "fire_alarm");
     assert_int_equal(find(d, n, "tamper")->auto_clear_ms, 3600000);
     free(d);
+
+    d = load("rules/examples/manhole.yaml", &n);
+    assert_int_equal(n, 6);
+    assert_int_equal(find(d, n, "cover_open_road")->level, 4);
+    assert_int_equal(find(d, n, "cover_open_road")->targets[0].kind, GW_TG_GROUP);
+    assert_string_equal(find(d, n, "cover_open_road")->targets[0].name, "road");
+    assert_string_equal(find(d, n, "cover_overflow")->event, "water_overflow");
+    assert_int_equal(find(d, n, "cover_overflow")->level, 3);
+    free(d);
 }
 
 static void expect_error(const char *yaml, const char *want)

@@ -604,6 +604,27 @@ static sim_scenario *parse_scn(const char *tail, char *err)
     return sim_scenario_parse(text, strlen(text), "t.yaml", "/scn", err, 256);
 }
 
+/* gateway.binary resolves like gateway.config: relative to the scenario's
+ * folder; absolute as given. */
+static void test_gateway_binary_path(void **st)
+{
+    char err[256];
+    sim_scenario *s = parse_scn("platform: {broker: tcp://127.0.0.1:30883}\n"
+                                "gateway: {binary: ../build/gateway, config: gw.yaml}\n",
+                                err);
+    if (!s)
+        fail_msg("%s", err);
+    assert_string_equal(s->run->gw_binary, "/scn/../build/gateway");
+    sim_scenario_free(s);
+    s = parse_scn("platform: {broker: tcp://127.0.0.1:30883}\n"
+                  "gateway: {binary: /opt/gw/bin/gateway, config: /etc/gw.yaml}\n",
+                  err);
+    assert_non_null(s);
+    assert_string_equal(s->run->gw_binary, "/opt/gw/bin/gateway");
+    assert_string_equal(s->run->gw_config, "/etc/gw.yaml");
+    sim_scenario_free(s);
+}
+
 static void test_scenario_run_block(void **st)
 {
     char err[256];
@@ -632,7 +653,13 @@ static void test_scenario_run_block(void **st)
     assert_string_equal(rc->broker, "tcp://127.0.0.1:30883");
     assert_string_equal(rc->topic_prefix, "iot");
     assert_string_equal(rc->gateway_id, "gw-x");
-    assert_string_equal(rc->gw_binary, "build/gateway");
+    /* No binary: the gateway beside this executable (build/tests/ here). */
+    char self[512];
+    ssize_t sn = readlink("/proc/self/exe", self, sizeof self - 1);
+    assert_true(sn > 0);
+    self[sn] = 0;
+    strcpy(strrchr(self, '/') + 1, "gateway");
+    assert_string_equal(rc->gw_binary, self);
     assert_string_equal(rc->gw_config, "/scn/gw.yaml");
     assert_int_equal(rc->broker_start, 1);
     assert_true(rc->duration == 120 && rc->speed == 10);
@@ -899,6 +926,7 @@ int main(void)
         cmocka_unit_test(test_no_forecast),
         cmocka_unit_test(test_timeline_parsing),
         cmocka_unit_test(test_scenario_run_block),
+        cmocka_unit_test(test_gateway_binary_path),
         cmocka_unit_test(test_scenario_run_errors),
         cmocka_unit_test(test_sent_value_and_csv),
         cmocka_unit_test(test_report_print),
