@@ -92,6 +92,12 @@ void gw_liveness_stop(gw_core *core);
 int gw_core_device_command(gw_core *core, const char *device, const char *verb, const char *arg,
                            char *reply, size_t replylen);
 
+/* Publishes the metadata ("birth") message of dev, or the gateway's
+ * inventory when dev is NULL, to the platform (the meta and inventory
+ * commands). Returns 0 once queued, GW_EUNSUPPORTED when this build has no
+ * metadata messages. */
+int gw_core_publish_meta(gw_core *core, const gw_device *dev);
+
 /* An immutable object devices share by name (a Modbus profile), loaded with
  * load(core, name, err, errlen) on first use and kept, owned by the core, until
  * it stops (then freed with release). The pair (load, name) is the key, so

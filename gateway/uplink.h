@@ -39,6 +39,11 @@ gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const cha
                          gw_store *store, gw_uplink_cmd_cb on_cmd, void *ctx, char *err,
                          size_t errlen);
 int gw_uplink_start(gw_uplink *u);
+/* Publishes a reply to a platform command on <prefix>/<gw>/reply (QoS 1, not
+ * retained, sealed like every message when uplink.protect is on). Not queued:
+ * a reply while the connection is down is lost (GW_E*), the platform's
+ * request times out and it asks again. */
+int gw_uplink_reply(gw_uplink *u, const char *json, size_t len);
 /* New rows were committed in these lanes (bit 1<<lane). */
 void gw_uplink_notify(gw_uplink *u, unsigned lanes);
 /* Alarm transition -> PUBLISH latency inside the gateway (the alarm's "at"

@@ -8,6 +8,16 @@
 
 #define GW_UPLINK_MAX_SERVERS 8
 
+/* Platform command names (gateway/commands.h), in the bit order of
+ * gw_uplink_config.commands. A destination runs only the commands it lists;
+ * the default keeps what every destination could do before the list existed
+ * (ack, device) plus the read-only meta and inventory. */
+#define GW_COMMAND_NAMES                                                                           \
+    {                                                                                              \
+        "ack", "device", "rule.set", "rule.enable", "meta", "inventory", "poll"                    \
+    }
+#define GW_COMMANDS_DEFAULT 0x33u
+
 typedef struct gw_uplink_config {
     char uri[256];                            /* tcp://host:port or ssl://host:port; or servers[] */
     char servers[GW_UPLINK_MAX_SERVERS][256]; /* broker nodes, tried in order; [0] = uri */
@@ -31,6 +41,7 @@ typedef struct gw_uplink_config {
     int64_t tele_inflight_bytes; /* telemetry bytes unacknowledged at most: what an alarm may queue
                                     behind */
     gw_protect_config protect;   /* message protection of this destination (uplink.protect) */
+    unsigned commands;           /* platform commands it may send: bit i = GW_COMMAND_NAMES[i] */
 } gw_uplink_config;
 
 #endif

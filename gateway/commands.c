@@ -1,0 +1,535 @@
+/* Platform commands (gateway/commands.h). A command is checked in this order:
+ * known name, allowed for its destination, a JSON object, its own fields;
+ * the first failure is the `refused` reason. What passes is `accepted` and
+ * runs: at once (ack, device, meta, inventory, poll), or, for rule changes,
+ * `done` only once the change is committed to the store (it then survives a
+ * SIGKILL). Completions that wait hold a small record of their own, counted
+ * against GW_COMMANDS_PENDING_MAX, so a flood of them is refused, not queued. */
+#include "gateway/commands.h"
+
+#include "base/json.h"
+#include "base/log.h"
+#include "gateway/alarms.h"
+#include "gateway/device.h"
+#include "rules/rules.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DESTS_MAX 16
+#define CORR_MAX 65 /* a correlation id of up to 64 characters */
+#define BY_MAX 41
+#define REASON_MAX 256
+
+static const char *const names[] = GW_COMMAND_NAMES;
+#define NNAMES (sizeof(names) / sizeof(names[0]))
+enum { C_ACK, C_DEVICE, C_RULE_SET, C_RULE_ENABLE, C_META, C_INVENTORY, C_POLL };
+
+struct gw_commands {
+    gw_commands_env env;
+    struct {
+        char name[64];
+        unsigned allowed;
+    } dests[DESTS_MAX];
+    int ndests;
+    int pending; /* completions waiting for a commit */
+    int stopped, freed;
+    uint64_t handled, refused;
+};
+
+/* What one command's replies need: who asked, under which id. */
+typedef struct req {
+    gw_commands *c;
+    const char *cmd;
+    char corr[CORR_MAX];
+    char dest[64];
+    char by[BY_MAX];
+    gw_commands_reply_fn reply;
+    void *reply_ctx;
+    char what[160];  /* the audit's "what": the command's target, in words */
+    char audit[512]; /* the audit fields, a JSON object, for a deferred audit */
+} req;
+
+unsigned gw_commands_bit(const char *name)
+{
+    for (size_t i = 0; i < NNAMES; i++)
+        if (!strcmp(name, names[i]))
+            return 1u << i;
+    return 0;
+}
+
+gw_commands *gw_commands_new(const gw_commands_env *env)
+{
+    gw_commands *c = calloc(1, sizeof(*c));
+    if (c)
+        c->env = *env;
+    return c;
+}
+
+int gw_commands_allow(gw_commands *c, const char *dest, unsigned allowed)
+{
+    for (int i = 0; i < c->ndests; i++)
+        if (!strcmp(c->dests[i].name, dest)) {
+            c->dests[i].allowed = allowed;
+            return GW_OK;
+        }
+    if (c->ndests == DESTS_MAX || strlen(dest) >= sizeof(c->dests[0].name))
+        return GW_EFULL;
+    gw_strlcpy(c->dests[c->ndests].name, dest, sizeof(c->dests[0].name));
+    c->dests[c->ndests++].allowed = allowed;
+    return GW_OK;
+}
+
+static unsigned allowed_of(const gw_commands *c, const char *dest)
+{
+    for (int i = 0; i < c->ndests; i++)
+        if (!strcmp(c->dests[i].name, dest))
+            return c->dests[i].allowed;
+    return 0;
+}
+
+static void send_reply(const req *q, const char *status, const char *reason, const char *result)
+{
+    if (q->c->stopped || !q->reply)
+        return;
+    char buf[1024];
+    gw_jbuf b;
+    gw_jbuf_init(&b, buf, sizeof(buf));
+    gw_json_raw(&b, "{\"v\":1");
+    if (q->corr[0]) {
+        gw_json_raw(&b, ",\"id\":");
+        gw_json_str(&b, q->corr);
+    }
+    gw_json_raw(&b, ",\"cmd\":");
+    gw_json_str(&b, q->cmd);
+    gw_json_raw(&b, ",\"status\":");
+    gw_json_str(&b, status);
+    if (reason) {
+        gw_json_raw(&b, ",\"reason\":");
+        gw_json_str(&b, reason);
+    }
+    if (result) {
+        gw_json_raw(&b, ",\"result\":");
+        gw_json_raw(&b, result);
+    }
+    gw_json_raw(&b, ",\"at\":");
+    gw_json_time(&b, gw_now_ms());
+    gw_json_raw(&b, "}");
+    if (b.overflow) {
+        GW_WARN("commands", "reply to %s too long: not sent", q->cmd);
+        return;
+    }
+    q->reply(q->reply_ctx, buf, b.len);
+}
+
+/* The audit fields of a state-changing command, kept in q->audit. */
+static void audit_fields(req *q, const char *result, const char *reason)
+{
+    gw_jbuf b;
+    gw_jbuf_init(&b, q->audit, sizeof(q->audit));
+    gw_json_raw(&b, "{\"cmd\":");
+    gw_json_str(&b, q->cmd);
+    gw_json_raw(&b, ",\"dest\":");
+    gw_json_str(&b, q->dest);
+    gw_json_raw(&b, ",\"by\":");
+    gw_json_str(&b, q->by);
+    if (q->corr[0]) {
+        gw_json_raw(&b, ",\"id\":");
+        gw_json_str(&b, q->corr);
+    }
+    gw_json_raw(&b, ",\"what\":");
+    gw_json_str(&b, q->what);
+    gw_json_raw(&b, ",\"result\":");
+    gw_json_str(&b, result);
+    if (reason) {
+        gw_json_raw(&b, ",\"reason\":");
+        gw_json_str(&b, reason);
+    }
+    gw_json_raw(&b, "}");
+    if (b.overflow)
+        snprintf(q->audit, sizeof(q->audit), "{\"cmd\":\"%s\",\"result\":\"%s\"}", q->cmd, result);
+}
+
+/* Logs and queues the audit event of a state-changing command. */
+static void audit(req *q, const char *result, const char *reason)
+{
+    char detail[512]; /* the event keeps the first GW_DETAIL_MAX-1 bytes; the log all */
+    snprintf(detail, sizeof(detail), "%s %s by %s/%s: %s%s%s", q->cmd, q->what, q->dest, q->by,
+             result, reason ? ": " : "", reason ? reason : "");
+    GW_INFO("commands", "%s", detail);
+    audit_fields(q, result, reason);
+    if (q->c->env.audit && q->c->env.audit(q->c->env.ctx, detail, q->audit))
+        GW_WARN("commands", "audit event of %s not queued", q->cmd);
+}
+
+static void refuse(req *q, const char *reason, int audited)
+{
+    q->c->refused++;
+    if (audited)
+        audit(q, "refused", reason);
+    else
+        GW_LOG_RL(GW_LOG_INFO, 5000, "commands", "%s from %s refused: %s", q->cmd, q->dest, reason);
+    send_reply(q, "refused", reason, NULL);
+}
+
+static gw_device *find_device(gw_commands *c, const char *id)
+{
+    size_t n;
+    gw_device *const *devs = c->env.devices(c->env.ctx, &n);
+    for (size_t i = 0; id && i < n; i++)
+        if (!strcmp(devs[i]->conf.id, id))
+            return devs[i];
+    return NULL;
+}
+
+static int group_known(gw_commands *c, const char *group)
+{
+    size_t n;
+    gw_device *const *devs = c->env.devices(c->env.ctx, &n);
+    for (size_t i = 0; i < n; i++)
+        for (int g = 0; g < devs[i]->conf.ngroups; g++)
+            if (!strcmp(devs[i]->conf.groups[g], group))
+                return 1;
+    return 0;
+}
+
+/* A string member: NULL when absent; *bad set when present but not a string. */
+static const char *str_of(const cJSON *doc, const char *key, int *bad)
+{
+    const cJSON *it = cJSON_GetObjectItem(doc, key);
+    if (it && !cJSON_IsString(it))
+        *bad = 1;
+    return cJSON_GetStringValue(it);
+}
+
+static void result_str(char *out, size_t cap, const char *key, const char *val)
+{
+    gw_jbuf b;
+    gw_jbuf_init(&b, out, cap);
+    gw_json_raw(&b, "{\"");
+    gw_json_raw(&b, key);
+    gw_json_raw(&b, "\":");
+    gw_json_str(&b, val);
+    gw_json_raw(&b, "}");
+    if (b.overflow)
+        snprintf(out, cap, "{}");
+}
+
+static void run_ack(req *q, const cJSON *doc)
+{
+    int bad = 0;
+    const char *id = str_of(doc, "alarm", &bad);
+    if (!id || bad) {
+        refuse(q, "malformed: \"alarm\" (an alarm id) is required", 0);
+        return;
+    }
+    snprintf(q->what, sizeof(q->what), "alarm %.120s", id);
+    char who[96];
+    snprintf(who, sizeof(who), "%s", q->by);
+    send_reply(q, "accepted", NULL, NULL);
+    int rc = gw_alarms_ack(q->c->env.alarms, id, who);
+    char result[256];
+    result_str(result, sizeof(result), "alarm", id);
+    if (rc == GW_OK) {
+        audit(q, "done", NULL);
+        send_reply(q, "done", NULL, result);
+    } else {
+        audit(q, "failed", "no such active alarm");
+        send_reply(q, "failed", "no such active alarm", NULL);
+    }
+}
+
+static void run_device(req *q, const cJSON *doc)
+{
+    int bad = 0;
+    const char *dev = str_of(doc, "device", &bad), *verb = str_of(doc, "verb", &bad);
+    const char *arg = str_of(doc, "arg", &bad);
+    if (!dev || !verb || bad) {
+        refuse(q, "malformed: \"device\" and \"verb\" (strings) are required", 0);
+        return;
+    }
+    snprintf(q->what, sizeof(q->what), "%.32s on %.64s", verb, dev);
+    if (!find_device(q->c, dev)) {
+        char why[128];
+        snprintf(why, sizeof(why), "no device '%.64s'", dev);
+        refuse(q, why, 1);
+        return;
+    }
+    send_reply(q, "accepted", NULL, NULL);
+    char out[256], result[512];
+    int rc = q->c->env.device_command(q->c->env.ctx, dev, verb, arg, out, sizeof(out));
+    if (rc == GW_OK) {
+        result_str(result, sizeof(result), "reply", out);
+        audit(q, "done", NULL);
+        send_reply(q, "done", NULL, result);
+    } else {
+        audit(q, "failed", out);
+        send_reply(q, "failed", out, NULL);
+    }
+}
+
+/* The target of a rule change: exactly one of "device" or "group". */
+static int rule_target(req *q, const cJSON *doc, gw_alarms_change *ch)
+{
+    int bad = 0;
+    const char *rule = str_of(doc, "rule", &bad), *dev = str_of(doc, "device", &bad);
+    const char *grp = str_of(doc, "group", &bad);
+    if (!rule || bad || !dev == !grp) {
+        refuse(q, "malformed: \"rule\" and one of \"device\" or \"group\" are required", 0);
+        return -1;
+    }
+    ch->rule = rule;
+    ch->target = dev ? GW_TG_DEVICE : GW_TG_GROUP;
+    ch->name = dev ? dev : grp;
+    ch->enable = -1;
+    snprintf(q->what, sizeof(q->what), "rule %.40s for %s %.64s", rule, dev ? "device" : "group",
+             ch->name);
+    char why[128];
+    if (dev && !find_device(q->c, dev)) {
+        snprintf(why, sizeof(why), "no device '%.64s'", dev);
+        refuse(q, why, 1);
+        return -1;
+    }
+    if (grp && !group_known(q->c, grp)) {
+        snprintf(why, sizeof(why), "no device in group '%.64s'", grp);
+        refuse(q, why, 1);
+        return -1;
+    }
+    return 0;
+}
+
+/* "levels": {"blue": {"raise": 5, "clear": 4}, ...}; clear defaults to raise. */
+static int rule_levels(req *q, const cJSON *doc, gw_alarms_change *ch)
+{
+    static const char *const lv[] = {"blue", "yellow", "orange", "red"};
+    const cJSON *levels = cJSON_GetObjectItem(doc, "levels"), *it;
+    ch->reset = cJSON_IsTrue(cJSON_GetObjectItem(doc, "reset"));
+    if (!levels && ch->reset)
+        return 0;
+    if (!cJSON_IsObject(levels) || !levels->child) {
+        refuse(q, "malformed: \"levels\" (an object of blue/yellow/orange/red) is required", 0);
+        return -1;
+    }
+    cJSON_ArrayForEach(it, levels)
+    {
+        int l = 0;
+        while (l < 4 && strcmp(it->string, lv[l]))
+            l++;
+        const cJSON *r = cJSON_GetObjectItem(it, "raise"), *c = cJSON_GetObjectItem(it, "clear");
+        if (l == 4 || !cJSON_IsNumber(r) || (c && !cJSON_IsNumber(c))) {
+            char why[160];
+            snprintf(why, sizeof(why),
+                     "malformed: level '%.32s' must be blue/yellow/orange/red with a number "
+                     "\"raise\" (and \"clear\")",
+                     it->string);
+            refuse(q, why, 0);
+            return -1;
+        }
+        ch->levels[l].enabled = 1;
+        ch->levels[l].raise = r->valuedouble;
+        ch->levels[l].clear = c ? c->valuedouble : r->valuedouble;
+    }
+    return 0;
+}
+
+static void on_committed(void *ctx, int status)
+{
+    req *q = ctx;
+    gw_commands *c = q->c;
+    c->pending--;
+    if (status == GW_OK)
+        send_reply(q, "done", NULL, NULL);
+    else
+        send_reply(q, "failed", "not committed to the store", NULL);
+    free(q);
+    if (c->freed && c->pending == 0)
+        free(c);
+}
+
+/* rule.set and rule.enable: applied now, persisted with the audit event in
+ * one commit group, `done` once that group is on disk. */
+static void run_rule(req *q, const cJSON *doc, int enable_cmd)
+{
+    gw_alarms_change ch;
+    memset(&ch, 0, sizeof(ch));
+    if (rule_target(q, doc, &ch))
+        return;
+    if (enable_cmd) {
+        const cJSON *en = cJSON_GetObjectItem(doc, "enabled");
+        if (!cJSON_IsBool(en)) {
+            refuse(q, "malformed: \"enabled\" (true or false) is required", 0);
+            return;
+        }
+        ch.enable = cJSON_IsTrue(en);
+    } else if (rule_levels(q, doc, &ch)) {
+        return;
+    }
+    if (q->c->pending >= GW_COMMANDS_PENDING_MAX) {
+        refuse(q, "busy: too many commands completing", 1);
+        return;
+    }
+    req *later = malloc(sizeof(*later));
+    if (!later) {
+        refuse(q, "out of memory", 1);
+        return;
+    }
+    char why[REASON_MAX];
+    if (gw_alarms_change_rule(q->c->env.alarms, &ch, why, sizeof(why))) {
+        free(later);
+        refuse(q, why, 1);
+        return;
+    }
+    audit(q, "done", NULL);
+    send_reply(q, "accepted", NULL, NULL);
+    *later = *q;
+    if (q->c->env.flush(q->c->env.ctx, on_committed, later)) {
+        free(later);
+        send_reply(q, "failed", "not committed to the store", NULL);
+        return;
+    }
+    q->c->pending++;
+}
+
+static void run_meta(req *q, const cJSON *doc, int inventory)
+{
+    int bad = 0;
+    const char *dev = inventory ? NULL : str_of(doc, "device", &bad);
+    if (!inventory && (!dev || bad)) {
+        refuse(q, "malformed: \"device\" (a device id) is required", 0);
+        return;
+    }
+    if (dev && !find_device(q->c, dev)) {
+        char why[128];
+        snprintf(why, sizeof(why), "no device '%.64s'", dev);
+        refuse(q, why, 0);
+        return;
+    }
+    send_reply(q, "accepted", NULL, NULL);
+    gw_device *d = dev ? find_device(q->c, dev) : NULL;
+    int rc = q->c->env.publish_meta ? q->c->env.publish_meta(q->c->env.ctx, d) : GW_EUNSUPPORTED;
+    if (rc == GW_OK)
+        send_reply(q, "done", NULL, NULL);
+    else
+        send_reply(q, "failed", rc == GW_EUNSUPPORTED ? "not available" : "not published", NULL);
+}
+
+static void run_poll(req *q, const cJSON *doc)
+{
+    int bad = 0;
+    const char *id = str_of(doc, "device", &bad);
+    if (!id || bad) {
+        refuse(q, "malformed: \"device\" (a device id) is required", 0);
+        return;
+    }
+    gw_device *d = find_device(q->c, id);
+    char why[160];
+    if (!d) {
+        snprintf(why, sizeof(why), "no device '%.64s'", id);
+        refuse(q, why, 0);
+        return;
+    }
+    if (!d->proto->set_interval) {
+        snprintf(why, sizeof(why), "protocol %s is not polled on request (the device reports)",
+                 d->proto->name);
+        refuse(q, why, 0);
+        return;
+    }
+    send_reply(q, "accepted", NULL, NULL);
+    int rc = q->c->env.poll(q->c->env.ctx, d);
+    if (rc == GW_OK)
+        send_reply(q, "done", NULL, NULL);
+    else
+        send_reply(q, "failed", rc == GW_EFULL ? "device request queue full" : "not requested",
+                   NULL);
+}
+
+/* The correlation id: the transport's, else the payload's "id" (a string or
+ * an integer). */
+static void take_corr(req *q, const char *corr, const cJSON *doc)
+{
+    const cJSON *id = cJSON_GetObjectItem(doc, "id");
+    if (corr)
+        gw_strlcpy(q->corr, corr, sizeof(q->corr));
+    else if (cJSON_IsString(id))
+        gw_strlcpy(q->corr, id->valuestring, sizeof(q->corr));
+    else if (cJSON_IsNumber(id))
+        snprintf(q->corr, sizeof(q->corr), "%.0f", id->valuedouble);
+}
+
+void gw_commands_handle(gw_commands *c, const char *dest, const char *name, const char *payload,
+                        size_t len, const char *corr, gw_commands_reply_fn reply, void *reply_ctx)
+{
+    req q;
+    memset(&q, 0, sizeof(q));
+    q.c = c;
+    q.reply = reply;
+    q.reply_ctx = reply_ctx;
+    gw_strlcpy(q.dest, dest, sizeof(q.dest));
+    gw_strlcpy(q.by, "platform", sizeof(q.by));
+    c->handled++;
+    cJSON *doc = cJSON_ParseWithLength(payload, len);
+    take_corr(&q, corr, doc);
+    unsigned bit = gw_commands_bit(name);
+    int k = 0;
+    while (bit && !(bit & (1u << k)))
+        k++;
+    q.cmd = bit ? names[k] : "unknown";
+    if (!bit) {
+        char why[96];
+        snprintf(why, sizeof(why), "unknown command '%.40s'", name);
+        refuse(&q, why, 0);
+    } else if (!(allowed_of(c, dest) & bit)) {
+        snprintf(q.what, sizeof(q.what), "(not run)");
+        /* An attempt to change state without the right is worth an audit. */
+        refuse(&q, "not authorized",
+               k == C_ACK || k == C_DEVICE || k == C_RULE_SET || k == C_RULE_ENABLE);
+    } else if (!cJSON_IsObject(doc)) {
+        refuse(&q, doc ? "malformed: the payload must be a JSON object" : "malformed: not JSON", 0);
+    } else {
+        int bad = 0;
+        const char *by = str_of(doc, "by", &bad);
+        if (by)
+            gw_strlcpy(q.by, by, sizeof(q.by));
+        if (bad) {
+            refuse(&q, "malformed: \"by\" must be a string", 0);
+        } else {
+            switch (k) {
+            case C_ACK:
+                run_ack(&q, doc);
+                break;
+            case C_DEVICE:
+                run_device(&q, doc);
+                break;
+            case C_RULE_SET:
+            case C_RULE_ENABLE:
+                run_rule(&q, doc, k == C_RULE_ENABLE);
+                break;
+            case C_META:
+            case C_INVENTORY:
+                run_meta(&q, doc, k == C_INVENTORY);
+                break;
+            default:
+                run_poll(&q, doc);
+                break;
+            }
+        }
+    }
+    cJSON_Delete(doc);
+}
+
+void gw_commands_stop(gw_commands *c)
+{
+    if (c)
+        c->stopped = 1;
+}
+
+void gw_commands_free(gw_commands *c)
+{
+    if (!c)
+        return;
+    c->stopped = c->freed = 1;
+    if (c->pending == 0)
+        free(c);
+}
