@@ -383,7 +383,8 @@ static void ovr_persist(gw_alarms *a)
         cJSON_AddStringToObject(it, "rule", o->rule);
         cJSON_AddStringToObject(it, "fp", fp);
         cJSON_AddStringToObject(it, o->target == GW_TG_GROUP ? "group" : "device", o->name);
-        cJSON_AddBoolToObject(it, "disabled", o->disabled);
+        if (o->enable >= 0)
+            cJSON_AddBoolToObject(it, "enabled", o->enable);
         if (o->has_levels) {
             cJSON *lv = cJSON_AddObjectToObject(it, "levels");
             for (int l = 0; l < GW_RULE_LEVELS; l++) {
@@ -422,7 +423,8 @@ static int ovr_parse(const cJSON *it, struct ovr *v)
     gw_strlcpy(v->o.rule, rule, sizeof(v->o.rule));
     gw_strlcpy(v->o.name, name, sizeof(v->o.name));
     v->o.target = dev ? GW_TG_DEVICE : GW_TG_GROUP;
-    v->o.disabled = cJSON_IsTrue(cJSON_GetObjectItem(it, "disabled"));
+    const cJSON *en = cJSON_GetObjectItem(it, "enabled");
+    v->o.enable = cJSON_IsBool(en) ? cJSON_IsTrue(en) : -1;
     const cJSON *lv = cJSON_GetObjectItem(it, "levels");
     v->o.has_levels = cJSON_IsObject(lv);
     for (int l = 0; v->o.has_levels && l < GW_RULE_LEVELS; l++) {
@@ -446,8 +448,7 @@ static void ovr_load(gw_alarms *a)
     size_t len;
     if (gw_store_state_get(a->env.store, OVR_KEY, &blob, &len) != GW_OK)
         return;
-    cJSON *root = cJSON_ParseWithLength(blob, len);
-    free(blob);
+    cJSON *root = cJSON_ParseWithLength(blob, len); /* blob stays the store's */
     const cJSON *list = cJSON_GetObjectItem(root, "overrides");
     size_t n = (size_t)cJSON_GetArraySize(list);
     if (!cJSON_IsArray(list) || n > GW_ALARMS_OVERRIDES_MAX ||
@@ -489,6 +490,7 @@ static struct ovr *ovr_get(gw_alarms *a, const gw_alarms_change *c, const gw_rul
     memset(v, 0, sizeof(*v));
     gw_strlcpy(v->o.rule, d->id, sizeof(v->o.rule));
     v->o.target = c->target;
+    v->o.enable = -1;
     gw_strlcpy(v->o.name, c->name, sizeof(v->o.name));
     memcpy(v->o.levels, d->levels, sizeof(v->o.levels));
     v->fp = gw_rule_fingerprint(d);
@@ -537,7 +539,7 @@ int gw_alarms_change_rule(gw_alarms *a, const gw_alarms_change *c, char *err, si
         next.levels[l].clear = c->levels[l].clear;
     }
     if (c->enable >= 0)
-        next.disabled = !c->enable;
+        next.enable = c->enable;
     gw_rule check = *d;
     memcpy(check.levels, next.levels, sizeof(check.levels));
     if (next.has_levels && gw_rule_check(&check, err, errlen)) {
@@ -545,7 +547,9 @@ int gw_alarms_change_rule(gw_alarms *a, const gw_alarms_change *c, char *err, si
         return GW_EINVAL;
     }
     v->o = next;
-    if (!next.has_levels && !next.disabled) /* nothing left to change: the rule as configured */
+    /* Nothing left to change: the rule as configured. (A device switched on
+     * stays: it may stand against its group switched off.) */
+    if (!next.has_levels && (next.enable < 0 || (next.enable == 1 && next.target == GW_TG_GROUP)))
         *v = a->ovr[--a->n_ovr];
     ovr_apply(a);
     ovr_persist(a);

@@ -1429,38 +1429,45 @@ static void fc_crossed(gw_rules_engine *e, const rule_rt *alarm, const rstate *a
 
 /* ---- run-time overrides ------------------------------------------------ */
 
-/* The override of rule ri for dev: one naming the device wins over one naming
- * a group of it; among groups the first override in the list wins. */
-static int ovr_find(const gw_rules_engine *e, uint32_t ri, const gw_rules_device *dev)
+static int ovr_names(const gw_rule_override *o, const gw_rules_device *dev, int kind)
 {
-    int group = -1;
-    for (size_t i = 0; i < e->n_ovr; i++) {
-        const gw_rule_override *o = &e->ovr[i];
-        if (e->ovr_rule[i] != (int)ri)
-            continue;
-        if (o->target == GW_TG_DEVICE && !strcmp(o->name, dev->id))
-            return (int)i;
-        for (size_t g = 0; group < 0 && o->target == GW_TG_GROUP && g < dev->n_groups; g++)
-            if (dev->groups[g] && !strcmp(o->name, dev->groups[g]))
-                group = (int)i;
-    }
-    return group;
+    if (o->target != kind)
+        return 0;
+    if (kind == GW_TG_DEVICE)
+        return !strcmp(o->name, dev->id);
+    for (size_t g = 0; g < dev->n_groups; g++)
+        if (dev->groups[g] && !strcmp(o->name, dev->groups[g]))
+            return 1;
+    return 0;
 }
 
-static void ovr_set(rstate *st, const gw_rule_override *o)
+/* Sets st's levels and switch from the overrides of rule ri naming dev:
+ * each from the device's own override when it sets it, else from the first
+ * override of one of its groups that does. */
+static void ovr_find(const gw_rules_engine *e, uint32_t ri, const gw_rules_device *dev, rstate *st)
 {
-    st->lv = o && o->has_levels ? o->levels : NULL;
-    st->off = (uint8_t)(o && o->disabled);
+    const gw_rule_override *lv = NULL, *sw = NULL;
+    for (int kind = GW_TG_DEVICE, pass = 0; pass < 2; pass++, kind = GW_TG_GROUP)
+        for (size_t i = 0; i < e->n_ovr; i++) {
+            const gw_rule_override *o = &e->ovr[i];
+            if (e->ovr_rule[i] != (int)ri || !ovr_names(o, dev, kind))
+                continue;
+            if (!lv && o->has_levels)
+                lv = o;
+            if (!sw && o->enable >= 0)
+                sw = o;
+        }
+    st->lv = lv ? lv->levels : NULL;
+    st->off = (uint8_t)(sw && sw->enable == 0);
 }
 
-/* Applies the override of (rule ri, dev) to its state; returns 1 when the
- * rule is disabled for dev (an active alarm is then cleared: nobody would
- * ever see it clear otherwise). */
+/* Applies the overrides of (rule ri, dev) to its state; returns 1 when the
+ * rule is off for dev (an active alarm is then cleared: nobody would ever
+ * see it clear otherwise). */
 static int ovr_resolve(gw_rules_engine *e, uint32_t ri, const gw_rules_device *dev, rstate *st,
                        int64_t now)
 {
-    int i = ovr_find(e, ri, dev);
-    ovr_set(st, i >= 0 ? &e->ovr[i] : NULL);
+    ovr_find(e, ri, dev, st);
     if (!st->off)
         return 0;
     if (st->level) {
@@ -1499,13 +1506,10 @@ int gw_rules_set_overrides(gw_rules_engine *e, const gw_rule_override *o, size_t
      * the device's groups, so they apply at its next reading or event. */
     for (size_t i = 0; i < e->tab_cap; i++) {
         rstate *st = e->tab[i];
-        if (!st)
-            continue;
-        ovr_set(st, NULL);
-        for (size_t k = 0; k < n; k++)
-            if (nr[k] == (int)st->rule && no[k].target == GW_TG_DEVICE &&
-                !strcmp(no[k].name, st->device))
-                ovr_set(st, &no[k]);
+        if (st) {
+            gw_rules_device only = {st->device, NULL, NULL, NULL, 0};
+            ovr_find(e, st->rule, &only, st);
+        }
     }
     return GW_OK;
 }

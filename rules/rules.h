@@ -294,18 +294,19 @@ gw_rules_engine *gw_rules_reload(gw_rules_engine *old, const gw_rule *defs, size
 
 /* Run-time changes of a rule for one device or one group (the platform's
  * rule.set and rule.enable commands): levels that apply instead of the
- * rule's (THRESHOLD and WINDOW rules; whole levels, windows included), or the
- * rule switched off for those devices (an active alarm then clears with
- * detail "rule disabled" at the device's next reading or event). An override
- * naming the device wins over one naming a group of it; among groups, the
- * first in the list. Overrides do not change a rule's fingerprint and are not
+ * rule's (THRESHOLD and WINDOW rules; whole levels, windows included), and/or
+ * the rule switched off or on for those devices (switched off, an active
+ * alarm clears with detail "rule disabled" at the device's next reading or
+ * event). Each of the two is taken from the override naming the device when
+ * it sets it, else from the first override naming a group of the device that
+ * sets it. Overrides do not change a rule's fingerprint and are not
  * part of the exported state: the caller keeps and persists them and sets
  * them again after gw_rules_new/gw_rules_reload. */
 typedef struct gw_rule_override {
     char rule[GW_KEY_MAX];
     int target; /* GW_TG_DEVICE or GW_TG_GROUP */
     char name[GW_ID_MAX];
-    int disabled;
+    int enable; /* -1 not set, 0 off, 1 on */
     int has_levels;
     gw_rule_level levels[GW_RULE_LEVELS];
 } gw_rule_override;

@@ -528,6 +528,7 @@ static void test_overrides(void **state)
     o[0].target = GW_TG_GROUP;
     snprintf(o[0].name, sizeof(o[0].name), "east");
     o[0].has_levels = 1;
+    o[0].enable = -1;
     memcpy(o[0].levels, r.levels, sizeof(r.levels));
     o[0].levels[0] = (gw_rule_level){1, 1.5, 1, 0};
     o[1] = o[0];
@@ -546,8 +547,10 @@ static void test_overrides(void **state)
     assert_string_equal(l.r[1].a.device, "wl-1");
     assert_true(l.r[1].a.threshold == 5);
 
-    /* Disabled for wl-2: its alarm clears at its next reading, none is raised again. */
-    o[0].disabled = 1;
+    /* Off for the group: wl-2's alarm clears at its next reading, none is raised
+     * again; wl-1 follows the group's switch too (its own override sets none)
+     * until it is switched on for itself. */
+    o[0].enable = 0;
     assert_int_equal(gw_rules_set_overrides(e, o, 2), GW_OK);
     good(e, &b, "water_depth", 30, T0 + 2 * MIN);
     assert_int_equal(l.n, 3);
@@ -556,15 +559,28 @@ static void test_overrides(void **state)
     assert_string_equal(l.r[2].a.detail, "rule disabled");
     good(e, &b, "water_depth", 40, T0 + 3 * MIN);
     assert_int_equal(l.n, 3);
+    good(e, &a, "water_depth", 40, T0 + 3 * MIN);
+    assert_int_equal(l.n, 4);
+    expect_tx(&l, 3, GW_ALARM_CLEARED, 0, T0 + 3 * MIN);
+    assert_string_equal(l.r[3].a.device, "wl-1");
+    o[1].enable = 1;
+    assert_int_equal(gw_rules_set_overrides(e, o, 2), GW_OK);
+    good(e, &a, "water_depth", 40, T0 + 3 * MIN + SEC);
+    assert_int_equal(l.n, 5);
+    expect_tx(&l, 4, GW_ALARM_RAISED, 3, T0 + 3 * MIN + SEC);
+    good(e, &a, "water_depth", 4.5, T0 + 3 * MIN + 2 * SEC);
+    assert_int_equal(l.n, 6); /* down to its own blue (5, clear 4) */
+    expect_tx(&l, 5, GW_ALARM_UPDATED, 1, T0 + 3 * MIN + 2 * SEC);
 
-    /* No overrides: the rule's own levels again (wl-1 at 4.5 stays blue: 3/2). */
+    /* No overrides: the rule's own levels again (wl-1 at 4.5 stays blue: 3/2;
+     * at 2.5 its own clear of 4 would have cleared it, the rule's 2 does not). */
     assert_int_equal(gw_rules_set_overrides(e, NULL, 0), GW_OK);
     good(e, &b, "water_depth", 3.5, T0 + 4 * MIN);
-    assert_int_equal(l.n, 4);
-    expect_tx(&l, 3, GW_ALARM_RAISED, 1, T0 + 4 * MIN);
-    assert_true(l.r[3].a.threshold == 3);
-    good(e, &a, "water_depth", 4.5, T0 + 5 * MIN);
-    assert_int_equal(l.n, 4);
+    assert_int_equal(l.n, 7);
+    expect_tx(&l, 6, GW_ALARM_RAISED, 1, T0 + 4 * MIN);
+    assert_true(l.r[6].a.threshold == 3);
+    good(e, &a, "water_depth", 2.5, T0 + 5 * MIN);
+    assert_int_equal(l.n, 7);
     gw_rules_free(e);
 }
 
