@@ -230,6 +230,8 @@ static void run_ack(req *q, const cJSON *doc)
     snprintf(who, sizeof(who), "%s", q->by);
     send_reply(q, "accepted", NULL, NULL);
     int rc = gw_alarms_ack(q->c->env.alarms, id, who);
+    GW_INFO("commands", "ack of %.80s by %.40s: %s", id, who,
+            rc == GW_OK ? "recorded" : "no such active alarm");
     char result[256];
     result_str(result, sizeof(result), "alarm", id);
     if (rc == GW_OK) {
