@@ -477,7 +477,9 @@ void gw_commands_handle(gw_commands *c, const char *dest, const char *name, cons
     int k = 0;
     while (bit && !(bit & (1u << k)))
         k++;
-    q.cmd = bit ? names[k] : "unknown";
+    char given[41]; /* an unknown name is echoed as given, cut to 40 bytes */
+    gw_strlcpy(given, name, sizeof(given));
+    q.cmd = bit ? names[k] : given;
     if (!bit) {
         char why[96];
         snprintf(why, sizeof(why), "unknown command '%.40s'", name);
