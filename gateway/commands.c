@@ -27,8 +27,13 @@ static const char *const names[] = GW_COMMAND_NAMES;
 #define NNAMES (sizeof(names) / sizeof(names[0]))
 enum { C_ACK, C_DEVICE, C_RULE_SET, C_RULE_ENABLE, C_META, C_INVENTORY, C_POLL };
 
+struct wait;
+
 struct gw_commands {
     gw_commands_env env;
+    uv_timer_t timer;                   /* the oldest wait for a device answer */
+    struct wait *wait_head, *wait_tail; /* oldest first: all wait equally long */
+    int timer_open;
     struct {
         char name[64];
         unsigned allowed;
@@ -52,6 +57,16 @@ typedef struct req {
     char audit[512]; /* the audit fields, a JSON object, for a deferred audit */
 } req;
 
+/* A device command whose request was sent, waiting for the device's answer. */
+typedef struct wait {
+    req q;
+    char device[GW_ID_MAX];
+    char verb[32];
+    char sent[256];
+    uint64_t deadline; /* loop time */
+    struct wait *next;
+} wait;
+
 unsigned gw_commands_bit(const char *name)
 {
     for (size_t i = 0; i < NNAMES; i++)
@@ -63,8 +78,16 @@ unsigned gw_commands_bit(const char *name)
 gw_commands *gw_commands_new(const gw_commands_env *env)
 {
     gw_commands *c = calloc(1, sizeof(*c));
-    if (c)
-        c->env = *env;
+    if (!c)
+        return NULL;
+    c->env = *env;
+    if (c->env.answer_ms <= 0)
+        c->env.answer_ms = GW_COMMANDS_ANSWER_MS;
+    if (env->loop) {
+        uv_timer_init(env->loop, &c->timer);
+        c->timer.data = c;
+        c->timer_open = 1;
+    }
     return c;
 }
 
@@ -243,6 +266,87 @@ static void run_ack(req *q, const cJSON *doc)
     }
 }
 
+static void on_wait_timer(uv_timer_t *t);
+
+static void wait_arm(gw_commands *c)
+{
+    if (!c->wait_head) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uint64_t now = uv_now(c->env.loop), due = c->wait_head->deadline;
+    uv_timer_start(&c->timer, on_wait_timer, due > now ? due - now : 0, 0);
+}
+
+static void wait_add(gw_commands *c, wait *w, const req *q, const char *dev, const char *verb,
+                     const char *sent)
+{
+    w->q = *q;
+    gw_strlcpy(w->device, dev, sizeof(w->device));
+    gw_strlcpy(w->verb, verb, sizeof(w->verb));
+    gw_strlcpy(w->sent, sent, sizeof(w->sent));
+    w->deadline = uv_now(c->env.loop) + (uint64_t)c->env.answer_ms;
+    if (c->wait_tail)
+        c->wait_tail->next = w;
+    else
+        c->wait_head = w;
+    c->wait_tail = w;
+    c->pending++;
+    wait_arm(c);
+}
+
+/* Takes w (prev its predecessor, NULL for the head) off the list. */
+static void wait_del(gw_commands *c, wait *prev, wait *w)
+{
+    if (prev)
+        prev->next = w->next;
+    else
+        c->wait_head = w->next;
+    if (c->wait_tail == w)
+        c->wait_tail = prev;
+    c->pending--;
+}
+
+static void on_wait_timer(uv_timer_t *t)
+{
+    gw_commands *c = t->data;
+    uint64_t now = uv_now(c->env.loop);
+    while (c->wait_head && c->wait_head->deadline <= now) {
+        wait *w = c->wait_head;
+        wait_del(c, NULL, w);
+        char why[64];
+        snprintf(why, sizeof(why), "no answer within %.3g s", (double)c->env.answer_ms / 1000);
+        audit(&w->q, "failed", why);
+        send_reply(&w->q, "failed", why, NULL);
+        free(w);
+    }
+    wait_arm(c);
+}
+
+void gw_commands_answered(gw_commands *c, const char *device, const char *verb, const char *answer)
+{
+    wait *prev = NULL, *w = c ? c->wait_head : NULL;
+    while (w && (strcmp(w->device, device) || strcmp(w->verb, verb))) {
+        prev = w;
+        w = w->next;
+    }
+    if (!w)
+        return;
+    wait_del(c, prev, w);
+    char result[512];
+    gw_jbuf b;
+    gw_jbuf_init(&b, result, sizeof(result));
+    gw_json_raw(&b, "{\"reply\":");
+    gw_json_str(&b, w->sent);
+    gw_json_raw(&b, ",\"answer\":");
+    gw_json_str(&b, answer);
+    gw_json_raw(&b, "}");
+    audit(&w->q, "done", NULL);
+    send_reply(&w->q, "done", NULL, b.overflow ? NULL : result);
+    free(w);
+    wait_arm(c);
+}
+
 static void run_device(req *q, const cJSON *doc)
 {
     int bad = 0;
@@ -259,9 +363,26 @@ static void run_device(req *q, const cJSON *doc)
         refuse(q, why, 1);
         return;
     }
+    gw_device *d = find_device(q->c, dev);
+    wait *w = NULL;
+    if (d->proto->command_answers && q->c->timer_open) {
+        if (q->c->pending >= GW_COMMANDS_PENDING_MAX) {
+            refuse(q, "busy: too many commands completing", 1);
+            return;
+        }
+        if (!(w = calloc(1, sizeof(*w)))) {
+            refuse(q, "out of memory", 1);
+            return;
+        }
+    }
     send_reply(q, "accepted", NULL, NULL);
     char out[256], result[512];
     int rc = q->c->env.device_command(q->c->env.ctx, dev, verb, arg, out, sizeof(out));
+    if (rc == GW_OK && w) {
+        wait_add(q->c, w, q, dev, verb, out);
+        return;
+    }
+    free(w);
     if (rc == GW_OK) {
         result_str(result, sizeof(result), "reply", out);
         audit(q, "done", NULL);
@@ -336,6 +457,12 @@ static int rule_levels(req *q, const cJSON *doc, gw_alarms_change *ch)
     return 0;
 }
 
+static void maybe_free(gw_commands *c)
+{
+    if (c->freed && c->pending == 0 && !c->timer_open)
+        free(c);
+}
+
 static void on_committed(void *ctx, int status)
 {
     req *q = ctx;
@@ -346,8 +473,7 @@ static void on_committed(void *ctx, int status)
     else
         send_reply(q, "failed", "not committed to the store", NULL);
     free(q);
-    if (c->freed && c->pending == 0)
-        free(c);
+    maybe_free(c);
 }
 
 /* rule.set and rule.enable: applied now, persisted with the audit event in
@@ -523,17 +649,32 @@ void gw_commands_handle(gw_commands *c, const char *dest, const char *name, cons
     cJSON_Delete(doc);
 }
 
+static void on_timer_closed(uv_handle_t *h)
+{
+    gw_commands *c = h->data;
+    c->timer_open = 0;
+    maybe_free(c);
+}
+
 void gw_commands_stop(gw_commands *c)
 {
-    if (c)
-        c->stopped = 1;
+    if (!c || c->stopped)
+        return;
+    c->stopped = 1;
+    while (c->wait_head) {
+        wait *w = c->wait_head;
+        wait_del(c, NULL, w);
+        free(w);
+    }
+    if (c->timer_open)
+        uv_close((uv_handle_t *)&c->timer, on_timer_closed);
 }
 
 void gw_commands_free(gw_commands *c)
 {
     if (!c)
         return;
-    c->stopped = c->freed = 1;
-    if (c->pending == 0)
-        free(c);
+    gw_commands_stop(c);
+    c->freed = 1;
+    maybe_free(c);
 }

@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 struct gw_alarms;
 struct gw_device;
@@ -28,6 +29,8 @@ typedef struct gw_commands gw_commands;
 typedef void (*gw_commands_reply_fn)(void *ctx, const char *json, size_t len);
 
 typedef struct gw_commands_env {
+    uv_loop_t *loop;   /* NULL: no waiting for device answers (tests) */
+    int64_t answer_ms; /* how long a device answer is waited for; 0: GW_COMMANDS_ANSWER_MS */
     struct gw_alarms *alarms;
     const char *gateway_id; /* stays valid until gw_commands_free */
     void *ctx;              /* passed to the functions below */
@@ -63,6 +66,12 @@ int gw_commands_allow(gw_commands *c, const char *dest, unsigned allowed);
  * this command or gw_commands_stop, whichever comes first. */
 void gw_commands_handle(gw_commands *c, const char *dest, const char *name, const char *payload,
                         size_t len, const char *corr, gw_commands_reply_fn reply, void *reply_ctx);
+/* A device answered a command's request (gw_core_command_answered): the
+ * oldest `device` command waiting for (device, verb) is done, with the
+ * answer in its result. One waits at most env.answer_ms, then fails with
+ * reason "no answer within N s". */
+#define GW_COMMANDS_ANSWER_MS 30000
+void gw_commands_answered(gw_commands *c, const char *device, const char *verb, const char *answer);
 /* No reply is sent from now on (the uplinks are closing); commands still
  * completing are dropped quietly. */
 void gw_commands_stop(gw_commands *c);

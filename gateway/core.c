@@ -363,6 +363,11 @@ int gw_core_publish_meta(gw_core *core, const gw_device *dev)
     return GW_EUNSUPPORTED;
 }
 
+void gw_core_command_answered(gw_core *core, gw_device *dev, const char *verb, const char *answer)
+{
+    gw_commands_answered(core->commands, dev->conf.id, verb, answer);
+}
+
 /* The default destination's replies go back on its own reply topic. */
 static void reply_native(void *ctx, const char *json, size_t len)
 {
@@ -913,7 +918,8 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
     core->alarms = gw_alarms_start(&env, err, errlen);
     if (!core->alarms)
         goto error;
-    gw_commands_env cenv = {.alarms = core->alarms,
+    gw_commands_env cenv = {.loop = loop,
+                            .alarms = core->alarms,
                             .gateway_id = core->cfg.gateway_id,
                             .ctx = core,
                             .devices = env_devices,

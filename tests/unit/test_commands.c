@@ -37,6 +37,7 @@ static int fake_set_interval(gw_device *d, int64_t ms)
 
 static const gw_protocol polled = {.name = "modbus-tcp", .set_interval = fake_set_interval};
 static const gw_protocol listener = {.name = "sl651"};
+static const gw_protocol answering = {.name = "sl651", .command_answers = 1};
 
 static gw_device *const *env_devices(void *ctx, size_t *n)
 {
@@ -251,6 +252,67 @@ static void test_replies_and_outcomes(void **state)
     gw_commands_free(c);
 }
 
+/* A protocol whose device answers later: done comes with the answer, or
+ * failed once the wait is over; both are audited. */
+static void on_idle_stop(uv_timer_t *t)
+{
+    uv_stop(t->loop);
+}
+
+static void test_device_answers_later(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    gw_commands *c = setup_cmds(0x7f);
+    gw_commands_free(c); /* rebuilt below with a loop */
+    F.dev[1].proto = &answering;
+    gw_commands_env env = {.loop = &loop,
+                           .answer_ms = 50,
+                           .gateway_id = "gw-t",
+                           .devices = env_devices,
+                           .device_command = env_device_command,
+                           .audit = env_audit,
+                           .flush = env_flush};
+    c = gw_commands_new(&env);
+    assert_int_equal(gw_commands_allow(c, "city", 0x7f), 0);
+    run(c, "city", "device", "{\"id\":\"q1\",\"device\":\"rtu-01\",\"verb\":\"query\"}", NULL);
+    assert_int_equal(F.nreplies, 1);
+    expect(0, "accepted", NULL);
+    gw_commands_answered(c, "rtu-01", "status", "answer 46 serial 5"); /* another verb */
+    assert_int_equal(F.nreplies, 1);
+    gw_commands_answered(c, "rtu-01", "query", "answer 37 serial 5");
+    assert_int_equal(F.nreplies, 2);
+    expect(1, "done", NULL);
+    assert_string_equal(field(1, "id"), "q1");
+    assert_string_equal(
+        field(1, "result"),
+        "{\"reply\":\"sent 37 serial 5 to 0012345678\",\"answer\":\"answer 37 serial 5\"}");
+    gw_commands_answered(c, "rtu-01", "query", "answer 37 serial 6"); /* nobody waits */
+    assert_int_equal(F.nreplies, 2);
+
+    /* No answer: failed after the wait. */
+    run(c, "city", "device", "{\"id\":\"q2\",\"device\":\"rtu-01\",\"verb\":\"query\"}", NULL);
+    int audits = F.audits;
+    uv_timer_t t;
+    uv_timer_init(&loop, &t);
+    uv_timer_start(&t, on_idle_stop, 2000, 0);
+    while (F.nreplies < 2 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    assert_int_equal(F.nreplies, 2);
+    expect(1, "failed", "no answer within 0.05 s");
+    assert_int_equal(F.audits, audits + 1);
+    assert_non_null(strstr(F.audit, "\"result\":\"failed\""));
+
+    /* A wait still running at the stop is dropped without a reply. */
+    run(c, "city", "device", "{\"id\":\"q3\",\"device\":\"rtu-01\",\"verb\":\"query\"}", NULL);
+    gw_commands_free(c);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(F.nreplies, 1);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 static unsigned load_commands(const char *line, char *err, size_t errlen, int *rc)
 {
     char dir[] = "/tmp/cmdtest.XXXXXX", path[600], text[1024];
@@ -305,6 +367,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_replies_and_outcomes),
+        cmocka_unit_test(test_device_answers_later),
         cmocka_unit_test(test_config_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
