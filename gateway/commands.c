@@ -33,6 +33,7 @@ struct gw_commands {
     gw_commands_env env;
     uv_timer_t timer;                   /* the oldest wait for a device answer */
     struct wait *wait_head, *wait_tail; /* oldest first: all wait equally long */
+    struct wait *flushing;              /* rule changes waiting for their commit */
     int timer_open;
     struct {
         char name[64];
@@ -57,7 +58,8 @@ typedef struct req {
     char audit[512]; /* the audit fields, a JSON object, for a deferred audit */
 } req;
 
-/* A device command whose request was sent, waiting for the device's answer. */
+/* A command waiting to complete: a device command for the device's answer
+ * (device, verb, sent, deadline), a rule change for its commit. */
 typedef struct wait {
     req q;
     char device[GW_ID_MAX];
@@ -465,14 +467,18 @@ static void maybe_free(gw_commands *c)
 
 static void on_committed(void *ctx, int status)
 {
-    req *q = ctx;
-    gw_commands *c = q->c;
+    wait *w = ctx;
+    gw_commands *c = w->q.c;
+    wait **pp = &c->flushing;
+    while (*pp != w)
+        pp = &(*pp)->next;
+    *pp = w->next;
     c->pending--;
     if (status == GW_OK)
-        send_reply(q, "done", NULL, NULL);
+        send_reply(&w->q, "done", NULL, NULL);
     else
-        send_reply(q, "failed", "not committed to the store", NULL);
-    free(q);
+        send_reply(&w->q, "failed", "not committed to the store", NULL);
+    free(w);
     maybe_free(c);
 }
 
@@ -498,7 +504,7 @@ static void run_rule(req *q, const cJSON *doc, int enable_cmd)
         refuse(q, "busy: too many commands completing", 1);
         return;
     }
-    req *later = malloc(sizeof(*later));
+    wait *later = calloc(1, sizeof(*later));
     if (!later) {
         refuse(q, "out of memory", 1);
         return;
@@ -511,12 +517,14 @@ static void run_rule(req *q, const cJSON *doc, int enable_cmd)
     }
     audit(q, "done", NULL);
     send_reply(q, "accepted", NULL, NULL);
-    *later = *q;
+    later->q = *q;
     if (q->c->env.flush(q->c->env.ctx, on_committed, later)) {
         free(later);
         send_reply(q, "failed", "not committed to the store", NULL);
         return;
     }
+    later->next = q->c->flushing;
+    q->c->flushing = later;
     q->c->pending++;
 }
 
@@ -595,7 +603,7 @@ void gw_commands_handle(gw_commands *c, const char *dest, const char *name, cons
     q.reply = reply;
     q.reply_ctx = reply_ctx;
     gw_strlcpy(q.dest, dest, sizeof(q.dest));
-    gw_strlcpy(q.by, "platform", sizeof(q.by));
+    gw_strlcpy(q.by, strcmp(dest, "local") ? "platform" : "admin", sizeof(q.by));
     c->handled++;
     cJSON *doc = cJSON_ParseWithLength(payload, len);
     take_corr(&q, corr, doc);
@@ -654,6 +662,14 @@ static void on_timer_closed(uv_handle_t *h)
     gw_commands *c = h->data;
     c->timer_open = 0;
     maybe_free(c);
+}
+
+void gw_commands_cancel(gw_commands *c, void *reply_ctx)
+{
+    for (int pass = 0; c && pass < 2; pass++)
+        for (wait *w = pass ? c->flushing : c->wait_head; w; w = w->next)
+            if (w->q.reply_ctx == reply_ctx)
+                w->q.reply = NULL;
 }
 
 void gw_commands_stop(gw_commands *c)

@@ -72,6 +72,9 @@ void gw_commands_handle(gw_commands *c, const char *dest, const char *name, cons
  * reason "no answer within N s". */
 #define GW_COMMANDS_ANSWER_MS 30000
 void gw_commands_answered(gw_commands *c, const char *device, const char *verb, const char *answer);
+/* The replies still due to reply_ctx are not sent (its client went away);
+ * the commands themselves complete. */
+void gw_commands_cancel(gw_commands *c, void *reply_ctx);
 /* No reply is sent from now on (the uplinks are closing); commands still
  * completing are dropped quietly. */
 void gw_commands_stop(gw_commands *c);

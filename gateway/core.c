@@ -930,7 +930,8 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
                             .flush = env_flush};
     core->commands = gw_commands_new(&cenv);
     if (!core->commands ||
-        gw_commands_allow(core->commands, GW_DEST_DEFAULT, core->cfg.uplink.commands)) {
+        gw_commands_allow(core->commands, GW_DEST_DEFAULT, core->cfg.uplink.commands) ||
+        gw_commands_allow(core->commands, "local", ~0u)) { /* the admin socket: owner only */
         snprintf(err, errlen, "out of memory");
         goto error;
     }
@@ -995,6 +996,7 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
         gw_admin_env aenv = {.loop = loop,
                              .status = core->status,
                              .alarms = core->alarms,
+                             .commands = core->commands,
                              .ctx = core,
                              .command = env_command};
         core->admin = gw_admin_start(&aenv, core->cfg.admin_socket, err, errlen);

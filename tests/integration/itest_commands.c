@@ -327,6 +327,25 @@ static void test_refusals(void **state)
     struct want_audit au = {"rule.enable", "refused"};
     assert_true(h_platform_wait(have_audit, &au, 10000));
     assert_true(h_log_contains(&e->gw, "rule.set rule depth for device nope by uplink/platform"));
+
+    /* The admin socket runs the same commands as destination "local", which
+     * may run them all; its answer is the final reply. */
+    char sock[512], out[2048];
+    snprintf(sock, sizeof(sock), "%s/data/admin.sock", h_tmpdir());
+    const char *poll[] = {"cmd", "poll", "{\"id\":\"l1\",\"device\":\"wl-001\"}", NULL};
+    assert_int_equal(h_admin(sock, poll, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "\"id\":\"l1\",\"cmd\":\"poll\",\"status\":\"done\""));
+    const char *set[] = {
+        "cmd", "rule.set",
+        "{\"rule\":\"depth\",\"device\":\"wl-001\",\"levels\":{\"blue\":{\"raise\":4}}}", NULL};
+    assert_int_equal(h_admin(sock, set, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "\"status\":\"done\""));
+    assert_true(
+        h_log_contains(&e->gw, "rule.set rule depth for device wl-001 by local/admin: done"));
+    const char *bad[] = {"cmd", "rule.enable",
+                         "{\"rule\":\"nope\",\"device\":\"wl-001\",\"enabled\":false}", NULL};
+    assert_int_equal(h_admin(sock, bad, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "no rule 'nope'"));
 }
 
 int main(void)
