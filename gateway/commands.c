@@ -115,6 +115,17 @@ static unsigned allowed_of(const gw_commands *c, const char *dest)
     return 0;
 }
 
+/* ,"key":"val" (nothing when val is NULL or, with skip_empty, ""). */
+static void member(gw_jbuf *b, const char *key, const char *val, int skip_empty)
+{
+    if (!val || (skip_empty && !val[0]))
+        return;
+    gw_json_raw(b, ",\"");
+    gw_json_raw(b, key);
+    gw_json_raw(b, "\":");
+    gw_json_str(b, val);
+}
+
 static void send_reply(const req *q, const char *status, const char *reason, const char *result)
 {
     if (q->c->stopped || !q->reply)
@@ -123,18 +134,10 @@ static void send_reply(const req *q, const char *status, const char *reason, con
     gw_jbuf b;
     gw_jbuf_init(&b, buf, sizeof(buf));
     gw_json_raw(&b, "{\"v\":1");
-    if (q->corr[0]) {
-        gw_json_raw(&b, ",\"id\":");
-        gw_json_str(&b, q->corr);
-    }
-    gw_json_raw(&b, ",\"cmd\":");
-    gw_json_str(&b, q->cmd);
-    gw_json_raw(&b, ",\"status\":");
-    gw_json_str(&b, status);
-    if (reason) {
-        gw_json_raw(&b, ",\"reason\":");
-        gw_json_str(&b, reason);
-    }
+    member(&b, "id", q->corr, 1);
+    member(&b, "cmd", q->cmd, 0);
+    member(&b, "status", status, 0);
+    member(&b, "reason", reason, 0);
     if (result) {
         gw_json_raw(&b, ",\"result\":");
         gw_json_raw(&b, result);
@@ -156,22 +159,12 @@ static void audit_fields(req *q, const char *result, const char *reason)
     gw_jbuf_init(&b, q->audit, sizeof(q->audit));
     gw_json_raw(&b, "{\"cmd\":");
     gw_json_str(&b, q->cmd);
-    gw_json_raw(&b, ",\"dest\":");
-    gw_json_str(&b, q->dest);
-    gw_json_raw(&b, ",\"by\":");
-    gw_json_str(&b, q->by);
-    if (q->corr[0]) {
-        gw_json_raw(&b, ",\"id\":");
-        gw_json_str(&b, q->corr);
-    }
-    gw_json_raw(&b, ",\"what\":");
-    gw_json_str(&b, q->what);
-    gw_json_raw(&b, ",\"result\":");
-    gw_json_str(&b, result);
-    if (reason) {
-        gw_json_raw(&b, ",\"reason\":");
-        gw_json_str(&b, reason);
-    }
+    member(&b, "dest", q->dest, 0);
+    member(&b, "by", q->by, 0);
+    member(&b, "id", q->corr, 1);
+    member(&b, "what", q->what, 0);
+    member(&b, "result", result, 0);
+    member(&b, "reason", reason, 0);
     gw_json_raw(&b, "}");
     if (b.overflow)
         snprintf(q->audit, sizeof(q->audit), "{\"cmd\":\"%s\",\"result\":\"%s\"}", q->cmd, result);
@@ -229,6 +222,7 @@ static const char *str_of(const cJSON *doc, const char *key, int *bad)
     return cJSON_GetStringValue(it);
 }
 
+/* {"key":"val"} into out. */
 static void result_str(char *out, size_t cap, const char *key, const char *val)
 {
     gw_jbuf b;

@@ -144,26 +144,16 @@ static void expect_reply(const char *id, const char *status)
     }
 }
 
-/* Distinct alarm transitions of rule depth in state (by item id). */
+/* Distinct alarm transitions in state; the last one's threshold. */
 static int count_alarms(const char *state, double *threshold)
 {
-    cJSON *items = h_platform_items("/alarms");
+    cJSON *items = h_platform_items_once("/alarms");
     int n = 0;
-    char seen[64][64];
-    int nseen = 0;
     cJSON *it;
     cJSON_ArrayForEach(it, items)
     {
         const char *s = cJSON_GetStringValue(cJSON_GetObjectItem(it, "state"));
-        const char *item = cJSON_GetStringValue(cJSON_GetObjectItem(it, "id"));
-        int dup = 0;
-        for (int i = 0; item && i < nseen; i++)
-            dup |= !strcmp(seen[i], item);
-        if (dup || !item || !s)
-            continue;
-        if (nseen < 64)
-            snprintf(seen[nseen++], sizeof(seen[0]), "%s", item);
-        if (!strcmp(s, state)) {
+        if (s && !strcmp(s, state)) {
             n++;
             if (threshold)
                 *threshold = cJSON_GetNumberValue(cJSON_GetObjectItem(it, "threshold"));

@@ -167,37 +167,43 @@ static void test_refusals(void **state)
     assert_non_null(strstr(F.audit, "\"result\":\"refused\""));
     run(c, "bureau", "ack", "{\"alarm\":\"x\"}", NULL);
     expect(0, "refused", "not authorized");
+    gw_commands_free(c);
 
-    /* Malformed, in each way the parser can tell. */
-    run(c, "city", "ack", "{\"alarm\":", NULL);
-    expect(0, "refused", "malformed: not JSON");
-    assert_string_equal(field(0, "id"), "");
-    run(c, "city", "ack", "[1,2]", NULL);
-    expect(0, "refused", "must be a JSON object");
-    run(c, "city", "ack", "{\"id\":7,\"alarm\":1}", NULL);
-    expect(0, "refused", "\"alarm\"");
-    assert_string_equal(field(0, "id"), "7");
-    run(c, "city", "ack", "{\"alarm\":\"x\",\"by\":5}", NULL);
-    expect(0, "refused", "\"by\" must be a string");
-    run(c, "city", "rule.set", "{\"rule\":\"depth\",\"levels\":{}}", NULL);
-    expect(0, "refused", "one of \"device\" or \"group\"");
-    run(c, "city", "rule.set",
-        "{\"rule\":\"depth\",\"device\":\"wl-001\",\"group\":\"east\",\"levels\":{}}", NULL);
-    expect(0, "refused", "one of \"device\" or \"group\"");
-    run(c, "city", "rule.set",
-        "{\"rule\":\"depth\",\"device\":\"wl-001\",\"levels\":{\"purple\":{\"raise\":1}}}", NULL);
-    expect(0, "refused", "level 'purple'");
-    run(c, "city", "rule.set",
-        "{\"rule\":\"depth\",\"device\":\"wl-001\",\"levels\":{\"blue\":{\"raise\":\"1\"}}}", NULL);
-    expect(0, "refused", "level 'blue'");
-    run(c, "city", "rule.set", "{\"rule\":\"depth\",\"device\":\"nope\",\"levels\":{}}", NULL);
-    expect(0, "refused", "no device 'nope'");
-    run(c, "city", "rule.set", "{\"rule\":\"depth\",\"group\":\"west\",\"levels\":{}}", NULL);
-    expect(0, "refused", "no device in group 'west'");
-    /* Well formed, but the rule is unknown (here: no rules at all). */
-    run(c, "city", "rule.set",
-        "{\"rule\":\"depth\",\"group\":\"east\",\"levels\":{\"blue\":{\"raise\":1}}}", NULL);
-    expect(0, "refused", "no rule 'depth'");
+    /* Malformed, in each way the parser can tell; then well formed but naming
+     * what is not there (no rules at all here). */
+    static const struct {
+        const char *name, *payload, *reason, *id;
+    } bad[] = {
+        {"ack", "{\"alarm\":", "malformed: not JSON", ""},
+        {"ack", "[1,2]", "must be a JSON object", ""},
+        {"ack", "{\"id\":7,\"alarm\":1}", "\"alarm\"", "7"},
+        {"ack", "{\"alarm\":\"x\",\"by\":5}", "\"by\" must be a string", ""},
+        {"rule.set", "{\"rule\":\"depth\",\"levels\":{}}", "one of \"device\" or \"group\"", ""},
+        {"rule.set", "{\"rule\":\"depth\",\"device\":\"wl-001\",\"group\":\"east\"}",
+         "one of \"device\" or \"group\"", ""},
+        {"rule.set",
+         "{\"rule\":\"depth\",\"device\":\"wl-001\",\"levels\":{\"purple\":{\"raise\":1}}}",
+         "level 'purple'", ""},
+        {"rule.set",
+         "{\"rule\":\"depth\",\"device\":\"wl-001\",\"levels\":{\"blue\":{\"raise\":\"1\"}}}",
+         "level 'blue'", ""},
+        {"rule.set", "{\"rule\":\"depth\",\"device\":\"wl-001\",\"levels\":{}}", "\"levels\"", ""},
+        {"rule.enable", "{\"rule\":\"depth\",\"device\":\"wl-001\",\"enabled\":1}", "\"enabled\"",
+         ""},
+        {"rule.set", "{\"rule\":\"depth\",\"device\":\"nope\",\"levels\":{}}", "no device 'nope'",
+         ""},
+        {"rule.set", "{\"rule\":\"depth\",\"group\":\"west\",\"levels\":{}}",
+         "no device in group 'west'", ""},
+        {"rule.set", "{\"rule\":\"depth\",\"group\":\"east\",\"levels\":{\"blue\":{\"raise\":1}}}",
+         "no rule 'depth'", ""},
+    };
+    c = setup_cmds(0x7f);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        run(c, "city", bad[i].name, bad[i].payload, NULL);
+        assert_int_equal(F.nreplies, 1);
+        expect(0, "refused", bad[i].reason);
+        assert_string_equal(field(0, "id"), bad[i].id);
+    }
     gw_commands_free(c);
 }
 
