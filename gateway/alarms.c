@@ -513,9 +513,9 @@ int gw_alarms_change_rule(gw_alarms *a, const gw_alarms_change *c, char *err, si
                  gw_rule_kind_name(d->kind));
         return GW_EUNSUPPORTED;
     }
-    if (c->enable >= 0 && d->kind == GW_RK_COMBINED) {
-        snprintf(err, errlen, "rule %s is a combined rule: it cannot be switched per device",
-                 d->id);
+    if (c->enable >= 0 && (d->kind == GW_RK_COMBINED || d->kind == GW_RK_FORECAST)) {
+        snprintf(err, errlen, "rule %s is a %s rule: it cannot be switched per device", d->id,
+                 gw_rule_kind_name(d->kind));
         return GW_EUNSUPPORTED;
     }
     size_t before = a->n_ovr;

@@ -73,7 +73,8 @@ int gw_alarms_reload(gw_alarms *a, const struct gw_config *cfg, char *err, size_
  * was queued before it. At start and on SIGHUP the persisted changes are
  * applied again, except to a rule whose definition changed or is gone: the
  * configuration wins then (logged). At most GW_ALARMS_OVERRIDES_MAX; beyond,
- * GW_EFULL. GW_ENOTFOUND: no such rule; GW_EUNSUPPORTED: not for its kind. */
+ * GW_EFULL. GW_ENOTFOUND: no such rule; GW_EUNSUPPORTED: not for its kind
+ * (levels: threshold and window rules; the switch: not combined or forecast). */
 #define GW_ALARMS_OVERRIDES_MAX 1024
 typedef struct gw_alarms_change {
     const char *rule;

@@ -1,10 +1,12 @@
 /* Platform commands (gateway/commands.h). A command is checked in this order:
  * known name, allowed for its destination, a JSON object, its own fields;
  * the first failure is the `refused` reason. What passes is `accepted` and
- * runs: at once (ack, device, meta, inventory, poll), or, for rule changes,
- * `done` only once the change is committed to the store (it then survives a
- * SIGKILL). Completions that wait hold a small record of their own, counted
- * against GW_COMMANDS_PENDING_MAX, so a flood of them is refused, not queued. */
+ * runs: at once (ack, meta, inventory, poll, most device commands), or later:
+ * a rule change is `done` only once it is committed to the store (it then
+ * survives a SIGKILL), a device command of a protocol that answers later
+ * (SL651) once the device answered. Completions that wait hold a small record
+ * of their own, counted against GW_COMMANDS_PENDING_MAX, so a flood of them is
+ * refused, not queued. */
 #include "gateway/commands.h"
 
 #include "base/json.h"
@@ -40,7 +42,7 @@ struct gw_commands {
         unsigned allowed;
     } dests[DESTS_MAX];
     int ndests;
-    int pending; /* completions waiting for a commit */
+    int pending; /* waits on both lists (bounded by GW_COMMANDS_PENDING_MAX) */
     int stopped, freed;
     uint64_t handled, refused;
 };
@@ -245,11 +247,9 @@ static void run_ack(req *q, const cJSON *doc)
         return;
     }
     snprintf(q->what, sizeof(q->what), "alarm %.120s", id);
-    char who[96];
-    snprintf(who, sizeof(who), "%s", q->by);
     send_reply(q, "accepted", NULL, NULL);
-    int rc = gw_alarms_ack(q->c->env.alarms, id, who);
-    GW_INFO("commands", "ack of %.80s by %.40s: %s", id, who,
+    int rc = gw_alarms_ack(q->c->env.alarms, id, q->by);
+    GW_INFO("commands", "ack of %.80s by %s: %s", id, q->by,
             rc == GW_OK ? "recorded" : "no such active alarm");
     char result[256];
     result_str(result, sizeof(result), "alarm", id);
