@@ -12,7 +12,6 @@
 #include "gateway/notify.h"
 #include "gateway/status.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
