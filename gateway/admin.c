@@ -1,6 +1,7 @@
 #include "gateway/admin.h"
 
 #include "gateway/alarms.h"
+#include "gateway/commands.h"
 #include "base/log.h"
 #include "gateway/status.h"
 
@@ -17,6 +18,8 @@
 #define LINE_MAX_ 512
 #define MAX_CONNS 8
 #define IDLE_MS 5000 /* a command line must arrive this soon after connecting */
+/* A platform command may wait for a device's answer: the client may wait as long. */
+#define CMD_WAIT_MS (GW_COMMANDS_ANSWER_MS + 5000)
 
 /* One client: it sends one line and gets one answer. Clients still waiting
  * for their line sit on a list, oldest first: when all MAX_CONNS slots are
@@ -34,6 +37,7 @@ struct conn {
     int done;
     int closing;
     int handles;
+    int running; /* a platform command (cmd) will reply through on_cmd_reply */
 };
 
 struct gw_admin {
@@ -78,6 +82,8 @@ static void conn_close(struct conn *c)
     if (c->closing)
         return;
     c->closing = 1;
+    if (c->running)
+        gw_commands_cancel(c->a->env.commands, c);
     if (!c->done)
         wait_del(c);
     c->a->conns--;
@@ -112,6 +118,10 @@ static void reply(struct conn *c, const char *text)
 static void on_idle(uv_timer_t *t)
 {
     struct conn *c = t->data;
+    if (c->running) {
+        reply(c, "error: the command did not complete in time\n");
+        return;
+    }
     c->a->idle_closed++;
     GW_LOG_RL(GW_LOG_INFO, 10000, "admin", "client sent no command within %d ms: closed", IDLE_MS);
     conn_close(c);
@@ -140,6 +150,38 @@ static void reply_buf(struct conn *c, gw_sbuf *b)
     c->wr.data = c;
     if (uv_write(&c->wr, (uv_stream_t *)&c->pipe, &ub, 1, written))
         conn_close(c);
+}
+
+/* The replies of a cmd: the first that is not "accepted" is the answer. */
+static void on_cmd_reply(void *ctx, const char *json, size_t len)
+{
+    struct conn *c = ctx;
+    if (c->done || c->closing || strstr(json, "\"status\":\"accepted\""))
+        return;
+    char msg[1200];
+    int fail = strstr(json, "\"status\":\"refused\"") || strstr(json, "\"status\":\"failed\"");
+    snprintf(msg, sizeof(msg), "%s%.*s\n", fail ? "error: " : "", (int)len, json);
+    c->running = 0;
+    reply(c, msg);
+}
+
+/* cmd <name> <json>: the platform's commands, run locally by the same code. */
+static void run_cmd(struct conn *c, char *save)
+{
+    char *name = strtok_r(NULL, " \t\r\n", &save);
+    char *json = strtok_r(NULL, "\r\n", &save);
+    if (!name || !c->a->env.commands) {
+        reply(c, c->a->env.commands ? "error: usage: cmd <name> [json]\n"
+                                    : "error: commands not available\n");
+        return;
+    }
+    if (!json)
+        json = "{}";
+    c->running = 1;
+    gw_commands_handle(c->a->env.commands, "local", name, json, strlen(json), NULL, on_cmd_reply,
+                       c);
+    if (c->running) /* completes later: the client waits, bounded */
+        uv_timer_start(&c->idle, on_idle, CMD_WAIT_MS, 0);
 }
 
 static void handle(struct conn *c)
@@ -192,8 +234,10 @@ static void handle(struct conn *c)
         int rc = c->a->env.command(c->a->env.ctx, id, verb, arg, out, sizeof(out));
         snprintf(msg, sizeof(msg), "%s%s\n", rc == GW_OK ? "" : "error: ", out);
         reply(c, msg);
+    } else if (!strcmp(cmd, "cmd")) {
+        run_cmd(c, save);
     } else {
-        reply(c, "error: unknown command (status, devices, device, alarms, ack)\n");
+        reply(c, "error: unknown command (status, devices, device, alarms, ack, cmd)\n");
     }
 }
 

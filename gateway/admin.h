@@ -9,6 +9,10 @@
  *   alarms                  JSON: the active alarms
  *   ack <alarm-id> [by]     acknowledge an active alarm (recorded, sent uplink)
  *   device <id> <verb> [arg] a protocol command on one device (e.g. SL651 query)
+ *   cmd <name> <json>       a platform command (gateway/commands.h) run as
+ *                           destination "local", which may run every command;
+ *                           the answer is its final reply object ("error: "
+ *                           before it when refused or failed)
  * `build/gateway admin` is the client (gateway/admin_cli.c): tables for people,
  * --json for scripts. */
 #include <stddef.h>
@@ -16,6 +20,7 @@
 #include <uv.h>
 
 struct gw_alarms;
+struct gw_commands;
 struct gw_status;
 typedef struct gw_admin gw_admin;
 
@@ -24,9 +29,10 @@ typedef struct gw_admin gw_admin;
  * gw_admin_stop. */
 typedef struct gw_admin_env {
     uv_loop_t *loop;
-    struct gw_status *status; /* answers status, devices, device and alarms */
-    struct gw_alarms *alarms; /* takes ack */
-    void *ctx;                /* passed to command */
+    struct gw_status *status;     /* answers status, devices, device and alarms */
+    struct gw_alarms *alarms;     /* takes ack */
+    struct gw_commands *commands; /* runs cmd (may be NULL: no cmd verb) */
+    void *ctx;                    /* passed to command */
     /* A protocol command on a device by id (gw_core_device_command). */
     int (*command)(void *ctx, const char *device, const char *verb, const char *arg, char *reply,
                    size_t replylen);

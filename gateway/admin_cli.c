@@ -35,6 +35,7 @@ static void usage(FILE *f)
             "  alarms                      active alarms by level\n"
             "  ack ALARM-ID [BY]           acknowledge an active alarm\n"
             "  device ID VERB [ARG]        a protocol command on a device (e.g. query)\n"
+            "  cmd NAME [JSON]             a platform command, run locally (docs/uplink.md)\n"
             "The socket: --socket, else gateway.admin_socket of -c CONFIG, else of "
             "%s when it exists, else %s.\n",
             PACKAGED_CONFIG, FALLBACK_SOCKET);

@@ -10,6 +10,8 @@
 #include "gateway/rules_load.h"
 #include "rules/rules.h"
 
+#include <cjson/cJSON.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +43,16 @@ struct gw_alarms {
     uint64_t actions_run, actions_failed;
     uint64_t evaluations;  /* readings and events handed to the rules */
     const gw_reading *cur; /* the reading being evaluated (its unit), or NULL */
+    gw_rule *defs;         /* the running definitions (rule.set merges into them) */
+    size_t ndefs;
+    struct ovr {
+        gw_rule_override o;
+        uint64_t fp; /* the rule's fingerprint when the change was made */
+    } * ovr;         /* run-time changes from the platform (gw_alarms_change_rule) */
+    size_t n_ovr;
 };
+
+#define OVR_KEY "rule_overrides"
 
 int gw_alarms_load_defs(const gw_config *cfg, void **defs_out, size_t *n_out, char *err,
                         size_t errlen)
@@ -403,6 +414,237 @@ static void on_persist(uv_timer_t *t)
     persist(t->data);
 }
 
+/* ---- run-time rule changes (rule.set, rule.enable) ---- */
+
+static const gw_rule *def_find(const gw_alarms *a, const char *id)
+{
+    for (size_t i = 0; i < a->ndefs; i++)
+        if (!strcmp(a->defs[i].id, id))
+            return &a->defs[i];
+    return NULL;
+}
+
+static void ovr_apply(gw_alarms *a)
+{
+    gw_rule_override *o = a->n_ovr ? malloc(a->n_ovr * sizeof(*o)) : NULL;
+    if (a->n_ovr && !o) {
+        GW_ERROR("alarms", "out of memory: rule changes from the platform not applied%s", "");
+        return;
+    }
+    for (size_t i = 0; i < a->n_ovr; i++)
+        o[i] = a->ovr[i].o;
+    if (gw_rules_set_overrides(a->eng, o, a->n_ovr))
+        GW_ERROR("alarms", "out of memory: rule changes from the platform not applied%s", "");
+    free(o);
+}
+
+/* Drops the changes of rules that are gone or whose definition changed: the
+ * configuration is newer than the change then. Returns how many. */
+static size_t ovr_prune(gw_alarms *a)
+{
+    size_t k = 0, dropped = 0;
+    for (size_t i = 0; i < a->n_ovr; i++) {
+        const struct ovr *v = &a->ovr[i];
+        const gw_rule *d = def_find(a, v->o.rule);
+        if (d && gw_rule_fingerprint(d) == v->fp) {
+            a->ovr[k++] = *v;
+            continue;
+        }
+        dropped++;
+        GW_WARN("alarms", "rule %s %s in the configuration: its change for %s %s is dropped",
+                v->o.rule, d ? "changed" : "is gone",
+                v->o.target == GW_TG_GROUP ? "group" : "device", v->o.name);
+    }
+    a->n_ovr = k;
+    return dropped;
+}
+
+/* The changes as JSON in the state table: small, readable with sqlite3, and
+ * independent of the struct layout. */
+static void ovr_persist(gw_alarms *a)
+{
+    cJSON *root = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(root, "overrides");
+    for (size_t i = 0; list && i < a->n_ovr; i++) {
+        const gw_rule_override *o = &a->ovr[i].o;
+        cJSON *it = cJSON_CreateObject();
+        char fp[24];
+        snprintf(fp, sizeof(fp), "%016" PRIx64, a->ovr[i].fp);
+        cJSON_AddStringToObject(it, "rule", o->rule);
+        cJSON_AddStringToObject(it, "fp", fp);
+        cJSON_AddStringToObject(it, o->target == GW_TG_GROUP ? "group" : "device", o->name);
+        if (o->enable >= 0)
+            cJSON_AddBoolToObject(it, "enabled", o->enable);
+        if (o->has_levels) {
+            cJSON *lv = cJSON_AddObjectToObject(it, "levels");
+            for (int l = 0; l < GW_RULE_LEVELS; l++) {
+                if (!o->levels[l].enabled)
+                    continue;
+                cJSON *one = cJSON_AddObjectToObject(lv, gw_level_name(l + 1));
+                cJSON_AddNumberToObject(one, "raise", o->levels[l].raise);
+                cJSON_AddNumberToObject(one, "clear", o->levels[l].clear);
+                cJSON_AddNumberToObject(one, "window_ms", (double)o->levels[l].window_ms);
+            }
+        }
+        cJSON_AddItemToArray(list, it);
+    }
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!text || gw_store_state_put(a->env.store, OVR_KEY, text, strlen(text)))
+        GW_ERROR("alarms", "rule changes from the platform not persisted%s", "");
+    free(text);
+}
+
+static int ovr_parse(const cJSON *it, struct ovr *v)
+{
+    const char *rule = cJSON_GetStringValue(cJSON_GetObjectItem(it, "rule"));
+    const char *fp = cJSON_GetStringValue(cJSON_GetObjectItem(it, "fp"));
+    const char *dev = cJSON_GetStringValue(cJSON_GetObjectItem(it, "device"));
+    const char *grp = cJSON_GetStringValue(cJSON_GetObjectItem(it, "group"));
+    const char *name = dev ? dev : grp;
+    char *end;
+    memset(v, 0, sizeof(*v));
+    if (!rule || !fp || !name || strlen(rule) >= sizeof(v->o.rule) ||
+        strlen(name) >= sizeof(v->o.name))
+        return GW_EMALFORMED;
+    v->fp = strtoull(fp, &end, 16);
+    if (*end)
+        return GW_EMALFORMED;
+    gw_strlcpy(v->o.rule, rule, sizeof(v->o.rule));
+    gw_strlcpy(v->o.name, name, sizeof(v->o.name));
+    v->o.target = dev ? GW_TG_DEVICE : GW_TG_GROUP;
+    const cJSON *en = cJSON_GetObjectItem(it, "enabled");
+    v->o.enable = cJSON_IsBool(en) ? cJSON_IsTrue(en) : -1;
+    const cJSON *lv = cJSON_GetObjectItem(it, "levels");
+    v->o.has_levels = cJSON_IsObject(lv);
+    for (int l = 0; v->o.has_levels && l < GW_RULE_LEVELS; l++) {
+        const cJSON *one = cJSON_GetObjectItem(lv, gw_level_name(l + 1));
+        if (!one)
+            continue;
+        const cJSON *r = cJSON_GetObjectItem(one, "raise"), *c = cJSON_GetObjectItem(one, "clear");
+        const cJSON *w = cJSON_GetObjectItem(one, "window_ms");
+        if (!cJSON_IsNumber(r) || !cJSON_IsNumber(c) || !cJSON_IsNumber(w))
+            return GW_EMALFORMED;
+        v->o.levels[l] =
+            (gw_rule_level){1, r->valuedouble, c->valuedouble, (int64_t)w->valuedouble};
+    }
+    return GW_OK;
+}
+
+/* At start, before any reading: the changes persisted by earlier runs. */
+static void ovr_load(gw_alarms *a)
+{
+    void *blob;
+    size_t len;
+    if (gw_store_state_get(a->env.store, OVR_KEY, &blob, &len) != GW_OK)
+        return;
+    cJSON *root = cJSON_ParseWithLength(blob, len); /* blob stays the store's */
+    const cJSON *list = cJSON_GetObjectItem(root, "overrides");
+    size_t n = (size_t)cJSON_GetArraySize(list);
+    if (!cJSON_IsArray(list) || n > GW_ALARMS_OVERRIDES_MAX ||
+        (n && !(a->ovr = calloc(n, sizeof(*a->ovr))))) {
+        GW_WARN("alarms", "persisted rule changes unreadable: starting without them%s", "");
+        cJSON_Delete(root);
+        return;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, list)
+    {
+        if (ovr_parse(it, &a->ovr[a->n_ovr]) == GW_OK)
+            a->n_ovr++;
+        else
+            GW_WARN("alarms", "a persisted rule change is unreadable: skipped%s", "");
+    }
+    cJSON_Delete(root);
+    size_t dropped = ovr_prune(a);
+    if (dropped)
+        ovr_persist(a);
+    if (a->n_ovr)
+        GW_INFO("alarms", "restored %zu rule changes from the platform", a->n_ovr);
+    ovr_apply(a);
+}
+
+static struct ovr *ovr_get(gw_alarms *a, const gw_alarms_change *c, const gw_rule *d)
+{
+    for (size_t i = 0; i < a->n_ovr; i++)
+        if (!strcmp(a->ovr[i].o.rule, c->rule) && a->ovr[i].o.target == c->target &&
+            !strcmp(a->ovr[i].o.name, c->name))
+            return &a->ovr[i];
+    if (a->n_ovr == GW_ALARMS_OVERRIDES_MAX)
+        return NULL;
+    struct ovr *m = realloc(a->ovr, (a->n_ovr + 1) * sizeof(*m));
+    if (!m)
+        return NULL;
+    a->ovr = m;
+    struct ovr *v = &a->ovr[a->n_ovr++];
+    memset(v, 0, sizeof(*v));
+    gw_strlcpy(v->o.rule, d->id, sizeof(v->o.rule));
+    v->o.target = c->target;
+    v->o.enable = -1;
+    gw_strlcpy(v->o.name, c->name, sizeof(v->o.name));
+    memcpy(v->o.levels, d->levels, sizeof(v->o.levels));
+    v->fp = gw_rule_fingerprint(d);
+    return v;
+}
+
+int gw_alarms_change_rule(gw_alarms *a, const gw_alarms_change *c, char *err, size_t errlen)
+{
+    const gw_rule *d = a ? def_find(a, c->rule) : NULL;
+    int set = c->reset;
+    for (int l = 0; l < GW_RULE_LEVELS; l++)
+        set |= c->levels[l].enabled;
+    if (!d) {
+        snprintf(err, errlen, "no rule '%.40s'", c->rule);
+        return GW_ENOTFOUND;
+    }
+    if (set && d->kind != GW_RK_THRESHOLD && d->kind != GW_RK_WINDOW) {
+        snprintf(err, errlen,
+                 "rule %s is a %s rule: levels can be set on threshold and window rules", d->id,
+                 gw_rule_kind_name(d->kind));
+        return GW_EUNSUPPORTED;
+    }
+    if (c->enable >= 0 && (d->kind == GW_RK_COMBINED || d->kind == GW_RK_FORECAST)) {
+        snprintf(err, errlen, "rule %s is a %s rule: it cannot be switched per device", d->id,
+                 gw_rule_kind_name(d->kind));
+        return GW_EUNSUPPORTED;
+    }
+    size_t before = a->n_ovr;
+    struct ovr *v = ovr_get(a, c, d);
+    if (!v) {
+        snprintf(err, errlen, "%d rule changes already made: no room for another",
+                 GW_ALARMS_OVERRIDES_MAX);
+        return GW_EFULL;
+    }
+    gw_rule_override next = v->o;
+    if (c->reset) {
+        next.has_levels = 0;
+        memcpy(next.levels, d->levels, sizeof(next.levels));
+    }
+    for (int l = 0; l < GW_RULE_LEVELS; l++) {
+        if (!c->levels[l].enabled)
+            continue;
+        next.has_levels = 1;
+        next.levels[l].enabled = 1;
+        next.levels[l].raise = c->levels[l].raise;
+        next.levels[l].clear = c->levels[l].clear;
+    }
+    if (c->enable >= 0)
+        next.enable = c->enable;
+    gw_rule check = *d;
+    memcpy(check.levels, next.levels, sizeof(check.levels));
+    if (next.has_levels && gw_rule_check(&check, err, errlen)) {
+        a->n_ovr = before; /* a new entry is dropped again */
+        return GW_EINVAL;
+    }
+    v->o = next;
+    /* Nothing left to change: the rule as configured. (A device switched on
+     * stays: it may stand against its group switched off.) */
+    if (!next.has_levels && (next.enable < 0 || (next.enable == 1 && next.target == GW_TG_GROUP)))
+        *v = a->ovr[--a->n_ovr];
+    ovr_apply(a);
+    ovr_persist(a);
+    return GW_OK;
+}
+
 gw_alarms *gw_alarms_start(const gw_alarms_env *env, char *err, size_t errlen)
 {
     gw_rule *defs = NULL;
@@ -417,11 +659,13 @@ gw_alarms *gw_alarms_start(const gw_alarms_env *env, char *err, size_t errlen)
     }
     a->env = *env;
     a->eng = gw_rules_new(defs, n, on_transition, a, err, errlen);
-    free(defs);
     if (!a->eng) {
+        free(defs);
         free(a);
         return NULL;
     }
+    a->defs = defs;
+    a->ndefs = n;
     void *blob;
     size_t len;
     if (gw_store_state_get(env->store, "rules", &blob, &len) == GW_OK) {
@@ -432,6 +676,7 @@ gw_alarms *gw_alarms_start(const gw_alarms_env *env, char *err, size_t errlen)
             GW_INFO("alarms", "restored rule state: %zu active alarms",
                     gw_rules_active_count(a->eng));
     }
+    ovr_load(a);
     int64_t now = gw_now_ms();
     size_t ndevs;
     gw_device *const *devs = env->devices(env->ctx, &ndevs);
@@ -512,10 +757,17 @@ int gw_alarms_reload(gw_alarms *a, const gw_config *cfg, char *err, size_t errle
     if (rc)
         return rc;
     gw_rules_engine *e = gw_rules_reload(a->eng, defs, n, gw_now_ms(), err, errlen);
-    free(defs);
-    if (!e)
+    if (!e) {
+        free(defs);
         return GW_EINVAL;
+    }
     a->eng = e;
+    free(a->defs);
+    a->defs = defs;
+    a->ndefs = n;
+    if (ovr_prune(a))
+        ovr_persist(a);
+    ovr_apply(a);
     a->dirty = a->urgent = 1;
     rearm(a);
     return GW_OK;
@@ -542,6 +794,8 @@ static void on_closed(uv_handle_t *h)
     if (--a->handles > 0)
         return;
     gw_rules_free(a->eng);
+    free(a->defs);
+    free(a->ovr);
     free(a);
 }
 

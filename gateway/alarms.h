@@ -66,6 +66,34 @@ int gw_alarms_ack(gw_alarms *a, const char *alarm_id, const char *by);
 /* SIGHUP: new definitions, keeping the state of unchanged rules. On error the
  * running rules stay. */
 int gw_alarms_reload(gw_alarms *a, const struct gw_config *cfg, char *err, size_t errlen);
+/* Run-time rule changes from the platform (rule.set, rule.enable), for one
+ * device (target GW_TG_DEVICE) or one group (GW_TG_GROUP) of a rule:
+ * - set: levels[l].enabled marks the levels given; each replaces that level's
+ *   raise and clear (the window of a WINDOW rule stays the rule's). reset
+ *   instead drops the changed levels (back to the rule's own).
+ * - enable: 1 on, 0 off, -1 unchanged.
+ * The change is checked as the rule's definition would be (a contradiction
+ * is GW_EINVAL with the reason in err), applied at once (device overrides)
+ * or at each device's next reading (group overrides), and persisted in the
+ * store's state table with the rule's fingerprint, in the commit group of what
+ * was queued before it. At start and on SIGHUP the persisted changes are
+ * applied again, except to a rule whose definition changed or is gone: the
+ * configuration wins then (logged). At most GW_ALARMS_OVERRIDES_MAX; beyond,
+ * GW_EFULL. GW_ENOTFOUND: no such rule; GW_EUNSUPPORTED: not for its kind
+ * (levels: threshold and window rules; the switch: not combined or forecast). */
+#define GW_ALARMS_OVERRIDES_MAX 1024
+typedef struct gw_alarms_change {
+    const char *rule;
+    int target; /* GW_TG_DEVICE or GW_TG_GROUP */
+    const char *name;
+    int reset;
+    struct {
+        int enabled;
+        double raise, clear;
+    } levels[4]; /* [0] = blue ... [3] = red */
+    int enable;
+} gw_alarms_change;
+int gw_alarms_change_rule(gw_alarms *a, const gw_alarms_change *c, char *err, size_t errlen);
 size_t gw_alarms_active(const gw_alarms *a);
 /* Readings and events evaluated against the rules since start. */
 uint64_t gw_alarms_evaluations(const gw_alarms *a);

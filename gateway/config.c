@@ -127,6 +127,7 @@ static const gw_cfgkey store_keys[] = {
 struct upsec {
     gw_uplink_config u; /* first: the U() offsets hold */
     const gw_ynode *servers;
+    const gw_ynode *commands;
 };
 #define U(m) F(gw_uplink_config, m)
 static const gw_cfgkey uplink_keys[] = {
@@ -135,6 +136,9 @@ static const gw_cfgkey uplink_keys[] = {
     {"servers", GW_CT_NODE, NULL, 0, -1, offsetof(struct upsec, servers), 0, NULL, 0,
      "list of broker URIs (nodes of one cluster): the first is used, the next on loss; "
      "excludes uri"},
+    {"commands", GW_CT_NODE, NULL, 0, -1, offsetof(struct upsec, commands), 0, NULL, 0,
+     "platform commands this destination may send (ack device rule.set rule.enable meta "
+     "inventory poll); default [ack, device, meta, inventory]"},
     {"flap_window", GW_CT_DURATION, "10s", 0.1, 3600, offsetof(gw_uplink_config, flap_window_ms), 0,
      NULL, 0,
      "a session lost sooner keeps the backoff growing; 3 in a row are logged as a client-id "
@@ -429,6 +433,33 @@ static int check_uri(const char *uri, const gw_ynode *at, const char *key, char 
     return GW_OK;
 }
 
+/* uplink.commands: a list of command names, kept as a bit mask. */
+static int load_commands(gw_uplink_config *u, const gw_ynode *list, char *err, size_t errlen)
+{
+    static const char *const names[] = GW_COMMAND_NAMES;
+    const size_t nn = sizeof(names) / sizeof(names[0]);
+    u->commands = GW_COMMANDS_DEFAULT;
+    if (!list)
+        return GW_OK;
+    if (list->type != GW_Y_SEQ)
+        return err_at(err, errlen, list, "key 'uplink.commands' must be a list of command names%s",
+                      "");
+    u->commands = 0;
+    for (size_t i = 0; i < list->n; i++) {
+        const gw_ynode *n = list->kids[i];
+        size_t k = 0;
+        while (n->type == GW_Y_SCALAR && k < nn && strcmp(n->str, names[k]))
+            k++;
+        if (k == nn)
+            return err_at(err, errlen, n,
+                          "key 'uplink.commands': not a command name (ack, device, rule.set, "
+                          "rule.enable, meta, inventory, poll)%s",
+                          "");
+        u->commands |= 1u << k;
+    }
+    return GW_OK;
+}
+
 /* uplink.uri is a one-element uplink.servers: either fills servers[]. */
 static int load_servers(gw_uplink_config *u, const gw_ynode *list, const gw_ynode *sec, char *err,
                         size_t errlen)
@@ -523,6 +554,7 @@ static int load_doc(gw_config *cfg, char *err, size_t errlen)
         return GW_EINVAL;
     cfg->uplink = up.u;
     if (load_servers(&cfg->uplink, up.servers, t.uplink, err, errlen) ||
+        load_commands(&cfg->uplink, up.commands, err, errlen) ||
         gw_protect_config_load(&cfg->uplink.protect, gw_ymap_get(t.uplink, "protect"),
                                "uplink.protect", cfg->data_dir, "uplink", err, errlen))
         return GW_EINVAL;

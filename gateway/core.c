@@ -4,6 +4,7 @@
 #include "gateway/admin.h"
 #include "gateway/alarms.h"
 #include "gateway/birth.h"
+#include "gateway/commands.h"
 #include "base/cfgmap.h"
 #include "base/json.h"
 #include "base/log.h"
@@ -12,7 +13,6 @@
 #include "gateway/notify.h"
 #include "gateway/status.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,9 +152,11 @@ int gw_core_state_get(gw_core *core, const char *key, void **val, size_t *len)
     return core->store ? gw_store_state_get(core->store, key, val, len) : GW_ENOTFOUND;
 }
 
-/* An event about the gateway itself (its outbox): device = the gateway id,
- * type "gateway". Priority lane, like every event. */
-static void gateway_event(gw_core *core, const char *kind, int active, const char *detail)
+/* An event about the gateway itself (its outbox, an audit): device = the
+ * gateway id, type "gateway". Priority lane, like every event. extra, when
+ * given, is a JSON object added as member "audit". */
+static int gateway_event_x(gw_core *core, const char *kind, int active, const char *detail,
+                           const char *extra)
 {
     gw_event e;
     memset(&e, 0, sizeof(e));
@@ -166,13 +168,24 @@ static void gateway_event(gw_core *core, const char *kind, int active, const cha
     e.seq = ++core->seq;
     gw_json_dev jd = {.type = "gateway"};
     int n = gw_json_event(core->buf, sizeof(core->buf), core->cfg.gateway_id, &jd, &e);
-    if (n < 0) {
+    size_t xl = extra ? strlen(extra) : 0;
+    if (n < 0 || (size_t)n + xl + 12 > sizeof(core->buf)) {
         core->st.encode_errors++;
-        return;
+        return GW_EFULL;
     }
+    if (extra) /* the object's closing brace moves behind the new member */
+        n += snprintf(core->buf + n - 1, sizeof(core->buf) - (size_t)n + 1, ",\"audit\":%s}",
+                      extra) -
+             1;
     core->st.events++;
-    GW_INFO("pipeline", "event %s %s%s: %s", e.device, kind, active ? "" : " (ended)", detail);
-    gw_store_put(core->store, GW_LANE_PRIO, GW_KIND_EVENT, e.seq, core->buf, (size_t)n);
+    if (!extra)
+        GW_INFO("pipeline", "event %s %s%s: %s", e.device, kind, active ? "" : " (ended)", detail);
+    return gw_store_put(core->store, GW_LANE_PRIO, GW_KIND_EVENT, e.seq, core->buf, (size_t)n);
+}
+
+static void gateway_event(gw_core *core, const char *kind, int active, const char *detail)
+{
+    gateway_event_x(core, kind, active, detail, NULL);
 }
 
 /* The outbox's disk-full state changed: tell the platform when it is over
@@ -360,40 +373,36 @@ int gw_core_device_command(gw_core *core, const char *device, const char *verb, 
     return rc;
 }
 
-/* Platform commands on <prefix>/<gw>/cmd/<name>. The platform connection is
- * authenticated (TLS, credentials, broker ACLs); payloads are still untrusted. */
+void gw_core_command_answered(gw_core *core, gw_device *dev, const char *verb, const char *answer)
+{
+    gw_commands_answered(core->commands, dev->conf.id, verb, answer);
+}
+
+/* The default destination's replies go back on its own reply topic. */
+static void reply_native(void *ctx, const char *json, size_t len)
+{
+    gw_core *core = ctx;
+    if (core->uplink && gw_uplink_reply(core->uplink, json, len))
+        GW_LOG_RL(GW_LOG_WARN, 10000, "core", "reply to a platform command not sent%s", "");
+}
+
+/* Platform commands on <prefix>/<gw>/cmd/<name> (gateway/commands.h). The
+ * connection is authenticated (TLS, credentials, broker ACLs); the payload is
+ * untrusted and the destination's uplink.commands says what it may run. */
 static void on_command(void *ctx, const char *name, const char *payload, size_t len)
 {
     gw_core *core = ctx;
-    if (!strcmp(name, "device")) {
-        /* {"device": "rtu-01", "verb": "query", "arg": ""} */
-        cJSON *doc = cJSON_ParseWithLength(payload, len);
-        const char *dev = cJSON_GetStringValue(cJSON_GetObjectItem(doc, "device"));
-        const char *verb = cJSON_GetStringValue(cJSON_GetObjectItem(doc, "verb"));
-        const char *arg = cJSON_GetStringValue(cJSON_GetObjectItem(doc, "arg"));
-        char reply[256];
-        if (dev && verb)
-            gw_core_device_command(core, dev, verb, arg, reply, sizeof(reply));
-        else
-            GW_WARN("core", "device command needs \"device\" and \"verb\"");
-        cJSON_Delete(doc);
-        return;
-    }
-    if (strcmp(name, "ack") != 0) {
-        GW_LOG_RL(GW_LOG_WARN, 10000, "core", "unknown platform command '%.40s' ignored", name);
-        return;
-    }
-    cJSON *doc = cJSON_ParseWithLength(payload, len);
-    const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(doc, "alarm"));
-    const char *by = cJSON_GetStringValue(cJSON_GetObjectItem(doc, "by"));
-    if (!id) {
-        GW_WARN("core", "ack command without an \"alarm\" id ignored");
-    } else {
-        int rc = gw_alarms_ack(core->alarms, id, by ? by : "platform");
-        GW_INFO("core", "ack of %.80s by %.40s: %s", id, by ? by : "platform",
-                rc == GW_OK ? "recorded" : "no such active alarm");
-    }
-    cJSON_Delete(doc);
+    gw_commands_handle(core->commands, GW_DEST_DEFAULT, name, payload, len, NULL, reply_native,
+                       core);
+}
+
+/* A platform format's commands (gateway/platform.h), translated to ours: the
+ * reply goes back through the format, in the platform's words. */
+static void platform_exec(void *ctx, const char *dest, const char *name, const char *payload,
+                          size_t len, const char *corr, gw_platform_reply_fn reply, void *reply_ctx)
+{
+    gw_core *core = ctx;
+    gw_commands_handle(core->commands, dest, name, payload, len, corr, reply, reply_ctx);
 }
 
 static void log_stats(gw_core *core)
@@ -434,6 +443,7 @@ static void finish_stop(gw_core *core)
     uv_close((uv_handle_t *)&core->drain_timer, close_done);
     gw_notify_close(core->notify);
     core->notify = NULL;
+    gw_commands_stop(core->commands);
     gw_uplink_close(core->uplink, 2000);
     core->uplink = NULL;
     gw_birth_free(core->birth);
@@ -442,6 +452,8 @@ static void finish_stop(gw_core *core)
     core->localpub = NULL;
     gw_store_close(core->store);
     core->store = NULL;
+    gw_commands_free(core->commands);
+    core->commands = NULL;
     gw_tw_close(core->wheel); /* every device was detached when the stop began */
     core->wheel = NULL;
     for (size_t i = 0; i < core->ndevices; i++)
@@ -863,6 +875,27 @@ static int env_interval(void *ctx, const char *device, int64_t interval_ms)
     return gw_devops_interval(ctx, device, interval_ms);
 }
 
+/* The commands' view (gateway/commands.h). */
+static int env_poll(void *ctx, gw_device *dev)
+{
+    return gw_devops_interval(ctx, dev->conf.id, dev->interval_ms);
+}
+
+static int env_publish_meta(void *ctx, gw_device *dev)
+{
+    return gw_core_publish_meta(ctx, dev ? dev->conf.id : NULL);
+}
+
+static int env_audit(void *ctx, const char *detail, const char *audit)
+{
+    return gateway_event_x(ctx, "audit", 0, detail, audit);
+}
+
+static int env_flush(void *ctx, void (*cb)(void *cbctx, int status), void *cbctx)
+{
+    return gw_core_flush(ctx, cb, cbctx);
+}
+
 /* The status's view (gateway/status.h): the parts that come and go. */
 static void env_admin_json(void *ctx, gw_sbuf *b)
 {
@@ -948,10 +981,28 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
     core->alarms = gw_alarms_start(&env, err, errlen);
     if (!core->alarms)
         goto error;
+    gw_commands_env cenv = {.loop = loop,
+                            .alarms = core->alarms,
+                            .gateway_id = core->cfg.gateway_id,
+                            .ctx = core,
+                            .devices = env_devices,
+                            .device_command = env_command,
+                            .poll = env_poll,
+                            .publish_meta = env_publish_meta,
+                            .audit = env_audit,
+                            .flush = env_flush};
+    core->commands = gw_commands_new(&cenv);
+    if (!core->commands ||
+        gw_commands_allow(core->commands, GW_DEST_DEFAULT, core->cfg.uplink.commands) ||
+        gw_commands_allow(core->commands, "local", ~0u)) { /* the admin socket: owner only */
+        snprintf(err, errlen, "out of memory");
+        goto error;
+    }
     core->uplink = gw_uplink_new(loop, &core->cfg.uplink, core->cfg.gateway_id, core->store,
                                  on_command, core, err, errlen);
     if (!core->uplink)
         goto error;
+    gw_uplink_set_commands(core->uplink, platform_exec, core);
     core->birth = gw_birth_new(core->cfg.gateway_id, env_devices, core);
     if (!core->birth || gw_birth_attach(core->birth, core->uplink)) {
         snprintf(err, errlen, "out of memory");
@@ -1014,6 +1065,7 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
         gw_admin_env aenv = {.loop = loop,
                              .status = core->status,
                              .alarms = core->alarms,
+                             .commands = core->commands,
                              .ctx = core,
                              .command = env_command};
         core->admin = gw_admin_start(&aenv, core->cfg.admin_socket, err, errlen);
@@ -1052,6 +1104,8 @@ error:
     core->birth = NULL;
     if (core->store)
         gw_store_close(core->store);
+    gw_commands_free(core->commands);
+    core->commands = NULL;
     if (core->devices)
         for (size_t i = 0; i < core->ndevices; i++)
             device_free(core->devices[i]);

@@ -99,6 +99,11 @@ void gw_liveness_stop(gw_core *core);
 int gw_core_device_command(gw_core *core, const char *device, const char *verb, const char *arg,
                            char *reply, size_t replylen);
 
+/* The device answered a request a command sent (protocols with
+ * command_answers set): verb as given to command(), answer one line saying
+ * what came back. Completes the oldest platform command waiting for it. */
+void gw_core_command_answered(gw_core *core, gw_device *dev, const char *verb, const char *answer);
+
 /* An immutable object devices share by name (a Modbus profile), loaded with
  * load(core, name, err, errlen) on first use and kept, owned by the core, until
  * it stops (then freed with release). The pair (load, name) is the key, so

@@ -29,6 +29,7 @@ struct gw_core {
     struct gw_admin *admin;       /* local admin socket, NULL when disabled */
     struct gw_localpub *localpub; /* local broker for rule actions, NULL when none */
     struct gw_devops *devops;     /* device requests of the rules (gateway/devops.c) */
+    struct gw_commands *commands; /* platform commands (gateway/commands.c) */
     struct gw_liveness *liveness; /* the offline-by-silence timer (gateway/liveness.c) */
     struct gw_status *status;     /* self-observation (gateway/status.c) */
     struct gw_http *http;         /* local HTTP endpoint, NULL when off */

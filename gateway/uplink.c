@@ -72,6 +72,7 @@ struct gw_uplink {
     int short_run;    /* sessions in a row that ended within the flap window */
     int conflict;     /* a client-id conflict is suspected (see on_lost) */
     char t_status[256], t_cmd[256];
+    char t_reply[256]; /* replies to platform commands */
     size_t cmd_prefix_len;
     char status_offline[256];
     gw_uplink_stats st;
@@ -463,6 +464,15 @@ static void publish_status(gw_uplink *u, const char *status)
     gw_mqttc_publish(u->client, u->t_status, (const char *)wire, wlen, 1, 1, NULL, NULL);
 }
 
+int gw_uplink_reply(gw_uplink *u, const char *json, size_t len)
+{
+    const uint8_t *wire = (const uint8_t *)json;
+    size_t wlen = len;
+    if (!u->client || (u->prot && gw_protect_seal(u->prot, json, len, &wire, &wlen)))
+        return GW_ERR;
+    return gw_mqttc_publish(u->client, u->t_reply, (const char *)wire, wlen, 1, 0, NULL, NULL);
+}
+
 static void on_reconnect_timer(uv_timer_t *t)
 {
     do_connect(t->data);
@@ -695,6 +705,7 @@ gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const cha
     snprintf(u->t_status, sizeof(u->t_status), "%s%s%s/status", pre, sep, u->gw);
     snprintf(u->t_base, sizeof(u->t_base), "%s%s%s", pre, sep, u->gw);
     snprintf(u->t_cmd, sizeof(u->t_cmd), "%s%s%s/cmd/#", pre, sep, u->gw);
+    snprintf(u->t_reply, sizeof(u->t_reply), "%s%s%s/reply", pre, sep, u->gw);
     u->cmd_prefix_len = strlen(u->t_cmd) - 1; /* match up to and including "cmd/" */
     snprintf(u->status_offline, sizeof(u->status_offline),
              "{\"v\":1,\"gw\":\"%s\",\"status\":\"offline\"}", u->gw);

@@ -45,6 +45,11 @@ int gw_uplink_start(gw_uplink *u);
  * the platform sends is translated and handed to exec, and exec's final reply goes back in
  * the platform's words. Without one, commands go to on_cmd and are answered "accepted". */
 void gw_uplink_set_commands(gw_uplink *u, gw_platform_exec_fn exec, void *ctx);
+/* Publishes a reply to a platform command on <prefix>/<gw>/reply (QoS 1, not
+ * retained, sealed like every message when uplink.protect is on). Not queued:
+ * a reply while the connection is down is lost (GW_E*), the platform's
+ * request times out and it asks again. */
+int gw_uplink_reply(gw_uplink *u, const char *json, size_t len);
 /* New rows were committed in these lanes (bit 1<<lane). */
 void gw_uplink_notify(gw_uplink *u, unsigned lanes);
 /* Alarm transition -> PUBLISH latency inside the gateway (the alarm's "at"

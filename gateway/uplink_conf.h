@@ -8,6 +8,16 @@
 
 #define GW_UPLINK_MAX_SERVERS 8
 
+/* Platform command names (gateway/commands.h), in the bit order of
+ * gw_uplink_config.commands. A destination runs only the commands it lists;
+ * the default keeps what every destination could do before the list existed
+ * (ack, device) plus the read-only meta and inventory. */
+#define GW_COMMAND_NAMES                                                                           \
+    {                                                                                              \
+        "ack", "device", "rule.set", "rule.enable", "meta", "inventory", "poll"                    \
+    }
+#define GW_COMMANDS_DEFAULT 0x33u
+
 typedef struct gw_uplink_config {
     char uri[256];                            /* tcp://host:port or ssl://host:port; or servers[] */
     char servers[GW_UPLINK_MAX_SERVERS][256]; /* broker nodes, tried in order; [0] = uri */
@@ -38,6 +48,7 @@ typedef struct gw_uplink_config {
     char sub_product_key[64];   /* Alink: sub-devices' ProductKey; IoTDA: their product_id */
     char sub_secrets_file[256]; /* Alink: "<device> <DeviceSecret>" lines; never logged */
     char service_id[64];        /* IoTDA: the product model's service of the readings */
+    unsigned commands;           /* platform commands it may send: bit i = GW_COMMAND_NAMES[i] */
 } gw_uplink_config;
 
 #endif

@@ -70,6 +70,10 @@ typedef struct gw_protocol {
      * GW_EAGAIN when the device is not reachable now. May be NULL. */
     int (*command)(struct gw_device *dev, const char *verb, const char *arg, char *reply,
                    size_t replylen);
+    /* 1 when command() only sends a request and the device answers later: the
+     * protocol then reports each answer with gw_core_command_answered, and a
+     * platform command completes with it (or fails after a wait). */
+    int command_answers;
 
     /* Listener keys (besides `protocol`), the size of the struct they fill,
      * and start/stop. listen() stores its state in *state; unlisten() closes

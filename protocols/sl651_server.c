@@ -763,6 +763,8 @@ static int handle_frame(sl_srv *s, gw_slc *c, const struct sockaddr *peer, const
     return handle_report(s, c, peer, d, f, 0);
 }
 
+static void answered(sl_srv *s, gw_device *d, const gw_sl651_frame *f, unsigned serial);
+
 /* A report (a single frame, or an M3 message put back together: m3_total packets).
  * Returns what handle_frame returns. */
 static int handle_report(sl_srv *s, gw_slc *c, const struct sockaddr *peer, gw_device *d,
@@ -784,6 +786,7 @@ static int handle_report(sl_srv *s, gw_slc *c, const struct sockaddr *peer, gw_d
     const gw_sl651_time *t = &rep.send_time;
     snprintf(key, sizeof(key), "%u/%02u%02u%02u%02u%02u%02u", rep.serial, t->yy, t->mo, t->dd,
              t->hh, t->mi, t->ss);
+    answered(s, d, f, rep.serial);
     int dup = gw_core_seen_report(s->core, d, key);
     if (dup) {
         s->st.duplicates++;
@@ -994,6 +997,19 @@ static const struct {
              {"status", GW_SL651_FN_QUERY_STATUS},
              {"clock", GW_SL651_FN_SET_CLOCK}};
 
+/* An answer to one of the verbs' requests (the station answers with the
+ * request's function code): a platform command waiting for it completes. */
+static void answered(sl_srv *s, gw_device *d, const gw_sl651_frame *f, unsigned serial)
+{
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+        if (verbs[i].fn == f->function) {
+            char answer[64];
+            snprintf(answer, sizeof(answer), "answer %02X serial %u", f->function, serial);
+            gw_core_command_answered(s->core, d, verbs[i].verb, answer);
+        }
+    }
+}
+
 /* Sends a request to the station at once, on the TCP connection it last used
  * (if still open) or to its last UDP sender (if it is online). Nothing is
  * queued: a station that is not reachable now gives GW_EAGAIN. The answer
@@ -1148,6 +1164,7 @@ const gw_protocol gw_proto_sl651 = {
     .attach = dev_attach,
     .detach = dev_detach,
     .command = dev_command,
+    .command_answers = 1,
     .listener_keys = listener_keys,
     .listener_conf_size = sizeof(sl_lconf),
     .listen = sl_listen,

@@ -505,6 +505,11 @@ typedef struct rstate {
     int64_t flat_since;
     series ser;
     fcast *fc; /* FORECAST rules only */
+    /* The override that applies to this device (gw_rules_set_overrides):
+     * levels in place of the rule's (NULL: the rule's), and off when the rule
+     * is disabled for it. Reset whenever the overrides are replaced. */
+    const gw_rule_level *lv;
+    uint8_t off;
     char device[GW_ID_MAX];
 } rstate;
 
@@ -521,6 +526,7 @@ typedef struct rule_rt {
     cstate *conds;  /* COMBINED conditions; FORECAST: the rain gauge */
     int fc_link;    /* THRESHOLD: the FORECAST rule linked to it, -1 none */
     int alarm_link; /* FORECAST: its alarm_rule's index, -1 none */
+    int novr;       /* overrides naming this rule */
 } rule_rt;
 
 typedef struct smap_ent {
@@ -552,8 +558,11 @@ struct gw_rules_engine {
     int any_metric;    /* some rule is indexed under metric "*" */
     gw_rules_cb cb;
     void *ctx;
-    const char *detail; /* detail for the transition being emitted */
-    const char *link;   /* forecast withdrawn by this alarm id */
+    const char *detail;    /* detail for the transition being emitted */
+    const char *link;      /* forecast withdrawn by this alarm id */
+    gw_rule_override *ovr; /* run-time overrides (gw_rules_set_overrides) */
+    int *ovr_rule;         /* the rule index of each, -1 for an unknown rule */
+    size_t n_ovr;
 };
 
 #define TG_BIT_ALL 1u
@@ -807,18 +816,24 @@ static int cleared(int dir, double x, double clear)
 }
 
 /* The level the values call for, given the current level (hysteresis). */
-static int graded_target(const gw_rule *d, int cur, const double *x)
+static const gw_rule_level *levels_of(const gw_rule *d, const rstate *st)
 {
-    int cand = 0, held = 0;
+    return st->lv ? st->lv : d->levels;
+}
+
+static int graded_target(const gw_rule *d, const rstate *st, const double *x)
+{
+    int cand = 0, held = 0, cur = st->level;
+    const gw_rule_level *levels = levels_of(d, st);
     for (int l = GW_RULE_LEVELS; l >= 1; l--) {
-        const gw_rule_level *lv = &d->levels[l - 1];
+        const gw_rule_level *lv = &levels[l - 1];
         if (lv->enabled && crossed(d->dir, x[l - 1], lv->raise)) {
             cand = l;
             break;
         }
     }
     for (int l = cur; l >= 1; l--) {
-        const gw_rule_level *lv = &d->levels[l - 1];
+        const gw_rule_level *lv = &levels[l - 1];
         if (lv->enabled && !cleared(d->dir, x[l - 1], lv->clear)) {
             held = l;
             break;
@@ -953,7 +968,8 @@ static void emit(gw_rules_engine *e, const rule_rt *rr, const rstate *st, int st
             gw_strlcpy(a->detail, fc_why_name[st->fc->why], sizeof(a->detail));
     } else if (d->kind == GW_RK_WINDOW) {
         int lv = st->level ? st->level : prev;
-        int64_t w = lv && d->levels[lv - 1].window_ms ? d->levels[lv - 1].window_ms : d->window_ms;
+        const gw_rule_level *levels = levels_of(d, st);
+        int64_t w = lv && levels[lv - 1].window_ms ? levels[lv - 1].window_ms : d->window_ms;
         snprintf(a->detail, sizeof(a->detail), "%s over %lld s", gw_rule_fn_name(d->fn),
                  (long long)(w / 1000));
     } else if (d->kind != GW_RK_THRESHOLD) {
@@ -986,8 +1002,8 @@ static void report_values(const gw_rule *d, const rstate *st, int lv, int cleari
 {
     if ((graded(d->kind) || d->kind == GW_RK_FORECAST) && lv >= 1) {
         *value = st->x[lv - 1];
-        *thr = clearing && d->kind != GW_RK_FORECAST ? d->levels[lv - 1].clear
-                                                     : d->levels[lv - 1].raise;
+        const gw_rule_level *levels = levels_of(d, st);
+        *thr = clearing && d->kind != GW_RK_FORECAST ? levels[lv - 1].clear : levels[lv - 1].raise;
     } else {
         *value = st->x[0];
         *thr = st->thr;
@@ -1092,19 +1108,20 @@ static void set_all(rstate *st, double v, double thr)
 static int window_eval(gw_rules_engine *e, rstate *st, int64_t now, int allow_update)
 {
     const gw_rule *d = &e->rules[st->rule].def;
+    const gw_rule_level *levels = levels_of(d, st);
     int64_t w[GW_RULE_LEVELS];
     double x[GW_RULE_LEVELS];
     int map[GW_RULE_LEVELS], n = 0;
     for (int l = 0; l < GW_RULE_LEVELS; l++) {
-        if (!d->levels[l].enabled)
+        if (!levels[l].enabled)
             continue;
-        w[n] = d->levels[l].window_ms ? d->levels[l].window_ms : d->window_ms;
+        w[n] = levels[l].window_ms ? levels[l].window_ms : d->window_ms;
         map[n++] = l;
     }
     series_aggs(&st->ser, d->fn, w, n, now, x);
     for (int i = 0; i < n; i++)
         st->x[map[i]] = x[i];
-    return apply(e, st, graded_target(d, st->level, st->x), now, allow_update);
+    return apply(e, st, graded_target(d, st, st->x), now, allow_update);
 }
 
 static void cond_eval(cstate *cs, const gw_rule_cond *c, int64_t now)
@@ -1410,6 +1427,93 @@ static void fc_crossed(gw_rules_engine *e, const rule_rt *alarm, const rstate *a
     e->detail = detail;
 }
 
+/* ---- run-time overrides ------------------------------------------------ */
+
+static int ovr_names(const gw_rule_override *o, const gw_rules_device *dev, int kind)
+{
+    if (o->target != kind)
+        return 0;
+    if (kind == GW_TG_DEVICE)
+        return !strcmp(o->name, dev->id);
+    for (size_t g = 0; g < dev->n_groups; g++)
+        if (dev->groups[g] && !strcmp(o->name, dev->groups[g]))
+            return 1;
+    return 0;
+}
+
+/* Sets st's levels and switch from the overrides of rule ri naming dev:
+ * each from the device's own override when it sets it, else from the first
+ * override of one of its groups that does. */
+static void ovr_find(const gw_rules_engine *e, uint32_t ri, const gw_rules_device *dev, rstate *st)
+{
+    const gw_rule_override *lv = NULL, *sw = NULL;
+    for (int kind = GW_TG_DEVICE, pass = 0; pass < 2; pass++, kind = GW_TG_GROUP)
+        for (size_t i = 0; i < e->n_ovr; i++) {
+            const gw_rule_override *o = &e->ovr[i];
+            if (e->ovr_rule[i] != (int)ri || !ovr_names(o, dev, kind))
+                continue;
+            if (!lv && o->has_levels)
+                lv = o;
+            if (!sw && o->enable >= 0)
+                sw = o;
+        }
+    st->lv = lv ? lv->levels : NULL;
+    st->off = (uint8_t)(sw && sw->enable == 0);
+}
+
+/* Applies the overrides of (rule ri, dev) to its state; returns 1 when the
+ * rule is off for dev (an active alarm is then cleared: nobody would ever
+ * see it clear otherwise). */
+static int ovr_resolve(gw_rules_engine *e, uint32_t ri, const gw_rules_device *dev, rstate *st,
+                       int64_t now)
+{
+    ovr_find(e, ri, dev, st);
+    if (!st->off)
+        return 0;
+    if (st->level) {
+        e->detail = "rule disabled";
+        transition(e, st, 0, now);
+        e->detail = NULL;
+    }
+    st->pend = 0;
+    return 1;
+}
+
+int gw_rules_set_overrides(gw_rules_engine *e, const gw_rule_override *o, size_t n)
+{
+    gw_rule_override *no = NULL;
+    int *nr = NULL;
+    if (n && (!(no = malloc(n * sizeof(*no))) || !(nr = malloc(n * sizeof(*nr))))) {
+        free(no);
+        return GW_ENOMEM;
+    }
+    if (n)
+        memcpy(no, o, n * sizeof(*no));
+    free(e->ovr);
+    free(e->ovr_rule);
+    e->ovr = no;
+    e->ovr_rule = nr;
+    e->n_ovr = n;
+    for (size_t r = 0; r < e->n_rules; r++)
+        e->rules[r].novr = 0;
+    for (size_t i = 0; i < n; i++) {
+        nr[i] = rule_index_of(e, no[i].rule);
+        if (nr[i] >= 0)
+            e->rules[nr[i]].novr++;
+    }
+    /* States keep no pointer into the old array. Device overrides apply at
+     * once (a pending debounce runs on the new levels); group overrides need
+     * the device's groups, so they apply at its next reading or event. */
+    for (size_t i = 0; i < e->tab_cap; i++) {
+        rstate *st = e->tab[i];
+        if (st) {
+            gw_rules_device only = {st->device, NULL, NULL, NULL, 0};
+            ovr_find(e, st->rule, &only, st);
+        }
+    }
+    return GW_OK;
+}
+
 static int on_reading(gw_rules_engine *e, uint32_t ri, rctx *c)
 {
     rule_rt *rr = &e->rules[ri];
@@ -1442,10 +1546,12 @@ static int on_reading(gw_rules_engine *e, uint32_t ri, rctx *c)
     st = state_get(e, ri, c->dev->id, c->devh);
     if (!st)
         return GW_ENOMEM;
+    if (rr->novr && ovr_resolve(e, ri, c->dev, st, now))
+        return GW_OK;
     switch (d->kind) {
     case GW_RK_THRESHOLD:
         set_all(st, r->value, NAN);
-        return apply(e, st, graded_target(d, st->level, st->x), now, 1);
+        return apply(e, st, graded_target(d, st, st->x), now, 1);
     case GW_RK_WINDOW:
         series_add(&st->ser, d->input, r->value, sample_time(r, d->window_ms, now));
         return window_eval(e, st, now, 1);
@@ -1495,6 +1601,8 @@ static int on_event(gw_rules_engine *e, uint32_t ri, rctx *c)
     rstate *st = state_get(e, ri, c->dev->id, c->devh);
     if (!st)
         return GW_ENOMEM;
+    if (e->rules[ri].novr && ovr_resolve(e, ri, c->dev, st, c->now))
+        return GW_OK;
     int rc;
     e->detail = c->ev->detail[0] ? c->ev->detail : NULL;
     set_all(st, c->ev->active ? 1 : 0, 1);
@@ -1647,6 +1755,8 @@ static int on_due(gw_rules_engine *e, rstate *st, int64_t now)
 {
     const rule_rt *rr = &e->rules[st->rule];
     const gw_rule *d = &rr->def;
+    if (st->off)
+        return GW_OK;
     switch (d->kind) {
     case GW_RK_WINDOW:
         return window_eval(e, st, now, 1);
@@ -1985,6 +2095,8 @@ void gw_rules_free(gw_rules_engine *e)
         free(e->rules[i].conds);
     }
     free(e->rules);
+    free(e->ovr);
+    free(e->ovr_rule);
     free(e->special);
     free(e->tab);
     free(e->heap);

@@ -297,6 +297,31 @@ int gw_rules_import(gw_rules_engine *e, const uint8_t *buf, size_t len);
 gw_rules_engine *gw_rules_reload(gw_rules_engine *old, const gw_rule *defs, size_t n, int64_t now,
                                  char *err, size_t errlen);
 
+/* Run-time changes of a rule for one device or one group (the platform's
+ * rule.set and rule.enable commands): levels that apply instead of the
+ * rule's (THRESHOLD and WINDOW rules; whole levels, windows included), and/or
+ * the rule switched off or on for those devices (switched off, an active
+ * alarm clears with detail "rule disabled" at the device's next reading or
+ * event). Each of the two is taken from the override naming the device when
+ * it sets it, else from the first override naming a group of the device that
+ * sets it. Overrides do not change a rule's fingerprint and are not
+ * part of the exported state: the caller keeps and persists them and sets
+ * them again after gw_rules_new/gw_rules_reload. */
+typedef struct gw_rule_override {
+    char rule[GW_KEY_MAX];
+    int target; /* GW_TG_DEVICE or GW_TG_GROUP */
+    char name[GW_ID_MAX];
+    int enable; /* -1 not set, 0 off, 1 on */
+    int has_levels;
+    gw_rule_level levels[GW_RULE_LEVELS];
+} gw_rule_override;
+
+/* Replaces every override with the n given (copied). Device overrides apply
+ * to existing state at once, group overrides at each device's next reading or
+ * event. Overrides naming an unknown rule are kept and ignored. Returns 0 or
+ * GW_ENOMEM (the previous overrides then stay). */
+int gw_rules_set_overrides(gw_rules_engine *e, const gw_rule_override *o, size_t n);
+
 /* Names used by the YAML format and in alarm details. */
 const char *gw_rule_kind_name(int kind);
 const char *gw_rule_fn_name(int fn);

@@ -10,7 +10,7 @@ Debian's python3-jsonschema).
       payload against the schema; an empty payload is valid only on
       .../devices/<id> (a removed device's retained message cleared).
       --expect KIND=N fails unless at least N messages of KIND (readings,
-      events, alarms, forecasts, device, inventory, status) were seen;
+      events, alarms, forecasts, device, inventory, status, reply) were seen;
       --expect FIELD@KIND=N the same for items of KIND carrying FIELD.
 
 Prints one line per failure and a summary; exits 1 on any failure."""
@@ -21,6 +21,15 @@ import sys
 from jsonschema import Draft202012Validator
 
 SCHEMA = "docs/uplink.schema.json"
+
+
+def kind_of(doc):
+    """The message a document is: its kind, "reply" (a command's reply) or "status"."""
+    if not isinstance(doc, dict):
+        return "?"
+    if "kind" in doc:
+        return doc["kind"]
+    return "reply" if "cmd" in doc else "status"
 
 
 def item_def(doc):
@@ -37,7 +46,7 @@ def main(argv):
     whole = Draft202012Validator(schema)
     parts = {}
     for name in ("reading", "event", "alarm", "forecast", "batch", "device", "inventory",
-                 "status"):
+                 "status", "reply"):
         sub = dict(schema)
         sub.pop("oneOf", None)
         sub["$ref"] = "#/$defs/" + name
@@ -74,22 +83,27 @@ def main(argv):
             line = text.count("\n", 0, m.start()) + 2
             where = "%s:%d" % (path, line)
             try:
-                doc = json.loads(m.group(1))
+                docs = [json.loads(m.group(1))]
             except ValueError as e:
-                print("%s: not JSON: %s" % (where, e))
-                failures += 1
-                continue
-            if "v" in doc:
-                k = doc.get("kind", "status")
-                if check(where, doc, parts.get(k if k in parts else "batch", whole)):
-                    check(where, doc, whole)
-                seen[doc.get("kind", "status")] = seen.get(doc.get("kind", "status"), 0) + 1
-            elif item_def(doc):
-                check(where, doc, parts[item_def(doc)])
-                seen[item_def(doc)] = seen.get(item_def(doc), 0) + 1
-            else:
-                print("%s: neither a message nor an item" % where)
-                failures += 1
+                # A block of one message a line (the replies of a command).
+                try:
+                    docs = [json.loads(l) for l in m.group(1).splitlines() if l.strip()]
+                except ValueError:
+                    print("%s: not JSON: %s" % (where, e))
+                    failures += 1
+                    continue
+            for doc in docs:
+                if "v" in doc:
+                    k = kind_of(doc)
+                    if check(where, doc, parts.get(k if k in parts else "batch", whole)):
+                        check(where, doc, whole)
+                    seen[k] = seen.get(k, 0) + 1
+                elif item_def(doc):
+                    check(where, doc, parts[item_def(doc)])
+                    seen[item_def(doc)] = seen.get(item_def(doc), 0) + 1
+                else:
+                    print("%s: neither a message nor an item" % where)
+                    failures += 1
     else:
         for ln, line in enumerate(open(path, encoding="utf-8", errors="strict"), 1):
             line = line.rstrip("\n")
@@ -108,7 +122,7 @@ def main(argv):
                 print("%s: not JSON: %s" % (where, e))
                 failures += 1
                 continue
-            kind = doc.get("kind", "status") if isinstance(doc, dict) else "?"
+            kind = kind_of(doc)
             # The message's own definition gives errors that name the field.
             if check(where, doc, parts.get(kind if kind in parts else "batch", whole)):
                 check(where, doc, whole)

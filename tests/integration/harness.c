@@ -460,6 +460,27 @@ cJSON *h_platform_items(const char *suffix)
     return all;
 }
 
+cJSON *h_platform_items_once(const char *suffix)
+{
+    cJSON *all = h_platform_items(suffix), *once = cJSON_CreateArray();
+    cJSON *it;
+    cJSON_ArrayForEach(it, all)
+    {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(it, "id"));
+        int dup = !id;
+        cJSON *k;
+        cJSON_ArrayForEach(k, once)
+        {
+            const char *kid = cJSON_GetStringValue(cJSON_GetObjectItem(k, "id"));
+            dup |= id && kid && !strcmp(id, kid);
+        }
+        if (!dup)
+            cJSON_AddItemToArray(once, cJSON_Duplicate(it, 1));
+    }
+    cJSON_Delete(all);
+    return once;
+}
+
 long h_outbox_rows(const char *db, const char *table)
 {
     sqlite3 *h;

@@ -85,6 +85,9 @@ int h_platform_wait(int (*pred)(void *ctx), void *ctx, int timeout_ms);
  * order, as a cJSON array of item objects (with "_topic" and "_at" added).
  * Caller deletes. */
 cJSON *h_platform_items(const char *suffix);
+/* The same, each item once (by its "id": QoS 1 may deliver a message twice);
+ * items without an id are left out. */
+cJSON *h_platform_items_once(const char *suffix);
 
 /* ---- raw sockets for tests that play a device (loopback, bounded) ---- */
 /* A TCP connection to 127.0.0.1:port, or -1. */

@@ -195,8 +195,9 @@ static void test_thingsboard(void **state)
     snprintf(alarm, sizeof(alarm), "%s", str(m, "syn-1.0.values.alarm.alarm"));
     cJSON_Delete(m);
 
-    /* A two-way RPC from the platform: answered on v1/gateway/rpc with its id; the ack
-     * reaches the alarm, which comes back acknowledged. */
+    /* A two-way RPC from the platform: answered on v1/gateway/rpc with its id and the
+     * command's final outcome (gateway/commands.c ran it); the ack reaches the alarm, which
+     * comes back acknowledged. */
     snprintf(rpc, sizeof(rpc),
              "{\"device\":\"syn-1\",\"data\":{\"id\":7,\"method\":\"ack\",\"params\":{\"alarm\":"
              "\"%s\",\"by\":\"op-7\"}}}",
@@ -204,8 +205,17 @@ static void test_thingsboard(void **state)
     publish(e, "v1/gateway/rpc", rpc);
     m = message(e, "v1/gateway/rpc", "\"id\":7,\"data\"");
     assert_string_equal(str(m, "device"), "syn-1");
-    assert_string_equal(str(m, "data.status"), "accepted");
+    assert_string_equal(str(m, "data.status"), "done");
     assert_string_equal(str(m, "data.success"), "true");
+    cJSON_Delete(m);
+    /* A command this destination may not send (uplink.commands): refused, with the reason. */
+    publish(e, "v1/gateway/rpc",
+            "{\"device\":\"syn-1\",\"data\":{\"id\":8,\"method\":\"rule_set\",\"params\":"
+            "{\"rule\":\"high\",\"levels\":{\"red\":{\"raise\":1}}}}}");
+    m = message(e, "v1/gateway/rpc", "\"id\":8,\"data\"");
+    assert_string_equal(str(m, "data.status"), "refused");
+    assert_string_equal(str(m, "data.success"), "false");
+    assert_string_equal(str(m, "data.reason"), "not authorized");
     cJSON_Delete(m);
     m = message(e, "v1/gateway/telemetry", "\"state\":\"acknowledged\"");
     assert_string_equal(str(m, "syn-1.0.values.alarm.alarm"), alarm);
@@ -282,7 +292,7 @@ static void test_huawei_iotda(void **state)
     publish(e, t_cmd, payload);
     m = message(e, t_resp, "\"result_code\":0");
     assert_string_equal(str(m, "response_name"), "ack");
-    assert_string_equal(str(m, "paras.status"), "accepted");
+    assert_string_equal(str(m, "paras.status"), "done");
     cJSON_Delete(m);
     m = message(e, t_report, "\"state\":\"acknowledged\"");
     assert_string_equal(str(m, "devices.0.services.0.properties.alarm"), alarm);
@@ -351,7 +361,7 @@ static void test_aliyun_alink(void **state)
     snprintf(topic, sizeof(topic), "/sys/%s/syn-1/thing/service/ack_reply", spk);
     m = message(e, topic, "\"id\":\"77\"");
     assert_string_equal(str(m, "code"), "200");
-    assert_string_equal(str(m, "data.status"), "accepted");
+    assert_string_equal(str(m, "data.status"), "done");
     cJSON_Delete(m);
     snprintf(topic, sizeof(topic), "/sys/%s/syn-1/thing/event/alarm/post", spk);
     m = message(e, topic, "\"state\":\"acknowledged\"");

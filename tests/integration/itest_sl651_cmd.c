@@ -414,6 +414,61 @@ static void test_clock_platform(void **state)
     assert_true(h_log_wait(&E.gw, "command clock on rtu-q: done", 10000));
 }
 
+/* The reply to platform command `id` with `status`, or NULL (caller deletes). */
+static cJSON *reply_of(const char *id, const char *status)
+{
+    cJSON *found = NULL;
+    for (size_t i = 0; !found && i < h_platform_count(); i++) {
+        h_msg m;
+        if (h_platform_get(i, &m))
+            break;
+        cJSON *doc = strstr(m.topic, "/reply") ? cJSON_Parse(m.payload) : NULL;
+        const char *rid = cJSON_GetStringValue(cJSON_GetObjectItem(doc, "id"));
+        const char *st = cJSON_GetStringValue(cJSON_GetObjectItem(doc, "status"));
+        if (rid && st && !strcmp(rid, id) && !strcmp(st, status))
+            found = cJSON_Duplicate(doc, 1);
+        cJSON_Delete(doc);
+        h_msg_free(&m);
+    }
+    return found;
+}
+
+static int has_done(void *ctx)
+{
+    cJSON *r = reply_of(ctx, "done");
+    cJSON_Delete(r);
+    return r != NULL;
+}
+
+static int has_accepted(void *ctx)
+{
+    cJSON *r = reply_of(ctx, "accepted");
+    cJSON_Delete(r);
+    return r != NULL;
+}
+
+/* A query from the platform is accepted when sent and done with the
+ * station's 37 answer, which the reply names (issue 11). */
+static void test_query_platform_answer(void **state)
+{
+    platform_cmd("{\"id\":\"q-1\",\"device\":\"rtu-q\",\"verb\":\"query\"}");
+    unsigned serial = expect_request(E.rtu, 0, STATION, 0x37);
+    assert_true(h_platform_wait(has_accepted, "q-1", 10000));
+    assert_false(has_done("q-1")); /* not before the answer */
+    uint8_t f[128];
+    size_t n = build_level(f, STATION, 0x37, (uint16_t)serial, 7, 3300);
+    send_all(E.rtu, f, n);
+    assert_true(h_platform_wait(has_done, "q-1", 10000));
+    cJSON *r = reply_of("q-1", "done");
+    const cJSON *res = cJSON_GetObjectItem(r, "result");
+    char want[64];
+    snprintf(want, sizeof(want), "answer 37 serial %u", serial);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(res, "answer")), want);
+    snprintf(want, sizeof(want), "sent 37 serial %u to " STATION, serial);
+    assert_non_null(strstr(cJSON_GetStringValue(cJSON_GetObjectItem(res, "reply")), want));
+    cJSON_Delete(r);
+}
+
 /* A station heard over UDP gets its request at the address it sent from. */
 static void test_query_udp(void **state)
 {
@@ -472,8 +527,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_query_admin),    cmocka_unit_test(test_status_admin),
-        cmocka_unit_test(test_clock_platform), cmocka_unit_test(test_query_udp),
-        cmocka_unit_test(test_not_connected),  cmocka_unit_test(test_unknown_verb),
+        cmocka_unit_test(test_clock_platform), cmocka_unit_test(test_query_platform_answer),
+        cmocka_unit_test(test_query_udp),      cmocka_unit_test(test_not_connected),
+        cmocka_unit_test(test_unknown_verb),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -508,6 +508,82 @@ static void test_targets_and_groups(void **state)
     gw_rules_free(e);
 }
 
+/* Run-time overrides (the platform's rule.set / rule.enable): a device override
+ * beats a group override, levels apply at the next reading (and to a pending
+ * debounce at once), a disabled rule clears its active alarm and raises no
+ * more, and removing the overrides restores the rule's own levels. */
+static void test_overrides(void **state)
+{
+    (void)state;
+    log_t l;
+    gw_rule r = depth_rule();
+    gw_rules_engine *e = engine(&r, 1, &l);
+    const char *east[] = {"east"};
+    gw_rules_device a = {"wl-1", "waterlog", NULL, east, 1};
+    gw_rules_device b = {"wl-2", "waterlog", NULL, east, 1};
+    gw_rules_device c = dev_of("wl-3", "waterlog", NULL);
+    gw_rule_override o[2];
+    memset(o, 0, sizeof(o));
+    snprintf(o[0].rule, sizeof(o[0].rule), "depth");
+    o[0].target = GW_TG_GROUP;
+    snprintf(o[0].name, sizeof(o[0].name), "east");
+    o[0].has_levels = 1;
+    o[0].enable = -1;
+    memcpy(o[0].levels, r.levels, sizeof(r.levels));
+    o[0].levels[0] = (gw_rule_level){1, 1.5, 1, 0};
+    o[1] = o[0];
+    o[1].target = GW_TG_DEVICE;
+    snprintf(o[1].name, sizeof(o[1].name), "wl-1");
+    o[1].levels[0] = (gw_rule_level){1, 5, 4, 0};
+    assert_int_equal(gw_rules_set_overrides(e, o, 2), GW_OK);
+    good(e, &a, "water_depth", 2, T0); /* device override: 5 */
+    good(e, &b, "water_depth", 2, T0); /* group override: 1.5 */
+    good(e, &c, "water_depth", 2, T0); /* the rule: 3 */
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.r[0].a.device, "wl-2");
+    assert_true(l.r[0].a.threshold == 1.5);
+    good(e, &a, "water_depth", 5, T0 + MIN);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.r[1].a.device, "wl-1");
+    assert_true(l.r[1].a.threshold == 5);
+
+    /* Off for the group: wl-2's alarm clears at its next reading, none is raised
+     * again; wl-1 follows the group's switch too (its own override sets none)
+     * until it is switched on for itself. */
+    o[0].enable = 0;
+    assert_int_equal(gw_rules_set_overrides(e, o, 2), GW_OK);
+    good(e, &b, "water_depth", 30, T0 + 2 * MIN);
+    assert_int_equal(l.n, 3);
+    expect_tx(&l, 2, GW_ALARM_CLEARED, 0, T0 + 2 * MIN);
+    assert_string_equal(l.r[2].a.device, "wl-2");
+    assert_string_equal(l.r[2].a.detail, "rule disabled");
+    good(e, &b, "water_depth", 40, T0 + 3 * MIN);
+    assert_int_equal(l.n, 3);
+    good(e, &a, "water_depth", 40, T0 + 3 * MIN);
+    assert_int_equal(l.n, 4);
+    expect_tx(&l, 3, GW_ALARM_CLEARED, 0, T0 + 3 * MIN);
+    assert_string_equal(l.r[3].a.device, "wl-1");
+    o[1].enable = 1;
+    assert_int_equal(gw_rules_set_overrides(e, o, 2), GW_OK);
+    good(e, &a, "water_depth", 40, T0 + 3 * MIN + SEC);
+    assert_int_equal(l.n, 5);
+    expect_tx(&l, 4, GW_ALARM_RAISED, 3, T0 + 3 * MIN + SEC);
+    good(e, &a, "water_depth", 4.5, T0 + 3 * MIN + 2 * SEC);
+    assert_int_equal(l.n, 6); /* down to its own blue (5, clear 4) */
+    expect_tx(&l, 5, GW_ALARM_UPDATED, 1, T0 + 3 * MIN + 2 * SEC);
+
+    /* No overrides: the rule's own levels again (wl-1 at 4.5 stays blue: 3/2;
+     * at 2.5 its own clear of 4 would have cleared it, the rule's 2 does not). */
+    assert_int_equal(gw_rules_set_overrides(e, NULL, 0), GW_OK);
+    good(e, &b, "water_depth", 3.5, T0 + 4 * MIN);
+    assert_int_equal(l.n, 7);
+    expect_tx(&l, 6, GW_ALARM_RAISED, 1, T0 + 4 * MIN);
+    assert_true(l.r[6].a.threshold == 3);
+    good(e, &a, "water_depth", 2.5, T0 + 5 * MIN);
+    assert_int_equal(l.n, 7);
+    gw_rules_free(e);
+}
+
 static void test_combined_underpass(void **state)
 {
     (void)state;
@@ -822,6 +898,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hysteresis_holds_through_noise),
+        cmocka_unit_test(test_overrides),
         cmocka_unit_test(test_below_direction),
         cmocka_unit_test(test_debounce_suppresses_spikes),
         cmocka_unit_test(test_rainstorm_increment),
