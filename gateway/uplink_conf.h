@@ -48,7 +48,7 @@ typedef struct gw_uplink_config {
     char sub_product_key[64];   /* Alink: sub-devices' ProductKey; IoTDA: their product_id */
     char sub_secrets_file[256]; /* Alink: "<device> <DeviceSecret>" lines; never logged */
     char service_id[64];        /* IoTDA: the product model's service of the readings */
-    unsigned commands;           /* platform commands it may send: bit i = GW_COMMAND_NAMES[i] */
+    unsigned commands;          /* platform commands it may send: bit i = GW_COMMAND_NAMES[i] */
 } gw_uplink_config;
 
 #endif
