@@ -96,7 +96,7 @@ static const gw_cfgkey gateway_keys[] = {
 
 struct storesec {
     char path[256];
-    int64_t max_bytes, commit_window, queue_max;
+    int64_t max_bytes, commit_window, queue_max, queue_max_bytes;
     int sync;
     int64_t min_free, replay_window, obs_max_age, obs_max_ahead;
 };
@@ -110,6 +110,10 @@ static const gw_cfgkey store_keys[] = {
      NULL, 0, "group commit window"},
     {"queue_max", GW_CT_INT, "200000", 1000, 10000000, offsetof(struct storesec, queue_max), 0,
      NULL, 0, "rows waiting for the store thread"},
+    {"queue_max_bytes", GW_CT_SIZE, "8MiB", 65536, 1073741824,
+     offsetof(struct storesec, queue_max_bytes), 0, NULL, 0,
+     "payload bytes waiting for the store thread (its memory; beyond it telemetry is refused and "
+     "counted)"},
     {"sync", GW_CT_ENUM, "normal", 0, -1, offsetof(struct storesec, sync), 0, sync_modes, 0,
      "SQLite synchronous mode"},
     {"min_free", GW_CT_SIZE, "16MiB", 0, 1099511627776.0, offsetof(struct storesec, min_free), 0,
@@ -472,6 +476,7 @@ static int load_doc(gw_config *cfg, char *err, size_t errlen)
     cfg->store.max_bytes = s.max_bytes;
     cfg->store.commit_window = s.commit_window;
     cfg->store.queue_max = s.queue_max;
+    cfg->store.queue_max_bytes = s.queue_max_bytes;
     cfg->store.sync_full = s.sync == 1;
     cfg->store.min_free = s.min_free;
     cfg->store.replay_window = s.replay_window;
