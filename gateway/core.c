@@ -234,12 +234,13 @@ static void device_free(gw_device *d)
 /* Prepares (without starting) a device from its config. */
 static gw_device *device_new(gw_core *core, const gw_device_conf *dc, char *err, size_t errlen)
 {
-    gw_device *d = calloc(1, sizeof(*d));
+    /* The device keeps its settings' text after the config is gone. */
+    gw_device *d = calloc(1, sizeof(*d) + gw_device_conf_extra(dc));
     if (!d) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    d->conf = *dc;
+    gw_device_conf_pack(&d->conf, dc, d + 1);
     d->core = core;
     d->online = -1;
     d->interval_ms = dc->interval_ms;
@@ -735,12 +736,7 @@ static void on_signal(uv_signal_t *s, int signum)
  * the memory. Devices keep their own copy of their settings. */
 static void release_parsed(gw_config *cfg)
 {
-    for (int i = 0; cfg->devices && i <= cfg->ndevices; i++)
-        free(cfg->devices[i].proto_conf);
-    free(cfg->devices);
-    cfg->devices = NULL;
-    gw_ydoc_free(&cfg->doc);
-    cfg->rules = cfg->rule_files = NULL;
+    gw_config_drop_parsed(cfg);
 }
 
 static int mkdirs(const char *path)
