@@ -112,8 +112,8 @@ static const gw_cfgkey store_keys[] = {
      NULL, 0, "rows waiting for the store thread"},
     {"queue_max_bytes", GW_CT_SIZE, "8MiB", 65536, 1073741824,
      offsetof(struct storesec, queue_max_bytes), 0, NULL, 0,
-     "payload bytes waiting for the store thread (its memory; beyond it telemetry is refused and "
-     "counted)"},
+     "telemetry bytes (payload and bookkeeping) waiting for the store thread: its memory; "
+     "beyond it telemetry is refused and counted"},
     {"sync", GW_CT_ENUM, "normal", 0, -1, offsetof(struct storesec, sync), 0, sync_modes, 0,
      "SQLite synchronous mode"},
     {"min_free", GW_CT_SIZE, "16MiB", 0, 1099511627776.0, offsetof(struct storesec, min_free), 0,

@@ -381,6 +381,12 @@ int gw_mb_poll_init(gw_mb_poll *p, gw_core *core, gw_device *dev, const char *mo
     p->profile = gw_mb_profile(core, profile_ref(dev, ref, sizeof(ref)), err, errlen);
     if (!p->profile)
         return GW_EINVAL;
+    /* Most devices have no site values: no room is kept for them. */
+    if (dev->conf.nparams > 0 &&
+        !(p->params = calloc((size_t)dev->conf.nparams, sizeof(*p->params)))) {
+        snprintf(err, errlen, "out of memory");
+        return GW_ENOMEM;
+    }
     for (int i = 0; i < dev->conf.nparams; i++) {
         gw_strlcpy(p->params[i].key, dev->conf.param_keys[i], sizeof(p->params[i].key));
         p->params[i].value = dev->conf.param_vals[i];
@@ -408,6 +414,8 @@ int gw_mb_poll_init(gw_mb_poll *p, gw_core *core, gw_device *dev, const char *mo
 
 void gw_mb_poll_free(gw_mb_poll *p)
 {
+    free(p->params);
+    p->params = NULL;
     free(p->off);
     free(p->res);
     free(p->rbe);
