@@ -261,6 +261,7 @@ static void queue_byte_bound(void **state)
     e->cfg.queue_max_bytes = 1400;
     e->cfg.commit_window = 60000; /* nothing leaves the queue on its own during the test */
     open_store(e);
+    settle(e); /* the store thread idle: what it does at open is done */
     char row[300];
     memset(row, 'x', sizeof(row));
     int refused = 0;
