@@ -740,13 +740,18 @@ void gw_config_free(gw_config *cfg)
     memset(cfg, 0, sizeof(*cfg));
 }
 
-void gw_config_drop_parsed(gw_config *cfg)
+void gw_config_drop_devices(gw_config *cfg)
 {
     for (int i = 0; cfg->devices && i <= cfg->ndevices; i++)
         free(cfg->devices[i].proto_conf);
     free(cfg->devices);
     cfg->devices = NULL;
     arena_free(cfg);
+}
+
+void gw_config_drop_parsed(gw_config *cfg)
+{
+    gw_config_drop_devices(cfg);
     gw_ydoc_free(&cfg->doc);
     cfg->rules = cfg->rule_files = NULL;
 }

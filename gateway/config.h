@@ -95,6 +95,9 @@ void gw_config_free(gw_config *cfg);
  * from them (cfg->devices, doc, rules and rule_files are cleared); the rest of
  * cfg stays. */
 void gw_config_drop_parsed(gw_config *cfg);
+/* Only the device table (and the devices' text): once devices are built the
+ * rest of the start-up needs the YAML (rules, listeners) but not the table. */
+void gw_config_drop_devices(gw_config *cfg);
 const char *gw_config_default_text(void);
 /* Writes the reference of every key (core tables and each protocol's) as
  * Markdown: the generated half of docs/config.md. */

@@ -851,6 +851,7 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
     if (devices_build(core, &core->cfg, &core->devices, err, errlen))
         goto error;
     core->ndevices = (size_t)core->cfg.ndevices;
+    gw_config_drop_devices(&core->cfg); /* less memory at the start-up peak */
     core->store = gw_store_open(loop, &core->cfg.store, on_store_commit, core, err, errlen);
     if (!core->store)
         goto error;
