@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PROBE_MS 250   /* loop-lateness probe period */
+#define PROBE_MS 1000  /* loop-lateness probe period: an idle gateway's only regular wake-up */
 #define SAMPLE_MS 1000 /* outbox commit-time samples, at most this often */
 #define SAMPLES 8192   /* per lane: over two hours of continuous commits */
 #define STALL_WINDOW_MS 10000

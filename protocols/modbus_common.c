@@ -228,10 +228,12 @@ static void stats_write(const char *path)
 static void on_stats_timer(gw_tw_timer *t)
 {
     int64_t now = gw_tw_now(stats_wheel);
-    gw_tw_start(stats_wheel, &stats_timer, now + 1000, on_stats_timer);
+    /* Every second only for the statistics file; without one, the log line
+     * every 30 s is the only reason to wake (an idle gateway stays asleep). */
+    gw_tw_start(stats_wheel, &stats_timer, now + (stats_path[0] ? 1000 : 30000), on_stats_timer);
     if (stats_path[0])
         stats_write(stats_path);
-    if (now - stats_last_log < 30000)
+    if (now - stats_last_log < 29000)
         return;
     /* Lateness of the last 30 s, not since start. */
     uint64_t h[GW_MB_LATE_BUCKETS];
@@ -260,7 +262,8 @@ void gw_mb_stats_ref(gw_core *core)
         gw_strlcpy(stats_path, gw_core_config(core)->modbus_stats, sizeof(stats_path));
         stats_last_log = gw_tw_now(stats_wheel);
         stats_at_log = stats;
-        gw_tw_start(stats_wheel, &stats_timer, stats_last_log + 1000, on_stats_timer);
+        gw_tw_start(stats_wheel, &stats_timer, stats_last_log + (stats_path[0] ? 1000 : 30000),
+                    on_stats_timer);
     }
 }
 
