@@ -12,7 +12,8 @@
 # seconds (60) from utime+stime in /proc/PID/stat, and the gateway's
 # wake-ups per second (voluntary context switches of all its threads).
 # Writes bench/results/mem.txt. Env: BUILD=build, WARMUP=10, MEASURE=10,
-# IDLE_N=15, IDLE_S=60, BROKER_PORT=29999, BASE_PORT=30000, KEEP=0.
+# IDLE_N=15, IDLE_S=60 (0: no idle run), BROKER_PORT=29999, BASE_PORT=30000, KEEP=0,
+# STORE_EXTRA (a store key for the polled runs, e.g. "queue_max_bytes: 2MiB").
 set -u
 BUILD=${BUILD:-build}
 WARMUP=${WARMUP:-10}
@@ -42,6 +43,7 @@ wait_line() { # file text timeout_s
 }
 kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d", s}'; }
 wakeups() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ {s += $2} END {print s + 0}'; }
 
 # Starts mosquitto, the sims and the gateway for N devices at INTERVAL in $D;
@@ -51,6 +53,7 @@ start_set() { # N INTERVAL
     "$HERE/gen_devices.sh" "$1" "$D" "$BROKER_PORT" "$2" >/dev/null || return 1
     # Idle: no statistics file (written every second by design when configured).
     [ "$1" -le "$IDLE_N" ] && sed -i '/modbus_stats:/d' "$D/gateway.yaml"
+    [ -n "${STORE_EXTRA:-}" ] && sed -i "s/^  commit_window: 5ms/  commit_window: 5ms\n  $STORE_EXTRA/" "$D/gateway.yaml"
     printf "listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\npersistence false\n" \
         "$BROKER_PORT" >"$D/mosquitto.conf"
     mosquitto -c "$D/mosquitto.conf" >"$D/mosquitto.log" 2>&1 &
@@ -95,23 +98,26 @@ done
 
 # Idle cost: a small gateway, every device polled every 10 s.
 D=/tmp/gw-membench.idle
-if start_set "$IDLE_N" 10s; then
+if [ "$IDLE_S" -gt 0 ] && start_set "$IDLE_N" 10s; then
     sleep 5
-    c0=$(cpu_ticks $GW); w0=$(wakeups $GW); t0=$(date +%s.%N)
+    c0=$(cpu_ticks $GW); w0=$(wakeups $GW); n0=$(cpu_ns $GW); t0=$(date +%s.%N)
     sleep "$IDLE_S"
-    c1=$(cpu_ticks $GW); w1=$(wakeups $GW); t1=$(date +%s.%N)
+    c1=$(cpu_ticks $GW); w1=$(wakeups $GW); n1=$(cpu_ns $GW); t1=$(date +%s.%N)
     thr=$(ls /proc/$GW/task | wc -l)
     kill -TERM $GW
     wait $GW 2>/dev/null
-    python3 - "$c0" "$c1" "$w0" "$w1" "$t0" "$t1" "$CLK" "$IDLE_N" "$thr" <<'PY' | tee -a "$OUTF"
+    python3 - "$c0" "$c1" "$w0" "$w1" "$t0" "$t1" "$CLK" "$IDLE_N" "$thr" "$n0" "$n1" <<'PY' | tee -a "$OUTF"
 import sys
 c0, c1, w0, w1 = (int(x) for x in sys.argv[1:5])
 t0, t1 = float(sys.argv[5]), float(sys.argv[6])
 clk, n, thr = int(sys.argv[7]), int(sys.argv[8]), int(sys.argv[9])
+n0, n1 = int(sys.argv[10]), int(sys.argv[11])
 dt = t1 - t0
 cpu_ms = (c1 - c0) * 1000.0 / clk
-print("idle: %d devices polled every 10 s, %.0f s: CPU %.0f ms = %.3f %% of a core (target < 0.1 %%), "
-      "%.1f wake-ups/s over %d threads" % (n, dt, cpu_ms, cpu_ms / dt / 10.0, (w1 - w0) / dt, thr))
+print("idle: %d devices polled every 10 s, %.0f s: CPU %.0f ms = %.3f %% of a core (target < 0.1 %%; "
+      "schedstat %.1f ms = %.3f %%), %.1f wake-ups/s over %d threads"
+      % (n, dt, cpu_ms, cpu_ms / dt / 10.0, (n1 - n0) / 1e6, (n1 - n0) / 1e6 / dt / 10.0,
+         (w1 - w0) / dt, thr))
 PY
 fi
 cleanup

@@ -400,14 +400,21 @@ int gw_mb_poll_init(gw_mb_poll *p, gw_core *core, gw_device *dev, const char *mo
     size_t total = 0;
     p->off = calloc(p->nreq ? p->nreq : 1, sizeof(*p->off));
     p->res = calloc(p->nreq ? p->nreq : 1, sizeof(*p->res));
-    p->rbe = calloc(p->npoints ? p->npoints : 1, sizeof(*p->rbe));
+    /* Report-by-exception state only for a profile with a deadband: without
+     * one every reading reports and the state would never be read. */
+    int rbe = 0;
+    for (size_t i = 0; i < p->npoints && !rbe; i++) {
+        gw_profile_point_info info;
+        rbe = gw_profile_point_get(p->profile, i, &info) == 0 && info.has_deadband;
+    }
+    p->rbe = rbe ? calloc(p->npoints, sizeof(*p->rbe)) : NULL;
     for (size_t i = 0; p->off && i < p->nreq; i++) {
         p->off[i] = total;
         total +=
             p->reqs[i].fc <= 2 ? (size_t)(p->reqs[i].count + 7) / 8 : (size_t)p->reqs[i].count * 2;
     }
     p->buf = malloc(total ? total : 1);
-    if (!p->off || !p->res || !p->rbe || !p->buf) {
+    if (!p->off || !p->res || (rbe && !p->rbe) || !p->buf) {
         gw_mb_poll_free(p);
         snprintf(err, errlen, "out of memory");
         return GW_ENOMEM;
@@ -552,13 +559,13 @@ static int sink_reading(void *ctx, const gw_reading *r)
     gw_mb_poll *p = ctx;
     const gw_profile *prof = p->profile;
     int idx = -1;
-    if (p->rbe_hint >= 0 && (size_t)p->rbe_hint < p->npoints) {
+    if (p->rbe && p->rbe_hint >= 0 && (size_t)p->rbe_hint < p->npoints) {
         gw_profile_point_info info;
         if (gw_profile_point_get(prof, (size_t)p->rbe_hint, &info) == 0 &&
             strcmp(info.metric, r->metric) == 0)
             idx = p->rbe_hint;
     }
-    if (idx < 0)
+    if (idx < 0 && p->rbe)
         idx = gw_profile_metric_find(prof, r->metric);
     if (idx >= 0) {
         p->rbe_hint = idx + 1;
