@@ -110,7 +110,7 @@ static const gw_cfgkey store_keys[] = {
      NULL, 0, "group commit window"},
     {"queue_max", GW_CT_INT, "200000", 1000, 10000000, offsetof(struct storesec, queue_max), 0,
      NULL, 0, "rows waiting for the store thread"},
-    {"queue_max_bytes", GW_CT_SIZE, "8MiB", 65536, 1073741824,
+    {"queue_max_bytes", GW_CT_SIZE, "4MiB", 65536, 1073741824,
      offsetof(struct storesec, queue_max_bytes), 0, NULL, 0,
      "telemetry bytes (payload and bookkeeping) waiting for the store thread: its memory; "
      "beyond it telemetry is refused and counted"},

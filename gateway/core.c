@@ -53,8 +53,9 @@ int gw_core_reading(gw_core *core, gw_device *dev, gw_reading *r)
     if (rc == GW_EFULL) {
         core->st.refused_queue_full++;
         GW_LOG_RL(GW_LOG_WARN, 10000, "pipeline",
-                  "store queue full (%lld rows): reading of %s refused",
-                  (long long)core->cfg.store.queue_max, dev->conf.id);
+                  "store queue full (%lld rows or %lld bytes): reading of %s refused",
+                  (long long)core->cfg.store.queue_max, (long long)core->cfg.store.queue_max_bytes,
+                  dev->conf.id);
         return rc;
     }
     if (rc)
