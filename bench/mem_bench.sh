@@ -81,15 +81,19 @@ for N in "$@"; do
     D=/tmp/gw-membench.$N
     start_set "$N" 1s || { cleanup; continue; }
     sleep "$WARMUP"
-    p0=$(python3 -c "import json; print(json.load(open('$D/mbstats.json'))['cycles'])")
+    # The statistics file needs a descriptor: at the open-file limit it is missing (n/a).
+    cycles() { python3 -c "import json; print(json.load(open('$D/mbstats.json'))['cycles'])" 2>/dev/null || echo 0; }
+    p0=$(cycles)
     sleep "$MEASURE"
-    p1=$(python3 -c "import json; print(json.load(open('$D/mbstats.json'))['cycles'])")
+    p1=$(cycles)
     hwm=$(kib $GW VmHWM)
     rss=$(kib $GW VmRSS)
     fd=$(ls /proc/$GW/fd | wc -l)
     kill -TERM $GW
     wait $GW 2>/dev/null
-    printf "%-8s %-14s %-12s %-12s %-14s %-12s %s\n" "$N" "$(((p1 - p0) / MEASURE))($N)" "$hwm" "$rss" \
+    pps=$(((p1 - p0) / MEASURE))
+    [ "$p1" = 0 ] && pps=n/a
+    printf "%-8s %-14s %-12s %-12s %-14s %-12s %s\n" "$N" "$pps($N)" "$hwm" "$rss" \
         "$(python3 -c "print('%.2f' % ($hwm / $N))")" "$(python3 -c "print('%.1f' % ($hwm / 1024))")" \
         "fds=$fd" | tee -a "$OUTF"
     cleanup
