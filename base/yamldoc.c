@@ -11,45 +11,19 @@
 #define MAX_DEPTH 64
 #define MAX_FILE (4u << 20)
 
-struct gw_yarena {
-    struct gw_yarena *next;
-    size_t used, cap;
-    unsigned char mem[]; /* after three words: aligned for pointers */
-};
-#define ARENA_CHUNK 65536
-
 static void *arena_alloc(gw_ydoc *doc, size_t n)
 {
-    struct gw_yarena *a = doc->arena;
-    n = (n + 7) & ~(size_t)7;
-    if (!a || a->cap - a->used < n) {
-        size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
-        if (!(a = malloc(sizeof(*a) + cap)))
-            return NULL;
-        a->next = doc->arena;
-        a->used = 0;
-        a->cap = cap;
-        doc->arena = a;
-    }
-    void *p = a->mem + a->used;
-    a->used += n;
-    return p;
+    return gw_arena_alloc(&doc->arena, n);
 }
 
 static char *arena_str(gw_ydoc *doc, const char *s)
 {
-    size_t n = strlen(s) + 1;
-    char *p = arena_alloc(doc, n);
-    return p ? memcpy(p, s, n) : NULL;
+    return gw_arena_strdup(&doc->arena, s);
 }
 
 void gw_ydoc_free(gw_ydoc *doc)
 {
-    while (doc->arena) {
-        struct gw_yarena *a = doc->arena;
-        doc->arena = a->next;
-        free(a);
-    }
+    gw_arena_free(&doc->arena);
     free(doc->file);
     doc->root = NULL;
     doc->file = NULL;

@@ -232,50 +232,15 @@ static const gw_cfgkey site_keys[] = {
 /* The devices' text and lists: one arena per config, in chunks, freed with
  * the device table (gw_config_drop_parsed) instead of fixed-size fields in
  * every device (at 10,000 devices those were 14 MB). */
-struct gw_cfg_arena {
-    struct gw_cfg_arena *next;
-    size_t used, cap;
-    unsigned char mem[]; /* after three words: aligned for pointers and doubles */
-};
-#define ARENA_CHUNK 65536
-
 static void *arena_alloc(gw_config *cfg, size_t n)
 {
-    struct gw_cfg_arena *a = cfg->arena;
-    n = (n + 7) & ~(size_t)7;
-    if (!a || a->cap - a->used < n) {
-        size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
-        if (!(a = malloc(sizeof(*a) + cap)))
-            return NULL;
-        a->next = cfg->arena;
-        a->used = 0;
-        a->cap = cap;
-        cfg->arena = a;
-    }
-    void *p = a->mem + a->used;
-    a->used += n;
-    return p;
+    return gw_arena_alloc(&cfg->arena, n);
 }
 
 /* A copy of s in the arena; "" is shared. NULL when out of memory. */
 static const char *arena_str(gw_config *cfg, const char *s)
 {
-    if (!*s)
-        return "";
-    size_t n = strlen(s) + 1;
-    char *p = arena_alloc(cfg, n);
-    if (p)
-        memcpy(p, s, n);
-    return p;
-}
-
-static void arena_free(gw_config *cfg)
-{
-    while (cfg->arena) {
-        struct gw_cfg_arena *a = cfg->arena;
-        cfg->arena = a->next;
-        free(a);
-    }
+    return *s ? gw_arena_strdup(&cfg->arena, s) : "";
 }
 
 /* The text fields of a device, for gw_device_conf_pack: a new one is one line. */
@@ -735,7 +700,7 @@ void gw_config_free(gw_config *cfg)
         free(cfg->listeners[i].conf);
     free(cfg->listeners);
     free(cfg->devices);
-    arena_free(cfg);
+    gw_arena_free(&cfg->arena);
     gw_ydoc_free(&cfg->doc);
     memset(cfg, 0, sizeof(*cfg));
 }
@@ -746,7 +711,7 @@ void gw_config_drop_devices(gw_config *cfg)
         free(cfg->devices[i].proto_conf);
     free(cfg->devices);
     cfg->devices = NULL;
-    arena_free(cfg);
+    gw_arena_free(&cfg->arena);
 }
 
 void gw_config_drop_parsed(gw_config *cfg)

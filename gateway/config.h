@@ -81,9 +81,9 @@ typedef struct gw_config {
     int ndevices;
     gw_listener_conf *listeners;
     int nlisteners;
-    struct gw_cfg_arena *arena; /* the devices' text and lists */
-    gw_ydoc doc;                /* kept for sections parsed by other modules (rules) */
-    const gw_ynode *rules;      /* "rules" list, or NULL */
+    gw_arena arena;        /* the devices' text and lists */
+    gw_ydoc doc;           /* kept for sections parsed by other modules (rules) */
+    const gw_ynode *rules; /* "rules" list, or NULL */
     const gw_ynode *rule_files;
 } gw_config;
 
