@@ -207,6 +207,12 @@ void gw_tw_stop(gw_tw_timer *t)
 {
     if (!t->armed)
         return;
+    gw_tw *w = t->wheel;
+    int64_t at = t->at;
     unlink_timer(t);
-    /* The libuv timer may fire once for nothing; rearm() finds the next slot. */
+    /* The libuv timer was armed for this one (a response timeout stopped by
+     * the answer, the usual case): aim it at the next slot instead of waking
+     * for nothing. Inside on_wheel it is re-armed at the end anyway. */
+    if (!w->running && !w->closed && at == w->wake_at)
+        rearm(w);
 }

@@ -11,54 +11,80 @@
 #define MAX_DEPTH 64
 #define MAX_FILE (4u << 20)
 
-static void node_free(gw_ynode *n)
+static void *arena_alloc(gw_ydoc *doc, size_t n)
 {
-    if (!n)
-        return;
-    free(n->str);
-    for (size_t i = 0; i < n->n; i++) {
-        if (n->keys)
-            free(n->keys[i]);
-        node_free(n->kids[i]);
-    }
-    free(n->keys);
-    free(n->key_lines);
-    free(n->kids);
-    free(n);
+    return gw_arena_alloc(&doc->arena, n);
+}
+
+static char *arena_str(gw_ydoc *doc, const char *s)
+{
+    return gw_arena_strdup(&doc->arena, s);
 }
 
 void gw_ydoc_free(gw_ydoc *doc)
 {
-    node_free(doc->root);
+    gw_arena_free(&doc->arena);
     free(doc->file);
     doc->root = NULL;
     doc->file = NULL;
 }
 
-static int push_child(gw_ynode *p, char *key, int key_line, gw_ynode *kid)
+/* The children of the open collections, innermost last: a collection's
+ * lists go to the arena at their exact size when it ends. */
+struct kid {
+    char *key; /* MAP key (in the arena), NULL in a SEQ */
+    int key_line;
+    gw_ynode *node;
+};
+struct kids {
+    struct kid *v;
+    size_t n, cap;
+};
+
+static int push_kid(struct kids *k, char *key, int key_line, gw_ynode *node)
 {
-    gw_ynode **kids = realloc(p->kids, (p->n + 1) * sizeof(*kids));
-    if (!kids)
-        return GW_ENOMEM;
-    p->kids = kids;
-    if (p->type == GW_Y_MAP) {
-        char **keys = realloc(p->keys, (p->n + 1) * sizeof(*keys));
-        if (!keys)
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 64;
+        struct kid *g = realloc(k->v, cap * sizeof(*g));
+        if (!g)
             return GW_ENOMEM;
-        p->keys = keys;
-        int *kl = realloc(p->key_lines, (p->n + 1) * sizeof(*kl));
-        if (!kl)
-            return GW_ENOMEM;
-        p->key_lines = kl;
-        p->keys[p->n] = key;
-        p->key_lines[p->n] = key_line;
+        k->v = g;
+        k->cap = cap;
     }
-    p->kids[p->n++] = kid;
+    k->v[k->n++] = (struct kid){key, key_line, node};
+    return GW_OK;
+}
+
+/* Moves the children from base on into the node's lists. */
+static int close_node(gw_ydoc *doc, gw_ynode *n, struct kids *k, size_t base)
+{
+    size_t cnt = k->n - base;
+    if (cnt) {
+        /* n->n is set last: a node whose lists failed stays empty, not torn. */
+        if (!(n->kids = arena_alloc(doc, cnt * sizeof(*n->kids))))
+            return GW_ENOMEM;
+        if (n->type == GW_Y_MAP) {
+            n->keys = arena_alloc(doc, cnt * sizeof(*n->keys));
+            n->key_lines = arena_alloc(doc, cnt * sizeof(*n->key_lines));
+            if (!n->keys || !n->key_lines)
+                return GW_ENOMEM;
+        }
+        n->n = cnt;
+        for (size_t i = 0; i < cnt; i++) {
+            n->kids[i] = k->v[base + i].node;
+            if (n->keys) {
+                n->keys[i] = k->v[base + i].key;
+                n->key_lines[i] = k->v[base + i].key_line;
+            }
+        }
+    }
+    k->n = base;
     return GW_OK;
 }
 
 struct frame {
     gw_ynode *node;
+    size_t base;       /* its first child in the kids stack */
     char *pending_key; /* MAP: key waiting for its value */
     int pending_line;
 };
@@ -69,6 +95,7 @@ int gw_ydoc_parse(gw_ydoc *doc, const char *file, const char *text, size_t len, 
     yaml_parser_t p;
     yaml_event_t ev;
     struct frame st[MAX_DEPTH];
+    struct kids kids = {0};
     int depth = 0, rc = GW_OK, done = 0;
 
     memset(doc, 0, sizeof(*doc));
@@ -112,16 +139,16 @@ int gw_ydoc_parse(gw_ydoc *doc, const char *file, const char *text, size_t len, 
                 /* A mapping key. */
                 struct frame *f = &st[depth - 1];
                 const char *k = (const char *)ev.data.scalar.value;
-                for (size_t i = 0; i < f->node->n; i++) {
-                    if (strcmp(f->node->keys[i], k) == 0) {
+                for (size_t i = f->base; i < kids.n; i++) {
+                    if (strcmp(kids.v[i].key, k) == 0) {
                         snprintf(err, errlen, "%s:%d: duplicate key '%s' (first at line %d)",
-                                 doc->file, line, k, f->node->key_lines[i]);
+                                 doc->file, line, k, kids.v[i].key_line);
                         rc = GW_EMALFORMED;
                         break;
                     }
                 }
                 if (rc == GW_OK) {
-                    f->pending_key = strdup(k);
+                    f->pending_key = arena_str(doc, k);
                     f->pending_line = line;
                     if (!f->pending_key)
                         rc = GW_ENOMEM;
@@ -134,20 +161,20 @@ int gw_ydoc_parse(gw_ydoc *doc, const char *file, const char *text, size_t len, 
                 rc = GW_EMALFORMED;
                 break;
             }
-            n = calloc(1, sizeof(*n));
+            n = arena_alloc(doc, sizeof(*n));
             if (!n) {
                 rc = GW_ENOMEM;
                 break;
             }
+            memset(n, 0, sizeof(*n));
             n->line = line;
             n->file = doc->file;
             if (ev.type == YAML_SCALAR_EVENT) {
                 n->type = GW_Y_SCALAR;
-                n->str = strdup((const char *)ev.data.scalar.value);
+                n->str = arena_str(doc, (const char *)ev.data.scalar.value);
                 n->quoted = ev.data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
                             ev.data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE;
                 if (!n->str) {
-                    free(n);
                     rc = GW_ENOMEM;
                     break;
                 }
@@ -158,11 +185,9 @@ int gw_ydoc_parse(gw_ydoc *doc, const char *file, const char *text, size_t len, 
                 doc->root = n;
             } else {
                 struct frame *f = &st[depth - 1];
-                rc = push_child(f->node, f->pending_key, f->pending_line, n);
-                if (rc) {
-                    node_free(n);
+                rc = push_kid(&kids, f->pending_key, f->pending_line, n);
+                if (rc)
                     break;
-                }
                 f->pending_key = NULL;
             }
             if (n->type != GW_Y_SCALAR) {
@@ -173,6 +198,7 @@ int gw_ydoc_parse(gw_ydoc *doc, const char *file, const char *text, size_t len, 
                     break;
                 }
                 st[depth].node = n;
+                st[depth].base = kids.n;
                 st[depth].pending_key = NULL;
                 depth++;
             }
@@ -180,8 +206,10 @@ int gw_ydoc_parse(gw_ydoc *doc, const char *file, const char *text, size_t len, 
         }
         case YAML_SEQUENCE_END_EVENT:
         case YAML_MAPPING_END_EVENT:
-            if (depth > 0)
+            if (depth > 0) {
                 depth--;
+                rc = close_node(doc, st[depth].node, &kids, st[depth].base);
+            }
             break;
         default:
             break;
@@ -190,8 +218,14 @@ int gw_ydoc_parse(gw_ydoc *doc, const char *file, const char *text, size_t len, 
         if (rc)
             break;
     }
-    for (int i = 0; i < depth; i++)
-        free(st[i].pending_key);
+    /* After an error the open collections are closed as far as they got, so
+     * that the tree stays walkable (the caller only frees it). */
+    while (depth > 0 && rc != GW_ENOMEM) {
+        depth--;
+        if (close_node(doc, st[depth].node, &kids, st[depth].base))
+            break;
+    }
+    free(kids.v);
     yaml_parser_delete(&p);
     return rc;
 }

@@ -31,7 +31,7 @@ C
 config() { # $1 name, $2 devices yaml, $3 rules yaml
     cat >"$T/$1.yaml" <<C
 gateway: {id: gw-bench, data_dir: $T/data-$1, log_level: warn, shutdown_drain: 1s}
-store: {commit_window: 5ms, max_bytes: 1GiB, queue_max: 400000}
+store: {commit_window: 5ms, max_bytes: 1GiB, queue_max: 400000, queue_max_bytes: 512MiB}
 uplink: {uri: "tcp://127.0.0.1:$PORT", batch: 200, max_inflight: 64, backoff_min: 100ms, backoff_max: 200ms}
 devices:
 $2

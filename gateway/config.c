@@ -97,7 +97,7 @@ static const gw_cfgkey gateway_keys[] = {
 
 struct storesec {
     char path[256];
-    int64_t max_bytes, commit_window, queue_max;
+    int64_t max_bytes, commit_window, queue_max, queue_max_bytes;
     int sync;
     int64_t min_free, replay_window, obs_max_age, obs_max_ahead;
 };
@@ -111,6 +111,10 @@ static const gw_cfgkey store_keys[] = {
      NULL, 0, "group commit window"},
     {"queue_max", GW_CT_INT, "200000", 1000, 10000000, offsetof(struct storesec, queue_max), 0,
      NULL, 0, "rows waiting for the store thread"},
+    {"queue_max_bytes", GW_CT_SIZE, "4MiB", 65536, 1073741824,
+     offsetof(struct storesec, queue_max_bytes), 0, NULL, 0,
+     "telemetry bytes (payload and bookkeeping) waiting for the store thread: its memory; "
+     "beyond it telemetry is refused and counted"},
     {"sync", GW_CT_ENUM, "normal", 0, -1, offsetof(struct storesec, sync), 0, sync_modes, 0,
      "SQLite synchronous mode"},
     {"min_free", GW_CT_SIZE, "16MiB", 0, 1099511627776.0, offsetof(struct storesec, min_free), 0,
@@ -253,6 +257,74 @@ static const gw_cfgkey site_keys[] = {
      "other numeric site parameters"},
     {NULL}};
 
+/* The devices' text and lists: one arena per config, in chunks, freed with
+ * the device table (gw_config_drop_parsed) instead of fixed-size fields in
+ * every device (at 10,000 devices those were 14 MB). */
+static void *arena_alloc(gw_config *cfg, size_t n)
+{
+    return gw_arena_alloc(&cfg->arena, n);
+}
+
+/* A copy of s in the arena; "" is shared. NULL when out of memory. */
+static const char *arena_str(gw_config *cfg, const char *s)
+{
+    return *s ? gw_arena_strdup(&cfg->arena, s) : "";
+}
+
+/* The text fields of a device, for gw_device_conf_pack: a new one is one line. */
+static const size_t conf_text[] = {
+    offsetof(gw_device_conf, id),           offsetof(gw_device_conf, type),
+    offsetof(gw_device_conf, protocol),     offsetof(gw_device_conf, profile),
+    offsetof(gw_device_conf, connect),      offsetof(gw_device_conf, address),
+    offsetof(gw_device_conf, site),         offsetof(gw_device_conf, file),
+    offsetof(gw_device_conf, site_id),      offsetof(gw_device_conf, division),
+    offsetof(gw_device_conf, site_address), offsetof(gw_device_conf, vendor),
+    offsetof(gw_device_conf, model),
+};
+#define CONF_TEXT(c, i) (*(const char **)((char *)(c) + conf_text[i]))
+
+size_t gw_device_conf_extra(const gw_device_conf *c)
+{
+    size_t n =
+        (size_t)(c->ngroups + c->nparams) * sizeof(char *) + (size_t)c->nparams * sizeof(double);
+    for (size_t i = 0; i < sizeof(conf_text) / sizeof(conf_text[0]); i++)
+        n += strlen(CONF_TEXT(c, i)) + 1;
+    for (int i = 0; i < c->ngroups; i++)
+        n += strlen(c->groups[i]) + 1;
+    for (int i = 0; i < c->nparams; i++)
+        n += strlen(c->param_keys[i]) + 1;
+    return n;
+}
+
+static const char *put_text(char **at, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = memcpy(*at, s, n);
+    *at += n;
+    return p;
+}
+
+void gw_device_conf_pack(gw_device_conf *dst, const gw_device_conf *src, void *mem)
+{
+    char *at = mem;
+    *dst = *src;
+    /* Pointers and doubles first, while at is aligned; the text after. */
+    dst->groups = src->ngroups ? (const char **)(void *)at : NULL;
+    at += (size_t)src->ngroups * sizeof(char *);
+    dst->param_keys = src->nparams ? (const char **)(void *)at : NULL;
+    at += (size_t)src->nparams * sizeof(char *);
+    dst->param_vals = src->nparams ? (double *)(void *)at : NULL;
+    at += (size_t)src->nparams * sizeof(double);
+    for (int i = 0; i < src->nparams; i++)
+        dst->param_vals[i] = src->param_vals[i];
+    for (size_t i = 0; i < sizeof(conf_text) / sizeof(conf_text[0]); i++)
+        CONF_TEXT(dst, i) = put_text(&at, CONF_TEXT(src, i));
+    for (int i = 0; i < src->ngroups; i++)
+        dst->groups[i] = put_text(&at, src->groups[i]);
+    for (int i = 0; i < src->nparams; i++)
+        dst->param_keys[i] = put_text(&at, src->param_keys[i]);
+}
+
 static int valid_id(const char *s)
 {
     if (!*s)
@@ -293,15 +365,16 @@ static int number_node(const gw_ynode *n, double *v)
                : GW_EINVAL;
 }
 
-static int load_site(gw_device_conf *d, const gw_ynode *site, const char *path, char *err,
-                     size_t errlen)
+static int load_site(gw_config *cfg, gw_device_conf *d, const gw_ynode *site, const char *path,
+                     char *err, size_t errlen)
 {
     struct sitesec s;
     char p[96];
+    const char *keys[GW_MAX_PARAMS];
+    double vals[GW_MAX_PARAMS];
     snprintf(p, sizeof(p), "%s.site", path);
     if (gw_cfg_apply(site_keys, site, &s, p, err, errlen))
         return GW_EINVAL;
-    memcpy(d->site, s.name, sizeof(d->site));
     if (s.id[0] && !valid_id(s.id))
         return err_at(err, errlen, gw_ymap_get(site, "id"),
                       "key '%s.id': '%s' may only hold letters, digits and - _ . :", p, s.id);
@@ -310,9 +383,9 @@ static int load_site(gw_device_conf *d, const gw_ynode *site, const char *path, 
         return err_at(err, errlen, gw_ymap_get(site, "division"),
                       "key '%s.division' must be a division code of 6, 9 or 12 digits (got '%s')",
                       p, s.division);
-    if ((s.id[0] && !(d->site_id = strdup(s.id))) ||
-        (s.division[0] && !(d->division = strdup(s.division))) ||
-        (s.address[0] && !(d->site_address = strdup(s.address))))
+    if (!(d->site = arena_str(cfg, s.name)) || !(d->site_id = arena_str(cfg, s.id)) ||
+        !(d->division = arena_str(cfg, s.division)) ||
+        !(d->site_address = arena_str(cfg, s.address)))
         return GW_ENOMEM;
     if (s.location) {
         if (s.location->type != GW_Y_SEQ || s.location->n != 2 ||
@@ -324,8 +397,8 @@ static int load_site(gw_device_conf *d, const gw_ynode *site, const char *path, 
         d->has_location = 1;
     }
     if (s.install_height >= 0) {
-        strcpy(d->param_keys[0], "install_height");
-        d->param_vals[0] = s.install_height;
+        keys[0] = "install_height";
+        vals[0] = s.install_height;
         d->nparams = 1;
     }
     if (s.params) {
@@ -340,8 +413,19 @@ static int load_site(gw_device_conf *d, const gw_ynode *site, const char *path, 
                 return err_at(err, errlen, s.params->kids[i],
                               "key '%s.params': each parameter must be a short name and a number",
                               p);
-            gw_strlcpy(d->param_keys[d->nparams], s.params->keys[i], 32);
-            d->param_vals[d->nparams++] = v;
+            keys[d->nparams] = s.params->keys[i];
+            vals[d->nparams++] = v;
+        }
+    }
+    if (d->nparams) {
+        d->param_keys = arena_alloc(cfg, (size_t)d->nparams * sizeof(char *));
+        d->param_vals = arena_alloc(cfg, (size_t)d->nparams * sizeof(double));
+        if (!d->param_keys || !d->param_vals)
+            return GW_ENOMEM;
+        for (int i = 0; i < d->nparams; i++) {
+            if (!(d->param_keys[i] = arena_str(cfg, keys[i])))
+                return GW_ENOMEM;
+            d->param_vals[i] = vals[i];
         }
     }
     return GW_OK;
@@ -351,6 +435,7 @@ static int load_device(gw_config *cfg, int idx, const gw_ynode *n, char *err, si
 {
     struct devsec s;
     char path[64];
+    int rc;
     gw_device_conf *d = &cfg->devices[idx];
     snprintf(path, sizeof(path), "devices[%d]", idx);
     memset(d, 0, sizeof(*d));
@@ -376,16 +461,14 @@ static int load_device(gw_config *cfg, int idx, const gw_ynode *n, char *err, si
             return err_at(err, errlen, gw_ymap_get(n, "connect") ? gw_ymap_get(n, "connect") : n,
                           "key 'connect' must be tcp://HOST:PORT (got '%s')", s.connect);
     }
-    memcpy(d->id, s.id, sizeof(d->id));
-    memcpy(d->type, s.type, sizeof(d->type));
-    memcpy(d->protocol, s.protocol, sizeof(d->protocol));
-    memcpy(d->profile, s.profile, sizeof(d->profile));
-    memcpy(d->connect, s.connect, sizeof(d->connect));
-    memcpy(d->address, s.address, sizeof(d->address));
-    if ((s.vendor[0] && !(d->vendor = strdup(s.vendor))) ||
-        (s.model[0] && !(d->model = strdup(s.model))))
+    if (!(d->id = arena_str(cfg, s.id)) || !(d->type = arena_str(cfg, s.type)) ||
+        !(d->protocol = arena_str(cfg, s.protocol)) || !(d->profile = arena_str(cfg, s.profile)) ||
+        !(d->connect = arena_str(cfg, s.connect)) || !(d->address = arena_str(cfg, s.address)) ||
+        !(d->file = idx ? cfg->devices[0].file : arena_str(cfg, cfg->source)))
         return GW_ENOMEM;
-    d->file = cfg->source;
+    if (!(d->vendor = arena_str(cfg, s.vendor)) || !(d->model = arena_str(cfg, s.model)))
+        return GW_ENOMEM;
+    d->site = d->site_id = d->division = d->site_address = "";
     if (proto->device_keys) {
         d->proto_conf = calloc(1, proto->device_conf_size ? proto->device_conf_size : 1);
         if (!d->proto_conf)
@@ -406,8 +489,8 @@ static int load_device(gw_config *cfg, int idx, const gw_ynode *n, char *err, si
                       "device '%s'",
                       (long long)d->timeout_ms, gw_ymap_get(n, "timeout") ? "" : ", the default",
                       (long long)d->interval_ms, s.id);
-    if (s.site && load_site(d, s.site, path, err, errlen))
-        return GW_EINVAL;
+    if (s.site && (rc = load_site(cfg, d, s.site, path, err, errlen)))
+        return rc;
     if (s.groups) {
         if (s.groups->type != GW_Y_SEQ || s.groups->n > GW_MAX_GROUPS)
             return err_at(err, errlen, s.groups, "key 'groups' must be a list of at most 8 names%s",
@@ -417,8 +500,12 @@ static int load_device(gw_config *cfg, int idx, const gw_ynode *n, char *err, si
             if (g->type != GW_Y_SCALAR || !valid_id(g->str) || strlen(g->str) >= 32)
                 return err_at(err, errlen, g, "key 'groups': '%s' is not a valid group name",
                               g->type == GW_Y_SCALAR ? g->str : "?");
-            gw_strlcpy(d->groups[d->ngroups++], g->str, 32);
         }
+        if (s.groups->n && !(d->groups = arena_alloc(cfg, s.groups->n * sizeof(char *))))
+            return GW_ENOMEM;
+        for (size_t i = 0; i < s.groups->n; i++)
+            if (!(d->groups[d->ngroups++] = arena_str(cfg, s.groups->kids[i]->str)))
+                return GW_ENOMEM;
     }
     return GW_OK;
 }
@@ -542,6 +629,7 @@ static int load_doc(gw_config *cfg, char *err, size_t errlen)
     cfg->store.max_bytes = s.max_bytes;
     cfg->store.commit_window = s.commit_window;
     cfg->store.queue_max = s.queue_max;
+    cfg->store.queue_max_bytes = s.queue_max_bytes;
     cfg->store.sync_full = s.sync == 1;
     cfg->store.min_free = s.min_free;
     cfg->store.replay_window = s.replay_window;
@@ -587,8 +675,11 @@ static int load_doc(gw_config *cfg, char *err, size_t errlen)
         if (!cfg->devices)
             return GW_ENOMEM;
         for (size_t i = 0; i < t.devices->n; i++) {
-            if (load_device(cfg, (int)i, t.devices->kids[i], err, errlen))
-                return GW_EINVAL;
+            int rc = load_device(cfg, (int)i, t.devices->kids[i], err, errlen);
+            if (rc == GW_ENOMEM)
+                return err_at(err, errlen, t.devices->kids[i], "out of memory%s", "");
+            if (rc)
+                return rc;
             cfg->ndevices++;
         }
     }
@@ -672,51 +763,33 @@ int gw_config_load(gw_config *cfg, const char *path, char *err, size_t errlen)
     return GW_OK;
 }
 
-static char *dup_or_null(const char *s, int *failed)
-{
-    char *c = s ? strdup(s) : NULL;
-    if (s && !c)
-        *failed = 1;
-    return c;
-}
-
-int gw_device_conf_dup_meta(gw_device_conf *dst, const gw_device_conf *src)
-{
-    int failed = 0;
-    dst->site_id = dup_or_null(src->site_id, &failed);
-    dst->division = dup_or_null(src->division, &failed);
-    dst->site_address = dup_or_null(src->site_address, &failed);
-    dst->vendor = dup_or_null(src->vendor, &failed);
-    dst->model = dup_or_null(src->model, &failed);
-    if (failed) {
-        gw_device_conf_free_meta(dst);
-        return GW_ENOMEM;
-    }
-    return GW_OK;
-}
-
-void gw_device_conf_free_meta(gw_device_conf *d)
-{
-    free(d->site_id);
-    free(d->division);
-    free(d->site_address);
-    free(d->vendor);
-    free(d->model);
-    d->site_id = d->division = d->site_address = d->vendor = d->model = NULL;
-}
-
 void gw_config_free(gw_config *cfg)
 {
-    for (int i = 0; cfg->devices && i < cfg->ndevices + 1; i++) {
+    for (int i = 0; cfg->devices && i < cfg->ndevices + 1; i++)
         free(cfg->devices[i].proto_conf);
-        gw_device_conf_free_meta(&cfg->devices[i]);
-    }
     for (int i = 0; i < cfg->nlisteners; i++)
         free(cfg->listeners[i].conf);
     free(cfg->listeners);
     free(cfg->devices);
+    gw_arena_free(&cfg->arena);
     gw_ydoc_free(&cfg->doc);
     memset(cfg, 0, sizeof(*cfg));
+}
+
+void gw_config_drop_devices(gw_config *cfg)
+{
+    for (int i = 0; cfg->devices && i <= cfg->ndevices; i++)
+        free(cfg->devices[i].proto_conf);
+    free(cfg->devices);
+    cfg->devices = NULL;
+    gw_arena_free(&cfg->arena);
+}
+
+void gw_config_drop_parsed(gw_config *cfg)
+{
+    gw_config_drop_devices(cfg);
+    gw_ydoc_free(&cfg->doc);
+    cfg->rules = cfg->rule_files = NULL;
 }
 
 static void dump_table(FILE *f, const char *title, const char *prefix, const gw_cfgkey *tab)

@@ -18,35 +18,45 @@ struct gw_protocol;
 #define GW_MAX_GROUPS 8
 #define GW_MAX_PARAMS 8
 
+/* A device's settings. The text fields are never NULL ("" when unset) and,
+ * with the lists, live in the config's arena; gw_device_conf_pack copies one
+ * device out with its text into memory of the caller's, so a device outlives
+ * the config it came from (gateway/core.c). */
 typedef struct gw_device_conf {
-    char id[64];
-    char type[32];     /* device type; defaults to the profile's */
-    char protocol[32]; /* modbus-tcp, ... */
-    char profile[256]; /* a name, or a path to a profile file (with a '/') */
-    char connect[160]; /* tcp://host:port */
-    char address[64];  /* protocol address: SL651 station, HJ212 MN, IMEI... */
+    const char *id;
+    const char *type;     /* device type; defaults to the profile's */
+    const char *protocol; /* modbus-tcp, ... */
+    const char *profile;  /* a name, or a path to a profile file (with a '/') */
+    const char *connect;  /* tcp://host:port */
+    const char *address;  /* protocol address: SL651 station, HJ212 MN, IMEI... */
     int64_t unit;
     int64_t interval_ms;
     int64_t timeout_ms;
     int64_t retries;
     int64_t offline_after; /* failed polls before the device is offline */
-    char site[64];         /* site name */
+    const char *site;      /* site name */
     double lon, lat;
     int has_location;
     /* What the platform is told about the device (birth message, item place);
-     * heap strings owned by this struct, NULL when not configured. A copy
-     * takes its own with gw_device_conf_dup_meta. */
-    char *site_id, *division, *site_address, *vendor, *model;
-    char groups[GW_MAX_GROUPS][32];
+     * "" when not configured. */
+    const char *site_id, *division, *site_address, *vendor, *model;
+    const char **groups; /* ngroups names */
     int ngroups;
-    char param_keys[GW_MAX_PARAMS][32]; /* site parameters: install_height, ... */
-    double param_vals[GW_MAX_PARAMS];
+    const char **param_keys; /* site parameters: install_height, ... */
+    double *param_vals;
     int nparams;
     int line; /* where it was defined, for messages */
     const char *file;
     void *proto_conf; /* the protocol's own keys (gw_protocol.device_keys), owned by the config */
     size_t proto_conf_size;
 } gw_device_conf;
+
+/* Bytes gw_device_conf_pack needs for the text and lists of c. */
+size_t gw_device_conf_extra(const gw_device_conf *c);
+/* Copies src to dst with its text and lists in mem (gw_device_conf_extra(src)
+ * bytes, aligned for a pointer): dst is valid while mem is. proto_conf and
+ * file are copied as pointers. */
+void gw_device_conf_pack(gw_device_conf *dst, const gw_device_conf *src, void *mem);
 
 typedef struct gw_listener_conf {
     const struct gw_protocol *proto;
@@ -74,6 +84,7 @@ typedef struct gw_config {
     int ndevices;
     gw_listener_conf *listeners;
     int nlisteners;
+    gw_arena arena;        /* the devices' text and lists */
     gw_ydoc doc;           /* kept for sections parsed by other modules (rules) */
     const gw_ynode *rules; /* "rules" list, or NULL */
     const gw_ynode *rule_files;
@@ -83,10 +94,13 @@ typedef struct gw_config {
  * GW_EINVAL with "FILE:LINE: key ...: problem" in err and leaves *cfg empty. */
 int gw_config_load(gw_config *cfg, const char *path, char *err, size_t errlen);
 void gw_config_free(gw_config *cfg);
-/* dst is a struct copy of src: gives dst its own copies of the metadata strings.
- * GW_ENOMEM leaves them NULL. free_meta frees them (NULL-safe). */
-int gw_device_conf_dup_meta(gw_device_conf *dst, const gw_device_conf *src);
-void gw_device_conf_free_meta(gw_device_conf *d);
+/* Frees the device table and the parsed YAML once devices and rules are built
+ * from them (cfg->devices, doc, rules and rule_files are cleared); the rest of
+ * cfg stays. */
+void gw_config_drop_parsed(gw_config *cfg);
+/* Only the device table (and the devices' text): once devices are built the
+ * rest of the start-up needs the YAML (rules, listeners) but not the table. */
+void gw_config_drop_devices(gw_config *cfg);
 const char *gw_config_default_text(void);
 /* Writes the reference of every key (core tables and each protocol's) as
  * Markdown: the generated half of docs/config.md. */

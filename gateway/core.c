@@ -56,8 +56,9 @@ int gw_core_reading(gw_core *core, gw_device *dev, gw_reading *r)
     if (rc == GW_EFULL) {
         core->st.refused_queue_full++;
         GW_LOG_RL(GW_LOG_WARN, 10000, "pipeline",
-                  "store queue full (%lld rows): reading of %s refused",
-                  (long long)core->cfg.store.queue_max, dev->conf.id);
+                  "store queue full (%lld rows or %lld bytes): reading of %s refused",
+                  (long long)core->cfg.store.queue_max, (long long)core->cfg.store.queue_max_bytes,
+                  dev->conf.id);
         return rc;
     }
     if (rc)
@@ -251,7 +252,6 @@ static void device_free(gw_device *d)
 {
     if (d) {
         gw_status_device_free(d);
-        gw_device_conf_free_meta(&d->conf);
         free(d->proto_conf);
         free(d);
     }
@@ -260,17 +260,13 @@ static void device_free(gw_device *d)
 /* Prepares (without starting) a device from its config. */
 static gw_device *device_new(gw_core *core, const gw_device_conf *dc, char *err, size_t errlen)
 {
-    gw_device *d = calloc(1, sizeof(*d));
+    /* The device keeps its settings' text after the config is gone. */
+    gw_device *d = calloc(1, sizeof(*d) + gw_device_conf_extra(dc));
     if (!d) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    d->conf = *dc;
-    if (gw_device_conf_dup_meta(&d->conf, dc)) {
-        snprintf(err, errlen, "out of memory");
-        free(d);
-        return NULL;
-    }
+    gw_device_conf_pack(&d->conf, dc, d + 1);
     d->core = core;
     d->online = -1;
     d->interval_ms = dc->interval_ms;
@@ -279,7 +275,6 @@ static gw_device *device_new(gw_core *core, const gw_device_conf *dc, char *err,
         d->proto_conf = malloc(dc->proto_conf_size);
         if (!d->proto_conf) {
             snprintf(err, errlen, "out of memory");
-            gw_device_conf_free_meta(&d->conf);
             free(d);
             return NULL;
         }
@@ -526,11 +521,6 @@ void gw_core_stop(gw_core *core)
 /* Field by field: the text fields are compared as strings, since the bytes
  * after a string's end are whatever the parser's stack held (a memcmp of the
  * whole struct called every device of an unchanged file changed). */
-static int same_str(const char *a, const char *b)
-{
-    return a == b || (a && b && !strcmp(a, b));
-}
-
 static int same_conf(const gw_device_conf *x, const gw_device_conf *y)
 {
     if (strcmp(x->id, y->id) || strcmp(x->type, y->type) || strcmp(x->protocol, y->protocol) ||
@@ -540,9 +530,9 @@ static int same_conf(const gw_device_conf *x, const gw_device_conf *y)
         x->retries != y->retries || x->offline_after != y->offline_after ||
         x->has_location != y->has_location || x->lon != y->lon || x->lat != y->lat ||
         x->ngroups != y->ngroups || x->nparams != y->nparams ||
-        x->proto_conf_size != y->proto_conf_size || !same_str(x->site_id, y->site_id) ||
-        !same_str(x->division, y->division) || !same_str(x->site_address, y->site_address) ||
-        !same_str(x->vendor, y->vendor) || !same_str(x->model, y->model))
+        x->proto_conf_size != y->proto_conf_size || strcmp(x->site_id, y->site_id) ||
+        strcmp(x->division, y->division) || strcmp(x->site_address, y->site_address) ||
+        strcmp(x->vendor, y->vendor) || strcmp(x->model, y->model))
         return 0;
     for (int i = 0; i < x->ngroups; i++)
         if (strcmp(x->groups[i], y->groups[i]))
@@ -782,14 +772,7 @@ static void on_signal(uv_signal_t *s, int signum)
  * the memory. Devices keep their own copy of their settings. */
 static void release_parsed(gw_config *cfg)
 {
-    for (int i = 0; cfg->devices && i <= cfg->ndevices; i++) {
-        free(cfg->devices[i].proto_conf);
-        gw_device_conf_free_meta(&cfg->devices[i]);
-    }
-    free(cfg->devices);
-    cfg->devices = NULL;
-    gw_ydoc_free(&cfg->doc);
-    cfg->rules = cfg->rule_files = NULL;
+    gw_config_drop_parsed(cfg);
 }
 
 static int mkdirs(const char *path)
@@ -951,6 +934,7 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
     if (devices_build(core, &core->cfg, &core->devices, err, errlen))
         goto error;
     core->ndevices = (size_t)core->cfg.ndevices;
+    gw_config_drop_devices(&core->cfg); /* less memory at the start-up peak */
     core->store = gw_store_open(loop, &core->cfg.store, on_store_commit, core, err, errlen);
     if (!core->store)
         goto error;

@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PROBE_MS 250   /* loop-lateness probe period */
+#define PROBE_MS 1000  /* loop-lateness probe period: an idle gateway's only regular wake-up */
 #define SAMPLE_MS 1000 /* outbox commit-time samples, at most this often */
 #define SAMPLES 8192   /* per lane: over two hours of continuous commits */
 #define STALL_WINDOW_MS 10000
@@ -56,13 +56,22 @@ struct gw_status {
     int64_t last_sample_ms;
 };
 
-/* The gateway's own status struct; status.c is its only user. */
-struct gw_last {
+/* A metric name with its unit, kept once for every device that reports it
+ * (names[]) so that a last value is 24 bytes, not 72 with its own copies. */
+struct lv_name {
     char metric[GW_KEY_MAX];
     char unit[GW_UNIT_MAX];
+};
+#define NAMES_MAX 4096        /* distinct metric/unit pairs shown; more are not */
+static struct lv_name *names; /* loop thread only; process lifetime, like the table of protocols */
+static int nnames, names_cap;
+
+/* The gateway's own status struct; status.c is its only user. */
+struct gw_last {
     double value;
-    uint8_t quality, reason;
     int64_t at_ms;
+    uint16_t name; /* index into names[] */
+    uint8_t quality, reason;
 };
 /* Grown as a device shows new metrics (most have one to four), up to LAST_MAX:
  * 10,000 devices must not each carry room for sixteen. */
@@ -162,12 +171,42 @@ static void jnum(gw_sbuf *b, double v)
 
 /* ---- last values ---- */
 
+/* The index of (metric, unit) in names[], added when new; -1 when the table
+ * is full or out of memory. */
+static int name_index(const char *metric, const char *unit)
+{
+    for (int i = 0; i < nnames; i++)
+        if (!strcmp(names[i].metric, metric) && !strcmp(names[i].unit, unit))
+            return i;
+    if (nnames == NAMES_MAX)
+        return -1;
+    if (nnames == names_cap) {
+        int cap = names_cap ? names_cap * 2 : 64;
+        struct lv_name *g = realloc(names, (size_t)cap * sizeof(*g));
+        if (!g)
+            return -1;
+        names = g;
+        names_cap = cap;
+    }
+    gw_strlcpy(names[nnames].metric, metric, sizeof(names[nnames].metric));
+    gw_strlcpy(names[nnames].unit, unit, sizeof(names[nnames].unit));
+    return nnames++;
+}
+
 void gw_status_note_reading(gw_device *dev, const gw_reading *r)
 {
     struct gw_last_values *lv = dev->last;
     int i = 0;
-    while (lv && i < lv->n && strcmp(lv->v[i].metric, r->metric) != 0)
+    while (lv && i < lv->n && strcmp(names[lv->v[i].name].metric, r->metric) != 0)
         i++;
+    int name = -1;
+    if (lv && i < lv->n) {
+        name = lv->v[i].name;
+        if (strcmp(names[name].unit, r->unit) && (name = name_index(r->metric, r->unit)) < 0)
+            return; /* the status page keeps the value it had */
+    } else if ((name = name_index(r->metric, r->unit)) < 0) {
+        return; /* the status page lacks this metric; the reading itself is unaffected */
+    }
     if (!lv || i == lv->n) {
         if (lv && lv->n == LAST_MAX)
             return; /* bounded: the first LAST_MAX metrics of a device are shown */
@@ -185,10 +224,9 @@ void gw_status_note_reading(gw_device *dev, const gw_reading *r)
         }
         memset(&lv->v[i], 0, sizeof(lv->v[i]));
         lv->n++;
-        gw_strlcpy(lv->v[i].metric, r->metric, sizeof(lv->v[i].metric));
     }
     struct gw_last *l = &lv->v[i];
-    gw_strlcpy(l->unit, r->unit, sizeof(l->unit));
+    l->name = (uint16_t)name;
     l->value = r->value;
     l->quality = r->quality;
     l->reason = r->reason;
@@ -201,8 +239,8 @@ const char *gw_status_metric_at(const gw_device *dev, int i, const char **unit)
     if (!lv || i < 0 || i >= lv->n)
         return NULL;
     if (unit)
-        *unit = lv->v[i].unit;
-    return lv->v[i].metric;
+        *unit = names[lv->v[i].name].unit;
+    return names[lv->v[i].name].metric;
 }
 
 void gw_status_device_free(gw_device *dev)
@@ -601,11 +639,11 @@ static void device_json(const gw_status_env *env, const gw_device *d, gw_sbuf *b
     for (int i = 0; lv && i < lv->n; i++) {
         const struct gw_last *l = &lv->v[i];
         gw_sbuf_put(b, i ? ",{\"metric\":" : "{\"metric\":", i ? 11 : 10);
-        gw_sbuf_jstr(b, l->metric);
+        gw_sbuf_jstr(b, names[l->name].metric);
         GW_SBUF_LIT(b, ",\"value\":");
         jnum(b, l->value);
         GW_SBUF_LIT(b, ",\"unit\":");
-        gw_sbuf_jstr(b, l->unit);
+        gw_sbuf_jstr(b, names[l->name].unit);
         gw_sbuf_printf(b, ",\"quality\":\"%s\",\"reason\":\"%s\",\"age_s\":%.1f}",
                        gw_quality_name(l->quality), gw_reason_name(l->reason),
                        now > l->at_ms ? (double)(now - l->at_ms) / 1000.0 : 0.0);

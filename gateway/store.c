@@ -99,7 +99,7 @@ struct rwin {
 struct tally {
     unsigned lanes;
     uint64_t in[GW_LANES], acked[GW_LANES], max_seq, dropped, shed;
-    int64_t bytes, rows[GW_LANES], tele_done;
+    int64_t bytes, rows[GW_LANES], tele_done, tele_done_bytes;
 };
 
 struct gw_store {
@@ -117,7 +117,8 @@ struct gw_store {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct cmd *head, *tail;
-    int64_t queued_tele; /* telemetry rows not yet committed (queued or kept for retry) */
+    int64_t queued_tele;       /* telemetry rows not yet committed (queued or kept for retry) */
+    int64_t queued_tele_bytes; /* their bytes with the command: the queue's memory */
     int urgent;
     int stop;
     gw_store_stats st;      /* guarded by mu */
@@ -408,6 +409,7 @@ static int commit_group(gw_store *s, struct cmd *list, int prio_only, struct tal
             t->bytes += (int64_t)c->len;
             t->rows[c->lane]++;
             t->tele_done += c->lane == GW_LANE_TELE;
+            t->tele_done_bytes += c->lane == GW_LANE_TELE ? (int64_t)(sizeof(*c) + c->len) : 0;
         } else if (c->type == C_ACK) {
             sqlite3_stmt *st = s->sum[c->lane];
             int64_t bytes = 0, rows = 0;
@@ -489,6 +491,7 @@ static int commit_group(gw_store *s, struct cmd *list, int prio_only, struct tal
     s->st.tele_shed_floor += t->shed;
     s->st.commits++;
     s->queued_tele -= t->tele_done;
+    s->queued_tele_bytes -= t->tele_done_bytes;
     pthread_mutex_unlock(&s->mu);
     return SQLITE_OK;
 }
@@ -690,6 +693,7 @@ static void *db_thread(void *arg)
                     if (c->type == C_PUT && c->lane == GW_LANE_TELE) {
                         pthread_mutex_lock(&s->mu);
                         s->queued_tele--;
+                        s->queued_tele_bytes -= (int64_t)(sizeof(struct cmd) + c->len);
                         pthread_mutex_unlock(&s->mu);
                     }
                 } else {
@@ -1626,11 +1630,18 @@ int gw_store_put(gw_store *s, int lane, int kind, uint64_t seq, const char *payl
 {
     if (lane == GW_LANE_TELE) {
         pthread_mutex_lock(&s->mu);
-        int full = s->queued_tele >= s->cfg.queue_max;
-        if (full)
+        /* Bounded in rows and, since a row's size varies, in bytes: the
+         * queue is the gateway's largest use of memory under overload. */
+        int full =
+            s->queued_tele >= s->cfg.queue_max ||
+            (s->cfg.queue_max_bytes > 0 &&
+             s->queued_tele_bytes + (int64_t)(sizeof(struct cmd) + len) > s->cfg.queue_max_bytes);
+        if (full) {
             s->st.tele_refused_queue++;
-        else
+        } else {
             s->queued_tele++;
+            s->queued_tele_bytes += (int64_t)(sizeof(struct cmd) + len);
+        }
         pthread_mutex_unlock(&s->mu);
         if (full)
             return GW_EFULL;
@@ -1640,6 +1651,7 @@ int gw_store_put(gw_store *s, int lane, int kind, uint64_t seq, const char *payl
         if (lane == GW_LANE_TELE) {
             pthread_mutex_lock(&s->mu); /* give back the slot counted above */
             s->queued_tele--;
+            s->queued_tele_bytes -= (int64_t)(sizeof(struct cmd) + len);
             pthread_mutex_unlock(&s->mu);
         }
         return GW_ENOMEM;

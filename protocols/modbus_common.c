@@ -228,10 +228,12 @@ static void stats_write(const char *path)
 static void on_stats_timer(gw_tw_timer *t)
 {
     int64_t now = gw_tw_now(stats_wheel);
-    gw_tw_start(stats_wheel, &stats_timer, now + 1000, on_stats_timer);
+    /* Every second only for the statistics file; without one, the log line
+     * every 30 s is the only reason to wake (an idle gateway stays asleep). */
+    gw_tw_start(stats_wheel, &stats_timer, now + (stats_path[0] ? 1000 : 30000), on_stats_timer);
     if (stats_path[0])
         stats_write(stats_path);
-    if (now - stats_last_log < 30000)
+    if (now - stats_last_log < 29000)
         return;
     /* Lateness of the last 30 s, not since start. */
     uint64_t h[GW_MB_LATE_BUCKETS];
@@ -260,7 +262,8 @@ void gw_mb_stats_ref(gw_core *core)
         gw_strlcpy(stats_path, gw_core_config(core)->modbus_stats, sizeof(stats_path));
         stats_last_log = gw_tw_now(stats_wheel);
         stats_at_log = stats;
-        gw_tw_start(stats_wheel, &stats_timer, stats_last_log + 1000, on_stats_timer);
+        gw_tw_start(stats_wheel, &stats_timer, stats_last_log + (stats_path[0] ? 1000 : 30000),
+                    on_stats_timer);
     }
 }
 
@@ -385,6 +388,12 @@ int gw_mb_poll_init(gw_mb_poll *p, gw_core *core, gw_device *dev, const char *mo
     p->profile = gw_mb_profile(core, profile_ref(dev, ref, sizeof(ref)), err, errlen);
     if (!p->profile)
         return GW_EINVAL;
+    /* Most devices have no site values: no room is kept for them. */
+    if (dev->conf.nparams > 0 &&
+        !(p->params = calloc((size_t)dev->conf.nparams, sizeof(*p->params)))) {
+        snprintf(err, errlen, "out of memory");
+        return GW_ENOMEM;
+    }
     for (int i = 0; i < dev->conf.nparams; i++) {
         gw_strlcpy(p->params[i].key, dev->conf.param_keys[i], sizeof(p->params[i].key));
         p->params[i].value = dev->conf.param_vals[i];
@@ -395,7 +404,14 @@ int gw_mb_poll_init(gw_mb_poll *p, gw_core *core, gw_device *dev, const char *mo
     size_t total = 0;
     p->off = calloc(p->nreq ? p->nreq : 1, sizeof(*p->off));
     p->res = calloc(p->nreq ? p->nreq : 1, sizeof(*p->res));
-    p->rbe = calloc(p->npoints ? p->npoints : 1, sizeof(*p->rbe));
+    /* Report-by-exception state only for a profile with a deadband: without
+     * one every reading reports and the state would never be read. */
+    int rbe = 0;
+    for (size_t i = 0; i < p->npoints && !rbe; i++) {
+        gw_profile_point_info info;
+        rbe = gw_profile_point_get(p->profile, i, &info) == 0 && info.has_deadband;
+    }
+    p->rbe = rbe ? calloc(p->npoints, sizeof(*p->rbe)) : NULL;
     for (size_t i = 0; p->off && i < p->nreq; i++) {
         p->off[i] = total;
         total +=
@@ -403,7 +419,7 @@ int gw_mb_poll_init(gw_mb_poll *p, gw_core *core, gw_device *dev, const char *mo
     }
     p->buf = malloc(total ? total : 1);
     p->evstate = calloc(gw_profile_event_count(p->profile) + 1, 1);
-    if (!p->off || !p->res || !p->rbe || !p->buf || !p->evstate) {
+    if (!p->off || !p->res || (rbe && !p->rbe) || !p->buf || !p->evstate) {
         gw_mb_poll_free(p);
         snprintf(err, errlen, "out of memory");
         return GW_ENOMEM;
@@ -421,6 +437,8 @@ int gw_mb_poll_init(gw_mb_poll *p, gw_core *core, gw_device *dev, const char *mo
 
 void gw_mb_poll_free(gw_mb_poll *p)
 {
+    free(p->params);
+    p->params = NULL;
     free(p->off);
     free(p->res);
     free(p->rbe);
@@ -556,13 +574,13 @@ static int sink_reading(void *ctx, const gw_reading *r)
     gw_mb_poll *p = ctx;
     const gw_profile *prof = p->profile;
     int idx = -1;
-    if (p->rbe_hint >= 0 && (size_t)p->rbe_hint < p->npoints) {
+    if (p->rbe && p->rbe_hint >= 0 && (size_t)p->rbe_hint < p->npoints) {
         gw_profile_point_info info;
         if (gw_profile_point_get(prof, (size_t)p->rbe_hint, &info) == 0 &&
             strcmp(info.metric, r->metric) == 0)
             idx = p->rbe_hint;
     }
-    if (idx < 0)
+    if (idx < 0 && p->rbe)
         idx = gw_profile_metric_find(prof, r->metric);
     if (idx >= 0) {
         p->rbe_hint = idx + 1;

@@ -76,9 +76,9 @@ typedef struct gw_mb_rbe {
 typedef struct gw_mb_poll {
     gw_core *core;
     gw_device *dev;
-    const gw_adapter *adapter;      /* the registers adapter, from the adapters table */
-    const gw_profile *profile;      /* shared through the core (gw_mb_profile) */
-    gw_param params[GW_MAX_PARAMS]; /* the device's site values, for derived points */
+    const gw_adapter *adapter; /* the registers adapter, from the adapters table */
+    const gw_profile *profile; /* shared through the core (gw_mb_profile) */
+    gw_param *params;          /* the device's site values, for derived points (NULL: none) */
     size_t nparams;
     const char *module; /* log prefix: "modbus-tcp", ... */
     const gw_mb_request *reqs;

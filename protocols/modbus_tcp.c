@@ -25,7 +25,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RBUF 1024
+/* Receive buffers. Every modbus-tcp link reads into one shared buffer (the
+ * loop reads one stream at a time and each read is parsed before the next),
+ * and keeps only a frame cut by a read, in a carry buffer allocated the first
+ * time that happens: 10,000 links must not each hold a kilobyte of space that
+ * is empty between transactions. RTU links (few: DTUs) accumulate in a buffer
+ * of their own, as RTU frames carry no length of their own. */
+#define RBUF_RTU 1024
+#define RX_SHARED 65536
+static uint8_t rx_shared[RX_SHARED]; /* loop thread only */
 
 enum { L_IDLE, L_CONNECTING, L_READY };
 
@@ -42,8 +50,7 @@ struct gw_mbl {
     int rtu;
     int inbound; /* the stream belongs to the DTU listener */
     uv_stream_t *stream;
-    uv_tcp_t tcp; /* dial-out only */
-    uv_connect_t creq;
+    uv_tcp_t tcp;    /* dial-out only */
     gw_tw_timer tmr; /* response timeout, connect timeout, guard */
     int state;
     int tcp_open;
@@ -52,20 +59,22 @@ struct gw_mbl {
     int released;
     int64_t guard_ms;
     int64_t timeout_ms; /* of the transaction in flight */
-    struct sockaddr_storage addr;
     gw_backoff bo;
     int64_t connect_not_before;
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+    } addr;
     uint16_t tid;
     gw_mbs *cur; /* session whose transaction or cycle runs */
     gw_mbs *qhead, *qtail;
     gw_mbs *owner; /* dial-out: the one session */
     struct gw_mbw *cur_write;
-    uint8_t req[GW_MB_PDU_MAX]; /* PDU in flight */
-    size_t reqlen;
+    uint8_t req_fc; /* function and unit of the request in flight: an answer must match */
     uint8_t req_unit;
-    uint8_t wbuf[GW_MB_ADU_MAX];
-    uint8_t rbuf[RBUF];
-    size_t rlen;
+    uint8_t *rbuf; /* RTU: RBUF_RTU bytes; TCP: the carry, NULL until needed */
+    size_t rlen, rcap;
 };
 
 struct wreq {
@@ -176,20 +185,19 @@ static void arm(gw_mbl *l, int64_t in_ms)
 
 static void send_pdu(gw_mbl *l, gw_mbs *s, const uint8_t *pdu, size_t len)
 {
-    uint8_t unit = (uint8_t)s->dev->conf.unit;
+    uint8_t unit = (uint8_t)s->dev->conf.unit, adu[GW_MB_ADU_MAX];
     size_t n;
-    memcpy(l->req, pdu, len);
-    l->reqlen = len;
+    l->req_fc = pdu[0];
     l->req_unit = unit;
     if (l->rtu) {
-        n = gw_mb_adu_rtu(l->wbuf, unit, pdu, len);
+        n = gw_mb_adu_rtu(adu, unit, pdu, len);
         l->rlen = 0; /* whatever came before is not the answer */
     } else {
-        n = gw_mb_adu_tcp(l->wbuf, ++l->tid, unit, pdu, len);
+        n = gw_mb_adu_tcp(adu, ++l->tid, unit, pdu, len);
     }
     l->awaiting = 1;
     l->timeout_ms = s->dev->conf.timeout_ms;
-    if (link_write(l, l->wbuf, n)) {
+    if (link_write(l, adu, n)) {
         GW_LOG_RL(GW_LOG_WARN, 10000, l->module, "[%s] write failed", s->dev->conf.id);
         link_broken(l, GW_ERR);
         return;
@@ -257,11 +265,13 @@ static void on_answer(gw_mbl *l, const uint8_t *pdu, size_t len, int status)
     pump(l);
 }
 
-static void parse_tcp(gw_mbl *l)
+/* Handles the complete MBAP frames at the start of buf; returns the bytes
+ * they took, or -1 when the link broke or stopped being ready on the way. */
+static long parse_tcp(gw_mbl *l, const uint8_t *buf, size_t len)
 {
     size_t at = 0;
-    while (l->rlen - at >= 8) {
-        const uint8_t *f = l->rbuf + at;
+    while (len - at >= 8) {
+        const uint8_t *f = buf + at;
         size_t n = (size_t)(f[4] << 8 | f[5]);
         if (f[2] != 0 || f[3] != 0 || n < 2 || n > 254) {
             /* Not Modbus TCP: nothing after this can be trusted. */
@@ -271,20 +281,49 @@ static void parse_tcp(gw_mbl *l)
             if (l->owner)
                 l->owner->dev->pc.malformed++;
             link_broken(l, GW_EMALFORMED);
-            return;
+            return -1;
         }
-        if (l->rlen - at < 6 + n)
+        if (len - at < 6 + n)
             break;
         at += 6 + n;
         uint16_t tid = (uint16_t)(f[0] << 8 | f[1]);
-        if (!l->awaiting || tid != l->tid || f[6] != l->req_unit || (f[7] & 0x7F) != l->req[0])
+        if (!l->awaiting || tid != l->tid || f[6] != l->req_unit || (f[7] & 0x7F) != l->req_fc)
             continue; /* a late answer to a request we gave up on, or not ours */
         on_answer(l, f + 7, n - 1, 0);
         if (l->state != L_READY)
-            return;
+            return -1;
     }
-    memmove(l->rbuf, l->rbuf + at, l->rlen - at);
-    l->rlen -= at;
+    return (long)at;
+}
+
+/* Bytes read on a modbus-tcp link (in the shared buffer): a frame carried
+ * over from the last read is completed first, then the frames in place, and
+ * what is left of a cut frame (less than GW_MB_ADU_MAX bytes: a longer one
+ * would be complete) is carried to the next read. */
+static void tcp_bytes(gw_mbl *l, const uint8_t *p, size_t n)
+{
+    if (l->rlen) {
+        size_t old = l->rlen, take = n < l->rcap - old ? n : l->rcap - old;
+        memcpy(l->rbuf + old, p, take);
+        l->rlen += take;
+        long used = parse_tcp(l, l->rbuf, l->rlen);
+        if (used < 0)
+            return;
+        if ((size_t)used < old)
+            return; /* still cut: every byte went to the carry (take == n) */
+        l->rlen = 0;
+        p += (size_t)used - old;
+        n -= (size_t)used - old;
+    }
+    long used = parse_tcp(l, p, n);
+    if (used < 0 || (size_t)used == n)
+        return;
+    if (!l->rbuf && !(l->rbuf = malloc(l->rcap))) {
+        link_broken(l, GW_ENOMEM);
+        return;
+    }
+    memcpy(l->rbuf, p + used, n - (size_t)used);
+    l->rlen = n - (size_t)used;
 }
 
 static void parse_rtu(gw_mbl *l)
@@ -298,7 +337,7 @@ static void parse_rtu(gw_mbl *l)
         on_answer(l, NULL, 0, GW_EMALFORMED);
         return;
     }
-    int n = gw_mb_rtu_answer_len(l->rbuf, l->rlen, l->req[0]);
+    int n = gw_mb_rtu_answer_len(l->rbuf, l->rlen, l->req_fc);
     if (n == 0 || (n > 0 && l->rlen < (size_t)n))
         return;
     size_t len = l->rlen;
@@ -320,16 +359,13 @@ static void parse_rtu(gw_mbl *l)
 static void link_bytes(gw_mbl *l, const uint8_t *p, size_t n)
 {
     while (n > 0 && l->state == L_READY) {
-        size_t room = RBUF - l->rlen, take = n < room ? n : room;
+        size_t room = l->rcap - l->rlen, take = n < room ? n : room;
         memcpy(l->rbuf + l->rlen, p, take);
         l->rlen += take;
         p += take;
         n -= take;
-        if (l->rtu)
-            parse_rtu(l);
-        else
-            parse_tcp(l);
-        if (l->rlen == RBUF)
+        parse_rtu(l);
+        if (l->rlen == l->rcap)
             l->rlen = 0; /* cannot happen with valid frames: drop rather than stall */
     }
 }
@@ -337,8 +373,13 @@ static void link_bytes(gw_mbl *l, const uint8_t *p, size_t n)
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     gw_mbl *l = h->data;
-    buf->base = (char *)l->rbuf + l->rlen;
-    buf->len = RBUF - l->rlen;
+    if (l->rtu) {
+        buf->base = (char *)l->rbuf + l->rlen;
+        buf->len = l->rcap - l->rlen;
+    } else {
+        buf->base = (char *)rx_shared;
+        buf->len = sizeof(rx_shared);
+    }
 }
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
@@ -350,13 +391,14 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         link_broken(l, GW_ERR);
         return;
     }
+    if (!l->rtu) {
+        tcp_bytes(l, (const uint8_t *)buf->base, (size_t)n);
+        return;
+    }
     /* The bytes are already in rbuf (on_alloc). */
     l->rlen += (size_t)n;
-    if (l->rtu)
-        parse_rtu(l);
-    else
-        parse_tcp(l);
-    if (l->rlen == RBUF)
+    parse_rtu(l);
+    if (l->rlen == l->rcap)
         l->rlen = 0;
 }
 
@@ -433,6 +475,7 @@ static void link_broken(gw_mbl *l, int code)
 static void on_connected(uv_connect_t *c, int status)
 {
     gw_mbl *l = c->data;
+    free(c); /* the request lives only while connecting (see link_connect) */
     if (status == UV_ECANCELED || l->state != L_CONNECTING)
         return;
     gw_tw_stop(&l->tmr);
@@ -457,15 +500,23 @@ static int link_connect(gw_mbl *l)
         return GW_OK;
     if (l->tcp_open || now_ms(l) < l->connect_not_before)
         return GW_EAGAIN; /* the old handle is still closing, or backing off */
-    if (uv_tcp_init(gw_core_loop(l->core), &l->tcp))
+    /* The connect request is allocated for the connect only: a link spends
+     * its life connected, and 10,000 idle requests are a megabyte. */
+    uv_connect_t *creq = malloc(sizeof(*creq));
+    if (!creq)
+        return GW_ENOMEM;
+    if (uv_tcp_init(gw_core_loop(l->core), &l->tcp)) {
+        free(creq);
         return GW_ERR;
+    }
     l->tcp.data = l;
     l->tcp_open = 1;
     l->owner->closing++;
     l->stream = (uv_stream_t *)&l->tcp;
-    l->creq.data = l;
+    creq->data = l;
     l->state = L_CONNECTING;
-    if (uv_tcp_connect(&l->creq, &l->tcp, (struct sockaddr *)&l->addr, on_connected)) {
+    if (uv_tcp_connect(creq, &l->tcp, &l->addr.sa, on_connected)) {
+        free(creq); /* not submitted: no callback */
         link_broken(l, GW_EAGAIN);
         return GW_ERR;
     }
@@ -483,13 +534,34 @@ static void sess_finalize(gw_mbs *s)
         s->on_closed(s);
 }
 
+/* A link with the receive buffer its framing needs (see RBUF_RTU). */
+static gw_mbl *link_new(int rtu)
+{
+    gw_mbl *l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    l->rtu = rtu;
+    l->rcap = rtu ? RBUF_RTU : GW_MB_ADU_MAX;
+    if (rtu && !(l->rbuf = malloc(l->rcap))) {
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+static void link_free(gw_mbl *l)
+{
+    free(l->rbuf);
+    free(l);
+}
+
 static void on_tcp_closed(uv_handle_t *h)
 {
     gw_mbl *l = h->data;
     gw_mbs *s = l->owner;
     l->tcp_open = 0;
     if (l->released)
-        free(l);
+        link_free(l);
     if (--s->closing == 0 && s->detached)
         sess_finalize(s);
 }
@@ -540,20 +612,20 @@ static int connect_addr(const char *connect, struct sockaddr_storage *ss)
 
 int gw_mbs__dial(gw_mbs *s, int rtu, int64_t guard_ms, char *err, size_t errlen)
 {
-    gw_mbl *l = calloc(1, sizeof(*l));
+    struct sockaddr_storage ss;
+    if (connect_addr(s->dev->conf.connect, &ss)) {
+        snprintf(err, errlen, "device %s: connect '%s' needs tcp:// with a numeric IP and port",
+                 s->dev->conf.id, s->dev->conf.connect);
+        return GW_EINVAL;
+    }
+    gw_mbl *l = link_new(rtu);
     if (!l) {
         snprintf(err, errlen, "out of memory");
         return GW_ENOMEM;
     }
-    if (connect_addr(s->dev->conf.connect, &l->addr)) {
-        snprintf(err, errlen, "device %s: connect '%s' needs tcp:// with a numeric IP and port",
-                 s->dev->conf.id, s->dev->conf.connect);
-        free(l);
-        return GW_EINVAL;
-    }
+    memcpy(&l->addr, &ss, ss.ss_family == AF_INET6 ? sizeof(l->addr.in6) : sizeof(l->addr.in4));
     l->core = s->core;
     l->module = s->poll.module;
-    l->rtu = rtu;
     l->guard_ms = guard_ms;
     l->owner = s;
     int64_t iv = s->dev->interval_ms;
@@ -616,7 +688,7 @@ void gw_mbs__close(gw_mbs *s)
             if (!uv_is_closing((uv_handle_t *)&l->tcp))
                 uv_close((uv_handle_t *)&l->tcp, on_tcp_closed);
         } else {
-            free(l);
+            link_free(l);
         }
     } else {
         unbind(s);
@@ -665,12 +737,11 @@ int gw_mbs__write(gw_mbs *s, const char *point, double value)
 
 gw_mbl *gw_mbl__accepted(gw_core *core, uv_stream_t *stream, int64_t guard_ms)
 {
-    gw_mbl *l = calloc(1, sizeof(*l));
+    gw_mbl *l = link_new(1);
     if (!l)
         return NULL;
     l->core = core;
     l->module = "modbus-dtu";
-    l->rtu = 1;
     l->inbound = 1;
     l->stream = stream;
     l->guard_ms = guard_ms;
@@ -701,7 +772,7 @@ void gw_mbl__release(gw_mbl *l)
     l->released = 1;
     link_broken(l, GW_ERR);
     gw_tw_stop(&l->tmr);
-    free(l);
+    link_free(l);
 }
 
 /* ---- The modbus-tcp protocol ---- */

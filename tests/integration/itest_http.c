@@ -271,7 +271,20 @@ static void test_health_flips_with_broker(void **state)
     cJSON *j = cJSON_Parse(out);
     assert_non_null(j);
     assert_string_equal(cJSON_GetObjectItem(j, "id")->valuestring, "syn-1");
-    assert_true(cJSON_GetArraySize(cJSON_GetObjectItem(j, "values")) > 0);
+    /* Last values: each metric once, with its unit (names shared by devices). */
+    cJSON *vals = cJSON_GetObjectItem(j, "values");
+    assert_int_equal(cJSON_GetArraySize(vals), 2);
+    int seen = 0;
+    cJSON *lv;
+    cJSON_ArrayForEach(lv, vals)
+    {
+        const char *m = cJSON_GetStringValue(cJSON_GetObjectItem(lv, "metric"));
+        assert_non_null(m);
+        seen |= !strcmp(m, "synthetic") ? 1 : !strcmp(m, "level") ? 2 : 4;
+        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(lv, "unit")), "1");
+        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(lv, "quality")), "good");
+    }
+    assert_int_equal(seen, 3);
     cJSON_Delete(j);
     snprintf(cmd, sizeof(cmd), "%s admin -c %s status", h_bin("gateway"), e->config);
     assert_int_equal(h_run(cmd, out, sizeof(out)), 0);

@@ -18,6 +18,7 @@
 #include <math.h>
 #include <modbus.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -691,12 +692,133 @@ static void test_dtu_inbound(void **state)
     h_stop(&gw);
 }
 
+/* ---- 6. Modbus TCP answers cut across reads ---- */
+
+/* A Modbus TCP device that cuts every answer into three writes a few ms
+ * apart (the second cut inside the MBAP header), and from the second answer
+ * on sends a stale frame (an old transaction id) glued before it: the
+ * gateway reads into one shared buffer and must carry a cut frame per
+ * connection, skip the stale one and take the answer. */
+struct split_server {
+    int lfd;
+    volatile int stop;
+    int served;
+    pthread_t th;
+};
+
+static void split_write(int fd, const uint8_t *p, size_t n, size_t cut1, size_t cut2)
+{
+    const size_t at[] = {0, cut1, cut2, n};
+    for (int i = 0; i < 3; i++) {
+        if (at[i + 1] > at[i] && write(fd, p + at[i], at[i + 1] - at[i]) < 0)
+            return;
+        struct timespec ts = {0, 15 * 1000000L}; /* the peer's pacing, not a wait for the gateway */
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void *split_serve(void *arg)
+{
+    struct split_server *s = arg;
+    const uint16_t regs[3] = {100, 1200, 200};
+    while (!s->stop) {
+        struct pollfd pf = {s->lfd, POLLIN, 0};
+        if (poll(&pf, 1, 100) != 1)
+            continue;
+        int fd = accept(s->lfd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        uint8_t req[12];
+        size_t len = 0;
+        while (!s->stop) {
+            struct pollfd cf = {fd, POLLIN, 0};
+            if (poll(&cf, 1, 100) != 1)
+                continue;
+            ssize_t n = read(fd, req + len, sizeof(req) - len);
+            if (n <= 0)
+                break;
+            len += (size_t)n;
+            if (len < sizeof(req))
+                continue;
+            len = 0;
+            uint16_t addr = (uint16_t)(req[8] << 8 | req[9]),
+                     cnt = (uint16_t)(req[10] << 8 | req[11]);
+            uint8_t out[600];
+            size_t o = 0;
+            for (int k = s->served ? 0 : 1; k < 2; k++) {
+                uint16_t tid = (uint16_t)((req[0] << 8 | req[1]) - (k == 0));
+                size_t start = o;
+                out[o++] = (uint8_t)(tid >> 8);
+                out[o++] = (uint8_t)tid;
+                out[o++] = 0;
+                out[o++] = 0;
+                o += 2; /* length, below */
+                out[o++] = req[6];
+                out[o++] = 3;
+                out[o++] = (uint8_t)(2 * cnt);
+                for (uint16_t i = 0; i < cnt && o + 2 < sizeof(out); i++) {
+                    uint16_t v = addr + i < 3 ? regs[addr + i] : 0;
+                    out[o++] = (uint8_t)(v >> 8);
+                    out[o++] = (uint8_t)v;
+                }
+                out[start + 4] = (uint8_t)((o - start - 6) >> 8);
+                out[start + 5] = (uint8_t)(o - start - 6);
+            }
+            /* Cut 3 bytes into the answer's header, then 2 bytes before the end. */
+            size_t ans = o - (9 + 2 * (size_t)cnt);
+            split_write(fd, out, o, ans + 3, o - 2);
+            s->served++;
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
+static void test_tcp_split_answers(void **state)
+{
+    int port = h_free_port();
+    struct split_server srv = {.lfd = socket(AF_INET, SOCK_STREAM, 0)};
+    int one = 1;
+    setsockopt(srv.lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(bind(srv.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(srv.lfd, 4), 0);
+    assert_int_equal(pthread_create(&srv.th, NULL, split_serve, &srv), 0);
+    char devs[512], gw_stats[512];
+    snprintf(devs, sizeof(devs),
+             "  - {id: cut, profile: waterlogging-wl100, connect: \"tcp://127.0.0.1:%d\", "
+             "interval: 300ms, timeout: 200ms, retries: 0}\n",
+             port);
+    snprintf(gw_stats, sizeof(gw_stats), "%s/split-gw.json", h_tmpdir());
+    h_proc gw;
+    assert_int_equal(start_gateway(&gw, write_gateway("split", devs, NULL), gw_stats), 0);
+    static const struct want want[] = {{"cut", "water_depth", 10.0, 1e-9}, {NULL, NULL, 0, 0}};
+    int64_t end = h_now_ms() + 15000;
+    while (h_now_ms() < end && !(srv.served >= 4 && all_good((void *)want)))
+        h_platform_wait(all_good, (void *)want, 200);
+    assert_int_equal(h_signal(&gw, SIGTERM), 0);
+    assert_int_equal(h_wait(&gw, 10000), 0);
+    srv.stop = 1;
+    pthread_join(srv.th, NULL);
+    close(srv.lfd);
+    check_values(want);
+    assert_true(srv.served >= 4);
+    cJSON *gs = read_json(gw_stats);
+    assert_non_null(gs);
+    assert_int_equal(cJSON_GetNumberValue(cJSON_GetObjectItem(gs, "malformed")), 0);
+    assert_int_equal(cJSON_GetNumberValue(cJSON_GetObjectItem(gs, "timeouts")), 0);
+    cJSON_Delete(gs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_profiles_tcp), cmocka_unit_test(test_silent_and_lateness),
         cmocka_unit_test(test_faults),       cmocka_unit_test(test_rtu_pty),
-        cmocka_unit_test(test_dtu_inbound),
+        cmocka_unit_test(test_dtu_inbound),  cmocka_unit_test(test_tcp_split_answers),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

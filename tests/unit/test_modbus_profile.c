@@ -1321,25 +1321,26 @@ static void test_published_precision(void **state)
     holding[1] = holding[3] = (uint16_t)u;
     holding[4] = 123;
     decode(p, &c, NULL, 0);
+    const gw_json_dev jd = {.type = "t"};
     /* Rules see the value at the register's resolution; the item carries 2 places. */
     const gw_reading *a = find_r(&c, "a");
     assert_true(a->value == 1.4142334);
     assert_int_equal(a->places, 3);
-    assert_true(gw_json_reading(json, sizeof(json), "gw", "t", a) > 0);
+    assert_true(gw_json_reading(json, sizeof(json), "gw", &jd, a) > 0);
     if (!strstr(json, "\"value\":1.41,"))
         fail_msg("decimals 2 published as: %s", json);
     /* Without decimals a float32 goes out at its own resolution, not as a long double. */
     const gw_reading *b = find_r(&c, "b");
     assert_int_equal(b->places, 0);
-    assert_true(gw_json_reading(json, sizeof(json), "gw", "t", b) > 0);
+    assert_true(gw_json_reading(json, sizeof(json), "gw", &jd, b) > 0);
     if (!strstr(json, "\"value\":1.4142334,"))
         fail_msg("float32 published as: %s", json);
-    assert_true(gw_json_reading(json, sizeof(json), "gw", "t", find_r(&c, "c")) > 0);
+    assert_true(gw_json_reading(json, sizeof(json), "gw", &jd, find_r(&c, "c")) > 0);
     assert_non_null(strstr(json, "\"value\":12.3,"));
     /* A small negative rounds to 0, never "-0". */
     gw_reading neg = *a;
     neg.value = -0.001;
-    assert_true(gw_json_reading(json, sizeof(json), "gw", "t", &neg) > 0);
+    assert_true(gw_json_reading(json, sizeof(json), "gw", &jd, &neg) > 0);
     assert_non_null(strstr(json, "\"value\":0,"));
     gw_profile_free(p);
 }

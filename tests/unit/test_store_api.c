@@ -250,6 +250,38 @@ static void queue_bound(void **state)
     assert_int_equal(e->n, 1);
 }
 
+/* The queue is bounded in bytes too: rows of 300 bytes (and a command of
+ * bookkeeping each, under 166 bytes) against 1,400 bytes queue three at most,
+ * whatever queue_max allows. */
+static void queue_byte_bound(void **state)
+{
+    env *e = *state;
+    close_store(e);
+    e->cfg.queue_max = 1000;
+    e->cfg.queue_max_bytes = 1400;
+    e->cfg.commit_window = 60000; /* nothing leaves the queue on its own during the test */
+    open_store(e);
+    settle(e); /* the store thread idle: what it does at open is done */
+    char row[300];
+    memset(row, 'x', sizeof(row));
+    int refused = 0;
+    for (int i = 0; i < 10; i++)
+        if (gw_store_put(e->s, GW_LANE_TELE, GW_KIND_READING, (uint64_t)i + 1, row, sizeof(row)) ==
+            GW_EFULL)
+            refused++;
+    assert_int_equal(refused, 7);
+    assert_int_equal(gw_store_put(e->s, GW_LANE_PRIO, GW_KIND_ALARM, 99, row, sizeof(row)), GW_OK);
+    gw_store_stats st;
+    gw_store_get_stats(e->s, &st);
+    assert_int_equal(st.tele_refused_queue, 7);
+    settle(e);
+    /* Committed rows give their bytes back: the queue takes rows again. */
+    assert_int_equal(gw_store_put(e->s, GW_LANE_TELE, GW_KIND_READING, 100, row, sizeof(row)),
+                     GW_OK);
+    fetch(e, GW_LANE_TELE, 0, 10, 1 << 20);
+    assert_int_equal(e->n, 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +289,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(survives_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(byte_bound_drops_oldest_telemetry, setup, teardown),
         cmocka_unit_test_setup_teardown(queue_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(queue_byte_bound, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

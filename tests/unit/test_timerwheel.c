@@ -112,9 +112,44 @@ static void test_rearm_from_callback(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* Stopping the timer the loop would wake for next moves the wake-up to the
+ * next one: the first turn of the loop runs the later timer, it does not
+ * wake for nothing at the stopped one's time (an idle gateway's answered
+ * response timeouts were such wake-ups). */
+static void test_stop_moves_wakeup(void **state)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    W = gw_tw_new(&loop);
+    int64_t t0 = gw_tw_now(W);
+    struct rec early = {0}, late = {0};
+    early.t.data = &early;
+    late.t.data = &late;
+    fired = 0;
+    gw_tw_start(W, &early.t, t0 + 20, on_fire_now);
+    gw_tw_start(W, &late.t, t0 + 120, on_fire_now);
+    gw_tw_stop(&early.t);
+    uv_timer_t keep; /* the wheel's own timer does not keep the loop alive */
+    uv_timer_init(&loop, &keep);
+    uv_timer_start(&keep, stop_loop, 5000, 0);
+    for (int i = 0; i < 100 && !late.n; i++) {
+        uv_run(&loop, UV_RUN_ONCE);
+        if (!late.n)
+            fail_msg("the loop woke at %lld ms with nothing due", (long long)(gw_tw_now(W) - t0));
+    }
+    assert_int_equal(early.n, 0);
+    assert_int_equal(late.n, 1);
+    assert_true(late.fired_at >= t0 + 120);
+    gw_tw_close(W);
+    uv_close((uv_handle_t *)&keep, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stop_moves_wakeup),
         cmocka_unit_test(test_order_and_stop),
         cmocka_unit_test(test_rearm_from_callback),
     };
