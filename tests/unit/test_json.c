@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -113,6 +114,53 @@ static void times(void **state)
     assert_string_equal(out, "\"1969-12-31T23:59:59.999Z\"");
 }
 
+/* The per-second cache of the calendar text: every millisecond of a span
+ * that crosses seconds, days and the epoch, in order and back, matches the
+ * plain formatting. */
+static void times_cached(void **state)
+{
+    (void)state;
+    static const int64_t starts[] = {-1500, 1795448399500LL, 1798761599500LL, 0};
+    for (size_t k = 0; k < sizeof(starts) / sizeof(starts[0]); k++)
+        for (int64_t ms = starts[k]; ms < starts[k] + 2100; ms += 7) {
+            for (int dir = 0; dir < 2; dir++) {
+                int64_t t = dir ? 2 * starts[k] + 2100 - ms : ms;
+                char out[64], want[64];
+                time_t secs = (time_t)(t / 1000);
+                int frac = (int)(t % 1000);
+                if (frac < 0) {
+                    frac += 1000;
+                    secs--;
+                }
+                struct tm tm;
+                gmtime_r(&secs, &tm);
+                snprintf(want, sizeof want, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"",
+                         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                         tm.tm_sec, frac);
+                gw_jbuf b;
+                gw_jbuf_init(&b, out, sizeof out);
+                gw_json_time(&b, t);
+                assert_string_equal(out, want);
+            }
+        }
+}
+
+/* Item ids are formatted by hand: the largest sequence number too. */
+static void item_id_digits(void **state)
+{
+    (void)state;
+    char out[512];
+    gw_reading r = {0};
+    snprintf(r.device, sizeof r.device, "d");
+    r.seq = UINT64_MAX;
+    assert_true(gw_json_reading(out, sizeof out, "gw1", "t", &r) > 0);
+    assert_non_null(
+        strstr(out, "{\"id\":\"gw1-18446744073709551615\",\"seq\":18446744073709551615,"));
+    r.seq = 0;
+    assert_true(gw_json_reading(out, sizeof out, "gw1", "t", &r) > 0);
+    assert_non_null(strstr(out, "{\"id\":\"gw1-0\",\"seq\":0,"));
+}
+
 static gw_reading sample(void)
 {
     gw_reading r = {0};
@@ -211,6 +259,8 @@ int main(void)
         cmocka_unit_test(utf8_invalid_replaced),
         cmocka_unit_test(numbers),
         cmocka_unit_test(times),
+        cmocka_unit_test(times_cached),
+        cmocka_unit_test(item_id_digits),
         cmocka_unit_test(reading_round_trip),
         cmocka_unit_test(bound),
         cmocka_unit_test(event_and_alarm_parse),
