@@ -18,6 +18,7 @@
  * Build: cc -O2 bench/libmodbus_floor.c $(pkg-config --cflags --libs libmodbus) -lmosquitto */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <modbus.h>
 #include <mosquitto.h>
 #include <stdint.h>
@@ -100,6 +101,17 @@ int main(int argc, char **argv)
                         modbus_strerror(errno));
                 return 1;
             }
+            /* Connected on the lowest free descriptor (libmodbus's connect
+             * waits with select() too): moved above 1023 so the next one
+             * connects low again. */
+            int low = modbus_get_socket(ctx[k]);
+            int high = fcntl(low, F_DUPFD_CLOEXEC, 1024);
+            if (high < 0) {
+                fprintf(stderr, "libmodbus_floor: F_DUPFD: %s\n", strerror(errno));
+                return 1;
+            }
+            close(low);
+            modbus_set_socket(ctx[k], high);
             modbus_set_slave(ctx[k], 1);
             modbus_set_response_timeout(ctx[k], 1, 0);
             fd[k] = modbus_get_socket(ctx[k]);
