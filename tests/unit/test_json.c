@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -96,6 +97,48 @@ static void numbers(void **state)
         gw_json_num(&b, cases[i].v);
         assert_string_equal(out, cases[i].want);
     }
+}
+
+/* Numbers printed without printf match "%.15g" exactly: scaled register
+ * values, random doubles over many magnitudes, values beside powers of ten. */
+static void numbers_match_printf(void **state)
+{
+    (void)state;
+    static const double scales[] = {1,       0.1,    0.01, 0.001, 0.5, 0.25,
+                                    1.0 / 3, 0.0001, 1e-6, 10,    7e-3};
+    uint64_t x = 88172645463325252ULL; /* xorshift64 */
+    int fast = 0;
+    for (int i = 0; i < 400000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        double v;
+        switch (i % 4) {
+        case 0:
+            v = (double)(int32_t)(x >> 32) * scales[(x >> 8) % (sizeof scales / sizeof scales[0])];
+            break;
+        case 1:
+            v = (double)(x >> 11) / (double)(1ULL << 53) * pow(10.0, (double)((int)(x % 40) - 20));
+            break;
+        case 2:
+            v = pow(10.0, (double)((int)(x % 24) - 6)) * (1 + ((int)(x >> 40) % 5 - 2) * 1e-16);
+            break;
+        default:
+            v = (double)(int64_t)(x >> 12) / 1e6; /* up to 4e12 with 6 decimals */
+            break;
+        }
+        if (x & 1)
+            v = -v;
+        char out[64], want[64];
+        snprintf(want, sizeof want, "%.15g", v);
+        gw_jbuf b;
+        gw_jbuf_init(&b, out, sizeof out);
+        gw_json_num(&b, v);
+        if (strcmp(out, want) != 0)
+            fail_msg("%.17g: got %s, printf says %s", v, out, want);
+        fast += strchr(want, 'e') == NULL;
+    }
+    assert_true(fast > 100000);
 }
 
 static void times(void **state)
@@ -258,6 +301,7 @@ int main(void)
         cmocka_unit_test(utf8_valid_passes),
         cmocka_unit_test(utf8_invalid_replaced),
         cmocka_unit_test(numbers),
+        cmocka_unit_test(numbers_match_printf),
         cmocka_unit_test(times),
         cmocka_unit_test(times_cached),
         cmocka_unit_test(item_id_digits),
