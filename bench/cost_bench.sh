@@ -52,15 +52,9 @@ cc -O2 -o "$BUILD/libmodbus_floor" "$HERE/libmodbus_floor.c" $(pkg-config --cfla
 [ -x "$BUILD/gateway" ] && [ -x "$BUILD/sim" ] || { echo "build gateway and sim first" >&2; exit 1; }
 mkdir -p "$(dirname "$OUT")"
 
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    PIDS=()
-}
+. "$HERE/lib.sh"
 trap cleanup EXIT INT TERM
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hwm_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 wait_line() { # file text timeout_s
     for _ in $(seq 1 $(($3 * 10))); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
@@ -187,18 +181,8 @@ for N in "$@"; do
     POINTS=4 "$HERE/gen_devices.sh" "$N" "$D" "$BROKER_PORT" 1s none >/dev/null
     POINTS=4 "$HERE/gen_devices.sh" "$N" "$D/rbe" "$BROKER_PORT" 1s 0.5 >/dev/null
     sed -i "s|$D/rbe/mbstats.json|$D/mbstats.json|; s|data_dir: $D/rbe/data|data_dir: $D/data|" "$D/rbe/gateway.yaml"
-    printf "listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\npersistence false\n" \
-        "$BROKER_PORT" >"$D/mosquitto.conf"
-    [ "$(id -u)" -eq 0 ] && echo "user root" >>"$D/mosquitto.conf"
-    mosquitto -c "$D/mosquitto.conf" >"$D/mosquitto.log" 2>&1 &
-    PIDS+=($!)
-    for s in "$D"/sim-*.yaml; do
-        "$BUILD/sim" modbus --scenario "$s" --quiet >"$s.out" 2>"$s.err" &
-        PIDS+=($!)
-    done
-    for s in "$D"/sim-*.yaml; do
-        wait_line "$s.out" "sim: ready" 60 || { echo "sim $s did not start" >&2; cat "$s.err" >&2; exit 1; }
-    done
+    bench_broker "$BROKER_PORT" "$D"
+    bench_sims "$D" || exit 1
     declare -A R=()
     for run in $(seq 1 "$RUNS"); do
         for kind in libmodbus epoll; do

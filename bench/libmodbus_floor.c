@@ -29,14 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SLOT 900 /* the low descriptor every transaction runs on */
+#include "floor_common.h"
 
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
+#define SLOT 900 /* the low descriptor every transaction runs on */
 
 static double cpu_ms(void)
 {
@@ -60,21 +55,11 @@ int main(int argc, char **argv)
     int seconds = argc > 4 ? atoi(argv[4]) : 20;
     int64_t interval = (argc > 5 ? atoi(argv[5]) : 1000) * 1000LL;
     int warmup = argc > 6 ? atoi(argv[6]) : 3;
-    char hosts[64][64];
-    int ports[64], counts[64], nr = 0, n = 0;
-    char *s = strdup(argv[1]), *tok, *save;
-    for (tok = strtok_r(s, ",", &save); tok && nr < 64; tok = strtok_r(NULL, ",", &save)) {
-        if (sscanf(tok, "%63[^:]:%d:%d", hosts[nr], &ports[nr], &counts[nr]) != 3) {
-            fprintf(stderr, "libmodbus_floor: bad range '%s'\n", tok);
-            return 2;
-        }
-        n += counts[nr++];
-    }
-    free(s);
-    struct rlimit rl;
-    getrlimit(RLIMIT_NOFILE, &rl);
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
+    struct floor_ranges rg;
+    if (floor_ranges_parse(&rg, argv[1], "libmodbus_floor"))
+        return 2;
+    int n = rg.total;
+    floor_raise_nofile();
 
     mosquitto_lib_init();
     struct mosquitto *mq = mosquitto_new("libmodbus-floor", true, NULL);
@@ -91,14 +76,14 @@ int main(int argc, char **argv)
     int64_t *due = calloc((size_t)n, sizeof(*due));
     if (!ctx || !fd || !due)
         return 1;
-    int64_t t0 = now_us();
+    int64_t t0 = floor_now_us();
     int k = 0;
-    for (int r = 0; r < nr; r++)
-        for (int i = 0; i < counts[r]; i++, k++) {
-            ctx[k] = modbus_new_tcp(hosts[r], ports[r] + i);
+    for (int r = 0; r < rg.n; r++)
+        for (int i = 0; i < rg.count[r]; i++, k++) {
+            ctx[k] = modbus_new_tcp(rg.host[r], rg.port[r] + i);
             if (!ctx[k] || modbus_connect(ctx[k]) != 0) {
-                fprintf(stderr, "libmodbus_floor: connect to %s:%d: %s\n", hosts[r], ports[r] + i,
-                        modbus_strerror(errno));
+                fprintf(stderr, "libmodbus_floor: connect to %s:%d: %s\n", rg.host[r],
+                        rg.port[r] + i, modbus_strerror(errno));
                 return 1;
             }
             /* Connected on the lowest free descriptor (libmodbus's connect
@@ -118,7 +103,7 @@ int main(int argc, char **argv)
             due[k] = t0 + 200000 + interval * k / n; /* spread over the interval */
         }
 
-    int64_t start = now_us() + warmup * 1000000LL, end = start + seconds * 1000000LL;
+    int64_t start = floor_now_us() + warmup * 1000000LL, end = start + seconds * 1000000LL;
     uint64_t polls = 0, answers = 0, failed = 0, pub_fail = 0;
     double c0 = 0;
     int measuring = 0;
@@ -128,14 +113,14 @@ int main(int argc, char **argv)
     /* Devices share one interval and keep their phase order: a round-robin
      * cursor visits them in due order. */
     for (int cur = 0;; cur = (cur + 1) % n) {
-        int64_t now = now_us();
+        int64_t now = floor_now_us();
         if (due[cur] > now) {
             /* Sleep in ticks of at least 2 ms and serve whatever is due on
              * waking, as the epoll floor does (its epoll_wait timeout). */
             int64_t nap = due[cur] - now < 2000 ? 2000 : due[cur] - now;
             struct timespec ts = {(time_t)(nap / 1000000), (long)(nap % 1000000) * 1000};
             nanosleep(&ts, NULL);
-            now = now_us();
+            now = floor_now_us();
         }
         if (!measuring && now >= start) {
             measuring = 1;
