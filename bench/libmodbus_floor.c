@@ -88,15 +88,16 @@ int main(int argc, char **argv)
             }
             /* Connected on the lowest free descriptor (libmodbus's connect
              * waits with select() too): moved above 1023 so the next one
-             * connects low again. */
+             * connects low again, while there is room up there. */
             int low = modbus_get_socket(ctx[k]);
             int high = fcntl(low, F_DUPFD_CLOEXEC, 1024);
-            if (high < 0) {
+            if (high >= 0) {
+                close(low);
+                modbus_set_socket(ctx[k], high);
+            } else if (errno != EMFILE) {
                 fprintf(stderr, "libmodbus_floor: F_DUPFD: %s\n", strerror(errno));
                 return 1;
-            }
-            close(low);
-            modbus_set_socket(ctx[k], high);
+            } /* else no room above 1023: the last ones stay low */
             modbus_set_slave(ctx[k], 1);
             modbus_set_response_timeout(ctx[k], 1, 0);
             fd[k] = modbus_get_socket(ctx[k]);
