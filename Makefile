@@ -35,7 +35,7 @@ ITEST_SRC := $(wildcard tests/integration/itest_*.c)
 ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/%)
 EMBED    := gateway/default.yaml gateway/status.html $(sort $(wildcard adapters/profiles/*.yaml))
 
-.PHONY: all deps test unit itest demo bench soak fuzz clean format format-check check-deps deps-graph install deb
+.PHONY: all deps test unit itest demo bench bench-cost soak fuzz clean format format-check check-deps deps-graph install deb
 all: $(BUILD)/gateway $(BUILD)/sim
 
 deps:
@@ -116,6 +116,12 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) bench/run.sh
+
+# Cost per poll beside the libmodbus and epoll floors (issue 17), N = 1,000 ..
+# 20,000; bench/results/cost.txt. See bench/cost_bench.sh (RUNS, MEASURE, ...).
+bench-cost: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) bench/cost_bench.sh
 
 # The crash/disk-full/corruption/exhaustion soak (not part of test); see
 # bench/soak.sh for its parameters (KILLS=100 BROKER_EVERY=10 ...).

@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "floor_common.h"
+
 struct conn {
     int fd;
     int64_t due_us;
@@ -35,13 +37,6 @@ struct conn {
     uint8_t buf[512];
     size_t len;
 };
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static uint64_t hist[1001]; /* lateness by ms, last bucket >= 1 s */
 static uint64_t polls, answers, readings, sink;
@@ -58,33 +53,23 @@ int main(int argc, char **argv)
     int seconds = argc > 3 ? atoi(argv[3]) : 20;
     int64_t interval = (argc > 4 ? atoi(argv[4]) : 1000) * 1000LL;
     int warmup = argc > 5 ? atoi(argv[5]) : 3;
-    char hosts[64][64];
-    int ports[64], counts[64], nr = 0, n = 0;
-    char *s = strdup(argv[1]), *tok, *save;
-    for (tok = strtok_r(s, ",", &save); tok && nr < 64; tok = strtok_r(NULL, ",", &save)) {
-        if (sscanf(tok, "%63[^:]:%d:%d", hosts[nr], &ports[nr], &counts[nr]) != 3) {
-            fprintf(stderr, "floor: bad range '%s'\n", tok);
-            return 2;
-        }
-        n += counts[nr++];
-    }
-    free(s);
-    struct rlimit rl;
-    getrlimit(RLIMIT_NOFILE, &rl);
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
+    struct floor_ranges rg;
+    if (floor_ranges_parse(&rg, argv[1], "floor"))
+        return 2;
+    int n = rg.total;
+    floor_raise_nofile();
     struct conn *c = calloc((size_t)n, sizeof(*c));
     int ep = epoll_create1(0);
-    int64_t t0 = now_us();
+    int64_t t0 = floor_now_us();
     int k = 0;
-    for (int r = 0; r < nr; r++)
-        for (int i = 0; i < counts[r]; i++, k++) {
+    for (int r = 0; r < rg.n; r++)
+        for (int i = 0; i < rg.count[r]; i++, k++) {
             struct sockaddr_in sa = {.sin_family = AF_INET,
-                                     .sin_port = htons((uint16_t)(ports[r] + i))};
-            inet_pton(AF_INET, hosts[r], &sa.sin_addr);
+                                     .sin_port = htons((uint16_t)(rg.port[r] + i))};
+            inet_pton(AF_INET, rg.host[r], &sa.sin_addr);
             c[k].fd = socket(AF_INET, SOCK_STREAM, 0);
             if (c[k].fd < 0 || connect(c[k].fd, (struct sockaddr *)&sa, sizeof(sa))) {
-                fprintf(stderr, "floor: connect to port %d: %s\n", ports[r] + i, strerror(errno));
+                fprintf(stderr, "floor: connect to port %d: %s\n", rg.port[r] + i, strerror(errno));
                 return 1;
             }
             int one = 1;
@@ -94,7 +79,7 @@ int main(int argc, char **argv)
             epoll_ctl(ep, EPOLL_CTL_ADD, c[k].fd, &ev);
             c[k].due_us = t0 + 100000 + interval * k / n; /* spread over the interval */
         }
-    int64_t start = now_us() + warmup * 1000000LL, end = start + seconds * 1000000LL;
+    int64_t start = floor_now_us() + warmup * 1000000LL, end = start + seconds * 1000000LL;
     struct rusage ru0, ru1;
     struct epoll_event evs[512];
     size_t want = 9 + 2 * (size_t)regs;
@@ -102,7 +87,7 @@ int main(int argc, char **argv)
      * share one interval and due times stay in phase order. */
     int cursor = 0;
     for (;;) {
-        int64_t now = now_us();
+        int64_t now = floor_now_us();
         if (!measuring && now >= start) {
             measuring = 1;
             getrusage(RUSAGE_SELF, &ru0);

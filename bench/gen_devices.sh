@@ -12,7 +12,9 @@
 # sim's open-file limit). Writes OUTDIR/profiles/bench16.yaml,
 # OUTDIR/sim-K.yaml, OUTDIR/gateway.yaml and OUTDIR/ranges (for floor_poller).
 # DEADBAND (e.g. 0.5) gives every point a deadband and max_silence 10m, so an
-# unchanged value is not reported again (report-by-exception).
+# unchanged value is not reported again (report-by-exception). POINTS=4 (env,
+# default 16) decodes 4 metrics at registers 0, 5, 10, 15: still one 16-register
+# read per poll (the profile's max_gap bridges the holes).
 set -eu
 N=${1:?usage: gen_devices.sh N OUTDIR [BROKER_PORT] [INTERVAL] [DEADBAND]}
 OUT=${2:?usage: gen_devices.sh N OUTDIR [BROKER_PORT] [INTERVAL] [DEADBAND]}
@@ -23,18 +25,20 @@ BASE_PORT=${BASE_PORT:-28000}
 PER_HOST=${PER_HOST:-1000}
 SIM_MAX=${SIM_MAX:-5000}
 TIMEOUT=${TIMEOUT:-500ms}
+POINTS=${POINTS:-16}
 SILENT=${SILENT:-0} # extra devices that never answer (127.0.0.250, sim fault "silent")
 
 mkdir -p "$OUT/profiles" "$OUT/data"
 rm -f "$OUT"/sim-*.yaml
 
-awk -v db="$DEADBAND" 'BEGIN {
+awk -v db="$DEADBAND" -v np="$POINTS" 'BEGIN {
     print "name: bench16"
     print "device_type: bench"
     print "description: \"16 holding registers read with one FC 03\""
     print "points:"
-    for (i = 0; i < 16; i++) {
-        printf "  - {name: r%d, kind: holding, address: %d, type: uint16, scale: 0.1, unit: m", i, i
+    step = np >= 16 ? 1 : int(15 / (np - 1))
+    for (i = 0; i < np; i++) {
+        printf "  - {name: r%d, kind: holding, address: %d, type: uint16, scale: 0.1, unit: m", i, i * step
         if (db != "none")
             printf ", deadband: %s, max_silence: 10m", db
         print "}"

@@ -32,19 +32,8 @@ CLK=$(getconf CLK_TCK)
 cc -O2 -o "$BUILD/floor_poller" "$HERE/floor_poller.c" -lm || exit 1
 [ -x "$BUILD/gateway" ] && [ -x "$BUILD/sim" ] || { echo "build gateway and sim first" >&2; exit 1; }
 
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    PIDS=()
-}
+. "$HERE/lib.sh"
 trap cleanup EXIT INT TERM
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-wait_line() { # file text timeout_s
-    for _ in $(seq 1 $((${3} * 10))); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-    return 1
-}
 
 printf "%-8s %-7s %-16s %-10s %-12s %-10s %-12s %-7s %s\n" devices silent "polls/s(sched)" \
     "late_p99" "gw_cpu/1k" "peak_rss" "floor_cpu/1k" "ratio" "notes"
@@ -53,17 +42,8 @@ for N in "$@"; do
     rm -rf "$D"
     SILENT=$SILENT "$HERE/gen_devices.sh" "$N" "$D" "$BROKER_PORT" "$INTERVAL" "$DEADBAND" >/dev/null
     [ -n "${SCRAPE:-}" ] && printf 'http:\n  listen: 127.0.0.1:%s\n' "$SCRAPE" >> "$D/gateway.yaml"
-    printf "listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\npersistence false\n" \
-        "$BROKER_PORT" > "$D/mosquitto.conf"
-    mosquitto -c "$D/mosquitto.conf" > "$D/mosquitto.log" 2>&1 &
-    PIDS+=($!)
-    for s in "$D"/sim-*.yaml; do
-        "$BUILD/sim" modbus --scenario "$s" --quiet > "$s.out" 2> "$s.err" &
-        PIDS+=($!)
-    done
-    for s in "$D"/sim-*.yaml; do
-        wait_line "$s.out" "sim: ready" 60 || { echo "sim $s did not start" >&2; cat "$s.err" >&2; exit 1; }
-    done
+    bench_broker "$BROKER_PORT" "$D"
+    bench_sims "$D" || exit 1
     "$BUILD/gateway" -c "$D/gateway.yaml" > "$D/gateway.log" 2>&1 &
     GW=$!
     PIDS+=($GW)

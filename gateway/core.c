@@ -27,6 +27,48 @@ static void release_parsed(gw_config *cfg);
 
 /* ---- Pipeline ---- */
 
+/* Counts n readings of dev as accepted by the outbox queue, or refused (rc
+ * from gw_store_put). Returns rc. */
+static int accepted(gw_core *core, gw_device *dev, size_t n, int rc)
+{
+    if (rc == GW_EFULL) {
+        core->st.refused_queue_full += n;
+        GW_LOG_RL(GW_LOG_WARN, 10000, "pipeline",
+                  "store queue full (%lld rows or %lld bytes): reading of %s refused",
+                  (long long)core->cfg.store.queue_max, (long long)core->cfg.store.queue_max_bytes,
+                  dev->conf.id);
+        return rc;
+    }
+    if (rc)
+        return rc;
+    core->st.readings += n;
+    dev->readings += n;
+    return GW_OK;
+}
+
+/* The status keeps the last value; a metric seen for the first time goes into
+ * the device's birth message. */
+static void note_reading(gw_core *core, gw_device *dev, const gw_reading *r)
+{
+    gw_status_note_reading(dev, r);
+    if (gw_status_metric_at(dev, dev->meta_metrics, NULL)) { /* a new metric: tell the platform */
+        dev->meta_metrics++;
+        gw_birth_mark(core->birth, dev);
+    }
+}
+
+/* The gathered readings as one row (gw_core_batch_begin). */
+static void batch_flush(gw_core *core)
+{
+    struct gw_batch *b = &core->batch;
+    if (!b->n)
+        return;
+    int rc = gw_store_put(core->store, GW_LANE_TELE, GW_KIND_READING, b->seq, b->buf, b->len);
+    accepted(core, b->dev, b->n, rc);
+    b->n = b->len = 0;
+    b->dev = NULL;
+}
+
 int gw_core_reading(gw_core *core, gw_device *dev, gw_reading *r)
 {
     gw_strlcpy(r->device, dev->conf.id, sizeof(r->device));
@@ -52,27 +94,40 @@ int gw_core_reading(gw_core *core, gw_device *dev, gw_reading *r)
         core->st.encode_errors++;
         return n;
     }
+    struct gw_batch *b = &core->batch;
+    if (b->depth > 0) {
+        if (b->n && (b->dev != dev || b->len + 1 + (size_t)n > sizeof(b->buf)))
+            batch_flush(core);
+        if ((size_t)n < sizeof(b->buf)) {
+            if (b->n)
+                b->buf[b->len++] = ',';
+            memcpy(b->buf + b->len, core->buf, (size_t)n);
+            b->len += (size_t)n;
+            b->n++;
+            b->dev = dev;
+            b->seq = r->seq;
+            note_reading(core, dev, r);
+            return GW_OK;
+        }
+    }
     int rc = gw_store_put(core->store, GW_LANE_TELE, GW_KIND_READING, r->seq, core->buf, (size_t)n);
-    if (rc == GW_EFULL) {
-        core->st.refused_queue_full++;
-        GW_LOG_RL(GW_LOG_WARN, 10000, "pipeline",
-                  "store queue full (%lld rows or %lld bytes): reading of %s refused",
-                  (long long)core->cfg.store.queue_max, (long long)core->cfg.store.queue_max_bytes,
-                  dev->conf.id);
+    if (accepted(core, dev, 1, rc) != GW_OK)
         return rc;
-    }
-    if (rc)
-        return rc;
-    core->st.readings++;
-    dev->readings++;
-    gw_status_note_reading(dev, r);
-    if (gw_status_metric_at(dev, dev->meta_metrics, NULL)) { /* a new metric: tell the platform */
-        dev->meta_metrics++;
-        gw_birth_mark(core->birth, dev);
-    }
+    note_reading(core, dev, r);
     GW_DEBUG("pipeline", "%s %s=%g %s %s", r->device, r->metric, r->value, r->unit,
              gw_quality_name(r->quality));
     return GW_OK;
+}
+
+void gw_core_batch_begin(gw_core *core)
+{
+    core->batch.depth++;
+}
+
+void gw_core_batch_end(gw_core *core)
+{
+    if (core->batch.depth > 0 && --core->batch.depth == 0)
+        batch_flush(core);
 }
 
 int gw_core_event(gw_core *core, gw_device *dev, gw_event *e)

@@ -45,6 +45,14 @@ struct gw_core {
     int64_t drain_deadline;
     int exit_code;
     char buf[8192]; /* scratch for encoding one item */
+    /* Readings of one poll gathered into one outbox row (gw_core_batch_begin). */
+    struct gw_batch {
+        int depth;
+        gw_device *dev;
+        size_t n, len;
+        uint64_t seq; /* the last item's */
+        char buf[16384];
+    } batch;
 };
 
 /* gateway/devops.c: device operations requested by the rules, run on a later

@@ -768,9 +768,13 @@ static void discard_done(gw_mailbox *mb, gw_mail *m)
     free_done((struct done *)m);
 }
 
-static void enqueue(gw_store *s, struct cmd *c, int urgent)
+/* Appends c under mu. The thread is woken only when its queue turns
+ * non-empty, for an urgent command, or when a group is full: while it waits
+ * out a commit window, further rows join without a wake-up (a signal per row
+ * cost two context switches and a contended mutex per reading). */
+static void enqueue_locked(gw_store *s, struct cmd *c, int urgent)
 {
-    pthread_mutex_lock(&s->mu);
+    int was_empty = !s->head;
     if (s->tail)
         s->tail->next = c;
     else
@@ -778,7 +782,14 @@ static void enqueue(gw_store *s, struct cmd *c, int urgent)
     s->tail = c;
     if (urgent)
         s->urgent = 1;
-    pthread_cond_signal(&s->cv);
+    if (was_empty || urgent || s->queued_tele >= MAX_GROUP)
+        pthread_cond_signal(&s->cv);
+}
+
+static void enqueue(gw_store *s, struct cmd *c, int urgent)
+{
+    pthread_mutex_lock(&s->mu);
+    enqueue_locked(s, c, urgent);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -1051,8 +1062,12 @@ static void close_db(gw_store *s)
 static int open_db(gw_store *s, char *err, size_t errlen)
 {
     const char *path = s->cfg.path;
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK) {
+    /* NOMUTEX: the connection is used by one thread at a time (the opener,
+     * then the store thread, then the closer after the join), so SQLite's
+     * per-call connection mutex is pure cost (docs/design.md "Measured"). */
+    if (sqlite3_open_v2(path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "cannot open");
         return open_class(s->db);
     }
@@ -1628,34 +1643,9 @@ static void close_db_final(gw_store *s)
 
 int gw_store_put(gw_store *s, int lane, int kind, uint64_t seq, const char *payload, size_t len)
 {
-    if (lane == GW_LANE_TELE) {
-        pthread_mutex_lock(&s->mu);
-        /* Bounded in rows and, since a row's size varies, in bytes: the
-         * queue is the gateway's largest use of memory under overload. */
-        int full =
-            s->queued_tele >= s->cfg.queue_max ||
-            (s->cfg.queue_max_bytes > 0 &&
-             s->queued_tele_bytes + (int64_t)(sizeof(struct cmd) + len) > s->cfg.queue_max_bytes);
-        if (full) {
-            s->st.tele_refused_queue++;
-        } else {
-            s->queued_tele++;
-            s->queued_tele_bytes += (int64_t)(sizeof(struct cmd) + len);
-        }
-        pthread_mutex_unlock(&s->mu);
-        if (full)
-            return GW_EFULL;
-    }
     struct cmd *c = malloc(sizeof(*c) + len);
-    if (!c) {
-        if (lane == GW_LANE_TELE) {
-            pthread_mutex_lock(&s->mu); /* give back the slot counted above */
-            s->queued_tele--;
-            s->queued_tele_bytes -= (int64_t)(sizeof(struct cmd) + len);
-            pthread_mutex_unlock(&s->mu);
-        }
+    if (!c)
         return GW_ENOMEM;
-    }
     memset(c, 0, sizeof(*c));
     c->type = C_PUT;
     c->lane = lane;
@@ -1663,7 +1653,24 @@ int gw_store_put(gw_store *s, int lane, int kind, uint64_t seq, const char *payl
     c->seq = seq;
     c->len = len;
     memcpy(c->data, payload, len);
-    enqueue(s, c, lane == GW_LANE_PRIO);
+    /* One lock: the queue bound and the hand-off together. Bounded in rows and,
+     * since a row's size varies, in bytes: the queue is the gateway's largest
+     * use of memory under overload. */
+    pthread_mutex_lock(&s->mu);
+    if (lane == GW_LANE_TELE) {
+        int64_t cost = (int64_t)(sizeof(struct cmd) + len);
+        if (s->queued_tele >= s->cfg.queue_max ||
+            (s->cfg.queue_max_bytes > 0 && s->queued_tele_bytes + cost > s->cfg.queue_max_bytes)) {
+            s->st.tele_refused_queue++;
+            pthread_mutex_unlock(&s->mu);
+            free(c);
+            return GW_EFULL;
+        }
+        s->queued_tele++;
+        s->queued_tele_bytes += cost;
+    }
+    enqueue_locked(s, c, lane == GW_LANE_PRIO);
+    pthread_mutex_unlock(&s->mu);
     return GW_OK;
 }
 

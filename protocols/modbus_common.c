@@ -637,8 +637,10 @@ void gw_mb_poll_finish(gw_mb_poll *p)
         return; /* the event said it; no stream of bad readings */
     gw_sink sink = {sink_reading, sink_event, p};
     p->rbe_hint = 0;
+    gw_core_batch_begin(p->core); /* the poll's readings: one outbox row */
     int rc = p->adapter->decode_registers(p->profile, p->params, p->nparams, p->res, p->nreq,
                                           gw_now_ms(), &sink);
+    gw_core_batch_end(p->core);
     if (rc)
         GW_LOG_RL(GW_LOG_WARN, 10000, p->module, "[%s] decoding failed: %d", d->conf.id, rc);
     if (p->ev_dirty) {

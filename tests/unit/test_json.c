@@ -8,8 +8,10 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -97,6 +99,48 @@ static void numbers(void **state)
     }
 }
 
+/* Numbers printed without printf match "%.15g" exactly: scaled register
+ * values, random doubles over many magnitudes, values beside powers of ten. */
+static void numbers_match_printf(void **state)
+{
+    (void)state;
+    static const double scales[] = {1,       0.1,    0.01, 0.001, 0.5, 0.25,
+                                    1.0 / 3, 0.0001, 1e-6, 10,    7e-3};
+    uint64_t x = 88172645463325252ULL; /* xorshift64 */
+    int fast = 0;
+    for (int i = 0; i < 400000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        double v;
+        switch (i % 4) {
+        case 0:
+            v = (double)(int32_t)(x >> 32) * scales[(x >> 8) % (sizeof scales / sizeof scales[0])];
+            break;
+        case 1:
+            v = (double)(x >> 11) / (double)(1ULL << 53) * pow(10.0, (double)((int)(x % 40) - 20));
+            break;
+        case 2:
+            v = pow(10.0, (double)((int)(x % 24) - 6)) * (1 + ((int)(x >> 40) % 5 - 2) * 1e-16);
+            break;
+        default:
+            v = (double)(int64_t)(x >> 12) / 1e6; /* up to 4e12 with 6 decimals */
+            break;
+        }
+        if (x & 1)
+            v = -v;
+        char out[64], want[64];
+        snprintf(want, sizeof want, "%.15g", v);
+        gw_jbuf b;
+        gw_jbuf_init(&b, out, sizeof out);
+        gw_json_num(&b, v);
+        if (strcmp(out, want) != 0)
+            fail_msg("%.17g: got %s, printf says %s", v, out, want);
+        fast += strchr(want, 'e') == NULL;
+    }
+    assert_true(fast > 100000);
+}
+
 static void times(void **state)
 {
     (void)state;
@@ -111,6 +155,54 @@ static void times(void **state)
     gw_jbuf_init(&b, out, sizeof out);
     gw_json_time(&b, -1); /* floor, not truncation */
     assert_string_equal(out, "\"1969-12-31T23:59:59.999Z\"");
+}
+
+/* The per-second cache of the calendar text: every millisecond of a span
+ * that crosses seconds, days and the epoch, in order and back, matches the
+ * plain formatting. */
+static void times_cached(void **state)
+{
+    (void)state;
+    static const int64_t starts[] = {-1500, 1795448399500LL, 1798761599500LL, 0};
+    for (size_t k = 0; k < sizeof(starts) / sizeof(starts[0]); k++)
+        for (int64_t ms = starts[k]; ms < starts[k] + 2100; ms += 7) {
+            for (int dir = 0; dir < 2; dir++) {
+                int64_t t = dir ? 2 * starts[k] + 2100 - ms : ms;
+                char out[64], want[64];
+                time_t secs = (time_t)(t / 1000);
+                int frac = (int)(t % 1000);
+                if (frac < 0) {
+                    frac += 1000;
+                    secs--;
+                }
+                struct tm tm;
+                gmtime_r(&secs, &tm);
+                snprintf(want, sizeof want, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"",
+                         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                         tm.tm_sec, frac);
+                gw_jbuf b;
+                gw_jbuf_init(&b, out, sizeof out);
+                gw_json_time(&b, t);
+                assert_string_equal(out, want);
+            }
+        }
+}
+
+/* Item ids are formatted by hand: the largest sequence number too. */
+static const gw_json_dev T = {.type = "t"};
+static void item_id_digits(void **state)
+{
+    (void)state;
+    char out[512];
+    gw_reading r = {0};
+    snprintf(r.device, sizeof r.device, "d");
+    r.seq = UINT64_MAX;
+    assert_true(gw_json_reading(out, sizeof out, "gw1", &T, &r) > 0);
+    assert_non_null(
+        strstr(out, "{\"id\":\"gw1-18446744073709551615\",\"seq\":18446744073709551615,"));
+    r.seq = 0;
+    assert_true(gw_json_reading(out, sizeof out, "gw1", &T, &r) > 0);
+    assert_non_null(strstr(out, "{\"id\":\"gw1-0\",\"seq\":0,"));
 }
 
 static const gw_json_dev SL651 = {.type = "sl651"};
@@ -294,7 +386,10 @@ int main(void)
         cmocka_unit_test(utf8_valid_passes),
         cmocka_unit_test(utf8_invalid_replaced),
         cmocka_unit_test(numbers),
+        cmocka_unit_test(numbers_match_printf),
         cmocka_unit_test(times),
+        cmocka_unit_test(times_cached),
+        cmocka_unit_test(item_id_digits),
         cmocka_unit_test(reading_round_trip),
         cmocka_unit_test(bound),
         cmocka_unit_test(event_and_alarm_parse),
