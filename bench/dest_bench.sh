@@ -11,25 +11,11 @@ T=$(mktemp -d /tmp/gwdest.XXXXXX)
 P1=$((32000 + $$ % 400 * 2))
 P2=$((P1 + 1))
 N=${DEST_BENCH_READINGS:-500000}
-PIDS=""
-cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$T"; }
-trap cleanup EXIT INT TERM
-cc -O2 -std=c11 -D_GNU_SOURCE $(pkg-config --cflags libcjson) bench/platform_probe.c \
-    -o "$B/platform_probe" -lpaho-mqtt3as $(pkg-config --libs libcjson) -lpthread || exit 1
-
+. bench/lib.sh
+bench_start "$B" || exit 1
 broker() { # $1 port; sets MOSQ
-    cat >"$T/m$1.conf" <<C
-listener $1 127.0.0.1
-allow_anonymous true
-persistence false
-max_queued_messages 0
-max_inflight_messages 0
-C
-    [ "$(id -u)" -eq 0 ] && echo "user root" >>"$T/m$1.conf"
-    mosquitto -c "$T/m$1.conf" >"$T/mosquitto-$1.log" 2>&1 &
-    MOSQ=$!
+    mosq "$1" "$T"
     PIDS="$PIDS $MOSQ"
-    i=0; until (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null; do i=$((i+1)); [ $i -gt 100 ] && break; sleep 0.05; done
 }
 config() { # $1 name, $2 number of destinations, $3 devices yaml, $4 rules yaml
     {
@@ -80,12 +66,7 @@ backlog() { # $1 name, $2 destinations
   - {id: syn-a, protocol: synthetic, rate: 2000, square: 20}' "$FLIP"
     "$B/gateway" -c "$T/$1.yaml" 2>"$T/g-$1.log" &
     G=$!; PIDS="$PIDS $G"
-    i=0
-    while [ $i -lt 200 ]; do
-        n=$(sqlite3 "file:$T/data-$1/outbox.db?mode=ro" 'select count(*) from outbox_tele' 2>/dev/null || echo 0)
-        [ "${n:-0}" -ge 100000 ] && break
-        i=$((i+1)); sleep 0.1
-    done
+    tele_wait "$T/data-$1/outbox.db" 100000
     broker "$P1"; M1=$MOSQ; broker "$P2"; M2=$MOSQ
     START=$(($(date +%s%3N) + 0))
     "$B/platform_probe" "tcp://127.0.0.1:$P1" 'iot/#' 0 10 "$START" >"$T/$1-1.out" &

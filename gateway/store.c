@@ -1889,17 +1889,23 @@ int gw_store_fetch(gw_store *s, int lane, int64_t after, size_t max_rows, size_t
     return GW_OK;
 }
 
-int gw_store_ack(gw_store *s, int lane, int64_t first, int64_t last)
+/* Queues an acknowledgement command (C_ACK, C_DACK): lane and the range a..b. */
+static int queue_ack(gw_store *s, int type, int lane, int64_t a, int64_t b)
 {
     struct cmd *c = calloc(1, sizeof(*c));
     if (!c)
         return GW_ENOMEM;
-    c->type = C_ACK;
+    c->type = type;
     c->lane = lane;
-    c->a = first;
-    c->b = last;
+    c->a = a;
+    c->b = b;
     enqueue(s, c, 0);
     return GW_OK;
+}
+
+int gw_store_ack(gw_store *s, int lane, int64_t first, int64_t last)
+{
+    return queue_ack(s, C_ACK, lane, first, last);
 }
 
 int gw_store_dests(gw_store *s, const char *const *names, const unsigned *lanes, int n,
@@ -1944,15 +1950,7 @@ int gw_store_ack_upto(gw_store *s, int dest, int lane, int64_t upto)
 {
     if (lane < 0 || lane >= GW_LANES || dest < 0 || dest >= GW_STORE_MAX_DESTS)
         return GW_EINVAL;
-    struct cmd *c = calloc(1, sizeof(*c));
-    if (!c)
-        return GW_ENOMEM;
-    c->type = C_DACK;
-    c->lane = lane;
-    c->a = dest;
-    c->b = upto;
-    enqueue(s, c, 0);
-    return GW_OK;
+    return queue_ack(s, C_DACK, lane, dest, upto);
 }
 
 int gw_store_state_put(gw_store *s, const char *key, const void *val, size_t len)

@@ -20,7 +20,6 @@
 
 #include <poll.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,22 +218,10 @@ static long wait_rows_at_most(struct env *e, long want, int timeout_ms)
     return n;
 }
 
-/* A destination's telemetry cursor as committed, and the highest telemetry id. */
+/* A destination's cursor as committed, the highest id, a count... */
 static int64_t query(struct env *e, const char *sql)
 {
-    sqlite3 *h;
-    sqlite3_stmt *st;
-    int64_t v = -1;
-    if (sqlite3_open_v2(e->db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        sqlite3_busy_timeout(h, 2000);
-        if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
-            if (sqlite3_step(st) == SQLITE_ROW)
-                v = sqlite3_column_int64(st, 0);
-            sqlite3_finalize(st);
-        }
-    }
-    sqlite3_close(h);
-    return v;
+    return h_sql_int(e->db, sql);
 }
 
 static const char one_river[] =
