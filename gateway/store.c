@@ -442,7 +442,7 @@ static int dest_cmd(gw_store *s, const struct cmd *c, struct tally *t)
 static int dest_advance(gw_store *s, struct tally *t)
 {
     int rc = SQLITE_OK;
-    if (t->lanes) {
+    if (t->lanes || t->dmoved) {
         sqlite3_reset(s->seq_get);
         while (sqlite3_step(s->seq_get) == SQLITE_ROW)
             for (int l = 0; l < GW_LANES; l++)
@@ -455,7 +455,7 @@ static int dest_advance(gw_store *s, struct tally *t)
             memcmp(s->dnew[i].acked, s->dest[i].acked, sizeof(s->dest[i].acked)))
             rc = cursor_put(s, s->dnew[i].name, s->dnew[i].acked);
     for (int l = 0; l < GW_LANES && rc == SQLITE_OK; l++) {
-        if (!(t->dmoved & (1u << l)) || !s->ndnew)
+        if (!((t->dmoved | t->lanes) & (1u << l)) || !s->ndnew)
             continue;
         int64_t low = INT64_MAX;
         for (int i = 0; i < s->ndnew; i++) {
@@ -463,7 +463,9 @@ static int dest_advance(gw_store *s, struct tally *t)
             if ((d->lanes & (1u << l)) && d->acked[l] < low)
                 low = d->acked[l];
         }
-        if (rc != SQLITE_OK || low == INT64_MAX || low <= s->deleted_new[l])
+        if (low == INT64_MAX) /* no destination takes this lane: nobody waits for it */
+            low = t->last_id[l];
+        if (low <= s->deleted_new[l])
             continue;
         int64_t bytes = 0, rows = 0;
         sqlite3_stmt *st = s->sum[l];

@@ -358,6 +358,17 @@ static void dests_removed_and_lanes(void **state)
     settle(e);
     assert_int_equal(held(e, GW_LANE_PRIO), 0);
     assert_int_equal(gw_store_ack_upto(e->s, 5, 7, 1), GW_EINVAL);
+
+    /* A lane no destination takes is not kept for anyone. */
+    close_store(e);
+    open_store(e);
+    static const unsigned prio_only[] = {1u << GW_LANE_PRIO};
+    dests(e, 1, prio_only, cur);
+    put(e, GW_LANE_TELE, 5, "r5");
+    put(e, GW_LANE_PRIO, 6, "e6");
+    settle(e);
+    assert_int_equal(held(e, GW_LANE_TELE), 0);
+    assert_int_equal(held(e, GW_LANE_PRIO), 1);
 }
 
 int main(void)
