@@ -824,6 +824,11 @@ static void *db_thread(void *arg)
             GW_ERROR("store", "closing with uncommitted rows: %s", err);
         }
 
+        /* Priority fetches first: with several destinations, an alarm must
+         * not wait while telemetry fetches of every destination are read. */
+        for (struct cmd *c = list; c; c = c->next)
+            if (c->type == C_FETCH && c->lane == GW_LANE_PRIO)
+                do_fetch(s, c);
         /* Answer what can be answered; keep the rest, in order, for the retry. */
         struct cmd **keep = &retry;
         int blocked = 0, lost = 0;
@@ -858,8 +863,8 @@ static void *db_thread(void *arg)
                 } else {
                     drop = 0;
                 }
-            } else if (c->type == C_FETCH) {
-                do_fetch(s, c);
+            } else if (c->type == C_FETCH && c->lane != GW_LANE_PRIO) {
+                do_fetch(s, c); /* priority fetches were answered first, below */
             }
             if (drop) {
                 free(c->key);
