@@ -8,11 +8,12 @@
 set -u
 B=${BUILD:-build}
 T=$(mktemp -d /tmp/gwdest.XXXXXX)
-P1=$((32000 + $$ % 400 * 2))
-P2=$((P1 + 1))
 N=${DEST_BENCH_READINGS:-500000}
 . bench/lib.sh
 bench_start "$B" || exit 1
+free_ports 2 || exit 1
+P1=$PORT
+P2=$((P1 + 1))
 broker() { # $1 port; sets MOSQ
     mosq "$1" "$T"
     PIDS="$PIDS $MOSQ"

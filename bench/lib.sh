@@ -25,6 +25,24 @@ C
     mosquitto -c "$2/m$1.conf" >"$2/mosquitto-$1.log" 2>&1 &
     MOSQ=$!
     i=0; until (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null; do i=$((i+1)); [ $i -gt 100 ] && break; sleep 0.05; done
+    [ $i -gt 100 ] && echo "mosquitto on port $1 did not start (see $2/mosquitto-$1.log)" >&2
+}
+
+# free_ports N: sets PORT to the first of N consecutive ports below the
+# ephemeral range (32768) where nothing accepts connections.
+free_ports() {
+    try=0
+    while [ $try -lt 50 ]; do
+        PORT=$((30000 + ($$ * 7 + try * 131) % 2500))
+        ok=1; k=0
+        while [ $k -lt "$1" ]; do
+            (exec 3<>/dev/tcp/127.0.0.1/$((PORT + k))) 2>/dev/null && ok=0
+            k=$((k+1))
+        done
+        [ $ok -eq 1 ] && return 0
+        try=$((try+1))
+    done
+    return 1
 }
 
 # tele_wait DB N: waits (at most 20 s) until the outbox DB holds N telemetry rows.
