@@ -7,6 +7,8 @@
 #include "adapters/adapter.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static size_t expected_len(const gw_mb_request *rq)
@@ -50,6 +52,20 @@ static mb_val bcd(uint64_t u, int digits)
     return good(v);
 }
 
+/* The shortest decimal that reads back as the same float32: the register's own
+ * resolution, so 1.4142334f is 1.4142334 and not 1.41423344612122 as a double. */
+static double float_decimal(float f)
+{
+    char buf[32];
+    for (int digits = 6; digits < 9; digits++) {
+        snprintf(buf, sizeof(buf), "%.*g", digits, (double)f);
+        double d = strtod(buf, NULL);
+        if ((float)d == f)
+            return d;
+    }
+    return (double)f;
+}
+
 /* The raw (unscaled) value of a register or bit point whose request succeeded. */
 static mb_val decode_raw(const mb_point *pt, const uint8_t *data)
 {
@@ -77,7 +93,7 @@ static mb_val decode_raw(const mb_point *pt, const uint8_t *data)
         uint32_t b = (uint32_t)u;
         float f;
         memcpy(&f, &b, sizeof(f));
-        return isfinite(f) ? good(f) : bad(GW_R_SENSOR_FAULT);
+        return isfinite(f) ? good(float_decimal(f)) : bad(GW_R_SENSOR_FAULT);
     }
     case MB_T_FLOAT64: {
         double d;
@@ -165,6 +181,48 @@ static const gw_param *site_get(const gw_param *site, size_t nsite, const char *
     return NULL;
 }
 
+/* The code entry matching a good enumeration value, or NULL. */
+static const mb_event *code_entry(const mb_point *pt, mb_val v)
+{
+    for (size_t k = 0; v.q == GW_Q_GOOD && k < pt->nevs; k++)
+        if ((double)pt->evs[k].code == v.v)
+            return &pt->evs[k];
+    return NULL;
+}
+
+/* The state of every named event of a status point, active or not: the poller
+ * keeps the edges (gw_profile_event_edge), a bench read shows the level. */
+static int emit_events(const mb_point *pt, double v, int64_t now_ms, const gw_sink *out)
+{
+    uint32_t word = (uint32_t)(int64_t)v;
+    for (size_t k = 0; k < pt->nevs; k++) {
+        const mb_event *ev = &pt->evs[k];
+        if (!*ev->name)
+            continue;
+        gw_event e;
+        memset(&e, 0, sizeof(e));
+        gw_strlcpy(e.kind, ev->name, sizeof(e.kind));
+        e.recv_ms = now_ms;
+        if (pt->is_codes) {
+            e.active = (double)ev->code == v;
+            snprintf(e.detail, sizeof(e.detail), "%s=%.0f (code %lld is %s)", pt->name, v,
+                     (long long)ev->code, ev->name);
+        } else {
+            unsigned set = ev->has_bit ? (word >> ev->bit) & 1u : word != 0;
+            e.active = (uint8_t)(ev->active_low ? !set : set);
+            if (ev->has_bit)
+                snprintf(e.detail, sizeof(e.detail), "%s bit%u=%u (0x%04X)", pt->name,
+                         (unsigned)ev->bit, set, (unsigned)(word & 0xFFFFFFFFu));
+            else
+                snprintf(e.detail, sizeof(e.detail), "%s=%u", pt->name, set);
+        }
+        int rc = out->event(out->ctx, &e);
+        if (rc < 0)
+            return rc;
+    }
+    return GW_OK;
+}
+
 int gw_profile_decode(const gw_profile *p, const gw_param *site, size_t nsite,
                       const gw_mb_result *results, size_t n, int64_t now_ms, const gw_sink *out)
 {
@@ -188,6 +246,18 @@ int gw_profile_decode(const gw_profile *p, const gw_param *site, size_t nsite,
             const gw_mb_result *res = &results[pt->req];
             mb_val v = res->status != 0 ? bad(GW_R_COMM_FAIL) : decode_raw(pt, res->data);
             vals[i] = finish(p, pt, v, vals, &units[i]);
+        }
+    }
+    /* An enumeration's reason marks its applies_to points (bad or uncertain). */
+    for (size_t i = 0; i < p->npoints; i++) {
+        const mb_point *pt = &p->points[i];
+        const mb_event *ev = pt->is_codes ? code_entry(pt, vals[i]) : NULL;
+        for (size_t k = 0; ev && ev->reason && k < pt->napplies; k++) {
+            mb_val *t = &vals[pt->applies[k]];
+            if (t->q == GW_Q_GOOD || (t->q == GW_Q_UNCERTAIN && ev->quality == GW_Q_BAD)) {
+                t->q = ev->quality;
+                t->r = ev->reason;
+            }
         }
     }
     for (size_t i = 0; i < p->nparams; i++) {
@@ -217,7 +287,10 @@ int gw_profile_decode(const gw_profile *p, const gw_param *site, size_t nsite,
         if (pt->internal)
             continue;
         int rc = 0;
-        if (pt->type == MB_T_STRING) {
+        if (pt->nevs) {
+            if (out->event && vals[i].q == GW_Q_GOOD)
+                rc = emit_events(pt, vals[i].v, now_ms, out);
+        } else if (pt->type == MB_T_STRING) {
             const gw_mb_result *res = &results[pt->req];
             if (!out->event || res->status != 0)
                 continue;
@@ -234,6 +307,7 @@ int gw_profile_decode(const gw_profile *p, const gw_param *site, size_t nsite,
             gw_strlcpy(r.metric, pt->metric, sizeof(r.metric));
             gw_strlcpy(r.unit, units[i], sizeof(r.unit));
             r.value = vals[i].v;
+            r.places = (uint8_t)(pt->decimals + 1);
             r.quality = vals[i].q;
             r.reason = vals[i].r;
             r.recv_ms = now_ms;
@@ -380,6 +454,71 @@ int gw_profile_rbe_should_report(const gw_profile *p, size_t point_index, double
         return 1;
     double band = pt->deadband_pct ? fabs(last_value) * pt->deadband / 100.0 : pt->deadband;
     return fabs(value - last_value) > band;
+}
+
+size_t gw_profile_event_count(const gw_profile *p)
+{
+    return p ? p->nevnames : 0;
+}
+
+const char *gw_profile_event_name(const gw_profile *p, size_t slot)
+{
+    return p && slot < p->nevnames ? p->evnames[slot] : NULL;
+}
+
+static int event_slot(const gw_profile *p, const char *kind)
+{
+    for (size_t i = 0; i < p->nevnames; i++)
+        if (strcmp(p->evnames[i], kind) == 0)
+            return (int)i;
+    return GW_ENOTFOUND;
+}
+
+int gw_profile_event_edge(const gw_profile *p, uint8_t *state, const gw_event *e)
+{
+    int slot = p && e ? event_slot(p, e->kind) : GW_ENOTFOUND;
+    if (slot < 0)
+        return GW_ENOTFOUND;
+    uint8_t now = e->active ? 1 : 0;
+    if (state[slot] == now)
+        return 0;
+    state[slot] = now;
+    return 1;
+}
+
+int gw_profile_event_state_save(const gw_profile *p, const uint8_t *state, char *buf, size_t cap)
+{
+    size_t len = 0;
+    if (cap)
+        buf[0] = '\0';
+    for (size_t i = 0; i < p->nevnames; i++) {
+        int n = snprintf(buf + len, cap - len, "%s=%u\n", p->evnames[i], state[i] ? 1u : 0u);
+        if (n < 0 || (size_t)n >= cap - len)
+            return GW_EFULL;
+        len += (size_t)n;
+    }
+    return (int)len;
+}
+
+void gw_profile_event_state_load(const gw_profile *p, uint8_t *state, const char *text, size_t len)
+{
+    const char *end = text + len;
+    while (text < end) {
+        const char *nl = memchr(text, '\n', (size_t)(end - text));
+        const char *eol = nl ? nl : end;
+        const char *eq = memchr(text, '=', (size_t)(eol - text));
+        char name[GW_KEY_MAX];
+        size_t nl_len = eq ? (size_t)(eq - text) : 0;
+        if (eq && nl_len > 0 && nl_len < sizeof(name) && eol - eq == 2 &&
+            (eq[1] == '0' || eq[1] == '1')) {
+            memcpy(name, text, nl_len);
+            name[nl_len] = '\0';
+            int slot = event_slot(p, name);
+            if (slot >= 0)
+                state[slot] = (uint8_t)(eq[1] == '1');
+        }
+        text = eol + 1;
+    }
 }
 
 /* The profile decoder as an adapter: protocols that read registers (the Modbus

@@ -11,7 +11,9 @@
 #define MB_MAX_EXPR 64  /* operations in one compiled expression */
 #define MB_MAX_DEPTH 16 /* nesting of parentheses and unary signs */
 #define MB_MAX_EXPR_LEN 255
-#define MB_MAX_STRING 64 /* registers in a string point */
+#define MB_MAX_STRING 64  /* registers in a string point */
+#define MB_MAX_EVENTS 32  /* events or codes on one point */
+#define MB_MAX_APPLIES 16 /* points a code's reason marks */
 
 /* Kinds are ordered by their read function code (fc = kind + 1). */
 enum { MB_COIL = 0, MB_DISCRETE, MB_HOLDING, MB_INPUT, MB_DERIVED };
@@ -58,6 +60,18 @@ typedef struct mb_ucode {
     char unit[GW_UNIT_MAX];
 } mb_ucode;
 
+/* One entry of a point's events (a bit, or the point's own bool value) or
+ * codes (a value mapped to an event or a quality reason). */
+typedef struct mb_event {
+    char name[GW_KEY_MAX]; /* event kind; "" for a code that maps to a reason */
+    int64_t code;          /* codes: the value */
+    uint8_t has_bit, bit;  /* events: the bit (0..31); without it the value itself */
+    uint8_t active_low;    /* events: the condition holds while the bit is 0 */
+    uint8_t reason;        /* codes: gw_reason for the applies_to points (GW_R_NONE: none) */
+    uint8_t quality;       /* codes: the quality it gives them (bad or uncertain) */
+    uint16_t slot;         /* index of the event in the profile's edge state */
+} mb_event;
+
 typedef struct mb_point {
     char name[GW_KEY_MAX];
     char metric[GW_KEY_MAX];
@@ -79,6 +93,12 @@ typedef struct mb_point {
     size_t ncodes;
     mb_op *expr; /* owned */
     size_t nexpr;
+    int8_t decimals;  /* places published after the point, -1 = as computed */
+    uint8_t is_codes; /* evs are codes (an enumeration), not bits */
+    mb_event *evs;    /* owned; a point with events or codes emits no reading */
+    size_t nevs;
+    uint16_t applies[MB_MAX_APPLIES]; /* codes: the points a reason marks */
+    size_t napplies;
     size_t req;       /* the planned request that reads it */
     uint16_t req_off; /* register or bit offset inside that request */
 } mb_point;
@@ -109,6 +129,8 @@ struct gw_profile {
     size_t nunreadable;
     gw_mb_request *reqs; /* owned */
     size_t nreqs;
+    char (*evnames)[GW_KEY_MAX]; /* owned: the named events, in edge-state order */
+    size_t nevnames;
 };
 
 /* A value being decoded. */

@@ -64,6 +64,8 @@ typedef struct point_raw {
     char derived[MB_MAX_EXPR_LEN + 1];
     char deadband[32];
     int64_t max_silence;
+    int64_t decimals;
+    const gw_ynode *events, *codes, *applies_to;
     char description[256];
 } point_raw;
 
@@ -91,6 +93,10 @@ static const gw_cfgkey point_keys[] = {
     {"derived", GW_CT_STR, "", 0, -1, P(derived), NULL, 0, "expression"},
     {"deadband", GW_CT_STR, "", 0, -1, P(deadband), NULL, 0, "absolute or percent"},
     {"max_silence", GW_CT_DURATION, "0", 0, -1, P(max_silence), NULL, 0, "report at least"},
+    {"decimals", GW_CT_INT, "0", 0, 9, P(decimals), NULL, 0, "published decimal places"},
+    {"events", GW_CT_NODE, NULL, 0, -1, P(events), NULL, 0, "bits that are events"},
+    {"codes", GW_CT_NODE, NULL, 0, -1, P(codes), NULL, 0, "values that are events or reasons"},
+    {"applies_to", GW_CT_NODE, NULL, 0, -1, P(applies_to), NULL, 0, "points a reason marks"},
     {"description", GW_CT_STR, "", 0, -1, P(description), NULL, 0, "free text"},
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 #undef P
@@ -135,6 +141,37 @@ static const gw_cfgkey ucode_keys[] = {
     {"factor", GW_CT_DOUBLE, NULL, 0, -1, C(factor), NULL, 0, "to the point's unit"},
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 #undef C
+
+static const char *const active_names[] = {"high", "low", NULL};
+static const char *const quality_names[] = {"bad", "uncertain", NULL};
+
+typedef struct event_raw {
+    int64_t bit;
+    char event[GW_KEY_MAX];
+    int active;
+} event_raw;
+
+#define E(f) offsetof(event_raw, f), sizeof(((event_raw *)0)->f)
+static const gw_cfgkey event_keys[] = {
+    {"bit", GW_CT_INT, "0", 0, 31, E(bit), NULL, 0, "the bit"},
+    {"event", GW_CT_STR, NULL, 0, -1, E(event), NULL, GW_CF_REQUIRED, "event kind"},
+    {"active", GW_CT_ENUM, "high", 0, -1, E(active), active_names, 0, "high or low"},
+    {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
+#undef E
+
+typedef struct code_raw {
+    char event[GW_KEY_MAX];
+    char reason[GW_KEY_MAX];
+    int quality;
+} code_raw;
+
+#define K(f) offsetof(code_raw, f), sizeof(((code_raw *)0)->f)
+static const gw_cfgkey code_keys[] = {
+    {"event", GW_CT_STR, "", 0, -1, K(event), NULL, 0, "event kind"},
+    {"reason", GW_CT_STR, "", 0, -1, K(reason), NULL, 0, "quality reason"},
+    {"quality", GW_CT_ENUM, "bad", 0, -1, K(quality), quality_names, 0, "bad or uncertain"},
+    {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
+#undef K
 
 /* Writes "FILE:LINE: key 'PATH': message" into err. */
 static int fail(char *err, size_t errlen, const gw_ynode *n, const char *path, const char *fmt, ...)
@@ -279,16 +316,26 @@ static int parse_bound(const gw_ynode *n, double *v, uint8_t *has)
     return GW_OK;
 }
 
+/* Checks that n is a type node of 1..max entries (else "must be " shape, or "more than max
+ * what") and allocates one zeroed size-byte slot per entry into *out. */
+static int entries(const gw_ynode *n, gw_ytype type, size_t max, size_t size, void **out,
+                   const char *path, const char *shape, const char *what, char *err, size_t errlen)
+{
+    if (n->type != type || n->n == 0)
+        return fail(err, errlen, n, path, "must be %s", shape);
+    if (n->n > max)
+        return fail(err, errlen, n, path, "more than %zu %s", max, what);
+    *out = calloc(n->n, size);
+    return *out ? GW_OK : GW_ENOMEM;
+}
+
 static int load_codes(mb_point *pt, const gw_ynode *map, const char *path, char *err, size_t errlen)
 {
     char sub[160];
-    if (map->type != GW_Y_MAP || map->n == 0)
-        return fail(err, errlen, map, path, "must be a mapping of code: unit");
-    if (map->n > MB_MAX_CODES)
-        return fail(err, errlen, map, path, "more than %d codes", MB_MAX_CODES);
-    pt->codes = calloc(map->n, sizeof(mb_ucode));
-    if (!pt->codes)
-        return GW_ENOMEM;
+    int rc = entries(map, GW_Y_MAP, MB_MAX_CODES, sizeof(mb_ucode), (void **)&pt->codes, path,
+                     "a mapping of code: unit", "codes", err, errlen);
+    if (rc)
+        return rc;
     for (size_t i = 0; i < map->n; i++) {
         mb_ucode *uc = &pt->codes[i];
         const gw_ynode *v = map->kids[i];
@@ -309,7 +356,7 @@ static int load_codes(mb_point *pt, const gw_ynode *map, const char *path, char 
             ucode_raw r;
             memset(&r, 0, sizeof(r));
             r.factor = NAN;
-            int rc = gw_cfg_apply(ucode_keys, v, &r, sub, err, errlen);
+            rc = gw_cfg_apply(ucode_keys, v, &r, sub, err, errlen);
             if (rc)
                 return rc;
             memcpy(uc->unit, r.unit, sizeof(uc->unit));
@@ -325,6 +372,194 @@ static int load_codes(mb_point *pt, const gw_ynode *map, const char *path, char 
     return GW_OK;
 }
 
+/* Whether an event kind is already taken by a point before pt or by pt's own entries. */
+static const char *event_taken(const gw_profile *p, const mb_point *pt, const char *name)
+{
+    for (size_t i = 0; i < p->npoints; i++)
+        for (size_t k = 0; k < p->points[i].nevs; k++)
+            if (!strcmp(p->points[i].evs[k].name, name))
+                return p->points[i].name;
+    for (size_t k = 0; k < pt->nevs; k++)
+        if (!strcmp(pt->evs[k].name, name))
+            return pt->name;
+    return NULL;
+}
+
+static int event_name(const gw_profile *p, mb_point *pt, mb_event *ev, const char *name,
+                      const gw_ynode *n, const char *path, char *err, size_t errlen)
+{
+    const char *owner;
+    size_t total = pt->nevs;
+    for (size_t i = 0; i < p->npoints; i++)
+        total += p->points[i].nevs;
+    if (total >= GW_PROFILE_MAX_EVENTS)
+        return fail(err, errlen, n, path, "more than %d events in one profile",
+                    GW_PROFILE_MAX_EVENTS);
+    if (!is_label(name) || gw_strlcpy(ev->name, name, sizeof(ev->name)))
+        return fail(err, errlen, n, path,
+                    "'%s' is not an event name (1..%d letters, digits, '_', '-', '.')", name,
+                    GW_KEY_MAX - 1);
+    if ((owner = event_taken(p, pt, name)))
+        return fail(err, errlen, n, path, "event '%s' is already raised by point '%s'", name,
+                    owner);
+    return GW_OK;
+}
+
+/* events: [{bit, event, active}]: bits of the point's raw value that are conditions. */
+static int load_events(gw_profile *p, mb_point *pt, const gw_ynode *seq, const char *path,
+                       char *err, size_t errlen)
+{
+    char sub[128];
+    unsigned bits = (unsigned)pt->nbytes * 8;
+    int rc = entries(seq, GW_Y_SEQ, MB_MAX_EVENTS, sizeof(mb_event), (void **)&pt->evs, path,
+                     "a list of {bit, event, active}", "events", err, errlen);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < seq->n; i++) {
+        const gw_ynode *m = seq->kids[i];
+        mb_event *ev = &pt->evs[i];
+        event_raw r;
+        memset(&r, 0, sizeof(r));
+        snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
+        rc = gw_cfg_apply(event_keys, m, &r, sub, err, errlen);
+        if (rc)
+            return rc;
+        ev->has_bit = gw_ymap_get(m, "bit") != NULL;
+        if (pt->type == MB_T_BOOL && ev->has_bit)
+            return fail(err, errlen, at(m, "bit"), sub,
+                        "a bool point is the condition itself: give no bit");
+        if (pt->type != MB_T_BOOL && !ev->has_bit)
+            return fail(err, errlen, m, sub, "missing bit (0..%u)", bits - 1);
+        if (ev->has_bit && (unsigned)r.bit >= (pt->type == MB_T_BITS ? pt->width : bits))
+            return fail(err, errlen, at(m, "bit"), sub, "bit %lld is past the value's %u bits",
+                        (long long)r.bit, pt->type == MB_T_BITS ? pt->width : bits);
+        ev->bit = (uint8_t)r.bit;
+        ev->active_low = (uint8_t)r.active;
+        rc = event_name(p, pt, ev, r.event, at(m, "event"), sub, err, errlen);
+        if (rc)
+            return rc;
+        pt->nevs++;
+    }
+    return GW_OK;
+}
+
+/* codes: {value: event | {event} | {reason, quality}}: an enumeration. */
+static int load_enum(gw_profile *p, mb_point *pt, const gw_ynode *map, const char *path, char *err,
+                     size_t errlen)
+{
+    char sub[192];
+    int rc = entries(map, GW_Y_MAP, MB_MAX_EVENTS, sizeof(mb_event), (void **)&pt->evs, path,
+                     "a mapping of value: event or {reason}", "codes", err, errlen);
+    if (rc)
+        return rc;
+    pt->is_codes = 1;
+    for (size_t i = 0; i < map->n; i++) {
+        const gw_ynode *v = map->kids[i];
+        mb_event *ev = &pt->evs[i];
+        code_raw r;
+        memset(&r, 0, sizeof(r));
+        snprintf(sub, sizeof(sub), "%s.%.40s", path, map->keys[i]);
+        if (gw_parse_int(map->keys[i], &ev->code)) {
+            snprintf(err, errlen, "%s:%d: key '%s': a code must be an integer", map->file,
+                     map->key_lines[i], sub);
+            return GW_EINVAL;
+        }
+        for (size_t k = 0; k < i; k++)
+            if (pt->evs[k].code == ev->code)
+                return fail(err, errlen, v, sub, "code %lld listed twice", (long long)ev->code);
+        if (v->type == GW_Y_SCALAR) {
+            gw_strlcpy(r.event, v->str, sizeof(r.event));
+        } else {
+            rc = gw_cfg_apply(code_keys, v, &r, sub, err, errlen);
+            if (rc)
+                return rc;
+        }
+        if (!*r.event == !*r.reason)
+            return fail(err, errlen, v, sub, "give an event name or {reason: ...}, not both");
+        ev->quality = r.quality ? GW_Q_UNCERTAIN : GW_Q_BAD;
+        if (*r.reason) {
+            int reason = gw_reason_from_name(r.reason);
+            if (reason <= 0)
+                return fail(err, errlen, at(v, "reason"), sub,
+                            "'%s' is not a reason (out_of_range, sensor_fault, maintenance, "
+                            "calibrating, device_flag, ...)",
+                            r.reason);
+            ev->reason = (uint8_t)reason;
+        } else {
+            rc = event_name(p, pt, ev, r.event, v->type == GW_Y_SCALAR ? v : at(v, "event"), sub,
+                            err, errlen);
+            if (rc)
+                return rc;
+        }
+        pt->nevs++;
+    }
+    return GW_OK;
+}
+
+/* A point with events or codes is a status word: it emits events (and marks other
+ * points), never a reading, so the keys that shape a reading do not apply. */
+static int load_status(gw_profile *p, mb_point *pt, const point_raw *r, const gw_ynode *map,
+                       const char *path, char *err, size_t errlen)
+{
+    static const char *const not_status[] = {
+        "scale",    "offset",   "decimals_from", "unit_from", "unit_codes",  "range",    "deadband",
+        "writable", "decimals", "unit",          "metric",    "max_silence", "internal", NULL};
+    char sub[96];
+    const char *key = r->events ? "events" : "codes";
+    snprintf(sub, sizeof(sub), "%s.%s", path, key);
+    if (r->events && r->codes)
+        return fail(err, errlen, at(map, "codes"), sub, "give events or codes, not both");
+    if (pt->type != MB_T_BOOL && pt->type != MB_T_BITS && pt->type != MB_T_INT16 &&
+        pt->type != MB_T_UINT16 && pt->type != MB_T_INT32 && pt->type != MB_T_UINT32)
+        return fail(err, errlen, at(map, key), sub,
+                    "needs an integer point (bool, bits, int16, uint16, int32, uint32)");
+    if (r->codes && pt->type == MB_T_BOOL)
+        return fail(err, errlen, at(map, key), sub, "a bool point takes events, not codes");
+    for (size_t i = 0; not_status[i]; i++)
+        if (gw_ymap_get(map, not_status[i])) {
+            snprintf(sub, sizeof(sub), "%s.%s", path, not_status[i]);
+            return fail(err, errlen, at(map, not_status[i]), sub,
+                        "does not apply to a point with %s (it emits events, not a reading)", key);
+        }
+    return r->events ? load_events(p, pt, r->events, sub, err, errlen)
+                     : load_enum(p, pt, r->codes, sub, err, errlen);
+}
+
+/* Refuses a decimal address in Modicon notation (40001 = the first holding register,
+ * 30001 input, 10001 discrete; 400001.. in the six-digit form), spelling out the PDU
+ * address it stands for. Hex bypasses the check, for a device with a register at PDU
+ * address 40001 itself. Returns 1 with err set when refused. */
+static int modicon(const gw_ynode *map, char *err, size_t errlen, const char *path)
+{
+    static const struct {
+        const char *kind;
+        long base;
+    } notation[] = {{"holding", 40001}, {"input", 30001}, {"discrete", 10001}};
+    const gw_ynode *a = gw_ymap_get(map, "address"), *k = gw_ymap_get(map, "kind");
+    int64_t v;
+    if (!a || !k || a->type != GW_Y_SCALAR || k->type != GW_Y_SCALAR ||
+        !isdigit((unsigned char)*a->str) || (a->str[0] == '0' && a->str[1]) ||
+        gw_parse_int(a->str, &v))
+        return 0;
+    for (size_t i = 0; i < sizeof(notation) / sizeof(notation[0]); i++) {
+        if (strcmp(k->str, notation[i].kind))
+            continue;
+        long base = v >= notation[i].base * 10 - 9 ? notation[i].base * 10 - 9 : notation[i].base;
+        if (v < base || v > base + (base > 100000 ? 65535 : 9998))
+            return 0;
+        char hex[80] = "";
+        if (v <= 65535)
+            snprintf(hex, sizeof(hex), "; PDU address %lld itself is 0x%04llX", (long long)v,
+                     (unsigned long long)v);
+        fail(err, errlen, a, path,
+             "%lld is Modicon notation (%s registers counted from %ld): write address: %lld "
+             "(%lld - %ld)%s",
+             (long long)v, notation[i].kind, base, (long long)(v - base), (long long)v, base, hex);
+        return 1;
+    }
+    return 0;
+}
+
 /* Pass 1: one point's own keys. */
 static int load_point(gw_profile *p, mb_point *pt, const gw_ynode *map, const char *path, char *err,
                       size_t errlen)
@@ -332,10 +567,12 @@ static int load_point(gw_profile *p, mb_point *pt, const gw_ynode *map, const ch
     point_raw r;
     char sub[96];
     memset(&r, 0, sizeof(r));
+#define KEYPATH(k) (snprintf(sub, sizeof(sub), "%s.%s", path, k), sub)
+    if (modicon(map, err, errlen, KEYPATH("address")))
+        return GW_EINVAL;
     int rc = gw_cfg_apply(point_keys, map, &r, path, err, errlen);
     if (rc)
         return rc;
-#define KEYPATH(k) (snprintf(sub, sizeof(sub), "%s.%s", path, k), sub)
     if (!is_ident(r.name))
         return fail(err, errlen, at(map, "name"), KEYPATH("name"),
                     "'%s' is not a name (letters, digits and '_', not starting with a digit)",
@@ -381,11 +618,13 @@ static int load_point(gw_profile *p, mb_point *pt, const gw_ynode *map, const ch
         pt->has_deadband = 1;
     }
     pt->max_silence_ms = r.max_silence;
+    pt->decimals = (int8_t)(gw_ymap_get(map, "decimals") ? r.decimals : -1);
 
     if (*r.derived) {
         static const char *const not_derived[] = {
-            "kind",          "address",   "type",       "order",    "bit",      "width", "length",
-            "decimals_from", "unit_from", "unit_codes", "writable", "write_fc", NULL};
+            "kind",   "address",       "type",       "order",      "bit",      "width",
+            "length", "decimals_from", "unit_from",  "unit_codes", "writable", "write_fc",
+            "events", "codes",         "applies_to", NULL};
         for (size_t i = 0; not_derived[i]; i++)
             if (gw_ymap_get(map, not_derived[i]))
                 return fail(err, errlen, at(map, not_derived[i]), KEYPATH(not_derived[i]),
@@ -453,7 +692,7 @@ static int load_point(gw_profile *p, mb_point *pt, const gw_ynode *map, const ch
     if (pt->type == MB_T_BOOL || pt->type == MB_T_STRING) {
         static const char *const numeric_only[] = {"scale",     "offset",     "decimals_from",
                                                    "unit_from", "unit_codes", "range",
-                                                   "deadband",  NULL};
+                                                   "deadband",  "decimals",   NULL};
         for (size_t i = 0; numeric_only[i]; i++)
             if (gw_ymap_get(map, numeric_only[i]))
                 return fail(err, errlen, at(map, numeric_only[i]), KEYPATH(numeric_only[i]),
@@ -474,6 +713,12 @@ static int load_point(gw_profile *p, mb_point *pt, const gw_ynode *map, const ch
                 return fail(err, errlen, map, KEYPATH("unit"),
                             "missing (unit codes with a factor convert to the point's unit)");
     }
+
+    if (r.applies_to && !r.codes)
+        return fail(err, errlen, at(map, "applies_to"), KEYPATH("applies_to"),
+                    "only applies to a point with codes");
+    if (r.events || r.codes)
+        return load_status(p, pt, &r, map, path, err, errlen);
 
     pt->scaled_by_ref = *r.decimals_from || *r.unit_from;
     pt->writable = (uint8_t)r.writable;
@@ -523,6 +768,50 @@ static int ref_point(gw_profile *p, size_t self, const gw_ynode *map, const char
         return fail(err, errlen, at(map, key), sub,
                     "point '%s' must be a plain numeric register point", name);
     *out = k;
+    return GW_OK;
+}
+
+/* applies_to: [point, ...]: the points a code's reason marks. */
+static int load_applies(gw_profile *p, size_t self, const gw_ynode *seq, const char *path,
+                        char *err, size_t errlen)
+{
+    char sub[96];
+    mb_point *pt = &p->points[self];
+    snprintf(sub, sizeof(sub), "%s.applies_to", path);
+    if (seq->type != GW_Y_SEQ || seq->n == 0 || seq->n > MB_MAX_APPLIES)
+        return fail(err, errlen, seq, sub, "must be a list of 1..%d point names", MB_MAX_APPLIES);
+    for (size_t i = 0; i < seq->n; i++) {
+        const gw_ynode *n = seq->kids[i];
+        int k = n->type == GW_Y_SCALAR ? find_point(p, n->str) : -1;
+        if (k < 0)
+            return fail(err, errlen, n, sub, "unknown point '%s'",
+                        n->type == GW_Y_SCALAR ? n->str : "?");
+        const mb_point *t = &p->points[k];
+        if ((size_t)k == self || t->nevs || t->type == MB_T_STRING)
+            return fail(err, errlen, n, sub, "point '%s' has no reading to mark", n->str);
+        pt->applies[pt->napplies++] = (uint16_t)k;
+    }
+    return GW_OK;
+}
+
+/* Gives every named event a slot in the edge state, in file order. */
+static int number_events(gw_profile *p)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->npoints; i++)
+        n += p->points[i].nevs;
+    p->evnames = calloc(n ? n : 1, sizeof(*p->evnames));
+    if (!p->evnames)
+        return GW_ENOMEM;
+    for (size_t i = 0; i < p->npoints; i++) {
+        for (size_t k = 0; k < p->points[i].nevs; k++) {
+            mb_event *ev = &p->points[i].evs[k];
+            if (!*ev->name)
+                continue;
+            ev->slot = (uint16_t)p->nevnames;
+            memcpy(p->evnames[p->nevnames++], ev->name, GW_KEY_MAX);
+        }
+    }
     return GW_OK;
 }
 
@@ -671,9 +960,11 @@ void gw_profile_free(gw_profile *p)
     for (size_t i = 0; i < p->npoints; i++) {
         free(p->points[i].codes);
         free(p->points[i].expr);
+        free(p->points[i].evs);
     }
     free(p->points);
     free(p->reqs);
+    free(p->evnames);
     free(p);
 }
 
@@ -755,9 +1046,12 @@ static int load_doc(gw_profile *p, const gw_ynode *root, char *err, size_t errle
                 return fail(err, errlen, n, sub, "%s", msg);
             }
         }
-        if (!pt->internal) {
+        if ((n = gw_ymap_get(map, "applies_to")) && (rc = load_applies(p, i, n, path, err, errlen)))
+            return rc;
+        if (!pt->internal && !pt->nevs) {
             for (size_t k = 0; k < i; k++) {
-                if (!p->points[k].internal && !strcmp(p->points[k].metric, pt->metric))
+                if (!p->points[k].internal && !p->points[k].nevs &&
+                    !strcmp(p->points[k].metric, pt->metric))
                     return fail(err, errlen, at(map, "metric"), path,
                                 "metric '%s' is already emitted by point '%s'", pt->metric,
                                 p->points[k].name);
@@ -786,7 +1080,7 @@ static int load_doc(gw_profile *p, const gw_ynode *root, char *err, size_t errle
             p->params[i].fallback = k;
         }
     }
-    return plan(p);
+    return number_events(p) ? GW_ENOMEM : plan(p);
 }
 
 int gw_profile_load_text(gw_profile **out, const char *file, const char *text, size_t len,
@@ -877,7 +1171,8 @@ int gw_profile_point_find(const gw_profile *p, const char *name)
 int gw_profile_metric_find(const gw_profile *p, const char *metric)
 {
     for (size_t i = 0; i < p->npoints; i++)
-        if (!p->points[i].internal && strcmp(p->points[i].metric, metric) == 0)
+        if (!p->points[i].internal && !p->points[i].nevs &&
+            strcmp(p->points[i].metric, metric) == 0)
             return (int)i;
     return GW_ENOTFOUND;
 }
@@ -901,5 +1196,75 @@ int gw_profile_point_get(const gw_profile *p, size_t index, gw_profile_point_inf
     out->has_deadband = pt->has_deadband;
     out->deadband_pct = pt->deadband_pct;
     out->max_silence_ms = pt->max_silence_ms;
+    out->decimals = pt->decimals;
+    out->status = pt->nevs > 0;
     return GW_OK;
+}
+
+int gw_profile_point_describe(const gw_profile *p, size_t index, char *buf, size_t cap)
+{
+    size_t len = 0;
+#define ADD(...)                                                                                   \
+    do {                                                                                           \
+        if (len < cap) {                                                                           \
+            int n_ = snprintf(buf + len, cap - len, __VA_ARGS__);                                  \
+            len += n_ > 0 ? (size_t)n_ : 0;                                                        \
+        }                                                                                          \
+    } while (0)
+    if (!cap)
+        return 0;
+    buf[0] = '\0';
+    if (index >= p->npoints)
+        return 0;
+    const mb_point *pt = &p->points[index];
+    if (pt->kind == MB_DERIVED) {
+        ADD("derived");
+    } else {
+        ADD("%s", type_names[pt->type]);
+        if (pt->type == MB_T_BITS)
+            ADD(" bits %u..%u", pt->bit, pt->bit + pt->width - 1);
+        else if (pt->type == MB_T_BOOL && pt->has_bit)
+            ADD(" bit %u", pt->bit);
+        if (pt->nbytes > 2 || (pt->nbytes == 2 && pt->order[0] == 1)) {
+            char order[9];
+            for (size_t k = 0; k < pt->nbytes; k++)
+                order[k] = (char)('A' + pt->order[k]);
+            order[pt->nbytes] = '\0';
+            ADD(" %s", order);
+        }
+    }
+    if (pt->scale != 1)
+        ADD(" x%g", pt->scale);
+    if (pt->offset != 0)
+        ADD(" %+g", pt->offset);
+    if (pt->decimals >= 0)
+        ADD(" decimals %d", pt->decimals);
+    if (pt->has_min || pt->has_max) {
+        ADD(" range [");
+        if (pt->has_min)
+            ADD("%g", pt->min);
+        else
+            ADD("~");
+        if (pt->has_max)
+            ADD(", %g]", pt->max);
+        else
+            ADD(", ~]");
+    }
+    for (size_t k = 0; k < pt->nevs; k++) {
+        const mb_event *ev = &pt->evs[k];
+        ADD("%s", k ? ", " : pt->is_codes ? " codes: " : " events: ");
+        if (pt->is_codes && *ev->name)
+            ADD("%lld=%s", (long long)ev->code, ev->name);
+        else if (pt->is_codes)
+            ADD("%lld=%s %s", (long long)ev->code, gw_quality_name(ev->quality),
+                gw_reason_name(ev->reason));
+        else if (ev->has_bit)
+            ADD("bit %u %s%s", ev->bit, ev->name, ev->active_low ? " (active low)" : "");
+        else
+            ADD("%s%s", ev->name, ev->active_low ? " (active low)" : "");
+    }
+    for (size_t k = 0; k < pt->napplies; k++)
+        ADD("%s%s", k ? ", " : " -> marks ", p->points[pt->applies[k]].name);
+#undef ADD
+    return (int)(len < cap ? len : cap - 1);
 }

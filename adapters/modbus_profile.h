@@ -60,7 +60,25 @@
  *   internal: true           read and usable by other points, but not emitted
  *   deadband: 0.5            report-by-exception: absolute change, or "2%" of the last value
  *   max_silence: 10m         report at least this often even without change (ms/s/m/h/d)
+ *   decimals: 2              publish the value rounded to this many places (0..9); rules still
+ *                            see it unrounded. Without it a float32 is published at its own
+ *                            resolution (the shortest decimal that reads back as the same float)
  *   description: "..."
+ *
+ * A status point has `events:` or `codes:` and emits events instead of a reading (it may
+ * be bool, bits, int16, uint16, int32 or uint32, and takes none of scale/offset/unit/
+ * range/deadband/decimals/metric/internal/writable/unit_from/decimals_from/max_silence):
+ *   events:                  bits of the raw value that are conditions (at most 32)
+ *     - {bit: 3, event: tamper}               bit 0..31 (none on a bool point: its value)
+ *     - {bit: 7, event: door_open, active: low}   active: high (default) or low
+ *   codes:                   an enumeration: value -> event, or value -> quality reason
+ *     1: echo_lost           the event is active while the value is this code
+ *     2: {reason: calibrating, quality: uncertain}   marks the applies_to points
+ *     3: {reason: sensor_fault}                      (quality bad by default)
+ *   applies_to: [level]      codes only: the points a reason marks (not status or string)
+ * Event names are unique in a profile, at most GW_PROFILE_MAX_EVENTS of them. Each decode reports
+ * every named event's state (active 1 or 0) unless its request failed; pollers pass them through
+ * gw_profile_event_edge so only changes go on (the state persisted across restarts).
  *
  * A derived point has `derived:` instead of kind/address/type/order/bit/width/length/
  * decimals_from/unit_from/unit_codes/writable:
@@ -90,7 +108,8 @@
 #include <stdint.h>
 
 #define GW_PROFILE_MAX_POINTS 256
-#define GW_MB_WRITE_MAX 8 /* largest write payload gw_profile_encode_write produces */
+#define GW_PROFILE_MAX_EVENTS 128 /* named events (status bits and codes) in one profile */
+#define GW_MB_WRITE_MAX 8         /* largest write payload gw_profile_encode_write produces */
 
 typedef struct gw_profile gw_profile;
 
@@ -130,6 +149,8 @@ typedef struct gw_profile_point_info {
     int has_deadband;
     int deadband_pct;
     int64_t max_silence_ms; /* 0 = none */
+    int decimals;           /* published places, -1 = as computed */
+    int status;             /* has events or codes: emits events, no reading */
 } gw_profile_point_info;
 
 /* Loads a profile from YAML text (len bytes, need not be NUL-terminated); file
@@ -182,6 +203,25 @@ int gw_profile_point_find(const gw_profile *p, const char *name);
 /* Index of the emitted point with this metric key, or GW_ENOTFOUND. */
 int gw_profile_metric_find(const gw_profile *p, const char *metric);
 int gw_profile_point_get(const gw_profile *p, size_t index, gw_profile_point_info *out);
+
+/* Event edges. A decode reports the state of every named event; a poller keeps one byte
+ * per event (gw_profile_event_count bytes, zeroed: every condition starts inactive, so a
+ * standing one is raised once) and passes each event through gw_profile_event_edge: 1 when
+ * it changed (state updated: forward it), 0 when not (drop it), GW_ENOTFOUND for events no
+ * status point names (string points: forward them). */
+size_t gw_profile_event_count(const gw_profile *p);
+const char *gw_profile_event_name(const gw_profile *p, size_t slot); /* NULL past the end */
+int gw_profile_event_edge(const gw_profile *p, uint8_t *state, const gw_event *e);
+/* The state as text, one "name=0|1" line per event, for persisting beside the outbox:
+ * returns its length (NUL-terminated in buf) or GW_EFULL. Load takes such text (len bytes)
+ * and sets the events it names; unknown names and bad lines are ignored, so a profile that
+ * gained or lost events keeps the rest. */
+int gw_profile_event_state_save(const gw_profile *p, const uint8_t *state, char *buf, size_t cap);
+void gw_profile_event_state_load(const gw_profile *p, uint8_t *state, const char *text, size_t len);
+
+/* One line describing point index for people (check-profile): its type, scaling, events
+ * or codes. Returns the length written (truncated to cap - 1). */
+int gw_profile_point_describe(const gw_profile *p, size_t index, char *buf, size_t cap);
 
 /* Report-by-exception for point index: returns 1 when value at now_ms should be
  * reported given the last reported value at last_ms (last_ms <= 0: never

@@ -135,7 +135,52 @@ static void item_id(gw_jbuf *b, const char *gw, uint64_t seq)
     put(b, tmp, (size_t)n);
 }
 
-int gw_json_reading(char *out, size_t cap, const char *gw, const char *type, const gw_reading *r)
+static int set(const char *s)
+{
+    return s && *s;
+}
+
+void gw_json_place(gw_jbuf *b, const gw_json_dev *dev)
+{
+    if (!dev)
+        return;
+    if (set(dev->site_id)) {
+        gw_json_raw(b, ",\"site\":");
+        gw_json_str(b, dev->site_id);
+    }
+    if (!set(dev->site_name) && !set(dev->division) && !set(dev->address) && !dev->has_location)
+        return;
+    const char *sep = "";
+    gw_json_raw(b, ",\"place\":{");
+    if (set(dev->site_name)) {
+        gw_json_raw(b, "\"name\":");
+        gw_json_str(b, dev->site_name);
+        sep = ",";
+    }
+    if (set(dev->division)) {
+        gw_json_raw(b, sep);
+        gw_json_raw(b, "\"division\":");
+        gw_json_str(b, dev->division);
+        sep = ",";
+    }
+    if (set(dev->address)) {
+        gw_json_raw(b, sep);
+        gw_json_raw(b, "\"address\":");
+        gw_json_str(b, dev->address);
+        sep = ",";
+    }
+    if (dev->has_location) {
+        gw_json_raw(b, sep);
+        gw_json_raw(b, "\"lon\":");
+        gw_json_num(b, dev->lon);
+        gw_json_raw(b, ",\"lat\":");
+        gw_json_num(b, dev->lat);
+    }
+    gw_json_raw(b, "}");
+}
+
+int gw_json_reading(char *out, size_t cap, const char *gw, const gw_json_dev *dev,
+                    const gw_reading *r)
 {
     gw_jbuf b;
     gw_jbuf_init(&b, out, cap);
@@ -143,11 +188,16 @@ int gw_json_reading(char *out, size_t cap, const char *gw, const char *type, con
     gw_json_raw(&b, ",\"device\":");
     gw_json_str(&b, r->device);
     gw_json_raw(&b, ",\"type\":");
-    gw_json_str(&b, type);
+    gw_json_str(&b, dev->type);
+    if (set(dev->site_id)) {
+        gw_json_raw(&b, ",\"site\":");
+        gw_json_str(&b, dev->site_id);
+    }
     gw_json_raw(&b, ",\"metric\":");
     gw_json_str(&b, r->metric);
     gw_json_raw(&b, ",\"value\":");
-    gw_json_num(&b, r->value);
+    double scale = r->places ? pow(10.0, r->places - 1) : 0; /* the profile's decimals */
+    gw_json_num(&b, scale ? round(r->value * scale) / scale + 0.0 : r->value);
     gw_json_raw(&b, ",\"unit\":");
     gw_json_str(&b, r->unit);
     gw_json_raw(&b, ",\"quality\":\"");
@@ -168,7 +218,7 @@ int gw_json_reading(char *out, size_t cap, const char *gw, const char *type, con
     return b.overflow ? GW_EFULL : (int)b.len;
 }
 
-int gw_json_event(char *out, size_t cap, const char *gw, const char *type, const gw_event *e)
+int gw_json_event(char *out, size_t cap, const char *gw, const gw_json_dev *dev, const gw_event *e)
 {
     gw_jbuf b;
     gw_jbuf_init(&b, out, cap);
@@ -176,7 +226,8 @@ int gw_json_event(char *out, size_t cap, const char *gw, const char *type, const
     gw_json_raw(&b, ",\"device\":");
     gw_json_str(&b, e->device);
     gw_json_raw(&b, ",\"type\":");
-    gw_json_str(&b, type);
+    gw_json_str(&b, dev->type);
+    gw_json_place(&b, dev);
     gw_json_raw(&b, ",\"event\":");
     gw_json_str(&b, e->kind);
     gw_json_raw(&b, e->active ? ",\"active\":true" : ",\"active\":false");
@@ -220,15 +271,29 @@ static int transition_tail(gw_jbuf *b, const gw_alarm *a)
     return b->overflow ? GW_EFULL : (int)b->len;
 }
 
-int gw_json_alarm(char *out, size_t cap, const char *gw, const gw_alarm *a)
+const char *gw_json_level_meaning(int level)
+{
+    static const char *const m[] = {"", "IV 一般", "III 较重", "II 严重", "I 特别严重"};
+    return level >= 1 && level <= 4 ? m[level] : "";
+}
+
+int gw_json_alarm(char *out, size_t cap, const char *gw, const gw_alarm *a,
+                  const gw_json_alarm_ext *x)
 {
     gw_jbuf b;
     gw_jbuf_init(&b, out, cap);
     transition_head(&b, gw, a, ",\"alarm\":");
+    if (x && x->dev) {
+        if (set(x->dev->type)) {
+            gw_json_raw(&b, ",\"type\":");
+            gw_json_str(&b, x->dev->type);
+        }
+        gw_json_place(&b, x->dev);
+    }
     gw_json_raw(&b, ",\"state\":\"");
     gw_json_raw(&b, gw_alarm_state_name(a->state));
     gw_json_raw(&b, "\",\"level\":");
-    char tmp[16];
+    char tmp[32];
     snprintf(tmp, sizeof(tmp), "%d", a->level);
     gw_json_raw(&b, tmp);
     gw_json_raw(&b, ",\"level_name\":\"");
@@ -237,6 +302,30 @@ int gw_json_alarm(char *out, size_t cap, const char *gw, const gw_alarm *a)
     gw_json_num(&b, a->value);
     gw_json_raw(&b, ",\"threshold\":");
     gw_json_num(&b, a->threshold);
+    if (a->level) {
+        gw_json_raw(&b, ",\"level_meaning\":");
+        gw_json_str(&b, gw_json_level_meaning(a->level));
+    }
+    if (x && x->prev_level != a->level) {
+        snprintf(tmp, sizeof(tmp), ",\"prev_level\":%d", x->prev_level);
+        gw_json_raw(&b, tmp);
+    }
+    if (x && set(x->unit)) {
+        gw_json_raw(&b, ",\"unit\":");
+        gw_json_str(&b, x->unit);
+    }
+    if (x && isfinite(x->raise)) {
+        gw_json_raw(&b, x->dir ? ",\"direction\":\"below\"" : ",\"direction\":\"above\"");
+        gw_json_raw(&b, ",\"thresholds\":{\"raise\":");
+        gw_json_num(&b, x->raise);
+        gw_json_raw(&b, ",\"clear\":");
+        gw_json_num(&b, x->clear);
+        gw_json_raw(&b, "}");
+    }
+    if (x && set(x->text)) {
+        gw_json_raw(&b, ",\"text\":");
+        gw_json_str(&b, x->text);
+    }
     return transition_tail(&b, a);
 }
 

@@ -54,6 +54,8 @@ typedef struct gw_reading {
     double value;
     uint8_t quality; /* gw_quality */
     uint8_t reason;  /* gw_reason */
+    uint8_t places;  /* 0: published as is; n: published rounded to n - 1 decimal places
+                        (value itself stays unrounded for rules) */
     int64_t obs_ms;  /* observation time from the device; 0 = none given */
     int64_t recv_ms; /* when the gateway received it; the pipeline fills it if 0 */
     uint64_t seq;    /* per-gateway monotonic sequence, assigned by the pipeline */

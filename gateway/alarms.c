@@ -10,6 +10,8 @@
 #include "gateway/rules_load.h"
 #include "rules/rules.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,7 +39,8 @@ struct gw_alarms {
     int running; /* local commands in flight */
     int stopping;
     uint64_t actions_run, actions_failed;
-    uint64_t evaluations; /* readings and events handed to the rules */
+    uint64_t evaluations;  /* readings and events handed to the rules */
+    const gw_reading *cur; /* the reading being evaluated (its unit), or NULL */
 };
 
 int gw_alarms_load_defs(const gw_config *cfg, void **defs_out, size_t *n_out, char *err,
@@ -251,20 +254,106 @@ static void adapt_polling(gw_alarms *a, const gw_rules_transition *t)
     }
 }
 
+/* The metric's unit: from the reading being evaluated, else the last one the
+ * device sent (a debounced raise or a clear comes from a tick). */
+static void describe(const gw_alarms *a, const gw_device *d, const char *metric, gw_json_dev *jd,
+                     const char **unit)
+{
+    a->env.describe(a->env.ctx, d, metric, jd, unit);
+    if (a->cur && !strcmp(a->cur->device, d->conf.id) && !strcmp(a->cur->metric, metric))
+        *unit = a->cur->unit;
+}
+
+/* The rule's description with {value} {threshold} {unit} {level} {device}
+ * {site} replaced; anything else is copied as written. Truncated at cap. */
+static void expand(const char *desc, const gw_alarm *al, const gw_json_alarm_ext *x,
+                   const gw_device *d, char *out, size_t cap)
+{
+    static const char *const colour[] = {"", "蓝色", "黄色", "橙色", "红色"};
+    size_t n = 0;
+    out[0] = '\0';
+    for (const char *p = desc; *p && n + 1 < cap;) {
+        char tmp[64];
+        const char *sub = NULL;
+        const char *end = *p == '{' ? strchr(p, '}') : NULL;
+        size_t klen = end ? (size_t)(end - p - 1) : 0;
+#define KEY(k) (klen == sizeof(k) - 1 && !strncmp(p + 1, k, klen))
+        if (end && KEY("value"))
+            snprintf(tmp, sizeof(tmp), "%g", al->value), sub = tmp;
+        else if (end && KEY("threshold"))
+            snprintf(tmp, sizeof(tmp), "%g", al->threshold), sub = tmp;
+        else if (end && KEY("unit"))
+            sub = x->unit ? x->unit : "";
+        else if (end && KEY("level"))
+            sub = colour[al->level <= 4 ? al->level : 0];
+        else if (end && KEY("device"))
+            sub = al->device;
+        else if (end && KEY("site"))
+            sub = d && d->conf.site[0] ? d->conf.site : al->device;
+#undef KEY
+        if (sub) {
+            n += (size_t)snprintf(out + n, cap - n, "%s", sub);
+            if (n >= cap)
+                n = cap - 1;
+            p = end + 1;
+        } else {
+            out[n++] = *p++;
+            out[n] = '\0';
+        }
+    }
+    /* A cut in the middle of a multi-byte character becomes U+FFFD in the
+     * JSON encoder: valid, and the rest of the text is still readable. */
+}
+
 static void on_transition(void *ctx, const gw_rules_transition *t)
 {
     gw_alarms *a = ctx;
     gw_alarm al = t->alarm;
+    const gw_rule *r = t->rule;
+    const gw_device *d = t->forecast ? NULL : find_dev(a, al.device);
+    gw_json_dev jd;
+    char text[GW_RULE_DESC_MAX + 128];
+    gw_json_alarm_ext x = {.raise = NAN, .clear = NAN};
+    if (d) {
+        describe(a, d, al.metric, &jd, &x.unit);
+        x.dev = &jd;
+    }
+    /* Going down (a clear, or a de-escalation), the thresholds that matter are
+     * those of the level being left: its clear threshold was passed. */
+    int falling =
+        al.state == GW_ALARM_CLEARED || (al.state == GW_ALARM_UPDATED && al.level < t->prev_level);
+    int lv = falling ? t->prev_level : al.level;
+    x.prev_level = t->prev_level;
+    if (r && (r->kind == GW_RK_THRESHOLD || r->kind == GW_RK_WINDOW) && lv >= 1 &&
+        lv <= GW_RULE_LEVELS && r->levels[lv - 1].enabled) {
+        x.dir = r->dir;
+        x.raise = r->levels[lv - 1].raise;
+        x.clear = r->levels[lv - 1].clear;
+    }
+    if (r && r->description[0] && !t->forecast) {
+        /* The rule's words describe the danger; going down, say what changed. */
+        if (falling && isfinite(x.raise))
+            snprintf(text, sizeof(text), "{site}%s：{value}{unit}，%s解除线%g{unit}",
+                     al.state == GW_ALARM_CLEARED ? "预警解除" : "预警降至{level}",
+                     x.dir ? "高于" : "低于", x.clear);
+        else
+            snprintf(text, sizeof(text), "%s%s", al.state == GW_ALARM_CLEARED ? "已解除：" : "",
+                     r->description);
+        char tmpl[sizeof(text)];
+        memcpy(tmpl, text, sizeof(tmpl));
+        expand(tmpl, &al, &x, d, text, sizeof(text));
+        x.text = text;
+    }
     if (t->forecast)
         a->env.forecast(a->env.ctx, &al, t->forecast);
     else
-        a->env.alarm(a->env.ctx, &al);
+        a->env.alarm(a->env.ctx, &al, &x);
     a->dirty = a->urgent = 1;
     if (t->rule && t->rule->n_actions) {
-        char json[2048];
+        char json[4096];
         int n = t->forecast
                     ? gw_json_forecast(json, sizeof(json), a->env.cfg->gateway_id, &al, t->forecast)
-                    : gw_json_alarm(json, sizeof(json), a->env.cfg->gateway_id, &al);
+                    : gw_json_alarm(json, sizeof(json), a->env.cfg->gateway_id, &al, &x);
         run_actions(a, t, json, n > 0 ? (size_t)n : 0);
     }
     if (t->n_poll_devices)
@@ -383,7 +472,9 @@ void gw_alarms_reading(gw_alarms *a, gw_device *dev, gw_reading *r)
     gw_rules_device rd;
     const char *groups[GW_MAX_GROUPS];
     fill_dev(dev, &rd, groups);
+    a->cur = r;
     gw_rules_reading(a->eng, &rd, r, gw_now_ms());
+    a->cur = NULL;
     a->evaluations++;
     a->dirty = 1;
     rearm(a);

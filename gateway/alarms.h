@@ -5,6 +5,7 @@
  * runs local actions (Modbus writes, commands) without waiting for the uplink,
  * applies adaptive polling, persists engine state (active alarms, windows) in
  * the outbox database, and takes acknowledgements. Loop thread only. */
+#include "base/json.h"
 #include "base/model.h"
 
 #include <stddef.h>
@@ -32,13 +33,18 @@ typedef struct gw_alarms_env {
     void *ctx;                    /* passed to the functions below */
     /* The configured devices now (the array may change at a reload). */
     struct gw_device *const *(*devices)(void *ctx, size_t *n);
-    /* Sends one alarm transition through the pipeline (priority lane). */
-    int (*alarm)(void *ctx, gw_alarm *al);
+    /* Sends one alarm transition through the pipeline (priority lane); x
+     * carries the device's place, the unit, the thresholds and the text. */
+    int (*alarm)(void *ctx, gw_alarm *al, const gw_json_alarm_ext *x);
     /* Sends one forecast transition (priority lane, its own topic). */
     int (*forecast)(void *ctx, gw_alarm *al, const gw_forecast *f);
     /* Requests a write of a device point, on behalf of rule `rule`. Returns 0
      * when queued, GW_EFULL when the request queue is full (counted). */
     int (*write)(void *ctx, const char *device, const char *point, double value, const char *rule);
+    /* Fills what items say about device d (type, place) and the unit of its
+     * metric (NULL when it has reported none). */
+    void (*describe)(void *ctx, const struct gw_device *d, const char *metric, gw_json_dev *jd,
+                     const char **unit);
     /* Requests a device's poll/report interval (adaptive polling). */
     int (*set_interval)(void *ctx, const char *device, int64_t interval_ms);
 } gw_alarms_env;

@@ -10,4 +10,8 @@ int gw_cli_decode(int argc, char **argv);
 /* gateway read --profile P --connect tcp://HOST:PORT --unit N */
 int gw_cli_read(int argc, char **argv);
 
+/* gateway check-profile FILE|NAME [--against SCENARIO]: validates a Modbus profile
+ * alone, prints its read plan and metrics; with a sim scenario, reads it once. */
+int gw_cli_check_profile(int argc, char **argv);
+
 #endif

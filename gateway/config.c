@@ -6,6 +6,7 @@
 #include "base/embedded.h"
 #include "base/log.h"
 #include "base/model.h"
+#include "gateway/platform.h"
 #include "gateway/protect.h"
 #include "protocols/protocol.h"
 
@@ -172,6 +173,19 @@ static const gw_cfgkey uplink_keys[] = {
     {"tele_inflight_bytes", GW_CT_SIZE, "256KiB", 4096, 1073741824,
      offsetof(gw_uplink_config, tele_inflight_bytes), 0, NULL, 0,
      "telemetry bytes awaiting PUBACK at most (what a new alarm may queue behind)"},
+    {"format", GW_CT_ENUM, "native", 0, -1, offsetof(gw_uplink_config, format), 0,
+     gw_platform_names, 0,
+     "topics and payloads: native, thingsboard, huawei-iotda, aliyun-alink (docs/platforms.md)"},
+    {"platform_device", GW_CT_STR, "", 0, -1, U(platform_device), NULL, 0,
+     "the gateway's device id (IoTDA) or DeviceName (Alink) on the platform; default gateway id"},
+    {"product_key", GW_CT_STR, "", 0, -1, U(product_key), NULL, 0,
+     "Alink: the gateway's ProductKey"},
+    {"sub_product_key", GW_CT_STR, "", 0, -1, U(sub_product_key), NULL, 0,
+     "Alink: the sub-devices' ProductKey; IoTDA: their product_id"},
+    {"sub_secrets_file", GW_CT_STR, "", 0, -1, U(sub_secrets_file), NULL, 0,
+     "Alink: file of '<device> <DeviceSecret>' lines"},
+    {"service_id", GW_CT_STR, "data", 0, -1, U(service_id), NULL, 0,
+     "IoTDA: the product model's service that holds the readings"},
     {NULL}};
 
 /* Blocks inside uplink that have tables of their own. */
@@ -207,6 +221,7 @@ static const gw_cfgkey local_keys[] = {
 
 struct devsec {
     char id[64], type[32], protocol[32], profile[256], connect[160], address[64];
+    char vendor[128], model[128];
     int64_t unit, interval_ms, timeout_ms, retries, offline_after;
     const gw_ynode *site, *groups;
 };
@@ -230,16 +245,25 @@ static const gw_cfgkey device_keys[] = {
     {"offline_after", GW_CT_INT, "3", 1, 1000, offsetof(struct devsec, offline_after), 0, NULL, 0,
      "failed polls before offline"},
     {"site", GW_CT_NODE, NULL, 0, -1, offsetof(struct devsec, site), 0, NULL, 0, "site data"},
+    {"vendor", GW_CT_STR, "", 0, -1, F(struct devsec, vendor), NULL, 0,
+     "manufacturer, told to the platform (birth message)"},
+    {"model", GW_CT_STR, "", 0, -1, F(struct devsec, model), NULL, 0,
+     "device model, told to the platform (birth message)"},
     {"groups", GW_CT_NODE, NULL, 0, -1, offsetof(struct devsec, groups), 0, NULL, 0, "groups"},
     {NULL}};
 
 struct sitesec {
-    char name[64];
+    char id[64], name[64], division[16], address[256];
     const gw_ynode *location, *params;
     double install_height;
 };
 static const gw_cfgkey site_keys[] = {
-    {"name", GW_CT_STR, "", 0, -1, F(struct sitesec, name), NULL, 0, "site name"},
+    {"id", GW_CT_STR, "", 0, -1, F(struct sitesec, id), NULL, 0,
+     "site id (letters, digits, - _ . :); readings carry it as `site`"},
+    {"name", GW_CT_STR, "", 0, -1, F(struct sitesec, name), NULL, 0, "site name (UTF-8)"},
+    {"division", GW_CT_STR, "", 0, -1, F(struct sitesec, division), NULL, 0,
+     "administrative division code (GB/T 2260, 6 digits, or 9/12 with township/village)"},
+    {"address", GW_CT_STR, "", 0, -1, F(struct sitesec, address), NULL, 0, "address text (UTF-8)"},
     {"location", GW_CT_NODE, NULL, 0, -1, offsetof(struct sitesec, location), 0, NULL, 0,
      "[longitude, latitude]"},
     {"install_height", GW_CT_DOUBLE, "-1", -1, 10000, offsetof(struct sitesec, install_height), 0,
@@ -297,6 +321,18 @@ static int load_site(gw_device_conf *d, const gw_ynode *site, const char *path, 
     if (gw_cfg_apply(site_keys, site, &s, p, err, errlen))
         return GW_EINVAL;
     memcpy(d->site, s.name, sizeof(d->site));
+    if (s.id[0] && !valid_id(s.id))
+        return err_at(err, errlen, gw_ymap_get(site, "id"),
+                      "key '%s.id': '%s' may only hold letters, digits and - _ . :", p, s.id);
+    size_t dl = strlen(s.division);
+    if (dl && (strspn(s.division, "0123456789") != dl || (dl != 6 && dl != 9 && dl != 12)))
+        return err_at(err, errlen, gw_ymap_get(site, "division"),
+                      "key '%s.division' must be a division code of 6, 9 or 12 digits (got '%s')",
+                      p, s.division);
+    if ((s.id[0] && !(d->site_id = strdup(s.id))) ||
+        (s.division[0] && !(d->division = strdup(s.division))) ||
+        (s.address[0] && !(d->site_address = strdup(s.address))))
+        return GW_ENOMEM;
     if (s.location) {
         if (s.location->type != GW_Y_SEQ || s.location->n != 2 ||
             number_node(s.location->kids[0], &d->lon) ||
@@ -365,6 +401,9 @@ static int load_device(gw_config *cfg, int idx, const gw_ynode *n, char *err, si
     memcpy(d->profile, s.profile, sizeof(d->profile));
     memcpy(d->connect, s.connect, sizeof(d->connect));
     memcpy(d->address, s.address, sizeof(d->address));
+    if ((s.vendor[0] && !(d->vendor = strdup(s.vendor))) ||
+        (s.model[0] && !(d->model = strdup(s.model))))
+        return GW_ENOMEM;
     d->file = cfg->source;
     if (proto->device_keys) {
         d->proto_conf = calloc(1, proto->device_conf_size ? proto->device_conf_size : 1);
@@ -522,8 +561,9 @@ static int load_uplink(gw_config *cfg, gw_uplink_config *out, const gw_ynode *se
         return err_at(err, errlen, key_at(sec, "name"),
                       "key '%s.name': '%s' must be 1 to 63 letters, digits or - _ . :", path,
                       out->name);
-    /* Two destinations on one broker must not share a client id. */
-    if (!out->client_id[0] && !first)
+    /* Two destinations on one broker must not share a client id (a platform
+     * format derives its own from the platform's rules). */
+    if (!out->client_id[0] && !first && out->format == GW_PF_NATIVE)
         snprintf(out->client_id, sizeof(out->client_id), "%.60s-%.63s", cfg->gateway_id, out->name);
     snprintf(key, sizeof(key), "%s.protect", path);
     if (load_servers(out, up.servers, sec, path, err, errlen) ||
@@ -766,10 +806,45 @@ int gw_config_load(gw_config *cfg, const char *path, char *err, size_t errlen)
     return GW_OK;
 }
 
+static char *dup_or_null(const char *s, int *failed)
+{
+    char *c = s ? strdup(s) : NULL;
+    if (s && !c)
+        *failed = 1;
+    return c;
+}
+
+int gw_device_conf_dup_meta(gw_device_conf *dst, const gw_device_conf *src)
+{
+    int failed = 0;
+    dst->site_id = dup_or_null(src->site_id, &failed);
+    dst->division = dup_or_null(src->division, &failed);
+    dst->site_address = dup_or_null(src->site_address, &failed);
+    dst->vendor = dup_or_null(src->vendor, &failed);
+    dst->model = dup_or_null(src->model, &failed);
+    if (failed) {
+        gw_device_conf_free_meta(dst);
+        return GW_ENOMEM;
+    }
+    return GW_OK;
+}
+
+void gw_device_conf_free_meta(gw_device_conf *d)
+{
+    free(d->site_id);
+    free(d->division);
+    free(d->site_address);
+    free(d->vendor);
+    free(d->model);
+    d->site_id = d->division = d->site_address = d->vendor = d->model = NULL;
+}
+
 void gw_config_free(gw_config *cfg)
 {
-    for (int i = 0; cfg->devices && i < cfg->ndevices + 1; i++)
+    for (int i = 0; cfg->devices && i < cfg->ndevices + 1; i++) {
         free(cfg->devices[i].proto_conf);
+        gw_device_conf_free_meta(&cfg->devices[i]);
+    }
     for (int i = 0; i < cfg->nlisteners; i++)
         free(cfg->listeners[i].conf);
     free(cfg->listeners);

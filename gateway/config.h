@@ -30,9 +30,13 @@ typedef struct gw_device_conf {
     int64_t timeout_ms;
     int64_t retries;
     int64_t offline_after; /* failed polls before the device is offline */
-    char site[64];
+    char site[64];         /* site name */
     double lon, lat;
     int has_location;
+    /* What the platform is told about the device (birth message, item place);
+     * heap strings owned by this struct, NULL when not configured. A copy
+     * takes its own with gw_device_conf_dup_meta. */
+    char *site_id, *division, *site_address, *vendor, *model;
     char groups[GW_MAX_GROUPS][32];
     int ngroups;
     char param_keys[GW_MAX_PARAMS][32]; /* site parameters: install_height, ... */
@@ -85,6 +89,10 @@ int gw_config_load(gw_config *cfg, const char *path, char *err, size_t errlen);
 int gw_config_ndests(const gw_config *cfg);
 const gw_uplink_config *gw_config_dest(const gw_config *cfg, int i);
 void gw_config_free(gw_config *cfg);
+/* dst is a struct copy of src: gives dst its own copies of the metadata strings.
+ * GW_ENOMEM leaves them NULL. free_meta frees them (NULL-safe). */
+int gw_device_conf_dup_meta(gw_device_conf *dst, const gw_device_conf *src);
+void gw_device_conf_free_meta(gw_device_conf *d);
 const char *gw_config_default_text(void);
 /* Writes the reference of every key (core tables and each protocol's) as
  * Markdown: the generated half of docs/config.md. */

@@ -3,6 +3,7 @@
 
 #include "gateway/admin.h"
 #include "gateway/alarms.h"
+#include "gateway/birth.h"
 #include "base/cfgmap.h"
 #include "base/json.h"
 #include "base/log.h"
@@ -44,7 +45,9 @@ int gw_core_reading(gw_core *core, gw_device *dev, gw_reading *r)
     }
     r->seq = ++core->seq;
     gw_alarms_reading(core->alarms, dev, r);
-    int n = gw_json_reading(core->buf, sizeof(core->buf), core->cfg.gateway_id, dev->type, r);
+    gw_json_dev jd;
+    gw_birth_jdev(dev, &jd);
+    int n = gw_json_reading(core->buf, sizeof(core->buf), core->cfg.gateway_id, &jd, r);
     if (n < 0) {
         core->st.encode_errors++;
         return n;
@@ -62,6 +65,10 @@ int gw_core_reading(gw_core *core, gw_device *dev, gw_reading *r)
     core->st.readings++;
     dev->readings++;
     gw_status_note_reading(dev, r);
+    if (gw_status_metric_at(dev, dev->meta_metrics, NULL)) { /* a new metric: tell the platform */
+        dev->meta_metrics++;
+        gw_birth_mark(core->birth, dev);
+    }
     GW_DEBUG("pipeline", "%s %s=%g %s %s", r->device, r->metric, r->value, r->unit,
              gw_quality_name(r->quality));
     return GW_OK;
@@ -73,7 +80,9 @@ int gw_core_event(gw_core *core, gw_device *dev, gw_event *e)
     if (!e->recv_ms)
         e->recv_ms = gw_now_ms();
     e->seq = ++core->seq;
-    int n = gw_json_event(core->buf, sizeof(core->buf), core->cfg.gateway_id, dev->type, e);
+    gw_json_dev jd;
+    gw_birth_jdev(dev, &jd);
+    int n = gw_json_event(core->buf, sizeof(core->buf), core->cfg.gateway_id, &jd, e);
     if (n < 0) {
         core->st.encode_errors++;
         return n;
@@ -82,13 +91,15 @@ int gw_core_event(gw_core *core, gw_device *dev, gw_event *e)
     GW_INFO("pipeline", "event %s %s%s", e->device, e->kind, e->active ? "" : " (ended)");
     int rc = gw_store_put(core->store, GW_LANE_PRIO, GW_KIND_EVENT, e->seq, core->buf, (size_t)n);
     gw_alarms_event(core->alarms, dev, e);
+    if (!strcmp(e->kind, "online") || !strcmp(e->kind, "offline"))
+        gw_birth_mark(core->birth, dev); /* its retained `online` changed */
     return rc;
 }
 
-int gw_core_alarm(gw_core *core, gw_alarm *a)
+int gw_core_alarm(gw_core *core, gw_alarm *a, const gw_json_alarm_ext *x)
 {
     a->seq = ++core->seq;
-    int n = gw_json_alarm(core->buf, sizeof(core->buf), core->cfg.gateway_id, a);
+    int n = gw_json_alarm(core->buf, sizeof(core->buf), core->cfg.gateway_id, a, x);
     if (n < 0) {
         core->st.encode_errors++;
         return n;
@@ -153,7 +164,8 @@ static void gateway_event(gw_core *core, const char *kind, int active, const cha
     e.active = (uint8_t)active;
     e.recv_ms = gw_now_ms();
     e.seq = ++core->seq;
-    int n = gw_json_event(core->buf, sizeof(core->buf), core->cfg.gateway_id, "gateway", &e);
+    gw_json_dev jd = {.type = "gateway"};
+    int n = gw_json_event(core->buf, sizeof(core->buf), core->cfg.gateway_id, &jd, &e);
     if (n < 0) {
         core->st.encode_errors++;
         return;
@@ -226,6 +238,7 @@ static void device_free(gw_device *d)
 {
     if (d) {
         gw_status_device_free(d);
+        gw_device_conf_free_meta(&d->conf);
         free(d->proto_conf);
         free(d);
     }
@@ -240,6 +253,11 @@ static gw_device *device_new(gw_core *core, const gw_device_conf *dc, char *err,
         return NULL;
     }
     d->conf = *dc;
+    if (gw_device_conf_dup_meta(&d->conf, dc)) {
+        snprintf(err, errlen, "out of memory");
+        free(d);
+        return NULL;
+    }
     d->core = core;
     d->online = -1;
     d->interval_ms = dc->interval_ms;
@@ -248,12 +266,14 @@ static gw_device *device_new(gw_core *core, const gw_device_conf *dc, char *err,
         d->proto_conf = malloc(dc->proto_conf_size);
         if (!d->proto_conf) {
             snprintf(err, errlen, "out of memory");
+            gw_device_conf_free_meta(&d->conf);
             free(d);
             return NULL;
         }
         memcpy(d->proto_conf, dc->proto_conf, dc->proto_conf_size);
     }
     d->conf.proto_conf = NULL; /* the config's copy is not ours */
+    d->meta_pending = ~0u;     /* a new or changed device: its birth message goes out */
     if (d->proto->check_device) {
         char perr[512];
         if (d->proto->check_device(d, perr, sizeof(perr))) {
@@ -462,6 +482,8 @@ static void finish_stop(gw_core *core)
     gw_notify_close(core->notify);
     core->notify = NULL;
     uplinks_close(core, 2000);
+    gw_birth_free(core->birth);
+    core->birth = NULL;
     gw_localpub_free(core->localpub);
     core->localpub = NULL;
     gw_store_close(core->store);
@@ -540,6 +562,11 @@ void gw_core_stop(gw_core *core)
 /* Field by field: the text fields are compared as strings, since the bytes
  * after a string's end are whatever the parser's stack held (a memcmp of the
  * whole struct called every device of an unchanged file changed). */
+static int same_str(const char *a, const char *b)
+{
+    return a == b || (a && b && !strcmp(a, b));
+}
+
 static int same_conf(const gw_device_conf *x, const gw_device_conf *y)
 {
     if (strcmp(x->id, y->id) || strcmp(x->type, y->type) || strcmp(x->protocol, y->protocol) ||
@@ -549,7 +576,9 @@ static int same_conf(const gw_device_conf *x, const gw_device_conf *y)
         x->retries != y->retries || x->offline_after != y->offline_after ||
         x->has_location != y->has_location || x->lon != y->lon || x->lat != y->lat ||
         x->ngroups != y->ngroups || x->nparams != y->nparams ||
-        x->proto_conf_size != y->proto_conf_size)
+        x->proto_conf_size != y->proto_conf_size || !same_str(x->site_id, y->site_id) ||
+        !same_str(x->division, y->division) || !same_str(x->site_address, y->site_address) ||
+        !same_str(x->vendor, y->vendor) || !same_str(x->model, y->model))
         return 0;
     for (int i = 0; i < x->ngroups; i++)
         if (strcmp(x->groups[i], y->groups[i]))
@@ -720,6 +749,11 @@ static void reload(gw_core *core)
     }
     for (size_t j = 0; j < core->ndevices; j++) {
         if (core->devices[j]) {
+            int stays = 0; /* a changed device keeps its id: no clear, a new birth */
+            for (int i = 0; i < next.ndevices && !stays; i++)
+                stays = !strcmp(devs[i]->conf.id, core->devices[j]->conf.id);
+            if (!stays)
+                gw_birth_gone(core->birth, core->devices[j]->conf.id);
             if (core->devices[j]->proto->detach)
                 core->devices[j]->proto->detach(core->devices[j]);
             device_free(core->devices[j]);
@@ -773,6 +807,7 @@ static void reload(gw_core *core)
     core->cfg = next;
     release_parsed(&core->cfg);
     gw_log_level = core->cfg.log_level;
+    gw_birth_inventory(core->birth); /* and the births of new and changed devices */
     GW_INFO("core", "SIGHUP: configuration reloaded: %zu devices kept, %zu started, %zu stopped",
             kept, added, removed);
 }
@@ -791,8 +826,10 @@ static void on_signal(uv_signal_t *s, int signum)
  * the memory. Devices keep their own copy of their settings. */
 static void release_parsed(gw_config *cfg)
 {
-    for (int i = 0; cfg->devices && i <= cfg->ndevices; i++)
+    for (int i = 0; cfg->devices && i <= cfg->ndevices; i++) {
         free(cfg->devices[i].proto_conf);
+        gw_device_conf_free_meta(&cfg->devices[i]);
+    }
     free(cfg->devices);
     cfg->devices = NULL;
     gw_ydoc_free(&cfg->doc);
@@ -835,9 +872,35 @@ static gw_device *const *env_devices(void *ctx, size_t *n)
     return core->devices;
 }
 
-static int env_alarm(void *ctx, gw_alarm *al)
+static void env_describe(void *ctx, const gw_device *d, const char *metric, gw_json_dev *jd,
+                         const char **unit)
 {
-    return gw_core_alarm(ctx, al);
+    const char *m, *u;
+    gw_birth_jdev(d, jd);
+    *unit = NULL;
+    for (int i = 0; (m = gw_status_metric_at(d, i, &u)) != NULL; i++)
+        if (!strcmp(m, metric))
+            *unit = u;
+}
+
+static int env_alarm(void *ctx, gw_alarm *al, const gw_json_alarm_ext *x)
+{
+    return gw_core_alarm(ctx, al, x);
+}
+
+int gw_core_publish_meta(gw_core *core, const char *device)
+{
+    if (!device) {
+        gw_birth_inventory(core->birth);
+        return GW_OK;
+    }
+    for (size_t i = 0; i < core->ndevices; i++)
+        if (!strcmp(core->devices[i]->conf.id, device)) {
+            gw_birth_mark(core->birth, core->devices[i]);
+            gw_birth_kick(core->birth);
+            return GW_OK;
+        }
+    return GW_ENOTFOUND;
 }
 
 static int env_forecast(void *ctx, gw_alarm *al, const gw_forecast *f)
@@ -936,12 +999,22 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
                          .alarm = env_alarm,
                          .forecast = env_forecast,
                          .write = env_write,
+                         .describe = env_describe,
                          .set_interval = env_interval};
     core->alarms = gw_alarms_start(&env, err, errlen);
     if (!core->alarms)
         goto error;
     if (uplinks_new(core, on_command, err, errlen))
         goto error;
+    core->birth = gw_birth_new(core->cfg.gateway_id, env_devices, core);
+    for (int i = 0; core->birth && i < core->nuplinks; i++)
+        if (gw_birth_attach(core->birth, core->uplinks[i]))
+            goto nomem;
+    if (!core->birth) {
+    nomem:
+        snprintf(err, errlen, "out of memory");
+        goto error;
+    }
     gw_status_env senv = {.loop = loop,
                           .cfg = &core->cfg,
                           .counts = &core->st,
@@ -1035,6 +1108,8 @@ error:
     gw_localpub_free(core->localpub);
     core->localpub = NULL;
     uplinks_close(core, 0);
+    gw_birth_free(core->birth);
+    core->birth = NULL;
     if (core->store)
         gw_store_close(core->store);
     if (core->devices)

@@ -5,6 +5,7 @@
  * Everything here runs on the loop thread. */
 #include "gateway/config.h"
 #include "gateway/device.h"
+#include "base/json.h"
 #include "base/model.h"
 #include "base/timerwheel.h"
 #include "protocols/protocol.h"
@@ -57,7 +58,13 @@ int gw_core_event(gw_core *core, gw_device *dev, gw_event *e);
  * at start (attach). Return as gw_store_state_put/get. */
 int gw_core_state_put(gw_core *core, const char *key, const void *val, size_t len);
 int gw_core_state_get(gw_core *core, const char *key, void **val, size_t *len);
-int gw_core_alarm(gw_core *core, gw_alarm *a);
+/* x (may be NULL) adds the device's place, unit, thresholds and text. */
+int gw_core_alarm(gw_core *core, gw_alarm *a, const gw_json_alarm_ext *x);
+/* Sends the retained metadata ("birth") of device again to every destination,
+ * or the inventory when device is NULL (on request of the platform). Returns
+ * 0 (queued: it goes out when connected, paced behind alarms) or
+ * GW_ENOTFOUND for an unknown device. */
+int gw_core_publish_meta(gw_core *core, const char *device);
 
 /* The device configured with this protocol and address (SL651 station
  * address, HJ212 MN, CoAP IMEI...), or NULL: unknown devices are refused. */

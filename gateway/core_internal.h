@@ -35,6 +35,7 @@ struct gw_core {
     struct gw_status *status;     /* self-observation (gateway/status.c) */
     struct gw_http *http;         /* local HTTP endpoint, NULL when off */
     struct gw_notify *notify;     /* service manager notifications (gateway/notify.c) */
+    struct gw_birth *birth;       /* retained device metadata (gateway/birth.c) */
     gw_tw *wheel;                 /* device timers, from start until every device is gone */
     uint64_t seq;
     gw_core_stats st;

@@ -27,6 +27,8 @@ typedef struct gw_device {
     uint64_t polls, polls_failed, polls_skipped, readings;
     gw_proto_counters pc;        /* kept by the protocol, exported per protocol in /metrics */
     struct gw_last_values *last; /* last value per metric (gateway/status.c) */
+    uint32_t meta_pending;       /* per destination: birth message to send (gateway/birth.c) */
+    int meta_metrics;            /* metrics its birth message listed */
 } gw_device;
 
 #endif

@@ -25,7 +25,8 @@ static void usage(FILE *f)
                "  gateway --config-reference     print every config key as Markdown\n"
                "  gateway decode --protocol sl651|hj212 --hex BYTES | --text TEXT\n"
                "  gateway decode --adapter NAME --hex BYTES | --json TEXT\n"
-               "  gateway read --profile P --connect tcp://HOST:PORT --unit N\n"
+               "  gateway read --profile P --connect tcp://HOST:PORT --unit N [--raw]\n"
+               "  gateway check-profile FILE [--against SCENARIO]\n"
                "  gateway admin [--socket PATH | -c FILE] [--json] VERB (gateway admin --help)\n"
                "  gateway keygen sm2|sm4 FILE    write a new key (mode 0600; sm2 also FILE.pub)\n"
                "  gateway --version\n");
@@ -50,6 +51,9 @@ static int check_config(const char *path)
     char err[1024];
     if (gw_config_load(&cfg, path, err, sizeof(err))) {
         fprintf(stderr, "%s\n", err);
+        if (strstr(err, "unknown key 'name'") || strstr(err, "unknown key 'points'"))
+            fprintf(stderr, "(a Modbus device profile? check it with: gateway check-profile %s)\n",
+                    path);
         return 1;
     }
     if (demo_id_refused(&cfg, 0)) {
@@ -162,6 +166,8 @@ int main(int argc, char **argv)
     }
     if (argc >= 2 && strcmp(argv[1], "read") == 0)
         return gw_cli_read(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "check-profile") == 0)
+        return gw_cli_check_profile(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "--check-config") == 0) {
         if (argc != 3) {
             usage(stderr);

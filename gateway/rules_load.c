@@ -28,6 +28,7 @@ static const char *const on_names[] = {"raised", "updated", "cleared", "acked", 
 
 typedef struct rule_cfg {
     char id[GW_KEY_MAX];
+    char description[GW_RULE_DESC_MAX];
     int kind;
     char metric[GW_KEY_MAX];
     char event[GW_KEY_MAX];
@@ -47,6 +48,9 @@ typedef struct rule_cfg {
 static const gw_cfgkey rule_keys[] = {
     {"id", GW_CT_STR, NULL, NOB, RO(id), GW_KEY_MAX, NULL, GW_CF_REQUIRED, "rule id"},
     {"kind", GW_CT_ENUM, NULL, NOB, RO(kind), 0, kind_names, GW_CF_REQUIRED, "rule kind"},
+    {"description", GW_CT_STR, "", NOB, RO(description), GW_RULE_DESC_MAX, NULL, 0,
+     "what the alarm means (UTF-8); placeholders {value} {threshold} {unit} {level} {device} "
+     "{site}"},
     {"devices", GW_CT_NODE, NULL, NOB, RO(devices), 0, NULL, 0, "target device ids"},
     {"types", GW_CT_NODE, NULL, NOB, RO(types), 0, NULL, 0, "target device types"},
     {"sites", GW_CT_NODE, NULL, NOB, RO(sites), 0, NULL, 0, "target sites"},
@@ -85,8 +89,9 @@ static const gw_cfgkey rule_keys[] = {
 };
 
 /* Keys each kind accepts besides the common ones. */
-static const char *const common_keys[] = {"id",     "kind",   "devices", "types",         "sites",
-                                          "groups", "update", "actions", "fast_interval", NULL};
+static const char *const common_keys[] = {
+    "id",     "kind",    "devices",       "types",       "sites", "groups",
+    "update", "actions", "fast_interval", "description", NULL};
 static const char *const kind_keys[][16] = {
     [GW_RK_THRESHOLD] = {"metric", "direction", "levels", "raise_for", "clear_for", NULL},
     [GW_RK_WINDOW] = {"metric", "direction", "levels", "raise_for", "clear_for", "fn", "input",
@@ -533,6 +538,7 @@ static int load_rule(gw_rule *r, const gw_ynode *rn, const char *path, char *err
             ERR(gw_ymap_get(rn, "id"), "key '%s.id' may hold only letters, digits, '_', '-', '.'",
                 path);
     memcpy(r->id, c.id, sizeof(r->id));
+    memcpy(r->description, c.description, sizeof(r->description));
     r->kind = c.kind;
     memcpy(r->metric, c.metric, sizeof(r->metric));
     memcpy(r->event, c.event, sizeof(r->event));

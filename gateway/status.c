@@ -195,6 +195,16 @@ void gw_status_note_reading(gw_device *dev, const gw_reading *r)
     l->at_ms = r->recv_ms;
 }
 
+const char *gw_status_metric_at(const gw_device *dev, int i, const char **unit)
+{
+    const struct gw_last_values *lv = dev->last;
+    if (!lv || i < 0 || i >= lv->n)
+        return NULL;
+    if (unit)
+        *unit = lv->v[i].unit;
+    return lv->v[i].metric;
+}
+
 void gw_status_device_free(gw_device *dev)
 {
     free(dev->last);

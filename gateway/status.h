@@ -83,6 +83,9 @@ void gw_status_stop(gw_status *st); /* freed on the timer's close */
  * value of that metric); a device is freed. */
 void gw_status_note_reading(struct gw_device *dev, const gw_reading *r);
 void gw_status_device_free(struct gw_device *dev);
+/* The i-th metric dev has reported (in order of first appearance), with its
+ * unit in *unit (unit may be NULL); NULL past the last. */
+const char *gw_status_metric_at(const struct gw_device *dev, int i, const char **unit);
 
 /* The summary object (admin `status`, /api/v1/status). */
 void gw_status_json(gw_status *st, gw_sbuf *b);

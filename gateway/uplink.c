@@ -14,6 +14,7 @@
 
 #include "gateway/acktrack.h"
 #include "gateway/destfilter.h"
+#include "gateway/platform.h"
 
 #include "base/backoff.h"
 #include "base/log.h"
@@ -30,6 +31,7 @@
 #define PRIO_RESERVE 4 /* in-flight slots telemetry may never take */
 #define MAX_CMD_EVENTS 256
 #define LAT_BUCKETS 1001
+#define META_INFLIGHT 4 /* retained metadata messages awaiting PUBACK at once */
 
 struct slot {
     int used;
@@ -80,19 +82,30 @@ struct gw_uplink {
     int64_t up_since; /* monotonic ms of the last CONNACK */
     int short_run;    /* sessions in a row that ended within the flap window */
     int conflict;     /* a client-id conflict is suspected (see on_lost) */
-    char t_readings[256], t_events[256], t_alarms[256], t_status[256], t_cmd[256];
-    char t_forecasts[256];
+    char t_status[256], t_cmd[256];
     size_t cmd_prefix_len;
-    char *msg;
-    size_t msgcap;
     char status_offline[256];
     gw_uplink_stats st;
+    /* The destination's format (gateway/platform.h): messages come from it. */
+    gw_platform *pf;
+    gw_pout pout, rout;
+    const char **rowp;
+    size_t *rowl, rowcap;
+    gw_platform_exec_fn exec;
+    void *exec_ctx;
+    char pf_cid[256], pf_user[128], pf_pass[256];
     uint64_t alarm_lat[LAT_BUCKETS]; /* ms buckets; the last one is ">= LAT_BUCKETS-1 ms" */
+    gw_uplink_meta_cb meta;          /* retained device metadata (gateway/birth.c), or NULL */
+    void *meta_ctx;
+    int meta_tok[META_INFLIGHT], meta_n;
+    char t_base[256]; /* <prefix>/<gw> */
 };
 
 /* ---- Loop thread. ---- */
 
 static void pump(gw_uplink *u);
+static void cursor_moved(gw_uplink *u, int li);
+static void publish_all(gw_uplink *u, gw_pout *o);
 static void do_connect(gw_uplink *u);
 
 static void lane_clear(struct lanebuf *l)
@@ -216,18 +229,6 @@ static void start_fetch(gw_uplink *u, int li)
         l->fetching = 0;
 }
 
-static int ensure_msg(gw_uplink *u, size_t need)
-{
-    if (need <= u->msgcap)
-        return GW_OK;
-    char *m = realloc(u->msg, need);
-    if (!m)
-        return GW_ENOMEM;
-    u->msg = m;
-    u->msgcap = need;
-    return GW_OK;
-}
-
 /* The "at" time (ms) of an alarm item, or 0. */
 static int64_t item_at_ms(const char *p, size_t len)
 {
@@ -280,45 +281,57 @@ static int send_rows(gw_uplink *u, int li, size_t k)
     if (si < 0)
         return 0;
     int64_t first = l->id[l->pos], last = l->id[l->pos + k - 1];
-    const char *kind, *topic;
-    if (li == GW_LANE_TELE) {
-        kind = "readings";
-        topic = u->t_readings;
-    } else if (l->kind[l->pos] == GW_KIND_ALARM) {
-        kind = "alarms";
-        topic = u->t_alarms;
-    } else if (l->kind[l->pos] == GW_KIND_FORECAST) {
-        kind = "forecasts";
-        topic = u->t_forecasts;
-    } else {
-        kind = "events";
-        topic = u->t_events;
+    int kind = li == GW_LANE_TELE                    ? GW_PK_READINGS
+               : l->kind[l->pos] == GW_KIND_ALARM    ? GW_PK_ALARMS
+               : l->kind[l->pos] == GW_KIND_FORECAST ? GW_PK_FORECASTS
+                                                     : GW_PK_EVENTS;
+    if (k > u->rowcap) {
+        const char **rp = realloc(u->rowp, k * sizeof(*rp));
+        if (rp)
+            u->rowp = rp;
+        size_t *rl = realloc(u->rowl, k * sizeof(*rl));
+        if (rl)
+            u->rowl = rl;
+        if (!rp || !rl)
+            return -1;
+        u->rowcap = k;
     }
-    size_t body = 0, items = 0;
-    for (size_t i = 0; i < k; i++)
-        body += l->len[l->pos + i] + 1;
-    if (ensure_msg(u, body + 512))
-        return -1;
-    int h = snprintf(
-        u->msg, 512,
-        "{\"v\":1,\"id\":\"%s:%c:%lld-%lld\",\"gw\":\"%s\",\"kind\":\"%s\",\"items\":[", u->gw,
-        li == GW_LANE_TELE ? 'r' : 'p', (long long)first, (long long)last, u->gw, kind);
-    size_t at = (size_t)h;
     for (size_t i = 0; i < k; i++) {
-        if (!l->len[l->pos + i])
-            continue; /* filtered out: covered by the message's range */
-        if (items++)
-            u->msg[at++] = ',';
-        memcpy(u->msg + at, l->buf + l->off[l->pos + i], l->len[l->pos + i]);
-        at += l->len[l->pos + i];
+        u->rowp[i] = l->buf + l->off[l->pos + i];
+        u->rowl[i] = l->len[l->pos + i];
     }
-    u->msg[at++] = ']';
-    u->msg[at++] = '}';
+    gw_pout_clear(&u->pout);
+    int used = gw_platform_batch(u->pf, kind, u->rowp, u->rowl, k, first, last, &u->pout);
+    if (used < 1)
+        return -1;
+    k = (size_t)used;
+    last = l->id[l->pos + k - 1];
+    if (u->pout.n == 0) { /* nothing in these rows could be sent (counted): done with them */
+        int64_t was = u->track[li].point;
+        gw_acktrack_skip(&u->track[li], last);
+        if (u->track[li].point != was)
+            cursor_moved(u, li);
+        l->pos += k;
+        return 1;
+    }
+    /* Device announcements first (no slot: a lost one is sent again next session). */
+    for (int i = 0; i + 1 < u->pout.n; i++) {
+        gw_pmsg *m = &u->pout.m[i];
+        if (gw_mqttc_publish(u->client, m->topic, m->payload, m->len, 1, m->retained, NULL, NULL) !=
+            GW_OK) {
+            gw_platform_session(u->pf);
+            u->st.publish_refused++;
+            return 0;
+        }
+    }
+    gw_pmsg *m = &u->pout.m[u->pout.n - 1];
+    const char *topic = m->topic;
+    size_t at = m->len;
 
     int token, prc;
-    const uint8_t *wire = (const uint8_t *)u->msg;
+    const uint8_t *wire = (const uint8_t *)m->payload;
     size_t wlen = at;
-    if (u->prot && gw_protect_seal(u->prot, u->msg, at, &wire, &wlen)) {
+    if (u->prot && gw_protect_seal(u->prot, m->payload, at, &wire, &wlen)) {
         GW_LOG_RL(GW_LOG_ERROR, 5000, u->mod, "cannot protect a message (%s)",
                   "counter state file or OpenSSL failed; retried");
         return -1;
@@ -440,10 +453,52 @@ static void on_delivered(gw_uplink *u, int token)
             return;
         }
     }
+    for (int i = 0; i < u->meta_n; i++)
+        if (u->meta_tok[i] == token) {
+            u->meta_tok[i] = u->meta_tok[--u->meta_n];
+            return;
+        }
+}
+
+void gw_uplink_set_meta(gw_uplink *u, gw_uplink_meta_cb cb, void *ctx)
+{
+    u->meta = cb;
+    u->meta_ctx = ctx;
+}
+
+int gw_uplink_publish_meta(gw_uplink *u, const char *sub, const char *payload, size_t len)
+{
+    char topic[512];
+    int token, prc;
+    if (!u->connected || u->closing)
+        return GW_EAGAIN;
+    if (!gw_platform_is_native(u->pf)) {
+        /* A platform registers a device its own way (gateway/platform.h) and keeps no
+         * retained inventory; a removed device simply stops being announced. */
+        if (strncmp(sub, "devices/", 8) != 0 || !len)
+            return GW_OK;
+        int rc = gw_platform_device(u->pf, payload, len, &u->rout);
+        publish_all(u, &u->rout);
+        return rc < 0 ? rc : GW_OK;
+    }
+    if (u->meta_n == META_INFLIGHT)
+        return GW_EFULL;
+    snprintf(topic, sizeof(topic), "%s/%s", u->t_base, sub);
+    const uint8_t *wire = (const uint8_t *)payload;
+    size_t wlen = len;
+    if (len && u->prot && gw_protect_seal(u->prot, payload, len, &wire, &wlen))
+        return GW_ERR;
+    int rc = gw_mqttc_publish(u->client, topic, wire, wlen, 1, 1, &token, &prc);
+    if (rc)
+        return rc == GW_EFULL ? GW_EFULL : GW_ERR;
+    u->meta_tok[u->meta_n++] = token;
+    return GW_OK;
 }
 
 static void publish_status(gw_uplink *u, const char *status)
 {
+    if (!gw_platform_is_native(u->pf))
+        return; /* the platforms track their gateway's connection themselves */
     char payload[256];
     int n =
         snprintf(payload, sizeof(payload), "{\"v\":1,\"gw\":\"%s\",\"status\":\"%s\",\"ts\":%lld}",
@@ -508,6 +563,75 @@ static void on_lost(gw_uplink *u)
     }
 }
 
+/* The command topics: ours, or the format's. A new session announces every device again. */
+static void subscribe(gw_uplink *u)
+{
+    char subs[GW_PF_MAX_SUBS][GW_PF_TOPIC_MAX];
+    char *topics[GW_PF_MAX_SUBS];
+    int qos[GW_PF_MAX_SUBS], n = 1;
+    gw_platform_session(u->pf);
+    if (gw_platform_is_native(u->pf))
+        topics[0] = u->t_cmd;
+    else
+        for (int i = 0, m = gw_platform_ops_of(u->pf)->subscriptions(u->pf, subs); i < m; i++)
+            topics[(n = i + 1) - 1] = subs[i];
+    for (int i = 0; i < n; i++)
+        qos[i] = 1;
+    gw_mqttc_subscribe(u->client, n, topics, qos);
+}
+
+static void publish_all(gw_uplink *u, gw_pout *o)
+{
+    for (int i = 0; i < o->n; i++)
+        if (gw_mqttc_publish(u->client, o->m[i].topic, o->m[i].payload, o->m[i].len, 1,
+                             o->m[i].retained, NULL, NULL) != GW_OK)
+            u->st.publish_refused++;
+    gw_pout_clear(o);
+}
+
+/* Our reply to a platform's command, in the platform's words (the final one only, unless no
+ * command handler follows up). */
+static void on_platform_reply(void *ctx, const char *reply, size_t len)
+{
+    gw_uplink *u = ctx;
+    if (u->closing)
+        return;
+    if (gw_platform_reply(u->pf, reply, len, u->exec == NULL, &u->rout) < 0)
+        GW_LOG_RL(GW_LOG_WARN, 5000, u->mod, "a command reply could not be translated%s", "");
+    publish_all(u, &u->rout);
+}
+
+/* A message on the format's command topics: translated to our command and executed. Without
+ * a command handler (gw_uplink_set_commands) the command goes to the uplink's callback, which
+ * gives no outcome: the platform gets "accepted" at once. */
+static void platform_message(gw_uplink *u, const char *topic, const char *payload, size_t len)
+{
+    gw_pcmd cmd;
+    int rc = gw_platform_command(u->pf, topic, payload, len, &cmd);
+    if (rc < 0) {
+        u->st.commands_refused++;
+        GW_LOG_RL(GW_LOG_WARN, 1000, u->mod, "malformed platform command on %.120s (%llu)", topic,
+                  (unsigned long long)u->st.commands_refused);
+        return;
+    }
+    if (rc == 0)
+        return;
+    if (u->exec) {
+        u->exec(u->exec_ctx, u->cfg.name, cmd.name, cmd.payload, cmd.len, cmd.corr,
+                on_platform_reply, u);
+    } else {
+        if (u->on_cmd)
+            u->on_cmd(u->ctx, u->cfg.name, cmd.name, cmd.payload, cmd.len);
+        char r[512];
+        int n =
+            snprintf(r, sizeof(r), "{\"v\":1,\"id\":\"%s\",\"cmd\":\"%s\",\"status\":\"accepted\"}",
+                     cmd.corr, cmd.name);
+        if (n > 0 && (size_t)n < sizeof(r))
+            on_platform_reply(u, r, (size_t)n);
+    }
+    gw_pcmd_free(&cmd);
+}
+
 static void on_event(void *ctx, const gw_mqttc_event *e)
 {
     gw_uplink *u = ctx;
@@ -519,12 +643,13 @@ static void on_event(void *ctx, const gw_mqttc_event *e)
         u->st.connects++;
         u->up_since = gw_mono_ms();
         GW_INFO(u->mod, "connected to %s", u->cfg.servers[u->srv]);
-        char *topic = u->t_cmd;
-        int qos = 1;
-        gw_mqttc_subscribe(u->client, 1, &topic, &qos);
+        subscribe(u);
         publish_status(u, "online");
         rewind_all(u);
         pump(u);
+        u->meta_n = 0;
+        if (u->meta)
+            u->meta(u->meta_ctx, u, 1);
     } else if (e->type == GW_MQTTC_CONNECT_FAILED) {
         u->connecting = 0;
         GW_LOG_RL(GW_LOG_WARN, 10000, u->mod, "connect to %s failed (code %d)%s%s",
@@ -541,7 +666,8 @@ static void on_event(void *ctx, const gw_mqttc_event *e)
             schedule_reconnect(u);
         }
     } else if (e->type == GW_MQTTC_SUBSCRIBED) {
-        GW_INFO(u->mod, "listening for platform commands on %s", u->t_cmd);
+        GW_INFO(u->mod, "listening for platform commands (%s format)",
+                gw_platform_ops_of(u->pf)->name);
     } else if (e->type == GW_MQTTC_DELIVERED) {
         on_delivered(u, e->token);
     } else if (e->type == GW_MQTTC_MESSAGE) {
@@ -554,11 +680,15 @@ static void on_event(void *ctx, const gw_mqttc_event *e)
             u->st.commands_refused++;
             GW_LOG_RL(GW_LOG_WARN, 1000, u->mod, "command on %.120s refused: %s (%llu refused)",
                       e->topic, why, (unsigned long long)u->st.commands_refused);
+        } else if (!gw_platform_is_native(u->pf)) {
+            platform_message(u, e->topic, (const char *)body, blen);
         } else if (strncmp(e->topic, u->t_cmd, u->cmd_prefix_len) == 0 && u->on_cmd) {
             u->on_cmd(u->ctx, u->cfg.name, e->topic + u->cmd_prefix_len, (const char *)body, blen);
         }
     } else if (e->type == GW_MQTTC_BATCH_END) {
         pump(u); /* deliveries of the batch freed slots: send what can go now */
+        if (u->meta)
+            u->meta(u->meta_ctx, u, 0);
     }
 }
 
@@ -617,13 +747,22 @@ gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const cha
     if (gw_mqttc_read_password("uplink.", u->cfg.password_file, u->cfg.password_env, u->password,
                                sizeof(u->password), err, errlen))
         goto error;
+    /* The configuration as given: a format has its own default client id. */
+    u->pf = gw_platform_new(cfg, gateway_id, u->password, err, errlen);
+    if (!u->pf)
+        goto error;
+    if (!gw_platform_is_native(u->pf) &&
+        gw_platform_ops_of(u->pf)->credentials(u->pf, gw_now_ms(), u->pf_cid, sizeof(u->pf_cid),
+                                               u->pf_user, sizeof(u->pf_user), u->pf_pass,
+                                               sizeof(u->pf_pass))) {
+        snprintf(err, errlen, "uplink.format %s: cannot compute the MQTT credentials",
+                 gw_platform_ops_of(u->pf)->name);
+        goto error;
+    }
     const char *pre = u->cfg.topic_prefix;
     const char *sep = pre[0] ? "/" : "";
-    snprintf(u->t_readings, sizeof(u->t_readings), "%s%s%s/readings", pre, sep, u->gw);
-    snprintf(u->t_events, sizeof(u->t_events), "%s%s%s/events", pre, sep, u->gw);
-    snprintf(u->t_alarms, sizeof(u->t_alarms), "%s%s%s/alarms", pre, sep, u->gw);
-    snprintf(u->t_forecasts, sizeof(u->t_forecasts), "%s%s%s/forecasts", pre, sep, u->gw);
     snprintf(u->t_status, sizeof(u->t_status), "%s%s%s/status", pre, sep, u->gw);
+    snprintf(u->t_base, sizeof(u->t_base), "%s%s%s", pre, sep, u->gw);
     snprintf(u->t_cmd, sizeof(u->t_cmd), "%s%s%s/cmd/#", pre, sep, u->gw);
     u->cmd_prefix_len = strlen(u->t_cmd) - 1; /* match up to and including "cmd/" */
     snprintf(u->status_offline, sizeof(u->status_offline),
@@ -662,8 +801,18 @@ gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const cha
         .will_payload = u->status_offline,
         .queue_max = MAX_CMD_EVENTS,
     };
+    if (!gw_platform_is_native(u->pf)) {
+        mc.client_id = u->pf_cid;
+        mc.username = u->pf_user;
+        mc.password = u->pf_pass;
+        mc.will_topic = mc.will_payload = NULL;
+    }
     char cerr[200];
     u->prot = gw_protect_new(&u->cfg.protect, gateway_id, cerr, sizeof(cerr));
+    if (u->prot && !gw_platform_is_native(u->pf)) {
+        snprintf(err, errlen, "uplink.protect: only the native format carries protection%s", "");
+        goto error;
+    }
     if (!u->prot && cerr[0]) {
         snprintf(err, errlen, "%s.protect: %s", u->cfg.name, cerr);
         goto error;
@@ -680,10 +829,18 @@ error:
     gw_protect_free(u->prot);
     for (int i = 0; i < GW_LANES; i++)
         gw_acktrack_free(&u->track[i]);
+    gw_platform_free(u->pf);
     free(u->slots);
     memset(u->password, 0, sizeof(u->password));
+    memset(u->pf_pass, 0, sizeof(u->pf_pass));
     free(u);
     return NULL;
+}
+
+void gw_uplink_set_commands(gw_uplink *u, gw_platform_exec_fn exec, void *ctx)
+{
+    u->exec = exec;
+    u->exec_ctx = ctx;
 }
 
 int gw_uplink_start(gw_uplink *u)
@@ -732,6 +889,7 @@ void gw_uplink_get_stats(const gw_uplink *u, gw_uplink_stats *out)
         if (out->backlog[i] > ss.rows[i])
             out->backlog[i] = ss.rows[i]; /* ids shed or never used */
     }
+    gw_platform_get_stats(u->pf, &out->platform);
 }
 
 static void on_closed(uv_handle_t *h)
@@ -746,9 +904,14 @@ static void on_closed(uv_handle_t *h)
         gw_acktrack_free(&u->track[i]);
     }
     free(u->slots);
-    free(u->msg);
+    free(u->rowp);
+    free(u->rowl);
+    gw_pout_free(&u->pout);
+    gw_pout_free(&u->rout);
+    gw_platform_free(u->pf);
     gw_protect_free(u->prot);
     memset(u->password, 0, sizeof(u->password));
+    memset(u->pf_pass, 0, sizeof(u->pf_pass));
     free(u);
 }
 

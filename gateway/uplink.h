@@ -11,6 +11,7 @@
  * its own in the in-flight window, so a new alarm overtakes any telemetry backlog. Paho's callbacks
  * run on Paho's threads: they only queue small events for the loop (uv_async); all state below is
  * touched by the loop thread alone. */
+#include "gateway/platform.h"
 #include "gateway/protect.h"
 #include "gateway/store.h"
 #include "gateway/uplink_conf.h"
@@ -36,9 +37,10 @@ typedef struct gw_uplink_stats {
     uint64_t commands, commands_dropped;
     uint64_t commands_refused; /* failed the protection check (replay, bad MAC/signature...) */
     gw_protect_stats protect;
-    int64_t cursor[GW_LANES];  /* durable point: every row <= it acknowledged or filtered out */
-    int64_t backlog[GW_LANES]; /* rows above the cursor (what this destination still owes) */
-    uint64_t rows_filtered;    /* rows (or items) this destination's filter left out */
+    int64_t cursor[GW_LANES];   /* durable point: every row <= it acknowledged or filtered out */
+    int64_t backlog[GW_LANES];  /* rows above the cursor (what this destination still owes) */
+    uint64_t rows_filtered;     /* rows (or items) this destination's filter left out */
+    gw_platform_stats platform; /* the destination format's counts (gateway/platform.h) */
 } gw_uplink_stats;
 
 /* Creates the uplink; it starts connecting at gw_uplink_start. dest is its
@@ -53,6 +55,10 @@ const char *gw_uplink_name(const gw_uplink *u);
 /* The lanes this destination takes (bit 1<<lane), from its filter. */
 unsigned gw_uplink_lanes(const gw_uplink_config *cfg);
 int gw_uplink_start(gw_uplink *u);
+/* The command handler for the commands of a platform format (gateway/commands.h): each command
+ * the platform sends is translated and handed to exec, and exec's final reply goes back in
+ * the platform's words. Without one, commands go to on_cmd and are answered "accepted". */
+void gw_uplink_set_commands(gw_uplink *u, gw_platform_exec_fn exec, void *ctx);
 /* New rows were committed in these lanes (bit 1<<lane). */
 void gw_uplink_notify(gw_uplink *u, unsigned lanes);
 /* Alarm transition -> PUBLISH latency inside the gateway (the alarm's "at"
@@ -62,6 +68,20 @@ void gw_uplink_alarm_latency(const gw_uplink *u, uint64_t *n, int *p50, int *p99
 /* 1 when nothing is in flight and no committed row is waiting to be sent. */
 int gw_uplink_idle(const gw_uplink *u);
 void gw_uplink_get_stats(const gw_uplink *u, gw_uplink_stats *out);
+/* Retained metadata (gateway/birth.c) goes beside the outbox, not through it:
+ * meta(ctx, u, 1) is called on each new session (after the status and the
+ * start of the outbox replay), meta(ctx, u, 0) after each batch of deliveries,
+ * and the callee publishes what it has pending with gw_uplink_publish_meta. */
+typedef void (*gw_uplink_meta_cb)(void *ctx, gw_uplink *u, int connected_now);
+void gw_uplink_set_meta(gw_uplink *u, gw_uplink_meta_cb cb, void *ctx);
+/* Publishes payload (len 0: clears the retained message) retained with QoS 1
+ * on <prefix>/<gw>/<sub>, sealed like every message when uplink.protect is on
+ * (an empty payload is sent bare: it is a deletion). Returns 0; GW_EAGAIN
+ * when not connected; GW_EFULL while a few metadata messages await their
+ * PUBACK or the MQTT client is full (call again at the next meta callback); in a platform format a
+ * device's birth becomes the platform's registration and the inventory is not sent; GW_ERR when the
+ * client refused it. */
+int gw_uplink_publish_meta(gw_uplink *u, const char *sub, const char *payload, size_t len);
 /* Publishes the offline status, disconnects (waiting at most timeout_ms for
  * Paho) and closes every handle; the struct is freed once the loop has closed
  * them. */

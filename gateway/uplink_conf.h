@@ -50,6 +50,13 @@ typedef struct gw_uplink_config {
                                     behind */
     gw_protect_config protect;   /* message protection of this destination (uplink.protect) */
     gw_uplink_filter filter;     /* what this destination receives */
+    /* The destination's format (gateway/platform.h, docs/platforms.md) and its platform keys. */
+    int format;                 /* GW_PF_NATIVE, GW_PF_THINGSBOARD, GW_PF_HUAWEI, GW_PF_ALINK */
+    char platform_device[128];  /* the gateway's id on the platform (default: gateway id) */
+    char product_key[64];       /* Alink: the gateway's ProductKey */
+    char sub_product_key[64];   /* Alink: sub-devices' ProductKey; IoTDA: their product_id */
+    char sub_secrets_file[256]; /* Alink: "<device> <DeviceSecret>" lines; never logged */
+    char service_id[64];        /* IoTDA: the product model's service of the readings */
 } gw_uplink_config;
 
 #endif

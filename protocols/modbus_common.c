@@ -302,11 +302,15 @@ int64_t gw_mb_next_due(int64_t due, int64_t now, int64_t interval, uint64_t *ski
 
 /* ---- Profiles ---- */
 
+#define EVENTS_KEY "modbus.events." /* + device id: the status events' state, persisted */
+
 /* A profile named with a '/' is a file of its own (adapters/profiles/README.md),
- * a relative path taken from the folder of the config file that names it. */
+ * a relative path taken from the folder of the config file that names it. The
+ * core's copy of the config names that file: dev->conf.file points into the
+ * config as loaded, which gw_core_start moves into the core and clears. */
 static const char *profile_ref(const gw_device *dev, char *buf, size_t cap)
 {
-    const char *name = dev->conf.profile, *file = dev->conf.file;
+    const char *name = dev->conf.profile, *file = gw_core_config(dev->core)->source;
     const char *slash = file ? strrchr(file, '/') : NULL;
     if (!strchr(name, '/') || name[0] == '/' || !slash ||
         snprintf(buf, cap, "%.*s/%s", (int)(slash - file), file, name) >= (int)cap)
@@ -398,11 +402,20 @@ int gw_mb_poll_init(gw_mb_poll *p, gw_core *core, gw_device *dev, const char *mo
             p->reqs[i].fc <= 2 ? (size_t)(p->reqs[i].count + 7) / 8 : (size_t)p->reqs[i].count * 2;
     }
     p->buf = malloc(total ? total : 1);
-    if (!p->off || !p->res || !p->rbe || !p->buf) {
+    p->evstate = calloc(gw_profile_event_count(p->profile) + 1, 1);
+    if (!p->off || !p->res || !p->rbe || !p->buf || !p->evstate) {
         gw_mb_poll_free(p);
         snprintf(err, errlen, "out of memory");
         return GW_ENOMEM;
     }
+    /* Status events are edges against the last state, kept across restarts so a standing
+     * condition is not raised again (as SL651 keeps its 45H word). */
+    char key[GW_ID_MAX + sizeof EVENTS_KEY];
+    void *val;
+    size_t vlen;
+    snprintf(key, sizeof key, "%s%s", EVENTS_KEY, dev->conf.id);
+    if (gw_core_state_get(core, key, &val, &vlen) == GW_OK)
+        gw_profile_event_state_load(p->profile, p->evstate, val, vlen);
     return GW_OK;
 }
 
@@ -412,6 +425,8 @@ void gw_mb_poll_free(gw_mb_poll *p)
     free(p->res);
     free(p->rbe);
     free(p->buf);
+    free(p->evstate);
+    p->evstate = NULL;
     p->off = NULL;
     p->res = NULL;
     p->rbe = NULL;
@@ -573,6 +588,10 @@ static int sink_reading(void *ctx, const gw_reading *r)
 static int sink_event(void *ctx, const gw_event *e)
 {
     gw_mb_poll *p = ctx;
+    int edge = gw_profile_event_edge(p->profile, p->evstate, e);
+    if (edge == 0)
+        return GW_OK; /* a status event that did not change says nothing new */
+    p->ev_dirty |= edge == 1;
     gw_event copy = *e;
     stats.events++;
     gw_core_event(p->core, p->dev, &copy);
@@ -604,4 +623,13 @@ void gw_mb_poll_finish(gw_mb_poll *p)
                                           gw_now_ms(), &sink);
     if (rc)
         GW_LOG_RL(GW_LOG_WARN, 10000, p->module, "[%s] decoding failed: %d", d->conf.id, rc);
+    if (p->ev_dirty) {
+        /* Queued after the events it reflects, in the same commit group. */
+        char key[GW_ID_MAX + sizeof EVENTS_KEY], text[GW_PROFILE_MAX_EVENTS * (GW_KEY_MAX + 3)];
+        int n = gw_profile_event_state_save(p->profile, p->evstate, text, sizeof text);
+        snprintf(key, sizeof key, "%s%s", EVENTS_KEY, d->conf.id);
+        if (n < 0 || gw_core_state_put(p->core, key, text, (size_t)n) != GW_OK)
+            GW_LOG_RL(GW_LOG_WARN, 10000, p->module, "[%s] event state not persisted", d->conf.id);
+        p->ev_dirty = 0;
+    }
 }

@@ -94,7 +94,9 @@ typedef struct gw_mb_poll {
     size_t *off;
     gw_mb_rbe *rbe; /* one per profile point */
     size_t npoints;
-    int rbe_hint; /* point index of the last reading, to skip lookups */
+    int rbe_hint;     /* point index of the last reading, to skip lookups */
+    uint8_t *evstate; /* the profile's events, active or not (gw_profile_event_edge); persisted */
+    int ev_dirty;     /* an edge passed this cycle: persist evstate after decoding */
 } gw_mb_poll;
 
 /* The profile named name, loaded from profile_dirs or the embedded set on

@@ -70,7 +70,8 @@
 #define GW_ACTION_ARGS 8
 #define GW_ACTION_ARG_MAX 64
 #define GW_TOPIC_MAX 128
-#define GW_FC_POINTS 16 /* FORECAST: readings kept per (rule, device) for the fit */
+#define GW_FC_POINTS 16      /* FORECAST: readings kept per (rule, device) for the fit */
+#define GW_RULE_DESC_MAX 256 /* description, UTF-8 bytes including the NUL */
 
 typedef enum {
     GW_RK_THRESHOLD = 0,
@@ -146,6 +147,10 @@ typedef struct gw_rule_action {
 typedef struct gw_rule {
     char id[GW_KEY_MAX];
     int kind; /* gw_rule_kind */
+    /* What the alarm means to a person, e.g. "隧道积水超过{threshold}{unit}，禁止通行";
+     * the gateway builds each transition's `text` from it. Not part of the
+     * fingerprint: changing it keeps active alarms. Empty = none. */
+    char description[GW_RULE_DESC_MAX];
     gw_rule_target targets[GW_RULE_MAX_TARGETS];
     size_t n_targets;                     /* 0 = every device */
     char metric[GW_KEY_MAX];              /* empty for STALE (any metric) and RANGE (any metric) */

@@ -51,6 +51,93 @@ static const char *jstr(const cJSON *o, const char *k, char *buf, size_t cap)
     return NULL;
 }
 
+/* A few device types as a duty officer says them; others print as they are. */
+static const char *type_words(const char *type)
+{
+    static const char *const map[][2] = {
+        {"waterlogging", "积水"}, {"smoke_detector", "烟感"}, {"river", "河道水位"},
+        {"rain_gauge", "雨量"},   {"tank", "水箱"},           {"manhole", "井盖"},
+        {"gateway", "网关"},
+    };
+    for (size_t i = 0; type && i < sizeof map / sizeof map[0]; i++)
+        if (!strcmp(type, map[i][0]))
+            return map[i][1];
+    return type ? type : "-";
+}
+
+/* " @ <site name> (<address>)" from an item's place (or a birth's site), or "". */
+static void place_words(const cJSON *place, char *out, size_t cap)
+{
+    char b1[8], b2[8];
+    const char *name = place ? jstr(place, "name", b1, sizeof b1) : NULL;
+    const char *addr = place ? jstr(place, "address", b2, sizeof b2) : NULL;
+    out[0] = 0;
+    if (name && addr)
+        snprintf(out, cap, " @ %s (%s)", name, addr);
+    else if (name || addr)
+        snprintf(out, cap, " @ %s", name ? name : addr);
+}
+
+/* An alarm as a person reads it: state, level, what, where, the value against
+ * the threshold it crossed (or the clear threshold it fell back past), and
+ * the rule's text. */
+static void print_alarm(const char *clock, const cJSON *it)
+{
+    char b[10][48], where[400], upper[16];
+    const char *state = jstr(it, "state", b[0], sizeof b[0]);
+    const char *lname = jstr(it, "level_name", b[1], sizeof b[1]);
+    const char *dev = jstr(it, "device", b[2], sizeof b[2]);
+    const char *metric = jstr(it, "metric", b[3], sizeof b[3]);
+    const char *value = jstr(it, "value", b[4], sizeof b[4]);
+    const char *unit = jstr(it, "unit", b[5], sizeof b[5]);
+    const char *thr = jstr(it, "threshold", b[6], sizeof b[6]);
+    const char *dir = jstr(it, "direction", b[7], sizeof b[7]);
+    const char *type = jstr(it, "type", b[8], sizeof b[8]);
+    const char *text = jstr(it, "text", b[9], 0);
+    const cJSON *ths = cJSON_GetObjectItemCaseSensitive(it, "thresholds");
+    char cb[48];
+    const char *clear = ths ? jstr(ths, "clear", cb, sizeof cb) : NULL;
+    int below = dir && !strcmp(dir, "below");
+    int cleared = state && !strcmp(state, "cleared");
+    char pb[16], lvb[16];
+    const char *prev = jstr(it, "prev_level", pb, sizeof pb);
+    const char *lvl = jstr(it, "level", lvb, sizeof lvb);
+    /* Going down, the value is set against the clear threshold it passed. */
+    int falling = cleared || (prev && lvl && atoi(lvl) < atoi(prev));
+    size_t i = 0;
+    for (; lname && lname[i] && i + 1 < sizeof upper; i++)
+        upper[i] = (char)(lname[i] >= 'a' && lname[i] <= 'z' ? lname[i] - 32 : lname[i]);
+    upper[i] = 0;
+    place_words(cJSON_GetObjectItemCaseSensitive(it, "place"), where, sizeof where);
+    const char *cmp = falling ? (below ? ">" : "<") : (below ? "≤" : "≥");
+    const char *against = falling && clear ? clear : thr;
+    printf("%s ALARM %s %s%s%s %s%s: %s %s%s%s %s %s%s%s%s%s\n", clock, state ? state : "-",
+           cleared ? "" : upper, cleared ? "" : " ", type_words(type), dev ? dev : "-", where,
+           metric ? metric : "-", value ? value : "-", unit ? " " : "", unit ? unit : "", cmp,
+           against ? against : "-", unit ? " " : "", unit ? unit : "", text ? " — " : "",
+           text ? text : "");
+}
+
+static void print_meta(const char *clock, const sim_mqtt_msg *e, const cJSON *root)
+{
+    char b[6][48], where[400];
+    const char *kind = jstr(root, "kind", b[0], sizeof b[0]);
+    if (kind && !strcmp(kind, "inventory")) {
+        const char *count = jstr(root, "count", b[1], sizeof b[1]);
+        printf("%s INVENTORY %s devices\n", clock, count ? count : "?");
+        return;
+    }
+    const char *dev = jstr(root, "device", b[1], sizeof b[1]);
+    const char *type = jstr(root, "type", b[2], sizeof b[2]);
+    const char *vendor = jstr(root, "vendor", b[3], sizeof b[3]);
+    const char *model = jstr(root, "model", b[4], sizeof b[4]);
+    const char *online = jstr(root, "online", b[5], sizeof b[5]);
+    place_words(cJSON_GetObjectItemCaseSensitive(root, "site"), where, sizeof where);
+    printf("%s DEVICE %s %s%s%s%s%s%s %s\n", clock, dev ? dev : e->topic, type_words(type),
+           vendor ? " " : "", vendor ? vendor : "", model ? " " : "", model ? model : "", where,
+           online ? (!strcmp(online, "true") ? "online" : "offline") : "");
+}
+
 static void print_pretty(const sim_mqtt_msg *e)
 {
     char clock[16], b1[32], b2[32], b3[32];
@@ -60,6 +147,15 @@ static void print_pretty(const sim_mqtt_msg *e)
     strftime(clock, sizeof clock, "%H:%M:%S", &tm);
     cJSON *root = cJSON_ParseWithLength(e->payload, e->len);
     const cJSON *items = root ? cJSON_GetObjectItemCaseSensitive(root, "items") : NULL;
+    if (e->len == 0 && strstr(e->topic, "/devices/")) {
+        printf("%s DEVICE %s removed\n", clock, strrchr(e->topic, '/') + 1);
+        return;
+    }
+    if (root && cJSON_GetObjectItemCaseSensitive(root, "kind") && !cJSON_IsArray(items)) {
+        print_meta(clock, e, root);
+        cJSON_Delete(root);
+        return;
+    }
     if (!cJSON_IsArray(items)) {
         printf("%s %s ", clock, e->topic);
         put_line_safe(e->payload, e->len);
@@ -93,18 +189,13 @@ static void print_pretty(const sim_mqtt_msg *e)
                    state ? state : "-", dev, metric ? metric : "-", level ? level : "-",
                    cross ? cross : "-", lead ? lead : "-", detail ? " " : "", detail ? detail : "");
         } else if (alarm_topic || level || (type && !strcmp(type, "alarm"))) {
-            char lb[32], vb[32];
-            const char *lname = jstr(it, "level_name", lb, sizeof lb);
-            const char *value = jstr(it, "value", vb, sizeof vb);
-            const char *rule = jstr(it, "rule", b1, sizeof b1);
-            printf("%s ALARM %-8s %s %s level=%s value=%s%s%s\n", clock, state ? state : "-", dev,
-                   metric ? metric : "-", lname ? lname : (level ? level : "-"),
-                   value ? value : "-", rule ? " rule=" : "", rule ? rule : "");
+            print_alarm(clock, it);
         } else if (event) {
-            char ab[32], db[64];
+            char ab[32], db[64], where[400];
             const char *active = jstr(it, "active", ab, sizeof ab);
             const char *detail = jstr(it, "detail", db, sizeof db);
-            printf("%s EVENT %s %s%s%s%s\n", clock, dev, event,
+            place_words(cJSON_GetObjectItemCaseSensitive(it, "place"), where, sizeof where);
+            printf("%s EVENT %s%s %s%s%s%s\n", clock, dev, where, event,
                    active && !strcmp(active, "false") ? " (ended)" : "", detail ? " " : "",
                    detail ? detail : "");
         } else {

@@ -89,7 +89,8 @@ typedef struct run {
     double end_t;
 
     /* options */
-    const char *report_path, *csv_path;
+    const char *report_path, *csv_path, *capture_path;
+    FILE *capture; /* --capture: every message received, "<topic> <payload>" a line */
     double csv_step, progress_s, duration;
     int quiet, keep;
 
@@ -513,6 +514,16 @@ static void drain(run *r)
         const char *k = topic_kind(m->topic);
         double t = scen_t(r, m->at_ns);
         r->last_msg_ns = m->at_ns;
+        if (r->capture) {
+            fputs(m->topic, r->capture);
+            fputc(' ', r->capture);
+            for (size_t i = 0; i < m->len; i++) /* one message, one line */
+                if (m->payload[i] == '\n')
+                    fputs("\\n", r->capture);
+                else
+                    fputc(m->payload[i], r->capture);
+            fputc('\n', r->capture);
+        }
         if (!strcmp(k, "status")) {
             r->sum.msgs_status++;
             if (!m->retained && strstr(m->payload, "\"online\"") && !r->gw_ready) {
@@ -972,7 +983,8 @@ static void run_usage(FILE *f)
 {
     fprintf(f, "usage: sim run SCENARIO [--speed X] [--duration D] [--broker-port N]\n"
                "               [--base-port M] [--gateway BIN] [--report FILE.json] [--csv FILE]\n"
-               "               [--csv-step S] [--progress S] [--quiet] [--keep]\n");
+               "               [--csv-step S] [--progress S] [--quiet] [--keep]\n"
+               "               [--capture FILE]\n");
 }
 
 /* Peer groups whose port is one of the broker's (mqtt-gauge) are its
@@ -1102,6 +1114,8 @@ int sim_run_main(int argc, char **argv)
             r->report_path = v;
         else if (!strcmp(a, "--csv"))
             r->csv_path = v;
+        else if (!strcmp(a, "--capture"))
+            r->capture_path = v;
         else if (!strcmp(a, "--csv-step")) {
             if (sim_parse_duration(v, &r->csv_step) || !(r->csv_step >= 0.01)) {
                 fprintf(stderr, "sim run: --csv-step: a duration >= 10ms\n");
@@ -1157,6 +1171,13 @@ int sim_run_main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (r->capture_path && !(r->capture = fopen(r->capture_path, "w"))) {
+        fprintf(stderr, "sim run: --capture %s: %s\n", r->capture_path, strerror(errno));
+        sim_tl_free(r->tl);
+        sim_scenario_free(r->scn);
+        free(r);
+        return 2;
+    }
 
     r->loop = uv_default_loop();
     r->ctx.loop = r->loop;
@@ -1219,6 +1240,10 @@ int sim_run_main(int argc, char **argv)
         nftw(r->tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     else if (r->keep && code != 2)
         fprintf(stderr, "sim run: files kept in %s\n", r->tmpdir);
+    if (r->capture && fclose(r->capture)) {
+        fprintf(stderr, "sim run: --capture %s: %s\n", r->capture_path, strerror(errno));
+        code = code ? code : 2;
+    }
     sim_tl_free(r->tl);
     sim_scenario_free(r->scn);
     free(r);

@@ -42,6 +42,10 @@ static const char builtin[] =
     " unit: kPa, unit_codes: {0: {unit: MPa, factor: 1000}, 1: kPa}, deadband: 0.5,"
     " max_silence: 1m}\n"
     "  - {name: far, kind: holding, address: 42, type: uint16}\n"
+    "  - {name: st, kind: input, address: 6, type: uint16, events: [{bit: 0, event: e0},"
+    " {bit: 15, event: e15, active: low}]}\n"
+    "  - {name: en, kind: input, address: 7, type: uint16, codes: {1: en1, 2: {reason: "
+    "calibrating, quality: uncertain}}, applies_to: [b16, p]}\n"
     "  - {name: dv, derived: \"h - u16 / (s16 - 1) * -f32 + z\", range: [-1e6, 1e6]}\n"
     "  - {name: dv2, derived: \"(dv + p) * 2\"}\n";
 
@@ -66,10 +70,15 @@ static int count_reading(void *ctx, const gw_reading *r)
     return (strlen(r->metric) + strlen(r->unit) > 1000 || r->quality > 2) ? -1 : 0;
 }
 
+static const gw_profile *cur; /* the profile being decoded, for the edge filter */
+static uint8_t evstate[GW_PROFILE_MAX_EVENTS];
+
 static int count_event(void *ctx, const gw_event *e)
 {
     size_t *n = ctx;
     (*n)++;
+    if (gw_profile_event_edge(cur, evstate, e) > 1)
+        abort();
     return strlen(e->kind) + strlen(e->detail) > 1000 ? -1 : 0;
 }
 
@@ -117,6 +126,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     gw_sink s = {count_reading, count_event, &nr};
     gw_sink s2 = {count_reading, count_event, &ne};
     gw_param site[2] = {{"h", 2.5}, {"install_height", 4}};
+    cur = p;
+    memset(evstate, 0, sizeof(evstate));
     gw_profile_decode(p, site, (size_t)(r.n & 2), res, nreq, 1700000000000, &s);
     gw_profile_decode(p, NULL, 0, res, nreq, 0, &s2);
 
@@ -139,6 +150,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         gw_profile_rbe_should_report(p, i, v, 1000, v * 1.5, 5000);
     }
+    /* The edge state survives its own text; any text loads without harm. */
+    char text[GW_PROFILE_MAX_EVENTS * (GW_KEY_MAX + 3)], desc[256];
+    uint8_t back[GW_PROFILE_MAX_EVENTS] = {0};
+    int tl = gw_profile_event_state_save(p, evstate, text, sizeof(text));
+    if (tl < 0)
+        abort();
+    gw_profile_event_state_load(p, back, text, (size_t)tl);
+    if (memcmp(back, evstate, gw_profile_event_count(p)))
+        abort();
+    gw_profile_event_state_load(p, back, (const char *)r.p, r.n);
+    for (size_t i = 0; i < np; i++)
+        if (gw_profile_point_describe(p, i, desc, sizeof(desc)) >= (int)sizeof(desc))
+            abort();
     for (size_t i = 0; i < nreq; i++)
         free(bufs[i]);
     free(bufs);

@@ -113,6 +113,9 @@ static void times(void **state)
     assert_string_equal(out, "\"1969-12-31T23:59:59.999Z\"");
 }
 
+static const gw_json_dev SL651 = {.type = "sl651"};
+static const gw_json_dev NB100 = {.type = "nb100"};
+
 static gw_reading sample(void)
 {
     gw_reading r = {0};
@@ -132,7 +135,7 @@ static void reading_round_trip(void **state)
     (void)state;
     char out[512];
     gw_reading r = sample();
-    int n = gw_json_reading(out, sizeof out, "gw1", "sl651", &r);
+    int n = gw_json_reading(out, sizeof out, "gw1", &SL651, &r);
     assert_true(n > 0);
     assert_int_equal((size_t)n, strlen(out));
     cJSON *j = cJSON_Parse(out);
@@ -152,12 +155,12 @@ static void bound(void **state)
     (void)state;
     char full[512];
     gw_reading r = sample();
-    int need = gw_json_reading(full, sizeof full, "gw1", "sl651", &r);
+    int need = gw_json_reading(full, sizeof full, "gw1", &SL651, &r);
     assert_true(need > 0);
     for (size_t cap = 1; cap <= (size_t)need + 1; cap++) {
         char out[600];
         memset(out, 'Z', sizeof out);
-        int n = gw_json_reading(out, cap, "gw1", "sl651", &r);
+        int n = gw_json_reading(out, cap, "gw1", &SL651, &r);
         if (cap <= (size_t)need)
             assert_int_equal(n, GW_EFULL);
         else
@@ -165,6 +168,20 @@ static void bound(void **state)
         for (size_t i = cap; i < sizeof out; i++)
             assert_int_equal(out[i], 'Z');
     }
+}
+
+static gw_alarm level3(const char *id, const char *rule, const char *dev, const char *metric,
+                       double value, double threshold)
+{
+    gw_alarm a = {0};
+    snprintf(a.id, sizeof a.id, "%s", id);
+    snprintf(a.rule, sizeof a.rule, "%s", rule);
+    snprintf(a.device, sizeof a.device, "%s", dev);
+    snprintf(a.metric, sizeof a.metric, "%s", metric);
+    a.level = 3;
+    a.value = value;
+    a.threshold = threshold;
+    return a;
 }
 
 static void event_and_alarm_parse(void **state)
@@ -177,7 +194,7 @@ static void event_and_alarm_parse(void **state)
     snprintf(e.detail, sizeof e.detail, "room \x01 2\xC3");
     e.active = 1;
     e.recv_ms = 1000;
-    int n = gw_json_event(out, sizeof out, "gw1", "nb100", &e);
+    int n = gw_json_event(out, sizeof out, "gw1", &NB100, &e);
     assert_true(n > 0);
     cJSON *j = cJSON_Parse(out);
     assert_non_null(j);
@@ -185,15 +202,8 @@ static void event_and_alarm_parse(void **state)
     assert_string_equal(cJSON_GetObjectItem(j, "detail")->valuestring, "room \x01 2\xEF\xBF\xBD");
     cJSON_Delete(j);
 
-    gw_alarm a = {0};
-    snprintf(a.id, sizeof a.id, "A-1");
-    snprintf(a.rule, sizeof a.rule, "high\\water");
-    snprintf(a.device, sizeof a.device, "st1");
-    snprintf(a.metric, sizeof a.metric, "level");
-    a.level = 3;
-    a.value = NAN;
-    a.threshold = 2.5;
-    n = gw_json_alarm(out, sizeof out, "gw1", &a);
+    gw_alarm a = level3("A-1", "high\\water", "st1", "level", NAN, 2.5);
+    n = gw_json_alarm(out, sizeof out, "gw1", &a, NULL);
     assert_true(n > 0);
     j = cJSON_Parse(out);
     assert_non_null(j);
@@ -201,6 +211,80 @@ static void event_and_alarm_parse(void **state)
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "value")));
     assert_int_equal(cJSON_GetObjectItem(j, "level")->valueint, 3);
     cJSON_Delete(j);
+}
+
+/* A place configured in Chinese, with bytes that are not UTF-8 mixed in (a
+ * device's or an operator's stray bytes): every item stays valid JSON, the
+ * Chinese text arrives unchanged and each bad byte becomes U+FFFD. */
+static const gw_json_dev PLACE = {.type = "waterlogging",
+                                  .site_id = "zh-xz-0001",
+                                  .site_name = "解放路隧道\xC0\xAF",
+                                  .division = "440402",
+                                  .address = "珠海市香洲区解放路\xFF"
+                                             "1号",
+                                  .lon = 113.5767,
+                                  .lat = 22.2707,
+                                  .has_location = 1};
+
+static void chinese_and_bad_bytes(void **state)
+{
+    (void)state;
+    char out[2048];
+    gw_reading r = sample();
+    int n = gw_json_reading(out, sizeof out, "gw1", &PLACE, &r);
+    assert_true(n > 0);
+    cJSON *j = cJSON_Parse(out);
+    assert_non_null(j);
+    assert_string_equal(cJSON_GetObjectItem(j, "site")->valuestring, "zh-xz-0001");
+    assert_null(cJSON_GetObjectItem(j, "place")); /* readings stay compact */
+    cJSON_Delete(j);
+
+    gw_event e = {0};
+    snprintf(e.device, sizeof e.device, "wl-001");
+    snprintf(e.kind, sizeof e.kind, "offline");
+    snprintf(e.detail, sizeof e.detail, "\xE6\xB0\xB4\xE6"); /* 水 + a cut character */
+    n = gw_json_event(out, sizeof out, "gw1", &PLACE, &e);
+    assert_true(n > 0);
+    j = cJSON_Parse(out);
+    assert_non_null(j);
+    cJSON *pl = cJSON_GetObjectItem(j, "place");
+    assert_non_null(pl);
+    assert_string_equal(cJSON_GetObjectItem(pl, "name")->valuestring,
+                        "解放路隧道\xEF\xBF\xBD\xEF\xBF\xBD");
+    assert_string_equal(cJSON_GetObjectItem(pl, "address")->valuestring,
+                        "珠海市香洲区解放路\xEF\xBF\xBD"
+                        "1号");
+    assert_string_equal(cJSON_GetObjectItem(pl, "division")->valuestring, "440402");
+    assert_true(cJSON_GetObjectItem(pl, "lon")->valuedouble == 113.5767);
+    assert_string_equal(cJSON_GetObjectItem(j, "detail")->valuestring, "水\xEF\xBF\xBD");
+    cJSON_Delete(j);
+
+    gw_alarm a = level3("depth:wl-001:1", "depth", "wl-001", "water_depth", 30, 25);
+    gw_json_alarm_ext x = {.dev = &PLACE,
+                           .unit = "cm",
+                           .raise = 25,
+                           .clear = 22,
+                           .text = "隧道积水超过25厘米，禁止通行\xF5"};
+    n = gw_json_alarm(out, sizeof out, "gw1", &a, &x);
+    assert_true(n > 0);
+    j = cJSON_Parse(out);
+    assert_non_null(j);
+    assert_string_equal(cJSON_GetObjectItem(j, "type")->valuestring, "waterlogging");
+    assert_string_equal(cJSON_GetObjectItem(j, "unit")->valuestring, "cm");
+    assert_string_equal(cJSON_GetObjectItem(j, "level_meaning")->valuestring, "II 严重");
+    assert_string_equal(cJSON_GetObjectItem(j, "direction")->valuestring, "above");
+    cJSON *th = cJSON_GetObjectItem(j, "thresholds");
+    assert_true(cJSON_GetObjectItem(th, "raise")->valuedouble == 25);
+    assert_true(cJSON_GetObjectItem(th, "clear")->valuedouble == 22);
+    assert_string_equal(cJSON_GetObjectItem(j, "text")->valuestring,
+                        "隧道积水超过25厘米，禁止通行\xEF\xBF\xBD");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "place"), "name")->valuestring,
+                        "解放路隧道\xEF\xBF\xBD\xEF\xBF\xBD");
+    cJSON_Delete(j);
+
+    /* Bounded like every item: no cap writes past itself. */
+    for (size_t cap = 1; cap < (size_t)n; cap += 7)
+        assert_int_equal(gw_json_alarm(out, cap, "gw1", &a, &x), GW_EFULL);
 }
 
 int main(void)
@@ -214,6 +298,7 @@ int main(void)
         cmocka_unit_test(reading_round_trip),
         cmocka_unit_test(bound),
         cmocka_unit_test(event_and_alarm_parse),
+        cmocka_unit_test(chinese_and_bad_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

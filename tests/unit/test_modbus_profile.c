@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "adapters/modbus_profile.h"
+#include "base/json.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -1085,6 +1086,264 @@ static void test_rbe_and_info(void **state)
     gw_profile_free(p);
 }
 
+/* ---- status events, enumerations and published precision ---- */
+
+static const char *status_profile =
+    HDR "  - {name: level, kind: input, address: 0, type: float32, unit: m, decimals: 2}\n"
+        "  - name: status\n    kind: input\n    address: 2\n    type: uint16\n"
+        "    events:\n"
+        "      - {bit: 0, event: echo_lost}\n"
+        "      - {bit: 1, event: tamper}\n"
+        "      - {bit: 7, event: door_open, active: low}\n"
+        "  - name: state\n    kind: input\n    address: 3\n    type: uint16\n"
+        "    codes:\n"
+        "      1: antenna_fouled\n"
+        "      2: {reason: calibrating, quality: uncertain}\n"
+        "      3: {reason: sensor_fault}\n"
+        "    applies_to: [level]\n"
+        "  - {name: lid, kind: discrete, address: 0, type: bool, events: [{event: lid_open}]}\n";
+
+/* Decodes and passes the events through the edge filter, as the poller does. */
+static size_t edges(const gw_profile *p, uint8_t *st, capture *c, char kinds[][32])
+{
+    size_t n = 0;
+    decode(p, c, NULL, 0);
+    for (size_t i = 0; i < c->ne; i++) {
+        int e = gw_profile_event_edge(p, st, &c->e[i]);
+        assert_true(e == 0 || e == 1);
+        if (e == 1)
+            snprintf(kinds[n++], 32, "%s=%u", c->e[i].kind, c->e[i].active);
+    }
+    return n;
+}
+
+static int has_kind(char kinds[][32], size_t n, const char *want)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(kinds[i], want))
+            return 1;
+    return 0;
+}
+
+static void test_status_events_edges(void **state)
+{
+    (void)state;
+    gw_profile *p = load(status_profile);
+    uint8_t st[8] = {0}, st2[8] = {0};
+    char k[16][32], text[256];
+    capture c;
+    assert_int_equal(gw_profile_event_count(p), 5);
+    assert_string_equal(gw_profile_event_name(p, 3), "antenna_fouled");
+    assert_string_equal(gw_profile_event_name(p, 4), "lid_open");
+    assert_null(gw_profile_event_name(p, 5));
+    /* A status word emits events, never a reading. */
+    assert_int_equal(gw_profile_metric_find(p, "status"), GW_ENOTFOUND);
+
+    device_reset();
+    input[2] = 0x0080; /* door closed: bit 7 set, active low */
+    decode(p, &c, NULL, 0);
+    assert_int_equal(c.nr, 1); /* level only */
+    assert_int_equal(c.ne, 5); /* every named event's state, for a bench read */
+    assert_int_equal(edges(p, st, &c, k), 0);
+
+    input[2] = 0x0003; /* echo lost, tamper, and the door opened (bit 7 cleared) */
+    discrete[0] = 1;
+    size_t n = edges(p, st, &c, k);
+    assert_int_equal(n, 4);
+    assert_true(has_kind(k, n, "echo_lost=1") && has_kind(k, n, "tamper=1") &&
+                has_kind(k, n, "door_open=1") && has_kind(k, n, "lid_open=1"));
+    for (size_t i = 0; i < c.ne; i++)
+        if (!strcmp(c.e[i].kind, "tamper"))
+            assert_string_equal(c.e[i].detail, "status bit1=1 (0x0003)");
+    assert_int_equal(edges(p, st, &c, k), 0); /* unchanged: nothing new */
+
+    /* A restart: the state comes back from its text, the standing conditions stay quiet. */
+    int len = gw_profile_event_state_save(p, st, text, sizeof(text));
+    assert_true(len > 0);
+    assert_string_equal(text, "echo_lost=1\ntamper=1\ndoor_open=1\nantenna_fouled=0\nlid_open=1\n");
+    assert_int_equal(gw_profile_event_state_save(p, st, text, 10), GW_EFULL);
+    gw_profile_event_state_save(p, st, text, sizeof(text));
+    gw_profile_event_state_load(p, st2, "gone=1\njunk\ntamper=7\n", 22);
+    assert_memory_equal(st2, (uint8_t[8]){0}, 8); /* unknown names and bad lines ignored */
+    gw_profile_event_state_load(p, st2, text, (size_t)len);
+    assert_memory_equal(st, st2, 8);
+    assert_int_equal(edges(p, st2, &c, k), 0);
+
+    /* Only what changed goes on: echo back, door closed. */
+    input[2] = 0x0082;
+    n = edges(p, st2, &c, k);
+    assert_int_equal(n, 2);
+    assert_true(has_kind(k, n, "echo_lost=0") && has_kind(k, n, "door_open=0"));
+
+    /* A failed request says nothing about its status bits. */
+    answers a;
+    gw_sink s = {on_reading, on_event, &c};
+    answer(p, &a);
+    for (size_t i = 0; i < a.n; i++)
+        a.res[i].status = GW_EAGAIN;
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(gw_profile_decode(p, NULL, 0, a.res, a.n, 1, &s), 0);
+    assert_int_equal(c.ne, 0);
+    /* Events no status point names (string points) are not edge-tracked. */
+    gw_event other = {.kind = "serial", .active = 1};
+    assert_int_equal(gw_profile_event_edge(p, st, &other), GW_ENOTFOUND);
+    gw_profile_free(p);
+}
+
+static void test_status_codes(void **state)
+{
+    (void)state;
+    gw_profile *p = load(status_profile);
+    uint8_t st[8] = {0};
+    char k[16][32];
+    capture c;
+    device_reset();
+    input[0] = 0x3FC0; /* 1.5f */
+    input[1] = 0x0000;
+    input[2] = 0x0080;
+    input[3] = 1; /* antenna fouled: an event */
+    size_t n = edges(p, st, &c, k);
+    assert_int_equal(n, 1);
+    assert_string_equal(k[0], "antenna_fouled=1");
+    assert_good(&c, "level", 1.5, 0);
+
+    input[3] = 2; /* calibrating: the level is uncertain, the event ends */
+    n = edges(p, st, &c, k);
+    assert_int_equal(n, 1);
+    assert_string_equal(k[0], "antenna_fouled=0");
+    const gw_reading *r = find_r(&c, "level");
+    assert_int_equal(r->quality, GW_Q_UNCERTAIN);
+    assert_int_equal(r->reason, GW_R_CALIBRATING);
+    assert_true(r->value == 1.5); /* the value stays, for diagnosis */
+
+    input[3] = 3;
+    decode(p, &c, NULL, 0);
+    assert_bad(&c, "level", GW_R_SENSOR_FAULT);
+    input[3] = 9; /* a code the table does not know changes nothing */
+    decode(p, &c, NULL, 0);
+    assert_good(&c, "level", 1.5, 0);
+    gw_profile_free(p);
+}
+
+static void test_status_loader_errors(void **state)
+{
+    (void)state;
+    expect_err(HDR "  - {name: s, kind: holding, address: 0, type: float32, "
+                   "events: [{bit: 0, event: x}]}\n",
+               "t.yaml:4:", "needs an integer point");
+    expect_err(HDR "  - {name: s, kind: holding, address: 0, type: uint16, "
+                   "events: [{bit: 16, event: x}]}\n",
+               "t.yaml:4:", "bit 16 is past the value's 16 bits");
+    expect_err(HDR "  - {name: s, kind: holding, address: 0, type: uint16, "
+                   "events: [{event: x}]}\n",
+               "t.yaml:4:", "missing bit");
+    expect_err(HDR "  - {name: s, kind: holding, address: 0, type: uint16, "
+                   "events: [{bit: 0, event: x}, {bit: 1, event: x}]}\n",
+               "t.yaml:4:", "event 'x' is already raised by point 's'");
+    expect_err(HDR "  - {name: s, kind: holding, address: 0, type: uint16, scale: 2, "
+                   "events: [{bit: 0, event: x}]}\n",
+               "t.yaml:4:", "points[0].scale': does not apply to a point with events");
+    expect_err(HDR "  - {name: s, kind: holding, address: 0, type: uint16, "
+                   "events: [{bit: 0, event: x, active: sideways}]}\n",
+               "t.yaml:4:", "active");
+    expect_err(HDR "  - {name: s, kind: holding, address: 0, type: uint16, applies_to: [s]}\n",
+               "t.yaml:4:", "only applies to a point with codes");
+    expect_err(HDR "  - {name: s, kind: holding, address: 0, type: uint16, "
+                   "codes: {1: {reason: wet}}}\n",
+               "t.yaml:4:", "'wet' is not a reason");
+    expect_err(HDR "  - {name: s, kind: holding, address: 0, type: uint16, "
+                   "codes: {1: {reason: manual, event: x}}}\n",
+               "t.yaml:4:", "not both");
+    expect_err(HDR "  - {name: s, kind: holding, address: 0, type: uint16, "
+                   "codes: {1: x}, applies_to: [nope]}\n",
+               "t.yaml:4:", "unknown point 'nope'");
+    expect_err(HDR "  - {name: s, kind: coil, address: 0, type: bool, codes: {1: x}}\n",
+               "t.yaml:4:", "takes events, not codes");
+    expect_err(HDR "  - {name: a, kind: holding, address: 0, type: uint16, decimals: 10}\n",
+               "t.yaml:4:", "points[0].decimals");
+    expect_err(HDR "  - {name: a, kind: holding, address: 40002, type: uint16}\n", "t.yaml:4:",
+               "40002 is Modicon notation (holding registers counted from 40001): write "
+               "address: 1 (40002 - 40001); PDU address 40002 itself is 0x9C42");
+    expect_err(HDR "  - {name: a, kind: input, address: 300010, type: uint16}\n",
+               "t.yaml:4:", "write address: 9 (300010 - 300001)");
+    expect_err(HDR "  - {name: a, kind: discrete, address: 10001, type: bool}\n",
+               "t.yaml:4:", "write address: 0 (10001 - 10001)");
+    gw_profile_free(load(HDR "  - {name: a, kind: holding, address: 0x9C42, type: uint16}\n"
+                             "  - {name: b, kind: coil, address: 10001, type: bool}\n"));
+    expect_err(HDR "  - {name: a, kind: coil, address: 0, type: bool, decimals: 1}\n",
+               "t.yaml:4:", "does not apply to type bool");
+}
+
+/* The shipped radar-level profile: its status word and measurement state. */
+static void test_shipped_radar_status(void **state)
+{
+    (void)state;
+    gw_profile *p = embedded("radar-level");
+    uint8_t st[GW_PROFILE_MAX_EVENTS] = {0};
+    char k[16][32];
+    capture c;
+    device_reset();
+    holding[1] = 2500;
+    holding[3] = 1200;
+    holding[5] = 450;
+    assert_int_equal(edges(p, st, &c, k), 0); /* all clear: nothing to say */
+    assert_good(&c, "air_gap", 2.5, 1e-9);
+    holding[2] = 0x0009; /* echo lost, tamper */
+    holding[4] = 1;      /* calibrating */
+    size_t n = edges(p, st, &c, k);
+    assert_int_equal(n, 2);
+    assert_true(has_kind(k, n, "echo_lost=1") && has_kind(k, n, "tamper=1"));
+    const gw_reading *r = find_r(&c, "air_gap");
+    assert_int_equal(r->quality, GW_Q_UNCERTAIN);
+    assert_int_equal(r->reason, GW_R_CALIBRATING);
+    assert_int_equal(find_r(&c, "water_level")->reason, GW_R_CALIBRATING);
+    assert_int_equal(find_r(&c, "install_height")->quality, GW_Q_GOOD);
+    holding[4] = 3;
+    decode(p, &c, NULL, 0);
+    assert_bad(&c, "water_level", GW_R_SENSOR_FAULT);
+    gw_profile_free(p);
+}
+
+static void test_published_precision(void **state)
+{
+    (void)state;
+    gw_profile *p =
+        load(HDR "  - {name: a, kind: holding, address: 0, type: float32, decimals: 2}\n"
+                 "  - {name: b, kind: holding, address: 2, type: float32}\n"
+                 "  - {name: c, kind: holding, address: 4, type: uint16, scale: 0.1}\n");
+    capture c;
+    char json[512];
+    device_reset();
+    float f = 1.41423344f;
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    holding[0] = holding[2] = (uint16_t)(u >> 16);
+    holding[1] = holding[3] = (uint16_t)u;
+    holding[4] = 123;
+    decode(p, &c, NULL, 0);
+    /* Rules see the value at the register's resolution; the item carries 2 places. */
+    const gw_reading *a = find_r(&c, "a");
+    assert_true(a->value == 1.4142334);
+    assert_int_equal(a->places, 3);
+    assert_true(gw_json_reading(json, sizeof(json), "gw", "t", a) > 0);
+    if (!strstr(json, "\"value\":1.41,"))
+        fail_msg("decimals 2 published as: %s", json);
+    /* Without decimals a float32 goes out at its own resolution, not as a long double. */
+    const gw_reading *b = find_r(&c, "b");
+    assert_int_equal(b->places, 0);
+    assert_true(gw_json_reading(json, sizeof(json), "gw", "t", b) > 0);
+    if (!strstr(json, "\"value\":1.4142334,"))
+        fail_msg("float32 published as: %s", json);
+    assert_true(gw_json_reading(json, sizeof(json), "gw", "t", find_r(&c, "c")) > 0);
+    assert_non_null(strstr(json, "\"value\":12.3,"));
+    /* A small negative rounds to 0, never "-0". */
+    gw_reading neg = *a;
+    neg.value = -0.001;
+    assert_true(gw_json_reading(json, sizeof(json), "gw", "t", &neg) > 0);
+    assert_non_null(strstr(json, "\"value\":0,"));
+    gw_profile_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1106,6 +1365,11 @@ int main(void)
         cmocka_unit_test(test_shipped_decode),
         cmocka_unit_test(test_encode_write),
         cmocka_unit_test(test_rbe_and_info),
+        cmocka_unit_test(test_status_events_edges),
+        cmocka_unit_test(test_status_codes),
+        cmocka_unit_test(test_status_loader_errors),
+        cmocka_unit_test(test_shipped_radar_status),
+        cmocka_unit_test(test_published_precision),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

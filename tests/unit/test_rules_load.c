@@ -246,6 +246,28 @@ static void test_minimal_defaults(void **state)
     free(defs);
 }
 
+/* A description is UTF-8 text kept as written; one too long is an error
+ * naming the key, never a silent cut. */
+static void test_description(void **state)
+{
+    (void)state;
+    const char *y =
+        "rules:\n  - {id: s, kind: stale, after: 90, description: \"{site}传感器无数据\"}\n";
+    gw_rule *defs;
+    size_t n;
+    char err[256];
+    assert_int_equal(gw_rules_load_text("t.yaml", y, strlen(y), &defs, &n, err, sizeof(err)),
+                     GW_OK);
+    assert_string_equal(defs[0].description, "{site}传感器无数据");
+    free(defs);
+    char big[600];
+    int k = snprintf(big, sizeof big, "rules:\n  - {id: s, kind: stale, after: 90, description: ");
+    for (int i = 0; i < 90; i++) /* 270 bytes of UTF-8 */
+        k += snprintf(big + k, sizeof big - (size_t)k, "水");
+    snprintf(big + k, sizeof big - (size_t)k, "}\n");
+    expect_error(big, "description");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -253,6 +275,7 @@ int main(void)
         cmocka_unit_test(test_forecast_example),
         cmocka_unit_test(test_errors_name_line_and_key),
         cmocka_unit_test(test_minimal_defaults),
+        cmocka_unit_test(test_description),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
