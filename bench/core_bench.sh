@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # Issue-2 benchmarks: end-to-end readings/s (synthetic load -> outbox -> QoS 1
 # -> local mosquitto -> a subscriber), alarm latency p50/p99 with an empty
 # outbox and while a 100,000-row backlog drains, and peak RSS with 10,000
@@ -8,25 +8,11 @@ set -u
 B=${BUILD:-build}
 T=$(mktemp -d /tmp/gwbench.XXXXXX)
 PORT=$((31000 + $$ % 900))
-PIDS=""
-cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$T"; }
-trap cleanup EXIT INT TERM
-cc -O2 -std=c11 -D_GNU_SOURCE $(pkg-config --cflags libcjson) bench/platform_probe.c \
-    -o "$B/platform_probe" -lpaho-mqtt3as $(pkg-config --libs libcjson) -lpthread || exit 1
-
+. bench/lib.sh
+bench_start "$B" || exit 1
 broker() {
-    cat >"$T/m.conf" <<C
-listener $PORT 127.0.0.1
-allow_anonymous true
-persistence false
-max_queued_messages 0
-max_inflight_messages 0
-C
-    [ "$(id -u)" -eq 0 ] && echo "user root" >>"$T/m.conf"
-    mosquitto -c "$T/m.conf" >"$T/mosquitto.log" 2>&1 &
-    MOSQ=$!
+    mosq "$PORT" "$T"
     PIDS="$PIDS $MOSQ"
-    i=0; until (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; do i=$((i+1)); [ $i -gt 100 ] && break; sleep 0.05; done
 }
 config() { # $1 name, $2 devices yaml, $3 rules yaml
     cat >"$T/$1.yaml" <<C
@@ -73,12 +59,7 @@ config backlog '  - {id: syn-bulk, protocol: synthetic, rate: 100000, total: 100
   - {id: syn-a, protocol: synthetic, rate: 2000, square: 20}' "$FLIP"
 "$B/gateway" -c "$T/backlog.yaml" 2>"$T/g3.log" &
 G=$!; PIDS="$PIDS $G"
-i=0
-while [ $i -lt 200 ]; do
-    n=$(sqlite3 "file:$T/data-backlog/outbox.db?mode=ro" 'select count(*) from outbox_tele' 2>/dev/null || echo 0)
-    [ "${n:-0}" -ge 100000 ] && break
-    i=$((i+1)); sleep 0.1
-done
+tele_wait "$T/data-backlog/outbox.db" 100000
 broker
 START=$(($(date +%s%3N) + 0))
 "$B/platform_probe" "tcp://127.0.0.1:$PORT" 'iot/#' 0 10 "$START" >"$T/p3.out"

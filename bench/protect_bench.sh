@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # Issue 14: end-to-end readings/s with uplink.protect none, sm4-sm3, sm2-sign and
 # sm4-sm3+sm2-sign, in one run. Each variant offers the same readings (synthetic,
 # 250,000/s) through the durable outbox to a local mosquitto at QoS 1; the time
@@ -14,17 +14,9 @@ cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm
 trap cleanup EXIT INT TERM
 G=$(cd "$(dirname "$B/gateway")" && pwd)/gateway
 
-cat >"$T/m.conf" <<C
-listener $PORT 127.0.0.1
-allow_anonymous true
-persistence false
-max_queued_messages 0
-max_inflight_messages 0
-C
-[ "$(id -u)" -eq 0 ] && echo "user root" >>"$T/m.conf"
-mosquitto -c "$T/m.conf" >"$T/mosquitto.log" 2>&1 &
-PIDS="$PIDS $!"
-i=0; until (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; do i=$((i+1)); [ $i -gt 100 ] && break; sleep 0.05; done
+. bench/lib.sh
+mosq "$PORT" "$T"
+PIDS="$PIDS $MOSQ"
 mosquitto_sub -h 127.0.0.1 -p $PORT -t 'iot/#' -q 1 >/dev/null 2>&1 &
 PIDS="$PIDS $!"
 

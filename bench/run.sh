@@ -14,8 +14,8 @@ echo "== SL651 decoding"
 $CC $CF bench/sl651_decode_bench.c protocols/sl651_codec.c protocols/sl651_body.c base/model.c \
     base/civil.c base/crc16.c base/hex.c -o "$B/bench/sl651_decode_bench" && "$B/bench/sl651_decode_bench" | tee bench/results/sl651.txt
 echo "== core: throughput, alarm latency, memory"
-sh bench/core_bench.sh
-for extra in bench/cost_bench.sh bench/modbus_bench.sh bench/mem_bench.sh bench/coap_bench.sh bench/sl651_e2e.sh bench/protect_bench.sh; do
+bench/core_bench.sh
+for extra in bench/dest_bench.sh bench/cost_bench.sh bench/modbus_bench.sh bench/mem_bench.sh bench/coap_bench.sh bench/sl651_e2e.sh bench/protect_bench.sh; do
     if [ -x "$extra" ]; then
         echo "== $extra"
         "$extra" # each names its shell (bash for arrays)

@@ -49,9 +49,6 @@ typedef struct gw_commands_env {
     int (*flush)(void *ctx, void (*cb)(void *cbctx, int status), void *cbctx);
 } gw_commands_env;
 
-/* The destination of the `uplink:` section, for gw_commands_allow/handle. */
-#define GW_DEST_DEFAULT "uplink"
-
 /* Commands of one destination replying later, at most. */
 #define GW_COMMANDS_PENDING_MAX 64
 

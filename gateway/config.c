@@ -20,15 +20,19 @@
 
 struct top {
     const gw_ynode *gateway, *store, *uplink, *devices, *listeners, *rules, *rule_files,
-        *profile_dirs, *local_mqtt, *http;
+        *profile_dirs, *local_mqtt, *http, *destinations;
 };
 
 static const gw_cfgkey top_keys[] = {
     {"gateway", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, gateway), 0, NULL, GW_CF_REQUIRED,
      "identity and process settings"},
     {"store", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, store), 0, NULL, 0, "the outbox"},
-    {"uplink", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, uplink), 0, NULL, GW_CF_REQUIRED,
-     "the platform MQTT connection"},
+    {"uplink", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, uplink), 0, NULL, 0,
+     "the platform MQTT connection: the first (default) destination; required unless "
+     "destinations is given"},
+    {"destinations", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, destinations), 0, NULL, 0,
+     "further northbound destinations: a list of uplink-shaped sections, each with a name "
+     "(docs/uplink.md#several-destinations)"},
     {"devices", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, devices), 0, NULL, 0,
      "polled devices"},
     {"listeners", GW_CT_NODE, NULL, 0, -1, offsetof(struct top, listeners), 0, NULL, 0,
@@ -135,6 +139,9 @@ struct upsec {
 };
 #define U(m) F(gw_uplink_config, m)
 static const gw_cfgkey uplink_keys[] = {
+    {"name", GW_CT_STR, "", 0, -1, U(name), NULL, 0,
+     "destination name (letters, digits, - _ . :), the key of its cursor in the outbox; "
+     "default 'default' in uplink, required in destinations[]"},
     {"uri", GW_CT_STR, "", 0, -1, U(uri), NULL, 0,
      "tcp://host:port or ssl://host:port (or: servers)"},
     {"servers", GW_CT_NODE, NULL, 0, -1, offsetof(struct upsec, servers), 0, NULL, 0,
@@ -192,6 +199,22 @@ static const gw_cfgkey uplink_keys[] = {
 /* Blocks inside uplink that have tables of their own. */
 static const gw_cfgkey uplink_blocks[] = {
     {"protect", GW_CT_NODE, NULL, 0, -1, 0, 0, NULL, 0, "message protection (uplink.protect)"},
+    {"filter", GW_CT_NODE, NULL, 0, -1, 0, 0, NULL, 0, "what this destination receives"},
+    {NULL}};
+
+/* uplink.filter: lists of names, checked in load_filter. */
+struct filtsec {
+    const gw_ynode *types, *sites, *metrics, *lanes;
+};
+static const gw_cfgkey filter_keys[] = {
+    {"types", GW_CT_NODE, NULL, 0, -1, offsetof(struct filtsec, types), 0, NULL, 0,
+     "device types sent (list; default all)"},
+    {"sites", GW_CT_NODE, NULL, 0, -1, offsetof(struct filtsec, sites), 0, NULL, 0,
+     "site ids sent (list; default all)"},
+    {"metrics", GW_CT_NODE, NULL, 0, -1, offsetof(struct filtsec, metrics), 0, NULL, 0,
+     "metrics sent (list; default all)"},
+    {"lanes", GW_CT_NODE, NULL, 0, -1, offsetof(struct filtsec, lanes), 0, NULL, 0,
+     "priority (events, alarms, forecasts) and/or telemetry (readings); default both"},
     {NULL}};
 
 #define LP(m) F(gw_localpub_config, m)
@@ -521,7 +544,8 @@ static int check_uri(const char *uri, const gw_ynode *at, const char *key, char 
 }
 
 /* uplink.commands: a list of command names, kept as a bit mask. */
-static int load_commands(gw_uplink_config *u, const gw_ynode *list, char *err, size_t errlen)
+static int load_commands(gw_uplink_config *u, const gw_ynode *list, const char *path, char *err,
+                         size_t errlen)
 {
     static const char *const names[] = GW_COMMAND_NAMES;
     const size_t nn = sizeof(names) / sizeof(names[0]);
@@ -529,8 +553,7 @@ static int load_commands(gw_uplink_config *u, const gw_ynode *list, char *err, s
     if (!list)
         return GW_OK;
     if (list->type != GW_Y_SEQ)
-        return err_at(err, errlen, list, "key 'uplink.commands' must be a list of command names%s",
-                      "");
+        return err_at(err, errlen, list, "key '%s.commands' must be a list of command names", path);
     u->commands = 0;
     for (size_t i = 0; i < list->n; i++) {
         const gw_ynode *n = list->kids[i];
@@ -539,47 +562,210 @@ static int load_commands(gw_uplink_config *u, const gw_ynode *list, char *err, s
             k++;
         if (k == nn)
             return err_at(err, errlen, n,
-                          "key 'uplink.commands': not a command name (ack, device, rule.set, "
-                          "rule.enable, meta, inventory, poll)%s",
-                          "");
+                          "key '%s.commands': not a command name (ack, device, rule.set, "
+                          "rule.enable, meta, inventory, poll)",
+                          path);
         u->commands |= 1u << k;
     }
     return GW_OK;
 }
 
 /* uplink.uri is a one-element uplink.servers: either fills servers[]. */
-static int load_servers(gw_uplink_config *u, const gw_ynode *list, const gw_ynode *sec, char *err,
-                        size_t errlen)
+static int load_servers(gw_uplink_config *u, const gw_ynode *list, const gw_ynode *sec,
+                        const char *path, char *err, size_t errlen)
 {
+    char key[96];
     if (list && u->uri[0])
-        return err_at(err, errlen, list,
-                      "keys 'uplink.uri' and 'uplink.servers' exclude each "
-                      "other%s",
-                      "");
+        return err_at(err, errlen, list, "keys '%s.uri' and '%s.servers' exclude each other", path,
+                      path);
     if (!list) {
         if (!u->uri[0])
-            return err_at(err, errlen, sec, "key 'uplink.uri' (or 'uplink.servers') is required%s",
-                          "");
-        if (check_uri(u->uri, gw_ymap_get(sec, "uri"), "uplink.uri", err, errlen))
+            return err_at(err, errlen, sec, "key '%s.uri' (or '%s.servers') is required", path,
+                          path);
+        snprintf(key, sizeof(key), "%s.uri", path);
+        if (check_uri(u->uri, gw_ymap_get(sec, "uri"), key, err, errlen))
             return GW_EINVAL;
         strcpy(u->servers[0], u->uri);
         u->nservers = 1;
         return GW_OK;
     }
+    snprintf(key, sizeof(key), "%s.servers", path);
     if (list->type != GW_Y_SEQ || list->n < 1 || list->n > GW_UPLINK_MAX_SERVERS)
-        return err_at(err, errlen, list, "key 'uplink.servers' must be a list of 1 to %d URIs",
+        return err_at(err, errlen, list, "key '%s' must be a list of 1 to %d URIs", key,
                       GW_UPLINK_MAX_SERVERS);
     for (size_t i = 0; i < list->n; i++) {
         const gw_ynode *n = list->kids[i];
         if (n->type != GW_Y_SCALAR || strlen(n->str) >= sizeof(u->servers[0]))
-            return err_at(err, errlen, n, "key 'uplink.servers': not a URI%s", "");
-        if (check_uri(n->str, n, "uplink.servers", err, errlen))
+            return err_at(err, errlen, n, "key '%s': not a URI", key);
+        if (check_uri(n->str, n, key, err, errlen))
             return GW_EINVAL;
         strcpy(u->servers[i], n->str);
     }
     u->nservers = (int)list->n;
     strcpy(u->uri, u->servers[0]);
     return GW_OK;
+}
+
+/* A list of names (filter.types ...) into fixed slots. */
+static int load_names(const gw_ynode *list, const char *key, char (*out)[GW_UPLINK_FILTER_LEN],
+                      int *n, char *err, size_t errlen)
+{
+    *n = 0;
+    if (!list)
+        return GW_OK;
+    if (list->type != GW_Y_SEQ || list->n < 1 || list->n > GW_UPLINK_FILTER_MAX)
+        return err_at(err, errlen, list, "key '%s' must be a list of 1 to %d names", key,
+                      GW_UPLINK_FILTER_MAX);
+    for (size_t i = 0; i < list->n; i++) {
+        const gw_ynode *e = list->kids[i];
+        if (e->type != GW_Y_SCALAR || !e->str[0] || strlen(e->str) >= GW_UPLINK_FILTER_LEN ||
+            strchr(e->str, '"') || strchr(e->str, '\\'))
+            return err_at(err, errlen, e, "key '%s': entry %zu is not a name of 1 to %d bytes", key,
+                          i + 1, GW_UPLINK_FILTER_LEN - 1);
+        strcpy(out[i], e->str);
+    }
+    *n = (int)list->n;
+    return GW_OK;
+}
+
+static int load_filter(gw_uplink_filter *f, const gw_ynode *node, const char *path, char *err,
+                       size_t errlen)
+{
+    struct filtsec fs;
+    char key[96];
+    memset(f, 0, sizeof(*f));
+    f->lanes = GW_UPLINK_LANE_PRIO | GW_UPLINK_LANE_TELE;
+    if (!node)
+        return GW_OK;
+    snprintf(key, sizeof(key), "%s.filter", path);
+    if (gw_cfg_apply(filter_keys, node, &fs, key, err, errlen))
+        return GW_EINVAL;
+    snprintf(key, sizeof(key), "%s.filter.types", path);
+    if (load_names(fs.types, key, f->types, &f->ntypes, err, errlen))
+        return GW_EINVAL;
+    snprintf(key, sizeof(key), "%s.filter.sites", path);
+    if (load_names(fs.sites, key, f->sites, &f->nsites, err, errlen))
+        return GW_EINVAL;
+    snprintf(key, sizeof(key), "%s.filter.metrics", path);
+    if (load_names(fs.metrics, key, f->metrics, &f->nmetrics, err, errlen))
+        return GW_EINVAL;
+    if (fs.lanes) {
+        static const char *const names[] = {"priority", "telemetry", NULL};
+        static const int bits[] = {GW_UPLINK_LANE_PRIO, GW_UPLINK_LANE_TELE};
+        snprintf(key, sizeof(key), "%s.filter.lanes", path);
+        int b = gw_cfg_flag_list(fs.lanes, key, names, bits, err, errlen);
+        if (b < 0)
+            return GW_EINVAL;
+        if (!b)
+            return err_at(err, errlen, fs.lanes, "key '%s' names no lane", key);
+        f->lanes = (unsigned)b;
+    }
+    return GW_OK;
+}
+
+/* One destination: the uplink: section or an entry of destinations[]. */
+static int load_uplink(gw_config *cfg, gw_uplink_config *out, const gw_ynode *sec, const char *path,
+                       int first, char *err, size_t errlen)
+{
+    struct upsec up;
+    char key[96];
+    memset(&up, 0, sizeof(up));
+    if (gw_cfg_apply_ex(uplink_keys, uplink_blocks, sec, &up, path, err, errlen))
+        return GW_EINVAL;
+    *out = up.u;
+    if (!out->name[0] && first && !strcmp(path, "uplink"))
+        strcpy(out->name, "default");
+    if (!valid_id(out->name))
+        return err_at(err, errlen, key_at(sec, "name"),
+                      "key '%s.name': '%s' must be 1 to 63 letters, digits or - _ . :", path,
+                      out->name);
+    /* Two destinations on one broker must not share a client id (a platform
+     * format derives its own from the platform's rules). */
+    if (!out->client_id[0] && !first && out->format == GW_PF_NATIVE)
+        snprintf(out->client_id, sizeof(out->client_id), "%.60s-%.63s", cfg->gateway_id, out->name);
+    snprintf(key, sizeof(key), "%s.protect", path);
+    if (load_servers(out, up.servers, sec, path, err, errlen) ||
+        load_commands(out, up.commands, path, err, errlen) ||
+        gw_protect_config_load(&out->protect, gw_ymap_get(sec, "protect"), key, cfg->data_dir,
+                               first ? "uplink" : out->name, err, errlen) ||
+        load_filter(&out->filter, gw_ymap_get(sec, "filter"), path, err, errlen))
+        return GW_EINVAL;
+    if (out->password_file[0] && out->password_env[0])
+        return err_at(err, errlen, sec,
+                      "keys '%s.password_file' and '%s.password_env' exclude each other", path,
+                      path);
+    if ((out->cert_file[0] != 0) != (out->key_file[0] != 0))
+        return err_at(err, errlen, sec, "keys '%s.cert_file' and '%s.key_file' go together", path,
+                      path);
+    if (out->backoff_min_ms > out->backoff_max_ms)
+        return err_at(err, errlen,
+                      gw_ymap_get(sec, "backoff_min") ? gw_ymap_get(sec, "backoff_min")
+                                                      : key_at(sec, "backoff_max"),
+                      "key '%s.backoff_min' must not exceed backoff_max", path);
+    return GW_OK;
+}
+
+/* uplink: and destinations[]: the first becomes cfg->uplink, the rest cfg->dests. */
+static int load_dests(gw_config *cfg, const gw_ynode *uplink, const gw_ynode *list, char *err,
+                      size_t errlen)
+{
+    if (!uplink && !list)
+        return err_at(err, errlen, cfg->doc.root,
+                      "missing required key 'uplink' (or 'destinations')");
+    if (list &&
+        (list->type != GW_Y_SEQ || list->n < 1 || list->n + (uplink != NULL) > GW_UPLINK_MAX_DESTS))
+        return err_at(err, errlen, list, "key 'destinations' must be a list of 1 to %d sections",
+                      GW_UPLINK_MAX_DESTS - (uplink != NULL));
+    int n = (uplink != NULL) + (list ? (int)list->n : 0);
+    gw_uplink_config *all = calloc((size_t)n, sizeof(*all));
+    if (!all)
+        return GW_ENOMEM;
+    int rc = GW_OK;
+    for (int i = 0; i < n && rc == GW_OK; i++) {
+        const gw_ynode *sec = uplink && i == 0 ? uplink : list->kids[i - (uplink != NULL)];
+        char path[48];
+        if (uplink && i == 0)
+            snprintf(path, sizeof(path), "uplink");
+        else
+            snprintf(path, sizeof(path), "destinations[%d]", i - (uplink != NULL));
+        if (sec->type != GW_Y_MAP) {
+            rc = err_at(err, errlen, sec, "key '%s' must be a mapping", path);
+            break;
+        }
+        if (!uplink || i > 0) {
+            const gw_ynode *nm = gw_ymap_get(sec, "name");
+            if (!nm) {
+                rc = err_at(err, errlen, sec, "key '%s.name' is required", path);
+                break;
+            }
+        }
+        rc = load_uplink(cfg, &all[i], sec, path, i == 0, err, errlen);
+        for (int j = 0; j < i && rc == GW_OK; j++)
+            if (!strcmp(all[j].name, all[i].name))
+                rc = err_at(err, errlen, key_at(sec, "name"),
+                            "key '%s.name': destination '%s' is named twice", path, all[i].name);
+    }
+    if (rc == GW_OK) {
+        cfg->uplink = all[0];
+        cfg->ndests = n - 1;
+        if (n > 1) {
+            cfg->dests = all;
+            memmove(all, all + 1, (size_t)(n - 1) * sizeof(*all));
+            return GW_OK;
+        }
+    }
+    free(all);
+    return rc;
+}
+
+int gw_config_ndests(const gw_config *cfg)
+{
+    return 1 + cfg->ndests;
+}
+
+const gw_uplink_config *gw_config_dest(const gw_config *cfg, int i)
+{
+    return i == 0 ? &cfg->uplink : &cfg->dests[i - 1];
 }
 
 static int load_doc(gw_config *cfg, char *err, size_t errlen)
@@ -636,28 +822,8 @@ static int load_doc(gw_config *cfg, char *err, size_t errlen)
     cfg->store.obs_max_age = s.obs_max_age;
     cfg->store.obs_max_ahead = s.obs_max_ahead;
 
-    struct upsec up;
-    memset(&up, 0, sizeof(up));
-    if (gw_cfg_apply_ex(uplink_keys, uplink_blocks, t.uplink, &up, "uplink", err, errlen))
+    if (load_dests(cfg, t.uplink, t.destinations, err, errlen))
         return GW_EINVAL;
-    cfg->uplink = up.u;
-    if (load_servers(&cfg->uplink, up.servers, t.uplink, err, errlen) ||
-        load_commands(&cfg->uplink, up.commands, err, errlen) ||
-        gw_protect_config_load(&cfg->uplink.protect, gw_ymap_get(t.uplink, "protect"),
-                               "uplink.protect", cfg->data_dir, "uplink", err, errlen))
-        return GW_EINVAL;
-    if (cfg->uplink.password_file[0] && cfg->uplink.password_env[0])
-        return err_at(err, errlen, t.uplink,
-                      "keys 'uplink.password_file' and 'uplink.password_env' exclude each other%s",
-                      "");
-    if ((cfg->uplink.cert_file[0] != 0) != (cfg->uplink.key_file[0] != 0))
-        return err_at(err, errlen, t.uplink,
-                      "keys 'uplink.cert_file' and 'uplink.key_file' go together%s", "");
-    if (cfg->uplink.backoff_min_ms > cfg->uplink.backoff_max_ms)
-        return err_at(err, errlen,
-                      gw_ymap_get(t.uplink, "backoff_min") ? gw_ymap_get(t.uplink, "backoff_min")
-                                                           : key_at(t.uplink, "backoff_max"),
-                      "key 'uplink.backoff_min' must not exceed backoff_max%s", "");
 
     if (gw_cfg_apply(gw_http_keys, t.http, &cfg->http, "http", err, errlen))
         return GW_EINVAL;
@@ -772,6 +938,7 @@ void gw_config_free(gw_config *cfg)
     free(cfg->listeners);
     free(cfg->devices);
     gw_arena_free(&cfg->arena);
+    free(cfg->dests);
     gw_ydoc_free(&cfg->doc);
     memset(cfg, 0, sizeof(*cfg));
 }
@@ -826,6 +993,7 @@ void gw_config_reference(FILE *f)
     dump_table(f, "uplink", "uplink.", uplink_keys);
     dump_table(f, "uplink.protect (docs/security.md)", "uplink.protect.", gw_protect_cfg_keys);
     dump_table(f, "uplink.protect.keys[]", "", gw_protect_cfg_keyset);
+    dump_table(f, "uplink.filter (also destinations[].filter)", "uplink.filter.", filter_keys);
     dump_table(f, "local_mqtt", "local_mqtt.", local_keys);
     dump_table(f, "http", "http.", gw_http_keys);
     dump_table(f, "devices[] (every protocol)", "", device_keys);

@@ -77,7 +77,9 @@ typedef struct gw_config {
     char profile_dirs[4][256];
     int nprofile_dirs;
     gw_store_config store;
-    gw_uplink_config uplink;
+    gw_uplink_config uplink; /* the first destination (uplink:, else destinations[0]) */
+    gw_uplink_config *dests; /* the destinations after it, ndests of them (heap) */
+    int ndests;
     gw_localpub_config local_mqtt; /* uri empty: no local broker */
     gw_http_config http;           /* enabled 0: no http: section */
     gw_device_conf *devices;
@@ -93,6 +95,10 @@ typedef struct gw_config {
 /* Loads path, or the embedded default when path is NULL. On failure returns
  * GW_EINVAL with "FILE:LINE: key ...: problem" in err and leaves *cfg empty. */
 int gw_config_load(gw_config *cfg, const char *path, char *err, size_t errlen);
+
+/* The northbound destinations: 1 + ndests; index 0 is cfg->uplink. */
+int gw_config_ndests(const gw_config *cfg);
+const gw_uplink_config *gw_config_dest(const gw_config *cfg, int i);
 void gw_config_free(gw_config *cfg);
 /* Frees the device table and the parsed YAML once devices and rules are built
  * from them (cfg->devices, doc, rules and rule_files are cleared); the rest of

@@ -399,8 +399,46 @@ int gw_core_check(const gw_config *cfg, char *err, size_t errlen)
 static void on_store_commit(void *ctx, unsigned lanes)
 {
     gw_core *core = ctx;
-    if (core->uplink)
-        gw_uplink_notify(core->uplink, lanes);
+    for (int i = 0; i < core->nuplinks; i++)
+        gw_uplink_notify(core->uplinks[i], lanes);
+}
+
+/* One uplink per destination, each resuming from its cursors in the outbox. */
+static int uplinks_new(gw_core *core, gw_uplink_cmd_cb on_cmd, char *err, size_t errlen)
+{
+    int n = gw_config_ndests(&core->cfg);
+    const char *names[GW_UPLINK_MAX_DESTS];
+    unsigned lanes[GW_UPLINK_MAX_DESTS];
+    int64_t cursors[GW_UPLINK_MAX_DESTS][GW_LANES];
+    for (int i = 0; i < n; i++) {
+        names[i] = gw_config_dest(&core->cfg, i)->name;
+        lanes[i] = gw_uplink_lanes(gw_config_dest(&core->cfg, i));
+    }
+    core->uplinks = calloc((size_t)n, sizeof(*core->uplinks));
+    if (!core->uplinks || gw_store_dests(core->store, names, lanes, n, cursors)) {
+        snprintf(err, errlen, "out of memory");
+        return GW_ENOMEM;
+    }
+    for (int i = 0; i < n; i++) {
+        core->uplinks[i] =
+            gw_uplink_new(core->loop, gw_config_dest(&core->cfg, i), core->cfg.gateway_id,
+                          core->store, i, cursors[i], on_cmd, core, err, errlen);
+        if (!core->uplinks[i])
+            return GW_ERR;
+        core->nuplinks++;
+    }
+    core->uplink = core->uplinks[0];
+    return GW_OK;
+}
+
+static void uplinks_close(gw_core *core, int64_t timeout_ms)
+{
+    for (int i = 0; i < core->nuplinks; i++)
+        gw_uplink_close(core->uplinks[i], timeout_ms);
+    free(core->uplinks);
+    core->uplinks = NULL;
+    core->nuplinks = 0;
+    core->uplink = NULL;
 }
 
 int gw_core_device_command(gw_core *core, const char *device, const char *verb, const char *arg,
@@ -428,22 +466,30 @@ void gw_core_command_answered(gw_core *core, gw_device *dev, const char *verb, c
     gw_commands_answered(core->commands, dev->conf.id, verb, answer);
 }
 
-/* The default destination's replies go back on its own reply topic. */
+/* A destination's replies go back on its own reply topic (reply_ctx is its uplink). */
 static void reply_native(void *ctx, const char *json, size_t len)
 {
-    gw_core *core = ctx;
-    if (core->uplink && gw_uplink_reply(core->uplink, json, len))
+    if (gw_uplink_reply(ctx, json, len))
         GW_LOG_RL(GW_LOG_WARN, 10000, "core", "reply to a platform command not sent%s", "");
+}
+
+static gw_uplink *uplink_named(gw_core *core, const char *dest)
+{
+    for (int i = 0; i < core->nuplinks; i++)
+        if (!strcmp(gw_config_dest(&core->cfg, i)->name, dest))
+            return core->uplinks[i];
+    return core->uplink;
 }
 
 /* Platform commands on <prefix>/<gw>/cmd/<name> (gateway/commands.h). The
  * connection is authenticated (TLS, credentials, broker ACLs); the payload is
  * untrusted and the destination's uplink.commands says what it may run. */
-static void on_command(void *ctx, const char *name, const char *payload, size_t len)
+static void on_command(void *ctx, const char *dest, const char *name, const char *payload,
+                       size_t len)
 {
     gw_core *core = ctx;
-    gw_commands_handle(core->commands, GW_DEST_DEFAULT, name, payload, len, NULL, reply_native,
-                       core);
+    gw_commands_handle(core->commands, dest, name, payload, len, NULL, reply_native,
+                       uplink_named(core, dest));
 }
 
 /* A platform format's commands (gateway/platform.h), translated to ours: the
@@ -475,6 +521,14 @@ static void log_stats(gw_core *core)
         us.connected ? "up" : "down", (unsigned long long)us.msgs_sent[0],
         (unsigned long long)us.msgs_sent[1], (unsigned long long)us.rows_acked[0],
         (unsigned long long)us.rows_acked[1]);
+    for (int i = 1; i < core->nuplinks; i++) {
+        gw_uplink_get_stats(core->uplinks[i], &us);
+        GW_INFO("stats", "destination %s %s sent %llu/%llu acked rows %llu/%llu backlog %lld+%lld",
+                gw_uplink_name(core->uplinks[i]), us.connected ? "up" : "down",
+                (unsigned long long)us.msgs_sent[0], (unsigned long long)us.msgs_sent[1],
+                (unsigned long long)us.rows_acked[0], (unsigned long long)us.rows_acked[1],
+                (long long)us.backlog[0], (long long)us.backlog[1]);
+    }
 }
 
 static void on_stats_timer(uv_timer_t *t)
@@ -494,8 +548,7 @@ static void finish_stop(gw_core *core)
     gw_notify_close(core->notify);
     core->notify = NULL;
     gw_commands_stop(core->commands);
-    gw_uplink_close(core->uplink, 2000);
-    core->uplink = NULL;
+    uplinks_close(core, 2000);
     gw_birth_free(core->birth);
     core->birth = NULL;
     gw_localpub_free(core->localpub);
@@ -521,7 +574,9 @@ static void finish_stop(gw_core *core)
 static void on_drain_timer(uv_timer_t *t)
 {
     gw_core *core = t->data;
-    int idle = core->stop_flushed && gw_uplink_idle(core->uplink);
+    int idle = core->stop_flushed;
+    for (int i = 0; i < core->nuplinks; i++)
+        idle = idle && gw_uplink_idle(core->uplinks[i]);
     if (idle || gw_mono_ms() >= core->drain_deadline) {
         if (!idle)
             GW_WARN("core", "drain time over: the rest of the outbox is sent after restart");
@@ -721,8 +776,12 @@ static void reload(gw_core *core)
     }
     if (strcmp(next.gateway_id, core->cfg.gateway_id) ||
         memcmp(&next.store, &core->cfg.store, sizeof(next.store)) ||
-        memcmp(&next.uplink, &core->cfg.uplink, sizeof(next.uplink)))
-        GW_WARN("core", "SIGHUP: gateway, store and uplink changes take effect after a restart");
+        memcmp(&next.uplink, &core->cfg.uplink, sizeof(next.uplink)) ||
+        next.ndests != core->cfg.ndests ||
+        (next.ndests &&
+         memcmp(next.dests, core->cfg.dests, (size_t)next.ndests * sizeof(*next.dests))))
+        GW_WARN("core", "SIGHUP: gateway, store, uplink and destinations changes take effect after "
+                        "a restart");
     /* Build the new registry before touching the old one. */
     gw_config saved = core->cfg;
     core->cfg = next; /* profile_dirs of the new file */
@@ -803,6 +862,10 @@ static void reload(gw_core *core)
     /* Keep the running store/uplink settings; take everything else. */
     next.store = saved.store;
     next.uplink = saved.uplink;
+    free(next.dests); /* the running destinations stay, with the config they run on */
+    next.dests = saved.dests;
+    next.ndests = saved.ndests;
+    core->cfg.dests = NULL;
     memcpy(next.gateway_id, saved.gateway_id, sizeof(next.gateway_id));
     gw_config_free(&core->cfg);
     core->cfg = next;
@@ -1031,19 +1094,25 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
                             .audit = env_audit,
                             .flush = env_flush};
     core->commands = gw_commands_new(&cenv);
-    if (!core->commands ||
-        gw_commands_allow(core->commands, GW_DEST_DEFAULT, core->cfg.uplink.commands) ||
-        gw_commands_allow(core->commands, "local", ~0u)) { /* the admin socket: owner only */
+    int denied = !core->commands ||
+                 gw_commands_allow(core->commands, "local", ~0u); /* the admin socket: owner only */
+    for (int i = 0; !denied && i < gw_config_ndests(&core->cfg); i++)
+        denied = gw_commands_allow(core->commands, gw_config_dest(&core->cfg, i)->name,
+                                   gw_config_dest(&core->cfg, i)->commands) != GW_OK;
+    if (denied) {
         snprintf(err, errlen, "out of memory");
         goto error;
     }
-    core->uplink = gw_uplink_new(loop, &core->cfg.uplink, core->cfg.gateway_id, core->store,
-                                 on_command, core, err, errlen);
-    if (!core->uplink)
+    if (uplinks_new(core, on_command, err, errlen))
         goto error;
-    gw_uplink_set_commands(core->uplink, platform_exec, core);
+    for (int i = 0; i < core->nuplinks; i++)
+        gw_uplink_set_commands(core->uplinks[i], platform_exec, core);
     core->birth = gw_birth_new(core->cfg.gateway_id, env_devices, core);
-    if (!core->birth || gw_birth_attach(core->birth, core->uplink)) {
+    for (int i = 0; core->birth && i < core->nuplinks; i++)
+        if (gw_birth_attach(core->birth, core->uplinks[i]))
+            goto nomem;
+    if (!core->birth) {
+    nomem:
         snprintf(err, errlen, "out of memory");
         goto error;
     }
@@ -1053,6 +1122,8 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
                           .stopping = &core->stopping,
                           .store = core->store,
                           .uplink = core->uplink,
+                          .uplinks = core->uplinks,
+                          .nuplinks = core->nuplinks,
                           .alarms = core->alarms,
                           .ctx = core,
                           .devices = env_devices,
@@ -1118,7 +1189,8 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
     if (core->cfg.http.enabled &&
         !(core->http = gw_http_start(&henv, &core->cfg.http, err, errlen)))
         GW_WARN("core", "%s: running without the HTTP endpoint", err);
-    gw_uplink_start(core->uplink);
+    for (int i = 0; i < core->nuplinks; i++)
+        gw_uplink_start(core->uplinks[i]);
     release_parsed(&core->cfg);
     GW_INFO("core", "gateway %s started from %s: %zu devices, outbox %s (%llu last sequence)",
             core->cfg.gateway_id, core->cfg.source, core->ndevices, core->cfg.store.path,
@@ -1137,8 +1209,7 @@ error:
     gw_devops_stop(core);
     gw_localpub_free(core->localpub);
     core->localpub = NULL;
-    if (core->uplink)
-        gw_uplink_close(core->uplink, 0);
+    uplinks_close(core, 0);
     gw_birth_free(core->birth);
     core->birth = NULL;
     if (core->store)

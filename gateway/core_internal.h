@@ -13,7 +13,9 @@ struct gw_core {
     gw_config cfg;
     char config_path[256]; /* empty: embedded default */
     gw_store *store;
-    gw_uplink *uplink;
+    gw_uplink *uplink;   /* the first destination, uplinks[0] */
+    gw_uplink **uplinks; /* one per destination (gw_config_dest) */
+    int nuplinks;
     gw_device **devices; /* each allocated alone: protocols keep pointers */
     size_t ndevices;
     struct gw_shared *shared; /* objects devices share by name (gw_core_shared) */

@@ -25,9 +25,11 @@ static int native_rows(gw_platform *p, int kind, const char *const *row, const s
                  "{\"v\":1,\"id\":\"%s:%c:%lld-%lld\",\"gw\":\"%s\",\"kind\":\"%s\",\"items\":[",
                  p->gw, kind == GW_PK_READINGS ? 'r' : 'p', (long long)first_id, (long long)last_id,
                  p->gw, kinds[kind]);
-    size_t at = (size_t)h;
+    size_t at = (size_t)h, items = 0;
     for (size_t i = 0; i < n; i++) {
-        if (i)
+        if (!len[i])
+            continue; /* a row a destination's filter emptied (gateway/destfilter.h) */
+        if (items++)
             msg[at++] = ',';
         memcpy(msg + at, row[i], len[i]);
         at += len[i];

@@ -513,6 +513,29 @@ void gw_status_alarms_json(gw_status *st, gw_sbuf *b)
     gw_sbuf_printf(b, "],\"active\":%zu}\n", w.n);
 }
 
+/* "destinations":[...], one object per destination with its cursor. */
+static void dests_json(const gw_status_env *env, gw_sbuf *b)
+{
+    GW_SBUF_LIT(b, "\"destinations\":[");
+    for (int i = 0; i < env->nuplinks; i++) {
+        gw_uplink_stats us;
+        gw_uplink_get_stats(env->uplinks[i], &us);
+        gw_sbuf_printf(b, "%s{\"name\":", i ? "," : "");
+        gw_sbuf_jstr(b, gw_uplink_name(env->uplinks[i]));
+        gw_sbuf_printf(b,
+                       ",\"connected\":%s,\"cursor_priority\":%lld,\"cursor_telemetry\":%lld,"
+                       "\"backlog_priority\":%lld,\"backlog_telemetry\":%lld,\"in_flight\":%llu,"
+                       "\"rows_acked\":%llu,\"items_filtered\":%llu}",
+                       us.connected ? "true" : "false", (long long)us.cursor[0],
+                       (long long)us.cursor[1], (long long)us.backlog[0], (long long)us.backlog[1],
+                       (unsigned long long)(us.msgs_sent[0] + us.msgs_sent[1] - us.msgs_acked[0] -
+                                            us.msgs_acked[1]),
+                       (unsigned long long)(us.rows_acked[0] + us.rows_acked[1]),
+                       (unsigned long long)us.rows_filtered);
+    }
+    GW_SBUF_LIT(b, "],");
+}
+
 void gw_status_json(gw_status *st, gw_sbuf *b)
 {
     const gw_status_env *env = &st->env;
@@ -582,6 +605,7 @@ void gw_status_json(gw_status *st, gw_sbuf *b)
                    (unsigned long long)us.protect.sealed, (unsigned long long)us.commands_refused,
                    env->cfg->uplink.servers[us.server], (unsigned long long)us.failovers,
                    (unsigned long long)us.id_conflicts, (unsigned long long)lat_n, lat50, lat99);
+    dests_json(env, b);
     gw_sbuf_printf(b,
                    "\"connections\":{\"open\":%llu,\"unauthenticated\":%llu,\"accepted\":%llu,"
                    "\"evicted_unauth\":%llu,\"auth_timeouts\":%llu,\"idle_closed\":%llu,"
@@ -846,6 +870,39 @@ static void process_metrics(gw_status *st, gw_sbuf *b)
     gw_sbuf_printf(b, "process_start_time_seconds %lld\n", (long long)(st->started_ms / 1000));
 }
 
+/* Per destination: connected, cursor, backlog, acknowledged rows. */
+static void dests_metrics(const gw_status_env *env, gw_sbuf *b)
+{
+    static const char *const lane[] = {"priority", "telemetry"};
+    static const char *const series[] = {"gw_destination_connected", "gw_destination_cursor",
+                                         "gw_destination_backlog_rows",
+                                         "gw_destination_acked_rows_total"};
+    static const char *const helps[] = {
+        "1 while the destination's connection is up.",
+        "The destination's durable cursor by lane: every row id at or below it was "
+        "acknowledged or filtered out.",
+        "Outbox rows above the destination's cursor, by lane (what it still has to receive).",
+        "Outbox rows the destination acknowledged."};
+    for (int m = 0; m < 4; m++) {
+        help(b, series[m], m == 3 ? "counter" : "gauge", helps[m]);
+        for (int i = 0; i < env->nuplinks; i++) {
+            gw_uplink_stats us;
+            gw_uplink_get_stats(env->uplinks[i], &us);
+            for (int l = 0; l < (m == 1 || m == 2 ? GW_LANES : 1); l++) {
+                gw_sbuf_printf(b, "%s{destination=\"", series[m]);
+                label(b, gw_uplink_name(env->uplinks[i]));
+                if (m == 1 || m == 2)
+                    gw_sbuf_printf(b, "\",lane=\"%s", lane[l]);
+                long long v = m == 0   ? us.connected
+                              : m == 1 ? us.cursor[l]
+                              : m == 2 ? us.backlog[l]
+                                       : (long long)(us.rows_acked[0] + us.rows_acked[1]);
+                gw_sbuf_printf(b, "\"} %lld\n", v);
+            }
+        }
+    }
+}
+
 void gw_status_metrics(gw_status *st, gw_sbuf *b)
 {
     const gw_status_env *env = &st->env;
@@ -933,6 +990,7 @@ void gw_status_metrics(gw_status *st, gw_sbuf *b)
         label(b, env->cfg->uplink.uri);
         gw_sbuf_printf(b, "\"} %llu\n", (unsigned long long)up[i].v);
     }
+    dests_metrics(env, b);
     help(b, "gw_uplink_down_seconds", "gauge", "How long the uplink has been down (0 while up).");
     gw_sbuf_printf(b, "gw_uplink_down_seconds %.1f\n",
                    st && st->uplink_down_since ? (double)(now - st->uplink_down_since) / 1000.0

@@ -58,6 +58,8 @@ typedef struct gw_status_env {
     const int *stopping;         /* non-zero once the core stops (readiness) */
     struct gw_store *store;
     struct gw_uplink *uplink;
+    struct gw_uplink *const *uplinks; /* every destination, uplinks[0] == uplink */
+    int nuplinks;
     struct gw_alarms *alarms;
     void *ctx; /* passed to the functions below */
     /* The configured devices now (the array may change at a reload). */

@@ -50,7 +50,7 @@
 #define IDS_TIME_ORIGIN_MS 1577836800000LL
 #define IDS_TIME_SHIFT 10
 
-enum { C_PUT, C_ACK, C_FETCH, C_FLUSH, C_STATE, C_SEEN };
+enum { C_PUT, C_ACK, C_FETCH, C_FLUSH, C_STATE, C_SEEN, C_DESTS, C_DACK };
 
 struct cmd {
     struct cmd *next;
@@ -58,7 +58,7 @@ struct cmd {
     int lane, kind;
     int committed; /* a write that is in the database (kept only for ordering) */
     uint64_t seq;
-    int64_t a, b; /* ACK: first,last; FETCH: after, max_rows; SEEN: slot, n */
+    int64_t a, b; /* ACK: first,last; FETCH: after, max_rows; SEEN: slot, n; DACK: dest, upto */
     size_t max_bytes;
     void *cb, *ctx;
     char *key; /* C_STATE key, C_SEEN station */
@@ -95,9 +95,18 @@ struct rwin {
     int64_t n;
 };
 
+/* A destination's cursors (see gw_store_dests). */
+struct dest {
+    char name[GW_STORE_DEST_NAME];
+    unsigned lanes;
+    int64_t acked[GW_LANES];
+};
+
 /* What one commit attempt changed, applied to the stats only if it commits. */
 struct tally {
     unsigned lanes;
+    unsigned dmoved; /* lanes whose destination cursors moved: deletes may follow */
+    int64_t last_id[GW_LANES];
     uint64_t in[GW_LANES], acked[GW_LANES], max_seq, dropped, shed;
     int64_t bytes, rows[GW_LANES], tele_done, tele_done_bytes;
 };
@@ -112,7 +121,7 @@ struct gw_store {
     void *state_ctx;
     sqlite3 *db;
     sqlite3_stmt *ins[GW_LANES], *sel[GW_LANES], *sum[GW_LANES], *del[GW_LANES], *oldest, *del_upto,
-        *state_put, *meta_put, *replay_put;
+        *state_put, *meta_put, *replay_put, *cur_put, *seq_get;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -134,6 +143,13 @@ struct gw_store {
     struct rwin *win;
     size_t wcap, wn;
     struct cmd *seen_pending;
+    /* Destinations: the cursors found at open (read-only after), and those the
+     * DB thread works with: dest as committed, dnew inside a transaction. */
+    struct dest *dloaded;
+    int ndloaded;
+    struct dest dest[GW_STORE_MAX_DESTS], dnew[GW_STORE_MAX_DESTS];
+    int ndest, ndnew;
+    int64_t deleted[GW_LANES], deleted_new[GW_LANES]; /* rows up to here are gone */
 };
 
 static const char *const table[GW_LANES] = {"outbox_prio", "outbox_tele"};
@@ -359,14 +375,140 @@ out:
 
 static int is_write(const struct cmd *c)
 {
-    return c->type == C_PUT || c->type == C_ACK || c->type == C_STATE || c->type == C_SEEN;
+    return c->type == C_PUT || c->type == C_ACK || c->type == C_STATE || c->type == C_SEEN ||
+           c->type == C_DESTS || c->type == C_DACK;
 }
 
 /* In a priority-only attempt: what may go ahead of the telemetry (acks free
  * space, state belongs to the alarms). */
 static int in_prio_part(const struct cmd *c)
 {
-    return (c->type == C_PUT && c->lane == GW_LANE_PRIO) || c->type == C_ACK || c->type == C_STATE;
+    return (c->type == C_PUT && c->lane == GW_LANE_PRIO) || c->type == C_ACK ||
+           c->type == C_STATE || c->type == C_DESTS || c->type == C_DACK;
+}
+
+/* ---- Destinations' cursors (DB thread) ---- */
+
+static int cursor_put(gw_store *s, const char *name, const int64_t *acked)
+{
+    int rc = SQLITE_OK;
+    for (int l = 0; l < GW_LANES && rc == SQLITE_OK; l++) {
+        sqlite3_bind_text(s->cur_put, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int(s->cur_put, 2, l);
+        sqlite3_bind_int64(s->cur_put, 3, acked[l]);
+        if (sqlite3_step(s->cur_put) != SQLITE_DONE)
+            rc = sqlite3_errcode(s->db);
+        sqlite3_reset(s->cur_put);
+    }
+    return rc;
+}
+
+/* C_DESTS installs the configured destinations and drops the cursors of any
+ * other; C_DACK moves one cursor. Both work on dnew, inside the transaction. */
+static int dest_cmd(gw_store *s, const struct cmd *c, struct tally *t)
+{
+    if (c->type == C_DACK) {
+        struct dest *d = c->a >= 0 && c->a < s->ndnew ? &s->dnew[c->a] : NULL;
+        if (d && c->b > d->acked[c->lane]) {
+            d->acked[c->lane] = c->b;
+            t->dmoved |= 1u << c->lane;
+        }
+        return SQLITE_OK;
+    }
+    int n = (int)(c->len / sizeof(struct dest));
+    const struct dest *list = (const struct dest *)c->data;
+    char sql[64 + GW_STORE_MAX_DESTS * 2] = "DELETE FROM cursor WHERE dest NOT IN (";
+    for (int i = 0; i < n; i++)
+        strcat(sql, i ? ",?" : "?");
+    strcat(sql, ")");
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    for (int i = 0; i < n; i++)
+        sqlite3_bind_text(st, i + 1, list[i].name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
+    sqlite3_finalize(st);
+    memcpy(s->dnew, list, (size_t)n * sizeof(*list));
+    s->ndnew = n;
+    /* Every destination gets its rows now, so the next start knows it. */
+    for (int i = 0; i < n && rc == SQLITE_OK; i++)
+        rc = cursor_put(s, list[i].name, list[i].acked);
+    t->dmoved = (1u << GW_LANES) - 1;
+    return rc;
+}
+
+/* Before COMMIT: writes the cursors that moved and deletes every row at or
+ * below the lowest cursor of the destinations taking its lane. */
+static int dest_advance(gw_store *s, struct tally *t)
+{
+    int rc = SQLITE_OK;
+    if (t->lanes || t->dmoved) {
+        sqlite3_reset(s->seq_get);
+        while (sqlite3_step(s->seq_get) == SQLITE_ROW)
+            for (int l = 0; l < GW_LANES; l++)
+                if (!strcmp((const char *)sqlite3_column_text(s->seq_get, 0), table[l]))
+                    t->last_id[l] = sqlite3_column_int64(s->seq_get, 1);
+        sqlite3_reset(s->seq_get);
+    }
+    for (int i = 0; t->dmoved && i < s->ndnew && rc == SQLITE_OK; i++)
+        if (s->ndest != s->ndnew ||
+            memcmp(s->dnew[i].acked, s->dest[i].acked, sizeof(s->dest[i].acked)))
+            rc = cursor_put(s, s->dnew[i].name, s->dnew[i].acked);
+    for (int l = 0; l < GW_LANES && rc == SQLITE_OK; l++) {
+        if (!((t->dmoved | t->lanes) & (1u << l)) || !s->ndnew)
+            continue;
+        int64_t low = INT64_MAX;
+        for (int i = 0; i < s->ndnew; i++) {
+            const struct dest *d = &s->dnew[i];
+            if ((d->lanes & (1u << l)) && d->acked[l] < low)
+                low = d->acked[l];
+        }
+        if (low == INT64_MAX) /* no destination takes this lane: nobody waits for it */
+            low = t->last_id[l];
+        if (low <= s->deleted_new[l])
+            continue;
+        int64_t bytes = 0, rows = 0;
+        sqlite3_stmt *st = s->sum[l];
+        sqlite3_bind_int64(st, 1, s->deleted_new[l] + 1);
+        sqlite3_bind_int64(st, 2, low);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            bytes = sqlite3_column_int64(st, 0);
+            rows = sqlite3_column_int64(st, 1);
+        }
+        sqlite3_reset(st);
+        st = s->del[l];
+        sqlite3_bind_int64(st, 1, s->deleted_new[l] + 1);
+        sqlite3_bind_int64(st, 2, low);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = sqlite3_errcode(s->db);
+        sqlite3_reset(st);
+        s->deleted_new[l] = low;
+        t->acked[l] += (uint64_t)rows;
+        t->bytes -= bytes;
+        t->rows[l] -= rows;
+    }
+    return rc;
+}
+
+/* After the transaction: what it did to the cursors becomes the committed
+ * state (ok), or is forgotten (a rollback; the commands are tried again). */
+static void dest_end(gw_store *s, const struct tally *t, int ok)
+{
+    if (!ok) {
+        memcpy(s->dnew, s->dest, sizeof(s->dest));
+        s->ndnew = s->ndest;
+        memcpy(s->deleted_new, s->deleted, sizeof(s->deleted));
+        return;
+    }
+    memcpy(s->dest, s->dnew, sizeof(s->dest));
+    s->ndest = s->ndnew;
+    memcpy(s->deleted, s->deleted_new, sizeof(s->deleted));
+    pthread_mutex_lock(&s->mu);
+    for (int l = 0; l < GW_LANES; l++)
+        if (t->last_id[l] > s->st.last_id[l])
+            s->st.last_id[l] = t->last_id[l];
+    pthread_mutex_unlock(&s->mu);
 }
 
 /* One transaction over the uncommitted writes of list (only the priority part
@@ -435,6 +577,8 @@ static int commit_group(gw_store *s, struct cmd *list, int prio_only, struct tal
             if (sqlite3_step(s->state_put) != SQLITE_DONE)
                 rc = sqlite3_errcode(s->db);
             sqlite3_reset(s->state_put);
+        } else if (c->type == C_DESTS || c->type == C_DACK) {
+            rc = dest_cmd(s, c, t);
         } else if (c->type == C_SEEN) {
             sqlite3_bind_text(s->replay_put, 1, c->key, -1, SQLITE_STATIC);
             sqlite3_bind_int64(s->replay_put, 2, c->a);
@@ -445,6 +589,8 @@ static int commit_group(gw_store *s, struct cmd *list, int prio_only, struct tal
             sqlite3_reset(s->replay_put);
         }
     }
+    if (rc == SQLITE_OK)
+        rc = dest_advance(s, t);
     if (rc == SQLITE_OK && s->cfg.max_bytes > 0) {
         /* The byte bound, as before: oldest telemetry first, to 95% of it. */
         pthread_mutex_lock(&s->mu);
@@ -473,8 +619,10 @@ static int commit_group(gw_store *s, struct cmd *list, int prio_only, struct tal
         if (!strstr(err, "item-ids"))
             snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        dest_end(s, t, 0);
         return rc == SQLITE_OK ? SQLITE_ERROR : rc;
     }
+    dest_end(s, t, 1);
     for (struct cmd *c = list; c; c = c->next)
         if (!c->committed && is_write(c) && !(prio_only && !in_prio_part(c)))
             c->committed = 1;
@@ -679,6 +827,11 @@ static void *db_thread(void *arg)
             GW_ERROR("store", "closing with uncommitted rows: %s", err);
         }
 
+        /* Priority fetches first: with several destinations, an alarm must
+         * not wait while telemetry fetches of every destination are read. */
+        for (struct cmd *c = list; c; c = c->next)
+            if (c->type == C_FETCH && c->lane == GW_LANE_PRIO)
+                do_fetch(s, c);
         /* Answer what can be answered; keep the rest, in order, for the retry. */
         struct cmd **keep = &retry;
         int blocked = 0, lost = 0;
@@ -714,8 +867,8 @@ static void *db_thread(void *arg)
                 } else {
                     drop = 0;
                 }
-            } else if (c->type == C_FETCH) {
-                do_fetch(s, c);
+            } else if (c->type == C_FETCH && c->lane != GW_LANE_PRIO) {
+                do_fetch(s, c); /* priority fetches were answered first, below */
             }
             if (drop) {
                 free(c->key);
@@ -985,6 +1138,9 @@ static void free_memory(gw_store *s)
         free(kv);
     }
     win_free(s);
+    free(s->dloaded);
+    s->dloaded = NULL;
+    s->ndloaded = 0;
 }
 
 /* ---- Open: check, recover, salvage ---- */
@@ -1050,7 +1206,10 @@ static void close_db(gw_store *s)
     sqlite3_finalize(s->state_put);
     sqlite3_finalize(s->meta_put);
     sqlite3_finalize(s->replay_put);
+    sqlite3_finalize(s->cur_put);
+    sqlite3_finalize(s->seq_get);
     s->oldest = s->del_upto = s->state_put = s->meta_put = s->replay_put = NULL;
+    s->cur_put = s->seq_get = NULL;
     if (s->db)
         sqlite3_close(s->db);
     s->db = NULL;
@@ -1102,6 +1261,21 @@ static int open_db(gw_store *s, char *err, size_t errlen)
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         return c;
     }
+    /* The destinations' cursors (gw_store_dests) came after schema 2 without
+     * changing it: an older gateway ignores the table. Created only when
+     * missing, so a restart needs no space. */
+    if (!query_i64(s->db, "SELECT COUNT(*) FROM sqlite_master WHERE name='cursor'") &&
+        exec(s->db,
+             "CREATE TABLE IF NOT EXISTS cursor(dest TEXT NOT NULL, lane INTEGER NOT NULL,"
+             " acked INTEGER NOT NULL, PRIMARY KEY(dest, lane))",
+             err, errlen))
+        return open_class(s->db);
+    if (prep(s, &s->cur_put,
+             "INSERT INTO cursor(dest, lane, acked) VALUES(?,?,?) ON CONFLICT(dest, lane) DO "
+             "UPDATE SET acked = excluded.acked",
+             err, errlen) ||
+        prep(s, &s->seq_get, "SELECT name, seq FROM sqlite_sequence", err, errlen))
+        return open_class(s->db);
     for (int l = 0; l < GW_LANES; l++) {
         snprintf(sql, sizeof(sql), "INSERT INTO %s(seq, kind, len, payload) VALUES(?,?,?,?)",
                  table[l]);
@@ -1519,6 +1693,43 @@ static void load_counts(gw_store *s)
     int64_t seq2 = query_i64(s->db, "SELECT MAX((SELECT COALESCE(MAX(seq),0) FROM outbox_prio),"
                                     "(SELECT COALESCE(MAX(seq),0) FROM outbox_tele))");
     s->st.last_seq = (uint64_t)(seq > seq2 ? seq : seq2);
+    s->st.last_id[0] = query_i64(s->db, "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence"
+                                        " WHERE name='outbox_prio'),0),"
+                                        "(SELECT COALESCE(MAX(id),0) FROM outbox_prio))");
+    s->st.last_id[1] = query_i64(s->db, "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence"
+                                        " WHERE name='outbox_tele'),0),"
+                                        "(SELECT COALESCE(MAX(id),0) FROM outbox_tele))");
+}
+
+/* The destinations' cursors as the outbox holds them (gw_store_dests). */
+static int load_cursors(gw_store *s)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "SELECT dest, lane, acked FROM cursor ORDER BY dest", -1, &st,
+                           NULL) != SQLITE_OK)
+        return GW_ERR;
+    int rc = GW_OK;
+    while (rc == GW_OK && sqlite3_step(st) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        int lane = sqlite3_column_int(st, 1);
+        if (!name || lane < 0 || lane >= GW_LANES)
+            continue;
+        struct dest *d = s->ndloaded ? &s->dloaded[s->ndloaded - 1] : NULL;
+        if (!d || strcmp(d->name, name)) {
+            struct dest *n = realloc(s->dloaded, (size_t)(s->ndloaded + 1) * sizeof(*n));
+            if (!n) {
+                rc = GW_ENOMEM;
+                break;
+            }
+            s->dloaded = n;
+            d = &n[s->ndloaded++];
+            memset(d, 0, sizeof(*d));
+            gw_strlcpy(d->name, name, sizeof(d->name));
+        }
+        d->acked[lane] = sqlite3_column_int64(st, 2);
+    }
+    sqlite3_finalize(st);
+    return rc;
 }
 
 gw_store *gw_store_open(uv_loop_t *loop, const gw_store_config *cfg, gw_store_commit_cb on_commit,
@@ -1583,7 +1794,7 @@ gw_store *gw_store_open(uv_loop_t *loop, const gw_store_config *cfg, gw_store_co
         goto error;
     load_counts(s);
     ids_open(s);
-    if (load_state(s) || load_replay(s)) {
+    if (load_state(s) || load_replay(s) || load_cursors(s)) {
         snprintf(err, errlen, "%s: cannot load state: %s", cfg->path, sqlite3_errmsg(s->db));
         goto error;
     }
@@ -1704,17 +1915,68 @@ int gw_store_fetch(gw_store *s, int lane, int64_t after, size_t max_rows, size_t
     return GW_OK;
 }
 
-int gw_store_ack(gw_store *s, int lane, int64_t first, int64_t last)
+/* Queues an acknowledgement command (C_ACK, C_DACK): lane and the range a..b. */
+static int queue_ack(gw_store *s, int type, int lane, int64_t a, int64_t b)
 {
     struct cmd *c = calloc(1, sizeof(*c));
     if (!c)
         return GW_ENOMEM;
-    c->type = C_ACK;
+    c->type = type;
     c->lane = lane;
-    c->a = first;
-    c->b = last;
+    c->a = a;
+    c->b = b;
     enqueue(s, c, 0);
     return GW_OK;
+}
+
+int gw_store_ack(gw_store *s, int lane, int64_t first, int64_t last)
+{
+    return queue_ack(s, C_ACK, lane, first, last);
+}
+
+int gw_store_dests(gw_store *s, const char *const *names, const unsigned *lanes, int n,
+                   int64_t (*cursors)[GW_LANES])
+{
+    if (n < 1 || n > GW_STORE_MAX_DESTS)
+        return GW_EINVAL;
+    struct cmd *c = calloc(1, sizeof(*c) + (size_t)n * sizeof(struct dest));
+    if (!c)
+        return GW_ENOMEM;
+    struct dest *list = (struct dest *)c->data;
+    for (int i = 0; i < n; i++) {
+        if (strlen(names[i]) >= GW_STORE_DEST_NAME) {
+            free(c);
+            return GW_EINVAL;
+        }
+        gw_strlcpy(list[i].name, names[i], sizeof(list[i].name));
+        list[i].lanes = lanes[i];
+        for (int j = 0; j < s->ndloaded; j++)
+            if (!strcmp(s->dloaded[j].name, names[i]))
+                memcpy(list[i].acked, s->dloaded[j].acked, sizeof(list[i].acked));
+        memcpy(cursors[i], list[i].acked, sizeof(list[i].acked));
+    }
+    for (int j = 0; j < s->ndloaded; j++) {
+        int kept = 0;
+        for (int i = 0; i < n && !kept; i++)
+            kept = !strcmp(s->dloaded[j].name, names[i]);
+        if (!kept)
+            GW_WARN("store",
+                    "destination '%s' is no longer configured: its cursor (priority %lld, "
+                    "telemetry %lld) is dropped and the outbox no longer keeps rows for it",
+                    s->dloaded[j].name, (long long)s->dloaded[j].acked[GW_LANE_PRIO],
+                    (long long)s->dloaded[j].acked[GW_LANE_TELE]);
+    }
+    c->type = C_DESTS;
+    c->len = (size_t)n * sizeof(struct dest);
+    enqueue(s, c, 1);
+    return GW_OK;
+}
+
+int gw_store_ack_upto(gw_store *s, int dest, int lane, int64_t upto)
+{
+    if (lane < 0 || lane >= GW_LANES || dest < 0 || dest >= GW_STORE_MAX_DESTS)
+        return GW_EINVAL;
+    return queue_ack(s, C_DACK, lane, dest, upto);
 }
 
 int gw_store_state_put(gw_store *s, const char *key, const void *val, size_t len)

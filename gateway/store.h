@@ -61,6 +61,7 @@ typedef struct gw_store_stats {
     uint64_t replays;            /* reports refused by gw_store_seen as already stored */
     int recovered;               /* 1: the outbox was corrupt at open and was replaced */
     uint64_t salvaged;           /* rows copied from the corrupt outbox */
+    int64_t last_id[GW_LANES];   /* highest row id committed (destinations' backlog) */
 } gw_store_stats;
 
 /* Called on the loop when the disk-full state changes (full 1: commits started
@@ -95,8 +96,34 @@ int gw_store_flush(gw_store *s, gw_store_flush_cb cb, void *ctx);
 int gw_store_fetch(gw_store *s, int lane, int64_t after, size_t max_rows, size_t max_bytes,
                    gw_store_fetch_cb cb, void *ctx);
 
-/* Deletes rows first..last (inclusive) of lane: the platform acknowledged them. */
+/* Deletes rows first..last (inclusive) of lane: the platform acknowledged them.
+ * For an outbox without destinations (gw_store_dests never called: tools, tests);
+ * destinations acknowledge with gw_store_ack_upto. */
 int gw_store_ack(gw_store *s, int lane, int64_t first, int64_t last);
+
+/* Destinations. Each northbound destination keeps its own durable cursor per
+ * lane over the one outbox: the highest row id up to which it has acknowledged
+ * (or filtered out) every row. The cursors live in the outbox (table `cursor`)
+ * and are written in the same transaction as the deletes, and a row is deleted
+ * only once it is at or below the cursor of every destination that takes its
+ * lane (bit 1<<lane of lanes[i]): min over those destinations, so a
+ * destination that is down holds rows back but never delays the others.
+ *
+ * gw_store_dests registers the destinations, once, on the loop thread before
+ * any gw_store_ack_upto: names[i] (unique, at most GW_STORE_DEST_NAME-1
+ * bytes), and returns in cursors[i] each one's persisted cursors (0 for a new
+ * destination: it receives what the outbox still holds). A destination in the
+ * outbox but not in names is no longer configured: its cursor is dropped in the
+ * next commit (logged), so it never pins rows. Returns 0 or a negative code. */
+#define GW_STORE_MAX_DESTS 16
+#define GW_STORE_DEST_NAME 64
+int gw_store_dests(gw_store *s, const char *const *names, const unsigned *lanes, int n,
+                   int64_t (*cursors)[GW_LANES]);
+
+/* Destination dest (index into gw_store_dests' names) has acknowledged every
+ * row of lane with id <= upto. Calls with a lower upto than before are ignored,
+ * so the caller passes its contiguous point (see gateway/acktrack.h). */
+int gw_store_ack_upto(gw_store *s, int dest, int lane, int64_t upto);
 
 /* Highest sequence ever committed (for the pipeline to continue from after a restart). */
 uint64_t gw_store_last_seq(const gw_store *s);

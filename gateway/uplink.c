@@ -1,13 +1,19 @@
-/* MQTT uplink to the platform. See uplink.h for the contract.
+/* MQTT uplink to one destination. See uplink.h for the contract.
  *
- * Delivery: rows are fetched from the outbox in id order per lane, published
- * QoS 1, and deleted on PUBACK (Paho's deliveryComplete, matched by token to an
- * in-flight slot). On connection loss every in-flight message is forgotten and
- * each lane rewinds to its oldest unacknowledged row, so the backlog is sent
- * again in order; the platform de-duplicates replays by item id. Paho is reached
- * through base/mqttc.h, which brings its events to the loop. */
+ * Delivery: rows are fetched from the outbox in id order per lane, after this
+ * destination's cursor, published QoS 1, and on PUBACK (Paho's
+ * deliveryComplete, matched by token to an in-flight slot) the cursor moves to
+ * the contiguous acknowledged point (gateway/acktrack.h) and the store deletes
+ * what every destination has. A filter removes items while rows are buffered;
+ * a row left empty is skipped in order, so it counts as done. On connection
+ * loss every in-flight message is forgotten and each lane rewinds to its
+ * cursor, so the backlog is sent again in order; the platform de-duplicates
+ * replays by item id. Paho is reached through base/mqttc.h, which brings its
+ * events to the loop. */
 #include "gateway/uplink.h"
 
+#include "gateway/acktrack.h"
+#include "gateway/destfilter.h"
 #include "gateway/platform.h"
 
 #include "base/backoff.h"
@@ -57,6 +63,11 @@ struct gw_uplink {
     char gw[GW_ID_MAX];
     char password[256];
     gw_store *store;
+    int dest;                    /* index in gw_store_dests */
+    char mod[80];                /* log prefix: uplink, or uplink:<name> */
+    unsigned lanes;              /* lanes this destination takes */
+    int filtering;               /* a type, site or metric filter is set */
+    gw_acktrack track[GW_LANES]; /* the cursor and what is in flight */
     gw_uplink_cmd_cb on_cmd;
     void *ctx;
     gw_mqttc *client;
@@ -94,6 +105,7 @@ struct gw_uplink {
 /* ---- Loop thread. ---- */
 
 static void pump(gw_uplink *u);
+static void cursor_moved(gw_uplink *u, int li);
 static void publish_all(gw_uplink *u, gw_pout *o);
 static void do_connect(gw_uplink *u);
 
@@ -102,23 +114,22 @@ static void lane_clear(struct lanebuf *l)
     l->n = l->pos = l->used = 0;
 }
 
-/* Forget everything in flight and buffered; resend from the oldest row not
- * acknowledged. */
+static int taken(const gw_uplink *u, int li)
+{
+    return (u->lanes >> li) & 1u;
+}
+
+/* Forget everything in flight and buffered; resend from the cursor. */
 static void rewind_all(gw_uplink *u)
 {
     for (int li = 0; li < GW_LANES; li++) {
         struct lanebuf *l = &u->lane[li];
-        int64_t c = l->cursor;
-        if (l->pos < l->n && l->id[l->pos] - 1 < c)
-            c = l->id[l->pos] - 1;
-        for (int i = 0; i < u->nslots; i++)
-            if (u->slots[i].used && u->slots[i].lane == li && u->slots[i].first - 1 < c)
-                c = u->slots[i].first - 1;
-        l->cursor = c;
+        gw_acktrack_reset(&u->track[li]);
+        l->cursor = u->track[li].point;
         lane_clear(l);
         l->epoch++;
         l->fetching = 0;
-        l->more = 1;
+        l->more = taken(u, li);
     }
     for (int i = 0; i < u->nslots; i++)
         u->slots[i].used = 0;
@@ -171,7 +182,7 @@ static void on_fetch(void *ctx, const gw_rows *rows)
         if (len)
             l->len = len;
         if (!id || !kind || !off || !len) {
-            GW_ERROR("uplink", "out of memory buffering rows; will fetch again");
+            GW_ERROR(u->mod, "out of memory buffering rows; will fetch again");
             pump(u);
             return;
         }
@@ -182,22 +193,28 @@ static void on_fetch(void *ctx, const gw_rows *rows)
         size_t cap = (l->used + bytes) * 2;
         char *b = realloc(l->buf, cap);
         if (!b) {
-            GW_ERROR("uplink", "out of memory buffering rows; will fetch again");
+            GW_ERROR(u->mod, "out of memory buffering rows; will fetch again");
             pump(u);
             return;
         }
         l->buf = b;
         l->bufcap = cap;
     }
-    memcpy(l->buf + l->used, rows->buf, bytes);
+    if (!u->filtering)
+        memcpy(l->buf + l->used, rows->buf, bytes);
+    size_t at = l->used;
     for (size_t i = 0; i < rows->n; i++) {
         l->id[l->n + i] = rows->id[i];
         l->kind[l->n + i] = rows->kind[i];
-        l->off[l->n + i] = l->used + rows->off[i];
-        l->len[l->n + i] = rows->len[i];
+        l->off[l->n + i] = u->filtering ? at : l->used + rows->off[i];
+        l->len[l->n + i] = u->filtering
+                               ? gw_destfilter_keep(&u->cfg.filter, rows->buf + rows->off[i],
+                                                    rows->len[i], l->buf + at, &u->st.rows_filtered)
+                               : rows->len[i];
+        at += l->len[l->n + i];
     }
     l->n += rows->n;
-    l->used += bytes;
+    l->used = u->filtering ? at : l->used + bytes;
     l->cursor = rows->id[rows->n - 1];
     pump(u);
 }
@@ -291,7 +308,10 @@ static int send_rows(gw_uplink *u, int li, size_t k)
     k = (size_t)used;
     last = l->id[l->pos + k - 1];
     if (u->pout.n == 0) { /* nothing in these rows could be sent (counted): done with them */
-        gw_store_ack(u->store, li, first, last);
+        int64_t was = u->track[li].point;
+        gw_acktrack_skip(&u->track[li], last);
+        if (u->track[li].point != was)
+            cursor_moved(u, li);
         l->pos += k;
         return 1;
     }
@@ -313,7 +333,7 @@ static int send_rows(gw_uplink *u, int li, size_t k)
     const uint8_t *wire = (const uint8_t *)m->payload;
     size_t wlen = at;
     if (u->prot && gw_protect_seal(u->prot, m->payload, at, &wire, &wlen)) {
-        GW_LOG_RL(GW_LOG_ERROR, 5000, "uplink", "cannot protect a message (%s)",
+        GW_LOG_RL(GW_LOG_ERROR, 5000, u->mod, "cannot protect a message (%s)",
                   "counter state file or OpenSSL failed; retried");
         return -1;
     }
@@ -321,7 +341,7 @@ static int send_rows(gw_uplink *u, int li, size_t k)
     if (rc != GW_OK) {
         u->st.publish_refused++;
         if (rc != GW_EFULL)
-            GW_LOG_RL(GW_LOG_WARN, 5000, "uplink", "publish refused by the MQTT client (code %d)",
+            GW_LOG_RL(GW_LOG_WARN, 5000, u->mod, "publish refused by the MQTT client (code %d)",
                       prc);
         return 0;
     }
@@ -332,6 +352,7 @@ static int send_rows(gw_uplink *u, int li, size_t k)
             u->alarm_lat[lat < 0 ? 0 : lat >= LAT_BUCKETS ? LAT_BUCKETS - 1 : lat]++;
         }
     }
+    gw_acktrack_sent(&u->track[li], first, last); /* room: one per slot */
     struct slot *s = &u->slots[si];
     s->used = 1;
     s->lane = li;
@@ -348,12 +369,37 @@ static int send_rows(gw_uplink *u, int li, size_t k)
     return 1;
 }
 
+/* The cursor of lane moved to the acknowledged point: make it durable. */
+static void cursor_moved(gw_uplink *u, int li)
+{
+    if (gw_store_ack_upto(u->store, u->dest, li, u->track[li].point))
+        GW_LOG_RL(GW_LOG_ERROR, 5000, u->mod, "cannot queue the cursor of lane %d (%s)", li,
+                  "out of memory; the next acknowledgement carries it");
+}
+
+/* Rows at the head of a lane the filter emptied are done for this destination. */
+static void skip_empty(gw_uplink *u, int li)
+{
+    struct lanebuf *l = &u->lane[li];
+    int64_t upto = -1;
+    while (l->pos < l->n && l->len[l->pos] == 0)
+        upto = l->id[l->pos++];
+    if (upto >= 0) {
+        int64_t was = u->track[li].point;
+        gw_acktrack_skip(&u->track[li], upto);
+        if (u->track[li].point != was)
+            cursor_moved(u, li);
+    }
+}
+
 static void pump(gw_uplink *u)
 {
     if (!u->connected || u->closing)
         return;
     for (int guard = 0; guard < 100000; guard++) {
         int progressed = 0;
+        skip_empty(u, GW_LANE_PRIO);
+        skip_empty(u, GW_LANE_TELE);
         struct lanebuf *p = &u->lane[GW_LANE_PRIO];
         if (p->pos < p->n && u->inflight < u->nslots) {
             int r = send_rows(u, GW_LANE_PRIO, 1);
@@ -397,7 +443,8 @@ static void on_delivered(gw_uplink *u, int token)
     for (int i = 0; i < u->nslots; i++) {
         struct slot *s = &u->slots[i];
         if (s->used && s->token == token) {
-            gw_store_ack(u->store, s->lane, s->first, s->last);
+            if (gw_acktrack_acked(&u->track[s->lane], s->first))
+                cursor_moved(u, s->lane);
             u->st.msgs_acked[s->lane]++;
             u->st.rows_acked[s->lane] += s->rows;
             if (s->lane == GW_LANE_TELE)
@@ -491,10 +538,10 @@ static void schedule_reconnect(gw_uplink *u)
         u->srv = (u->srv + 1) % u->cfg.nservers;
         u->st.failovers++;
         if (gw_mqttc_set_server(u->client, u->cfg.servers[u->srv]) == GW_OK)
-            GW_INFO("uplink", "failing over from %s to %s", from, u->cfg.servers[u->srv]);
+            GW_INFO(u->mod, "failing over from %s to %s", from, u->cfg.servers[u->srv]);
     }
     int64_t d = gw_backoff_next(&u->bo);
-    GW_INFO("uplink", "reconnecting to %s in %lld ms", u->cfg.servers[u->srv], (long long)d);
+    GW_INFO(u->mod, "reconnecting to %s in %lld ms", u->cfg.servers[u->srv], (long long)d);
     uv_timer_start(&u->timer, on_reconnect_timer, (uint64_t)d, 0);
 }
 
@@ -518,7 +565,7 @@ static void on_lost(gw_uplink *u)
     if (++u->short_run % 3 == 0) {
         u->conflict = 1;
         u->st.id_conflicts++;
-        GW_ERROR("uplink",
+        GW_ERROR(u->mod,
                  "client id '%s': %d sessions in a row ended within %lld ms of connecting; another "
                  "client is probably using this id (two gateways with one gateway.id or "
                  "uplink.client_id, or a stale session); backing off",
@@ -560,7 +607,7 @@ static void on_platform_reply(void *ctx, const char *reply, size_t len)
     if (u->closing)
         return;
     if (gw_platform_reply(u->pf, reply, len, u->exec == NULL, &u->rout) < 0)
-        GW_LOG_RL(GW_LOG_WARN, 5000, "uplink", "a command reply could not be translated%s", "");
+        GW_LOG_RL(GW_LOG_WARN, 5000, u->mod, "a command reply could not be translated%s", "");
     publish_all(u, &u->rout);
 }
 
@@ -573,18 +620,18 @@ static void platform_message(gw_uplink *u, const char *topic, const char *payloa
     int rc = gw_platform_command(u->pf, topic, payload, len, &cmd);
     if (rc < 0) {
         u->st.commands_refused++;
-        GW_LOG_RL(GW_LOG_WARN, 1000, "uplink", "malformed platform command on %.120s (%llu)", topic,
+        GW_LOG_RL(GW_LOG_WARN, 1000, u->mod, "malformed platform command on %.120s (%llu)", topic,
                   (unsigned long long)u->st.commands_refused);
         return;
     }
     if (rc == 0)
         return;
     if (u->exec) {
-        u->exec(u->exec_ctx, "uplink", cmd.name, cmd.payload, cmd.len, cmd.corr, on_platform_reply,
-                u);
+        u->exec(u->exec_ctx, u->cfg.name, cmd.name, cmd.payload, cmd.len, cmd.corr,
+                on_platform_reply, u);
     } else {
         if (u->on_cmd)
-            u->on_cmd(u->ctx, cmd.name, cmd.payload, cmd.len);
+            u->on_cmd(u->ctx, u->cfg.name, cmd.name, cmd.payload, cmd.len);
         char r[512];
         int n =
             snprintf(r, sizeof(r), "{\"v\":1,\"id\":\"%s\",\"cmd\":\"%s\",\"status\":\"accepted\"}",
@@ -605,7 +652,7 @@ static void on_event(void *ctx, const gw_mqttc_event *e)
         u->connected = 1;
         u->st.connects++;
         u->up_since = gw_mono_ms();
-        GW_INFO("uplink", "connected to %s", u->cfg.servers[u->srv]);
+        GW_INFO(u->mod, "connected to %s", u->cfg.servers[u->srv]);
         subscribe(u);
         publish_status(u, "online");
         rewind_all(u);
@@ -615,21 +662,21 @@ static void on_event(void *ctx, const gw_mqttc_event *e)
             u->meta(u->meta_ctx, u, 1);
     } else if (e->type == GW_MQTTC_CONNECT_FAILED) {
         u->connecting = 0;
-        GW_LOG_RL(GW_LOG_WARN, 10000, "uplink", "connect to %s failed (code %d)%s%s",
+        GW_LOG_RL(GW_LOG_WARN, 10000, u->mod, "connect to %s failed (code %d)%s%s",
                   u->cfg.servers[u->srv], e->code, e->why ? ": " : "", e->why ? e->why : "");
         schedule_reconnect(u);
     } else if (e->type == GW_MQTTC_LOST) {
         if (u->connected) {
             u->connected = 0;
             u->st.disconnects++;
-            GW_WARN("uplink", "connection to %s lost; %d messages in flight will be resent",
+            GW_WARN(u->mod, "connection to %s lost; %d messages in flight will be resent",
                     u->cfg.servers[u->srv], u->inflight);
             on_lost(u);
             rewind_all(u);
             schedule_reconnect(u);
         }
     } else if (e->type == GW_MQTTC_SUBSCRIBED) {
-        GW_INFO("uplink", "listening for platform commands (%s format)",
+        GW_INFO(u->mod, "listening for platform commands (%s format)",
                 gw_platform_ops_of(u->pf)->name);
     } else if (e->type == GW_MQTTC_DELIVERED) {
         on_delivered(u, e->token);
@@ -641,12 +688,12 @@ static void on_event(void *ctx, const gw_mqttc_event *e)
         if (u->prot &&
             gw_protect_open(u->prot, e->payload, e->len, &body, &blen, why, sizeof(why))) {
             u->st.commands_refused++;
-            GW_LOG_RL(GW_LOG_WARN, 1000, "uplink", "command on %.120s refused: %s (%llu refused)",
+            GW_LOG_RL(GW_LOG_WARN, 1000, u->mod, "command on %.120s refused: %s (%llu refused)",
                       e->topic, why, (unsigned long long)u->st.commands_refused);
         } else if (!gw_platform_is_native(u->pf)) {
             platform_message(u, e->topic, (const char *)body, blen);
         } else if (strncmp(e->topic, u->t_cmd, u->cmd_prefix_len) == 0 && u->on_cmd) {
-            u->on_cmd(u->ctx, e->topic + u->cmd_prefix_len, (const char *)body, blen);
+            u->on_cmd(u->ctx, u->cfg.name, e->topic + u->cmd_prefix_len, (const char *)body, blen);
         }
     } else if (e->type == GW_MQTTC_BATCH_END) {
         pump(u); /* deliveries of the batch freed slots: send what can go now */
@@ -663,14 +710,29 @@ static void do_connect(gw_uplink *u)
     int prc;
     if (gw_mqttc_connect(u->client, &prc)) {
         u->connecting = 0;
-        GW_WARN("uplink", "connect to %s could not start (code %d)", u->cfg.servers[u->srv], prc);
+        GW_WARN(u->mod, "connect to %s could not start (code %d)", u->cfg.servers[u->srv], prc);
         schedule_reconnect(u);
     }
 }
 
+unsigned gw_uplink_lanes(const gw_uplink_config *cfg)
+{
+    unsigned l = 0;
+    if (cfg->filter.lanes & GW_UPLINK_LANE_PRIO)
+        l |= 1u << GW_LANE_PRIO;
+    if (cfg->filter.lanes & GW_UPLINK_LANE_TELE)
+        l |= 1u << GW_LANE_TELE;
+    return l;
+}
+
+const char *gw_uplink_name(const gw_uplink *u)
+{
+    return u->cfg.name;
+}
+
 gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const char *gateway_id,
-                         gw_store *store, gw_uplink_cmd_cb on_cmd, void *ctx, char *err,
-                         size_t errlen)
+                         gw_store *store, int dest, const int64_t cursor[GW_LANES],
+                         gw_uplink_cmd_cb on_cmd, void *ctx, char *err, size_t errlen)
 {
     gw_uplink *u = calloc(1, sizeof(*u));
     if (!u) {
@@ -680,6 +742,13 @@ gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const cha
     u->loop = loop;
     u->cfg = *cfg;
     u->store = store;
+    u->dest = dest;
+    if (!strcmp(u->cfg.name, "default") || !u->cfg.name[0])
+        snprintf(u->mod, sizeof(u->mod), "uplink");
+    else
+        snprintf(u->mod, sizeof(u->mod), "uplink:%.60s", u->cfg.name);
+    u->lanes = gw_uplink_lanes(cfg);
+    u->filtering = cfg->filter.ntypes || cfg->filter.nsites || cfg->filter.nmetrics;
     u->on_cmd = on_cmd;
     u->ctx = ctx;
     gw_strlcpy(u->gw, gateway_id, sizeof(u->gw));
@@ -716,8 +785,12 @@ gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const cha
         goto error;
     }
     for (int i = 0; i < GW_LANES; i++) {
-        u->lane[i].cursor = 0;
-        u->lane[i].more = 1;
+        if (gw_acktrack_init(&u->track[i], (size_t)u->nslots, cursor[i])) {
+            snprintf(err, errlen, "out of memory");
+            goto error;
+        }
+        u->lane[i].cursor = cursor[i];
+        u->lane[i].more = taken(u, i);
     }
     gw_backoff_init(&u->bo, cfg->backoff_min_ms, cfg->backoff_max_ms,
                     (uint64_t)gw_mono_ns() ^ (uint64_t)getpid());
@@ -752,12 +825,12 @@ gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const cha
         goto error;
     }
     if (!u->prot && cerr[0]) {
-        snprintf(err, errlen, "uplink.protect: %s", cerr);
+        snprintf(err, errlen, "%s.protect: %s", u->cfg.name, cerr);
         goto error;
     }
     u->client = gw_mqttc_new(loop, &mc, on_event, u, cerr, sizeof(cerr));
     if (!u->client) {
-        snprintf(err, errlen, "uplink.uri %s", cerr);
+        snprintf(err, errlen, "destination %s: uri %s", u->cfg.name, cerr);
         goto error;
     }
     uv_timer_init(loop, &u->timer);
@@ -765,6 +838,8 @@ gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const cha
     return u;
 error:
     gw_protect_free(u->prot);
+    for (int i = 0; i < GW_LANES; i++)
+        gw_acktrack_free(&u->track[i]);
     gw_platform_free(u->pf);
     free(u->slots);
     memset(u->password, 0, sizeof(u->password));
@@ -788,7 +863,7 @@ int gw_uplink_start(gw_uplink *u)
 void gw_uplink_notify(gw_uplink *u, unsigned lanes)
 {
     for (int i = 0; i < GW_LANES; i++) {
-        if (lanes & (1u << i)) {
+        if ((lanes & u->lanes) & (1u << i)) {
             u->lane[i].more = 1;
             u->lane[i].notifies++;
         }
@@ -816,6 +891,15 @@ void gw_uplink_get_stats(const gw_uplink *u, gw_uplink_stats *out)
     if (u->client) /* else: the figure kept at close */
         out->commands_dropped = gw_mqttc_dropped(u->client);
     gw_protect_get_stats(u->prot, &out->protect);
+    gw_store_stats ss;
+    gw_store_get_stats(u->store, &ss);
+    for (int i = 0; i < GW_LANES; i++) {
+        out->cursor[i] = u->track[i].point;
+        out->backlog[i] =
+            taken(u, i) && ss.last_id[i] > out->cursor[i] ? ss.last_id[i] - out->cursor[i] : 0;
+        if (out->backlog[i] > ss.rows[i])
+            out->backlog[i] = ss.rows[i]; /* ids shed or never used */
+    }
     gw_platform_get_stats(u->pf, &out->platform);
 }
 
@@ -828,6 +912,7 @@ static void on_closed(uv_handle_t *h)
         free(u->lane[i].off);
         free(u->lane[i].len);
         free(u->lane[i].buf);
+        gw_acktrack_free(&u->track[i]);
     }
     free(u->slots);
     free(u->rowp);

@@ -1,13 +1,16 @@
 #ifndef GW_UPLINK_H
 #define GW_UPLINK_H
-/* The platform uplink: one MQTT connection (Paho async, QoS 1) that drains the
- * outbox. With several servers (the nodes of a broker cluster) it holds one
- * connection at a time and, when it is lost or refused, moves to the next node
- * under the same backoff and sends every unacknowledged row again there. Rows are read from the
- * store, published, and deleted only on PUBACK. The priority lane (events, alarms) always goes
- * first and has slots of its own in the in-flight window, so a new alarm overtakes any telemetry
- * backlog. Paho's callbacks run on Paho's threads: they only queue small events for the loop
- * (uv_async); all state below is touched by the loop thread alone. */
+/* A northbound destination (the platform uplink): one MQTT connection (Paho
+ * async, QoS 1) that drains the outbox from its own durable cursor; the
+ * gateway runs one per configured destination (uplink: and destinations[]),
+ * and a row leaves the outbox once every destination taking its lane has it
+ * acknowledged (gw_store_ack_upto). With several servers (the nodes of a broker cluster) it holds
+ * one connection at a time and, when it is lost or refused, moves to the next node under the same
+ * backoff and sends every unacknowledged row again there. Rows are read from the store, published,
+ * and deleted only on PUBACK. The priority lane (events, alarms) always goes first and has slots of
+ * its own in the in-flight window, so a new alarm overtakes any telemetry backlog. Paho's callbacks
+ * run on Paho's threads: they only queue small events for the loop (uv_async); all state below is
+ * touched by the loop thread alone. */
 #include "gateway/platform.h"
 #include "gateway/protect.h"
 #include "gateway/store.h"
@@ -18,8 +21,10 @@
 
 typedef struct gw_uplink gw_uplink;
 
-/* A command arrived on <prefix>/<gw>/cmd/<name>. Payload is not NUL-terminated. */
-typedef void (*gw_uplink_cmd_cb)(void *ctx, const char *name, const char *payload, size_t len);
+/* A command arrived on <prefix>/<gw>/cmd/<name> from destination dest (its
+ * name). Payload is not NUL-terminated. */
+typedef void (*gw_uplink_cmd_cb)(void *ctx, const char *dest, const char *name, const char *payload,
+                                 size_t len);
 
 typedef struct gw_uplink_stats {
     int connected;
@@ -32,14 +37,23 @@ typedef struct gw_uplink_stats {
     uint64_t commands, commands_dropped;
     uint64_t commands_refused; /* failed the protection check (replay, bad MAC/signature...) */
     gw_protect_stats protect;
+    int64_t cursor[GW_LANES];   /* durable point: every row <= it acknowledged or filtered out */
+    int64_t backlog[GW_LANES];  /* rows above the cursor (what this destination still owes) */
+    uint64_t rows_filtered;     /* rows (or items) this destination's filter left out */
     gw_platform_stats platform; /* the destination format's counts (gateway/platform.h) */
 } gw_uplink_stats;
 
-/* Creates the uplink; it starts connecting at gw_uplink_start. The password is
- * read here (file or environment); errors go to err. */
+/* Creates the uplink; it starts connecting at gw_uplink_start. dest is its
+ * index in gw_store_dests and cursor its persisted cursors (sending resumes
+ * after them). The password is read here (file or environment); errors go to
+ * err. */
 gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const char *gateway_id,
-                         gw_store *store, gw_uplink_cmd_cb on_cmd, void *ctx, char *err,
-                         size_t errlen);
+                         gw_store *store, int dest, const int64_t cursor[GW_LANES],
+                         gw_uplink_cmd_cb on_cmd, void *ctx, char *err, size_t errlen);
+/* The destination's name (cfg.name). */
+const char *gw_uplink_name(const gw_uplink *u);
+/* The lanes this destination takes (bit 1<<lane), from its filter. */
+unsigned gw_uplink_lanes(const gw_uplink_config *cfg);
 int gw_uplink_start(gw_uplink *u);
 /* The command handler for the commands of a platform format (gateway/commands.h): each command
  * the platform sends is translated and handed to exec, and exec's final reply goes back in

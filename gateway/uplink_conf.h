@@ -7,6 +7,23 @@
 #include <stdint.h>
 
 #define GW_UPLINK_MAX_SERVERS 8
+#define GW_UPLINK_MAX_DESTS 8   /* destinations: uplink plus destinations[] */
+#define GW_UPLINK_FILTER_MAX 16 /* entries per filter list */
+#define GW_UPLINK_FILTER_LEN 64 /* bytes per entry */
+#define GW_UPLINK_LANE_PRIO 1u  /* filter.lanes bits: 1 << GW_LANE_PRIO */
+#define GW_UPLINK_LANE_TELE 2u  /* 1 << GW_LANE_TELE */
+
+/* Which items a destination receives (empty lists: all). An item is judged by
+ * a list only when it carries that field (a device event has no metric). */
+typedef struct gw_uplink_filter {
+    char types[GW_UPLINK_FILTER_MAX][GW_UPLINK_FILTER_LEN]; /* device types */
+    int ntypes;
+    char sites[GW_UPLINK_FILTER_MAX][GW_UPLINK_FILTER_LEN]; /* site ids */
+    int nsites;
+    char metrics[GW_UPLINK_FILTER_MAX][GW_UPLINK_FILTER_LEN];
+    int nmetrics;
+    unsigned lanes; /* GW_UPLINK_LANE_* bits */
+} gw_uplink_filter;
 
 /* Platform command names (gateway/commands.h), in the bit order of
  * gw_uplink_config.commands. A destination runs only the commands it lists;
@@ -19,7 +36,8 @@
 #define GW_COMMANDS_DEFAULT 0x33u
 
 typedef struct gw_uplink_config {
-    char uri[256];                            /* tcp://host:port or ssl://host:port; or servers[] */
+    char name[64]; /* destination name: its cursor in the outbox; "default" for uplink: */
+    char uri[256]; /* tcp://host:port or ssl://host:port; or servers[] */
     char servers[GW_UPLINK_MAX_SERVERS][256]; /* broker nodes, tried in order; [0] = uri */
     int nservers;
     int64_t flap_window_ms; /* a session shorter than this does not reset the backoff */
@@ -41,6 +59,7 @@ typedef struct gw_uplink_config {
     int64_t tele_inflight_bytes; /* telemetry bytes unacknowledged at most: what an alarm may queue
                                     behind */
     gw_protect_config protect;   /* message protection of this destination (uplink.protect) */
+    gw_uplink_filter filter;     /* what this destination receives */
     /* The destination's format (gateway/platform.h, docs/platforms.md) and its platform keys. */
     int format;                 /* GW_PF_NATIVE, GW_PF_THINGSBOARD, GW_PF_HUAWEI, GW_PF_ALINK */
     char platform_device[128];  /* the gateway's id on the platform (default: gateway id) */

@@ -481,15 +481,13 @@ cJSON *h_platform_items_once(const char *suffix)
     return once;
 }
 
-long h_outbox_rows(const char *db, const char *table)
+long long h_sql_int(const char *db, const char *sql)
 {
     sqlite3 *h;
-    long n = -1;
+    long long n = -1;
     if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        char sql[128];
         sqlite3_stmt *st;
         sqlite3_busy_timeout(h, 2000);
-        snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM %s", table);
         if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
             if (sqlite3_step(st) == SQLITE_ROW)
                 n = sqlite3_column_int64(st, 0);
@@ -498,6 +496,13 @@ long h_outbox_rows(const char *db, const char *table)
     }
     sqlite3_close(h);
     return n;
+}
+
+long h_outbox_rows(const char *db, const char *table)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM %s", table);
+    return (long)h_sql_int(db, sql);
 }
 
 int h_outbox_wait(const char *db, const char *table, long want, int timeout_ms)

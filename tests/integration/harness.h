@@ -44,6 +44,8 @@ int h_port_wait(int port, int timeout_ms);
 /* Rows in an outbox table of a gateway's SQLite file (read-only, WAL-safe),
  * -1 if it cannot be read; and a bounded wait for at least `want` rows. */
 long h_outbox_rows(const char *db, const char *table);
+/* The first column of the first row of sql on the SQLite file db (read-only), -1 if none. */
+long long h_sql_int(const char *db, const char *sql);
 int h_outbox_wait(const char *db, const char *table, long want, int timeout_ms);
 
 /* mosquitto on 127.0.0.1:port with persistence in the tmpdir (sessions and

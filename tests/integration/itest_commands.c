@@ -349,7 +349,7 @@ static void test_refusals(void **state)
     /* Refused attempts to change state are audited too, with who asked. */
     struct want_audit au = {"rule.enable", "refused"};
     assert_true(h_platform_wait(have_audit, &au, 10000));
-    assert_true(h_log_contains(&e->gw, "rule.set rule depth for device nope by uplink/platform"));
+    assert_true(h_log_contains(&e->gw, "rule.set rule depth for device nope by default/platform"));
 
     /* The admin socket runs the same commands as destination "local", which
      * may run them all; its answer is the final reply. */

@@ -88,11 +88,12 @@ static void on_reply(void *ctx, const char *json, size_t len)
 static gw_commands *setup_cmds(unsigned allowed)
 {
     memset(&F, 0, sizeof(F));
-    snprintf(F.dev[0].conf.id, sizeof(F.dev[0].conf.id), "wl-001");
-    snprintf(F.dev[0].conf.groups[0], sizeof(F.dev[0].conf.groups[0]), "east");
+    static const char *east[] = {"east"};
+    F.dev[0].conf.id = "wl-001";
+    F.dev[0].conf.groups = east;
     F.dev[0].conf.ngroups = 1;
     F.dev[0].proto = &polled;
-    snprintf(F.dev[1].conf.id, sizeof(F.dev[1].conf.id), "rtu-01");
+    F.dev[1].conf.id = "rtu-01";
     F.dev[1].proto = &listener;
     F.devs[0] = &F.dev[0];
     F.devs[1] = &F.dev[1];

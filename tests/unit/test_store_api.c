@@ -282,6 +282,127 @@ static void queue_byte_bound(void **state)
     assert_int_equal(e->n, 4);
 }
 
+static int64_t held(env *e, int lane)
+{
+    gw_store_stats st;
+    gw_store_get_stats(e->s, &st);
+    return st.rows[lane];
+}
+
+static void dests(env *e, int n, const unsigned *lanes, int64_t (*cur)[GW_LANES])
+{
+    static const char *const names[] = {"city", "bureau", "third"};
+    assert_int_equal(gw_store_dests(e->s, names, lanes, n, cur), GW_OK);
+    settle(e);
+}
+
+/* Destinations: a row is deleted only once every destination taking its lane has it at
+ * or below its cursor; the cursors survive a reopen; a cursor never goes back. */
+static void dests_delete_at_min(void **state)
+{
+    env *e = *state;
+    static const unsigned both[] = {3, 3};
+    int64_t cur[2][GW_LANES];
+    dests(e, 2, both, cur);
+    assert_int_equal(cur[0][GW_LANE_TELE], 0);
+    assert_int_equal(cur[1][GW_LANE_TELE], 0);
+    char p[16];
+    for (int i = 0; i < 10; i++) {
+        snprintf(p, sizeof p, "r%d", i);
+        put(e, GW_LANE_TELE, (uint64_t)i + 1, p);
+    }
+    settle(e);
+    fetch(e, GW_LANE_TELE, 0, 64, 4096);
+    assert_int_equal(e->n, 10);
+    int64_t id4 = e->id[4], id9 = e->id[9];
+    gw_store_stats st;
+    gw_store_get_stats(e->s, &st);
+    assert_int_equal(st.last_id[GW_LANE_TELE], id9);
+
+    assert_int_equal(gw_store_ack_upto(e->s, 0, GW_LANE_TELE, id9), GW_OK); /* city has all */
+    settle(e);
+    assert_int_equal(held(e, GW_LANE_TELE), 10); /* the bureau has none: nothing goes */
+    assert_int_equal(gw_store_ack_upto(e->s, 1, GW_LANE_TELE, id4), GW_OK);
+    settle(e);
+    assert_int_equal(held(e, GW_LANE_TELE), 5);
+    assert_int_equal(gw_store_ack_upto(e->s, 1, GW_LANE_TELE, e->id[2]), GW_OK); /* older */
+    settle(e);
+    assert_int_equal(held(e, GW_LANE_TELE), 5);
+    gw_store_get_stats(e->s, &st);
+    assert_int_equal(st.rows_acked[GW_LANE_TELE], 5);
+
+    /* A restart (like SIGKILL: the cursors were committed with the deletes) resumes both. */
+    close_store(e);
+    open_store(e);
+    dests(e, 2, both, cur);
+    assert_int_equal(cur[0][GW_LANE_TELE], id9);
+    assert_int_equal(cur[1][GW_LANE_TELE], id4);
+    fetch(e, GW_LANE_TELE, cur[1][GW_LANE_TELE], 64, 4096);
+    assert_int_equal(e->n, 5);
+    assert_string_equal(e->payload[0], "r5");
+    assert_int_equal(gw_store_ack_upto(e->s, 1, GW_LANE_TELE, id9), GW_OK);
+    settle(e);
+    assert_int_equal(held(e, GW_LANE_TELE), 0);
+}
+
+/* A destination removed from the configuration stops pinning rows at the next start,
+ * and one that does not take a lane never holds that lane back. */
+static void dests_removed_and_lanes(void **state)
+{
+    env *e = *state;
+    static const unsigned both[] = {3, 3};
+    int64_t cur[3][GW_LANES];
+    dests(e, 2, both, cur);
+    put(e, GW_LANE_TELE, 1, "r1");
+    put(e, GW_LANE_PRIO, 2, "e2");
+    settle(e);
+    gw_store_stats st;
+    gw_store_get_stats(e->s, &st);
+    assert_int_equal(gw_store_ack_upto(e->s, 0, GW_LANE_TELE, st.last_id[GW_LANE_TELE]), GW_OK);
+    assert_int_equal(gw_store_ack_upto(e->s, 0, GW_LANE_PRIO, st.last_id[GW_LANE_PRIO]), GW_OK);
+    settle(e);
+    assert_int_equal(held(e, GW_LANE_TELE), 1); /* the bureau (down) holds them */
+    assert_int_equal(held(e, GW_LANE_PRIO), 1);
+
+    close_store(e);
+    open_store(e);
+    dests(e, 1, both, cur); /* the bureau is gone from the configuration */
+    assert_int_equal(cur[0][GW_LANE_TELE], st.last_id[GW_LANE_TELE]);
+    assert_int_equal(held(e, GW_LANE_TELE), 0);
+    assert_int_equal(held(e, GW_LANE_PRIO), 0);
+
+    /* The city again with a new destination that takes alarms and events only. */
+    close_store(e);
+    open_store(e);
+    static const unsigned lanes[] = {3, 1u << GW_LANE_PRIO};
+    dests(e, 2, lanes, cur);
+    assert_int_equal(cur[1][GW_LANE_PRIO], 0); /* new: gets what the outbox still holds */
+    put(e, GW_LANE_TELE, 3, "r3");
+    put(e, GW_LANE_PRIO, 4, "e4");
+    settle(e);
+    gw_store_get_stats(e->s, &st);
+    assert_int_equal(gw_store_ack_upto(e->s, 0, GW_LANE_TELE, st.last_id[GW_LANE_TELE]), GW_OK);
+    assert_int_equal(gw_store_ack_upto(e->s, 0, GW_LANE_PRIO, st.last_id[GW_LANE_PRIO]), GW_OK);
+    settle(e);
+    assert_int_equal(held(e, GW_LANE_TELE), 0); /* not the new one's lane */
+    assert_int_equal(held(e, GW_LANE_PRIO), 1);
+    assert_int_equal(gw_store_ack_upto(e->s, 1, GW_LANE_PRIO, st.last_id[GW_LANE_PRIO]), GW_OK);
+    settle(e);
+    assert_int_equal(held(e, GW_LANE_PRIO), 0);
+    assert_int_equal(gw_store_ack_upto(e->s, 5, 7, 1), GW_EINVAL);
+
+    /* A lane no destination takes is not kept for anyone. */
+    close_store(e);
+    open_store(e);
+    static const unsigned prio_only[] = {1u << GW_LANE_PRIO};
+    dests(e, 1, prio_only, cur);
+    put(e, GW_LANE_TELE, 5, "r5");
+    put(e, GW_LANE_PRIO, 6, "e6");
+    settle(e);
+    assert_int_equal(held(e, GW_LANE_TELE), 0);
+    assert_int_equal(held(e, GW_LANE_PRIO), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -290,6 +411,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(byte_bound_drops_oldest_telemetry, setup, teardown),
         cmocka_unit_test_setup_teardown(queue_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(queue_byte_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(dests_delete_at_min, setup, teardown),
+        cmocka_unit_test_setup_teardown(dests_removed_and_lanes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
