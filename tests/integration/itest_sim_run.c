@@ -39,25 +39,9 @@ static int port_free(int port)
     return ok;
 }
 
-/* A run of n consecutive free ports (bounded tries). */
-static int free_range(int n)
-{
-    for (int tries = 0; tries < 50; tries++) {
-        int base = h_free_port();
-        if (base <= 0 || base + n > 65535)
-            continue;
-        int ok = 1;
-        for (int i = 0; i < n && ok; i++)
-            ok = port_free(base + i);
-        if (ok)
-            return base;
-    }
-    return -1;
-}
-
 static void test_storm_district_passes(void **st)
 {
-    int broker = h_free_port(), base = free_range(NDEVICES);
+    int broker = h_free_port(), base = h_free_port_range(NDEVICES);
     assert_true(broker > 0 && base > 0);
     char report[512], csv[512];
     snprintf(report, sizeof report, "%s/report.json", h_tmpdir());
@@ -144,7 +128,7 @@ static void test_wrong_expectation_fails(void **st)
     free(text);
     const char *path = h_write_file("wrong.yaml", copy);
 
-    int broker = h_free_port(), base = free_range(NDEVICES);
+    int broker = h_free_port(), base = h_free_port_range(NDEVICES);
     assert_true(broker > 0 && base > 0);
     /* up-1 passes 5 cm (blue) near t=67 s: 100 s of scenario time suffice. */
     const char *extra[] = {"--speed", "10", "--duration", "100s", NULL};
@@ -163,7 +147,7 @@ static void test_wrong_expectation_fails(void **st)
 
 static void test_setup_error_exits_2(void **st)
 {
-    int broker = h_free_port(), base = free_range(NDEVICES);
+    int broker = h_free_port(), base = h_free_port_range(NDEVICES);
     assert_true(broker > 0 && base > 0);
     const char *extra[] = {"--gateway", "/nonexistent/gateway", NULL};
     h_proc p = {0};
@@ -221,7 +205,7 @@ static void test_flow_style_gateway_config(void **st)
                          "broker: {start: true}\n"
                          "gateway: {binary: build/gateway, config: flow.gateway.yaml}\n"
                          "duration: 3s\nexpect:\n  - online: {all: true}\n");
-        int broker = h_free_port(), base = free_range(1);
+        int broker = h_free_port(), base = h_free_port_range(1);
         assert_true(broker > 0 && base > 0);
         h_proc p = {0};
         int rc =
