@@ -470,6 +470,17 @@ static void test_modbus_write(void **state)
     assert_true(h_platform_wait(have_audit, &refused, 10000));
     assert_true(h_log_contains(&e->gw, "device write on wl-001 by default/platform: failed: "
                                        "exception 02 ILLEGAL DATA ADDRESS"));
+
+    /* The device is gone: the write fails with the connection's reason, at
+     * once or when the reconnection is refused. */
+    h_stop(&e->sim);
+    publish(e->port, "t/gw-test/cmd/device",
+            "{\"id\":\"w6\",\"device\":\"wl-001\",\"verb\":\"write\",\"arg\":\"alarm_level=1\"}");
+    expect_reply("w6", "accepted|failed:");
+    replies("w6", got, sizeof(got), NULL);
+    if (!strstr(got, "failed:device not connected") &&
+        !strstr(got, "failed:connection lost or refused"))
+        fail_msg("w6: %s", got);
 }
 
 int main(void)
