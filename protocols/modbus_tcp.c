@@ -158,8 +158,7 @@ static void write_end(const char *module, gw_mbs *s, struct gw_mbw *w, int rc, c
     else
         snprintf(reason, sizeof(reason), "%s", why ? why : "malformed answer");
     if (rc)
-        GW_WARN(module, "[%s] write of %s refused: %s", s ? s->dev->conf.id : "?", w->point,
-                reason);
+        GW_WARN(module, "[%s] write of %s failed: %s", s ? s->dev->conf.id : "?", w->point, reason);
     else
         GW_INFO(module, "[%s] wrote %s", s ? s->dev->conf.id : "?", w->point);
     if (w->cmd && s) {
