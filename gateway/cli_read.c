@@ -10,6 +10,7 @@
 #include "base/embedded.h"
 #include "base/model.h"
 #include "gateway/cli.h"
+#include "protocols/modbus_common.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -33,25 +34,6 @@ static void usage(void)
             "                    [--baud 9600] [--parity N|E|O] [--stop-bits 1|2]) [--unit N]\n"
             "                    [--timeout MS] [--param KEY=VALUE]... [--profile-dir DIR]...\n"
             "                    [--raw] [--watch INTERVAL [--count N]] [--strict] [--json]\n");
-}
-
-/* Exception codes of the Modbus application protocol (V1.1b3, section 7). */
-static const char *exception_name(int code)
-{
-    static const char *const names[] = {NULL,
-                                        "ILLEGAL FUNCTION",
-                                        "ILLEGAL DATA ADDRESS",
-                                        "ILLEGAL DATA VALUE",
-                                        "SERVER DEVICE FAILURE",
-                                        "ACKNOWLEDGE",
-                                        "SERVER DEVICE BUSY",
-                                        NULL,
-                                        "MEMORY PARITY ERROR",
-                                        NULL,
-                                        "GATEWAY PATH UNAVAILABLE",
-                                        "GATEWAY TARGET DEVICE FAILED TO RESPOND"};
-    const char *n = code > 0 && code < 12 ? names[code] : NULL;
-    return n ? n : "UNKNOWN EXCEPTION";
 }
 
 static const char *fc_name(int fc)
@@ -221,7 +203,7 @@ static void print_request(const struct cycle *c, size_t i)
     printf("request %zu/%zu: FC %02u %s 0x%04X..0x%04X (%u): %s\n", i + 1, c->n, q->fc,
            fc_name(q->fc), q->addr, q->addr + q->count - 1u, q->count, names);
     if (r->status > 0) {
-        printf("  <- exception %02X %s\n", (unsigned)r->status, exception_name(r->status));
+        printf("  <- exception %02X %s\n", (unsigned)r->status, gw_mb_exception_name(r->status));
     } else if (r->status < 0) {
         printf("  <- %s\n", r->status == GW_EAGAIN ? "no answer (timeout)" : "malformed answer");
     } else {

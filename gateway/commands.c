@@ -319,16 +319,24 @@ static void on_wait_timer(uv_timer_t *t)
     wait_arm(c);
 }
 
-void gw_commands_answered(gw_commands *c, const char *device, const char *verb, const char *answer)
+/* The oldest wait for (device, verb), taken off the list; NULL when none. */
+static wait *wait_take(gw_commands *c, const char *device, const char *verb)
 {
     wait *prev = NULL, *w = c ? c->wait_head : NULL;
     while (w && (strcmp(w->device, device) || strcmp(w->verb, verb))) {
         prev = w;
         w = w->next;
     }
+    if (w)
+        wait_del(c, prev, w);
+    return w;
+}
+
+void gw_commands_answered(gw_commands *c, const char *device, const char *verb, const char *answer)
+{
+    wait *w = wait_take(c, device, verb);
     if (!w)
         return;
-    wait_del(c, prev, w);
     char result[512];
     gw_jbuf b;
     gw_jbuf_init(&b, result, sizeof(result));
@@ -339,6 +347,18 @@ void gw_commands_answered(gw_commands *c, const char *device, const char *verb, 
     gw_json_raw(&b, "}");
     audit(&w->q, "done", NULL);
     send_reply(&w->q, "done", NULL, b.overflow ? NULL : result);
+    free(w);
+    wait_arm(c);
+}
+
+void gw_commands_result(gw_commands *c, const char *device, const char *verb, const char *reason,
+                        const char *result)
+{
+    wait *w = wait_take(c, device, verb);
+    if (!w)
+        return;
+    audit(&w->q, reason ? "failed" : "done", reason);
+    send_reply(&w->q, reason ? "failed" : "done", reason, reason ? NULL : result);
     free(w);
     wait_arm(c);
 }
@@ -371,9 +391,14 @@ static void run_device(req *q, const cJSON *doc)
             return;
         }
     }
-    send_reply(q, "accepted", NULL, NULL);
     char out[256], result[512];
     int rc = q->c->env.device_command(q->c->env.ctx, dev, verb, arg, out, sizeof(out));
+    if (rc == GW_EINVAL) { /* the argument is wrong (an unknown or read-only point...) */
+        free(w);
+        refuse(q, out, 1);
+        return;
+    }
+    send_reply(q, "accepted", NULL, NULL);
     if (rc == GW_OK && w) {
         wait_add(q->c, w, q, dev, verb, out);
         return;

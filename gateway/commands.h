@@ -69,6 +69,11 @@ void gw_commands_handle(gw_commands *c, const char *dest, const char *name, cons
  * reason "no answer within N s". */
 #define GW_COMMANDS_ANSWER_MS 30000
 void gw_commands_answered(gw_commands *c, const char *device, const char *verb, const char *answer);
+/* The same for a request that completes with an outcome of its own (a Modbus
+ * write): reason NULL is done with result (a JSON object, or NULL), otherwise
+ * failed with reason. */
+void gw_commands_result(gw_commands *c, const char *device, const char *verb, const char *reason,
+                        const char *result);
 /* The replies still due to reply_ctx are not sent (its client went away);
  * the commands themselves complete. */
 void gw_commands_cancel(gw_commands *c, void *reply_ctx);

@@ -466,6 +466,12 @@ void gw_core_command_answered(gw_core *core, gw_device *dev, const char *verb, c
     gw_commands_answered(core->commands, dev->conf.id, verb, answer);
 }
 
+void gw_core_command_result(gw_core *core, gw_device *dev, const char *verb, const char *reason,
+                            const char *result)
+{
+    gw_commands_result(core->commands, dev->conf.id, verb, reason, result);
+}
+
 /* A destination's replies go back on its own reply topic (reply_ctx is its uplink). */
 static void reply_native(void *ctx, const char *json, size_t len)
 {

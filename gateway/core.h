@@ -111,6 +111,10 @@ int gw_core_device_command(gw_core *core, const char *device, const char *verb, 
  * command_answers set): verb as given to command(), answer one line saying
  * what came back. Completes the oldest platform command waiting for it. */
 void gw_core_command_answered(gw_core *core, gw_device *dev, const char *verb, const char *answer);
+/* The same when the request has an outcome: reason NULL is done with result
+ * (a JSON object or NULL), otherwise the command failed with reason. */
+void gw_core_command_result(gw_core *core, gw_device *dev, const char *verb, const char *reason,
+                            const char *result);
 
 /* An immutable object devices share by name (a Modbus profile), loaded with
  * load(core, name, err, errlen) on first use and kept, owned by the core, until

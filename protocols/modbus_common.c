@@ -3,6 +3,7 @@
 #include "protocols/modbus_common.h"
 
 #include "base/crc16.h"
+#include "base/json.h"
 #include "base/log.h"
 
 #include <math.h>
@@ -138,6 +139,85 @@ int gw_mb_write_answer(const uint8_t *req, size_t reqlen, const uint8_t *pdu, si
     if (len != 5 || memcmp(pdu, req, 5) != 0)
         return GW_EMALFORMED;
     return 0;
+}
+
+const char *gw_mb_exception_name(int code)
+{
+    static const char *const names[] = {NULL,
+                                        "ILLEGAL FUNCTION",
+                                        "ILLEGAL DATA ADDRESS",
+                                        "ILLEGAL DATA VALUE",
+                                        "SERVER DEVICE FAILURE",
+                                        "ACKNOWLEDGE",
+                                        "SERVER DEVICE BUSY",
+                                        NULL,
+                                        "MEMORY PARITY ERROR",
+                                        NULL,
+                                        "GATEWAY PATH UNAVAILABLE",
+                                        "GATEWAY TARGET DEVICE FAILED TO RESPOND"};
+    const char *n = code > 0 && code < 12 ? names[code] : NULL;
+    return n ? n : "UNKNOWN EXCEPTION";
+}
+
+int gw_mb_write_arg(const gw_profile *p, const char *arg, char *point, size_t pointcap,
+                    double *value, char *why, size_t whylen)
+{
+    const char *eq = arg ? strchr(arg, '=') : NULL;
+    char *end = NULL;
+    if (eq)
+        *value = strtod(eq + 1, &end);
+    if (!eq || eq == arg || (size_t)(eq - arg) >= pointcap || end == eq + 1 || *end) {
+        snprintf(why, whylen, "write takes POINT=VALUE (got '%.40s')", arg ? arg : "");
+        return GW_EINVAL;
+    }
+    memcpy(point, arg, (size_t)(eq - arg));
+    point[eq - arg] = '\0';
+    gw_profile_point_info pi;
+    int i = gw_profile_point_find(p, point);
+    if (i < 0 || gw_profile_point_get(p, (size_t)i, &pi)) {
+        snprintf(why, whylen, "no point '%s' in profile %s", point, gw_profile_name(p));
+        return GW_EINVAL;
+    }
+    if (!pi.writable) {
+        snprintf(why, whylen, "point '%s' is read-only", point);
+        return GW_EINVAL;
+    }
+    return 0;
+}
+
+int gw_mb_write_result(char *out, size_t cap, const char *point, double value, const uint8_t *pdu,
+                       size_t len)
+{
+    gw_jbuf b;
+    char num[16];
+    gw_jbuf_init(&b, out, cap);
+    gw_json_raw(&b, "{\"point\":");
+    gw_json_str(&b, point);
+    gw_json_raw(&b, ",\"value\":");
+    gw_json_num(&b, value);
+    snprintf(num, sizeof(num), "%u", pdu[0]);
+    gw_json_raw(&b, ",\"fc\":");
+    gw_json_raw(&b, num);
+    snprintf(num, sizeof(num), "%u", (unsigned)(pdu[1] << 8 | pdu[2]));
+    gw_json_raw(&b, ",\"address\":");
+    gw_json_raw(&b, num);
+    /* FC 5/6: one word at 3; FC 16: count words after the byte count at 5;
+     * FC 15: count coils packed from the lowest bit after the byte count. */
+    size_t from = pdu[0] == 5 || pdu[0] == 6 ? 3 : 6;
+    size_t n = pdu[0] == 5 || pdu[0] == 6 ? 1 : (size_t)(pdu[3] << 8 | pdu[4]);
+    gw_json_raw(&b, pdu[0] == 15 ? ",\"coils\":[" : ",\"words\":[");
+    for (size_t k = 0; k < n; k++) {
+        unsigned v;
+        if (pdu[0] == 15)
+            v = from + k / 8 < len ? (pdu[from + k / 8] >> (k % 8)) & 1u : 0;
+        else
+            v = from + 2 * k + 1 < len ? (unsigned)(pdu[from + 2 * k] << 8 | pdu[from + 2 * k + 1])
+                                       : 0;
+        snprintf(num, sizeof(num), "%s%u", k ? "," : "", v);
+        gw_json_raw(&b, num);
+    }
+    gw_json_raw(&b, "]}");
+    return b.overflow ? GW_EFULL : 0;
 }
 
 /* ---- Statistics ---- */

@@ -64,6 +64,23 @@ int gw_mb_read_answer(const gw_mb_request *r, const uint8_t *pdu, size_t len, co
  * 0 echoed correctly, > 0 exception code, GW_EMALFORMED. */
 int gw_mb_write_answer(const uint8_t *req, size_t reqlen, const uint8_t *pdu, size_t len);
 
+/* The name of a Modbus exception code (V1.1b3, section 7), e.g. "ILLEGAL DATA
+ * ADDRESS" for 2; "UNKNOWN EXCEPTION" for codes it does not define. */
+const char *gw_mb_exception_name(int code);
+
+/* The `write` command's argument "POINT=VALUE" (value in the point's unit):
+ * the point's name into point (pointcap bytes) and *value. Returns 0, or
+ * GW_EINVAL with the reason in why (not POINT=VALUE, no such point in the
+ * profile, a read-only point). */
+int gw_mb_write_arg(const gw_profile *p, const char *arg, char *point, size_t pointcap,
+                    double *value, char *why, size_t whylen);
+/* The result of a completed write as a JSON object into out: the point, the
+ * value, the function and address, and what was written on the wire: the
+ * 16-bit words (FC 5, 6, 16) or the coil states (FC 15). pdu is the request as
+ * gw_mb_pdu_write built it. Returns 0 or GW_EFULL. */
+int gw_mb_write_result(char *out, size_t cap, const char *point, double value, const uint8_t *pdu,
+                       size_t len);
+
 /* ---- 2. Result collection ---- */
 
 /* Last reported value of one point, for report-by-exception. */
@@ -213,6 +230,14 @@ int gw_mbs__dial(gw_mbs *s, int rtu, int64_t guard_ms, char *err, size_t errlen)
 void gw_mbs__close(gw_mbs *s);
 /* Queues a write of a named point. */
 int gw_mbs__write(gw_mbs *s, const char *point, double value);
+/* The protocol command "write" with arg "POINT=VALUE": the write is queued
+ * like gw_mbs__write and its outcome reported with gw_core_command_result
+ * (verb "write"): done with the point, value and words written, or failed
+ * with the exception, the timeout or the lost connection. Returns 0 with a
+ * line in reply, GW_EINVAL for a bad argument (unknown or read-only point,
+ * value out of range), GW_EAGAIN when the device cannot be reached or its
+ * queue is full, GW_EUNSUPPORTED for another verb. */
+int gw_mbs__command(gw_mbs *s, const char *verb, const char *arg, char *reply, size_t replylen);
 
 /* A link over a connection accepted from a DTU (RTU framing). The listener
  * owns the stream and keeps reading it; the link only writes to it. Returns

@@ -458,6 +458,17 @@ static int dtu_write(gw_device *dev, const char *point, double value)
     return d ? gw_mbs__write(&d->s, point, value) : GW_EINVAL;
 }
 
+static int dtu_command(gw_device *dev, const char *verb, const char *arg, char *reply,
+                       size_t replylen)
+{
+    struct dtu_dev *d = dev->proto_state;
+    if (!d) {
+        snprintf(reply, replylen, "device not running");
+        return GW_EAGAIN;
+    }
+    return gw_mbs__command(&d->s, verb, arg, reply, replylen);
+}
+
 static void dtu_listener_stats(const void *state, gw_proto_counters *sum)
 {
     sum->unknown_devices += ((const struct dtu_listener *)state)->refused_unknown;
@@ -474,6 +485,8 @@ const gw_protocol gw_proto_modbus_dtu = {
     .attach = dtu_attach,
     .detach = dtu_detach,
     .write = dtu_write,
+    .command = dtu_command,
+    .command_answers = 1,
     .listener_keys = dtu_listener_keys,
     .listener_conf_size = sizeof(struct dtu_lconf),
     .listen = dtu_listen,

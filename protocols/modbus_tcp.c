@@ -42,6 +42,8 @@ struct gw_mbw {
     uint8_t pdu[GW_MB_PDU_MAX];
     size_t len;
     char point[32];
+    double value;
+    int cmd; /* a platform command waits for its outcome (gw_core_command_result) */
 };
 
 struct gw_mbl {
@@ -143,6 +145,43 @@ static void fail_cycle(gw_mbs *s, int code)
         return;
     gw_mb_poll_fail_rest(&s->poll, code);
     gw_mb_poll_finish(&s->poll);
+}
+
+/* A write ended: rc 0 acknowledged, > 0 the device's exception, < 0 not
+ * done (why says why). A platform command's write reports its outcome. Frees w. */
+static void write_end(const char *module, gw_mbs *s, struct gw_mbw *w, int rc, const char *why)
+{
+    char reason[96], result[256];
+    if (rc > 0)
+        snprintf(reason, sizeof(reason), "exception %02X %s", (unsigned)rc,
+                 gw_mb_exception_name(rc));
+    else
+        snprintf(reason, sizeof(reason), "%s", why ? why : "malformed answer");
+    if (rc)
+        GW_WARN(module, "[%s] write of %s failed: %s", s ? s->dev->conf.id : "?", w->point, reason);
+    else
+        GW_INFO(module, "[%s] wrote %s", s ? s->dev->conf.id : "?", w->point);
+    if (w->cmd && s) {
+        int bad = gw_mb_write_result(result, sizeof(result), w->point, w->value, w->pdu, w->len);
+        gw_core_command_result(s->core, s->dev, "write", rc ? reason : NULL, bad ? NULL : result);
+    }
+    free(w);
+}
+
+/* Ends the platform commands' writes still queued on s (the connection is gone). */
+static void fail_cmd_writes(gw_mbs *s, const char *why)
+{
+    struct gw_mbw **pp = &s->writes;
+    while (*pp) {
+        struct gw_mbw *w = *pp;
+        if (!w->cmd) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        s->nwrites--;
+        write_end(s->poll.module, s, w, GW_EAGAIN, why);
+    }
 }
 
 /* ---- Sending ---- */
@@ -250,12 +289,7 @@ static void on_answer(gw_mbl *l, const uint8_t *pdu, size_t len, int status)
         struct gw_mbw *w = l->cur_write;
         l->cur_write = NULL;
         int rc = status ? status : gw_mb_write_answer(w->pdu, w->len, pdu, len);
-        if (rc)
-            GW_WARN(l->module, "[%s] write of %s refused (%d)", s ? s->dev->conf.id : "?", w->point,
-                    rc);
-        else
-            GW_INFO(l->module, "[%s] wrote %s", s ? s->dev->conf.id : "?", w->point);
-        free(w);
+        write_end(l->module, s, w, rc, NULL);
     } else if (s) {
         int done = status ? gw_mb_poll_result(&s->poll, status, NULL, 0)
                           : gw_mb_poll_answer(&s->poll, pdu, len);
@@ -424,10 +458,11 @@ static void on_timer(gw_tw_timer *t)
     l->awaiting = 0;
     gw_mbs *s = l->cur;
     if (l->cur_write) {
-        GW_WARN(l->module, "[%s] write of %s timed out", s ? s->dev->conf.id : "?",
-                l->cur_write->point);
-        free(l->cur_write);
+        struct gw_mbw *w = l->cur_write;
+        char why[64];
         l->cur_write = NULL;
+        snprintf(why, sizeof(why), "no answer within %lld ms", (long long)l->timeout_ms);
+        write_end(l->module, s, w, GW_EAGAIN, why);
     } else if (s) {
         /* Retry, skip this request, or give up the cycle (gw_mb_poll_timeout). */
         gw_mb_poll_timeout(&s->poll);
@@ -462,14 +497,22 @@ static void link_broken(gw_mbl *l, int code)
             l->connect_not_before = now_ms(l) + gw_backoff_next(&l->bo);
     }
     l->state = L_IDLE;
-    free(l->cur_write);
-    l->cur_write = NULL;
     gw_mbs *s = l->cur;
+    const char *why = "connection lost or refused";
+    if (l->cur_write)
+        write_end(l->module, s, l->cur_write, GW_EAGAIN, why);
+    l->cur_write = NULL;
     l->cur = NULL;
-    if (s)
+    if (s) {
+        fail_cmd_writes(s, why);
         fail_cycle(s, code);
-    for (int guard = 0; guard < 100000 && (s = dequeue(l)); guard++)
+    }
+    for (int guard = 0; guard < 100000 && (s = dequeue(l)); guard++) {
+        fail_cmd_writes(s, why);
         fail_cycle(s, code);
+    }
+    if (l->owner && !l->released)
+        fail_cmd_writes(l->owner, why);
 }
 
 static void on_connected(uv_connect_t *c, int status)
@@ -657,7 +700,8 @@ static void unbind(gw_mbs *s)
                 arm(l, l->guard_ms);
             }
         }
-        free(l->cur_write);
+        if (l->cur_write)
+            write_end(l->module, s, l->cur_write, GW_EAGAIN, "the device's link went away");
         l->cur_write = NULL;
     }
     s->link = NULL;
@@ -697,7 +741,8 @@ void gw_mbs__close(gw_mbs *s)
         sess_finalize(s);
 }
 
-int gw_mbs__write(gw_mbs *s, const char *point, double value)
+/* Queues a write of point = value; cmd: a platform command waits for it. */
+static int queue_write(gw_mbs *s, const char *point, double value, int cmd)
 {
     if (s->detached)
         return GW_EINVAL;
@@ -714,6 +759,8 @@ int gw_mbs__write(gw_mbs *s, const char *point, double value)
         return GW_ENOMEM;
     w->len = gw_mb_pdu_write(w->pdu, fc, addr, count, data, len);
     gw_strlcpy(w->point, point, sizeof(w->point));
+    w->value = value;
+    w->cmd = cmd;
     if (!w->len) {
         free(w);
         return GW_EINVAL;
@@ -731,6 +778,41 @@ int gw_mbs__write(gw_mbs *s, const char *point, double value)
         pump(l);
     }
     return GW_OK;
+}
+
+int gw_mbs__write(gw_mbs *s, const char *point, double value)
+{
+    return queue_write(s, point, value, 0);
+}
+
+int gw_mbs__command(gw_mbs *s, const char *verb, const char *arg, char *reply, size_t replylen)
+{
+    char point[32];
+    double value;
+    if (strcmp(verb, "write")) {
+        snprintf(reply, replylen, "unknown verb '%.32s' (write)", verb);
+        return GW_EUNSUPPORTED;
+    }
+    if (gw_mb_write_arg(s->poll.profile, arg, point, sizeof(point), &value, reply, replylen))
+        return GW_EINVAL;
+    /* Refused at once while the device cannot be reached, rather than held
+     * until a reconnection the platform cannot see. */
+    gw_mbl *l = s->link;
+    if (!l || (s->owns_link && link_connect(l) != GW_OK)) {
+        snprintf(reply, replylen, "device not connected");
+        return GW_EAGAIN;
+    }
+    int rc = queue_write(s, point, value, 1);
+    if (rc == GW_EINVAL)
+        snprintf(reply, replylen, "value %g does not fit point '%s' (its range or type)", value,
+                 point);
+    else if (rc == GW_EFULL)
+        snprintf(reply, replylen, "busy: %d writes queued", GW_MB_WRITES_MAX);
+    else if (rc)
+        snprintf(reply, replylen, "write not queued (%d)", rc);
+    else
+        snprintf(reply, replylen, "write %s=%g queued", point, value);
+    return rc == GW_EFULL ? GW_EAGAIN : rc;
 }
 
 /* ---- Links accepted by the DTU listener ---- */
@@ -831,6 +913,17 @@ static int mbt_write(gw_device *dev, const char *point, double value)
     return s ? gw_mbs__write(s, point, value) : GW_EINVAL;
 }
 
+static int mbt_command(gw_device *dev, const char *verb, const char *arg, char *reply,
+                       size_t replylen)
+{
+    gw_mbs *s = dev->proto_state;
+    if (!s) {
+        snprintf(reply, replylen, "device not running");
+        return GW_EAGAIN;
+    }
+    return gw_mbs__command(s, verb, arg, reply, replylen);
+}
+
 static int mbt_check(const gw_device *dev, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
@@ -855,4 +948,6 @@ const gw_protocol gw_proto_modbus_tcp = {
     .detach = mbt_detach,
     .set_interval = mbt_set_interval,
     .write = mbt_write,
+    .command = mbt_command,
+    .command_answers = 1,
 };

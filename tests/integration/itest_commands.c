@@ -13,6 +13,7 @@
 
 #include "tests/integration/harness.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,8 @@ struct env {
     int port, sim_port;
     h_proc broker, gw, sim;
     char config[512];
+    const char *profile; /* NULL: waterlogging-wl100 */
+    const char *extra;   /* more scenario text for the device (registers, faults) */
 };
 
 static int setup(void **state)
@@ -49,15 +52,15 @@ static int teardown(void **state)
 static void start_sim(struct env *e)
 {
     e->sim_port = h_free_port();
-    char sc[1024];
+    char sc[2048];
     snprintf(sc, sizeof(sc),
              "name: steady\ndevices:\n  - id: wl-{n:03}\n    count: 1\n"
              "    protocol: modbus-tcp\n    port: %d\n    unit: 1\n    registers:\n"
              "      - {kind: holding, addr: 0, type: uint16, scale: 10, curve: {type: points, "
              "points: [[0, 5], [0.4, 5], [0.5, 6], [0.9, 6], [1, 5]], repeat: 1}}\n"
              "      - {kind: holding, addr: 1, type: uint16, scale: 100, value: 12}\n"
-             "      - {kind: holding, addr: 2, type: int16, scale: 10, value: 20}\n",
-             e->sim_port);
+             "      - {kind: holding, addr: 2, type: int16, scale: 10, value: 20}\n%s",
+             e->sim_port, e->extra ? e->extra : "");
     assert_int_equal(h_sim_start(&e->sim, h_write_file("scenario.yaml", sc), NULL), 0);
 }
 
@@ -70,13 +73,14 @@ static void write_config(struct env *e, const char *commands, int blue_raise)
              "uplink:\n  uri: tcp://127.0.0.1:%d\n  topic_prefix: t\n  backoff_min: 100ms\n"
              "  backoff_max: 300ms\n%s"
              "devices:\n"
-             "  - {id: wl-001, profile: waterlogging-wl100, connect: 'tcp://127.0.0.1:%d', "
+             "  - {id: wl-001, profile: %s, connect: 'tcp://127.0.0.1:%d', "
              "interval: 200ms, timeout: 150ms, groups: [east]}\n"
              "rules:\n"
              "  - id: depth\n    kind: threshold\n    types: [waterlogging]\n"
              "    metric: water_depth\n    levels:\n      blue: {raise: %d, clear: 8}\n"
              "      orange: {raise: 25, clear: 22}\n",
-             h_tmpdir(), e->port, commands ? commands : "", e->sim_port, blue_raise);
+             h_tmpdir(), e->port, commands ? commands : "",
+             e->profile ? e->profile : "waterlogging-wl100", e->sim_port, blue_raise);
     snprintf(e->config, sizeof(e->config), "%s", h_write_file("gateway.yaml", text));
 }
 
@@ -344,7 +348,7 @@ static void test_refusals(void **state)
     /* The device command's reply carries the protocol's outcome. */
     publish(e->port, "t/gw-test/cmd/device",
             "{\"id\":\"d1\",\"device\":\"wl-001\",\"verb\":\"query\"}");
-    expect_reply("d1", "accepted|failed:protocol modbus-tcp takes no commands");
+    expect_reply("d1", "accepted|failed:unknown verb 'query' (write)");
 
     /* Refused attempts to change state are audited too, with who asked. */
     struct want_audit au = {"rule.enable", "refused"};
@@ -371,11 +375,120 @@ static void test_refusals(void **state)
     assert_non_null(strstr(out, "no rule 'nope'"));
 }
 
+/* The last reading of metric so far (NAN when none). */
+static double last_reading(const char *metric)
+{
+    cJSON *items = h_platform_items("/readings");
+    double v = NAN;
+    cJSON *it;
+    cJSON_ArrayForEach(it, items)
+    {
+        const char *m = cJSON_GetStringValue(cJSON_GetObjectItem(it, "metric"));
+        if (m && !strcmp(m, metric))
+            v = cJSON_GetNumberValue(cJSON_GetObjectItem(it, "value"));
+    }
+    cJSON_Delete(items);
+    return v;
+}
+
+struct want_value {
+    const char *metric;
+    double value;
+};
+
+static int have_value(void *ctx)
+{
+    struct want_value *w = ctx;
+    return fabs(last_reading(w->metric) - w->value) < 1e-9;
+}
+
+/* A Modbus write from the platform: `device` verb `write` with POINT=VALUE.
+ * The device's acknowledgement is the `done` (with what went on the wire) and
+ * the next poll reads the new value back; a write the device refuses fails
+ * naming the exception; an unknown or read-only point is refused. */
+static void test_modbus_write(void **state)
+{
+    struct env *e = *state;
+    h_write_file("wl-writable.yaml",
+                 "name: wl-writable\ndevice_type: waterlogging\npoints:\n"
+                 "  - name: water_depth\n    kind: holding\n    address: 0\n    type: uint16\n"
+                 "    scale: 0.1\n    unit: cm\n"
+                 "  - name: alarm_level\n    kind: holding\n    address: 10\n    type: uint16\n"
+                 "    scale: 0.1\n    unit: cm\n    range: [0, 500]\n    writable: true\n"
+                 "  - name: pump_mode\n    kind: holding\n    address: 11\n    type: uint16\n"
+                 "    writable: true\n");
+    e->profile = "./wl-writable.yaml";
+    e->extra = "      - {kind: holding, addr: 10, type: uint16, writable: true, value: 0}\n"
+               "      - {kind: holding, addr: 11, type: uint16, writable: true, value: 0}\n"
+               "    faults:\n      - {type: exception, code: 2, addr: 11, fc: 6}\n";
+    start_sim(e);
+    write_config(e, "  commands: [device]\n", 10);
+    assert_int_equal(h_gateway_start(&e->gw, e->config), 0);
+    assert_true(h_log_wait(&e->gw, "listening for platform commands", 10000));
+    struct want_value zero = {"alarm_level", 0};
+    assert_true(h_platform_wait(have_value, &zero, 10000));
+
+    publish(
+        e->port, "t/gw-test/cmd/device",
+        "{\"id\":\"w1\",\"device\":\"wl-001\",\"verb\":\"write\",\"arg\":\"alarm_level=12.5\"}");
+    expect_reply("w1", "accepted|done");
+    char got[1024];
+    cJSON *last = NULL;
+    replies("w1", got, sizeof(got), &last);
+    const cJSON *res = cJSON_GetObjectItem(last, "result");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(res, "point")), "alarm_level");
+    assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(res, "value")) == 12.5);
+    assert_int_equal((int)cJSON_GetNumberValue(cJSON_GetObjectItem(res, "fc")), 6);
+    assert_int_equal((int)cJSON_GetNumberValue(cJSON_GetObjectItem(res, "address")), 10);
+    const cJSON *words = cJSON_GetObjectItem(res, "words");
+    assert_int_equal(cJSON_GetArraySize(words), 1);
+    assert_int_equal((int)cJSON_GetNumberValue(cJSON_GetArrayItem(words, 0)), 125);
+    cJSON_Delete(last);
+    struct want_value written = {"alarm_level", 12.5}; /* the device holds it: polled back */
+    assert_true(h_platform_wait(have_value, &written, 10000));
+
+    publish(e->port, "t/gw-test/cmd/device",
+            "{\"id\":\"w2\",\"device\":\"wl-001\",\"verb\":\"write\",\"arg\":\"pump_mode=1\"}");
+    expect_reply("w2", "accepted|failed:exception 02 ILLEGAL DATA ADDRESS");
+    publish(e->port, "t/gw-test/cmd/device",
+            "{\"id\":\"w3\",\"device\":\"wl-001\",\"verb\":\"write\",\"arg\":\"nope=1\"}");
+    expect_reply("w3", "refused:no point 'nope' in profile wl-writable");
+    publish(e->port, "t/gw-test/cmd/device",
+            "{\"id\":\"w4\",\"device\":\"wl-001\",\"verb\":\"write\",\"arg\":\"water_depth=3\"}");
+    expect_reply("w4", "refused:point 'water_depth' is read-only");
+    publish(e->port, "t/gw-test/cmd/device",
+            "{\"id\":\"w5\",\"device\":\"wl-001\",\"verb\":\"write\",\"arg\":\"alarm_level=900\"}");
+    expect_reply("w5", "refused:value 900 does not fit point 'alarm_level'");
+    replies("w3", got, sizeof(got), NULL);
+    assert_null(strstr(got, "accepted")); /* refused before anything was sent */
+
+    /* Every write from the platform is audited with its outcome. */
+    struct want_audit done = {"device", "done"}, failed = {"device", "failed"},
+                      refused = {"device", "refused"};
+    assert_true(h_platform_wait(have_audit, &done, 10000));
+    assert_true(h_platform_wait(have_audit, &failed, 10000));
+    assert_true(h_platform_wait(have_audit, &refused, 10000));
+    assert_true(h_log_contains(&e->gw, "device write on wl-001 by default/platform: failed: "
+                                       "exception 02 ILLEGAL DATA ADDRESS"));
+
+    /* The device is gone: the write fails with the connection's reason, at
+     * once or when the reconnection is refused. */
+    h_stop(&e->sim);
+    publish(e->port, "t/gw-test/cmd/device",
+            "{\"id\":\"w6\",\"device\":\"wl-001\",\"verb\":\"write\",\"arg\":\"alarm_level=1\"}");
+    expect_reply("w6", "accepted|failed:");
+    replies("w6", got, sizeof(got), NULL);
+    if (!strstr(got, "failed:device not connected") &&
+        !strstr(got, "failed:connection lost or refused"))
+        fail_msg("w6: %s", got);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_threshold_from_platform, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_modbus_write, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -104,6 +104,56 @@ static void test_write_pdus(void **state)
     assert_int_equal(gw_mb_pdu_write(pdu, 15, 0, 3, bits, 1), 7);
 }
 
+/* The platform's `write` command: its argument, the exception names and the
+ * result that tells what went on the wire. */
+static void test_write_command(void **state)
+{
+    assert_string_equal(gw_mb_exception_name(2), "ILLEGAL DATA ADDRESS");
+    assert_string_equal(gw_mb_exception_name(7), "UNKNOWN EXCEPTION");
+    assert_string_equal(gw_mb_exception_name(0x0B), "GATEWAY TARGET DEVICE FAILED TO RESPOND");
+    static const char text[] = "name: t\ndevice_type: x\npoints:\n"
+                               "  - name: level\n    kind: holding\n    address: 0\n"
+                               "    type: uint16\n"
+                               "  - name: gate\n    kind: coil\n    address: 1\n    type: bool\n"
+                               "    writable: true\n";
+    gw_profile *p = NULL;
+    char err[256], point[32], why[128];
+    double v = 0;
+    if (gw_profile_load_text(&p, "t.yaml", text, strlen(text), err, sizeof(err)))
+        fail_msg("%s", err);
+    assert_int_equal(gw_mb_write_arg(p, "gate=1", point, sizeof(point), &v, why, sizeof(why)), 0);
+    assert_string_equal(point, "gate");
+    assert_true(v == 1);
+    assert_int_equal(gw_mb_write_arg(p, "level=3", point, sizeof(point), &v, why, sizeof(why)),
+                     GW_EINVAL);
+    assert_string_equal(why, "point 'level' is read-only");
+    assert_int_equal(gw_mb_write_arg(p, "x=3", point, sizeof(point), &v, why, sizeof(why)),
+                     GW_EINVAL);
+    assert_string_equal(why, "no point 'x' in profile t");
+    const char *bad[] = {"gate", "=1", "gate=", "gate=1x", "", NULL};
+    for (int i = 0; bad[i]; i++)
+        assert_int_equal(gw_mb_write_arg(p, bad[i], point, sizeof(point), &v, why, sizeof(why)),
+                         GW_EINVAL);
+    assert_int_equal(gw_mb_write_arg(p, NULL, point, sizeof(point), &v, why, sizeof(why)),
+                     GW_EINVAL);
+    gw_profile_free(p);
+
+    char out[256];
+    const uint8_t w5[] = {5, 0, 3, 0xFF, 0};
+    assert_int_equal(gw_mb_write_result(out, sizeof(out), "siren", 1, w5, sizeof(w5)), 0);
+    assert_string_equal(
+        out, "{\"point\":\"siren\",\"value\":1,\"fc\":5,\"address\":3,\"words\":[65280]}");
+    const uint8_t w16[] = {16, 0, 0x10, 0, 2, 4, 0x12, 0x34, 0x56, 0x78};
+    assert_int_equal(gw_mb_write_result(out, sizeof(out), "f", 2.5, w16, sizeof(w16)), 0);
+    assert_string_equal(
+        out, "{\"point\":\"f\",\"value\":2.5,\"fc\":16,\"address\":16,\"words\":[4660,22136]}");
+    const uint8_t w15[] = {15, 0, 0, 0, 3, 1, 0x05};
+    assert_int_equal(gw_mb_write_result(out, sizeof(out), "b", 5, w15, sizeof(w15)), 0);
+    assert_string_equal(out,
+                        "{\"point\":\"b\",\"value\":5,\"fc\":15,\"address\":0,\"coils\":[1,0,1]}");
+    assert_int_equal(gw_mb_write_result(out, 20, "siren", 1, w5, sizeof(w5)), GW_EFULL);
+}
+
 static void test_read_answer(void **state)
 {
     gw_mb_request r = {3, 0, 2};
@@ -374,10 +424,11 @@ static void test_writes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_crc),         cmocka_unit_test(test_rtu_frames),
-        cmocka_unit_test(test_tcp_frame),   cmocka_unit_test(test_write_pdus),
-        cmocka_unit_test(test_read_answer), cmocka_unit_test(test_lateness),
-        cmocka_unit_test(test_schedule),    cmocka_unit_test(test_writes),
+        cmocka_unit_test(test_crc),           cmocka_unit_test(test_rtu_frames),
+        cmocka_unit_test(test_tcp_frame),     cmocka_unit_test(test_write_pdus),
+        cmocka_unit_test(test_read_answer),   cmocka_unit_test(test_lateness),
+        cmocka_unit_test(test_schedule),      cmocka_unit_test(test_writes),
+        cmocka_unit_test(test_write_command),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
