@@ -523,8 +523,8 @@ int gw_uplink_reply_route(gw_uplink *u, const gw_mqttc_route *r, const char *jso
     size_t wlen = len;
     if (!u->client || (u->prot && gw_protect_seal(u->prot, json, len, &wire, &wlen)))
         return GW_ERR;
-    return gw_mqttc_publish_corr(u->client, r->topic[0] ? r->topic : u->t_reply,
-                                 (const char *)wire, wlen, 1, r->corr, r->corr_len, NULL);
+    return gw_mqttc_publish_corr(u->client, r->topic[0] ? r->topic : u->t_reply, (const char *)wire,
+                                 wlen, 1, r->corr, r->corr_len, NULL);
 }
 
 static void on_reconnect_timer(uv_timer_t *t)
