@@ -27,8 +27,8 @@
 struct mevt {
     gw_mail m; /* first: the mailbox may free() a plain event */
     int type, code, token;
-    size_t tlen, plen;
-    char data[]; /* topic NUL payload NUL */
+    size_t tlen, plen, rtlen, clen; /* rtlen: 0 without a response topic */
+    char data[]; /* topic NUL payload NUL [response topic NUL] correlation data */
 };
 
 struct gw_mqttc {
@@ -42,7 +42,9 @@ struct gw_mqttc {
     int box_closed;   /* the mailbox closed while probing */
     int disconnected; /* set by Paho's thread when the DISCONNECT completed */
     size_t max_message_bytes;
-    atomic_ulong oversize; /* incoming messages over max_message_bytes */
+    atomic_ulong oversize;      /* incoming messages over max_message_bytes */
+    atomic_ulong props_dropped; /* v5 properties over their bound */
+    int mqtt5;
     int64_t keepalive_ms, connect_timeout_ms;
     int max_inflight, auto_reconnect_max_s, verify_host, tls;
     char uri[256], username[128], password[256];
@@ -74,6 +76,43 @@ static void cb_connected(void *ctx, MQTTAsync_successData *r)
 static void cb_connect_failed(void *ctx, MQTTAsync_failureData *r)
 {
     post(ctx, GW_MQTTC_CONNECT_FAILED, r ? r->code : -1, 0);
+}
+
+/* MQTT 5 takes its own callbacks (Paho refuses the 3.1.1 ones on a v5 connect). */
+static void cb_connected5(void *ctx, MQTTAsync_successData5 *r)
+{
+    post(ctx, GW_MQTTC_CONNECTED, 0, 0);
+}
+
+static void cb_connect_failed5(void *ctx, MQTTAsync_failureData5 *r)
+{
+    post(ctx, GW_MQTTC_CONNECT_FAILED, r ? r->code : -1, 0);
+}
+
+static void cb_subscribed5(void *ctx, MQTTAsync_successData5 *r)
+{
+    post(ctx, GW_MQTTC_SUBSCRIBED, 0, 0);
+}
+
+static void cb_subscribe_failed5(void *ctx, MQTTAsync_failureData5 *r)
+{
+    post(ctx, GW_MQTTC_SUBSCRIBE_FAILED, r ? r->code : -1, 0);
+}
+
+/* A v5 property's bytes when present and within cap; counts the over-long. */
+static const char *prop_bytes(gw_mqttc *c, MQTTAsync_message *m, enum MQTTPropertyCodes id,
+                              size_t cap, size_t *len)
+{
+    MQTTProperty *p = c->mqtt5 ? MQTTProperties_getProperty(&m->properties, id) : NULL;
+    *len = 0;
+    if (!p || p->value.data.len <= 0 || !p->value.data.data)
+        return NULL;
+    if ((size_t)p->value.data.len > cap) {
+        atomic_fetch_add(&c->props_dropped, 1);
+        return NULL;
+    }
+    *len = (size_t)p->value.data.len;
+    return p->value.data.data;
 }
 
 static void cb_subscribed(void *ctx, MQTTAsync_successData *r)
@@ -111,15 +150,30 @@ static void cb_disconnect_failed(void *ctx, MQTTAsync_failureData *r)
     cb_disconnected(ctx, NULL);
 }
 
+static void cb_disconnected5(void *ctx, MQTTAsync_successData5 *r)
+{
+    cb_disconnected(ctx, NULL);
+}
+
+static void cb_disconnect_failed5(void *ctx, MQTTAsync_failureData5 *r)
+{
+    cb_disconnected(ctx, NULL);
+}
+
 static int cb_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
 {
     gw_mqttc *c = ctx;
     if (c->has_box) {
         size_t tl = topic_len > 0 ? (size_t)topic_len : strlen(topic);
         size_t pl = m->payloadlen > 0 ? (size_t)m->payloadlen : 0;
+        size_t rl, cl;
+        const char *rt =
+            prop_bytes(c, m, MQTTPROPERTY_CODE_RESPONSE_TOPIC, GW_MQTTC_RESPONSE_TOPIC_MAX, &rl);
+        const char *cd =
+            prop_bytes(c, m, MQTTPROPERTY_CODE_CORRELATION_DATA, GW_MQTTC_CORR_MAX, &cl);
         struct mevt *e = NULL;
         if (!c->max_message_bytes || pl <= c->max_message_bytes)
-            e = malloc(sizeof(*e) + tl + 1 + pl + 1);
+            e = malloc(sizeof(*e) + tl + 1 + pl + 1 + rl + 1 + cl);
         if (e) {
             memset(e, 0, sizeof(*e));
             e->type = GW_MQTTC_MESSAGE;
@@ -129,6 +183,14 @@ static int cb_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
             e->data[tl] = '\0';
             memcpy(e->data + tl + 1, m->payload, pl);
             e->data[tl + 1 + pl] = '\0';
+            char *x = e->data + tl + 1 + pl + 1;
+            e->rtlen = rl;
+            if (rt)
+                memcpy(x, rt, rl);
+            x[rl] = '\0';
+            e->clen = cl;
+            if (cd)
+                memcpy(x + rl + 1, cd, cl);
             if (gw_mailbox_post(&c->box, &e->m, tl + pl, 0))
                 free(e); /* full (counted by the mailbox) or closing */
         } else if (c->max_message_bytes && pl > c->max_message_bytes) {
@@ -251,10 +313,10 @@ static void probe_done(uv_work_t *req, int status)
     gw_mqttc *c = p->c;
     c->probing = 0;
     if (!c->closing) {
-        gw_mqttc_event ev = {GW_MQTTC_CONNECT_FAILED, p->code, 0, NULL, NULL, 0, NULL};
+        gw_mqttc_event ev = {.type = GW_MQTTC_CONNECT_FAILED, .code = p->code};
         ev.why = p->why[0] ? p->why : NULL;
         c->cb(c->ctx, &ev);
-        gw_mqttc_event end = {GW_MQTTC_BATCH_END, 0, 0, NULL, NULL, 0, NULL};
+        gw_mqttc_event end = {.type = GW_MQTTC_BATCH_END};
         if (!c->closing)
             c->cb(c->ctx, &end);
     } else if (c->box_closed) {
@@ -322,18 +384,22 @@ static void on_events(gw_mailbox *mb, gw_mail *list)
         if (!c->closing && e->type == GW_MQTTC_CONNECT_FAILED && probe_start(c, e->code) == 0) {
             /* probe_done delivers it */
         } else if (!c->closing) {
-            gw_mqttc_event ev = {e->type, e->code, e->token, NULL, NULL, 0, NULL};
+            gw_mqttc_event ev = {.type = e->type, .code = e->code, .token = e->token};
             if (e->type == GW_MQTTC_MESSAGE) {
                 ev.topic = e->data;
                 ev.payload = e->data + e->tlen + 1;
                 ev.len = e->plen;
+                const char *x = e->data + e->tlen + 1 + e->plen + 1;
+                ev.response_topic = e->rtlen ? x : NULL;
+                ev.corr = e->clen ? x + e->rtlen + 1 : NULL;
+                ev.corr_len = e->clen;
             }
             c->cb(c->ctx, &ev);
         }
         free(e);
     }
     if (!c->closing) {
-        gw_mqttc_event end = {GW_MQTTC_BATCH_END, 0, 0, NULL, NULL, 0, NULL};
+        gw_mqttc_event end = {.type = GW_MQTTC_BATCH_END};
         c->cb(c->ctx, &end);
     }
 }
@@ -374,13 +440,14 @@ gw_mqttc *gw_mqttc_new(uv_loop_t *loop, const gw_mqttc_config *cfg, gw_mqttc_cb 
     c->max_inflight = cfg->max_inflight;
     c->auto_reconnect_max_s = cfg->auto_reconnect_max_s;
     c->verify_host = cfg->verify_host;
+    c->mqtt5 = cfg->mqtt5;
     c->tls = strncmp(c->uri, "ssl://", 6) == 0 || strncmp(c->uri, "mqtts://", 8) == 0;
 
     MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
     co.sendWhileDisconnected = cfg->send_while_disconnected;
     if (cfg->max_buffered > 0)
         co.maxBufferedMessages = cfg->max_buffered;
-    co.MQTTVersion = MQTTVERSION_3_1_1;
+    co.MQTTVersion = c->mqtt5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
     int rc = MQTTAsync_createWithOptions(&c->client, c->uri, cfg->client_id ? cfg->client_id : "",
                                          MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
     if (rc != MQTTASYNC_SUCCESS) {
@@ -408,16 +475,27 @@ error:
 int gw_mqttc_connect(gw_mqttc *c, int *paho_rc)
 {
     MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
+    MQTTAsync_connectOptions co5 = MQTTAsync_connectOptions_initializer5;
     MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
     MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
-    co.MQTTVersion = MQTTVERSION_3_1_1; /* no silent fall-back to 3.1 */
+    if (c->mqtt5)
+        co = co5; /* clean start instead of clean session (Paho refuses the latter on v5) */
+    else
+        co.MQTTVersion = MQTTVERSION_3_1_1; /* no silent fall-back to 3.1 */
     co.keepAliveInterval = (int)(c->keepalive_ms / 1000);
-    co.cleansession = 1;
+    if (c->mqtt5)
+        co.cleanstart = 1;
+    else
+        co.cleansession = 1;
     if (c->connect_timeout_ms > 0)
         co.connectTimeout = (int)((c->connect_timeout_ms + 999) / 1000);
     if (c->max_inflight > 0)
         co.maxInflight = c->max_inflight;
-    if (c->has_box) {
+    if (c->has_box && c->mqtt5) {
+        co.onSuccess5 = cb_connected5;
+        co.onFailure5 = cb_connect_failed5;
+        co.context = c;
+    } else if (c->has_box) {
         co.onSuccess = cb_connected;
         co.onFailure = cb_connect_failed;
         co.context = c;
@@ -478,6 +556,34 @@ int gw_mqttc_publish(gw_mqttc *c, const char *topic, const void *payload, size_t
     return GW_OK;
 }
 
+int gw_mqttc_publish_corr(gw_mqttc *c, const char *topic, const void *payload, size_t len, int qos,
+                          const void *corr, size_t corr_len, int *paho_rc)
+{
+    if (!c->mqtt5 || !corr_len)
+        return gw_mqttc_publish(c, topic, payload, len, qos, 0, NULL, paho_rc);
+    MQTTAsync_message m = MQTTAsync_message_initializer;
+    MQTTProperty p = {.identifier = MQTTPROPERTY_CODE_CORRELATION_DATA};
+    p.value.data.data = (char *)corr;
+    p.value.data.len = (int)corr_len;
+    m.payload = (void *)payload;
+    m.payloadlen = (int)len;
+    m.qos = qos;
+    /* Paho takes a publish's v5 properties from the response options and copies
+     * them when it queues the message; ours are freed below. */
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    int rc = MQTTProperties_add(&ro.properties, &p);
+    if (rc == 0) {
+        m.properties = ro.properties;
+        rc = MQTTAsync_sendMessage(c->client, topic, &m, &ro);
+    }
+    MQTTProperties_free(&ro.properties);
+    if (paho_rc)
+        *paho_rc = rc;
+    if (rc == MQTTASYNC_MAX_BUFFERED_MESSAGES)
+        return GW_EFULL;
+    return rc == MQTTASYNC_SUCCESS ? GW_OK : GW_ERR;
+}
+
 int gw_mqttc_set_server(gw_mqttc *c, const char *uri)
 {
     if (gw_strlcpy(c->server, uri, sizeof(c->server)))
@@ -489,7 +595,11 @@ int gw_mqttc_set_server(gw_mqttc *c, const char *uri)
 int gw_mqttc_subscribe(gw_mqttc *c, int n, char *const *topics, const int *qos)
 {
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-    if (c->has_box) {
+    if (c->has_box && c->mqtt5) {
+        ro.onSuccess5 = cb_subscribed5;
+        ro.onFailure5 = cb_subscribe_failed5;
+        ro.context = c;
+    } else if (c->has_box) {
         ro.onSuccess = cb_subscribed;
         ro.onFailure = cb_subscribe_failed;
         ro.context = c;
@@ -501,6 +611,11 @@ int gw_mqttc_subscribe(gw_mqttc *c, int n, char *const *topics, const int *qos)
 uint64_t gw_mqttc_oversize(gw_mqttc *c)
 {
     return atomic_load(&c->oversize);
+}
+
+uint64_t gw_mqttc_props_dropped(gw_mqttc *c)
+{
+    return atomic_load(&c->props_dropped);
 }
 
 uint64_t gw_mqttc_dropped(gw_mqttc *c)
@@ -566,9 +681,17 @@ void gw_mqttc_close(gw_mqttc *c, int64_t timeout_ms)
         gw_mailbox_close(&c->box, on_box_closed);
     if (timeout_ms > 0 && MQTTAsync_isConnected(c->client)) {
         MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+        MQTTAsync_disconnectOptions d5 = MQTTAsync_disconnectOptions_initializer5;
+        if (c->mqtt5)
+            d = d5; /* the version that has the v5 callbacks */
         d.timeout = (int)timeout_ms;
-        d.onSuccess = cb_disconnected;
-        d.onFailure = cb_disconnect_failed;
+        if (c->mqtt5) {
+            d.onSuccess5 = cb_disconnected5;
+            d.onFailure5 = cb_disconnect_failed5;
+        } else {
+            d.onSuccess = cb_disconnected;
+            d.onFailure = cb_disconnect_failed;
+        }
         d.context = c;
         /* Shutdown only: the loop has nothing else to do while Paho finishes. */
         if (MQTTAsync_disconnect(c->client, &d) == MQTTASYNC_SUCCESS)

@@ -4,7 +4,8 @@
  * the platform uplink, the local publisher for rule actions, and the
  * mqtt-devices listeners. It fixes what every link must get right the same
  * way: the protocol version pinned to 3.1.1 (Paho otherwise falls back to
- * 3.1 "MQIsdp", which some brokers refuse), no Paho persistence (the outbox
+ * 3.1 "MQIsdp", which some brokers refuse) or, per link, to 5 (for the
+ * response topic and correlation data of commands), no Paho persistence (the outbox
  * is the durable store), TLS options for ssl:// and mqtts://, and Paho's
  * callbacks, which run on Paho's threads, marshalled to the loop through a
  * mailbox (base/mailbox.h): the loop sees events, one at a time, in order.
@@ -36,7 +37,24 @@ typedef struct gw_mqttc_event {
     const char *payload; /* MESSAGE: NUL-terminated copy, len bytes before the NUL */
     size_t len;
     const char *why; /* CONNECT_FAILED over TLS: what the certificate check refused, or NULL */
+    /* MESSAGE over MQTT 5: the response topic (NUL-terminated) and correlation
+     * data of the message, NULL / 0 when absent (always over 3.1.1). Copied on
+     * Paho's thread; a property over its bound below is left out (counted). */
+    const char *response_topic;
+    const void *corr;
+    size_t corr_len;
 } gw_mqttc_event;
+
+#define GW_MQTTC_RESPONSE_TOPIC_MAX 255 /* bytes of a response topic kept */
+#define GW_MQTTC_CORR_MAX 64            /* bytes of correlation data kept */
+
+/* Where an MQTT 5 request asked its replies to go: a copy of its response
+ * topic ("" when it had none) and correlation data. */
+typedef struct gw_mqttc_route {
+    char topic[GW_MQTTC_RESPONSE_TOPIC_MAX + 1];
+    unsigned char corr[GW_MQTTC_CORR_MAX];
+    size_t corr_len;
+} gw_mqttc_route;
 
 /* Loop thread. Not called after gw_mqttc_close. */
 typedef void (*gw_mqttc_cb)(void *ctx, const gw_mqttc_event *ev);
@@ -58,6 +76,7 @@ typedef struct gw_mqttc_config {
     const char *will_payload;
     size_t queue_max;         /* incoming messages waiting for the loop (default 1024) */
     size_t max_message_bytes; /* larger incoming messages are dropped (0: no limit) */
+    int mqtt5;                /* speak MQTT 5 instead of 3.1.1 */
 } gw_mqttc_config;
 
 typedef struct gw_mqttc gw_mqttc;
@@ -80,6 +99,11 @@ int gw_mqttc_connect(gw_mqttc *c, int *paho_rc);
 int gw_mqttc_publish(gw_mqttc *c, const char *topic, const void *payload, size_t len, int qos,
                      int retained, int *token, int *paho_rc);
 
+/* gw_mqttc_publish with MQTT 5 correlation data (corr_len bytes) on the
+ * message; over 3.1.1, or with corr_len 0, a plain publish. */
+int gw_mqttc_publish_corr(gw_mqttc *c, const char *topic, const void *payload, size_t len, int qos,
+                          const void *corr, size_t corr_len, int *paho_rc);
+
 /* The broker the next gw_mqttc_connect goes to (a cluster node), instead of
  * the URI given at creation; the client id and options stay. Returns
  * GW_EINVAL when uri is too long. */
@@ -93,6 +117,8 @@ int gw_mqttc_subscribe(gw_mqttc *c, int n, char *const *topics, const int *qos);
 uint64_t gw_mqttc_dropped(gw_mqttc *c);
 /* Incoming messages dropped for being over max_message_bytes. */
 uint64_t gw_mqttc_oversize(gw_mqttc *c);
+/* Response topics or correlation data left out for being over their bound. */
+uint64_t gw_mqttc_props_dropped(gw_mqttc *c);
 
 /* Reads a password from the first line of file, or from the environment
  * variable env (when env is not empty). key names the config key in errors. */

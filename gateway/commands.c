@@ -55,7 +55,9 @@ typedef struct req {
     char dest[64];
     char by[BY_MAX];
     gw_commands_reply_fn reply;
+    gw_commands_route_fn reply_route; /* instead of reply: the command's own route */
     void *reply_ctx;
+    gw_mqttc_route route;
     char what[160];  /* the audit's "what": the command's target, in words */
     char audit[512]; /* the audit fields, a JSON object, for a deferred audit */
 } req;
@@ -130,7 +132,7 @@ static void member(gw_jbuf *b, const char *key, const char *val, int skip_empty)
 
 static void send_reply(const req *q, const char *status, const char *reason, const char *result)
 {
-    if (q->c->stopped || !q->reply)
+    if (q->c->stopped || (!q->reply && !q->reply_route))
         return;
     char buf[1024];
     gw_jbuf b;
@@ -151,7 +153,10 @@ static void send_reply(const req *q, const char *status, const char *reason, con
         GW_WARN("commands", "reply to %s too long: not sent", q->cmd);
         return;
     }
-    q->reply(q->reply_ctx, buf, b.len);
+    if (q->reply_route)
+        q->reply_route(q->reply_ctx, &q->route, buf, b.len);
+    else
+        q->reply(q->reply_ctx, buf, b.len);
 }
 
 /* The audit fields of a state-changing command, kept in q->audit. */
@@ -613,6 +618,9 @@ static void take_corr(req *q, const char *corr, const cJSON *doc)
         snprintf(q->corr, sizeof(q->corr), "%.0f", id->valuedouble);
 }
 
+static void handle(req *q, const char *dest, const char *name, const char *payload, size_t len,
+                   const char *corr);
+
 void gw_commands_handle(gw_commands *c, const char *dest, const char *name, const char *payload,
                         size_t len, const char *corr, gw_commands_reply_fn reply, void *reply_ctx)
 {
@@ -621,11 +629,47 @@ void gw_commands_handle(gw_commands *c, const char *dest, const char *name, cons
     q.c = c;
     q.reply = reply;
     q.reply_ctx = reply_ctx;
+    handle(&q, dest, name, payload, len, corr);
+}
+
+/* The correlation data as an id: printable text of at most 64 characters. */
+static int corr_text(const gw_mqttc_route *r, char *out, size_t cap)
+{
+    if (!r->corr_len || r->corr_len >= cap)
+        return 0;
+    for (size_t i = 0; i < r->corr_len; i++)
+        if (r->corr[i] < 0x20 || r->corr[i] > 0x7e)
+            return 0;
+    memcpy(out, r->corr, r->corr_len);
+    out[r->corr_len] = '\0';
+    return 1;
+}
+
+void gw_commands_handle_routed(gw_commands *c, const char *dest, const char *name,
+                               const char *payload, size_t len, const gw_mqttc_route *route,
+                               gw_commands_route_fn reply, void *reply_ctx)
+{
+    req q;
+    memset(&q, 0, sizeof(q));
+    q.c = c;
+    q.reply_route = reply;
+    q.reply_ctx = reply_ctx;
+    q.route = *route;
+    handle(&q, dest, name, payload, len, NULL);
+}
+
+static void handle(req *q0, const char *dest, const char *name, const char *payload, size_t len,
+                   const char *corr)
+{
+    req q = *q0;
+    gw_commands *c = q.c;
     gw_strlcpy(q.dest, dest, sizeof(q.dest));
     gw_strlcpy(q.by, strcmp(dest, "local") ? "platform" : "admin", sizeof(q.by));
     c->handled++;
     cJSON *doc = cJSON_ParseWithLength(payload, len);
     take_corr(&q, corr, doc);
+    if (!q.corr[0] && q.reply_route)
+        corr_text(&q.route, q.corr, sizeof(q.corr));
     unsigned bit = gw_commands_bit(name);
     int k = 0;
     while (bit && !(bit & (1u << k)))

@@ -15,6 +15,7 @@
  * The core hands what it offers in gw_commands_env (as gateway/alarms.h does),
  * so this module never reaches into the core. Loop thread only. */
 #include "base/model.h"
+#include "base/mqttc.h"
 #include "gateway/uplink_conf.h"
 
 #include <stddef.h>
@@ -63,6 +64,15 @@ int gw_commands_allow(gw_commands *c, const char *dest, unsigned allowed);
  * this command or gw_commands_stop, whichever comes first. */
 void gw_commands_handle(gw_commands *c, const char *dest, const char *name, const char *payload,
                         size_t len, const char *corr, gw_commands_reply_fn reply, void *reply_ctx);
+/* gw_commands_handle for a command that came with an MQTT 5 response topic or
+ * correlation data: route is copied, and every reply goes to
+ * reply(reply_ctx, route, ...). Its "id" is the payload's, else the correlation
+ * data when it is text of at most 64 characters. */
+typedef void (*gw_commands_route_fn)(void *ctx, const gw_mqttc_route *route, const char *json,
+                                     size_t len);
+void gw_commands_handle_routed(gw_commands *c, const char *dest, const char *name,
+                               const char *payload, size_t len, const gw_mqttc_route *route,
+                               gw_commands_route_fn reply, void *reply_ctx);
 /* A device answered a command's request (gw_core_command_answered): the
  * oldest `device` command waiting for (device, verb) is done, with the
  * answer in its result. One waits at most env.answer_ms, then fails with

@@ -138,6 +138,7 @@ struct upsec {
     const gw_ynode *commands;
 };
 #define U(m) F(gw_uplink_config, m)
+static const char *const mqtt_versions[] = {"3.1.1", "5", NULL};
 static const gw_cfgkey uplink_keys[] = {
     {"name", GW_CT_STR, "", 0, -1, U(name), NULL, 0,
      "destination name (letters, digits, - _ . :), the key of its cursor in the outbox; "
@@ -181,6 +182,10 @@ static const gw_cfgkey uplink_keys[] = {
     {"tele_inflight_bytes", GW_CT_SIZE, "256KiB", 4096, 1073741824,
      offsetof(gw_uplink_config, tele_inflight_bytes), 0, NULL, 0,
      "telemetry bytes awaiting PUBACK at most (what a new alarm may queue behind)"},
+    {"mqtt_version", GW_CT_ENUM, "3.1.1", 0, -1, offsetof(gw_uplink_config, mqtt5), 0,
+     mqtt_versions, 0,
+     "5: commands' replies follow their response topic and correlation data; 3.1.1 (the "
+     "default) for brokers that refuse 5 (docs/uplink.md)"},
     {"format", GW_CT_ENUM, "native", 0, -1, offsetof(gw_uplink_config, format), 0,
      gw_platform_names, 0,
      "topics and payloads: native, thingsboard, huawei-iotda, aliyun-alink (docs/platforms.md)"},

@@ -479,6 +479,13 @@ static void reply_native(void *ctx, const char *json, size_t len)
         GW_LOG_RL(GW_LOG_WARN, 10000, "core", "reply to a platform command not sent%s", "");
 }
 
+/* A v5 command's replies follow its response topic and correlation data. */
+static void reply_routed(void *ctx, const gw_mqttc_route *r, const char *json, size_t len)
+{
+    if (gw_uplink_reply_route(ctx, r, json, len))
+        GW_LOG_RL(GW_LOG_WARN, 10000, "core", "reply to a platform command not sent%s", "");
+}
+
 static gw_uplink *uplink_named(gw_core *core, const char *dest)
 {
     for (int i = 0; i < core->nuplinks; i++)
@@ -491,11 +498,15 @@ static gw_uplink *uplink_named(gw_core *core, const char *dest)
  * connection is authenticated (TLS, credentials, broker ACLs); the payload is
  * untrusted and the destination's uplink.commands says what it may run. */
 static void on_command(void *ctx, const char *dest, const char *name, const char *payload,
-                       size_t len)
+                       size_t len, const gw_mqttc_route *route)
 {
     gw_core *core = ctx;
-    gw_commands_handle(core->commands, dest, name, payload, len, NULL, reply_native,
-                       uplink_named(core, dest));
+    if (route)
+        gw_commands_handle_routed(core->commands, dest, name, payload, len, route, reply_routed,
+                                  uplink_named(core, dest));
+    else
+        gw_commands_handle(core->commands, dest, name, payload, len, NULL, reply_native,
+                           uplink_named(core, dest));
 }
 
 /* A platform format's commands (gateway/platform.h), translated to ours: the

@@ -513,11 +513,18 @@ static void publish_status(gw_uplink *u, const char *status)
 
 int gw_uplink_reply(gw_uplink *u, const char *json, size_t len)
 {
+    static const gw_mqttc_route none;
+    return gw_uplink_reply_route(u, &none, json, len);
+}
+
+int gw_uplink_reply_route(gw_uplink *u, const gw_mqttc_route *r, const char *json, size_t len)
+{
     const uint8_t *wire = (const uint8_t *)json;
     size_t wlen = len;
     if (!u->client || (u->prot && gw_protect_seal(u->prot, json, len, &wire, &wlen)))
         return GW_ERR;
-    return gw_mqttc_publish(u->client, u->t_reply, (const char *)wire, wlen, 1, 0, NULL, NULL);
+    return gw_mqttc_publish_corr(u->client, r->topic[0] ? r->topic : u->t_reply, (const char *)wire,
+                                 wlen, 1, r->corr, r->corr_len, NULL);
 }
 
 static void on_reconnect_timer(uv_timer_t *t)
@@ -631,7 +638,7 @@ static void platform_message(gw_uplink *u, const char *topic, const char *payloa
                 on_platform_reply, u);
     } else {
         if (u->on_cmd)
-            u->on_cmd(u->ctx, u->cfg.name, cmd.name, cmd.payload, cmd.len);
+            u->on_cmd(u->ctx, u->cfg.name, cmd.name, cmd.payload, cmd.len, NULL);
         char r[512];
         int n =
             snprintf(r, sizeof(r), "{\"v\":1,\"id\":\"%s\",\"cmd\":\"%s\",\"status\":\"accepted\"}",
@@ -693,7 +700,13 @@ static void on_event(void *ctx, const gw_mqttc_event *e)
         } else if (!gw_platform_is_native(u->pf)) {
             platform_message(u, e->topic, (const char *)body, blen);
         } else if (strncmp(e->topic, u->t_cmd, u->cmd_prefix_len) == 0 && u->on_cmd) {
-            u->on_cmd(u->ctx, u->cfg.name, e->topic + u->cmd_prefix_len, (const char *)body, blen);
+            gw_mqttc_route r = {.corr_len = e->corr_len};
+            if (e->response_topic)
+                gw_strlcpy(r.topic, e->response_topic, sizeof(r.topic));
+            if (e->corr_len)
+                memcpy(r.corr, e->corr, e->corr_len);
+            u->on_cmd(u->ctx, u->cfg.name, e->topic + u->cmd_prefix_len, (const char *)body, blen,
+                      e->response_topic || e->corr_len ? &r : NULL);
         }
     } else if (e->type == GW_MQTTC_BATCH_END) {
         pump(u); /* deliveries of the batch freed slots: send what can go now */
@@ -811,6 +824,7 @@ gw_uplink *gw_uplink_new(uv_loop_t *loop, const gw_uplink_config *cfg, const cha
         .will_topic = u->t_status,
         .will_payload = u->status_offline,
         .queue_max = MAX_CMD_EVENTS,
+        .mqtt5 = u->cfg.mqtt5,
     };
     if (!gw_platform_is_native(u->pf)) {
         mc.client_id = u->pf_cid;

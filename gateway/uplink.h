@@ -11,6 +11,7 @@
  * its own in the in-flight window, so a new alarm overtakes any telemetry backlog. Paho's callbacks
  * run on Paho's threads: they only queue small events for the loop (uv_async); all state below is
  * touched by the loop thread alone. */
+#include "base/mqttc.h"
 #include "gateway/platform.h"
 #include "gateway/protect.h"
 #include "gateway/store.h"
@@ -22,9 +23,10 @@
 typedef struct gw_uplink gw_uplink;
 
 /* A command arrived on <prefix>/<gw>/cmd/<name> from destination dest (its
- * name). Payload is not NUL-terminated. */
+ * name). Payload is not NUL-terminated. route: the MQTT 5 response topic and
+ * correlation data it came with, NULL when none (always over 3.1.1). */
 typedef void (*gw_uplink_cmd_cb)(void *ctx, const char *dest, const char *name, const char *payload,
-                                 size_t len);
+                                 size_t len, const gw_mqttc_route *route);
 
 typedef struct gw_uplink_stats {
     int connected;
@@ -64,6 +66,9 @@ void gw_uplink_set_commands(gw_uplink *u, gw_platform_exec_fn exec, void *ctx);
  * a reply while the connection is down is lost (GW_E*), the platform's
  * request times out and it asks again. */
 int gw_uplink_reply(gw_uplink *u, const char *json, size_t len);
+/* gw_uplink_reply on the route's response topic (the reply topic when it has
+ * none), with its correlation data (MQTT 5). */
+int gw_uplink_reply_route(gw_uplink *u, const gw_mqttc_route *r, const char *json, size_t len);
 /* New rows were committed in these lanes (bit 1<<lane). */
 void gw_uplink_notify(gw_uplink *u, unsigned lanes);
 /* Alarm transition -> PUBLISH latency inside the gateway (the alarm's "at"

@@ -61,6 +61,7 @@ typedef struct gw_uplink_config {
     gw_protect_config protect;   /* message protection of this destination (uplink.protect) */
     gw_uplink_filter filter;     /* what this destination receives */
     /* The destination's format (gateway/platform.h, docs/platforms.md) and its platform keys. */
+    int mqtt5;                  /* mqtt_version: 0 = 3.1.1, 1 = 5 */
     int format;                 /* GW_PF_NATIVE, GW_PF_THINGSBOARD, GW_PF_HUAWEI, GW_PF_ALINK */
     char platform_device[128];  /* the gateway's id on the platform (default: gateway id) */
     char product_key[64];       /* Alink: the gateway's ProductKey */

@@ -320,6 +320,71 @@ static void test_device_answers_later(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* The route each reply of an MQTT 5 command came with. */
+static gw_mqttc_route routes[16];
+
+static void on_route_reply(void *ctx, const gw_mqttc_route *r, const char *json, size_t len)
+{
+    routes[F.nreplies] = *r;
+    on_reply(ctx, json, len);
+}
+
+static void run_routed(gw_commands *c, const char *name, const char *payload, const char *topic,
+                       const void *corr, size_t corr_len)
+{
+    gw_mqttc_route r = {.corr_len = corr_len};
+    snprintf(r.topic, sizeof(r.topic), "%s", topic);
+    memcpy(r.corr, corr, corr_len);
+    F.nreplies = 0;
+    gw_commands_handle_routed(c, "city", name, payload, strlen(payload), &r, on_route_reply, NULL);
+}
+
+/* Every reply of an MQTT 5 command, the late one too, goes with the command's
+ * route; the payload's id wins, else printable correlation data is the id. */
+static void test_routed_replies(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    gw_commands *c = setup_cmds(0x7f);
+    gw_commands_free(c);
+    F.dev[1].proto = &answering;
+    gw_commands_env env = {.loop = &loop,
+                           .gateway_id = "gw-t",
+                           .devices = env_devices,
+                           .device_command = env_device_command,
+                           .audit = env_audit,
+                           .flush = env_flush};
+    c = gw_commands_new(&env);
+    assert_int_equal(gw_commands_allow(c, "city", 0x7f), 0);
+
+    run_routed(c, "device", "{\"device\":\"rtu-01\",\"verb\":\"query\"}", "resp/1", "c-1", 3);
+    assert_int_equal(F.nreplies, 1);
+    expect(0, "accepted", NULL);
+    assert_string_equal(field(0, "id"), "c-1");
+    gw_commands_answered(c, "rtu-01", "query", "answer 37 serial 5");
+    assert_int_equal(F.nreplies, 2);
+    expect(1, "done", NULL);
+    assert_string_equal(field(1, "id"), "c-1");
+    assert_string_equal(routes[1].topic, "resp/1");
+    assert_int_equal(routes[1].corr_len, 3);
+    assert_memory_equal(routes[1].corr, "c-1", 3);
+
+    run_routed(c, "inventory", "{\"id\":\"p-2\"}", "resp/2", "c-2", 3);
+    assert_string_equal(field(1, "id"), "p-2"); /* the payload's id wins */
+    assert_string_equal(routes[1].topic, "resp/2");
+    run_routed(c, "inventory", "{}", "", "\x01\x02", 2); /* binary: no id */
+    assert_string_equal(field(1, "id"), "");
+    assert_int_equal(routes[1].corr_len, 2);
+    run_routed(c, "nope", "{}", "resp/3", "c-3", 3);
+    expect(0, "refused", "unknown command");
+    assert_string_equal(routes[0].topic, "resp/3");
+
+    gw_commands_free(c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 static unsigned load_commands(const char *line, char *err, size_t errlen, int *rc)
 {
     char dir[] = "/tmp/cmdtest.XXXXXX", path[600], text[1024];
@@ -375,6 +440,7 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_replies_and_outcomes),
         cmocka_unit_test(test_device_answers_later),
+        cmocka_unit_test(test_routed_replies),
         cmocka_unit_test(test_config_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
