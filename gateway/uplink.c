@@ -219,6 +219,15 @@ static void on_fetch(void *ctx, const gw_rows *rows)
     pump(u);
 }
 
+/* Bytes one fetch reads ahead: enough for a full message. A poll's row holds
+ * all its readings (kilobytes), so a bound in rows alone kept ~8 MiB read ahead
+ * per lane at 10,000 devices (issue 17, bench/mem_bench.sh). */
+static size_t fetch_bytes(const gw_uplink *u)
+{
+    size_t m = (size_t)u->cfg.max_message_bytes;
+    return m > (1u << 20) ? m : 1u << 20;
+}
+
 static void start_fetch(gw_uplink *u, int li)
 {
     struct lanebuf *l = &u->lane[li];
@@ -226,7 +235,7 @@ static void start_fetch(gw_uplink *u, int li)
     l->fetching = 1;
     l->fetch_epoch = l->epoch;
     l->fetch_notifies = l->notifies;
-    if (gw_store_fetch(u->store, li, l->cursor, rows, 8u << 20, on_fetch, u))
+    if (gw_store_fetch(u->store, li, l->cursor, rows, fetch_bytes(u), on_fetch, u))
         l->fetching = 0;
 }
 
@@ -431,7 +440,9 @@ static void pump(gw_uplink *u)
                 return;
             progressed = 1;
         }
-        if (t->n - t->pos < (size_t)u->cfg.batch * 2 && t->more && !t->fetching)
+        size_t t_left = t->used - (t->pos < t->n ? t->off[t->pos] : t->used);
+        if (t->n - t->pos < (size_t)u->cfg.batch * 2 && t_left < fetch_bytes(u) && t->more &&
+            !t->fetching)
             start_fetch(u, GW_LANE_TELE);
         if (!progressed)
             return;
