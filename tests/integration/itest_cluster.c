@@ -214,8 +214,10 @@ static int dev_index(const char *dev)
 static void tally(struct tally *t)
 {
     const char *gw = t->gw;
+    int any_order = t->any_order; /* the caller's setting, not a count */
     memset(t, 0, sizeof(*t));
     t->gw = gw;
+    t->any_order = any_order;
     size_t n = h_platform_count();
     /* seq slots < 2^20 here (seq_slot): a bitmap of first copies. */
     static unsigned char seen[1 << 20];
