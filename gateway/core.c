@@ -396,11 +396,11 @@ int gw_core_check(const gw_config *cfg, char *err, size_t errlen)
 
 /* ---- Lifecycle ---- */
 
-static void on_store_commit(void *ctx, unsigned lanes)
+static void on_store_commit(void *ctx, unsigned lanes, const gw_rows *const *rows)
 {
     gw_core *core = ctx;
     for (int i = 0; i < core->nuplinks; i++)
-        gw_uplink_notify(core->uplinks[i], lanes);
+        gw_uplink_committed(core->uplinks[i], lanes, rows);
 }
 
 /* One uplink per destination, each resuming from its cursors in the outbox. */

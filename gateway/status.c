@@ -594,7 +594,7 @@ void gw_status_json(gw_status *st, gw_sbuf *b)
     gw_sbuf_jstr(b, env->cfg->uplink.uri);
     gw_sbuf_printf(b,
                    ",\"connected\":%s,\"connects\":%llu,"
-                   "\"in_flight\":%llu,\"rows_acked\":%llu,"
+                   "\"in_flight\":%llu,\"rows_acked\":%llu,\"fetches\":%llu,\"rows_pushed\":%llu,"
                    "\"protected\":%llu,\"commands_refused\":%llu,"
                    "\"server\":\"%s\",\"failovers\":%llu,\"id_conflicts\":%llu,"
                    "\"alarm_publish_ms\":{\"n\":%llu,\"p50\":%d,\"p99\":%d}},",
@@ -602,6 +602,7 @@ void gw_status_json(gw_status *st, gw_sbuf *b)
                    (unsigned long long)(us.msgs_sent[0] + us.msgs_sent[1] - us.msgs_acked[0] -
                                         us.msgs_acked[1]),
                    (unsigned long long)(us.rows_acked[0] + us.rows_acked[1]),
+                   (unsigned long long)us.fetches, (unsigned long long)us.rows_pushed,
                    (unsigned long long)us.protect.sealed, (unsigned long long)us.commands_refused,
                    env->cfg->uplink.servers[us.server], (unsigned long long)us.failovers,
                    (unsigned long long)us.id_conflicts, (unsigned long long)lat_n, lat50, lat99);

@@ -43,6 +43,12 @@
 #define RETRY_MAX_MS 1000
 #define FULL_LOG_MS 30000
 #define MAX_DONE 1024 /* completions waiting for the loop; the thread waits beyond */
+/* Acknowledgements (the deletes and cursor moves that follow a PUBACK) do not
+ * wake the store thread: they join the next commit, or are committed on their
+ * own this long after the first of them (issue 17: a transaction and two
+ * wake-ups per message). A crash inside it resends those rows (at least once,
+ * as after any crash before the delete); nothing accepted is lost by it. */
+#define LAZY_MS 1000
 /* A data directory with no memory of earlier ids starts its sequence at
  * (ms since 2020-01-01T00:00:00Z) << 10: above every id an earlier incarnation
  * could have handed out unless it averaged more than 1024 ids per ms, and
@@ -57,8 +63,10 @@ struct cmd {
     int type;
     int lane, kind;
     int committed; /* a write that is in the database (kept only for ordering) */
+    uint64_t tick; /* writes other than telemetry rows and acknowledgements: their order */
     uint64_t seq;
-    int64_t a, b; /* ACK: first,last; FETCH: after, max_rows; SEEN: slot, n; DACK: dest, upto */
+    int64_t a, b; /* ACK: first,last; FETCH: after, max_rows; SEEN: slot, n; DACK: dest, upto;
+                   * PUT: a = the row id once inserted */
     size_t max_bytes;
     void *cb, *ctx;
     char *key; /* C_STATE key, C_SEEN station */
@@ -76,8 +84,8 @@ struct done {
     int64_t ms;     /* D_STATE: duration of the episode */
     uint64_t fails; /* D_STATE: failed attempts in it */
     void *cb, *ctx;
-    gw_rows rows;
-    void *mem; /* fetch arrays and payload buffer */
+    gw_rows rows[GW_LANES]; /* D_FETCH: rows[0]; D_COMMIT: the rows added, per lane */
+    uint64_t ticks_done;    /* D_COMMIT: every write with a tick up to it is committed */
 };
 
 struct state_kv {
@@ -109,6 +117,8 @@ struct tally {
     int64_t last_id[GW_LANES];
     uint64_t in[GW_LANES], acked[GW_LANES], max_seq, dropped, shed;
     int64_t bytes, rows[GW_LANES], tele_done, tele_done_bytes;
+    int64_t new_first[GW_LANES], new_last[GW_LANES]; /* row ids this commit inserted */
+    size_t new_bytes[GW_LANES];
 };
 
 struct gw_store {
@@ -129,6 +139,9 @@ struct gw_store {
     int64_t queued_tele;       /* telemetry rows not yet committed (queued or kept for retry) */
     int64_t queued_tele_bytes; /* their bytes with the command: the queue's memory */
     int urgent;
+    int eager;       /* queued commands that are not acknowledgements */
+    uint64_t wtick;  /* the last cmd.tick given */
+    int64_t lazy_at; /* mono ms the oldest queued acknowledgement came, 0: none */
     int stop;
     gw_store_stats st;      /* guarded by mu */
     struct state_kv *state; /* loaded at open, read-only after */
@@ -138,6 +151,7 @@ struct gw_store {
     int64_t epoch;
     uint64_t ids_reserved; /* DB thread after open */
     int64_t last_ckpt;
+    int64_t fs_at, fs_last; /* free_space_recent(): when read (mono ms), what */
     char note[512];
     /* Replay windows: loop thread only. */
     struct rwin *win;
@@ -203,6 +217,20 @@ static int64_t free_space(const gw_store *s)
     if (statvfs(s->dir, &v))
         return -1;
     return (int64_t)v.f_bavail * (int64_t)v.f_frsize;
+}
+
+/* free_space() for the per-commit checks, read again at most once a second
+ * while the last reading was at least twice the floor (a statfs per commit was
+ * a tenth of the store thread's syscalls at low rates: issue 17). Near the
+ * floor it is read every time. DB thread. */
+static int64_t free_space_recent(gw_store *s)
+{
+    int64_t now = gw_mono_ms();
+    if (s->fs_at && now - s->fs_at < 1000 && s->fs_last >= 2 * s->cfg.min_free)
+        return s->fs_last;
+    s->fs_last = free_space(s);
+    s->fs_at = now;
+    return s->fs_last;
 }
 
 /* Durable small-file write: temp, fsync, rename, fsync the directory.
@@ -327,7 +355,7 @@ static void do_fetch(gw_store *s, struct cmd *c)
     d->type = D_FETCH;
     d->cb = c->cb;
     d->ctx = c->ctx;
-    d->rows.lane = c->lane;
+    d->rows[0].lane = c->lane;
     size_t cap = (size_t)c->b;
     size_t bufcap = 4096, used = 0;
     int64_t *ids = malloc(cap * sizeof(*ids));
@@ -364,12 +392,12 @@ static void do_fetch(gw_store *s, struct cmd *c)
     }
     sqlite3_reset(st);
 out:
-    d->rows.n = n;
-    d->rows.id = ids;
-    d->rows.kind = kinds;
-    d->rows.off = off;
-    d->rows.len = len;
-    d->rows.buf = buf;
+    d->rows[0].n = n;
+    d->rows[0].id = ids;
+    d->rows[0].kind = kinds;
+    d->rows[0].off = off;
+    d->rows[0].len = len;
+    d->rows[0].buf = buf;
     push_done(s, d);
 }
 
@@ -528,7 +556,7 @@ static int commit_group(gw_store *s, struct cmd *list, int prio_only, struct tal
     /* Below the free-space floor: make room inside the file for the incoming
      * telemetry by shedding the oldest, so the file stops growing. */
     if (tele_bytes > 0 && s->cfg.min_free > 0) {
-        int64_t fs = free_space(s);
+        int64_t fs = free_space_recent(s);
         if (fs >= 0 && fs < s->cfg.min_free)
             rc = shed_oldest(s, tele_bytes + 65536, t, &t->shed);
     }
@@ -544,6 +572,11 @@ static int commit_group(gw_store *s, struct cmd *list, int prio_only, struct tal
             if (sqlite3_step(st) != SQLITE_DONE)
                 rc = sqlite3_errcode(s->db);
             sqlite3_reset(st);
+            c->a = sqlite3_last_insert_rowid(s->db);
+            if (!t->new_first[c->lane])
+                t->new_first[c->lane] = c->a;
+            t->new_last[c->lane] = c->a;
+            t->new_bytes[c->lane] += c->len;
             t->lanes |= 1u << c->lane;
             t->in[c->lane]++;
             if (c->seq > t->max_seq)
@@ -678,8 +711,47 @@ static void note_drops(gw_store *s, const struct tally *t, int64_t *last_log, ui
     *since = 0;
 }
 
-/* After a commit: log drops (rate-limited) and tell the loop which lanes grew. */
-static void committed(gw_store *s, const struct tally *t, int64_t *last_log, uint64_t *since)
+/* Copies the rows of lane that the commit inserted (ids first..last, in list
+ * order) into r, so readers that are caught up take them without a fetch
+ * (a fetch is a store wake-up, a read transaction and a loop wake-up per
+ * commit: issue 17). Leaves r empty when memory is short. */
+static void commit_rows(gw_rows *r, int lane, const struct cmd *list, const struct tally *t)
+{
+    size_t n = (size_t)(t->new_last[lane] - t->new_first[lane] + 1), i = 0, used = 0;
+    int64_t *id = malloc(n * sizeof(*id));
+    uint8_t *kind = malloc(n);
+    size_t *off = malloc(n * sizeof(*off)), *len = malloc(n * sizeof(*len));
+    char *buf = malloc(t->new_bytes[lane] ? t->new_bytes[lane] : 1);
+    if (id && kind && off && len && buf) {
+        for (const struct cmd *c = list; c && i < n; c = c->next) {
+            if (c->type != C_PUT || c->lane != lane || c->a < t->new_first[lane] ||
+                c->a > t->new_last[lane])
+                continue;
+            id[i] = c->a;
+            kind[i] = (uint8_t)c->kind;
+            off[i] = used;
+            len[i] = c->len;
+            memcpy(buf + used, c->data, c->len);
+            used += c->len;
+            i++;
+        }
+    }
+    if (i != n) { /* out of memory (or not the run expected): readers fetch instead */
+        free(id);
+        free(kind);
+        free(off);
+        free(len);
+        free(buf);
+        return;
+    }
+    *r =
+        (gw_rows){.lane = lane, .n = n, .id = id, .kind = kind, .off = off, .len = len, .buf = buf};
+}
+
+/* After a commit: log drops (rate-limited) and tell the loop which lanes grew,
+ * with the rows themselves when they are few enough to copy. */
+static void committed(gw_store *s, const struct cmd *list, const struct tally *t, int64_t *last_log,
+                      uint64_t *since)
 {
     note_drops(s, t, last_log, since);
     if (!t->lanes)
@@ -688,6 +760,18 @@ static void committed(gw_store *s, const struct tally *t, int64_t *last_log, uin
     if (d) {
         d->type = D_COMMIT;
         d->lanes = t->lanes;
+        for (const struct cmd *c = list; c; c = c->next) {
+            if (c->tick && !c->committed) {
+                d->ticks_done = 0; /* one is left for a retry: it comes later */
+                break;
+            }
+            if (c->tick > d->ticks_done)
+                d->ticks_done = c->tick;
+        }
+        if (s->on_commit)
+            for (int l = 0; l < GW_LANES; l++)
+                if (t->new_first[l] && t->new_bytes[l] <= GW_STORE_COMMIT_ROWS_MAX)
+                    commit_rows(&d->rows[l], l, list, t);
         push_done(s, d);
     }
 }
@@ -717,13 +801,27 @@ static void *db_thread(void *arg)
                 pthread_cond_timedwait(&s->cv, &s->mu, &dl);
             }
         } else {
-            while (!s->head && !s->stop)
-                pthread_cond_wait(&s->cv, &s->mu);
+            /* Wait for work; acknowledgements alone wait up to LAZY_MS. */
+            while (!s->eager && !s->stop) {
+                if (!s->head) {
+                    pthread_cond_wait(&s->cv, &s->mu);
+                    continue;
+                }
+                int64_t wait = s->lazy_at + LAZY_MS - gw_mono_ms();
+                if (wait <= 0)
+                    break;
+                struct timespec dl;
+                clock_gettime(CLOCK_REALTIME, &dl);
+                dl.tv_nsec += (long)(wait % 1000) * 1000000L;
+                dl.tv_sec += wait / 1000 + dl.tv_nsec / 1000000000L;
+                dl.tv_nsec %= 1000000000L;
+                pthread_cond_timedwait(&s->cv, &s->mu, &dl);
+            }
             if (!s->head && s->stop) {
                 pthread_mutex_unlock(&s->mu);
                 break;
             }
-            if (!s->urgent && !s->stop && s->cfg.commit_window > 0) {
+            if (s->eager && !s->urgent && !s->stop && s->cfg.commit_window > 0) {
                 /* Group commit: let more rows arrive for up to the window. */
                 struct timespec dl;
                 clock_gettime(CLOCK_REALTIME, &dl);
@@ -737,7 +835,8 @@ static void *db_thread(void *arg)
         }
         struct cmd *list = s->head;
         s->head = s->tail = NULL;
-        s->urgent = 0;
+        s->urgent = s->eager = 0;
+        s->lazy_at = 0;
         int stopping = s->stop;
         pthread_mutex_unlock(&s->mu);
         if (retry) {
@@ -763,12 +862,12 @@ static void *db_thread(void *arg)
         if (any && failing && prio) {
             rc = commit_group(s, list, 1, &t, err, sizeof(err));
             if (rc == SQLITE_OK)
-                committed(s, &t, &drop_log, &drop_since_log);
+                committed(s, list, &t, &drop_log, &drop_since_log);
         }
         if (any && rc == SQLITE_OK) {
             rc = commit_group(s, list, 0, &t, err, sizeof(err));
             if (rc == SQLITE_OK)
-                committed(s, &t, &drop_log, &drop_since_log);
+                committed(s, list, &t, &drop_log, &drop_since_log);
         }
         int64_t now = gw_mono_ms();
         if (rc != SQLITE_OK) {
@@ -819,7 +918,7 @@ static void *db_thread(void *arg)
             reserve_make(s);
         } else if (any && s->cfg.min_free > 0 && now - s->last_ckpt >= 1000) {
             /* Under disk pressure keep the WAL small. */
-            int64_t fs = free_space(s);
+            int64_t fs = free_space_recent(s);
             if (fs >= 0 && fs < s->cfg.min_free)
                 checkpoint(s);
         }
@@ -888,12 +987,12 @@ static void *db_thread(void *arg)
 
 static void free_done(struct done *d)
 {
-    if (d->type == D_FETCH) {
-        free((void *)d->rows.id);
-        free((void *)d->rows.kind);
-        free((void *)d->rows.off);
-        free((void *)d->rows.len);
-        free((void *)d->rows.buf);
+    for (int l = 0; l < GW_LANES; l++) {
+        free((void *)d->rows[l].id);
+        free((void *)d->rows[l].kind);
+        free((void *)d->rows[l].off);
+        free((void *)d->rows[l].len);
+        free((void *)d->rows[l].buf);
     }
     free(d);
 }
@@ -904,12 +1003,24 @@ static void on_done(gw_mailbox *mb, gw_mail *list)
     while (list) {
         struct done *d = (struct done *)list;
         list = list->next;
-        if (d->type == D_COMMIT && s->on_commit)
-            s->on_commit(s->ctx, d->lanes);
-        else if (d->type == D_FLUSH)
+        if (d->type == D_COMMIT && s->on_commit) {
+            const gw_rows *rows[GW_LANES];
+            for (int l = 0; l < GW_LANES; l++)
+                rows[l] = d->rows[l].n ? &d->rows[l] : NULL;
+            if (rows[GW_LANE_PRIO]) {
+                /* An alarm is published only once what was queued after it
+                 * is committed too (its rule state, an event's state): a
+                 * fetch, queued behind those writes, keeps that order. */
+                pthread_mutex_lock(&s->mu);
+                if (d->ticks_done < s->wtick)
+                    rows[GW_LANE_PRIO] = NULL;
+                pthread_mutex_unlock(&s->mu);
+            }
+            s->on_commit(s->ctx, d->lanes, rows);
+        } else if (d->type == D_FLUSH)
             ((gw_store_flush_cb)d->cb)(d->ctx, d->status);
         else if (d->type == D_FETCH)
-            ((gw_store_fetch_cb)d->cb)(d->ctx, &d->rows);
+            ((gw_store_fetch_cb)d->cb)(d->ctx, &d->rows[0]);
         else if (d->type == D_STATE && s->on_state)
             s->on_state(s->state_ctx, d->status, d->ms, d->fails);
         free_done(d);
@@ -924,7 +1035,8 @@ static void discard_done(gw_mailbox *mb, gw_mail *m)
 /* Appends c under mu. The thread is woken only when its queue turns
  * non-empty, for an urgent command, or when a group is full: while it waits
  * out a commit window, further rows join without a wake-up (a signal per row
- * cost two context switches and a contended mutex per reading). */
+ * cost two context switches and a contended mutex per reading). An
+ * acknowledgement wakes it only into an empty queue, to start its LAZY_MS. */
 static void enqueue_locked(gw_store *s, struct cmd *c, int urgent)
 {
     int was_empty = !s->head;
@@ -933,9 +1045,19 @@ static void enqueue_locked(gw_store *s, struct cmd *c, int urgent)
     else
         s->head = c;
     s->tail = c;
+    if (c->type == C_ACK || c->type == C_DACK) {
+        if (!s->lazy_at)
+            s->lazy_at = gw_mono_ms();
+        if (was_empty)
+            pthread_cond_signal(&s->cv);
+        return;
+    }
+    if (is_write(c) && !(c->type == C_PUT && c->lane == GW_LANE_TELE))
+        c->tick = ++s->wtick;
+    int was_quiet = !s->eager++;
     if (urgent)
         s->urgent = 1;
-    if (was_empty || urgent || s->queued_tele >= MAX_GROUP)
+    if (was_quiet || urgent || s->queued_tele >= MAX_GROUP)
         pthread_cond_signal(&s->cv);
 }
 

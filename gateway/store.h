@@ -41,8 +41,14 @@ typedef struct gw_rows {
 
 typedef void (*gw_store_fetch_cb)(void *ctx, const gw_rows *rows);
 typedef void (*gw_store_flush_cb)(void *ctx, int status);
-/* Called on the loop after each commit that added rows (lane mask bit 1<<lane). */
-typedef void (*gw_store_commit_cb)(void *ctx, unsigned lanes);
+/* Called on the loop after each commit that added rows (lane mask bit 1<<lane).
+ * rows[lane], when not NULL, are exactly the rows that commit added to the
+ * lane (ids contiguous, the first one after every row committed before), so a
+ * reader that has read everything before them can take them without a fetch;
+ * NULL when the commit added none or more than GW_STORE_COMMIT_ROWS_MAX bytes.
+ * Valid only during the callback. */
+typedef void (*gw_store_commit_cb)(void *ctx, unsigned lanes, const gw_rows *const *rows);
+#define GW_STORE_COMMIT_ROWS_MAX (1u << 20)
 
 typedef struct gw_store_stats {
     uint64_t rows_in[GW_LANES];    /* committed */

@@ -137,21 +137,11 @@ static void rewind_all(gw_uplink *u)
     u->tele_bytes = 0;
 }
 
-static void on_fetch(void *ctx, const gw_rows *rows)
+/* Appends rows (n > 0, ids after l->cursor) to their lane's buffer; 0, or -1
+ * out of memory (logged; the rows are fetched again). */
+static int append_rows(gw_uplink *u, const gw_rows *rows)
 {
-    gw_uplink *u = ctx;
     struct lanebuf *l = &u->lane[rows->lane];
-    if (u->closing)
-        return;
-    if (l->fetch_epoch != l->epoch)
-        return; /* from before a rewind */
-    l->fetching = 0;
-    if (rows->n == 0) {
-        if (l->notifies == l->fetch_notifies)
-            l->more = 0;
-        pump(u);
-        return;
-    }
     /* Compact what is left, then append. */
     if (l->pos > 0) {
         size_t left = l->n - l->pos;
@@ -183,8 +173,7 @@ static void on_fetch(void *ctx, const gw_rows *rows)
             l->len = len;
         if (!id || !kind || !off || !len) {
             GW_ERROR(u->mod, "out of memory buffering rows; will fetch again");
-            pump(u);
-            return;
+            return -1;
         }
         l->cap = cap;
     }
@@ -194,8 +183,7 @@ static void on_fetch(void *ctx, const gw_rows *rows)
         char *b = realloc(l->buf, cap);
         if (!b) {
             GW_ERROR(u->mod, "out of memory buffering rows; will fetch again");
-            pump(u);
-            return;
+            return -1;
         }
         l->buf = b;
         l->bufcap = cap;
@@ -216,6 +204,24 @@ static void on_fetch(void *ctx, const gw_rows *rows)
     l->n += rows->n;
     l->used = u->filtering ? at : l->used + bytes;
     l->cursor = rows->id[rows->n - 1];
+    return 0;
+}
+
+static void on_fetch(void *ctx, const gw_rows *rows)
+{
+    gw_uplink *u = ctx;
+    struct lanebuf *l = &u->lane[rows->lane];
+    if (u->closing)
+        return;
+    if (l->fetch_epoch != l->epoch)
+        return; /* from before a rewind */
+    l->fetching = 0;
+    if (rows->n == 0) {
+        if (l->notifies == l->fetch_notifies)
+            l->more = 0;
+    } else {
+        append_rows(u, rows);
+    }
     pump(u);
 }
 
@@ -233,6 +239,7 @@ static void start_fetch(gw_uplink *u, int li)
     struct lanebuf *l = &u->lane[li];
     size_t rows = li == GW_LANE_PRIO ? 64 : (size_t)u->cfg.batch * 8;
     l->fetching = 1;
+    u->st.fetches++;
     l->fetch_epoch = l->epoch;
     l->fetch_notifies = l->notifies;
     if (gw_store_fetch(u->store, li, l->cursor, rows, fetch_bytes(u), on_fetch, u))
@@ -883,6 +890,28 @@ int gw_uplink_start(gw_uplink *u)
 {
     do_connect(u);
     return GW_OK;
+}
+
+void gw_uplink_committed(gw_uplink *u, unsigned lanes, const gw_rows *const *rows)
+{
+    unsigned fetch = 0;
+    for (int i = 0; i < GW_LANES; i++) {
+        if (!((lanes & u->lanes) & (1u << i)))
+            continue;
+        struct lanebuf *l = &u->lane[i];
+        const gw_rows *r = rows ? rows[i] : NULL;
+        /* Caught up (the last fetch found nothing since and none is running)
+         * and the rows follow the cursor: take them as fetched. Bounded as a
+         * fetch is: not beyond one read-ahead. */
+        size_t left = l->used - (l->pos < l->n ? l->off[l->pos] : l->used);
+        if (r && u->connected && !u->closing && !l->more && !l->fetching &&
+            r->id[0] == l->cursor + 1 && left < fetch_bytes(u) && append_rows(u, r) == 0) {
+            u->st.rows_pushed += r->n;
+            continue;
+        }
+        fetch |= 1u << i;
+    }
+    gw_uplink_notify(u, fetch);
 }
 
 void gw_uplink_notify(gw_uplink *u, unsigned lanes)

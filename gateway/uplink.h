@@ -42,6 +42,8 @@ typedef struct gw_uplink_stats {
     int64_t cursor[GW_LANES];   /* durable point: every row <= it acknowledged or filtered out */
     int64_t backlog[GW_LANES];  /* rows above the cursor (what this destination still owes) */
     uint64_t rows_filtered;     /* rows (or items) this destination's filter left out */
+    uint64_t fetches;           /* reads of the outbox (gw_store_fetch) */
+    uint64_t rows_pushed;       /* rows taken from a commit without a fetch */
     gw_platform_stats platform; /* the destination format's counts (gateway/platform.h) */
 } gw_uplink_stats;
 
@@ -71,6 +73,9 @@ int gw_uplink_reply(gw_uplink *u, const char *json, size_t len);
 int gw_uplink_reply_route(gw_uplink *u, const gw_mqttc_route *r, const char *json, size_t len);
 /* New rows were committed in these lanes (bit 1<<lane). */
 void gw_uplink_notify(gw_uplink *u, unsigned lanes);
+/* gw_uplink_notify with the committed rows (gw_store_commit_cb): a lane that
+ * has read everything before them takes them as if fetched; else it fetches. */
+void gw_uplink_committed(gw_uplink *u, unsigned lanes, const gw_rows *const *rows);
 /* Alarm transition -> PUBLISH latency inside the gateway (the alarm's "at"
  * to the moment its message is handed to the MQTT client), in ms: count,
  * p50 and p99 since start. */
