@@ -1,5 +1,9 @@
 /* The timer wheel (base/timerwheel.h): 4096 slots of 1 ms, a bitmap of the
- * occupied ones so the next wake-up is found in at most 64 word tests. */
+ * occupied ones so the next wake-up is found in at most 64 word tests.
+ * Timers a turn or more away wait on a "far" list and move into their slots
+ * in batches once they come within half a turn: in a slot they would wake
+ * the loop once per turn before they are due (15 devices polled every 10 s
+ * woke it 3.7 times a second instead of 1.5: issue 17). */
 #include "base/timerwheel.h"
 
 #include <stdlib.h>
@@ -10,6 +14,8 @@
 struct gw_tw {
     uv_timer_t timer;
     gw_tw_timer slots[SLOTS]; /* list heads */
+    gw_tw_timer far;          /* list head: timers at least a turn away */
+    int64_t far_min;          /* no far timer is due before it (INT64_MAX: none) */
     uint64_t used[WORDS];     /* bit set: the slot's list is not empty */
     int64_t done_ms;          /* every slot up to this time has been run */
     int64_t wake_at;          /* loop time the libuv timer fires; -1 stopped */
@@ -23,13 +29,56 @@ static size_t slot_of(int64_t ms)
     return (size_t)((uint64_t)ms % SLOTS);
 }
 
+static void link_after(gw_tw_timer *head, gw_tw_timer *t)
+{
+    t->next = head->next;
+    t->prev = head;
+    head->next->prev = t;
+    head->next = t;
+}
+
+/* Puts an armed t into its slot, or on the far list when its slot would come
+ * round before it is due. */
+static void place(gw_tw *w, gw_tw_timer *t)
+{
+    if (t->at - w->done_ms >= SLOTS) {
+        t->far = 1;
+        link_after(&w->far, t);
+        if (t->at < w->far_min)
+            w->far_min = t->at;
+        return;
+    }
+    t->far = 0;
+    size_t s = slot_of(t->at);
+    link_after(&w->slots[s], t);
+    w->used[s / 64] |= 1ull << (s % 64);
+}
+
+/* Moves every far timer that fits in the wheel now into its slot. */
+static void cascade(gw_tw *w)
+{
+    gw_tw_timer *t = w->far.next;
+    w->far_min = INT64_MAX;
+    while (t != &w->far) {
+        gw_tw_timer *next = t->next;
+        if (t->at - w->done_ms < SLOTS) {
+            t->prev->next = t->next;
+            t->next->prev = t->prev;
+            place(w, t);
+        } else if (t->at < w->far_min) {
+            w->far_min = t->at;
+        }
+        t = next;
+    }
+}
+
 static void unlink_timer(gw_tw_timer *t)
 {
     gw_tw *w = t->wheel;
     t->prev->next = t->next;
     t->next->prev = t->prev;
     size_t s = slot_of(t->at);
-    if (w->slots[s].next == &w->slots[s])
+    if (!t->far && w->slots[s].next == &w->slots[s])
         w->used[s / 64] &= ~(1ull << (s % 64));
     t->next = t->prev = NULL;
     t->armed = 0;
@@ -59,17 +108,20 @@ static int64_t next_occupied(const gw_tw *w)
 
 static void on_wheel(uv_timer_t *h);
 
-/* Arms the libuv timer for the next occupied slot (or stops it). */
+/* Arms the libuv timer for the next occupied slot or the next cascade of far
+ * timers (half a turn before the first is due), or stops it. */
 static void rearm(gw_tw *w)
 {
     int64_t d = w->armed ? next_occupied(w) : -1;
-    if (d < 0) {
+    int64_t at = d < 0 ? INT64_MAX : w->done_ms + 1 + d;
+    if (w->far.next != &w->far && w->far_min - SLOTS / 2 < at)
+        at = w->far_min - SLOTS / 2;
+    if (at == INT64_MAX) {
         uv_timer_stop(&w->timer);
         w->wake_at = -1;
         return;
     }
     int64_t now = (int64_t)uv_now(w->timer.loop);
-    int64_t at = w->done_ms + 1 + d;
     w->wake_at = at;
     uv_timer_start(&w->timer, on_wheel, (uint64_t)(at > now ? at - now : 0), 0);
 }
@@ -127,6 +179,8 @@ static void on_wheel(uv_timer_t *h)
     if (w->closed)
         return;
     w->done_ms = now;
+    if (w->far.next != &w->far && w->far_min - SLOTS / 2 <= now)
+        cascade(w);
     rearm(w);
 }
 
@@ -137,6 +191,8 @@ gw_tw *gw_tw_new(uv_loop_t *loop)
         return NULL;
     for (int i = 0; i < SLOTS; i++)
         w->slots[i].next = w->slots[i].prev = &w->slots[i];
+    w->far.next = w->far.prev = &w->far;
+    w->far_min = INT64_MAX;
     if (uv_timer_init(loop, &w->timer)) {
         free(w);
         return NULL;
@@ -160,6 +216,8 @@ void gw_tw_close(gw_tw *w)
     for (int i = 0; i < SLOTS; i++)
         while (w->slots[i].next != &w->slots[i])
             unlink_timer(w->slots[i].next);
+    while (w->far.next != &w->far)
+        unlink_timer(w->far.next);
     w->closed = 1;
     uv_timer_stop(&w->timer);
     uv_close((uv_handle_t *)&w->timer, on_closed);
@@ -188,18 +246,14 @@ void gw_tw_start(gw_tw *w, gw_tw_timer *t, int64_t at_ms, void (*cb)(gw_tw_timer
     t->cb = cb;
     t->armed = 1;
     t->wheel = w;
-    gw_tw_timer *head = &w->slots[slot_of(at_ms)];
-    t->next = head->next;
-    t->prev = head;
-    head->next->prev = t;
-    head->next = t;
-    w->used[slot_of(at_ms) / 64] |= 1ull << (slot_of(at_ms) % 64);
+    place(w, t);
     w->armed++;
     /* Inside on_wheel the timer is re-armed once at the end. */
-    if (!w->running && (w->wake_at < 0 || at_ms < w->wake_at)) {
+    int64_t wake = t->far ? at_ms - SLOTS / 2 : at_ms;
+    if (!w->running && (w->wake_at < 0 || wake < w->wake_at)) {
         int64_t now = (int64_t)uv_now(w->timer.loop);
-        w->wake_at = at_ms;
-        uv_timer_start(&w->timer, on_wheel, (uint64_t)(at_ms > now ? at_ms - now : 0), 0);
+        w->wake_at = wake;
+        uv_timer_start(&w->timer, on_wheel, (uint64_t)(wake > now ? wake - now : 0), 0);
     }
 }
 

@@ -24,6 +24,7 @@ typedef struct gw_tw_timer {
     void (*cb)(struct gw_tw_timer *t);
     void *data; /* the owner's, untouched by the wheel */
     int armed;
+    int far; /* on the wheel's far list (a turn or more away) */
 } gw_tw_timer;
 
 /* A wheel on loop, or NULL when out of memory. Its libuv timer is unref'd:

@@ -146,10 +146,49 @@ static void test_stop_moves_wakeup(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A timer more than a turn away does not wake the loop each time its slot
+ * comes round: one wake-up half a turn before it is due moves it into the
+ * wheel, the next runs it (before: a wake-up for nothing after 104 ms). */
+static void test_far_timer_wakes_once_early(void **state)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    W = gw_tw_new(&loop);
+    int64_t t0 = gw_tw_now(W);
+    struct rec far = {0}, near = {0};
+    far.t.data = &far;
+    near.t.data = &near;
+    fired = 0;
+    gw_tw_start(W, &far.t, t0 + 4200, on_fire_now);
+    gw_tw_start(W, &near.t, t0 + 10, on_fire_now); /* the wheel re-aims after it */
+    uv_timer_t keep;
+    uv_timer_init(&loop, &keep);
+    uv_timer_start(&keep, stop_loop, 6000, 0);
+    int wakes = 0;
+    int64_t first = -1;
+    while (!near.n)
+        uv_run(&loop, UV_RUN_ONCE);
+    while (!far.n && wakes < 10) {
+        uv_run(&loop, UV_RUN_ONCE);
+        wakes++;
+        if (first < 0)
+            first = gw_tw_now(W) - t0;
+    }
+    assert_int_equal(far.n, 1);
+    assert_true(far.fired_at >= t0 + 4200);
+    if (wakes > 2 || first < 2000)
+        fail_msg("%d wake-ups, the first at %lld ms", wakes, (long long)first);
+    gw_tw_close(W);
+    uv_close((uv_handle_t *)&keep, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stop_moves_wakeup),
+        cmocka_unit_test(test_far_timer_wakes_once_early),
         cmocka_unit_test(test_order_and_stop),
         cmocka_unit_test(test_rearm_from_callback),
     };
