@@ -732,6 +732,11 @@ gw_tw *gw_core_wheel(gw_core *core)
     return core->wheel;
 }
 
+size_t gw_core_device_count(const gw_core *core)
+{
+    return core->ndevices;
+}
+
 int gw_core_flush(gw_core *core, void (*cb)(void *ctx, int status), void *ctx)
 {
     return gw_store_flush(core->store, cb, ctx);

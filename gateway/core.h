@@ -128,5 +128,7 @@ void *gw_core_shared(gw_core *core, const char *name, gw_core_load_fn load,
 /* The core's timer wheel (base/timerwheel.h) for device timers. It runs
  * from before the first attach until after the last detach of a stop. */
 gw_tw *gw_core_wheel(gw_core *core);
+/* How many devices the running configuration has (every protocol). */
+size_t gw_core_device_count(const gw_core *core);
 
 #endif

@@ -49,6 +49,11 @@
  * wake-ups per message). A crash inside it resends those rows (at least once,
  * as after any crash before the delete); nothing accepted is lost by it. */
 #define LAZY_MS 1000
+/* Rows coming more than this many commit windows after the last commit of
+ * rows are committed at once, without waiting out the window: the window
+ * groups rows under load; at a few rows a second it only added a wake-up per
+ * commit (issue 17, the idle cost). */
+#define BUSY_GAP_WINDOWS 10
 /* A data directory with no memory of earlier ids starts its sequence at
  * (ms since 2020-01-01T00:00:00Z) << 10: above every id an earlier incarnation
  * could have handed out unless it averaged more than 1024 ids per ms, and
@@ -140,6 +145,7 @@ struct gw_store {
     int64_t queued_tele_bytes; /* their bytes with the command: the queue's memory */
     int urgent;
     int eager;       /* queued commands that are not acknowledgements */
+    int sleeping;    /* the thread waits with no deadline: an acknowledgement wakes it */
     uint64_t wtick;  /* the last cmd.tick given */
     int64_t lazy_at; /* mono ms the oldest queued acknowledgement came, 0: none */
     int stop;
@@ -783,6 +789,9 @@ static void *db_thread(void *arg)
     uint64_t drop_since_log = 0, fails = 0;
     int failing = 0, full = 0;
     struct cmd *retry = NULL;
+    /* After a commit of rows their acknowledgements follow: the thread waits
+     * for them until acks_until without being woken for each. */
+    int64_t acks_until = 0, last_rows = gw_mono_ms(); /* the start-up burst is grouped */
 
     for (;;) {
         pthread_mutex_lock(&s->mu);
@@ -801,13 +810,23 @@ static void *db_thread(void *arg)
                 pthread_cond_timedwait(&s->cv, &s->mu, &dl);
             }
         } else {
-            /* Wait for work; acknowledgements alone wait up to LAZY_MS. */
+            /* Wait for work; acknowledgements alone wait up to LAZY_MS (not
+             * beyond acks_until once that has passed). */
             while (!s->eager && !s->stop) {
-                if (!s->head) {
+                int64_t now = gw_mono_ms(), until;
+                if (s->head) {
+                    if (now >= acks_until)
+                        break;
+                    until = s->lazy_at + LAZY_MS;
+                } else if (now < acks_until) {
+                    until = acks_until;
+                } else {
+                    s->sleeping = 1;
                     pthread_cond_wait(&s->cv, &s->mu);
+                    s->sleeping = 0;
                     continue;
                 }
-                int64_t wait = s->lazy_at + LAZY_MS - gw_mono_ms();
+                int64_t wait = until - now;
                 if (wait <= 0)
                     break;
                 struct timespec dl;
@@ -821,7 +840,8 @@ static void *db_thread(void *arg)
                 pthread_mutex_unlock(&s->mu);
                 break;
             }
-            if (s->eager && !s->urgent && !s->stop && s->cfg.commit_window > 0) {
+            if (s->eager && !s->urgent && !s->stop && s->cfg.commit_window > 0 &&
+                gw_mono_ms() - last_rows < BUSY_GAP_WINDOWS * s->cfg.commit_window) {
                 /* Group commit: let more rows arrive for up to the window. */
                 struct timespec dl;
                 clock_gettime(CLOCK_REALTIME, &dl);
@@ -868,6 +888,10 @@ static void *db_thread(void *arg)
             rc = commit_group(s, list, 0, &t, err, sizeof(err));
             if (rc == SQLITE_OK)
                 committed(s, list, &t, &drop_log, &drop_since_log);
+            if (rc == SQLITE_OK && t.lanes) {
+                last_rows = gw_mono_ms();
+                acks_until = last_rows + LAZY_MS;
+            }
         }
         int64_t now = gw_mono_ms();
         if (rc != SQLITE_OK) {
@@ -1036,7 +1060,8 @@ static void discard_done(gw_mailbox *mb, gw_mail *m)
  * non-empty, for an urgent command, or when a group is full: while it waits
  * out a commit window, further rows join without a wake-up (a signal per row
  * cost two context switches and a contended mutex per reading). An
- * acknowledgement wakes it only into an empty queue, to start its LAZY_MS. */
+ * acknowledgement wakes it only from a wait with no deadline (none since
+ * LAZY_MS after its last commit of rows), to start its LAZY_MS. */
 static void enqueue_locked(gw_store *s, struct cmd *c, int urgent)
 {
     int was_empty = !s->head;
@@ -1048,7 +1073,7 @@ static void enqueue_locked(gw_store *s, struct cmd *c, int urgent)
     if (c->type == C_ACK || c->type == C_DACK) {
         if (!s->lazy_at)
             s->lazy_at = gw_mono_ms();
-        if (was_empty)
+        if (was_empty && s->sleeping)
             pthread_cond_signal(&s->cv);
         return;
     }
@@ -2016,7 +2041,7 @@ int gw_store_flush(gw_store *s, gw_store_flush_cb cb, void *ctx)
     c->type = C_FLUSH;
     c->cb = (void *)cb;
     c->ctx = ctx;
-    enqueue(s, c, 0);
+    enqueue(s, c, 1); /* whoever flushes waits for it: not for a commit window */
     return GW_OK;
 }
 

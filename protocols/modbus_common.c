@@ -371,6 +371,23 @@ int64_t gw_mb_first_due(const char *id, int64_t now, int64_t interval)
     return now + (int64_t)(hash_str(id) % (uint64_t)interval);
 }
 
+int64_t gw_mb_slot_due(const char *id, int64_t now, int64_t interval, int64_t slots)
+{
+    if (slots < 1)
+        slots = 1;
+    if (slots > interval)
+        slots = interval;
+    int64_t phase = (int64_t)(hash_str(id) % (uint64_t)slots) * (interval / slots);
+    int64_t at = now - now % interval + phase;
+    return at >= now ? at : at + interval;
+}
+
+int64_t gw_mb_slots(size_t n, int64_t interval)
+{
+    int64_t slots = (int64_t)((n + GW_MB_SLOT_POLLS - 1) / GW_MB_SLOT_POLLS);
+    return slots < 1 ? 1 : slots > interval ? interval : slots;
+}
+
 int64_t gw_mb_next_due(int64_t due, int64_t now, int64_t interval, uint64_t *skipped)
 {
     due += interval;

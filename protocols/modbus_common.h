@@ -161,6 +161,15 @@ void gw_mb_poll_finish(gw_mb_poll *p);
  * the next one after `due` that is not in the past (missed slots counted in
  * *skipped). */
 int64_t gw_mb_first_due(const char *id, int64_t now, int64_t interval);
+/* The first due time on a grid shared by every device with this interval:
+ * the interval is cut into `slots` equal slots (1 .. interval) of the loop
+ * clock and the device's id picks one, so devices in a slot are polled
+ * together: one loop wake-up, one commit and one message for the group
+ * instead of one each (docs/modbus.md "Poll schedule"). */
+int64_t gw_mb_slot_due(const char *id, int64_t now, int64_t interval, int64_t slots);
+/* Slots per interval for n devices: about GW_MB_SLOT_POLLS polls to a slot. */
+#define GW_MB_SLOT_POLLS 32
+int64_t gw_mb_slots(size_t n, int64_t interval);
 int64_t gw_mb_next_due(int64_t due, int64_t now, int64_t interval, uint64_t *skipped);
 
 /* Polls and response timeouts run on the core's timer wheel
@@ -219,9 +228,11 @@ struct gw_mbs {
 #define GW_MB_WRITES_MAX 16
 
 /* Starts the schedule of a session with no link (an inbound DTU device until
- * its DTU registers). */
-int gw_mbs__init(gw_mbs *s, gw_core *core, gw_device *dev, const char *module, char *err,
-                 size_t errlen);
+ * its DTU registers): on the shared slot grid when grouped (gw_mb_slot_due;
+ * each device its own link), else at a per-device phase (devices behind one
+ * DTU take turns on its link: grouping them would only queue them). */
+int gw_mbs__init(gw_mbs *s, gw_core *core, gw_device *dev, const char *module, int grouped,
+                 char *err, size_t errlen);
 /* Gives the session its own dial-out link to dev->conf.connect (tcp://IP:PORT)
  * with MBAP (rtu 0) or RTU framing (rtu 1, guard_ms of quiet after a timeout
  * before the next request). Call right after gw_mbs__init. */

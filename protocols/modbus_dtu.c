@@ -408,7 +408,7 @@ static int dtu_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return GW_ENOMEM;
     }
-    int rc = gw_mbs__init(&d->s, core, dev, "modbus-dtu", err, errlen);
+    int rc = gw_mbs__init(&d->s, core, dev, "modbus-dtu", 0, err, errlen);
     if (rc) {
         free(d);
         return rc;

@@ -627,8 +627,8 @@ static void on_poll(gw_tw_timer *t)
     pump(l);
 }
 
-int gw_mbs__init(gw_mbs *s, gw_core *core, gw_device *dev, const char *module, char *err,
-                 size_t errlen)
+int gw_mbs__init(gw_mbs *s, gw_core *core, gw_device *dev, const char *module, int grouped,
+                 char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
     s->dev = dev;
@@ -639,7 +639,10 @@ int gw_mbs__init(gw_mbs *s, gw_core *core, gw_device *dev, const char *module, c
     gw_mb_stats_ref(core);
     s->poll_tmr.data = s;
     int64_t now = (int64_t)uv_now(gw_core_loop(core));
-    s->next_due = gw_mb_first_due(dev->conf.id, now, dev->interval_ms);
+    s->next_due = grouped
+                      ? gw_mb_slot_due(dev->conf.id, now, dev->interval_ms,
+                                       gw_mb_slots(gw_core_device_count(core), dev->interval_ms))
+                      : gw_mb_first_due(dev->conf.id, now, dev->interval_ms);
     gw_tw_start(gw_core_wheel(core), &s->poll_tmr, s->next_due, on_poll);
     dev->online = -1;
     return GW_OK;
@@ -871,7 +874,7 @@ static int mbt_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return GW_ENOMEM;
     }
-    int rc = gw_mbs__init(s, core, dev, "modbus-tcp", err, errlen);
+    int rc = gw_mbs__init(s, core, dev, "modbus-tcp", 1, err, errlen);
     if (rc) {
         free(s);
         return rc;

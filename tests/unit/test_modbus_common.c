@@ -203,6 +203,35 @@ static void test_lateness(void **state)
     assert_int_equal(gw_mb_late_quantile(h, 0.99), 31);
 }
 
+/* Grouped schedule: devices land on one of `slots` shared instants per
+ * interval, whatever time each was attached at; 15 devices make one slot. */
+static void test_slot_schedule(void **state)
+{
+    assert_int_equal(gw_mb_slots(15, 10000), 1);
+    assert_int_equal(gw_mb_slots(1000, 1000), 32);
+    assert_int_equal(gw_mb_slots(100000, 1000), 1000); /* at most one per ms */
+    char id[16];
+    int64_t first = -1;
+    for (int i = 0; i < 15; i++) {
+        snprintf(id, sizeof id, "dev-%d", i);
+        int64_t at = gw_mb_slot_due(id, 123456 + i * 7, 10000, 1);
+        assert_true(at >= 123456 + i * 7);
+        if (first < 0)
+            first = at;
+        assert_int_equal(at, first); /* one instant for all */
+    }
+    int seen[32] = {0};
+    for (int i = 0; i < 1000; i++) {
+        snprintf(id, sizeof id, "b-%d", i);
+        int64_t at = gw_mb_slot_due(id, 5000 + i, 1000, 32);
+        assert_true(at >= 5000 + i && at < 5000 + i + 1000);
+        assert_int_equal(at % 1000 % (1000 / 32), 0); /* on the grid */
+        seen[at % 1000 / (1000 / 32)]++;
+    }
+    for (int k = 0; k < 32; k++)
+        assert_true(seen[k] > 0 && seen[k] < 100); /* spread over every slot */
+}
+
 static void test_schedule(void **state)
 {
     /* A stable phase inside the interval. */
@@ -424,11 +453,11 @@ static void test_writes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_crc),           cmocka_unit_test(test_rtu_frames),
-        cmocka_unit_test(test_tcp_frame),     cmocka_unit_test(test_write_pdus),
-        cmocka_unit_test(test_read_answer),   cmocka_unit_test(test_lateness),
-        cmocka_unit_test(test_schedule),      cmocka_unit_test(test_writes),
-        cmocka_unit_test(test_write_command),
+        cmocka_unit_test(test_crc),         cmocka_unit_test(test_rtu_frames),
+        cmocka_unit_test(test_tcp_frame),   cmocka_unit_test(test_write_pdus),
+        cmocka_unit_test(test_read_answer), cmocka_unit_test(test_lateness),
+        cmocka_unit_test(test_schedule),    cmocka_unit_test(test_slot_schedule),
+        cmocka_unit_test(test_writes),      cmocka_unit_test(test_write_command),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
