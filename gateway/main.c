@@ -6,6 +6,9 @@
 #include "base/log.h"
 #include "gateway/protect.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,8 +95,26 @@ static int close_loop(uv_loop_t *loop)
     return open;
 }
 
+/* glibc's allocator, set for a long-running process that holds many small
+ * blocks and passes large buffers between threads (docs/design.md "Measured",
+ * Memory). A fixed mmap threshold returns every block of 128 KiB or more (the
+ * config's text arena, fetched rows, the uplink's read-ahead) to the kernel
+ * when freed; left dynamic, glibc raises the threshold after the first such
+ * free and later ones land in the heap, leaving holes that stay resident.
+ * Two arenas instead of one per thread (loop, store, Paho's two) stop each
+ * thread from keeping its own free memory; the threads' small blocks go
+ * through glibc's per-thread cache first, so they rarely contend. */
+static void malloc_setup(void)
+{
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    mallopt(M_ARENA_MAX, 2);
+#endif
+}
+
 static int run(const char *path, int demo)
 {
+    malloc_setup();
     gw_config cfg;
     char err[1024];
     if (gw_config_load(&cfg, path, err, sizeof(err))) {
