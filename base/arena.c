@@ -3,9 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Above glibc's mmap threshold (128 KiB, fixed in gateway/main.c): a freed
- * arena (the parsed YAML of a 10,000-device config) goes back to the kernel
- * instead of leaving holes in the heap; blocks are touched only as they fill. */
+/* Above glibc's mmap threshold (128 KiB until the process frees a larger
+ * mapped block, so at start-up): the parsed YAML of a 10,000-device config is
+ * mapped and goes back to the kernel when freed, instead of leaving holes in
+ * the heap between the devices built meanwhile. Blocks are touched only as
+ * they fill. */
 #define BLOCK 262144
 
 struct gw_arena_block {

@@ -95,19 +95,16 @@ static int close_loop(uv_loop_t *loop)
     return open;
 }
 
-/* glibc's allocator, set for a long-running process that holds many small
- * blocks and passes large buffers between threads (docs/design.md "Measured",
- * Memory). A fixed mmap threshold returns every block of 128 KiB or more (the
- * config's text arena, fetched rows, the uplink's read-ahead) to the kernel
- * when freed; left dynamic, glibc raises the threshold after the first such
- * free and later ones land in the heap, leaving holes that stay resident.
- * Two arenas instead of one per thread (loop, store, Paho's two) stop each
- * thread from keeping its own free memory; the threads' small blocks go
- * through glibc's per-thread cache first, so they rarely contend. */
+/* glibc's allocator (docs/design.md "Measured", Memory): two arenas instead
+ * of one per thread (loop, store, Paho's two), so a thread does not keep free
+ * memory of its own that the others cannot use; the threads' small blocks go
+ * through glibc's per-thread cache first and rarely contend. The mmap
+ * threshold stays dynamic: fixed at 128 KiB it returned every fetched batch
+ * and every uplink message to the kernel, and faulted them in again (about
+ * one page fault per poll, a few % of the CPU per poll). */
 static void malloc_setup(void)
 {
 #ifdef __GLIBC__
-    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     mallopt(M_ARENA_MAX, 2);
 #endif
 }
