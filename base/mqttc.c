@@ -443,6 +443,16 @@ gw_mqttc *gw_mqttc_new(uv_loop_t *loop, const gw_mqttc_config *cfg, gw_mqttc_cb 
     c->mqtt5 = cfg->mqtt5;
     c->tls = strncmp(c->uri, "ssl://", 6) == 0 || strncmp(c->uri, "mqtts://", 8) == 0;
 
+    /* Paho would initialise OpenSSL for every client, TLS or not: error strings
+     * and every algorithm, about 2 MiB resident (docs/design.md "Measured").
+     * OpenSSL 3 initialises itself on first use, so a TLS client still works. */
+    static int paho_ready; /* loop thread only */
+    if (!paho_ready) {
+        MQTTAsync_init_options io = MQTTAsync_init_options_initializer;
+        io.do_openssl_init = 0;
+        MQTTAsync_global_init(&io);
+        paho_ready = 1;
+    }
     MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
     co.sendWhileDisconnected = cfg->send_while_disconnected;
     if (cfg->max_buffered > 0)
