@@ -42,6 +42,7 @@ typedef struct gw_uplink_stats {
     int64_t cursor[GW_LANES];   /* durable point: every row <= it acknowledged or filtered out */
     int64_t backlog[GW_LANES];  /* rows above the cursor (what this destination still owes) */
     uint64_t rows_filtered;     /* rows (or items) this destination's filter left out */
+    uint64_t readahead_bytes;   /* rows fetched and held here, both lanes: under two fetches each */
     gw_platform_stats platform; /* the destination format's counts (gateway/platform.h) */
 } gw_uplink_stats;
 
