@@ -30,6 +30,10 @@
 #define NREG 40               /* registers a poll reads: one row of 40 readings */
 #define ROWS 6000             /* rows waiting before the read-ahead is looked at */
 #define FETCH_BYTES (1 << 20) /* max_message_bytes 256KiB is below 1 MiB */
+/* The gauge counts both lanes: telemetry holds under two fetches (left below
+ * one when the next starts, plus that one), the priority lane here only the
+ * devices' online events, a few KB. */
+#define BOUND (2 * FETCH_BYTES + 64 * 1024)
 
 struct env {
     int port, base; /* the uplink's broker, the first device's */
@@ -136,13 +140,13 @@ static void test_readahead_bounded_while_unacknowledged(void **state)
     }
     print_message("outbox %lld telemetry rows unacknowledged; read-ahead %lld bytes (at most %lld "
                   "seen), bound %d\n",
-                  rows, ra, max, 2 * FETCH_BYTES);
+                  rows, ra, max, BOUND);
     assert_true(same >= 3);
     /* Far more waits than two fetches: the bound, not the backlog, limits it. */
     assert_true(rows >= ROWS);
     assert_true(ra >= FETCH_BYTES / 2);
-    if (max > 2 * FETCH_BYTES)
-        fail_msg("read-ahead reached %lld bytes, more than two fetches (%d)", max, 2 * FETCH_BYTES);
+    if (max > BOUND)
+        fail_msg("read-ahead reached %lld bytes, more than two fetches (%d)", max, BOUND);
 }
 
 int main(void)
