@@ -77,6 +77,24 @@ static int node_start(int i)
     return h_spawn(&nodes[i].p, log, argv);
 }
 
+/* The nodes' warnings and errors: evidence when the cluster misbehaves. */
+static void nats_warnings(void)
+{
+    for (int i = 0; i < NODES; i++) {
+        char path[600];
+        snprintf(path, sizeof(path), "%s/nats-%d.log", h_tmpdir(), i);
+        char *text = h_slurp(path);
+        for (char *line = text; line && *line;) {
+            char *eol = strchr(line, '\n');
+            size_t n = eol ? (size_t)(eol - line) : strlen(line);
+            if (memmem(line, n, "[WRN]", 5) || memmem(line, n, "[ERR]", 5))
+                fprintf(stderr, "node %c: %.*s\n", 'A' + i, (int)n, line);
+            line += n + (eol != NULL);
+        }
+        free(text);
+    }
+}
+
 /* Bounded poll of every running node's /healthz (JetStream current: the node
  * is in the cluster with a meta leader) and then an MQTT listener answering. */
 static int cluster_wait(int timeout_ms)
@@ -87,8 +105,12 @@ static int cluster_wait(int timeout_ms)
         if (nodes[i].p.pid <= 0)
             continue;
         while (!http_get(nodes[i].http, "/healthz", buf, sizeof(buf)) || !strstr(buf, "\"ok\"")) {
-            if (h_now_ms() > end)
+            if (h_now_ms() > end) {
+                print_message("node %c not current within %d ms; /healthz: %.300s\n", 'A' + i,
+                              timeout_ms, buf);
+                nats_warnings();
                 return 0;
+            }
             poll(NULL, 0, 100);
         }
         if (!h_port_wait(nodes[i].mqtt, (int)(end - h_now_ms())))
@@ -364,24 +386,6 @@ static void test_kill_node_a(void **state)
 }
 
 /* ---- (a') the same rehearsed with `sim run` against the cluster ---- */
-
-/* The nodes' warnings and errors, to tell a broker's loss from the gateway's. */
-static void nats_warnings(void)
-{
-    for (int i = 0; i < NODES; i++) {
-        char path[600];
-        snprintf(path, sizeof(path), "%s/nats-%d.log", h_tmpdir(), i);
-        char *text = h_slurp(path);
-        for (char *line = text; line && *line;) {
-            char *eol = strchr(line, '\n');
-            size_t n = eol ? (size_t)(eol - line) : strlen(line);
-            if (memmem(line, n, "[WRN]", 5) || memmem(line, n, "[ERR]", 5))
-                fprintf(stderr, "node %c: %.*s\n", 'A' + i, (int)n, line);
-            line += n + (eol != NULL);
-        }
-        free(text);
-    }
-}
 
 /* sim run plays the platform on nodes C, A, B (a persistent session) and
  * starts the gateway (nodes B, C, A): items cross the cluster. Its verdict
