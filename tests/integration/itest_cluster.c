@@ -95,6 +95,71 @@ static void nats_warnings(void)
     }
 }
 
+/* The first replica of a stream or consumer (a JetStream "cluster" object)
+ * that its leader, node i, does not count as current, written into why; 0 if
+ * none or if node i does not lead it (only the leader tracks its replicas). */
+static int laggard(int i, cJSON *cluster, const char *what, char *why, size_t cap)
+{
+    char me[8];
+    snprintf(me, sizeof(me), "n%d", i);
+    const char *leader = cJSON_GetStringValue(cJSON_GetObjectItem(cluster, "leader"));
+    if (!leader || strcmp(leader, me))
+        return 0;
+    cJSON *r;
+    cJSON_ArrayForEach(r, cJSON_GetObjectItem(cluster, "replicas"))
+    {
+        if (!cJSON_IsTrue(cJSON_GetObjectItem(r, "current"))) {
+            snprintf(why, cap, "%s: replica %s not current (lag %.0f)", what,
+                     cJSON_GetStringValue(cJSON_GetObjectItem(r, "name")),
+                     cJSON_GetNumberValue(cJSON_GetObjectItem(r, "lag")));
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* 1 when every stream and consumer replica is current as its leader sees it
+ * (/jsz of each running node), else the first laggard is in why. /healthz
+ * does not look at consumers: after node A's SIGKILL and restart it passed
+ * while a consumer replica on A stayed behind (lag 7) for over 60 s. */
+static int replicas_current(char *why, size_t cap)
+{
+    static char buf[1 << 19];
+    for (int i = 0; i < NODES; i++) {
+        if (nodes[i].p.pid <= 0)
+            continue;
+        const char *body = NULL;
+        if (http_get(nodes[i].http, "/jsz?accounts=true&streams=true&consumers=true", buf,
+                     sizeof(buf)))
+            body = strstr(buf, "\r\n\r\n");
+        cJSON *doc = body ? cJSON_Parse(body + 4) : NULL, *a, *st, *co;
+        int bad = !doc;
+        if (bad)
+            snprintf(why, cap, "node %c: no /jsz answer", 'A' + i);
+        cJSON_ArrayForEach(a, cJSON_GetObjectItem(doc, "account_details"))
+        {
+            cJSON_ArrayForEach(st, cJSON_GetObjectItem(a, "stream_detail"))
+            {
+                char what[160];
+                const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(st, "name"));
+                snprintf(what, sizeof(what), "node %c: stream %s", 'A' + i, name ? name : "?");
+                bad = bad || laggard(i, cJSON_GetObjectItem(st, "cluster"), what, why, cap);
+                cJSON_ArrayForEach(co, cJSON_GetObjectItem(st, "consumer_detail"))
+                {
+                    const char *cn = cJSON_GetStringValue(cJSON_GetObjectItem(co, "name"));
+                    snprintf(what, sizeof(what), "node %c: consumer %s of %s", 'A' + i,
+                             cn ? cn : "?", name ? name : "?");
+                    bad = bad || laggard(i, cJSON_GetObjectItem(co, "cluster"), what, why, cap);
+                }
+            }
+        }
+        cJSON_Delete(doc);
+        if (bad)
+            return 0;
+    }
+    return 1;
+}
+
 /* Bounded poll of every running node's /healthz (JetStream current: the node
  * is in the cluster with a meta leader) and then an MQTT listener answering. */
 static int cluster_wait(int timeout_ms)
@@ -117,6 +182,47 @@ static int cluster_wait(int timeout_ms)
             return 0;
     }
     return 1;
+}
+
+/* Starts the nodes (on empty stores) and the platform on node C (its
+ * persistent session lives in the cluster). 0, or -1 after bounded waits. */
+static int cluster_start(void)
+{
+    for (int i = 0; i < NODES; i++)
+        if (node_start(i))
+            return -1;
+    if (!cluster_wait(30000)) {
+        print_message("the nats cluster did not form within 30 s\n");
+        return -1;
+    }
+    int64_t end = h_now_ms() + 30000;
+    while (h_platform_start(nodes[2].mqtt) != 0) {
+        h_platform_stop();
+        if (h_now_ms() > end)
+            return -1;
+    }
+    return 0;
+}
+
+/* A new cluster after a node was killed. nats-server 2.9.10 does not always
+ * come back whole from a SIGKILL and restart: with node A restarted in place,
+ * 6 of 15 runs failed the next test, sim run's subscription never getting 12
+ * to 72 items the cluster had acknowledged (the gateway's outbox empty), and
+ * a consumer replica on A was seen lagging for minutes (replicas_current).
+ * The tests after the kill are about the gateway, not that recovery. */
+static int cluster_renew(void)
+{
+    char cmd[600];
+    h_platform_stop();
+    for (int i = 0; i < NODES; i++) {
+        h_stop(&nodes[i].p);
+        nodes[i].p.pid = 0;
+    }
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'/js0 '%s'/js1 '%s'/js2", h_tmpdir(), h_tmpdir(),
+             h_tmpdir());
+    if (system(cmd) != 0)
+        return -1;
+    return cluster_start();
 }
 
 static int group_setup(void **state)
@@ -154,21 +260,7 @@ static int group_setup(void **state)
         snprintf(name, sizeof(name), "n%d.conf", i);
         snprintf(nodes[i].conf, sizeof(nodes[i].conf), "%s", h_write_file(name, text));
     }
-    for (int i = 0; i < NODES; i++)
-        if (node_start(i))
-            return -1;
-    if (!cluster_wait(30000)) {
-        print_message("the nats cluster did not form within 30 s\n");
-        return -1;
-    }
-    /* The platform on node C; its persistent session lives in the cluster. */
-    int64_t end = h_now_ms() + 30000;
-    while (h_platform_start(nodes[2].mqtt) != 0) {
-        h_platform_stop();
-        if (h_now_ms() > end)
-            return -1;
-    }
-    return 0;
+    return cluster_start();
 }
 
 static int group_teardown(void **state)
@@ -380,9 +472,8 @@ static void test_kill_node_a(void **state)
     assert_false(h_log_contains(&gw, "client id 'gw-kill': 3 sessions"));
     assert_int_equal(h_stop(&gw), 0);
 
-    /* Node A back for the next test. */
-    assert_int_equal(node_start(0), 0);
-    assert_true(cluster_wait(60000));
+    /* A whole cluster for the next tests (cluster_renew). */
+    assert_int_equal(cluster_renew(), 0);
 }
 
 /* ---- (a') the same rehearsed with `sim run` against the cluster ---- */
@@ -447,6 +538,9 @@ static void test_sim_run_cluster(void **state)
         fprintf(stderr, "---- sim run ----\n%s\n---- its gateway ----\n%s\n----\n", log,
                 gwlog ? gwlog : "(none)");
         nats_warnings();
+        char why[256] = "every replica current";
+        replicas_current(why, sizeof(why));
+        fprintf(stderr, "replicas: %s\n", why);
     }
     free(gwlog);
     free(log);
