@@ -619,6 +619,7 @@ void gw_status_json(gw_status *st, gw_sbuf *b)
     gw_sbuf_printf(b,
                    ",\"connected\":%s,\"connects\":%llu,"
                    "\"in_flight\":%llu,\"rows_acked\":%llu,\"fetches\":%llu,\"rows_pushed\":%llu,"
+                   "\"readahead_bytes\":%llu,"
                    "\"protected\":%llu,\"commands_refused\":%llu,"
                    "\"server\":\"%s\",\"failovers\":%llu,\"id_conflicts\":%llu,"
                    "\"alarm_publish_ms\":{\"n\":%llu,\"p50\":%d,\"p99\":%d}},",
@@ -627,9 +628,10 @@ void gw_status_json(gw_status *st, gw_sbuf *b)
                                         us.msgs_acked[1]),
                    (unsigned long long)(us.rows_acked[0] + us.rows_acked[1]),
                    (unsigned long long)us.fetches, (unsigned long long)us.rows_pushed,
-                   (unsigned long long)us.protect.sealed, (unsigned long long)us.commands_refused,
-                   env->cfg->uplink.servers[us.server], (unsigned long long)us.failovers,
-                   (unsigned long long)us.id_conflicts, (unsigned long long)lat_n, lat50, lat99);
+                   (unsigned long long)us.readahead_bytes, (unsigned long long)us.protect.sealed,
+                   (unsigned long long)us.commands_refused, env->cfg->uplink.servers[us.server],
+                   (unsigned long long)us.failovers, (unsigned long long)us.id_conflicts,
+                   (unsigned long long)lat_n, lat50, lat99);
     dests_json(env, b);
     gw_sbuf_printf(b,
                    "\"connections\":{\"open\":%llu,\"unauthenticated\":%llu,\"accepted\":%llu,"
@@ -1007,6 +1009,8 @@ void gw_status_metrics(gw_status *st, gw_sbuf *b)
          us.msgs_sent[0] + us.msgs_sent[1] - us.msgs_acked[0] - us.msgs_acked[1]},
         {"gw_uplink_acked_rows_total", "Outbox rows acknowledged by the platform.",
          us.rows_acked[0] + us.rows_acked[1]},
+        {"gw_uplink_readahead_bytes", "Outbox rows fetched ahead of publishing, in bytes.",
+         us.readahead_bytes},
         {"gw_uplink_publish_refused_total", "Publishes refused by the MQTT client (retried).",
          us.publish_refused},
     };

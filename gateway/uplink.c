@@ -947,7 +947,9 @@ void gw_uplink_get_stats(const gw_uplink *u, gw_uplink_stats *out)
     gw_protect_get_stats(u->prot, &out->protect);
     gw_store_stats ss;
     gw_store_get_stats(u->store, &ss);
+    out->readahead_bytes = 0;
     for (int i = 0; i < GW_LANES; i++) {
+        out->readahead_bytes += u->lane[i].used;
         out->cursor[i] = u->track[i].point;
         out->backlog[i] =
             taken(u, i) && ss.last_id[i] > out->cursor[i] ? ss.last_id[i] - out->cursor[i] : 0;

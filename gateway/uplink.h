@@ -44,6 +44,7 @@ typedef struct gw_uplink_stats {
     uint64_t rows_filtered;     /* rows (or items) this destination's filter left out */
     uint64_t fetches;           /* reads of the outbox (gw_store_fetch) */
     uint64_t rows_pushed;       /* rows taken from a commit without a fetch */
+    uint64_t readahead_bytes;   /* rows fetched and held here, both lanes: under two fetches each */
     gw_platform_stats platform; /* the destination format's counts (gateway/platform.h) */
 } gw_uplink_stats;
 

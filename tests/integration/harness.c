@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -22,6 +23,9 @@
 #include <unistd.h>
 
 static char tmpdir[256];
+/* Folders `sim run --keep` left, removed by h_cleanup (also after a failed test). */
+static char kept_dirs[8][256];
+static int nkept;
 
 int64_t h_now_ms(void)
 {
@@ -58,6 +62,9 @@ void h_cleanup(void)
             fprintf(stderr, "cleanup of %s failed\n", tmpdir);
     }
     tmpdir[0] = '\0';
+    for (int i = 0; i < nkept; i++)
+        h_remove_dir(kept_dirs[i]);
+    nkept = 0;
 }
 
 const char *h_bin(const char *name)
@@ -577,12 +584,134 @@ void h_kept_dir(h_proc *p, char *dir, size_t cap)
 
 void h_remove_dir(const char *dir)
 {
-    char cmd[300];
-    if (strncmp(dir, "/tmp/sim-run.", 13) != 0 || strchr(dir, '\''))
+    char cmd[PATH_MAX + 16];
+    if (strncmp(dir, "/tmp/sim-run.", 13) != 0 || strchr(dir, '\'') || strlen(dir) >= PATH_MAX)
         return;
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", dir);
+}
+
+int h_port_free(int type, int port)
+{
+    int fd = socket(AF_INET, type, 0), one = 1;
+    if (fd < 0)
+        return 0;
+    if (type == SOCK_STREAM)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Prefixes dir/ to the relative value of each `config:` or `file:` key of
+ * line (a key starts the line or follows a space, '{' or ','). */
+static void absolute_paths(FILE *out, const char *line, size_t n, const char *dir)
+{
+    static const char *const keys[] = {"config: ", "file: "};
+    size_t i = 0;
+    while (i < n) {
+        size_t k = 0, kl = 0;
+        int hit = 0;
+        for (; k < 2 && !hit; k++) {
+            kl = strlen(keys[k]);
+            hit = i + kl < n && !strncmp(line + i, keys[k], kl) &&
+                  (i == 0 || strchr(" {,", line[i - 1]));
+        }
+        if (!hit) {
+            fputc(line[i++], out);
+            continue;
+        }
+        fwrite(line + i, 1, kl, out);
+        i += kl;
+        if (line[i] == '"' || line[i] == '\'')
+            fputc(line[i++], out);
+        if (line[i] != '/')
+            fprintf(out, "%s/", dir);
+    }
+}
+
+const char *h_scenario_expecting(const char *scenario, const char *name, const char *expect)
+{
+    char *text = h_slurp(scenario), *end = text ? strstr(text, "\nexpect:\n") : NULL;
+    char real[PATH_MAX], *out = NULL;
+    size_t len = 0;
+    const char *path = NULL;
+    if (!end || !realpath(scenario, real))
+        goto done;
+    *strrchr(real, '/') = '\0'; /* the scenario's folder */
+    FILE *f = open_memstream(&out, &len);
+    if (!f)
+        goto done;
+    for (const char *line = text; line <= end;) {
+        const char *eol = strchr(line, '\n');
+        size_t n = (size_t)(eol - line) + 1;
+        if (line[strspn(line, " ")] == '#')
+            fwrite(line, 1, n, f); /* a comment is left as it is */
+        else
+            absolute_paths(f, line, n, real);
+        line += n;
+    }
+    fprintf(f, "expect:\n%s", expect);
+    if (fclose(f) == 0)
+        path = h_write_file(name, out);
+done:
+    free(out);
+    free(text);
+    return path;
+}
+
+int h_rehearse(h_rehearsal *r, const char *logname, int want_rc)
+{
+    const char *args[32];
+    char report[512];
+    int n = 0;
+    for (int i = 0; r->extra && r->extra[i] && n < 28; i++)
+        args[n++] = r->extra[i];
+    if (r->report) {
+        snprintf(report, sizeof(report), "%s/%.*s.json", h_tmpdir(), (int)strcspn(logname, "."),
+                 logname);
+        args[n++] = "--report";
+        args[n++] = report;
+    }
+    if (r->keep)
+        args[n++] = "--keep";
+    args[n] = NULL;
+    int64_t t0 = h_now_ms();
+    r->rc = h_sim_run(&r->p, logname, r->scenario, r->broker, r->base, args, r->timeout_ms);
+    r->wall_ms = h_now_ms() - t0;
+    r->json = NULL;
+    r->gwlog = NULL;
+    r->kept[0] = '\0';
+    if (r->keep) {
+        h_kept_dir(&r->p, r->kept, sizeof(r->kept));
+        if (r->kept[0]) {
+            char gwlog[400];
+            if (nkept < 8)
+                snprintf(kept_dirs[nkept++], sizeof(kept_dirs[0]), "%s", r->kept);
+            snprintf(gwlog, sizeof(gwlog), "%s/gateway.log", r->kept);
+            r->gwlog = h_slurp(gwlog);
+        }
+    }
+    if (r->report) {
+        char *text = h_slurp(report);
+        r->json = text ? cJSON_Parse(text) : NULL;
+        free(text);
+    }
+    if (r->rc != want_rc)
+        h_dump_log(&r->p);
+    return r->rc;
+}
+
+void h_rehearsal_free(h_rehearsal *r)
+{
+    cJSON_Delete(r->json);
+    r->json = NULL;
+    free(r->gwlog);
+    r->gwlog = NULL;
 }
 
 /* The number after `key` in the last line of text that contains `tag`; -1 if none. */

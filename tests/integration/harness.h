@@ -143,6 +143,36 @@ int h_sim_run(h_proc *p, const char *logname, const char *scenario, int broker_p
 void h_kept_dir(h_proc *p, char *dir, size_t cap);
 /* Removes a /tmp/sim-run.* folder. */
 void h_remove_dir(const char *dir);
+/* 1 if nothing is bound to 127.0.0.1:port of type SOCK_STREAM (a TIME_WAIT
+ * left behind does not count) or SOCK_DGRAM: whoever had it has stopped. */
+int h_port_free(int type, int port);
+/* A copy of scenario written to the tmpdir as name, its expect: list replaced
+ * by expect (YAML list lines). Its relative `config:` and `file:` paths are
+ * made absolute, so the copy still uses the files beside the original.
+ * Returns the path (h_write_file's), NULL if the scenario cannot be read or
+ * has no expect: list. */
+const char *h_scenario_expecting(const char *scenario, const char *name, const char *expect);
+
+/* One `sim run` rehearsal: the caller fills the inputs, h_rehearse the rest. */
+typedef struct h_rehearsal {
+    const char *scenario;
+    int broker, base;         /* --broker-port and --base-port */
+    const char *const *extra; /* more arguments, NULL-terminated; or NULL */
+    int report;               /* 1: --report into the tmpdir, parsed into json */
+    int keep;                 /* 1: --keep; the folder in kept, its gateway.log in gwlog */
+    int timeout_ms;
+    h_proc p; /* sim run's own log is p.log */
+    int rc;   /* its exit status (h_wait), -1 if it did not start */
+    int64_t wall_ms;
+    cJSON *json;    /* the report, NULL without one */
+    char kept[256]; /* "" without one; h_cleanup removes it */
+    char *gwlog;    /* the gateway's log from kept, NULL without one */
+} h_rehearsal;
+/* Runs the rehearsal; sim run's log is logname in the tmpdir and is printed
+ * when the exit status is not want_rc (the evidence of a failing test).
+ * Returns the exit status. h_rehearsal_free frees json and gwlog. */
+int h_rehearse(h_rehearsal *r, const char *logname, int want_rc);
+void h_rehearsal_free(h_rehearsal *r);
 /* The number after `key` in the last line of text containing `tag`; -1 if none. */
 long long h_last_count(const char *text, const char *tag, const char *key);
 

@@ -63,6 +63,38 @@ static void write_config(struct env *e, const char *store, const char *devices, 
     snprintf(e->config, sizeof(e->config), "%s", h_write_file("gateway.yaml", text));
 }
 
+/* One waterlogging sensor: build/sim plays wl-001, a WL100 on a free port
+ * whose depth in cm follows curve (a sim curve, flow style) at 12 V and
+ * 20 degC, plus the scenario devices in sim_more; with stats, the sim writes
+ * its counters there on SIGUSR1 and exit. The gateway config polls wl-001
+ * with `poll` (interval and timeout) beside the devices in gw_more. */
+struct sensor {
+    const char *curve, *poll, *sim_more, *gw_more, *stats;
+};
+
+static void sensor_config(struct env *e, const struct sensor *s, const char *rules)
+{
+    int port = h_free_port();
+    char sc[4096], dev[1024];
+    snprintf(sc, sizeof(sc),
+             "name: sensor\ndevices:\n  - id: wl-{n:03}\n    count: 1\n"
+             "    protocol: modbus-tcp\n    port: %d\n    unit: 1\n    registers:\n"
+             "      - {kind: holding, addr: 0, type: uint16, scale: 10, curve: %s}\n"
+             "      - {kind: holding, addr: 1, type: uint16, scale: 100, value: 12}\n"
+             "      - {kind: holding, addr: 2, type: int16, scale: 10, value: 20}\n%s",
+             port, s->curve, s->sim_more ? s->sim_more : "");
+    const char *scen = h_write_file("scenario.yaml", sc);
+    char *argv[] = {(char *)h_bin("sim"),        "modbus",         "--scenario", (char *)scen,
+                    s->stats ? "--stats" : NULL, (char *)s->stats, NULL};
+    assert_int_equal(h_spawn(&e->sim, "sim.log", argv), 0);
+    assert_true(h_log_wait(&e->sim, "sim: ready", 15000));
+    snprintf(dev, sizeof(dev),
+             "  - {id: wl-001, profile: waterlogging-wl100, connect: 'tcp://127.0.0.1:%d', "
+             "%s}\n%s",
+             port, s->poll, s->gw_more ? s->gw_more : "");
+    write_config(e, NULL, dev, rules);
+}
+
 /* Distinct alarm transitions (by item id: QoS 1 may deliver one twice) from
  * /alarms matching rule and state ("" = any). */
 static int count_alarms(const char *rule, const char *state, char *id_out, size_t idlen)
@@ -226,27 +258,14 @@ static void publish(int port, const char *topic, const char *payload)
 static void test_alarm_lifecycle(void **state)
 {
     struct env *e = *state;
-    int sim_port = h_free_port();
-    char sc[2048];
     /* Depth 0, then 30 cm from 1 s to 14 s (scenario time), then 0 again. */
-    snprintf(sc, sizeof(sc),
-             "name: lifecycle\ndevices:\n  - id: wl-{n:03}\n    count: 1\n"
-             "    protocol: modbus-tcp\n    port: %d\n    unit: 1\n    registers:\n"
-             "      - {kind: holding, addr: 0, type: uint16, scale: 10, curve: {type: points, "
-             "points: [[0, 0], [1, 0], [1.1, 30], [14, 30], [14.1, 0]]}}\n"
-             "      - {kind: holding, addr: 1, type: uint16, scale: 100, value: 12}\n"
-             "      - {kind: holding, addr: 2, type: int16, scale: 10, value: 20}\n",
-             sim_port);
-    assert_int_equal(h_sim_start(&e->sim, h_write_file("scenario.yaml", sc), NULL), 0);
-    char dev[512];
-    snprintf(dev, sizeof(dev),
-             "  - {id: wl-001, profile: waterlogging-wl100, connect: 'tcp://127.0.0.1:%d', "
-             "interval: 200ms, timeout: 150ms}\n",
-             sim_port);
-    write_config(e, NULL, dev,
-                 "  - id: depth\n    kind: threshold\n    types: [waterlogging]\n"
-                 "    metric: water_depth\n    levels:\n      blue: {raise: 3, clear: 2}\n"
-                 "      orange: {raise: 25, clear: 22}\n    clear_for: 1s\n");
+    struct sensor wl = {
+        .curve = "{type: points, points: [[0, 0], [1, 0], [1.1, 30], [14, 30], [14.1, 0]]}",
+        .poll = "interval: 200ms, timeout: 150ms"};
+    sensor_config(e, &wl,
+                  "  - id: depth\n    kind: threshold\n    types: [waterlogging]\n"
+                  "    metric: water_depth\n    levels:\n      blue: {raise: 3, clear: 2}\n"
+                  "      orange: {raise: 25, clear: 22}\n    clear_for: 1s\n");
     assert_int_equal(h_gateway_start(&e->gw, e->config), 0);
     struct want_alarm raised = {"depth", "raised", 1};
     assert_true(h_platform_wait(have_alarms, &raised, 15000));
@@ -322,30 +341,16 @@ static int have_forecast(void *ctx)
 static void test_forecast_lifecycle(void **state)
 {
     struct env *e = *state;
-    int sim_port = h_free_port();
-    char sc[2048];
     /* The water rises 0.75 cm/s from t=1 s: orange (25 cm) at about t=34 s. */
-    snprintf(sc, sizeof(sc),
-             "name: forecast\ndevices:\n  - id: wl-{n:03}\n    count: 1\n"
-             "    protocol: modbus-tcp\n    port: %d\n    unit: 1\n    registers:\n"
-             "      - {kind: holding, addr: 0, type: uint16, scale: 10, curve: {type: ramp, "
-             "from: 0, to: 30, over: 40, start: 1}}\n"
-             "      - {kind: holding, addr: 1, type: uint16, scale: 100, value: 12}\n"
-             "      - {kind: holding, addr: 2, type: int16, scale: 10, value: 20}\n",
-             sim_port);
-    assert_int_equal(h_sim_start(&e->sim, h_write_file("scenario.yaml", sc), NULL), 0);
-    char dev[512];
-    snprintf(dev, sizeof(dev),
-             "  - {id: wl-001, profile: waterlogging-wl100, connect: 'tcp://127.0.0.1:%d', "
-             "interval: 200ms, timeout: 150ms}\n",
-             sim_port);
-    write_config(e, NULL, dev,
-                 "  - id: depth\n    kind: threshold\n    types: [waterlogging]\n"
-                 "    metric: water_depth\n    levels:\n      blue: {raise: 3, clear: 2}\n"
-                 "      orange: {raise: 25, clear: 22}\n"
-                 "  - id: depth_fc\n    kind: forecast\n    types: [waterlogging]\n"
-                 "    metric: water_depth\n    alarm_rule: depth\n    window: 5s\n"
-                 "    horizon: 2m\n    min_points: 5\n    move: 0s\n");
+    struct sensor wl = {.curve = "{type: ramp, from: 0, to: 30, over: 40, start: 1}",
+                        .poll = "interval: 200ms, timeout: 150ms"};
+    sensor_config(e, &wl,
+                  "  - id: depth\n    kind: threshold\n    types: [waterlogging]\n"
+                  "    metric: water_depth\n    levels:\n      blue: {raise: 3, clear: 2}\n"
+                  "      orange: {raise: 25, clear: 22}\n"
+                  "  - id: depth_fc\n    kind: forecast\n    types: [waterlogging]\n"
+                  "    metric: water_depth\n    alarm_rule: depth\n    window: 5s\n"
+                  "    horizon: 2m\n    min_points: 5\n    move: 0s\n");
     assert_int_equal(h_gateway_start(&e->gw, e->config), 0);
     assert_true(h_platform_wait(have_forecast, "raised", 15000));
     char id[128], link[128];
@@ -412,43 +417,32 @@ static void test_siren_with_uplink_down(void **state)
 {
     struct env *e = *state;
     h_stop(&e->broker); /* no platform at all during this test */
-    int p1 = h_free_port(), p2 = h_free_port();
-    char sc[4096];
-    snprintf(sc, sizeof(sc),
-             "name: siren\ndevices:\n  - id: wl-{n:03}\n    count: 1\n"
-             "    protocol: modbus-tcp\n    port: %d\n    unit: 1\n    registers:\n"
-             "      - {kind: holding, addr: 0, type: uint16, scale: 10, curve: {type: points, "
-             "points: [[0, 0], [1, 0], [1.1, 30], [5, 30], [5.1, 0]]}}\n"
-             "      - {kind: holding, addr: 1, type: uint16, scale: 100, value: 12}\n"
-             "      - {kind: holding, addr: 2, type: int16, scale: 10, value: 20}\n"
+    char stats[512], siren[512], siren_dev[256];
+    snprintf(stats, sizeof(stats), "%s/sim-stats.json", h_tmpdir());
+    int p2 = h_free_port();
+    snprintf(siren, sizeof(siren),
              "  - id: siren-{n:03}\n    count: 1\n    protocol: modbus-tcp\n    port: %d\n"
              "    unit: 1\n    registers:\n"
              "      - {kind: coil, addr: 0, writable: true}\n"
              "      - {kind: coil, addr: 1, writable: true}\n"
              "      - {kind: holding, addr: 0, type: uint16, writable: true}\n",
-             p1, p2);
-    char stats[512];
-    snprintf(stats, sizeof(stats), "%s/sim-stats.json", h_tmpdir());
-    char extra[600];
-    snprintf(extra, sizeof(extra), "--stats=%s", stats);
-    const char *scen = h_write_file("scenario.yaml", sc);
-    char *argv[] = {
-        (char *)h_bin("sim"), "modbus", "--scenario", (char *)scen, "--stats", stats, NULL};
-    assert_int_equal(h_spawn(&e->sim, "sim.log", argv), 0);
-    assert_true(h_log_wait(&e->sim, "sim: ready", 15000));
-    char dev[1024];
-    snprintf(dev, sizeof(dev),
-             "  - {id: wl-001, profile: waterlogging-wl100, connect: 'tcp://127.0.0.1:%d', "
-             "interval: 200ms, timeout: 150ms}\n"
+             p2);
+    snprintf(siren_dev, sizeof(siren_dev),
              "  - {id: siren-1, profile: alarm-output, connect: 'tcp://127.0.0.1:%d', "
              "interval: 5s, timeout: 500ms}\n",
-             p1, p2);
-    write_config(e, NULL, dev,
-                 "  - id: depth\n    kind: threshold\n    types: [waterlogging]\n"
-                 "    metric: water_depth\n    levels: {orange: {raise: 25, clear: 22}}\n"
-                 "    clear_for: 500ms\n    actions:\n"
-                 "      - {kind: modbus_write, device: siren-1, point: siren, raise_value: 1, "
-                 "clear_value: 0}\n");
+             p2);
+    struct sensor wl = {
+        .curve = "{type: points, points: [[0, 0], [1, 0], [1.1, 30], [5, 30], [5.1, 0]]}",
+        .poll = "interval: 200ms, timeout: 150ms",
+        .sim_more = siren,
+        .gw_more = siren_dev,
+        .stats = stats};
+    sensor_config(e, &wl,
+                  "  - id: depth\n    kind: threshold\n    types: [waterlogging]\n"
+                  "    metric: water_depth\n    levels: {orange: {raise: 25, clear: 22}}\n"
+                  "    clear_for: 500ms\n    actions:\n"
+                  "      - {kind: modbus_write, device: siren-1, point: siren, raise_value: 1, "
+                  "clear_value: 0}\n");
     assert_int_equal(h_gateway_start(&e->gw, e->config), 0);
     assert_true(h_log_wait(&e->gw, "wrote siren-1.siren = 1", 15000));
     assert_true(h_log_wait(&e->gw, "wrote siren-1.siren = 0", 20000));
@@ -507,27 +501,14 @@ static void test_local_publish_uplink_down(void **state)
 static void test_storm_sequence(void **state)
 {
     struct env *e = *state;
-    int sim_port = h_free_port();
-    char sc[2048];
     /* Depth rises 0 -> 30 cm over 3 s, holds, falls back to 0 over 3 s. */
-    snprintf(sc, sizeof(sc),
-             "name: storm\ndevices:\n  - id: wl-{n:03}\n    count: 1\n"
-             "    protocol: modbus-tcp\n    port: %d\n    unit: 1\n    registers:\n"
-             "      - {kind: holding, addr: 0, type: uint16, scale: 10, curve: {type: points, "
-             "points: [[0, 0], [1, 0], [4, 30], [6, 30], [9, 0]]}}\n"
-             "      - {kind: holding, addr: 1, type: uint16, scale: 100, value: 12}\n"
-             "      - {kind: holding, addr: 2, type: int16, scale: 10, value: 20}\n",
-             sim_port);
-    assert_int_equal(h_sim_start(&e->sim, h_write_file("scenario.yaml", sc), NULL), 0);
-    char dev[512];
-    snprintf(dev, sizeof(dev),
-             "  - {id: wl-001, profile: waterlogging-wl100, connect: 'tcp://127.0.0.1:%d', "
-             "interval: 100ms, timeout: 90ms}\n",
-             sim_port);
-    write_config(e, NULL, dev,
-                 "  - id: depth\n    kind: threshold\n    types: [waterlogging]\n"
-                 "    metric: water_depth\n    levels:\n      blue: {raise: 3, clear: 2}\n"
-                 "      yellow: {raise: 10, clear: 8}\n      orange: {raise: 25, clear: 22}\n");
+    struct sensor wl = {.curve =
+                            "{type: points, points: [[0, 0], [1, 0], [4, 30], [6, 30], [9, 0]]}",
+                        .poll = "interval: 100ms, timeout: 90ms"};
+    sensor_config(e, &wl,
+                  "  - id: depth\n    kind: threshold\n    types: [waterlogging]\n"
+                  "    metric: water_depth\n    levels:\n      blue: {raise: 3, clear: 2}\n"
+                  "      yellow: {raise: 10, clear: 8}\n      orange: {raise: 25, clear: 22}\n");
     assert_int_equal(h_gateway_start(&e->gw, e->config), 0);
     struct want_alarm cleared = {"depth", "cleared", 1};
     assert_true(h_platform_wait(have_alarms, &cleared, 30000));
@@ -586,32 +567,17 @@ static long sim_requests(const char *path)
 static void test_adaptive_polling(void **state)
 {
     struct env *e = *state;
-    int port = h_free_port();
-    char sc[2048], stats[512];
-    /* Depth 30 cm from 2 s to 9 s of scenario time, 0 otherwise. */
-    snprintf(sc, sizeof(sc),
-             "name: fast\ndevices:\n  - id: wl-{n:03}\n    count: 1\n"
-             "    protocol: modbus-tcp\n    port: %d\n    unit: 1\n    registers:\n"
-             "      - {kind: holding, addr: 0, type: uint16, scale: 10, curve: {type: points, "
-             "points: [[0, 0], [2, 0], [2.1, 30], [9, 30], [9.1, 0]]}}\n"
-             "      - {kind: holding, addr: 1, type: uint16, scale: 100, value: 12}\n"
-             "      - {kind: holding, addr: 2, type: int16, scale: 10, value: 20}\n",
-             port);
+    char stats[512];
     snprintf(stats, sizeof(stats), "%s/sim-stats.json", h_tmpdir());
-    const char *scen = h_write_file("scenario.yaml", sc);
-    char *argv[] = {
-        (char *)h_bin("sim"), "modbus", "--scenario", (char *)scen, "--stats", stats, NULL};
-    assert_int_equal(h_spawn(&e->sim, "sim.log", argv), 0);
-    assert_true(h_log_wait(&e->sim, "sim: ready", 15000));
-    char dev[512];
-    snprintf(dev, sizeof(dev),
-             "  - {id: wl-001, profile: waterlogging-wl100, connect: 'tcp://127.0.0.1:%d', "
-             "interval: 2s, timeout: 500ms}\n",
-             port);
-    write_config(e, NULL, dev,
-                 "  - id: depth\n    kind: threshold\n    types: [waterlogging]\n"
-                 "    metric: water_depth\n    levels: {orange: {raise: 25, clear: 22}}\n"
-                 "    clear_for: 500ms\n    fast_interval: 200ms\n");
+    /* Depth 30 cm from 2 s to 9 s of scenario time, 0 otherwise. */
+    struct sensor wl = {
+        .curve = "{type: points, points: [[0, 0], [2, 0], [2.1, 30], [9, 30], [9.1, 0]]}",
+        .poll = "interval: 2s, timeout: 500ms",
+        .stats = stats};
+    sensor_config(e, &wl,
+                  "  - id: depth\n    kind: threshold\n    types: [waterlogging]\n"
+                  "    metric: water_depth\n    levels: {orange: {raise: 25, clear: 22}}\n"
+                  "    clear_for: 500ms\n    fast_interval: 200ms\n");
     assert_int_equal(h_gateway_start(&e->gw, e->config), 0);
     assert_true(h_log_wait(&e->gw, "wl-001: poll interval 200 ms (alarm active)", 15000));
     assert_true(h_log_wait(&e->gw, "wl-001: poll interval 2000 ms (restored)", 20000));

@@ -31,17 +31,6 @@
 #include <unistd.h>
 
 #define SCENARIO "sim/scenarios/manhole-covers.yaml"
-#define GW_CONFIG "manhole-covers.gateway.yaml"
-
-static char kept[256];
-
-/* Two free ports: the broker's (TCP) and the gateway's CoAP listener (UDP). */
-static void two_ports(int *broker, int *coap)
-{
-    *broker = h_free_port_range(2);
-    assert_true(*broker > 0);
-    *coap = *broker + 1;
-}
 
 /* The page as a browser sees it. */
 static void check_html(const char *html)
@@ -99,18 +88,21 @@ static void check_html(const char *html)
 
 static void test_covers_pass(void **st)
 {
-    int broker, coap;
-    two_ports(&broker, &coap);
-    char report[512], html[512];
-    snprintf(report, sizeof report, "%s/report.json", h_tmpdir());
+    /* The broker's port (TCP) and, next to it, the gateway's CoAP listener (UDP). */
+    int broker = h_free_port_range(2), coap = broker + 1;
+    assert_true(broker > 0);
+    char html[512];
     snprintf(html, sizeof html, "%s/covers.html", h_tmpdir());
-    const char *extra[] = {"--report", report, "--html", html, "--keep", NULL};
-    h_proc p = {0};
-    int rc = h_sim_run(&p, "covers.log", SCENARIO, broker, coap, extra, 60000);
-    h_kept_dir(&p, kept, sizeof kept);
-    if (rc != 0)
-        h_dump_log(&p);
-    assert_int_equal(rc, 0);
+    const char *extra[] = {"--html", html, NULL};
+    h_rehearsal r = {.scenario = SCENARIO,
+                     .broker = broker,
+                     .base = coap,
+                     .extra = extra,
+                     .report = 1,
+                     .keep = 1,
+                     .timeout_ms = 60000};
+    h_proc *p = &r.p;
+    assert_int_equal(h_rehearse(&r, "covers.log", 0), 0);
     static const char *const lines[] = {
         "PASS [1] online 15 devices",
         "PASS [2] no_reading_lost all",
@@ -132,77 +124,57 @@ static void test_covers_pass(void **st)
         "summary: 15 passed, 0 failed of 15 expectations",
     };
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
-        if (!h_log_contains(&p, lines[i])) {
-            h_dump_log(&p);
+        if (!h_log_contains(p, lines[i])) {
+            h_dump_log(p);
             fail_msg("missing: %s", lines[i]);
         }
 
     /* The progress lines count alarms of every level (the tilt is yellow,
      * the battery blue). */
-    assert_true(h_log_contains(&p, "| expectations "));
-    assert_true(h_log_contains(&p, "orange 1, yellow 2, blue 1) | expectations"));
+    assert_true(h_log_contains(p, "| expectations "));
+    assert_true(h_log_contains(p, "orange 1, yellow 2, blue 1) | expectations"));
 
     /* The gateway's side: one malformed frame (the bad CRC), no unknown cover. */
-    char path[400];
-    snprintf(path, sizeof path, "%s/gateway.log", kept);
-    char *glog = h_slurp(path);
+    const char *glog = r.gwlog;
     assert_non_null(glog);
     long long req = h_last_count(glog, "[coap] stopping:", "requests ");
     long long bad = h_last_count(glog, "[coap] stopping:", "malformed ");
     long long unknown = h_last_count(glog, "[coap] stopping:", "unknown ");
-    free(glog);
     fprintf(stderr, "covers: coap requests %lld malformed %lld unknown %lld\n", req, bad, unknown);
     assert_true(req > 100);
     assert_int_equal(bad, 1);
     assert_int_equal(unknown, 0);
 
     /* The readings the adapter makes of a frame reached the platform. */
-    char *text = h_slurp(report);
-    assert_non_null(text);
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    assert_non_null(root);
-    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(root, "passed")));
-    cJSON_Delete(root);
+    assert_non_null(r.json);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r.json, "passed")));
+    h_rehearsal_free(&r);
     check_html(html);
 }
 
 static void test_wrong_expectations_fail(void **st)
 {
-    char *text = h_slurp(SCENARIO), cwd[400], copy[16384];
-    assert_non_null(text);
-    assert_non_null(getcwd(cwd, sizeof cwd));
-    char *cfg = strstr(text, "config: " GW_CONFIG);
-    char *ex = strstr(text, "\nexpect:\n");
-    assert_true(cfg && ex && cfg < ex);
-    *cfg = 0;
-    *ex = 0;
-    int n = snprintf(copy, sizeof copy,
-                     "%sconfig: %s/sim/scenarios/" GW_CONFIG "%s\n"
-                     "expect:\n"
-                     "  - event: {device: mc-02, event: cover_open, of: 30s, within: 10s}\n"
-                     "  - no_event: {site: parked-on, event: cover_tilt}\n"
-                     "  - alarm: {site: lifted, rule: cover_open_road, level: red, of: 30s, "
-                     "within: 5s}\n",
-                     text, cwd, cfg + strlen("config: " GW_CONFIG));
-    free(text);
-    assert_true(n > 0 && (size_t)n < sizeof copy);
-    const char *path = h_write_file("wrong.yaml", copy);
-    int broker, coap;
-    two_ports(&broker, &coap);
+    const char *path = h_scenario_expecting(
+        SCENARIO, "wrong.yaml",
+        "  - event: {device: mc-02, event: cover_open, of: 30s, within: 10s}\n"
+        "  - no_event: {site: parked-on, event: cover_tilt}\n"
+        "  - alarm: {site: lifted, rule: cover_open_road, level: red, of: 30s, within: 5s}\n");
+    assert_non_null(path);
+    /* The broker's port (TCP) and, next to it, the gateway's CoAP listener (UDP). */
+    int broker = h_free_port_range(2), coap = broker + 1;
+    assert_true(broker > 0);
     char html[512];
     snprintf(html, sizeof html, "%s/wrong.html", h_tmpdir());
     const char *extra[] = {"--duration", "50s", "--html", html, NULL};
-    h_proc p = {0};
-    int rc = h_sim_run(&p, "covers-fail.log", path, broker, coap, extra, 40000);
-    if (rc != 1)
-        h_dump_log(&p);
-    assert_int_equal(rc, 1);
-    assert_true(h_log_contains(&p, "FAIL [1] event mc-02 cover_open within 10s of t=30s"));
-    assert_true(h_log_contains(&p, "FAIL [2] no_event site parked-on cover_tilt"));
-    assert_true(h_log_contains(&p, "event cover_tilt from mc-14 (seq "));
-    assert_true(h_log_contains(&p, "PASS [3] alarm site lifted rule cover_open_road >= red"));
-    assert_true(h_log_contains(&p, "summary: 1 passed, 2 failed of 3 expectations"));
+    h_rehearsal r = {
+        .scenario = path, .broker = broker, .base = coap, .extra = extra, .timeout_ms = 40000};
+    h_proc *p = &r.p;
+    assert_int_equal(h_rehearse(&r, "covers-fail.log", 1), 1);
+    assert_true(h_log_contains(p, "FAIL [1] event mc-02 cover_open within 10s of t=30s"));
+    assert_true(h_log_contains(p, "FAIL [2] no_event site parked-on cover_tilt"));
+    assert_true(h_log_contains(p, "event cover_tilt from mc-14 (seq "));
+    assert_true(h_log_contains(p, "PASS [3] alarm site lifted rule cover_open_road >= red"));
+    assert_true(h_log_contains(p, "summary: 1 passed, 2 failed of 3 expectations"));
     char *page = h_slurp(html);
     assert_non_null(page);
     assert_non_null(strstr(page, "id=\"verdict\">FAIL<"));
@@ -274,14 +246,12 @@ static void test_covers_dtls(void **st)
              "  - online: {all: true}\n",
              dtls, broker, gw_path);
     const char *scn_path = h_write_file("dtls.yaml", scn);
-    h_proc p = {0};
-    int rc = h_sim_run(&p, "covers-dtls.log", scn_path, broker, dtls, NULL, 40000);
-    if (rc != 0)
-        h_dump_log(&p);
-    assert_int_equal(rc, 0);
-    assert_true(h_log_contains(&p, "PASS [1] event mcs-1 cover_open within 5s of t=50s"));
-    assert_true(h_log_contains(&p, "PASS [2] alarm mcs-2 rule open >= red within 5s of t=50s"));
-    assert_true(h_log_contains(&p, "summary: 3 passed, 0 failed of 3 expectations"));
+    h_rehearsal r = {.scenario = scn_path, .broker = broker, .base = dtls, .timeout_ms = 40000};
+    h_proc *p = &r.p;
+    assert_int_equal(h_rehearse(&r, "covers-dtls.log", 0), 0);
+    assert_true(h_log_contains(p, "PASS [1] event mcs-1 cover_open within 5s of t=50s"));
+    assert_true(h_log_contains(p, "PASS [2] alarm mcs-2 rule open >= red within 5s of t=50s"));
+    assert_true(h_log_contains(p, "summary: 3 passed, 0 failed of 3 expectations"));
 }
 
 /* `sim check SCENARIO` prints the plan without running anything: every
@@ -321,9 +291,6 @@ static void test_check_plan(void **st)
 
 static int teardown(void **st)
 {
-    if (kept[0])
-        h_remove_dir(kept);
-    kept[0] = 0;
     h_cleanup();
     return 0;
 }

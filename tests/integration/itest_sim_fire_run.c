@@ -29,61 +29,27 @@
 #include <unistd.h>
 
 #define SCENARIO "sim/scenarios/fire-residential.yaml"
-#define GW_CONFIG "fire-residential.gateway.yaml"
-
-/* 1 if nothing is bound to 127.0.0.1:port (type SOCK_STREAM or SOCK_DGRAM). */
-static int port_free(int type, int port)
-{
-    int fd = socket(AF_INET, type, 0);
-    int one = 1;
-    if (fd < 0)
-        return 0;
-    if (type == SOCK_STREAM)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
-}
-
-/* A UDP port for the gateway's CoAP listener, not the broker's (bounded tries). */
-static int free_coap_port(int broker)
-{
-    for (int tries = 0; tries < 50; tries++) {
-        int p = h_free_port();
-        if (p > 0 && p != broker && port_free(SOCK_DGRAM, p))
-            return p;
-    }
-    return -1;
-}
-
-/* The run folder kept for inspection; the teardown removes it. */
-static char kept[256];
 
 static void test_fire_residential_passes(void **st)
 {
-    int broker = h_free_port(), coap = free_coap_port(broker);
-    assert_true(broker > 0 && coap > 0);
-    char report[512];
-    snprintf(report, sizeof report, "%s/report.json", h_tmpdir());
-    const char *extra[] = {"--report", report, "--keep", NULL};
-    h_proc p = {0};
-    int64_t t0 = h_now_ms();
-    int rc = h_sim_run(&p, "run-pass.log", SCENARIO, broker, coap, extra, 60000);
-    int64_t wall = h_now_ms() - t0;
-    h_kept_dir(&p, kept, sizeof kept);
-    if (rc != 0)
-        h_dump_log(&p);
-    assert_int_equal(rc, 0);
-    fprintf(stderr, "fire-residential rehearsal: %lld ms wall\n", (long long)wall);
-    assert_true(wall < 45000);
+    /* The broker's port (TCP) and, next to it, the gateway's CoAP listener (UDP). */
+    int broker = h_free_port_range(2), coap = broker + 1;
+    assert_true(broker > 0);
+    h_rehearsal r = {.scenario = SCENARIO,
+                     .broker = broker,
+                     .base = coap,
+                     .report = 1,
+                     .keep = 1,
+                     .timeout_ms = 60000};
+    h_proc *p = &r.p;
+    assert_int_equal(h_rehearse(&r, "run-pass.log", 0), 0);
+    fprintf(stderr, "fire-residential rehearsal: %lld ms wall\n", (long long)r.wall_ms);
+    assert_true(r.wall_ms < 45000);
 
     /* The gateway listened where the detectors and gauges were sent. */
-    assert_true(kept[0]);
+    assert_true(r.kept[0]);
     char path[400], want[96];
-    snprintf(path, sizeof path, "%s/gateway.yaml", kept);
+    snprintf(path, sizeof path, "%s/gateway.yaml", r.kept);
     char *cfg = h_slurp(path);
     assert_non_null(cfg);
     snprintf(want, sizeof want, "{protocol: coap, listen: 127.0.0.1, port: %d}", coap);
@@ -95,40 +61,38 @@ static void test_fire_residential_passes(void **st)
     free(cfg);
 
     /* One PASS line per expectation of the scenario, and the summary. */
-    assert_true(h_log_contains(&p, "verdict: fire residential block (speed 10, scenario "
-                                   "t=0..150.0s"));
-    assert_true(h_log_contains(&p, "PASS [1] online 63 devices"));
-    assert_true(h_log_contains(&p, "PASS [2] no_reading_lost all"));
-    assert_true(h_log_contains(&p, "PASS [3] event site burning-flat fire_alarm within 5s"));
-    assert_true(h_log_contains(&p, "event fire_alarm from smk-003"));
-    assert_true(h_log_contains(&p, "PASS [4] alarm site burning-flat rule fire >= red"));
-    assert_true(h_log_contains(&p, "alarm fire:smk-003:"));
-    assert_true(h_log_contains(&p, "PASS [5] event site burning-flat fire_alarm ended"));
-    assert_true(h_log_contains(&p, "event fire_alarm ended from smk-003"));
-    assert_true(h_log_contains(&p, "PASS [6] event site weak-battery battery_low"));
-    assert_true(h_log_contains(&p, "PASS [7] no_event site weak-battery fire_alarm"));
-    assert_true(h_log_contains(&p, "no fire_alarm event from site weak-battery (smk-007)"));
-    assert_true(h_log_contains(&p, "PASS [8] no_alarm site weak-battery rule fire"));
-    assert_true(h_log_contains(&p, "PASS [9] event site removed tamper"));
-    assert_true(h_log_contains(&p, "PASS [10] event site silent offline"));
-    assert_true(h_log_contains(&p, "event offline from smk-012"));
-    assert_true(h_log_contains(&p, "PASS [11] event fw-tank-03 offline"));
-    assert_true(h_log_contains(&p, "PASS [12] event fw-tank-03 online"));
-    assert_true(h_log_contains(&p, "summary: 12 passed, 0 failed of 12 expectations"));
-    assert_false(h_log_contains(&p, "FAIL ["));
+    assert_true(h_log_contains(p, "verdict: fire residential block (speed 10, scenario "
+                                  "t=0..150.0s"));
+    assert_true(h_log_contains(p, "PASS [1] online 63 devices"));
+    assert_true(h_log_contains(p, "PASS [2] no_reading_lost all"));
+    assert_true(h_log_contains(p, "PASS [3] event site burning-flat fire_alarm within 5s"));
+    assert_true(h_log_contains(p, "event fire_alarm from smk-003"));
+    assert_true(h_log_contains(p, "PASS [4] alarm site burning-flat rule fire >= red"));
+    assert_true(h_log_contains(p, "alarm fire:smk-003:"));
+    assert_true(h_log_contains(p, "PASS [5] event site burning-flat fire_alarm ended"));
+    assert_true(h_log_contains(p, "event fire_alarm ended from smk-003"));
+    assert_true(h_log_contains(p, "PASS [6] event site weak-battery battery_low"));
+    assert_true(h_log_contains(p, "PASS [7] no_event site weak-battery fire_alarm"));
+    assert_true(h_log_contains(p, "no fire_alarm event from site weak-battery (smk-007)"));
+    assert_true(h_log_contains(p, "PASS [8] no_alarm site weak-battery rule fire"));
+    assert_true(h_log_contains(p, "PASS [9] event site removed tamper"));
+    assert_true(h_log_contains(p, "PASS [10] event site silent offline"));
+    assert_true(h_log_contains(p, "event offline from smk-012"));
+    assert_true(h_log_contains(p, "PASS [11] event fw-tank-03 offline"));
+    assert_true(h_log_contains(p, "PASS [12] event fw-tank-03 online"));
+    assert_true(h_log_contains(p, "summary: 12 passed, 0 failed of 12 expectations"));
+    assert_false(h_log_contains(p, "FAIL ["));
 
     /* The gateway's side: smk-020's bad CRC and smk-021's half frame were
      * refused as malformed, fw-tank-02's broken JSON dropped, no unknown
      * device; every reading it stored reached the platform. */
-    snprintf(path, sizeof path, "%s/gateway.log", kept);
-    char *glog = h_slurp(path);
+    const char *glog = r.gwlog;
     assert_non_null(glog);
     long long coap_req = h_last_count(glog, "[coap] stopping:", "requests ");
     long long coap_bad = h_last_count(glog, "[coap] stopping:", "malformed ");
     long long coap_unknown = h_last_count(glog, "[coap] stopping:", "unknown ");
     long long mq_bad = h_last_count(glog, "[mqtt-devices] stopping", "malformed ");
     long long gw_readings = h_last_count(glog, "[stats] devices", "readings ");
-    free(glog);
     fprintf(stderr,
             "gateway: coap requests %lld malformed %lld; gauges malformed %lld; "
             "readings %lld\n",
@@ -138,10 +102,7 @@ static void test_fire_residential_passes(void **st)
     assert_int_equal(coap_unknown, 0);
     assert_int_equal(mq_bad, 1);
 
-    char *text = h_slurp(report);
-    assert_non_null(text);
-    cJSON *root = cJSON_Parse(text);
-    free(text);
+    cJSON *root = r.json;
     assert_non_null(root);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(root, "passed")));
     cJSON *items = cJSON_GetObjectItem(root, "items");
@@ -153,62 +114,47 @@ static void test_fire_residential_passes(void **st)
     cJSON *ex = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "expectations"), 9);
     double at = cJSON_GetNumberValue(cJSON_GetObjectItem(ex, "at_s"));
     assert_true(at > 110 && at < 140);
-    cJSON_Delete(root);
+    h_rehearsal_free(&r);
 
     /* Everything it started has stopped. */
-    assert_true(port_free(SOCK_STREAM, broker));
-    assert_true(port_free(SOCK_DGRAM, coap));
+    assert_true(h_port_free(SOCK_STREAM, broker));
+    assert_true(h_port_free(SOCK_DGRAM, coap));
 }
 
 static void test_wrong_expectation_fails(void **st)
 {
     /* A copy whose expectations claim a fire at the low-battery detector and
      * none at the burning flat. */
-    char *text = h_slurp(SCENARIO), cwd[400], copy[32768];
-    assert_non_null(text);
-    assert_non_null(getcwd(cwd, sizeof cwd));
-    char *cfg = strstr(text, "config: " GW_CONFIG);
-    char *ex = strstr(text, "\nexpect:\n");
-    assert_true(cfg && ex && cfg < ex);
-    *cfg = 0;
-    *ex = 0;
-    int n = snprintf(copy, sizeof copy,
-                     "%sconfig: %s/sim/scenarios/" GW_CONFIG "%s\n"
-                     "expect:\n"
-                     "  - event: {site: weak-battery, event: fire_alarm, of: 40s, within: 10s}\n"
-                     "  - no_event: {site: burning-flat, event: fire_alarm}\n"
-                     "  - online: {all: true}\n",
-                     text, cwd, cfg + strlen("config: " GW_CONFIG));
-    free(text);
-    assert_true(n > 0 && (size_t)n < sizeof copy);
-    const char *path = h_write_file("wrong.yaml", copy);
+    const char *path = h_scenario_expecting(
+        SCENARIO, "wrong.yaml",
+        "  - event: {site: weak-battery, event: fire_alarm, of: 40s, within: 10s}\n"
+        "  - no_event: {site: burning-flat, event: fire_alarm}\n"
+        "  - online: {all: true}\n");
+    assert_non_null(path);
 
-    int broker = h_free_port(), coap = free_coap_port(broker);
-    assert_true(broker > 0 && coap > 0);
+    /* The broker's port (TCP) and, next to it, the gateway's CoAP listener (UDP). */
+    int broker = h_free_port_range(2), coap = broker + 1;
+    assert_true(broker > 0);
     /* The fire (30 s) and the low battery (40 s) are in the first minute. */
     const char *extra[] = {"--duration", "60s", NULL};
-    h_proc p = {0};
-    int rc = h_sim_run(&p, "run-fail.log", path, broker, coap, extra, 40000);
-    if (rc != 1)
-        h_dump_log(&p);
-    assert_int_equal(rc, 1);
-    assert_true(h_log_contains(&p, "FAIL [1] event site weak-battery fire_alarm within 10s of "
-                                   "t=40s"));
-    assert_true(h_log_contains(&p, "no fire_alarm event from site weak-battery (smk-007) reached "
-                                   "the platform between t=40.0s and t=50.0s"));
-    assert_true(h_log_contains(&p, "FAIL [2] no_event site burning-flat fire_alarm"));
-    assert_true(h_log_contains(&p, "event fire_alarm from smk-003 (seq "));
-    assert_true(h_log_contains(&p, "PASS [3] online 63 devices"));
-    assert_true(h_log_contains(&p, "summary: 1 passed, 2 failed of 3 expectations"));
-    assert_true(port_free(SOCK_STREAM, broker));
-    assert_true(port_free(SOCK_DGRAM, coap));
+    h_rehearsal r = {
+        .scenario = path, .broker = broker, .base = coap, .extra = extra, .timeout_ms = 40000};
+    h_proc *p = &r.p;
+    assert_int_equal(h_rehearse(&r, "run-fail.log", 1), 1);
+    assert_true(h_log_contains(p, "FAIL [1] event site weak-battery fire_alarm within 10s of "
+                                  "t=40s"));
+    assert_true(h_log_contains(p, "no fire_alarm event from site weak-battery (smk-007) reached "
+                                  "the platform between t=40.0s and t=50.0s"));
+    assert_true(h_log_contains(p, "FAIL [2] no_event site burning-flat fire_alarm"));
+    assert_true(h_log_contains(p, "event fire_alarm from smk-003 (seq "));
+    assert_true(h_log_contains(p, "PASS [3] online 63 devices"));
+    assert_true(h_log_contains(p, "summary: 1 passed, 2 failed of 3 expectations"));
+    assert_true(h_port_free(SOCK_STREAM, broker));
+    assert_true(h_port_free(SOCK_DGRAM, coap));
 }
 
 static int teardown(void **st)
 {
-    if (kept[0])
-        h_remove_dir(kept);
-    kept[0] = 0;
     h_cleanup();
     return 0;
 }

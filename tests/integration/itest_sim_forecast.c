@@ -26,28 +26,21 @@ static void test_forecasts_lead_the_water(void **st)
 {
     int broker = h_free_port(), base = h_free_port_range(NDEVICES);
     assert_true(broker > 0 && base > 0);
-    char report[512];
-    snprintf(report, sizeof report, "%s/report.json", h_tmpdir());
-    const char *extra[] = {"--report", report, NULL};
-    h_proc p = {0};
-    int rc = h_sim_run(&p, "run-pass.log", SCENARIO, broker, base, extra, 120000);
-    if (rc != 0)
-        h_dump_log(&p);
-    assert_int_equal(rc, 0);
-    assert_true(h_log_contains(&p, "PASS [1] lead_time site renmin rule depth_fc >= orange at "
-                                   "least 600s ahead after water_depth crosses 25"));
-    assert_true(h_log_contains(&p, "PASS [2] lead_time site jinsha"));
-    assert_true(h_log_contains(&p, "PASS [3] lead_time site longhu"));
-    assert_true(h_log_contains(&p, "PASS [4] lead_time site renmin rule depth_fc >= red"));
-    assert_true(h_log_contains(&p, "PASS [5] no_forecast site xinhua"));
-    assert_true(h_log_contains(&p, "PASS [6] alarm site renmin rule depth >= orange"));
-    assert_true(h_log_contains(&p, "summary: 6 passed, 0 failed of 6 expectations"));
+    h_rehearsal r = {
+        .scenario = SCENARIO, .broker = broker, .base = base, .report = 1, .timeout_ms = 120000};
+    h_proc *p = &r.p;
+    assert_int_equal(h_rehearse(&r, "run-pass.log", 0), 0);
+    assert_true(h_log_contains(p, "PASS [1] lead_time site renmin rule depth_fc >= orange at "
+                                  "least 600s ahead after water_depth crosses 25"));
+    assert_true(h_log_contains(p, "PASS [2] lead_time site jinsha"));
+    assert_true(h_log_contains(p, "PASS [3] lead_time site longhu"));
+    assert_true(h_log_contains(p, "PASS [4] lead_time site renmin rule depth_fc >= red"));
+    assert_true(h_log_contains(p, "PASS [5] no_forecast site xinhua"));
+    assert_true(h_log_contains(p, "PASS [6] alarm site renmin rule depth >= orange"));
+    assert_true(h_log_contains(p, "summary: 6 passed, 0 failed of 6 expectations"));
 
     /* The report: each lead >= 10 min, with the forecast's id and its error. */
-    char *text = h_slurp(report);
-    assert_non_null(text);
-    cJSON *root = cJSON_Parse(text);
-    free(text);
+    cJSON *root = r.json;
     assert_non_null(root);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(root, "passed")));
     for (int i = 0; i < 4; i++) {
@@ -59,50 +52,34 @@ static void test_forecasts_lead_the_water(void **st)
         assert_non_null(id);
         assert_true(strncmp(id, "depth_fc:up-", 12) == 0);
     }
-    cJSON_Delete(root);
+    h_rehearsal_free(&r);
 }
 
 static void test_impossible_lead_fails(void **st)
 {
     /* Renmin Road crosses 25 cm about 30 scenario minutes in: a 40-minute
      * lead cannot be had. 35 scenario minutes are enough to judge it. */
-    char *text = h_slurp(SCENARIO), *csv = h_slurp("sim/scenarios/storm-forecast.csv");
-    char cwd[400], copy[16384];
-    assert_non_null(text);
-    assert_non_null(csv);
-    assert_non_null(getcwd(cwd, sizeof cwd));
-    h_write_file("storm-forecast.csv", csv); /* beside the copy, where it is looked for */
-    free(csv);
-    char *cfg = strstr(text, "config: storm-forecast.gateway.yaml");
-    char *ex = strstr(text, "\nexpect:\n");
-    assert_true(cfg && ex && cfg < ex);
-    *cfg = 0;
-    *ex = 0;
-    snprintf(copy, sizeof copy,
-             "%sconfig: %s/sim/scenarios/storm-forecast.gateway.yaml%s\n"
-             "expect:\n"
-             "  - lead_time: {site: renmin, rule: depth_fc, level: orange, at_least: 40m,\n"
-             "                after: {metric: water_depth, crosses: 25}}\n"
-             "  - no_forecast: {site: xinhua}\n",
-             text, cwd, cfg + strlen("config: storm-forecast.gateway.yaml"));
-    free(text);
-    const char *path = h_write_file("impossible.yaml", copy);
+    const char *path = h_scenario_expecting(
+        SCENARIO, "impossible.yaml",
+        "  - lead_time: {site: renmin, rule: depth_fc, level: orange, at_least: 40m,\n"
+        "                after: {metric: water_depth, crosses: 25}}\n"
+        "  - no_forecast: {site: xinhua}\n");
+    assert_non_null(path);
 
     int broker = h_free_port(), base = h_free_port_range(NDEVICES);
     assert_true(broker > 0 && base > 0);
     const char *extra[] = {"--duration", "35m", NULL};
-    h_proc p = {0};
-    int rc = h_sim_run(&p, "run-fail.log", path, broker, base, extra, 90000);
-    if (rc != 1)
-        h_dump_log(&p);
-    assert_int_equal(rc, 1);
-    assert_true(h_log_contains(&p, "FAIL [1] lead_time site renmin rule depth_fc >= orange at "
-                                   "least 2400s ahead"));
-    assert_true(h_log_contains(&p, "forecast depth_fc:up-1:"));
-    assert_true(h_log_contains(&p, "predicted orange crossing t="));
-    assert_true(h_log_contains(&p, "less than the 2400s (40.0 min) wanted"));
-    assert_true(h_log_contains(&p, "PASS [2] no_forecast site xinhua"));
-    assert_true(h_log_contains(&p, "summary: 1 passed, 1 failed of 2 expectations"));
+    h_rehearsal r = {
+        .scenario = path, .broker = broker, .base = base, .extra = extra, .timeout_ms = 90000};
+    h_proc *p = &r.p;
+    assert_int_equal(h_rehearse(&r, "run-fail.log", 1), 1);
+    assert_true(h_log_contains(p, "FAIL [1] lead_time site renmin rule depth_fc >= orange at "
+                                  "least 2400s ahead"));
+    assert_true(h_log_contains(p, "forecast depth_fc:up-1:"));
+    assert_true(h_log_contains(p, "predicted orange crossing t="));
+    assert_true(h_log_contains(p, "less than the 2400s (40.0 min) wanted"));
+    assert_true(h_log_contains(p, "PASS [2] no_forecast site xinhua"));
+    assert_true(h_log_contains(p, "summary: 1 passed, 1 failed of 2 expectations"));
 }
 
 static int teardown(void **st)

@@ -26,59 +26,37 @@
 #include <unistd.h>
 
 #define SCENARIO "sim/scenarios/rtu-flaky-link.yaml"
-#define GW_CONFIG "rtu-flaky-link.gateway.yaml"
 /* The scenario's ports: HJ212 127.0.0.1:15212 (the lowest, moved to the base)
  * and SL651 127.0.0.1:15651 (base + 439). */
 #define HJ_OFFSET 0
 #define SL_OFFSET (15651 - 15212)
-
-/* 1 if nothing listens on 127.0.0.1:port (we can bind it). */
-static int port_free(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
 
 /* A base port with base and base + SL_OFFSET free (bounded tries). */
 static int free_base(void)
 {
     for (int tries = 0; tries < 50; tries++) {
         int base = h_free_port();
-        if (base > 0 && base + SL_OFFSET <= 65535 && port_free(base + HJ_OFFSET) &&
-            port_free(base + SL_OFFSET))
+        if (base > 0 && base + SL_OFFSET <= 65535 && h_port_free(SOCK_STREAM, base + HJ_OFFSET) &&
+            h_port_free(SOCK_STREAM, base + SL_OFFSET))
             return base;
     }
     return -1;
 }
 
-/* The run folder kept for inspection; the teardown removes it. */
-static char kept[256];
-
 static void test_rtu_flaky_link_passes(void **st)
 {
     int broker = h_free_port(), base = free_base();
     assert_true(broker > 0 && base > 0 && broker != base && broker != base + SL_OFFSET);
-    char report[512];
-    snprintf(report, sizeof report, "%s/report.json", h_tmpdir());
-    const char *extra[] = {"--report", report, "--keep", NULL};
-    h_proc p = {0};
-    int64_t t0 = h_now_ms();
-    int rc = h_sim_run(&p, "run-pass.log", SCENARIO, broker, base, extra, 90000);
-    int64_t wall = h_now_ms() - t0;
-    char *dir = kept;
-    h_kept_dir(&p, kept, sizeof kept);
-    if (rc != 0)
-        h_dump_log(&p);
-    assert_int_equal(rc, 0);
-    assert_true(wall < 60000);
+    h_rehearsal r = {.scenario = SCENARIO,
+                     .broker = broker,
+                     .base = base,
+                     .report = 1,
+                     .keep = 1,
+                     .timeout_ms = 90000};
+    h_proc *p = &r.p;
+    assert_int_equal(h_rehearse(&r, "run-pass.log", 0), 0);
+    assert_true(r.wall_ms < 60000);
+    const char *dir = r.kept;
     /* The stations dialed the moved ports, and the gateway listened on them. */
     char want[96];
     snprintf(want, sizeof want, "listen: 127.0.0.1:%d", base + SL_OFFSET);
@@ -94,32 +72,30 @@ static void test_rtu_flaky_link_passes(void **st)
     free(cfg);
 
     /* One PASS line per expectation of the scenario, and the summary. */
-    assert_true(h_log_contains(&p, "verdict: rtu flaky link (speed 60, scenario t=0..2400.0s"));
-    assert_true(h_log_contains(&p, "PASS [1] online 42 devices"));
-    assert_true(h_log_contains(&p, "PASS [2] no_reading_lost all"));
-    assert_true(h_log_contains(&p, "PASS [3] alarm site warning-reach rule river_level >= yellow"));
-    assert_true(h_log_contains(&p, "alarm river_level:rtu-033:"));
-    assert_true(h_log_contains(&p, "PASS [4] no_alarm site quiet-reach"));
-    assert_true(h_log_contains(&p, "PASS [5] event rtu-013 offline"));
-    assert_true(h_log_contains(&p, "PASS [6] alarm rtu-013 rule silent"));
-    assert_true(h_log_contains(&p, "PASS [7] event rtu-039 battery_low"));
-    assert_true(h_log_contains(&p, "summary: 7 passed, 0 failed of 7 expectations"));
-    assert_false(h_log_contains(&p, "FAIL ["));
+    assert_true(h_log_contains(p, "verdict: rtu flaky link (speed 60, scenario t=0..2400.0s"));
+    assert_true(h_log_contains(p, "PASS [1] online 42 devices"));
+    assert_true(h_log_contains(p, "PASS [2] no_reading_lost all"));
+    assert_true(h_log_contains(p, "PASS [3] alarm site warning-reach rule river_level >= yellow"));
+    assert_true(h_log_contains(p, "alarm river_level:rtu-033:"));
+    assert_true(h_log_contains(p, "PASS [4] no_alarm site quiet-reach"));
+    assert_true(h_log_contains(p, "PASS [5] event rtu-013 offline"));
+    assert_true(h_log_contains(p, "PASS [6] alarm rtu-013 rule silent"));
+    assert_true(h_log_contains(p, "PASS [7] event rtu-039 battery_low"));
+    assert_true(h_log_contains(p, "summary: 7 passed, 0 failed of 7 expectations"));
+    assert_false(h_log_contains(p, "FAIL ["));
 
     /* Stored once: the gateway recognised resends and doubled frames (the
      * duplicate fault of rtu-021/022/040, rtu-007's resends after bad CRCs),
      * confirmed them again and stored nothing for them; every reading it did
      * store reached the platform (the report's de-duplicated count equals the
      * gateway's own). */
-    snprintf(path, sizeof path, "%s/gateway.log", dir);
-    char *glog = h_slurp(path);
+    const char *glog = r.gwlog;
     assert_non_null(glog);
     long long dups = h_last_count(glog, "[sl651] stopped:", "duplicates ");
     long long bad_crc = h_last_count(glog, "[sl651] stopped:", "bad CRC ");
     long long confirms = h_last_count(glog, "[sl651] stopped:", "confirms ");
     long long gw_readings = h_last_count(glog, "[stats] devices", "readings ");
     long long refused = h_last_count(glog, "[sl651] stopped:", "unknown station ");
-    free(glog);
     fprintf(stderr, "gateway: sl651 duplicates %lld, bad CRC %lld, confirms %lld, readings %lld\n",
             dups, bad_crc, confirms, gw_readings);
     assert_true(dups > 0);
@@ -127,10 +103,7 @@ static void test_rtu_flaky_link_passes(void **st)
     assert_true(confirms > 100);
     assert_int_equal(refused, 0); /* every station's address is configured */
 
-    char *text = h_slurp(report);
-    assert_non_null(text);
-    cJSON *root = cJSON_Parse(text);
-    free(text);
+    cJSON *root = r.json;
     assert_non_null(root);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(root, "passed")));
     cJSON *items = cJSON_GetObjectItem(root, "items");
@@ -141,58 +114,42 @@ static void test_rtu_flaky_link_passes(void **st)
     double at = cJSON_GetNumberValue(cJSON_GetObjectItem(ex, "at_s"));
     /* rtu-013 is silent from 10m; offline after 15 s of wall = 15 minutes. */
     assert_true(at > 1380 && at < 1800);
-    cJSON_Delete(root);
+    h_rehearsal_free(&r);
 
     /* Everything it started has stopped. */
-    assert_true(port_free(broker));
-    assert_true(port_free(base + HJ_OFFSET));
-    assert_true(port_free(base + SL_OFFSET));
+    assert_true(h_port_free(SOCK_STREAM, broker));
+    assert_true(h_port_free(SOCK_STREAM, base + HJ_OFFSET));
+    assert_true(h_port_free(SOCK_STREAM, base + SL_OFFSET));
 }
 
 static void test_wrong_expectation_fails(void **st)
 {
     /* A copy whose expectations claim rtu-002 crosses the warning level. */
-    char *text = h_slurp(SCENARIO), cwd[400], copy[32768];
-    assert_non_null(text);
-    assert_non_null(getcwd(cwd, sizeof cwd));
-    char *cfg = strstr(text, "config: " GW_CONFIG);
-    char *ex = strstr(text, "\nexpect:\n");
-    assert_true(cfg && ex && cfg < ex);
-    *cfg = 0;
-    *ex = 0;
-    int n = snprintf(copy, sizeof copy,
-                     "%sconfig: %s/sim/scenarios/" GW_CONFIG "%s\n"
-                     "expect:\n"
-                     "  - alarm: {site: quiet-reach, rule: river_level, level: yellow}\n"
-                     "  - online: {all: true}\n",
-                     text, cwd, cfg + strlen("config: " GW_CONFIG));
-    free(text);
-    assert_true(n > 0 && (size_t)n < sizeof copy);
-    const char *path = h_write_file("wrong.yaml", copy);
+    const char *path =
+        h_scenario_expecting(SCENARIO, "wrong.yaml",
+                             "  - alarm: {site: quiet-reach, rule: river_level, level: yellow}\n"
+                             "  - online: {all: true}\n");
+    assert_non_null(path);
 
     int broker = h_free_port(), base = free_base();
     assert_true(broker > 0 && base > 0 && broker != base && broker != base + SL_OFFSET);
     /* Every station is online within a few scenario minutes. */
     const char *extra[] = {"--duration", "8m", NULL};
-    h_proc p = {0};
-    int rc = h_sim_run(&p, "run-fail.log", path, broker, base, extra, 40000);
-    if (rc != 1)
-        h_dump_log(&p);
-    assert_int_equal(rc, 1);
-    assert_true(h_log_contains(&p, "FAIL [1] alarm site quiet-reach rule river_level >= yellow"));
-    assert_true(h_log_contains(&p, "no alarm >= yellow of rule river_level for site quiet-reach "
-                                   "(rtu-002) reached the platform"));
-    assert_true(h_log_contains(&p, "PASS [2] online 42 devices"));
-    assert_true(h_log_contains(&p, "summary: 1 passed, 1 failed of 2 expectations"));
-    assert_true(port_free(broker));
-    assert_true(port_free(base + SL_OFFSET));
+    h_rehearsal r = {
+        .scenario = path, .broker = broker, .base = base, .extra = extra, .timeout_ms = 40000};
+    h_proc *p = &r.p;
+    assert_int_equal(h_rehearse(&r, "run-fail.log", 1), 1);
+    assert_true(h_log_contains(p, "FAIL [1] alarm site quiet-reach rule river_level >= yellow"));
+    assert_true(h_log_contains(p, "no alarm >= yellow of rule river_level for site quiet-reach "
+                                  "(rtu-002) reached the platform"));
+    assert_true(h_log_contains(p, "PASS [2] online 42 devices"));
+    assert_true(h_log_contains(p, "summary: 1 passed, 1 failed of 2 expectations"));
+    assert_true(h_port_free(SOCK_STREAM, broker));
+    assert_true(h_port_free(SOCK_STREAM, base + SL_OFFSET));
 }
 
 static int teardown(void **st)
 {
-    if (kept[0])
-        h_remove_dir(kept);
-    kept[0] = 0;
     h_cleanup();
     return 0;
 }
