@@ -147,6 +147,7 @@ struct gw_store {
     int eager;       /* queued commands that are not acknowledgements */
     int sleeping;    /* the thread waits with no deadline: an acknowledgement wakes it */
     uint64_t wtick;  /* the last cmd.tick given */
+    int64_t pushed;  /* bytes of committed rows on their way to the loop (under mu) */
     int64_t lazy_at; /* mono ms the oldest queued acknowledgement came, 0: none */
     int stop;
     gw_store_stats st;      /* guarded by mu */
@@ -774,10 +775,25 @@ static void committed(gw_store *s, const struct cmd *list, const struct tally *t
             if (c->tick > d->ticks_done)
                 d->ticks_done = c->tick;
         }
-        if (s->on_commit)
-            for (int l = 0; l < GW_LANES; l++)
-                if (t->new_first[l] && t->new_bytes[l] <= GW_STORE_COMMIT_ROWS_MAX)
-                    commit_rows(&d->rows[l], l, list, t);
+        /* Rows ride along while what is on its way to the loop stays under
+         * one GW_STORE_COMMIT_ROWS_MAX: a busy loop (the start-up of 10,000
+         * devices) must not collect copies; its readers fetch instead. */
+        for (int l = 0; s->on_commit && l < GW_LANES; l++) {
+            if (!t->new_first[l])
+                continue;
+            pthread_mutex_lock(&s->mu);
+            int room = s->pushed + (int64_t)t->new_bytes[l] <= GW_STORE_COMMIT_ROWS_MAX;
+            if (room)
+                s->pushed += (int64_t)t->new_bytes[l];
+            pthread_mutex_unlock(&s->mu);
+            if (room)
+                commit_rows(&d->rows[l], l, list, t);
+            if (room && !d->rows[l].n) { /* out of memory: give the room back */
+                pthread_mutex_lock(&s->mu);
+                s->pushed -= (int64_t)t->new_bytes[l];
+                pthread_mutex_unlock(&s->mu);
+            }
+        }
         push_done(s, d);
     }
 }
@@ -1041,6 +1057,16 @@ static void on_done(gw_mailbox *mb, gw_mail *list)
                 pthread_mutex_unlock(&s->mu);
             }
             s->on_commit(s->ctx, d->lanes, rows);
+            int64_t bytes = 0;
+            for (int l = 0; l < GW_LANES; l++)
+                bytes += d->rows[l].n ? (int64_t)(d->rows[l].off[d->rows[l].n - 1] +
+                                                  d->rows[l].len[d->rows[l].n - 1])
+                                      : 0;
+            if (bytes) {
+                pthread_mutex_lock(&s->mu);
+                s->pushed -= bytes;
+                pthread_mutex_unlock(&s->mu);
+            }
         } else if (d->type == D_FLUSH)
             ((gw_store_flush_cb)d->cb)(d->ctx, d->status);
         else if (d->type == D_FETCH)

@@ -45,7 +45,8 @@ typedef void (*gw_store_flush_cb)(void *ctx, int status);
  * rows[lane], when not NULL, are exactly the rows that commit added to the
  * lane (ids contiguous, the first one after every row committed before), so a
  * reader that has read everything before them can take them without a fetch;
- * NULL when the commit added none or more than GW_STORE_COMMIT_ROWS_MAX bytes.
+ * NULL when the commit added none, or when the rows on their way to the loop
+ * would exceed GW_STORE_COMMIT_ROWS_MAX bytes (then a fetch reads them).
  * Valid only during the callback. */
 typedef void (*gw_store_commit_cb)(void *ctx, unsigned lanes, const gw_rows *const *rows);
 #define GW_STORE_COMMIT_ROWS_MAX (1u << 20)
