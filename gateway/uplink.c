@@ -179,7 +179,9 @@ static int append_rows(gw_uplink *u, const gw_rows *rows)
     }
     size_t bytes = rows->n ? rows->off[rows->n - 1] + rows->len[rows->n - 1] : 0;
     if (l->used + bytes > l->bufcap) {
-        size_t cap = (l->used + bytes) * 2;
+        /* A quarter spare, not double: the buffer holds up to a read-ahead
+         * (1 MiB) of kilobyte rows, so doubling kept ~4 MiB per lane (issue 17). */
+        size_t cap = (l->used + bytes) + (l->used + bytes) / 4;
         char *b = realloc(l->buf, cap);
         if (!b) {
             GW_ERROR(u->mod, "out of memory buffering rows; will fetch again");
@@ -904,8 +906,9 @@ void gw_uplink_committed(gw_uplink *u, unsigned lanes, const gw_rows *const *row
          * and the rows follow the cursor: take them as fetched. Bounded as a
          * fetch is: not beyond one read-ahead. */
         size_t left = l->used - (l->pos < l->n ? l->off[l->pos] : l->used);
+        size_t bytes = r ? r->off[r->n - 1] + r->len[r->n - 1] : 0;
         if (r && u->connected && !u->closing && !l->more && !l->fetching &&
-            r->id[0] == l->cursor + 1 && left < fetch_bytes(u) && append_rows(u, r) == 0) {
+            r->id[0] == l->cursor + 1 && left + bytes <= fetch_bytes(u) && append_rows(u, r) == 0) {
             u->st.rows_pushed += r->n;
             continue;
         }
