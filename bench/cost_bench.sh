@@ -21,7 +21,7 @@
 # the gateway's to each floor's, peak RSS (VmHWM), poll lateness p99 and, for
 # the gateway, answered % (polls answered / scheduled) and delivered %
 # (telemetry rows the platform acknowledged / rows stored in the window, the
-# outbox backlog at the end in brackets). The open-file limit is raised as the
+# rows the destination still owes at the end in brackets). The open-file limit is raised as the
 # package's unit does (LimitNOFILE=65536), as far as the hard limit allows.
 set -u
 BUILD=${BUILD:-build}
@@ -121,12 +121,15 @@ cpu_ms = (int(c1) - int(c0)) * 1000.0 / int(clk)
 x = json.load(open(d + "/a0.json")); y = json.load(open(d + "/a1.json"))
 # Rows that left (acknowledged) over rows that came (left + backlog growth);
 # rows, not readings: a poll's readings share one row.
+# The backlog is what the destination still owes (rows above its cursor), not
+# the outbox's rows: acknowledged rows are deleted up to a second later.
 acked = y["uplink"]["rows_acked"] - x["uplink"]["rows_acked"]
-grew = sum(y["outbox"][k] - x["outbox"][k] for k in ("rows_telemetry", "rows_priority"))
+owed = lambda j: sum(d["backlog_telemetry"] + d["backlog_priority"] for d in j["destinations"])
+grew = owed(y) - owed(x)
 came = acked + grew
 print("%.1f %d %d %.2f %.2f %d" % (cpu_ms * 1000 / cycles if cycles else 0, int(hwm), p99,
       100.0 * (cycles - failed) / (int(n) * secs), 100.0 * acked / came if came > 0 else 100.0,
-      y["outbox"]["rows_telemetry"]))
+      owed(y)))
 PY
 }
 
