@@ -2071,7 +2071,7 @@ int gw_store_flush(gw_store *s, gw_store_flush_cb cb, void *ctx)
     c->type = C_FLUSH;
     c->cb = (void *)cb;
     c->ctx = ctx;
-    enqueue(s, c, 1); /* whoever flushes waits for it: not for a commit window */
+    enqueue(s, c, 0); /* with the rows it follows: confirmations share their group commit */
     return GW_OK;
 }
 
