@@ -798,6 +798,24 @@ static void committed(gw_store *s, const struct cmd *list, const struct tally *t
     }
 }
 
+/* The CLOCK_REALTIME time ms from now (pthread_cond_timedwait's clock). */
+static struct timespec deadline(int64_t ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_nsec += (long)(ms % 1000) * 1000000L;
+    dl.tv_sec += ms / 1000 + dl.tv_nsec / 1000000000L;
+    dl.tv_nsec %= 1000000000L;
+    return dl;
+}
+
+/* Waits on the store's condition (mu held) for at most ms. */
+static void wait_ms(gw_store *s, int64_t ms)
+{
+    struct timespec dl = deadline(ms);
+    pthread_cond_timedwait(&s->cv, &s->mu, &dl);
+}
+
 static void *db_thread(void *arg)
 {
     gw_store *s = arg;
@@ -818,12 +836,7 @@ static void *db_thread(void *arg)
                 int64_t wait = next_try - gw_mono_ms();
                 if (s->stop || wait <= 0)
                     break;
-                struct timespec dl;
-                clock_gettime(CLOCK_REALTIME, &dl);
-                dl.tv_nsec += (long)(wait % 1000) * 1000000L;
-                dl.tv_sec += wait / 1000 + dl.tv_nsec / 1000000000L;
-                dl.tv_nsec %= 1000000000L;
-                pthread_cond_timedwait(&s->cv, &s->mu, &dl);
+                wait_ms(s, wait);
             }
         } else {
             /* Wait for work; acknowledgements alone wait up to LAZY_MS (not
@@ -845,12 +858,7 @@ static void *db_thread(void *arg)
                 int64_t wait = until - now;
                 if (wait <= 0)
                     break;
-                struct timespec dl;
-                clock_gettime(CLOCK_REALTIME, &dl);
-                dl.tv_nsec += (long)(wait % 1000) * 1000000L;
-                dl.tv_sec += wait / 1000 + dl.tv_nsec / 1000000000L;
-                dl.tv_nsec %= 1000000000L;
-                pthread_cond_timedwait(&s->cv, &s->mu, &dl);
+                wait_ms(s, wait);
             }
             if (!s->head && s->stop) {
                 pthread_mutex_unlock(&s->mu);
@@ -859,11 +867,7 @@ static void *db_thread(void *arg)
             if (s->eager && !s->urgent && !s->stop && s->cfg.commit_window > 0 &&
                 gw_mono_ms() - last_rows < BUSY_GAP_WINDOWS * s->cfg.commit_window) {
                 /* Group commit: let more rows arrive for up to the window. */
-                struct timespec dl;
-                clock_gettime(CLOCK_REALTIME, &dl);
-                dl.tv_nsec += (long)(s->cfg.commit_window % 1000) * 1000000L;
-                dl.tv_sec += s->cfg.commit_window / 1000 + dl.tv_nsec / 1000000000L;
-                dl.tv_nsec %= 1000000000L;
+                struct timespec dl = deadline(s->cfg.commit_window);
                 while (!s->urgent && !s->stop && s->queued_tele < MAX_GROUP &&
                        pthread_cond_timedwait(&s->cv, &s->mu, &dl) == 0) {
                 }
@@ -2067,7 +2071,7 @@ int gw_store_flush(gw_store *s, gw_store_flush_cb cb, void *ctx)
     c->type = C_FLUSH;
     c->cb = (void *)cb;
     c->ctx = ctx;
-    enqueue(s, c, 1); /* whoever flushes waits for it: not for a commit window */
+    enqueue(s, c, 0); /* with the rows it follows: confirmations share their group commit */
     return GW_OK;
 }
 
