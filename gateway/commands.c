@@ -183,7 +183,13 @@ static void audit(req *q, const char *result, const char *reason)
     char detail[512]; /* the event keeps the first GW_DETAIL_MAX-1 bytes; the log all */
     snprintf(detail, sizeof(detail), "%s %s by %s/%s: %s%s%s", q->cmd, q->what, q->dest, q->by,
              result, reason ? ": " : "", reason ? reason : "");
-    GW_INFO("commands", "%s", detail);
+    /* What changed state is always logged; refusals and failures, which a
+     * flood of commands makes by the thousand, once a second (each still
+     * has its audit event). */
+    if (!strcmp(result, "done"))
+        GW_INFO("commands", "%s", detail);
+    else
+        GW_LOG_RL(GW_LOG_INFO, 1000, "commands", "%s", detail);
     audit_fields(q, result, reason);
     if (q->c->env.audit && q->c->env.audit(q->c->env.ctx, detail, q->audit))
         GW_WARN("commands", "audit event of %s not queued", q->cmd);
@@ -253,9 +259,7 @@ static void run_ack(req *q, const cJSON *doc)
     }
     snprintf(q->what, sizeof(q->what), "alarm %.120s", id);
     send_reply(q, "accepted", NULL, NULL);
-    int rc = gw_alarms_ack(q->c->env.alarms, id, q->by);
-    GW_INFO("commands", "ack of %.80s by %s: %s", id, q->by,
-            rc == GW_OK ? "recorded" : "no such active alarm");
+    int rc = gw_alarms_ack(q->c->env.alarms, id, q->by); /* the audit below logs it */
     char result[256];
     result_str(result, sizeof(result), "alarm", id);
     if (rc == GW_OK) {
