@@ -8,8 +8,9 @@
  * response goes exactly to the response topic the platform documents for the request
  * (IoTDA .../commands/response/request_id={id}, Alink {topic}_reply, ThingsBoard
  * v1/gateway/rpc), as valid JSON. */
-// FUZZ_SOURCES: gateway/platform.c gateway/platform_native.c gateway/platform_tb.c gateway/platform_huawei.c gateway/platform_alink.c base/model.c base/log.c
-// FUZZ_LIBS: -lcjson -lssl -lcrypto -lm
+// FUZZ_SOURCES: gateway/platform.c gateway/platform_native.c gateway/platform_tb.c
+// gateway/platform_huawei.c gateway/platform_alink.c base/model.c base/log.c FUZZ_LIBS: -lcjson
+// -lssl -lcrypto -lm
 #include "gateway/platform.h"
 
 #include <cjson/cJSON.h>
