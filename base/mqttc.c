@@ -64,7 +64,10 @@ static void post(gw_mqttc *c, int type, int code, int token)
     e->type = type;
     e->code = code;
     e->token = token;
-    if (gw_mailbox_post(&c->box, &e->m, 0, GW_MAIL_KEEP))
+    /* Paho calls back holding its lock, which the loop takes in every publish:
+     * waiting here for the loop could wait forever. These events are bounded
+     * by the publishes and subscriptions in flight. */
+    if (gw_mailbox_post(&c->box, &e->m, 0, GW_MAIL_OVER))
         free(e); /* closing */
 }
 
