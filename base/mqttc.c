@@ -621,6 +621,18 @@ uint64_t gw_mqttc_props_dropped(gw_mqttc *c)
     return atomic_load(&c->props_dropped);
 }
 
+int gw_mqttc_pending(gw_mqttc *c)
+{
+    MQTTAsync_token *t = NULL;
+    if (MQTTAsync_getPendingTokens(c->client, &t) != MQTTASYNC_SUCCESS)
+        return -1;
+    int n = 0;
+    while (t && t[n] != -1)
+        n++;
+    MQTTAsync_free(t);
+    return n;
+}
+
 uint64_t gw_mqttc_dropped(gw_mqttc *c)
 {
     if (!c->has_box)
