@@ -24,6 +24,12 @@
 #define CORR_MAX 65 /* a correlation id of up to 64 characters */
 #define BY_MAX 41
 #define REASON_MAX 256
+/* Audit events of refusals and failures: AUDIT_BURST at once, then AUDIT_PER_S
+ * a second. Each is a priority-lane row queued ahead of the next alarm, so a
+ * flood of well-formed but bogus commands would hold alarms back; what is left
+ * out is counted and the next audit event sent says how many ("suppressed"). */
+#define AUDIT_BURST 20
+#define AUDIT_PER_S 10
 
 static const char *const names[] = GW_COMMAND_NAMES;
 #define NNAMES (sizeof(names) / sizeof(names[0]))
@@ -45,6 +51,9 @@ struct gw_commands {
     int pending; /* waits on both lists (bounded by GW_COMMANDS_PENDING_MAX) */
     int stopped, freed;
     uint64_t handled, refused;
+    double audit_tokens; /* AUDIT_BURST bucket, refilled AUDIT_PER_S a second */
+    int64_t audit_at;    /* monotonic ms of the last refill */
+    uint64_t audit_suppressed;
 };
 
 /* What one command's replies need: who asked, under which id. */
@@ -87,6 +96,8 @@ gw_commands *gw_commands_new(const gw_commands_env *env)
     if (!c)
         return NULL;
     c->env = *env;
+    c->audit_tokens = AUDIT_BURST;
+    c->audit_at = gw_mono_ms();
     if (c->env.answer_ms <= 0)
         c->env.answer_ms = GW_COMMANDS_ANSWER_MS;
     if (env->loop) {
@@ -172,9 +183,32 @@ static void audit_fields(req *q, const char *result, const char *reason)
     member(&b, "what", q->what, 0);
     member(&b, "result", result, 0);
     member(&b, "reason", reason, 0);
+    if (q->c->audit_suppressed) {
+        char n[48];
+        snprintf(n, sizeof(n), ",\"suppressed\":%llu", (unsigned long long)q->c->audit_suppressed);
+        gw_json_raw(&b, n);
+    }
     gw_json_raw(&b, "}");
     if (b.overflow)
         snprintf(q->audit, sizeof(q->audit), "{\"cmd\":\"%s\",\"result\":\"%s\"}", q->cmd, result);
+}
+
+/* Whether an audit event of this result may be queued now (see AUDIT_BURST). */
+static int audit_allowed(gw_commands *c, const char *result)
+{
+    if (!strcmp(result, "done"))
+        return 1;
+    int64_t now = gw_mono_ms();
+    c->audit_tokens += (double)(now - c->audit_at) * AUDIT_PER_S / 1000.0;
+    c->audit_at = now;
+    if (c->audit_tokens > AUDIT_BURST)
+        c->audit_tokens = AUDIT_BURST;
+    if (c->audit_tokens < 1) {
+        c->audit_suppressed++;
+        return 0;
+    }
+    c->audit_tokens -= 1;
+    return 1;
 }
 
 /* Logs and queues the audit event of a state-changing command. */
@@ -190,9 +224,13 @@ static void audit(req *q, const char *result, const char *reason)
         GW_INFO("commands", "%s", detail);
     else
         GW_LOG_RL(GW_LOG_INFO, 1000, "commands", "%s", detail);
+    if (!audit_allowed(q->c, result))
+        return;
     audit_fields(q, result, reason);
     if (q->c->env.audit && q->c->env.audit(q->c->env.ctx, detail, q->audit))
         GW_WARN("commands", "audit event of %s not queued", q->cmd);
+    else
+        q->c->audit_suppressed = 0;
 }
 
 static void refuse(req *q, const char *reason, int audited)
