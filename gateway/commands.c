@@ -24,10 +24,11 @@
 #define CORR_MAX 65 /* a correlation id of up to 64 characters */
 #define BY_MAX 41
 #define REASON_MAX 256
-/* Audit events of refusals and failures: AUDIT_BURST at once, then AUDIT_PER_S
- * a second. Each is a priority-lane row queued ahead of the next alarm, so a
- * flood of well-formed but bogus commands would hold alarms back; what is left
- * out is counted and the next audit event sent says how many ("suppressed"). */
+/* Refusals and failures are logged and audited AUDIT_BURST at once, then
+ * AUDIT_PER_S a second. Each audit is a priority-lane row queued ahead of the
+ * next alarm, so a flood of well-formed but bogus commands would hold alarms
+ * back; what is left out is counted and the next audit event sent says how
+ * many ("suppressed"). */
 #define AUDIT_BURST 20
 #define AUDIT_PER_S 10
 
@@ -217,15 +218,15 @@ static void audit(req *q, const char *result, const char *reason)
     char detail[512]; /* the event keeps the first GW_DETAIL_MAX-1 bytes; the log all */
     snprintf(detail, sizeof(detail), "%s %s by %s/%s: %s%s%s", q->cmd, q->what, q->dest, q->by,
              result, reason ? ": " : "", reason ? reason : "");
-    /* What changed state is always logged; refusals and failures, which a
-     * flood of commands makes by the thousand, once a second (each still
-     * has its audit event). */
-    if (!strcmp(result, "done"))
-        GW_INFO("commands", "%s", detail);
-    else
-        GW_LOG_RL(GW_LOG_INFO, 1000, "commands", "%s", detail);
-    if (!audit_allowed(q->c, result))
+    /* Refusals and failures past the rate of audit_allowed are counted only: a flood of
+     * bogus commands would otherwise write a line and a priority row for each. */
+    if (!audit_allowed(q->c, result)) {
+        GW_LOG_RL(GW_LOG_WARN, 10000, "commands",
+                  "refused or failed commands over %d a second: %llu not logged or audited",
+                  AUDIT_PER_S, (unsigned long long)q->c->audit_suppressed);
         return;
+    }
+    GW_INFO("commands", "%s", detail);
     audit_fields(q, result, reason);
     if (q->c->env.audit && q->c->env.audit(q->c->env.ctx, detail, q->audit))
         GW_WARN("commands", "audit event of %s not queued", q->cmd);

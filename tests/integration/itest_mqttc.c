@@ -110,6 +110,32 @@ static void rec_close(struct rec *r)
     assert_int_equal(uv_loop_close(&r->loop), 0);
 }
 
+/* r connected to mosquitto on port as client id, subscribed to topic at qos (bounded
+ * waits); queue_max and max_bytes as in gw_mqttc_config. */
+static void rec_connect(struct rec *r, int port, const char *id, size_t queue_max, size_t max_bytes,
+                        char *topic, int qos)
+{
+    rec_init(r);
+    char uri[64];
+    snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
+    gw_mqttc_config cfg = {.uri = uri,
+                           .client_id = id,
+                           .keepalive_ms = 30000,
+                           .connect_timeout_ms = 5000,
+                           .queue_max = queue_max,
+                           .max_message_bytes = max_bytes};
+    char err[256];
+    r->c = gw_mqttc_new(&r->loop, &cfg, on_ev, r, err, sizeof(err));
+    assert_non_null(r->c);
+    assert_int_equal(gw_mqttc_connect(r->c, NULL), GW_OK);
+    assert_true(wait_for(r, GW_MQTTC_CONNECTED));
+    assert_int_equal(r->types[0], GW_MQTTC_CONNECTED);
+    char *topics[] = {topic};
+    int q[] = {qos};
+    assert_int_equal(gw_mqttc_subscribe(r->c, 1, topics, q), GW_OK);
+    assert_true(wait_for(r, GW_MQTTC_SUBSCRIBED));
+}
+
 static void test_roundtrip_with_mosquitto(void **state)
 {
     int port = h_free_port_range(1);
@@ -117,26 +143,7 @@ static void test_roundtrip_with_mosquitto(void **state)
     h_proc broker;
     assert_int_equal(h_broker_start(&broker, port), 0);
     struct rec r;
-    rec_init(&r);
-    char uri[64];
-    snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
-    gw_mqttc_config cfg = {.uri = uri,
-                           .client_id = "itest-mqttc",
-                           .keepalive_ms = 30000,
-                           .connect_timeout_ms = 5000,
-                           .queue_max = 16,
-                           .max_message_bytes = 32};
-    char err[256];
-    r.c = gw_mqttc_new(&r.loop, &cfg, on_ev, &r, err, sizeof(err));
-    assert_non_null(r.c);
-    assert_int_equal(gw_mqttc_connect(r.c, NULL), GW_OK);
-    assert_true(wait_for(&r, GW_MQTTC_CONNECTED));
-    assert_int_equal(r.types[0], GW_MQTTC_CONNECTED);
-
-    char *topics[] = {"itest/#"};
-    int qos[] = {1};
-    assert_int_equal(gw_mqttc_subscribe(r.c, 1, topics, qos), GW_OK);
-    assert_true(wait_for(&r, GW_MQTTC_SUBSCRIBED));
+    rec_connect(&r, port, "itest-mqttc", 16, 32, "itest/#", 1);
 
     /* Too large for max_message_bytes: dropped and counted, never delivered. */
     char big[100];
@@ -295,23 +302,7 @@ static void test_delivery_while_publishing(void **state)
     h_proc broker, flood;
     assert_int_equal(h_broker_start(&broker, port), 0);
     struct rec r;
-    rec_init(&r);
-    char uri[64];
-    snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
-    gw_mqttc_config cfg = {.uri = uri,
-                           .client_id = "itest-held",
-                           .keepalive_ms = 30000,
-                           .connect_timeout_ms = 5000,
-                           .queue_max = 4};
-    char err[256];
-    r.c = gw_mqttc_new(&r.loop, &cfg, on_ev, &r, err, sizeof(err));
-    assert_non_null(r.c);
-    assert_int_equal(gw_mqttc_connect(r.c, NULL), GW_OK);
-    assert_true(wait_for(&r, GW_MQTTC_CONNECTED));
-    char *topics[] = {"flood/#"};
-    int qos[] = {0};
-    assert_int_equal(gw_mqttc_subscribe(r.c, 1, topics, qos), GW_OK);
-    assert_true(wait_for(&r, GW_MQTTC_SUBSCRIBED));
+    rec_connect(&r, port, "itest-held", 4, 0, "flood/#", 0);
 
     char *lines = malloc(2000000);
     assert_non_null(lines);
