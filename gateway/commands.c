@@ -194,17 +194,23 @@ static void audit_fields(req *q, const char *result, const char *reason)
         snprintf(q->audit, sizeof(q->audit), "{\"cmd\":\"%s\",\"result\":\"%s\"}", q->cmd, result);
 }
 
-/* Whether an audit event of this result may be queued now (see AUDIT_BURST). */
-static int audit_allowed(gw_commands *c, const char *result)
+/* Whether one more refusal or failure may be logged now (see AUDIT_BURST). */
+static int audit_room(gw_commands *c)
 {
-    if (!strcmp(result, "done"))
-        return 1;
     int64_t now = gw_mono_ms();
     c->audit_tokens += (double)(now - c->audit_at) * AUDIT_PER_S / 1000.0;
     c->audit_at = now;
     if (c->audit_tokens > AUDIT_BURST)
         c->audit_tokens = AUDIT_BURST;
-    if (c->audit_tokens < 1) {
+    return c->audit_tokens >= 1;
+}
+
+/* Whether an audit event of this result may be queued now (see AUDIT_BURST). */
+static int audit_allowed(gw_commands *c, const char *result)
+{
+    if (!strcmp(result, "done"))
+        return 1;
+    if (!audit_room(c)) {
         c->audit_suppressed++;
         return 0;
     }
@@ -298,7 +304,10 @@ static void run_ack(req *q, const cJSON *doc)
     }
     snprintf(q->what, sizeof(q->what), "alarm %.120s", id);
     send_reply(q, "accepted", NULL, NULL);
-    int rc = gw_alarms_ack(q->c->env.alarms, id, q->by); /* the audit below logs it */
+    int rc = gw_alarms_ack(q->c->env.alarms, id, q->by);
+    if (rc == GW_OK || audit_room(q->c)) /* within the refusals' limit, as its audit */
+        GW_INFO("commands", "ack of %.80s by %s: %s", id, q->by,
+                rc == GW_OK ? "recorded" : "no such active alarm");
     char result[256];
     result_str(result, sizeof(result), "alarm", id);
     if (rc == GW_OK) {
