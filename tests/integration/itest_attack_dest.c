@@ -334,7 +334,7 @@ static int teardown(void **state)
 
 static void test_kills_two_destinations(void **state)
 {
-    struct env e;
+    static struct env e; /* the teardown reaches it through G.e */
     char data[512];
     snprintf(data, sizeof(data), "%s/gw-k", h_tmpdir());
     start_peers(&e, "k", data, NULL);
@@ -381,7 +381,7 @@ static void test_disk_full_two_destinations(void **state)
         printf("# SKIPPED: needs a tmpfs\n");
         skip();
     }
-    struct env e;
+    static struct env e; /* the teardown reaches it through G.e */
     char data[600];
     snprintf(data, sizeof(data), "%s/gw-d", G.disk);
     start_peers(&e, "d", data, "  min_free: 0\n");
