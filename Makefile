@@ -124,10 +124,12 @@ bench-cost: deps
 	@BUILD=$(BUILD) bench/cost_bench.sh
 
 # The crash/disk-full/corruption/exhaustion soak (not part of test); see
-# bench/soak.sh for its parameters (KILLS=100 BROKER_EVERY=10 ...).
+# bench/soak.sh for its parameters (KILLS=100 BROKER_EVERY=10 ...); then the two-destination
+# SIGKILL attack with 20 kills frozen and 20 free (6 + 6 in make test).
 soak: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(BUILD)/tests/itest_attack_dest
 	@BUILD=$(BUILD) bench/soak.sh
+	@ATTACK_KILLS=20 BUILD=$(BUILD) scripts/run-tests.sh $(BUILD)/tests/itest_attack_dest
 
 # Installation from source (DESTDIR, PREFIX as usual; SYSCONFDIR defaults to /etc) and
 # the Debian package (build/deb/citygw_VERSION_ARCH.deb); both in scripts/, see

@@ -61,7 +61,9 @@ static int full(const gw_mailbox *mb, size_t bytes)
 int gw_mailbox_post(gw_mailbox *mb, gw_mail *item, size_t bytes, int flags)
 {
     uv_mutex_lock(&mb->mu);
-    if ((flags & GW_MAIL_KEEP) && !mb->closed && full(mb, bytes)) {
+    if ((flags & GW_MAIL_OVER) && !mb->closed && full(mb, bytes)) {
+        mb->st.over++;
+    } else if ((flags & GW_MAIL_KEEP) && !mb->closed && full(mb, bytes)) {
         uv_thread_t self = uv_thread_self();
         if (!uv_thread_equal(&self, &mb->loop_thread)) {
             mb->st.waits++;

@@ -11,7 +11,8 @@
  * it), and makes a producer posting with GW_MAIL_KEEP (completions, anything
  * that must not be lost) wait until the loop has taken the list: push-back
  * instead of loss. Never post KEEP from the loop thread (it would wait on
- * itself); a KEEP post from the loop thread is taken over the bound instead.
+ * itself); a KEEP post from the loop thread is taken over the bound instead,
+ * and so is a GW_MAIL_OVER post from any thread.
  *
  * Items are intrusive: embed a gw_mail in your struct. The loop owns what it
  * is handed. Like a libuv handle the mailbox lives in its owner's struct and is
@@ -43,6 +44,7 @@ typedef struct gw_mailbox_stats {
     uint64_t dropped_full; /* ordinary items refused: the mailbox was full */
     uint64_t dropped;      /* items the producer lost before posting (gw_mailbox_count_drop) */
     uint64_t waits;        /* KEEP posts that had to wait for the loop */
+    uint64_t over;         /* OVER posts taken over the bound */
     size_t depth, peak;    /* items waiting now, most ever waiting */
 } gw_mailbox_stats;
 
@@ -63,7 +65,11 @@ struct gw_mailbox {
     gw_mailbox_stats st;
 };
 
-enum { GW_MAIL_KEEP = 1 };
+/* GW_MAIL_OVER: never wait; a full mailbox takes the item over its bound
+ * (counted). For producers that must not lose an item and cannot wait for the
+ * loop (a Paho callback holds Paho's lock, which the loop takes to publish),
+ * whose items are bounded by other means. */
+enum { GW_MAIL_KEEP = 1, GW_MAIL_OVER = 2 };
 
 /* Initialises mb on loop (call on the loop thread). max_items > 0 bounds the
  * items waiting; max_bytes bounds their bytes (0: items only). discard may be

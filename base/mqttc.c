@@ -64,7 +64,10 @@ static void post(gw_mqttc *c, int type, int code, int token)
     e->type = type;
     e->code = code;
     e->token = token;
-    if (gw_mailbox_post(&c->box, &e->m, 0, GW_MAIL_KEEP))
+    /* Paho calls back holding its lock, which the loop takes in every publish:
+     * waiting here for the loop could wait forever. These events are bounded
+     * by the publishes and subscriptions in flight. */
+    if (gw_mailbox_post(&c->box, &e->m, 0, GW_MAIL_OVER))
         free(e); /* closing */
 }
 
@@ -626,6 +629,18 @@ uint64_t gw_mqttc_oversize(gw_mqttc *c)
 uint64_t gw_mqttc_props_dropped(gw_mqttc *c)
 {
     return atomic_load(&c->props_dropped);
+}
+
+int gw_mqttc_pending(gw_mqttc *c)
+{
+    MQTTAsync_token *t = NULL;
+    if (MQTTAsync_getPendingTokens(c->client, &t) != MQTTASYNC_SUCCESS)
+        return -1;
+    int n = 0;
+    while (t && t[n] != -1)
+        n++;
+    MQTTAsync_free(t);
+    return n;
 }
 
 uint64_t gw_mqttc_dropped(gw_mqttc *c)

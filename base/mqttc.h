@@ -112,6 +112,10 @@ int gw_mqttc_set_server(gw_mqttc *c, const char *uri);
 /* Subscribes n filters; SUBSCRIBED or SUBSCRIBE_FAILED follows. */
 int gw_mqttc_subscribe(gw_mqttc *c, int n, char *const *topics, const int *qos);
 
+/* Publishes the client holds (queued or awaiting their acknowledgement), all
+ * callers together; -1 when it cannot tell. */
+int gw_mqttc_pending(gw_mqttc *c);
+
 /* Messages lost before they reached the loop (queue full, too large, out of
  * memory). */
 uint64_t gw_mqttc_dropped(gw_mqttc *c);

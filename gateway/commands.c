@@ -24,6 +24,13 @@
 #define CORR_MAX 65 /* a correlation id of up to 64 characters */
 #define BY_MAX 41
 #define REASON_MAX 256
+/* Refusals and failures are logged and audited AUDIT_BURST at once, then
+ * AUDIT_PER_S a second. Each audit is a priority-lane row queued ahead of the
+ * next alarm, so a flood of well-formed but bogus commands would hold alarms
+ * back; what is left out is counted and the next audit event sent says how
+ * many ("suppressed"). */
+#define AUDIT_BURST 20
+#define AUDIT_PER_S 10
 
 static const char *const names[] = GW_COMMAND_NAMES;
 #define NNAMES (sizeof(names) / sizeof(names[0]))
@@ -45,6 +52,9 @@ struct gw_commands {
     int pending; /* waits on both lists (bounded by GW_COMMANDS_PENDING_MAX) */
     int stopped, freed;
     uint64_t handled, refused;
+    double audit_tokens; /* AUDIT_BURST bucket, refilled AUDIT_PER_S a second */
+    int64_t audit_at;    /* monotonic ms of the last refill */
+    uint64_t audit_suppressed;
 };
 
 /* What one command's replies need: who asked, under which id. */
@@ -87,6 +97,8 @@ gw_commands *gw_commands_new(const gw_commands_env *env)
     if (!c)
         return NULL;
     c->env = *env;
+    c->audit_tokens = AUDIT_BURST;
+    c->audit_at = gw_mono_ms();
     if (c->env.answer_ms <= 0)
         c->env.answer_ms = GW_COMMANDS_ANSWER_MS;
     if (env->loop) {
@@ -172,9 +184,38 @@ static void audit_fields(req *q, const char *result, const char *reason)
     member(&b, "what", q->what, 0);
     member(&b, "result", result, 0);
     member(&b, "reason", reason, 0);
+    if (q->c->audit_suppressed) {
+        char n[48];
+        snprintf(n, sizeof(n), ",\"suppressed\":%llu", (unsigned long long)q->c->audit_suppressed);
+        gw_json_raw(&b, n);
+    }
     gw_json_raw(&b, "}");
     if (b.overflow)
         snprintf(q->audit, sizeof(q->audit), "{\"cmd\":\"%s\",\"result\":\"%s\"}", q->cmd, result);
+}
+
+/* Whether one more refusal or failure may be logged now (see AUDIT_BURST). */
+static int audit_room(gw_commands *c)
+{
+    int64_t now = gw_mono_ms();
+    c->audit_tokens += (double)(now - c->audit_at) * AUDIT_PER_S / 1000.0;
+    c->audit_at = now;
+    if (c->audit_tokens > AUDIT_BURST)
+        c->audit_tokens = AUDIT_BURST;
+    return c->audit_tokens >= 1;
+}
+
+/* Whether an audit event of this result may be queued now (see AUDIT_BURST). */
+static int audit_allowed(gw_commands *c, const char *result)
+{
+    if (!strcmp(result, "done"))
+        return 1;
+    if (!audit_room(c)) {
+        c->audit_suppressed++;
+        return 0;
+    }
+    c->audit_tokens -= 1;
+    return 1;
 }
 
 /* Logs and queues the audit event of a state-changing command. */
@@ -183,10 +224,20 @@ static void audit(req *q, const char *result, const char *reason)
     char detail[512]; /* the event keeps the first GW_DETAIL_MAX-1 bytes; the log all */
     snprintf(detail, sizeof(detail), "%s %s by %s/%s: %s%s%s", q->cmd, q->what, q->dest, q->by,
              result, reason ? ": " : "", reason ? reason : "");
+    /* Refusals and failures past the rate of audit_allowed are counted only: a flood of
+     * bogus commands would otherwise write a line and a priority row for each. */
+    if (!audit_allowed(q->c, result)) {
+        GW_LOG_RL(GW_LOG_WARN, 10000, "commands",
+                  "refused or failed commands over %d a second: %llu not logged or audited",
+                  AUDIT_PER_S, (unsigned long long)q->c->audit_suppressed);
+        return;
+    }
     GW_INFO("commands", "%s", detail);
     audit_fields(q, result, reason);
     if (q->c->env.audit && q->c->env.audit(q->c->env.ctx, detail, q->audit))
         GW_WARN("commands", "audit event of %s not queued", q->cmd);
+    else
+        q->c->audit_suppressed = 0;
 }
 
 static void refuse(req *q, const char *reason, int audited)
@@ -254,8 +305,9 @@ static void run_ack(req *q, const cJSON *doc)
     snprintf(q->what, sizeof(q->what), "alarm %.120s", id);
     send_reply(q, "accepted", NULL, NULL);
     int rc = gw_alarms_ack(q->c->env.alarms, id, q->by);
-    GW_INFO("commands", "ack of %.80s by %s: %s", id, q->by,
-            rc == GW_OK ? "recorded" : "no such active alarm");
+    if (rc == GW_OK || audit_room(q->c)) /* within the refusals' limit, as its audit */
+        GW_INFO("commands", "ack of %.80s by %s: %s", id, q->by,
+                rc == GW_OK ? "recorded" : "no such active alarm");
     char result[256];
     result_str(result, sizeof(result), "alarm", id);
     if (rc == GW_OK) {

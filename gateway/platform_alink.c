@@ -322,7 +322,8 @@ static int al_command(gw_platform *p, const char *topic, const cJSON *doc, gw_pc
     if (!cJSON_IsString(id))
         return GW_EMALFORMED;
     char rtopic[GW_PF_TOPIC_MAX];
-    snprintf(rtopic, sizeof(rtopic), "%s_reply", topic);
+    if ((size_t)snprintf(rtopic, sizeof(rtopic), "%s_reply", topic) >= sizeof(rtopic))
+        return GW_EMALFORMED; /* a cut reply topic would reach nobody */
     *ctx = cJSON_CreateObject();
     cJSON_AddStringToObject(*ctx, "topic", rtopic);
     cJSON_AddStringToObject(*ctx, "id", id->valuestring);

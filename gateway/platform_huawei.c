@@ -234,7 +234,9 @@ static int hw_command(gw_platform *p, const char *topic, const cJSON *doc, gw_pc
     const char *rid = topic + n + 11;
     const char *name = gw_platform_str(doc, "command_name", NULL);
     const char *obj = gw_platform_str(doc, "object_device_id", NULL);
-    if (!rid[0] || !name)
+    /* The response topic must hold the whole request id, or it reaches nobody. */
+    if (!rid[0] || !name ||
+        (size_t)n + strlen("response/request_id=") + strlen(rid) >= GW_PF_TOPIC_MAX)
         return GW_EMALFORMED;
     /* Our device id from the platform's: without the {product_id}_ prefix; the gateway
      * itself addresses no device. */

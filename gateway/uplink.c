@@ -30,6 +30,7 @@
 
 #define PRIO_RESERVE 4 /* in-flight slots telemetry may never take */
 #define MAX_CMD_EVENTS 256
+#define REPLY_ROOM 8 /* replies in the MQTT client at most, beside the lanes' messages */
 #define LAT_BUCKETS 1001
 #define META_INFLIGHT 4 /* retained metadata messages awaiting PUBACK at once */
 
@@ -537,11 +538,26 @@ int gw_uplink_reply(gw_uplink *u, const char *json, size_t len)
     return gw_uplink_reply_route(u, &none, json, len);
 }
 
+/* Replies share the MQTT client's buffer (max_inflight + 16) with the lanes:
+ * past REPLY_ROOM publishes beside the lanes' own, a reply is dropped and
+ * counted, so a flood of commands never makes the client refuse an alarm. */
+static int reply_room(gw_uplink *u)
+{
+    int n = gw_mqttc_pending(u->client);
+    if (n >= 0 && n - u->inflight >= REPLY_ROOM) {
+        u->st.replies_dropped++;
+        return 0;
+    }
+    return 1;
+}
+
 int gw_uplink_reply_route(gw_uplink *u, const gw_mqttc_route *r, const char *json, size_t len)
 {
     const uint8_t *wire = (const uint8_t *)json;
     size_t wlen = len;
-    if (!u->client || (u->prot && gw_protect_seal(u->prot, json, len, &wire, &wlen)))
+    if (!u->client || !reply_room(u))
+        return GW_EFULL;
+    if (u->prot && gw_protect_seal(u->prot, json, len, &wire, &wlen))
         return GW_ERR;
     return gw_mqttc_publish_corr(u->client, r->topic[0] ? r->topic : u->t_reply, (const char *)wire,
                                  wlen, 1, r->corr, r->corr_len, NULL);
@@ -631,7 +647,7 @@ static void publish_all(gw_uplink *u, gw_pout *o)
 static void on_platform_reply(void *ctx, const char *reply, size_t len)
 {
     gw_uplink *u = ctx;
-    if (u->closing)
+    if (u->closing || !reply_room(u))
         return;
     if (gw_platform_reply(u->pf, reply, len, u->exec == NULL, &u->rout) < 0)
         GW_LOG_RL(GW_LOG_WARN, 5000, u->mod, "a command reply could not be translated%s", "");

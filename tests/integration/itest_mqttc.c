@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,8 @@ struct rec {
     int messages;
     int want; /* stop the loop when this event type arrives */
     int timed_out;
+    int hold;     /* test_delivery_while_publishing: publish, hold the loop, publish again */
+    int survived; /* ... and the second publish returned */
 };
 
 static void on_ev(void *ctx, const gw_mqttc_event *e)
@@ -47,6 +50,19 @@ static void on_ev(void *ctx, const gw_mqttc_event *e)
         r->types[r->n++] = e->type;
     if (e->type == GW_MQTTC_DELIVERED)
         r->delivered_token = e->token;
+    if (e->type == GW_MQTTC_MESSAGE && r->hold) {
+        /* On the loop, in the middle of a batch: held while the flood fills the queue, a
+         * publish, held while its PUBACK comes back, then a publish again. */
+        r->hold = 0;
+        int token;
+        usleep(300 * 1000); /* the queue is full by now */
+        assert_int_equal(gw_mqttc_publish(r->c, "held/a", "a", 1, 1, 0, &token, NULL), GW_OK);
+        usleep(300 * 1000); /* its PUBACK came back */
+        gw_mqttc_publish(r->c, "held/b", "b", 1, 1, 0, NULL, NULL);
+        r->survived = 1;
+        uv_stop(&r->loop);
+        return;
+    }
     if (e->type == GW_MQTTC_MESSAGE) {
         r->messages++;
         snprintf(r->topic, sizeof(r->topic), "%s", e->topic);
@@ -94,6 +110,32 @@ static void rec_close(struct rec *r)
     assert_int_equal(uv_loop_close(&r->loop), 0);
 }
 
+/* r connected to mosquitto on port as client id, subscribed to topic at qos (bounded
+ * waits); queue_max and max_bytes as in gw_mqttc_config. */
+static void rec_connect(struct rec *r, int port, const char *id, size_t queue_max, size_t max_bytes,
+                        char *topic, int qos)
+{
+    rec_init(r);
+    char uri[64];
+    snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
+    gw_mqttc_config cfg = {.uri = uri,
+                           .client_id = id,
+                           .keepalive_ms = 30000,
+                           .connect_timeout_ms = 5000,
+                           .queue_max = queue_max,
+                           .max_message_bytes = max_bytes};
+    char err[256];
+    r->c = gw_mqttc_new(&r->loop, &cfg, on_ev, r, err, sizeof(err));
+    assert_non_null(r->c);
+    assert_int_equal(gw_mqttc_connect(r->c, NULL), GW_OK);
+    assert_true(wait_for(r, GW_MQTTC_CONNECTED));
+    assert_int_equal(r->types[0], GW_MQTTC_CONNECTED);
+    char *topics[] = {topic};
+    int q[] = {qos};
+    assert_int_equal(gw_mqttc_subscribe(r->c, 1, topics, q), GW_OK);
+    assert_true(wait_for(r, GW_MQTTC_SUBSCRIBED));
+}
+
 static void test_roundtrip_with_mosquitto(void **state)
 {
     int port = h_free_port_range(1);
@@ -101,26 +143,7 @@ static void test_roundtrip_with_mosquitto(void **state)
     h_proc broker;
     assert_int_equal(h_broker_start(&broker, port), 0);
     struct rec r;
-    rec_init(&r);
-    char uri[64];
-    snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
-    gw_mqttc_config cfg = {.uri = uri,
-                           .client_id = "itest-mqttc",
-                           .keepalive_ms = 30000,
-                           .connect_timeout_ms = 5000,
-                           .queue_max = 16,
-                           .max_message_bytes = 32};
-    char err[256];
-    r.c = gw_mqttc_new(&r.loop, &cfg, on_ev, &r, err, sizeof(err));
-    assert_non_null(r.c);
-    assert_int_equal(gw_mqttc_connect(r.c, NULL), GW_OK);
-    assert_true(wait_for(&r, GW_MQTTC_CONNECTED));
-    assert_int_equal(r.types[0], GW_MQTTC_CONNECTED);
-
-    char *topics[] = {"itest/#"};
-    int qos[] = {1};
-    assert_int_equal(gw_mqttc_subscribe(r.c, 1, topics, qos), GW_OK);
-    assert_true(wait_for(&r, GW_MQTTC_SUBSCRIBED));
+    rec_connect(&r, port, "itest-mqttc", 16, 32, "itest/#", 1);
 
     /* Too large for max_message_bytes: dropped and counted, never delivered. */
     char big[100];
@@ -259,6 +282,51 @@ static void test_password_sources(void **state)
     assert_non_null(strstr(err, "x.password_file"));
 }
 
+/* Paho calls its callbacks holding its own lock, which every publish from the loop takes
+ * too. A delivery (PUBACK) arriving while a flood of messages keeps the queue to the loop
+ * full must not make Paho's thread wait for the loop: the loop, publishing in the middle
+ * of a batch, would wait for Paho's lock forever (found by itest_attack_cmd: a command
+ * flood froze the gateway). SIGALRM bounds the test. */
+static void on_alarm(int sig)
+{
+    static const char msg[] = "deadlock: the loop's publish never returned\n";
+    if (write(2, msg, sizeof(msg) - 1) < 0) {
+    }
+    _exit(3);
+}
+
+static void test_delivery_while_publishing(void **state)
+{
+    int port = h_free_port_range(1);
+    assert_true(port > 0);
+    h_proc broker, flood;
+    assert_int_equal(h_broker_start(&broker, port), 0);
+    struct rec r;
+    rec_connect(&r, port, "itest-held", 4, 0, "flood/#", 0);
+
+    char *lines = malloc(2000000);
+    assert_non_null(lines);
+    size_t n = 0;
+    for (int i = 0; i < 200000; i++)
+        n += (size_t)snprintf(lines + n, 2000000 - n, "m%d\n", i);
+    const char *file = h_write_file("flood.txt", lines);
+    free(lines);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "mosquitto_pub -h 127.0.0.1 -p %d -t flood/x -l < %s", port, file);
+    char *argv[] = {"sh", "-c", cmd, NULL};
+    assert_int_equal(h_spawn(&flood, "flood.log", argv), 0);
+
+    r.hold = 1;
+    signal(SIGALRM, on_alarm);
+    alarm(20);
+    assert_true(wait_for(&r, GW_MQTTC_MESSAGE) || r.survived);
+    alarm(0);
+    assert_true(r.survived);
+    h_wait(&flood, 10000);
+    rec_close(&r);
+    assert_int_equal(h_stop(&broker), 0);
+}
+
 static int teardown(void **state)
 {
     h_cleanup();
@@ -271,6 +339,7 @@ int main(void)
         cmocka_unit_test_teardown(test_roundtrip_with_mosquitto, teardown),
         cmocka_unit_test(test_version_pinned),
         cmocka_unit_test(test_publish_only),
+        cmocka_unit_test_teardown(test_delivery_while_publishing, teardown),
         cmocka_unit_test_teardown(test_password_sources, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -429,6 +429,54 @@ static void alink_missing_secret_counted(void **state)
     cJSON_Delete(fx);
 }
 
+/* A request whose response topic would not fit (an IoTDA request id, an Alink device
+ * name near its bound under a long product key) is a counted drop: its response would go
+ * to a truncated topic nobody waits on (found by fuzz_platform_cmd). */
+static void unaddressable_requests_counted(void **state)
+{
+    char id[241], dn[128], pk[64], topic[600];
+    memset(id, 'r', sizeof(id) - 1);
+    id[sizeof(id) - 1] = 0;
+    memset(dn, 'd', sizeof(dn) - 1);
+    dn[sizeof(dn) - 1] = 0;
+    memset(pk, 'k', sizeof(pk) - 1);
+    pk[sizeof(pk) - 1] = 0;
+    static const char *const formats[] = {"huawei-iotda", "aliyun-alink"};
+    for (int f = 0; f < 2; f++) {
+        cJSON *fx = load(formats[f]);
+        cJSON *c = cJSON_GetObjectItem(fx, "config");
+        const char *payload;
+        if (f == 0) {
+            snprintf(topic, sizeof(topic), "$oc/devices/%s/sys/commands/request_id=%s",
+                     cJSON_GetStringValue(cJSON_GetObjectItem(c, "platform_device")), id);
+            payload = "{\"command_name\":\"ack\",\"paras\":{\"alarm\":\"x\"}}";
+        } else {
+            cJSON_ReplaceItemInObject(c, "sub_product_key", cJSON_CreateString(pk));
+            /* 251 bytes: the reply topic (+ "_reply") would be 257 */
+            snprintf(topic, sizeof(topic), "/sys/%s/%s/thing/service/%.40s", pk, dn, id);
+            payload = "{\"id\":\"1\",\"params\":{\"alarm\":\"x\"}}";
+        }
+        gw_platform *p = make(fx);
+        gw_pcmd cmd;
+        int rc = gw_platform_command(p, topic, payload, strlen(payload), &cmd);
+        if (rc == 1) {
+            char reply[256];
+            snprintf(reply, sizeof(reply), "{\"v\":1,\"id\":\"%s\",\"status\":\"done\"}", cmd.corr);
+            gw_pout out = {0};
+            gw_platform_reply(p, reply, strlen(reply), 1, &out);
+            fail_msg("%s: a request on a %zu-byte topic answered on %zu bytes: %.300s", formats[f],
+                     strlen(topic), out.n ? strlen(out.m[0].topic) : 0,
+                     out.n ? out.m[0].topic : "(nothing)");
+        }
+        assert_true(rc < 0);
+        gw_platform_stats st;
+        gw_platform_get_stats(p, &st);
+        assert_int_equal(st.commands_bad, 1);
+        gw_platform_free(p);
+        cJSON_Delete(fx);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -441,6 +489,7 @@ int main(void)
         cmocka_unit_test(huawei_fifty_devices),
         cmocka_unit_test(announced_once_per_session),
         cmocka_unit_test(alink_missing_secret_counted),
+        cmocka_unit_test(unaddressable_requests_counted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
