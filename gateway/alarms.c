@@ -100,13 +100,13 @@ int gw_alarms_load_defs(const gw_config *cfg, void **defs_out, size_t *n_out, ch
 
 static void fill_dev(const gw_device *d, gw_rules_device *rd, const char **groups)
 {
-    for (int i = 0; i < d->conf.ngroups; i++)
-        groups[i] = d->conf.groups[i];
+    for (int i = 0; i < d->conf.about->ngroups; i++)
+        groups[i] = d->conf.about->groups[i];
     rd->id = d->conf.id;
     rd->type = d->type;
-    rd->site = d->conf.site[0] ? d->conf.site : NULL;
+    rd->site = d->conf.about->site[0] ? d->conf.about->site : NULL;
     rd->groups = groups;
-    rd->n_groups = (size_t)d->conf.ngroups;
+    rd->n_groups = (size_t)d->conf.about->ngroups;
 }
 
 static gw_device *find_dev(gw_alarms *a, const char *id)
@@ -300,7 +300,7 @@ static void expand(const char *desc, const gw_alarm *al, const gw_json_alarm_ext
         else if (end && KEY("device"))
             sub = al->device;
         else if (end && KEY("site"))
-            sub = d && d->conf.site[0] ? d->conf.site : al->device;
+            sub = d && d->conf.about->site[0] ? d->conf.about->site : al->device;
 #undef KEY
         if (sub) {
             n += (size_t)snprintf(out + n, cap - n, "%s", sub);

@@ -44,13 +44,13 @@ static int set(const char *s)
 void gw_birth_jdev(const gw_device *d, gw_json_dev *j)
 {
     j->type = d->type;
-    j->site_id = d->conf.site_id;
-    j->site_name = d->conf.site;
-    j->division = d->conf.division;
-    j->address = d->conf.site_address;
-    j->lon = d->conf.lon;
-    j->lat = d->conf.lat;
-    j->has_location = d->conf.has_location;
+    j->site_id = d->conf.about->site_id;
+    j->site_name = d->conf.about->site;
+    j->division = d->conf.about->division;
+    j->address = d->conf.about->site_address;
+    j->lon = d->conf.about->lon;
+    j->lat = d->conf.about->lat;
+    j->has_location = d->conf.about->has_location;
 }
 
 static void field(gw_jbuf *b, const char *key, const char *val)
@@ -70,11 +70,11 @@ int gw_birth_json(gw_jbuf *b, const char *gw, const gw_device *d, int online, in
     gw_json_raw(b, ",\"device\":");
     gw_json_str(b, d->conf.id);
     field(b, "type", d->type);
-    field(b, "vendor", d->conf.vendor);
-    field(b, "model", d->conf.model);
+    field(b, "vendor", d->conf.about->vendor);
+    field(b, "model", d->conf.about->model);
     field(b, "profile", d->conf.profile);
     field(b, "protocol", d->conf.protocol);
-    const gw_device_conf *c = &d->conf;
+    const gw_device_about *c = d->conf.about;
     if (set(c->site_id) || set(c->site) || set(c->division) || set(c->site_address) ||
         c->has_location) {
         /* The same members as an item's place, with the id inside. */
@@ -127,7 +127,7 @@ int gw_birth_inventory_json(gw_jbuf *b, const char *gw, gw_device *const *devs, 
         gw_json_raw(b, i ? ",{\"device\":" : "{\"device\":");
         gw_json_str(b, d->conf.id);
         field(b, "type", d->type);
-        field(b, "site", d->conf.site_id);
+        field(b, "site", d->conf.about->site_id);
         if (d->online >= 0)
             gw_json_raw(b, d->online ? ",\"online\":true}" : ",\"online\":false}");
         else

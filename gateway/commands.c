@@ -265,8 +265,8 @@ static int group_known(gw_commands *c, const char *group)
     size_t n;
     gw_device *const *devs = c->env.devices(c->env.ctx, &n);
     for (size_t i = 0; i < n; i++)
-        for (int g = 0; g < devs[i]->conf.ngroups; g++)
-            if (!strcmp(devs[i]->conf.groups[g], group))
+        for (int g = 0; g < devs[i]->conf.about->ngroups; g++)
+            if (!strcmp(devs[i]->conf.about->groups[g], group))
                 return 1;
     return 0;
 }

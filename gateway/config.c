@@ -299,28 +299,40 @@ static const char *arena_str(gw_config *cfg, const char *s)
     return *s ? gw_arena_strdup(&cfg->arena, s) : "";
 }
 
+const gw_device_about gw_device_about_none = {
+    .site = "", .site_id = "", .division = "", .site_address = "", .vendor = "", .model = ""};
+
 /* The text fields of a device, for gw_device_conf_pack: a new one is one line. */
 static const size_t conf_text[] = {
-    offsetof(gw_device_conf, id),           offsetof(gw_device_conf, type),
-    offsetof(gw_device_conf, protocol),     offsetof(gw_device_conf, profile),
-    offsetof(gw_device_conf, connect),      offsetof(gw_device_conf, address),
-    offsetof(gw_device_conf, site),         offsetof(gw_device_conf, file),
-    offsetof(gw_device_conf, site_id),      offsetof(gw_device_conf, division),
-    offsetof(gw_device_conf, site_address), offsetof(gw_device_conf, vendor),
-    offsetof(gw_device_conf, model),
+    offsetof(gw_device_conf, id),       offsetof(gw_device_conf, type),
+    offsetof(gw_device_conf, protocol), offsetof(gw_device_conf, profile),
+    offsetof(gw_device_conf, connect),  offsetof(gw_device_conf, address),
+    offsetof(gw_device_conf, file),
 };
-#define CONF_TEXT(c, i) (*(const char **)((char *)(c) + conf_text[i]))
+static const size_t about_text[] = {
+    offsetof(gw_device_about, site),     offsetof(gw_device_about, site_id),
+    offsetof(gw_device_about, division), offsetof(gw_device_about, site_address),
+    offsetof(gw_device_about, vendor),   offsetof(gw_device_about, model),
+};
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+#define TEXT_AT(base, off) (*(const char **)((char *)(base) + (off)))
 
 size_t gw_device_conf_extra(const gw_device_conf *c)
 {
-    size_t n =
-        (size_t)(c->ngroups + c->nparams) * sizeof(char *) + (size_t)c->nparams * sizeof(double);
-    for (size_t i = 0; i < sizeof(conf_text) / sizeof(conf_text[0]); i++)
-        n += strlen(CONF_TEXT(c, i)) + 1;
-    for (int i = 0; i < c->ngroups; i++)
-        n += strlen(c->groups[i]) + 1;
-    for (int i = 0; i < c->nparams; i++)
-        n += strlen(c->param_keys[i]) + 1;
+    size_t n = 0;
+    for (size_t i = 0; i < NELEM(conf_text); i++)
+        n += strlen(TEXT_AT(c, conf_text[i])) + 1;
+    const gw_device_about *a = c->about;
+    if (a == &gw_device_about_none)
+        return n; /* shared, not copied */
+    n += sizeof(*a) + (size_t)(a->ngroups + a->nparams) * sizeof(char *) +
+         (size_t)a->nparams * sizeof(double);
+    for (size_t i = 0; i < NELEM(about_text); i++)
+        n += strlen(TEXT_AT(a, about_text[i])) + 1;
+    for (int i = 0; i < a->ngroups; i++)
+        n += strlen(a->groups[i]) + 1;
+    for (int i = 0; i < a->nparams; i++)
+        n += strlen(a->param_keys[i]) + 1;
     return n;
 }
 
@@ -336,21 +348,47 @@ void gw_device_conf_pack(gw_device_conf *dst, const gw_device_conf *src, void *m
 {
     char *at = mem;
     *dst = *src;
-    /* Pointers and doubles first, while at is aligned; the text after. */
-    dst->groups = src->ngroups ? (const char **)(void *)at : NULL;
-    at += (size_t)src->ngroups * sizeof(char *);
-    dst->param_keys = src->nparams ? (const char **)(void *)at : NULL;
-    at += (size_t)src->nparams * sizeof(char *);
-    dst->param_vals = src->nparams ? (double *)(void *)at : NULL;
-    at += (size_t)src->nparams * sizeof(double);
-    for (int i = 0; i < src->nparams; i++)
-        dst->param_vals[i] = src->param_vals[i];
-    for (size_t i = 0; i < sizeof(conf_text) / sizeof(conf_text[0]); i++)
-        CONF_TEXT(dst, i) = put_text(&at, CONF_TEXT(src, i));
-    for (int i = 0; i < src->ngroups; i++)
-        dst->groups[i] = put_text(&at, src->groups[i]);
-    for (int i = 0; i < src->nparams; i++)
-        dst->param_keys[i] = put_text(&at, src->param_keys[i]);
+    const gw_device_about *sa = src->about;
+    gw_device_about *da = NULL;
+    if (sa != &gw_device_about_none) {
+        /* The block, pointers and doubles first, while at is aligned; the text after. */
+        da = (gw_device_about *)(void *)at;
+        at += sizeof(*da);
+        *da = *sa;
+        da->groups = sa->ngroups ? (const char **)(void *)at : NULL;
+        at += (size_t)sa->ngroups * sizeof(char *);
+        da->param_keys = sa->nparams ? (const char **)(void *)at : NULL;
+        at += (size_t)sa->nparams * sizeof(char *);
+        da->param_vals = sa->nparams ? (double *)(void *)at : NULL;
+        at += (size_t)sa->nparams * sizeof(double);
+        for (int i = 0; i < sa->nparams; i++)
+            da->param_vals[i] = sa->param_vals[i];
+        dst->about = da;
+    }
+    for (size_t i = 0; i < NELEM(conf_text); i++)
+        TEXT_AT(dst, conf_text[i]) = put_text(&at, TEXT_AT(src, conf_text[i]));
+    if (!da)
+        return;
+    for (size_t i = 0; i < NELEM(about_text); i++)
+        TEXT_AT(da, about_text[i]) = put_text(&at, TEXT_AT(sa, about_text[i]));
+    for (int i = 0; i < sa->ngroups; i++)
+        da->groups[i] = put_text(&at, sa->groups[i]);
+    for (int i = 0; i < sa->nparams; i++)
+        da->param_keys[i] = put_text(&at, sa->param_keys[i]);
+}
+
+/* The device's own about block, made in the arena on first use. NULL when
+ * out of memory. */
+static gw_device_about *about_of(gw_config *cfg, gw_device_conf *d)
+{
+    if (d->about == &gw_device_about_none) {
+        gw_device_about *a = arena_alloc(cfg, sizeof(*a));
+        if (!a)
+            return NULL;
+        *a = gw_device_about_none;
+        d->about = a;
+    }
+    return (gw_device_about *)d->about;
 }
 
 static int valid_id(const char *s)
@@ -393,9 +431,12 @@ static int number_node(const gw_ynode *n, double *v)
                : GW_EINVAL;
 }
 
-static int load_site(gw_config *cfg, gw_device_conf *d, const gw_ynode *site, const char *path,
+static int load_site(gw_config *cfg, gw_device_conf *dc, const gw_ynode *site, const char *path,
                      char *err, size_t errlen)
 {
+    gw_device_about *d = about_of(cfg, dc);
+    if (!d)
+        return GW_ENOMEM;
     struct sitesec s;
     char p[96];
     const char *keys[GW_MAX_PARAMS];
@@ -467,6 +508,7 @@ static int load_device(gw_config *cfg, int idx, const gw_ynode *n, char *err, si
     gw_device_conf *d = &cfg->devices[idx];
     snprintf(path, sizeof(path), "devices[%d]", idx);
     memset(d, 0, sizeof(*d));
+    d->about = &gw_device_about_none;
     const gw_ynode *pn = gw_ymap_get(n, "protocol");
     const gw_protocol *proto =
         gw_protocol_find(pn && pn->type == GW_Y_SCALAR ? pn->str : "modbus-tcp");
@@ -494,9 +536,11 @@ static int load_device(gw_config *cfg, int idx, const gw_ynode *n, char *err, si
         !(d->connect = arena_str(cfg, s.connect)) || !(d->address = arena_str(cfg, s.address)) ||
         !(d->file = idx ? cfg->devices[0].file : arena_str(cfg, cfg->source)))
         return GW_ENOMEM;
-    if (!(d->vendor = arena_str(cfg, s.vendor)) || !(d->model = arena_str(cfg, s.model)))
-        return GW_ENOMEM;
-    d->site = d->site_id = d->division = d->site_address = "";
+    if (s.vendor[0] || s.model[0]) {
+        gw_device_about *a = about_of(cfg, d);
+        if (!a || !(a->vendor = arena_str(cfg, s.vendor)) || !(a->model = arena_str(cfg, s.model)))
+            return GW_ENOMEM;
+    }
     if (proto->device_keys) {
         d->proto_conf = calloc(1, proto->device_conf_size ? proto->device_conf_size : 1);
         if (!d->proto_conf)
@@ -529,10 +573,11 @@ static int load_device(gw_config *cfg, int idx, const gw_ynode *n, char *err, si
                 return err_at(err, errlen, g, "key 'groups': '%s' is not a valid group name",
                               g->type == GW_Y_SCALAR ? g->str : "?");
         }
-        if (s.groups->n && !(d->groups = arena_alloc(cfg, s.groups->n * sizeof(char *))))
+        gw_device_about *a = s.groups->n ? about_of(cfg, d) : NULL;
+        if (s.groups->n && (!a || !(a->groups = arena_alloc(cfg, s.groups->n * sizeof(char *)))))
             return GW_ENOMEM;
         for (size_t i = 0; i < s.groups->n; i++)
-            if (!(d->groups[d->ngroups++] = arena_str(cfg, s.groups->kids[i]->str)))
+            if (!(a->groups[a->ngroups++] = arena_str(cfg, s.groups->kids[i]->str)))
                 return GW_ENOMEM;
     }
     return GW_OK;

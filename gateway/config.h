@@ -22,6 +22,22 @@ struct gw_protocol;
  * with the lists, live in the config's arena; gw_device_conf_pack copies one
  * device out with its text into memory of the caller's, so a device outlives
  * the config it came from (gateway/core.c). */
+/* What the platform is told about a device and where it stands (birth message,
+ * item place, rule scopes). Most devices configure none of it and share
+ * gw_device_about_none: at 10,000 devices these ~100 bytes apiece were a
+ * megabyte (issue 17). */
+typedef struct gw_device_about {
+    const char *site; /* site name; "" when not configured, as every text here */
+    const char *site_id, *division, *site_address, *vendor, *model;
+    double lon, lat;
+    int has_location;
+    int ngroups, nparams;
+    const char **groups;     /* ngroups names */
+    const char **param_keys; /* site parameters: install_height, ... */
+    double *param_vals;
+} gw_device_about;
+extern const gw_device_about gw_device_about_none;
+
 typedef struct gw_device_conf {
     const char *id;
     const char *type;     /* device type; defaults to the profile's */
@@ -33,19 +49,9 @@ typedef struct gw_device_conf {
     int64_t interval_ms;
     int64_t timeout_ms;
     int64_t retries;
-    int64_t offline_after; /* failed polls before the device is offline */
-    const char *site;      /* site name */
-    double lon, lat;
-    int has_location;
-    /* What the platform is told about the device (birth message, item place);
-     * "" when not configured. */
-    const char *site_id, *division, *site_address, *vendor, *model;
-    const char **groups; /* ngroups names */
-    int ngroups;
-    const char **param_keys; /* site parameters: install_height, ... */
-    double *param_vals;
-    int nparams;
-    int line; /* where it was defined, for messages */
+    int64_t offline_after;        /* failed polls before the device is offline */
+    const gw_device_about *about; /* never NULL */
+    int line;                     /* where it was defined, for messages */
     const char *file;
     void *proto_conf; /* the protocol's own keys (gw_protocol.device_keys), owned by the config */
     size_t proto_conf_size;

@@ -648,18 +648,15 @@ void gw_core_stop(gw_core *core)
 /* Field by field: the text fields are compared as strings, since the bytes
  * after a string's end are whatever the parser's stack held (a memcmp of the
  * whole struct called every device of an unchanged file changed). */
-static int same_conf(const gw_device_conf *x, const gw_device_conf *y)
+static int same_about(const gw_device_about *x, const gw_device_about *y)
 {
-    if (strcmp(x->id, y->id) || strcmp(x->type, y->type) || strcmp(x->protocol, y->protocol) ||
-        strcmp(x->profile, y->profile) || strcmp(x->connect, y->connect) ||
-        strcmp(x->address, y->address) || strcmp(x->site, y->site) || x->unit != y->unit ||
-        x->interval_ms != y->interval_ms || x->timeout_ms != y->timeout_ms ||
-        x->retries != y->retries || x->offline_after != y->offline_after ||
-        x->has_location != y->has_location || x->lon != y->lon || x->lat != y->lat ||
-        x->ngroups != y->ngroups || x->nparams != y->nparams ||
-        x->proto_conf_size != y->proto_conf_size || strcmp(x->site_id, y->site_id) ||
-        strcmp(x->division, y->division) || strcmp(x->site_address, y->site_address) ||
-        strcmp(x->vendor, y->vendor) || strcmp(x->model, y->model))
+    if (x == y)
+        return 1;
+    if (strcmp(x->site, y->site) || x->has_location != y->has_location || x->lon != y->lon ||
+        x->lat != y->lat || x->ngroups != y->ngroups || x->nparams != y->nparams ||
+        strcmp(x->site_id, y->site_id) || strcmp(x->division, y->division) ||
+        strcmp(x->site_address, y->site_address) || strcmp(x->vendor, y->vendor) ||
+        strcmp(x->model, y->model))
         return 0;
     for (int i = 0; i < x->ngroups; i++)
         if (strcmp(x->groups[i], y->groups[i]))
@@ -668,6 +665,17 @@ static int same_conf(const gw_device_conf *x, const gw_device_conf *y)
         if (strcmp(x->param_keys[i], y->param_keys[i]) || x->param_vals[i] != y->param_vals[i])
             return 0;
     return 1;
+}
+
+static int same_conf(const gw_device_conf *x, const gw_device_conf *y)
+{
+    return !strcmp(x->id, y->id) && !strcmp(x->type, y->type) &&
+           !strcmp(x->protocol, y->protocol) && !strcmp(x->profile, y->profile) &&
+           !strcmp(x->connect, y->connect) && !strcmp(x->address, y->address) &&
+           x->unit == y->unit && x->interval_ms == y->interval_ms &&
+           x->timeout_ms == y->timeout_ms && x->retries == y->retries &&
+           x->offline_after == y->offline_after && x->proto_conf_size == y->proto_conf_size &&
+           same_about(x->about, y->about);
 }
 
 static int same_device(const gw_device *a, const gw_device *b)

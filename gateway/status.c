@@ -661,9 +661,9 @@ static int matches(const gw_device *d, const gw_status_filter *f)
         return 0;
     if (f->state && *f->state && strcmp(online_name(d->online), f->state) != 0)
         return 0;
-    if (!has_sub(d->conf.site, f->site))
+    if (!has_sub(d->conf.about->site, f->site))
         return 0;
-    return !f->q || !*f->q || has_sub(d->conf.id, f->q) || has_sub(d->conf.site, f->q);
+    return !f->q || !*f->q || has_sub(d->conf.id, f->q) || has_sub(d->conf.about->site, f->q);
 }
 
 static void device_json(const gw_status_env *env, const gw_device *d, gw_sbuf *b)
@@ -675,7 +675,7 @@ static void device_json(const gw_status_env *env, const gw_device *d, gw_sbuf *b
     GW_SBUF_LIT(b, ",\"protocol\":");
     gw_sbuf_jstr(b, d->conf.protocol);
     GW_SBUF_LIT(b, ",\"site\":");
-    gw_sbuf_jstr(b, d->conf.site);
+    gw_sbuf_jstr(b, d->conf.about->site);
     double age = seen_age_s(env, d);
     gw_sbuf_printf(b, ",\"state\":\"%s\",\"seen_age_s\":", online_name(d->online));
     if (age < 0)

@@ -486,16 +486,16 @@ int gw_mb_poll_init(gw_mb_poll *p, gw_core *core, gw_device *dev, const char *mo
     if (!p->profile)
         return GW_EINVAL;
     /* Most devices have no site values: no room is kept for them. */
-    if (dev->conf.nparams > 0 &&
-        !(p->params = calloc((size_t)dev->conf.nparams, sizeof(*p->params)))) {
+    if (dev->conf.about->nparams > 0 &&
+        !(p->params = calloc((size_t)dev->conf.about->nparams, sizeof(*p->params)))) {
         snprintf(err, errlen, "out of memory");
         return GW_ENOMEM;
     }
-    for (int i = 0; i < dev->conf.nparams; i++) {
-        gw_strlcpy(p->params[i].key, dev->conf.param_keys[i], sizeof(p->params[i].key));
-        p->params[i].value = dev->conf.param_vals[i];
+    for (int i = 0; i < dev->conf.about->nparams; i++) {
+        gw_strlcpy(p->params[i].key, dev->conf.about->param_keys[i], sizeof(p->params[i].key));
+        p->params[i].value = dev->conf.about->param_vals[i];
     }
-    p->nparams = (size_t)dev->conf.nparams;
+    p->nparams = (size_t)dev->conf.about->nparams;
     p->nreq = gw_profile_requests(p->profile, &p->reqs);
     p->npoints = gw_profile_point_count(p->profile);
     size_t total = 0;

@@ -89,11 +89,15 @@ static gw_commands *setup_cmds(unsigned allowed)
 {
     memset(&F, 0, sizeof(F));
     static const char *east[] = {"east"};
+    static gw_device_about in_east;
+    in_east = gw_device_about_none;
+    in_east.groups = east;
+    in_east.ngroups = 1;
     F.dev[0].conf.id = "wl-001";
-    F.dev[0].conf.groups = east;
-    F.dev[0].conf.ngroups = 1;
+    F.dev[0].conf.about = &in_east;
     F.dev[0].proto = &polled;
     F.dev[1].conf.id = "rtu-01";
+    F.dev[1].conf.about = &gw_device_about_none;
     F.dev[1].proto = &listener;
     F.devs[0] = &F.dev[0];
     F.devs[1] = &F.dev[1];

@@ -62,9 +62,11 @@ static void packed_device_outlives_config(void **state)
     gw_device_conf_pack(d, src, d + 1);
     /* The plain device: unset text is "", never NULL; no lists. */
     assert_string_equal(cfg.devices[0].type, "");
-    assert_string_equal(cfg.devices[0].site, "");
-    assert_int_equal(cfg.devices[0].ngroups, 0);
-    assert_int_equal(cfg.devices[0].nparams, 0);
+    /* A device with no site, groups, vendor or model shares the empty block. */
+    assert_ptr_equal(cfg.devices[0].about, &gw_device_about_none);
+    assert_string_equal(cfg.devices[0].about->site, "");
+    assert_int_equal(cfg.devices[0].about->ngroups, 0);
+    assert_int_equal(cfg.devices[0].about->nparams, 0);
     gw_config_free(&cfg);
     unlink(path);
 
@@ -74,27 +76,29 @@ static void packed_device_outlives_config(void **state)
     assert_string_equal(d->profile, "waterlogging-wl100");
     assert_string_equal(d->connect, "tcp://127.0.0.1:5021");
     assert_string_equal(d->address, "0012345678");
-    assert_string_equal(d->site, "Underpass 4");
+    const gw_device_about *a = d->about;
+    assert_true((const char *)a >= (const char *)(d + 1));
+    assert_string_equal(a->site, "Underpass 4");
     assert_string_equal(d->file, path);
     assert_int_equal(d->interval_ms, 2000);
-    assert_int_equal(d->has_location, 1);
-    assert_true(d->lon == 114.05 && d->lat == 22.54);
-    assert_int_equal(d->ngroups, 2);
-    assert_string_equal(d->groups[0], "east");
-    assert_string_equal(d->groups[1], "bridges");
-    assert_int_equal(d->nparams, 3);
-    assert_string_equal(d->param_keys[0], "install_height");
-    assert_true(d->param_vals[0] == 2.5);
-    assert_string_equal(d->param_keys[1], "alarm_depth");
-    assert_true(d->param_vals[1] == 0.3);
-    assert_string_equal(d->param_keys[2], "road_width");
-    assert_true(d->param_vals[2] == 12);
+    assert_int_equal(a->has_location, 1);
+    assert_true(a->lon == 114.05 && a->lat == 22.54);
+    assert_int_equal(a->ngroups, 2);
+    assert_string_equal(a->groups[0], "east");
+    assert_string_equal(a->groups[1], "bridges");
+    assert_int_equal(a->nparams, 3);
+    assert_string_equal(a->param_keys[0], "install_height");
+    assert_true(a->param_vals[0] == 2.5);
+    assert_string_equal(a->param_keys[1], "alarm_depth");
+    assert_true(a->param_vals[1] == 0.3);
+    assert_string_equal(a->param_keys[2], "road_width");
+    assert_true(a->param_vals[2] == 12);
     /* Everything the device points to is inside its own block. */
     const char *lo = (const char *)(d + 1), *hi = lo + extra;
     const char *texts[] = {d->id,           d->type,      d->protocol,      d->profile,
-                           d->connect,      d->address,   d->site,          d->file,
-                           d->groups[0],    d->groups[1], d->param_keys[0], d->param_keys[1],
-                           d->param_keys[2]};
+                           d->connect,      d->address,   a->site,          d->file,
+                           a->groups[0],    a->groups[1], a->param_keys[0], a->param_keys[1],
+                           a->param_keys[2]};
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
         assert_true(texts[i] >= lo && texts[i] + strlen(texts[i]) < hi);
     free(d);

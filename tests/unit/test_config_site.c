@@ -48,7 +48,8 @@ static void new_keys(void **state)
                   err, sizeof err);
     if (rc)
         fail_msg("%s", err);
-    const gw_device_conf *a = &cfg.devices[0], *b = &cfg.devices[1];
+    const gw_device_conf *ca = &cfg.devices[0];
+    const gw_device_about *a = ca->about, *b = cfg.devices[1].about;
     assert_string_equal(a->site_id, "st-1");
     assert_string_equal(a->site, "人民路下穿隧道");
     assert_string_equal(a->division, "440511");
@@ -64,14 +65,16 @@ static void new_keys(void **state)
     assert_int_equal(b->nparams, 1);
     /* A packed copy owns its text: freeing the config leaves it intact. */
     gw_device_conf copy;
-    void *mem = malloc(gw_device_conf_extra(a));
+    void *mem = malloc(gw_device_conf_extra(ca));
     assert_non_null(mem);
-    gw_device_conf_pack(&copy, a, mem);
-    assert_ptr_not_equal(copy.site_id, a->site_id);
+    gw_device_conf_pack(&copy, ca, mem);
+    assert_ptr_not_equal(copy.about, a);
+    assert_ptr_not_equal(copy.about->site_id, a->site_id);
     gw_config_free(&cfg);
-    assert_string_equal(copy.site_address, "汕头市金平区人民路");
-    assert_string_equal(copy.vendor, "示例仪表");
-    assert_string_equal(copy.model, "WL-100");
+    assert_string_equal(copy.about->site_address, "汕头市金平区人民路");
+    assert_string_equal(copy.about->vendor, "示例仪表");
+    assert_string_equal(copy.about->model, "WL-100");
+    assert_true(copy.about->has_location && copy.about->lat == 23.35);
     free(mem);
 }
 
