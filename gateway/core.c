@@ -144,10 +144,12 @@ int gw_core_event(gw_core *core, gw_device *dev, gw_event *e)
         return n;
     }
     core->st.events++;
-    GW_INFO("pipeline", "event %s %s%s", e->device, e->kind, e->active ? "" : " (ended)");
+    int state = !strcmp(e->kind, "online") || !strcmp(e->kind, "offline");
+    if (!state) /* gateway/liveness.c logs a change of state, bounded for a fleet */
+        GW_INFO("pipeline", "event %s %s%s", e->device, e->kind, e->active ? "" : " (ended)");
     int rc = gw_store_put(core->store, GW_LANE_PRIO, GW_KIND_EVENT, e->seq, core->buf, (size_t)n);
     gw_alarms_event(core->alarms, dev, e);
-    if (!strcmp(e->kind, "online") || !strcmp(e->kind, "offline"))
+    if (state)
         gw_birth_mark(core->birth, dev); /* its retained `online` changed */
     return rc;
 }

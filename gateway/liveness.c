@@ -5,7 +5,14 @@
  * a row) and silence (devices that report on their own: gw_core_watch with
  * their allowed silence, usually offline_after x interval). Silence is checked
  * by one timer for all devices, armed for the earliest deadline and never more
- * often than every MIN_TICK_MS, so thousands of devices cost no timer each. */
+ * often than every MIN_TICK_MS, so thousands of devices cost no timer each.
+ *
+ * A fleet changing state together (a start, a network outage) would write a
+ * log line per device: 10,000 at start, past journald's default rate limit of
+ * 10,000 messages in 30 s, which then drops whatever comes next, warnings
+ * included. So at most STATE_LINES online/offline lines a STATE_WINDOW_MS; the
+ * rest are counted and told in one line when the window ends. The events
+ * themselves all go to the platform, and `admin devices` lists every state. */
 #include "gateway/core_internal.h"
 #include "base/log.h"
 
@@ -14,11 +21,61 @@
 #include <string.h>
 
 #define MIN_TICK_MS 100
+#define STATE_WINDOW_MS 10000
+#define STATE_LINES 20
 
 struct gw_liveness {
     uv_timer_t timer;
-    int64_t due; /* loop time the timer fires; 0 when not armed */
+    int64_t due;        /* loop time the timer fires; 0 when not armed */
+    uv_timer_t summary; /* the end of a window with lines left out */
+    int64_t window_ms;  /* loop time the window began */
+    int lines;          /* written in it */
+    uint64_t quiet[2];  /* left out in it: came online, went offline */
+    int closing;        /* handles still closing */
 };
+
+static void summarize(struct gw_liveness *l)
+{
+    if (l->quiet[1])
+        GW_WARN("core",
+                "%llu more devices went offline and %llu came online in %d s, not logged one by "
+                "one (`admin devices` lists them)",
+                (unsigned long long)l->quiet[1], (unsigned long long)l->quiet[0],
+                STATE_WINDOW_MS / 1000);
+    else if (l->quiet[0])
+        GW_INFO("core", "%llu more devices came online in %d s, not logged one by one",
+                (unsigned long long)l->quiet[0], STATE_WINDOW_MS / 1000);
+    l->quiet[0] = l->quiet[1] = 0;
+}
+
+static void on_summary(uv_timer_t *t)
+{
+    summarize(t->data);
+}
+
+/* 1 when d's change to online (or offline) gets its own line. */
+static int state_line(gw_core *core, int online)
+{
+    struct gw_liveness *l = core->liveness;
+    if (!l)
+        return 1;
+    int64_t now = (int64_t)uv_now(core->loop);
+    if (!l->window_ms || now - l->window_ms >= STATE_WINDOW_MS) {
+        if (l->quiet[0] || l->quiet[1])
+            summarize(l); /* the loop ran late: the window's end before its first line */
+        l->window_ms = now;
+        l->lines = 0;
+    }
+    if (l->lines < STATE_LINES) {
+        l->lines++;
+        return 1;
+    }
+    if (!l->quiet[0] && !l->quiet[1])
+        uv_timer_start(&l->summary, on_summary, (uint64_t)(l->window_ms + STATE_WINDOW_MS - now),
+                       0);
+    l->quiet[online ? 0 : 1]++;
+    return 0;
+}
 
 static void event(gw_core *core, gw_device *d, const char *kind, const char *detail)
 {
@@ -33,7 +90,8 @@ static void event(gw_core *core, gw_device *d, const char *kind, const char *det
 static void go_offline(gw_core *core, gw_device *d, const char *detail)
 {
     d->online = 0;
-    GW_WARN(d->proto ? d->proto->name : "core", "[%s] offline: %s", d->conf.id, detail);
+    if (state_line(core, 0))
+        GW_WARN(d->proto ? d->proto->name : "core", "[%s] offline: %s", d->conf.id, detail);
     event(core, d, "offline", detail);
 }
 
@@ -82,7 +140,8 @@ void gw_core_seen(gw_core *core, gw_device *dev, const char *detail)
     dev->live_fails = 0;
     if (dev->online != 1) {
         dev->online = 1;
-        GW_INFO(dev->proto ? dev->proto->name : "core", "[%s] online", dev->conf.id);
+        if (state_line(core, 1))
+            GW_INFO(dev->proto ? dev->proto->name : "core", "[%s] online", dev->conf.id);
         event(core, dev, "online", detail);
     }
     if (dev->live_silence_ms > 0)
@@ -121,13 +180,17 @@ int gw_liveness_start(gw_core *core)
         return GW_ENOMEM;
     uv_timer_init(core->loop, &l->timer);
     l->timer.data = core;
+    uv_timer_init(core->loop, &l->summary);
+    l->summary.data = l;
     core->liveness = l;
     return GW_OK;
 }
 
 static void on_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct gw_liveness *l = h->data;
+    if (--l->closing == 0)
+        free(l);
 }
 
 void gw_liveness_stop(gw_core *core)
@@ -136,7 +199,10 @@ void gw_liveness_stop(gw_core *core)
     if (!l)
         return;
     core->liveness = NULL;
+    summarize(l);
     uv_timer_stop(&l->timer);
     l->timer.data = l;
+    l->closing = 2;
     uv_close((uv_handle_t *)&l->timer, on_closed);
+    uv_close((uv_handle_t *)&l->summary, on_closed);
 }

@@ -512,6 +512,51 @@ static void test_bad_reload(void **state)
     assert_true(h_platform_wait(enough_readings, &s, 15000));
 }
 
+/* Offline (or online) events of a whole fleet at once: every event reaches the
+ * platform, but the log holds 20 lines and one line for the rest, so a start
+ * or an outage of 10,000 devices does not run into journald's rate limit
+ * (10,000 messages in 30 s by default), which would drop the warnings after
+ * it (gateway/liveness.c). */
+static int offline_events(void *ctx)
+{
+    long n = 0, *want = ctx;
+    cJSON *items = h_platform_items_once("/events"), *it;
+    cJSON_ArrayForEach(it, items)
+    {
+        const char *ev = cJSON_GetStringValue(cJSON_GetObjectItem(it, "event"));
+        n += ev && !strcmp(ev, "offline");
+    }
+    cJSON_Delete(items);
+    return n >= *want;
+}
+
+static void test_fleet_state_lines_bounded(void **state)
+{
+    struct env *e = *state;
+    int port = h_free_port(); /* nothing listens: every poll is refused */
+    assert_true(port > 0);
+    char devices[8192];
+    size_t at = 0;
+    for (int i = 0; i < 30; i++)
+        at += (size_t)snprintf(devices + at, sizeof(devices) - at,
+                               "  - {id: fl-%02d, profile: waterlogging-wl100, connect: "
+                               "\"tcp://127.0.0.1:%d\", interval: 1s, timeout: 200ms, "
+                               "offline_after: 1}\n",
+                               i, port);
+    write_config(e, NULL, devices, NULL);
+    assert_int_equal(h_gateway_start(&e->gw, e->config), 0);
+    long want = 30;
+    assert_true(h_platform_wait(offline_events, &want, 20000));
+    assert_true(h_log_wait(&e->gw, "10 more devices went offline and 0 came online", 15000));
+    char *log = h_slurp(e->gw.log);
+    assert_non_null(log);
+    int lines = 0;
+    for (const char *p = log; (p = strstr(p, "] offline: ")); p++)
+        lines++;
+    free(log);
+    assert_int_equal(lines, 20);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -521,6 +566,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_configs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_profile_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_reload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fleet_state_lines_bounded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
