@@ -123,6 +123,17 @@ static int recv_dgram(int fd, char *buf, size_t cap, int timeout_ms)
     return (int)n;
 }
 
+/* The gateway of a notify test: the teardown stops it, so a failing test
+ * leaves no process behind. */
+static h_proc notified;
+
+static int teardown_notified(void **state)
+{
+    h_stop(&notified);
+    h_cleanup();
+    return 0;
+}
+
 /* Starts the gateway with the service manager's variables set (NULL: unset)
  * only for it, so they never leak into later tests. */
 static void spawn_notified(h_proc *p, const char *name, const char *sock, const char *usec,
@@ -185,9 +196,9 @@ static void test_sd_notify(void **state)
 {
     char path[108];
     int fd = bind_notify_socket(path, sizeof(path));
-    h_proc p = {0};
-    spawn_notified(&p, "notify", path, "400000", NULL); /* 400 ms: pings every 200 ms */
-    expect_ready(fd, &p);
+    h_proc *p = &notified;
+    spawn_notified(p, "notify", path, "400000", NULL); /* 400 ms: pings every 200 ms */
+    expect_ready(fd, p);
     char msg[512];
     /* Watchdog pings for 2 s: about 10 at 200 ms. */
     int64_t t0 = h_now_ms(), first = 0, last = 0;
@@ -205,7 +216,7 @@ static void test_sd_notify(void **state)
     double every = (double)(last - first) / (pings - 1);
     if (every < 150 || every > 260)
         fail_msg("watchdog pings every %.0f ms, want about 200", every);
-    expect_stopping(fd, &p);
+    expect_stopping(fd, p);
     close(fd);
 }
 
@@ -222,16 +233,16 @@ static void test_sd_notify_abstract(void **state)
     memcpy(sa.sun_path + 1, name + 1, n - 1); /* sun_path[0] stays NUL */
     socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, len), 0);
-    h_proc p = {0};
-    spawn_notified(&p, "abstract", name, "400000", NULL);
-    expect_ready(fd, &p);
+    h_proc *p = &notified;
+    spawn_notified(p, "abstract", name, "400000", NULL);
+    expect_ready(fd, p);
     char msg[512];
     int pings = 0;
     for (int i = 0; i < 10 && pings < 2; i++)
         if (recv_dgram(fd, msg, sizeof(msg), 500) > 0 && strstr(msg, "WATCHDOG=1"))
             pings++;
     assert_int_equal(pings, 2);
-    expect_stopping(fd, &p);
+    expect_stopping(fd, p);
     close(fd);
 }
 
@@ -243,14 +254,14 @@ static void test_sd_notify_other_pid(void **state)
     int fd = bind_notify_socket(path, sizeof(path));
     char pid[24];
     snprintf(pid, sizeof(pid), "%ld", (long)getpid());
-    h_proc p = {0};
-    spawn_notified(&p, "otherpid", path, "100000", pid); /* would ping every 50 ms */
-    expect_ready(fd, &p);
+    h_proc *p = &notified;
+    spawn_notified(p, "otherpid", path, "100000", pid); /* would ping every 50 ms */
+    expect_ready(fd, p);
     char msg[512];
     if (recv_dgram(fd, msg, sizeof(msg), 1000) > 0)
         fail_msg("a datagram although WATCHDOG_PID names pid %s: %s", pid, msg);
-    assert_true(h_log_contains(&p, "is another process"));
-    expect_stopping(fd, &p);
+    assert_true(h_log_contains(p, "is another process"));
+    expect_stopping(fd, p);
     close(fd);
 }
 
@@ -268,17 +279,17 @@ static void test_sd_notify_bad_socket(void **state)
     } cases[] = {{longpath, "longer than an AF_UNIX address holds"},
                  {"notify.sock", "neither an absolute path nor an @abstract name"}};
     for (int i = 0; i < 2; i++) {
-        h_proc p = {0};
+        h_proc *p = &notified;
         char name[16];
         snprintf(name, sizeof(name), "badsock%d", i);
-        spawn_notified(&p, name, cases[i].value, "400000", NULL);
-        if (!h_log_wait(&p, "started from", 15000))
+        spawn_notified(p, name, cases[i].value, "400000", NULL);
+        if (!h_log_wait(p, "started from", 15000))
             fail_msg("gateway did not start with NOTIFY_SOCKET '%s'", cases[i].value);
-        if (!h_log_contains(&p, "is not usable") || !h_log_contains(&p, cases[i].why))
+        if (!h_log_contains(p, "is not usable") || !h_log_contains(p, cases[i].why))
             fail_msg("no clear warning for NOTIFY_SOCKET '%s' (want '%s')", cases[i].value,
                      cases[i].why);
-        assert_true(h_log_contains(&p, "no usable NOTIFY_SOCKET to ping"));
-        assert_int_equal(h_stop(&p), 0);
+        assert_true(h_log_contains(p, "no usable NOTIFY_SOCKET to ping"));
+        assert_int_equal(h_stop(p), 0);
     }
 }
 
@@ -391,10 +402,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_no_config_refused, teardown),
         cmocka_unit_test_teardown(test_machine_id_and_journal, teardown),
-        cmocka_unit_test_teardown(test_sd_notify, teardown),
-        cmocka_unit_test_teardown(test_sd_notify_abstract, teardown),
-        cmocka_unit_test_teardown(test_sd_notify_other_pid, teardown),
-        cmocka_unit_test_teardown(test_sd_notify_bad_socket, teardown),
+        cmocka_unit_test_teardown(test_sd_notify, teardown_notified),
+        cmocka_unit_test_teardown(test_sd_notify_abstract, teardown_notified),
+        cmocka_unit_test_teardown(test_sd_notify_other_pid, teardown_notified),
+        cmocka_unit_test_teardown(test_sd_notify_bad_socket, teardown_notified),
         cmocka_unit_test_teardown(test_deb_package, teardown),
         cmocka_unit_test_teardown(test_install_keeps_config, teardown),
     };
