@@ -110,16 +110,35 @@ static void test_machine_id_and_journal(void **state)
     unsetenv("JOURNAL_STREAM");
 }
 
-/* Reads one datagram within timeout_ms into buf; its length, or -1. */
-static int recv_dgram(int fd, char *buf, size_t cap, int timeout_ms)
+/* Reads one datagram within timeout_ms into buf; its length, or -1. With
+ * from, the sender's pid from the SCM_CREDENTIALS the kernel attaches for a
+ * socket with SO_PASSCRED (0 when none came), which is how systemd tells the
+ * main process's messages (NotifyAccess=main) from others. */
+static int recv_dgram(int fd, char *buf, size_t cap, int timeout_ms, pid_t *from)
 {
     struct pollfd p = {fd, POLLIN, 0};
     if (poll(&p, 1, timeout_ms) <= 0)
         return -1;
-    ssize_t n = recv(fd, buf, cap - 1, 0);
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(sizeof(struct ucred))];
+    } ctl;
+    struct iovec iov = {buf, cap - 1};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof(ctl)};
+    ssize_t n = recvmsg(fd, &m, 0);
     if (n < 0)
         return -1;
     buf[n] = '\0';
+    if (from) {
+        *from = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+                struct ucred u;
+                memcpy(&u, CMSG_DATA(c), sizeof(u));
+                *from = u.pid;
+            }
+    }
     return (int)n;
 }
 
@@ -158,10 +177,13 @@ static void spawn_notified(h_proc *p, const char *name, const char *sock, const 
 static void expect_ready(int fd, h_proc *p)
 {
     char msg[512];
-    if (recv_dgram(fd, msg, sizeof(msg), 15000) <= 0)
+    pid_t from;
+    if (recv_dgram(fd, msg, sizeof(msg), 15000, &from) <= 0)
         fail_msg("no READY within 15 s");
     if (!strstr(msg, "READY=1"))
         fail_msg("first notification is not READY: %s", msg);
+    if (from != p->pid)
+        fail_msg("READY came from pid %ld, not the gateway's %ld", (long)from, (long)p->pid);
     assert_true(h_log_contains(p, "started from")); /* READY comes after the start */
 }
 
@@ -172,7 +194,7 @@ static void expect_stopping(int fd, h_proc *p)
     h_signal(p, SIGTERM);
     int stopping = 0;
     for (int i = 0; i < 50 && !stopping; i++) {
-        if (recv_dgram(fd, msg, sizeof(msg), 200) > 0 && strstr(msg, "STOPPING=1"))
+        if (recv_dgram(fd, msg, sizeof(msg), 200, NULL) > 0 && strstr(msg, "STOPPING=1"))
             stopping = 1;
     }
     assert_true(stopping);
@@ -180,7 +202,7 @@ static void expect_stopping(int fd, h_proc *p)
 }
 
 /* A datagram socket bound at <tmpdir>/notify.sock, standing in for the
- * service manager's; its path goes to path. */
+ * service manager's (with SO_PASSCRED, as systemd's); its path goes to path. */
 static int bind_notify_socket(char *path, size_t cap)
 {
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -188,6 +210,7 @@ static int bind_notify_socket(char *path, size_t cap)
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify.sock", h_tmpdir());
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &(int){1}, sizeof(int)), 0);
     snprintf(path, cap, "%s", sa.sun_path);
     return fd;
 }
@@ -204,7 +227,7 @@ static void test_sd_notify(void **state)
     int64_t t0 = h_now_ms(), first = 0, last = 0;
     int pings = 0;
     while (h_now_ms() - t0 < 2000) {
-        if (recv_dgram(fd, msg, sizeof(msg), 500) <= 0)
+        if (recv_dgram(fd, msg, sizeof(msg), 500, NULL) <= 0)
             continue;
         assert_non_null(strstr(msg, "WATCHDOG=1"));
         last = h_now_ms();
@@ -233,13 +256,14 @@ static void test_sd_notify_abstract(void **state)
     memcpy(sa.sun_path + 1, name + 1, n - 1); /* sun_path[0] stays NUL */
     socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, len), 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &(int){1}, sizeof(int)), 0);
     h_proc *p = &notified;
     spawn_notified(p, "abstract", name, "400000", NULL);
     expect_ready(fd, p);
     char msg[512];
     int pings = 0;
     for (int i = 0; i < 10 && pings < 2; i++)
-        if (recv_dgram(fd, msg, sizeof(msg), 500) > 0 && strstr(msg, "WATCHDOG=1"))
+        if (recv_dgram(fd, msg, sizeof(msg), 500, NULL) > 0 && strstr(msg, "WATCHDOG=1"))
             pings++;
     assert_int_equal(pings, 2);
     expect_stopping(fd, p);
@@ -258,7 +282,7 @@ static void test_sd_notify_other_pid(void **state)
     spawn_notified(p, "otherpid", path, "100000", pid); /* would ping every 50 ms */
     expect_ready(fd, p);
     char msg[512];
-    if (recv_dgram(fd, msg, sizeof(msg), 1000) > 0)
+    if (recv_dgram(fd, msg, sizeof(msg), 1000, NULL) > 0)
         fail_msg("a datagram although WATCHDOG_PID names pid %s: %s", pid, msg);
     assert_true(h_log_contains(p, "is another process"));
     expect_stopping(fd, p);
