@@ -16,7 +16,7 @@ BUILD   := build/san
 SANFLAGS := -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
 endif
 
-PKGS    := libuv libmodbus libcoap-3-openssl sqlite3 yaml-0.1 libcjson libcbor libmicrohttpd libsystemd
+PKGS    := libuv libmodbus libcoap-3-openssl sqlite3 yaml-0.1 libcjson libcbor libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS  ?= -O2 -g

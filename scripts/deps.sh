@@ -5,7 +5,7 @@
 set -eu
 PKGS="build-essential pkg-config libuv1-dev libpaho-mqtt-dev libmodbus-dev libcoap3-dev libcoap3-bin \
 libsqlite3-dev libyaml-dev libcjson-dev libcbor-dev libcmocka-dev libssl-dev openssl mosquitto mosquitto-clients nats-server socat \
-sqlite3 clang-14 libclang-rt-14-dev libmicrohttpd-dev libsystemd-dev prometheus chromium dpkg-dev \
+sqlite3 clang-14 libclang-rt-14-dev libmicrohttpd-dev prometheus chromium dpkg-dev \
 systemd adduser clang-format python3-jsonschema libmosquitto-dev"
 missing=""
 for p in $PKGS; do

@@ -1,7 +1,9 @@
 /* Running as a service: no config means no start (unless --demo), the demo's
  * id is refused elsewhere, a machine id seeds the gateway id, journald
  * priorities, the sd_notify protocol against a real datagram socket (READY,
- * WATCHDOG at half WATCHDOG_USEC, STOPPING), and the Debian package: built,
+ * WATCHDOG at half WATCHDOG_USEC, STOPPING; an abstract '@' socket, a
+ * WATCHDOG_PID naming another process, an unusable NOTIFY_SOCKET), and the
+ * Debian package (no libsystemd among its dependencies): built,
  * inspected with dpkg-deb, extracted into a scratch root whose binary checks
  * the installed default config, and its unit verified by systemd-analyze. */
 #include <setjmp.h>
@@ -108,44 +110,124 @@ static void test_machine_id_and_journal(void **state)
     unsetenv("JOURNAL_STREAM");
 }
 
-/* Reads one datagram within timeout_ms into buf; its length, or -1. */
-static int recv_dgram(int fd, char *buf, size_t cap, int timeout_ms)
+/* Reads one datagram within timeout_ms into buf; its length, or -1. With
+ * from, the sender's pid from the SCM_CREDENTIALS the kernel attaches for a
+ * socket with SO_PASSCRED (0 when none came), which is how systemd tells the
+ * main process's messages (NotifyAccess=main) from others. */
+static int recv_dgram(int fd, char *buf, size_t cap, int timeout_ms, pid_t *from)
 {
     struct pollfd p = {fd, POLLIN, 0};
     if (poll(&p, 1, timeout_ms) <= 0)
         return -1;
-    ssize_t n = recv(fd, buf, cap - 1, 0);
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(sizeof(struct ucred))];
+    } ctl;
+    struct iovec iov = {buf, cap - 1};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof(ctl)};
+    ssize_t n = recvmsg(fd, &m, 0);
     if (n < 0)
         return -1;
     buf[n] = '\0';
+    if (from) {
+        *from = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+                struct ucred u;
+                memcpy(&u, CMSG_DATA(c), sizeof(u));
+                *from = u.pid;
+            }
+    }
     return (int)n;
 }
 
-static void test_sd_notify(void **state)
+/* The gateway of a notify test: the teardown stops it, so a failing test
+ * leaves no process behind. */
+static h_proc notified;
+
+static int teardown_notified(void **state)
+{
+    h_stop(&notified);
+    h_cleanup();
+    return 0;
+}
+
+/* Starts the gateway with the service manager's variables set (NULL: unset)
+ * only for it, so they never leak into later tests. */
+static void spawn_notified(h_proc *p, const char *name, const char *sock, const char *usec,
+                           const char *pid)
+{
+    const char *keys[] = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"};
+    const char *vals[] = {sock, usec, pid};
+    for (int i = 0; i < 3; i++)
+        if (vals[i])
+            setenv(keys[i], vals[i], 1);
+    char id[64], log[64];
+    snprintf(id, sizeof(id), "  id: gw-%s\n", name);
+    snprintf(log, sizeof(log), "%s.log", name);
+    const char *c = config(name, id, NULL);
+    char *run[] = {(char *)h_bin("gateway"), "-c", (char *)c, NULL};
+    assert_int_equal(h_spawn(p, log, run), 0);
+    for (int i = 0; i < 3; i++)
+        unsetenv(keys[i]);
+}
+
+/* The first datagram must be READY=1, sent after the start. */
+static void expect_ready(int fd, h_proc *p)
+{
+    char msg[512];
+    pid_t from;
+    if (recv_dgram(fd, msg, sizeof(msg), 15000, &from) <= 0)
+        fail_msg("no READY within 15 s");
+    if (!strstr(msg, "READY=1"))
+        fail_msg("first notification is not READY: %s", msg);
+    if (from != p->pid)
+        fail_msg("READY came from pid %ld, not the gateway's %ld", (long)from, (long)p->pid);
+    assert_true(h_log_contains(p, "started from")); /* READY comes after the start */
+}
+
+/* SIGTERM: STOPPING=1 arrives (pings may come before it) and the gateway exits 0. */
+static void expect_stopping(int fd, h_proc *p)
+{
+    char msg[512];
+    h_signal(p, SIGTERM);
+    int stopping = 0;
+    for (int i = 0; i < 50 && !stopping; i++) {
+        if (recv_dgram(fd, msg, sizeof(msg), 200, NULL) > 0 && strstr(msg, "STOPPING=1"))
+            stopping = 1;
+    }
+    assert_true(stopping);
+    assert_int_equal(h_wait(p, 10000), 0);
+}
+
+/* A datagram socket bound at <tmpdir>/notify.sock, standing in for the
+ * service manager's (with SO_PASSCRED, as systemd's); its path goes to path. */
+static int bind_notify_socket(char *path, size_t cap)
 {
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify.sock", h_tmpdir());
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    setenv("NOTIFY_SOCKET", sa.sun_path, 1);
-    setenv("WATCHDOG_USEC", "400000", 1); /* 400 ms: pings every 200 ms */
-    const char *c = config("notify", "  id: gw-notify\n", NULL);
-    h_proc p = {0};
-    char *run[] = {(char *)h_bin("gateway"), "-c", (char *)c, NULL};
-    assert_int_equal(h_spawn(&p, "notify.log", run), 0);
-    unsetenv("NOTIFY_SOCKET");
-    unsetenv("WATCHDOG_USEC");
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &(int){1}, sizeof(int)), 0);
+    snprintf(path, cap, "%s", sa.sun_path);
+    return fd;
+}
+
+static void test_sd_notify(void **state)
+{
+    char path[108];
+    int fd = bind_notify_socket(path, sizeof(path));
+    h_proc *p = &notified;
+    spawn_notified(p, "notify", path, "400000", NULL); /* 400 ms: pings every 200 ms */
+    expect_ready(fd, p);
     char msg[512];
-    assert_true(recv_dgram(fd, msg, sizeof(msg), 15000) > 0);
-    if (!strstr(msg, "READY=1"))
-        fail_msg("first notification is not READY: %s", msg);
-    assert_true(h_log_contains(&p, "started from")); /* READY comes after the start */
     /* Watchdog pings for 2 s: about 10 at 200 ms. */
     int64_t t0 = h_now_ms(), first = 0, last = 0;
     int pings = 0;
     while (h_now_ms() - t0 < 2000) {
-        if (recv_dgram(fd, msg, sizeof(msg), 500) <= 0)
+        if (recv_dgram(fd, msg, sizeof(msg), 500, NULL) <= 0)
             continue;
         assert_non_null(strstr(msg, "WATCHDOG=1"));
         last = h_now_ms();
@@ -157,15 +239,82 @@ static void test_sd_notify(void **state)
     double every = (double)(last - first) / (pings - 1);
     if (every < 150 || every > 260)
         fail_msg("watchdog pings every %.0f ms, want about 200", every);
-    h_signal(&p, SIGTERM);
-    int stopping = 0;
-    for (int i = 0; i < 50 && !stopping; i++) {
-        if (recv_dgram(fd, msg, sizeof(msg), 200) > 0 && strstr(msg, "STOPPING=1"))
-            stopping = 1;
-    }
-    assert_true(stopping);
-    assert_int_equal(h_wait(&p, 10000), 0);
+    expect_stopping(fd, p);
     close(fd);
+}
+
+/* "@name": a socket in Linux's abstract namespace (no file); READY, pings and
+ * STOPPING all reach it. */
+static void test_sd_notify_abstract(void **state)
+{
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    char name[64];
+    snprintf(name, sizeof(name), "@citygw-itest-%ld-%lld", (long)getpid(), (long long)h_now_ms());
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t n = strlen(name);
+    memcpy(sa.sun_path + 1, name + 1, n - 1); /* sun_path[0] stays NUL */
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, len), 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &(int){1}, sizeof(int)), 0);
+    h_proc *p = &notified;
+    spawn_notified(p, "abstract", name, "400000", NULL);
+    expect_ready(fd, p);
+    char msg[512];
+    int pings = 0;
+    for (int i = 0; i < 10 && pings < 2; i++)
+        if (recv_dgram(fd, msg, sizeof(msg), 500, NULL) > 0 && strstr(msg, "WATCHDOG=1"))
+            pings++;
+    assert_int_equal(pings, 2);
+    expect_stopping(fd, p);
+    close(fd);
+}
+
+/* WATCHDOG_PID naming another process (here: this test): the watchdog is not
+ * ours, so no pings, though READY and STOPPING still go out. */
+static void test_sd_notify_other_pid(void **state)
+{
+    char path[108];
+    int fd = bind_notify_socket(path, sizeof(path));
+    char pid[24];
+    snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+    h_proc *p = &notified;
+    spawn_notified(p, "otherpid", path, "100000", pid); /* would ping every 50 ms */
+    expect_ready(fd, p);
+    char msg[512];
+    if (recv_dgram(fd, msg, sizeof(msg), 1000, NULL) > 0)
+        fail_msg("a datagram although WATCHDOG_PID names pid %s: %s", pid, msg);
+    assert_true(h_log_contains(p, "is another process"));
+    expect_stopping(fd, p);
+    close(fd);
+}
+
+/* An unusable NOTIFY_SOCKET (longer than an AF_UNIX address holds, or not an
+ * absolute path): a warning that says why, and the gateway runs and stops as
+ * usual. */
+static void test_sd_notify_bad_socket(void **state)
+{
+    char longpath[200];
+    memset(longpath, 'x', sizeof(longpath) - 1);
+    longpath[0] = '/';
+    longpath[sizeof(longpath) - 1] = '\0';
+    struct {
+        const char *value, *why;
+    } cases[] = {{longpath, "longer than an AF_UNIX address holds"},
+                 {"notify.sock", "neither an absolute path nor an @abstract name"}};
+    for (int i = 0; i < 2; i++) {
+        h_proc *p = &notified;
+        char name[16];
+        snprintf(name, sizeof(name), "badsock%d", i);
+        spawn_notified(p, name, cases[i].value, "400000", NULL);
+        if (!h_log_wait(p, "started from", 15000))
+            fail_msg("gateway did not start with NOTIFY_SOCKET '%s'", cases[i].value);
+        if (!h_log_contains(p, "is not usable") || !h_log_contains(p, cases[i].why))
+            fail_msg("no clear warning for NOTIFY_SOCKET '%s' (want '%s')", cases[i].value,
+                     cases[i].why);
+        assert_true(h_log_contains(p, "no usable NOTIFY_SOCKET to ping"));
+        assert_int_equal(h_stop(p), 0);
+    }
 }
 
 /* make deb (scripts/deb.sh on the built binaries), dpkg-deb -I / -c, dpkg -x into a
@@ -187,11 +336,17 @@ static void test_deb_package(void **state)
     snprintf(cmd, sizeof(cmd), "dpkg-deb -I %s", deb);
     assert_int_equal(h_run(cmd, out, sizeof(out)), 0);
     for (const char *const *w =
-             (const char *const[]){"Package: citygw", "Depends: ", "libmicrohttpd", "libsystemd0",
-                                   "adduser", "postinst", "conffiles", NULL};
+             (const char *const[]){"Package: citygw", "Depends: ", "libmicrohttpd", "adduser",
+                                   "postinst", "conffiles", NULL};
          *w; w++)
         if (!strstr(out, *w))
             fail_msg("dpkg-deb -I lacks '%s':\n%s", *w, out);
+    /* sd_notify is spoken directly (gateway/notify.c): libsystemd and its
+     * compression and crypto libraries are no longer pulled in. */
+    for (const char *const *w = (const char *const[]){"libsystemd", "libgcrypt", "liblzma", NULL};
+         *w; w++)
+        if (strstr(out, *w))
+            fail_msg("dpkg-deb -I still depends on '%s':\n%s", *w, out);
     snprintf(cmd, sizeof(cmd), "dpkg-deb -c %s", deb);
     assert_int_equal(h_run(cmd, out, sizeof(out)), 0);
     for (const char *const *w =
@@ -271,7 +426,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_no_config_refused, teardown),
         cmocka_unit_test_teardown(test_machine_id_and_journal, teardown),
-        cmocka_unit_test_teardown(test_sd_notify, teardown),
+        cmocka_unit_test_teardown(test_sd_notify, teardown_notified),
+        cmocka_unit_test_teardown(test_sd_notify_abstract, teardown_notified),
+        cmocka_unit_test_teardown(test_sd_notify_other_pid, teardown_notified),
+        cmocka_unit_test_teardown(test_sd_notify_bad_socket, teardown_notified),
         cmocka_unit_test_teardown(test_deb_package, teardown),
         cmocka_unit_test_teardown(test_install_keeps_config, teardown),
     };
