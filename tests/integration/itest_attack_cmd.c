@@ -131,30 +131,20 @@ static int group_setup(void **state)
     E.port = h_free_port_range(1);
     if (E.port < 0 || h_peers_start(&E.broker, &E.broker_port))
         return -1;
-    char text[4096];
     /* The synthetic device's square wave raises and clears a red alarm every
      * 10 readings (5 times a second), so alarm delivery is visible throughout. */
-    snprintf(text, sizeof(text),
-             "gateway:\n  id: " GW_ID "\n  data_dir: %s/data\n  log_level: info\n"
-             "  shutdown_drain: 2s\n"
-             "store:\n  commit_window: 2ms\n"
-             "uplink:\n  uri: tcp://127.0.0.1:%d\n  topic_prefix: t\n  backoff_min: 100ms\n"
-             "  backoff_max: 500ms\n"
-             "devices:\n"
-             "  - {id: syn, protocol: synthetic, rate: 50, square: 10}\n"
-             "  - id: rtu-q\n    protocol: sl651\n    address: \"" STATION "\"\n"
-             "    password: \"1234\"\n    confirm_end: esc\n    interval: 5m\n"
-             "listeners:\n"
-             "  - protocol: sl651\n    listen: 127.0.0.1:%d\n    transport: tcp\n"
-             "rules:\n"
-             "  - {id: level-high, kind: threshold, metric: level, "
-             "levels: {red: {raise: 60, clear: 40}}}\n",
-             h_tmpdir(), E.broker_port, E.port);
-    if (h_gateway_start(&E.gw, h_write_file("gateway.yaml", text)))
-        return -1;
-    if (!h_port_wait(E.port, 5000))
-        return -1;
-    return h_log_wait(&E.gw, "listening for platform commands", 10000) ? 0 : -1;
+    return h_gateway_with(
+        &E.gw, GW_ID, E.broker_port, E.port,
+        "  topic_prefix: t\n"
+        "devices:\n"
+        "  - {id: syn, protocol: synthetic, rate: 50, square: 10}\n"
+        "  - {id: rtu-q, protocol: sl651, address: \"" STATION "\", password: \"1234\", "
+        "confirm_end: esc, interval: 5m}\n"
+        "listeners:\n  - {protocol: sl651, listen: \"127.0.0.1:%d\", transport: tcp}\n"
+        "rules:\n"
+        "  - {id: level-high, kind: threshold, metric: level, "
+        "levels: {red: {raise: 60, clear: 40}}}\n",
+        E.port);
 }
 
 static int group_teardown(void **state)
@@ -166,10 +156,7 @@ static int group_teardown(void **state)
         snprintf(cmd, sizeof(cmd), "cp %s %s", E.gw.log, getenv("ATTACK_KEEP_LOG"));
         h_run(cmd, out, sizeof(out));
     }
-    int st = h_peers_stop(&E.gw, NULL, &E.broker);
-    if (st)
-        fprintf(stderr, "gateway exit status %d\n", st);
-    return st == 0 ? 0 : -1;
+    return h_peers_stop(&E.gw, NULL, &E.broker) == 0 ? 0 : -1;
 }
 
 /* Writes n lines to file name, line i being a, i, b and (when c is not NULL) i, c;

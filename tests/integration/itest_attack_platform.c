@@ -19,85 +19,34 @@
 #include <string.h>
 #include <unistd.h>
 
-struct env {
-    int port;
-    h_proc broker, gw, sub;
-};
-
 static int setup(void **state)
 {
-    struct env *e = calloc(1, sizeof(*e));
-    e->port = h_free_port_range(1);
-    assert_true(e->port > 0);
-    char conf[512];
-    snprintf(conf, sizeof(conf), "listener %d 127.0.0.1\nallow_anonymous true\n%s", e->port,
-             getuid() == 0 ? "user root\n" : "");
-    char *argv[] = {"mosquitto", "-c", (char *)h_write_file("mosquitto.conf", conf), NULL};
-    assert_int_equal(h_spawn(&e->broker, "mosquitto.log", argv), 0);
-    assert_true(h_port_wait(e->port, 10000));
-    char port[16];
-    snprintf(port, sizeof(port), "%d", e->port);
-    char *sargv[] = {"stdbuf", "-oL",       "mosquitto_sub",
-                     "-h",     "127.0.0.1", "-p",
-                     port,     "-v",        "-d",
-                     "-q",     "1",         "-t",
-                     "#",      "-t",        "$oc/#",
-                     NULL};
-    assert_int_equal(h_spawn(&e->sub, "sub.log", sargv), 0);
-    assert_true(h_log_wait(&e->sub, "Subscribed", 10000));
-    *state = e;
-    return 0;
+    static const char *const topics[] = {"-v", "-t", "#", "-t", "$oc/#", NULL};
+    return (*state = h_bed_new(1, topics)) ? 0 : -1;
 }
 
-static int teardown(void **state)
+static void start_gateway(h_bed *e, const char *format_keys)
 {
-    struct env *e = *state;
-    int gw_status = h_stop(&e->gw);
-    if (gw_status)
-        h_dump_log(&e->gw);
-    h_stop(&e->sub);
-    h_stop(&e->broker);
-    h_cleanup();
-    free(e);
-    assert_int_equal(gw_status, 0);
-    return 0;
+    assert_int_equal(h_gateway_with(&e->gw, "gw-test", e->port, 0,
+                                    "  password_file: %s\n%s"
+                                    "devices:\n  - {id: syn-1, protocol: synthetic, "
+                                    "type: loadgen, rate: 10}\n",
+                                    h_write_file("secret.txt", "s3cret\n"), format_keys),
+                     0);
 }
 
-static void start_gateway(struct env *e, const char *format_keys)
+static void publish(h_bed *e, const char *topic, const char *payload, size_t len)
 {
-    char text[4096];
-    snprintf(text, sizeof(text),
-             "gateway: {id: gw-test, data_dir: %s/data, shutdown_drain: 1s}\n"
-             "store: {commit_window: 2ms}\n"
-             "uplink:\n  uri: tcp://127.0.0.1:%d\n  backoff_min: 100ms\n  backoff_max: 300ms\n"
-             "  password_file: %s\n%s"
-             "devices:\n  - {id: syn-1, protocol: synthetic, type: loadgen, rate: 10}\n",
-             h_tmpdir(), e->port, h_write_file("secret.txt", "s3cret\n"), format_keys);
-    assert_int_equal(h_gateway_start(&e->gw, h_write_file("gateway.yaml", text)), 0);
-    assert_true(h_log_wait(&e->gw, "listening for platform commands", 10000));
+    assert_int_equal(h_publish(e->port, topic, payload, len, NULL), 0);
 }
 
-/* Publishes payload (len bytes, binary allowed) on topic, QoS 1. */
-static void publish(struct env *e, const char *topic, const char *payload, size_t len)
-{
-    const char *path = h_write_file("payload.bin", "");
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(payload, 1, len, f), len);
-    fclose(f);
-    char cmd[2048], out[256];
-    snprintf(cmd, sizeof(cmd), "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t '%s' -f %s", e->port,
-             topic, path);
-    assert_int_equal(h_run(cmd, out, sizeof(out)), 0);
-}
-
-static void publish_s(struct env *e, const char *topic, const char *payload)
+static void publish_s(h_bed *e, const char *topic, const char *payload)
 {
     publish(e, topic, payload, strlen(payload));
 }
 
 /* The recorded lines on topic (exactly) that contain needle. */
-static int lines_with(struct env *e, const char *topic, const char *needle)
+static int lines_with(h_bed *e, const char *topic, const char *needle)
 {
     /* The file as bytes: a binary payload's NULs are made visible so that lines
      * after it are read too. */
@@ -122,7 +71,7 @@ static int lines_with(struct env *e, const char *topic, const char *needle)
 }
 
 /* Waits (bounded) until `want` lines on topic contain needle. */
-static void expect(struct env *e, const char *topic, const char *needle, int want)
+static void expect(h_bed *e, const char *topic, const char *needle, int want)
 {
     for (int i = 0; i < 100 && lines_with(e, topic, needle) < want; i++)
         usleep(100 * 1000);
@@ -134,7 +83,7 @@ static void expect(struct env *e, const char *topic, const char *needle, int wan
 }
 
 /* Garbage common to every format: what cannot be a request at all. */
-static void common_garbage(struct env *e, const char *topic)
+static void common_garbage(h_bed *e, const char *topic)
 {
     static const char binary[] = {0x00, 0x01, (char)0xff, (char)0xfe, 0x7b, 0x22, 0x00, (char)0x80};
     publish(e, topic, binary, sizeof(binary));
@@ -168,9 +117,9 @@ static char *nested_params(void)
     return s;
 }
 
-static void test_thingsboard(void **state)
+static void test_garbage_thingsboard(void **state)
 {
-    struct env *e = *state;
+    h_bed *e = *state;
     start_gateway(e, "  format: thingsboard\n");
     const char *t = "v1/gateway/rpc";
     common_garbage(e, t);
@@ -209,9 +158,9 @@ static void test_thingsboard(void **state)
     assert_true(h_log_contains(&e->gw, "malformed platform command"));
 }
 
-static void test_huawei(void **state)
+static void test_garbage_huawei(void **state)
 {
-    struct env *e = *state;
+    h_bed *e = *state;
     start_gateway(e, "  format: huawei-iotda\n  platform_device: gw01\n"
                      "  sub_product_key: prod01\n");
     const char *t = "$oc/devices/gw01/sys/commands/request_id=g-1";
@@ -242,9 +191,9 @@ static void test_huawei(void **state)
     assert_true(h_log_contains(&e->gw, "malformed platform command"));
 }
 
-static void test_alink(void **state)
+static void test_garbage_alink(void **state)
 {
-    struct env *e = *state;
+    h_bed *e = *state;
     start_gateway(e, "  format: aliyun-alink\n  platform_device: gw01\n  product_key: pk1\n"
                      "  sub_product_key: spk1\n");
     const char *t = "/sys/spk1/syn-1/thing/service/meta";
@@ -265,9 +214,9 @@ static void test_alink(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_thingsboard, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_huawei, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_alink, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_thingsboard, setup, h_bed_teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_huawei, setup, h_bed_teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_alink, setup, h_bed_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
