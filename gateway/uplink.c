@@ -961,8 +961,10 @@ void gw_uplink_get_stats(const gw_uplink *u, gw_uplink_stats *out)
     *out = u->st;
     out->connected = u->connected;
     out->server = u->srv;
-    if (u->client) /* else: the figure kept at close */
+    if (u->client) { /* else: the figures kept at close */
         out->commands_dropped = gw_mqttc_dropped(u->client);
+        out->mailbox_over = gw_mqttc_over(u->client);
+    }
     gw_protect_get_stats(u->prot, &out->protect);
     gw_store_stats ss;
     gw_store_get_stats(u->store, &ss);
@@ -1009,6 +1011,7 @@ void gw_uplink_close(gw_uplink *u, int64_t timeout_ms)
     if (u->connected)
         publish_status(u, "offline");
     u->st.commands_dropped = gw_mqttc_dropped(u->client);
+    u->st.mailbox_over = gw_mqttc_over(u->client);
     gw_mqttc_close(u->client, u->connected ? timeout_ms : 0);
     u->client = NULL;
     uv_timer_stop(&u->timer);

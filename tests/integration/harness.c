@@ -1113,3 +1113,36 @@ int h_run(const char *cmd, char *out, size_t cap)
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+double h_status_number(const char *sock, const char *path)
+{
+    static char out[1 << 16];
+    const char *args[] = {"status", NULL};
+    if (h_admin(sock, args, out, sizeof(out)))
+        return -1;
+    cJSON *doc = cJSON_Parse(out);
+    const cJSON *at = doc;
+    char buf[256], *save = NULL;
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *k = strtok_r(buf, ".", &save); k && at; k = strtok_r(NULL, ".", &save))
+        at = cJSON_GetObjectItemCaseSensitive(at, k);
+    double v = cJSON_IsNumber(at) ? at->valuedouble : -1;
+    cJSON_Delete(doc);
+    return v;
+}
+
+double h_metric(int port, const char *series)
+{
+    static char out[1 << 20];
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "curl -s --max-time 10 http://127.0.0.1:%d/metrics", port);
+    if (h_run(cmd, out, sizeof(out)))
+        return -1;
+    size_t n = strlen(series);
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n"))
+        if (!strncmp(line, series, n)) {
+            const char *sp = strrchr(line, ' '); /* "name{labels} value" */
+            return sp ? strtod(sp + 1, NULL) : -1;
+        }
+    return -1;
+}

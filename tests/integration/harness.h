@@ -160,6 +160,14 @@ long h_raise_nofile(long want);
  * its exit status with its output in out. */
 int h_admin(const char *sock, const char *const *args, char *out, size_t cap);
 
+/* The number at path ("uplink.replies_dropped": members by name) in the gateway's
+ * `admin --json status` on socket sock; -1 when it cannot be read. */
+double h_status_number(const char *sock, const char *path);
+/* The value of the first /metrics line (http://127.0.0.1:port/metrics) that starts with
+ * series (a name, or a name and the start of its labels: `gw_x{destination="`); -1 when
+ * there is none. */
+double h_metric(int port, const char *series);
+
 /* Runs a shell command; its stdout (up to cap-1 bytes) in out; its exit status or -1. */
 int h_run(const char *cmd, char *out, size_t cap);
 

@@ -128,7 +128,7 @@ static void station_connects(void)
 static int group_setup(void **state)
 {
     h_tmpdir();
-    E.port = h_free_port_range(1);
+    E.port = h_free_port_range(2); /* SL651, then /metrics */
     if (E.port < 0 || h_peers_start(&E.broker, &E.broker_port))
         return -1;
     /* The synthetic device's square wave raises and clears a red alarm every
@@ -141,10 +141,11 @@ static int group_setup(void **state)
         "  - {id: rtu-q, protocol: sl651, address: \"" STATION "\", password: \"1234\", "
         "confirm_end: esc, interval: 5m}\n"
         "listeners:\n  - {protocol: sl651, listen: \"127.0.0.1:%d\", transport: tcp}\n"
+        "http:\n  listen: 127.0.0.1:%d\n"
         "rules:\n"
         "  - {id: level-high, kind: threshold, metric: level, "
         "levels: {red: {raise: 60, clear: 40}}}\n",
-        E.port);
+        E.port, E.port + 1);
 }
 
 static int group_teardown(void **state)
@@ -329,6 +330,29 @@ static void test_flood(void **state)
     }
     if (rss1 - rss0 > RSS_MARGIN_KB)
         fail_msg("VmRSS grew %ld kB over the flood (margin %d kB)", rss1 - rss0, RSS_MARGIN_KB);
+    /* What the flood cost is visible to an operator: replies dropped for a full client and
+     * audits left out, in admin status and /metrics (the same figures). */
+    char sock[300], series[128];
+    snprintf(sock, sizeof(sock), "%s/data/admin.sock", h_tmpdir());
+    double dropped = h_status_number(sock, "uplink.replies_dropped"),
+           suppressed = h_status_number(sock, "commands.audits_suppressed"),
+           over = h_status_number(sock, "uplink.mailbox_over");
+    snprintf(series, sizeof(series), "gw_uplink_replies_dropped_total{destination=\"");
+    double m_dropped = h_metric(E.port + 1, series);
+    double m_suppressed = h_metric(E.port + 1, "gw_commands_audits_suppressed_total ");
+    double m_over = h_metric(E.port + 1, "gw_uplink_mailbox_over_total{");
+    fprintf(stderr,
+            "status: replies_dropped %.0f, audits_suppressed %.0f, mailbox_over %.0f; "
+            "/metrics: %.0f, %.0f, %.0f\n",
+            dropped, suppressed, over, m_dropped, m_suppressed, m_over);
+    assert_true(dropped > 0);
+    assert_true(suppressed > 0);
+    assert_true(over >= 0);
+    assert_true(h_status_number(sock, "commands.handled") > 0);
+    /* Counters only grow: /metrics, read after the status, shows at least as much. */
+    assert_true(m_dropped >= dropped);
+    assert_true(m_suppressed >= suppressed);
+    assert_true(m_over >= over);
 }
 
 int main(void)
