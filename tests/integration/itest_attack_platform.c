@@ -76,7 +76,11 @@ static void expect(h_bed *e, const char *topic, const char *needle, int want)
     for (int i = 0; i < 100 && lines_with(e, topic, needle) < want; i++)
         usleep(100 * 1000);
     if (lines_with(e, topic, needle) < want) {
+        char sock[300];
+        snprintf(sock, sizeof(sock), "%s/data/admin.sock", h_tmpdir());
         h_dump_log(&e->gw);
+        fprintf(stderr, "replies dropped (8 waiting in the MQTT client): %.0f\n",
+                h_status_number(sock, "uplink.replies_dropped"));
         fail_msg("%d of %d responses on %s with %s", lines_with(e, topic, needle), want, topic,
                  needle);
     }
@@ -129,32 +133,36 @@ static void test_garbage_thingsboard(void **state)
     publish_s(e, t, "{\"device\":\"syn-1\",\"data\":{\"method\":\"ack\"}}");
     publish_s(e, t, "{\"device\":\"syn-1\",\"data\":\"ack\"}");
     publish_s(e, t, "{\"device\":7,\"data\":{\"id\":2,\"method\":\"ack\"}}");
-    /* Answerable: each gets an RPC response saying why it was refused. */
+    /* Answerable: each gets an RPC response saying why it was refused. Each is awaited
+     * before the next: a burst of more replies than the MQTT client may hold is dropped
+     * by design (docs/uplink.md; counted in replies_dropped), and the platform asks
+     * again after its timeout, which is what these waits stand for. */
     publish_s(e, t, "{\"device\":\"syn-1\",\"data\":{\"id\":101,\"method\":\"frobnicate\"}}");
+    expect(e, t, "\"id\":101,\"data\":{\"success\":false,\"status\":\"refused\"", 1);
     publish_s(e, t, "{\"device\":\"syn-1\",\"data\":{\"id\":102,\"method\":\"ack\",\"params\":5}}");
+    expect(e, t, "\"id\":102,\"data\":{\"success\":false,\"status\":\"refused\"", 1);
     publish_s(e, t,
               "{\"device\":\"syn-1\",\"data\":{\"id\":103,\"method\":\"ack\","
               "\"params\":{\"alarm\":[1,2]}}}");
+    expect(e, t, "\"id\":103,\"data\":{\"success\":false,\"status\":\"refused\"", 1);
     char huge[1200] = "{\"device\":\"syn-1\",\"data\":{\"id\":\"";
     size_t hl = strlen(huge);
     memset(huge + hl, '9', 1000);
     snprintf(huge + hl + 1000, sizeof(huge) - hl - 1000, "\",\"method\":\"ack\"}}");
     publish_s(e, t, huge);
+    expect(e, t, "\"id\":\"9999999999", 1);
     char *nest = nested_params(), *msg = malloc(strlen(nest) + 128);
     sprintf(msg, "{\"device\":\"syn-1\",\"data\":{\"id\":104,\"method\":\"meta\",\"params\":%s}}",
             nest);
     publish_s(e, t, msg);
     free(nest);
     free(msg);
-    /* A replayed request id: answered each time. */
-    for (int i = 0; i < 3; i++)
-        publish_s(e, t, "{\"device\":\"syn-1\",\"data\":{\"id\":105,\"method\":\"meta\"}}");
-    expect(e, t, "\"id\":101,\"data\":{\"success\":false,\"status\":\"refused\"", 1);
-    expect(e, t, "\"id\":102,\"data\":{\"success\":false,\"status\":\"refused\"", 1);
-    expect(e, t, "\"id\":103,\"data\":{\"success\":false,\"status\":\"refused\"", 1);
-    expect(e, t, "\"id\":\"9999999999", 1);
     expect(e, t, "\"id\":104,\"data\":{\"success\":true", 1);
-    expect(e, t, "\"id\":105,\"data\":{\"success\":true", 3);
+    /* A replayed request id: answered each time. */
+    for (int i = 0; i < 3; i++) {
+        publish_s(e, t, "{\"device\":\"syn-1\",\"data\":{\"id\":105,\"method\":\"meta\"}}");
+        expect(e, t, "\"id\":105,\"data\":{\"success\":true", i + 1);
+    }
     assert_true(h_log_contains(&e->gw, "malformed platform command"));
 }
 
@@ -175,19 +183,21 @@ static void test_garbage_huawei(void **state)
     publish_s(e, topic, "{\"command_name\":\"meta\"}"); /* a response topic past its bound */
     const char *r = "$oc/devices/gw01/sys/commands/response/request_id=";
     char rt[128];
+    /* Each answer awaited before the next request (see test_garbage_thingsboard). */
     publish_s(e, "$oc/devices/gw01/sys/commands/request_id=h-1",
               "{\"object_device_id\":\"prod01_syn-1\",\"command_name\":\"frobnicate\"}");
-    publish_s(e, "$oc/devices/gw01/sys/commands/request_id=h-2",
-              "{\"object_device_id\":\"prod01_nope\",\"command_name\":\"meta\",\"paras\":[1]}");
-    for (int i = 0; i < 3; i++)
-        publish_s(e, "$oc/devices/gw01/sys/commands/request_id=h-3",
-                  "{\"object_device_id\":\"prod01_syn-1\",\"command_name\":\"meta\"}");
     snprintf(rt, sizeof(rt), "%sh-1", r);
     expect(e, rt, "\"result_code\":1", 1);
+    publish_s(e, "$oc/devices/gw01/sys/commands/request_id=h-2",
+              "{\"object_device_id\":\"prod01_nope\",\"command_name\":\"meta\",\"paras\":[1]}");
     snprintf(rt, sizeof(rt), "%sh-2", r);
     expect(e, rt, "\"result_code\":1", 1);
     snprintf(rt, sizeof(rt), "%sh-3", r);
-    expect(e, rt, "\"result_code\":0", 3);
+    for (int i = 0; i < 3; i++) {
+        publish_s(e, "$oc/devices/gw01/sys/commands/request_id=h-3",
+                  "{\"object_device_id\":\"prod01_syn-1\",\"command_name\":\"meta\"}");
+        expect(e, rt, "\"result_code\":0", i + 1);
+    }
     assert_true(h_log_contains(&e->gw, "malformed platform command"));
 }
 
@@ -201,13 +211,15 @@ static void test_garbage_alink(void **state)
     publish_s(e, t, "{\"params\":{}}");           /* no id */
     publish_s(e, t, "{\"id\":77,\"params\":{}}"); /* an id that is not a string */
     publish_s(e, "/sys/other/syn-1/thing/service/meta", "{\"id\":\"x\"}"); /* not ours */
+    /* Each answer awaited before the next request (see test_garbage_thingsboard). */
     publish_s(e, "/sys/spk1/syn-1/thing/service/frobnicate", "{\"id\":\"a-1\",\"params\":{}}");
-    publish_s(e, "/sys/spk1/nope/thing/service/meta", "{\"id\":\"a-2\",\"params\":\"x\"}");
-    for (int i = 0; i < 3; i++)
-        publish_s(e, t, "{\"id\":\"a-3\",\"params\":{}}");
     expect(e, "/sys/spk1/syn-1/thing/service/frobnicate_reply", "\"id\":\"a-1\",\"code\":400", 1);
+    publish_s(e, "/sys/spk1/nope/thing/service/meta", "{\"id\":\"a-2\",\"params\":\"x\"}");
     expect(e, "/sys/spk1/nope/thing/service/meta_reply", "\"id\":\"a-2\",\"code\":400", 1);
-    expect(e, "/sys/spk1/syn-1/thing/service/meta_reply", "\"id\":\"a-3\",\"code\":200", 3);
+    for (int i = 0; i < 3; i++) {
+        publish_s(e, t, "{\"id\":\"a-3\",\"params\":{}}");
+        expect(e, "/sys/spk1/syn-1/thing/service/meta_reply", "\"id\":\"a-3\",\"code\":200", i + 1);
+    }
     assert_true(h_log_contains(&e->gw, "malformed platform command"));
 }
 
