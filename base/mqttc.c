@@ -652,6 +652,15 @@ uint64_t gw_mqttc_dropped(gw_mqttc *c)
     return st.dropped_full + st.dropped;
 }
 
+uint64_t gw_mqttc_over(gw_mqttc *c)
+{
+    if (!c->has_box)
+        return 0;
+    gw_mailbox_stats st;
+    gw_mailbox_get_stats(&c->box, &st);
+    return st.over;
+}
+
 int gw_mqttc_read_password(const char *key, const char *file, const char *env, char *out,
                            size_t cap, char *err, size_t errlen)
 {

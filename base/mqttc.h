@@ -119,6 +119,9 @@ int gw_mqttc_pending(gw_mqttc *c);
 /* Messages lost before they reached the loop (queue full, too large, out of
  * memory). */
 uint64_t gw_mqttc_dropped(gw_mqttc *c);
+/* Events Paho's threads posted into a full mailbox, taken over its bound (GW_MAIL_OVER:
+ * a PUBACK or a connection change must neither be lost nor wait for the loop). */
+uint64_t gw_mqttc_over(gw_mqttc *c);
 /* Incoming messages dropped for being over max_message_bytes. */
 uint64_t gw_mqttc_oversize(gw_mqttc *c);
 /* Response topics or correlation data left out for being over their bound. */

@@ -52,9 +52,10 @@ struct gw_commands {
     int pending; /* waits on both lists (bounded by GW_COMMANDS_PENDING_MAX) */
     int stopped, freed;
     uint64_t handled, refused;
-    double audit_tokens; /* AUDIT_BURST bucket, refilled AUDIT_PER_S a second */
-    int64_t audit_at;    /* monotonic ms of the last refill */
-    uint64_t audit_suppressed;
+    double audit_tokens;             /* AUDIT_BURST bucket, refilled AUDIT_PER_S a second */
+    int64_t audit_at;                /* monotonic ms of the last refill */
+    uint64_t audit_suppressed;       /* since the last audit event sent (its "suppressed") */
+    uint64_t audit_suppressed_total; /* since start */
 };
 
 /* What one command's replies need: who asked, under which id. */
@@ -212,6 +213,7 @@ static int audit_allowed(gw_commands *c, const char *result)
         return 1;
     if (!audit_room(c)) {
         c->audit_suppressed++;
+        c->audit_suppressed_total++;
         return 0;
     }
     c->audit_tokens -= 1;
@@ -708,6 +710,13 @@ void gw_commands_handle_routed(gw_commands *c, const char *dest, const char *nam
     q.reply_ctx = reply_ctx;
     q.route = *route;
     handle(&q, dest, name, payload, len, NULL);
+}
+
+void gw_commands_get_stats(const gw_commands *c, gw_commands_stats *out)
+{
+    out->handled = c->handled;
+    out->refused = c->refused;
+    out->audits_suppressed = c->audit_suppressed_total;
 }
 
 static void handle(req *q0, const char *dest, const char *name, const char *payload, size_t len,

@@ -50,10 +50,19 @@ typedef struct gw_commands_env {
     int (*flush)(void *ctx, void (*cb)(void *cbctx, int status), void *cbctx);
 } gw_commands_env;
 
+/* Counts since start (admin status "commands", gw_commands_*_total in /metrics). */
+typedef struct gw_commands_stats {
+    uint64_t handled; /* every command handed in */
+    uint64_t refused; /* answered "refused" */
+    uint64_t
+        audits_suppressed; /* refusals and failures over the audit rate: not logged or audited */
+} gw_commands_stats;
+
 /* Commands of one destination replying later, at most. */
 #define GW_COMMANDS_PENDING_MAX 64
 
 gw_commands *gw_commands_new(const gw_commands_env *env);
+void gw_commands_get_stats(const gw_commands *c, gw_commands_stats *out);
 /* Lets destination dest run the commands of `allowed` (bits of
  * gw_commands_bit, as gw_uplink_config.commands holds them). A destination
  * never allowed anything is refused everything. Returns 0 or GW_E*. */

@@ -1157,6 +1157,7 @@ int gw_core_start(gw_core *core, uv_loop_t *loop, gw_config *cfg, const char *co
                           .uplinks = core->uplinks,
                           .nuplinks = core->nuplinks,
                           .alarms = core->alarms,
+                          .commands = core->commands,
                           .ctx = core,
                           .devices = env_devices,
                           .admin_json = env_admin_json,

@@ -4,6 +4,7 @@
 #include "gateway/status.h"
 
 #include "gateway/alarms.h"
+#include "gateway/commands.h"
 #include "gateway/config.h"
 #include "gateway/device.h"
 #include "gateway/store.h"
@@ -622,6 +623,7 @@ void gw_status_json(gw_status *st, gw_sbuf *b)
                    "\"readahead_bytes\":%llu,"
                    "\"protected\":%llu,\"commands_refused\":%llu,"
                    "\"server\":\"%s\",\"failovers\":%llu,\"id_conflicts\":%llu,"
+                   "\"replies_dropped\":%llu,\"mailbox_over\":%llu,"
                    "\"alarm_publish_ms\":{\"n\":%llu,\"p50\":%d,\"p99\":%d}},",
                    us.connected ? "true" : "false", (unsigned long long)us.connects,
                    (unsigned long long)(us.msgs_sent[0] + us.msgs_sent[1] - us.msgs_acked[0] -
@@ -631,8 +633,16 @@ void gw_status_json(gw_status *st, gw_sbuf *b)
                    (unsigned long long)us.readahead_bytes, (unsigned long long)us.protect.sealed,
                    (unsigned long long)us.commands_refused, env->cfg->uplink.servers[us.server],
                    (unsigned long long)us.failovers, (unsigned long long)us.id_conflicts,
+                   (unsigned long long)us.replies_dropped, (unsigned long long)us.mailbox_over,
                    (unsigned long long)lat_n, lat50, lat99);
     dests_json(env, b);
+    gw_commands_stats cm = {0};
+    if (env->commands)
+        gw_commands_get_stats(env->commands, &cm);
+    gw_sbuf_printf(b,
+                   "\"commands\":{\"handled\":%llu,\"refused\":%llu,\"audits_suppressed\":%llu},",
+                   (unsigned long long)cm.handled, (unsigned long long)cm.refused,
+                   (unsigned long long)cm.audits_suppressed);
     gw_sbuf_printf(b,
                    "\"connections\":{\"open\":%llu,\"unauthenticated\":%llu,\"accepted\":%llu,"
                    "\"evicted_unauth\":%llu,\"auth_timeouts\":%llu,\"idle_closed\":%llu,"
@@ -1013,6 +1023,12 @@ void gw_status_metrics(gw_status *st, gw_sbuf *b)
          us.readahead_bytes},
         {"gw_uplink_publish_refused_total", "Publishes refused by the MQTT client (retried).",
          us.publish_refused},
+        {"gw_uplink_replies_dropped_total",
+         "Command replies not sent: too many already waiting in the MQTT client.",
+         us.replies_dropped},
+        {"gw_uplink_mailbox_over_total",
+         "MQTT client events taken over its mailbox bound (acknowledgements, connection changes).",
+         us.mailbox_over},
     };
     for (size_t i = 0; i < sizeof(up) / sizeof(up[0]); i++) {
         help(b, up[i].name, strstr(up[i].name, "_total") ? "counter" : "gauge", up[i].help);
@@ -1021,6 +1037,17 @@ void gw_status_metrics(gw_status *st, gw_sbuf *b)
         gw_sbuf_printf(b, "\"} %llu\n", (unsigned long long)up[i].v);
     }
     dests_metrics(env, b);
+    gw_commands_stats cm = {0};
+    if (env->commands)
+        gw_commands_get_stats(env->commands, &cm);
+    help(b, "gw_commands_handled_total", "counter", "Commands received (platforms and admin).");
+    gw_sbuf_printf(b, "gw_commands_handled_total %llu\n", (unsigned long long)cm.handled);
+    help(b, "gw_commands_refused_total", "counter", "Commands answered refused.");
+    gw_sbuf_printf(b, "gw_commands_refused_total %llu\n", (unsigned long long)cm.refused);
+    help(b, "gw_commands_audits_suppressed_total", "counter",
+         "Refusals and failures over the audit rate: counted, not logged or audited.");
+    gw_sbuf_printf(b, "gw_commands_audits_suppressed_total %llu\n",
+                   (unsigned long long)cm.audits_suppressed);
     help(b, "gw_uplink_down_seconds", "gauge", "How long the uplink has been down (0 while up).");
     gw_sbuf_printf(b, "gw_uplink_down_seconds %.1f\n",
                    st && st->uplink_down_since ? (double)(now - st->uplink_down_since) / 1000.0

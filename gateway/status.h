@@ -61,7 +61,8 @@ typedef struct gw_status_env {
     struct gw_uplink *const *uplinks; /* every destination, uplinks[0] == uplink */
     int nuplinks;
     struct gw_alarms *alarms;
-    void *ctx; /* passed to the functions below */
+    struct gw_commands *commands; /* NULL: no "commands" counts */
+    void *ctx;                    /* passed to the functions below */
     /* The configured devices now (the array may change at a reload). */
     struct gw_device *const *(*devices)(void *ctx, size_t *n);
     /* Appends the admin socket's `"admin":{...},` member to the status object,

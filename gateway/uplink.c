@@ -459,6 +459,16 @@ static void pump(gw_uplink *u)
     }
 }
 
+/* A PUBACK's token is Paho's message id, given at publish to every QoS 1 message of this
+ * client (replies, births and announcements too): never one it still holds, and the next
+ * free one after the last given, wrapping at 65,535. So a reply's or birth's DELIVERED cannot
+ * name a slot: no slot gets the id while the reply holds it, and once Paho freed it at the
+ * PUBACK it comes round only after some 63,000 more publishes (Paho holds at most about
+ * 2 x max_inflight), while the loop publishes a few hundred at most before it handles this
+ * event (events keep their order, are never dropped: GW_MAIL_OVER, and slots free only
+ * here). A lost connection resets Paho's ids (clean session), but its LOST comes after every
+ * DELIVERED of that connection and forgets every slot, and Paho refuses publishes until the
+ * loop reconnects. itest_mqttc test_tokens_distinct checks the premise. */
 static void on_delivered(gw_uplink *u, int token)
 {
     for (int i = 0; i < u->nslots; i++) {
@@ -961,8 +971,10 @@ void gw_uplink_get_stats(const gw_uplink *u, gw_uplink_stats *out)
     *out = u->st;
     out->connected = u->connected;
     out->server = u->srv;
-    if (u->client) /* else: the figure kept at close */
+    if (u->client) { /* else: the figures kept at close */
         out->commands_dropped = gw_mqttc_dropped(u->client);
+        out->mailbox_over = gw_mqttc_over(u->client);
+    }
     gw_protect_get_stats(u->prot, &out->protect);
     gw_store_stats ss;
     gw_store_get_stats(u->store, &ss);
@@ -1009,6 +1021,7 @@ void gw_uplink_close(gw_uplink *u, int64_t timeout_ms)
     if (u->connected)
         publish_status(u, "offline");
     u->st.commands_dropped = gw_mqttc_dropped(u->client);
+    u->st.mailbox_over = gw_mqttc_over(u->client);
     gw_mqttc_close(u->client, u->connected ? timeout_ms : 0);
     u->client = NULL;
     uv_timer_stop(&u->timer);

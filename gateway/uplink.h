@@ -38,6 +38,7 @@ typedef struct gw_uplink_stats {
     uint64_t publish_refused; /* Paho refused a publish (back-pressure); retried */
     uint64_t commands, commands_dropped;
     uint64_t replies_dropped;  /* command replies over REPLY_ROOM in the client: not sent */
+    uint64_t mailbox_over;     /* client events taken over its mailbox bound (gw_mqttc_over) */
     uint64_t commands_refused; /* failed the protection check (replay, bad MAC/signature...) */
     gw_protect_stats protect;
     int64_t cursor[GW_LANES];   /* durable point: every row <= it acknowledged or filtered out */

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,18 +237,100 @@ int h_port_wait(int port, int timeout_ms)
 
 int h_broker_start(h_proc *p, int port)
 {
-    char conf[1024], name[64];
+    return h_broker_start_ex(p, port, NULL, NULL);
+}
+
+int h_broker_start_ex(h_proc *p, int port, const char *tag, const char *extra)
+{
+    char conf[2048], dir[512], name[64], log[64];
+    if (tag) {
+        snprintf(dir, sizeof(dir), "%s/%s", h_tmpdir(), tag);
+        mkdir(dir, 0700);
+        snprintf(name, sizeof(name), "mosquitto-%s.conf", tag);
+        snprintf(log, sizeof(log), "mosquitto-%s.log", tag);
+    } else {
+        snprintf(dir, sizeof(dir), "%s", h_tmpdir());
+        snprintf(name, sizeof(name), "mosquitto-%d.conf", port);
+        snprintf(log, sizeof(log), "mosquitto.log");
+    }
     snprintf(conf, sizeof(conf),
              "listener %d 127.0.0.1\nallow_anonymous true\npersistence true\n"
              "persistence_location %s/\nautosave_interval 0\nmax_queued_messages 0\n"
-             "max_inflight_messages 0\nlog_dest stdout\n%s",
-             port, h_tmpdir(), getuid() == 0 ? "user root\n" : "");
-    snprintf(name, sizeof(name), "mosquitto-%d.conf", port);
-    const char *path = h_write_file(name, conf);
-    char *argv[] = {"mosquitto", "-c", (char *)path, NULL};
-    if (h_spawn(p, "mosquitto.log", argv))
+             "max_inflight_messages 0\nlog_dest stdout\n%s%s",
+             port, dir, extra ? extra : "", getuid() == 0 ? "user root\n" : "");
+    /* Line-buffered: tests read its log (who connected, as whom) while it runs. */
+    char *argv[] = {"stdbuf", "-oL", "mosquitto", "-c", (char *)h_write_file(name, conf), NULL};
+    if (h_spawn(p, log, argv))
         return -1;
     return h_port_wait(port, 10000) ? 0 : -1;
+}
+
+int h_recorder_start(h_proc *p, int port, const char *logname, const char *const *args)
+{
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    /* Line-buffered, or its lines wait for the buffer to fill; -d prints the SUBACK. */
+    char *argv[32] = {"stdbuf", "-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", portstr, "-q",
+                      "1",      "-d"};
+    int n = 10;
+    for (; args && args[n - 10] && n < 31; n++)
+        argv[n] = (char *)args[n - 10];
+    argv[n] = NULL;
+    if (h_spawn(p, logname, argv))
+        return -1;
+    if (h_log_wait(p, "SUBACK", 10000))
+        return 0;
+    h_dump_log(p);
+    return -1;
+}
+
+int h_publish(int port, const char *topic, const void *payload, size_t len, const char *opts)
+{
+    /* From a file: any byte, any length, no shell quoting of the payload. */
+    const char *path = h_write_file("h-publish.bin", "");
+    FILE *f = path ? fopen(path, "wb") : NULL;
+    if (!f)
+        return -1;
+    size_t put = fwrite(payload, 1, len, f);
+    if (fclose(f) || put != len)
+        return -1;
+    char cmd[2048], out[256];
+    snprintf(cmd, sizeof(cmd), "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t '%s' -f %s %s", port,
+             topic, path, opts ? opts : "");
+    return h_run(cmd, out, sizeof(out));
+}
+
+int h_config_head(char *out, size_t cap, const char *id, int port)
+{
+    return snprintf(out, cap,
+                    "gateway:\n  id: %s\n  data_dir: %s/data\n  shutdown_drain: 2s\n"
+                    "store:\n  commit_window: 2ms\n"
+                    "uplink:\n  uri: tcp://127.0.0.1:%d\n  backoff_min: 100ms\n"
+                    "  backoff_max: 300ms\n",
+                    id, h_tmpdir(), port);
+}
+
+int h_gateway_with(h_proc *gw, const char *id, int broker_port, int port, const char *fmt, ...)
+{
+    char text[8192];
+    int n = h_config_head(text, sizeof(text), id, broker_port);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(text + n, sizeof(text) - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (m < 0 || (size_t)(n + m) >= sizeof(text))
+        return -1;
+    return h_gateway_listening(gw, text, port);
+}
+
+int h_gateway_listening(h_proc *gw, const char *config_text, int port)
+{
+    if (h_gateway_start(gw, h_write_file("gateway.yaml", config_text)) == 0 &&
+        h_log_wait(gw, "listening for platform commands", 10000) &&
+        (port <= 0 || h_port_wait(port, 5000)))
+        return 0;
+    h_dump_log(gw);
+    return -1;
 }
 
 int h_sim_start(h_proc *p, const char *scenario_path, const char *extra_arg)
@@ -322,9 +405,50 @@ int h_peers_start(h_proc *broker, int *port)
     return h_platform_start(*port);
 }
 
+int h_peers_record(h_proc *broker, int *port, h_proc *sub, const char *const *args)
+{
+    *port = h_free_port_range(1);
+    if (*port < 0 || h_broker_start(broker, *port))
+        return -1;
+    return h_recorder_start(sub, *port, "sub.log", args);
+}
+
+h_bed *h_bed_new(int start, const char *const *args)
+{
+    h_bed *b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    if (start ? h_peers_record(&b->broker, &b->port, &b->sub, args)
+              : (b->port = h_free_port_range(1)) < 0) {
+        h_bed_free(b);
+        return NULL;
+    }
+    return b;
+}
+
+int h_bed_free(h_bed *b)
+{
+    if (!b)
+        return 0;
+    int status = h_peers_stop(&b->gw, &b->sub, &b->broker);
+    free(b);
+    return status;
+}
+
+int h_bed_teardown(void **state)
+{
+    int status = h_bed_free(*state);
+    *state = NULL;
+    if (status)
+        fprintf(stderr, "gateway exit status %d\n", status);
+    return status == 0 ? 0 : -1;
+}
+
 int h_peers_stop(h_proc *gw, h_proc *other, h_proc *broker)
 {
     int status = h_stop(gw);
+    if (status)
+        h_dump_log(gw); /* the evidence, before h_cleanup removes it */
     if (other)
         h_stop(other);
     h_platform_stop();
@@ -988,4 +1112,37 @@ int h_run(const char *cmd, char *out, size_t cap)
     out[n] = '\0';
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+double h_status_number(const char *sock, const char *path)
+{
+    static char out[1 << 16];
+    const char *args[] = {"status", NULL};
+    if (h_admin(sock, args, out, sizeof(out)))
+        return -1;
+    cJSON *doc = cJSON_Parse(out);
+    const cJSON *at = doc;
+    char buf[256], *save = NULL;
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *k = strtok_r(buf, ".", &save); k && at; k = strtok_r(NULL, ".", &save))
+        at = cJSON_GetObjectItemCaseSensitive(at, k);
+    double v = cJSON_IsNumber(at) ? at->valuedouble : -1;
+    cJSON_Delete(doc);
+    return v;
+}
+
+double h_metric(int port, const char *series)
+{
+    static char out[1 << 20];
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "curl -s --max-time 10 http://127.0.0.1:%d/metrics", port);
+    if (h_run(cmd, out, sizeof(out)))
+        return -1;
+    size_t n = strlen(series);
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n"))
+        if (!strncmp(line, series, n)) {
+            const char *sp = strrchr(line, ' '); /* "name{labels} value" */
+            return sp ? strtod(sp + 1, NULL) : -1;
+        }
+    return -1;
 }

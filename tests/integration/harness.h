@@ -52,6 +52,35 @@ int h_outbox_wait(const char *db, const char *table, long want, int timeout_ms);
  * queued QoS 1 messages survive a broker restart). */
 int h_broker_start(h_proc *p, int port);
 
+/* The same with more mosquitto.conf lines (extra, or NULL; e.g. a password_file) and, when
+ * tag is not NULL, its own files: mosquitto-<tag>.conf, mosquitto-<tag>.log and the
+ * persistence folder <tmpdir>/<tag> (a second broker in one test). Its log is
+ * line-buffered, so it can be read while the broker runs. */
+int h_broker_start_ex(h_proc *p, int port, const char *tag, const char *extra);
+/* The platform as a process: mosquitto_sub -q 1 -d on 127.0.0.1:port, line-buffered into
+ * logname, with args (its topics and output options, e.g. "-v" for "topic payload"
+ * lines; NULL-terminated). Waits (bounded) until the broker acknowledged its
+ * subscription; 0, or -1 with its log printed. Stopped with h_stop or as h_peers_stop's
+ * `other`. */
+int h_recorder_start(h_proc *p, int port, const char *logname, const char *const *args);
+/* Publishes len bytes (any bytes) on topic at QoS 1 with mosquitto_pub; opts are more of
+ * its options (e.g. "-V mqttv5 -D publish response-topic r") or NULL. Its exit status. */
+int h_publish(int port, const char *topic, const void *payload, size_t len, const char *opts);
+/* The first lines of a gateway config every platform test shares: gateway id with its
+ * data in <tmpdir>/data, a 2 s shutdown drain, a 2 ms commit window, and the uplink to
+ * mosquitto on 127.0.0.1:port reconnecting within 100..300 ms. It ends inside the
+ * uplink: section: the caller appends more uplink keys, then devices:, rules: etc.
+ * Returns what snprintf returns. */
+int h_config_head(char *out, size_t cap, const char *id, int port);
+/* h_gateway_start on config_text (written as gateway.yaml), then bounded waits until it
+ * subscribed to the platform's commands and (port > 0) accepts connections on
+ * 127.0.0.1:port. 0, or -1 with its log printed. */
+int h_gateway_listening(h_proc *gw, const char *config_text, int port);
+/* The gateway of most platform tests in one call: h_config_head(id, broker_port), the rest
+ * of the config from fmt, and h_gateway_listening with port. */
+int h_gateway_with(h_proc *gw, const char *id, int broker_port, int port, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
 /* build/sim modbus with a scenario; waits for its ready line. */
 int h_sim_start(h_proc *p, const char *scenario_path, const char *extra_arg);
 
@@ -71,10 +100,28 @@ void h_platform_stop(void);
  * it and the platform subscriber. Returns 0, or -1 with whatever started left for
  * h_peers_stop. */
 int h_peers_start(h_proc *broker, int *port);
-/* Stops the gateway, then the other process (a device or the simulator; NULL or never
- * started is fine), the platform and the broker, and removes the temporary directory.
- * Returns the gateway's exit status: 0 is a clean stop with every libuv handle closed
- * (it exits 3 when one is left open), so tests assert it. */
+/* The same with the platform as a recorder process (h_recorder_start with args, its log
+ * sub.log) in sub instead of the in-process subscriber; h_peers_stop with sub as other. */
+int h_peers_record(h_proc *broker, int *port, h_proc *sub, const char *const *args);
+/* The processes of a platform test, kept in cmocka's state: mosquitto on port, the
+ * platform as a recorder process (sub) and the gateway. */
+typedef struct h_bed {
+    int port;
+    h_proc broker, sub, gw;
+} h_bed;
+/* A zeroed h_bed with a free port; with start, mosquitto on it and the recorder
+ * (h_peers_record with args) started. NULL on failure, with what started stopped. */
+h_bed *h_bed_new(int start, const char *const *args);
+/* h_peers_stop on the bed's processes, then frees it; the gateway's exit status. */
+int h_bed_free(h_bed *b);
+/* A cmocka teardown for an h_bed in *state: -1 (the test fails) unless the gateway
+ * stopped cleanly. */
+int h_bed_teardown(void **state);
+/* Stops the gateway, then the other process (a device, the simulator or a recorder; NULL
+ * or never started is fine), the platform and the broker, and removes the temporary
+ * directory. Returns the gateway's exit status: 0 is a clean stop with every libuv handle
+ * closed (it exits 3 when one is left open), so tests assert it; any other is printed
+ * with the gateway's log. */
 int h_peers_stop(h_proc *gw, h_proc *other, h_proc *broker);
 size_t h_platform_count(void);
 /* Copies message i (0-based, arrival order); returns 0 if it exists. Caller frees. */
@@ -112,6 +159,14 @@ long h_raise_nofile(long want);
 /* Runs build/gateway admin --socket sock <args...> (NULL-terminated); returns
  * its exit status with its output in out. */
 int h_admin(const char *sock, const char *const *args, char *out, size_t cap);
+
+/* The number at path ("uplink.replies_dropped": members by name) in the gateway's
+ * `admin --json status` on socket sock; -1 when it cannot be read. */
+double h_status_number(const char *sock, const char *path);
+/* The value of the first /metrics line (http://127.0.0.1:port/metrics) that starts with
+ * series (a name, or a name and the start of its labels: `gw_x{destination="`); -1 when
+ * there is none. */
+double h_metric(int port, const char *series);
 
 /* Runs a shell command; its stdout (up to cap-1 bytes) in out; its exit status or -1. */
 int h_run(const char *cmd, char *out, size_t cap);

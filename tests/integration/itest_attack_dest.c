@@ -86,24 +86,6 @@ static void set_add(struct set *s, long long x)
     s->n++;
 }
 
-static int broker_b_start(struct env *e, h_proc *p, int port)
-{
-    char conf[1024], dir[512], name[64], log[64];
-    snprintf(dir, sizeof(dir), "%s/b-%s", h_tmpdir(), e->tag);
-    mkdir(dir, 0700);
-    snprintf(name, sizeof(name), "mosquitto-b-%s.conf", e->tag);
-    snprintf(log, sizeof(log), "mosquitto-b-%s.log", e->tag);
-    snprintf(conf, sizeof(conf),
-             "listener %d 127.0.0.1\nallow_anonymous true\npersistence true\n"
-             "persistence_location %s/\nautosave_interval 0\nmax_queued_messages 0\n"
-             "max_inflight_messages 0\nlog_dest stdout\n%s",
-             port, dir, getuid() == 0 ? "user root\n" : "");
-    char *argv[] = {"mosquitto", "-c", (char *)h_write_file(name, conf), NULL};
-    if (h_spawn(p, log, argv))
-        return -1;
-    return h_port_wait(port, 10000) ? 0 : -1;
-}
-
 static const char *config(struct env *e, int with_device)
 {
     static char text[4096];
@@ -226,16 +208,13 @@ static void start_peers(struct env *e, const char *tag, const char *data, const 
     e->pa = base;
     e->pb = base + 1;
     assert_int_equal(h_broker_start(&e->a, e->pa), 0);
-    assert_int_equal(broker_b_start(e, &e->b, e->pb), 0);
+    char btag[32], log[64];
+    snprintf(btag, sizeof(btag), "b-%s", tag);
+    assert_int_equal(h_broker_start_ex(&e->b, e->pb, btag, NULL), 0);
     assert_int_equal(h_platform_start(e->pb), 0);
-    char port[16], log[64];
-    snprintf(port, sizeof(port), "%d", e->pa);
     snprintf(log, sizeof(log), "city-sub-%s.log", tag);
-    /* Line-buffered: the file is read while it runs. */
-    char *argv[] = {"stdbuf", "-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p",
-                    port,     "-t",  "t/#",           "-q", "1",         "-v",
-                    NULL};
-    assert_int_equal(h_spawn(&e->sub, log, argv), 0);
+    static const char *const topics[] = {"-t", "t/#", "-v", NULL};
+    assert_int_equal(h_recorder_start(&e->sub, e->pa, log, topics), 0);
     assert_int_equal(h_gateway_start(&e->gw, config(e, 1)), 0);
     assert_true(h_log_wait(&e->gw, "[uplink:bureau] connected", 10000) ||
                 h_log_wait(&e->gw, "connected to tcp://127.0.0.1", 10000));

@@ -19,85 +19,34 @@
 #include <string.h>
 #include <unistd.h>
 
-struct env {
-    int port;
-    h_proc broker, gw, sub;
-};
-
 static int setup(void **state)
 {
-    struct env *e = calloc(1, sizeof(*e));
-    e->port = h_free_port_range(1);
-    assert_true(e->port > 0);
-    char conf[512];
-    snprintf(conf, sizeof(conf), "listener %d 127.0.0.1\nallow_anonymous true\n%s", e->port,
-             getuid() == 0 ? "user root\n" : "");
-    char *argv[] = {"mosquitto", "-c", (char *)h_write_file("mosquitto.conf", conf), NULL};
-    assert_int_equal(h_spawn(&e->broker, "mosquitto.log", argv), 0);
-    assert_true(h_port_wait(e->port, 10000));
-    char port[16];
-    snprintf(port, sizeof(port), "%d", e->port);
-    char *sargv[] = {"stdbuf", "-oL",       "mosquitto_sub",
-                     "-h",     "127.0.0.1", "-p",
-                     port,     "-v",        "-d",
-                     "-q",     "1",         "-t",
-                     "#",      "-t",        "$oc/#",
-                     NULL};
-    assert_int_equal(h_spawn(&e->sub, "sub.log", sargv), 0);
-    assert_true(h_log_wait(&e->sub, "Subscribed", 10000));
-    *state = e;
-    return 0;
+    static const char *const topics[] = {"-v", "-t", "#", "-t", "$oc/#", NULL};
+    return (*state = h_bed_new(1, topics)) ? 0 : -1;
 }
 
-static int teardown(void **state)
+static void start_gateway(h_bed *e, const char *format_keys)
 {
-    struct env *e = *state;
-    int gw_status = h_stop(&e->gw);
-    if (gw_status)
-        h_dump_log(&e->gw);
-    h_stop(&e->sub);
-    h_stop(&e->broker);
-    h_cleanup();
-    free(e);
-    assert_int_equal(gw_status, 0);
-    return 0;
+    assert_int_equal(h_gateway_with(&e->gw, "gw-test", e->port, 0,
+                                    "  password_file: %s\n%s"
+                                    "devices:\n  - {id: syn-1, protocol: synthetic, "
+                                    "type: loadgen, rate: 10}\n",
+                                    h_write_file("secret.txt", "s3cret\n"), format_keys),
+                     0);
 }
 
-static void start_gateway(struct env *e, const char *format_keys)
+static void publish(h_bed *e, const char *topic, const char *payload, size_t len)
 {
-    char text[4096];
-    snprintf(text, sizeof(text),
-             "gateway: {id: gw-test, data_dir: %s/data, shutdown_drain: 1s}\n"
-             "store: {commit_window: 2ms}\n"
-             "uplink:\n  uri: tcp://127.0.0.1:%d\n  backoff_min: 100ms\n  backoff_max: 300ms\n"
-             "  password_file: %s\n%s"
-             "devices:\n  - {id: syn-1, protocol: synthetic, type: loadgen, rate: 10}\n",
-             h_tmpdir(), e->port, h_write_file("secret.txt", "s3cret\n"), format_keys);
-    assert_int_equal(h_gateway_start(&e->gw, h_write_file("gateway.yaml", text)), 0);
-    assert_true(h_log_wait(&e->gw, "listening for platform commands", 10000));
+    assert_int_equal(h_publish(e->port, topic, payload, len, NULL), 0);
 }
 
-/* Publishes payload (len bytes, binary allowed) on topic, QoS 1. */
-static void publish(struct env *e, const char *topic, const char *payload, size_t len)
-{
-    const char *path = h_write_file("payload.bin", "");
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(payload, 1, len, f), len);
-    fclose(f);
-    char cmd[2048], out[256];
-    snprintf(cmd, sizeof(cmd), "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t '%s' -f %s", e->port,
-             topic, path);
-    assert_int_equal(h_run(cmd, out, sizeof(out)), 0);
-}
-
-static void publish_s(struct env *e, const char *topic, const char *payload)
+static void publish_s(h_bed *e, const char *topic, const char *payload)
 {
     publish(e, topic, payload, strlen(payload));
 }
 
 /* The recorded lines on topic (exactly) that contain needle. */
-static int lines_with(struct env *e, const char *topic, const char *needle)
+static int lines_with(h_bed *e, const char *topic, const char *needle)
 {
     /* The file as bytes: a binary payload's NULs are made visible so that lines
      * after it are read too. */
@@ -122,19 +71,23 @@ static int lines_with(struct env *e, const char *topic, const char *needle)
 }
 
 /* Waits (bounded) until `want` lines on topic contain needle. */
-static void expect(struct env *e, const char *topic, const char *needle, int want)
+static void expect(h_bed *e, const char *topic, const char *needle, int want)
 {
     for (int i = 0; i < 100 && lines_with(e, topic, needle) < want; i++)
         usleep(100 * 1000);
     if (lines_with(e, topic, needle) < want) {
+        char sock[300];
+        snprintf(sock, sizeof(sock), "%s/data/admin.sock", h_tmpdir());
         h_dump_log(&e->gw);
+        fprintf(stderr, "replies dropped (8 waiting in the MQTT client): %.0f\n",
+                h_status_number(sock, "uplink.replies_dropped"));
         fail_msg("%d of %d responses on %s with %s", lines_with(e, topic, needle), want, topic,
                  needle);
     }
 }
 
 /* Garbage common to every format: what cannot be a request at all. */
-static void common_garbage(struct env *e, const char *topic)
+static void common_garbage(h_bed *e, const char *topic)
 {
     static const char binary[] = {0x00, 0x01, (char)0xff, (char)0xfe, 0x7b, 0x22, 0x00, (char)0x80};
     publish(e, topic, binary, sizeof(binary));
@@ -168,9 +121,9 @@ static char *nested_params(void)
     return s;
 }
 
-static void test_thingsboard(void **state)
+static void test_garbage_thingsboard(void **state)
 {
-    struct env *e = *state;
+    h_bed *e = *state;
     start_gateway(e, "  format: thingsboard\n");
     const char *t = "v1/gateway/rpc";
     common_garbage(e, t);
@@ -180,38 +133,42 @@ static void test_thingsboard(void **state)
     publish_s(e, t, "{\"device\":\"syn-1\",\"data\":{\"method\":\"ack\"}}");
     publish_s(e, t, "{\"device\":\"syn-1\",\"data\":\"ack\"}");
     publish_s(e, t, "{\"device\":7,\"data\":{\"id\":2,\"method\":\"ack\"}}");
-    /* Answerable: each gets an RPC response saying why it was refused. */
+    /* Answerable: each gets an RPC response saying why it was refused. Each is awaited
+     * before the next: a burst of more replies than the MQTT client may hold is dropped
+     * by design (docs/uplink.md; counted in replies_dropped), and the platform asks
+     * again after its timeout, which is what these waits stand for. */
     publish_s(e, t, "{\"device\":\"syn-1\",\"data\":{\"id\":101,\"method\":\"frobnicate\"}}");
+    expect(e, t, "\"id\":101,\"data\":{\"success\":false,\"status\":\"refused\"", 1);
     publish_s(e, t, "{\"device\":\"syn-1\",\"data\":{\"id\":102,\"method\":\"ack\",\"params\":5}}");
+    expect(e, t, "\"id\":102,\"data\":{\"success\":false,\"status\":\"refused\"", 1);
     publish_s(e, t,
               "{\"device\":\"syn-1\",\"data\":{\"id\":103,\"method\":\"ack\","
               "\"params\":{\"alarm\":[1,2]}}}");
+    expect(e, t, "\"id\":103,\"data\":{\"success\":false,\"status\":\"refused\"", 1);
     char huge[1200] = "{\"device\":\"syn-1\",\"data\":{\"id\":\"";
     size_t hl = strlen(huge);
     memset(huge + hl, '9', 1000);
     snprintf(huge + hl + 1000, sizeof(huge) - hl - 1000, "\",\"method\":\"ack\"}}");
     publish_s(e, t, huge);
+    expect(e, t, "\"id\":\"9999999999", 1);
     char *nest = nested_params(), *msg = malloc(strlen(nest) + 128);
     sprintf(msg, "{\"device\":\"syn-1\",\"data\":{\"id\":104,\"method\":\"meta\",\"params\":%s}}",
             nest);
     publish_s(e, t, msg);
     free(nest);
     free(msg);
-    /* A replayed request id: answered each time. */
-    for (int i = 0; i < 3; i++)
-        publish_s(e, t, "{\"device\":\"syn-1\",\"data\":{\"id\":105,\"method\":\"meta\"}}");
-    expect(e, t, "\"id\":101,\"data\":{\"success\":false,\"status\":\"refused\"", 1);
-    expect(e, t, "\"id\":102,\"data\":{\"success\":false,\"status\":\"refused\"", 1);
-    expect(e, t, "\"id\":103,\"data\":{\"success\":false,\"status\":\"refused\"", 1);
-    expect(e, t, "\"id\":\"9999999999", 1);
     expect(e, t, "\"id\":104,\"data\":{\"success\":true", 1);
-    expect(e, t, "\"id\":105,\"data\":{\"success\":true", 3);
+    /* A replayed request id: answered each time. */
+    for (int i = 0; i < 3; i++) {
+        publish_s(e, t, "{\"device\":\"syn-1\",\"data\":{\"id\":105,\"method\":\"meta\"}}");
+        expect(e, t, "\"id\":105,\"data\":{\"success\":true", i + 1);
+    }
     assert_true(h_log_contains(&e->gw, "malformed platform command"));
 }
 
-static void test_huawei(void **state)
+static void test_garbage_huawei(void **state)
 {
-    struct env *e = *state;
+    h_bed *e = *state;
     start_gateway(e, "  format: huawei-iotda\n  platform_device: gw01\n"
                      "  sub_product_key: prod01\n");
     const char *t = "$oc/devices/gw01/sys/commands/request_id=g-1";
@@ -226,25 +183,27 @@ static void test_huawei(void **state)
     publish_s(e, topic, "{\"command_name\":\"meta\"}"); /* a response topic past its bound */
     const char *r = "$oc/devices/gw01/sys/commands/response/request_id=";
     char rt[128];
+    /* Each answer awaited before the next request (see test_garbage_thingsboard). */
     publish_s(e, "$oc/devices/gw01/sys/commands/request_id=h-1",
               "{\"object_device_id\":\"prod01_syn-1\",\"command_name\":\"frobnicate\"}");
-    publish_s(e, "$oc/devices/gw01/sys/commands/request_id=h-2",
-              "{\"object_device_id\":\"prod01_nope\",\"command_name\":\"meta\",\"paras\":[1]}");
-    for (int i = 0; i < 3; i++)
-        publish_s(e, "$oc/devices/gw01/sys/commands/request_id=h-3",
-                  "{\"object_device_id\":\"prod01_syn-1\",\"command_name\":\"meta\"}");
     snprintf(rt, sizeof(rt), "%sh-1", r);
     expect(e, rt, "\"result_code\":1", 1);
+    publish_s(e, "$oc/devices/gw01/sys/commands/request_id=h-2",
+              "{\"object_device_id\":\"prod01_nope\",\"command_name\":\"meta\",\"paras\":[1]}");
     snprintf(rt, sizeof(rt), "%sh-2", r);
     expect(e, rt, "\"result_code\":1", 1);
     snprintf(rt, sizeof(rt), "%sh-3", r);
-    expect(e, rt, "\"result_code\":0", 3);
+    for (int i = 0; i < 3; i++) {
+        publish_s(e, "$oc/devices/gw01/sys/commands/request_id=h-3",
+                  "{\"object_device_id\":\"prod01_syn-1\",\"command_name\":\"meta\"}");
+        expect(e, rt, "\"result_code\":0", i + 1);
+    }
     assert_true(h_log_contains(&e->gw, "malformed platform command"));
 }
 
-static void test_alink(void **state)
+static void test_garbage_alink(void **state)
 {
-    struct env *e = *state;
+    h_bed *e = *state;
     start_gateway(e, "  format: aliyun-alink\n  platform_device: gw01\n  product_key: pk1\n"
                      "  sub_product_key: spk1\n");
     const char *t = "/sys/spk1/syn-1/thing/service/meta";
@@ -252,22 +211,24 @@ static void test_alink(void **state)
     publish_s(e, t, "{\"params\":{}}");           /* no id */
     publish_s(e, t, "{\"id\":77,\"params\":{}}"); /* an id that is not a string */
     publish_s(e, "/sys/other/syn-1/thing/service/meta", "{\"id\":\"x\"}"); /* not ours */
+    /* Each answer awaited before the next request (see test_garbage_thingsboard). */
     publish_s(e, "/sys/spk1/syn-1/thing/service/frobnicate", "{\"id\":\"a-1\",\"params\":{}}");
-    publish_s(e, "/sys/spk1/nope/thing/service/meta", "{\"id\":\"a-2\",\"params\":\"x\"}");
-    for (int i = 0; i < 3; i++)
-        publish_s(e, t, "{\"id\":\"a-3\",\"params\":{}}");
     expect(e, "/sys/spk1/syn-1/thing/service/frobnicate_reply", "\"id\":\"a-1\",\"code\":400", 1);
+    publish_s(e, "/sys/spk1/nope/thing/service/meta", "{\"id\":\"a-2\",\"params\":\"x\"}");
     expect(e, "/sys/spk1/nope/thing/service/meta_reply", "\"id\":\"a-2\",\"code\":400", 1);
-    expect(e, "/sys/spk1/syn-1/thing/service/meta_reply", "\"id\":\"a-3\",\"code\":200", 3);
+    for (int i = 0; i < 3; i++) {
+        publish_s(e, t, "{\"id\":\"a-3\",\"params\":{}}");
+        expect(e, "/sys/spk1/syn-1/thing/service/meta_reply", "\"id\":\"a-3\",\"code\":200", i + 1);
+    }
     assert_true(h_log_contains(&e->gw, "malformed platform command"));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_thingsboard, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_huawei, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_alink, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_thingsboard, setup, h_bed_teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_huawei, setup, h_bed_teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_alink, setup, h_bed_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

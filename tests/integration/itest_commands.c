@@ -38,10 +38,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct env *e = *state;
-    int gw_status = h_stop(&e->gw);
-    if (gw_status)
-        h_dump_log(&e->gw);
-    h_peers_stop(&e->gw, &e->sim, &e->broker);
+    int gw_status = h_peers_stop(&e->gw, &e->sim, &e->broker);
     free(e);
     assert_int_equal(gw_status, 0);
     return 0;
@@ -67,11 +64,9 @@ static void start_sim(struct env *e)
 static void write_config(struct env *e, const char *commands, int blue_raise)
 {
     char text[4096];
-    snprintf(text, sizeof(text),
-             "gateway:\n  id: gw-test\n  data_dir: %s/data\n  shutdown_drain: 1s\n"
-             "store:\n  commit_window: 2ms\n"
-             "uplink:\n  uri: tcp://127.0.0.1:%d\n  topic_prefix: t\n  backoff_min: 100ms\n"
-             "  backoff_max: 300ms\n%s"
+    int n = h_config_head(text, sizeof(text), "gw-test", e->port);
+    snprintf(text + n, sizeof(text) - (size_t)n,
+             "  topic_prefix: t\n%s"
              "devices:\n"
              "  - {id: wl-001, profile: %s, connect: 'tcp://127.0.0.1:%d', "
              "interval: 200ms, timeout: 150ms, groups: [east]}\n"
@@ -79,17 +74,14 @@ static void write_config(struct env *e, const char *commands, int blue_raise)
              "  - id: depth\n    kind: threshold\n    types: [waterlogging]\n"
              "    metric: water_depth\n    levels:\n      blue: {raise: %d, clear: 8}\n"
              "      orange: {raise: 25, clear: 22}\n",
-             h_tmpdir(), e->port, commands ? commands : "",
-             e->profile ? e->profile : "waterlogging-wl100", e->sim_port, blue_raise);
+             commands ? commands : "", e->profile ? e->profile : "waterlogging-wl100", e->sim_port,
+             blue_raise);
     snprintf(e->config, sizeof(e->config), "%s", h_write_file("gateway.yaml", text));
 }
 
 static void publish(int port, const char *topic, const char *payload)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof(cmd), "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t '%s' -m '%s'", port, topic,
-             payload);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(h_publish(port, topic, payload, strlen(payload), NULL), 0);
 }
 
 /* The replies with correlation id `id` so far, as "status[:reason]" joined

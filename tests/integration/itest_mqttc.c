@@ -37,8 +37,10 @@ struct rec {
     int messages;
     int want; /* stop the loop when this event type arrives */
     int timed_out;
-    int hold;     /* test_delivery_while_publishing: publish, hold the loop, publish again */
-    int survived; /* ... and the second publish returned */
+    int dtok[256], nd; /* every DELIVERED token, in order */
+    int hold;          /* test_delivery_while_publishing: publish, hold the loop, publish again */
+    int survived;      /* ... and the second publish returned */
+    int was_full;      /* ... after the queue had filled */
 };
 
 static void on_ev(void *ctx, const gw_mqttc_event *e)
@@ -48,16 +50,24 @@ static void on_ev(void *ctx, const gw_mqttc_event *e)
         return;
     if (r->n < MAXEV)
         r->types[r->n++] = e->type;
-    if (e->type == GW_MQTTC_DELIVERED)
+    if (e->type == GW_MQTTC_DELIVERED) {
         r->delivered_token = e->token;
+        if (r->nd < 256)
+            r->dtok[r->nd++] = e->token;
+    }
     if (e->type == GW_MQTTC_MESSAGE && r->hold) {
         /* On the loop, in the middle of a batch: held while the flood fills the queue, a
          * publish, held while its PUBACK comes back, then a publish again. */
         r->hold = 0;
         int token;
-        usleep(300 * 1000); /* the queue is full by now */
+        /* Held until the flood filled the queue: a message was dropped (bounded: 5 s). */
+        for (int i = 0; i < 500 && !gw_mqttc_dropped(r->c); i++)
+            usleep(10 * 1000);
+        r->was_full = gw_mqttc_dropped(r->c) > 0;
         assert_int_equal(gw_mqttc_publish(r->c, "held/a", "a", 1, 1, 0, &token, NULL), GW_OK);
-        usleep(300 * 1000); /* its PUBACK came back */
+        /* Held until its PUBACK came back into the full queue, taken over the bound. */
+        for (int i = 0; i < 500 && !gw_mqttc_over(r->c); i++)
+            usleep(10 * 1000);
         gw_mqttc_publish(r->c, "held/b", "b", 1, 1, 0, NULL, NULL);
         r->survived = 1;
         uv_stop(&r->loop);
@@ -136,14 +146,22 @@ static void rec_connect(struct rec *r, int port, const char *id, size_t queue_ma
     assert_true(wait_for(r, GW_MQTTC_SUBSCRIBED));
 }
 
+/* mosquitto on a free port (*port) in broker, and r connected to it (rec_connect's args). */
+static void rec_with_broker(struct rec *r, h_proc *broker, int *port, const char *id,
+                            size_t queue_max, size_t max_bytes, char *topic, int qos)
+{
+    *port = h_free_port_range(1);
+    assert_true(*port > 0);
+    assert_int_equal(h_broker_start(broker, *port), 0);
+    rec_connect(r, *port, id, queue_max, max_bytes, topic, qos);
+}
+
 static void test_roundtrip_with_mosquitto(void **state)
 {
-    int port = h_free_port_range(1);
-    assert_true(port > 0);
+    int port;
     h_proc broker;
-    assert_int_equal(h_broker_start(&broker, port), 0);
     struct rec r;
-    rec_connect(&r, port, "itest-mqttc", 16, 32, "itest/#", 1);
+    rec_with_broker(&r, &broker, &port, "itest-mqttc", 16, 32, "itest/#", 1);
 
     /* Too large for max_message_bytes: dropped and counted, never delivered. */
     char big[100];
@@ -297,12 +315,10 @@ static void on_alarm(int sig)
 
 static void test_delivery_while_publishing(void **state)
 {
-    int port = h_free_port_range(1);
-    assert_true(port > 0);
+    int port;
     h_proc broker, flood;
-    assert_int_equal(h_broker_start(&broker, port), 0);
     struct rec r;
-    rec_connect(&r, port, "itest-held", 4, 0, "flood/#", 0);
+    rec_with_broker(&r, &broker, &port, "itest-held", 4, 0, "flood/#", 0);
 
     char *lines = malloc(2000000);
     assert_non_null(lines);
@@ -322,7 +338,46 @@ static void test_delivery_while_publishing(void **state)
     assert_true(wait_for(&r, GW_MQTTC_MESSAGE) || r.survived);
     alarm(0);
     assert_true(r.survived);
+    /* The PUBACK of held/a met the full mailbox: taken over its bound, and counted. */
+    assert_true(r.was_full);
+    assert_true(gw_mqttc_over(r.c) > 0);
     h_wait(&flood, 10000);
+    rec_close(&r);
+    assert_int_equal(h_stop(&broker), 0);
+}
+
+/* The premise of gateway/uplink.c's on_delivered: a PUBACK's token names one message. Every
+ * QoS 1 publish, with or without a token asked for (replies and announcements ask for none),
+ * is reported DELIVERED once, and no two messages in flight share a token, so a reply's
+ * delivery cannot be taken for a lane slot's. */
+static void test_tokens_distinct(void **state)
+{
+    int port;
+    h_proc broker;
+    struct rec r;
+    rec_with_broker(&r, &broker, &port, "itest-tokens", 16, 0, "nothing/#", 1);
+    enum { N = 40 };
+    int mine[N / 2], nm = 0;
+    for (int i = 0; i < N; i++) /* all at once: most are in flight together */
+        assert_int_equal(
+            gw_mqttc_publish(r.c, "tok/x", "x", 1, 1, 0, i % 2 ? NULL : &mine[nm++], NULL), GW_OK);
+    r.want = -1;
+    uv_timer_start(&r.guard, on_guard, 10000, 0);
+    while (r.nd < N && !r.timed_out && uv_run(&r.loop, UV_RUN_ONCE))
+        ;
+    uv_timer_stop(&r.guard);
+    assert_int_equal(r.nd, N);
+    for (int i = 0; i < N; i++) {
+        assert_true(r.dtok[i] > 0);
+        for (int j = 0; j < i; j++)
+            assert_int_not_equal(r.dtok[i], r.dtok[j]);
+    }
+    for (int k = 0; k < nm; k++) { /* each token asked for is among them, once */
+        int seen = 0;
+        for (int i = 0; i < N; i++)
+            seen += r.dtok[i] == mine[k];
+        assert_int_equal(seen, 1);
+    }
     rec_close(&r);
     assert_int_equal(h_stop(&broker), 0);
 }
@@ -340,6 +395,7 @@ int main(void)
         cmocka_unit_test(test_version_pinned),
         cmocka_unit_test(test_publish_only),
         cmocka_unit_test_teardown(test_delivery_while_publishing, teardown),
+        cmocka_unit_test_teardown(test_tokens_distinct, teardown),
         cmocka_unit_test_teardown(test_password_sources, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,83 +20,43 @@
 #include <time.h>
 #include <unistd.h>
 
-struct env {
-    int port;
-    h_proc broker, gw, sub;
-    char config[512];
-};
-
 static int setup(void **state)
 {
-    struct env *e = calloc(1, sizeof(*e));
-    e->port = h_free_port_range(1);
-    assert_true(e->port > 0);
-    *state = e;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct env *e = *state;
-    int gw_status = h_stop(&e->gw);
-    h_stop(&e->sub);
-    h_stop(&e->broker);
-    h_cleanup();
-    free(e);
-    assert_int_equal(gw_status, 0);
-    return 0;
+    return (*state = h_bed_new(0, NULL)) ? 0 : -1; /* each test starts its broker */
 }
 
 /* mosquitto on e->port; with a password file, clients giving a user name must match it. */
-static void start_broker(struct env *e, const char *password_file)
+static void start_broker(h_bed *e, const char *password_file)
 {
-    char conf[1024], extra[512] = "";
+    char extra[600] = "";
     if (password_file)
         snprintf(extra, sizeof(extra), "password_file %s\n", password_file);
-    snprintf(conf, sizeof(conf),
-             "listener %d 127.0.0.1\nallow_anonymous true\nlog_dest stdout\n%s%s", e->port, extra,
-             getuid() == 0 ? "user root\n" : "");
-    /* Line-buffered: its log (who connected, as whom) is read while it runs. */
-    char *argv[] = {
-        "stdbuf", "-oL", "mosquitto", "-c", (char *)h_write_file("mosquitto.conf", conf), NULL};
-    assert_int_equal(h_spawn(&e->broker, "mosquitto.log", argv), 0);
-    assert_true(h_port_wait(e->port, 10000));
+    assert_int_equal(h_broker_start_ex(&e->broker, e->port, NULL, extra), 0);
 }
 
 /* The recorder: every topic, $oc/ ones included, one "topic payload" line each. */
-static void start_sub(struct env *e)
+static void start_sub(h_bed *e)
 {
-    char port[16];
-    snprintf(port, sizeof(port), "%d", e->port);
-    /* Line-buffered: the log is read while the recorder runs. */
-    char *argv[] = {"stdbuf", "-oL",       "mosquitto_sub",
-                    "-h",     "127.0.0.1", "-p",
-                    port,     "-v",        "-d",
-                    "-q",     "1",         "-t",
-                    "#",      "-t",        "$oc/#",
-                    NULL};
-    assert_int_equal(h_spawn(&e->sub, "sub.log", argv), 0);
-    assert_true(h_log_wait(&e->sub, "Subscribed", 10000));
+    static const char *const topics[] = {"-v", "-t", "#", "-t", "$oc/#", NULL};
+    assert_int_equal(h_recorder_start(&e->sub, e->port, "sub.log", topics), 0);
 }
 
-static void start_gateway(struct env *e, const char *uplink_keys)
+static void start_gateway(h_bed *e, const char *uplink_keys)
 {
-    char text[4096];
-    snprintf(text, sizeof(text),
-             "gateway: {id: gw-test, data_dir: %s/data, shutdown_drain: 1s}\n"
-             "store: {commit_window: 2ms}\n"
-             "uplink:\n  uri: tcp://127.0.0.1:%d\n  backoff_min: 100ms\n  backoff_max: 300ms\n%s"
-             "devices:\n  - {id: syn-1, protocol: synthetic, type: loadgen, rate: 100, total: 30}\n"
-             "rules:\n  - id: high\n    kind: threshold\n    metric: synthetic\n"
-             "    levels: {red: {raise: 20, clear: 10}}\n",
-             h_tmpdir(), e->port, uplink_keys);
-    snprintf(e->config, sizeof(e->config), "%s", h_write_file("gateway.yaml", text));
-    assert_int_equal(h_gateway_start(&e->gw, e->config), 0);
+    assert_int_equal(
+        h_gateway_with(&e->gw, "gw-test", e->port, 0,
+                       "%s"
+                       "devices:\n  - {id: syn-1, protocol: synthetic, type: loadgen, rate: 100, "
+                       "total: 30}\n"
+                       "rules:\n  - id: high\n    kind: threshold\n    metric: synthetic\n"
+                       "    levels: {red: {raise: 20, clear: 10}}\n",
+                       uplink_keys),
+        0);
 }
 
 /* The payload of the first recorded message on topic whose line holds needle, waiting for
  * it (bounded). Caller deletes. */
-static cJSON *message(struct env *e, const char *topic, const char *needle)
+static cJSON *message(h_bed *e, const char *topic, const char *needle)
 {
     char want[512];
     snprintf(want, sizeof(want), "%s %s", topic, needle);
@@ -142,12 +102,9 @@ static const char *str(const cJSON *o, const char *path)
     return r;
 }
 
-static void publish(struct env *e, const char *topic, const char *payload)
+static void publish(h_bed *e, const char *topic, const char *payload)
 {
-    char cmd[2048], out[256];
-    snprintf(cmd, sizeof(cmd), "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t '%s' -m '%s'", e->port,
-             topic, payload);
-    assert_int_equal(h_run(cmd, out, sizeof(out)), 0);
+    assert_int_equal(h_publish(e->port, topic, payload, strlen(payload), NULL), 0);
 }
 
 /* HMAC-SHA256 hex by the openssl command line, independent of the gateway's code. */
@@ -171,7 +128,7 @@ static void keys(char *out, size_t cap, const char *format_keys, const char *sec
 
 static void test_thingsboard(void **state)
 {
-    struct env *e = *state;
+    h_bed *e = *state;
     char k[2048];
     start_broker(e, NULL);
     start_sub(e);
@@ -227,7 +184,7 @@ static void test_thingsboard(void **state)
 
 static void test_huawei_iotda(void **state)
 {
-    struct env *e = *state;
+    h_bed *e = *state;
     const char *dev = "5e06bfee334dd4f33759f5b3_gw01";
     char hour[16], pass[65], cmd[1024], out[256], pwfile[512], k[2048];
     /* The broker holds the password the platform expects for this hour, computed with the
@@ -303,7 +260,7 @@ static void test_huawei_iotda(void **state)
 
 static void test_aliyun_alink(void **state)
 {
-    struct env *e = *state;
+    h_bed *e = *state;
     const char *pk = "a1X2bEnP82z", *spk = "a1SubProd01";
     char k[2048], fk[1024], sec[512];
     start_broker(e, NULL);
@@ -374,9 +331,9 @@ static void test_aliyun_alink(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_thingsboard, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_huawei_iotda, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_aliyun_alink, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_thingsboard, setup, h_bed_teardown),
+        cmocka_unit_test_setup_teardown(test_huawei_iotda, setup, h_bed_teardown),
+        cmocka_unit_test_setup_teardown(test_aliyun_alink, setup, h_bed_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

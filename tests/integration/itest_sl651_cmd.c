@@ -35,7 +35,6 @@ static struct {
     h_proc broker, gw;
     int rtu;  /* the TCP RTU's connection */
     int urtu; /* the UDP RTU's socket */
-    int calls;
 } E = {.rtu = -1, .urtu = -1};
 
 /* ---- bytes and CRC ---- */
@@ -252,16 +251,8 @@ static int admin(const char *id, const char *verb, const char *arg, char *out, s
 
 static void platform_cmd(const char *payload)
 {
-    char port[16], topic[64], logname[32];
-    snprintf(port, sizeof(port), "%d", E.broker_port);
-    snprintf(topic, sizeof(topic), "t/%s/cmd/device", GW_ID);
-    snprintf(logname, sizeof(logname), "pub-%d.log", ++E.calls);
-    char *argv[] = {"mosquitto_pub", "-h", "127.0.0.1",     "-p", port, "-q", "1", "-t",
-                    topic,           "-m", (char *)payload, NULL};
-    h_proc p;
-    memset(&p, 0, sizeof(p));
-    assert_int_equal(h_spawn(&p, logname, argv), 0);
-    assert_int_equal(h_wait(&p, 10000), 0);
+    assert_int_equal(
+        h_publish(E.broker_port, "t/" GW_ID "/cmd/device", payload, strlen(payload), NULL), 0);
 }
 
 struct want {
@@ -322,29 +313,19 @@ static int group_setup(void **state)
     E.port = h_free_port();
     if (h_peers_start(&E.broker, &E.broker_port))
         return -1;
-    char text[4096];
-    snprintf(text, sizeof(text),
-             "gateway:\n  id: " GW_ID "\n  data_dir: %s/data\n  log_level: info\n"
-             "  shutdown_drain: 2s\n"
-             "store:\n  commit_window: 2ms\n"
-             "uplink:\n  uri: tcp://127.0.0.1:%d\n  topic_prefix: t\n  backoff_min: 100ms\n"
-             "  backoff_max: 500ms\n"
-             "devices:\n"
-             "  - id: rtu-q\n    protocol: sl651\n    address: \"" STATION "\"\n"
-             "    password: \"1234\"\n    confirm_end: esc\n    interval: 5m\n"
-             "  - id: rtu-off\n    protocol: sl651\n    address: \"0012345679\"\n"
-             "    password: \"1234\"\n    interval: 5m\n"
-             "  - id: rtu-u\n    protocol: sl651\n    address: \"" STATION_UDP "\"\n"
-             "    password: \"1234\"\n    interval: 5m\n"
-             "listeners:\n"
-             "  - protocol: sl651\n    listen: 127.0.0.1:%d\n    transport: both\n",
-             h_tmpdir(), E.broker_port, E.port);
-    if (h_gateway_start(&E.gw, h_write_file("gateway.yaml", text)))
-        return -1;
-    if (!h_port_wait(E.port, 5000))
-        return -1;
-    /* Platform commands are only heard once the gateway subscribed. */
-    return h_log_wait(&E.gw, "listening for platform commands", 10000) ? 0 : -1;
+    /* Platform commands are only heard once the gateway subscribed: h_gateway_with waits. */
+    return h_gateway_with(&E.gw, GW_ID, E.broker_port, E.port,
+                          "  topic_prefix: t\n"
+                          "devices:\n"
+                          "  - id: rtu-q\n    protocol: sl651\n    address: \"" STATION "\"\n"
+                          "    password: \"1234\"\n    confirm_end: esc\n    interval: 5m\n"
+                          "  - id: rtu-off\n    protocol: sl651\n    address: \"0012345679\"\n"
+                          "    password: \"1234\"\n    interval: 5m\n"
+                          "  - id: rtu-u\n    protocol: sl651\n    address: \"" STATION_UDP "\"\n"
+                          "    password: \"1234\"\n    interval: 5m\n"
+                          "listeners:\n"
+                          "  - protocol: sl651\n    listen: 127.0.0.1:%d\n    transport: both\n",
+                          E.port);
 }
 
 static int group_teardown(void **state)

@@ -114,6 +114,25 @@ static gw_commands *setup_cmds(unsigned allowed)
     return c;
 }
 
+/* The devices of setup_cmds, rtu-01 answering its commands later, on loop; every command
+ * allowed to "city". answer_ms 0: the default wait. */
+static gw_commands *setup_answering(uv_loop_t *loop, int answer_ms)
+{
+    gw_commands_free(setup_cmds(0x7f));
+    F.dev[1].proto = &answering;
+    gw_commands_env env = {.loop = loop,
+                           .answer_ms = answer_ms,
+                           .gateway_id = "gw-t",
+                           .devices = env_devices,
+                           .device_command = env_device_command,
+                           .audit = env_audit,
+                           .flush = env_flush};
+    gw_commands *c = gw_commands_new(&env);
+    assert_non_null(c);
+    assert_int_equal(gw_commands_allow(c, "city", 0x7f), 0);
+    return c;
+}
+
 static void run(gw_commands *c, const char *dest, const char *name, const char *payload,
                 const char *corr)
 {
@@ -275,18 +294,7 @@ static void test_device_answers_later(void **state)
     (void)state;
     uv_loop_t loop;
     uv_loop_init(&loop);
-    gw_commands *c = setup_cmds(0x7f);
-    gw_commands_free(c); /* rebuilt below with a loop */
-    F.dev[1].proto = &answering;
-    gw_commands_env env = {.loop = &loop,
-                           .answer_ms = 50,
-                           .gateway_id = "gw-t",
-                           .devices = env_devices,
-                           .device_command = env_device_command,
-                           .audit = env_audit,
-                           .flush = env_flush};
-    c = gw_commands_new(&env);
-    assert_int_equal(gw_commands_allow(c, "city", 0x7f), 0);
+    gw_commands *c = setup_answering(&loop, 50);
     run(c, "city", "device", "{\"id\":\"q1\",\"device\":\"rtu-01\",\"verb\":\"query\"}", NULL);
     assert_int_equal(F.nreplies, 1);
     expect(0, "accepted", NULL);
@@ -350,17 +358,7 @@ static void test_routed_replies(void **state)
     (void)state;
     uv_loop_t loop;
     uv_loop_init(&loop);
-    gw_commands *c = setup_cmds(0x7f);
-    gw_commands_free(c);
-    F.dev[1].proto = &answering;
-    gw_commands_env env = {.loop = &loop,
-                           .gateway_id = "gw-t",
-                           .devices = env_devices,
-                           .device_command = env_device_command,
-                           .audit = env_audit,
-                           .flush = env_flush};
-    c = gw_commands_new(&env);
-    assert_int_equal(gw_commands_allow(c, "city", 0x7f), 0);
+    gw_commands *c = setup_answering(&loop, 0);
 
     run_routed(c, "device", "{\"device\":\"rtu-01\",\"verb\":\"query\"}", "resp/1", "c-1", 3);
     assert_int_equal(F.nreplies, 1);
