@@ -475,7 +475,7 @@ static size_t req_bytes(const gw_mb_request *r)
     return r->fc <= 2 ? (size_t)(r->count + 7) / 8 : (size_t)r->count * 2;
 }
 
-/* Offset of request i's data in p->data: the requests before it, in order. */
+/* Offset of request i's data: the requests before it, in order. */
 static size_t req_off(const gw_mb_poll *p, size_t i)
 {
     const gw_mb_request *reqs = gw_mb_poll_reqs(p);
@@ -483,6 +483,38 @@ static size_t req_off(const gw_mb_poll *p, size_t i)
     for (size_t k = 0; k < i; k++)
         off += req_bytes(&reqs[k]);
     return off;
+}
+
+/* The parts of a poll's block, in order (aligned: gw_mb_rbe and gw_param
+ * are multiples of 8 bytes). */
+static size_t rbe_bytes(const gw_mb_poll *p)
+{
+    return p->has_rbe ? gw_profile_point_count(p->profile) * sizeof(gw_mb_rbe) : 0;
+}
+
+static gw_mb_rbe *poll_rbe(const gw_mb_poll *p)
+{
+    return p->has_rbe ? (gw_mb_rbe *)p->block : NULL;
+}
+
+static gw_param *poll_params(const gw_mb_poll *p)
+{
+    return p->nparams ? (gw_param *)(p->block + rbe_bytes(p)) : NULL;
+}
+
+static int16_t *poll_status(const gw_mb_poll *p)
+{
+    return (int16_t *)(p->block + rbe_bytes(p) + p->nparams * sizeof(gw_param));
+}
+
+static uint8_t *poll_data(const gw_mb_poll *p)
+{
+    return (uint8_t *)(poll_status(p) + p->nreq);
+}
+
+static uint8_t *poll_evstate(const gw_mb_poll *p)
+{
+    return poll_data(p) + p->data_bytes;
 }
 
 /* The adapter that decodes registers: the same for every device, looked up once. */
@@ -508,46 +540,36 @@ int gw_mb_poll_init(gw_mb_poll *p, gw_device *dev, char *err, size_t errlen)
     if (!p->profile)
         return GW_EINVAL;
     const gw_mb_request *reqs;
-    size_t nreq = gw_profile_requests(p->profile, &reqs),
-           npoints = gw_profile_point_count(p->profile);
-    if (nreq > GW_PROFILE_MAX_POINTS || dev->conf.nparams < 0 || dev->conf.nparams > UINT16_MAX) {
+    size_t nreq = gw_profile_requests(p->profile, &reqs);
+    size_t npoints = gw_profile_point_count(p->profile);
+    p->nreq = (uint16_t)nreq;
+    size_t data_bytes = req_off(p, nreq);
+    if (nreq > GW_PROFILE_MAX_POINTS || data_bytes > UINT16_MAX || dev->conf.nparams < 0 ||
+        dev->conf.nparams > UINT16_MAX) {
         snprintf(err, errlen, "too many planned reads or site values");
         return GW_EINVAL;
     }
-    p->nreq = (uint16_t)nreq;
+    p->data_bytes = (uint16_t)data_bytes;
     /* Most devices have no site values: no room is kept for them. */
-    if (dev->conf.nparams > 0 &&
-        !(p->params = calloc((size_t)dev->conf.nparams, sizeof(*p->params)))) {
-        snprintf(err, errlen, "out of memory");
-        return GW_ENOMEM;
-    }
-    for (int i = 0; i < dev->conf.nparams; i++) {
-        gw_strlcpy(p->params[i].key, dev->conf.param_keys[i], sizeof(p->params[i].key));
-        p->params[i].value = dev->conf.param_vals[i];
-    }
     p->nparams = (uint16_t)dev->conf.nparams;
     /* Report-by-exception state only for a profile with a deadband: without
      * one every reading reports and the state would never be read. */
-    int rbe = 0;
-    for (size_t i = 0; i < npoints && !rbe; i++) {
+    for (size_t i = 0; i < npoints && !p->has_rbe; i++) {
         gw_profile_point_info info;
-        rbe = gw_profile_point_get(p->profile, i, &info) == 0 && info.has_deadband;
+        p->has_rbe = gw_profile_point_get(p->profile, i, &info) == 0 && info.has_deadband;
     }
-    /* One block: the report-by-exception state first (aligned for its
-     * doubles), then the statuses, the data and the events' state. */
-    size_t rbe_bytes = rbe ? npoints * sizeof(gw_mb_rbe) : 0;
-    size_t st_bytes = nreq * sizeof(*p->status), data_bytes = req_off(p, nreq);
     size_t ev_bytes = gw_profile_event_count(p->profile) + 1;
-    uint8_t *block = calloc(1, rbe_bytes + st_bytes + data_bytes + ev_bytes);
-    if (!block) {
-        gw_mb_poll_free(p);
+    p->block = calloc(1, rbe_bytes(p) + p->nparams * sizeof(gw_param) + nreq * sizeof(int16_t) +
+                             data_bytes + ev_bytes);
+    if (!p->block) {
         snprintf(err, errlen, "out of memory");
         return GW_ENOMEM;
     }
-    p->rbe = rbe ? (gw_mb_rbe *)block : NULL;
-    p->status = (int16_t *)(block + rbe_bytes);
-    p->data = block + rbe_bytes + st_bytes;
-    p->evstate = p->data + data_bytes;
+    gw_param *params = poll_params(p);
+    for (size_t i = 0; i < p->nparams; i++) {
+        gw_strlcpy(params[i].key, dev->conf.param_keys[i], sizeof(params[i].key));
+        params[i].value = dev->conf.param_vals[i];
+    }
     /* Status events are edges against the last state, kept across restarts so a standing
      * condition is not raised again (as SL651 keeps its 45H word). */
     char key[GW_ID_MAX + sizeof EVENTS_KEY];
@@ -555,19 +577,14 @@ int gw_mb_poll_init(gw_mb_poll *p, gw_device *dev, char *err, size_t errlen)
     size_t vlen;
     snprintf(key, sizeof key, "%s%s", EVENTS_KEY, dev->conf.id);
     if (gw_core_state_get(dev->core, key, &val, &vlen) == GW_OK)
-        gw_profile_event_state_load(p->profile, p->evstate, val, vlen);
+        gw_profile_event_state_load(p->profile, poll_evstate(p), val, vlen);
     return GW_OK;
 }
 
 void gw_mb_poll_free(gw_mb_poll *p)
 {
-    free(p->params);
-    p->params = NULL;
-    free(p->rbe ? (void *)p->rbe : (void *)p->status); /* the block */
-    p->rbe = NULL;
-    p->status = NULL;
-    p->data = NULL;
-    p->evstate = NULL;
+    free(p->block);
+    p->block = NULL;
 }
 
 int gw_mb_poll_begin(gw_mb_poll *p, int64_t due_ms)
@@ -582,8 +599,9 @@ int gw_mb_poll_begin(gw_mb_poll *p, int64_t due_ms)
     p->answered = 0;
     p->sent = 0;
     p->due_ms = due_ms;
+    int16_t *st = poll_status(p);
     for (size_t i = 0; i < p->nreq; i++)
-        p->status[i] = GW_EAGAIN;
+        st[i] = GW_EAGAIN;
     return GW_OK;
 }
 
@@ -625,9 +643,9 @@ int gw_mb_poll_result(gw_mb_poll *p, int status, const uint8_t *data, size_t len
     if (status == 0 && len != req_bytes(&gw_mb_poll_reqs(p)[p->cur]))
         status = GW_EMALFORMED;
     /* A status is 0, an exception code (1..255) or a GW_E* code: int16_t holds them. */
-    p->status[p->cur] = (int16_t)status;
+    poll_status(p)[p->cur] = (int16_t)status;
     if (status == 0)
-        memcpy(p->data + req_off(p, p->cur), data, len);
+        memcpy(poll_data(p) + req_off(p, p->cur), data, len);
     if (status >= 0)
         p->answered++;
     if (status > 0)
@@ -674,8 +692,9 @@ int gw_mb_poll_timeout(gw_mb_poll *p)
 
 void gw_mb_poll_fail_rest(gw_mb_poll *p, int code)
 {
+    int16_t *st = poll_status(p);
     for (size_t i = p->cur; i < p->nreq; i++)
-        p->status[i] = (int16_t)code;
+        st[i] = (int16_t)code;
     p->cur = p->nreq;
 }
 
@@ -686,18 +705,19 @@ static int sink_reading(void *ctx, const gw_reading *r)
 {
     gw_mb_poll *p = ctx;
     const gw_profile *prof = p->profile;
+    gw_mb_rbe *rbe = poll_rbe(p);
     int idx = -1;
-    if (p->rbe && p->rbe_hint < gw_profile_point_count(p->profile)) {
+    if (rbe && p->rbe_hint < gw_profile_point_count(p->profile)) {
         gw_profile_point_info info;
         if (gw_profile_point_get(prof, (size_t)p->rbe_hint, &info) == 0 &&
             strcmp(info.metric, r->metric) == 0)
             idx = p->rbe_hint;
     }
-    if (idx < 0 && p->rbe)
+    if (idx < 0 && rbe)
         idx = gw_profile_metric_find(prof, r->metric);
     if (idx >= 0) {
         p->rbe_hint = (uint16_t)(idx + 1);
-        gw_mb_rbe *st = &p->rbe[idx];
+        gw_mb_rbe *st = &rbe[idx];
         int report = st->at_ms <= 0 || st->quality != r->quality || st->reason != r->reason ||
                      gw_profile_rbe_should_report(prof, (size_t)idx, st->value, st->at_ms, r->value,
                                                   r->recv_ms) != 0;
@@ -719,7 +739,7 @@ static int sink_reading(void *ctx, const gw_reading *r)
 static int sink_event(void *ctx, const gw_event *e)
 {
     gw_mb_poll *p = ctx;
-    int edge = gw_profile_event_edge(p->profile, p->evstate, e);
+    int edge = gw_profile_event_edge(p->profile, poll_evstate(p), e);
     if (edge == 0)
         return GW_OK; /* a status event that did not change says nothing new */
     p->ev_dirty |= edge == 1;
@@ -753,13 +773,15 @@ void gw_mb_poll_finish(gw_mb_poll *p)
     /* The results the adapter reads, built for the call (nreq <= GW_PROFILE_MAX_POINTS). */
     gw_mb_result res[GW_PROFILE_MAX_POINTS];
     const gw_mb_request *reqs = gw_mb_poll_reqs(p);
+    const int16_t *st = poll_status(p);
+    const uint8_t *data = poll_data(p);
     for (size_t i = 0, off = 0; i < p->nreq; off += req_bytes(&reqs[i]), i++) {
-        res[i].status = p->status[i];
-        res[i].data = p->status[i] == 0 ? p->data + off : NULL;
-        res[i].len = p->status[i] == 0 ? req_bytes(&reqs[i]) : 0;
+        res[i].status = st[i];
+        res[i].data = st[i] == 0 ? data + off : NULL;
+        res[i].len = st[i] == 0 ? req_bytes(&reqs[i]) : 0;
     }
     gw_core_batch_begin(d->core); /* the poll's readings: one outbox row */
-    int rc = regs_adapter()->decode_registers(p->profile, p->params, p->nparams, res, p->nreq,
+    int rc = regs_adapter()->decode_registers(p->profile, poll_params(p), p->nparams, res, p->nreq,
                                               gw_now_ms(), &sink);
     gw_core_batch_end(d->core);
     if (rc)
@@ -768,7 +790,7 @@ void gw_mb_poll_finish(gw_mb_poll *p)
     if (p->ev_dirty) {
         /* Queued after the events it reflects, in the same commit group. */
         char key[GW_ID_MAX + sizeof EVENTS_KEY], text[GW_PROFILE_MAX_EVENTS * (GW_KEY_MAX + 3)];
-        int n = gw_profile_event_state_save(p->profile, p->evstate, text, sizeof text);
+        int n = gw_profile_event_state_save(p->profile, poll_evstate(p), text, sizeof text);
         snprintf(key, sizeof key, "%s%s", EVENTS_KEY, d->conf.id);
         if (n < 0 || gw_core_state_put(d->core, key, text, (size_t)n) != GW_OK)
             GW_LOG_RL(GW_LOG_WARN, 10000, p->dev->conf.protocol, "[%s] event state not persisted",

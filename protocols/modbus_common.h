@@ -92,27 +92,26 @@ typedef struct gw_mb_rbe {
 
 /* One device's poll state. It is kept small (10,000 devices, issue 17): what
  * the device or its profile already says (the core, the requests, the log
- * prefix: dev->conf.protocol) is not copied, and the per-request state lives
- * in one block: the status of each request of the cycle, the data bytes the
- * answers carried, the events' state and the report-by-exception state. */
+ * prefix: dev->conf.protocol) is not copied, and the rest lives in one block
+ * (modbus_common.c): the report-by-exception state (one per profile point,
+ * when a point has a deadband), the site values, the status of each request
+ * of the cycle, the data bytes the answers carried and the events' state. */
 typedef struct gw_mb_poll {
     gw_device *dev;
     const gw_profile *profile; /* shared through the core (gw_mb_profile) */
-    gw_param *params;          /* the device's site values, for derived points (NULL: none) */
-    int16_t *status;           /* nreq; the block: then the data, then evstate */
-    uint8_t *data;             /* answers' data bytes, each request at its fixed offset */
-    uint8_t *evstate; /* the profile's events, active or not (gw_profile_event_edge); persisted */
-    gw_mb_rbe *rbe;   /* one per profile point; NULL: no point has a deadband */
-    int64_t due_ms;   /* loop time the cycle was due */
+    uint8_t *block;
+    int64_t due_ms; /* loop time the cycle was due */
     uint16_t nreq;
-    uint16_t cur;      /* request being read */
-    uint16_t answered; /* requests of this cycle the device answered (data or exception) */
-    uint16_t nparams;
-    uint16_t rbe_hint; /* point index of the last reading, to skip lookups */
-    uint8_t attempt;   /* retries spent on it */
+    uint16_t cur;        /* request being read */
+    uint16_t answered;   /* requests of this cycle the device answered (data or exception) */
+    uint16_t nparams;    /* the device's site values, for derived points */
+    uint16_t rbe_hint;   /* point index of the last reading, to skip lookups */
+    uint16_t data_bytes; /* of all the answers' data */
+    uint8_t attempt;     /* retries spent on it */
     unsigned in_cycle : 1;
     unsigned sent : 1;     /* the cycle's first request has left */
-    unsigned ev_dirty : 1; /* an edge passed this cycle: persist evstate after decoding */
+    unsigned ev_dirty : 1; /* an edge passed this cycle: persist the events' state after decoding */
+    unsigned has_rbe : 1;  /* report-by-exception state is kept (a point has a deadband) */
 } gw_mb_poll;
 
 /* The profile named name, loaded from profile_dirs or the embedded set on

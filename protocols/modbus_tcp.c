@@ -73,7 +73,6 @@ struct gw_mbl {
     struct gw_mbw *cur_write;
     uint8_t *rbuf; /* RTU: RBUF_RTU bytes; TCP: the carry, NULL until needed */
     int64_t connect_not_before;
-    uint64_t bo_rng;  /* reconnect backoff (gw_backoff): jitter state */
     int32_t guard_ms; /* RTU: quiet after a timeout (config: at most a minute) */
     uint16_t tid;     /* MBAP transaction id of the last request */
     uint16_t rlen;    /* bytes in rbuf (at most RBUF_RTU) */
@@ -539,16 +538,22 @@ static void link_timeout(gw_mbl *l)
 static void on_tcp_closed(uv_handle_t *h);
 
 /* The next reconnect delay: capped exponential with full jitter (gw_backoff)
- * from one poll interval up to 30 of them, at most 5 minutes. Only the state
- * is kept per link; the limits follow from the interval. */
+ * from one poll interval up to 30 of them, at most 5 minutes. Only the
+ * attempt count is kept per link: the limits follow from the interval, and
+ * the jitter is drawn from the device's id and the attempt, which spreads
+ * devices that failed together as a kept generator state would. */
 static int64_t backoff_next(gw_mbl *l)
 {
-    int64_t iv = l->owner->poll.dev->interval_ms;
+    const gw_device *d = l->owner->poll.dev;
+    int64_t iv = d->interval_ms;
+    uint64_t seed = 0;
+    for (const char *c = d->conf.id; *c; c++)
+        seed = seed * 131 + (uint8_t)*c;
     gw_backoff b;
-    gw_backoff_init(&b, iv, iv * 30 > 300000 ? 300000 : iv * 30, l->bo_rng);
+    gw_backoff_init(&b, iv, iv * 30 > 300000 ? 300000 : iv * 30,
+                    seed ^ ((uint64_t)l->bo_attempt + 1) * 0x9E3779B97F4A7C15ull);
     b.attempt = l->bo_attempt;
     int64_t delay = gw_backoff_next(&b);
-    l->bo_rng = b.rng;
     l->bo_attempt = (uint8_t)b.attempt;
     return delay;
 }
@@ -778,10 +783,6 @@ int gw_mbs__dial(gw_mbs *s, int rtu, int64_t guard_ms, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return GW_ENOMEM;
     }
-    uint64_t seed = 0;
-    for (const char *c = d->conf.id; *c; c++)
-        seed = seed * 131 + (uint8_t)*c;
-    l->bo_rng = seed;
     return GW_OK;
 }
 
