@@ -301,16 +301,23 @@ static void *tcp_server(void *arg)
     return NULL;
 }
 
+/* A listening socket on 127.0.0.1:port. */
+static int listen_on(int port)
+{
+    int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(ls, (struct sockaddr *)&sa, sizeof(sa));
+    listen(ls, 4);
+    return ls;
+}
+
 /* A DTU the gateway dials: RTU frames over TCP, unit 1. */
 static void *dtu_server(void *arg)
 {
     struct srv *s = arg;
-    int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(ls, (struct sockaddr *)&sa, sizeof(sa));
-    listen(ls, 4);
+    int ls = listen_on(s->port);
     s->ready = 1;
     struct pollfd pf = {ls, POLLIN, 0};
     while (!s->stop && poll(&pf, 1, 50) != 1)
@@ -359,18 +366,74 @@ static void *dtu_server(void *arg)
     return NULL;
 }
 
-struct wctx {
+/* A core on a loop of its own, stopped when done says so or at a deadline. */
+struct run {
     gw_core *core;
-    struct srv *tcp, *dtu;
-    int written;
-    int64_t deadline;
+    int (*done)(void *ctx, gw_core *core);
+    void *ctx;
+    int64_t limit_ms, deadline;
     uv_timer_t t;
 };
 
-static void on_check(uv_timer_t *t)
+static void on_run_check(uv_timer_t *t)
 {
-    struct wctx *w = t->data;
-    gw_core *core = w->core;
+    struct run *r = t->data;
+    if (r->deadline < 0)
+        r->deadline = (int64_t)uv_now(t->loop) + r->limit_ms;
+    if (r->done(r->ctx, r->core) || (int64_t)uv_now(t->loop) > r->deadline) {
+        uv_timer_stop(t);
+        uv_close((uv_handle_t *)t, NULL);
+        gw_core_stop(r->core);
+    }
+}
+
+/* Runs a core with devs as its devices section until done(ctx, core), asked
+ * every 20 ms, returns nonzero or limit_ms passed. The data folder goes
+ * afterwards. */
+static void run_core(const char *devs, int (*done)(void *ctx, gw_core *core), void *ctx,
+                     int64_t limit_ms)
+{
+    char dir[] = "/tmp/gwmbw.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256], text[2048];
+    snprintf(path, sizeof(path), "%s/gw.yaml", dir);
+    snprintf(text, sizeof(text),
+             "gateway: {id: gw-w, data_dir: %s, log_level: warn, shutdown_drain: 0s}\n"
+             "uplink: {uri: \"tcp://127.0.0.1:1\"}\n"
+             "devices:\n%s",
+             dir, devs);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    gw_config cfg;
+    char err[512];
+    if (gw_config_load(&cfg, path, err, sizeof(err)))
+        fail_msg("%s", err);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct run r = {.done = done, .ctx = ctx, .limit_ms = limit_ms, .deadline = -1};
+    r.core = calloc(1, sizeof(*r.core));
+    assert_int_equal(gw_core_start(r.core, &loop, &cfg, path, err, sizeof(err)), 0);
+    uv_timer_init(&loop, &r.t);
+    r.t.data = &r;
+    uv_timer_start(&r.t, on_run_check, 20, 20);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    free(r.core);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+struct wctx {
+    struct srv *tcp, *dtu;
+    int written;
+};
+
+static int writes_done(void *ctx, gw_core *core)
+{
+    struct wctx *w = ctx;
     int online = 1;
     for (size_t i = 0; i < core->ndevices; i++)
         online &= core->devices[i]->online == 1;
@@ -384,13 +447,8 @@ static void on_check(uv_timer_t *t)
         }
         w->written = 1;
     }
-    int done =
-        w->tcp->siren == 1 && w->tcp->message == 42 && w->dtu->siren == 1 && w->dtu->message == 42;
-    if (done || (int64_t)uv_now(t->loop) > w->deadline) {
-        uv_timer_stop(t);
-        uv_close((uv_handle_t *)t, NULL);
-        gw_core_stop(core);
-    }
+    return w->tcp->siren == 1 && w->tcp->message == 42 && w->dtu->siren == 1 &&
+           w->dtu->message == 42;
 }
 
 static void test_writes(void **state)
@@ -402,48 +460,18 @@ static void test_writes(void **state)
     assert_int_equal(pthread_create(&dtu.th, NULL, dtu_server, &dtu), 0);
     while (!tcp.ready || !dtu.ready)
         usleep(1000); /* the threads bind before they set ready */
-    char dir[] = "/tmp/gwmbw.XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char path[256], text[2048];
-    snprintf(path, sizeof(path), "%s/gw.yaml", dir);
-    snprintf(text, sizeof(text),
-             "gateway: {id: gw-w, data_dir: %s, log_level: warn, shutdown_drain: 0s}\n"
-             "uplink: {uri: \"tcp://127.0.0.1:1\"}\n"
-             "devices:\n"
+    char devs[512];
+    snprintf(devs, sizeof(devs),
              "  - {id: a-tcp, profile: alarm-output, connect: \"tcp://127.0.0.1:%d\", "
              "interval: 100ms, timeout: 80ms}\n"
              "  - {id: a-dtu, protocol: modbus-dtu, profile: alarm-output, connect: "
              "\"tcp://127.0.0.1:%d\", interval: 100ms, timeout: 80ms}\n",
-             dir, tcp.port, dtu.port);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    gw_config cfg;
-    char err[512];
-    assert_int_equal(gw_config_load(&cfg, path, err, sizeof(err)), 0);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    gw_core *core = calloc(1, sizeof(*core));
-    assert_int_equal(gw_core_start(core, &loop, &cfg, path, err, sizeof(err)), 0);
-    struct wctx w;
-    memset(&w, 0, sizeof(w));
-    w.core = core;
-    w.tcp = &tcp;
-    w.dtu = &dtu;
-    w.deadline = (int64_t)uv_now(&loop) + 10000;
-    uv_timer_init(&loop, &w.t);
-    w.t.data = &w;
-    uv_timer_start(&w.t, on_check, 20, 20);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    free(core);
+             tcp.port, dtu.port);
+    struct wctx w = {.tcp = &tcp, .dtu = &dtu};
+    run_core(devs, writes_done, &w, 10000);
     tcp.stop = dtu.stop = 1;
     pthread_join(tcp.th, NULL);
     pthread_join(dtu.th, NULL);
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
     assert_true(w.written);
     assert_int_equal(tcp.siren, 1);
     assert_int_equal(tcp.message, 42);
@@ -482,12 +510,7 @@ static int64_t mono_ms(void)
 static void *silent_server(void *arg)
 {
     struct silent *s = arg;
-    int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1, fd = -1;
-    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(ls, (struct sockaddr *)&sa, sizeof(sa));
-    listen(ls, 4);
+    int ls = listen_on(s->port), fd = -1;
     s->ready = 1;
     while (!s->stop) {
         struct pollfd pf = {fd >= 0 ? fd : ls, POLLIN, 0};
@@ -514,28 +537,21 @@ static void *silent_server(void *arg)
 }
 
 struct tctx {
-    gw_core *core;
     struct silent *srv;
     int nsrv;
     uint64_t skipped; /* polls skipped by the device "slow" */
-    int64_t deadline;
-    uv_timer_t t;
 };
 
-static void on_tcheck(uv_timer_t *t)
+static int timers_done(void *ctx, gw_core *core)
 {
-    struct tctx *c = t->data;
+    struct tctx *c = ctx;
+    for (size_t i = 0; i < core->ndevices; i++)
+        if (!strcmp(core->devices[i]->conf.id, "slow"))
+            c->skipped = core->devices[i]->polls_skipped;
     int done = 1;
     for (int i = 0; i < c->nsrv; i++)
         done &= c->srv[i].n >= 4;
-    if (done || (int64_t)uv_now(t->loop) > c->deadline) {
-        for (size_t i = 0; i < c->core->ndevices; i++)
-            if (!strcmp(c->core->devices[i]->conf.id, "slow"))
-                c->skipped = c->core->devices[i]->polls_skipped;
-        uv_timer_stop(t);
-        uv_close((uv_handle_t *)t, NULL);
-        gw_core_stop(c->core);
-    }
+    return done;
 }
 
 /* A dial-out link's timeouts run on its session's poll timer (one timer per
@@ -554,52 +570,21 @@ static void test_shared_timer(void **state)
     }
     while (!srv[0].ready || !srv[1].ready || !srv[2].ready)
         usleep(1000); /* the threads bind before they set ready */
-    char dir[] = "/tmp/gwmbt.XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char path[256], text[2048];
-    snprintf(path, sizeof(path), "%s/gw.yaml", dir);
-    snprintf(text, sizeof(text),
-             "gateway: {id: gw-t, data_dir: %s, log_level: error, shutdown_drain: 0s}\n"
-             "uplink: {uri: \"tcp://127.0.0.1:1\"}\n"
-             "devices:\n"
+    char devs[1024];
+    snprintf(devs, sizeof(devs),
              "  - {id: tcp, profile: waterlogging-wl100, connect: \"tcp://127.0.0.1:%d\", "
              "interval: 2s, timeout: 60ms, retries: 3}\n"
              "  - {id: dtu, protocol: modbus-dtu, profile: waterlogging-wl100, connect: "
              "\"tcp://127.0.0.1:%d\", frame_gap: 100ms, interval: 2s, timeout: 60ms, retries: 3}\n"
              "  - {id: slow, profile: waterlogging-wl100, connect: \"tcp://127.0.0.1:%d\", "
              "interval: 300ms, timeout: 250ms, retries: 1}\n",
-             dir, srv[0].port, srv[1].port, srv[2].port);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    gw_config cfg;
-    char err[512];
-    if (gw_config_load(&cfg, path, err, sizeof(err)))
-        fail_msg("%s", err);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    gw_core *core = calloc(1, sizeof(*core));
-    assert_int_equal(gw_core_start(core, &loop, &cfg, path, err, sizeof(err)), 0);
-    struct tctx c;
-    memset(&c, 0, sizeof(c));
-    c.core = core;
-    c.srv = srv;
-    c.nsrv = 3;
-    c.deadline = (int64_t)uv_now(&loop) + 6000;
-    uv_timer_init(&loop, &c.t);
-    c.t.data = &c;
-    uv_timer_start(&c.t, on_tcheck, 20, 20);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    free(core);
+             srv[0].port, srv[1].port, srv[2].port);
+    struct tctx c = {.srv = srv, .nsrv = 3};
+    run_core(devs, timers_done, &c, 6000);
     for (int i = 0; i < 3; i++) {
         srv[i].stop = 1;
         pthread_join(srv[i].th, NULL);
     }
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
     /* The first four requests of each: a cycle's request and its retries;
      * for "slow" a request, its retry, then the next poll's (at 600 ms). */
     static const int64_t lo[3] = {60, 160, 250}, hi[3] = {60 + 400, 160 + 400, 350 + 400};
