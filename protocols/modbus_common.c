@@ -469,57 +469,106 @@ const char *gw_mb_device_type(const gw_device *dev)
 
 /* ---- Result collection ---- */
 
-int gw_mb_poll_init(gw_mb_poll *p, gw_core *core, gw_device *dev, const char *module, char *err,
-                    size_t errlen)
+/* Data bytes of the answer to r. */
+static size_t req_bytes(const gw_mb_request *r)
+{
+    return r->fc <= 2 ? (size_t)(r->count + 7) / 8 : (size_t)r->count * 2;
+}
+
+/* Offset of request i's data: the requests before it, in order. */
+static size_t req_off(const gw_mb_poll *p, size_t i)
+{
+    const gw_mb_request *reqs = gw_mb_poll_reqs(p);
+    size_t off = 0;
+    for (size_t k = 0; k < i; k++)
+        off += req_bytes(&reqs[k]);
+    return off;
+}
+
+/* The parts of a poll's block, in order (aligned: gw_mb_rbe and gw_param
+ * are multiples of 8 bytes). */
+static size_t rbe_bytes(const gw_mb_poll *p)
+{
+    return p->has_rbe ? gw_profile_point_count(p->profile) * sizeof(gw_mb_rbe) : 0;
+}
+
+static gw_mb_rbe *poll_rbe(const gw_mb_poll *p)
+{
+    return p->has_rbe ? (gw_mb_rbe *)p->block : NULL;
+}
+
+static gw_param *poll_params(const gw_mb_poll *p)
+{
+    return p->nparams ? (gw_param *)(p->block + rbe_bytes(p)) : NULL;
+}
+
+static int16_t *poll_status(const gw_mb_poll *p)
+{
+    return (int16_t *)(p->block + rbe_bytes(p) + p->nparams * sizeof(gw_param));
+}
+
+static uint8_t *poll_data(const gw_mb_poll *p)
+{
+    return (uint8_t *)(poll_status(p) + p->nreq);
+}
+
+static uint8_t *poll_evstate(const gw_mb_poll *p)
+{
+    return poll_data(p) + p->data_bytes;
+}
+
+/* The adapter that decodes registers: the same for every device, looked up once. */
+static const gw_adapter *regs_adapter(void)
+{
+    static const gw_adapter *a;
+    if (!a)
+        a = gw_adapter_for_payload(GW_PAYLOAD_REGISTERS);
+    return a;
+}
+
+int gw_mb_poll_init(gw_mb_poll *p, gw_device *dev, char *err, size_t errlen)
 {
     memset(p, 0, sizeof(*p));
-    p->core = core;
     p->dev = dev;
-    p->module = module;
-    p->adapter = gw_adapter_for_payload(GW_PAYLOAD_REGISTERS);
-    if (!p->adapter || !p->adapter->decode_registers) {
+    const gw_adapter *ad = regs_adapter();
+    if (!ad || !ad->decode_registers) {
         snprintf(err, errlen, "no registers adapter is compiled in");
         return GW_EINVAL;
     }
     char ref[512];
-    p->profile = gw_mb_profile(core, profile_ref(dev, ref, sizeof(ref)), err, errlen);
+    p->profile = gw_mb_profile(dev->core, profile_ref(dev, ref, sizeof(ref)), err, errlen);
     if (!p->profile)
         return GW_EINVAL;
+    const gw_mb_request *reqs;
+    size_t nreq = gw_profile_requests(p->profile, &reqs);
+    size_t npoints = gw_profile_point_count(p->profile);
+    p->nreq = (uint16_t)nreq;
+    size_t data_bytes = req_off(p, nreq);
+    if (nreq > GW_PROFILE_MAX_POINTS || data_bytes > UINT16_MAX || dev->conf.about->nparams < 0 ||
+        dev->conf.about->nparams > UINT16_MAX) {
+        snprintf(err, errlen, "too many planned reads or site values");
+        return GW_EINVAL;
+    }
+    p->data_bytes = (uint16_t)data_bytes;
     /* Most devices have no site values: no room is kept for them. */
-    if (dev->conf.about->nparams > 0 &&
-        !(p->params = calloc((size_t)dev->conf.about->nparams, sizeof(*p->params)))) {
-        snprintf(err, errlen, "out of memory");
-        return GW_ENOMEM;
-    }
-    for (int i = 0; i < dev->conf.about->nparams; i++) {
-        gw_strlcpy(p->params[i].key, dev->conf.about->param_keys[i], sizeof(p->params[i].key));
-        p->params[i].value = dev->conf.about->param_vals[i];
-    }
-    p->nparams = (size_t)dev->conf.about->nparams;
-    p->nreq = gw_profile_requests(p->profile, &p->reqs);
-    p->npoints = gw_profile_point_count(p->profile);
-    size_t total = 0;
-    p->off = calloc(p->nreq ? p->nreq : 1, sizeof(*p->off));
-    p->res = calloc(p->nreq ? p->nreq : 1, sizeof(*p->res));
+    p->nparams = (uint16_t)dev->conf.about->nparams;
     /* Report-by-exception state only for a profile with a deadband: without
      * one every reading reports and the state would never be read. */
-    int rbe = 0;
-    for (size_t i = 0; i < p->npoints && !rbe; i++) {
+    for (size_t i = 0; i < npoints && !p->has_rbe; i++) {
         gw_profile_point_info info;
-        rbe = gw_profile_point_get(p->profile, i, &info) == 0 && info.has_deadband;
+        p->has_rbe = gw_profile_point_get(p->profile, i, &info) == 0 && info.has_deadband;
     }
-    p->rbe = rbe ? calloc(p->npoints, sizeof(*p->rbe)) : NULL;
-    for (size_t i = 0; p->off && i < p->nreq; i++) {
-        p->off[i] = total;
-        total +=
-            p->reqs[i].fc <= 2 ? (size_t)(p->reqs[i].count + 7) / 8 : (size_t)p->reqs[i].count * 2;
-    }
-    p->buf = malloc(total ? total : 1);
-    p->evstate = calloc(gw_profile_event_count(p->profile) + 1, 1);
-    if (!p->off || !p->res || (rbe && !p->rbe) || !p->buf || !p->evstate) {
-        gw_mb_poll_free(p);
+    size_t ev_bytes = gw_profile_event_count(p->profile) + 1;
+    p->block = calloc(1, rbe_bytes(p) + p->nparams * sizeof(gw_param) + nreq * sizeof(int16_t) +
+                             data_bytes + ev_bytes);
+    if (!p->block) {
         snprintf(err, errlen, "out of memory");
         return GW_ENOMEM;
+    }
+    gw_param *params = poll_params(p);
+    for (size_t i = 0; i < p->nparams; i++) {
+        gw_strlcpy(params[i].key, dev->conf.about->param_keys[i], sizeof(params[i].key));
+        params[i].value = dev->conf.about->param_vals[i];
     }
     /* Status events are edges against the last state, kept across restarts so a standing
      * condition is not raised again (as SL651 keeps its 45H word). */
@@ -527,25 +576,15 @@ int gw_mb_poll_init(gw_mb_poll *p, gw_core *core, gw_device *dev, const char *mo
     void *val;
     size_t vlen;
     snprintf(key, sizeof key, "%s%s", EVENTS_KEY, dev->conf.id);
-    if (gw_core_state_get(core, key, &val, &vlen) == GW_OK)
-        gw_profile_event_state_load(p->profile, p->evstate, val, vlen);
+    if (gw_core_state_get(dev->core, key, &val, &vlen) == GW_OK)
+        gw_profile_event_state_load(p->profile, poll_evstate(p), val, vlen);
     return GW_OK;
 }
 
 void gw_mb_poll_free(gw_mb_poll *p)
 {
-    free(p->params);
-    p->params = NULL;
-    free(p->off);
-    free(p->res);
-    free(p->rbe);
-    free(p->buf);
-    free(p->evstate);
-    p->evstate = NULL;
-    p->off = NULL;
-    p->res = NULL;
-    p->rbe = NULL;
-    p->buf = NULL;
+    free(p->block);
+    p->block = NULL;
 }
 
 int gw_mb_poll_begin(gw_mb_poll *p, int64_t due_ms)
@@ -560,17 +599,22 @@ int gw_mb_poll_begin(gw_mb_poll *p, int64_t due_ms)
     p->answered = 0;
     p->sent = 0;
     p->due_ms = due_ms;
-    for (size_t i = 0; i < p->nreq; i++) {
-        p->res[i].status = GW_EAGAIN;
-        p->res[i].len = 0;
-        p->res[i].data = NULL;
-    }
+    int16_t *st = poll_status(p);
+    for (size_t i = 0; i < p->nreq; i++)
+        st[i] = GW_EAGAIN;
     return GW_OK;
+}
+
+const gw_mb_request *gw_mb_poll_reqs(const gw_mb_poll *p)
+{
+    const gw_mb_request *reqs;
+    gw_profile_requests(p->profile, &reqs);
+    return reqs;
 }
 
 const gw_mb_request *gw_mb_poll_current(const gw_mb_poll *p)
 {
-    return p->in_cycle && p->cur < p->nreq ? &p->reqs[p->cur] : NULL;
+    return p->in_cycle && p->cur < p->nreq ? &gw_mb_poll_reqs(p)[p->cur] : NULL;
 }
 
 void gw_mb_poll_sent(gw_mb_poll *p)
@@ -596,19 +640,12 @@ int gw_mb_poll_result(gw_mb_poll *p, int status, const uint8_t *data, size_t len
 {
     if (!p->in_cycle || p->cur >= p->nreq)
         return 1;
-    gw_mb_result *r = &p->res[p->cur];
-    const gw_mb_request *q = &p->reqs[p->cur];
-    size_t want = q->fc <= 2 ? (size_t)(q->count + 7) / 8 : (size_t)q->count * 2;
-    if (status == 0 && len != want)
+    if (status == 0 && len != req_bytes(&gw_mb_poll_reqs(p)[p->cur]))
         status = GW_EMALFORMED;
-    r->status = status;
-    r->len = 0;
-    r->data = NULL;
-    if (status == 0) {
-        memcpy(p->buf + p->off[p->cur], data, len);
-        r->data = p->buf + p->off[p->cur];
-        r->len = len;
-    }
+    /* A status is 0, an exception code (1..255) or a GW_E* code: int16_t holds them. */
+    poll_status(p)[p->cur] = (int16_t)status;
+    if (status == 0)
+        memcpy(poll_data(p) + req_off(p, p->cur), data, len);
     if (status >= 0)
         p->answered++;
     if (status > 0)
@@ -633,7 +670,7 @@ int gw_mb_poll_answer(gw_mb_poll *p, const uint8_t *pdu, size_t len)
     size_t dlen = 0;
     int st = gw_mb_read_answer(q, pdu, len, &data, &dlen);
     if (st == GW_EMALFORMED)
-        GW_LOG_RL(GW_LOG_WARN, 10000, p->module, "[%s] malformed answer to fc %u at %u",
+        GW_LOG_RL(GW_LOG_WARN, 10000, p->dev->conf.protocol, "[%s] malformed answer to fc %u at %u",
                   p->dev->conf.id, q->fc, q->addr);
     return gw_mb_poll_result(p, st, data, dlen);
 }
@@ -642,7 +679,7 @@ int gw_mb_poll_timeout(gw_mb_poll *p)
 {
     stats.timeouts++;
     p->dev->pc.timeouts++;
-    if (p->attempt < p->dev->conf.retries) {
+    if (p->attempt < p->dev->conf.retries) { /* retries <= 10 (config) */
         p->attempt++;
         return 1;
     }
@@ -655,11 +692,9 @@ int gw_mb_poll_timeout(gw_mb_poll *p)
 
 void gw_mb_poll_fail_rest(gw_mb_poll *p, int code)
 {
-    for (size_t i = p->cur; i < p->nreq; i++) {
-        p->res[i].status = code;
-        p->res[i].len = 0;
-        p->res[i].data = NULL;
-    }
+    int16_t *st = poll_status(p);
+    for (size_t i = p->cur; i < p->nreq; i++)
+        st[i] = (int16_t)code;
     p->cur = p->nreq;
 }
 
@@ -670,18 +705,19 @@ static int sink_reading(void *ctx, const gw_reading *r)
 {
     gw_mb_poll *p = ctx;
     const gw_profile *prof = p->profile;
+    gw_mb_rbe *rbe = poll_rbe(p);
     int idx = -1;
-    if (p->rbe && p->rbe_hint >= 0 && (size_t)p->rbe_hint < p->npoints) {
+    if (rbe && p->rbe_hint < gw_profile_point_count(p->profile)) {
         gw_profile_point_info info;
         if (gw_profile_point_get(prof, (size_t)p->rbe_hint, &info) == 0 &&
             strcmp(info.metric, r->metric) == 0)
             idx = p->rbe_hint;
     }
-    if (idx < 0 && p->rbe)
+    if (idx < 0 && rbe)
         idx = gw_profile_metric_find(prof, r->metric);
     if (idx >= 0) {
-        p->rbe_hint = idx + 1;
-        gw_mb_rbe *st = &p->rbe[idx];
+        p->rbe_hint = (uint16_t)(idx + 1);
+        gw_mb_rbe *st = &rbe[idx];
         int report = st->at_ms <= 0 || st->quality != r->quality || st->reason != r->reason ||
                      gw_profile_rbe_should_report(prof, (size_t)idx, st->value, st->at_ms, r->value,
                                                   r->recv_ms) != 0;
@@ -696,20 +732,20 @@ static int sink_reading(void *ctx, const gw_reading *r)
     }
     gw_reading copy = *r;
     stats.readings++;
-    gw_core_reading(p->core, p->dev, &copy);
+    gw_core_reading(p->dev->core, p->dev, &copy);
     return GW_OK;
 }
 
 static int sink_event(void *ctx, const gw_event *e)
 {
     gw_mb_poll *p = ctx;
-    int edge = gw_profile_event_edge(p->profile, p->evstate, e);
+    int edge = gw_profile_event_edge(p->profile, poll_evstate(p), e);
     if (edge == 0)
         return GW_OK; /* a status event that did not change says nothing new */
     p->ev_dirty |= edge == 1;
     gw_event copy = *e;
     stats.events++;
-    gw_core_event(p->core, p->dev, &copy);
+    gw_core_event(p->dev->core, p->dev, &copy);
     return GW_OK;
 }
 
@@ -725,28 +761,40 @@ void gw_mb_poll_finish(gw_mb_poll *p)
     if (!p->answered) {
         d->polls_failed++;
         stats.cycles_failed++;
-        gw_core_failed(p->core, d, "no answer"); /* offline after offline_after in a row */
+        gw_core_failed(d->core, d, "no answer"); /* offline after offline_after in a row */
     } else {
-        gw_core_seen(p->core, d, NULL);
+        gw_core_seen(d->core, d, NULL);
     }
     stats.events += d->online != was; /* the core emitted online or offline */
     if (d->online == 0)
         return; /* the event said it; no stream of bad readings */
     gw_sink sink = {sink_reading, sink_event, p};
     p->rbe_hint = 0;
-    gw_core_batch_begin(p->core); /* the poll's readings: one outbox row */
-    int rc = p->adapter->decode_registers(p->profile, p->params, p->nparams, p->res, p->nreq,
-                                          gw_now_ms(), &sink);
-    gw_core_batch_end(p->core);
+    /* The results the adapter reads, built for the call (nreq <= GW_PROFILE_MAX_POINTS). */
+    gw_mb_result res[GW_PROFILE_MAX_POINTS];
+    const gw_mb_request *reqs = gw_mb_poll_reqs(p);
+    const int16_t *st = poll_status(p);
+    const uint8_t *data = poll_data(p);
+    for (size_t i = 0, off = 0; i < p->nreq; off += req_bytes(&reqs[i]), i++) {
+        res[i].status = st[i];
+        res[i].data = st[i] == 0 ? data + off : NULL;
+        res[i].len = st[i] == 0 ? req_bytes(&reqs[i]) : 0;
+    }
+    gw_core_batch_begin(d->core); /* the poll's readings: one outbox row */
+    int rc = regs_adapter()->decode_registers(p->profile, poll_params(p), p->nparams, res, p->nreq,
+                                              gw_now_ms(), &sink);
+    gw_core_batch_end(d->core);
     if (rc)
-        GW_LOG_RL(GW_LOG_WARN, 10000, p->module, "[%s] decoding failed: %d", d->conf.id, rc);
+        GW_LOG_RL(GW_LOG_WARN, 10000, p->dev->conf.protocol, "[%s] decoding failed: %d", d->conf.id,
+                  rc);
     if (p->ev_dirty) {
         /* Queued after the events it reflects, in the same commit group. */
         char key[GW_ID_MAX + sizeof EVENTS_KEY], text[GW_PROFILE_MAX_EVENTS * (GW_KEY_MAX + 3)];
-        int n = gw_profile_event_state_save(p->profile, p->evstate, text, sizeof text);
+        int n = gw_profile_event_state_save(p->profile, poll_evstate(p), text, sizeof text);
         snprintf(key, sizeof key, "%s%s", EVENTS_KEY, d->conf.id);
-        if (n < 0 || gw_core_state_put(p->core, key, text, (size_t)n) != GW_OK)
-            GW_LOG_RL(GW_LOG_WARN, 10000, p->module, "[%s] event state not persisted", d->conf.id);
+        if (n < 0 || gw_core_state_put(d->core, key, text, (size_t)n) != GW_OK)
+            GW_LOG_RL(GW_LOG_WARN, 10000, p->dev->conf.protocol, "[%s] event state not persisted",
+                      d->conf.id);
         p->ev_dirty = 0;
     }
 }

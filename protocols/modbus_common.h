@@ -90,30 +90,28 @@ typedef struct gw_mb_rbe {
     uint8_t quality, reason;
 } gw_mb_rbe;
 
+/* One device's poll state. It is kept small (10,000 devices, issue 17): what
+ * the device or its profile already says (the core, the requests, the log
+ * prefix: dev->conf.protocol) is not copied, and the rest lives in one block
+ * (modbus_common.c): the report-by-exception state (one per profile point,
+ * when a point has a deadband), the site values, the status of each request
+ * of the cycle, the data bytes the answers carried and the events' state. */
 typedef struct gw_mb_poll {
-    gw_core *core;
     gw_device *dev;
-    const gw_adapter *adapter; /* the registers adapter, from the adapters table */
     const gw_profile *profile; /* shared through the core (gw_mb_profile) */
-    gw_param *params;          /* the device's site values, for derived points (NULL: none) */
-    size_t nparams;
-    const char *module; /* log prefix: "modbus-tcp", ... */
-    const gw_mb_request *reqs;
-    size_t nreq;
-    size_t cur;  /* request being read */
-    int attempt; /* retries spent on it */
-    int in_cycle;
-    int answered;      /* requests of this cycle the device answered (data or exception) */
-    int sent;          /* the cycle's first request has left */
-    int64_t due_ms;    /* loop time the cycle was due */
-    gw_mb_result *res; /* nreq results; data points into buf */
-    uint8_t *buf;
-    size_t *off;
-    gw_mb_rbe *rbe; /* one per profile point */
-    size_t npoints;
-    int rbe_hint;     /* point index of the last reading, to skip lookups */
-    uint8_t *evstate; /* the profile's events, active or not (gw_profile_event_edge); persisted */
-    int ev_dirty;     /* an edge passed this cycle: persist evstate after decoding */
+    uint8_t *block;
+    int64_t due_ms; /* loop time the cycle was due */
+    uint16_t nreq;
+    uint16_t cur;        /* request being read */
+    uint16_t answered;   /* requests of this cycle the device answered (data or exception) */
+    uint16_t nparams;    /* the device's site values, for derived points */
+    uint16_t rbe_hint;   /* point index of the last reading, to skip lookups */
+    uint16_t data_bytes; /* of all the answers' data */
+    uint8_t attempt;     /* retries spent on it */
+    unsigned in_cycle : 1;
+    unsigned sent : 1;     /* the cycle's first request has left */
+    unsigned ev_dirty : 1; /* an edge passed this cycle: persist the events' state after decoding */
+    unsigned has_rbe : 1;  /* report-by-exception state is kept (a point has a deadband) */
 } gw_mb_poll;
 
 /* The profile named name, loaded from profile_dirs or the embedded set on
@@ -128,12 +126,13 @@ const char *gw_mb_device_type(const gw_device *dev);
 
 /* Prepares p for dev (which must have a profile). Returns 0, GW_EINVAL (too
  * many planned reads) or GW_ENOMEM, with err set. */
-int gw_mb_poll_init(gw_mb_poll *p, gw_core *core, gw_device *dev, const char *module, char *err,
-                    size_t errlen);
+int gw_mb_poll_init(gw_mb_poll *p, gw_device *dev, char *err, size_t errlen);
 void gw_mb_poll_free(gw_mb_poll *p);
 /* Starts a cycle that was due at loop time due_ms. Returns 0, or GW_EAGAIN
  * when the previous cycle still runs (counted as skipped). */
 int gw_mb_poll_begin(gw_mb_poll *p, int64_t due_ms);
+/* The profile's planned reads (p->nreq of them). */
+const gw_mb_request *gw_mb_poll_reqs(const gw_mb_poll *p);
 /* The request to send now, or NULL when the cycle is complete. */
 const gw_mb_request *gw_mb_poll_current(const gw_mb_poll *p);
 /* Called when the current request leaves: records the cycle's lateness once. */
@@ -206,38 +205,46 @@ void gw_mb_stats_unref(void);
 typedef struct gw_mbl gw_mbl;
 typedef struct gw_mbs gw_mbs;
 
-/* A device session on a link: its schedule, cycle and pending writes. */
+/* A device session on a link: its schedule, cycle and pending writes. The
+ * device is poll.dev, the core poll.dev->core. */
 struct gw_mbs {
     gw_mb_poll poll;
-    gw_device *dev;
-    gw_core *core;
-    gw_tw_timer poll_tmr;
+    /* The next poll and, with its own (dial-out) link, that link's response,
+     * connect or guard timeout, whichever is first: one timer per device. */
+    gw_tw_timer tmr;
     int64_t next_due;
-    gw_mbl *link;  /* the connection it is polled over; NULL: none now */
-    gw_mbs *qnext; /* in the link's wait queue */
-    int queued;
+    gw_mbl *link;          /* the connection it is polled over; NULL: none now */
+    gw_mbs *qnext;         /* in the link's wait queue */
     struct gw_mbw *writes; /* pending writes, at most GW_MB_WRITES_MAX */
-    int nwrites;
-    int owns_link; /* dial-out: the link lives and dies with the session */
-    int detached;
-    int closing;                  /* handles still closing before on_closed */
-    void *owner;                  /* the transport's own data (modbus_dtu.c: its registry entry) */
-    void (*on_closed)(gw_mbs *s); /* called when the session may be freed */
+    uint8_t nwrites;
+    uint8_t closing; /* handles still closing before the block is freed */
+    unsigned queued : 1;
+    unsigned owns_link : 1; /* dial-out: the link lives in this block, dies with it */
+    unsigned detached : 1;
 };
 
 #define GW_MB_WRITES_MAX 16
 
-/* Starts the schedule of a session with no link (an inbound DTU device until
- * its DTU registers): on the shared slot grid when grouped (gw_mb_slot_due;
- * each device its own link), else at a per-device phase (devices behind one
- * DTU take turns on its link: grouping them would only queue them). */
-int gw_mbs__init(gw_mbs *s, gw_core *core, gw_device *dev, const char *module, int grouped,
-                 char *err, size_t errlen);
-/* Gives the session its own dial-out link to dev->conf.connect (tcp://IP:PORT)
- * with MBAP (rtu 0) or RTU framing (rtu 1, guard_ms of quiet after a timeout
- * before the next request). Call right after gw_mbs__init. */
+/* A zeroed block of size bytes (a transport's struct, which must start with
+ * its gw_mbs) for one device, with room for a dial-out link after it when
+ * dial is set: one allocation per device. NULL when out of memory. Freed with
+ * free() before gw_mbs__init succeeded, by gw_mbs__close after. */
+gw_mbs *gw_mbs__new(size_t size, int dial);
+/* Bytes gw_mbs__new(sizeof(gw_mbs), 1) takes: a modbus-tcp device's session
+ * and link (tests bound it). */
+size_t gw_mbs__dial_bytes(void);
+/* Starts the schedule of a session from gw_mbs__new: on the shared slot grid
+ * when grouped (gw_mb_slot_due; each device its own link), else at a
+ * per-device phase (devices behind one DTU take turns on its link: grouping
+ * them would only queue them). A session without a link (an inbound DTU
+ * device until its DTU registers) fails its cycles. */
+int gw_mbs__init(gw_mbs *s, gw_device *dev, int grouped, char *err, size_t errlen);
+/* Readies the session's dial-out link (gw_mbs__new with dial) to
+ * dev->conf.connect (tcp://IP:PORT) with MBAP (rtu 0) or RTU framing (rtu 1,
+ * guard_ms of quiet after a timeout before the next request). Call right
+ * after gw_mbs__init. */
 int gw_mbs__dial(gw_mbs *s, int rtu, int64_t guard_ms, char *err, size_t errlen);
-/* Stops it; s->on_closed runs once its handles are closed. */
+/* Stops it; the block is freed once its handles are closed. */
 void gw_mbs__close(gw_mbs *s);
 /* Queues a write of a named point. */
 int gw_mbs__write(gw_mbs *s, const char *point, double value);

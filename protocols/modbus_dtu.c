@@ -99,7 +99,7 @@ static const gw_cfgkey dtu_listener_keys[] = {
 struct dtu_conn;
 
 struct dtu_dev {
-    gw_mbs s;
+    gw_mbs s; /* first: the block is the session's (gw_mbs__new) */
     char dtu[64];
     struct dtu_dev *next;
     struct dtu_conn *conn;
@@ -377,11 +377,6 @@ static void dtu_unlisten(void *state)
 
 /* ---- Devices ---- */
 
-static void dev_closed(gw_mbs *s)
-{
-    free(s->owner);
-}
-
 static int dtu_check(const gw_device *dev, char *err, size_t errlen)
 {
     const struct dtu_devconf *dc = dev->proto_conf;
@@ -403,18 +398,16 @@ static int dtu_check(const gw_device *dev, char *err, size_t errlen)
 static int dtu_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
 {
     const struct dtu_devconf *dc = dev->proto_conf;
-    struct dtu_dev *d = calloc(1, sizeof(*d));
+    struct dtu_dev *d = (struct dtu_dev *)gw_mbs__new(sizeof(*d), dev->conf.connect[0] != 0);
     if (!d) {
         snprintf(err, errlen, "out of memory");
         return GW_ENOMEM;
     }
-    int rc = gw_mbs__init(&d->s, core, dev, "modbus-dtu", 0, err, errlen);
+    int rc = gw_mbs__init(&d->s, dev, 0, err, errlen);
     if (rc) {
         free(d);
         return rc;
     }
-    d->s.owner = d;
-    d->s.on_closed = dev_closed;
     if (dev->conf.connect[0]) {
         rc = gw_mbs__dial(&d->s, 1, dc->guard_ms, err, errlen);
         if (rc) {

@@ -520,7 +520,7 @@ static int rtu_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return GW_ENOMEM;
     }
-    int rc = gw_mb_poll_init(&d->poll, core, dev, "modbus-rtu", err, errlen);
+    int rc = gw_mb_poll_init(&d->poll, dev, err, errlen);
     if (rc) {
         free(d);
         return rc;
@@ -529,11 +529,12 @@ static int rtu_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
     d->core = core;
     d->nreq = d->poll.nreq;
     size_t n = d->nreq ? d->nreq : 1, total = 0;
+    const gw_mb_request *reqs = gw_mb_poll_reqs(&d->poll);
     d->reqs = calloc(n, sizeof(*d->reqs));
     d->status = calloc(n, sizeof(*d->status));
     d->off = calloc(n, sizeof(*d->off));
     for (size_t i = 0; d->reqs && d->off && i < d->nreq; i++) {
-        d->reqs[i] = d->poll.reqs[i];
+        d->reqs[i] = reqs[i];
         d->off[i] = total;
         total +=
             d->reqs[i].fc <= 2 ? (size_t)(d->reqs[i].count + 7) / 8 : (size_t)d->reqs[i].count * 2;

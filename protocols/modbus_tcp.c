@@ -46,37 +46,46 @@ struct gw_mbw {
     int cmd; /* a platform command waits for its outcome (gw_core_command_result) */
 };
 
+/* A link. 10,000 modbus-tcp devices each hold one (issue 17), so it keeps
+ * only what it cannot find elsewhere: a dial-out link lives in its session's
+ * block (gw_mbs__new) and takes its core, its device and its timer from that
+ * session; the address is parsed again from the device's `connect` for each
+ * connection attempt; the backoff keeps only its state (limits follow from
+ * the poll interval). An inbound link has the DTU listener's stream instead
+ * of a TCP handle, and a timer of its own. */
 struct gw_mbl {
-    gw_core *core;
-    const char *module;
-    int rtu;
-    int inbound; /* the stream belongs to the DTU listener */
-    uv_stream_t *stream;
-    uv_tcp_t tcp;    /* dial-out only */
-    gw_tw_timer tmr; /* response timeout, connect timeout, guard */
-    int state;
-    int tcp_open;
-    int guarding;
-    int awaiting;
-    int released;
-    int64_t guard_ms;
-    int64_t timeout_ms; /* of the transaction in flight */
-    gw_backoff bo;
-    int64_t connect_not_before;
     union {
-        struct sockaddr sa;
-        struct sockaddr_in in4;
-        struct sockaddr_in6 in6;
-    } addr;
-    uint16_t tid;
-    gw_mbs *cur; /* session whose transaction or cycle runs */
-    gw_mbs *qhead, *qtail;
+        struct {
+            uv_tcp_t tcp;
+            /* Loop time the response, connect or guard timeout falls due, -1
+             * none: it runs on the session's timer (sess_timer). */
+            int64_t at;
+        } out;
+        struct {
+            uv_stream_t *stream; /* the DTU listener's */
+            gw_core *core;
+            gw_tw_timer tmr; /* response timeout, guard */
+        } in;
+    } u;
     gw_mbs *owner; /* dial-out: the one session */
+    gw_mbs *cur;   /* session whose transaction or cycle runs */
+    gw_mbs *qhead; /* sessions waiting their turn (few: the devices behind a DTU) */
     struct gw_mbw *cur_write;
-    uint8_t req_fc; /* function and unit of the request in flight: an answer must match */
-    uint8_t req_unit;
     uint8_t *rbuf; /* RTU: RBUF_RTU bytes; TCP: the carry, NULL until needed */
-    size_t rlen, rcap;
+    int64_t connect_not_before;
+    int32_t guard_ms; /* RTU: quiet after a timeout (config: at most a minute) */
+    uint16_t tid;     /* MBAP transaction id of the last request */
+    uint16_t rlen;    /* bytes in rbuf (at most RBUF_RTU) */
+    uint8_t req_fc;   /* function and unit of the request in flight: an answer must match */
+    uint8_t req_unit;
+    uint8_t bo_attempt; /* reconnect backoff: attempts so far (gw_backoff caps it at 62) */
+    unsigned state : 2;
+    unsigned rtu : 1;
+    unsigned inbound : 1; /* the stream belongs to the DTU listener */
+    unsigned tcp_open : 1;
+    unsigned guarding : 1;
+    unsigned awaiting : 1;
+    unsigned released : 1;
 };
 
 struct wreq {
@@ -86,10 +95,39 @@ struct wreq {
 
 static void pump(gw_mbl *l);
 static void link_broken(gw_mbl *l, int code);
+static void resched(gw_mbs *s);
+
+static gw_core *link_core(const gw_mbl *l)
+{
+    return l->inbound ? l->u.in.core : l->owner->poll.dev->core;
+}
+
+static uv_stream_t *link_stream(gw_mbl *l)
+{
+    return l->inbound ? l->u.in.stream : (uv_stream_t *)&l->u.out.tcp;
+}
+
+/* The log prefix: RTU framing is modbus-dtu's, MBAP modbus-tcp's. */
+static const char *link_module(const gw_mbl *l)
+{
+    return l->rtu ? "modbus-dtu" : "modbus-tcp";
+}
+
+/* The device a dial-out link is for, for log lines. */
+static const char *link_dev_id(const gw_mbl *l)
+{
+    return l->owner ? l->owner->poll.dev->conf.id : "?";
+}
+
+/* Room in rbuf: an RTU link accumulates, a TCP link carries one cut frame. */
+static size_t link_rcap(const gw_mbl *l)
+{
+    return l->rtu ? RBUF_RTU : GW_MB_ADU_MAX;
+}
 
 static int64_t now_ms(gw_mbl *l)
 {
-    return (int64_t)uv_now(gw_core_loop(l->core));
+    return (int64_t)uv_now(gw_core_loop(link_core(l)));
 }
 
 /* ---- Queue ---- */
@@ -100,11 +138,10 @@ static void enqueue(gw_mbl *l, gw_mbs *s)
         return;
     s->queued = 1;
     s->qnext = NULL;
-    if (l->qtail)
-        l->qtail->qnext = s;
-    else
-        l->qhead = s;
-    l->qtail = s;
+    gw_mbs **pp = &l->qhead;
+    while (*pp)
+        pp = &(*pp)->qnext;
+    *pp = s;
 }
 
 static gw_mbs *dequeue(gw_mbl *l)
@@ -113,8 +150,6 @@ static gw_mbs *dequeue(gw_mbl *l)
     if (!s)
         return NULL;
     l->qhead = s->qnext;
-    if (!l->qhead)
-        l->qtail = NULL;
     s->qnext = NULL;
     s->queued = 0;
     return s;
@@ -124,16 +159,11 @@ static void unqueue(gw_mbl *l, gw_mbs *s)
 {
     if (!s->queued)
         return;
-    gw_mbs **pp = &l->qhead, *prev = NULL;
-    while (*pp && *pp != s) {
-        prev = *pp;
+    gw_mbs **pp = &l->qhead;
+    while (*pp && *pp != s)
         pp = &(*pp)->qnext;
-    }
-    if (*pp) {
+    if (*pp)
         *pp = s->qnext;
-        if (l->qtail == s)
-            l->qtail = prev;
-    }
     s->qnext = NULL;
     s->queued = 0;
 }
@@ -152,18 +182,19 @@ static void fail_cycle(gw_mbs *s, int code)
 static void write_end(const char *module, gw_mbs *s, struct gw_mbw *w, int rc, const char *why)
 {
     char reason[96], result[256];
+    gw_device *d = s ? s->poll.dev : NULL;
     if (rc > 0)
         snprintf(reason, sizeof(reason), "exception %02X %s", (unsigned)rc,
                  gw_mb_exception_name(rc));
     else
         snprintf(reason, sizeof(reason), "%s", why ? why : "malformed answer");
     if (rc)
-        GW_WARN(module, "[%s] write of %s failed: %s", s ? s->dev->conf.id : "?", w->point, reason);
+        GW_WARN(module, "[%s] write of %s failed: %s", d ? d->conf.id : "?", w->point, reason);
     else
-        GW_INFO(module, "[%s] wrote %s", s ? s->dev->conf.id : "?", w->point);
-    if (w->cmd && s) {
+        GW_INFO(module, "[%s] wrote %s", d ? d->conf.id : "?", w->point);
+    if (w->cmd && d) {
         int bad = gw_mb_write_result(result, sizeof(result), w->point, w->value, w->pdu, w->len);
-        gw_core_command_result(s->core, s->dev, "write", rc ? reason : NULL, bad ? NULL : result);
+        gw_core_command_result(d->core, d, "write", rc ? reason : NULL, bad ? NULL : result);
     }
     free(w);
 }
@@ -180,7 +211,7 @@ static void fail_cmd_writes(gw_mbs *s, const char *why)
         }
         *pp = w->next;
         s->nwrites--;
-        write_end(s->poll.module, s, w, GW_EAGAIN, why);
+        write_end(s->poll.dev->conf.protocol, s, w, GW_EAGAIN, why);
     }
 }
 
@@ -196,7 +227,8 @@ static void on_written(uv_write_t *w, int status)
 static int link_write(gw_mbl *l, const uint8_t *p, size_t n)
 {
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
-    int rc = uv_try_write(l->stream, &b, 1);
+    uv_stream_t *st = link_stream(l);
+    int rc = uv_try_write(st, &b, 1);
     if (rc == (int)n)
         return GW_OK;
     if (rc < 0 && rc != UV_EAGAIN)
@@ -207,24 +239,47 @@ static int link_write(gw_mbl *l, const uint8_t *p, size_t n)
         return GW_ENOMEM;
     memcpy(w->buf, p + done, n - done);
     b = uv_buf_init((char *)w->buf, (unsigned)(n - done));
-    if (uv_write(&w->w, l->stream, &b, 1, on_written)) {
+    if (uv_write(&w->w, st, &b, 1, on_written)) {
         free(w);
         return GW_ERR;
     }
     return GW_OK;
 }
 
-static void on_timer(gw_tw_timer *t);
+static void link_timeout(gw_mbl *l);
 
+static void on_link_timer(gw_tw_timer *t)
+{
+    link_timeout(t->data);
+}
+
+/* Arms the link's timeout (response, connect or guard) in_ms from now: an
+ * inbound link's own timer; a dial-out link's falls due on its session's. */
 static void arm(gw_mbl *l, int64_t in_ms)
 {
-    gw_tw_start(gw_core_wheel(l->core), &l->tmr, (int64_t)uv_now(gw_core_loop(l->core)) + in_ms,
-                on_timer);
+    int64_t at = now_ms(l) + in_ms;
+    if (l->inbound) {
+        gw_tw_start(gw_core_wheel(l->u.in.core), &l->u.in.tmr, at, on_link_timer);
+    } else {
+        l->u.out.at = at;
+        resched(l->owner);
+    }
+}
+
+static void disarm(gw_mbl *l)
+{
+    if (l->inbound) {
+        gw_tw_stop(&l->u.in.tmr);
+    } else if (l->u.out.at >= 0) {
+        l->u.out.at = -1;
+        resched(l->owner);
+    }
 }
 
 static void send_pdu(gw_mbl *l, gw_mbs *s, const uint8_t *pdu, size_t len)
 {
-    uint8_t unit = (uint8_t)s->dev->conf.unit, adu[GW_MB_ADU_MAX];
+    gw_device *d = s->poll.dev;
+    uint8_t unit = (uint8_t)d->conf.unit, adu[GW_MB_ADU_MAX];
     size_t n;
     l->req_fc = pdu[0];
     l->req_unit = unit;
@@ -235,13 +290,12 @@ static void send_pdu(gw_mbl *l, gw_mbs *s, const uint8_t *pdu, size_t len)
         n = gw_mb_adu_tcp(adu, ++l->tid, unit, pdu, len);
     }
     l->awaiting = 1;
-    l->timeout_ms = s->dev->conf.timeout_ms;
     if (link_write(l, adu, n)) {
-        GW_LOG_RL(GW_LOG_WARN, 10000, l->module, "[%s] write failed", s->dev->conf.id);
+        GW_LOG_RL(GW_LOG_WARN, 10000, link_module(l), "[%s] write failed", d->conf.id);
         link_broken(l, GW_ERR);
         return;
     }
-    arm(l, l->timeout_ms);
+    arm(l, d->conf.timeout_ms);
 }
 
 /* Sends the next thing due on a ready link: the current session's writes,
@@ -282,14 +336,14 @@ static void pump(gw_mbl *l)
  * that was there but broken). */
 static void on_answer(gw_mbl *l, const uint8_t *pdu, size_t len, int status)
 {
-    gw_tw_stop(&l->tmr);
+    disarm(l);
     l->awaiting = 0;
     gw_mbs *s = l->cur;
     if (l->cur_write) {
         struct gw_mbw *w = l->cur_write;
         l->cur_write = NULL;
         int rc = status ? status : gw_mb_write_answer(w->pdu, w->len, pdu, len);
-        write_end(l->module, s, w, rc, NULL);
+        write_end(link_module(l), s, w, rc, NULL);
     } else if (s) {
         int done = status ? gw_mb_poll_result(&s->poll, status, NULL, 0)
                           : gw_mb_poll_answer(&s->poll, pdu, len);
@@ -309,11 +363,11 @@ static long parse_tcp(gw_mbl *l, const uint8_t *buf, size_t len)
         size_t n = (size_t)(f[4] << 8 | f[5]);
         if (f[2] != 0 || f[3] != 0 || n < 2 || n > 254) {
             /* Not Modbus TCP: nothing after this can be trusted. */
-            GW_LOG_RL(GW_LOG_WARN, 10000, l->module, "[%s] garbage from the device; reconnecting",
-                      l->owner ? l->owner->dev->conf.id : "?");
+            GW_LOG_RL(GW_LOG_WARN, 10000, link_module(l),
+                      "[%s] garbage from the device; reconnecting", link_dev_id(l));
             gw_mb_stats_get()->malformed++;
             if (l->owner)
-                l->owner->dev->pc.malformed++;
+                l->owner->poll.dev->pc.malformed++;
             link_broken(l, GW_EMALFORMED);
             return -1;
         }
@@ -337,7 +391,7 @@ static long parse_tcp(gw_mbl *l, const uint8_t *buf, size_t len)
 static void tcp_bytes(gw_mbl *l, const uint8_t *p, size_t n)
 {
     if (l->rlen) {
-        size_t old = l->rlen, take = n < l->rcap - old ? n : l->rcap - old;
+        size_t old = l->rlen, take = n < link_rcap(l) - old ? n : link_rcap(l) - old;
         memcpy(l->rbuf + old, p, take);
         l->rlen += take;
         long used = parse_tcp(l, l->rbuf, l->rlen);
@@ -352,7 +406,7 @@ static void tcp_bytes(gw_mbl *l, const uint8_t *p, size_t n)
     long used = parse_tcp(l, p, n);
     if (used < 0 || (size_t)used == n)
         return;
-    if (!l->rbuf && !(l->rbuf = malloc(l->rcap))) {
+    if (!l->rbuf && !(l->rbuf = malloc(link_rcap(l)))) {
         link_broken(l, GW_ENOMEM);
         return;
     }
@@ -381,8 +435,8 @@ static void parse_rtu(gw_mbl *l)
         return;
     }
     if (gw_mb_rtu_check(l->rbuf, (size_t)n)) {
-        GW_LOG_RL(GW_LOG_WARN, 10000, l->module, "[%s] CRC error",
-                  l->cur ? l->cur->dev->conf.id : "?");
+        GW_LOG_RL(GW_LOG_WARN, 10000, link_module(l), "[%s] CRC error",
+                  l->cur ? l->cur->poll.dev->conf.id : "?");
         on_answer(l, NULL, 0, GW_ECRC);
         return;
     }
@@ -393,13 +447,13 @@ static void parse_rtu(gw_mbl *l)
 static void link_bytes(gw_mbl *l, const uint8_t *p, size_t n)
 {
     while (n > 0 && l->state == L_READY) {
-        size_t room = l->rcap - l->rlen, take = n < room ? n : room;
+        size_t room = link_rcap(l) - l->rlen, take = n < room ? n : room;
         memcpy(l->rbuf + l->rlen, p, take);
         l->rlen += take;
         p += take;
         n -= take;
         parse_rtu(l);
-        if (l->rlen == l->rcap)
+        if (l->rlen == link_rcap(l))
             l->rlen = 0; /* cannot happen with valid frames: drop rather than stall */
     }
 }
@@ -409,7 +463,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     gw_mbl *l = h->data;
     if (l->rtu) {
         buf->base = (char *)l->rbuf + l->rlen;
-        buf->len = l->rcap - l->rlen;
+        buf->len = link_rcap(l) - l->rlen;
     } else {
         buf->base = (char *)rx_shared;
         buf->len = sizeof(rx_shared);
@@ -420,8 +474,8 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
     gw_mbl *l = st->data;
     if (n < 0) {
-        GW_LOG_RL(GW_LOG_INFO, 10000, l->module, "[%s] connection closed: %s",
-                  l->owner ? l->owner->dev->conf.id : "?", uv_strerror((int)n));
+        GW_LOG_RL(GW_LOG_INFO, 10000, link_module(l), "[%s] connection closed: %s", link_dev_id(l),
+                  uv_strerror((int)n));
         link_broken(l, GW_ERR);
         return;
     }
@@ -432,18 +486,17 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     /* The bytes are already in rbuf (on_alloc). */
     l->rlen += (size_t)n;
     parse_rtu(l);
-    if (l->rlen == l->rcap)
+    if (l->rlen == link_rcap(l))
         l->rlen = 0;
 }
 
 /* ---- Timer: response timeout, connect timeout, guard ---- */
 
-static void on_timer(gw_tw_timer *t)
+/* The link's timeout fell due (arm). */
+static void link_timeout(gw_mbl *l)
 {
-    gw_mbl *l = t->data;
     if (l->state == L_CONNECTING) {
-        GW_LOG_RL(GW_LOG_INFO, 10000, l->module, "[%s] connect timed out",
-                  l->owner ? l->owner->dev->conf.id : "?");
+        GW_LOG_RL(GW_LOG_INFO, 10000, link_module(l), "[%s] connect timed out", link_dev_id(l));
         link_broken(l, GW_EAGAIN);
         return;
     }
@@ -461,8 +514,9 @@ static void on_timer(gw_tw_timer *t)
         struct gw_mbw *w = l->cur_write;
         char why[64];
         l->cur_write = NULL;
-        snprintf(why, sizeof(why), "no answer within %lld ms", (long long)l->timeout_ms);
-        write_end(l->module, s, w, GW_EAGAIN, why);
+        snprintf(why, sizeof(why), "no answer within %lld ms",
+                 (long long)(s ? s->poll.dev->conf.timeout_ms : 0));
+        write_end(link_module(l), s, w, GW_EAGAIN, why);
     } else if (s) {
         /* Retry, skip this request, or give up the cycle (gw_mb_poll_timeout). */
         gw_mb_poll_timeout(&s->poll);
@@ -483,24 +537,45 @@ static void on_timer(gw_tw_timer *t)
 
 static void on_tcp_closed(uv_handle_t *h);
 
+/* The next reconnect delay: capped exponential with full jitter (gw_backoff)
+ * from one poll interval up to 30 of them, at most 5 minutes. Only the
+ * attempt count is kept per link: the limits follow from the interval, and
+ * the jitter is drawn from the device's id and the attempt, which spreads
+ * devices that failed together as a kept generator state would. */
+static int64_t backoff_next(gw_mbl *l)
+{
+    const gw_device *d = l->owner->poll.dev;
+    int64_t iv = d->interval_ms;
+    uint64_t seed = 0;
+    for (const char *c = d->conf.id; *c; c++)
+        seed = seed * 131 + (uint8_t)*c;
+    gw_backoff b;
+    gw_backoff_init(&b, iv, iv * 30 > 300000 ? 300000 : iv * 30,
+                    seed ^ ((uint64_t)l->bo_attempt + 1) * 0x9E3779B97F4A7C15ull);
+    b.attempt = l->bo_attempt;
+    int64_t delay = gw_backoff_next(&b);
+    l->bo_attempt = (uint8_t)b.attempt;
+    return delay;
+}
+
 /* The connection failed or was lost: every running cycle on it fails. */
 static void link_broken(gw_mbl *l, int code)
 {
-    gw_tw_stop(&l->tmr);
+    disarm(l);
     l->awaiting = 0;
     l->guarding = 0;
     l->rlen = 0;
     if (!l->inbound) {
-        if (l->tcp_open && !uv_is_closing((uv_handle_t *)&l->tcp))
-            uv_close((uv_handle_t *)&l->tcp, on_tcp_closed);
+        if (l->tcp_open && !uv_is_closing((uv_handle_t *)&l->u.out.tcp))
+            uv_close((uv_handle_t *)&l->u.out.tcp, on_tcp_closed);
         if (l->state != L_IDLE)
-            l->connect_not_before = now_ms(l) + gw_backoff_next(&l->bo);
+            l->connect_not_before = now_ms(l) + backoff_next(l);
     }
     l->state = L_IDLE;
     gw_mbs *s = l->cur;
     const char *why = "connection lost or refused";
     if (l->cur_write)
-        write_end(l->module, s, l->cur_write, GW_EAGAIN, why);
+        write_end(link_module(l), s, l->cur_write, GW_EAGAIN, why);
     l->cur_write = NULL;
     l->cur = NULL;
     if (s) {
@@ -521,18 +596,26 @@ static void on_connected(uv_connect_t *c, int status)
     free(c); /* the request lives only while connecting (see link_connect) */
     if (status == UV_ECANCELED || l->state != L_CONNECTING)
         return;
-    gw_tw_stop(&l->tmr);
+    disarm(l);
     if (status < 0) {
-        GW_LOG_RL(GW_LOG_INFO, 10000, l->module, "[%s] connect failed: %s",
-                  l->owner ? l->owner->dev->conf.id : "?", uv_strerror(status));
+        GW_LOG_RL(GW_LOG_INFO, 10000, link_module(l), "[%s] connect failed: %s", link_dev_id(l),
+                  uv_strerror(status));
         link_broken(l, GW_EAGAIN);
         return;
     }
-    gw_backoff_reset(&l->bo);
+    l->bo_attempt = 0;
     l->state = L_READY;
-    uv_tcp_nodelay(&l->tcp, 1);
-    uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read);
+    uv_tcp_nodelay(&l->u.out.tcp, 1);
+    uv_read_start((uv_stream_t *)&l->u.out.tcp, on_alloc, on_read);
     pump(l);
+}
+
+/* A device's `connect: tcp://HOST:PORT`. */
+static int connect_addr(const char *connect, struct sockaddr_storage *ss)
+{
+    if (strncmp(connect, "tcp://", 6) != 0)
+        return GW_EINVAL;
+    return gw_sockaddr_parse(connect + 6, 0, ss);
 }
 
 /* Starts connecting unless the backoff says not yet. Returns 0 when a
@@ -545,25 +628,28 @@ static int link_connect(gw_mbl *l)
         return GW_EAGAIN; /* the old handle is still closing, or backing off */
     /* The connect request is allocated for the connect only: a link spends
      * its life connected, and 10,000 idle requests are a megabyte. */
+    gw_device *d = l->owner->poll.dev;
+    struct sockaddr_storage ss;
+    if (connect_addr(d->conf.connect, &ss))
+        return GW_EINVAL; /* checked at attach: cannot happen */
     uv_connect_t *creq = malloc(sizeof(*creq));
     if (!creq)
         return GW_ENOMEM;
-    if (uv_tcp_init(gw_core_loop(l->core), &l->tcp)) {
+    if (uv_tcp_init(gw_core_loop(d->core), &l->u.out.tcp)) {
         free(creq);
         return GW_ERR;
     }
-    l->tcp.data = l;
+    l->u.out.tcp.data = l;
     l->tcp_open = 1;
     l->owner->closing++;
-    l->stream = (uv_stream_t *)&l->tcp;
     creq->data = l;
     l->state = L_CONNECTING;
-    if (uv_tcp_connect(creq, &l->tcp, &l->addr.sa, on_connected)) {
+    if (uv_tcp_connect(creq, &l->u.out.tcp, (const struct sockaddr *)&ss, on_connected)) {
         free(creq); /* not submitted: no callback */
         link_broken(l, GW_EAGAIN);
         return GW_ERR;
     }
-    arm(l, l->owner->dev->conf.timeout_ms);
+    arm(l, d->conf.timeout_ms);
     return GW_OK;
 }
 
@@ -571,31 +657,11 @@ static int link_connect(gw_mbl *l)
 
 static void sess_finalize(gw_mbs *s)
 {
+    if (s->owns_link)
+        free(s->link->rbuf);
     gw_mb_poll_free(&s->poll);
     gw_mb_stats_unref();
-    if (s->on_closed)
-        s->on_closed(s);
-}
-
-/* A link with the receive buffer its framing needs (see RBUF_RTU). */
-static gw_mbl *link_new(int rtu)
-{
-    gw_mbl *l = calloc(1, sizeof(*l));
-    if (!l)
-        return NULL;
-    l->rtu = rtu;
-    l->rcap = rtu ? RBUF_RTU : GW_MB_ADU_MAX;
-    if (rtu && !(l->rbuf = malloc(l->rcap))) {
-        free(l);
-        return NULL;
-    }
-    return l;
-}
-
-static void link_free(gw_mbl *l)
-{
-    free(l->rbuf);
-    free(l);
+    free(s); /* the block of gw_mbs__new: the transport's struct and the link */
 }
 
 static void on_tcp_closed(uv_handle_t *h)
@@ -603,19 +669,17 @@ static void on_tcp_closed(uv_handle_t *h)
     gw_mbl *l = h->data;
     gw_mbs *s = l->owner;
     l->tcp_open = 0;
-    if (l->released)
-        link_free(l);
     if (--s->closing == 0 && s->detached)
         sess_finalize(s);
 }
 
-static void on_poll(gw_tw_timer *t)
+/* The poll falls due: the next one is scheduled and this cycle starts. */
+static void poll_due(gw_mbs *s, int64_t now)
 {
-    gw_mbs *s = t->data;
-    int64_t now = (int64_t)uv_now(gw_core_loop(s->core)), iv = s->dev->interval_ms;
+    gw_device *d = s->poll.dev;
     int64_t due = s->next_due;
-    s->next_due = gw_mb_next_due(due, now, iv, &s->dev->polls_skipped);
-    gw_tw_start(gw_core_wheel(s->core), &s->poll_tmr, s->next_due, on_poll);
+    s->next_due = gw_mb_next_due(due, now, d->interval_ms, &d->polls_skipped);
+    resched(s);
     if (gw_mb_poll_begin(&s->poll, due))
         return;
     gw_mbl *l = s->link;
@@ -627,61 +691,98 @@ static void on_poll(gw_tw_timer *t)
     pump(l);
 }
 
-int gw_mbs__init(gw_mbs *s, gw_core *core, gw_device *dev, const char *module, int grouped,
-                 char *err, size_t errlen)
+/* The session's one timer: its next poll and, with a dial-out link, that
+ * link's timeout, whichever comes first. Either may fall due while the other
+ * is armed (a poll while a transaction or a connect is in flight: the cycle
+ * still runs, so the poll counts as skipped, as with two timers); when both
+ * are due the link's goes first, so a cycle that timed out can end before the
+ * next one starts. */
+static void on_sess_timer(gw_tw_timer *t)
 {
-    memset(s, 0, sizeof(*s));
-    s->dev = dev;
-    s->core = core;
-    int rc = gw_mb_poll_init(&s->poll, core, dev, module, err, errlen);
+    gw_mbs *s = t->data;
+    int64_t now = gw_tw_now(gw_core_wheel(s->poll.dev->core));
+    gw_mbl *l = s->owns_link ? s->link : NULL;
+    if (l && l->u.out.at >= 0 && l->u.out.at <= now) {
+        l->u.out.at = -1;
+        link_timeout(l);
+    }
+    if (!s->detached && s->next_due <= now)
+        poll_due(s, now);
+    resched(s);
+}
+
+/* Arms the session's timer for the first of its next poll and its link's
+ * timeout. */
+static void resched(gw_mbs *s)
+{
+    if (s->detached)
+        return;
+    int64_t at = s->next_due;
+    if (s->owns_link && s->link->u.out.at >= 0 && s->link->u.out.at < at)
+        at = s->link->u.out.at;
+    if (s->tmr.armed && s->tmr.at == at)
+        return;
+    gw_tw_start(gw_core_wheel(s->poll.dev->core), &s->tmr, at, on_sess_timer);
+}
+
+/* A session lives in the block its transport's struct starts with, followed
+ * by a dial-out link's room: one allocation per device. */
+#define LINK_AT(size) (((size) + _Alignof(gw_mbl) - 1) / _Alignof(gw_mbl) * _Alignof(gw_mbl))
+
+gw_mbs *gw_mbs__new(size_t size, int dial)
+{
+    if (size < sizeof(gw_mbs))
+        size = sizeof(gw_mbs);
+    size_t at = LINK_AT(size);
+    gw_mbs *s = calloc(1, dial ? at + sizeof(gw_mbl) : size);
+    if (s && dial) {
+        s->link = (gw_mbl *)((char *)s + at);
+        s->owns_link = 1;
+    }
+    return s;
+}
+
+size_t gw_mbs__dial_bytes(void)
+{
+    return LINK_AT(sizeof(gw_mbs)) + sizeof(gw_mbl);
+}
+
+int gw_mbs__init(gw_mbs *s, gw_device *dev, int grouped, char *err, size_t errlen)
+{
+    int rc = gw_mb_poll_init(&s->poll, dev, err, errlen);
     if (rc)
         return rc;
-    gw_mb_stats_ref(core);
-    s->poll_tmr.data = s;
-    int64_t now = (int64_t)uv_now(gw_core_loop(core));
-    s->next_due = grouped
-                      ? gw_mb_slot_due(dev->conf.id, now, dev->interval_ms,
-                                       gw_mb_slots(gw_core_device_count(core), dev->interval_ms))
-                      : gw_mb_first_due(dev->conf.id, now, dev->interval_ms);
-    gw_tw_start(gw_core_wheel(core), &s->poll_tmr, s->next_due, on_poll);
+    gw_mb_stats_ref(dev->core);
+    s->tmr.data = s;
+    if (s->owns_link)
+        s->link->u.out.at = -1;
+    int64_t now = (int64_t)uv_now(gw_core_loop(dev->core));
+    s->next_due =
+        grouped ? gw_mb_slot_due(dev->conf.id, now, dev->interval_ms,
+                                 gw_mb_slots(gw_core_device_count(dev->core), dev->interval_ms))
+                : gw_mb_first_due(dev->conf.id, now, dev->interval_ms);
+    resched(s);
     dev->online = -1;
     return GW_OK;
 }
 
-/* A device's `connect: tcp://HOST:PORT`. */
-static int connect_addr(const char *connect, struct sockaddr_storage *ss)
-{
-    if (strncmp(connect, "tcp://", 6) != 0)
-        return GW_EINVAL;
-    return gw_sockaddr_parse(connect + 6, 0, ss);
-}
-
 int gw_mbs__dial(gw_mbs *s, int rtu, int64_t guard_ms, char *err, size_t errlen)
 {
+    gw_device *d = s->poll.dev;
     struct sockaddr_storage ss;
-    if (connect_addr(s->dev->conf.connect, &ss)) {
+    if (!s->owns_link || connect_addr(d->conf.connect, &ss)) {
         snprintf(err, errlen, "device %s: connect '%s' needs tcp:// with a numeric IP and port",
-                 s->dev->conf.id, s->dev->conf.connect);
+                 d->conf.id, d->conf.connect);
         return GW_EINVAL;
     }
-    gw_mbl *l = link_new(rtu);
-    if (!l) {
+    gw_mbl *l = s->link;
+    l->rtu = rtu != 0;
+    l->guard_ms = (int32_t)(guard_ms > INT32_MAX ? INT32_MAX : guard_ms);
+    l->owner = s;
+    if (rtu && !(l->rbuf = malloc(RBUF_RTU))) {
         snprintf(err, errlen, "out of memory");
         return GW_ENOMEM;
     }
-    memcpy(&l->addr, &ss, ss.ss_family == AF_INET6 ? sizeof(l->addr.in6) : sizeof(l->addr.in4));
-    l->core = s->core;
-    l->module = s->poll.module;
-    l->guard_ms = guard_ms;
-    l->owner = s;
-    int64_t iv = s->dev->interval_ms;
-    uint64_t seed = 0;
-    for (const char *c = s->dev->conf.id; *c; c++)
-        seed = seed * 131 + (uint8_t)*c;
-    gw_backoff_init(&l->bo, iv, iv * 30 > 300000 ? 300000 : iv * 30, seed);
-    l->tmr.data = l;
-    s->link = l;
-    s->owns_link = 1;
     return GW_OK;
 }
 
@@ -697,14 +798,14 @@ static void unbind(gw_mbs *s)
         l->cur = NULL;
         if (l->awaiting) {
             l->awaiting = 0;
-            gw_tw_stop(&l->tmr);
+            disarm(l);
             if (l->rtu && l->guard_ms > 0 && l->state == L_READY) {
                 l->guarding = 1;
                 arm(l, l->guard_ms);
             }
         }
         if (l->cur_write)
-            write_end(l->module, s, l->cur_write, GW_EAGAIN, "the device's link went away");
+            write_end(link_module(l), s, l->cur_write, GW_EAGAIN, "the device's link went away");
         l->cur_write = NULL;
     }
     s->link = NULL;
@@ -716,7 +817,7 @@ static void unbind(gw_mbs *s)
 void gw_mbs__close(gw_mbs *s)
 {
     s->detached = 1;
-    gw_tw_stop(&s->poll_tmr);
+    gw_tw_stop(&s->tmr);
     while (s->writes) {
         struct gw_mbw *w = s->writes;
         s->writes = w->next;
@@ -725,17 +826,14 @@ void gw_mbs__close(gw_mbs *s)
     s->nwrites = 0;
     if (s->owns_link) {
         gw_mbl *l = s->link;
-        gw_tw_stop(&l->tmr);
+        l->u.out.at = -1;
         free(l->cur_write);
         l->cur_write = NULL;
-        s->link = NULL;
         if (l->tcp_open) {
-            /* The link goes when its handle is closed (on_tcp_closed). */
+            /* The block goes when the handle is closed (on_tcp_closed). */
             l->released = 1;
-            if (!uv_is_closing((uv_handle_t *)&l->tcp))
-                uv_close((uv_handle_t *)&l->tcp, on_tcp_closed);
-        } else {
-            link_free(l);
+            if (!uv_is_closing((uv_handle_t *)&l->u.out.tcp))
+                uv_close((uv_handle_t *)&l->u.out.tcp, on_tcp_closed);
         }
     } else {
         unbind(s);
@@ -822,16 +920,18 @@ int gw_mbs__command(gw_mbs *s, const char *verb, const char *arg, char *reply, s
 
 gw_mbl *gw_mbl__accepted(gw_core *core, uv_stream_t *stream, int64_t guard_ms)
 {
-    gw_mbl *l = link_new(1);
-    if (!l)
+    gw_mbl *l = calloc(1, sizeof(*l));
+    if (!l || !(l->rbuf = malloc(RBUF_RTU))) {
+        free(l);
         return NULL;
-    l->core = core;
-    l->module = "modbus-dtu";
+    }
+    l->rtu = 1;
     l->inbound = 1;
-    l->stream = stream;
-    l->guard_ms = guard_ms;
+    l->u.in.core = core;
+    l->u.in.stream = stream;
+    l->u.in.tmr.data = l;
+    l->guard_ms = (int32_t)(guard_ms > INT32_MAX ? INT32_MAX : guard_ms);
     l->state = L_READY;
-    l->tmr.data = l;
     return l;
 }
 
@@ -856,30 +956,25 @@ void gw_mbl__release(gw_mbl *l)
 {
     l->released = 1;
     link_broken(l, GW_ERR);
-    gw_tw_stop(&l->tmr);
-    link_free(l);
+    gw_tw_stop(&l->u.in.tmr);
+    free(l->rbuf);
+    free(l);
 }
 
 /* ---- The modbus-tcp protocol ---- */
 
-static void mbt_closed(gw_mbs *s)
-{
-    free(s);
-}
-
 static int mbt_attach(gw_core *core, gw_device *dev, char *err, size_t errlen)
 {
-    gw_mbs *s = malloc(sizeof(*s));
+    gw_mbs *s = gw_mbs__new(sizeof(*s), 1);
     if (!s) {
         snprintf(err, errlen, "out of memory");
         return GW_ENOMEM;
     }
-    int rc = gw_mbs__init(s, core, dev, "modbus-tcp", 1, err, errlen);
+    int rc = gw_mbs__init(s, dev, 1, err, errlen);
     if (rc) {
         free(s);
         return rc;
     }
-    s->on_closed = mbt_closed;
     rc = gw_mbs__dial(s, 0, 0, err, errlen);
     if (rc) {
         gw_mbs__close(s);
@@ -904,9 +999,8 @@ static int mbt_set_interval(gw_device *dev, int64_t interval_ms)
     if (!s || interval_ms <= 0)
         return GW_EINVAL;
     dev->interval_ms = interval_ms;
-    int64_t now = (int64_t)uv_now(gw_core_loop(s->core));
-    s->next_due = now;
-    gw_tw_start(gw_core_wheel(s->core), &s->poll_tmr, now, on_poll);
+    s->next_due = (int64_t)uv_now(gw_core_loop(dev->core));
+    resched(s);
     return GW_OK;
 }
 
