@@ -18,8 +18,12 @@ struct sim_mqtt_sub {
     size_t queued, queue_max;
     sim_mqtt_sub_state st;
     MQTTAsync client;
-    char topic[256], password[256], who[64];
-    int qos, quiet;
+    char topic[256], user[256], password[256], ca[512], who[64];
+    int qos, quiet, have_user, have_ca;
+    int keep_session;
+    int ending;           /* sim_mqtt_sub_disconnect was called: no more subscribing */
+    int removing;         /* the session-removing connect was started */
+    int remove_timeout_s; /* its connect timeout */
     char uris[640];
     char *uri[SIM_MQTT_MAX_URIS];
     int nuri;
@@ -47,7 +51,9 @@ static void on_sub_failed(void *ctx, MQTTAsync_failureData *r)
     set_flag(s, &s->st.sub_failed);
 }
 
-/* Every (re)connect subscribes again: the session is clean. */
+/* Every (re)connect subscribes again (a clean session has no subscription;
+ * a persistent one gets the same again), except the connect that removes
+ * the session at the end. */
 static void on_connected(void *ctx, char *cause)
 {
     sim_mqtt_sub *s = ctx;
@@ -55,6 +61,11 @@ static void on_connected(void *ctx, char *cause)
     ro.onSuccess = on_subscribed;
     ro.onFailure = on_sub_failed;
     ro.context = s;
+    pthread_mutex_lock(&s->mu);
+    int ending = s->ending;
+    pthread_mutex_unlock(&s->mu);
+    if (ending)
+        return;
     set_flag(s, &s->st.connected_once);
     int rc = MQTTAsync_subscribe(s->client, s->topic, s->qos, &ro);
     if (rc != MQTTASYNC_SUCCESS)
@@ -114,15 +125,102 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
     return 1;
 }
 
+static void remove_session(sim_mqtt_sub *s);
+
+/* After the first DISCONNECT, a persistent session not kept is removed next;
+ * after that (or without one) the client is done. */
 static void on_disconnected(void *ctx, MQTTAsync_successData *r)
 {
     sim_mqtt_sub *s = ctx;
-    set_flag(s, &s->st.disconnected);
+    pthread_mutex_lock(&s->mu);
+    int next = s->st.persistent && !s->keep_session && s->st.connected_once && !s->removing;
+    s->removing |= next;
+    pthread_mutex_unlock(&s->mu);
+    if (next)
+        remove_session(s);
+    else
+        set_flag(s, &s->st.disconnected);
 }
 
 static void on_disconnect_failed(void *ctx, MQTTAsync_failureData *r)
 {
     on_disconnected(ctx, NULL);
+}
+
+static void remove_failed(sim_mqtt_sub *s, int code, const char *why)
+{
+    pthread_mutex_lock(&s->mu);
+    snprintf(s->st.remove_error, sizeof s->st.remove_error, "rc %d %s", code, why ? why : "");
+    s->st.disconnected = 1;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The broker discarded the session when it accepted the clean connect; the
+ * clean one ends with this DISCONNECT. */
+static void on_clean_connected(void *ctx, MQTTAsync_successData *r)
+{
+    sim_mqtt_sub *s = ctx;
+    set_flag(s, &s->st.session_removed);
+    MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+    d.timeout = 1000;
+    d.onSuccess = on_disconnected;
+    d.onFailure = on_disconnect_failed;
+    d.context = s;
+    if (MQTTAsync_disconnect(s->client, &d) != MQTTASYNC_SUCCESS)
+        set_flag(s, &s->st.disconnected); /* destroying the client closes it */
+}
+
+static void on_clean_failed(void *ctx, MQTTAsync_failureData *r)
+{
+    remove_failed(ctx, r ? r->code : 0, r && r->message ? r->message : "connect failed");
+}
+
+/* The connect options: the subscriber's (clean session unless persistent,
+ * automatic reconnect), or with clean the session-removing connect (one
+ * round over the URIs). The strings stay in s; Paho copies the rest. */
+static void connect_opts(sim_mqtt_sub *s, int clean, MQTTAsync_connectOptions *opts,
+                         MQTTAsync_SSLOptions *ssl)
+{
+    MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
+    MQTTAsync_SSLOptions so = MQTTAsync_SSLOptions_initializer;
+    *opts = co;
+    *ssl = so;
+    /* Pinned: on failed reconnects Paho falls back to MQTT 3.1, which
+     * nats-server refuses. */
+    opts->MQTTVersion = MQTTVERSION_3_1_1;
+    opts->keepAliveInterval = 20;
+    opts->cleansession = clean || !s->st.persistent;
+    if (s->nuri > 1) {
+        opts->serverURIs = s->uri;
+        opts->serverURIcount = s->nuri;
+    }
+    opts->automaticReconnect = !clean;
+    opts->minRetryInterval = 1;
+    opts->maxRetryInterval = 2;
+    opts->context = s;
+    if (s->have_user) {
+        opts->username = s->user;
+        opts->password = s->password;
+    }
+    if (s->have_ca) {
+        ssl->trustStore = s->ca;
+        ssl->enableServerCertAuth = 1;
+        opts->ssl = ssl;
+    }
+}
+
+static void remove_session(sim_mqtt_sub *s)
+{
+    MQTTAsync_connectOptions opts;
+    MQTTAsync_SSLOptions ssl;
+    connect_opts(s, 1, &opts, &ssl);
+    opts.connectTimeout = s->remove_timeout_s;
+    opts.onSuccess = on_clean_connected;
+    opts.onFailure = on_clean_failed;
+    int rc = MQTTAsync_connect(s->client, &opts);
+    if (rc != MQTTASYNC_SUCCESS)
+        remove_failed(s, rc, MQTTAsync_strerror(rc));
 }
 
 /* ---- the caller's thread ---- */
@@ -142,6 +240,11 @@ sim_mqtt_sub *sim_mqtt_sub_start(const sim_mqtt_sub_opts *o, char *err, size_t e
     pthread_condattr_destroy(&ca);
     snprintf(s->topic, sizeof s->topic, "%s", o->topic);
     snprintf(s->password, sizeof s->password, "%s", o->password ? o->password : "");
+    snprintf(s->user, sizeof s->user, "%s", o->user ? o->user : "");
+    snprintf(s->ca, sizeof s->ca, "%s", o->ca ? o->ca : "");
+    s->have_user = o->user != NULL;
+    s->have_ca = o->ca != NULL;
+    s->keep_session = o->keep_session;
     snprintf(s->who, sizeof s->who, "%s", o->who ? o->who : "sim");
     s->qos = o->qos;
     s->quiet = o->quiet;
@@ -151,6 +254,7 @@ sim_mqtt_sub *sim_mqtt_sub_start(const sim_mqtt_sub_opts *o, char *err, size_t e
     for (char *u = strtok_r(s->uris, ",", &save); u && s->nuri < SIM_MQTT_MAX_URIS;
          u = strtok_r(NULL, ",", &save))
         s->uri[s->nuri++] = u + strspn(u, " ");
+    s->st.persistent = s->nuri > 1;
     MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
     int rc = MQTTAsync_createWithOptions(&s->client, s->nuri ? s->uri[0] : o->broker, o->client_id,
                                          MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
@@ -163,29 +267,10 @@ sim_mqtt_sub *sim_mqtt_sub_start(const sim_mqtt_sub_opts *o, char *err, size_t e
     }
     MQTTAsync_setCallbacks(s->client, s, on_lost, on_message, NULL);
     MQTTAsync_setConnected(s->client, s, on_connected);
-    MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer;
-    MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
-    opts.MQTTVersion = MQTTVERSION_3_1_1;
-    opts.keepAliveInterval = 20;
-    opts.cleansession = s->nuri < 2;
-    if (s->nuri > 1) {
-        opts.serverURIs = s->uri;
-        opts.serverURIcount = s->nuri;
-    }
-    opts.automaticReconnect = 1;
-    opts.minRetryInterval = 1;
-    opts.maxRetryInterval = 2;
+    MQTTAsync_connectOptions opts;
+    MQTTAsync_SSLOptions ssl;
+    connect_opts(s, 0, &opts, &ssl);
     opts.onFailure = on_connect_failed;
-    opts.context = s;
-    if (o->user) {
-        opts.username = o->user;
-        opts.password = s->password;
-    }
-    if (o->ca) {
-        ssl.trustStore = o->ca;
-        ssl.enableServerCertAuth = 1;
-        opts.ssl = &ssl;
-    }
     rc = MQTTAsync_connect(s->client, &opts);
     if (rc != MQTTASYNC_SUCCESS) {
         snprintf(err, errlen, "connect to %s: %s", o->broker, MQTTAsync_strerror(rc));
@@ -228,11 +313,6 @@ void sim_mqtt_sub_state_get(sim_mqtt_sub *s, sim_mqtt_sub_state *out)
     pthread_mutex_unlock(&s->mu);
 }
 
-int sim_mqtt_sub_connected(sim_mqtt_sub *s)
-{
-    return MQTTAsync_isConnected(s->client);
-}
-
 int sim_mqtt_sub_disconnect(sim_mqtt_sub *s, int timeout_ms, int wait_ms)
 {
     MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
@@ -240,9 +320,26 @@ int sim_mqtt_sub_disconnect(sim_mqtt_sub *s, int timeout_ms, int wait_ms)
     d.onSuccess = on_disconnected;
     d.onFailure = on_disconnect_failed;
     d.context = s;
-    if (!MQTTAsync_isConnected(s->client) ||
-        MQTTAsync_disconnect(s->client, &d) != MQTTASYNC_SUCCESS)
+    pthread_mutex_lock(&s->mu);
+    s->ending = 1;
+    s->remove_timeout_s = timeout_ms > 1000 ? (timeout_ms + 999) / 1000 : 1;
+    int remove = s->st.persistent && !s->keep_session && s->st.connected_once;
+    pthread_mutex_unlock(&s->mu);
+    if (MQTTAsync_isConnected(s->client)) {
+        if (MQTTAsync_disconnect(s->client, &d) != MQTTASYNC_SUCCESS)
+            return SIM_ERR;
+    } else if (remove) {
+        /* The connection is lost: stop Paho's reconnecting (which would
+         * resume the session), then remove the session from whichever node
+         * answers. */
+        MQTTAsync_disconnect(s->client, NULL);
+        pthread_mutex_lock(&s->mu);
+        s->removing = 1;
+        pthread_mutex_unlock(&s->mu);
+        remove_session(s);
+    } else {
         return SIM_ERR;
+    }
     if (wait_ms > 0) {
         struct timespec until;
         deadline_in(&until, wait_ms);

@@ -25,25 +25,33 @@ typedef struct sim_mqtt_sub_opts {
     const char *ca;              /* TLS: CA file, or NULL */
     const char *user, *password; /* or NULL */
     size_t queue_max;
-    const char *who; /* log prefix, e.g. "sim: platform" */
-    int quiet;       /* no line on a lost connection */
+    const char *who;  /* log prefix, e.g. "sim: platform" */
+    int quiet;        /* no line on a lost connection */
+    int keep_session; /* a persistent session stays in the broker at the end */
 } sim_mqtt_sub_opts;
 /* broker may list several URIs separated by commas (the nodes of one broker
  * cluster, at most SIM_MQTT_MAX_URIS): Paho connects to the first that
  * answers, and the session is then persistent (clean session off) so what
- * the cluster holds for it survives a node failure. */
+ * the cluster holds for it survives a node failure. Unless keep_session, the
+ * disconnect at the end removes it: one more connect with a clean session,
+ * which makes the broker discard the stored one (MQTT 3.1.1, 3.1.2.4), and
+ * its DISCONNECT. Otherwise it would collect messages for a client id that
+ * never comes back (on nats-server: durable JetStream consumers). */
 #define SIM_MQTT_MAX_URIS 4
 
 typedef struct sim_mqtt_sub_state {
     int connected_once, subscribed, sub_failed, disconnected;
+    int persistent;      /* the session is kept by the broker (several URIs) */
+    int session_removed; /* the clean-session connect at the end succeeded */
     uint64_t dropped;
-    char last_error[256]; /* the last connect failure, or "" */
+    char last_error[256];   /* the last connect failure, or "" */
+    char remove_error[128]; /* why the session could not be removed, or "" */
 } sim_mqtt_sub_state;
 
 typedef struct sim_mqtt_sub sim_mqtt_sub;
 
 /* Creates the client and starts connecting; Paho reconnects by itself (1..2 s)
- * and the subscription is made again on every connect (clean session).
+ * and the subscription is made again on every connect.
  * Returns NULL with a message in err. */
 sim_mqtt_sub *sim_mqtt_sub_start(const sim_mqtt_sub_opts *o, char *err, size_t errlen);
 /* Every message queued so far, oldest first; the caller frees each with
@@ -51,10 +59,13 @@ sim_mqtt_sub *sim_mqtt_sub_start(const sim_mqtt_sub_opts *o, char *err, size_t e
  * early when the subscription is refused. */
 sim_mqtt_msg *sim_mqtt_sub_take(sim_mqtt_sub *s, int wait_ms);
 void sim_mqtt_sub_state_get(sim_mqtt_sub *s, sim_mqtt_sub_state *out);
-int sim_mqtt_sub_connected(sim_mqtt_sub *s);
-/* Starts a DISCONNECT (Paho gives it timeout_ms) and waits up to wait_ms for
- * it to complete (0: returns at once; `disconnected` in the state tells).
- * Returns 0, or -1 when not connected or it could not start. */
+/* Starts a DISCONNECT (Paho gives it timeout_ms) and, for a persistent
+ * session not kept, then removes the session (a clean connect, connect
+ * timeout timeout_ms, and its DISCONNECT; also when the connection was lost
+ * by then). Waits up to wait_ms for all of it (0: returns at once;
+ * `disconnected` in the state tells when it is done, `session_removed` or
+ * `remove_error` how the removal went). Returns 0, or -1 when there is
+ * nothing to do or it could not start. */
 int sim_mqtt_sub_disconnect(sim_mqtt_sub *s, int timeout_ms, int wait_ms);
 /* Destroys the client and frees what is still queued. */
 void sim_mqtt_sub_free(sim_mqtt_sub *s);

@@ -242,7 +242,7 @@ int sim_platform_main(int argc, char **argv)
     const char *broker = NULL, *topic = "#", *ca = NULL, *user = NULL, *pwfile = NULL;
     char client_id[64], password[256] = "";
     double count = 0, timeout = 0, qos = 1;
-    int pretty = 0, rc = 0;
+    int pretty = 0, rc = 0, named = 0;
     snprintf(client_id, sizeof client_id, "sim-platform-%ld", (long)getpid());
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -269,9 +269,10 @@ int sim_platform_main(int argc, char **argv)
         } else if (!strcmp(a, "--qos")) {
             if (parse_num_arg(a, v, 0, 2, &qos))
                 return 2;
-        } else if (!strcmp(a, "--client-id"))
+        } else if (!strcmp(a, "--client-id")) {
             snprintf(client_id, sizeof client_id, "%s", v);
-        else if (!strcmp(a, "--ca"))
+            named = 1;
+        } else if (!strcmp(a, "--ca"))
             ca = v;
         else if (!strcmp(a, "--user"))
             user = v;
@@ -296,8 +297,11 @@ int sim_platform_main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    sim_mqtt_sub_opts so = {broker, client_id, topic,          (int)qos,        ca,
-                            user,   password,  PLAT_QUEUE_MAX, "sim: platform", 0};
+    /* A persistent session (several broker nodes) stays only under a client
+     * id the operator chose, which a later run can resume; the generated one
+     * names this process and is removed at the end. */
+    sim_mqtt_sub_opts so = {broker,   client_id,      topic,           (int)qos, ca,   user,
+                            password, PLAT_QUEUE_MAX, "sim: platform", 0,        named};
     char err[300];
     sim_mqtt_sub *p = sim_mqtt_sub_start(&so, err, sizeof err);
     if (!p) {
@@ -381,10 +385,16 @@ int sim_platform_main(int argc, char **argv)
         }
     }
 
-    sim_mqtt_sub_disconnect(p, 1000, 2000);
+    sim_mqtt_sub_disconnect(p, 2000, 10000);
     sim_mqtt_sub_state st;
     sim_mqtt_sub_state_get(p, &st);
     sim_mqtt_sub_free(p);
+    if (st.persistent && st.connected_once && !named && !st.session_removed)
+        fprintf(stderr, "sim: platform: could not remove the session %s from the broker (%s)\n",
+                client_id, st.remove_error[0] ? st.remove_error : "no answer in time");
+    else if (st.persistent && st.connected_once)
+        fprintf(stderr, "sim: platform: session %s %s\n", client_id,
+                named ? "kept in the broker (--client-id)" : "removed from the broker");
     if (st.dropped)
         fprintf(stderr, "sim: platform: %llu messages dropped (print queue full)\n",
                 (unsigned long long)st.dropped);

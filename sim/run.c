@@ -44,7 +44,8 @@
 #define GW_STOP_WAIT_S 15.0
 #define QUIET_S 0.5
 #define QUIET_MAX_S 5.0
-#define DISCONNECT_WAIT_S 3.0
+#define DISCONNECT_MS 2000     /* DISCONNECT, and the connect that removes a session */
+#define DISCONNECT_WAIT_S 10.0 /* both, over up to SIM_MQTT_MAX_URIS nodes */
 #define BROKER_STOP_WAIT_S 5.0
 #define MAX_READINGS_KEPT 2000000 /* 40 bytes each */
 
@@ -107,7 +108,7 @@ typedef struct run {
     sim_mqtt_sub *client;
     int have_client;
     int disconnect_asked;
-    char topic[200];
+    char topic[200], client_id[64];
     int gw_ready;
     uint64_t last_msg_ns;
     uint64_t last_progress_ns;
@@ -459,12 +460,14 @@ static int derive_gateway_config(run *r)
 
 static int platform_start(run *r)
 {
-    char id[64], err[300];
-    snprintf(id, sizeof id, "sim-run-%ld", (long)getpid());
+    char err[300];
+    snprintf(r->client_id, sizeof r->client_id, "sim-run-%ld", (long)getpid());
     snprintf(r->topic, sizeof r->topic, "%s/%s/#", r->rc->topic_prefix,
              r->rc->gateway_id[0] ? r->rc->gateway_id : "+");
-    sim_mqtt_sub_opts o = {r->rc->broker,       id,      r->topic, 1, NULL, NULL, NULL, QUEUE_MAX,
-                           "sim run: platform", r->quiet};
+    /* A persistent session (several broker nodes) is removed at the end: its
+     * client id names this process, so nothing could ever resume it. */
+    sim_mqtt_sub_opts o = {r->rc->broker, r->client_id,        r->topic, 1, NULL, NULL, NULL,
+                           QUEUE_MAX,     "sim run: platform", r->quiet, 0};
     r->client = sim_mqtt_sub_start(&o, err, sizeof err);
     if (!r->client) {
         setup_error(r, "platform: %s", err);
@@ -775,6 +778,22 @@ static int gateway_spawn(run *r)
     return SIM_OK;
 }
 
+/* Says whether the platform's persistent session left the broker. */
+static void session_note(run *r, const sim_mqtt_sub_state *st)
+{
+    if (!st->persistent || !st->connected_once)
+        return;
+    if (st->session_removed) {
+        if (!r->quiet)
+            fprintf(stderr, "sim run: platform session %s removed from the broker\n", r->client_id);
+        return;
+    }
+    fprintf(stderr,
+            "sim run: platform: could not remove the session %s from the broker (%s); it "
+            "collects messages until a client connects with that id and a clean session\n",
+            r->client_id, st->remove_error[0] ? st->remove_error : "no answer in time");
+}
+
 static void close_handles(run *r)
 {
     if (r->stopping_handles)
@@ -899,21 +918,23 @@ static void on_tick(uv_timer_t *t)
         break;
     }
     case PH_DISCONNECT: {
-        if (!r->have_client || !sim_mqtt_sub_connected(r->client)) {
+        if (!r->have_client) {
             set_phase(r, PH_STOP);
             break;
         }
+        /* Also with the connection lost: a persistent session is removed
+         * then too (sim_mqtt_sub_disconnect). */
+        int started = 1;
         if (!r->disconnect_asked) {
             r->disconnect_asked = 1;
-            if (sim_mqtt_sub_disconnect(r->client, 1000, 0) != SIM_OK)
-                set_phase(r, PH_STOP);
-            break;
+            started = sim_mqtt_sub_disconnect(r->client, DISCONNECT_MS, 0) == SIM_OK;
         }
         sim_mqtt_sub_state st;
         sim_mqtt_sub_state_get(r->client, &st);
-        int done = st.disconnected;
-        if (done || in_phase > DISCONNECT_WAIT_S)
+        if (!started || st.disconnected || in_phase > DISCONNECT_WAIT_S) {
+            session_note(r, &st);
             set_phase(r, PH_STOP);
+        }
         break;
     }
     case PH_STOP:

@@ -154,7 +154,7 @@ int h_spawn(h_proc *p, const char *logname, char *const argv[])
         execvp(argv[0], argv);
         _exit(127);
     }
-    p->pid = pid;
+    p->pid = p->started = pid;
     return 0;
 }
 
@@ -680,10 +680,14 @@ int h_sim_run(h_proc *p, const char *logname, const char *scenario, int broker_p
     char bp[16], dp[16];
     snprintf(bp, sizeof bp, "%d", broker_port);
     snprintf(dp, sizeof dp, "%d", base_port);
-    const char *argv[32] = {
-        h_bin("sim"), "run",       scenario,         "--broker-port", bp, "--base-port",
-        dp,           "--gateway", h_bin("gateway"), "--progress",    "5"};
-    int n = 11;
+    const char *argv[32] = {h_bin("sim"),     "run",        scenario,
+                            "--base-port",    dp,           "--gateway",
+                            h_bin("gateway"), "--progress", "5"};
+    int n = 9;
+    if (broker_port > 0) {
+        argv[n++] = "--broker-port";
+        argv[n++] = bp;
+    }
     for (int i = 0; extra && extra[i] && n < 31; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
@@ -909,6 +913,31 @@ int h_closed_by_peer(int fd, int timeout_ms)
         if (k <= 0)
             return 1;
     }
+}
+
+int h_mqtt_session_present(int port, const char *client_id)
+{
+    size_t idlen = strlen(client_id);
+    if (idlen > 100)
+        return -1;
+    /* CONNECT: protocol "MQTT" level 4, flags 0 (CleanSession=0), keep-alive
+     * 60 s, then the client id; one remaining-length byte (< 128). */
+    uint8_t pkt[128] = {0x10, (uint8_t)(12 + idlen), 0, 4, 'M', 'Q', 'T', 'T', 4, 0, 0, 60,
+                        0,    (uint8_t)idlen};
+    memcpy(pkt + 14, client_id, idlen);
+    int fd = h_tcp_connect(port);
+    if (fd < 0)
+        return -1;
+    uint8_t ack[4];
+    int rc = -1;
+    if (h_send_all(fd, pkt, 14 + idlen) == 0 && h_recv_n(fd, ack, 4, 5000) == 4 && ack[0] == 0x20 &&
+        ack[1] == 2 && ack[3] == 0) {
+        rc = ack[2] & 1; /* Session Present (MQTT 3.1.1, 3.2.2.2) */
+        const uint8_t bye[2] = {0xE0, 0};
+        h_send_all(fd, bye, sizeof(bye));
+    }
+    close(fd);
+    return rc;
 }
 
 /* ---- playing an SL651 station, a small disk ---- */

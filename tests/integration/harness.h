@@ -11,6 +11,7 @@
 
 typedef struct h_proc {
     pid_t pid;
+    pid_t started; /* the pid h_spawn gave it, kept after it exits */
     char log[512]; /* stdout+stderr of the process */
 } h_proc;
 
@@ -141,6 +142,11 @@ cJSON *h_platform_items_once(const char *suffix);
 /* ---- raw sockets for tests that play a device (loopback, bounded) ---- */
 /* A TCP connection to 127.0.0.1:port, or -1. */
 int h_tcp_connect(int port);
+/* Connects to the MQTT broker on port as client_id with CleanSession=0 (MQTT
+ * 3.1.1, raw bytes) and disconnects: 1 when the CONNACK said session present
+ * (the broker kept a session for that id), 0 when not, -1 on no CONNACK or a
+ * refusal. The probe leaves a session of its own behind. */
+int h_mqtt_session_present(int port, const char *client_id);
 /* Sends all n bytes (no SIGPIPE); 0 or -1. */
 int h_send_all(int fd, const void *p, size_t n);
 /* Up to n bytes within timeout_ms; returns how many arrived. */
@@ -190,8 +196,9 @@ int h_small_disk(const char *dir, const char *size, char *how, size_t cap);
 char *h_slurp(const char *path);
 /* Prints a process log to stderr (for failing tests). */
 void h_dump_log(h_proc *p);
-/* Runs build/sim run SCENARIO with --broker-port, --base-port, the gateway and
- * the extra args (NULL-terminated); returns its exit status (h_wait). */
+/* Runs build/sim run SCENARIO with --broker-port (not when broker_port is 0:
+ * a scenario listing several broker nodes), --base-port, the gateway and the
+ * extra args (NULL-terminated); returns its exit status (h_wait). */
 int h_sim_run(h_proc *p, const char *logname, const char *scenario, int broker_port, int base_port,
               const char *const *extra, int timeout_ms);
 /* The folder `sim run --keep` named in its log, or "". */

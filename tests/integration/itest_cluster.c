@@ -16,6 +16,7 @@
 
 #include "tests/integration/harness.h"
 
+#include <openssl/sha.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -158,6 +159,71 @@ static int replicas_current(char *why, size_t cap)
             return 0;
     }
     return 1;
+}
+
+/* nats-server 2.9 names the durable consumers of an MQTT session
+ * "<8 characters>_<nuid>", the 8 characters taken from the SHA-256 of the
+ * client id (each of the first 8 bytes mod 62 into 0-9A-Za-z): read off /jsz.
+ * test_sim_run_cluster sees sim run's consumers under it while it runs, so a
+ * change of that naming fails the test rather than passing it. */
+static void session_prefix(const char *client_id, char out[10])
+{
+    static const char digits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)client_id, strlen(client_id), md);
+    for (int i = 0; i < 8; i++)
+        out[i] = digits[md[i] % 62];
+    out[8] = '_';
+    out[9] = '\0';
+}
+
+/* The consumers of client_id's MQTT session: the most that any running node
+ * lists in /jsz; -1 when no node answers. */
+static int session_consumers(const char *client_id)
+{
+    static char buf[1 << 19];
+    char prefix[10];
+    session_prefix(client_id, prefix);
+    int most = -1;
+    for (int i = 0; i < NODES; i++) {
+        if (nodes[i].p.pid <= 0 ||
+            !http_get(nodes[i].http, "/jsz?accounts=true&streams=true&consumers=true", buf,
+                      sizeof(buf)))
+            continue;
+        const char *body = strstr(buf, "\r\n\r\n");
+        cJSON *doc = body ? cJSON_Parse(body + 4) : NULL, *a, *st, *co;
+        if (!doc)
+            continue;
+        int n = 0;
+        cJSON_ArrayForEach(a, cJSON_GetObjectItem(doc, "account_details"))
+        {
+            cJSON_ArrayForEach(st, cJSON_GetObjectItem(a, "stream_detail"))
+            {
+                cJSON_ArrayForEach(co, cJSON_GetObjectItem(st, "consumer_detail"))
+                {
+                    const char *cn = cJSON_GetStringValue(cJSON_GetObjectItem(co, "name"));
+                    n += cn && !strncmp(cn, prefix, 9);
+                }
+            }
+        }
+        cJSON_Delete(doc);
+        if (n > most)
+            most = n;
+    }
+    return most;
+}
+
+/* Polls session_consumers until it is at least (more) or at most (!more)
+ * want, up to timeout_ms; returns the last count. */
+static int session_consumers_wait(const char *client_id, int more, int want, int timeout_ms)
+{
+    int64_t end = h_now_ms() + timeout_ms;
+    for (;;) {
+        int n = session_consumers(client_id);
+        if ((more ? n >= want : n >= 0 && n <= want) || h_now_ms() > end)
+            return n;
+        poll(NULL, 0, 200);
+    }
 }
 
 /* Bounded poll of every running node's /healthz (JetStream current: the node
@@ -464,7 +530,8 @@ static void test_kill_node_a(void **state)
 
 /* ---- (a') the same rehearsed with `sim run` against the cluster ---- */
 
-/* sim run plays the platform on nodes C, A, B (a persistent session) and
+/* sim run plays the platform on nodes C, A, B (a persistent session, which
+ * it removes when it ends: no consumer of it is left in the cluster) and
  * starts the gateway (nodes B, C, A): items cross the cluster. Its verdict
  * and JSON report give the gateway's delivery: every item, none missing. No
  * node is killed here (test_kill_node_a does that): a second kill and
@@ -521,7 +588,14 @@ static void test_sim_run_cluster(void **state)
                     "--keep",
                     NULL};
     assert_int_equal(h_spawn(&sim, "sim-cluster.log", argv), 0);
+    /* Its persistent session: durable consumers in the cluster while it runs
+     * (two for its filter ending in '#'), none once it has ended. */
+    char id[32];
+    snprintf(id, sizeof(id), "sim-run-%ld", (long)sim.pid);
+    int during = session_consumers_wait(id, 1, 1, 20000);
     int rc = h_wait(&sim, 60000);
+    int after = session_consumers_wait(id, 0, 0, 5000);
+    print_message("%s: %d consumers during the run, %d after it\n", id, during, after);
     char kept[256], path[400];
     h_kept_dir(&sim, kept, sizeof(kept));
     snprintf(path, sizeof(path), "%s/gateway.log", kept);
@@ -542,6 +616,8 @@ static void test_sim_run_cluster(void **state)
     free(log);
     assert_int_equal(rc, 0);
     assert_true(ok);
+    assert_true(during >= 1);
+    assert_int_equal(after, 0);
     char *json = h_slurp(report);
     cJSON *root = cJSON_Parse(json),
           *g = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "gateways"), 0);

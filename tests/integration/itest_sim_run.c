@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,8 +175,110 @@ static void test_flow_style_gateway_config(void **st)
     }
 }
 
+/* A platform listing several broker nodes holds a persistent session while it
+ * rehearses (so what the broker queued survives a failover); when the run
+ * ends, by its verdict or by SIGINT, sim run removes it. Checked as a later
+ * client would meet it: connecting with sim run's client id and
+ * CleanSession=0 finds no session. One mosquitto with two listeners plays
+ * two nodes (its sessions are shared by its listeners). */
+static h_proc two_listeners; /* stopped by the teardown */
+
+/* mosquitto listening on ports p and p + 1; 0 or -1. */
+static int two_listeners_start(int p)
+{
+    char text[256];
+    snprintf(text, sizeof text,
+             "listener %d 127.0.0.1\nlistener %d 127.0.0.1\nallow_anonymous true\n"
+             "log_dest stdout\n%s",
+             p, p + 1, getuid() == 0 ? "user root\n" : "");
+    char *argv[] = {"mosquitto", "-c", (char *)h_write_file("two.conf", text), NULL};
+    if (h_spawn(&two_listeners, "two-listeners.log", argv))
+        return -1;
+    return h_port_wait(p, 10000) && h_port_wait(p + 1, 10000) ? 0 : -1;
+}
+
+static void test_session_removed(void **st)
+{
+    int p = h_free_port_range(3); /* two listeners, the device */
+    assert_true(p > 0);
+    assert_int_equal(two_listeners_start(p), 0);
+    char text[1024];
+    snprintf(text, sizeof text,
+             "gateway: {id: gw-sess}\nuplink: {uri: tcp://127.0.0.1:%d, topic_prefix: iot}\n"
+             "devices:\n  - {id: wl-01, type: waterlogging, profile: waterlogging-wl100,\n"
+             "     connect: tcp://127.0.0.1:%d, unit: 1, interval: 2s}\n",
+             p, p + 2);
+    h_write_file("sess.gateway.yaml", text);
+    snprintf(text, sizeof text,
+             "name: session\ndevices:\n  - id: wl-01\n    protocol: modbus-tcp\n    port: %d\n"
+             "    unit: 1\n    registers:\n"
+             "      - {kind: holding, addr: 0, type: uint16, curve: {type: constant, value: 1}}\n"
+             "platform: {broker: \"tcp://127.0.0.1:%d,tcp://127.0.0.1:%d\", topic_prefix: iot,\n"
+             "           gateway_id: gw-sess}\n"
+             "gateway: {config: sess.gateway.yaml}\nduration: 3s\n"
+             "expect:\n  - online: {all: true}\n",
+             p + 2, p, p + 1);
+    const char *scn = h_write_file("sess.yaml", text);
+    char id[32];
+
+    /* To its verdict. */
+    h_rehearsal r = {.scenario = scn, .base = p + 2, .timeout_ms = 30000};
+    assert_int_equal(h_rehearse(&r, "run-sess.log", 0), 0);
+    snprintf(id, sizeof id, "sim-run-%ld", (long)r.p.started);
+    assert_int_equal(h_mqtt_session_present(p, id), 0);
+    /* The probe sees a session: the one it left itself. */
+    assert_int_equal(h_mqtt_session_present(p + 1, id), 1);
+
+    /* Interrupted. */
+    h_proc sim = {0};
+    char base[16];
+    snprintf(base, sizeof base, "%d", p + 2);
+    char *argv[] = {
+        (char *)h_bin("sim"),     "run",        (char *)scn, "--base-port", base, "--gateway",
+        (char *)h_bin("gateway"), "--duration", "60s",       NULL};
+    assert_int_equal(h_spawn(&sim, "run-sess-int.log", argv), 0);
+    assert_true(h_log_wait(&sim, "gateway online", 20000));
+    h_signal(&sim, SIGINT);
+    int rc = h_wait(&sim, 30000);
+    if (rc != 1)
+        h_dump_log(&sim);
+    assert_int_equal(rc, 1);
+    snprintf(id, sizeof id, "sim-run-%ld", (long)sim.started);
+    assert_int_equal(h_mqtt_session_present(p, id), 0);
+}
+
+/* sim platform, given two nodes, removes its session at the end too, unless
+ * the operator named the client id (a later run resumes that session). */
+static void test_platform_session(void **st)
+{
+    int p = h_free_port_range(2);
+    assert_true(p > 0);
+    assert_int_equal(two_listeners_start(p), 0);
+    char uris[64], id[32];
+    snprintf(uris, sizeof uris, "tcp://127.0.0.1:%d,tcp://127.0.0.1:%d", p, p + 1);
+    for (int named = 0; named < 2; named++) {
+        h_proc plat = {0};
+        char *argv[] = {
+            (char *)h_bin("sim"),         "platform",   "--broker", uris, "--timeout", "2",
+            named ? "--client-id" : NULL, "plat-named", NULL};
+        assert_int_equal(h_spawn(&plat, named ? "plat-named.log" : "plat.log", argv), 0);
+        int rc = h_wait(&plat, 20000);
+        if (rc != 0)
+            h_dump_log(&plat);
+        assert_int_equal(rc, 0);
+        if (named)
+            snprintf(id, sizeof id, "plat-named");
+        else
+            snprintf(id, sizeof id, "sim-platform-%ld", (long)plat.started);
+        assert_int_equal(h_mqtt_session_present(p, id), named);
+        assert_true(
+            h_log_contains(&plat, named ? "kept in the broker" : "removed from the broker"));
+    }
+}
+
 static int teardown(void **st)
 {
+    h_stop(&two_listeners);
     h_cleanup();
     return 0;
 }
@@ -187,6 +290,8 @@ int main(void)
         cmocka_unit_test_teardown(test_wrong_expectation_fails, teardown),
         cmocka_unit_test_teardown(test_setup_error_exits_2, teardown),
         cmocka_unit_test_teardown(test_flow_style_gateway_config, teardown),
+        cmocka_unit_test_teardown(test_session_removed, teardown),
+        cmocka_unit_test_teardown(test_platform_session, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
