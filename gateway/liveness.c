@@ -53,7 +53,7 @@ static void on_summary(uv_timer_t *t)
     summarize(t->data);
 }
 
-/* 1 when d's change to online (or offline) gets its own line. */
+/* 1 when a device's change to online (or offline) gets its own line. */
 static int state_line(gw_core *core, int online)
 {
     struct gw_liveness *l = core->liveness;
